@@ -1,0 +1,69 @@
+# Herald: `make demo` runs a real playbook's events through the host to a sink;
+# `make test` builds every artifact once (release profile) and runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        ?= .venv
+ANSIBLE_CORE ?= 2.19.14
+TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+HERALD_BIN  := $(TARGET_DIR)/release/herald
+PLUGIN_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/plugins/target)
+PLUGINS     := webhook
+PLUGIN_OUT  := $(CURDIR)/build/plugins
+
+export HERALD_BIN
+export HERALD_PLUGIN_DIR := $(PLUGIN_OUT)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## install the wasm target and the Python virtualenv
+	rustup target add wasm32-wasip2
+	$(MAKE) venv
+
+$(VENV)/.stamp: requirements-test.txt callback/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-test.txt "ansible-core==$(ANSIBLE_CORE)"
+	$(VENV)/bin/pip install --quiet -e callback
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp ## Python virtualenv with the pinned ansible-core, pytest and the callback
+
+.PHONY: host
+host: ## build the herald binary (release profile, shared with the tests)
+	cargo build --release --locked -p herald
+
+.PHONY: plugins
+plugins: ## build every plugin component for wasm32-wasip2 into build/plugins/
+	rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo build --release --locked --target wasm32-wasip2
+	mkdir -p $(PLUGIN_OUT)
+	for p in $(PLUGINS); do cp $(PLUGIN_TARGET_DIR)/wasm32-wasip2/release/herald_$$p.wasm $(PLUGIN_OUT)/$$p.wasm; done
+
+.PHONY: build
+build: host plugins venv ## everything the demo and the tests need
+
+.PHONY: demo
+demo: build ## run examples/playbooks/site.yml through the host to a local webhook sink
+	$(VENV)/bin/python examples/demo.py
+
+.PHONY: test
+test: build ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
+	cargo test --release --locked -p herald
+	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo test --locked --target $$(rustc -vV | sed -n 's/^host: //p')
+	$(VENV)/bin/pytest -q callback/tests tests
+
+.PHONY: fmt
+fmt: ## format the Rust code
+	cargo fmt --all
+	cd plugins && cargo fmt --all
+
+.PHONY: clean
+clean:
+	rm -rf build $(VENV)
+	cargo clean

@@ -1,0 +1,593 @@
+//! `herald.toml`: parsing, defaults, secret references and validation.
+//!
+//! Every problem is reported with the file, line and column it comes from,
+//! and all problems are collected before the load fails, so one `herald
+//! check` shows everything to fix.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in the configuration, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key (`plugins.slack.tenant`), empty for syntax errors.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: ",
+            self.file.display(),
+            self.line,
+            self.column
+        )?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All the problems of a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole configuration, with defaults applied and paths resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tenants: BTreeMap<String, TenantConfig>,
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes (after decompression too).
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            body_limit: 10 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory for the journal and the compile cache; default
+    /// `$XDG_DATA_HOME/herald` (`~/.local/share/herald`).
+    pub data_dir: Option<PathBuf>,
+    /// SQLite journal file; default `<data_dir>/herald.db`.
+    pub path: Option<PathBuf>,
+}
+
+impl StorageConfig {
+    /// The data directory, resolved.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(x).join("herald");
+        }
+        match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".local/share/herald"),
+            None => PathBuf::from("herald-data"),
+        }
+    }
+
+    /// The journal file, resolved.
+    pub fn journal_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("herald.db"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Token hashes, each `sha256:<64 hex digits>` (see `herald token new`).
+    pub tokens: Vec<String>,
+}
+
+/// One plugin instance: a component, the tenant it serves, its config and grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub tenant: String,
+    /// Path of the `.wasm` component, relative to the config file.
+    pub component: PathBuf,
+    /// Optional pin: the component file's sha256 (hex).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Passed to the plugin's `configure` as JSON; `${env:NAME}` and
+    /// `${file:PATH}` references in strings are resolved at load.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// URL prefixes (`scheme://host[:port][/path]`) the plugin may call.
+    #[serde(default)]
+    pub allow_http: Vec<String>,
+    /// `ip:port` addresses the plugin may reach over TCP or UDP.
+    #[serde(default)]
+    pub allow_sockets: Vec<SocketAddr>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+/// Resource limits of one plugin instance.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory cap in MiB.
+    pub memory_mib: u64,
+    /// Guest execution time per call, in milliseconds (epoch deadline).
+    pub cpu_ms: u64,
+    /// Wall time per call in milliseconds, including blocked host calls.
+    pub wall_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mib: 64,
+            cpu_ms: 1_000,
+            wall_ms: 30_000,
+        }
+    }
+}
+
+/// Retry policy of one plugin instance.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// First backoff delay in milliseconds.
+    pub initial_ms: u64,
+    /// Largest backoff delay in milliseconds.
+    pub max_ms: u64,
+    /// Attempts before the event is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial_ms: 500,
+            max_ms: 60_000,
+            max_attempts: 12,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter for the given (1-based) attempt.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .initial_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30))
+            .min(self.max_ms)
+            .max(1);
+        Duration::from_millis(rand::random_range(exp / 2..=exp))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    storage: StorageConfig,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantConfig>,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// The hex sha256 of a token, as stored in `tenants.<name>.tokens`.
+pub fn token_hash(token: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+impl Config {
+    /// Reads and validates `path`. Checks everything that can be checked
+    /// without loading components; the runtime checks those.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: path.to_owned(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates configuration text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let locator = Locator::new(path, text);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| locator.line_col(s.start))
+                .unwrap_or((0, 0));
+            ConfigError {
+                problems: vec![Problem {
+                    file: path.to_owned(),
+                    line,
+                    column,
+                    key: String::new(),
+                    message: e.message().trim().to_string(),
+                }],
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let mut problems = Vec::new();
+        let mut config = Config {
+            path: path.to_owned(),
+            server: raw.server,
+            storage: raw.storage,
+            tenants: raw.tenants,
+            plugins: BTreeMap::new(),
+        };
+        if let Some(d) = &config.storage.data_dir {
+            config.storage.data_dir = Some(base.join(d));
+        }
+        if let Some(p) = &config.storage.path {
+            config.storage.path = Some(base.join(p));
+        }
+        let mut seen_tokens = BTreeMap::new();
+        for (name, tenant) in &config.tenants {
+            if tenant.tokens.is_empty() {
+                problems.push(locator.problem(
+                    &["tenants", name],
+                    "tokens",
+                    "a tenant needs at least one token hash (`herald token new` prints one)",
+                ));
+            }
+            for t in &tenant.tokens {
+                let valid = t
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                if !valid {
+                    problems.push(locator.problem(
+                        &["tenants", name],
+                        "tokens",
+                        "expected `sha256:<64 hex digits>`, the hash of a token (`herald token new`); plain tokens are not stored",
+                    ));
+                } else if let Some(other) = seen_tokens.insert(t.to_lowercase(), name.clone()) {
+                    problems.push(locator.problem(
+                        &["tenants", name],
+                        "tokens",
+                        &format!("this token hash is already used by tenant {other:?}"),
+                    ));
+                }
+            }
+        }
+        for (name, mut plugin) in raw.plugins {
+            let table = ["plugins", name.as_str()];
+            if !config.tenants.contains_key(&plugin.tenant) {
+                problems.push(locator.problem(
+                    &table,
+                    "tenant",
+                    &format!(
+                        "unknown tenant {:?}; expected one of the [tenants.*] tables",
+                        plugin.tenant
+                    ),
+                ));
+            }
+            plugin.component = base.join(&plugin.component);
+            if !plugin.component.is_file() {
+                problems.push(locator.problem(
+                    &table,
+                    "component",
+                    &format!("no component file at {}", plugin.component.display()),
+                ));
+            } else if let Some(pin) = &plugin.sha256 {
+                match std::fs::read(&plugin.component) {
+                    Ok(bytes) => {
+                        let actual = hex::encode(Sha256::digest(&bytes));
+                        if !actual.eq_ignore_ascii_case(pin.trim_start_matches("sha256:")) {
+                            problems.push(locator.problem(
+                                &table,
+                                "sha256",
+                                &format!("the component's sha256 is {actual}, not the pinned {pin}"),
+                            ));
+                        }
+                    }
+                    Err(e) => problems.push(locator.problem(
+                        &table,
+                        "component",
+                        &format!("cannot read {}: {e}", plugin.component.display()),
+                    )),
+                }
+            }
+            for prefix in &plugin.allow_http {
+                if let Err(e) = crate::runtime::http::UrlPrefix::parse(prefix) {
+                    problems.push(locator.problem(&table, "allow_http", &e));
+                }
+            }
+            if plugin.limits.memory_mib == 0 || plugin.limits.memory_mib > 4096 {
+                problems.push(locator.problem(
+                    &[&table[..], &["limits"]].concat(),
+                    "memory_mib",
+                    "expected 1 to 4096",
+                ));
+            }
+            if plugin.retry.max_attempts == 0 {
+                problems.push(locator.problem(
+                    &[&table[..], &["retry"]].concat(),
+                    "max_attempts",
+                    "expected at least 1",
+                ));
+            }
+            let config_path = [&table[..], &["config"]].concat();
+            if let Err(msg) = resolve_secrets(&mut plugin.config, &base) {
+                problems.push(locator.problem(&config_path, &msg.0, &msg.1));
+            }
+            config.plugins.insert(name, plugin);
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Builds a problem located at a plugin instance, for errors found while
+    /// loading its component (compile, missing import, `configure` refusal).
+    pub fn plugin_problem(&self, plugin: &str, key: &str, message: &str) -> Problem {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        Locator::new(&self.path, &text).problem(&["plugins", plugin], key, message)
+    }
+
+    /// The tenant a token belongs to.
+    pub fn tenant_for_token(&self, token: &str) -> Option<&str> {
+        let hash = token_hash(token);
+        self.tenants
+            .iter()
+            .find(|(_, t)| t.tokens.iter().any(|h| h.eq_ignore_ascii_case(&hash)))
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+/// Replaces `${env:NAME}` and `${file:PATH}` in every string of `table`.
+/// On failure returns (key, message).
+fn resolve_secrets(table: &mut toml::Table, base: &Path) -> Result<(), (String, String)> {
+    for (key, value) in table.iter_mut() {
+        resolve_value(value, base).map_err(|m| (key.clone(), m))?;
+    }
+    Ok(())
+}
+
+fn resolve_value(value: &mut toml::Value, base: &Path) -> Result<(), String> {
+    match value {
+        toml::Value::String(s) => {
+            if s.contains("${") {
+                *s = substitute(s, base)?;
+            }
+        }
+        toml::Value::Array(items) => {
+            for v in items {
+                resolve_value(v, base)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for v in t.values_mut() {
+                resolve_value(v, base)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn substitute(s: &str, base: &Path) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated `${` reference".to_string())?;
+        let reference = &after[..end];
+        let resolved = if let Some(name) = reference.strip_prefix("env:") {
+            std::env::var(name)
+                .map_err(|_| format!("environment variable {name} (from `${{env:{name}}}`) is not set"))?
+        } else if let Some(file) = reference.strip_prefix("file:") {
+            let p = base.join(file);
+            std::fs::read_to_string(&p)
+                .map_err(|e| format!("cannot read secret file {} (from `${{file:…}}`): {e}", p.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string()
+        } else {
+            return Err(format!(
+                "unknown reference `${{{reference}}}`; expected `${{env:NAME}}` or `${{file:PATH}}`"
+            ));
+        };
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Finds where tables and keys are in the text, for error positions.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Locator<'a> {
+    fn new(file: &'a Path, text: &'a str) -> Self {
+        Self { file, text }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        (line, column)
+    }
+
+    /// Locates `key` inside the table `[a.b.c]` (or its dotted header),
+    /// falling back to the table header, then to line 1.
+    fn problem(&self, table: &[&str], key: &str, message: &str) -> Problem {
+        let (line, column) = self.find(table, key);
+        let mut full = table.join(".");
+        if !key.is_empty() {
+            full.push('.');
+            full.push_str(key);
+        }
+        Problem {
+            file: self.file.to_owned(),
+            line,
+            column,
+            key: full,
+            message: message.to_string(),
+        }
+    }
+
+    fn find(&self, table: &[&str], key: &str) -> (usize, usize) {
+        let header = table.join(".");
+        let quoted: Vec<String> = table.iter().map(|t| format!("\"{t}\"")).collect();
+        let mut in_table = false;
+        let mut header_line = None;
+        for (i, line) in self.text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') {
+                let name = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
+                in_table = name == header || name == quoted.join(".");
+                if in_table && header_line.is_none() {
+                    header_line = Some(i + 1);
+                }
+                continue;
+            }
+            if in_table && !key.is_empty() {
+                if let Some(rest) = trimmed.strip_prefix(key) {
+                    if rest.trim_start().starts_with('=') {
+                        let col = line.len() - line.trim_start().len() + 1;
+                        return (i + 1, col);
+                    }
+                }
+            }
+        }
+        (header_line.unwrap_or(1), 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("herald-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_line() {
+        let d = tmpdir("problems");
+        let text = format!(
+            "[tenants.ops]\ntokens = [\"plain-token\"]\n\n[plugins.hook]\ntenant = \"nobody\"\ncomponent = \"missing.wasm\"\n"
+        );
+        let p = write(&d, "herald.toml", &text);
+        let err = Config::load(&p).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert!(keys.contains(&("tenants.ops.tokens", 2)), "{keys:?}");
+        assert!(keys.contains(&("plugins.hook.tenant", 5)), "{keys:?}");
+        assert!(keys.contains(&("plugins.hook.component", 6)), "{keys:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_syntax_errors_with_position() {
+        let d = tmpdir("unknown");
+        let p = write(&d, "herald.toml", "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
+        let err = Config::load(&p).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].line, 3);
+        assert!(err.problems[0].message.contains("port"), "{}", err.problems[0].message);
+    }
+
+    #[test]
+    fn secrets_are_resolved_from_env_and_files() {
+        let d = tmpdir("secrets");
+        write(&d, "secret.txt", "s3cret\n");
+        std::env::set_var("HERALD_TEST_SECRET_X", "from-env");
+        write(&d, "p.wasm", "not really wasm");
+        let text = "[tenants.ops]\ntokens = [\"sha256:".to_string()
+            + &"a".repeat(64)
+            + "\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n[plugins.p.config]\na = \"${env:HERALD_TEST_SECRET_X}\"\nb = \"x-${file:secret.txt}-y\"\n";
+        let p = write(&d, "herald.toml", &text);
+        let c = Config::load(&p).unwrap();
+        let cfg = &c.plugins["p"].config;
+        assert_eq!(cfg["a"].as_str(), Some("from-env"));
+        assert_eq!(cfg["b"].as_str(), Some("x-s3cret-y"));
+    }
+
+    #[test]
+    fn tokens_map_to_tenants_by_hash() {
+        let d = tmpdir("tokens");
+        let text = format!("[tenants.ops]\ntokens = [\"{}\"]\n", token_hash("t0k"));
+        let p = write(&d, "herald.toml", &text);
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.tenant_for_token("t0k"), Some("ops"));
+        assert_eq!(c.tenant_for_token("other"), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = RetryPolicy { initial_ms: 100, max_ms: 1000, max_attempts: 5 };
+        for _ in 0..50 {
+            assert!(r.backoff(1) <= Duration::from_millis(100));
+            assert!(r.backoff(10) <= Duration::from_millis(1000));
+            assert!(r.backoff(10) >= Duration::from_millis(500));
+        }
+    }
+}

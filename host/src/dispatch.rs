@@ -1,0 +1,215 @@
+//! Delivery: one worker per plugin instance takes the instance's pending
+//! deliveries from the journal, in journal order, and calls the plugin.
+//!
+//! Within a run, events are delivered in order: once an event of a run waits
+//! for a retry, the run's later events wait behind it. Other runs go on.
+//! Retries use the instance's policy (exponential backoff with full jitter),
+//! or exactly the delay the plugin asked for (`Retry-After`); after
+//! `max_attempts`, or on a permanent failure, the delivery is dead-lettered.
+
+use crate::config::RetryPolicy;
+use crate::journal::{now_ms, Journal, JournalError, PendingDelivery};
+use crate::runtime::{convert, CallError, Outcome, PluginInstance};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How many pending deliveries a worker reads at a time.
+const BATCH: usize = 256;
+/// Longest a worker sleeps without looking at the journal again.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// The running workers, by plugin instance name.
+pub struct Dispatcher {
+    workers: BTreeMap<String, Worker>,
+}
+
+struct Worker {
+    tenant: String,
+    notify: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        for w in self.workers.values() {
+            w.task.abort();
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Starts one worker per instance.
+    pub fn start(instances: Vec<(PluginInstance, RetryPolicy)>, journal: Journal) -> Dispatcher {
+        let mut workers = BTreeMap::new();
+        for (instance, policy) in instances {
+            let name = instance.spec().name.to_string();
+            let tenant = instance.spec().tenant.to_string();
+            let notify = Arc::new(Notify::new());
+            let task = tokio::spawn(run_worker(instance, policy, journal.clone(), notify.clone()));
+            workers.insert(name, Worker { tenant, notify, task });
+        }
+        Dispatcher { workers }
+    }
+
+    /// The instances that receive a tenant's events.
+    pub fn plugins_of(&self, tenant: &str) -> Vec<String> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.tenant == tenant)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Wakes the workers of a tenant after a commit.
+    pub fn notify_tenant(&self, tenant: &str) {
+        for w in self.workers.values().filter(|w| w.tenant == tenant) {
+            w.notify.notify_one();
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    journal: &Journal,
+    f: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, JournalError> {
+    let j = journal.clone();
+    match tokio::task::spawn_blocking(move || f(&j)).await {
+        Ok(r) => r,
+        Err(e) => Err(JournalError::Sqlite(rusqlite::Error::ModuleError(format!("journal task failed: {e}")))),
+    }
+}
+
+/// What happened to one delivery attempt.
+enum Step {
+    Done,
+    Retry { at_ms: i64 },
+}
+
+async fn run_worker(mut instance: PluginInstance, policy: RetryPolicy, journal: Journal, notify: Arc<Notify>) {
+    let name = instance.spec().name.to_string();
+    let tenant = instance.spec().tenant.to_string();
+    loop {
+        let plugin = name.clone();
+        let batch = match blocking(&journal, move |j| j.pending(&plugin, BATCH)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(plugin = %name, tenant = %tenant, "cannot read pending deliveries: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let full = batch.len() == BATCH;
+        let mut blocked_runs: HashSet<String> = HashSet::new();
+        let mut earliest: Option<i64> = None;
+        let mut progressed = false;
+        for d in batch {
+            if blocked_runs.contains(&d.run_id) {
+                continue;
+            }
+            let now = now_ms();
+            if d.next_at_ms > now {
+                earliest = Some(earliest.map_or(d.next_at_ms, |e| e.min(d.next_at_ms)));
+                blocked_runs.insert(d.run_id.clone());
+                continue;
+            }
+            match deliver(&mut instance, &policy, &journal, &d).await {
+                Step::Done => progressed = true,
+                Step::Retry { at_ms } => {
+                    earliest = Some(earliest.map_or(at_ms, |e| e.min(at_ms)));
+                    blocked_runs.insert(d.run_id.clone());
+                }
+            }
+        }
+        if full && progressed {
+            continue;
+        }
+        let wait = earliest
+            .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
+            .unwrap_or(IDLE_POLL)
+            .min(IDLE_POLL);
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn deliver(instance: &mut PluginInstance, policy: &RetryPolicy, journal: &Journal, d: &PendingDelivery) -> Step {
+    let spec = instance.spec();
+    let (name, tenant) = (spec.name.to_string(), spec.tenant.to_string());
+    let attempt = d.attempts + 1;
+    let started = Instant::now();
+    let result = match convert::to_wit(&tenant, &d.body) {
+        Ok(event) => instance.handle(&event, attempt).await,
+        Err(e) => Ok(Outcome::Permanent(format!("event cannot be given to plugins: {e}"))),
+    };
+    metrics::histogram!("herald_delivery_seconds", "tenant" => tenant.clone(), "plugin" => name.clone())
+        .record(started.elapsed().as_secs_f64());
+    let (reason, delay) = match result {
+        Ok(Outcome::Ok) => {
+            count(&tenant, &name, "ok");
+            let plugin = name.clone();
+            let id = d.event_id;
+            if let Err(e) = blocking(journal, move |j| j.delivered(&plugin, id, attempt)).await {
+                tracing::error!(plugin = %name, tenant = %tenant, "cannot record a delivery: {e}");
+            }
+            return Step::Done;
+        }
+        Ok(Outcome::Permanent(reason)) => {
+            dead_letter(journal, &tenant, &name, d, attempt, &format!("permanent failure: {reason}")).await;
+            return Step::Done;
+        }
+        Ok(Outcome::Retryable(r)) => (r.reason, r.retry_after_ms.map(Duration::from_millis)),
+        Err(fault) => {
+            metrics::counter!("herald_plugin_faults_total",
+                "tenant" => tenant.clone(), "plugin" => name.clone(), "reason" => fault.reason())
+            .increment(1);
+            tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+                reason = fault.reason(), "plugin call failed: {fault}");
+            if let CallError::Configure(_) = fault {
+                // A refused configuration will not change by retrying sooner.
+                (fault.to_string(), Some(Duration::from_millis(policy.max_ms)))
+            } else {
+                (fault.to_string(), None)
+            }
+        }
+    };
+    if attempt >= policy.max_attempts {
+        dead_letter(journal, &tenant, &name, d, attempt, &format!("gave up after {attempt} attempts: {reason}")).await;
+        return Step::Done;
+    }
+    count(&tenant, &name, "retry");
+    let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
+    let at_ms = now_ms() + delay.as_millis() as i64;
+    tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+        retry_in_ms = delay.as_millis() as u64, "delivery will be retried: {reason}");
+    let plugin = name.clone();
+    let id = d.event_id;
+    if let Err(e) = blocking(journal, move |j| j.retry_later(&plugin, id, attempt, at_ms, &reason)).await {
+        tracing::error!(plugin = %name, tenant = %tenant, "cannot record a retry: {e}");
+    }
+    Step::Retry { at_ms }
+}
+
+fn count(tenant: &str, plugin: &str, outcome: &'static str) {
+    metrics::counter!("herald_deliveries_total",
+        "tenant" => tenant.to_string(), "plugin" => plugin.to_string(), "outcome" => outcome)
+    .increment(1);
+}
+
+async fn dead_letter(journal: &Journal, tenant: &str, name: &str, d: &PendingDelivery, attempt: u32, reason: &str) {
+    count(tenant, name, "dead");
+    tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt, "delivery dead-lettered: {reason}");
+    let plugin = name.to_string();
+    let id = d.event_id;
+    let reason = reason.to_string();
+    if let Err(e) = blocking(journal, move |j| j.dead_letter(&plugin, id, attempt, &reason)).await {
+        tracing::error!(plugin = %name, tenant = %tenant, "cannot record a dead letter: {e}");
+    }
+}

@@ -1,0 +1,454 @@
+//! The wire event: validation of what producers send (docs/wire-format.md)
+//! and the typed view plugins receive.
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// Every event name Herald accepts, in ansible-runner's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    PlaybookOnStart,
+    PlaybookOnPlayStart,
+    PlaybookOnTaskStart,
+    PlaybookOnHandlerTaskStart,
+    PlaybookOnCleanupTaskStart,
+    PlaybookOnNoHostsMatched,
+    PlaybookOnNoHostsRemaining,
+    PlaybookOnInclude,
+    PlaybookOnNotify,
+    PlaybookOnVarsPrompt,
+    PlaybookOnImportForHost,
+    PlaybookOnNotImportForHost,
+    PlaybookOnSetup,
+    PlaybookOnStats,
+    RunnerOnStart,
+    RunnerOnOk,
+    RunnerOnFailed,
+    RunnerOnSkipped,
+    RunnerOnUnreachable,
+    RunnerOnNoHosts,
+    RunnerOnAsyncPoll,
+    RunnerOnAsyncOk,
+    RunnerOnAsyncFailed,
+    RunnerItemOnOk,
+    RunnerItemOnFailed,
+    RunnerItemOnSkipped,
+    RunnerRetry,
+    RunnerOnFileDiff,
+    Verbose,
+    Debug,
+    Warning,
+    Deprecated,
+    Error,
+    SystemWarning,
+}
+
+impl EventKind {
+    /// All kinds, in the order of the WIT enum.
+    pub const ALL: [EventKind; 34] = [
+        Self::PlaybookOnStart,
+        Self::PlaybookOnPlayStart,
+        Self::PlaybookOnTaskStart,
+        Self::PlaybookOnHandlerTaskStart,
+        Self::PlaybookOnCleanupTaskStart,
+        Self::PlaybookOnNoHostsMatched,
+        Self::PlaybookOnNoHostsRemaining,
+        Self::PlaybookOnInclude,
+        Self::PlaybookOnNotify,
+        Self::PlaybookOnVarsPrompt,
+        Self::PlaybookOnImportForHost,
+        Self::PlaybookOnNotImportForHost,
+        Self::PlaybookOnSetup,
+        Self::PlaybookOnStats,
+        Self::RunnerOnStart,
+        Self::RunnerOnOk,
+        Self::RunnerOnFailed,
+        Self::RunnerOnSkipped,
+        Self::RunnerOnUnreachable,
+        Self::RunnerOnNoHosts,
+        Self::RunnerOnAsyncPoll,
+        Self::RunnerOnAsyncOk,
+        Self::RunnerOnAsyncFailed,
+        Self::RunnerItemOnOk,
+        Self::RunnerItemOnFailed,
+        Self::RunnerItemOnSkipped,
+        Self::RunnerRetry,
+        Self::RunnerOnFileDiff,
+        Self::Verbose,
+        Self::Debug,
+        Self::Warning,
+        Self::Deprecated,
+        Self::Error,
+        Self::SystemWarning,
+    ];
+
+    /// The ansible-runner name (`runner_on_ok`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PlaybookOnStart => "playbook_on_start",
+            Self::PlaybookOnPlayStart => "playbook_on_play_start",
+            Self::PlaybookOnTaskStart => "playbook_on_task_start",
+            Self::PlaybookOnHandlerTaskStart => "playbook_on_handler_task_start",
+            Self::PlaybookOnCleanupTaskStart => "playbook_on_cleanup_task_start",
+            Self::PlaybookOnNoHostsMatched => "playbook_on_no_hosts_matched",
+            Self::PlaybookOnNoHostsRemaining => "playbook_on_no_hosts_remaining",
+            Self::PlaybookOnInclude => "playbook_on_include",
+            Self::PlaybookOnNotify => "playbook_on_notify",
+            Self::PlaybookOnVarsPrompt => "playbook_on_vars_prompt",
+            Self::PlaybookOnImportForHost => "playbook_on_import_for_host",
+            Self::PlaybookOnNotImportForHost => "playbook_on_not_import_for_host",
+            Self::PlaybookOnSetup => "playbook_on_setup",
+            Self::PlaybookOnStats => "playbook_on_stats",
+            Self::RunnerOnStart => "runner_on_start",
+            Self::RunnerOnOk => "runner_on_ok",
+            Self::RunnerOnFailed => "runner_on_failed",
+            Self::RunnerOnSkipped => "runner_on_skipped",
+            Self::RunnerOnUnreachable => "runner_on_unreachable",
+            Self::RunnerOnNoHosts => "runner_on_no_hosts",
+            Self::RunnerOnAsyncPoll => "runner_on_async_poll",
+            Self::RunnerOnAsyncOk => "runner_on_async_ok",
+            Self::RunnerOnAsyncFailed => "runner_on_async_failed",
+            Self::RunnerItemOnOk => "runner_item_on_ok",
+            Self::RunnerItemOnFailed => "runner_item_on_failed",
+            Self::RunnerItemOnSkipped => "runner_item_on_skipped",
+            Self::RunnerRetry => "runner_retry",
+            Self::RunnerOnFileDiff => "runner_on_file_diff",
+            Self::Verbose => "verbose",
+            Self::Debug => "debug",
+            Self::Warning => "warning",
+            Self::Deprecated => "deprecated",
+            Self::Error => "error",
+            Self::SystemWarning => "system_warning",
+        }
+    }
+
+    /// Parses an ansible-runner event name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    /// Host result events: these carry a host, a status and usually a result.
+    pub fn is_host_result(self) -> bool {
+        matches!(
+            self,
+            Self::RunnerOnOk
+                | Self::RunnerOnFailed
+                | Self::RunnerOnSkipped
+                | Self::RunnerOnUnreachable
+                | Self::RunnerOnAsyncOk
+                | Self::RunnerOnAsyncFailed
+                | Self::RunnerItemOnOk
+                | Self::RunnerItemOnFailed
+                | Self::RunnerItemOnSkipped
+        )
+    }
+}
+
+/// Why an event was refused; names the field as a dotted path.
+#[derive(Debug, Error, PartialEq)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// Dotted path of the offending field (`event_data.host`).
+    pub field: String,
+    /// What is wrong, and what was expected.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An event that passed validation, with the fields the journal indexes.
+#[derive(Debug, Clone)]
+pub struct WireEvent {
+    pub uuid: String,
+    pub kind: EventKind,
+    pub counter: u64,
+    pub created_ms: i64,
+    pub run_id: String,
+    /// The whole event as sent (with `run_id` filled in from `runner_ident` when absent).
+    pub body: Map<String, Value>,
+}
+
+impl WireEvent {
+    /// `event_data.playbook`, if present.
+    pub fn playbook(&self) -> Option<&str> {
+        self.body
+            .get("event_data")
+            .and_then(|d| d.get("playbook"))
+            .and_then(Value::as_str)
+    }
+
+    /// `controller`, if present.
+    pub fn controller(&self) -> Option<&str> {
+        self.body.get("controller").and_then(Value::as_str)
+    }
+}
+
+const MAX_ID_LEN: usize = 128;
+
+/// Typed expectations for `event_data` fields that have a meaning to Herald.
+const EVENT_DATA_STRINGS: &[&str] = &[
+    "playbook",
+    "playbook_uuid",
+    "play",
+    "play_uuid",
+    "play_pattern",
+    "task",
+    "task_uuid",
+    "task_action",
+    "task_path",
+    "task_args",
+    "host",
+    "remote_addr",
+    "start",
+    "end",
+];
+const EVENT_DATA_OBJECTS: &[&str] = &[
+    "res",
+    "artifact_data",
+    "custom_stats",
+    "herald",
+    "changed",
+    "dark",
+    "failures",
+    "ignored",
+    "ok",
+    "processed",
+    "rescued",
+    "skipped",
+];
+
+/// Validates one event of a batch.
+pub fn validate(value: Value) -> Result<WireEvent, FieldError> {
+    let Value::Object(mut body) = value else {
+        return Err(FieldError::new("", "an event must be a JSON object"));
+    };
+    let uuid = id_field(&body, "uuid")?.ok_or_else(|| FieldError::new("uuid", "is required"))?;
+    let kind_name = match body.get("event") {
+        None => return Err(FieldError::new("event", "is required")),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(FieldError::new("event", "must be a string")),
+    };
+    let kind = EventKind::parse(&kind_name).ok_or_else(|| {
+        FieldError::new(
+            "event",
+            format!("unknown event name {kind_name:?} (see docs/wire-format.md)"),
+        )
+    })?;
+    let counter = match body.get("counter") {
+        None => return Err(FieldError::new("counter", "is required")),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| FieldError::new("counter", "must be a non-negative integer"))?,
+    };
+    let created_ms = match body.get("created") {
+        None => return Err(FieldError::new("created", "is required")),
+        Some(Value::String(s)) => parse_time(s)
+            .ok_or_else(|| FieldError::new("created", "must be an ISO 8601 timestamp"))?,
+        Some(_) => return Err(FieldError::new("created", "must be a string")),
+    };
+    let run_id = match id_field(&body, "run_id")? {
+        Some(id) => id,
+        None => match id_field(&body, "runner_ident")? {
+            Some(id) => {
+                body.insert("run_id".into(), Value::String(id.clone()));
+                id
+            }
+            None => return Err(FieldError::new("run_id", "is required")),
+        },
+    };
+    for key in ["parent_uuid", "controller", "stdout"] {
+        match body.get(key) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => return Err(FieldError::new(key, "must be a string")),
+        }
+    }
+    match body.get("event_data") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(data)) => validate_event_data(data)?,
+        Some(_) => return Err(FieldError::new("event_data", "must be an object")),
+    }
+    Ok(WireEvent {
+        uuid,
+        kind,
+        counter,
+        created_ms,
+        run_id,
+        body,
+    })
+}
+
+fn id_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, FieldError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Err(FieldError::new(key, "must not be empty")),
+        Some(Value::String(s)) if s.len() > MAX_ID_LEN => Err(FieldError::new(
+            key,
+            format!("must be at most {MAX_ID_LEN} characters"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(FieldError::new(key, "must be a string")),
+    }
+}
+
+fn validate_event_data(data: &Map<String, Value>) -> Result<(), FieldError> {
+    for key in EVENT_DATA_STRINGS {
+        match data.get(*key) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => {
+                return Err(FieldError::new(
+                    format!("event_data.{key}"),
+                    "must be a string",
+                ))
+            }
+        }
+    }
+    for key in ["start", "end"] {
+        if let Some(Value::String(s)) = data.get(key) {
+            if parse_time(s).is_none() {
+                return Err(FieldError::new(
+                    format!("event_data.{key}"),
+                    "must be an ISO 8601 timestamp",
+                ));
+            }
+        }
+    }
+    for key in EVENT_DATA_OBJECTS {
+        match data.get(*key) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(_) => {
+                return Err(FieldError::new(
+                    format!("event_data.{key}"),
+                    "must be an object",
+                ))
+            }
+        }
+    }
+    match data.get("duration") {
+        None | Some(Value::Null) | Some(Value::Number(_)) => {}
+        Some(_) => {
+            return Err(FieldError::new(
+                "event_data.duration",
+                "must be a number of seconds",
+            ))
+        }
+    }
+    match data.get("ignore_errors") {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => {}
+        Some(_) => {
+            return Err(FieldError::new(
+                "event_data.ignore_errors",
+                "must be a boolean",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Parses an ISO 8601 timestamp into epoch milliseconds; a timestamp without
+/// an offset is UTC, as ansible-runner writes it.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(s, fmt) {
+            return Some(t.timestamp_millis());
+        }
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(t.and_utc().timestamp_millis());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good() -> Value {
+        json!({"uuid": "u1", "event": "runner_on_ok", "counter": 3,
+               "created": "2026-11-21T10:00:00.5+00:00", "run_id": "r1",
+               "event_data": {"host": "h1", "res": {"changed": true}, "duration": 0.5}})
+    }
+
+    #[test]
+    fn accepts_a_runner_event() {
+        let e = validate(good()).unwrap();
+        assert_eq!(e.kind, EventKind::RunnerOnOk);
+        assert_eq!(e.counter, 3);
+        assert_eq!(e.created_ms, 1_795_254_400_500);
+        assert_eq!(e.run_id, "r1");
+    }
+
+    #[test]
+    fn naive_times_are_utc() {
+        assert_eq!(parse_time("2026-11-21T10:00:00.5"), Some(1_795_254_400_500));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn runner_ident_stands_in_for_run_id() {
+        let mut v = good();
+        v.as_object_mut().unwrap().remove("run_id");
+        v["runner_ident"] = json!("ident-7");
+        let e = validate(v).unwrap();
+        assert_eq!(e.run_id, "ident-7");
+        assert_eq!(e.body["run_id"], json!("ident-7"));
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"event": "runner_on_ok"}), "uuid"),
+            (
+                json!({"uuid": 5, "event": "runner_on_ok", "counter": 1, "created": "2026-01-01T00:00:00", "run_id": "r"}),
+                "uuid",
+            ),
+            (
+                json!({"uuid": "u", "event": "runner_on_nothing", "counter": 1, "created": "2026-01-01T00:00:00", "run_id": "r"}),
+                "event",
+            ),
+            (
+                json!({"uuid": "u", "event": "runner_on_ok", "counter": -1, "created": "2026-01-01T00:00:00", "run_id": "r"}),
+                "counter",
+            ),
+            (
+                json!({"uuid": "u", "event": "runner_on_ok", "counter": 1, "created": "soon", "run_id": "r"}),
+                "created",
+            ),
+            (
+                json!({"uuid": "u", "event": "runner_on_ok", "counter": 1, "created": "2026-01-01T00:00:00"}),
+                "run_id",
+            ),
+            (
+                json!({"uuid": "u", "event": "runner_on_ok", "counter": 1, "created": "2026-01-01T00:00:00", "run_id": "r", "event_data": {"host": 3}}),
+                "event_data.host",
+            ),
+            (
+                json!({"uuid": "u", "event": "runner_on_ok", "counter": 1, "created": "2026-01-01T00:00:00", "run_id": "r", "event_data": {"res": "x"}}),
+                "event_data.res",
+            ),
+        ];
+        for (v, field) in cases {
+            let err = validate(v.clone()).unwrap_err();
+            assert_eq!(err.field, field, "{v}");
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+    }
+}

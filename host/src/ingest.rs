@@ -1,0 +1,188 @@
+//! `POST /v1/events`: authenticate the tenant, read and validate the batch,
+//! commit it to the journal, and only then answer 202.
+
+use crate::api::{ApiError, AppState};
+use crate::event::{validate, WireEvent};
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::time::Instant;
+
+/// Body format of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    JsonArray,
+    Ndjson,
+}
+
+/// The tenant of a request, from its bearer token only.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    state
+        .config
+        .tenant_for_token(token)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))
+}
+
+fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(Format::JsonArray),
+        "application/x-ndjson" | "application/jsonlines" | "application/jsonl" => Ok(Format::Ndjson),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be application/json (an array of events) or application/x-ndjson, not {ct:?}"),
+        )),
+    }
+}
+
+fn decode(headers: &HeaderMap, body: bytes::Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body.to_vec()),
+        "gzip" | "x-gzip" => {
+            let mut out = Vec::new();
+            // Read one byte past the limit to tell "exactly at" from "over".
+            flate2::read::GzDecoder::new(&body[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::bad_request("invalid_body", format!("the gzip body cannot be decompressed: {e}")))?;
+            if out.len() > limit {
+                return Err(ApiError::too_large(limit));
+            }
+            Ok(out)
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Encoding {other:?} is not supported; use gzip or none"),
+        )),
+    }
+}
+
+fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
+    let values: Vec<Value> = match format {
+        Format::JsonArray => {
+            let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+            })?;
+            match v {
+                Value::Array(items) => items,
+                Value::Object(_) => vec![v],
+                _ => return Err(ApiError::bad_request("invalid_body", "the body must be a JSON array of events")),
+            }
+        }
+        Format::Ndjson => {
+            let mut items = Vec::new();
+            for (i, line) in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).enumerate() {
+                let v: Value = serde_json::from_slice(line).map_err(|e| {
+                    ApiError::bad_request("invalid_json", format!("event {i} is not valid JSON: {e}")).at(i, "")
+                })?;
+                items.push(v);
+            }
+            items
+        }
+    };
+    if values.is_empty() {
+        return Err(ApiError::bad_request("invalid_body", "the batch holds no event"));
+    }
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            validate(v).map_err(|e| {
+                ApiError::bad_request("invalid_event", format!("event {i}: {}: {}", if e.field.is_empty() { "(event)" } else { &e.field }, e.message))
+                    .at(i, &e.field)
+            })
+        })
+        .collect()
+}
+
+/// The ingest handler.
+pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match ingest(&state, &headers, body).await {
+        Ok((tenant, accepted, duplicates)) => {
+            batch_metric(&tenant, StatusCode::ACCEPTED);
+            (StatusCode::ACCEPTED, Json(json!({"accepted": accepted, "duplicates": duplicates}))).into_response()
+        }
+        Err((tenant, e)) => {
+            batch_metric(tenant.as_deref().unwrap_or(""), e.status);
+            if e.status.is_server_error() {
+                tracing::error!(tenant = tenant.as_deref().unwrap_or(""), "ingest failed: {}", e.message);
+            } else {
+                tracing::info!(tenant = tenant.as_deref().unwrap_or(""), status = e.status.as_u16(), "ingest refused: {}", e.message);
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn batch_metric(tenant: &str, status: StatusCode) {
+    metrics::counter!("herald_ingest_batches_total", "tenant" => tenant.to_string(), "status" => status.as_u16().to_string())
+        .increment(1);
+}
+
+async fn ingest(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(String, usize, usize), (Option<String>, ApiError)> {
+    let tenant = authenticate(state, headers).map_err(|e| (None, e))?;
+    let t = Some(tenant.clone());
+    let format = format_of(headers).map_err(|e| (t.clone(), e))?;
+    let limit = state.config.server.body_limit;
+    let raw = to_bytes(body, limit).await.map_err(|_| (t.clone(), ApiError::too_large(limit)))?;
+    let bytes = decode(headers, raw, limit).map_err(|e| (t.clone(), e))?;
+    let events = parse(format, &bytes).map_err(|e| (t.clone(), e))?;
+    if let Some(n) = headers.get("x-herald-dropped").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()) {
+        if n > 0 {
+            metrics::counter!("herald_callback_dropped_events_total", "tenant" => tenant.clone()).increment(n);
+            tracing::warn!(tenant = %tenant, dropped = n, "a sender reports events its spool dropped");
+        }
+    }
+    let plugins = state.dispatcher.plugins_of(&tenant);
+    let journal = state.journal.clone();
+    let started = Instant::now();
+    let owned_tenant = tenant.clone();
+    let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let committed = tokio::task::spawn_blocking(move || journal.commit_batch(&owned_tenant, &events, &plugins))
+        .await
+        .map_err(|e| (t.clone(), ApiError::unavailable(format!("journal task failed: {e}"))))?
+        .map_err(|e| (t.clone(), ApiError::unavailable(format!("the journal cannot commit: {e}"))))?;
+    metrics::histogram!("herald_journal_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone()).increment(bytes.len() as u64);
+    if committed.duplicates > 0 {
+        metrics::counter!("herald_events_duplicate_total", "tenant" => tenant.clone()).increment(committed.duplicates as u64);
+    }
+    for (kind, _) in kinds.iter().zip(&committed.inserted).filter(|(_, stored)| **stored) {
+        metrics::counter!("herald_events_ingested_total", "tenant" => tenant.clone(), "kind" => *kind).increment(1);
+    }
+    if committed.accepted > 0 {
+        state.dispatcher.notify_tenant(&tenant);
+    }
+    Ok((tenant, committed.accepted, committed.duplicates))
+}

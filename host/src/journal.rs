@@ -1,0 +1,404 @@
+//! The durable journal: events, runs, deliveries and plugin state in SQLite.
+//!
+//! Two connections: the ingest connection commits with `synchronous=FULL`, so
+//! an acknowledged batch survives a power loss, not just a crash; the
+//! delivery connection uses `synchronous=NORMAL`, which in WAL mode survives a
+//! process crash and at worst forgets the last "delivered" marks on power loss,
+//! which only re-delivers (delivery is at least once anyway).
+
+use crate::event::WireEvent;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+/// Journal failures.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("cannot open the journal at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the journal directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("event body cannot be stored: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// What a committed batch added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub accepted: usize,
+    pub duplicates: usize,
+    /// Per event of the batch: stored (`true`) or a duplicate.
+    pub inserted: Vec<bool>,
+}
+
+/// A delivery waiting for a plugin instance.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub event_id: i64,
+    pub run_id: String,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+    pub first_at_ms: i64,
+    pub body: String,
+}
+
+/// Handle to the journal; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    ingest: Arc<Mutex<Connection>>,
+    delivery: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    uuid        TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    counter     INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    UNIQUE (tenant, uuid)
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (tenant, run_id, id);
+CREATE TABLE IF NOT EXISTS runs (
+    tenant      TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    playbook    TEXT,
+    controller  TEXT,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    events      INTEGER NOT NULL,
+    finished    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, run_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    plugin      TEXT NOT NULL,
+    event_id    INTEGER NOT NULL REFERENCES events (id),
+    run_id      TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    first_at_ms INTEGER NOT NULL,
+    next_at_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    last_error  TEXT,
+    PRIMARY KEY (plugin, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (plugin, event_id) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS plugin_state (
+    plugin TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (plugin, key)
+) WITHOUT ROWID;
+"#;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, JournalError> {
+    let conn = Connection::open(path).map_err(|source| JournalError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let ingest = open_connection(path, "FULL")?;
+        ingest.execute_batch(SCHEMA)?;
+        let delivery = open_connection(path, "NORMAL")?;
+        Ok(Journal {
+            ingest: Arc::new(Mutex::new(ingest)),
+            delivery: Arc::new(Mutex::new(delivery)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Commits a validated batch in one transaction: new events, their runs,
+    /// and one pending delivery per plugin instance of the tenant. Events
+    /// whose uuid the tenant already sent are counted as duplicates.
+    pub fn commit_batch(
+        &self,
+        tenant: &str,
+        events: &[WireEvent],
+        plugins: &[String],
+    ) -> Result<Committed, JournalError> {
+        let now = now_ms();
+        let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        let mut accepted = 0;
+        let mut duplicates = 0;
+        let mut inserted_flags = Vec::with_capacity(events.len());
+        {
+            let mut insert_event = tx.prepare_cached(
+                "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (tenant, uuid) DO NOTHING",
+            )?;
+            let mut upsert_run = tx.prepare_cached(
+                "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+                 ON CONFLICT (tenant, run_id) DO UPDATE SET
+                    playbook = coalesce(runs.playbook, excluded.playbook),
+                    controller = coalesce(runs.controller, excluded.controller),
+                    first_ms = min(runs.first_ms, excluded.first_ms),
+                    last_ms = max(runs.last_ms, excluded.last_ms),
+                    events = runs.events + 1,
+                    finished = max(runs.finished, excluded.finished)",
+            )?;
+            let mut insert_delivery = tx.prepare_cached(
+                "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+            )?;
+            for ev in events {
+                let body = serde_json::to_string(&ev.body)?;
+                let inserted = insert_event.execute(params![
+                    tenant,
+                    ev.uuid,
+                    ev.run_id,
+                    ev.counter as i64,
+                    ev.kind.as_str(),
+                    ev.created_ms,
+                    now,
+                    body
+                ])?;
+                inserted_flags.push(inserted > 0);
+                if inserted == 0 {
+                    duplicates += 1;
+                    continue;
+                }
+                accepted += 1;
+                let event_id = tx.last_insert_rowid();
+                let finished = ev.kind == crate::event::EventKind::PlaybookOnStats;
+                upsert_run.execute(params![
+                    tenant,
+                    ev.run_id,
+                    ev.playbook(),
+                    ev.controller(),
+                    ev.created_ms,
+                    finished
+                ])?;
+                for plugin in plugins {
+                    insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(Committed {
+            accepted,
+            duplicates,
+            inserted: inserted_flags,
+        })
+    }
+
+    /// The oldest pending deliveries of `plugin`, in journal order.
+    pub fn pending(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.plugin = ?1 AND d.state = 'pending'
+             ORDER BY d.event_id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![plugin, limit as i64], |r| {
+            Ok(PendingDelivery {
+                event_id: r.get(0)?,
+                run_id: r.get(1)?,
+                attempts: r.get(2)?,
+                next_at_ms: r.get(3)?,
+                first_at_ms: r.get(4)?,
+                body: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks a delivery done.
+    pub fn delivered(&self, plugin: &str, event_id: i64, attempts: u32) -> Result<(), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
+             WHERE plugin = ?1 AND event_id = ?2",
+        )?
+        .execute(params![plugin, event_id, attempts, now_ms()])?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub fn retry_later(
+        &self,
+        plugin: &str,
+        event_id: i64,
+        attempts: u32,
+        next_at_ms: i64,
+        error: &str,
+    ) -> Result<(), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "UPDATE deliveries SET attempts = ?3, next_at_ms = ?4, updated_ms = ?5, last_error = ?6
+             WHERE plugin = ?1 AND event_id = ?2",
+        )?
+        .execute(params![plugin, event_id, attempts, next_at_ms, now_ms(), error])?;
+        Ok(())
+    }
+
+    /// Moves a delivery to the dead-letter state with its reason.
+    pub fn dead_letter(
+        &self,
+        plugin: &str,
+        event_id: i64,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?5
+             WHERE plugin = ?1 AND event_id = ?2",
+        )?
+        .execute(params![plugin, event_id, attempts, now_ms(), error])?;
+        Ok(())
+    }
+
+    /// Counts deliveries of `plugin` by state (pending, done, dead).
+    pub fn delivery_counts(&self, plugin: &str) -> Result<(u64, u64, u64), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT state, count(*) FROM deliveries WHERE plugin = ?1 GROUP BY state",
+        )?;
+        let mut out = (0, 0, 0);
+        let rows = stmt.query_map(params![plugin], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+        for row in rows {
+            let (state, n) = row?;
+            match state.as_str() {
+                "pending" => out.0 = n,
+                "done" => out.1 = n,
+                _ => out.2 = n,
+            }
+        }
+        Ok(out)
+    }
+
+    /// A plugin instance's stored value.
+    pub fn state_get(&self, plugin: &str, key: &str) -> Result<Option<String>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(conn
+            .prepare_cached("SELECT value FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
+            .query_row(params![plugin, key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Stores a plugin instance's value.
+    pub fn state_set(&self, plugin: &str, key: &str, value: &str) -> Result<(), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "INSERT INTO plugin_state (plugin, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute(params![plugin, key, value])?;
+        Ok(())
+    }
+
+    /// Removes a plugin instance's value.
+    pub fn state_delete(&self, plugin: &str, key: &str) -> Result<(), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached("DELETE FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
+            .execute(params![plugin, key])?;
+        Ok(())
+    }
+
+    /// Number of events stored for a tenant.
+    pub fn event_count(&self, tenant: &str) -> Result<u64, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(conn.query_row(
+            "SELECT count(*) FROM events WHERE tenant = ?1",
+            params![tenant],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(uuid: &str, run: &str) -> WireEvent {
+        crate::event::validate(json!({"uuid": uuid, "event": "runner_on_ok", "counter": 1,
+            "created": "2026-01-01T00:00:00", "run_id": run, "event_data": {"playbook": "p.yml"}}))
+        .unwrap()
+    }
+
+    fn temp_journal(name: &str) -> Journal {
+        let dir = std::env::temp_dir().join(format!("herald-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Journal::open(&dir.join("j.db")).unwrap()
+    }
+
+    #[test]
+    fn dedupes_per_tenant_and_creates_deliveries() {
+        let j = temp_journal("dedupe");
+        let plugins = vec!["a".to_string(), "b".to_string()];
+        let c = j.commit_batch("t1", &[ev("u1", "r"), ev("u2", "r"), ev("u1", "r")], &plugins).unwrap();
+        assert_eq!((c.accepted, c.duplicates), (2, 1));
+        assert_eq!(c.inserted, vec![true, true, false]);
+        let c = j.commit_batch("t2", &[ev("u1", "r")], &[]).unwrap();
+        assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
+        assert_eq!(j.pending("a", 10).unwrap().len(), 2);
+        assert_eq!(j.pending("b", 10).unwrap().len(), 2);
+        let first = j.pending("a", 10).unwrap()[0].event_id;
+        j.delivered("a", first, 1).unwrap();
+        assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("herald-journal-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        {
+            let j = Journal::open(&path).unwrap();
+            j.commit_batch("t", &[ev("u1", "r")], &["p".to_string()]).unwrap();
+            j.state_set("p", "k", "v").unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.pending("p", 10).unwrap().len(), 1);
+        assert_eq!(j.state_get("p", "k").unwrap().as_deref(), Some("v"));
+        assert_eq!(j.event_count("t").unwrap(), 1);
+    }
+}

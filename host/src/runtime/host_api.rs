@@ -1,0 +1,90 @@
+//! The host side of the plugin's own imports: `log`, `metrics`, `state`.
+
+use super::bindings::herald::plugin::{log, metrics as wit_metrics, state, types};
+use super::HostState;
+use crate::telemetry::SeriesKind;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Longest log line kept from a plugin; the rest is cut with a marker.
+const MAX_LOG_LINE: usize = 8 * 1024;
+/// Longest state key and value.
+const MAX_STATE_KEY: usize = 512;
+const MAX_STATE_VALUE: usize = 256 * 1024;
+
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    wit_metrics::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    state::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" …[truncated]");
+        }
+        let (plugin, tenant) = (&*self.ident.plugin, &*self.ident.tenant);
+        match level {
+            log::Level::Trace => tracing::trace!(target: "herald::plugin", plugin, tenant, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "herald::plugin", plugin, tenant, "{message}"),
+            log::Level::Info => tracing::info!(target: "herald::plugin", plugin, tenant, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "herald::plugin", plugin, tenant, "{message}"),
+            log::Level::Error => tracing::error!(target: "herald::plugin", plugin, tenant, "{message}"),
+        }
+    }
+}
+
+impl HostState {
+    fn sample(&mut self, kind: SeriesKind, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+        let labels = labels.into_iter().map(|l| (l.name, l.value)).collect();
+        if let Err(e) = self.metrics.plugin_sample(&self.ident.tenant, &self.ident.plugin, kind, &name, &help, labels, value) {
+            tracing::warn!(plugin = %self.ident.plugin, tenant = %self.ident.tenant, "plugin metric refused: {e}");
+        }
+    }
+}
+
+impl wit_metrics::Host for HostState {
+    fn counter_add(&mut self, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+        self.sample(SeriesKind::Counter, name, help, labels, value)
+    }
+    fn gauge_set(&mut self, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+        self.sample(SeriesKind::Gauge, name, help, labels, value)
+    }
+    fn histogram_observe(&mut self, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+        self.sample(SeriesKind::Histogram, name, help, labels, value)
+    }
+}
+
+impl state::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        match self.journal.state_get(&self.ident.plugin, &key) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(plugin = %self.ident.plugin, "plugin state read failed: {e}");
+                None
+            }
+        }
+    }
+    fn set(&mut self, key: String, value: String) {
+        if key.len() > MAX_STATE_KEY || value.len() > MAX_STATE_VALUE {
+            tracing::warn!(plugin = %self.ident.plugin, "plugin state write refused: key over {MAX_STATE_KEY} or value over {MAX_STATE_VALUE} bytes");
+            return;
+        }
+        if let Err(e) = self.journal.state_set(&self.ident.plugin, &key, &value) {
+            tracing::error!(plugin = %self.ident.plugin, "plugin state write failed: {e}");
+        }
+    }
+    fn delete(&mut self, key: String) {
+        if let Err(e) = self.journal.state_delete(&self.ident.plugin, &key) {
+            tracing::error!(plugin = %self.ident.plugin, "plugin state delete failed: {e}");
+        }
+    }
+}
