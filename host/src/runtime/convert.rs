@@ -62,7 +62,7 @@ pub fn to_wit(tenant: &str, body: &str) -> Result<wit::Event, String> {
         changed,
         ignore_errors: data.get("ignore_errors").and_then(Value::as_bool).unwrap_or(false),
         timing,
-        result: res.map(|r| Value::Object(r.clone()).to_string()),
+        res: res.map(|r| Value::Object(r.clone()).to_string()),
         stats,
         json: body.to_string(),
     })
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(e.run.playbook, "site.yml");
         assert_eq!(e.task.as_ref().unwrap().action, "command");
         assert_eq!(e.sequence, 4);
-        assert!(e.result.unwrap().contains("\"rc\":0"));
+        assert!(e.res.unwrap().contains("\"rc\":0"));
     }
 
     #[test]
