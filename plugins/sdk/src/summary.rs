@@ -1,0 +1,472 @@
+//! Run summaries: aggregate a run's events into one record kept in the instance's durable
+//! `state` store, so a plugin can report "playbook X finished: failed, 2 hosts, 1 failure"
+//! when the stats event arrives, even across host restarts.
+//!
+//! ```ignore
+//! let tracker = RunTracker::host("slack:");
+//! match tracker.observe(event) {
+//!     Observed::Finished(summary) => { /* send it; on success: */ tracker.complete(&summary.run_id) }
+//!     Observed::Progress(_) | Observed::AlreadyFinished => {}
+//! }
+//! ```
+//!
+//! Updates are idempotent: an event whose `sequence` is not above the last one applied to the
+//! run is not counted again (events of a run arrive in order; a retried or re-delivered event
+//! has the same sequence). The summary sees only the events the instance receives: an instance
+//! whose routes filter events gets a partial summary.
+
+use crate::{is_host_result, result_message, Event, EventKind, Status};
+use serde::{Deserialize, Serialize};
+
+/// Failures kept per run (more are counted in `failures_dropped`).
+pub const MAX_FAILURES: usize = 50;
+/// Characters kept of a failure message.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+/// Finished run ids remembered, so a re-delivered stats event does not report a run twice.
+pub const DONE_RING: usize = 200;
+
+/// Overall status of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// No stats event yet and no failure seen.
+    Running,
+    /// Finished with no failed or unreachable host.
+    Successful,
+    /// A host failed (not ignored) or was unreachable.
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Successful => "successful",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Counts of host results (one per host per task).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultCounts {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub unreachable: u32,
+    pub skipped: u32,
+    pub ignored: u32,
+}
+
+/// A host's failed (not ignored) or unreachable task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub host: String,
+    pub task: String,
+    pub action: String,
+    pub play: String,
+    pub message: String,
+    pub unreachable: bool,
+    pub at_ms: i64,
+    pub event_id: String,
+}
+
+/// Per-host counters from the stats event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCounters {
+    pub host: String,
+    pub ok: u32,
+    pub changed: u32,
+    pub failures: u32,
+    pub unreachable: u32,
+    pub skipped: u32,
+    pub rescued: u32,
+    pub ignored: u32,
+}
+
+/// Everything known about one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub tenant: String,
+    pub playbook: String,
+    pub controller: Option<String>,
+    /// Creation time of `playbook_on_start`, else of the first event seen.
+    pub started_ms: Option<i64>,
+    /// Creation time of the stats event.
+    pub ended_ms: Option<i64>,
+    /// Sequence of the last event applied.
+    pub last_sequence: Option<u64>,
+    pub plays: u32,
+    pub tasks: u32,
+    pub results: ResultCounts,
+    pub failures: Vec<Failure>,
+    pub failures_dropped: u32,
+    /// Per-host counters of the stats event (the PLAY RECAP).
+    pub hosts: Vec<HostCounters>,
+    /// `set_stats` data (`{"_run": {...}, "<host>": {...}}`) from the stats event.
+    pub custom_stats: Option<serde_json::Value>,
+    /// True once the stats event is applied.
+    pub finished: bool,
+}
+
+impl RunSummary {
+    /// A new, empty summary for `event`'s run.
+    pub fn for_event(event: &Event) -> RunSummary {
+        RunSummary {
+            run_id: event.run.id.clone(),
+            tenant: event.tenant.clone(),
+            playbook: event.run.playbook.clone(),
+            controller: event.run.controller.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Applies one event; returns false (and changes nothing) for an event already applied.
+    pub fn apply(&mut self, e: &Event) -> bool {
+        if let Some(last) = self.last_sequence {
+            if e.sequence <= last {
+                return false;
+            }
+        }
+        self.last_sequence = Some(e.sequence);
+        if self.playbook.is_empty() {
+            self.playbook = e.run.playbook.clone();
+        }
+        if self.controller.is_none() {
+            self.controller = e.run.controller.clone();
+        }
+        match e.kind {
+            EventKind::PlaybookOnStart => self.started_ms = Some(e.created_ms),
+            EventKind::PlaybookOnPlayStart => self.plays += 1,
+            EventKind::PlaybookOnTaskStart | EventKind::PlaybookOnHandlerTaskStart => self.tasks += 1,
+            EventKind::PlaybookOnStats => {
+                self.ended_ms = Some(e.created_ms);
+                self.finished = true;
+                if let Some(stats) = &e.stats {
+                    self.hosts = stats
+                        .hosts
+                        .iter()
+                        .map(|h| HostCounters {
+                            host: h.host.clone(),
+                            ok: h.ok,
+                            changed: h.changed,
+                            failures: h.failures,
+                            unreachable: h.unreachable,
+                            skipped: h.skipped,
+                            rescued: h.rescued,
+                            ignored: h.ignored,
+                        })
+                        .collect();
+                    self.custom_stats = stats.custom.as_deref().and_then(|c| serde_json::from_str(c).ok());
+                }
+            }
+            k if is_host_result(k) => self.apply_result(e),
+            _ => {}
+        }
+        if self.started_ms.is_none() {
+            self.started_ms = Some(e.created_ms);
+        }
+        true
+    }
+
+    fn apply_result(&mut self, e: &Event) {
+        let status = match e.status {
+            Some(s) => s,
+            None => match e.kind {
+                EventKind::RunnerOnFailed | EventKind::RunnerOnAsyncFailed => Status::Failed,
+                EventKind::RunnerOnUnreachable => Status::Unreachable,
+                EventKind::RunnerOnSkipped => Status::Skipped,
+                _ if e.changed => Status::Changed,
+                _ => Status::Ok,
+            },
+        };
+        let r = &mut self.results;
+        match status {
+            Status::Ok => r.ok += 1,
+            Status::Changed => r.changed += 1,
+            Status::Skipped => r.skipped += 1,
+            Status::Failed if e.ignore_errors => r.ignored += 1,
+            Status::Failed => r.failed += 1,
+            Status::Unreachable => r.unreachable += 1,
+        }
+        let failed = matches!(status, Status::Unreachable) || (status == Status::Failed && !e.ignore_errors);
+        if failed {
+            if self.failures.len() >= MAX_FAILURES {
+                self.failures_dropped += 1;
+                return;
+            }
+            self.failures.push(Failure {
+                host: e.host.clone().unwrap_or_default(),
+                task: e.task.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+                action: e.task.as_ref().map(|t| t.action.clone()).unwrap_or_default(),
+                play: e.play.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                message: result_message(e.result.as_deref(), MAX_MESSAGE_CHARS).unwrap_or_default(),
+                unreachable: status == Status::Unreachable,
+                at_ms: e.created_ms,
+                event_id: e.id.clone(),
+            });
+        }
+    }
+
+    /// The run's status: from the stats when finished, else from the results seen.
+    pub fn status(&self) -> RunStatus {
+        if self.finished && !self.hosts.is_empty() {
+            if self.hosts.iter().any(|h| h.failures > 0 || h.unreachable > 0) {
+                return RunStatus::Failed;
+            }
+            return RunStatus::Successful;
+        }
+        if self.results.failed > 0 || self.results.unreachable > 0 {
+            RunStatus::Failed
+        } else if self.finished {
+            RunStatus::Successful
+        } else {
+            RunStatus::Running
+        }
+    }
+
+    /// `ended - started` in ms when both are known.
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some((self.ended_ms? - self.started_ms?).max(0))
+    }
+
+    /// Hosts with a failure or unreachable in the stats (or in the results seen before them).
+    pub fn failed_hosts(&self) -> Vec<String> {
+        let mut out: Vec<String> = if self.hosts.is_empty() {
+            self.failures.iter().map(|f| f.host.clone()).collect()
+        } else {
+            self.hosts.iter().filter(|h| h.failures > 0 || h.unreachable > 0).map(|h| h.host.clone()).collect()
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Run-wide `set_stats` data (`custom_stats._run`), if any.
+    pub fn run_custom_stats(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.custom_stats.as_ref()?.get("_run")?.as_object()
+    }
+}
+
+/// Where the tracker keeps its records: the host's `state` import, or memory in tests.
+pub trait Store {
+    fn get(&self, key: &str) -> Option<String>;
+    fn set(&self, key: &str, value: &str);
+    fn delete(&self, key: &str);
+}
+
+/// The host's durable `state` import.
+pub struct HostState;
+
+impl Store for HostState {
+    fn get(&self, key: &str) -> Option<String> {
+        crate::state::get(key)
+    }
+    fn set(&self, key: &str, value: &str) {
+        crate::state::set(key, value)
+    }
+    fn delete(&self, key: &str) {
+        crate::state::delete(key)
+    }
+}
+
+/// An in-memory store for native unit tests.
+#[derive(Default)]
+pub struct MemoryStore(pub std::cell::RefCell<std::collections::BTreeMap<String, String>>);
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &str) {
+        self.0.borrow_mut().insert(key.to_string(), value.to_string());
+    }
+    fn delete(&self, key: &str) {
+        self.0.borrow_mut().remove(key);
+    }
+}
+
+/// What [`RunTracker::observe`] saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// The run goes on; the summary so far.
+    Progress(RunSummary),
+    /// The stats event was applied: the run's final summary (returned again for a retried stats
+    /// event until [`RunTracker::complete`] is called).
+    Finished(RunSummary),
+    /// The run was already completed (a re-delivered event after `complete`).
+    AlreadyFinished,
+}
+
+/// Keeps per-run summaries in a [`Store`] under `<prefix>run:<run id>`.
+pub struct RunTracker<S: Store = HostState> {
+    prefix: String,
+    store: S,
+}
+
+impl RunTracker<HostState> {
+    /// A tracker over the host's `state` import; `prefix` separates it from the plugin's own keys.
+    pub fn host(prefix: &str) -> Self {
+        RunTracker { prefix: prefix.to_string(), store: HostState }
+    }
+}
+
+impl<S: Store> RunTracker<S> {
+    pub fn with_store(prefix: &str, store: S) -> Self {
+        RunTracker { prefix: prefix.to_string(), store }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn key(&self, run_id: &str) -> String {
+        format!("{}run:{}", self.prefix, run_id)
+    }
+
+    fn done_key(&self) -> String {
+        format!("{}runs-done", self.prefix)
+    }
+
+    fn done(&self) -> Vec<String> {
+        self.store.get(&self.done_key()).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default()
+    }
+
+    /// The stored summary of a run, if any.
+    pub fn get(&self, run_id: &str) -> Option<RunSummary> {
+        self.store.get(&self.key(run_id)).and_then(|v| serde_json::from_str(&v).ok())
+    }
+
+    /// Applies `event` to its run's summary and stores it.
+    pub fn observe(&self, event: &Event) -> Observed {
+        let run_id = &event.run.id;
+        if self.done().iter().any(|r| r == run_id) {
+            return Observed::AlreadyFinished;
+        }
+        let mut summary = self.get(run_id).unwrap_or_else(|| RunSummary::for_event(event));
+        if summary.apply(event) {
+            if let Ok(v) = serde_json::to_string(&summary) {
+                self.store.set(&self.key(run_id), &v);
+            }
+        }
+        if summary.finished {
+            Observed::Finished(summary)
+        } else {
+            Observed::Progress(summary)
+        }
+    }
+
+    /// Forgets a finished run's summary and remembers its id (the last [`DONE_RING`]).
+    pub fn complete(&self, run_id: &str) {
+        let mut done = self.done();
+        if !done.iter().any(|r| r == run_id) {
+            done.push(run_id.to_string());
+        }
+        if done.len() > DONE_RING {
+            let extra = done.len() - DONE_RING;
+            done.drain(..extra);
+        }
+        if let Ok(v) = serde_json::to_string(&done) {
+            self.store.set(&self.done_key(), &v);
+        }
+        self.store.delete(&self.key(run_id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{event, host_event, stats_event};
+
+    fn run_events() -> Vec<Event> {
+        let mut evs = vec![
+            event(EventKind::PlaybookOnStart, "r1", "site.yml"),
+            event(EventKind::PlaybookOnPlayStart, "r1", "site.yml"),
+            event(EventKind::PlaybookOnTaskStart, "r1", "site.yml"),
+            host_event(EventKind::RunnerOnOk, Status::Changed, "r1", "site.yml", "web1", "install", None),
+            host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web2", "install", Some(r#"{"msg":"no package"}"#)),
+            host_event(EventKind::RunnerOnUnreachable, Status::Unreachable, "r1", "site.yml", "db1", "install", Some(r#"{"msg":"ssh timeout"}"#)),
+        ];
+        let mut ign = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web1", "probe", None);
+        ign.ignore_errors = true;
+        evs.push(ign);
+        evs.push(stats_event(
+            "r1",
+            "site.yml",
+            &[("web1", 2, 1, 0, 0, 0), ("web2", 0, 0, 1, 0, 0), ("db1", 0, 0, 0, 1, 0)],
+            Some(r#"{"_run":{"deployed":3}}"#),
+        ));
+        for (i, e) in evs.iter_mut().enumerate() {
+            e.sequence = i as u64 + 1;
+            e.created_ms = 1_000 + i as i64 * 1000;
+        }
+        evs
+    }
+
+    #[test]
+    fn aggregates_a_run() {
+        let t = RunTracker::with_store("p:", MemoryStore::default());
+        let evs = run_events();
+        for e in &evs[..evs.len() - 1] {
+            assert!(matches!(t.observe(e), Observed::Progress(_)));
+        }
+        let s = match t.observe(evs.last().unwrap()) {
+            Observed::Finished(s) => s,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(s.playbook, "site.yml");
+        assert_eq!(s.plays, 1);
+        assert_eq!(s.tasks, 1);
+        assert_eq!(s.results, ResultCounts { ok: 0, changed: 1, failed: 1, unreachable: 1, skipped: 0, ignored: 1 });
+        assert_eq!(s.failures.len(), 2);
+        assert_eq!(s.failures[0].message, "no package");
+        assert!(s.failures[1].unreachable);
+        assert_eq!(s.status(), RunStatus::Failed);
+        assert_eq!(s.duration_ms(), Some(7000));
+        assert_eq!(s.failed_hosts(), vec!["db1".to_string(), "web2".to_string()]);
+        assert_eq!(s.run_custom_stats().unwrap()["deployed"], 3);
+        assert_eq!(s.hosts.len(), 3);
+
+        // A retried stats event gives the same summary; after complete it is known as done.
+        assert_eq!(t.observe(evs.last().unwrap()), Observed::Finished(s.clone()));
+        t.complete("r1");
+        assert_eq!(t.observe(evs.last().unwrap()), Observed::AlreadyFinished);
+        assert!(t.get("r1").is_none());
+    }
+
+    #[test]
+    fn redelivery_does_not_double_count() {
+        let t = RunTracker::with_store("", MemoryStore::default());
+        let evs = run_events();
+        for e in &evs[..5] {
+            t.observe(e);
+            t.observe(e);
+        }
+        let s = t.get("r1").unwrap();
+        assert_eq!(s.results.changed, 1);
+        assert_eq!(s.results.failed, 1);
+        assert_eq!(s.failures.len(), 1);
+    }
+
+    #[test]
+    fn successful_run() {
+        let mut s = RunSummary::default();
+        let mut st = stats_event("r2", "ok.yml", &[("a", 3, 1, 0, 0, 1)], None);
+        st.sequence = 5;
+        s.apply(&st);
+        assert_eq!(s.status(), RunStatus::Successful);
+        assert!(s.failed_hosts().is_empty());
+        assert_eq!(RunSummary::default().status(), RunStatus::Running);
+    }
+
+    #[test]
+    fn done_ring_is_bounded() {
+        let t = RunTracker::with_store("", MemoryStore::default());
+        for i in 0..(DONE_RING + 10) {
+            t.complete(&format!("r{i}"));
+        }
+        assert_eq!(t.done().len(), DONE_RING);
+        assert_eq!(t.done()[0], "r10");
+    }
+}
