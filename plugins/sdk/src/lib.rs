@@ -369,7 +369,7 @@ pub mod testing {
             changed: false,
             ignore_errors: false,
             timing: None,
-            result: None,
+            res: None,
             stats: None,
             json: format!(
                 r#"{{"uuid":"ev-{run_id}","event":"{}","counter":1,"run_id":"{run_id}","event_data":{{"playbook":"{playbook}"}}}}"#,
@@ -401,7 +401,7 @@ pub mod testing {
             path: Some("site.yml:10".into()),
         });
         e.timing = Some(Timing { start_ms: e.created_ms - 1500, end_ms: e.created_ms, duration_ms: 1500 });
-        e.result = result.map(str::to_string);
+        e.res = result.map(str::to_string);
         e
     }
 

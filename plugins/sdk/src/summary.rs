@@ -201,7 +201,7 @@ impl RunSummary {
                 task: e.task.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
                 action: e.task.as_ref().map(|t| t.action.clone()).unwrap_or_default(),
                 play: e.play.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-                message: result_message(e.result.as_deref(), MAX_MESSAGE_CHARS).unwrap_or_default(),
+                message: result_message(e.res.as_deref(), MAX_MESSAGE_CHARS).unwrap_or_default(),
                 unreachable: status == Status::Unreachable,
                 at_ms: e.created_ms,
                 event_id: e.id.clone(),

@@ -81,7 +81,7 @@ const RESERVED_HEADERS: &[&str] = &[
 const REFS: &[&str] = &[
     "$", "$id", "$parent_id", "$kind", "$tenant", "$run_id", "$playbook", "$controller", "$sequence",
     "$created_ms", "$created", "$play", "$task", "$action", "$host", "$status", "$changed",
-    "$ignore_errors", "$duration_ms", "$message", "$result",
+    "$ignore_errors", "$duration_ms", "$message", "$res",
 ];
 
 /// A compiled body template.
@@ -186,8 +186,8 @@ fn reference(r: &str, e: &Event, wire: &Value) -> Value {
         "$changed" => e.changed.into(),
         "$ignore_errors" => e.ignore_errors.into(),
         "$duration_ms" => e.timing.as_ref().map(|t| Value::from(t.duration_ms)).unwrap_or(Value::Null),
-        "$message" => opt_str(herald_sdk::result_message(e.result.as_deref(), 2000).as_deref()),
-        "$result" => e.result.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null),
+        "$message" => opt_str(herald_sdk::result_message(e.res.as_deref(), 2000).as_deref()),
+        "$res" => e.res.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null),
         _ => Value::Null,
     }
 }
