@@ -1,0 +1,780 @@
+# -*- coding: utf-8 -*-
+# Herald callback plugin: Ansible events -> local write-ahead spool -> Herald host.
+# Standard library only. Never raises into Ansible, never blocks a task on the network.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: herald
+type: notification
+short_description: Send every playbook event to a Herald host (spooled, batched, never blocking)
+description:
+  - Forwards every v2 callback event (playbook, play, task and handler starts, runner results,
+    loop items, retries, async, notify, include, no-hosts, diff, vars_prompt and the stats with
+    C(set_stats) custom stats) to a Herald host in the ansible-runner job event format.
+  - Each event is appended to a per-run spool file (JSON lines, one write per event) before the
+    hook returns; a background thread ships batches to C({url}/v1/events) and forgets them only
+    after a 2xx answer. A killed ansible-playbook leaves its events in the spool; the next run
+    or C(herald-ship) sends them, oldest run first.
+  - At the end of the run (stats, interpreter exit, SIGINT/SIGTERM) it waits at most
+    O(flush_timeout) seconds; whatever is not sent stays spooled. Network failures never change
+    the playbook's exit code; they cause at most one warning per run.
+  - C(no_log) is honoured for results and loop items, O(redact_keys) are masked and facts are
+    dropped before anything is written to the spool.
+requirements:
+  - A Herald host reachable at O(url) (events are spooled until it is).
+options:
+  url:
+    description: Base URL of the Herald host; events are POSTed to C({url}/v1/events).
+    type: str
+    env:
+      - name: HERALD_URL
+    ini:
+      - section: callback_herald
+        key: url
+  token:
+    description: "Tenant token, sent as C(Authorization: Bearer <token>)."
+    type: str
+    env:
+      - name: HERALD_TOKEN
+    ini:
+      - section: callback_herald
+        key: token
+  spool_dir:
+    description:
+      - Directory of the write-ahead spool (created with mode 0700).
+      - Default C($XDG_CACHE_HOME/herald/spool), or C(~/.cache/herald/spool) without XDG_CACHE_HOME.
+    type: path
+    env:
+      - name: HERALD_SPOOL_DIR
+    ini:
+      - section: callback_herald
+        key: spool_dir
+  flush_timeout:
+    description: Seconds to wait at most, at the end of a run, for spooled events to be shipped.
+    type: float
+    default: 2.0
+    env:
+      - name: HERALD_FLUSH_TIMEOUT
+    ini:
+      - section: callback_herald
+        key: flush_timeout
+  batch_max_events:
+    description: Maximum number of events in one POST.
+    type: int
+    default: 500
+    env:
+      - name: HERALD_BATCH_MAX_EVENTS
+    ini:
+      - section: callback_herald
+        key: batch_max_events
+  batch_max_bytes:
+    description: Maximum size in bytes of one POST body before compression (a single larger event is sent alone).
+    type: int
+    default: 1048576
+    env:
+      - name: HERALD_BATCH_MAX_BYTES
+    ini:
+      - section: callback_herald
+        key: batch_max_bytes
+  batch_max_age:
+    description: Seconds an event waits at most in the spool before the shipper sends what it has.
+    type: float
+    default: 1.0
+    env:
+      - name: HERALD_BATCH_MAX_AGE
+    ini:
+      - section: callback_herald
+        key: batch_max_age
+  spool_max_bytes:
+    description:
+      - Cap on the spooled, unsent bytes. Over it the oldest spooled runs are dropped first (with a
+        warning) and their event count is reported to the host in C(X-Herald-Dropped) with the next
+        batch; when the current run alone exceeds it, its new events are dropped and counted.
+    type: int
+    default: 268435456
+    env:
+      - name: HERALD_SPOOL_MAX_BYTES
+    ini:
+      - section: callback_herald
+        key: spool_max_bytes
+  send_task_args:
+    description: Send task arguments (C(event_data.task_args), redacted) on task events. Never for no_log tasks.
+    type: bool
+    default: false
+    env:
+      - name: HERALD_SEND_TASK_ARGS
+    ini:
+      - section: callback_herald
+        key: send_task_args
+  send_facts:
+    description: Keep C(ansible_facts) and C(ansible_env) in results (they are removed by default).
+    type: bool
+    default: false
+    env:
+      - name: HERALD_SEND_FACTS
+    ini:
+      - section: callback_herald
+        key: send_facts
+  redact_keys:
+    description:
+      - Result, task argument and custom stats keys whose value is replaced by C(********) before
+        anything is spooled. Case-insensitive, recursive; a key matches when its name contains an entry.
+    type: list
+    elements: str
+    default: [password, passwd, secret, token, api_key, private_key, authorization]
+    env:
+      - name: HERALD_REDACT_KEYS
+    ini:
+      - section: callback_herald
+        key: redact_keys
+  max_result_bytes:
+    description:
+      - Results whose JSON is larger are replaced by a short version (status keys and the head of
+        C(msg), C(stdout), C(stderr)) with the marker C(_herald_truncated).
+    type: int
+    default: 65536
+    env:
+      - name: HERALD_MAX_RESULT_BYTES
+    ini:
+      - section: callback_herald
+        key: max_result_bytes
+  timeout:
+    description: Timeout in seconds of one HTTP request to the host.
+    type: float
+    default: 10.0
+    env:
+      - name: HERALD_TIMEOUT
+    ini:
+      - section: callback_herald
+        key: timeout
+"""
+
+EXAMPLES = r"""
+# ansible.cfg
+# [defaults]
+# callbacks_enabled = herald            # or herald.events.herald from the collection
+# [callback_herald]
+# url = http://127.0.0.1:8080
+# token = my-tenant-token
+"""
+
+import atexit
+import getpass
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid as _uuid_mod
+
+from ansible.plugins.callback import CallbackBase
+
+try:
+    from ansible import context as _ansible_context
+except ImportError:  # pragma: no cover
+    _ansible_context = None
+try:
+    from ansible.release import __version__ as _ANSIBLE_VERSION
+except ImportError:  # pragma: no cover
+    _ANSIBLE_VERSION = None
+
+# BEGIN herald-spool-import (the collection build replaces this block with spool.py)
+try:
+    from herald_ansible import spool as _S
+except ImportError:
+    # loaded by path from a pip install whose package is not importable by this Python:
+    # spool.py sits one directory up
+    import importlib.util as _ilu
+
+    _spool_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "spool.py")
+    _spec = _ilu.spec_from_file_location("herald_ansible_spool", _spool_path)
+    _S = _ilu.module_from_spec(_spec)
+    _spec.loader.exec_module(_S)
+# END herald-spool-import
+
+_AWX_ENV = (
+    ("JOB_ID", "awx_job_id"),
+    ("AWX_HOST", "awx_host"),
+    ("INVENTORY_ID", "awx_inventory_id"),
+    ("PROJECT_REVISION", "awx_project_revision"),
+    ("AD_HOC_COMMAND_ID", "awx_ad_hoc_command_id"),
+    ("PROJECT_UPDATE_ID", "awx_project_update_id"),
+    ("INVENTORY_UPDATE_ID", "awx_inventory_update_id"),
+    ("TOWER_HOST", "tower_host"),
+)
+
+_uuid4 = _uuid_mod.uuid4
+
+
+def _safe(fn):
+    """Every hook: nothing escapes into Ansible (except KeyboardInterrupt/SystemExit)."""
+    name = fn.__name__
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            fn(self, *args, **kwargs)
+            if self._warnings_pending():
+                self._show_warnings()
+        except Exception as e:  # noqa: BLE001
+            self._internal_error(name, e)
+
+    wrapper.__name__ = name
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _str(v):
+    return v if isinstance(v, str) else ("" if v is None else str(v))
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "herald"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None):
+        super().__init__(display=display)
+        self._cfg = None
+        self._run_id = str(_uuid4())
+        self._controller = socket.gethostname()
+        self._counter = 0
+        self._lock = threading.Lock()
+        self._writer = None
+        self._shipper = None
+        self._bg = None
+        self._started = False
+        self._finished = False
+        self._disabled = False
+        self._pid = os.getpid()
+        self._shown = set()
+        self._cleaner = None
+        self._playbook_uuid = None
+        self._playbook = None
+        self._play = None           # (name, uuid, pattern)
+        self._play_event = None
+        self._task_events = {}      # task._uuid -> task start event uuid
+        self._task_info = {}        # task._uuid -> dict of task fields
+        self._starts = {}           # (host, task uuid) -> [start ts, last ts]
+        self._last_task_event = None
+        self._prev_sigterm = None
+        self._wake_events = 0
+        self._wake_bytes = 0
+
+    # ------------------------------------------------------------------ options
+    def set_options(self, task_keys=None, var_options=None, direct=None):
+        super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
+        try:
+            self._load_options()
+        except Exception as e:  # noqa: BLE001
+            self._internal_error("set_options", e)
+
+    def _load_options(self):
+        g = self.get_option
+        keys = g("redact_keys")
+        if isinstance(keys, str):
+            keys = [k.strip() for k in keys.split(",")]
+        self._cfg = {
+            "url": (g("url") or "").strip(),
+            "token": g("token") or "",
+            "spool_dir": g("spool_dir") or _S.default_spool_dir(),
+            "flush_timeout": float(g("flush_timeout")),
+            "batch_max_events": int(g("batch_max_events")),
+            "batch_max_bytes": int(g("batch_max_bytes")),
+            "batch_max_age": float(g("batch_max_age")),
+            "spool_max_bytes": int(g("spool_max_bytes")),
+            "send_task_args": bool(g("send_task_args")),
+            "send_facts": bool(g("send_facts")),
+            "redact_keys": [k for k in (keys or []) if k],
+            "max_result_bytes": int(g("max_result_bytes")),
+            "timeout": float(g("timeout")),
+        }
+        self._cleaner = _S.Cleaner(self._cfg["redact_keys"], self._cfg["send_facts"])
+
+    # ------------------------------------------------------------------ plumbing
+    def _internal_error(self, where, exc):
+        key = "internal:" + where
+        if key in self._shown:
+            return
+        self._shown.add(key)
+        try:
+            self._display.warning("herald: internal error in %s (event skipped): %r" % (where, exc))
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _warnings_pending(self):
+        sh = self._shipper
+        return sh is not None and sh.warnings and threading.current_thread() is threading.main_thread()
+
+    def _show_warnings(self):
+        sh = self._shipper
+        while sh.warnings:
+            msg = sh.warnings.pop(0)
+            try:
+                self._display.warning(msg)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _start(self):
+        """First event: open the spool, start the shipper thread, install exit handlers."""
+        self._started = True
+        if self._cfg is None:
+            self._load_options()
+        cfg = self._cfg
+        try:
+            self._writer = _S.SpoolWriter(cfg["spool_dir"], self._run_id, cfg["spool_max_bytes"])
+        except OSError as e:
+            self._disabled = True
+            self._display.warning("herald: cannot open the spool in %s (%s); events of this run are not recorded"
+                                  % (cfg["spool_dir"], e))
+            return
+        self._shipper = _S.Shipper(
+            cfg["url"], cfg["token"], cfg["spool_dir"],
+            batch_max_events=cfg["batch_max_events"], batch_max_bytes=cfg["batch_max_bytes"],
+            timeout=cfg["timeout"], spool_max_bytes=cfg["spool_max_bytes"], own=self._writer)
+        if not cfg["url"]:
+            self._shipper.warn_once(
+                "nourl", "herald: no url set ([callback_herald] url or HERALD_URL); events are only spooled in %s "
+                "(send them later with herald-ship)" % cfg["spool_dir"])
+        else:
+            self._bg = _S.BackgroundShipper(self._shipper, cfg["batch_max_age"])
+            self._bg.start()
+        atexit.register(self._atexit)
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._prev_sigterm = signal.getsignal(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+            except (ValueError, OSError):
+                self._prev_sigterm = None
+
+    def _emit(self, event, event_data, parent_uuid=None, res=None, event_uuid=None):
+        """Serialize one event and append it to the spool. `res` is cleaned, size-limited and
+        spliced in without a second serialization of the whole event."""
+        if self._disabled or self._finished:
+            return None
+        if not self._started:
+            self._start()
+            if self._disabled:
+                return None
+        ev_uuid = event_uuid or str(_uuid4())
+        env = {
+            "uuid": ev_uuid,
+            "event": event,
+            "run_id": self._run_id,
+            "created": _S.now_iso(),
+            "controller": self._controller,
+        }
+        if parent_uuid:
+            env["parent_uuid"] = parent_uuid
+        enc = _S.encode_json
+        ed_json = enc(event_data)
+        if res is not None:
+            res = self._cleaner.clean(res) if isinstance(res, dict) else {"value": res}
+            res_json = enc(res)
+            limit = self._cfg["max_result_bytes"]
+            if len(res_json) > limit:
+                res_json = _S.truncate_result(res, res_json, limit)
+            ed_json = '{"res":' + res_json + "}" if ed_json == "{}" else ed_json[:-1] + ',"res":' + res_json + "}"
+        head = enc(env)
+        with self._lock:
+            self._counter += 1
+            line = ('%s,"counter":%d,"event_data":%s}\n' % (head[:-1], self._counter, ed_json)).encode("utf-8", "replace")
+            w = self._writer
+            ok = w.append(line)
+        if not ok:
+            if w.write_error is not None:
+                self._shipper.warn_once("write", "herald: cannot write the spool %s: %s" % (w.path, w.write_error))
+            else:
+                self._shipper.warn_once(
+                    "owncap", "herald: this run's spool reached spool_max_bytes (%d); further events are dropped "
+                    "and counted" % w.max_bytes)
+            return ev_uuid
+        bg = self._bg
+        if bg is not None:
+            cfg = self._cfg
+            if (w.lines - self._wake_events >= cfg["batch_max_events"]
+                    or w.size - self._wake_bytes >= cfg["batch_max_bytes"]):
+                self._wake_events = w.lines
+                self._wake_bytes = w.size
+                bg.wake.set()
+        return ev_uuid
+
+    # ------------------------------------------------------------------ context helpers
+    def _run_context(self, playbook_path):
+        ctx = {
+            "user": None,
+            "ansible_version": _ANSIBLE_VERSION,
+            "callback_version": _S.VERSION,
+            "python_version": "%d.%d.%d" % sys.version_info[:3],
+            "controller": self._controller,
+            "pid": os.getpid(),
+        }
+        try:
+            ctx["user"] = getpass.getuser()
+        except Exception:  # noqa: BLE001
+            pass
+        cli = {}
+        if _ansible_context is not None:
+            try:
+                cli = _ansible_context.CLIARGS or {}
+            except Exception:  # noqa: BLE001
+                cli = {}
+        ctx["check_mode"] = bool(cli.get("check", False))
+        ctx["diff_mode"] = bool(cli.get("diff", False))
+        ctx["limit"] = cli.get("subset") or None
+        ctx["tags"] = [str(t) for t in (cli.get("tags") or ()) if str(t) != "all"]
+        ctx["skip_tags"] = [str(t) for t in (cli.get("skip_tags") or ())]
+        ctx["forks"] = cli.get("forks")
+        ctx["verbosity"] = cli.get("verbosity")
+        inv = cli.get("inventory")
+        if inv:
+            ctx["inventory"] = [str(i) for i in inv]
+        if playbook_path:
+            ctx["playbook_path"] = os.path.abspath(playbook_path)
+        if cli.get("module_name"):
+            ctx["adhoc"] = True
+            ctx["module_name"] = str(cli.get("module_name"))
+            ctx["pattern"] = str(cli.get("pattern") or "")
+        env = os.environ
+        for var, key in _AWX_ENV:
+            if env.get(var):
+                ctx[key] = env[var]
+        artifacts = env.get("AWX_ISOLATED_DATA_DIR")
+        if artifacts:
+            ctx["runner_artifact_dir"] = artifacts
+            ctx["runner_ident"] = os.path.basename(artifacts.rstrip("/"))
+        return ctx
+
+    def _base(self):
+        d = {}
+        if self._playbook is not None:
+            d["playbook"] = self._playbook
+            d["playbook_uuid"] = self._playbook_uuid
+        if self._play is not None:
+            d["play"], d["play_uuid"], d["play_pattern"] = self._play
+        return d
+
+    def _ensure_playbook(self):
+        """ad-hoc or a callback loaded late: synthesize playbook_on_start once."""
+        if self._playbook_uuid is None:
+            self._playbook_on_start_impl("__adhoc_playbook__", synthesized=True)
+
+    def _task_fields(self, task):
+        tu = _str(getattr(task, "_uuid", ""))
+        info = self._task_info.get(tu)
+        if info is None:
+            info = {"task": "", "task_uuid": tu}
+            try:
+                info["task"] = _str(task.get_name())
+                info["task_action"] = _str(task.action)
+                path = task.get_path()
+                if path:
+                    info["task_path"] = _str(path)
+                role = getattr(task, "_role", None)
+                if role is not None:
+                    info["role"] = _str(role.get_name())
+            except Exception:  # noqa: BLE001
+                pass
+            if len(self._task_info) > 20000:
+                self._task_info.clear()
+            self._task_info[tu] = info
+        return info
+
+    def _host_data(self, host, task):
+        d = self._base()
+        d.update(self._task_fields(task))
+        name = _str(host.get_name()) if host is not None else ""
+        d["host"] = name
+        addr = getattr(host, "address", None)
+        d["remote_addr"] = _str(addr) if addr else name
+        return d
+
+    def _parent_for(self, task):
+        p = self._task_events.get(_str(getattr(task, "_uuid", "")))
+        if p is None:
+            p = self._play_event or self._playbook_uuid
+        return p
+
+    @staticmethod
+    def _parts(result):
+        """(host, task, result dict) without the attributes deprecated in ansible-core 2.19."""
+        try:
+            return result.host, result.task, result.result
+        except AttributeError:  # ansible-core < 2.19
+            return result._host, result._task, result._result
+
+    def _result_event(self, event, result, extra=None, item=False, finished=True):
+        self._ensure_playbook()
+        host, task, res = self._parts(result)
+        d = self._host_data(host, task)
+        now = time.time()
+        key = (d["host"], d["task_uuid"])
+        st = self._starts.get(key)
+        if st is not None:
+            start = st[1] if item else st[0]
+            st[1] = now
+            if finished and not item:
+                self._starts.pop(key, None)
+        else:
+            start = None
+        if start is not None:
+            d["start"] = _S.now_iso(start)
+            d["duration"] = round(now - start, 6)
+        d["end"] = _S.now_iso(now)
+        if extra:
+            d.update(extra)
+        self._emit(event, d, parent_uuid=self._parent_for(task), res=res)
+
+    # ------------------------------------------------------------------ playbook / play / task
+    def _playbook_on_start_impl(self, file_name, synthesized=False):
+        self._playbook_uuid = str(_uuid4())
+        self._playbook = _str(file_name) if file_name else "__adhoc_playbook__"
+        self._play = None
+        self._play_event = None
+        path = file_name if file_name and not str(file_name).startswith("__") else None
+        ctx = self._run_context(path)
+        if synthesized or self._playbook == "__adhoc_playbook__":
+            ctx["adhoc"] = ctx.get("adhoc", True)
+        d = {"playbook": self._playbook, "playbook_uuid": self._playbook_uuid, "herald": ctx}
+        self._emit("playbook_on_start", d, event_uuid=self._playbook_uuid)
+
+    @_safe
+    def v2_playbook_on_start(self, playbook):
+        self._playbook_on_start_impl(getattr(playbook, "_file_name", None))
+
+    @_safe
+    def v2_playbook_on_play_start(self, play):
+        self._ensure_playbook()
+        hosts = getattr(play, "hosts", None)
+        if isinstance(hosts, (list, tuple)):
+            pattern = ",".join(_str(h) for h in hosts)
+        else:
+            pattern = _str(hosts)
+        self._play = (_str(play.get_name()), _str(getattr(play, "_uuid", "")), pattern)
+        self._task_events.clear()
+        self._task_info.clear()
+        d = self._base()
+        d["name"] = self._play[0]
+        self._play_event = self._emit("playbook_on_play_start", d, parent_uuid=self._playbook_uuid)
+
+    def _task_start(self, event, task, is_conditional=None):
+        self._ensure_playbook()
+        d = self._base()
+        d.update(self._task_fields(task))
+        if is_conditional is not None:
+            d["is_conditional"] = bool(is_conditional)
+        if self._cfg["send_task_args"] and not getattr(task, "no_log", False):
+            args = getattr(task, "args", None) or {}
+            if isinstance(args, dict) and args:
+                clean = self._cleaner.clean(args)
+                d["task_args"] = ", ".join("%s=%s" % (k, v) for k, v in clean.items())
+        ev = self._emit(event, d, parent_uuid=self._play_event or self._playbook_uuid)
+        if ev:
+            self._task_events[d["task_uuid"]] = ev
+            self._last_task_event = ev
+
+    @_safe
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_start("playbook_on_task_start", task, is_conditional)
+
+    @_safe
+    def v2_playbook_on_handler_task_start(self, task):
+        self._task_start("playbook_on_handler_task_start", task)
+
+    @_safe
+    def v2_playbook_on_cleanup_task_start(self, task):  # ansible-core < 2.19 declares it
+        self._task_start("playbook_on_cleanup_task_start", task)
+
+    @_safe
+    def v2_playbook_on_no_hosts_matched(self):
+        self._ensure_playbook()
+        self._emit("playbook_on_no_hosts_matched", self._base(), parent_uuid=self._play_event or self._playbook_uuid)
+
+    @_safe
+    def v2_playbook_on_no_hosts_remaining(self):
+        self._ensure_playbook()
+        self._emit("playbook_on_no_hosts_remaining", self._base(), parent_uuid=self._play_event or self._playbook_uuid)
+
+    @_safe
+    def v2_playbook_on_notify(self, handler, host):
+        self._ensure_playbook()
+        d = self._base()
+        try:
+            d["handler"] = _str(handler.get_name())
+        except Exception:  # noqa: BLE001
+            d["handler"] = _str(handler)
+        d["host"] = _str(host.get_name()) if hasattr(host, "get_name") else _str(host)
+        self._emit("playbook_on_notify", d, parent_uuid=self._last_task_event or self._play_event)
+
+    @_safe
+    def v2_playbook_on_include(self, included_file):
+        self._ensure_playbook()
+        d = self._base()
+        task = getattr(included_file, "_task", None)
+        if task is not None:
+            d.update(self._task_fields(task))
+        d["included_file"] = _str(getattr(included_file, "_filename", ""))
+        hosts = getattr(included_file, "_hosts", None) or []
+        d["hosts"] = [_str(h.get_name()) if hasattr(h, "get_name") else _str(h) for h in hosts]
+        parent = self._parent_for(task) if task is not None else self._play_event
+        self._emit("playbook_on_include", d, parent_uuid=parent)
+
+    @_safe
+    def v2_playbook_on_vars_prompt(self, varname, private=True, prompt=None, encrypt=None, confirm=False,
+                                   salt_size=None, salt=None, default=None, unsafe=None):
+        self._ensure_playbook()
+        d = self._base()
+        d["varname"] = _str(varname)
+        d["private"] = bool(private)
+        if prompt is not None:
+            d["prompt"] = _str(prompt)
+        d["confirm"] = bool(confirm)
+        self._emit("playbook_on_vars_prompt", d, parent_uuid=self._play_event or self._playbook_uuid)
+
+    @_safe
+    def v2_playbook_on_import_for_host(self, result, imported_file):  # ansible-core < 2.19 declares it
+        self._result_event("playbook_on_import_for_host", result, {"imported_file": _str(imported_file)})
+
+    @_safe
+    def v2_playbook_on_not_import_for_host(self, result, missing_file):  # ansible-core < 2.19 declares it
+        self._result_event("playbook_on_not_import_for_host", result, {"missing_file": _str(missing_file)})
+
+    # ------------------------------------------------------------------ runner events
+    @_safe
+    def v2_runner_on_start(self, host, task):
+        self._ensure_playbook()
+        d = self._host_data(host, task)
+        now = time.time()
+        self._starts[(d["host"], d["task_uuid"])] = [now, now]
+        d["start"] = _S.now_iso(now)
+        self._emit("runner_on_start", d, parent_uuid=self._parent_for(task))
+
+    @_safe
+    def v2_runner_on_ok(self, result):
+        self._result_event("runner_on_ok", result)
+
+    @_safe
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._result_event("runner_on_failed", result, {"ignore_errors": bool(ignore_errors)})
+
+    @_safe
+    def v2_runner_on_skipped(self, result):
+        self._result_event("runner_on_skipped", result)
+
+    @_safe
+    def v2_runner_on_unreachable(self, result):
+        self._result_event("runner_on_unreachable", result)
+
+    @_safe
+    def v2_runner_item_on_ok(self, result):
+        self._result_event("runner_item_on_ok", result, item=True)
+
+    @_safe
+    def v2_runner_item_on_failed(self, result):
+        self._result_event("runner_item_on_failed", result, item=True)
+
+    @_safe
+    def v2_runner_item_on_skipped(self, result):
+        self._result_event("runner_item_on_skipped", result, item=True)
+
+    @_safe
+    def v2_runner_retry(self, result):
+        self._result_event("runner_retry", result, item=True)
+
+    @_safe
+    def v2_runner_on_async_poll(self, result):
+        self._result_event("runner_on_async_poll", result, item=True)
+
+    @_safe
+    def v2_runner_on_async_ok(self, result):
+        self._result_event("runner_on_async_ok", result, item=True)
+
+    @_safe
+    def v2_runner_on_async_failed(self, result):
+        self._result_event("runner_on_async_failed", result, item=True)
+
+    @_safe
+    def v2_on_file_diff(self, result):
+        self._result_event("runner_on_file_diff", result, item=True)
+
+    # ------------------------------------------------------------------ stats and end of run
+    @_safe
+    def v2_playbook_on_stats(self, stats):
+        self._ensure_playbook()
+        d = self._base()
+        d.pop("play", None)
+        d.pop("play_uuid", None)
+        d.pop("play_pattern", None)
+        for attr in ("changed", "dark", "failures", "ignored", "ok", "processed", "rescued", "skipped"):
+            src = getattr(stats, attr, None) or {}
+            d[attr] = {_str(h): int(n) for h, n in src.items()}
+        custom = getattr(stats, "custom", None) or {}
+        custom = self._cleaner.clean({_str(k): v for k, v in custom.items()})
+        d["custom_stats"] = custom
+        run = custom.get("_run")
+        d["artifact_data"] = run if isinstance(run, dict) else {}
+        self._emit("playbook_on_stats", d, parent_uuid=self._playbook_uuid)
+        self._finish()
+
+    def _finish(self, budget=None):
+        """Bounded end of run: wait at most flush_timeout for the shipper, then close the spool.
+        What is not acknowledged stays spooled for the next run or herald-ship."""
+        if self._finished or not self._started or self._writer is None:
+            self._finished = True
+            return
+        self._finished = True
+        cfg = self._cfg
+        timeout = cfg["flush_timeout"] if budget is None else budget
+        sh, bg, w = self._shipper, self._bg, self._writer
+        delivered = False
+        if bg is not None:
+            delivered = bg.flush(timeout)
+            bg.stop()
+        with sh.lock:
+            if delivered and sh.own_pending() == 0:
+                w.close()
+                try:
+                    os.unlink(w.path)
+                    os.unlink(w.path + ".ack")
+                except FileNotFoundError:
+                    pass
+            else:
+                w.sync()
+                w.close()
+        if w.dropped:
+            try:
+                sh.add_dropped(w.dropped)
+            except OSError:
+                pass
+        if not delivered and cfg["url"] and not sh.auth_failed:
+            pending = w.lines - sh.own_acked_lines
+            sh.warn_once(
+                "undelivered", "herald: %d event(s) not delivered to %s within flush_timeout=%ss (%s); they stay "
+                "spooled in %s and are sent by the next run or herald-ship"
+                % (pending, cfg["url"], cfg["flush_timeout"], sh.last_error or "host busy", cfg["spool_dir"]))
+        if threading.current_thread() is threading.main_thread():
+            self._show_warnings()
+
+    def _atexit(self):
+        try:
+            if os.getpid() == self._pid:
+                self._finish()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _on_sigterm(self, signum, frame):
+        prev = self._prev_sigterm
+        try:
+            if os.getpid() == self._pid:
+                self._finish()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            signal.signal(signal.SIGTERM, prev if prev is not None else signal.SIG_DFL)
+        except (ValueError, OSError, TypeError):
+            pass
+        if callable(prev):
+            prev(signum, frame)
+        elif prev in (None, signal.SIG_DFL):
+            os.kill(os.getpid(), signal.SIGTERM)

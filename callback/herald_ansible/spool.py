@@ -1,0 +1,733 @@
+# -*- coding: utf-8 -*-
+# Herald spool and shipper: standard library only, no Ansible import.
+#
+# This module is shared by the callback plugin (herald.py, which loads it as
+# `herald_ansible.spool`, by file path beside the package, or inlined into the
+# collection build) and by the `herald-ship` console script.
+#
+# Spool layout (one directory, mode 0700, files 0600):
+#   run-<start ns, 19 digits>-<run id>.jsonl   one event per line, appended with a
+#                                             single write(2) per event; locked with
+#                                             flock(LOCK_EX) by the run that writes it
+#   run-....jsonl.ack                          byte offset already acknowledged (2xx)
+#   run-....quarantine.jsonl                   events the host refused with a 4xx
+#   run-....quarantine.log                     one JSON line per refused batch (status, body)
+#   dropped                                    events dropped by the spool cap, not yet
+#                                             reported to the host (X-Herald-Dropped)
+#   .lock                                      guards `dropped`
+"""Write-ahead spool and batch shipper for Herald events (standard library only)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import gzip
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+__all__ = [
+    "VERSION", "CENSORED_MSG", "DEFAULT_REDACT_KEYS", "REDACTED", "Cleaner", "SpoolWriter",
+    "Shipper", "BackgroundShipper", "default_spool_dir", "spool_files", "encode_json",
+]
+
+VERSION = "0.1.0"
+CENSORED_MSG = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
+DEFAULT_REDACT_KEYS = ("password", "passwd", "secret", "token", "api_key", "private_key", "authorization")
+REDACTED = "********"
+TRUNCATED_KEY = "_herald_truncated"
+# keys Ansible keeps when it censors a no_log result (ansible-core 2.16 set; 2.19 adds
+# exception/warnings/deprecations, which we do not add ourselves: Ansible censors first,
+# we only censor what it left uncensored)
+_CENSOR_PRESERVE = ("attempts", "changed", "retries", "_ansible_no_log")
+_MAX_DEPTH = 64
+
+SPOOL_RE = re.compile(r"^run-(\d{19})-([0-9A-Za-z_.-]{1,128})\.jsonl$")
+
+
+def default_spool_dir() -> str:
+    """`$XDG_CACHE_HOME/herald/spool`, else `~/.cache/herald/spool`."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "herald", "spool")
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, dict):  # a dict subclass the C encoder refused
+        return dict(obj)
+    return str(obj)
+
+
+_encoder = json.JSONEncoder(
+    skipkeys=True, ensure_ascii=False, check_circular=False, separators=(",", ":"), default=_json_default
+)
+encode_json = _encoder.encode
+
+
+def now_iso(ts: float | None = None) -> str:
+    """ISO 8601 UTC timestamp with an explicit +00:00 offset."""
+    if ts is None:
+        ts = time.time()
+    # datetime is slower than this and we call it for every event
+    t = time.gmtime(ts)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (
+        t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, int((ts % 1) * 1e6))
+
+
+class Cleaner:
+    """Copies a result (never mutates it) applying, in one walk:
+
+    * no_log: a mapping still carrying ``_ansible_no_log: true`` and not yet censored by
+      Ansible is replaced exactly as Ansible censors it;
+    * redaction: a key whose lower-cased name contains one of ``redact_keys`` gets the
+      value ``********`` (recursive, case-insensitive);
+    * facts: ``ansible_facts`` and ``ansible_env`` keys are dropped unless ``send_facts``.
+    """
+
+    def __init__(self, redact_keys=DEFAULT_REDACT_KEYS, send_facts=False):
+        self.subs = tuple(str(k).lower() for k in (redact_keys or ()) if str(k).strip())
+        self.drop = frozenset() if send_facts else frozenset(("ansible_facts", "ansible_env"))
+        self._actions: dict = {}
+
+    def _action(self, key) -> int:
+        """0 keep, 1 redact, 2 drop (cached per key)."""
+        a = self._actions.get(key)
+        if a is None:
+            k = key.lower() if isinstance(key, str) else str(key).lower()
+            if k in self.drop:
+                a = 2
+            elif any(s in k for s in self.subs):
+                a = 1
+            else:
+                a = 0
+            if len(self._actions) < 10000:
+                self._actions[key] = a
+        return a
+
+    def is_secret_key(self, key) -> bool:
+        return self._action(key) == 1
+
+    def clean(self, obj, depth=0):
+        if isinstance(obj, dict):
+            if depth > _MAX_DEPTH:
+                return "<herald: nested too deep>"
+            if obj.get("_ansible_no_log") is True and "censored" not in obj:
+                return self.censor(obj, depth)
+            out = {}
+            act = self._actions
+            for k, v in obj.items():
+                a = act.get(k)
+                if a is None:
+                    a = self._action(k)
+                if a == 0:
+                    if isinstance(v, (dict, list, tuple)):
+                        v = self.clean(v, depth + 1)
+                    out[k] = v
+                elif a == 1:
+                    out[k] = REDACTED
+            return out
+        if isinstance(obj, (list, tuple)):
+            if depth > _MAX_DEPTH:
+                return "<herald: nested too deep>"
+            return [self.clean(v, depth + 1) if isinstance(v, (dict, list, tuple)) else v for v in obj]
+        return obj
+
+    def censor(self, obj, depth=0):
+        out = {k: obj[k] for k in _CENSOR_PRESERVE if k in obj}
+        out["censored"] = CENSORED_MSG
+        results = obj.get("results")
+        if isinstance(results, list):
+            # keep the loop shape, as Ansible does
+            out["results"] = [
+                self.censor(r, depth + 1) if isinstance(r, dict) and r.get("_ansible_no_log") else self.clean(r, depth + 1)
+                for r in results
+            ]
+        return out
+
+
+def truncate_result(res: dict, res_json: str, limit: int) -> str:
+    """Replace an oversized result by a small one with a marker; returns its JSON."""
+    out = {TRUNCATED_KEY: {"original_bytes": len(res_json.encode("utf-8", "replace")), "max_result_bytes": limit}}
+    budget = max(limit // 4, 64)
+    for k in ("changed", "failed", "skipped", "unreachable", "rc", "attempts", "censored", "msg",
+              "ansible_loop_var", "_ansible_no_log", "stderr", "stdout"):
+        if k not in res:
+            continue
+        v = res[k]
+        if isinstance(v, str):
+            if len(v) > budget:
+                v = v[:budget] + "...[truncated by herald]"
+        elif not isinstance(v, (bool, int, float)) and v is not None:
+            continue
+        out[k] = v
+        if len(encode_json(out)) > limit:
+            del out[k]
+            break
+    return encode_json(out)
+
+
+def spool_files(spool_dir: str) -> list:
+    """Spool file names in the directory, oldest run first."""
+    try:
+        names = os.listdir(spool_dir)
+    except OSError:
+        return []
+    return sorted(n for n in names if SPOOL_RE.match(n))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_int_atomic(path: str, value: int) -> None:
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        _write_all(fd, b"%d\n" % value)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class SpoolWriter:
+    """The current run's spool file. `append` is one write(2): the event is in the kernel's
+    page cache when the hook returns, so a SIGKILLed ansible-playbook keeps it."""
+
+    def __init__(self, spool_dir: str, run_id: str, max_bytes: int):
+        os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+        self.spool_dir = spool_dir
+        self.name = "run-%019d-%s.jsonl" % (time.time_ns(), run_id)
+        self.path = os.path.join(spool_dir, self.name)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.max_bytes = max_bytes
+        self.size = 0          # bytes written (== file size)
+        self.lines = 0         # events written
+        self.dropped = 0       # events refused because of the spool cap or a write error
+        self.write_error = None
+        self.synced = 0
+        self.lock = threading.Lock()
+
+    def append(self, data: bytes) -> bool:
+        if self.fd < 0:
+            self.dropped += 1
+            return False
+        if self.size + len(data) > self.max_bytes:
+            self.dropped += 1
+            return False
+        try:
+            _write_all(self.fd, data)
+        except OSError as e:  # disk full, ...: the event is lost, the playbook goes on
+            self.dropped += 1
+            self.write_error = e
+            return False
+        self.size += len(data)
+        self.lines += 1
+        return True
+
+    def sync(self) -> None:
+        if self.fd >= 0 and self.synced != self.size:
+            size = self.size
+            try:
+                os.fsync(self.fd)
+                self.synced = size
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class _Result:
+    __slots__ = ("sent", "remaining", "error", "retry_after", "fatal")
+
+    def __init__(self):
+        self.sent = 0          # events acknowledged by a 2xx
+        self.remaining = 0     # events still spooled after this pass
+        self.error = None      # last retryable error (str)
+        self.retry_after = None
+        self.fatal = False     # auth failure: stop shipping in this process
+
+
+class Shipper:
+    """Ships spool files in order, oldest run first, in batches bounded by count and bytes.
+
+    Thread-agnostic: the callback runs it in a daemon thread (BackgroundShipper), `herald-ship`
+    in the foreground. Events are forgotten (ack offset advanced, file removed) only after a
+    2xx; 4xx batches go to a quarantine file beside the spool; other failures are retryable.
+    """
+
+    def __init__(self, url, token, spool_dir, batch_max_events=500, batch_max_bytes=1048576,
+                 timeout=10.0, spool_max_bytes=256 * 1024 * 1024, use_gzip=True, own=None):
+        self.url = (url or "").rstrip("/")
+        self.endpoint = self.url + "/v1/events" if self.url else ""
+        self.token = token or ""
+        self.spool_dir = spool_dir
+        self.batch_max_events = max(1, int(batch_max_events))
+        self.batch_max_bytes = max(1024, int(batch_max_bytes))
+        self.timeout = float(timeout)
+        self.spool_max_bytes = int(spool_max_bytes)
+        self.use_gzip = use_gzip
+        self.own: SpoolWriter | None = own
+        self.own_acked = 0            # byte offset of own spool acknowledged
+        self.own_acked_lines = 0
+        self.lock = threading.Lock()  # guards own ack offset vs. the end of run
+        self.auth_failed = False
+        self.warnings: list = []      # messages for the caller to show (Ansible display or stderr)
+        self._warned: set = set()
+        self.requests = 0
+        self.total_sent = 0
+        self.total_quarantined = 0
+        self.total_dropped = 0
+        self.last_error = None
+        self._opener = urllib.request.build_opener()
+
+    # ---------------------------------------------------------------- warnings
+    def warn_once(self, kind: str, msg: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self.warnings.append(msg)
+
+    # ---------------------------------------------------------------- dropped counter
+    def _dropped_path(self):
+        return os.path.join(self.spool_dir, "dropped")
+
+    def _with_dir_lock(self, fn):
+        fd = os.open(os.path.join(self.spool_dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fn()
+        finally:
+            os.close(fd)
+
+    def add_dropped(self, n: int) -> None:
+        if n <= 0:
+            return
+        self.total_dropped += n
+        path = self._dropped_path()
+        self._with_dir_lock(lambda: _write_int_atomic(path, _read_int(path) + n))
+
+    def pending_dropped(self) -> int:
+        return _read_int(self._dropped_path())
+
+    def _sub_dropped(self, n: int) -> None:
+        if n <= 0:
+            return
+        path = self._dropped_path()
+
+        def sub():
+            left = max(0, _read_int(path) - n)
+            if left:
+                _write_int_atomic(path, left)
+            else:
+                _unlink(path)
+        self._with_dir_lock(sub)
+
+    # ---------------------------------------------------------------- spool cap
+    def enforce_cap(self) -> int:
+        """Drop the oldest spooled runs (never the current one, never one a live process holds)
+        until the spooled bytes fit in spool_max_bytes. Returns the number of events dropped."""
+        names = spool_files(self.spool_dir)
+        own_name = self.own.name if self.own else None
+        sizes = {}
+        total = 0
+        for n in names:
+            if n == own_name:
+                continue
+            try:
+                sizes[n] = os.path.getsize(os.path.join(self.spool_dir, n))
+            except OSError:
+                continue
+            total += sizes[n]
+        if self.own is not None:
+            total += self.own.size - self.own_acked
+        dropped_events = 0
+        dropped_runs = 0
+        for n in names:
+            if total <= self.spool_max_bytes:
+                break
+            if n not in sizes:
+                continue
+            path = os.path.join(self.spool_dir, n)
+            fd = self._lock_orphan(path)
+            if fd is None:
+                continue
+            try:
+                start = _read_int(path + ".ack")
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    f.seek(start)
+                    count = sum(1 for line in f if line.strip())
+                _unlink(path)
+                _unlink(path + ".ack")
+            finally:
+                os.close(fd)
+            total -= sizes[n]
+            dropped_events += count
+            dropped_runs += 1
+        if dropped_events:
+            self.add_dropped(dropped_events)
+            self.warnings.append(
+                "herald: spool over spool_max_bytes (%d bytes): dropped the %d oldest spooled run(s), %d events; "
+                "the host is told with the next batch" % (self.spool_max_bytes, dropped_runs, dropped_events))
+        return dropped_events
+
+    # ---------------------------------------------------------------- locking
+    @staticmethod
+    def _lock_orphan(path: str):
+        """Lock a spool file that no live process writes or ships; None if it is busy or gone."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the file may have been removed (shipped) between open and flock
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                raise OSError(errno.ENOENT, "gone")
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    # ---------------------------------------------------------------- reading
+    def _read_batch(self, fd: int, offset: int, end: int | None, max_events: int):
+        """Complete lines from offset (up to end if given). Returns (lines, byte length)."""
+        want = self.batch_max_bytes
+        if end is not None:
+            want = min(want, end - offset)
+            if want <= 0:
+                return [], 0
+        data = os.pread(fd, want, offset)
+        if not data:
+            return [], 0
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            # one event bigger than batch_max_bytes: read up to its end and send it alone
+            chunks = [data]
+            pos = offset + len(data)
+            while True:
+                more = os.pread(fd, 1 << 20, pos)
+                if not more:
+                    return [], 0  # incomplete last line (writer killed mid-write or still writing)
+                i = more.find(b"\n")
+                if i >= 0:
+                    chunks.append(more[: i + 1])
+                    line = b"".join(chunks)
+                    if end is not None and offset + len(line) > end:
+                        return [], 0
+                    return [line], len(line)
+                chunks.append(more)
+                pos += len(more)
+        lines = data[: nl + 1].splitlines(keepends=True)
+        if len(lines) > max_events:
+            lines = lines[:max_events]
+        return lines, sum(len(x) for x in lines)
+
+    # ---------------------------------------------------------------- HTTP
+    def post(self, lines: list, dropped: int):
+        """POST one NDJSON batch. Returns (status or None, body bytes or error text, retry_after)."""
+        body = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines if line.strip())
+        headers = {
+            "Content-Type": "application/x-ndjson",
+            "Authorization": "Bearer " + self.token,
+            "User-Agent": "herald-ansible/" + VERSION,
+        }
+        if self.use_gzip and len(body) > 2048:
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        if dropped > 0:
+            headers["X-Herald-Dropped"] = str(dropped)
+        req = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
+        self.requests += 1
+        timeout = self.timeout
+        try:
+            with self._opener.open(req, timeout=timeout) as resp:
+                return resp.status, resp.read(65536), None
+        except urllib.error.HTTPError as e:
+            try:
+                data = e.read(65536)
+            except Exception:  # noqa: BLE001
+                data = b""
+            ra = None
+            try:
+                ra = float(e.headers.get("Retry-After")) if e.headers and e.headers.get("Retry-After") else None
+            except (TypeError, ValueError):
+                ra = None
+            return e.code, data, ra
+        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            return None, str(reason), None
+
+    # ---------------------------------------------------------------- quarantine
+    def quarantine(self, spool_path: str, lines: list, status, body) -> None:
+        stem = spool_path[: -len(".jsonl")]
+        qpath = stem + ".quarantine.jsonl"
+        fd = os.open(qpath, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if isinstance(body, bytes):
+            body_text = body.decode("utf-8", "replace")
+        else:
+            body_text = str(body)
+        try:
+            body_obj = json.loads(body_text)
+        except ValueError:
+            body_obj = body_text
+        rec = {"time": now_iso(), "url": self.endpoint, "status": status, "error": body_obj, "events": len(lines)}
+        fd = os.open(stem + ".quarantine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, (encode_json(rec) + "\n").encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+        self.total_quarantined += len(lines)
+        self.warn_once(
+            "4xx", "herald: the host at %s refused a batch with HTTP %s (%s); %d event(s) moved to %s"
+            % (self.url, status, body_text.strip()[:300], len(lines), qpath))
+
+    # ---------------------------------------------------------------- one file
+    def ship_file(self, path: str, fd: int, own: bool, deadline: float | None, res: _Result) -> bool:
+        """Ship one spool file from its ack offset. Returns True when it is fully acknowledged
+        (up to its current end), False when something is left (error or deadline)."""
+        ack_path = path + ".ack"
+        offset = self.own_acked if own else _read_int(ack_path)
+        max_events = self.batch_max_events
+        while True:
+            if self.auth_failed:
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            end = self.own.size if own else None
+            lines, nbytes = self._read_batch(fd, offset, end, max_events)
+            if not lines:
+                return True
+            if own:
+                self.own.sync()
+            dropped = self.pending_dropped()
+            status, body, retry_after = self.post(lines, dropped)
+            if status is not None and 200 <= status < 300:
+                offset += nbytes
+                with self.lock:
+                    if own:
+                        self.own_acked = offset
+                        self.own_acked_lines += len(lines)
+                    if os.path.exists(path):
+                        _write_int_atomic(ack_path, offset)
+                self._sub_dropped(dropped)
+                res.sent += len(lines)
+                self.total_sent += len(lines)
+                max_events = self.batch_max_events
+                continue
+            if status in (401, 403):
+                self.quarantine(path, lines, status, body)
+                offset += nbytes
+                self._advance(path, own, offset, len(lines))
+                self.auth_failed = True
+                res.fatal = True
+                return False
+            if status == 413 and len(lines) > 1:
+                max_events = max(1, len(lines) // 2)
+                continue
+            if status == 400 and len(lines) > 1:
+                idx = None
+                try:
+                    idx = json.loads(body.decode("utf-8", "replace")).get("index")
+                except (ValueError, AttributeError):
+                    idx = None
+                if isinstance(idx, int) and 0 <= idx < len(lines):
+                    # ship what precedes the bad event, quarantine it, go on
+                    if idx > 0:
+                        max_events = idx
+                        continue
+                    self.quarantine(path, lines[:1], status, body)
+                    offset += len(lines[0])
+                    self._advance(path, own, offset, 1)
+                    max_events = self.batch_max_events
+                    continue
+            if status is not None and 400 <= status < 500 and status not in (408, 425, 429):
+                self.quarantine(path, lines, status, body)
+                offset += nbytes
+                self._advance(path, own, offset, len(lines))
+                max_events = self.batch_max_events
+                continue
+            # connection error, timeout, 408/425/429, 5xx, unexpected 1xx/3xx: retry later
+            if status is None:
+                res.error = "%s (%s)" % (self.url, body)
+            else:
+                text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+                res.error = "%s answered HTTP %s %s" % (self.url, status, text.strip()[:200])
+            res.retry_after = retry_after
+            self.last_error = res.error
+            return False
+
+    def _advance(self, path, own, offset, nlines):
+        with self.lock:
+            if own:
+                self.own_acked = offset
+                self.own_acked_lines += nlines
+            if os.path.exists(path):
+                _write_int_atomic(path + ".ack", offset)
+
+    @staticmethod
+    def _finish_orphan(path: str) -> None:
+        _unlink(path)          # data first: a concurrent shipper then sees the file gone
+        _unlink(path + ".ack")
+
+    # ---------------------------------------------------------------- one pass
+    def ship_all(self, deadline: float | None = None, include_own: bool = True) -> _Result:
+        """One pass over the spool: orphaned runs oldest first, then the current run."""
+        res = _Result()
+        if not self.endpoint or self.auth_failed:
+            res.remaining = -1
+            return res
+        own_name = self.own.name if self.own else None
+        for name in spool_files(self.spool_dir):
+            if name == own_name:
+                continue
+            path = os.path.join(self.spool_dir, name)
+            fd = self._lock_orphan(path)
+            if fd is None:
+                continue  # a live run writes it, or another shipper has it
+            try:
+                done = self.ship_file(path, fd, False, deadline, res)
+                if done:
+                    self._finish_orphan(path)
+            finally:
+                os.close(fd)
+            if not done:
+                res.remaining += 1
+                return res  # keep the order: nothing newer before this one is through
+        if include_own and self.own is not None and self.own.fd >= 0:
+            rfd = os.open(self.own.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if not self.ship_file(self.own.path, rfd, True, deadline, res):
+                    res.remaining += 1
+            finally:
+                os.close(rfd)
+        return res
+
+    def own_pending(self) -> int:
+        if self.own is None:
+            return 0
+        return self.own.size - self.own_acked
+
+
+class BackgroundShipper(threading.Thread):
+    """Daemon thread around a Shipper for one run: wakes every `batch_max_age` seconds (or
+    earlier when a batch is full), backs off exponentially on errors, and answers `flush`."""
+
+    def __init__(self, shipper: Shipper, batch_max_age: float = 1.0):
+        super().__init__(name="herald-shipper", daemon=True)
+        self.shipper = shipper
+        self.batch_max_age = max(0.01, float(batch_max_age))
+        self.wake = threading.Event()
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.flushing = False
+        self.flush_deadline = None
+        self.passes = 0
+        self.idle = False
+        self.backoff = 0.0
+        self.last_result = None
+
+    def run(self):
+        sh = self.shipper
+        try:
+            sh.enforce_cap()
+        except Exception as e:  # noqa: BLE001
+            sh.warn_once("cap", "herald: spool cap check failed: %s" % e)
+        while True:
+            try:
+                res = sh.ship_all(deadline=self.flush_deadline)
+            except Exception as e:  # noqa: BLE001 - the thread must survive anything
+                res = _Result()
+                res.error = "internal error: %r" % (e,)
+                res.remaining = 1
+                sh.last_error = res.error
+            self.last_result = res
+            with self.cond:
+                self.passes += 1
+                self.idle = res.remaining == 0
+                self.cond.notify_all()
+            if self.stopping:
+                return
+            if res.remaining == 0 or res.fatal or res.remaining < 0:
+                self.backoff = 0.0
+                delay = self.batch_max_age
+                if res.fatal or res.remaining < 0:
+                    delay = 3600.0
+            else:
+                if self.flushing:
+                    self.backoff = min(max(self.backoff * 2, 0.05), 0.5)
+                else:
+                    self.backoff = min(max(self.backoff * 2, 0.5), 30.0)
+                delay = self.backoff * (0.75 + random.random() / 2)
+                if res.retry_after is not None:
+                    delay = min(max(delay, res.retry_after), 30.0)
+                if self.flushing and self.flush_deadline is not None:
+                    delay = min(delay, max(0.0, self.flush_deadline - time.monotonic()))
+            self.wake.wait(delay)
+            self.wake.clear()
+
+    def flush(self, timeout: float) -> bool:
+        """Ask for everything to be shipped now; wait at most `timeout` seconds.
+        True when the current run's spool is fully acknowledged."""
+        sh = self.shipper
+        deadline = time.monotonic() + max(0.0, timeout)
+        self.flush_deadline = deadline
+        self.flushing = True
+        self.backoff = 0.0
+        if not self.is_alive():
+            return sh.own_pending() == 0
+        with self.cond:
+            start_pass = self.passes
+            self.wake.set()
+            while True:
+                # a pass that started after the flush request and left nothing behind
+                if self.passes > start_pass and self.idle and sh.own_pending() == 0:
+                    return True
+                if sh.auth_failed or not sh.endpoint:
+                    return sh.own_pending() == 0
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return sh.own_pending() == 0
+                self.cond.wait(min(left, 0.5))
+
+    def stop(self):
+        self.stopping = True
+        self.wake.set()
