@@ -340,20 +340,28 @@ impl<S: Store> RunTracker<S> {
 
     /// Applies `event` to its run's summary and stores it.
     pub fn observe(&self, event: &Event) -> Observed {
+        self.observe_fresh(event).0
+    }
+
+    /// Like [`RunTracker::observe`], also telling whether the event was applied now (`true`) or
+    /// had been applied before (a retry or re-delivery: `false`). Use it to keep side effects
+    /// that are not idempotent, such as counters, to the first delivery.
+    pub fn observe_fresh(&self, event: &Event) -> (Observed, bool) {
         let run_id = &event.run.id;
         if self.done().iter().any(|r| r == run_id) {
-            return Observed::AlreadyFinished;
+            return (Observed::AlreadyFinished, false);
         }
         let mut summary = self.get(run_id).unwrap_or_else(|| RunSummary::for_event(event));
-        if summary.apply(event) {
+        let fresh = summary.apply(event);
+        if fresh {
             if let Ok(v) = serde_json::to_string(&summary) {
                 self.store.set(&self.key(run_id), &v);
             }
         }
         if summary.finished {
-            Observed::Finished(summary)
+            (Observed::Finished(summary), fresh)
         } else {
-            Observed::Progress(summary)
+            (Observed::Progress(summary), fresh)
         }
     }
 
@@ -440,8 +448,8 @@ mod tests {
         let t = RunTracker::with_store("", MemoryStore::default());
         let evs = run_events();
         for e in &evs[..5] {
-            t.observe(e);
-            t.observe(e);
+            assert!(t.observe_fresh(e).1);
+            assert!(!t.observe_fresh(e).1);
         }
         let s = t.get("r1").unwrap();
         assert_eq!(s.results.changed, 1);
