@@ -32,7 +32,11 @@ pub async fn load_plugins(
                 continue;
             }
             Err(e) => {
-                problems.push(config.plugin_problem(name, "component", &format!("loading failed: {e}")));
+                problems.push(config.plugin_problem(
+                    name,
+                    "component",
+                    &format!("loading failed: {e}"),
+                ));
                 continue;
             }
         };
@@ -43,7 +47,8 @@ pub async fn load_plugins(
                 continue;
             }
         };
-        let mut instance = PluginInstance::new(runtime, component, spec, journal.clone(), metrics.clone());
+        let mut instance =
+            PluginInstance::new(runtime, component, spec, journal.clone(), metrics.clone());
         if let Err(e) = instance.ensure_live().await {
             problems.push(config.plugin_problem(name, "config", &e.to_string()));
             continue;
@@ -107,13 +112,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -25,13 +25,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            self.file.display(),
-            self.line,
-            self.column
-        )?;
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
@@ -329,7 +323,9 @@ impl Config {
                             problems.push(locator.problem(
                                 &table,
                                 "sha256",
-                                &format!("the component's sha256 is {actual}, not the pinned {pin}"),
+                                &format!(
+                                    "the component's sha256 is {actual}, not the pinned {pin}"
+                                ),
                             ));
                         }
                     }
@@ -411,7 +407,7 @@ fn resolve_value(value: &mut toml::Value, base: &Path) -> Result<(), String> {
             }
         }
         toml::Value::Table(t) => {
-            for v in t.values_mut() {
+            for (_, v) in t.iter_mut() {
                 resolve_value(v, base)?;
             }
         }
@@ -431,12 +427,18 @@ fn substitute(s: &str, base: &Path) -> Result<String, String> {
             .ok_or_else(|| "unterminated `${` reference".to_string())?;
         let reference = &after[..end];
         let resolved = if let Some(name) = reference.strip_prefix("env:") {
-            std::env::var(name)
-                .map_err(|_| format!("environment variable {name} (from `${{env:{name}}}`) is not set"))?
+            std::env::var(name).map_err(|_| {
+                format!("environment variable {name} (from `${{env:{name}}}`) is not set")
+            })?
         } else if let Some(file) = reference.strip_prefix("file:") {
             let p = base.join(file);
             std::fs::read_to_string(&p)
-                .map_err(|e| format!("cannot read secret file {} (from `${{file:…}}`): {e}", p.display()))?
+                .map_err(|e| {
+                    format!(
+                        "cannot read secret file {} (from `${{file:…}}`): {e}",
+                        p.display()
+                    )
+                })?
                 .trim_end_matches(['\n', '\r'])
                 .to_string()
         } else {
@@ -539,7 +541,11 @@ mod tests {
         );
         let p = write(&d, "herald.toml", &text);
         let err = Config::load(&p).unwrap_err();
-        let keys: Vec<_> = err.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        let keys: Vec<_> = err
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.line))
+            .collect();
         assert!(keys.contains(&("tenants.ops.tokens", 2)), "{keys:?}");
         assert!(keys.contains(&("plugins.hook.tenant", 5)), "{keys:?}");
         assert!(keys.contains(&("plugins.hook.component", 6)), "{keys:?}");
@@ -548,11 +554,19 @@ mod tests {
     #[test]
     fn unknown_keys_are_syntax_errors_with_position() {
         let d = tmpdir("unknown");
-        let p = write(&d, "herald.toml", "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
+        let p = write(
+            &d,
+            "herald.toml",
+            "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n",
+        );
         let err = Config::load(&p).unwrap_err();
         assert_eq!(err.problems.len(), 1);
         assert_eq!(err.problems[0].line, 3);
-        assert!(err.problems[0].message.contains("port"), "{}", err.problems[0].message);
+        assert!(
+            err.problems[0].message.contains("port"),
+            "{}",
+            err.problems[0].message
+        );
     }
 
     #[test]
@@ -583,7 +597,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let r = RetryPolicy { initial_ms: 100, max_ms: 1000, max_attempts: 5 };
+        let r = RetryPolicy {
+            initial_ms: 100,
+            max_ms: 1000,
+            max_attempts: 5,
+        };
         for _ in 0..50 {
             assert!(r.backoff(1) <= Duration::from_millis(100));
             assert!(r.backoff(10) <= Duration::from_millis(1000));

@@ -48,8 +48,20 @@ impl Dispatcher {
             let name = instance.spec().name.to_string();
             let tenant = instance.spec().tenant.to_string();
             let notify = Arc::new(Notify::new());
-            let task = tokio::spawn(run_worker(instance, policy, journal.clone(), notify.clone()));
-            workers.insert(name, Worker { tenant, notify, task });
+            let task = tokio::spawn(run_worker(
+                instance,
+                policy,
+                journal.clone(),
+                notify.clone(),
+            ));
+            workers.insert(
+                name,
+                Worker {
+                    tenant,
+                    notify,
+                    task,
+                },
+            );
         }
         Dispatcher { workers }
     }
@@ -78,7 +90,7 @@ async fn blocking<T: Send + 'static>(
     let j = journal.clone();
     match tokio::task::spawn_blocking(move || f(&j)).await {
         Ok(r) => r,
-        Err(e) => Err(JournalError::Sqlite(rusqlite::Error::ModuleError(format!("journal task failed: {e}")))),
+        Err(e) => Err(JournalError::Task(e.to_string())),
     }
 }
 
@@ -88,7 +100,12 @@ enum Step {
     Retry { at_ms: i64 },
 }
 
-async fn run_worker(mut instance: PluginInstance, policy: RetryPolicy, journal: Journal, notify: Arc<Notify>) {
+async fn run_worker(
+    mut instance: PluginInstance,
+    policy: RetryPolicy,
+    journal: Journal,
+    notify: Arc<Notify>,
+) {
     let name = instance.spec().name.to_string();
     let tenant = instance.spec().tenant.to_string();
     loop {
@@ -140,14 +157,21 @@ async fn run_worker(mut instance: PluginInstance, policy: RetryPolicy, journal: 
     }
 }
 
-async fn deliver(instance: &mut PluginInstance, policy: &RetryPolicy, journal: &Journal, d: &PendingDelivery) -> Step {
+async fn deliver(
+    instance: &mut PluginInstance,
+    policy: &RetryPolicy,
+    journal: &Journal,
+    d: &PendingDelivery,
+) -> Step {
     let spec = instance.spec();
     let (name, tenant) = (spec.name.to_string(), spec.tenant.to_string());
     let attempt = d.attempts + 1;
     let started = Instant::now();
     let result = match convert::to_wit(&tenant, &d.body) {
         Ok(event) => instance.handle(&event, attempt).await,
-        Err(e) => Ok(Outcome::Permanent(format!("event cannot be given to plugins: {e}"))),
+        Err(e) => Ok(Outcome::Permanent(format!(
+            "event cannot be given to plugins: {e}"
+        ))),
     };
     metrics::histogram!("herald_delivery_seconds", "tenant" => tenant.clone(), "plugin" => name.clone())
         .record(started.elapsed().as_secs_f64());
@@ -162,7 +186,15 @@ async fn deliver(instance: &mut PluginInstance, policy: &RetryPolicy, journal: &
             return Step::Done;
         }
         Ok(Outcome::Permanent(reason)) => {
-            dead_letter(journal, &tenant, &name, d, attempt, &format!("permanent failure: {reason}")).await;
+            dead_letter(
+                journal,
+                &tenant,
+                &name,
+                d,
+                attempt,
+                &format!("permanent failure: {reason}"),
+            )
+            .await;
             return Step::Done;
         }
         Ok(Outcome::Retryable(r)) => (r.reason, r.retry_after_ms.map(Duration::from_millis)),
@@ -174,14 +206,25 @@ async fn deliver(instance: &mut PluginInstance, policy: &RetryPolicy, journal: &
                 reason = fault.reason(), "plugin call failed: {fault}");
             if let CallError::Configure(_) = fault {
                 // A refused configuration will not change by retrying sooner.
-                (fault.to_string(), Some(Duration::from_millis(policy.max_ms)))
+                (
+                    fault.to_string(),
+                    Some(Duration::from_millis(policy.max_ms)),
+                )
             } else {
                 (fault.to_string(), None)
             }
         }
     };
     if attempt >= policy.max_attempts {
-        dead_letter(journal, &tenant, &name, d, attempt, &format!("gave up after {attempt} attempts: {reason}")).await;
+        dead_letter(
+            journal,
+            &tenant,
+            &name,
+            d,
+            attempt,
+            &format!("gave up after {attempt} attempts: {reason}"),
+        )
+        .await;
         return Step::Done;
     }
     count(&tenant, &name, "retry");
@@ -191,7 +234,11 @@ async fn deliver(instance: &mut PluginInstance, policy: &RetryPolicy, journal: &
         retry_in_ms = delay.as_millis() as u64, "delivery will be retried: {reason}");
     let plugin = name.clone();
     let id = d.event_id;
-    if let Err(e) = blocking(journal, move |j| j.retry_later(&plugin, id, attempt, at_ms, &reason)).await {
+    if let Err(e) = blocking(journal, move |j| {
+        j.retry_later(&plugin, id, attempt, at_ms, &reason)
+    })
+    .await
+    {
         tracing::error!(plugin = %name, tenant = %tenant, "cannot record a retry: {e}");
     }
     Step::Retry { at_ms }
@@ -203,13 +250,24 @@ fn count(tenant: &str, plugin: &str, outcome: &'static str) {
     .increment(1);
 }
 
-async fn dead_letter(journal: &Journal, tenant: &str, name: &str, d: &PendingDelivery, attempt: u32, reason: &str) {
+async fn dead_letter(
+    journal: &Journal,
+    tenant: &str,
+    name: &str,
+    d: &PendingDelivery,
+    attempt: u32,
+    reason: &str,
+) {
     count(tenant, name, "dead");
     tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt, "delivery dead-lettered: {reason}");
     let plugin = name.to_string();
     let id = d.event_id;
     let reason = reason.to_string();
-    if let Err(e) = blocking(journal, move |j| j.dead_letter(&plugin, id, attempt, &reason)).await {
+    if let Err(e) = blocking(journal, move |j| {
+        j.dead_letter(&plugin, id, attempt, &reason)
+    })
+    .await
+    {
         tracing::error!(plugin = %name, tenant = %tenant, "cannot record a dead letter: {e}");
     }
 }

@@ -357,7 +357,11 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+    ] {
         if let Ok(t) = chrono::DateTime::parse_from_str(s, fmt) {
             return Some(t.timestamp_millis());
         }
@@ -386,13 +390,13 @@ mod tests {
         let e = validate(good()).unwrap();
         assert_eq!(e.kind, EventKind::RunnerOnOk);
         assert_eq!(e.counter, 3);
-        assert_eq!(e.created_ms, 1_795_254_400_500);
+        assert_eq!(e.created_ms, 1_795_255_200_500);
         assert_eq!(e.run_id, "r1");
     }
 
     #[test]
     fn naive_times_are_utc() {
-        assert_eq!(parse_time("2026-11-21T10:00:00.5"), Some(1_795_254_400_500));
+        assert_eq!(parse_time("2026-11-21T10:00:00.5"), Some(1_795_255_200_500));
         assert_eq!(parse_time("yesterday"), None);
     }
 

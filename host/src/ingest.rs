@@ -27,10 +27,15 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, Api
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
     state
         .config
         .tenant_for_token(token)
@@ -43,7 +48,12 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(Format::JsonArray),
         "application/x-ndjson" | "application/jsonlines" | "application/jsonl" => Ok(Format::Ndjson),
@@ -70,7 +80,12 @@ fn decode(headers: &HeaderMap, body: bytes::Bytes, limit: usize) -> Result<Vec<u
             flate2::read::GzDecoder::new(&body[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| ApiError::bad_request("invalid_body", format!("the gzip body cannot be decompressed: {e}")))?;
+                .map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_body",
+                        format!("the gzip body cannot be decompressed: {e}"),
+                    )
+                })?;
             if out.len() > limit {
                 return Err(ApiError::too_large(limit));
             }
@@ -93,14 +108,27 @@ fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
             match v {
                 Value::Array(items) => items,
                 Value::Object(_) => vec![v],
-                _ => return Err(ApiError::bad_request("invalid_body", "the body must be a JSON array of events")),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_body",
+                        "the body must be a JSON array of events",
+                    ))
+                }
             }
         }
         Format::Ndjson => {
             let mut items = Vec::new();
-            for (i, line) in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).enumerate() {
+            for (i, line) in bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .enumerate()
+            {
                 let v: Value = serde_json::from_slice(line).map_err(|e| {
-                    ApiError::bad_request("invalid_json", format!("event {i} is not valid JSON: {e}")).at(i, "")
+                    ApiError::bad_request(
+                        "invalid_json",
+                        format!("event {i} is not valid JSON: {e}"),
+                    )
+                    .at(i, "")
                 })?;
                 items.push(v);
             }
@@ -108,33 +136,64 @@ fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
         }
     };
     if values.is_empty() {
-        return Err(ApiError::bad_request("invalid_body", "the batch holds no event"));
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the batch holds no event",
+        ));
     }
     values
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
             validate(v).map_err(|e| {
-                ApiError::bad_request("invalid_event", format!("event {i}: {}: {}", if e.field.is_empty() { "(event)" } else { &e.field }, e.message))
-                    .at(i, &e.field)
+                ApiError::bad_request(
+                    "invalid_event",
+                    format!(
+                        "event {i}: {}: {}",
+                        if e.field.is_empty() {
+                            "(event)"
+                        } else {
+                            &e.field
+                        },
+                        e.message
+                    ),
+                )
+                .at(i, &e.field)
             })
         })
         .collect()
 }
 
 /// The ingest handler.
-pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match ingest(&state, &headers, body).await {
         Ok((tenant, accepted, duplicates)) => {
             batch_metric(&tenant, StatusCode::ACCEPTED);
-            (StatusCode::ACCEPTED, Json(json!({"accepted": accepted, "duplicates": duplicates}))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"accepted": accepted, "duplicates": duplicates})),
+            )
+                .into_response()
         }
         Err((tenant, e)) => {
             batch_metric(tenant.as_deref().unwrap_or(""), e.status);
             if e.status.is_server_error() {
-                tracing::error!(tenant = tenant.as_deref().unwrap_or(""), "ingest failed: {}", e.message);
+                tracing::error!(
+                    tenant = tenant.as_deref().unwrap_or(""),
+                    "ingest failed: {}",
+                    e.message
+                );
             } else {
-                tracing::info!(tenant = tenant.as_deref().unwrap_or(""), status = e.status.as_u16(), "ingest refused: {}", e.message);
+                tracing::info!(
+                    tenant = tenant.as_deref().unwrap_or(""),
+                    status = e.status.as_u16(),
+                    "ingest refused: {}",
+                    e.message
+                );
             }
             e.into_response()
         }
@@ -155,12 +214,19 @@ async fn ingest(
     let t = Some(tenant.clone());
     let format = format_of(headers).map_err(|e| (t.clone(), e))?;
     let limit = state.config.server.body_limit;
-    let raw = to_bytes(body, limit).await.map_err(|_| (t.clone(), ApiError::too_large(limit)))?;
+    let raw = to_bytes(body, limit)
+        .await
+        .map_err(|_| (t.clone(), ApiError::too_large(limit)))?;
     let bytes = decode(headers, raw, limit).map_err(|e| (t.clone(), e))?;
     let events = parse(format, &bytes).map_err(|e| (t.clone(), e))?;
-    if let Some(n) = headers.get("x-herald-dropped").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()) {
+    if let Some(n) = headers
+        .get("x-herald-dropped")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
         if n > 0 {
-            metrics::counter!("herald_callback_dropped_events_total", "tenant" => tenant.clone()).increment(n);
+            metrics::counter!("herald_callback_dropped_events_total", "tenant" => tenant.clone())
+                .increment(n);
             tracing::warn!(tenant = %tenant, dropped = n, "a sender reports events its spool dropped");
         }
     }
@@ -169,16 +235,33 @@ async fn ingest(
     let started = Instant::now();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let committed = tokio::task::spawn_blocking(move || journal.commit_batch(&owned_tenant, &events, &plugins))
-        .await
-        .map_err(|e| (t.clone(), ApiError::unavailable(format!("journal task failed: {e}"))))?
-        .map_err(|e| (t.clone(), ApiError::unavailable(format!("the journal cannot commit: {e}"))))?;
+    let committed =
+        tokio::task::spawn_blocking(move || journal.commit_batch(&owned_tenant, &events, &plugins))
+            .await
+            .map_err(|e| {
+                (
+                    t.clone(),
+                    ApiError::unavailable(format!("journal task failed: {e}")),
+                )
+            })?
+            .map_err(|e| {
+                (
+                    t.clone(),
+                    ApiError::unavailable(format!("the journal cannot commit: {e}")),
+                )
+            })?;
     metrics::histogram!("herald_journal_commit_seconds").record(started.elapsed().as_secs_f64());
-    metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone()).increment(bytes.len() as u64);
+    metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone())
+        .increment(bytes.len() as u64);
     if committed.duplicates > 0 {
-        metrics::counter!("herald_events_duplicate_total", "tenant" => tenant.clone()).increment(committed.duplicates as u64);
+        metrics::counter!("herald_events_duplicate_total", "tenant" => tenant.clone())
+            .increment(committed.duplicates as u64);
     }
-    for (kind, _) in kinds.iter().zip(&committed.inserted).filter(|(_, stored)| **stored) {
+    for (kind, _) in kinds
+        .iter()
+        .zip(&committed.inserted)
+        .filter(|(_, stored)| **stored)
+    {
         metrics::counter!("herald_events_ingested_total", "tenant" => tenant.clone(), "kind" => *kind).increment(1);
     }
     if committed.accepted > 0 {

@@ -28,6 +28,8 @@ pub enum JournalError {
     },
     #[error("journal error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("journal task failed: {0}")]
+    Task(String),
     #[error("event body cannot be stored: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -228,7 +230,11 @@ impl Journal {
     }
 
     /// The oldest pending deliveries of `plugin`, in journal order.
-    pub fn pending(&self, plugin: &str, limit: usize) -> Result<Vec<PendingDelivery>, JournalError> {
+    pub fn pending(
+        &self,
+        plugin: &str,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body
@@ -250,7 +256,12 @@ impl Journal {
     }
 
     /// Marks a delivery done.
-    pub fn delivered(&self, plugin: &str, event_id: i64, attempts: u32) -> Result<(), JournalError> {
+    pub fn delivered(
+        &self,
+        plugin: &str,
+        event_id: i64,
+        attempts: u32,
+    ) -> Result<(), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         conn.prepare_cached(
             "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
@@ -274,7 +285,14 @@ impl Journal {
             "UPDATE deliveries SET attempts = ?3, next_at_ms = ?4, updated_ms = ?5, last_error = ?6
              WHERE plugin = ?1 AND event_id = ?2",
         )?
-        .execute(params![plugin, event_id, attempts, next_at_ms, now_ms(), error])?;
+        .execute(params![
+            plugin,
+            event_id,
+            attempts,
+            next_at_ms,
+            now_ms(),
+            error
+        ])?;
         Ok(())
     }
 
@@ -302,7 +320,9 @@ impl Journal {
             "SELECT state, count(*) FROM deliveries WHERE plugin = ?1 GROUP BY state",
         )?;
         let mut out = (0, 0, 0);
-        let rows = stmt.query_map(params![plugin], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+        let rows = stmt.query_map(params![plugin], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })?;
         for row in rows {
             let (state, n) = row?;
             match state.as_str() {
@@ -317,10 +337,12 @@ impl Journal {
     /// A plugin instance's stored value.
     pub fn state_get(&self, plugin: &str, key: &str) -> Result<Option<String>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(conn
-            .prepare_cached("SELECT value FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
+        let mut stmt =
+            conn.prepare_cached("SELECT value FROM plugin_state WHERE plugin = ?1 AND key = ?2")?;
+        let value = stmt
             .query_row(params![plugin, key], |r| r.get(0))
-            .optional()?)
+            .optional()?;
+        Ok(value)
     }
 
     /// Stores a plugin instance's value.
@@ -365,7 +387,8 @@ mod tests {
     }
 
     fn temp_journal(name: &str) -> Journal {
-        let dir = std::env::temp_dir().join(format!("herald-journal-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("herald-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Journal::open(&dir.join("j.db")).unwrap()
     }
@@ -374,7 +397,13 @@ mod tests {
     fn dedupes_per_tenant_and_creates_deliveries() {
         let j = temp_journal("dedupe");
         let plugins = vec!["a".to_string(), "b".to_string()];
-        let c = j.commit_batch("t1", &[ev("u1", "r"), ev("u2", "r"), ev("u1", "r")], &plugins).unwrap();
+        let c = j
+            .commit_batch(
+                "t1",
+                &[ev("u1", "r"), ev("u2", "r"), ev("u1", "r")],
+                &plugins,
+            )
+            .unwrap();
         assert_eq!((c.accepted, c.duplicates), (2, 1));
         assert_eq!(c.inserted, vec![true, true, false]);
         let c = j.commit_batch("t2", &[ev("u1", "r")], &[]).unwrap();
@@ -388,12 +417,14 @@ mod tests {
 
     #[test]
     fn survives_reopen() {
-        let dir = std::env::temp_dir().join(format!("herald-journal-reopen-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("herald-journal-reopen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("j.db");
         {
             let j = Journal::open(&path).unwrap();
-            j.commit_batch("t", &[ev("u1", "r")], &["p".to_string()]).unwrap();
+            j.commit_batch("t", &[ev("u1", "r")], &["p".to_string()])
+                .unwrap();
             j.state_set("p", "k", "v").unwrap();
         }
         let j = Journal::open(&path).unwrap();

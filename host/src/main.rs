@@ -16,7 +16,13 @@ use std::process::ExitCode;
 #[command(name = "herald", version, propagate_version = true)]
 struct Cli {
     /// Log line format.
-    #[arg(long, global = true, value_enum, default_value = "json", env = "HERALD_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "json",
+        env = "HERALD_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -53,15 +53,42 @@ fn prometheus() -> Option<&'static PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_histogram};
-    describe_counter!("herald_events_ingested_total", "Events committed to the journal, by tenant and kind.");
-    describe_counter!("herald_events_duplicate_total", "Events refused as duplicates (same tenant and uuid).");
-    describe_counter!("herald_ingest_batches_total", "Ingest requests by tenant and HTTP status.");
-    describe_counter!("herald_ingest_bytes_total", "Bytes of accepted ingest bodies (decompressed).");
-    describe_counter!("herald_callback_dropped_events_total", "Events the senders' spools dropped (X-Herald-Dropped).");
-    describe_histogram!("herald_journal_commit_seconds", "Time to commit one ingest batch.");
-    describe_counter!("herald_deliveries_total", "Delivery attempts by tenant, plugin instance and outcome (ok, retry, dead).");
-    describe_histogram!("herald_delivery_seconds", "Time of one plugin call, by tenant and plugin instance.");
-    describe_counter!("herald_plugin_faults_total", "Plugin faults by tenant, instance and reason.");
+    describe_counter!(
+        "herald_events_ingested_total",
+        "Events committed to the journal, by tenant and kind."
+    );
+    describe_counter!(
+        "herald_events_duplicate_total",
+        "Events refused as duplicates (same tenant and uuid)."
+    );
+    describe_counter!(
+        "herald_ingest_batches_total",
+        "Ingest requests by tenant and HTTP status."
+    );
+    describe_counter!(
+        "herald_ingest_bytes_total",
+        "Bytes of accepted ingest bodies (decompressed)."
+    );
+    describe_counter!(
+        "herald_callback_dropped_events_total",
+        "Events the senders' spools dropped (X-Herald-Dropped)."
+    );
+    describe_histogram!(
+        "herald_journal_commit_seconds",
+        "Time to commit one ingest batch."
+    );
+    describe_counter!(
+        "herald_deliveries_total",
+        "Delivery attempts by tenant, plugin instance and outcome (ok, retry, dead)."
+    );
+    describe_histogram!(
+        "herald_delivery_seconds",
+        "Time of one plugin call, by tenant and plugin instance."
+    );
+    describe_counter!(
+        "herald_plugin_faults_total",
+        "Plugin faults by tenant, instance and reason."
+    );
 }
 
 /// Herald's metric registry plus the plugin-defined series.
@@ -96,7 +123,11 @@ struct Family {
 
 enum Value {
     Scalar(f64),
-    Histogram { buckets: Vec<u64>, sum: f64, count: u64 },
+    Histogram {
+        buckets: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
 }
 
 /// Why a plugin's series was refused.
@@ -109,7 +140,11 @@ pub enum SeriesError {
     #[error("invalid label name {0:?}")]
     Label(String),
     #[error("{name:?} is already a {existing}, not a {wanted}")]
-    KindMismatch { name: String, existing: &'static str, wanted: &'static str },
+    KindMismatch {
+        name: String,
+        existing: &'static str,
+        wanted: &'static str,
+    },
     #[error("counter {0:?} cannot decrease")]
     Negative(String),
 }
@@ -182,12 +217,20 @@ impl Metrics {
                 family.series.insert(key, Value::Scalar(value));
             }
             SeriesKind::Histogram => {
-                let entry = family.series.entry(key).or_insert_with(|| Value::Histogram {
-                    buckets: vec![0; LATENCY_BUCKETS.len()],
-                    sum: 0.0,
-                    count: 0,
-                });
-                if let Value::Histogram { buckets, sum, count } = entry {
+                let entry = family
+                    .series
+                    .entry(key)
+                    .or_insert_with(|| Value::Histogram {
+                        buckets: vec![0; LATENCY_BUCKETS.len()],
+                        sum: 0.0,
+                        count: 0,
+                    });
+                if let Value::Histogram {
+                    buckets,
+                    sum,
+                    count,
+                } = entry
+                {
                     for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
                         if value <= *b {
                             buckets[i] += 1;
@@ -216,13 +259,31 @@ impl Metrics {
                     Value::Scalar(v) => {
                         let _ = writeln!(out, "{name}{} {}", fmt_labels(labels, None), fmt_f64(*v));
                     }
-                    Value::Histogram { buckets, sum, count } => {
+                    Value::Histogram {
+                        buckets,
+                        sum,
+                        count,
+                    } => {
                         for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
                             let le = fmt_f64(*b);
-                            let _ = writeln!(out, "{name}_bucket{} {}", fmt_labels(labels, Some(&le)), buckets[i]);
+                            let _ = writeln!(
+                                out,
+                                "{name}_bucket{} {}",
+                                fmt_labels(labels, Some(&le)),
+                                buckets[i]
+                            );
                         }
-                        let _ = writeln!(out, "{name}_bucket{} {count}", fmt_labels(labels, Some("+Inf")));
-                        let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(labels, None), fmt_f64(*sum));
+                        let _ = writeln!(
+                            out,
+                            "{name}_bucket{} {count}",
+                            fmt_labels(labels, Some("+Inf"))
+                        );
+                        let _ = writeln!(
+                            out,
+                            "{name}_sum{} {}",
+                            fmt_labels(labels, None),
+                            fmt_f64(*sum)
+                        );
                         let _ = writeln!(out, "{name}_count{} {count}", fmt_labels(labels, None));
                     }
                 }
@@ -237,7 +298,9 @@ fn escape_help(s: &str) -> String {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn fmt_labels(labels: &[(String, String)], le: Option<&str>) -> String {
@@ -257,7 +320,11 @@ fn fmt_labels(labels: &[(String, String)], le: Option<&str>) -> String {
 
 fn fmt_f64(v: f64) -> String {
     if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.is_nan() {
         "NaN".into()
     } else {
@@ -272,27 +339,101 @@ mod tests {
     #[test]
     fn plugin_series_get_tenant_labels_and_cannot_take_herald_names() {
         let m = Metrics::default();
-        m.plugin_sample("t", "p", SeriesKind::Counter, "ansible_runs_total", "Runs.", vec![("playbook".into(), "site.yml".into())], 2.0).unwrap();
-        m.plugin_sample("t", "p", SeriesKind::Counter, "ansible_runs_total", "Runs.", vec![("playbook".into(), "site.yml".into()), ("tenant".into(), "spoof".into())], 1.0).unwrap();
+        m.plugin_sample(
+            "t",
+            "p",
+            SeriesKind::Counter,
+            "ansible_runs_total",
+            "Runs.",
+            vec![("playbook".into(), "site.yml".into())],
+            2.0,
+        )
+        .unwrap();
+        m.plugin_sample(
+            "t",
+            "p",
+            SeriesKind::Counter,
+            "ansible_runs_total",
+            "Runs.",
+            vec![
+                ("playbook".into(), "site.yml".into()),
+                ("tenant".into(), "spoof".into()),
+            ],
+            1.0,
+        )
+        .unwrap();
         assert_eq!(
-            m.plugin_sample("t", "p", SeriesKind::Gauge, "herald_events_ingested_total", "", vec![], 1.0),
+            m.plugin_sample(
+                "t",
+                "p",
+                SeriesKind::Gauge,
+                "herald_events_ingested_total",
+                "",
+                vec![],
+                1.0
+            ),
             Err(SeriesError::Reserved("herald_events_ingested_total".into()))
         );
-        assert!(matches!(m.plugin_sample("t", "p", SeriesKind::Gauge, "ansible_runs_total", "", vec![], 1.0), Err(SeriesError::KindMismatch { .. })));
-        assert!(m.plugin_sample("t", "p", SeriesKind::Gauge, "bad name", "", vec![], 1.0).is_err());
+        assert!(matches!(
+            m.plugin_sample(
+                "t",
+                "p",
+                SeriesKind::Gauge,
+                "ansible_runs_total",
+                "",
+                vec![],
+                1.0
+            ),
+            Err(SeriesError::KindMismatch { .. })
+        ));
+        assert!(m
+            .plugin_sample("t", "p", SeriesKind::Gauge, "bad name", "", vec![], 1.0)
+            .is_err());
         let text = m.render();
-        assert!(text.contains("ansible_runs_total{playbook=\"site.yml\",plugin=\"p\",tenant=\"t\"} 3\n"), "{text}");
+        assert!(
+            text.contains(
+                "ansible_runs_total{playbook=\"site.yml\",plugin=\"p\",tenant=\"t\"} 3\n"
+            ),
+            "{text}"
+        );
         assert!(!text.contains("spoof"));
     }
 
     #[test]
     fn histograms_render_cumulative_buckets() {
         let m = Metrics::default();
-        m.plugin_sample("t", "p", SeriesKind::Histogram, "run_seconds", "Run time.", vec![], 0.003).unwrap();
-        m.plugin_sample("t", "p", SeriesKind::Histogram, "run_seconds", "Run time.", vec![], 20.0).unwrap();
+        m.plugin_sample(
+            "t",
+            "p",
+            SeriesKind::Histogram,
+            "run_seconds",
+            "Run time.",
+            vec![],
+            0.003,
+        )
+        .unwrap();
+        m.plugin_sample(
+            "t",
+            "p",
+            SeriesKind::Histogram,
+            "run_seconds",
+            "Run time.",
+            vec![],
+            20.0,
+        )
+        .unwrap();
         let text = m.render();
-        assert!(text.contains("run_seconds_bucket{plugin=\"p\",tenant=\"t\",le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("run_seconds_bucket{plugin=\"p\",tenant=\"t\",le=\"+Inf\"} 2"), "{text}");
-        assert!(text.contains("run_seconds_count{plugin=\"p\",tenant=\"t\"} 2"), "{text}");
+        assert!(
+            text.contains("run_seconds_bucket{plugin=\"p\",tenant=\"t\",le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("run_seconds_bucket{plugin=\"p\",tenant=\"t\",le=\"+Inf\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("run_seconds_count{plugin=\"p\",tenant=\"t\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -7,14 +7,23 @@ use serde_json::{Map, Value};
 
 /// Builds the typed event a plugin receives from the journaled body.
 pub fn to_wit(tenant: &str, body: &str) -> Result<wit::Event, String> {
-    let value: Value = serde_json::from_str(body).map_err(|e| format!("journaled event is not JSON: {e}"))?;
-    let obj = value.as_object().ok_or("journaled event is not an object")?;
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("journaled event is not JSON: {e}"))?;
+    let obj = value
+        .as_object()
+        .ok_or("journaled event is not an object")?;
     let name = str_of(obj, "event").unwrap_or_default();
     let kind = EventKind::parse(&name).ok_or_else(|| format!("unknown event kind {name:?}"))?;
     let empty = Map::new();
-    let data = obj.get("event_data").and_then(Value::as_object).unwrap_or(&empty);
+    let data = obj
+        .get("event_data")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let res = data.get("res").and_then(Value::as_object);
-    let changed = res.and_then(|r| r.get("changed")).and_then(Value::as_bool).unwrap_or(false);
+    let changed = res
+        .and_then(|r| r.get("changed"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let status = status_of(kind, changed);
     let play = str_of(data, "play_uuid").map(|id| wit::Play {
         id,
@@ -54,13 +63,18 @@ pub fn to_wit(tenant: &str, body: &str) -> Result<wit::Event, String> {
             controller: str_of(obj, "controller"),
         },
         sequence: obj.get("counter").and_then(Value::as_u64).unwrap_or(0),
-        created_ms: str_of(obj, "created").and_then(|s| crate::event::parse_time(&s)).unwrap_or(0),
+        created_ms: str_of(obj, "created")
+            .and_then(|s| crate::event::parse_time(&s))
+            .unwrap_or(0),
         play,
         task,
         host: str_of(data, "host"),
         status,
         changed,
-        ignore_errors: data.get("ignore_errors").and_then(Value::as_bool).unwrap_or(false),
+        ignore_errors: data
+            .get("ignore_errors")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         timing,
         res: res.map(|r| Value::Object(r.clone()).to_string()),
         stats,
@@ -97,7 +111,16 @@ fn stats_of(data: &Map<String, Value>) -> wit::Stats {
             .unwrap_or(0) as u32
     };
     let mut hosts: Vec<String> = Vec::new();
-    for field in ["processed", "ok", "changed", "failures", "dark", "skipped", "rescued", "ignored"] {
+    for field in [
+        "processed",
+        "ok",
+        "changed",
+        "failures",
+        "dark",
+        "skipped",
+        "rescued",
+        "ignored",
+    ] {
         if let Some(m) = data.get(field).and_then(Value::as_object) {
             for h in m.keys() {
                 if !hosts.contains(h) {
@@ -204,7 +227,10 @@ mod tests {
         let e = to_wit("ops", &body.to_string()).unwrap();
         let s = e.stats.unwrap();
         assert_eq!(s.hosts.len(), 2);
-        assert_eq!((s.hosts[0].ok, s.hosts[0].changed, s.hosts[0].ignored), (3, 1, 1));
+        assert_eq!(
+            (s.hosts[0].ok, s.hosts[0].changed, s.hosts[0].ignored),
+            (3, 1, 1)
+        );
         assert_eq!(s.hosts[1].failures, 1);
         assert!(s.custom.unwrap().contains("\"a\":{\"y\":2}"));
     }

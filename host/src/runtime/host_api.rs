@@ -33,32 +33,75 @@ impl log::Host for HostState {
         }
         let (plugin, tenant) = (&*self.ident.plugin, &*self.ident.tenant);
         match level {
-            log::Level::Trace => tracing::trace!(target: "herald::plugin", plugin, tenant, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "herald::plugin", plugin, tenant, "{message}"),
-            log::Level::Info => tracing::info!(target: "herald::plugin", plugin, tenant, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "herald::plugin", plugin, tenant, "{message}"),
-            log::Level::Error => tracing::error!(target: "herald::plugin", plugin, tenant, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "herald::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "herald::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "herald::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "herald::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "herald::plugin", plugin, tenant, "{message}")
+            }
         }
     }
 }
 
 impl HostState {
-    fn sample(&mut self, kind: SeriesKind, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+    fn sample(
+        &mut self,
+        kind: SeriesKind,
+        name: String,
+        help: String,
+        labels: Vec<wit_metrics::Label>,
+        value: f64,
+    ) {
         let labels = labels.into_iter().map(|l| (l.name, l.value)).collect();
-        if let Err(e) = self.metrics.plugin_sample(&self.ident.tenant, &self.ident.plugin, kind, &name, &help, labels, value) {
+        if let Err(e) = self.metrics.plugin_sample(
+            &self.ident.tenant,
+            &self.ident.plugin,
+            kind,
+            &name,
+            &help,
+            labels,
+            value,
+        ) {
             tracing::warn!(plugin = %self.ident.plugin, tenant = %self.ident.tenant, "plugin metric refused: {e}");
         }
     }
 }
 
 impl wit_metrics::Host for HostState {
-    fn counter_add(&mut self, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+    fn counter_add(
+        &mut self,
+        name: String,
+        help: String,
+        labels: Vec<wit_metrics::Label>,
+        value: f64,
+    ) {
         self.sample(SeriesKind::Counter, name, help, labels, value)
     }
-    fn gauge_set(&mut self, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+    fn gauge_set(
+        &mut self,
+        name: String,
+        help: String,
+        labels: Vec<wit_metrics::Label>,
+        value: f64,
+    ) {
         self.sample(SeriesKind::Gauge, name, help, labels, value)
     }
-    fn histogram_observe(&mut self, name: String, help: String, labels: Vec<wit_metrics::Label>, value: f64) {
+    fn histogram_observe(
+        &mut self,
+        name: String,
+        help: String,
+        labels: Vec<wit_metrics::Label>,
+        value: f64,
+    ) {
         self.sample(SeriesKind::Histogram, name, help, labels, value)
     }
 }

@@ -25,9 +25,9 @@ pub struct UrlPrefix {
 impl UrlPrefix {
     /// Parses and normalises a prefix; the error explains the expected form.
     pub fn parse(s: &str) -> Result<UrlPrefix, String> {
-        let uri: Uri = s
-            .parse()
-            .map_err(|e| format!("{s:?} is not a URL ({e}); expected scheme://host[:port][/path]"))?;
+        let uri: Uri = s.parse().map_err(|e| {
+            format!("{s:?} is not a URL ({e}); expected scheme://host[:port][/path]")
+        })?;
         let scheme = uri
             .scheme_str()
             .map(str::to_ascii_lowercase)
@@ -40,9 +40,16 @@ impl UrlPrefix {
             .map(|h| h.to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .ok_or_else(|| format!("{s:?} has no host"))?;
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let path = uri.path().trim_end_matches('/').to_string();
-        Ok(UrlPrefix { scheme, host, port, path })
+        Ok(UrlPrefix {
+            scheme,
+            host,
+            port,
+            path,
+        })
     }
 
     /// Whether `uri` falls under this prefix.
@@ -53,7 +60,9 @@ impl UrlPrefix {
         let Some(host) = uri.host().map(str::to_ascii_lowercase) else {
             return false;
         };
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         if scheme != self.scheme || host != self.host || port != self.port {
             return false;
         }
@@ -108,7 +117,9 @@ impl WasiHttpHooks for HttpGate {
         let mut options = options.unwrap_or_default();
         options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
         options.first_byte_timeout.get_or_insert(FIRST_BYTE_TIMEOUT);
-        options.between_bytes_timeout.get_or_insert(BETWEEN_BYTES_TIMEOUT);
+        options
+            .between_bytes_timeout
+            .get_or_insert(BETWEEN_BYTES_TIMEOUT);
         let counters = self.counters.clone();
         Box::new(async move {
             let started = Instant::now();
@@ -139,17 +150,34 @@ mod tests {
     use super::*;
 
     fn allows(prefix: &str, url: &str) -> bool {
-        UrlPrefix::parse(prefix).unwrap().allows(&url.parse().unwrap())
+        UrlPrefix::parse(prefix)
+            .unwrap()
+            .allows(&url.parse().unwrap())
     }
 
     #[test]
     fn normalises_case_ports_and_paths() {
-        assert!(allows("http://127.0.0.1:9000", "http://127.0.0.1:9000/anything"));
+        assert!(allows(
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9000/anything"
+        ));
         assert!(allows("HTTP://Example.COM", "http://example.com:80/x"));
-        assert!(allows("https://hooks.example.com/services/", "https://hooks.example.com:443/services/T1"));
-        assert!(allows("https://hooks.example.com/services", "https://hooks.example.com/services"));
-        assert!(!allows("https://hooks.example.com/services", "https://hooks.example.com/servicesevil"));
-        assert!(!allows("https://hooks.example.com/services", "http://hooks.example.com/services/x"));
+        assert!(allows(
+            "https://hooks.example.com/services/",
+            "https://hooks.example.com:443/services/T1"
+        ));
+        assert!(allows(
+            "https://hooks.example.com/services",
+            "https://hooks.example.com/services"
+        ));
+        assert!(!allows(
+            "https://hooks.example.com/services",
+            "https://hooks.example.com/servicesevil"
+        ));
+        assert!(!allows(
+            "https://hooks.example.com/services",
+            "http://hooks.example.com/services/x"
+        ));
         assert!(!allows("http://127.0.0.1:9000", "http://127.0.0.1:9001/"));
         assert!(!allows("http://127.0.0.1:9000", "http://localhost:9000/"));
         assert!(!allows("http://localhost:9000", "http://127.0.0.1:9000/"));

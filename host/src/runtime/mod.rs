@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -107,7 +109,8 @@ pub struct CallCounters {
 
 impl CallCounters {
     fn add_wait(&self, d: Duration) {
-        self.waited_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.waited_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
     fn reset(&self) {
         self.waited_us.store(0, Ordering::Relaxed);
@@ -162,15 +165,28 @@ struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.counters.memory_exceeded.store(true, Ordering::Relaxed);
-            return Err(wasmtime::format_err!("memory limit of {} bytes exceeded", self.max_bytes));
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded",
+                self.max_bytes
+            ));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -236,10 +252,11 @@ impl Runtime {
     /// export `herald:plugin/handler@0.1.x` and import nothing the host does
     /// not provide.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
-        let component = Component::from_file(&self.engine, path).map_err(|e| LoadError::Compile {
-            path: path.display().to_string(),
-            message: format!("{e:#}"),
-        })?;
+        let component =
+            Component::from_file(&self.engine, path).map_err(|e| LoadError::Compile {
+                path: path.display().to_string(),
+                message: format!("{e:#}"),
+            })?;
         let ty = component.component_type();
         let exports_contract = ty
             .exports(&self.engine)
@@ -307,7 +324,13 @@ pub struct PluginInstance {
 
 impl PluginInstance {
     /// Creates the instance; nothing runs until the first call.
-    pub fn new(runtime: &Runtime, component: LoadedComponent, spec: Arc<InstanceSpec>, journal: Journal, metrics: Metrics) -> Self {
+    pub fn new(
+        runtime: &Runtime,
+        component: LoadedComponent,
+        spec: Arc<InstanceSpec>,
+        journal: Journal,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             component,
             spec,
@@ -335,7 +358,7 @@ impl PluginInstance {
                 let ok = match usage {
                     // Binding the ephemeral local end of an outbound socket.
                     SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.port() == 0,
-                    SocketAddrUse::TcpConnect | SocketAddrUse::UdpConnect | SocketAddrUse::UdpOutgoingDatagram => {
+                    SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
                         allowed.contains(&addr)
                     }
                     _ => false,
@@ -400,7 +423,8 @@ impl PluginInstance {
     }
 
     fn classify(&self, store: Option<&Store<HostState>>, err: wasmtime::Error) -> CallError {
-        if err.downcast_ref::<CpuDeadline>().is_some() || err.chain().any(|e| e.is::<CpuDeadline>()) {
+        if err.downcast_ref::<CpuDeadline>().is_some() || err.chain().any(|e| e.is::<CpuDeadline>())
+        {
             return CallError::CpuTimeout(self.spec.limits.cpu_ms);
         }
         if store.is_some_and(|s| s.data().counters.memory_exceeded.load(Ordering::Relaxed)) {
@@ -427,7 +451,8 @@ impl PluginInstance {
         let config = self.spec.config_json.clone();
         let configured = tokio::time::timeout(
             wall,
-            sink.herald_plugin_handler().call_configure(&mut store, &config),
+            sink.herald_plugin_handler()
+                .call_configure(&mut store, &config),
         )
         .await;
         match configured {
@@ -446,11 +471,15 @@ impl PluginInstance {
     pub async fn handle(&mut self, event: &WitEvent, attempt: u32) -> Result<Outcome, CallError> {
         self.ensure_live().await?;
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
-        let (mut store, sink) = self.live.take().ok_or_else(|| CallError::Instantiate("no instance".into()))?;
+        let (mut store, sink) = self
+            .live
+            .take()
+            .ok_or_else(|| CallError::Instantiate("no instance".into()))?;
         Self::arm(&mut store);
         let result = tokio::time::timeout(
             wall,
-            sink.herald_plugin_handler().call_handle(&mut store, event, attempt),
+            sink.herald_plugin_handler()
+                .call_handle(&mut store, event, attempt),
         )
         .await;
         match result {

@@ -1,0 +1,265 @@
+"""Fixtures for Herald's end-to-end tests: the real `herald` binary, real
+plugin components, a real `ansible-playbook`, and a local HTTP receiver that
+stands in for the webhook's destination.
+
+Everything listens on 127.0.0.1 and every wait is bounded.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HERALD_BIN = Path(os.environ.get("HERALD_BIN", ROOT / "target" / "release" / "herald"))
+PLUGIN_DIR = Path(os.environ.get("HERALD_PLUGIN_DIR", ROOT / "build" / "plugins"))
+VENV_BIN = Path(sys.executable).parent
+SUPPORT = Path(__file__).resolve().parent / "support"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Polls `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def token_pair() -> tuple[str, str]:
+    token = "test_" + secrets.token_hex(16)
+    return token, "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+class Receiver:
+    """A local HTTP server that records every request. `responses` is a list
+    of (status, headers, body) consumed one per request; when it is empty,
+    `default` answers."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.responses: list[tuple[int, dict, bytes]] = []
+        self.default = (200, {}, b"ok")
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self._handle()
+
+            def do_PUT(self):
+                self._handle()
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.requests.append(
+                        {"method": self.command, "path": self.path,
+                         "headers": {k.lower(): v for k, v in self.headers.items()},
+                         "body": body, "at": time.monotonic()})
+                    status, headers, out = receiver.responses.pop(0) if receiver.responses else receiver.default
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def events(self) -> list[dict]:
+        with self.lock:
+            out = []
+            for r in self.requests:
+                try:
+                    out.append(json.loads(r["body"]))
+                except ValueError:
+                    pass
+            return out
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+class Host:
+    """A `herald serve` process with a generated configuration."""
+
+    def __init__(self, workdir: Path, tenants: dict[str, str], plugins: dict[str, dict], extra: str = ""):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = workdir / "herald.toml"
+        self.log_path = workdir / "herald.log"
+        self.proc: subprocess.Popen | None = None
+        lines = [f'[server]\nlisten = "127.0.0.1:{self.port}"\n', '[storage]\npath = "journal/herald.db"\n', extra]
+        for name, token_hash in tenants.items():
+            lines.append(f'[tenants.{name}]\ntokens = ["{token_hash}"]\n')
+        for name, spec in plugins.items():
+            lines.append(toml_table(f"plugins.{name}", spec))
+        self.config_path.write_text("\n".join(lines))
+
+    def start(self, timeout: float = 60.0):
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
+        self.proc = subprocess.Popen(
+            [str(HERALD_BIN), "serve", "--config", str(self.config_path)],
+            stdout=log, stderr=log, env=env, cwd=self.workdir)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"herald exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, timeout=timeout, what="herald /health")
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def post(self, body: bytes, token: str | None, content_type: str = "application/json",
+             encoding: str | None = None) -> tuple[int, dict]:
+        req = urllib.request.Request(self.url + "/v1/events", data=body, method="POST")
+        req.add_header("Content-Type", content_type)
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
+        if encoding:
+            req.add_header("Content-Encoding", encoding)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, {"raw": raw.decode(errors="replace")}
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+
+
+def toml_table(name: str, spec: dict) -> str:
+    scalars = {k: v for k, v in spec.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in spec.items() if isinstance(v, dict)}
+    out = [f"[{name}]"] + [f"{k} = {toml_value(v)}" for k, v in scalars.items()]
+    for k, v in tables.items():
+        out.append(toml_table(f"{name}.{k}", v))
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture
+def make_host(tmp_path):
+    hosts: list[Host] = []
+
+    def make(tenants, plugins, extra: str = "") -> Host:
+        d = tmp_path / f"host{len(hosts)}"
+        d.mkdir()
+        h = Host(d, tenants, plugins, extra)
+        hosts.append(h)
+        return h
+
+    yield make
+    for h in hosts:
+        h.kill(signal.SIGTERM)
+
+
+def webhook_plugin(tenant: str, receiver: Receiver, **config) -> dict:
+    """A webhook instance posting to `receiver`, with a fast retry policy."""
+    return {
+        "tenant": tenant,
+        "component": str(PLUGIN_DIR / "webhook.wasm"),
+        "allow_http": [receiver.url],
+        "config": {"url": receiver.url + "/hook", **config},
+        "retry": {"initial_ms": 100, "max_ms": 1000, "max_attempts": 50},
+    }
+
+
+def run_playbook(playbook: Path, inventory: Path, host: Host | None, token: str | None, tmp: Path,
+                 record: Path | None = None, extra_env: dict | None = None, timeout: float = 300):
+    """Runs the real ansible-playbook with Herald's callback (and the test
+    recorder when `record` is given)."""
+    callback_dir = subprocess.run([str(VENV_BIN / "python"), "-m", "herald_ansible.path"],
+                                  check=True, capture_output=True, text=True).stdout.strip()
+    enabled = ["herald"] + (["herald_recorder"] if record else [])
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CALLBACK_PLUGINS": f"{callback_dir}:{SUPPORT / 'callback_plugins'}",
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled),
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
+        "ANSIBLE_REMOTE_TEMP": str(tmp / "ansible-remote"),
+        "HERALD_SPOOL_DIR": str(tmp / "spool"),
+        "HERALD_URL": host.url if host else "http://127.0.0.1:9",
+        "HERALD_TOKEN": token or "",
+        "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+    })
+    if record:
+        env["HERALD_RECORD_FILE"] = str(record)
+    env.update(extra_env or {})
+    return subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
+                          env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp)
