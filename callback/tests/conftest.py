@@ -311,6 +311,8 @@ INVENTORY = """\
 alpha ansible_connection=local
 beta ansible_connection=local
 
+[empty]
+
 [all:vars]
 ansible_python_interpreter={{ ansible_playbook_python }}
 """
@@ -369,14 +371,14 @@ class Runner:
         cmd = [ansible_bin("ansible-playbook"), "-i", str(self.inventory), str(playbook), *args]
         t0 = time.monotonic()
         p = subprocess.run(cmd, env=self.env(enabled, **env), cwd=str(self.tmp), capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, stdin=subprocess.DEVNULL)
         p.elapsed = time.monotonic() - t0
         return p
 
     def adhoc(self, *args, enabled=True, timeout=120, **env):
         cmd = [ansible_bin("ansible"), "-i", str(self.inventory), *args]
         p = subprocess.run(cmd, env=self.env(enabled, ANSIBLE_LOAD_CALLBACK_PLUGINS="True", **env),
-                           cwd=str(self.tmp), capture_output=True, text=True, timeout=timeout)
+                           cwd=str(self.tmp), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         return p
 
     def ship(self, *args, timeout=60, **env):

@@ -257,6 +257,7 @@ class CallbackModule(CallbackBase):
         self._task_events = {}      # task._uuid -> task start event uuid
         self._task_info = {}        # task._uuid -> dict of task fields
         self._starts = {}           # (host, task uuid) -> [start ts, last ts]
+        self._host_task = {}        # host name -> task of its last runner_on_start (for async polls)
         self._last_task_event = None
         self._prev_sigterm = None
         self._wake_events = 0
@@ -507,6 +508,12 @@ class CallbackModule(CallbackBase):
     def _result_event(self, event, result, extra=None, item=False, finished=True):
         self._ensure_playbook()
         host, task, res = self._parts(result)
+        if event == "runner_on_async_poll":
+            # Ansible polls with an internal async_status task: report the user's task
+            try:
+                task = self._host_task.get(_str(host.get_name()), task)
+            except Exception:  # noqa: BLE001
+                pass
         d = self._host_data(host, task)
         now = time.time()
         key = (d["host"], d["task_uuid"])
@@ -647,6 +654,7 @@ class CallbackModule(CallbackBase):
         d = self._host_data(host, task)
         now = time.time()
         self._starts[(d["host"], d["task_uuid"])] = [now, now]
+        self._host_task[d["host"]] = task
         d["start"] = _S.now_iso(now)
         self._emit("runner_on_start", d, parent_uuid=self._parent_for(task))
 
