@@ -7,8 +7,10 @@
 #
 # Spool layout (one directory, mode 0700, files 0600):
 #   run-<start ns, 19 digits>-<run id>.jsonl   one event per line, appended with a
-#                                             single write(2) per event; locked with
-#                                             flock(LOCK_EX) by the run that writes it
+#                                             single write(2) per event; locked with a
+#                                             POSIX lock (lockf) by the run that writes it
+#                                             (not inherited by Ansible's forked workers, so
+#                                             a SIGKILLed run's spool is free at once)
 #   run-....jsonl.ack                          byte offset already acknowledged (2xx)
 #   run-....quarantine.jsonl                   events the host refused with a 4xx
 #   run-....quarantine.log                     one JSON line per refused batch (status, body)
@@ -226,8 +228,10 @@ class SpoolWriter:
         self.spool_dir = spool_dir
         self.name = "run-%019d-%s.jsonl" % (time.time_ns(), run_id)
         self.path = os.path.join(spool_dir, self.name)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # O_RDWR: the shipper thread reads it with pread on this very descriptor, because
+        # closing any other descriptor of the file would drop this process's POSIX lock
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.max_bytes = max_bytes
         self.size = 0          # bytes written (== file size)
         self.lines = 0         # events written
@@ -386,10 +390,14 @@ class Shipper:
             if fd is None:
                 continue
             try:
-                start = _read_int(path + ".ack")
-                with os.fdopen(os.dup(fd), "rb") as f:
-                    f.seek(start)
-                    count = sum(1 for line in f if line.strip())
+                pos = _read_int(path + ".ack")
+                count = 0
+                while True:
+                    chunk = os.pread(fd, 1 << 20, pos)
+                    if not chunk:
+                        break
+                    count += chunk.count(b"\n")
+                    pos += len(chunk)
                 _unlink(path)
                 _unlink(path + ".ack")
             finally:
@@ -409,11 +417,11 @@ class Shipper:
     def _lock_orphan(path: str):
         """Lock a spool file that no live process writes or ships; None if it is busy or gone."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # the file may have been removed (shipped) between open and flock
             if os.fstat(fd).st_ino != os.stat(path).st_ino:
                 raise OSError(errno.ENOENT, "gone")
@@ -532,12 +540,17 @@ class Shipper:
                 return False
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            end = self.own.size if own else None
-            lines, nbytes = self._read_batch(fd, offset, end, max_events)
+            if own:
+                with self.lock:  # the end of run closes the descriptor under this lock
+                    if self.own.fd < 0:
+                        return self.own_acked >= self.own.size
+                    lines, nbytes = self._read_batch(self.own.fd, offset, self.own.size, max_events)
+                    if lines:
+                        self.own.sync()
+            else:
+                lines, nbytes = self._read_batch(fd, offset, None, max_events)
             if not lines:
                 return True
-            if own:
-                self.own.sync()
             dropped = self.pending_dropped()
             status, body, retry_after = self.post(lines, dropped)
             if status is not None and 200 <= status < 300:
@@ -633,12 +646,8 @@ class Shipper:
                 res.remaining += 1
                 return res  # keep the order: nothing newer before this one is through
         if include_own and self.own is not None and self.own.fd >= 0:
-            rfd = os.open(self.own.path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if not self.ship_file(self.own.path, rfd, True, deadline, res):
-                    res.remaining += 1
-            finally:
-                os.close(rfd)
+            if not self.ship_file(self.own.path, -1, True, deadline, res):
+                res.remaining += 1
         return res
 
     def own_pending(self) -> int:
@@ -667,11 +676,11 @@ class BackgroundShipper(threading.Thread):
 
     def run(self):
         sh = self.shipper
-        try:
-            sh.enforce_cap()
-        except Exception as e:  # noqa: BLE001
-            sh.warn_once("cap", "herald: spool cap check failed: %s" % e)
         while True:
+            try:
+                sh.enforce_cap()
+            except Exception as e:  # noqa: BLE001
+                sh.warn_once("cap", "herald: spool cap check failed: %s" % e)
             try:
                 res = sh.ship_all(deadline=self.flush_deadline)
             except Exception as e:  # noqa: BLE001 - the thread must survive anything

@@ -399,6 +399,15 @@ class Runner:
             out += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
         return out
 
+    def unsent_events(self):
+        """Spooled events past each file's acknowledged offset (.ack)."""
+        out = []
+        for p in self.spool_files():
+            ack = Path(str(p) + ".ack")
+            off = int(ack.read_text().strip() or 0) if ack.exists() else 0
+            out += [json.loads(line) for line in p.read_bytes()[off:].decode().splitlines() if line.strip()]
+        return out
+
     def spool_bytes(self) -> bytes:
         if not self.spool.exists():
             return b""
@@ -412,3 +421,23 @@ def runner(tmp_path, receiver):
 
 def herald_warnings(output: str) -> list:
     return [line for line in output.splitlines() if "[WARNING]" in line and "herald" in line.lower()]
+
+
+def descendants(pid: int) -> list:
+    """All live descendants of pid (Ansible's workers call setsid, so killpg misses them)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out

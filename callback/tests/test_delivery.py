@@ -1,0 +1,285 @@
+"""The callback never hurts the playbook and never loses an event: host down, slow, failing,
+refusing; SIGKILL; spool cap; herald-ship."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ansible_bin, descendants, herald_warnings
+
+FLUSH = 2.0
+SLACK = 2.5  # scheduling noise of a shared 2-core machine
+
+OK_PB = """\
+- hosts: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.debug: {msg: one}
+    - ansible.builtin.command: echo two
+    - ansible.builtin.debug: {msg: "{{ item }}"}
+      loop: [a, b]
+"""
+FAIL_PB = """\
+- hosts: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.debug: {msg: one}
+    - ansible.builtin.fail: {msg: broken}
+      when: inventory_hostname == 'beta'
+    - ansible.builtin.debug: {msg: after}
+"""
+UNREACH_PB = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.ping:
+"""
+UNREACH_INV = """\
+alpha ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"
+ghost ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh ansible_ssh_common_args='-o ConnectTimeout=2'
+"""
+
+CASES = [
+    pytest.param("ok", OK_PB, 0, id="exit0"),
+    pytest.param("failed", FAIL_PB, 2, id="exit2-failed"),
+    pytest.param("unreachable", UNREACH_PB, 4, id="exit4-unreachable",
+                 marks=pytest.mark.skipif(shutil.which("ssh") is None, reason="needs an ssh client")),
+]
+
+
+def strip_herald_warning(text: str) -> str:
+    # a warning may be wrapped over several lines (ansible-core < 2.19)
+    return re.sub(r"\[WARNING\]: herald:.*?(?=\n\[|\n\n|\Z)", "", text, flags=re.S).strip()
+
+
+def uuids(events):
+    return [e["uuid"] for e in events]
+
+
+@pytest.mark.parametrize("name,pb_text,code", CASES)
+def test_host_down_whole_run_then_herald_ship(runner, receiver, name, pb_text, code):
+    if name == "unreachable":
+        runner.inventory.write_text(UNREACH_INV)
+    pb = runner.write("pb.yml", pb_text)
+    receiver.down()
+    base = runner.playbook(pb, enabled=False, ANSIBLE_FORKS=1)
+    assert base.returncode == code, base.stdout + base.stderr
+    p = runner.playbook(pb, ANSIBLE_FORKS=1)
+    # exit code and output unchanged, apart from one warning line
+    assert p.returncode == code, p.stdout + p.stderr
+    assert p.stdout == base.stdout
+    assert strip_herald_warning(p.stderr) == base.stderr.strip()
+    assert len(herald_warnings(p.stderr)) == 1, p.stderr
+    assert "not delivered" in p.stderr
+    # the added wall time is bounded by flush_timeout
+    assert p.elapsed <= base.elapsed + FLUSH + SLACK, (p.elapsed, base.elapsed)
+
+    spooled = runner.spooled_events()
+    assert len(spooled) >= 8
+    assert [e["counter"] for e in spooled] == list(range(1, len(spooled) + 1))
+    assert spooled[-1]["event"] == "playbook_on_stats"
+    assert receiver.requests == []
+
+    receiver.up()
+    s = runner.ship()
+    assert s.returncode == 0, s.stdout + s.stderr
+    # every event exactly once, in the original order
+    assert uuids(receiver.events) == uuids(spooled)
+    assert receiver.duplicates == 0
+    assert sum(q["n"] for q in receiver.requests) == len(spooled)
+    assert runner.spool_files() == []
+    # nothing left: a second herald-ship sends nothing
+    s2 = runner.ship()
+    assert s2.returncode == 0 and len(receiver.requests) == len([q for q in receiver.requests])
+    assert sum(q["n"] for q in receiver.requests) == len(spooled)
+
+
+def test_next_run_ships_older_spools_first(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    receiver.down()
+    a = runner.playbook(pb)
+    assert a.returncode == 0
+    first = runner.spooled_events()
+    assert first
+    receiver.up()
+    b = runner.playbook(pb)
+    assert b.returncode == 0
+    assert herald_warnings(b.stderr) == []
+    ids = receiver.run_ids()
+    assert len(ids) == 2 and ids[0] == first[0]["run_id"]
+    assert uuids(receiver.events[: len(first)]) == uuids(first)
+    second = [e for e in receiver.events if e["run_id"] == ids[1]]
+    assert [e["counter"] for e in second] == list(range(1, len(second) + 1))
+    assert receiver.duplicates == 0
+    assert runner.spool_files() == []
+
+
+def test_hanging_host_costs_at_most_flush_timeout(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    base = runner.playbook(pb, enabled=False)
+    receiver.delay = 30  # accepts the connection, never answers in time
+    p = runner.playbook(pb)
+    assert p.returncode == 0
+    assert p.elapsed <= base.elapsed + FLUSH + SLACK, (p.elapsed, base.elapsed)
+    assert len(herald_warnings(p.stderr)) == 1, p.stderr
+    assert runner.spooled_events(), "unsent events stay spooled"
+
+
+def test_5xx_retries_with_backoff_inside_the_budget(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    receiver.mode = "500"
+    p = runner.playbook(pb)
+    assert p.returncode == 0
+    assert len(herald_warnings(p.stderr)) == 1, p.stderr
+    assert "HTTP 500" in p.stderr
+    n = len(receiver.requests)
+    assert 2 <= n <= 25, "retried, with backoff (no storm): %d requests" % n
+    spooled = runner.spooled_events()
+    receiver.mode = "ok"
+    s = runner.ship()
+    assert s.returncode == 0, s.stderr
+    assert uuids(receiver.events) == uuids(spooled)
+
+
+def test_sigkill_mid_run_events_delivered_by_the_next_run(runner, receiver):
+    pb = runner.write("slow.yml", """\
+- hosts: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.debug: {msg: before}
+    - ansible.builtin.command: echo still-before
+    - name: long
+      ansible.builtin.command: sleep 60
+""")
+    receiver.down()
+    cmd = [ansible_bin("ansible-playbook"), "-i", str(runner.inventory), str(pb)]
+    proc = subprocess.Popen(cmd, env=runner.env(), cwd=str(runner.tmp), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            evs = []
+            try:
+                evs = runner.spooled_events()
+            except (ValueError, OSError):
+                pass
+            if sum(1 for e in evs if e["event"] == "runner_on_start" and e["event_data"].get("task") == "long") == 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the long task never started")
+    finally:
+        family = descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)  # the playbook process itself is killed first
+        proc.wait(timeout=30)
+    try:
+        # Ansible's workers (own sessions) outlive it: the spool must not depend on them
+        killed = runner.spooled_events()
+        receiver.up()
+        nxt = runner.playbook(runner.write("ok.yml", OK_PB))
+    finally:
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert killed[0]["event"] == "playbook_on_start"
+    assert not any(e["event"] == "playbook_on_stats" for e in killed)
+    assert [e["counter"] for e in killed] == list(range(1, len(killed) + 1))
+    assert nxt.returncode == 0
+    assert uuids(receiver.events[: len(killed)]) == uuids(killed)
+    assert receiver.duplicates == 0
+    assert runner.spool_files() == []
+
+
+def test_401_quarantines_the_batch_warns_once_and_stops(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    receiver.mode = "401"
+    p = runner.playbook(pb, HERALD_BATCH_MAX_AGE="0.5")
+    assert p.returncode == 0
+    w = herald_warnings(p.stderr)
+    assert len(w) == 1 and "401" in p.stderr, p.stderr
+    assert len(receiver.requests) == 1, "no retry storm"
+    quarantined = sorted(runner.spool.glob("*.quarantine.jsonl"))
+    assert len(quarantined) == 1
+    q_events = [json.loads(line) for line in quarantined[0].read_text().splitlines()]
+    assert q_events and q_events[0]["event"] == "playbook_on_start"
+    (log,) = runner.spool.glob("*.quarantine.log")
+    rec = json.loads(log.read_text().splitlines()[0])
+    assert rec["status"] == 401 and rec["error"]["error"] == "unauthorized"
+    assert rec["events"] == len(q_events)
+    # the rest stays spooled for a fixed token; herald-ship with the bad token stops at once too
+    rest = runner.unsent_events()
+    assert rest and not set(uuids(rest)) & set(uuids(q_events))
+    s = runner.ship()
+    assert s.returncode == 3
+    assert len(receiver.requests) == 2
+    receiver.mode = "ok"
+    s = runner.ship()
+    assert s.returncode == 0, s.stderr
+    assert {e["uuid"] for e in receiver.events} >= set(uuids(rest))
+
+
+def test_spool_cap_drops_oldest_runs_and_reports_the_count(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    receiver.down()
+    r1 = runner.playbook(pb)
+    assert r1.returncode == 0
+    (f1,) = runner.spool_files()
+    size = f1.stat().st_size
+    run1 = runner.spooled_events()
+    cap = int(size * 2.5)
+    for _ in range(2):
+        r = runner.playbook(pb, HERALD_SPOOL_MAX_BYTES=cap)
+        assert r.returncode == 0
+    assert not f1.exists(), "the oldest run was dropped"
+    assert "dropped the 1 oldest" in r.stderr
+    left = runner.spooled_events()
+    assert len(runner.spool_files()) == 2
+    receiver.up()
+    r4 = runner.playbook(pb, HERALD_SPOOL_MAX_BYTES=cap)
+    assert r4.returncode == 0
+    reported = [q.get("dropped") for q in receiver.requests if q.get("dropped")]
+    assert reported == [len(run1)], receiver.requests
+    assert receiver.requests[0].get("dropped") == len(run1)
+    got = set(uuids(receiver.events))
+    assert not got & set(uuids(run1))
+    assert set(uuids(left)) <= got
+    assert len(receiver.run_ids()) == 3
+    assert not (runner.spool / "dropped").exists()
+
+
+def test_own_run_over_the_cap_drops_new_events_and_counts_them(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    receiver.down()
+    p = runner.playbook(pb, HERALD_SPOOL_MAX_BYTES=3000)
+    assert p.returncode == 0
+    spooled = runner.spooled_events()
+    assert 1 <= len(spooled) < 10
+    dropped = int((runner.spool / "dropped").read_text())
+    assert dropped > 0
+    receiver.up()
+    s = runner.ship()
+    assert s.returncode == 0
+    assert receiver.requests[0]["dropped"] == dropped
+    assert uuids(receiver.events) == uuids(spooled)
+
+
+def test_no_url_spools_only_and_warns(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    p = runner.playbook(pb, HERALD_URL=None)
+    assert p.returncode == 0
+    assert len(herald_warnings(p.stderr)) == 1 and "no url" in p.stderr
+    spooled = runner.spooled_events()
+    assert spooled and receiver.requests == []
+    s = runner.ship("--url", receiver.url)
+    assert s.returncode == 0
+    assert uuids(receiver.events) == uuids(spooled)
