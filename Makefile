@@ -56,7 +56,8 @@ demo: build ## run examples/playbooks/site.yml through the host to a local webho
 test: build ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
 	cargo test --release --locked -p herald
 	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo test --locked --target $$(rustc -vV | sed -n 's/^host: //p')
-	$(VENV)/bin/pytest -q callback/tests tests
+	$(VENV)/bin/pytest -q callback/tests
+	$(VENV)/bin/pytest -q tests
 
 .PHONY: fmt
 fmt: ## format the Rust code
