@@ -33,6 +33,7 @@ pub mod bindings {
 }
 
 pub mod http;
+pub mod net;
 pub mod summary;
 pub mod text;
 pub mod time;
