@@ -4,21 +4,36 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::journal::Journal;
 use crate::telemetry::Metrics;
+use crate::tenancy::{require_admin, Limiter};
+use arc_swap::ArcSwap;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The running configuration; swapped whole by a reload.
+    pub live: Arc<ArcSwap<Config>>,
     pub journal: Journal,
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: Metrics,
+    pub limiter: Arc<Limiter>,
+    pub reload: Arc<Mutex<ReloadStatus>>,
+}
+
+/// The outcome of the last configuration reload.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// When it happened (epoch ms); 0 if there was none yet.
+    pub at_ms: i64,
+    pub ok: bool,
+    /// Every problem of a refused reload, as `herald check` prints them.
+    pub problems: Vec<String>,
 }
 
 /// An error answer: HTTP status plus a JSON body `{"error", "message", ["index", "field"]}`.
@@ -29,6 +44,8 @@ pub struct ApiError {
     pub message: String,
     pub index: Option<usize>,
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -39,6 +56,7 @@ impl ApiError {
             message: message.into(),
             index: None,
             field: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(error: &'static str, message: impl Into<String>) -> Self {
@@ -61,6 +79,15 @@ impl ApiError {
             message,
         )
     }
+    pub fn rate_limited(retry_after_s: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("the tenant's ingest rate limit is reached; retry after {retry_after_s} s"),
+        );
+        e.retry_after = Some(retry_after_s);
+        e
+    }
     /// Names the event (by its index in the batch) and field at fault.
     pub fn at(mut self, index: usize, field: &str) -> Self {
         self.index = Some(index);
@@ -81,6 +108,10 @@ impl IntoResponse for ApiError {
             body["field"] = json!(f);
         }
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -97,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(crate::ingest::post_events))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/v1/plugins", get(list_plugins))
+        .route("/v1/admin/reload", get(reload_status))
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -114,4 +147,59 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// `GET /v1/plugins` (admin): every running plugin instance with its
+/// delivery counts.
+async fn list_plugins(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let config = state.live.load_full();
+    require_admin(&config, &headers)?;
+    let journal = state.journal.clone();
+    let names = state.dispatcher.names();
+    let rows = tokio::task::spawn_blocking(move || {
+        names
+            .into_iter()
+            .map(|n| {
+                let counts = journal.delivery_counts(&n).unwrap_or_default();
+                (n, counts)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let plugins: Vec<_> = rows
+        .into_iter()
+        .filter_map(|(name, (pending, done, dead))| {
+            let p = config.plugins.get(&name)?;
+            Some(json!({
+                "name": name,
+                "tenant": p.tenant,
+                "component": p.component.display().to_string(),
+                "allow_http": p.allow_http,
+                "allow_sockets": p.allow_sockets,
+                "routes": p.routes.len(),
+                "state": "running",
+                "deliveries": {"pending": pending, "done": done, "dead": dead},
+            }))
+        })
+        .collect();
+    Ok(Json(json!({ "plugins": plugins })))
+}
+
+/// `GET /v1/admin/reload` (admin): the last reload's outcome.
+async fn reload_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ReloadStatus>, ApiError> {
+    require_admin(&state.live.load(), &headers)?;
+    Ok(Json(
+        state
+            .reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    ))
 }

@@ -1,62 +1,86 @@
 //! Putting the stages together: load the config, open the journal, load the
-//! plugins, start the dispatcher and serve the API.
+//! plugins, start the dispatcher, serve the API, and reload on SIGHUP or when
+//! the file changes.
 
-use crate::api::{router, AppState};
-use crate::config::{Config, ConfigError, Problem, RetryPolicy};
-use crate::dispatch::Dispatcher;
-use crate::journal::Journal;
-use crate::runtime::{InstanceSpec, PluginInstance, Runtime};
+use crate::api::{router, AppState, ReloadStatus};
+use crate::config::{Config, ConfigError, Problem};
+use crate::dispatch::{Dispatcher, WorkerSpec};
+use crate::journal::{now_ms, Journal};
+use crate::routes::Routes;
+use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
 use crate::telemetry::Metrics;
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Compiles, links and configures every plugin instance of `config`.
-/// Returns every problem found, each located at its instance in the file.
-pub async fn load_plugins(
+/// Compiles, links and configures one plugin instance.
+async fn load_one(
+    config: &Config,
+    name: &str,
+    runtime: &Runtime,
+    journal: &Journal,
+    metrics: &Metrics,
+) -> Result<WorkerSpec, Problem> {
+    let plugin = &config.plugins[name];
+    let rt = runtime.clone();
+    let path = plugin.component.clone();
+    let component = match tokio::task::spawn_blocking(move || rt.load(&path)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(config.plugin_problem(name, "component", &e.to_string())),
+        Err(e) => {
+            return Err(config.plugin_problem(name, "component", &format!("loading failed: {e}")))
+        }
+    };
+    let spec = InstanceSpec::from_config(name, plugin)
+        .map_err(|e| config.plugin_problem(name, "config", &e))?;
+    let routes = Routes::compile(&plugin.routes).map_err(|(n, field, msg)| {
+        config.plugin_problem(name, field, &format!("route {n}: {msg}"))
+    })?;
+    let sha256 = component.sha256.clone();
+    let mut instance = PluginInstance::new(
+        runtime,
+        component,
+        Arc::new(spec),
+        journal.clone(),
+        metrics.clone(),
+    );
+    instance
+        .ensure_live()
+        .await
+        .map_err(|e| config.plugin_problem(name, "config", &e.to_string()))?;
+    Ok(WorkerSpec {
+        instance,
+        config: plugin.clone(),
+        component_sha256: sha256,
+        routes,
+    })
+}
+
+/// Loads every plugin instance of `config` except those `skip` says are
+/// already running unchanged. Returns every problem found.
+async fn load_plugins(
     config: &Config,
     runtime: &Runtime,
     journal: &Journal,
     metrics: &Metrics,
-) -> Result<Vec<(PluginInstance, RetryPolicy)>, ConfigError> {
-    let mut problems: Vec<Problem> = Vec::new();
-    let mut instances = Vec::new();
-    for (name, plugin) in &config.plugins {
-        let rt = runtime.clone();
-        let path = plugin.component.clone();
-        let component = match tokio::task::spawn_blocking(move || rt.load(&path)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                problems.push(config.plugin_problem(name, "component", &e.to_string()));
-                continue;
-            }
-            Err(e) => {
-                problems.push(config.plugin_problem(
-                    name,
-                    "component",
-                    &format!("loading failed: {e}"),
-                ));
-                continue;
-            }
-        };
-        let spec = match InstanceSpec::from_config(name, plugin) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                problems.push(config.plugin_problem(name, "config", &e));
-                continue;
-            }
-        };
-        let mut instance =
-            PluginInstance::new(runtime, component, spec, journal.clone(), metrics.clone());
-        if let Err(e) = instance.ensure_live().await {
-            problems.push(config.plugin_problem(name, "config", &e.to_string()));
+    skip: impl Fn(&str) -> bool,
+) -> Result<Vec<WorkerSpec>, ConfigError> {
+    let mut problems = Vec::new();
+    let mut specs = Vec::new();
+    for name in config.plugins.keys() {
+        if skip(name) {
             continue;
         }
-        instances.push((instance, plugin.retry.clone()));
+        match load_one(config, name, runtime, journal, metrics).await {
+            Ok(s) => specs.push(s),
+            Err(p) => problems.push(p),
+        }
     }
     if problems.is_empty() {
-        Ok(instances)
+        Ok(specs)
     } else {
         Err(ConfigError { problems })
     }
@@ -65,16 +89,80 @@ pub async fn load_plugins(
 /// `herald check`: validates the file and loads every plugin without serving.
 pub async fn check(path: &Path) -> Result<Config, ConfigError> {
     let config = Config::load(path)?;
-    let runtime = Runtime::new().map_err(|e| ConfigError {
-        problems: vec![config.plugin_problem("", "", &e.to_string())],
-    })?;
+    let fail = |e: String| ConfigError {
+        problems: vec![config.plugin_problem("", "", &e)],
+    };
+    let runtime = Runtime::new().map_err(|e| fail(e.to_string()))?;
     let dir = std::env::temp_dir().join(format!("herald-check-{}", std::process::id()));
-    let journal = Journal::open(&dir.join("check.db")).map_err(|e| ConfigError {
-        problems: vec![config.plugin_problem("", "", &e.to_string())],
-    })?;
-    let result = load_plugins(&config, &runtime, &journal, &Metrics::new()).await;
+    let journal = Journal::open(&dir.join("check.db")).map_err(|e| fail(e.to_string()))?;
+    let result = load_plugins(&config, &runtime, &journal, &Metrics::new(), |_| false).await;
     let _ = std::fs::remove_dir_all(&dir);
     result.map(|_| config)
+}
+
+/// Reloads the configuration file: parse and check it, compile and configure
+/// new or changed instances off the hot path, then swap. A bad file changes
+/// nothing. Instances whose config and component did not change keep
+/// running (with their state and queues).
+pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigError> {
+    let current = state.live.load_full();
+    let result = async {
+        let mut new = Config::load(&current.path)?;
+        if new.server.listen != current.server.listen {
+            tracing::warn!("server.listen changed; it takes effect at the next restart");
+            new.server.listen = current.server.listen;
+        }
+        let unchanged = |name: &str| -> bool {
+            let cfg = &new.plugins[name];
+            let sha = std::fs::read(&cfg.component)
+                .map(|b| sha256_hex(&b))
+                .unwrap_or_default();
+            state.dispatcher.is_unchanged(name, cfg, &sha)
+        };
+        let specs = load_plugins(&new, runtime, &state.journal, &state.metrics, unchanged).await?;
+        Ok::<_, ConfigError>((new, specs))
+    }
+    .await;
+    let mut status = ReloadStatus {
+        at_ms: now_ms(),
+        ok: false,
+        problems: Vec::new(),
+    };
+    match result {
+        Ok((new, specs)) => {
+            let removed: Vec<String> = state
+                .dispatcher
+                .names()
+                .into_iter()
+                .filter(|n| !new.plugins.contains_key(n))
+                .collect();
+            let changed: Vec<String> = specs
+                .iter()
+                .map(|s| s.instance.spec().name.to_string())
+                .collect();
+            for name in &removed {
+                state.dispatcher.remove(name);
+            }
+            for spec in specs {
+                state.dispatcher.add(spec);
+            }
+            state.live.store(Arc::new(new));
+            metrics::counter!("herald_config_reloads_total", "result" => "ok").increment(1);
+            tracing::info!(?removed, started = ?changed, "configuration reloaded");
+            status.ok = true;
+            *state.reload.lock().unwrap_or_else(|p| p.into_inner()) = status;
+            Ok(())
+        }
+        Err(e) => {
+            metrics::counter!("herald_config_reloads_total", "result" => "error").increment(1);
+            for p in &e.problems {
+                tracing::error!(problem = %p, "configuration reload refused; the running configuration stays");
+            }
+            status.problems = e.problems.iter().map(|p| p.to_string()).collect();
+            *state.reload.lock().unwrap_or_else(|p| p.into_inner()) = status;
+            Err(e)
+        }
+    }
 }
 
 /// `herald serve`: runs until SIGINT or SIGTERM.
@@ -87,25 +175,69 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     let journal = Journal::open(&journal_path)?;
     let metrics = Metrics::new();
     let runtime = Runtime::new()?;
-    let instances = load_plugins(&config, &runtime, &journal, &metrics).await?;
-    let dispatcher = Arc::new(Dispatcher::start(instances, journal.clone()));
+    let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;
+    let dispatcher = Arc::new(Dispatcher::start(specs, journal.clone()));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, journal = %journal_path.display(), plugins = config.plugins.len(),
         tenants = config.tenants.len(), "herald is listening on {addr}");
+    let watch = config.server.watch_config;
     let state = AppState {
-        config: Arc::new(config),
+        live: Arc::new(ArcSwap::from_pointee(config)),
         journal,
         dispatcher,
         metrics,
+        limiter: Default::default(),
+        reload: Arc::new(Mutex::new(ReloadStatus::default())),
     };
+    tokio::spawn(reload_triggers(state.clone(), runtime, watch));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("herald stopped");
     Ok(())
+}
+
+/// Reloads on SIGHUP, and when `watch` is on, when the file's modification
+/// time or size changes (checked every second).
+async fn reload_triggers(state: AppState, runtime: Runtime, watch: bool) {
+    let path = state.live.load().path.clone();
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = stamp(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hup_fut = async {
+            match hup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_fut = std::future::pending::<()>();
+        let reason = tokio::select! {
+            _ = hup_fut => "SIGHUP",
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if !watch { continue; }
+                if stamp(&path) == last { continue; }
+                // Let an editor finish writing before reading the file.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                last = stamp(&path);
+                "file changed"
+            }
+        };
+        tracing::info!(reason, "reloading the configuration");
+        let _ = reload(&state, &runtime).await;
+    }
 }
 
 async fn shutdown_signal() {

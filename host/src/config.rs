@@ -61,13 +61,18 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Largest accepted request body in bytes (after decompression too).
     pub body_limit: usize,
+    /// Hashes of admin tokens (`sha256:<hex>`), for admin endpoints such as
+    /// `GET /v1/plugins`. Admin tokens are not tenant tokens.
+    pub admin_tokens: Vec<String>,
+    /// Reload the configuration when the file changes (SIGHUP always reloads).
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +80,8 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
             body_limit: 10 * 1024 * 1024,
+            admin_tokens: Vec::new(),
+            watch_config: true,
         }
     }
 }
@@ -112,15 +119,24 @@ impl StorageConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Token hashes, each `sha256:<64 hex digits>` (see `herald token new`).
     pub tokens: Vec<String>,
+    /// Sustained ingest rate in events per second (token bucket); none = unlimited.
+    #[serde(default)]
+    pub max_events_per_second: Option<f64>,
+    /// Burst size of the rate limit, in events (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<f64>,
+    /// Journal quota: most events kept for the tenant; none = unlimited.
+    #[serde(default)]
+    pub max_stored_events: Option<u64>,
 }
 
 /// One plugin instance: a component, the tenant it serves, its config and grants.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     pub tenant: String,
@@ -143,6 +159,9 @@ pub struct PluginConfig {
     pub limits: Limits,
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Which events the instance receives; none = all of its tenant's.
+    #[serde(default)]
+    pub routes: Vec<crate::routes::RouteConfig>,
 }
 
 /// Resource limits of one plugin instance.
@@ -214,6 +233,11 @@ struct RawConfig {
     plugins: BTreeMap<String, PluginConfig>,
 }
 
+fn is_token_hash(t: &str) -> bool {
+    t.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The hex sha256 of a token, as stored in `tenants.<name>.tokens`.
 pub fn token_hash(token: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
@@ -269,6 +293,15 @@ impl Config {
             config.storage.path = Some(base.join(p));
         }
         let mut seen_tokens = BTreeMap::new();
+        for t in &config.server.admin_tokens {
+            if !is_token_hash(t) {
+                problems.push(locator.problem(
+                    &["server"],
+                    "admin_tokens",
+                    "expected `sha256:<64 hex digits>`, the hash of a token (`herald token new`)",
+                ));
+            }
+        }
         for (name, tenant) in &config.tenants {
             if tenant.tokens.is_empty() {
                 problems.push(locator.problem(
@@ -278,10 +311,7 @@ impl Config {
                 ));
             }
             for t in &tenant.tokens {
-                let valid = t
-                    .strip_prefix("sha256:")
-                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-                if !valid {
+                if !is_token_hash(t) {
                     problems.push(locator.problem(
                         &["tenants", name],
                         "tokens",
@@ -355,6 +385,9 @@ impl Config {
                     "expected at least 1",
                 ));
             }
+            if let Err((n, field, msg)) = crate::routes::Routes::compile(&plugin.routes) {
+                problems.push(locator.problem(&table, field, &format!("route {n}: {msg}")));
+            }
             let config_path = [&table[..], &["config"]].concat();
             if let Err(msg) = resolve_secrets(&mut plugin.config, &base) {
                 problems.push(locator.problem(&config_path, &msg.0, &msg.1));
@@ -373,6 +406,15 @@ impl Config {
     pub fn plugin_problem(&self, plugin: &str, key: &str, message: &str) -> Problem {
         let text = std::fs::read_to_string(&self.path).unwrap_or_default();
         Locator::new(&self.path, &text).problem(&["plugins", plugin], key, message)
+    }
+
+    /// Whether `token` is an admin token.
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        let hash = token_hash(token);
+        self.server
+            .admin_tokens
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&hash))
     }
 
     /// The tenant a token belongs to.

@@ -7,13 +7,15 @@
 //! or exactly the delay the plugin asked for (`Retry-After`); after
 //! `max_attempts`, or on a permanent failure, the delivery is dead-lettered.
 
-use crate::config::RetryPolicy;
+use crate::config::{PluginConfig, RetryPolicy};
+use crate::event::WireEvent;
 use crate::journal::{now_ms, Journal, JournalError, PendingDelivery};
+use crate::routes::Routes;
 use crate::runtime::{convert, CallError, Outcome, PluginInstance};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// How many pending deliveries a worker reads at a time.
@@ -21,20 +23,35 @@ const BATCH: usize = 256;
 /// Longest a worker sleeps without looking at the journal again.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
-/// The running workers, by plugin instance name.
+/// A plugin instance ready to run, with what the dispatcher needs to know of it.
+pub struct WorkerSpec {
+    pub instance: PluginInstance,
+    pub config: PluginConfig,
+    /// sha256 of the component file: a changed file is a changed instance.
+    pub component_sha256: String,
+    pub routes: Routes,
+}
+
+/// The running workers, by plugin instance name. Workers can be added and
+/// stopped while ingest goes on (configuration reload).
 pub struct Dispatcher {
-    workers: BTreeMap<String, Worker>,
+    journal: Journal,
+    workers: Mutex<BTreeMap<String, Worker>>,
 }
 
 struct Worker {
     tenant: String,
+    config: PluginConfig,
+    component_sha256: String,
+    routes: Arc<Routes>,
     notify: Arc<Notify>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Drop for Dispatcher {
     fn drop(&mut self) {
-        for w in self.workers.values() {
+        for w in self.lock().values() {
             w.task.abort();
         }
     }
@@ -42,42 +59,102 @@ impl Drop for Dispatcher {
 
 impl Dispatcher {
     /// Starts one worker per instance.
-    pub fn start(instances: Vec<(PluginInstance, RetryPolicy)>, journal: Journal) -> Dispatcher {
-        let mut workers = BTreeMap::new();
-        for (instance, policy) in instances {
-            let name = instance.spec().name.to_string();
-            let tenant = instance.spec().tenant.to_string();
-            let notify = Arc::new(Notify::new());
-            let task = tokio::spawn(run_worker(
-                instance,
-                policy,
-                journal.clone(),
-                notify.clone(),
-            ));
-            workers.insert(
-                name,
-                Worker {
-                    tenant,
-                    notify,
-                    task,
-                },
-            );
+    pub fn start(specs: Vec<WorkerSpec>, journal: Journal) -> Dispatcher {
+        let d = Dispatcher {
+            journal,
+            workers: Mutex::new(BTreeMap::new()),
+        };
+        for spec in specs {
+            d.add(spec);
         }
-        Dispatcher { workers }
+        d
     }
 
-    /// The instances that receive a tenant's events.
-    pub fn plugins_of(&self, tenant: &str) -> Vec<String> {
-        self.workers
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a worker; a running worker of the same name is stopped first
+    /// (it finishes the delivery it is in).
+    pub fn add(&self, spec: WorkerSpec) {
+        let name = spec.instance.spec().name.to_string();
+        let tenant = spec.instance.spec().tenant.to_string();
+        let notify = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run_worker(
+            spec.instance,
+            spec.config.retry.clone(),
+            self.journal.clone(),
+            notify.clone(),
+            stopped,
+        ));
+        let worker = Worker {
+            tenant,
+            config: spec.config,
+            component_sha256: spec.component_sha256,
+            routes: Arc::new(spec.routes),
+            notify,
+            stop,
+            task,
+        };
+        if let Some(old) = self.lock().insert(name, worker) {
+            let _ = old.stop.send(true);
+        }
+    }
+
+    /// Stops a worker after its current delivery. Its pending deliveries stay
+    /// in the journal and resume if an instance of the same name comes back.
+    pub fn remove(&self, name: &str) -> bool {
+        match self.lock().remove(name) {
+            Some(w) => {
+                let _ = w.stop.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a running worker has exactly this configuration and component.
+    pub fn is_unchanged(&self, name: &str, config: &PluginConfig, component_sha256: &str) -> bool {
+        self.lock()
+            .get(name)
+            .is_some_and(|w| &w.config == config && w.component_sha256 == component_sha256)
+    }
+
+    /// Names of the running workers.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// For each event, the instances of `tenant` whose routes match it.
+    pub fn targets(&self, tenant: &str, events: &[WireEvent]) -> Vec<Vec<String>> {
+        let workers = self.lock();
+        let mine: Vec<(&String, &Arc<Routes>)> = workers
             .iter()
             .filter(|(_, w)| w.tenant == tenant)
-            .map(|(n, _)| n.clone())
+            .map(|(n, w)| (n, &w.routes))
+            .collect();
+        events
+            .iter()
+            .map(|e| {
+                mine.iter()
+                    .filter(|(_, r)| r.matches(e))
+                    .map(|(n, _)| (*n).clone())
+                    .collect()
+            })
             .collect()
     }
 
     /// Wakes the workers of a tenant after a commit.
     pub fn notify_tenant(&self, tenant: &str) {
-        for w in self.workers.values().filter(|w| w.tenant == tenant) {
+        for w in self.lock().values().filter(|w| w.tenant == tenant) {
+            w.notify.notify_one();
+        }
+    }
+
+    /// Wakes one worker (for example after a dead letter was re-queued).
+    pub fn notify(&self, name: &str) {
+        if let Some(w) = self.lock().get(name) {
             w.notify.notify_one();
         }
     }
@@ -105,10 +182,15 @@ async fn run_worker(
     policy: RetryPolicy,
     journal: Journal,
     notify: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let name = instance.spec().name.to_string();
     let tenant = instance.spec().tenant.to_string();
     loop {
+        if *stop.borrow() {
+            tracing::info!(plugin = %name, tenant = %tenant, "plugin instance stopped");
+            return;
+        }
         let plugin = name.clone();
         let batch = match blocking(&journal, move |j| j.pending(&plugin, BATCH)).await {
             Ok(b) => b,
@@ -123,6 +205,9 @@ async fn run_worker(
         let mut earliest: Option<i64> = None;
         let mut progressed = false;
         for d in batch {
+            if *stop.borrow() {
+                break;
+            }
             if blocked_runs.contains(&d.run_id) {
                 continue;
             }
@@ -153,6 +238,7 @@ async fn run_worker(
         tokio::select! {
             _ = notify.notified() => {}
             _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
         }
     }
 }

@@ -144,6 +144,48 @@ impl EventKind {
     }
 }
 
+/// The outcome of a host's task, derived from the kind and `res.changed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+    Unreachable,
+    Skipped,
+}
+
+impl Status {
+    /// Derives the status of a host result event; `None` for other events.
+    pub fn of(kind: EventKind, changed: bool) -> Option<Status> {
+        use EventKind::*;
+        Some(match kind {
+            RunnerOnOk | RunnerOnAsyncOk | RunnerItemOnOk => {
+                if changed {
+                    Status::Changed
+                } else {
+                    Status::Ok
+                }
+            }
+            RunnerOnFailed | RunnerOnAsyncFailed | RunnerItemOnFailed => Status::Failed,
+            RunnerOnSkipped | RunnerItemOnSkipped => Status::Skipped,
+            RunnerOnUnreachable => Status::Unreachable,
+            _ => return None,
+        })
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+            Status::Unreachable => "unreachable",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 /// Why an event was refused; names the field as a dotted path.
 #[derive(Debug, Error, PartialEq)]
 #[error("{field}: {message}")]
@@ -187,6 +229,31 @@ impl WireEvent {
     /// `controller`, if present.
     pub fn controller(&self) -> Option<&str> {
         self.body.get("controller").and_then(Value::as_str)
+    }
+
+    /// `event_data.host`, if present.
+    pub fn host(&self) -> Option<&str> {
+        self.body
+            .get("event_data")
+            .and_then(|d| d.get("host"))
+            .and_then(Value::as_str)
+    }
+
+    /// The run's labels (`labels` in the envelope), if any.
+    pub fn labels(&self) -> Option<&Map<String, Value>> {
+        self.body.get("labels").and_then(Value::as_object)
+    }
+
+    /// The host result's status, if this is a host result event.
+    pub fn status(&self) -> Option<Status> {
+        let changed = self
+            .body
+            .get("event_data")
+            .and_then(|d| d.get("res"))
+            .and_then(|r| r.get("changed"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Status::of(self.kind, changed)
     }
 }
 
@@ -263,6 +330,15 @@ pub fn validate(value: Value) -> Result<WireEvent, FieldError> {
             None => return Err(FieldError::new("run_id", "is required")),
         },
     };
+    match body.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(labels)) => {
+            if let Some((k, _)) = labels.iter().find(|(_, v)| !v.is_string()) {
+                return Err(FieldError::new(format!("labels.{k}"), "must be a string"));
+            }
+        }
+        Some(_) => return Err(FieldError::new("labels", "must be an object of strings")),
+    }
     for key in ["parent_uuid", "controller", "stdout"] {
         match body.get(key) {
             None | Some(Value::Null) | Some(Value::String(_)) => {}

@@ -3,6 +3,7 @@
 
 use crate::api::{ApiError, AppState};
 use crate::event::{validate, WireEvent};
+use crate::tenancy::tenant_of;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -17,30 +18,6 @@ use std::time::Instant;
 enum Format {
     JsonArray,
     Ndjson,
-}
-
-/// The tenant of a request, from its bearer token only.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-        })?;
-    state
-        .config
-        .tenant_for_token(token)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::unauthorized("unknown token"))
 }
 
 fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
@@ -210,10 +187,12 @@ async fn ingest(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(String, usize, usize), (Option<String>, ApiError)> {
-    let tenant = authenticate(state, headers).map_err(|e| (None, e))?;
+    let config = state.live.load_full();
+    let tenant = tenant_of(&config, headers).map_err(|e| (None, e))?;
     let t = Some(tenant.clone());
+    let tenant_cfg = &config.tenants[&tenant];
     let format = format_of(headers).map_err(|e| (t.clone(), e))?;
-    let limit = state.config.server.body_limit;
+    let limit = config.server.body_limit;
     let raw = to_bytes(body, limit)
         .await
         .map_err(|_| (t.clone(), ApiError::too_large(limit)))?;
@@ -230,13 +209,37 @@ async fn ingest(
             tracing::warn!(tenant = %tenant, dropped = n, "a sender reports events its spool dropped");
         }
     }
-    let plugins = state.dispatcher.plugins_of(&tenant);
+    state
+        .limiter
+        .admit(&tenant, tenant_cfg, events.len())
+        .map_err(|wait| (t.clone(), ApiError::rate_limited(wait)))?;
+    let quota_journal = state.journal.clone();
+    let quota_tenant = tenant.clone();
+    if !state
+        .limiter
+        .within_quota(&tenant, tenant_cfg, events.len(), move || {
+            quota_journal.event_count(&quota_tenant).unwrap_or(0)
+        })
+    {
+        return Err((
+            t.clone(),
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "quota_exceeded",
+                format!(
+                    "the tenant's journal quota of {} events is full",
+                    tenant_cfg.max_stored_events.unwrap_or(0)
+                ),
+            ),
+        ));
+    }
+    let targets = state.dispatcher.targets(&tenant, &events);
     let journal = state.journal.clone();
     let started = Instant::now();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
     let committed =
-        tokio::task::spawn_blocking(move || journal.commit_batch(&owned_tenant, &events, &plugins))
+        tokio::task::spawn_blocking(move || journal.commit_batch(&owned_tenant, &events, &targets))
             .await
             .map_err(|e| {
                 (
@@ -265,6 +268,7 @@ async fn ingest(
         metrics::counter!("herald_events_ingested_total", "tenant" => tenant.clone(), "kind" => *kind).increment(1);
     }
     if committed.accepted > 0 {
+        state.limiter.stored(&tenant, committed.accepted as i64);
         state.dispatcher.notify_tenant(&tenant);
     }
     Ok((tenant, committed.accepted, committed.duplicates))

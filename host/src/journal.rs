@@ -153,13 +153,14 @@ impl Journal {
     }
 
     /// Commits a validated batch in one transaction: new events, their runs,
-    /// and one pending delivery per plugin instance of the tenant. Events
-    /// whose uuid the tenant already sent are counted as duplicates.
+    /// and one pending delivery per target plugin instance (`targets[i]` for
+    /// `events[i]`). Events whose uuid the tenant already sent are counted as
+    /// duplicates.
     pub fn commit_batch(
         &self,
         tenant: &str,
         events: &[WireEvent],
-        plugins: &[String],
+        targets: &[Vec<String>],
     ) -> Result<Committed, JournalError> {
         let now = now_ms();
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
@@ -188,7 +189,7 @@ impl Journal {
                 "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
                  VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
             )?;
-            for ev in events {
+            for (i, ev) in events.iter().enumerate() {
                 let body = serde_json::to_string(&ev.body)?;
                 let inserted = insert_event.execute(params![
                     tenant,
@@ -216,7 +217,7 @@ impl Journal {
                     ev.created_ms,
                     finished
                 ])?;
-                for plugin in plugins {
+                for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
                     insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
                 }
             }
@@ -401,7 +402,7 @@ mod tests {
             .commit_batch(
                 "t1",
                 &[ev("u1", "r"), ev("u2", "r"), ev("u1", "r")],
-                &plugins,
+                &vec![plugins.clone(); 3],
             )
             .unwrap();
         assert_eq!((c.accepted, c.duplicates), (2, 1));
@@ -423,7 +424,7 @@ mod tests {
         let path = dir.join("j.db");
         {
             let j = Journal::open(&path).unwrap();
-            j.commit_batch("t", &[ev("u1", "r")], &["p".to_string()])
+            j.commit_batch("t", &[ev("u1", "r")], &[vec!["p".to_string()]])
                 .unwrap();
             j.state_set("p", "k", "v").unwrap();
         }

@@ -14,5 +14,7 @@ pub mod dispatch;
 pub mod event;
 pub mod ingest;
 pub mod journal;
+pub mod routes;
 pub mod runtime;
 pub mod telemetry;
+pub mod tenancy;

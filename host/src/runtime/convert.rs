@@ -87,19 +87,13 @@ fn str_of(obj: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn status_of(kind: EventKind, changed: bool) -> Option<wit::Status> {
-    use EventKind::*;
-    Some(match kind {
-        RunnerOnOk | RunnerOnAsyncOk | RunnerItemOnOk => {
-            if changed {
-                wit::Status::Changed
-            } else {
-                wit::Status::Ok
-            }
-        }
-        RunnerOnFailed | RunnerOnAsyncFailed | RunnerItemOnFailed => wit::Status::Failed,
-        RunnerOnSkipped | RunnerItemOnSkipped => wit::Status::Skipped,
-        RunnerOnUnreachable => wit::Status::Unreachable,
-        _ => return None,
+    use crate::event::Status;
+    Some(match Status::of(kind, changed)? {
+        Status::Ok => wit::Status::Ok,
+        Status::Changed => wit::Status::Changed,
+        Status::Failed => wit::Status::Failed,
+        Status::Skipped => wit::Status::Skipped,
+        Status::Unreachable => wit::Status::Unreachable,
     })
 }
 

@@ -252,11 +252,15 @@ impl Runtime {
     /// export `herald:plugin/handler@0.1.x` and import nothing the host does
     /// not provide.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
-        let component =
-            Component::from_file(&self.engine, path).map_err(|e| LoadError::Compile {
-                path: path.display().to_string(),
-                message: format!("{e:#}"),
-            })?;
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Compile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let sha256 = sha256_hex(&bytes);
+        let component = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+            path: path.display().to_string(),
+            message: format!("{e:#}"),
+        })?;
         let ty = component.component_type();
         let exports_contract = ty
             .exports(&self.engine)
@@ -271,14 +275,22 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = bindings::SinkPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        Ok(LoadedComponent { pre })
+        Ok(LoadedComponent { pre, sha256 })
     }
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// A compiled, linked component, ready to instantiate.
 #[derive(Clone)]
 pub struct LoadedComponent {
     pre: bindings::SinkPre<HostState>,
+    /// sha256 of the component file.
+    pub sha256: String,
 }
 
 /// Everything an instance needs besides its component.

@@ -1,0 +1,294 @@
+//! Routes: which events a plugin instance receives.
+//!
+//! An instance with no route receives every event of its tenant. With routes,
+//! it receives an event when at least one route matches; within a route every
+//! given field must match (fields left out match anything):
+//!
+//! ```toml
+//! [[plugins.pager.routes]]
+//! kinds = ["runner_on_failed", "runner_on_unreachable"]   # event kinds
+//! status = ["failed", "unreachable"]                       # ok, changed, failed, unreachable, skipped
+//! playbooks = ["deploy-*.yml"]                             # globs on the playbook (path or file name)
+//! hosts = ["web*"]                                         # globs on the host
+//! labels = { env = "prod" }                                # run labels sent by the callback
+//! ```
+//!
+//! `status`, `hosts` only match events that have one (host results), so a
+//! failure route does not receive the run's start or stats: give those their
+//! own route (`kinds = ["playbook_on_stats"]`).
+
+use crate::event::{EventKind, Status, WireEvent};
+use globset::{Glob, GlobMatcher};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One route as written in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub status: Vec<Status>,
+    #[serde(default)]
+    pub playbooks: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    kinds: Vec<EventKind>,
+    status: Vec<Status>,
+    playbooks: Vec<GlobMatcher>,
+    hosts: Vec<GlobMatcher>,
+    labels: BTreeMap<String, String>,
+}
+
+/// The routes of one instance.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+fn glob(pattern: &str) -> Result<GlobMatcher, String> {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid glob {pattern:?}: {e}"))
+}
+
+impl Routes {
+    /// Compiles routes; the error names the route (1-based), field and value.
+    pub fn compile(configs: &[RouteConfig]) -> Result<Routes, (usize, &'static str, String)> {
+        let mut routes = Vec::with_capacity(configs.len());
+        for (i, c) in configs.iter().enumerate() {
+            let n = i + 1;
+            let kinds = c
+                .kinds
+                .iter()
+                .map(|k| {
+                    EventKind::parse(k).ok_or_else(|| {
+                        (
+                            n,
+                            "kinds",
+                            format!("unknown event kind {k:?} (see docs/wire-format.md)"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let playbooks = c
+                .playbooks
+                .iter()
+                .map(|p| glob(p).map_err(|e| (n, "playbooks", e)))
+                .collect::<Result<_, _>>()?;
+            let hosts = c
+                .hosts
+                .iter()
+                .map(|p| glob(p).map_err(|e| (n, "hosts", e)))
+                .collect::<Result<_, _>>()?;
+            routes.push(Route {
+                kinds,
+                status: c.status.clone(),
+                playbooks,
+                hosts,
+                labels: c.labels.clone(),
+            });
+        }
+        Ok(Routes { routes })
+    }
+
+    /// Whether the instance receives `event`.
+    pub fn matches(&self, event: &WireEvent) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|r| r.matches(event))
+    }
+}
+
+impl Route {
+    fn matches(&self, event: &WireEvent) -> bool {
+        if !self.kinds.is_empty() && !self.kinds.contains(&event.kind) {
+            return false;
+        }
+        if !self.status.is_empty() && !event.status().is_some_and(|s| self.status.contains(&s)) {
+            return false;
+        }
+        if !self.playbooks.is_empty() {
+            let Some(pb) = event.playbook() else {
+                return false;
+            };
+            let base = pb.rsplit('/').next().unwrap_or(pb);
+            if !self
+                .playbooks
+                .iter()
+                .any(|g| g.is_match(pb) || g.is_match(base))
+            {
+                return false;
+            }
+        }
+        if !self.hosts.is_empty() {
+            let Some(host) = event.host() else {
+                return false;
+            };
+            if !self.hosts.iter().any(|g| g.is_match(host)) {
+                return false;
+            }
+        }
+        if !self.labels.is_empty() {
+            let Some(labels) = event.labels() else {
+                return false;
+            };
+            if !self
+                .labels
+                .iter()
+                .all(|(k, v)| labels.get(k).and_then(|x| x.as_str()) == Some(v.as_str()))
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(
+        kind: &str,
+        host: Option<&str>,
+        changed: bool,
+        playbook: &str,
+        labels: serde_json::Value,
+    ) -> WireEvent {
+        let mut data = json!({"playbook": playbook, "res": {"changed": changed}});
+        if let Some(h) = host {
+            data["host"] = json!(h);
+        }
+        crate::event::validate(
+            json!({"uuid": "u", "event": kind, "counter": 1, "run_id": "r",
+            "created": "2026-01-01T00:00:00", "labels": labels, "event_data": data}),
+        )
+        .unwrap()
+    }
+
+    fn routes(toml_text: &str) -> Routes {
+        #[derive(Deserialize)]
+        struct T {
+            routes: Vec<RouteConfig>,
+        }
+        let t: T = toml::from_str(toml_text).unwrap();
+        Routes::compile(&t.routes).unwrap()
+    }
+
+    #[test]
+    fn table_of_routes_and_events() {
+        let failures = routes("[[routes]]\nstatus = [\"failed\", \"unreachable\"]\n[[routes]]\nkinds = [\"playbook_on_stats\"]\n");
+        let web_prod = routes("[[routes]]\nhosts = [\"web*\"]\nplaybooks = [\"deploy-*.yml\"]\nlabels = { env = \"prod\" }\n");
+        let changed = routes("[[routes]]\nkinds = [\"runner_on_ok\"]\nstatus = [\"changed\"]\n");
+        let everything = Routes::default();
+        let prod = json!({"env": "prod"});
+        let dev = json!({"env": "dev"});
+        let cases: Vec<(WireEvent, [bool; 4])> = vec![
+            (
+                event(
+                    "runner_on_failed",
+                    Some("web1"),
+                    false,
+                    "deploy-app.yml",
+                    prod.clone(),
+                ),
+                [true, true, false, true],
+            ),
+            (
+                event(
+                    "runner_on_unreachable",
+                    Some("db1"),
+                    false,
+                    "deploy-app.yml",
+                    prod.clone(),
+                ),
+                [true, false, false, true],
+            ),
+            (
+                event(
+                    "runner_on_ok",
+                    Some("web1"),
+                    true,
+                    "/srv/pb/deploy-app.yml",
+                    prod.clone(),
+                ),
+                [false, true, true, true],
+            ),
+            (
+                event(
+                    "runner_on_ok",
+                    Some("web1"),
+                    false,
+                    "deploy-app.yml",
+                    dev.clone(),
+                ),
+                [false, false, false, true],
+            ),
+            (
+                event(
+                    "runner_on_ok",
+                    Some("web2"),
+                    false,
+                    "site.yml",
+                    prod.clone(),
+                ),
+                [false, false, false, true],
+            ),
+            (
+                event(
+                    "playbook_on_stats",
+                    None,
+                    false,
+                    "deploy-app.yml",
+                    prod.clone(),
+                ),
+                [true, false, false, true],
+            ),
+            (
+                event(
+                    "playbook_on_start",
+                    None,
+                    false,
+                    "deploy-app.yml",
+                    prod.clone(),
+                ),
+                [false, false, false, true],
+            ),
+        ];
+        for (ev, expected) in cases {
+            let got = [
+                failures.matches(&ev),
+                web_prod.matches(&ev),
+                changed.matches(&ev),
+                everything.matches(&ev),
+            ];
+            assert_eq!(got, expected, "{} {:?}", ev.kind.as_str(), ev.host());
+        }
+    }
+
+    #[test]
+    fn bad_routes_name_the_field() {
+        let bad = vec![RouteConfig {
+            kinds: vec!["runner_on_nope".into()],
+            ..Default::default()
+        }];
+        assert_eq!(Routes::compile(&bad).unwrap_err().1, "kinds");
+        let bad = vec![
+            RouteConfig::default(),
+            RouteConfig {
+                hosts: vec!["web[".into()],
+                ..Default::default()
+            },
+        ];
+        let e = Routes::compile(&bad).unwrap_err();
+        assert_eq!((e.0, e.1), (2, "hosts"));
+    }
+}
