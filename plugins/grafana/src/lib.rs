@@ -58,7 +58,11 @@ pub struct Grafana {
 }
 
 fn playbook_name(p: &str) -> &str {
-    if p.is_empty() { "ad-hoc run" } else { p }
+    if p.is_empty() {
+        "ad-hoc run"
+    } else {
+        p
+    }
 }
 
 impl Plugin for Grafana {
@@ -87,7 +91,11 @@ impl Plugin for Grafana {
             return Err("config key `timeout_ms`: must be between 1 and 600000".into());
         }
         let endpoint = base.join("api/annotations");
-        Ok(Grafana { c, endpoint, tracker: RunTracker::host("grafana:") })
+        Ok(Grafana {
+            c,
+            endpoint,
+            tracker: RunTracker::host("grafana:"),
+        })
     }
 
     fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
@@ -100,7 +108,10 @@ impl Plugin for Grafana {
             Observed::Finished(s) => {
                 let (o, id) = self.post(&self.region(&s));
                 if let Some(id) = id {
-                    log::info(&format!("run {}: Grafana region annotation id {id}", s.run_id));
+                    log::info(&format!(
+                        "run {}: Grafana region annotation id {id}",
+                        s.run_id
+                    ));
                 }
                 if matches!(o, Outcome::Ok) {
                     // Remembered as done: a re-delivered stats event creates no second region.
@@ -109,7 +120,9 @@ impl Plugin for Grafana {
                 o
             }
         };
-        if let Outcome::Permanent(p) | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) = &outcome {
+        if let Outcome::Permanent(p) | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) =
+            &outcome
+        {
             log::warn(&format!("event {}: {p}", event.id));
         }
         outcome
@@ -188,7 +201,9 @@ impl Grafana {
 
     /// The request for an annotation body.
     pub fn request(&self, body: &Value) -> Request {
-        let mut r = Request::new(Method::Post, self.endpoint.clone()).timeout_ms(self.c.timeout_ms).header("accept", "application/json");
+        let mut r = Request::new(Method::Post, self.endpoint.clone())
+            .timeout_ms(self.c.timeout_ms)
+            .header("accept", "application/json");
         if let Some(t) = &self.c.api_token {
             r = r.bearer(t);
         }
@@ -214,7 +229,10 @@ impl Grafana {
 
 /// The `id` of Grafana's answer `{"message":"Annotation added","id":1}`.
 pub fn annotation_id(body: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<Value>(body).ok()?.get("id")?.as_u64()
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("id")?
+        .as_u64()
 }
 
 herald_sdk::export_plugin!(Grafana);
@@ -227,7 +245,10 @@ mod tests {
     use herald_sdk::EventKind;
 
     fn g(extra: &str) -> Grafana {
-        herald_sdk::build::<Grafana>(&format!(r#"{{"url":"http://127.0.0.1:3000/grafana/"{extra}}}"#)).unwrap()
+        herald_sdk::build::<Grafana>(&format!(
+            r#"{{"url":"http://127.0.0.1:3000/grafana/"{extra}}}"#
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -236,25 +257,42 @@ mod tests {
         let mut start = event(EventKind::PlaybookOnStart, "r1", "site.yml");
         start.sequence = 1;
         t.observe(&start);
-        let mut st = stats_event("r1", "site.yml", &[("web1", 2, 1, 0, 0, 0), ("web2", 1, 0, 1, 0, 0)], None);
+        let mut st = stats_event(
+            "r1",
+            "site.yml",
+            &[("web1", 2, 1, 0, 0, 0), ("web2", 1, 0, 1, 0, 0)],
+            None,
+        );
         st.sequence = 2;
         let s = match t.observe(&st) {
             Observed::Finished(s) => s,
             o => panic!("{o:?}"),
         };
-        let gr = g(r#","dashboard_uid":"abc","panel_id":4,"tags":["ansible","prod"],"api_token":"glsa_x","org_id":2"#);
+        let gr = g(
+            r#","dashboard_uid":"abc","panel_id":4,"tags":["ansible","prod"],"api_token":"glsa_x","org_id":2"#,
+        );
         let b = gr.region(&s);
         assert_eq!(b["time"], 1_700_000_000_000i64);
         assert_eq!(b["timeEnd"], 1_700_000_060_000i64);
-        assert_eq!(b["tags"], json!(["ansible", "prod", "playbook:site.yml", "status:failed"]));
+        assert_eq!(
+            b["tags"],
+            json!(["ansible", "prod", "playbook:site.yml", "status:failed"])
+        );
         assert_eq!(b["dashboardUID"], "abc");
         assert_eq!(b["panelId"], 4);
-        assert_eq!(b["text"], "Ansible site.yml failed: 2 host(s), 1 changed, 1 failed (web2). Run r1 on ctl1");
+        assert_eq!(
+            b["text"],
+            "Ansible site.yml failed: 2 host(s), 1 changed, 1 failed (web2). Run r1 on ctl1"
+        );
         let r = gr.request(&b);
         assert_eq!(r.url.path_with_query, "/grafana/api/annotations");
-        assert!(r.headers.contains(&("authorization".into(), "Bearer glsa_x".into())));
+        assert!(r
+            .headers
+            .contains(&("authorization".into(), "Bearer glsa_x".into())));
         assert!(r.headers.contains(&("x-grafana-org-id".into(), "2".into())));
-        assert!(r.headers.contains(&("content-type".into(), "application/json".into())));
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
 
         let plain = g("").region(&s);
         assert!(plain.get("dashboardUID").is_none() && plain.get("panelId").is_none());
@@ -263,13 +301,24 @@ mod tests {
 
     #[test]
     fn failure_points() {
-        let e = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web2", "install", Some(r#"{"msg":"boom"}"#));
+        let e = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r1",
+            "site.yml",
+            "web2",
+            "install",
+            Some(r#"{"msg":"boom"}"#),
+        );
         assert!(g("").failure_annotation(&e).is_none());
         let gr = g(r#","failure_annotations":true"#);
         let b = gr.failure_annotation(&e).unwrap();
         assert_eq!(b["time"], e.created_ms);
         assert!(b.get("timeEnd").is_none());
-        assert_eq!(b["tags"], json!(["ansible", "playbook:site.yml", "status:failed", "host:web2"]));
+        assert_eq!(
+            b["tags"],
+            json!(["ansible", "playbook:site.yml", "status:failed", "host:web2"])
+        );
         assert_eq!(b["text"], "web2: task 'install' failed in site.yml: boom");
         let ok = host_event(EventKind::RunnerOnOk, Status::Ok, "r1", "p", "h", "t", None);
         assert!(gr.failure_annotation(&ok).is_none());
@@ -277,16 +326,25 @@ mod tests {
 
     #[test]
     fn ids_and_config() {
-        assert_eq!(annotation_id(br#"{"message":"Annotation added","id":17}"#), Some(17));
+        assert_eq!(
+            annotation_id(br#"{"message":"Annotation added","id":17}"#),
+            Some(17)
+        );
         assert_eq!(annotation_id(b"nope"), None);
         for (json, want) in [
             (r#"{}"#, "missing field `url`"),
             (r#"{"url":"grafana"}"#, "`url`"),
             (r#"{"url":"http://g","panel_id":1}"#, "`panel_id`"),
-            (r#"{"url":"http://g","panel_id":-1,"dashboard_uid":"x"}"#, "`panel_id`"),
+            (
+                r#"{"url":"http://g","panel_id":-1,"dashboard_uid":"x"}"#,
+                "`panel_id`",
+            ),
             (r#"{"url":"http://g","tags":["a",""]}"#, "`tags[1]`"),
             (r#"{"url":"http://g","tags":"a"}"#, "`tags`"),
-            (r#"{"url":"http://g","dashboardUID":"x"}"#, "unknown field `dashboardUID`"),
+            (
+                r#"{"url":"http://g","dashboardUID":"x"}"#,
+                "unknown field `dashboardUID`",
+            ),
         ] {
             let err = herald_sdk::build::<Grafana>(json).err().unwrap();
             assert!(err.contains(want), "{json}: {err}");

@@ -162,7 +162,11 @@ pub fn dedup_key(tenant: &str, playbook: &str, host: Option<&str>) -> String {
 }
 
 fn playbook_name(p: &str) -> &str {
-    if p.is_empty() { "ad-hoc run" } else { p }
+    if p.is_empty() {
+        "ad-hoc run"
+    } else {
+        p
+    }
 }
 
 fn failure_json(f: &Failure) -> Value {
@@ -179,17 +183,29 @@ impl Plugin for PagerDuty {
         if c.routing_key.trim().is_empty() || c.routing_key.chars().any(char::is_whitespace) {
             return Err("config key `routing_key`: must be a non-empty key without spaces".into());
         }
-        let events_url = Url::parse(&c.events_url).map_err(|e| format!("config key `events_url`: {e}"))?;
-        let change_url = Url::parse(&c.change_events_url).map_err(|e| format!("config key `change_events_url`: {e}"))?;
+        let events_url =
+            Url::parse(&c.events_url).map_err(|e| format!("config key `events_url`: {e}"))?;
+        let change_url = Url::parse(&c.change_events_url)
+            .map_err(|e| format!("config key `change_events_url`: {e}"))?;
         if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
             return Err("config key `timeout_ms`: must be between 1 and 600000".into());
         }
-        for (k, v) in [("source", &c.source), ("component", &c.component), ("group", &c.group), ("class", &c.class)] {
+        for (k, v) in [
+            ("source", &c.source),
+            ("component", &c.component),
+            ("group", &c.group),
+            ("class", &c.class),
+        ] {
             if matches!(v, Some(s) if s.trim().is_empty()) {
                 return Err(format!("config key `{k}`: must not be empty"));
             }
         }
-        Ok(PagerDuty { c, events_url, change_url, tracker: RunTracker::host("pagerduty:") })
+        Ok(PagerDuty {
+            c,
+            events_url,
+            change_url,
+            tracker: RunTracker::host("pagerduty:"),
+        })
     }
 
     fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
@@ -205,7 +221,9 @@ impl Plugin for PagerDuty {
                 o
             }
         };
-        if let Outcome::Permanent(p) | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) = &outcome {
+        if let Outcome::Permanent(p) | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) =
+            &outcome
+        {
             log::warn(&format!("event {} (run {}): {p}", event.id, event.run.id));
         }
         outcome
@@ -221,11 +239,19 @@ impl PagerDuty {
     }
 
     fn severity(&self, unreachable: bool) -> Severity {
-        if unreachable { self.c.severity_unreachable } else { self.c.severity_failed }
+        if unreachable {
+            self.c.severity_unreachable
+        } else {
+            self.c.severity_failed
+        }
     }
 
     fn source(&self, s: &RunSummary) -> String {
-        self.c.source.clone().or_else(|| s.controller.clone()).unwrap_or_else(|| "herald".into())
+        self.c
+            .source
+            .clone()
+            .or_else(|| s.controller.clone())
+            .unwrap_or_else(|| "herald".into())
     }
 
     fn links(&self, s: &RunSummary) -> Vec<Value> {
@@ -239,9 +265,20 @@ impl PagerDuty {
     }
 
     /// The `trigger` body for failures `fs` (the newest last) of run `s`.
-    pub fn trigger_body(&self, s: &RunSummary, host: Option<&str>, fs: &[&Failure], at_ms: i64, summary: String) -> Value {
+    pub fn trigger_body(
+        &self,
+        s: &RunSummary,
+        host: Option<&str>,
+        fs: &[&Failure],
+        at_ms: i64,
+        summary: String,
+    ) -> Value {
         let unreachable = fs.iter().any(|f| f.unreachable);
-        let severity = fs.iter().map(|f| self.severity(f.unreachable)).max().unwrap_or(self.c.severity_failed);
+        let severity = fs
+            .iter()
+            .map(|f| self.severity(f.unreachable))
+            .max()
+            .unwrap_or(self.c.severity_failed);
         let mut details = json!({
             "tenant": s.tenant,
             "playbook": s.playbook,
@@ -268,7 +305,13 @@ impl PagerDuty {
             "timestamp": herald_sdk::time::rfc3339_ms(at_ms),
             "custom_details": details,
         });
-        let class = self.c.class.clone().unwrap_or_else(|| if unreachable { "unreachable".into() } else { "task failure".into() });
+        let class = self.c.class.clone().unwrap_or_else(|| {
+            if unreachable {
+                "unreachable".into()
+            } else {
+                "task failure".into()
+            }
+        });
         payload["class"] = json!(class);
         if let Some(c) = &self.c.component {
             payload["component"] = json!(c);
@@ -292,14 +335,23 @@ impl PagerDuty {
     /// The change event body at the end of run `s`.
     pub fn change_body(&self, s: &RunSummary) -> Value {
         let status = s.status();
-        let changed: Vec<&str> = s.hosts.iter().filter(|h| h.changed > 0).map(|h| h.host.as_str()).collect();
+        let changed: Vec<&str> = s
+            .hosts
+            .iter()
+            .filter(|h| h.changed > 0)
+            .map(|h| h.host.as_str())
+            .collect();
         let summary = format!(
             "Ansible {} {}: {} host(s), {} changed{}",
             playbook_name(&s.playbook),
             status.as_str(),
             s.hosts.len(),
             changed.len(),
-            if changed.is_empty() { String::new() } else { format!(" ({})", changed.join(", ")) }
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", changed.join(", "))
+            }
         );
         json!({
             "routing_key": self.c.routing_key,
@@ -318,19 +370,36 @@ impl PagerDuty {
     }
 
     fn post(&self, url: &Url, body: &Value) -> Outcome {
-        Request::new(Method::Post, url.clone()).timeout_ms(self.c.timeout_ms).json(body).deliver().0
+        Request::new(Method::Post, url.clone())
+            .timeout_ms(self.c.timeout_ms)
+            .json(body)
+            .deliver()
+            .0
     }
 
     fn open_key(dedup: &str) -> String {
         format!("pagerduty:open:{dedup}")
     }
 
-    fn trigger(&self, s: &RunSummary, host: Option<&str>, fs: &[&Failure], at_ms: i64, summary: String) -> Outcome {
+    fn trigger(
+        &self,
+        s: &RunSummary,
+        host: Option<&str>,
+        fs: &[&Failure],
+        at_ms: i64,
+        summary: String,
+    ) -> Outcome {
         let body = self.trigger_body(s, host, fs, at_ms, summary);
         let o = self.post(&self.events_url, &body);
         if matches!(o, Outcome::Ok) {
             let key = body["dedup_key"].as_str().unwrap_or_default().to_string();
-            state::set_json(&Self::open_key(&key), &Open { run_id: s.run_id.clone(), opened_ms: at_ms });
+            state::set_json(
+                &Self::open_key(&key),
+                &Open {
+                    run_id: s.run_id.clone(),
+                    opened_ms: at_ms,
+                },
+            );
         }
         o
     }
@@ -339,7 +408,8 @@ impl PagerDuty {
         if self.c.trigger_at != TriggerAt::Failure || !is_host_result(e.kind) {
             return Outcome::Ok;
         }
-        let failed = matches!(e.status, Some(Status::Unreachable)) || (e.status == Some(Status::Failed) && !e.ignore_errors);
+        let failed = matches!(e.status, Some(Status::Unreachable))
+            || (e.status == Some(Status::Failed) && !e.ignore_errors);
         if !failed {
             return Outcome::Ok;
         }
@@ -349,13 +419,24 @@ impl PagerDuty {
             Granularity::Host => s.failures.iter().filter(|f| f.host == host).collect(),
         };
         let task = e.task.as_ref().map(|t| t.name.as_str()).unwrap_or("");
-        let what = if e.status == Some(Status::Unreachable) { "unreachable" } else { "failed" };
+        let what = if e.status == Some(Status::Unreachable) {
+            "unreachable"
+        } else {
+            "failed"
+        };
         let msg = result_message(e.res.as_deref(), SUMMARY_MAX).unwrap_or_default();
-        let summary = format!("Ansible {}: task '{task}' {what} on {host}: {msg}", playbook_name(&s.playbook));
+        let summary = format!(
+            "Ansible {}: task '{task}' {what} on {host}: {msg}",
+            playbook_name(&s.playbook)
+        );
         let this = Failure {
             host: host.into(),
             task: task.into(),
-            action: e.task.as_ref().map(|t| t.action.clone()).unwrap_or_default(),
+            action: e
+                .task
+                .as_ref()
+                .map(|t| t.action.clone())
+                .unwrap_or_default(),
             play: e.play.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
             message: msg.clone(),
             unreachable: what == "unreachable",
@@ -367,7 +448,11 @@ impl PagerDuty {
         if !fs.iter().any(|f| f.event_id == e.id) {
             fs.push(&this);
         }
-        let host_key = if self.c.granularity == Granularity::Host { Some(host) } else { None };
+        let host_key = if self.c.granularity == Granularity::Host {
+            Some(host)
+        } else {
+            None
+        };
         self.trigger(s, host_key, &fs, e.created_ms, summary)
     }
 
@@ -378,7 +463,9 @@ impl PagerDuty {
                 let key = self.dedup(s, None);
                 if s.status() == RunStatus::Failed {
                     let open: Option<Open> = state::get_json(&Self::open_key(&key));
-                    if self.c.trigger_at == TriggerAt::End || open.is_none_or(|o| o.run_id != s.run_id) {
+                    if self.c.trigger_at == TriggerAt::End
+                        || open.is_none_or(|o| o.run_id != s.run_id)
+                    {
                         let fs: Vec<&Failure> = s.failures.iter().collect();
                         let o = self.trigger(s, None, &fs, at_ms, end_summary(s, &failed_hosts));
                         if !matches!(o, Outcome::Ok) {
@@ -400,8 +487,11 @@ impl PagerDuty {
                     let key = self.dedup(s, Some(&host));
                     if failed_hosts.contains(&host) {
                         let open: Option<Open> = state::get_json(&Self::open_key(&key));
-                        if self.c.trigger_at == TriggerAt::End || open.is_none_or(|o| o.run_id != s.run_id) {
-                            let fs: Vec<&Failure> = s.failures.iter().filter(|f| f.host == host).collect();
+                        if self.c.trigger_at == TriggerAt::End
+                            || open.is_none_or(|o| o.run_id != s.run_id)
+                        {
+                            let fs: Vec<&Failure> =
+                                s.failures.iter().filter(|f| f.host == host).collect();
                             let summary = host_end_summary(s, &host, &fs);
                             let o = self.trigger(s, Some(&host), &fs, at_ms, summary);
                             if !matches!(o, Outcome::Ok) {
@@ -440,7 +530,11 @@ impl PagerDuty {
 
 /// Summary of a failed run.
 pub fn end_summary(s: &RunSummary, failed_hosts: &[String]) -> String {
-    let first = s.failures.first().map(|f| format!("; first: task '{}' on {}: {}", f.task, f.host, f.message)).unwrap_or_default();
+    let first = s
+        .failures
+        .first()
+        .map(|f| format!("; first: task '{}' on {}: {}", f.task, f.host, f.message))
+        .unwrap_or_default();
     format!(
         "Ansible {} failed on {} host(s) ({}){first}",
         playbook_name(&s.playbook),
@@ -455,7 +549,11 @@ fn host_end_summary(s: &RunSummary, host: &str, fs: &[&Failure]) -> String {
             "Ansible {}: task '{}' {} on {host}: {}",
             playbook_name(&s.playbook),
             f.task,
-            if f.unreachable { "unreachable" } else { "failed" },
+            if f.unreachable {
+                "unreachable"
+            } else {
+                "failed"
+            },
             f.message
         ),
         None => format!("Ansible {}: {host} failed", playbook_name(&s.playbook)),
@@ -472,18 +570,46 @@ mod tests {
     use herald_sdk::EventKind;
 
     fn pd(extra: &str) -> PagerDuty {
-        herald_sdk::build::<PagerDuty>(&format!(r#"{{"routing_key":"R0123456789abcdef0123456789abcdef"{extra}}}"#)).unwrap()
+        herald_sdk::build::<PagerDuty>(&format!(
+            r#"{{"routing_key":"R123456789abcdef0123456789abcdef"{extra}}}"#
+        ))
+        .unwrap()
     }
 
     fn failed_summary() -> RunSummary {
         let t = RunTracker::with_store("", MemoryStore::default());
-        let mut f = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web2", "install", Some(r#"{"msg":"No package matching 'nginxx'"}"#));
+        let mut f = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r1",
+            "site.yml",
+            "web2",
+            "install",
+            Some(r#"{"msg":"No package matching 'nginxx'"}"#),
+        );
         f.sequence = 2;
         t.observe(&f);
-        let mut u = host_event(EventKind::RunnerOnUnreachable, Status::Unreachable, "r1", "site.yml", "db1", "install", Some(r#"{"msg":"ssh: connect to host db1 port 22: timed out"}"#));
+        let mut u = host_event(
+            EventKind::RunnerOnUnreachable,
+            Status::Unreachable,
+            "r1",
+            "site.yml",
+            "db1",
+            "install",
+            Some(r#"{"msg":"ssh: connect to host db1 port 22: timed out"}"#),
+        );
         u.sequence = 3;
         t.observe(&u);
-        let mut st = stats_event("r1", "site.yml", &[("web1", 2, 1, 0, 0, 0), ("web2", 1, 0, 1, 0, 0), ("db1", 0, 0, 0, 1, 0)], None);
+        let mut st = stats_event(
+            "r1",
+            "site.yml",
+            &[
+                ("web1", 2, 1, 0, 0, 0),
+                ("web2", 1, 0, 1, 0, 0),
+                ("db1", 0, 0, 0, 1, 0),
+            ],
+            None,
+        );
         st.sequence = 4;
         match t.observe(&st) {
             Observed::Finished(s) => s,
@@ -494,7 +620,10 @@ mod tests {
     #[test]
     fn dedup_keys_are_stable_and_bounded() {
         assert_eq!(dedup_key("acme", "site.yml", None), "herald:acme:site.yml");
-        assert_eq!(dedup_key("acme", "site.yml", Some("web1")), "herald:acme:site.yml:web1");
+        assert_eq!(
+            dedup_key("acme", "site.yml", Some("web1")),
+            "herald:acme:site.yml:web1"
+        );
         let long = "p".repeat(400);
         let k = dedup_key("acme", &long, None);
         assert_eq!(k.chars().count(), DEDUP_MAX);
@@ -507,8 +636,14 @@ mod tests {
         let p = pd(r#","component":"nginx","run_url":"https://herald.example/runs/{run_id}""#);
         let s = failed_summary();
         let fs: Vec<&Failure> = s.failures.iter().collect();
-        let b = p.trigger_body(&s, None, &fs, 1_700_000_000_000, end_summary(&s, &s.failed_hosts()));
-        assert_eq!(b["routing_key"], "R0123456789abcdef0123456789abcdef");
+        let b = p.trigger_body(
+            &s,
+            None,
+            &fs,
+            1_700_000_000_000,
+            end_summary(&s, &s.failed_hosts()),
+        );
+        assert_eq!(b["routing_key"], "R123456789abcdef0123456789abcdef");
         assert_eq!(b["event_action"], "trigger");
         assert_eq!(b["dedup_key"], "herald:acme:site.yml");
         assert_eq!(b["payload"]["severity"], "critical");
@@ -525,7 +660,10 @@ mod tests {
 
         let long = "x".repeat(5000);
         let b = p.trigger_body(&s, Some("web2"), &fs[..1], 0, long);
-        assert_eq!(b["payload"]["summary"].as_str().unwrap().chars().count(), SUMMARY_MAX);
+        assert_eq!(
+            b["payload"]["summary"].as_str().unwrap().chars().count(),
+            SUMMARY_MAX
+        );
         assert_eq!(b["payload"]["severity"], "error");
         assert_eq!(b["payload"]["custom_details"]["host"], "web2");
     }
@@ -545,12 +683,18 @@ mod tests {
         let p = pd("");
         assert_eq!(
             p.resolve_body("herald:acme:site.yml"),
-            json!({"routing_key":"R0123456789abcdef0123456789abcdef","event_action":"resolve","dedup_key":"herald:acme:site.yml"})
+            json!({"routing_key":"R123456789abcdef0123456789abcdef","event_action":"resolve","dedup_key":"herald:acme:site.yml"})
         );
         let s = failed_summary();
         let c = p.change_body(&s);
-        assert_eq!(c["payload"]["summary"], "Ansible site.yml failed: 3 host(s), 1 changed (web1)");
-        assert_eq!(c["payload"]["custom_details"]["failed_hosts"], json!(["db1", "web2"]));
+        assert_eq!(
+            c["payload"]["summary"],
+            "Ansible site.yml failed: 3 host(s), 1 changed (web1)"
+        );
+        assert_eq!(
+            c["payload"]["custom_details"]["failed_hosts"],
+            json!(["db1", "web2"])
+        );
         assert!(c.get("event_action").is_none());
     }
 
@@ -559,12 +703,21 @@ mod tests {
         let cases = [
             (r#"{}"#, "missing field `routing_key`"),
             (r#"{"routing_key":""}"#, "`routing_key`"),
-            (r#"{"routing_key":"k","granularity":"play"}"#, "`granularity`"),
-            (r#"{"routing_key":"k","severity_failed":"fatal"}"#, "`severity_failed`"),
+            (
+                r#"{"routing_key":"k","granularity":"play"}"#,
+                "`granularity`",
+            ),
+            (
+                r#"{"routing_key":"k","severity_failed":"fatal"}"#,
+                "`severity_failed`",
+            ),
             (r#"{"routing_key":"k","trigger_at":"now"}"#, "`trigger_at`"),
             (r#"{"routing_key":"k","events_url":"x"}"#, "`events_url`"),
             (r#"{"routing_key":"k","source":" "}"#, "`source`"),
-            (r#"{"routing_key":"k","dedup":"x"}"#, "unknown field `dedup`"),
+            (
+                r#"{"routing_key":"k","dedup":"x"}"#,
+                "unknown field `dedup`",
+            ),
         ];
         for (json, want) in cases {
             let err = herald_sdk::build::<PagerDuty>(json).err().unwrap();

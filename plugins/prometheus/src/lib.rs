@@ -23,7 +23,9 @@
 
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
-use herald_sdk::{is_host_result, log, metrics, status_name, Event, EventKind, Outcome, Plugin, Status};
+use herald_sdk::{
+    is_host_result, log, metrics, status_name, Event, EventKind, Outcome, Plugin, Status,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,7 +71,9 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// Labels this plugin or the host set.
-const RESERVED_LABELS: &[&str] = &["tenant", "plugin", "playbook", "status", "state", "stat", "job", "instance", "host", "le"];
+const RESERVED_LABELS: &[&str] = &[
+    "tenant", "plugin", "playbook", "status", "state", "stat", "job", "instance", "host", "le",
+];
 
 fn valid_metric_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -102,24 +106,33 @@ impl Plugin for Prometheus {
 
     fn new(c: Config) -> Result<Self, String> {
         let push_url = match &c.pushgateway_url {
-            Some(u) => Some(Url::parse(u).map_err(|e| format!("config key `pushgateway_url`: {e}"))?),
+            Some(u) => {
+                Some(Url::parse(u).map_err(|e| format!("config key `pushgateway_url`: {e}"))?)
+            }
             None => None,
         };
         if c.job.is_empty() {
             return Err("config key `job`: must not be empty".into());
         }
         if !valid_metric_name(&c.metric_prefix) && !c.metric_prefix.is_empty() {
-            return Err(format!("config key `metric_prefix`: `{}` is not a valid Prometheus metric name prefix", c.metric_prefix));
+            return Err(format!(
+                "config key `metric_prefix`: `{}` is not a valid Prometheus metric name prefix",
+                c.metric_prefix
+            ));
         }
         if c.metric_prefix.starts_with("herald_") {
             return Err("config key `metric_prefix`: names starting with `herald_` are reserved for the host".into());
         }
         for name in c.labels.keys() {
             if !valid_label_name(name) {
-                return Err(format!("config key `labels.{name}`: not a valid Prometheus label name"));
+                return Err(format!(
+                    "config key `labels.{name}`: not a valid Prometheus label name"
+                ));
             }
             if RESERVED_LABELS.contains(&name.as_str()) {
-                return Err(format!("config key `labels.{name}`: `{name}` is set by the plugin or the host"));
+                return Err(format!(
+                    "config key `labels.{name}`: `{name}` is set by the plugin or the host"
+                ));
             }
         }
         if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
@@ -155,8 +168,13 @@ impl Plugin for Prometheus {
                     Some(base) => {
                         let req = self.push_request(base, &summary);
                         let (outcome, _) = req.deliver();
-                        if let Outcome::Permanent(p) | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) = &outcome {
-                            log::warn(&format!("run {}: Pushgateway push failed: {p}", summary.run_id));
+                        if let Outcome::Permanent(p)
+                        | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) = &outcome
+                        {
+                            log::warn(&format!(
+                                "run {}: Pushgateway push failed: {p}",
+                                summary.run_id
+                            ));
                         }
                         outcome
                     }
@@ -189,26 +207,47 @@ pub enum SampleKind {
     Histogram,
 }
 
-fn sample(kind: SampleKind, prefix: &str, name: &str, help: &'static str, labels: &[(&str, &str)], value: f64) -> Sample {
+fn sample(
+    kind: SampleKind,
+    prefix: &str,
+    name: &str,
+    help: &'static str,
+    labels: &[(&str, &str)],
+    value: f64,
+) -> Sample {
     Sample {
         kind,
         name: format!("{prefix}{name}"),
         help,
-        labels: labels.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
         value,
     }
 }
 
 /// The label value for a playbook (`ad-hoc` for ad-hoc runs).
 pub fn playbook_label(playbook: &str) -> String {
-    if playbook.is_empty() { "ad-hoc".into() } else { playbook.to_string() }
+    if playbook.is_empty() {
+        "ad-hoc".into()
+    } else {
+        playbook.to_string()
+    }
 }
 
 /// Series for one event (not the end of run).
 pub fn event_series(prefix: &str, event: &Event) -> Vec<Sample> {
     let mut out = Vec::new();
     if event.kind == EventKind::PlaybookOnStart {
-        out.push(sample(SampleKind::Counter, prefix, "runs_started_total", "Ansible runs started.", &[], 1.0));
+        out.push(sample(
+            SampleKind::Counter,
+            prefix,
+            "runs_started_total",
+            "Ansible runs started.",
+            &[],
+            1.0,
+        ));
     }
     if is_host_result(event.kind) {
         let status = match event.status {
@@ -233,23 +272,77 @@ pub fn run_end_series(prefix: &str, s: &RunSummary, custom: bool) -> Vec<Sample>
     use SampleKind::*;
     let success = s.status() != RunStatus::Failed;
     let status = if success { "successful" } else { "failed" };
-    let mut out = vec![sample(Counter, prefix, "runs_total", "Ansible runs finished, by status.", &[("status", status)], 1.0)];
+    let mut out = vec![sample(
+        Counter,
+        prefix,
+        "runs_total",
+        "Ansible runs finished, by status.",
+        &[("status", status)],
+        1.0,
+    )];
     if let Some(d) = s.duration_ms() {
         let secs = d as f64 / 1000.0;
-        out.push(sample(Histogram, prefix, "run_duration_seconds", "Duration of Ansible runs.", &[], secs));
-        out.push(sample(Gauge, prefix, "last_run_duration_seconds", "Duration of the last run.", &[], secs));
+        out.push(sample(
+            Histogram,
+            prefix,
+            "run_duration_seconds",
+            "Duration of Ansible runs.",
+            &[],
+            secs,
+        ));
+        out.push(sample(
+            Gauge,
+            prefix,
+            "last_run_duration_seconds",
+            "Duration of the last run.",
+            &[],
+            secs,
+        ));
     }
     if let Some(end) = s.ended_ms {
-        out.push(sample(Gauge, prefix, "last_run_timestamp_seconds", "End time of the last run (Unix seconds).", &[], end as f64 / 1000.0));
+        out.push(sample(
+            Gauge,
+            prefix,
+            "last_run_timestamp_seconds",
+            "End time of the last run (Unix seconds).",
+            &[],
+            end as f64 / 1000.0,
+        ));
     }
-    out.push(sample(Gauge, prefix, "last_run_success", "1 if the last run had no failed or unreachable host.", &[], if success { 1.0 } else { 0.0 }));
+    out.push(sample(
+        Gauge,
+        prefix,
+        "last_run_success",
+        "1 if the last run had no failed or unreachable host.",
+        &[],
+        if success { 1.0 } else { 0.0 },
+    ));
     let (total, changed, failed, unreachable) = host_counts(s);
-    for (state, n) in [("total", total), ("changed", changed), ("failed", failed), ("unreachable", unreachable)] {
-        out.push(sample(Gauge, prefix, "last_run_hosts", "Hosts of the last run by state.", &[("state", state)], n as f64));
+    for (state, n) in [
+        ("total", total),
+        ("changed", changed),
+        ("failed", failed),
+        ("unreachable", unreachable),
+    ] {
+        out.push(sample(
+            Gauge,
+            prefix,
+            "last_run_hosts",
+            "Hosts of the last run by state.",
+            &[("state", state)],
+            n as f64,
+        ));
     }
     if custom {
         for (name, v) in numeric_custom_stats(s) {
-            out.push(sample(Gauge, prefix, "custom_stat", "Numeric set_stats values of the last run.", &[("stat", &name)], v));
+            out.push(sample(
+                Gauge,
+                prefix,
+                "custom_stat",
+                "Numeric set_stats values of the last run.",
+                &[("stat", &name)],
+                v,
+            ));
         }
     }
     out
@@ -304,11 +397,18 @@ impl Prometheus {
 
     /// The Pushgateway request for a finished run.
     pub fn push_request(&self, base: &Url, s: &RunSummary) -> Request {
-        let tenant = if self.group_by_tenant { Some(s.tenant.as_str()) } else { None };
+        let tenant = if self.group_by_tenant {
+            Some(s.tenant.as_str())
+        } else {
+            None
+        };
         let url = base.join(&push_path(&self.job, tenant, &playbook_label(&s.playbook)));
         let mut req = Request::new(Method::Put, url)
             .timeout_ms(self.timeout_ms)
-            .body("text/plain; version=0.0.4; charset=utf-8", push_body(&self.prefix, s, &self.labels, self.custom_stats_gauges));
+            .body(
+                "text/plain; version=0.0.4; charset=utf-8",
+                push_body(&self.prefix, s, &self.labels, self.custom_stats_gauges),
+            );
         if let Some(t) = &self.bearer_token {
             req = req.bearer(t);
         }
@@ -353,19 +453,33 @@ pub fn base64url(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
         out.push(A[(n >> 18) as usize & 63] as char);
         out.push(A[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { A[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            A[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
 
 /// A label value escaped for the text format.
 pub fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn write_family(out: &mut String, name: &str, help: &str, rows: &[(Vec<(String, String)>, f64)]) {
@@ -374,7 +488,10 @@ fn write_family(out: &mut String, name: &str, help: &str, rows: &[(Vec<(String, 
     for (labels, v) in rows {
         let _ = write!(out, "{name}");
         if !labels.is_empty() {
-            let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
+            let parts: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
             let _ = write!(out, "{{{}}}", parts.join(","));
         }
         let _ = writeln!(out, " {}", fmt_value(*v));
@@ -382,34 +499,71 @@ fn write_family(out: &mut String, name: &str, help: &str, rows: &[(Vec<(String, 
 }
 
 fn fmt_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
 }
 
 /// The pushed group in text format 0.0.4 (gauges only; the grouping labels are in the path).
 pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custom: bool) -> String {
     let mut out = String::new();
     let with = |l: &[(&str, &str)]| -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = l.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let mut v: Vec<(String, String)> = l
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         v.extend(extra.iter().cloned());
         v
     };
     let success = s.status() != RunStatus::Failed;
-    write_family(&mut out, &format!("{prefix}last_run_success"), "1 if the run had no failed or unreachable host.", &[(with(&[]), if success { 1.0 } else { 0.0 })]);
+    write_family(
+        &mut out,
+        &format!("{prefix}last_run_success"),
+        "1 if the run had no failed or unreachable host.",
+        &[(with(&[]), if success { 1.0 } else { 0.0 })],
+    );
     if let Some(d) = s.duration_ms() {
-        write_family(&mut out, &format!("{prefix}last_run_duration_seconds"), "Duration of the run.", &[(with(&[]), d as f64 / 1000.0)]);
+        write_family(
+            &mut out,
+            &format!("{prefix}last_run_duration_seconds"),
+            "Duration of the run.",
+            &[(with(&[]), d as f64 / 1000.0)],
+        );
     }
     if let Some(st) = s.started_ms {
-        write_family(&mut out, &format!("{prefix}last_run_start_timestamp_seconds"), "Start of the run (Unix seconds).", &[(with(&[]), st as f64 / 1000.0)]);
+        write_family(
+            &mut out,
+            &format!("{prefix}last_run_start_timestamp_seconds"),
+            "Start of the run (Unix seconds).",
+            &[(with(&[]), st as f64 / 1000.0)],
+        );
     }
     if let Some(end) = s.ended_ms {
-        write_family(&mut out, &format!("{prefix}last_run_timestamp_seconds"), "End of the run (Unix seconds).", &[(with(&[]), end as f64 / 1000.0)]);
+        write_family(
+            &mut out,
+            &format!("{prefix}last_run_timestamp_seconds"),
+            "End of the run (Unix seconds).",
+            &[(with(&[]), end as f64 / 1000.0)],
+        );
     }
     let (total, changed, failed, unreachable) = host_counts(s);
-    let rows: Vec<_> = [("total", total), ("changed", changed), ("failed", failed), ("unreachable", unreachable)]
-        .iter()
-        .map(|(st, n)| (with(&[("state", st)]), *n as f64))
-        .collect();
-    write_family(&mut out, &format!("{prefix}last_run_hosts"), "Hosts of the run by state.", &rows);
+    let rows: Vec<_> = [
+        ("total", total),
+        ("changed", changed),
+        ("failed", failed),
+        ("unreachable", unreachable),
+    ]
+    .iter()
+    .map(|(st, n)| (with(&[("state", st)]), *n as f64))
+    .collect();
+    write_family(
+        &mut out,
+        &format!("{prefix}last_run_hosts"),
+        "Hosts of the run by state.",
+        &rows,
+    );
     let mut rows = Vec::new();
     for h in &s.hosts {
         for (res, n) in [
@@ -425,12 +579,25 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
         }
     }
     if !rows.is_empty() {
-        write_family(&mut out, &format!("{prefix}last_run_host_tasks"), "Per-host task counts of the run (PLAY RECAP).", &rows);
+        write_family(
+            &mut out,
+            &format!("{prefix}last_run_host_tasks"),
+            "Per-host task counts of the run (PLAY RECAP).",
+            &rows,
+        );
     }
     if custom {
-        let rows: Vec<_> = numeric_custom_stats(s).into_iter().map(|(k, v)| (with(&[("stat", &k)]), v)).collect();
+        let rows: Vec<_> = numeric_custom_stats(s)
+            .into_iter()
+            .map(|(k, v)| (with(&[("stat", &k)]), v))
+            .collect();
         if !rows.is_empty() {
-            write_family(&mut out, &format!("{prefix}custom_stat"), "Numeric set_stats values of the run.", &rows);
+            write_family(
+                &mut out,
+                &format!("{prefix}custom_stat"),
+                "Numeric set_stats values of the run.",
+                &rows,
+            );
         }
     }
     out
@@ -449,7 +616,12 @@ mod tests {
         let mut start = event(EventKind::PlaybookOnStart, "r1", playbook);
         start.sequence = 1;
         t.observe(&start);
-        let mut st = stats_event("r1", playbook, &[("web1", 3, 1, 0, 0, 1), ("web2", 1, 0, 1, 0, 0)], Some(r#"{"_run":{"deployed":2,"ok":true,"name":"x"}}"#));
+        let mut st = stats_event(
+            "r1",
+            playbook,
+            &[("web1", 3, 1, 0, 0, 1), ("web2", 1, 0, 1, 0, 0)],
+            Some(r#"{"_run":{"deployed":2,"ok":true,"name":"x"}}"#),
+        );
         st.sequence = 9;
         match t.observe(&st) {
             Observed::Finished(s) => s,
@@ -459,26 +631,47 @@ mod tests {
 
     #[test]
     fn push_paths() {
-        assert_eq!(push_path("ansible", None, "site.yml"), "metrics/job/ansible/playbook/site.yml");
-        assert_eq!(push_path("ansible", Some("acme"), "a b"), "metrics/job/ansible/tenant/acme/playbook/a%20b");
-        assert_eq!(push_path("ansible", None, "dir/site.yml"), "metrics/job/ansible/playbook@base64/ZGlyL3NpdGUueW1s");
+        assert_eq!(
+            push_path("ansible", None, "site.yml"),
+            "metrics/job/ansible/playbook/site.yml"
+        );
+        assert_eq!(
+            push_path("ansible", Some("acme"), "a b"),
+            "metrics/job/ansible/tenant/acme/playbook/a%20b"
+        );
+        assert_eq!(
+            push_path("ansible", None, "dir/site.yml"),
+            "metrics/job/ansible/playbook@base64/ZGlyL3NpdGUueW1s"
+        );
         assert_eq!(path_label("playbook", ""), "playbook@base64/=");
         assert_eq!(base64url(b"a"), "YQ==");
         assert_eq!(base64url(b"ab"), "YWI=");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8=");
         let base = Url::parse("http://127.0.0.1:9091/").unwrap();
-        assert_eq!(base.join(&push_path("j", None, "p")).path_with_query, "/metrics/job/j/playbook/p");
+        assert_eq!(
+            base.join(&push_path("j", None, "p")).path_with_query,
+            "/metrics/job/j/playbook/p"
+        );
     }
 
     #[test]
     fn push_body_is_text_format() {
         let s = summary("site.yml");
         let body = push_body("ansible_", &s, &[("env".into(), "prod".into())], true);
-        assert!(body.contains("# TYPE ansible_last_run_success gauge\nansible_last_run_success{env=\"prod\"} 0\n"), "{body}");
-        assert!(body.contains("ansible_last_run_duration_seconds{env=\"prod\"} 60\n"), "{body}");
+        assert!(
+            body.contains(
+                "# TYPE ansible_last_run_success gauge\nansible_last_run_success{env=\"prod\"} 0\n"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("ansible_last_run_duration_seconds{env=\"prod\"} 60\n"),
+            "{body}"
+        );
         assert!(body.contains("ansible_last_run_hosts{state=\"failed\",env=\"prod\"} 1\n"));
         assert!(body.contains("ansible_last_run_hosts{state=\"total\",env=\"prod\"} 2\n"));
-        assert!(body.contains("ansible_last_run_host_tasks{host=\"web1\",result=\"ok\",env=\"prod\"} 3\n"));
+        assert!(body
+            .contains("ansible_last_run_host_tasks{host=\"web1\",result=\"ok\",env=\"prod\"} 3\n"));
         assert!(body.contains("ansible_custom_stat{stat=\"deployed\",env=\"prod\"} 2\n"));
         assert!(body.contains("ansible_custom_stat{stat=\"ok\",env=\"prod\"} 1\n"));
         assert!(!body.contains("stat=\"name\""));
@@ -494,16 +687,42 @@ mod tests {
     fn live_series() {
         let s = summary("site.yml");
         let end = run_end_series("ansible_", &s, true);
-        let find = |n: &str, l: (&str, &str)| end.iter().find(|x| x.name == n && x.labels.contains(&(l.0.into(), l.1.into()))).map(|x| x.value);
+        let find = |n: &str, l: (&str, &str)| {
+            end.iter()
+                .find(|x| x.name == n && x.labels.contains(&(l.0.into(), l.1.into())))
+                .map(|x| x.value)
+        };
         assert_eq!(find("ansible_runs_total", ("status", "failed")), Some(1.0));
-        assert_eq!(find("ansible_last_run_hosts", ("state", "failed")), Some(1.0));
+        assert_eq!(
+            find("ansible_last_run_hosts", ("state", "failed")),
+            Some(1.0)
+        );
         assert_eq!(find("ansible_custom_stat", ("stat", "deployed")), Some(2.0));
-        assert!(end.iter().any(|x| x.name == "ansible_run_duration_seconds" && x.kind == SampleKind::Histogram && x.value == 60.0));
-        let mut f = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "p", "h", "t", None);
-        assert_eq!(event_series("x_", &f)[0].labels, vec![("status".to_string(), "failed".to_string())]);
+        assert!(end.iter().any(|x| x.name == "ansible_run_duration_seconds"
+            && x.kind == SampleKind::Histogram
+            && x.value == 60.0));
+        let mut f = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r1",
+            "p",
+            "h",
+            "t",
+            None,
+        );
+        assert_eq!(
+            event_series("x_", &f)[0].labels,
+            vec![("status".to_string(), "failed".to_string())]
+        );
         f.ignore_errors = true;
-        assert_eq!(event_series("x_", &f)[0].labels, vec![("status".to_string(), "ignored".to_string())]);
-        assert_eq!(event_series("x_", &event(EventKind::PlaybookOnStart, "r", "p"))[0].name, "x_runs_started_total");
+        assert_eq!(
+            event_series("x_", &f)[0].labels,
+            vec![("status".to_string(), "ignored".to_string())]
+        );
+        assert_eq!(
+            event_series("x_", &event(EventKind::PlaybookOnStart, "r", "p"))[0].name,
+            "x_runs_started_total"
+        );
         assert!(event_series("x_", &event(EventKind::PlaybookOnTaskStart, "r", "p")).is_empty());
         assert_eq!(playbook_label(""), "ad-hoc");
     }
@@ -524,12 +743,23 @@ mod tests {
             let err = herald_sdk::build::<Prometheus>(json).err().unwrap();
             assert!(err.contains(want), "{json}: {err}");
         }
-        let p = herald_sdk::build::<Prometheus>(r#"{"pushgateway_url":"http://pg:9091","group_by_tenant":true,"bearer_token":"t"}"#).unwrap();
+        let p = herald_sdk::build::<Prometheus>(
+            r#"{"pushgateway_url":"http://pg:9091","group_by_tenant":true,"bearer_token":"t"}"#,
+        )
+        .unwrap();
         let s = summary("dir/site.yml");
         let r = p.push_request(p.push_url.as_ref().unwrap(), &s);
         assert_eq!(r.method, Method::Put);
-        assert_eq!(r.url.path_with_query, "/metrics/job/ansible/tenant/acme/playbook@base64/ZGlyL3NpdGUueW1s");
-        assert!(r.headers.contains(&("content-type".into(), "text/plain; version=0.0.4; charset=utf-8".into())));
-        assert!(r.headers.contains(&("authorization".into(), "Bearer t".into())));
+        assert_eq!(
+            r.url.path_with_query,
+            "/metrics/job/ansible/tenant/acme/playbook@base64/ZGlyL3NpdGUueW1s"
+        );
+        assert!(r.headers.contains(&(
+            "content-type".into(),
+            "text/plain; version=0.0.4; charset=utf-8".into()
+        )));
+        assert!(r
+            .headers
+            .contains(&("authorization".into(), "Bearer t".into())));
     }
 }

@@ -73,12 +73,14 @@ impl Url {
     /// Parses an absolute `http://` or `https://` URL. Userinfo and fragments are refused.
     pub fn parse(s: &str) -> Result<Url, String> {
         let s = s.trim();
-        let (scheme, rest) = s
-            .split_once("://")
-            .ok_or_else(|| format!("`{s}` is not an absolute URL (expected http:// or https://)"))?;
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| {
+            format!("`{s}` is not an absolute URL (expected http:// or https://)")
+        })?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
-            return Err(format!("unsupported URL scheme `{scheme}` (expected http or https)"));
+            return Err(format!(
+                "unsupported URL scheme `{scheme}` (expected http or https)"
+            ));
         }
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -88,7 +90,9 @@ impl Url {
             return Err(format!("URL `{s}` has no host"));
         }
         if authority.contains('@') {
-            return Err("URLs with user:password@ are not supported; use the headers or token keys".into());
+            return Err(
+                "URLs with user:password@ are not supported; use the headers or token keys".into(),
+            );
         }
         if authority.chars().any(|c| c.is_whitespace()) || path.chars().any(|c| c.is_whitespace()) {
             return Err("URL contains whitespace".into());
@@ -101,8 +105,16 @@ impl Url {
                 return Err(format!("invalid port in URL authority `{authority}`"));
             }
         }
-        let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
-        Ok(Url { scheme, authority: authority.to_ascii_lowercase(), path_with_query: path })
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        Ok(Url {
+            scheme,
+            authority: authority.to_ascii_lowercase(),
+            path_with_query: path,
+        })
     }
 
     /// `scheme://authority` (safe to log: no path, no query).
@@ -112,13 +124,24 @@ impl Url {
 
     /// This URL with `path` appended to its path (one `/` between them; query dropped).
     pub fn join(&self, path: &str) -> Url {
-        let base = self.path_with_query.split('?').next().unwrap_or("/").trim_end_matches('/');
+        let base = self
+            .path_with_query
+            .split('?')
+            .next()
+            .unwrap_or("/")
+            .trim_end_matches('/');
         let path = path.trim_start_matches('/');
-        Url { path_with_query: format!("{base}/{path}"), ..self.clone() }
+        Url {
+            path_with_query: format!("{base}/{path}"),
+            ..self.clone()
+        }
     }
 
     pub fn as_string(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.authority, self.path_with_query)
+        format!(
+            "{}://{}{}",
+            self.scheme, self.authority, self.path_with_query
+        )
     }
 }
 
@@ -135,7 +158,13 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: Method, url: Url) -> Request {
-        Request { method, url, headers: Vec::new(), body: Vec::new(), timeout_ms: DEFAULT_TIMEOUT_MS }
+        Request {
+            method,
+            url,
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
     }
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
@@ -148,8 +177,10 @@ impl Request {
     }
     /// Sets the body and its content type.
     pub fn body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Request {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
-        self.headers.push(("content-type".into(), content_type.into()));
+        self.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        self.headers
+            .push(("content-type".into(), content_type.into()));
         self.body = body.into();
         self
     }
@@ -172,7 +203,10 @@ impl Request {
     /// [`Error::outcome`]. The response is returned too when there was one.
     pub fn deliver(&self) -> (Outcome, Option<Response>) {
         match self.send() {
-            Ok(resp) => (resp.outcome_at(crate::time::now_ms(), &self.url), Some(resp)),
+            Ok(resp) => (
+                resp.outcome_at(crate::time::now_ms(), &self.url),
+                Some(resp),
+            ),
             Err(e) => (e.outcome(), None),
         }
     }
@@ -207,12 +241,24 @@ impl Response {
     }
     /// The outcome for this answer (see the module docs), `now_ms` for HTTP-date `Retry-After`.
     pub fn outcome_at(&self, now_ms: i64, url: &Url) -> Outcome {
-        classify(self.status, self.header("retry-after"), &self.body, now_ms, &url.origin())
+        classify(
+            self.status,
+            self.header("retry-after"),
+            &self.body,
+            now_ms,
+            &url.origin(),
+        )
     }
 }
 
 /// Maps an HTTP status to an outcome. `origin` (`scheme://host:port`) names the sink in reasons.
-pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now_ms: i64, origin: &str) -> Outcome {
+pub fn classify(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    now_ms: i64,
+    origin: &str,
+) -> Outcome {
     if (200..300).contains(&status) {
         return Outcome::Ok;
     }
@@ -227,7 +273,9 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now_ms: i64
         return retryable(reason, delay);
     }
     if (300..400).contains(&status) {
-        return permanent(format!("{reason} (redirects are not followed; configure the final URL)"));
+        return permanent(format!(
+            "{reason} (redirects are not followed; configure the final URL)"
+        ));
     }
     permanent(reason)
 }
@@ -303,16 +351,26 @@ mod wasi {
     }
 
     fn invalid(origin: &str, detail: impl Into<String>) -> Error {
-        Error::Invalid { origin: origin.to_string(), detail: detail.into() }
+        Error::Invalid {
+            origin: origin.to_string(),
+            detail: detail.into(),
+        }
     }
 
     pub(super) fn send(req: &Request) -> Result<Response, Error> {
         let origin = req.url.origin();
-        let mut entries: Vec<(String, Vec<u8>)> =
-            req.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
-        if !req.body.is_empty() || matches!(req.method, Method::Post | Method::Put | Method::Patch) {
+        let mut entries: Vec<(String, Vec<u8>)> = req
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .collect();
+        if !req.body.is_empty() || matches!(req.method, Method::Post | Method::Put | Method::Patch)
+        {
             entries.retain(|(n, _)| n != "content-length");
-            entries.push(("content-length".into(), req.body.len().to_string().into_bytes()));
+            entries.push((
+                "content-length".into(),
+                req.body.len().to_string().into_bytes(),
+            ));
         }
         let fields = Fields::from_list(&entries)
             .map_err(|e| invalid(&origin, format!("header refused: {e:?}")))?;
@@ -324,10 +382,17 @@ mod wasi {
             Method::Patch => WMethod::Patch,
             Method::Delete => WMethod::Delete,
         };
-        out.set_method(&method).map_err(|_| invalid(&origin, "method refused"))?;
-        let scheme = if req.url.scheme == "https" { Scheme::Https } else { Scheme::Http };
-        out.set_scheme(Some(&scheme)).map_err(|_| invalid(&origin, "scheme refused"))?;
-        out.set_authority(Some(&req.url.authority)).map_err(|_| invalid(&origin, "authority refused"))?;
+        out.set_method(&method)
+            .map_err(|_| invalid(&origin, "method refused"))?;
+        let scheme = if req.url.scheme == "https" {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        out.set_scheme(Some(&scheme))
+            .map_err(|_| invalid(&origin, "scheme refused"))?;
+        out.set_authority(Some(&req.url.authority))
+            .map_err(|_| invalid(&origin, "authority refused"))?;
         out.set_path_with_query(Some(&req.url.path_with_query))
             .map_err(|_| invalid(&origin, "path refused"))?;
 
@@ -339,12 +404,17 @@ mod wasi {
         let _ = options.set_between_bytes_timeout(Some(ns));
 
         // Order matters (see the module docs): body, handle, write, then the response.
-        let body = out.body().map_err(|_| invalid(&origin, "request body already taken"))?;
-        let future = outgoing_handler::handle(out, Some(options)).map_err(|c| map_error(&c, &origin))?;
+        let body = out
+            .body()
+            .map_err(|_| invalid(&origin, "request body already taken"))?;
+        let future =
+            outgoing_handler::handle(out, Some(options)).map_err(|c| map_error(&c, &origin))?;
 
         let mut write_failed = false;
         {
-            let stream = body.write().map_err(|_| invalid(&origin, "body stream already taken"))?;
+            let stream = body
+                .write()
+                .map_err(|_| invalid(&origin, "body stream already taken"))?;
             for chunk in req.body.chunks(4096) {
                 match stream.blocking_write_and_flush(chunk) {
                     Ok(()) => {}
@@ -372,7 +442,11 @@ mod wasi {
             None => {
                 return Err(Error::Transient {
                     origin,
-                    detail: if write_failed { "request body refused".into() } else { "no response".into() },
+                    detail: if write_failed {
+                        "request body refused".into()
+                    } else {
+                        "no response".into()
+                    },
                 })
             }
         };
@@ -401,7 +475,7 @@ mod wasi {
                         Err(StreamError::LastOperationFailed(e)) => {
                             // A failed body read after a status: keep the status, note the loss.
                             let code = crate::bindings::wasi::http::types::http_error_code(&e);
-                            if data.is_empty() && status >= 200 && status < 300 {
+                            if data.is_empty() && (200..300).contains(&status) {
                                 if let Some(code) = code {
                                     return Err(map_error(&code, &origin));
                                 }
@@ -415,7 +489,11 @@ mod wasi {
             let _ = IncomingBody::finish(incoming);
         }
         drop(resp);
-        Ok(Response { status, headers, body: data })
+        Ok(Response {
+            status,
+            headers,
+            body: data,
+        })
     }
 }
 
@@ -440,8 +518,17 @@ mod tests {
         assert_eq!(u.origin(), "https://example.com:8443");
         assert_eq!(Url::parse("http://h").unwrap().path_with_query, "/");
         assert_eq!(Url::parse("http://h?x").unwrap().path_with_query, "/?x");
-        assert_eq!(Url::parse("http://h/base/").unwrap().join("/api/x").path_with_query, "/base/api/x");
-        assert_eq!(Url::parse("http://h").unwrap().join("api").path_with_query, "/api");
+        assert_eq!(
+            Url::parse("http://h/base/")
+                .unwrap()
+                .join("/api/x")
+                .path_with_query,
+            "/base/api/x"
+        );
+        assert_eq!(
+            Url::parse("http://h").unwrap().join("api").path_with_query,
+            "/api"
+        );
         assert!(Url::parse("ftp://h/").is_err());
         assert!(Url::parse("h/x").is_err());
         assert!(Url::parse("http://u:p@h/").is_err());
@@ -455,43 +542,89 @@ mod tests {
         let o = "http://sink:80";
         assert!(matches!(classify(200, None, b"", 0, o), Outcome::Ok));
         assert!(matches!(classify(204, None, b"", 0, o), Outcome::Ok));
-        assert_eq!(reason(&classify(429, Some("7"), b"slow down", 0, o)), "retry:Some(7000):HTTP 429 from http://sink:80: slow down");
-        assert_eq!(reason(&classify(503, None, b"", 0, o)), "retry:None:HTTP 503 from http://sink:80");
         assert_eq!(
-            reason(&classify(503, Some("Sun, 06 Nov 1994 08:49:37 GMT"), b"", 784_111_767_000, o)),
+            reason(&classify(429, Some("7"), b"slow down", 0, o)),
+            "retry:Some(7000):HTTP 429 from http://sink:80: slow down"
+        );
+        assert_eq!(
+            reason(&classify(503, None, b"", 0, o)),
+            "retry:None:HTTP 503 from http://sink:80"
+        );
+        assert_eq!(
+            reason(&classify(
+                503,
+                Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+                b"",
+                784_111_767_000,
+                o
+            )),
             "retry:Some(10000):HTTP 503 from http://sink:80"
         );
         assert!(reason(&classify(408, None, b"", 0, o)).starts_with("retry:"));
-        assert_eq!(reason(&classify(400, None, b"bad\nfield", 0, o)), "permanent:HTTP 400 from http://sink:80: bad field");
+        assert_eq!(
+            reason(&classify(400, None, b"bad\nfield", 0, o)),
+            "permanent:HTTP 400 from http://sink:80: bad field"
+        );
         assert!(reason(&classify(404, None, b"", 0, o)).starts_with("permanent:HTTP 404"));
         assert!(reason(&classify(301, None, b"", 0, o)).contains("redirects are not followed"));
         let long = "x".repeat(5000);
-        assert!(reason(&classify(400, None, long.as_bytes(), 0, o)).chars().count() < 400);
+        assert!(
+            reason(&classify(400, None, long.as_bytes(), 0, o))
+                .chars()
+                .count()
+                < 400
+        );
     }
 
     #[test]
     fn error_outcomes() {
-        let d = Error::Denied { origin: "https://evil:443".into() };
+        let d = Error::Denied {
+            origin: "https://evil:443".into(),
+        };
         assert_eq!(
             reason(&d.outcome()),
             "permanent:destination https://evil:443 not allowed by the instance's allow_http (refused by the host)"
         );
-        let t = Error::Timeout { origin: "http://a".into(), detail: "ConnectionTimeout".into() };
+        let t = Error::Timeout {
+            origin: "http://a".into(),
+            detail: "ConnectionTimeout".into(),
+        };
         assert!(reason(&t.outcome()).starts_with("retry:None:timeout"));
-        let c = Error::Transient { origin: "http://a".into(), detail: "ConnectionRefused".into() };
+        let c = Error::Transient {
+            origin: "http://a".into(),
+            detail: "ConnectionRefused".into(),
+        };
         assert!(reason(&c.outcome()).starts_with("retry:"));
-        let i = Error::Invalid { origin: "http://a".into(), detail: "x".into() };
+        let i = Error::Invalid {
+            origin: "http://a".into(),
+            detail: "x".into(),
+        };
         assert!(reason(&i.outcome()).starts_with("permanent:"));
     }
 
     #[test]
     fn error_code_mapping() {
         use crate::bindings::wasi::http::types::ErrorCode;
-        assert!(matches!(wasi::map_error(&ErrorCode::HttpRequestDenied, "o"), Error::Denied { .. }));
-        assert!(matches!(wasi::map_error(&ErrorCode::ConnectionTimeout, "o"), Error::Timeout { .. }));
-        assert!(matches!(wasi::map_error(&ErrorCode::HttpResponseTimeout, "o"), Error::Timeout { .. }));
-        assert!(matches!(wasi::map_error(&ErrorCode::ConnectionRefused, "o"), Error::Transient { .. }));
-        assert!(matches!(wasi::map_error(&ErrorCode::HttpRequestUriInvalid, "o"), Error::Invalid { .. }));
+        assert!(matches!(
+            wasi::map_error(&ErrorCode::HttpRequestDenied, "o"),
+            Error::Denied { .. }
+        ));
+        assert!(matches!(
+            wasi::map_error(&ErrorCode::ConnectionTimeout, "o"),
+            Error::Timeout { .. }
+        ));
+        assert!(matches!(
+            wasi::map_error(&ErrorCode::HttpResponseTimeout, "o"),
+            Error::Timeout { .. }
+        ));
+        assert!(matches!(
+            wasi::map_error(&ErrorCode::ConnectionRefused, "o"),
+            Error::Transient { .. }
+        ));
+        assert!(matches!(
+            wasi::map_error(&ErrorCode::HttpRequestUriInvalid, "o"),
+            Error::Invalid { .. }
+        ));
     }
 
     #[test]
@@ -502,8 +635,16 @@ mod tests {
             .json(&serde_json::json!({"a": 1}))
             .timeout_ms(5);
         assert_eq!(r.body, br#"{"a":1}"#);
-        assert_eq!(r.headers.iter().filter(|(n, _)| n == "content-type").count(), 1);
-        assert!(r.headers.contains(&("authorization".into(), "Bearer t".into())));
+        assert_eq!(
+            r.headers
+                .iter()
+                .filter(|(n, _)| n == "content-type")
+                .count(),
+            1
+        );
+        assert!(r
+            .headers
+            .contains(&("authorization".into(), "Bearer t".into())));
         assert_eq!(r.timeout_ms, 5);
         assert_eq!(Method::parse("put"), Some(Method::Put));
     }

@@ -96,7 +96,10 @@ pub fn ok() -> Outcome {
 
 /// A retryable outcome with an optional delay in milliseconds.
 pub fn retryable(reason: impl Into<String>, retry_after_ms: Option<u64>) -> Outcome {
-    Outcome::Retryable(Retry { reason: reason.into(), retry_after_ms })
+    Outcome::Retryable(Retry {
+        reason: reason.into(),
+        retry_after_ms,
+    })
 }
 
 /// A permanent failure: the host dead-letters the event with this reason.
@@ -127,7 +130,8 @@ macro_rules! export_plugin {
                     config: ::std::string::String,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     let plugin = $crate::build::<$plugin>(&config)?;
-                    __HERALD_PLUGIN.with(|cell| *cell.borrow_mut() = ::std::option::Option::Some(plugin));
+                    __HERALD_PLUGIN
+                        .with(|cell| *cell.borrow_mut() = ::std::option::Option::Some(plugin));
                     ::std::result::Result::Ok(())
                 }
 
@@ -175,7 +179,13 @@ pub mod metrics {
     use crate::bindings::herald::plugin::metrics::{self as m, Label};
 
     fn labels(labels: &[(&str, &str)]) -> Vec<Label> {
-        labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect()
+        labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
     }
     /// Add `value` (non-negative) to a counter.
     pub fn counter_add(name: &str, help: &str, l: &[(&str, &str)], value: f64) {
@@ -360,7 +370,11 @@ pub mod testing {
             parent_id: None,
             kind,
             tenant: "acme".into(),
-            run: Run { id: run_id.into(), playbook: playbook.into(), controller: Some("ctl1".into()) },
+            run: Run {
+                id: run_id.into(),
+                playbook: playbook.into(),
+                controller: Some("ctl1".into()),
+            },
             sequence: 1,
             created_ms: 1_700_000_000_000,
             play: None,
@@ -394,14 +408,22 @@ pub mod testing {
         e.host = Some(host.into());
         e.status = Some(status);
         e.changed = status == Status::Changed;
-        e.play = Some(Play { id: "play-1".into(), name: "Play one".into(), pattern: Some("all".into()) });
+        e.play = Some(Play {
+            id: "play-1".into(),
+            name: "Play one".into(),
+            pattern: Some("all".into()),
+        });
         e.task = Some(Task {
             id: format!("task-{task}"),
             name: task.into(),
             action: "ansible.builtin.command".into(),
             path: Some("site.yml:10".into()),
         });
-        e.timing = Some(Timing { start_ms: e.created_ms - 1500, end_ms: e.created_ms, duration_ms: 1500 });
+        e.timing = Some(Timing {
+            start_ms: e.created_ms - 1500,
+            end_ms: e.created_ms,
+            duration_ms: 1500,
+        });
         e.res = result.map(str::to_string);
         e
     }
@@ -419,16 +441,18 @@ pub mod testing {
         e.stats = Some(Stats {
             hosts: hosts
                 .iter()
-                .map(|&(host, ok, changed, failures, unreachable, skipped)| HostStats {
-                    host: host.into(),
-                    ok,
-                    changed,
-                    failures,
-                    unreachable,
-                    skipped,
-                    rescued: 0,
-                    ignored: 0,
-                })
+                .map(
+                    |&(host, ok, changed, failures, unreachable, skipped)| HostStats {
+                        host: host.into(),
+                        ok,
+                        changed,
+                        failures,
+                        unreachable,
+                        skipped,
+                        rescued: 0,
+                        ignored: 0,
+                    },
+                )
                 .collect(),
             custom: custom.map(str::to_string),
         });
@@ -472,17 +496,29 @@ mod tests {
         for k in ALL_KINDS {
             assert_eq!(parse_kind(kind_name(k)), Some(k));
         }
-        assert_eq!(parse_kind("v2_runner_on_failed"), Some(EventKind::RunnerOnFailed));
+        assert_eq!(
+            parse_kind("v2_runner_on_failed"),
+            Some(EventKind::RunnerOnFailed)
+        );
         assert_eq!(parse_kind("runner-on-ok"), Some(EventKind::RunnerOnOk));
         assert_eq!(parse_kind("nope"), None);
     }
 
     #[test]
     fn result_messages() {
-        assert_eq!(result_message(Some(r#"{"msg":"boom","stderr":"x"}"#), 100).as_deref(), Some("boom"));
-        assert_eq!(result_message(Some(r#"{"msg":"","stderr":"bad\n"}"#), 100).as_deref(), Some("bad"));
+        assert_eq!(
+            result_message(Some(r#"{"msg":"boom","stderr":"x"}"#), 100).as_deref(),
+            Some("boom")
+        );
+        assert_eq!(
+            result_message(Some(r#"{"msg":"","stderr":"bad\n"}"#), 100).as_deref(),
+            Some("bad")
+        );
         assert_eq!(result_message(Some(r#"{"rc":1}"#), 100), None);
         assert_eq!(result_message(None, 100), None);
-        assert_eq!(result_message(Some(r#"{"msg":"abcdef"}"#), 4).as_deref(), Some("abc…"));
+        assert_eq!(
+            result_message(Some(r#"{"msg":"abcdef"}"#), 4).as_deref(),
+            Some("abc…")
+        );
     }
 }

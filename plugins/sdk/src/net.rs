@@ -14,7 +14,9 @@ use crate::bindings::wasi::sockets::network::{
 };
 use crate::bindings::wasi::sockets::tcp::TcpSocket;
 use crate::bindings::wasi::sockets::tcp_create_socket::create_tcp_socket;
-use crate::bindings::wasi::sockets::udp::{IncomingDatagramStream, OutgoingDatagram, OutgoingDatagramStream, UdpSocket};
+use crate::bindings::wasi::sockets::udp::{
+    IncomingDatagramStream, OutgoingDatagram, OutgoingDatagramStream, UdpSocket,
+};
 use crate::bindings::wasi::sockets::udp_create_socket::create_udp_socket;
 use std::net::SocketAddr;
 
@@ -44,7 +46,10 @@ impl NetError {
 impl std::fmt::Display for NetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NetError::Denied(a) => write!(f, "destination {a} not allowed by the instance's allow_sockets (refused by the host)"),
+            NetError::Denied(a) => write!(
+                f,
+                "destination {a} not allowed by the instance's allow_sockets (refused by the host)"
+            ),
             NetError::Transient(a, d) => write!(f, "cannot reach {a}: {d}"),
         }
     }
@@ -54,7 +59,10 @@ fn wasi_addr(a: SocketAddr) -> IpSocketAddress {
     match a {
         SocketAddr::V4(v4) => {
             let o = v4.ip().octets();
-            IpSocketAddress::Ipv4(Ipv4SocketAddress { port: v4.port(), address: (o[0], o[1], o[2], o[3]) })
+            IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                port: v4.port(),
+                address: (o[0], o[1], o[2], o[3]),
+            })
         }
         SocketAddr::V6(v6) => {
             let s = v6.ip().segments();
@@ -70,7 +78,10 @@ fn wasi_addr(a: SocketAddr) -> IpSocketAddress {
 
 fn unspecified(a: SocketAddr) -> IpSocketAddress {
     match a {
-        SocketAddr::V4(_) => IpSocketAddress::Ipv4(Ipv4SocketAddress { port: 0, address: (0, 0, 0, 0) }),
+        SocketAddr::V4(_) => IpSocketAddress::Ipv4(Ipv4SocketAddress {
+            port: 0,
+            address: (0, 0, 0, 0),
+        }),
         SocketAddr::V6(_) => IpSocketAddress::Ipv6(Ipv6SocketAddress {
             port: 0,
             flow_info: 0,
@@ -116,7 +127,9 @@ impl UdpSender {
     fn connect(&self) -> Result<UdpConn, NetError> {
         let network = instance_network();
         let socket = create_udp_socket(family(self.addr)).map_err(|e| map(self.addr, e))?;
-        socket.start_bind(&network, unspecified(self.addr)).map_err(|e| map(self.addr, e))?;
+        socket
+            .start_bind(&network, unspecified(self.addr))
+            .map_err(|e| map(self.addr, e))?;
         loop {
             match socket.finish_bind() {
                 Ok(()) => break,
@@ -124,8 +137,15 @@ impl UdpSender {
                 Err(e) => return Err(map(self.addr, e)),
             }
         }
-        let (incoming, outgoing) = socket.stream(Some(wasi_addr(self.addr))).map_err(|e| map(self.addr, e))?;
-        Ok(UdpConn { _incoming: incoming, outgoing, _socket: socket, _network: network })
+        let (incoming, outgoing) = socket
+            .stream(Some(wasi_addr(self.addr)))
+            .map_err(|e| map(self.addr, e))?;
+        Ok(UdpConn {
+            _incoming: incoming,
+            outgoing,
+            _socket: socket,
+            _network: network,
+        })
     }
 
     /// Sends one datagram.
@@ -142,8 +162,15 @@ impl UdpSender {
                     Err(e) => return Err(e),
                 }
             }
-            let sent = conn.outgoing.send(&[OutgoingDatagram { data: data.to_vec(), remote_address: None }])?;
-            if sent == 1 { Ok(()) } else { Err(ErrorCode::WouldBlock) }
+            let sent = conn.outgoing.send(&[OutgoingDatagram {
+                data: data.to_vec(),
+                remote_address: None,
+            }])?;
+            if sent == 1 {
+                Ok(())
+            } else {
+                Err(ErrorCode::WouldBlock)
+            }
         })();
         result.map_err(|e| {
             self.conn = None;
@@ -168,24 +195,39 @@ pub struct TcpSender {
 
 impl TcpSender {
     pub fn new(addr: SocketAddr, timeout_ms: u64) -> TcpSender {
-        TcpSender { addr, timeout_ms, conn: None }
+        TcpSender {
+            addr,
+            timeout_ms,
+            conn: None,
+        }
     }
 
     fn connect(&self) -> Result<TcpConn, NetError> {
         let network = instance_network();
         let socket = create_tcp_socket(family(self.addr)).map_err(|e| map(self.addr, e))?;
-        socket.start_connect(&network, wasi_addr(self.addr)).map_err(|e| map(self.addr, e))?;
-        let deadline = monotonic_clock::subscribe_duration(self.timeout_ms.saturating_mul(1_000_000));
+        socket
+            .start_connect(&network, wasi_addr(self.addr))
+            .map_err(|e| map(self.addr, e))?;
+        let deadline =
+            monotonic_clock::subscribe_duration(self.timeout_ms.saturating_mul(1_000_000));
         loop {
             match socket.finish_connect() {
                 Ok((input, output)) => {
-                    return Ok(TcpConn { input, output, _socket: socket, _network: network });
+                    return Ok(TcpConn {
+                        input,
+                        output,
+                        _socket: socket,
+                        _network: network,
+                    });
                 }
                 Err(ErrorCode::WouldBlock) => {
                     let ready = socket.subscribe();
                     let which = poll::poll(&[&ready, &deadline]);
                     if which.contains(&1) && !which.contains(&0) {
-                        return Err(NetError::Transient(self.addr, format!("connect timed out after {} ms", self.timeout_ms)));
+                        return Err(NetError::Transient(
+                            self.addr,
+                            format!("connect timed out after {} ms", self.timeout_ms),
+                        ));
                     }
                 }
                 Err(e) => return Err(map(self.addr, e)),
@@ -195,15 +237,20 @@ impl TcpSender {
 
     /// Whether the peer closed the connection (a non-blocking read sees the end of stream).
     fn peer_closed(conn: &TcpConn) -> bool {
-        matches!(conn.input.read(1), Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)))
+        matches!(
+            conn.input.read(1),
+            Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_))
+        )
     }
 
     fn write_all(conn: &TcpConn, data: &[u8]) -> Result<(), String> {
         for chunk in data.chunks(4096) {
-            conn.output.blocking_write_and_flush(chunk).map_err(|e| match e {
-                StreamError::Closed => "connection closed".to_string(),
-                StreamError::LastOperationFailed(err) => err.to_debug_string(),
-            })?;
+            conn.output
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| match e {
+                    StreamError::Closed => "connection closed".to_string(),
+                    StreamError::LastOperationFailed(err) => err.to_debug_string(),
+                })?;
         }
         Ok(())
     }
@@ -238,7 +285,10 @@ mod tests {
         let d = NetError::Denied(a);
         assert!(!d.retryable());
         assert_eq!(d.to_string(), "destination 127.0.0.1:514 not allowed by the instance's allow_sockets (refused by the host)");
-        assert!(matches!(map(a, ErrorCode::AccessDenied), NetError::Denied(_)));
+        assert!(matches!(
+            map(a, ErrorCode::AccessDenied),
+            NetError::Denied(_)
+        ));
         assert!(map(a, ErrorCode::ConnectionRefused).retryable());
         match wasi_addr("[::1]:6514".parse().unwrap()) {
             IpSocketAddress::Ipv6(v6) => assert_eq!((v6.port, v6.address.7), (6514, 1)),

@@ -139,7 +139,9 @@ impl RunSummary {
         match e.kind {
             EventKind::PlaybookOnStart => self.started_ms = Some(e.created_ms),
             EventKind::PlaybookOnPlayStart => self.plays += 1,
-            EventKind::PlaybookOnTaskStart | EventKind::PlaybookOnHandlerTaskStart => self.tasks += 1,
+            EventKind::PlaybookOnTaskStart | EventKind::PlaybookOnHandlerTaskStart => {
+                self.tasks += 1
+            }
             EventKind::PlaybookOnStats => {
                 self.ended_ms = Some(e.created_ms);
                 self.finished = true;
@@ -158,7 +160,10 @@ impl RunSummary {
                             ignored: h.ignored,
                         })
                         .collect();
-                    self.custom_stats = stats.custom.as_deref().and_then(|c| serde_json::from_str(c).ok());
+                    self.custom_stats = stats
+                        .custom
+                        .as_deref()
+                        .and_then(|c| serde_json::from_str(c).ok());
                 }
             }
             k if is_host_result(k) => self.apply_result(e),
@@ -190,7 +195,8 @@ impl RunSummary {
             Status::Failed => r.failed += 1,
             Status::Unreachable => r.unreachable += 1,
         }
-        let failed = matches!(status, Status::Unreachable) || (status == Status::Failed && !e.ignore_errors);
+        let failed =
+            matches!(status, Status::Unreachable) || (status == Status::Failed && !e.ignore_errors);
         if failed {
             if self.failures.len() >= MAX_FAILURES {
                 self.failures_dropped += 1;
@@ -199,7 +205,11 @@ impl RunSummary {
             self.failures.push(Failure {
                 host: e.host.clone().unwrap_or_default(),
                 task: e.task.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-                action: e.task.as_ref().map(|t| t.action.clone()).unwrap_or_default(),
+                action: e
+                    .task
+                    .as_ref()
+                    .map(|t| t.action.clone())
+                    .unwrap_or_default(),
                 play: e.play.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
                 message: result_message(e.res.as_deref(), MAX_MESSAGE_CHARS).unwrap_or_default(),
                 unreachable: status == Status::Unreachable,
@@ -212,7 +222,11 @@ impl RunSummary {
     /// The run's status: from the stats when finished, else from the results seen.
     pub fn status(&self) -> RunStatus {
         if self.finished && !self.hosts.is_empty() {
-            if self.hosts.iter().any(|h| h.failures > 0 || h.unreachable > 0) {
+            if self
+                .hosts
+                .iter()
+                .any(|h| h.failures > 0 || h.unreachable > 0)
+            {
                 return RunStatus::Failed;
             }
             return RunStatus::Successful;
@@ -236,7 +250,11 @@ impl RunSummary {
         let mut out: Vec<String> = if self.hosts.is_empty() {
             self.failures.iter().map(|f| f.host.clone()).collect()
         } else {
-            self.hosts.iter().filter(|h| h.failures > 0 || h.unreachable > 0).map(|h| h.host.clone()).collect()
+            self.hosts
+                .iter()
+                .filter(|h| h.failures > 0 || h.unreachable > 0)
+                .map(|h| h.host.clone())
+                .collect()
         };
         out.sort();
         out.dedup();
@@ -280,7 +298,9 @@ impl Store for MemoryStore {
         self.0.borrow().get(key).cloned()
     }
     fn set(&self, key: &str, value: &str) {
-        self.0.borrow_mut().insert(key.to_string(), value.to_string());
+        self.0
+            .borrow_mut()
+            .insert(key.to_string(), value.to_string());
     }
     fn delete(&self, key: &str) {
         self.0.borrow_mut().remove(key);
@@ -308,13 +328,19 @@ pub struct RunTracker<S: Store = HostState> {
 impl RunTracker<HostState> {
     /// A tracker over the host's `state` import; `prefix` separates it from the plugin's own keys.
     pub fn host(prefix: &str) -> Self {
-        RunTracker { prefix: prefix.to_string(), store: HostState }
+        RunTracker {
+            prefix: prefix.to_string(),
+            store: HostState,
+        }
     }
 }
 
 impl<S: Store> RunTracker<S> {
     pub fn with_store(prefix: &str, store: S) -> Self {
-        RunTracker { prefix: prefix.to_string(), store }
+        RunTracker {
+            prefix: prefix.to_string(),
+            store,
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -330,12 +356,17 @@ impl<S: Store> RunTracker<S> {
     }
 
     fn done(&self) -> Vec<String> {
-        self.store.get(&self.done_key()).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default()
+        self.store
+            .get(&self.done_key())
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default()
     }
 
     /// The stored summary of a run, if any.
     pub fn get(&self, run_id: &str) -> Option<RunSummary> {
-        self.store.get(&self.key(run_id)).and_then(|v| serde_json::from_str(&v).ok())
+        self.store
+            .get(&self.key(run_id))
+            .and_then(|v| serde_json::from_str(&v).ok())
     }
 
     /// Applies `event` to its run's summary and stores it.
@@ -351,7 +382,9 @@ impl<S: Store> RunTracker<S> {
         if self.done().iter().any(|r| r == run_id) {
             return (Observed::AlreadyFinished, false);
         }
-        let mut summary = self.get(run_id).unwrap_or_else(|| RunSummary::for_event(event));
+        let mut summary = self
+            .get(run_id)
+            .unwrap_or_else(|| RunSummary::for_event(event));
         let fresh = summary.apply(event);
         if fresh {
             if let Ok(v) = serde_json::to_string(&summary) {
@@ -392,17 +425,53 @@ mod tests {
             event(EventKind::PlaybookOnStart, "r1", "site.yml"),
             event(EventKind::PlaybookOnPlayStart, "r1", "site.yml"),
             event(EventKind::PlaybookOnTaskStart, "r1", "site.yml"),
-            host_event(EventKind::RunnerOnOk, Status::Changed, "r1", "site.yml", "web1", "install", None),
-            host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web2", "install", Some(r#"{"msg":"no package"}"#)),
-            host_event(EventKind::RunnerOnUnreachable, Status::Unreachable, "r1", "site.yml", "db1", "install", Some(r#"{"msg":"ssh timeout"}"#)),
+            host_event(
+                EventKind::RunnerOnOk,
+                Status::Changed,
+                "r1",
+                "site.yml",
+                "web1",
+                "install",
+                None,
+            ),
+            host_event(
+                EventKind::RunnerOnFailed,
+                Status::Failed,
+                "r1",
+                "site.yml",
+                "web2",
+                "install",
+                Some(r#"{"msg":"no package"}"#),
+            ),
+            host_event(
+                EventKind::RunnerOnUnreachable,
+                Status::Unreachable,
+                "r1",
+                "site.yml",
+                "db1",
+                "install",
+                Some(r#"{"msg":"ssh timeout"}"#),
+            ),
         ];
-        let mut ign = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web1", "probe", None);
+        let mut ign = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r1",
+            "site.yml",
+            "web1",
+            "probe",
+            None,
+        );
         ign.ignore_errors = true;
         evs.push(ign);
         evs.push(stats_event(
             "r1",
             "site.yml",
-            &[("web1", 2, 1, 0, 0, 0), ("web2", 0, 0, 1, 0, 0), ("db1", 0, 0, 0, 1, 0)],
+            &[
+                ("web1", 2, 1, 0, 0, 0),
+                ("web2", 0, 0, 1, 0, 0),
+                ("db1", 0, 0, 0, 1, 0),
+            ],
             Some(r#"{"_run":{"deployed":3}}"#),
         ));
         for (i, e) in evs.iter_mut().enumerate() {
@@ -426,18 +495,34 @@ mod tests {
         assert_eq!(s.playbook, "site.yml");
         assert_eq!(s.plays, 1);
         assert_eq!(s.tasks, 1);
-        assert_eq!(s.results, ResultCounts { ok: 0, changed: 1, failed: 1, unreachable: 1, skipped: 0, ignored: 1 });
+        assert_eq!(
+            s.results,
+            ResultCounts {
+                ok: 0,
+                changed: 1,
+                failed: 1,
+                unreachable: 1,
+                skipped: 0,
+                ignored: 1
+            }
+        );
         assert_eq!(s.failures.len(), 2);
         assert_eq!(s.failures[0].message, "no package");
         assert!(s.failures[1].unreachable);
         assert_eq!(s.status(), RunStatus::Failed);
         assert_eq!(s.duration_ms(), Some(7000));
-        assert_eq!(s.failed_hosts(), vec!["db1".to_string(), "web2".to_string()]);
+        assert_eq!(
+            s.failed_hosts(),
+            vec!["db1".to_string(), "web2".to_string()]
+        );
         assert_eq!(s.run_custom_stats().unwrap()["deployed"], 3);
         assert_eq!(s.hosts.len(), 3);
 
         // A retried stats event gives the same summary; after complete it is known as done.
-        assert_eq!(t.observe(evs.last().unwrap()), Observed::Finished(s.clone()));
+        assert_eq!(
+            t.observe(evs.last().unwrap()),
+            Observed::Finished(s.clone())
+        );
         t.complete("r1");
         assert_eq!(t.observe(evs.last().unwrap()), Observed::AlreadyFinished);
         assert!(t.get("r1").is_none());

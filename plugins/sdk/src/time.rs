@@ -52,8 +52,9 @@ pub fn rfc3339_s(ms: i64) -> String {
     format!("{}Z", &s[..19])
 }
 
-const MONTHS: [&str; 12] =
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 
 fn month(s: &str) -> Option<u32> {
     let s = s.to_ascii_lowercase();
@@ -83,7 +84,15 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
             let d: u32 = it.next()?.parse().ok()?;
             let mo = month(it.next()?)?;
             let y: i64 = it.next()?.parse().ok()?;
-            let y = if y < 100 { if y < 70 { 2000 + y } else { 1900 + y } } else { y };
+            let y = if y < 100 {
+                if y < 70 {
+                    2000 + y
+                } else {
+                    1900 + y
+                }
+            } else {
+                y
+            };
             (y, mo, d, hms(t)?)
         }
         // Sun Nov  6 08:49:37 1994
@@ -140,8 +149,14 @@ mod tests {
         assert_eq!(parse_retry_after(" 0 ", 0), Some(0));
         assert_eq!(parse_retry_after("1.5", 0), Some(1500));
         let t = 784_111_777_000;
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", t - 30_000), Some(30_000));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", t + 30_000), Some(0));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", t - 30_000),
+            Some(30_000)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", t + 30_000),
+            Some(0)
+        );
         assert_eq!(parse_retry_after("soon", 0), None);
         assert_eq!(parse_retry_after("-3", 0), None);
     }

@@ -73,7 +73,9 @@ fn default_timeout_ms() -> u64 {
 
 /// Escapes `&`, `<`, `>` for Slack's mrkdwn and plain text.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `1h 02m 03s`, `2m 05s`, `4.2s`.
@@ -89,7 +91,11 @@ pub fn human_duration(ms: i64) -> String {
 }
 
 fn playbook_name(p: &str) -> &str {
-    if p.is_empty() { "ad-hoc run" } else { p }
+    if p.is_empty() {
+        "ad-hoc run"
+    } else {
+        p
+    }
 }
 
 /// The configured plugin.
@@ -103,7 +109,8 @@ impl Plugin for Slack {
     type Config = Config;
 
     fn new(c: Config) -> Result<Self, String> {
-        let url = Url::parse(&c.webhook_url).map_err(|e| format!("config key `webhook_url`: {e}"))?;
+        let url =
+            Url::parse(&c.webhook_url).map_err(|e| format!("config key `webhook_url`: {e}"))?;
         if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
             return Err("config key `timeout_ms`: must be between 1 and 600000".into());
         }
@@ -118,7 +125,11 @@ impl Plugin for Slack {
         if c.icon_emoji.is_some() && c.icon_url.is_some() {
             return Err("config key `icon_url`: set either icon_emoji or icon_url".into());
         }
-        Ok(Slack { c, url, tracker: RunTracker::host("slack:") })
+        Ok(Slack {
+            c,
+            url,
+            tracker: RunTracker::host("slack:"),
+        })
     }
 
     fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
@@ -144,13 +155,25 @@ impl Plugin for Slack {
 
 impl Slack {
     fn send(&self, msg: &Value, event: &Event) -> Outcome {
-        let (o, resp) = Request::new(Method::Post, self.url.clone()).timeout_ms(self.c.timeout_ms).json(msg).deliver();
+        let (o, resp) = Request::new(Method::Post, self.url.clone())
+            .timeout_ms(self.c.timeout_ms)
+            .json(msg)
+            .deliver();
         match (&o, resp) {
-            (Outcome::Ok, Some(r)) if r.text().trim() != "ok" => {
-                log::warn(&format!("event {}: Slack answered {} with `{}` instead of `ok`", event.id, r.status, truncate(&r.text(), 200)))
-            }
-            (Outcome::Permanent(p), _) => log::error(&format!("event {}: Slack refused the message: {p}", event.id)),
-            (Outcome::Retryable(r), _) => log::warn(&format!("event {}: Slack retryable: {}", event.id, r.reason)),
+            (Outcome::Ok, Some(r)) if r.text().trim() != "ok" => log::warn(&format!(
+                "event {}: Slack answered {} with `{}` instead of `ok`",
+                event.id,
+                r.status,
+                truncate(&r.text(), 200)
+            )),
+            (Outcome::Permanent(p), _) => log::error(&format!(
+                "event {}: Slack refused the message: {p}",
+                event.id
+            )),
+            (Outcome::Retryable(r), _) => log::warn(&format!(
+                "event {}: Slack retryable: {}",
+                event.id, r.reason
+            )),
             _ => {}
         }
         o
@@ -174,11 +197,18 @@ impl Slack {
     }
 
     fn run_link(&self, s: &RunSummary) -> Option<String> {
-        self.c.run_url.as_ref().map(|t| t.replace("{run_id}", &s.run_id).replace("{tenant}", &s.tenant).replace("{playbook}", &s.playbook))
+        self.c.run_url.as_ref().map(|t| {
+            t.replace("{run_id}", &s.run_id)
+                .replace("{tenant}", &s.tenant)
+                .replace("{playbook}", &s.playbook)
+        })
     }
 
     fn context(&self, s: &RunSummary) -> Value {
-        let mut parts = vec![format!("run `{}`", esc(&s.run_id)), format!("tenant `{}`", esc(&s.tenant))];
+        let mut parts = vec![
+            format!("run `{}`", esc(&s.run_id)),
+            format!("tenant `{}`", esc(&s.tenant)),
+        ];
         if let Some(c) = &s.controller {
             parts.push(format!("controller `{}`", esc(c)));
         }
@@ -204,9 +234,18 @@ impl Slack {
         let play = e.play.as_ref().map(|p| p.name.as_str()).unwrap_or("");
         let msg = result_message(e.res.as_deref(), 1500).unwrap_or_else(|| "(no message)".into());
         let pb = playbook_name(&e.run.playbook);
-        let mention = self.c.mention.as_ref().map(|m| format!("{m} ")).unwrap_or_default();
+        let mention = self
+            .c
+            .mention
+            .as_ref()
+            .map(|m| format!("{m} "))
+            .unwrap_or_default();
         let text = format!("{mention}:x: {pb}: task '{task}' {what} on {host}: {msg}");
-        let icon = if what == "unreachable" { ":no_entry:" } else { ":x:" };
+        let icon = if what == "unreachable" {
+            ":no_entry:"
+        } else {
+            ":x:"
+        };
         let body = format!(
             "{mention}{icon} *{}*: task *{}* {what} on `{}`\n```{}```",
             esc(pb),
@@ -239,14 +278,35 @@ impl Slack {
             return None;
         }
         let failed = status == RunStatus::Failed;
-        let icon = if failed { ":red_circle:" } else { ":large_green_circle:" };
+        let icon = if failed {
+            ":red_circle:"
+        } else {
+            ":large_green_circle:"
+        };
         let pb = playbook_name(&s.playbook);
-        let duration = s.duration_ms().map(human_duration).unwrap_or_else(|| "unknown".into());
+        let duration = s
+            .duration_ms()
+            .map(human_duration)
+            .unwrap_or_else(|| "unknown".into());
         let failed_hosts = s.failed_hosts();
-        let total = |f: fn(&herald_sdk::summary::HostCounters) -> u32| s.hosts.iter().map(f).sum::<u32>();
-        let (ok, changed, failures, unreachable, skipped) =
-            (total(|h| h.ok), total(|h| h.changed), total(|h| h.failures), total(|h| h.unreachable), total(|h| h.skipped));
-        let mention = if failed { self.c.mention.as_ref().map(|m| format!("{m} ")).unwrap_or_default() } else { String::new() };
+        let total =
+            |f: fn(&herald_sdk::summary::HostCounters) -> u32| s.hosts.iter().map(f).sum::<u32>();
+        let (ok, changed, failures, unreachable, skipped) = (
+            total(|h| h.ok),
+            total(|h| h.changed),
+            total(|h| h.failures),
+            total(|h| h.unreachable),
+            total(|h| h.skipped),
+        );
+        let mention = if failed {
+            self.c
+                .mention
+                .as_ref()
+                .map(|m| format!("{m} "))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let mut text = format!(
             "{mention}{icon} {pb} {} in {duration}: {} host(s), ok={ok} changed={changed} failed={failures} unreachable={unreachable} skipped={skipped}",
             status.as_str(),
@@ -277,8 +337,18 @@ impl Slack {
             "fields": fields.iter().take(FIELDS_MAX).map(|f| json!({"type": "mrkdwn", "text": truncate(f, FIELD_MAX)})).collect::<Vec<_>>()
         }));
         if !s.hosts.is_empty() {
-            let width = s.hosts.iter().take(self.c.max_hosts).map(|h| h.host.chars().count()).max().unwrap_or(4).clamp(4, 40);
-            let mut table = format!("{:<width$}  {:>4} {:>7} {:>6} {:>11} {:>7}\n", "host", "ok", "changed", "failed", "unreachable", "skipped");
+            let width = s
+                .hosts
+                .iter()
+                .take(self.c.max_hosts)
+                .map(|h| h.host.chars().count())
+                .max()
+                .unwrap_or(4)
+                .clamp(4, 40);
+            let mut table = format!(
+                "{:<width$}  {:>4} {:>7} {:>6} {:>11} {:>7}\n",
+                "host", "ok", "changed", "failed", "unreachable", "skipped"
+            );
             for h in s.hosts.iter().take(self.c.max_hosts) {
                 table.push_str(&format!(
                     "{:<width$}  {:>4} {:>7} {:>6} {:>11} {:>7}\n",
@@ -291,7 +361,10 @@ impl Slack {
                 ));
             }
             if s.hosts.len() > self.c.max_hosts {
-                table.push_str(&format!("… and {} more host(s)\n", s.hosts.len() - self.c.max_hosts));
+                table.push_str(&format!(
+                    "… and {} more host(s)\n",
+                    s.hosts.len() - self.c.max_hosts
+                ));
             }
             blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(&format!("```{}```", esc(&table)), SECTION_MAX) } }));
         }
@@ -301,7 +374,11 @@ impl Slack {
                 lines.push_str(&format!(
                     "• `{}` {} *{}*: {}\n",
                     esc(&f.host),
-                    if f.unreachable { "unreachable at" } else { "failed" },
+                    if f.unreachable {
+                        "unreachable at"
+                    } else {
+                        "failed"
+                    },
                     esc(&f.task),
                     esc(&truncate(&f.message, 200))
                 ));
@@ -322,7 +399,11 @@ impl Slack {
                 lines.push_str(&format!("• {}: `{}`\n", esc(k), esc(&truncate(&v, 200))));
             }
             blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(&lines, SECTION_MAX) } }));
-            let compact: Vec<String> = run.iter().take(10).map(|(k, v)| format!("{k}={v}")).collect();
+            let compact: Vec<String> = run
+                .iter()
+                .take(10)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             text.push_str(&format!("; stats: {}", compact.join(" ")));
         }
         blocks.push(self.context(s));
@@ -340,7 +421,10 @@ mod tests {
     use herald_sdk::EventKind;
 
     fn slack(extra: &str) -> Slack {
-        herald_sdk::build::<Slack>(&format!(r#"{{"webhook_url":"https://hooks.slack.com/services/T0/B0/XYZ"{extra}}}"#)).unwrap()
+        herald_sdk::build::<Slack>(&format!(
+            r#"{{"webhook_url":"https://hooks.slack.com/services/T0/B0/XYZ"{extra}}}"#
+        ))
+        .unwrap()
     }
 
     fn finished(hosts: &[(&str, u32, u32, u32, u32, u32)], custom: Option<&str>) -> RunSummary {
@@ -348,7 +432,15 @@ mod tests {
         let mut start = herald_sdk::testing::event(EventKind::PlaybookOnStart, "r1", "site.yml");
         start.sequence = 1;
         t.observe(&start);
-        let mut f = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web2", "install <pkg>", Some(r#"{"msg":"No package `nginxx` & more"}"#));
+        let mut f = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r1",
+            "site.yml",
+            "web2",
+            "install <pkg>",
+            Some(r#"{"msg":"No package `nginxx` & more"}"#),
+        );
         f.sequence = 2;
         if hosts.iter().any(|h| h.3 > 0) {
             t.observe(&f);
@@ -367,14 +459,18 @@ mod tests {
         assert!(blocks.len() <= 50);
         for b in blocks {
             match b["type"].as_str().unwrap() {
-                "header" => assert!(b["text"]["text"].as_str().unwrap().chars().count() <= HEADER_MAX),
+                "header" => {
+                    assert!(b["text"]["text"].as_str().unwrap().chars().count() <= HEADER_MAX)
+                }
                 "section" => {
                     if let Some(t) = b["text"]["text"].as_str() {
                         assert!(t.chars().count() <= SECTION_MAX);
                     }
                     if let Some(f) = b["fields"].as_array() {
                         assert!(f.len() <= FIELDS_MAX);
-                        assert!(f.iter().all(|f| f["text"].as_str().unwrap().chars().count() <= FIELD_MAX));
+                        assert!(f
+                            .iter()
+                            .all(|f| f["text"].as_str().unwrap().chars().count() <= FIELD_MAX));
                     }
                     assert!(b.get("text").is_some() || b.get("fields").is_some());
                 }
@@ -387,39 +483,68 @@ mod tests {
     #[test]
     fn failure_message() {
         let s = slack(r##","channel":"#ops","username":"Herald","mention":"<!here>""##);
-        let e = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web2", "install <pkg>", Some(r#"{"msg":"No package `nginxx` & more"}"#));
+        let e = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r1",
+            "site.yml",
+            "web2",
+            "install <pkg>",
+            Some(r#"{"msg":"No package `nginxx` & more"}"#),
+        );
         let m = s.failure_message(&e, &RunSummary::for_event(&e)).unwrap();
-        assert_eq!(m["text"], "<!here> :x: site.yml: task 'install <pkg>' failed on web2: No package `nginxx` & more");
+        assert_eq!(
+            m["text"],
+            "<!here> :x: site.yml: task 'install <pkg>' failed on web2: No package `nginxx` & more"
+        );
         assert_eq!(m["channel"], "#ops");
         assert_eq!(m["username"], "Herald");
         let body = m["blocks"][0]["text"]["text"].as_str().unwrap();
-        assert!(body.contains("task *install &lt;pkg&gt;* failed on `web2`"), "{body}");
+        assert!(
+            body.contains("task *install &lt;pkg&gt;* failed on `web2`"),
+            "{body}"
+        );
         assert!(body.contains("&amp; more"));
         check_limits(&m);
 
         let mut ign = e.clone();
         ign.ignore_errors = true;
-        assert!(s.failure_message(&ign, &RunSummary::for_event(&e)).is_none());
+        assert!(s
+            .failure_message(&ign, &RunSummary::for_event(&e))
+            .is_none());
         let ok = host_event(EventKind::RunnerOnOk, Status::Ok, "r1", "p", "h", "t", None);
         assert!(s.failure_message(&ok, &RunSummary::for_event(&e)).is_none());
         let off = slack(r#","failure_messages":false"#);
-        assert!(off.failure_message(&e, &RunSummary::for_event(&e)).is_none());
+        assert!(off
+            .failure_message(&e, &RunSummary::for_event(&e))
+            .is_none());
     }
 
     #[test]
     fn run_summaries() {
         let s = slack("");
         let ok = finished(&[("web1", 3, 1, 0, 0, 1)], None);
-        assert!(s.summary_message(&ok).is_none(), "success is quiet by default");
+        assert!(
+            s.summary_message(&ok).is_none(),
+            "success is quiet by default"
+        );
         let s = slack(r#","notify_on_success":true"#);
         let m = s.summary_message(&ok).unwrap();
         assert_eq!(m["text"], ":large_green_circle: site.yml successful in 1m 00s: 1 host(s), ok=3 changed=1 failed=0 unreachable=0 skipped=1");
         check_limits(&m);
 
-        let bad = finished(&[("web1", 3, 1, 0, 0, 0), ("web2", 1, 0, 1, 0, 0)], Some(r#"{"_run":{"version":"1.2.3","count":4}}"#));
+        let bad = finished(
+            &[("web1", 3, 1, 0, 0, 0), ("web2", 1, 0, 1, 0, 0)],
+            Some(r#"{"_run":{"version":"1.2.3","count":4}}"#),
+        );
         let m = s.summary_message(&bad).unwrap();
         let text = m["text"].as_str().unwrap();
-        assert!(text.starts_with(":red_circle: site.yml failed in 1m 00s: 2 host(s), ok=4 changed=1 failed=1"), "{text}");
+        assert!(
+            text.starts_with(
+                ":red_circle: site.yml failed in 1m 00s: 2 host(s), ok=4 changed=1 failed=1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("failed hosts: web2"));
         assert!(text.contains("stats: count=4 version=\"1.2.3\""), "{text}");
         let all = m.to_string();
@@ -432,8 +557,11 @@ mod tests {
     #[test]
     fn big_runs_stay_within_limits() {
         let s = slack(r#","notify_on_success":true,"max_hosts":100"#);
-        let names: Vec<String> = (0..300).map(|i| format!("host-{i:03}-{}", "x".repeat(60))).collect();
-        let hosts: Vec<(&str, u32, u32, u32, u32, u32)> = names.iter().map(|n| (n.as_str(), 1, 1, 1, 0, 0)).collect();
+        let names: Vec<String> = (0..300)
+            .map(|i| format!("host-{i:03}-{}", "x".repeat(60)))
+            .collect();
+        let hosts: Vec<(&str, u32, u32, u32, u32, u32)> =
+            names.iter().map(|n| (n.as_str(), 1, 1, 1, 0, 0)).collect();
         let m = s.summary_message(&finished(&hosts, None)).unwrap();
         check_limits(&m);
     }
@@ -447,10 +575,22 @@ mod tests {
         for (json, want) in [
             (r#"{}"#, "missing field `webhook_url`"),
             (r#"{"webhook_url":"slack"}"#, "`webhook_url`"),
-            (r#"{"webhook_url":"https://h/x","max_hosts":0}"#, "`max_hosts`"),
-            (r#"{"webhook_url":"https://h/x","notify_on_success":"yes"}"#, "`notify_on_success`"),
-            (r#"{"webhook_url":"https://h/x","icon_emoji":":a:","icon_url":"https://i"}"#, "`icon_url`"),
-            (r##"{"webhook_url":"https://h/x","chanel":"#x"}"##, "unknown field `chanel`"),
+            (
+                r#"{"webhook_url":"https://h/x","max_hosts":0}"#,
+                "`max_hosts`",
+            ),
+            (
+                r#"{"webhook_url":"https://h/x","notify_on_success":"yes"}"#,
+                "`notify_on_success`",
+            ),
+            (
+                r#"{"webhook_url":"https://h/x","icon_emoji":":a:","icon_url":"https://i"}"#,
+                "`icon_url`",
+            ),
+            (
+                r##"{"webhook_url":"https://h/x","chanel":"#x"}"##,
+                "unknown field `chanel`",
+            ),
         ] {
             let err = herald_sdk::build::<Slack>(json).err().unwrap();
             assert!(err.contains(want), "{json}: {err}");

@@ -19,7 +19,9 @@
 use herald_sdk::net::{NetError, TcpSender, UdpSender};
 use herald_sdk::summary::{Observed, RunStatus, RunTracker};
 use herald_sdk::text::truncate_bytes;
-use herald_sdk::{kind_name, log, result_message, status_name, Event, EventKind, Outcome, Plugin, Status};
+use herald_sdk::{
+    kind_name, log, result_message, status_name, Event, EventKind, Outcome, Plugin, Status,
+};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -115,8 +117,22 @@ fn default_timeout_ms() -> u64 {
 /// Facility number for a name.
 pub fn facility(name: &str) -> Option<u8> {
     const NAMES: [&str; 16] = [
-        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
-        "security", "console", "solaris-cron",
+        "kern",
+        "user",
+        "mail",
+        "daemon",
+        "auth",
+        "syslog",
+        "lpr",
+        "news",
+        "uucp",
+        "cron",
+        "authpriv",
+        "ftp",
+        "ntp",
+        "security",
+        "console",
+        "solaris-cron",
     ];
     let n = name.trim().to_ascii_lowercase();
     if let Some(i) = NAMES.iter().position(|x| *x == n) {
@@ -129,8 +145,16 @@ pub fn facility(name: &str) -> Option<u8> {
 /// The severity of an event.
 pub fn severity(e: &Event, run_failed: bool) -> Severity {
     match e.kind {
-        EventKind::PlaybookOnStats => return if run_failed { Severity::Err } else { Severity::Notice },
-        EventKind::Warning | EventKind::Deprecated | EventKind::SystemWarning => return Severity::Warning,
+        EventKind::PlaybookOnStats => {
+            return if run_failed {
+                Severity::Err
+            } else {
+                Severity::Notice
+            }
+        }
+        EventKind::Warning | EventKind::Deprecated | EventKind::SystemWarning => {
+            return Severity::Warning
+        }
         EventKind::Error => return Severity::Err,
         EventKind::Verbose | EventKind::Debug => return Severity::Debug,
         EventKind::PlaybookOnNoHostsRemaining => return Severity::Err,
@@ -149,8 +173,16 @@ pub fn severity(e: &Event, run_failed: bool) -> Severity {
 
 /// Printable US-ASCII (33..=126) of at most `max` characters, `-` when empty (RFC 5424 header fields).
 pub fn header_field(s: &str, max: usize) -> String {
-    let f: String = s.chars().map(|c| if ('!'..='~').contains(&c) { c } else { '_' }).take(max).collect();
-    if f.is_empty() { "-".into() } else { f }
+    let f: String = s
+        .chars()
+        .map(|c| if ('!'..='~').contains(&c) { c } else { '_' })
+        .take(max)
+        .collect();
+    if f.is_empty() {
+        "-".into()
+    } else {
+        f
+    }
 }
 
 /// An SD-PARAM value with `"`, `\` and `]` escaped.
@@ -166,7 +198,10 @@ pub fn sd_escape(v: &str) -> String {
 }
 
 fn valid_sd_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 32 && s.chars().all(|c| ('!'..='~').contains(&c) && !matches!(c, '=' | ']' | '"' | ' '))
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| ('!'..='~').contains(&c) && !matches!(c, '=' | ']' | '"' | ' '))
 }
 
 /// The configured plugin.
@@ -194,12 +229,19 @@ impl Plugin for Syslog {
         let facility = facility(&c.facility).ok_or_else(|| {
             format!("config key `facility`: unknown facility `{}` (kern, user, daemon, auth, syslog, cron, local0-local7, ...)", c.facility)
         })?;
-        if c.app_name.is_empty() || c.app_name.len() > 48 || header_field(&c.app_name, 48) != c.app_name {
-            return Err("config key `app_name`: 1-48 printable ASCII characters without spaces".into());
+        if c.app_name.is_empty()
+            || c.app_name.len() > 48
+            || header_field(&c.app_name, 48) != c.app_name
+        {
+            return Err(
+                "config key `app_name`: 1-48 printable ASCII characters without spaces".into(),
+            );
         }
         if let Some(h) = &c.hostname {
             if h.is_empty() || h.len() > 255 || header_field(h, 255) != *h {
-                return Err("config key `hostname`: 1-255 printable ASCII characters without spaces".into());
+                return Err(
+                    "config key `hostname`: 1-255 printable ASCII characters without spaces".into(),
+                );
             }
         }
         if !valid_sd_name(&c.sd_id) {
@@ -218,7 +260,14 @@ impl Plugin for Syslog {
             Transport::Udp => (Some(UdpSender::new(addr)), None),
             Transport::Tcp => (None, Some(TcpSender::new(addr, c.timeout_ms))),
         };
-        Ok(Syslog { addr, facility, udp, tcp, c, tracker: RunTracker::host("syslog:") })
+        Ok(Syslog {
+            addr,
+            facility,
+            udp,
+            tcp,
+            c,
+            tracker: RunTracker::host("syslog:"),
+        })
     }
 
     fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
@@ -226,7 +275,10 @@ impl Plugin for Syslog {
         let run_failed = match event.kind {
             EventKind::PlaybookOnStats => match self.tracker.observe(event) {
                 Observed::Finished(s) => s.status() == RunStatus::Failed,
-                _ => event.stats.as_ref().is_some_and(|s| s.hosts.iter().any(|h| h.failures > 0 || h.unreachable > 0)),
+                _ => event
+                    .stats
+                    .as_ref()
+                    .is_some_and(|s| s.hosts.iter().any(|h| h.failures > 0 || h.unreachable > 0)),
             },
             _ => {
                 self.tracker.observe(event);
@@ -280,7 +332,13 @@ impl Syslog {
             .c
             .hostname
             .clone()
-            .or_else(|| if self.c.use_target_host { e.host.clone() } else { None })
+            .or_else(|| {
+                if self.c.use_target_host {
+                    e.host.clone()
+                } else {
+                    None
+                }
+            })
             .or_else(|| e.run.controller.clone())
             .unwrap_or_default();
         let hostname = header_field(&host_src, 255);
@@ -315,7 +373,11 @@ impl Syslog {
         }
         sd.push(']');
         let text = truncate_bytes(&message_text(e), self.c.max_message_bytes);
-        format!("<{pri}>1 {ts} {hostname} {} {procid} {msgid} {sd} {text}", self.c.app_name).into_bytes()
+        format!(
+            "<{pri}>1 {ts} {hostname} {} {procid} {msgid} {sd} {text}",
+            self.c.app_name
+        )
+        .into_bytes()
     }
 
     /// The bytes on the wire for one message.
@@ -328,7 +390,10 @@ impl Syslog {
                 out
             }
             (Transport::Tcp, Framing::Newline) => {
-                let mut out: Vec<u8> = msg.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect();
+                let mut out: Vec<u8> = msg
+                    .iter()
+                    .map(|&b| if b == b'\n' { b' ' } else { b })
+                    .collect();
                 out.push(b'\n');
                 out
             }
@@ -342,14 +407,23 @@ fn one_line(s: &str) -> String {
 
 /// A one-line description of the event.
 pub fn message_text(e: &Event) -> String {
-    let pb = if e.run.playbook.is_empty() { "ad-hoc run".to_string() } else { e.run.playbook.clone() };
+    let pb = if e.run.playbook.is_empty() {
+        "ad-hoc run".to_string()
+    } else {
+        e.run.playbook.clone()
+    };
     let task = e.task.as_ref().map(|t| t.name.as_str()).unwrap_or("");
     let host = e.host.as_deref().unwrap_or("");
     let msg = result_message(e.res.as_deref(), 4000).map(|m| one_line(&m));
     let s = match e.kind {
         EventKind::PlaybookOnStart => format!("playbook {pb} started"),
-        EventKind::PlaybookOnPlayStart => format!("play '{}' started", e.play.as_ref().map(|p| p.name.as_str()).unwrap_or("")),
-        EventKind::PlaybookOnTaskStart | EventKind::PlaybookOnHandlerTaskStart | EventKind::PlaybookOnCleanupTaskStart => {
+        EventKind::PlaybookOnPlayStart => format!(
+            "play '{}' started",
+            e.play.as_ref().map(|p| p.name.as_str()).unwrap_or("")
+        ),
+        EventKind::PlaybookOnTaskStart
+        | EventKind::PlaybookOnHandlerTaskStart
+        | EventKind::PlaybookOnCleanupTaskStart => {
             format!("task '{task}' started")
         }
         EventKind::PlaybookOnStats => {
@@ -418,7 +492,15 @@ mod tests {
     #[test]
     fn rfc5424_message() {
         let s = sl(r#","facility":"local3""#);
-        let e = host_event(EventKind::RunnerOnFailed, Status::Failed, "r1", "site.yml", "web2", "install", Some(r#"{"msg":"No package \"x\"\nfound"}"#));
+        let e = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r1",
+            "site.yml",
+            "web2",
+            "install",
+            Some(r#"{"msg":"No package \"x\"\nfound"}"#),
+        );
         let m = String::from_utf8(s.format(&e, severity(&e, false))).unwrap();
         // local3 (19) * 8 + err (3) = 155
         assert_eq!(
@@ -427,40 +509,83 @@ mod tests {
         );
         let t = sl(r#","use_target_host":true,"app_name":"deploy""#);
         let m = String::from_utf8(t.format(&e, Severity::Err)).unwrap();
-        assert!(m.starts_with("<131>1 2023-11-14T22:13:20.000Z web2 deploy r1 runner_on_failed ["), "{m}");
+        assert!(
+            m.starts_with("<131>1 2023-11-14T22:13:20.000Z web2 deploy r1 runner_on_failed ["),
+            "{m}"
+        );
         let fixed = sl(r#","hostname":"ansible-ctl""#);
-        assert!(String::from_utf8(fixed.format(&e, Severity::Err)).unwrap().contains(" ansible-ctl ansible r1 "));
+        assert!(String::from_utf8(fixed.format(&e, Severity::Err))
+            .unwrap()
+            .contains(" ansible-ctl ansible r1 "));
         let mut no_ctl = event(EventKind::PlaybookOnStart, "r 1", "");
         no_ctl.run.controller = None;
         let m = String::from_utf8(s.format(&no_ctl, Severity::Info)).unwrap();
-        assert!(m.starts_with("<158>1 2023-11-14T22:13:20.000Z - ansible r_1 playbook_on_start [herald@32473 "), "{m}");
+        assert!(
+            m.starts_with(
+                "<158>1 2023-11-14T22:13:20.000Z - ansible r_1 playbook_on_start [herald@32473 "
+            ),
+            "{m}"
+        );
         assert!(m.ends_with("] playbook ad-hoc run started"));
     }
 
     #[test]
     fn severities() {
-        let f = host_event(EventKind::RunnerOnFailed, Status::Failed, "r", "p", "h", "t", None);
+        let f = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r",
+            "p",
+            "h",
+            "t",
+            None,
+        );
         assert_eq!(severity(&f, false), Severity::Err);
         let mut ign = f.clone();
         ign.ignore_errors = true;
         assert_eq!(severity(&ign, false), Severity::Warning);
-        let u = host_event(EventKind::RunnerOnUnreachable, Status::Unreachable, "r", "p", "h", "t", None);
+        let u = host_event(
+            EventKind::RunnerOnUnreachable,
+            Status::Unreachable,
+            "r",
+            "p",
+            "h",
+            "t",
+            None,
+        );
         assert_eq!(severity(&u, false), Severity::Crit);
-        let c = host_event(EventKind::RunnerOnOk, Status::Changed, "r", "p", "h", "t", None);
+        let c = host_event(
+            EventKind::RunnerOnOk,
+            Status::Changed,
+            "r",
+            "p",
+            "h",
+            "t",
+            None,
+        );
         assert_eq!(severity(&c, false), Severity::Notice);
         let o = host_event(EventKind::RunnerOnOk, Status::Ok, "r", "p", "h", "t", None);
         assert_eq!(severity(&o, false), Severity::Info);
         let st = stats_event("r", "p", &[("h", 1, 0, 1, 0, 0)], None);
         assert_eq!(severity(&st, true), Severity::Err);
         assert_eq!(severity(&st, false), Severity::Notice);
-        assert_eq!(severity(&event(EventKind::Verbose, "r", "p"), false), Severity::Debug);
-        assert!(Severity::Debug > Severity::Info, "min_severity compares by number");
+        assert_eq!(
+            severity(&event(EventKind::Verbose, "r", "p"), false),
+            Severity::Debug
+        );
+        assert!(
+            Severity::Debug > Severity::Info,
+            "min_severity compares by number"
+        );
     }
 
     #[test]
     fn framing() {
         let t = sl(r#","transport":"tcp""#);
-        assert_eq!(t.frame(b"<14>1 - - - - - - hi"), b"20 <14>1 - - - - - - hi".to_vec());
+        assert_eq!(
+            t.frame(b"<14>1 - - - - - - hi"),
+            b"20 <14>1 - - - - - - hi".to_vec()
+        );
         let n = sl(r#","transport":"tcp","framing":"newline""#);
         assert_eq!(n.frame(b"a\nb"), b"a b\n".to_vec());
         assert_eq!(sl("").frame(b"x"), b"x".to_vec());
@@ -470,14 +595,27 @@ mod tests {
 
     #[test]
     fn stats_text_and_limits() {
-        let st = stats_event("r", "site.yml", &[("web1", 3, 1, 0, 0, 1), ("db", 0, 0, 0, 1, 0)], None);
+        let st = stats_event(
+            "r",
+            "site.yml",
+            &[("web1", 3, 1, 0, 0, 1), ("db", 0, 0, 0, 1, 0)],
+            None,
+        );
         assert_eq!(
             message_text(&st),
             "playbook site.yml finished: web1 ok=3 changed=1 failed=0 unreachable=0 skipped=1 rescued=0 ignored=0; db ok=0 changed=0 failed=0 unreachable=1 skipped=0 rescued=0 ignored=0"
         );
         let s = sl(r#","max_message_bytes":64"#);
         let long = "x".repeat(1000);
-        let e = host_event(EventKind::RunnerOnFailed, Status::Failed, "r", "p", "h", "t", Some(&format!(r#"{{"msg":"{long}"}}"#)));
+        let e = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r",
+            "p",
+            "h",
+            "t",
+            Some(&format!(r#"{{"msg":"{long}"}}"#)),
+        );
         let m = String::from_utf8(s.format(&e, Severity::Err)).unwrap();
         let msg = m.rsplit_once("] ").unwrap().1;
         assert!(msg.len() <= 64 + 3, "{}", msg.len());
@@ -494,15 +632,36 @@ mod tests {
             (r#"{}"#, "missing field `address`"),
             (r#"{"address":"syslog.example.com:514"}"#, "`address`"),
             (r#"{"address":"127.0.0.1:0"}"#, "`address`"),
-            (r#"{"address":"127.0.0.1:514","transport":"tls"}"#, "`transport`"),
-            (r#"{"address":"127.0.0.1:514","facility":"local9"}"#, "`facility`"),
-            (r#"{"address":"127.0.0.1:514","app_name":"my app"}"#, "`app_name`"),
+            (
+                r#"{"address":"127.0.0.1:514","transport":"tls"}"#,
+                "`transport`",
+            ),
+            (
+                r#"{"address":"127.0.0.1:514","facility":"local9"}"#,
+                "`facility`",
+            ),
+            (
+                r#"{"address":"127.0.0.1:514","app_name":"my app"}"#,
+                "`app_name`",
+            ),
             (r#"{"address":"127.0.0.1:514","hostname":""}"#, "`hostname`"),
             (r#"{"address":"127.0.0.1:514","sd_id":"a=b"}"#, "`sd_id`"),
-            (r#"{"address":"127.0.0.1:514","min_severity":"loud"}"#, "`min_severity`"),
-            (r#"{"address":"127.0.0.1:514","framing":"newline"}"#, "`framing`"),
-            (r#"{"address":"127.0.0.1:514","max_message_bytes":10}"#, "`max_message_bytes`"),
-            (r#"{"address":"127.0.0.1:514","port":514}"#, "unknown field `port`"),
+            (
+                r#"{"address":"127.0.0.1:514","min_severity":"loud"}"#,
+                "`min_severity`",
+            ),
+            (
+                r#"{"address":"127.0.0.1:514","framing":"newline"}"#,
+                "`framing`",
+            ),
+            (
+                r#"{"address":"127.0.0.1:514","max_message_bytes":10}"#,
+                "`max_message_bytes`",
+            ),
+            (
+                r#"{"address":"127.0.0.1:514","port":514}"#,
+                "unknown field `port`",
+            ),
         ] {
             let err = herald_sdk::build::<Syslog>(json).err().unwrap();
             assert!(err.contains(want), "{json}: {err}");

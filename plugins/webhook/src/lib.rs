@@ -79,9 +79,27 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Virtual references usable in a template besides `$.path`.
 const REFS: &[&str] = &[
-    "$", "$id", "$parent_id", "$kind", "$tenant", "$run_id", "$playbook", "$controller", "$sequence",
-    "$created_ms", "$created", "$play", "$task", "$action", "$host", "$status", "$changed",
-    "$ignore_errors", "$duration_ms", "$message", "$res",
+    "$",
+    "$id",
+    "$parent_id",
+    "$kind",
+    "$tenant",
+    "$run_id",
+    "$playbook",
+    "$controller",
+    "$sequence",
+    "$created_ms",
+    "$created",
+    "$play",
+    "$task",
+    "$action",
+    "$host",
+    "$status",
+    "$changed",
+    "$ignore_errors",
+    "$duration_ms",
+    "$message",
+    "$res",
 ];
 
 /// A compiled body template.
@@ -112,7 +130,9 @@ impl Template {
                     .map(|(i, v)| Template::compile(v, &format!("{at}[{i}]")))
                     .collect::<Result<_, String>>()?,
             ),
-            Value::String(s) if s.starts_with("$$") => Template::Literal(Value::String(s[1..].to_string())),
+            Value::String(s) if s.starts_with("$$") => {
+                Template::Literal(Value::String(s[1..].to_string()))
+            }
             Value::String(s) if s.starts_with("$.") => {
                 let parts: Vec<String> = s[2..].split('.').map(str::to_string).collect();
                 if parts.iter().any(|p| p.is_empty()) {
@@ -153,16 +173,22 @@ impl Template {
                 cur.clone()
             }
             Template::Ref(r) => reference(r, event, wire),
-            Template::Object(fields) => {
-                Value::Object(fields.iter().map(|(k, t)| (k.clone(), t.render(event, wire))).collect::<Map<_, _>>())
+            Template::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.render(event, wire)))
+                    .collect::<Map<_, _>>(),
+            ),
+            Template::Array(items) => {
+                Value::Array(items.iter().map(|t| t.render(event, wire)).collect())
             }
-            Template::Array(items) => Value::Array(items.iter().map(|t| t.render(event, wire)).collect()),
         }
     }
 }
 
 fn opt_str(s: Option<&str>) -> Value {
-    s.map(|s| Value::String(s.to_string())).unwrap_or(Value::Null)
+    s.map(|s| Value::String(s.to_string()))
+        .unwrap_or(Value::Null)
 }
 
 fn reference(r: &str, e: &Event, wire: &Value) -> Value {
@@ -185,9 +211,17 @@ fn reference(r: &str, e: &Event, wire: &Value) -> Value {
         "$status" => opt_str(e.status.map(status_name)),
         "$changed" => e.changed.into(),
         "$ignore_errors" => e.ignore_errors.into(),
-        "$duration_ms" => e.timing.as_ref().map(|t| Value::from(t.duration_ms)).unwrap_or(Value::Null),
+        "$duration_ms" => e
+            .timing
+            .as_ref()
+            .map(|t| Value::from(t.duration_ms))
+            .unwrap_or(Value::Null),
         "$message" => opt_str(herald_sdk::result_message(e.res.as_deref(), 2000).as_deref()),
-        "$res" => e.res.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null),
+        "$res" => e
+            .res
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or(Value::Null),
         _ => Value::Null,
     }
 }
@@ -207,7 +241,10 @@ pub struct Webhook {
 }
 
 fn valid_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn valid_header_value(v: &str) -> bool {
@@ -221,13 +258,21 @@ impl Plugin for Webhook {
         let url = Url::parse(&c.url).map_err(|e| format!("config key `url`: {e}"))?;
         let method = match Method::parse(&c.method) {
             Some(m @ (Method::Post | Method::Put)) => m,
-            _ => return Err(format!("config key `method`: `{}` is not supported (use POST or PUT)", c.method)),
+            _ => {
+                return Err(format!(
+                    "config key `method`: `{}` is not supported (use POST or PUT)",
+                    c.method
+                ))
+            }
         };
         if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
             return Err("config key `timeout_ms`: must be between 1 and 600000".into());
         }
         if !valid_header_name(&c.signature_header) {
-            return Err(format!("config key `signature_header`: `{}` is not a valid header name", c.signature_header));
+            return Err(format!(
+                "config key `signature_header`: `{}` is not a valid header name",
+                c.signature_header
+            ));
         }
         if let Some(s) = &c.hmac_secret {
             if s.is_empty() {
@@ -236,7 +281,9 @@ impl Plugin for Webhook {
         }
         if let Some(t) = &c.bearer_token {
             if t.is_empty() || !valid_header_value(t) {
-                return Err("config key `bearer_token`: must be a non-empty single-line string".into());
+                return Err(
+                    "config key `bearer_token`: must be a non-empty single-line string".into(),
+                );
             }
         }
         let mut headers = Vec::new();
@@ -247,13 +294,19 @@ impl Plugin for Webhook {
                 return Err(format!("config key `{key}`: not a valid header name"));
             }
             if !valid_header_value(value) {
-                return Err(format!("config key `{key}`: header values must be single-line text"));
+                return Err(format!(
+                    "config key `{key}`: header values must be single-line text"
+                ));
             }
             if RESERVED_HEADERS.contains(&lower.as_str()) {
-                return Err(format!("config key `{key}`: `{name}` is set by the webhook itself"));
+                return Err(format!(
+                    "config key `{key}`: `{name}` is set by the webhook itself"
+                ));
             }
             if c.hmac_secret.is_some() && lower == c.signature_header.to_ascii_lowercase() {
-                return Err(format!("config key `{key}`: `{name}` carries the signature (signature_header)"));
+                return Err(format!(
+                    "config key `{key}`: `{name}` carries the signature (signature_header)"
+                ));
             }
             if c.bearer_token.is_some() && lower == "authorization" {
                 return Err(format!("config key `{key}`: set either bearer_token or an Authorization header, not both"));
@@ -279,7 +332,11 @@ impl Plugin for Webhook {
         let template = match &c.template {
             None => None,
             Some(v @ Value::Object(_)) => Some(Template::compile(v, "template")?),
-            Some(_) => return Err("config key `template`: must be a table (an object of output fields)".into()),
+            Some(_) => {
+                return Err(
+                    "config key `template`: must be a table (an object of output fields)".into(),
+                )
+            }
         };
         Ok(Webhook {
             url,
@@ -303,7 +360,10 @@ impl Plugin for Webhook {
         let (outcome, _) = req.deliver();
         match &outcome {
             Outcome::Ok => {}
-            Outcome::Retryable(r) => log::warn(&format!("event {}: retryable (attempt {attempt}): {}", event.id, r.reason)),
+            Outcome::Retryable(r) => log::warn(&format!(
+                "event {}: retryable (attempt {attempt}): {}",
+                event.id, r.reason
+            )),
             Outcome::Permanent(p) => log::error(&format!("event {}: not delivered: {p}", event.id)),
         }
         outcome
@@ -313,7 +373,9 @@ impl Plugin for Webhook {
 impl Webhook {
     /// Whether the event's kind is sent.
     pub fn wants(&self, kind: EventKind) -> bool {
-        self.kinds.as_ref().is_none_or(|k| k.contains(kind_name(kind)))
+        self.kinds
+            .as_ref()
+            .is_none_or(|k| k.contains(kind_name(kind)))
     }
 
     /// The request body for an event.
@@ -322,7 +384,8 @@ impl Webhook {
             None => Ok(event.json.as_bytes().to_vec()),
             Some(t) => {
                 let wire: Value = serde_json::from_str(&event.json).unwrap_or(Value::Null);
-                serde_json::to_vec(&t.render(event, &wire)).map_err(|e| format!("cannot render the template: {e}"))
+                serde_json::to_vec(&t.render(event, &wire))
+                    .map_err(|e| format!("cannot render the template: {e}"))
             }
         }
     }
@@ -341,7 +404,10 @@ impl Webhook {
             .unwrap_or_else(|| "application/json".into());
         let mut req = Request::new(self.method, self.url.clone())
             .timeout_ms(self.timeout_ms)
-            .header("user-agent", concat!("herald-webhook/", env!("CARGO_PKG_VERSION")));
+            .header(
+                "user-agent",
+                concat!("herald-webhook/", env!("CARGO_PKG_VERSION")),
+            );
         for (n, v) in &self.headers {
             if !n.eq_ignore_ascii_case("content-type") && !n.eq_ignore_ascii_case("user-agent") {
                 req = req.header(n.clone(), v.clone());
@@ -385,7 +451,10 @@ mod tests {
     }
 
     fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
-        r.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        r.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -428,9 +497,13 @@ mod tests {
         );
         assert_eq!(r.timeout_ms, 2500);
 
-        let w = hook(r#"{"url":"http://h/","hmac_secret":"s","signature_header":"X-Sig"}"#).unwrap();
+        let w =
+            hook(r#"{"url":"http://h/","hmac_secret":"s","signature_header":"X-Sig"}"#).unwrap();
         let r = w.build_request(&e, 1).unwrap().unwrap();
-        assert_eq!(header(&r, "x-sig"), Some(sign(b"s", b"Hello, World!").as_str()));
+        assert_eq!(
+            header(&r, "x-sig"),
+            Some(sign(b"s", b"Hello, World!").as_str())
+        );
     }
 
     #[test]
@@ -454,8 +527,17 @@ mod tests {
                 "dollar":"$$5","n":3,"nested":{"task":"$task","msg":"$message"},"list":["$run_id", true]}}"#,
         )
         .unwrap();
-        let e = host_event(EventKind::RunnerOnFailed, Status::Failed, "r9", "site.yml", "web1", "install", Some(r#"{"msg":"boom"}"#));
-        let body: Value = serde_json::from_slice(&w.build_request(&e, 1).unwrap().unwrap().body).unwrap();
+        let e = host_event(
+            EventKind::RunnerOnFailed,
+            Status::Failed,
+            "r9",
+            "site.yml",
+            "web1",
+            "install",
+            Some(r#"{"msg":"boom"}"#),
+        );
+        let body: Value =
+            serde_json::from_slice(&w.build_request(&e, 1).unwrap().unwrap().body).unwrap();
         assert_eq!(
             body,
             serde_json::json!({
@@ -474,20 +556,50 @@ mod tests {
             (r#"{"url":"http://h","method":"GET"}"#, "`method`"),
             (r#"{"url":"http://h","timeout_ms":0}"#, "`timeout_ms`"),
             (r#"{"url":"http://h","timeout_ms":"5s"}"#, "`timeout_ms`"),
-            (r#"{"url":"http://h","headers":{"Content-Length":"1"}}"#, "`headers.Content-Length`"),
-            (r#"{"url":"http://h","headers":{"bad name":"1"}}"#, "`headers.bad name`"),
-            (r#"{"url":"http://h","headers":{"X":"a\nb"}}"#, "`headers.X`"),
+            (
+                r#"{"url":"http://h","headers":{"Content-Length":"1"}}"#,
+                "`headers.Content-Length`",
+            ),
+            (
+                r#"{"url":"http://h","headers":{"bad name":"1"}}"#,
+                "`headers.bad name`",
+            ),
+            (
+                r#"{"url":"http://h","headers":{"X":"a\nb"}}"#,
+                "`headers.X`",
+            ),
             (r#"{"url":"http://h","headers":{"X":1}}"#, "`headers.X`"),
-            (r#"{"url":"http://h","bearer_token":"t","headers":{"Authorization":"x"}}"#, "`headers.Authorization`"),
-            (r#"{"url":"http://h","hmac_secret":"s","headers":{"x-herald-signature":"x"}}"#, "`headers.x-herald-signature`"),
-            (r#"{"url":"http://h","kinds":["runner_on_ok","bogus"]}"#, "`kinds[1]`"),
+            (
+                r#"{"url":"http://h","bearer_token":"t","headers":{"Authorization":"x"}}"#,
+                "`headers.Authorization`",
+            ),
+            (
+                r#"{"url":"http://h","hmac_secret":"s","headers":{"x-herald-signature":"x"}}"#,
+                "`headers.x-herald-signature`",
+            ),
+            (
+                r#"{"url":"http://h","kinds":["runner_on_ok","bogus"]}"#,
+                "`kinds[1]`",
+            ),
             (r#"{"url":"http://h","kinds":[]}"#, "`kinds`"),
             (r#"{"url":"http://h","template":"x"}"#, "`template`"),
-            (r#"{"url":"http://h","template":{"a":{"b":"$nope"}}}"#, "`template.a.b`"),
-            (r#"{"url":"http://h","template":{"a":"$.x..y"}}"#, "`template.a`"),
+            (
+                r#"{"url":"http://h","template":{"a":{"b":"$nope"}}}"#,
+                "`template.a.b`",
+            ),
+            (
+                r#"{"url":"http://h","template":{"a":"$.x..y"}}"#,
+                "`template.a`",
+            ),
             (r#"{"url":"http://h","hmac_secret":""}"#, "`hmac_secret`"),
-            (r#"{"url":"http://h","signature_header":"a b"}"#, "`signature_header`"),
-            (r#"{"url":"http://h","secret":"x"}"#, "unknown field `secret`"),
+            (
+                r#"{"url":"http://h","signature_header":"a b"}"#,
+                "`signature_header`",
+            ),
+            (
+                r#"{"url":"http://h","secret":"x"}"#,
+                "unknown field `secret`",
+            ),
         ];
         for (json, want) in cases {
             let err = hook(json).unwrap_err();
@@ -498,10 +610,25 @@ mod tests {
     #[test]
     fn content_type_and_user_agent_overrides() {
         let w = hook(r#"{"url":"http://h/","headers":{"Content-Type":"application/vnd.x+json","User-Agent":"me"}}"#).unwrap();
-        let r = w.build_request(&event(EventKind::RunnerOnOk, "r", "p"), 1).unwrap().unwrap();
+        let r = w
+            .build_request(&event(EventKind::RunnerOnOk, "r", "p"), 1)
+            .unwrap()
+            .unwrap();
         assert_eq!(header(&r, "content-type"), Some("application/vnd.x+json"));
-        assert_eq!(r.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-type")).count(), 1);
+        assert_eq!(
+            r.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                .count(),
+            1
+        );
         assert_eq!(header(&r, "user-agent"), Some("me"));
-        assert_eq!(r.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("user-agent")).count(), 1);
+        assert_eq!(
+            r.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+                .count(),
+            1
+        );
     }
 }
