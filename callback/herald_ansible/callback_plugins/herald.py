@@ -166,7 +166,6 @@ import socket
 import sys
 import threading
 import time
-import uuid as _uuid_mod
 
 from ansible.plugins.callback import CallbackBase
 
@@ -204,9 +203,6 @@ _AWX_ENV = (
     ("TOWER_HOST", "tower_host"),
 )
 
-_uuid4 = _uuid_mod.uuid4
-
-
 def _safe(fn):
     """Every hook: nothing escapes into Ansible (except KeyboardInterrupt/SystemExit)."""
     name = fn.__name__
@@ -237,8 +233,9 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super().__init__(display=display)
         self._cfg = None
-        self._run_id = str(_uuid4())
+        self._run_id = _S.uuid4()
         self._controller = socket.gethostname()
+        self._controller_json = _S.encode_json(self._controller)
         self._counter = 0
         self._lock = threading.Lock()
         self._writer = None
@@ -349,38 +346,35 @@ class CallbackModule(CallbackBase):
             except (ValueError, OSError):
                 self._prev_sigterm = None
 
-    def _emit(self, event, event_data, parent_uuid=None, res=None, event_uuid=None):
-        """Serialize one event and append it to the spool. `res` is cleaned, size-limited and
-        spliced in without a second serialization of the whole event."""
+    def _emit(self, event, event_data, parent_uuid=None, res=None, event_uuid=None, now=None):
+        """Serialize one event (one JSON encoding) and append it to the spool with one write."""
         if self._disabled or self._finished:
             return None
         if not self._started:
             self._start()
             if self._disabled:
                 return None
-        ev_uuid = event_uuid or str(_uuid4())
-        env = {
-            "uuid": ev_uuid,
-            "event": event,
-            "run_id": self._run_id,
-            "created": _S.now_iso(),
-            "controller": self._controller,
-        }
-        if parent_uuid:
-            env["parent_uuid"] = parent_uuid
+        ev_uuid = event_uuid or _S.uuid4()
         enc = _S.encode_json
-        ed_json = enc(event_data)
         if res is not None:
-            res = self._cleaner.clean(res) if isinstance(res, dict) else {"value": res}
+            event_data["res"] = self._cleaner.clean(res) if isinstance(res, dict) else {"value": res}
+        ed_json = enc(event_data)
+        limit = self._cfg["max_result_bytes"]
+        if res is not None and len(ed_json) > limit:
+            res = event_data.pop("res")
             res_json = enc(res)
-            limit = self._cfg["max_result_bytes"]
             if len(res_json) > limit:
                 res_json = _S.truncate_result(res, res_json, limit)
+            ed_json = enc(event_data)
             ed_json = '{"res":' + res_json + "}" if ed_json == "{}" else ed_json[:-1] + ',"res":' + res_json + "}"
-        head = enc(env)
+        # uuid, event, run_id, created and parent_uuid are ours and need no escaping
+        head = '{"uuid":"%s","event":"%s","run_id":"%s","created":"%s","controller":%s' % (
+            ev_uuid, event, self._run_id, _S.now_iso(now), self._controller_json)
+        if parent_uuid:
+            head += ',"parent_uuid":"%s"' % parent_uuid
         with self._lock:
             self._counter += 1
-            line = ('%s,"counter":%d,"event_data":%s}\n' % (head[:-1], self._counter, ed_json)).encode("utf-8", "replace")
+            line = ('%s,"counter":%d,"event_data":%s}\n' % (head, self._counter, ed_json)).encode("utf-8", "replace")
             w = self._writer
             ok = w.append(line)
         if not ok:
@@ -531,11 +525,11 @@ class CallbackModule(CallbackBase):
         d["end"] = _S.now_iso(now)
         if extra:
             d.update(extra)
-        self._emit(event, d, parent_uuid=self._parent_for(task), res=res)
+        self._emit(event, d, parent_uuid=self._parent_for(task), res=res, now=now)
 
     # ------------------------------------------------------------------ playbook / play / task
     def _playbook_on_start_impl(self, file_name, synthesized=False):
-        self._playbook_uuid = str(_uuid4())
+        self._playbook_uuid = _S.uuid4()
         self._playbook = _str(file_name) if file_name else "__adhoc_playbook__"
         self._play = None
         self._play_event = None
@@ -656,7 +650,7 @@ class CallbackModule(CallbackBase):
         self._starts[(d["host"], d["task_uuid"])] = [now, now]
         self._host_task[d["host"]] = task
         d["start"] = _S.now_iso(now)
-        self._emit("runner_on_start", d, parent_uuid=self._parent_for(task))
+        self._emit("runner_on_start", d, parent_uuid=self._parent_for(task), now=now)
 
     @_safe
     def v2_runner_on_ok(self, result):
