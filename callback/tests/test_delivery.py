@@ -288,3 +288,48 @@ def test_no_url_spools_only_and_warns(runner, receiver):
     s = runner.ship("--url", receiver.url)
     assert s.returncode == 0
     assert uuids(receiver.events) == uuids(spooled)
+
+
+def test_sigterm_flushes_within_the_budget_then_dies_as_before(runner, receiver):
+    pb = runner.write("slow.yml", """\
+- hosts: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.debug: {msg: before}
+    - name: long
+      ansible.builtin.command: sleep 60
+""")
+    cmd = [ansible_bin("ansible-playbook"), "-i", str(runner.inventory), str(pb)]
+    # nothing is shipped during the run (huge batch age), so only the SIGTERM flush can deliver
+    proc = subprocess.Popen(cmd, env=runner.env(HERALD_BATCH_MAX_AGE="600"), cwd=str(runner.tmp),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True, text=True)
+    family = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            evs = runner.spooled_events()
+            if sum(1 for e in evs if e["event"] == "runner_on_start" and e["event_data"].get("task") == "long") == 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the long task never started")
+        # only the shipper's first pass (at the first event) went out so far
+        assert len(receiver.events) < len(evs)
+        family = descendants(proc.pid)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert took <= FLUSH + SLACK
+    assert proc.returncode == -signal.SIGTERM, proc.returncode
+    assert uuids(receiver.events) == uuids(evs)
+    assert runner.spool_files() == []
