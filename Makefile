@@ -9,7 +9,7 @@ ANSIBLE_CORE ?= 2.19.14
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 HERALD_BIN  := $(TARGET_DIR)/release/herald
 PLUGIN_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/plugins/target)
-PLUGINS     := webhook
+PLUGINS     := webhook prometheus pagerduty slack grafana syslog
 PLUGIN_OUT  := $(CURDIR)/build/plugins
 
 export HERALD_BIN

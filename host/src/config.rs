@@ -220,17 +220,51 @@ impl RetryPolicy {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 struct RawConfig {
-    #[serde(default)]
     server: ServerConfig,
-    #[serde(default)]
     storage: StorageConfig,
-    #[serde(default)]
     tenants: BTreeMap<String, TenantConfig>,
-    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// Decodes one section, recording a located problem on failure.
+fn decode<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    at: &[&str],
+    locator: &Locator,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut segs: Vec<String> = at.iter().map(|s| s.to_string()).collect();
+            for seg in e.path().iter() {
+                if let serde_path_to_error::Segment::Map { key } = seg {
+                    segs.push(key.clone());
+                }
+            }
+            let message = e.inner().to_string().trim().to_string();
+            // "unknown field `x`" / "missing field `x`" name the key themselves.
+            let named = ["unknown field `", "missing field `"].iter().find_map(|p| {
+                let rest = message.strip_prefix(p)?;
+                rest.split('`').next().map(str::to_string)
+            });
+            if let Some(k) = named {
+                if segs.last() != Some(&k) {
+                    segs.push(k);
+                }
+            }
+            let key = if segs.len() > at.len() {
+                segs.pop().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let table: Vec<&str> = segs.iter().map(String::as_str).collect();
+            problems.push(locator.problem(&table, &key, &message));
+            None
+        }
+    }
 }
 
 fn is_token_hash(t: &str) -> bool {
@@ -262,7 +296,7 @@ impl Config {
     /// Validates configuration text that came from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let locator = Locator::new(path, text);
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
                 .map(|s| locator.line_col(s.start))
@@ -277,8 +311,50 @@ impl Config {
                 }],
             }
         })?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        // Each section is decoded on its own so that one run reports the
+        // problems of every section, not just the first.
         let mut problems = Vec::new();
+        let mut raw = RawConfig::default();
+        for (key, value) in table {
+            match key.as_str() {
+                "server" => {
+                    if let Some(v) = decode(value, &["server"], &locator, &mut problems) {
+                        raw.server = v;
+                    }
+                }
+                "storage" => {
+                    if let Some(v) = decode(value, &["storage"], &locator, &mut problems) {
+                        raw.storage = v;
+                    }
+                }
+                "tenants" | "plugins" => {
+                    let toml::Value::Table(entries) = value else {
+                        problems.push(locator.problem(
+                            &[],
+                            &key,
+                            "expected a table of named entries",
+                        ));
+                        continue;
+                    };
+                    for (name, v) in entries {
+                        let at = [key.as_str(), name.as_str()];
+                        if key == "tenants" {
+                            if let Some(t) = decode(v, &at, &locator, &mut problems) {
+                                raw.tenants.insert(name, t);
+                            }
+                        } else if let Some(p) = decode(v, &at, &locator, &mut problems) {
+                            raw.plugins.insert(name, p);
+                        }
+                    }
+                }
+                other => problems.push(locator.problem(
+                    &[],
+                    other,
+                    "unknown section; expected server, storage, tenants or plugins",
+                )),
+            }
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let mut config = Config {
             path: path.to_owned(),
             server: raw.server,
@@ -519,7 +595,9 @@ impl<'a> Locator<'a> {
         let (line, column) = self.find(table, key);
         let mut full = table.join(".");
         if !key.is_empty() {
-            full.push('.');
+            if !full.is_empty() {
+                full.push('.');
+            }
             full.push_str(key);
         }
         Problem {
@@ -532,6 +610,16 @@ impl<'a> Locator<'a> {
     }
 
     fn find(&self, table: &[&str], key: &str) -> (usize, usize) {
+        if table.is_empty() {
+            // A top-level key or section.
+            for (i, line) in self.text.lines().enumerate() {
+                let t = line.trim();
+                if t.trim_start_matches('[').starts_with(key) && !key.is_empty() {
+                    return (i + 1, 1);
+                }
+            }
+            return (1, 1);
+        }
         let header = table.join(".");
         let quoted: Vec<String> = table.iter().map(|t| format!("\"{t}\"")).collect();
         let mut in_table = false;
@@ -591,6 +679,26 @@ mod tests {
         assert!(keys.contains(&("tenants.ops.tokens", 2)), "{keys:?}");
         assert!(keys.contains(&("plugins.hook.tenant", 5)), "{keys:?}");
         assert!(keys.contains(&("plugins.hook.component", 6)), "{keys:?}");
+    }
+
+    #[test]
+    fn problems_of_every_section_are_reported_together() {
+        let d = tmpdir("many");
+        let text = "[server]\nport = 3\n\n[tenants.a]\ntokens = \"x\"\n\n[plugins.p]\ntenant = \"a\"\ncomponent = \"c.wasm\"\n\n[plugins.p.limits]\nmemory_mib = \"lots\"\n\n[plugins.q]\ncomponent = \"c.wasm\"\n";
+        let p = write(&d, "herald.toml", text);
+        let err = Config::load(&p).unwrap_err();
+        let got: Vec<(String, usize)> = err
+            .problems
+            .iter()
+            .map(|p| (p.key.clone(), p.line))
+            .collect();
+        assert!(got.contains(&("server.port".into(), 2)), "{got:?}");
+        assert!(got.contains(&("tenants.a.tokens".into(), 5)), "{got:?}");
+        assert!(
+            got.contains(&("plugins.p.limits.memory_mib".into(), 12)),
+            "{got:?}"
+        );
+        assert!(got.iter().any(|(k, _)| k == "plugins.q.tenant"), "{got:?}");
     }
 
     #[test]
