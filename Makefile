@@ -11,9 +11,12 @@ HERALD_BIN  := $(TARGET_DIR)/release/herald
 PLUGIN_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/plugins/target)
 PLUGINS     := webhook prometheus pagerduty slack grafana syslog
 PLUGIN_OUT  := $(CURDIR)/build/plugins
+HOSTILE     := hostile hostile_wrong_version hostile_bad_import
+HOSTILE_OUT := $(CURDIR)/build/hostile
 
 export HERALD_BIN
 export HERALD_PLUGIN_DIR := $(PLUGIN_OUT)
+export HERALD_HOSTILE_DIR := $(HOSTILE_OUT)
 
 .PHONY: help
 help: ## list the targets
@@ -45,15 +48,25 @@ plugins: ## build every plugin component for wasm32-wasip2 into build/plugins/
 	mkdir -p $(PLUGIN_OUT)
 	for p in $(PLUGINS); do cp $(PLUGIN_TARGET_DIR)/wasm32-wasip2/release/herald_$$p.wasm $(PLUGIN_OUT)/$$p.wasm; done
 
+.PHONY: hostile
+hostile: ## build the hostile test components (tests/hostile) into build/hostile/
+	rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	cd tests/hostile && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo build --release --locked --target wasm32-wasip2
+	mkdir -p $(HOSTILE_OUT)
+	for p in $(HOSTILE); do cp $(PLUGIN_TARGET_DIR)/wasm32-wasip2/release/herald_$$p.wasm $(HOSTILE_OUT)/$$p.wasm; done
+
 .PHONY: build
-build: host plugins venv ## everything the demo and the tests need
+build: host plugins venv ## everything the demo needs
+
+.PHONY: build-test
+build-test: build hostile ## everything the tests need (adds the hostile components)
 
 .PHONY: demo
 demo: build ## run examples/playbooks/site.yml through the host to a local webhook sink
 	$(VENV)/bin/python examples/demo.py
 
 .PHONY: test
-test: build ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
+test: build-test ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
 	cargo test --release --locked -p herald
 	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo test --locked --target $$(rustc -vV | sed -n 's/^host: //p')
 	$(VENV)/bin/pytest -q callback/tests
