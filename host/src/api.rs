@@ -150,7 +150,8 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /v1/plugins` (admin): every running plugin instance with its
-/// delivery counts.
+/// delivery counts, limits and state: `running`, `paused` (circuit breaker
+/// open) or `probing` (half-open), with the breaker's details.
 async fn list_plugins(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -158,13 +159,21 @@ async fn list_plugins(
     let config = state.live.load_full();
     require_admin(&config, &headers)?;
     let journal = state.journal.clone();
-    let names = state.dispatcher.names();
+    let names: Vec<(String, Option<crate::dispatch::BreakerStatus>)> = state
+        .dispatcher
+        .names()
+        .into_iter()
+        .map(|n| {
+            let status = state.dispatcher.status(&n);
+            (n, status)
+        })
+        .collect();
     let rows = tokio::task::spawn_blocking(move || {
         names
             .into_iter()
-            .map(|n| {
+            .map(|(n, status)| {
                 let counts = journal.delivery_counts(&n).unwrap_or_default();
-                (n, counts)
+                (n, status, counts)
             })
             .collect::<Vec<_>>()
     })
@@ -172,8 +181,9 @@ async fn list_plugins(
     .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let plugins: Vec<_> = rows
         .into_iter()
-        .filter_map(|(name, (pending, done, dead))| {
+        .filter_map(|(name, status, (pending, done, dead))| {
             let p = config.plugins.get(&name)?;
+            let state = status.as_ref().map_or("running", |s| s.state.as_str());
             Some(json!({
                 "name": name,
                 "tenant": p.tenant,
@@ -181,7 +191,15 @@ async fn list_plugins(
                 "allow_http": p.allow_http,
                 "allow_sockets": p.allow_sockets,
                 "routes": p.routes.len(),
-                "state": "running",
+                "state": state,
+                "breaker": status,
+                "limits": {
+                    "memory_mib": p.limits.memory_mib,
+                    "cpu_ms": p.limits.cpu_ms,
+                    "wall_ms": p.limits.wall_ms,
+                    "max_log_bytes": p.limits.max_log_bytes,
+                    "max_http_requests": p.limits.max_http_requests,
+                },
                 "deliveries": {"pending": pending, "done": done, "dead": dead},
             }))
         })

@@ -50,7 +50,7 @@ async fn load_one(
     instance
         .ensure_live()
         .await
-        .map_err(|e| config.plugin_problem(name, "config", &e.to_string()))?;
+        .map_err(|(e, _)| config.plugin_problem(name, "config", &e.to_string()))?;
     Ok(WorkerSpec {
         instance,
         config: plugin.clone(),
@@ -92,7 +92,8 @@ pub async fn check(path: &Path) -> Result<Config, ConfigError> {
     let fail = |e: String| ConfigError {
         problems: vec![config.plugin_problem("", "", &e)],
     };
-    let runtime = Runtime::new().map_err(|e| fail(e.to_string()))?;
+    let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))
+        .map_err(|e| fail(e.to_string()))?;
     let dir = std::env::temp_dir().join(format!("herald-check-{}", std::process::id()));
     let journal = Journal::open(&dir.join("check.db")).map_err(|e| fail(e.to_string()))?;
     let result = load_plugins(&config, &runtime, &journal, &Metrics::new(), |_| false).await;
@@ -174,7 +175,7 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     let journal_path = config.storage.journal_path();
     let journal = Journal::open(&journal_path)?;
     let metrics = Metrics::new();
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;
     let dispatcher = Arc::new(Dispatcher::start(specs, journal.clone()));
     let listener = tokio::net::TcpListener::bind(config.server.listen)

@@ -159,21 +159,34 @@ pub struct PluginConfig {
     pub limits: Limits,
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Circuit breaker: pause the instance after repeated failures.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
     /// Which events the instance receives; none = all of its tenant's.
     #[serde(default)]
     pub routes: Vec<crate::routes::RouteConfig>,
 }
 
-/// Resource limits of one plugin instance.
+/// Resource limits of one plugin instance, applied to every call (and to the
+/// instantiation and `configure` call of a fresh instance).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Linear memory cap in MiB.
+    /// Linear memory cap in MiB (store limiter), 1 to 1024 (the pooling
+    /// allocator's slot size, the hard cap of any instance).
     pub memory_mib: u64,
-    /// Guest execution time per call, in milliseconds (epoch deadline).
+    /// Guest execution time per call in milliseconds, counted in 10 ms epoch
+    /// ticks in which the guest ran (time blocked in host calls such as HTTP
+    /// does not count). At least 10.
     pub cpu_ms: u64,
     /// Wall time per call in milliseconds, including blocked host calls.
     pub wall_ms: u64,
+    /// Bytes of log per call: `log` import lines plus the plugin's stdout and
+    /// stderr. Beyond it the rest is dropped and the call is a `log_limit` fault.
+    pub max_log_bytes: u64,
+    /// Outbound HTTP requests per call. Beyond it requests are refused
+    /// (`HttpRequestDenied` for the plugin) and the call is an `http_limit` fault.
+    pub max_http_requests: u32,
 }
 
 impl Default for Limits {
@@ -182,6 +195,49 @@ impl Default for Limits {
             memory_mib: 64,
             cpu_ms: 1_000,
             wall_ms: 30_000,
+            max_log_bytes: 64 * 1024,
+            max_http_requests: 16,
+        }
+    }
+}
+
+/// The failure policy of one plugin instance: a circuit breaker. After
+/// `open_after` consecutive failed calls the instance is paused (its
+/// deliveries wait, nothing is dead-lettered meanwhile) for `pause_ms`, then
+/// one delivery probes it: success closes the breaker, failure pauses it again
+/// for twice as long, up to `max_pause_ms`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailurePolicy {
+    /// Consecutive failed calls that open the breaker; 0 = never pause (keep
+    /// retrying under the retry policy only).
+    pub open_after: u32,
+    /// What counts as a failed call: `failures` (sandbox faults and retryable
+    /// answers) or `faults` (sandbox faults only).
+    pub count: FailureCount,
+    /// First pause in milliseconds.
+    pub pause_ms: u64,
+    /// Longest pause in milliseconds (the pause doubles after each failed probe).
+    pub max_pause_ms: u64,
+}
+
+/// Which calls count towards opening the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCount {
+    /// Sandbox faults (traps, timeouts, limits, denials) and retryable answers.
+    Failures,
+    /// Sandbox faults only.
+    Faults,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self {
+            open_after: 5,
+            count: FailureCount::Failures,
+            pause_ms: 5_000,
+            max_pause_ms: 60_000,
         }
     }
 }
@@ -447,11 +503,35 @@ impl Config {
                     problems.push(locator.problem(&table, "allow_http", &e));
                 }
             }
-            if plugin.limits.memory_mib == 0 || plugin.limits.memory_mib > 4096 {
+            let limits_table = [&table[..], &["limits"]].concat();
+            let max_mib = crate::runtime::MAX_MEMORY_MIB;
+            if plugin.limits.memory_mib == 0 || plugin.limits.memory_mib > max_mib {
                 problems.push(locator.problem(
-                    &[&table[..], &["limits"]].concat(),
+                    &limits_table,
                     "memory_mib",
-                    "expected 1 to 4096",
+                    &format!("expected 1 to {max_mib}"),
+                ));
+            }
+            if plugin.limits.cpu_ms < 10 {
+                problems.push(locator.problem(
+                    &limits_table,
+                    "cpu_ms",
+                    "expected at least 10 (the CPU clock ticks every 10 ms)",
+                ));
+            }
+            if plugin.limits.wall_ms == 0 {
+                problems.push(locator.problem(&limits_table, "wall_ms", "expected at least 1"));
+            }
+            let fp = &plugin.failure_policy;
+            let fp_table = [&table[..], &["failure_policy"]].concat();
+            if fp.pause_ms == 0 {
+                problems.push(locator.problem(&fp_table, "pause_ms", "expected at least 1"));
+            }
+            if fp.max_pause_ms < fp.pause_ms {
+                problems.push(locator.problem(
+                    &fp_table,
+                    "max_pause_ms",
+                    "expected at least pause_ms",
                 ));
             }
             if plugin.retry.max_attempts == 0 {

@@ -6,12 +6,19 @@
 //! Retries use the instance's policy (exponential backoff with full jitter),
 //! or exactly the delay the plugin asked for (`Retry-After`); after
 //! `max_attempts`, or on a permanent failure, the delivery is dead-lettered.
+//!
+//! Each worker has a circuit breaker (the instance's `failure_policy`): after
+//! `open_after` consecutive failed calls the instance is paused for a while
+//! (its deliveries wait in the journal and use no attempts), then one delivery
+//! probes it; success closes the breaker, failure pauses it again for twice as
+//! long. The state is the `herald_plugin_state` gauge, log lines, and the
+//! `state`/`breaker` of `GET /v1/plugins`.
 
-use crate::config::{PluginConfig, RetryPolicy};
+use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy};
 use crate::event::WireEvent;
 use crate::journal::{now_ms, Journal, JournalError, PendingDelivery};
 use crate::routes::Routes;
-use crate::runtime::{convert, CallError, Outcome, PluginInstance};
+use crate::runtime::{bounded, convert, CallError, Outcome, PluginInstance};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +29,205 @@ use tokio::task::JoinHandle;
 const BATCH: usize = 256;
 /// Longest a worker sleeps without looking at the journal again.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Longest reason kept from a plugin's answer (a plugin may return megabytes).
+const MAX_REASON: usize = 2048;
+
+/// What an instance is doing, as its breaker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Delivering (breaker closed).
+    Running,
+    /// Paused after repeated failures (breaker open): deliveries wait.
+    Paused,
+    /// The pause is over: the next delivery is a probe (breaker half-open).
+    Probing,
+}
+
+impl InstanceState {
+    const ALL: [InstanceState; 3] = [Self::Running, Self::Paused, Self::Probing];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Probing => "probing",
+        }
+    }
+}
+
+/// The last fault of an instance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastFault {
+    pub reason: &'static str,
+    pub message: String,
+    pub at_ms: i64,
+}
+
+/// A snapshot of an instance's breaker, for `GET /v1/plugins`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BreakerStatus {
+    pub state: InstanceState,
+    /// Failed calls in a row (see `failure_policy.count`).
+    pub consecutive_failures: u32,
+    /// How many times the breaker opened since the instance started.
+    pub opened: u64,
+    /// When the pause ends (epoch ms), while paused.
+    pub paused_until_ms: Option<i64>,
+    /// Length of the current (or next) pause.
+    pub pause_ms: u64,
+    /// Faults since the instance started.
+    pub faults: u64,
+    pub last_fault: Option<LastFault>,
+}
+
+/// How one call counts for the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Success,
+    Failure,
+    /// Neither (a permanent answer without a fault; a retryable answer when only faults count).
+    Neutral,
+}
+
+/// The circuit breaker of one worker (`failure_policy`).
+pub struct Breaker {
+    policy: FailurePolicy,
+    tenant: String,
+    plugin: String,
+    status: Mutex<BreakerStatus>,
+}
+
+impl Breaker {
+    fn new(policy: FailurePolicy, tenant: &str, plugin: &str) -> Breaker {
+        let b = Breaker {
+            status: Mutex::new(BreakerStatus {
+                state: InstanceState::Running,
+                consecutive_failures: 0,
+                opened: 0,
+                paused_until_ms: None,
+                pause_ms: policy.pause_ms,
+                faults: 0,
+                last_fault: None,
+            }),
+            policy,
+            tenant: tenant.to_string(),
+            plugin: plugin.to_string(),
+        };
+        b.publish(InstanceState::Running);
+        b
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the `herald_plugin_state` gauge: 1 for `state`, 0 for the others.
+    fn publish(&self, state: InstanceState) {
+        for s in InstanceState::ALL {
+            metrics::gauge!("herald_plugin_state", "tenant" => self.tenant.clone(),
+                "plugin" => self.plugin.clone(), "state" => s.as_str())
+            .set(if s == state { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Clears the gauge when the worker stops.
+    fn retire(&self) {
+        for s in InstanceState::ALL {
+            metrics::gauge!("herald_plugin_state", "tenant" => self.tenant.clone(),
+                "plugin" => self.plugin.clone(), "state" => s.as_str())
+            .set(0.0);
+        }
+    }
+
+    pub fn status(&self) -> BreakerStatus {
+        self.lock().clone()
+    }
+
+    fn note_fault(&self, reason: &'static str, message: &str) {
+        let mut s = self.lock();
+        s.faults += 1;
+        s.last_fault = Some(LastFault {
+            reason,
+            message: message.to_string(),
+            at_ms: now_ms(),
+        });
+    }
+
+    /// While paused: when the pause ends.
+    fn paused_until(&self) -> Option<i64> {
+        let s = self.lock();
+        (s.state == InstanceState::Paused)
+            .then_some(s.paused_until_ms)
+            .flatten()
+    }
+
+    /// The pause is over: the next delivery probes the instance.
+    fn start_probe(&self) {
+        let mut s = self.lock();
+        if s.state == InstanceState::Paused {
+            s.state = InstanceState::Probing;
+            s.paused_until_ms = None;
+            drop(s);
+            self.publish(InstanceState::Probing);
+            tracing::info!(plugin = %self.plugin, tenant = %self.tenant,
+                "circuit breaker half-open: the next delivery probes the plugin instance");
+        }
+    }
+
+    /// Records one call; true when the instance is now paused.
+    fn record(&self, verdict: Verdict) -> bool {
+        let mut s = self.lock();
+        let was = s.state;
+        match verdict {
+            Verdict::Success | Verdict::Neutral if was == InstanceState::Probing => {
+                s.state = InstanceState::Running;
+                s.consecutive_failures = 0;
+                s.pause_ms = self.policy.pause_ms;
+                drop(s);
+                self.publish(InstanceState::Running);
+                tracing::info!(plugin = %self.plugin, tenant = %self.tenant,
+                    "circuit breaker closed: the probe succeeded, the plugin instance delivers again");
+                false
+            }
+            Verdict::Success => {
+                s.consecutive_failures = 0;
+                false
+            }
+            Verdict::Neutral => false,
+            Verdict::Failure => {
+                s.consecutive_failures += 1;
+                let open = if was == InstanceState::Probing {
+                    s.pause_ms = (s.pause_ms.saturating_mul(2)).min(self.policy.max_pause_ms);
+                    true
+                } else {
+                    self.policy.open_after > 0 && s.consecutive_failures >= self.policy.open_after
+                };
+                if !open {
+                    return false;
+                }
+                let pause = s.pause_ms;
+                s.state = InstanceState::Paused;
+                s.paused_until_ms = Some(now_ms() + pause as i64);
+                s.opened += 1;
+                let failures = s.consecutive_failures;
+                let last = s
+                    .last_fault
+                    .as_ref()
+                    .map(|f| format!("{}: {}", f.reason, f.message))
+                    .unwrap_or_else(|| "retryable answers".into());
+                drop(s);
+                self.publish(InstanceState::Paused);
+                metrics::counter!("herald_plugin_breaker_opened_total",
+                    "tenant" => self.tenant.clone(), "plugin" => self.plugin.clone())
+                .increment(1);
+                tracing::warn!(plugin = %self.plugin, tenant = %self.tenant, consecutive_failures = failures,
+                    pause_ms = pause, last_fault = %last,
+                    "circuit breaker open: plugin instance paused after {failures} failed calls in a row; its deliveries wait");
+                true
+            }
+        }
+    }
+}
 
 /// A plugin instance ready to run, with what the dispatcher needs to know of it.
 pub struct WorkerSpec {
@@ -41,6 +247,7 @@ pub struct Dispatcher {
 
 struct Worker {
     tenant: String,
+    breaker: Arc<Breaker>,
     config: PluginConfig,
     component_sha256: String,
     routes: Arc<Routes>,
@@ -81,15 +288,22 @@ impl Dispatcher {
         let tenant = spec.instance.spec().tenant.to_string();
         let notify = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
+        let breaker = Arc::new(Breaker::new(
+            spec.config.failure_policy.clone(),
+            &tenant,
+            &name,
+        ));
         let task = tokio::spawn(run_worker(
             spec.instance,
             spec.config.retry.clone(),
+            breaker.clone(),
             self.journal.clone(),
             notify.clone(),
             stopped,
         ));
         let worker = Worker {
             tenant,
+            breaker,
             config: spec.config,
             component_sha256: spec.component_sha256,
             routes: Arc::new(spec.routes),
@@ -108,6 +322,7 @@ impl Dispatcher {
         match self.lock().remove(name) {
             Some(w) => {
                 let _ = w.stop.send(true);
+                w.breaker.retire();
                 true
             }
             None => false,
@@ -119,6 +334,11 @@ impl Dispatcher {
         self.lock()
             .get(name)
             .is_some_and(|w| &w.config == config && w.component_sha256 == component_sha256)
+    }
+
+    /// The breaker state of a running worker.
+    pub fn status(&self, name: &str) -> Option<BreakerStatus> {
+        self.lock().get(name).map(|w| w.breaker.status())
     }
 
     /// Names of the running workers.
@@ -180,6 +400,7 @@ enum Step {
 async fn run_worker(
     mut instance: PluginInstance,
     policy: RetryPolicy,
+    breaker: Arc<Breaker>,
     journal: Journal,
     notify: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
@@ -190,6 +411,14 @@ async fn run_worker(
         if *stop.borrow() {
             tracing::info!(plugin = %name, tenant = %tenant, "plugin instance stopped");
             return;
+        }
+        if let Some(until) = breaker.paused_until() {
+            let wait = Duration::from_millis((until - now_ms()).max(0) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => breaker.start_probe(),
+                _ = stop.changed() => {}
+            }
+            continue;
         }
         let plugin = name.clone();
         let batch = match blocking(&journal, move |j| j.pending(&plugin, BATCH)).await {
@@ -204,6 +433,7 @@ async fn run_worker(
         let mut blocked_runs: HashSet<String> = HashSet::new();
         let mut earliest: Option<i64> = None;
         let mut progressed = false;
+        let mut paused = false;
         for d in batch {
             if *stop.borrow() {
                 break;
@@ -217,15 +447,20 @@ async fn run_worker(
                 blocked_runs.insert(d.run_id.clone());
                 continue;
             }
-            match deliver(&mut instance, &policy, &journal, &d).await {
+            let (step, verdict) = deliver(&mut instance, &policy, &breaker, &journal, &d).await;
+            match step {
                 Step::Done => progressed = true,
                 Step::Retry { at_ms } => {
                     earliest = Some(earliest.map_or(at_ms, |e| e.min(at_ms)));
                     blocked_runs.insert(d.run_id.clone());
                 }
             }
+            if breaker.record(verdict) {
+                paused = true;
+                break;
+            }
         }
-        if full && progressed {
+        if paused || (full && progressed) {
             continue;
         }
         let wait = earliest
@@ -246,22 +481,42 @@ async fn run_worker(
 async fn deliver(
     instance: &mut PluginInstance,
     policy: &RetryPolicy,
+    breaker: &Breaker,
     journal: &Journal,
     d: &PendingDelivery,
-) -> Step {
+) -> (Step, Verdict) {
     let spec = instance.spec();
     let (name, tenant) = (spec.name.to_string(), spec.tenant.to_string());
     let attempt = d.attempts + 1;
     let started = Instant::now();
-    let result = match convert::to_wit(&tenant, &d.body) {
-        Ok(event) => instance.handle(&event, attempt).await,
-        Err(e) => Ok(Outcome::Permanent(format!(
-            "event cannot be given to plugins: {e}"
-        ))),
+    let (result, faults) = match convert::to_wit(&tenant, &d.body) {
+        Ok(event) => {
+            let report = instance.handle(&event, attempt).await;
+            (report.result, report.faults)
+        }
+        Err(e) => (
+            Ok(Outcome::Permanent(format!(
+                "event cannot be given to plugins: {e}"
+            ))),
+            Vec::new(),
+        ),
     };
     metrics::histogram!("herald_delivery_seconds", "tenant" => tenant.clone(), "plugin" => name.clone())
         .record(started.elapsed().as_secs_f64());
-    let (reason, delay) = match result {
+    // Each fault is counted and logged once, here.
+    for f in &faults {
+        metrics::counter!("herald_plugin_faults_total",
+            "tenant" => tenant.clone(), "plugin" => name.clone(), "reason" => f.reason)
+        .increment(1);
+        tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+            reason = f.reason, times = f.times,
+            "plugin fault ({}); the instance is discarded and re-created for the next call: {}",
+            f.reason, f.message);
+        breaker.note_fault(f.reason, &f.message);
+    }
+    let faulted = !faults.is_empty();
+    let failure_counts = breaker.policy.count == FailureCount::Failures;
+    let (reason, delay, verdict) = match result {
         Ok(Outcome::Ok) => {
             count(&tenant, &name, "ok");
             let plugin = name.clone();
@@ -269,7 +524,8 @@ async fn deliver(
             if let Err(e) = blocking(journal, move |j| j.delivered(&plugin, id, attempt)).await {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot record a delivery: {e}");
             }
-            return Step::Done;
+            let verdict = if faulted { Verdict::Failure } else { Verdict::Success };
+            return (Step::Done, verdict);
         }
         Ok(Outcome::Permanent(reason)) => {
             dead_letter(
@@ -278,26 +534,34 @@ async fn deliver(
                 &name,
                 d,
                 attempt,
-                &format!("permanent failure: {reason}"),
+                &format!("permanent failure: {}", bounded(&reason, MAX_REASON)),
             )
             .await;
-            return Step::Done;
+            let verdict = if faulted { Verdict::Failure } else { Verdict::Neutral };
+            return (Step::Done, verdict);
         }
-        Ok(Outcome::Retryable(r)) => (r.reason, r.retry_after_ms.map(Duration::from_millis)),
+        Ok(Outcome::Retryable(r)) => {
+            let verdict = if faulted || failure_counts {
+                Verdict::Failure
+            } else {
+                Verdict::Neutral
+            };
+            (
+                bounded(&r.reason, MAX_REASON),
+                r.retry_after_ms.map(Duration::from_millis),
+                verdict,
+            )
+        }
         Err(fault) => {
-            metrics::counter!("herald_plugin_faults_total",
-                "tenant" => tenant.clone(), "plugin" => name.clone(), "reason" => fault.reason())
-            .increment(1);
-            tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
-                reason = fault.reason(), "plugin call failed: {fault}");
             if let CallError::Configure(_) = fault {
                 // A refused configuration will not change by retrying sooner.
                 (
                     fault.to_string(),
                     Some(Duration::from_millis(policy.max_ms)),
+                    Verdict::Failure,
                 )
             } else {
-                (fault.to_string(), None)
+                (fault.to_string(), None, Verdict::Failure)
             }
         }
     };
@@ -311,7 +575,7 @@ async fn deliver(
             &format!("gave up after {attempt} attempts: {reason}"),
         )
         .await;
-        return Step::Done;
+        return (Step::Done, verdict);
     }
     count(&tenant, &name, "retry");
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
@@ -327,7 +591,7 @@ async fn deliver(
     {
         tracing::error!(plugin = %name, tenant = %tenant, "cannot record a retry: {e}");
     }
-    Step::Retry { at_ms }
+    (Step::Retry { at_ms }, verdict)
 }
 
 fn count(tenant: &str, plugin: &str, outcome: &'static str) {

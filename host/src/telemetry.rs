@@ -87,7 +87,23 @@ fn describe() {
     );
     describe_counter!(
         "herald_plugin_faults_total",
-        "Plugin faults by tenant, instance and reason."
+        "Plugin faults by tenant, instance and reason (trap, panic, cpu_timeout, wall_timeout, memory, denied_http, denied_socket, http_limit, log_limit, configure, instantiate)."
+    );
+    describe_counter!(
+        "herald_plugin_instantiations_total",
+        "Plugin instances created (the first, and one after each fault)."
+    );
+    metrics::describe_gauge!(
+        "herald_plugin_state",
+        "1 for the state a plugin instance is in (running, paused by its circuit breaker, probing), 0 for the others."
+    );
+    describe_counter!(
+        "herald_plugin_breaker_opened_total",
+        "Times a plugin instance's circuit breaker opened (the instance was paused)."
+    );
+    describe_counter!(
+        "herald_compile_cache_total",
+        "Component loads by compile cache result (hit, miss, corrupt)."
     );
 }
 

@@ -6,7 +6,7 @@ use crate::telemetry::SeriesKind;
 use wasmtime::component::{HasSelf, Linker};
 
 /// Longest log line kept from a plugin; the rest is cut with a marker.
-const MAX_LOG_LINE: usize = 8 * 1024;
+const MAX_LOG_LINE: usize = super::output::MAX_LINE;
 /// Longest state key and value.
 const MAX_STATE_KEY: usize = 512;
 const MAX_STATE_VALUE: usize = 256 * 1024;
@@ -22,15 +22,10 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" …[truncated]");
+        if !self.counters().take_log_budget(message.len().min(MAX_LOG_LINE)) {
+            return;
         }
+        let message = super::bounded(&message, MAX_LOG_LINE);
         let (plugin, tenant) = (&*self.ident.plugin, &*self.ident.tenant);
         match level {
             log::Level::Trace => {

@@ -10,7 +10,7 @@ use super::CallCounters;
 use http::Uri;
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// One allowed `scheme://host[:port][/path]` prefix.
@@ -77,8 +77,6 @@ impl UrlPrefix {
 pub struct HttpGate {
     pub(super) allow: Arc<Vec<UrlPrefix>>,
     pub(super) counters: Arc<CallCounters>,
-    pub(super) plugin: Arc<str>,
-    pub(super) tenant: Arc<str>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,13 +102,14 @@ impl WasiHttpHooks for HttpGate {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
+        let destination = redact_query(request.uri());
         if !self.allow.iter().any(|p| p.allows(request.uri())) {
-            metrics::counter!("herald_plugin_faults_total",
-                "tenant" => self.tenant.to_string(), "plugin" => self.plugin.to_string(), "reason" => "denied_http")
-            .increment(1);
-            tracing::warn!(plugin = %self.plugin, tenant = %self.tenant,
-                destination = %redact_query(request.uri()),
-                "outbound HTTP request refused: not in the instance's allow_http");
+            self.counters.soft_fault("denied_http", || {
+                format!("outbound HTTP request to {destination} refused: not in the instance's allow_http")
+            });
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        if !self.counters.take_http_request(&destination) {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // Guests may pass no options: never inherit the 600 s defaults.
@@ -120,13 +119,9 @@ impl WasiHttpHooks for HttpGate {
         options
             .between_bytes_timeout
             .get_or_insert(BETWEEN_BYTES_TIMEOUT);
-        let counters = self.counters.clone();
         Box::new(async move {
-            let started = Instant::now();
-            let result = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
-            // Time blocked on the network is not the guest's CPU time.
-            counters.add_wait(started.elapsed());
-            let (response, io) = result?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,

@@ -9,18 +9,20 @@
 //!   guest spends blocked on the network does not count), a tokio timeout
 //!   stops calls blocked in host calls; memory is capped by a store limiter.
 
+mod cache;
 pub mod convert;
 mod host_api;
 pub mod http;
+mod output;
 
 use crate::config::{Limits, PluginConfig};
 use crate::journal::Journal;
 use crate::telemetry::Metrics;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -73,9 +75,11 @@ pub enum LoadError {
 pub enum CallError {
     #[error("plugin trapped: {0}")]
     Trap(String),
+    #[error("plugin panicked: {0}")]
+    Panic(String),
     #[error("plugin exceeded its CPU time limit ({0} ms)")]
     CpuTimeout(u64),
-    #[error("plugin call exceeded its wall time limit ({0} ms)")]
+    #[error("plugin call exceeded its wall time limit ({0} ms); it was blocked or too slow")]
     WallTimeout(u64),
     #[error("plugin exceeded its memory limit ({0} MiB)")]
     Memory(u64),
@@ -90,6 +94,7 @@ impl CallError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Trap(_) => "trap",
+            Self::Panic(_) => "panic",
             Self::CpuTimeout(_) => "cpu_timeout",
             Self::WallTimeout(_) => "wall_timeout",
             Self::Memory(_) => "memory",
@@ -99,23 +104,176 @@ impl CallError {
     }
 }
 
-/// Per-call bookkeeping shared with the capability hooks.
-#[derive(Default)]
+/// Longest fault message kept (logs, delivery records, `/v1/plugins`).
+pub const MAX_FAULT_MESSAGE: usize = 1024;
+
+/// Cuts `s` to at most `max` bytes on a character boundary, saying how much was cut.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} …[{} more bytes]", &s[..cut], s.len() - cut)
+}
+
+/// One fault of one call: a rule the plugin broke. Hard faults (trap, panic,
+/// timeouts, memory) end the call; soft faults (`denied_http`,
+/// `denied_socket`, `http_limit`, `log_limit`) refuse the one operation and
+/// let the call finish. Either way the instance is discarded after the call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub reason: &'static str,
+    /// What happened, bounded to [`MAX_FAULT_MESSAGE`].
+    pub message: String,
+    /// How many times it happened in the call.
+    pub times: u32,
+}
+
+/// What one call did.
+#[derive(Debug)]
+pub struct CallReport {
+    /// The plugin's answer, or why there was none.
+    pub result: Result<Outcome, CallError>,
+    /// The faults of the call, at most one per reason, hard fault last.
+    pub faults: Vec<Fault>,
+}
+
+/// Per-call bookkeeping shared with the capability hooks and output streams.
 pub struct CallCounters {
-    /// Microseconds the current call spent blocked on the network.
-    waited_us: AtomicU64,
+    /// Epoch ticks (10 ms) in which the guest ran during this call.
+    cpu_ticks: AtomicU64,
+    cpu_limit_ticks: AtomicU64,
     memory_exceeded: AtomicBool,
+    log_bytes: AtomicU64,
+    max_log_bytes: u64,
+    http_requests: AtomicU32,
+    max_http_requests: u32,
+    faults: Mutex<Vec<Fault>>,
+    stdout_line: Mutex<Vec<u8>>,
+    stderr_line: Mutex<Vec<u8>>,
+    /// A panic message seen on stderr during this call.
+    panic: Mutex<Option<String>>,
+    panic_lines_left: AtomicU32,
 }
 
 impl CallCounters {
-    fn add_wait(&self, d: Duration) {
-        self.waited_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    fn new(limits: &Limits) -> Self {
+        Self {
+            cpu_ticks: AtomicU64::new(0),
+            cpu_limit_ticks: AtomicU64::new(
+                (limits.cpu_ms / EPOCH_TICK.as_millis() as u64).max(1),
+            ),
+            memory_exceeded: AtomicBool::new(false),
+            log_bytes: AtomicU64::new(0),
+            max_log_bytes: limits.max_log_bytes,
+            http_requests: AtomicU32::new(0),
+            max_http_requests: limits.max_http_requests,
+            faults: Mutex::new(Vec::new()),
+            stdout_line: Mutex::new(Vec::new()),
+            stderr_line: Mutex::new(Vec::new()),
+            panic: Mutex::new(None),
+            panic_lines_left: AtomicU32::new(0),
+        }
     }
+
     fn reset(&self) {
-        self.waited_us.store(0, Ordering::Relaxed);
+        self.cpu_ticks.store(0, Ordering::Relaxed);
         self.memory_exceeded.store(false, Ordering::Relaxed);
+        self.log_bytes.store(0, Ordering::Relaxed);
+        self.http_requests.store(0, Ordering::Relaxed);
+        lock(&self.faults).clear();
+        lock(&self.stdout_line).clear();
+        lock(&self.stderr_line).clear();
+        *lock(&self.panic) = None;
+        self.panic_lines_left.store(0, Ordering::Relaxed);
     }
+
+    /// Records a soft fault; one entry per reason per call.
+    pub(crate) fn soft_fault(&self, reason: &'static str, message: impl FnOnce() -> String) {
+        let mut faults = lock(&self.faults);
+        if let Some(f) = faults.iter_mut().find(|f| f.reason == reason) {
+            f.times += 1;
+        } else {
+            faults.push(Fault {
+                reason,
+                message: bounded(&message(), MAX_FAULT_MESSAGE),
+                times: 1,
+            });
+        }
+    }
+
+    /// Takes `n` bytes of the call's log budget; false (and a `log_limit`
+    /// fault) when the budget is spent.
+    pub(crate) fn take_log_budget(&self, n: usize) -> bool {
+        let used = self.log_bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if used > self.max_log_bytes {
+            let max = self.max_log_bytes;
+            self.soft_fault("log_limit", || {
+                format!("the plugin wrote more than {max} bytes of log in one call (limits.max_log_bytes); the rest was dropped")
+            });
+            return false;
+        }
+        true
+    }
+
+    /// Counts one outbound HTTP request; false (and an `http_limit` fault) beyond the limit.
+    pub(crate) fn take_http_request(&self, destination: &str) -> bool {
+        let n = self.http_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.max_http_requests {
+            let max = self.max_http_requests;
+            self.soft_fault("http_limit", || {
+                format!("more than {max} outbound HTTP requests in one call (limits.max_http_requests); refused the request to {destination} and the ones after it")
+            });
+            return false;
+        }
+        true
+    }
+
+    fn line_buffer(&self, stream: output::Stream) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        match stream {
+            output::Stream::Stdout => lock(&self.stdout_line),
+            output::Stream::Stderr => lock(&self.stderr_line),
+        }
+    }
+
+    /// Keeps Rust's panic report (`... panicked at file:line:col:` and the
+    /// message lines after it) for the fault message.
+    fn note_stderr(&self, line: &str) {
+        if line.contains(" panicked at ") {
+            *lock(&self.panic) = Some(bounded(line, MAX_FAULT_MESSAGE));
+            self.panic_lines_left.store(3, Ordering::Relaxed);
+        } else if self.panic_lines_left.load(Ordering::Relaxed) > 0 {
+            self.panic_lines_left.fetch_sub(1, Ordering::Relaxed);
+            if line.starts_with("note: run with `RUST_BACKTRACE") {
+                self.panic_lines_left.store(0, Ordering::Relaxed);
+                return;
+            }
+            if let Some(p) = lock(&self.panic).as_mut() {
+                if p.len() < MAX_FAULT_MESSAGE {
+                    p.push(' ');
+                    p.push_str(line);
+                    *p = bounded(p, MAX_FAULT_MESSAGE);
+                }
+            }
+        }
+    }
+
+    /// Writes out partial output lines at the end of a call.
+    fn flush_output(&self, ident: &Ident) {
+        for stream in [output::Stream::Stdout, output::Stream::Stderr] {
+            let line = std::mem::take(&mut *self.line_buffer(stream));
+            if !line.is_empty() {
+                output::emit_line(self, ident, stream, &line);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The per-store state: WASI context, capability hooks and host API handles.
@@ -125,12 +283,16 @@ pub struct HostState {
     http: WasiHttpCtx,
     gate: http::HttpGate,
     limiter: MemoryLimiter,
-    call_started: Instant,
-    cpu_limit: Duration,
     counters: Arc<CallCounters>,
     pub(crate) ident: Arc<Ident>,
     pub(crate) journal: Journal,
     pub(crate) metrics: Metrics,
+}
+
+impl HostState {
+    pub(crate) fn counters(&self) -> &CallCounters {
+        &self.counters
+    }
 }
 
 /// Who a store belongs to.
@@ -174,7 +336,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         if desired > self.max_bytes {
             self.counters.memory_exceeded.store(true, Ordering::Relaxed);
             return Err(wasmtime::format_err!(
-                "memory limit of {} bytes exceeded",
+                "memory limit of {} bytes exceeded (growing to {desired} bytes)",
                 self.max_bytes
             ));
         }
@@ -206,12 +368,17 @@ impl std::error::Error for CpuDeadline {}
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    cache: Option<Arc<cache::CompileCache>>,
 }
+
+/// Herald's engine settings, part of the compile cache key.
+const ENGINE_SETTINGS: &str = "component-model,epoch-interruption,pooling(max_memory=1024MiB)";
 
 impl Runtime {
     /// Creates the engine (pooling allocator, epoch interruption) and starts
-    /// the epoch ticker thread, which ends with the engine.
-    pub fn new() -> Result<Runtime, LoadError> {
+    /// the epoch ticker thread, which ends with the engine. Compiled
+    /// components are cached in `cache_dir` when given.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Runtime, LoadError> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(1000)
             .total_core_instances(4000)
@@ -242,38 +409,69 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         host_api::add_to_linker(&mut linker).map_err(link)?;
+        let cache = cache_dir
+            .map(|dir| Arc::new(cache::CompileCache::new(dir, &engine, ENGINE_SETTINGS)));
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            cache,
         })
     }
 
-    /// Compiles a component and checks it against the contract: it must
-    /// export `herald:plugin/handler@0.1.x` and import nothing the host does
-    /// not provide.
+    /// Compiles a component (or loads it from the compile cache) and checks
+    /// it against the contract: it must export `herald:plugin/handler@0.1.x`
+    /// and import nothing the host does not provide.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|e| LoadError::Compile {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
         let sha256 = sha256_hex(&bytes);
-        let component = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+        let compiled = match &self.cache {
+            Some(cache) => cache.load(&self.engine, &bytes, &sha256, path),
+            None => Component::new(&self.engine, &bytes),
+        };
+        let component = compiled.map_err(|e| LoadError::Compile {
             path: path.display().to_string(),
             message: format!("{e:#}"),
         })?;
         let ty = component.component_type();
-        let exports_contract = ty
-            .exports(&self.engine)
-            .any(|(name, _)| name.starts_with("herald:plugin/handler@0.1."));
-        if !exports_contract {
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        if !exports.iter().any(|n| n.starts_with("herald:plugin/handler@0.1.")) {
+            let found = exports
+                .iter()
+                .filter(|n| n.starts_with("herald:plugin/"))
+                .cloned()
+                .collect::<Vec<_>>();
+            let detail = if found.is_empty() {
+                format!(
+                    "it exports {}",
+                    if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+                )
+            } else {
+                format!(
+                    "it exports {}, a contract version this host does not implement",
+                    found.join(", ")
+                )
+            };
             return Err(LoadError::Link(format!(
-                "it does not export {CONTRACT} (is it built against wit/v0.1.0?)"
+                "it does not export {CONTRACT} ({detail}); build it against wit/v0.1.0"
             )));
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            // wasmtime names the first import it cannot satisfy.
+            let msg = format!("{e:#}");
+            let missing = ty
+                .imports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .find(|n| msg.contains(&format!("`{n}`")));
+            match missing {
+                Some(name) => LoadError::Link(format!(
+                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state}}@0.1.x, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})"
+                )),
+                None => LoadError::Link(format!("it cannot be linked: {msg}")),
+            }
+        })?;
         let pre = bindings::SinkPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         Ok(LoadedComponent { pre, sha256 })
     }
@@ -332,6 +530,8 @@ pub struct PluginInstance {
     journal: Journal,
     metrics: Metrics,
     live: Option<(Store<HostState>, bindings::Sink)>,
+    /// Faults of a `configure` that still succeeded, reported with the next call.
+    pending_faults: Vec<Fault>,
 }
 
 impl PluginInstance {
@@ -350,6 +550,7 @@ impl PluginInstance {
             journal,
             metrics,
             live: None,
+            pending_faults: Vec::new(),
         }
     }
 
@@ -359,34 +560,45 @@ impl PluginInstance {
     }
 
     fn new_store(&self) -> Store<HostState> {
-        let counters = Arc::new(CallCounters::default());
+        let counters = Arc::new(CallCounters::new(&self.spec.limits));
         let allowed = self.spec.allow_sockets.clone();
-        let (plugin, tenant) = (self.spec.name.clone(), self.spec.tenant.clone());
-        let mut wasi = WasiCtx::builder();
-        wasi.allow_tcp(true)
-            .allow_udp(true)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(move |addr, usage| {
-                let ok = match usage {
-                    // Binding the ephemeral local end of an outbound socket.
-                    SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.port() == 0,
-                    SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-                        allowed.contains(&addr)
-                    }
-                    _ => false,
-                };
-                if !ok {
-                    metrics::counter!("herald_plugin_faults_total",
-                        "tenant" => tenant.to_string(), "plugin" => plugin.to_string(), "reason" => "denied_socket")
-                    .increment(1);
-                    tracing::warn!(plugin = %plugin, tenant = %tenant, destination = %addr, ?usage,
-                        "socket use refused: not in the instance's allow_sockets");
-                }
-                Box::pin(async move { ok })
-            });
         let ident = Arc::new(Ident {
             plugin: self.spec.name.clone(),
             tenant: self.spec.tenant.clone(),
+        });
+        let check_counters = counters.clone();
+        let mut wasi = WasiCtx::builder();
+        // No preopens, no environment, no arguments, empty stdin (the
+        // defaults); stdout and stderr go to the host log.
+        wasi.stdout(output::PluginOutput {
+            stream: output::Stream::Stdout,
+            counters: counters.clone(),
+            ident: ident.clone(),
+        })
+        .stderr(output::PluginOutput {
+            stream: output::Stream::Stderr,
+            counters: counters.clone(),
+            ident: ident.clone(),
+        })
+        .allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(move |addr, usage| {
+            let ok = match usage {
+                // Binding the ephemeral local end of an outbound socket.
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.port() == 0,
+                SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
+                    allowed.contains(&addr)
+                }
+                // Listening and accepting: a plugin never serves.
+                _ => false,
+            };
+            if !ok {
+                check_counters.soft_fault("denied_socket", || {
+                    format!("socket use {usage:?} of {addr} refused: not in the instance's allow_sockets")
+                });
+            }
+            Box::pin(async move { ok })
         });
         let state = HostState {
             wasi: wasi.build(),
@@ -395,15 +607,11 @@ impl PluginInstance {
             gate: http::HttpGate {
                 allow: self.spec.allow_http.clone(),
                 counters: counters.clone(),
-                plugin: self.spec.name.clone(),
-                tenant: self.spec.tenant.clone(),
             },
             limiter: MemoryLimiter {
                 max_bytes: (self.spec.limits.memory_mib as usize) << 20,
                 counters: counters.clone(),
             },
-            call_started: Instant::now(),
-            cpu_limit: Duration::from_millis(self.spec.limits.cpu_ms),
             counters,
             ident,
             journal: self.journal.clone(),
@@ -411,53 +619,104 @@ impl PluginInstance {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // When the deadline passes, subtract the time the guest was blocked
-        // on the network; only a guest that really computed that long stops.
+        // The deadline fires once per epoch tick in which the guest runs (a
+        // guest blocked in a host call runs no code, so its waiting costs at
+        // most one tick). Each time, count the tick and yield to the executor,
+        // so that a busy guest never holds a worker thread for long.
         store.epoch_deadline_callback(|ctx| {
-            let s = ctx.data();
-            let waited = Duration::from_micros(s.counters.waited_us.load(Ordering::Relaxed));
-            let busy = s.call_started.elapsed().saturating_sub(waited);
-            if busy >= s.cpu_limit {
+            let c = &ctx.data().counters;
+            let used = c.cpu_ticks.fetch_add(1, Ordering::Relaxed) + 1;
+            if used >= c.cpu_limit_ticks.load(Ordering::Relaxed) {
                 return Err(wasmtime::Error::new(CpuDeadline));
             }
-            let left = (s.cpu_limit - busy).as_millis() as u64 / EPOCH_TICK.as_millis() as u64;
-            Ok(UpdateDeadline::Continue(left.max(1)))
+            Ok(UpdateDeadline::Yield(1))
         });
         store
     }
 
     fn arm(store: &mut Store<HostState>) {
-        let data = store.data_mut();
-        data.call_started = Instant::now();
-        data.counters.reset();
-        let ticks = (data.cpu_limit.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
+        store.data().counters.reset();
+        store.set_epoch_deadline(1);
     }
 
-    fn classify(&self, store: Option<&Store<HostState>>, err: wasmtime::Error) -> CallError {
+    /// Names the hard fault of a failed call.
+    fn classify(&self, counters: &CallCounters, err: wasmtime::Error) -> CallError {
         if err.downcast_ref::<CpuDeadline>().is_some() || err.chain().any(|e| e.is::<CpuDeadline>())
         {
             return CallError::CpuTimeout(self.spec.limits.cpu_ms);
         }
-        if store.is_some_and(|s| s.data().counters.memory_exceeded.load(Ordering::Relaxed)) {
+        if counters.memory_exceeded.load(Ordering::Relaxed) {
             return CallError::Memory(self.spec.limits.memory_mib);
         }
-        CallError::Trap(format!("{err:#}"))
+        let trap = err
+            .downcast_ref::<wasmtime::Trap>()
+            .copied()
+            .or_else(|| err.chain().find_map(|e| e.downcast_ref::<wasmtime::Trap>().copied()));
+        let panic = lock(&counters.panic).clone();
+        match (trap, panic) {
+            (Some(wasmtime::Trap::UnreachableCodeReached), Some(p)) => CallError::Panic(p),
+            (Some(t), _) => CallError::Trap(t.to_string()),
+            (None, _) => {
+                let root = err.chain().last().map(|e| e.to_string()).unwrap_or_default();
+                CallError::Trap(bounded(&root, MAX_FAULT_MESSAGE))
+            }
+        }
     }
 
-    /// Instantiates and configures a fresh instance if there is none.
-    pub async fn ensure_live(&mut self) -> Result<(), CallError> {
+    /// Ends a call: flushes its output, gathers its faults, and discards the
+    /// instance after any fault.
+    fn finish<T>(
+        &mut self,
+        counters: &CallCounters,
+        result: Result<T, CallError>,
+    ) -> (Result<T, CallError>, Vec<Fault>) {
+        counters.flush_output(&Ident {
+            plugin: self.spec.name.clone(),
+            tenant: self.spec.tenant.clone(),
+        });
+        let mut faults = std::mem::take(&mut *lock(&counters.faults));
+        if let Err(e) = &result {
+            faults.push(Fault {
+                reason: e.reason(),
+                message: bounded(&e.to_string(), MAX_FAULT_MESSAGE),
+                times: 1,
+            });
+        }
+        if !faults.is_empty() {
+            // A faulty instance is never entered again.
+            self.live = None;
+        }
+        (result, faults)
+    }
+
+    /// Instantiates and configures a fresh instance if there is none. Faults
+    /// of instantiation and `configure` are returned with the error.
+    pub async fn ensure_live(&mut self) -> Result<(), (CallError, Vec<Fault>)> {
         if self.live.is_some() {
             return Ok(());
         }
         let mut store = self.new_store();
+        let counters = store.data().counters.clone();
         Self::arm(&mut store);
+        metrics::counter!("herald_plugin_instantiations_total",
+            "tenant" => self.spec.tenant.to_string(), "plugin" => self.spec.name.to_string())
+        .increment(1);
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         let pre = self.component.pre.clone();
         let sink = match tokio::time::timeout(wall, pre.instantiate_async(&mut store)).await {
-            Err(_) => return Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
-            Ok(Err(e)) => return Err(CallError::Instantiate(format!("{e:#}"))),
-            Ok(Ok(s)) => s,
+            Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
+            Ok(Err(e)) => Err(match self.classify(&counters, e) {
+                CallError::Trap(m) => CallError::Instantiate(m),
+                other => other,
+            }),
+            Ok(Ok(s)) => Ok(s),
+        };
+        let sink = match sink {
+            Ok(s) => s,
+            Err(e) => {
+                let (r, faults) = self.finish::<()>(&counters, Err(e));
+                return r.map_err(|e| (e, faults));
+            }
         };
         Self::arm(&mut store);
         let config = self.spec.config_json.clone();
@@ -467,26 +726,47 @@ impl PluginInstance {
                 .call_configure(&mut store, &config),
         )
         .await;
-        match configured {
+        let result = match configured {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
-            Ok(Err(e)) => Err(self.classify(Some(&store), e)),
-            Ok(Ok(Err(message))) => Err(CallError::Configure(message)),
-            Ok(Ok(Ok(()))) => {
+            Ok(Err(e)) => Err(self.classify(&counters, e)),
+            Ok(Ok(Err(message))) => Err(CallError::Configure(bounded(&message, MAX_FAULT_MESSAGE))),
+            Ok(Ok(Ok(()))) => Ok(()),
+        };
+        let (result, faults) = self.finish(&counters, result);
+        match result {
+            // `configure` runs once per instance: an instance that broke a
+            // soft rule while configuring (a log flood, a refused request) is
+            // kept, and the faults are reported with its first call.
+            Ok(()) => {
                 self.live = Some((store, sink));
+                self.pending_faults = faults;
                 Ok(())
             }
+            Err(e) => Err((e, faults)),
         }
     }
 
     /// Delivers one event. Any fault discards the instance; the next call
     /// creates a new one.
-    pub async fn handle(&mut self, event: &WitEvent, attempt: u32) -> Result<Outcome, CallError> {
-        self.ensure_live().await?;
+    pub async fn handle(&mut self, event: &WitEvent, attempt: u32) -> CallReport {
+        if let Err((e, faults)) = self.ensure_live().await {
+            return CallReport {
+                result: Err(e),
+                faults,
+            };
+        }
+        let earlier = std::mem::take(&mut self.pending_faults);
+        let Some((mut store, sink)) = self.live.take() else {
+            // configure had a soft fault; the instance was discarded.
+            return CallReport {
+                result: Err(CallError::Instantiate(
+                    "the fresh instance broke a rule while configuring".into(),
+                )),
+                faults: earlier,
+            };
+        };
+        let counters = store.data().counters.clone();
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
-        let (mut store, sink) = self
-            .live
-            .take()
-            .ok_or_else(|| CallError::Instantiate("no instance".into()))?;
         Self::arm(&mut store);
         let result = tokio::time::timeout(
             wall,
@@ -494,13 +774,17 @@ impl PluginInstance {
                 .call_handle(&mut store, event, attempt),
         )
         .await;
-        match result {
+        let result = match result {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
-            Ok(Err(e)) => Err(self.classify(Some(&store), e)),
-            Ok(Ok(outcome)) => {
-                self.live = Some((store, sink));
-                Ok(outcome)
-            }
+            Ok(Err(e)) => Err(self.classify(&counters, e)),
+            Ok(Ok(outcome)) => Ok(outcome),
+        };
+        let keep = result.is_ok();
+        let (result, mut faults) = self.finish(&counters, result);
+        if keep && faults.is_empty() {
+            self.live = Some((store, sink));
         }
+        faults.splice(0..0, earlier);
+        CallReport { result, faults }
     }
 }

@@ -8,7 +8,8 @@
 //! | `ok` | nothing, answers ok | none |
 //! | `loop` | spins forever | `cpu_timeout` |
 //! | `memory` | allocates 1 MiB blocks forever | `memory` |
-//! | `recursion` | recurses without end (stack overflow) | `trap` |
+//! | `recursion` | recurses without end with big frames: Rust's stack in linear memory overflows | `trap` (out of bounds) |
+//! | `stack` | recurses without end with small frames: the wasm call stack overflows | `trap` (call stack exhausted) |
 //! | `panic` | panics with a message | `panic` |
 //! | `http` | one request to `url` | `denied_http` when `url` is not allowed |
 //! | `http_many` | `count` requests to `url` | `http_limit` beyond the limit |
@@ -86,6 +87,10 @@ impl Plugin for Hostile {
                 let n = recurse(black_box(0));
                 permanent(format!("recursion ended at {n}?"))
             }
+            "stack" => {
+                let n = deep(black_box(u32::MAX));
+                permanent(format!("recursion ended at {n}?"))
+            }
             "panic" => panic!(
                 "hostile plugin panicked on purpose (event {}, attempt {attempt})",
                 event.id
@@ -160,6 +165,15 @@ fn recurse(n: u64) -> u64 {
     let frame = black_box([n; 32]);
     let deeper = recurse(black_box(n + 1));
     deeper.wrapping_add(frame[(n % 32) as usize])
+}
+
+#[inline(never)]
+fn deep(n: u32) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        deep(n - 1).wrapping_mul(3).wrapping_add(n)
+    }
 }
 
 /// Binds a TCP socket to `address` and listens on it (a plugin must not serve).
