@@ -516,6 +516,7 @@ async fn deliver(
     }
     let faulted = !faults.is_empty();
     let failure_counts = breaker.policy.count == FailureCount::Failures;
+    let fault_reason = result.as_ref().err().map(CallError::reason);
     let (reason, delay, verdict) = match result {
         Ok(Outcome::Ok) => {
             count(&tenant, &name, "ok");
@@ -580,8 +581,13 @@ async fn deliver(
     count(&tenant, &name, "retry");
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
     let at_ms = now_ms() + delay.as_millis() as i64;
-    tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
-        retry_in_ms = delay.as_millis() as u64, "delivery will be retried: {reason}");
+    match fault_reason {
+        // The fault itself was logged above, with its message.
+        Some(f) => tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+            retry_in_ms = delay.as_millis() as u64, "delivery will be retried after a plugin fault ({f})"),
+        None => tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+            retry_in_ms = delay.as_millis() as u64, "delivery will be retried: {reason}"),
+    }
     let plugin = name.clone();
     let id = d.event_id;
     if let Err(e) = blocking(journal, move |j| {
