@@ -525,7 +525,11 @@ async fn deliver(
             if let Err(e) = blocking(journal, move |j| j.delivered(&plugin, id, attempt)).await {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot record a delivery: {e}");
             }
-            let verdict = if faulted { Verdict::Failure } else { Verdict::Success };
+            let verdict = if faulted {
+                Verdict::Failure
+            } else {
+                Verdict::Success
+            };
             return (Step::Done, verdict);
         }
         Ok(Outcome::Permanent(reason)) => {
@@ -538,7 +542,11 @@ async fn deliver(
                 &format!("permanent failure: {}", bounded(&reason, MAX_REASON)),
             )
             .await;
-            let verdict = if faulted { Verdict::Failure } else { Verdict::Neutral };
+            let verdict = if faulted {
+                Verdict::Failure
+            } else {
+                Verdict::Neutral
+            };
             return (Step::Done, verdict);
         }
         Ok(Outcome::Retryable(r)) => {

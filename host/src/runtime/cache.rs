@@ -105,7 +105,12 @@ impl CompileCache {
         unsafe { Component::deserialize(engine, &compiled) }
     }
 
-    fn write_entry(&self, entry: &Path, digest_path: &Path, compiled: &[u8]) -> std::io::Result<()> {
+    fn write_entry(
+        &self,
+        entry: &Path,
+        digest_path: &Path,
+        compiled: &[u8],
+    ) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let digest = hex::encode(sha2::Sha256::digest(compiled));
         write_atomic(digest_path, digest.as_bytes())?;

@@ -22,7 +22,10 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
-        if !self.counters().take_log_budget(message.len().min(MAX_LOG_LINE)) {
+        if !self
+            .counters()
+            .take_log_budget(message.len().min(MAX_LOG_LINE))
+        {
             return;
         }
         let message = super::bounded(&message, MAX_LOG_LINE);

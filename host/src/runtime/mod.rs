@@ -163,9 +163,7 @@ impl CallCounters {
     fn new(limits: &Limits) -> Self {
         Self {
             cpu_ticks: AtomicU64::new(0),
-            cpu_limit_ticks: AtomicU64::new(
-                (limits.cpu_ms / EPOCH_TICK.as_millis() as u64).max(1),
-            ),
+            cpu_limit_ticks: AtomicU64::new((limits.cpu_ms / EPOCH_TICK.as_millis() as u64).max(1)),
             memory_exceeded: AtomicBool::new(false),
             log_bytes: AtomicU64::new(0),
             max_log_bytes: limits.max_log_bytes,
@@ -409,8 +407,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         host_api::add_to_linker(&mut linker).map_err(link)?;
-        let cache = cache_dir
-            .map(|dir| Arc::new(cache::CompileCache::new(dir, &engine, ENGINE_SETTINGS)));
+        let cache =
+            cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine, ENGINE_SETTINGS)));
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -436,8 +434,14 @@ impl Runtime {
             message: format!("{e:#}"),
         })?;
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        if !exports.iter().any(|n| n.starts_with("herald:plugin/handler@0.1.")) {
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if !exports
+            .iter()
+            .any(|n| n.starts_with("herald:plugin/handler@0.1."))
+        {
             let found = exports
                 .iter()
                 .filter(|n| n.starts_with("herald:plugin/"))
@@ -446,7 +450,11 @@ impl Runtime {
             let detail = if found.is_empty() {
                 format!(
                     "it exports {}",
-                    if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+                    if exports.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        exports.join(", ")
+                    }
                 )
             } else {
                 format!(
@@ -648,16 +656,20 @@ impl PluginInstance {
         if counters.memory_exceeded.load(Ordering::Relaxed) {
             return CallError::Memory(self.spec.limits.memory_mib);
         }
-        let trap = err
-            .downcast_ref::<wasmtime::Trap>()
-            .copied()
-            .or_else(|| err.chain().find_map(|e| e.downcast_ref::<wasmtime::Trap>().copied()));
+        let trap = err.downcast_ref::<wasmtime::Trap>().copied().or_else(|| {
+            err.chain()
+                .find_map(|e| e.downcast_ref::<wasmtime::Trap>().copied())
+        });
         let panic = lock(&counters.panic).clone();
         match (trap, panic) {
             (Some(wasmtime::Trap::UnreachableCodeReached), Some(p)) => CallError::Panic(p),
             (Some(t), _) => CallError::Trap(t.to_string()),
             (None, _) => {
-                let root = err.chain().last().map(|e| e.to_string()).unwrap_or_default();
+                let root = err
+                    .chain()
+                    .last()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
                 CallError::Trap(bounded(&root, MAX_FAULT_MESSAGE))
             }
         }

@@ -101,7 +101,11 @@ impl Plugin for Hostile {
                     Ok(u) => u,
                     Err(e) => return permanent(e),
                 };
-                let timeout = if self.config.mode == "block" { 600_000 } else { 5_000 };
+                let timeout = if self.config.mode == "block" {
+                    600_000
+                } else {
+                    5_000
+                };
                 let req = Request::new(Method::Post, url)
                     .timeout_ms(timeout)
                     .body("application/json", event.json.clone());
@@ -219,7 +223,10 @@ fn listen(address: &str) -> Outcome {
     permanent(format!("ESCAPED: listening on {address}"))
 }
 
-fn ok_if_refused(step: &str, e: herald_sdk::bindings::wasi::sockets::network::ErrorCode) -> Outcome {
+fn ok_if_refused(
+    step: &str,
+    e: herald_sdk::bindings::wasi::sockets::network::ErrorCode,
+) -> Outcome {
     log::info(&format!("sandbox held: {step} refused: {e:?}"));
     ok()
 }
@@ -241,7 +248,11 @@ fn escape() -> Outcome {
     }
     let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
     if !vars.is_empty() {
-        escaped.push(format!("saw {} environment variables ({})", vars.len(), vars.join(",")));
+        escaped.push(format!(
+            "saw {} environment variables ({})",
+            vars.len(),
+            vars.join(",")
+        ));
     }
     for name in ["HOME", "PATH", "HERALD_HOSTILE_SECRET"] {
         if let Ok(v) = std::env::var(name) {
