@@ -635,3 +635,73 @@ async fn dead_letter(
         tracing::error!(plugin = %name, tenant = %tenant, "cannot record a dead letter: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(open_after: u32) -> Breaker {
+        Breaker::new(
+            FailurePolicy {
+                open_after,
+                count: FailureCount::Failures,
+                pause_ms: 100,
+                max_pause_ms: 250,
+            },
+            "t",
+            "p",
+        )
+    }
+
+    #[test]
+    fn opens_after_n_failures_in_a_row_and_probes() {
+        let b = breaker(3);
+        assert!(!b.record(Verdict::Failure));
+        assert!(!b.record(Verdict::Failure));
+        assert!(!b.record(Verdict::Success), "a success resets the count");
+        assert!(!b.record(Verdict::Failure));
+        assert!(
+            !b.record(Verdict::Neutral),
+            "a permanent answer changes nothing"
+        );
+        assert!(!b.record(Verdict::Failure));
+        assert!(b.record(Verdict::Failure));
+        let s = b.status();
+        assert_eq!(s.state, InstanceState::Paused);
+        assert_eq!(s.opened, 1);
+        assert!(b.paused_until().is_some());
+        b.start_probe();
+        assert_eq!(b.status().state, InstanceState::Probing);
+        // A failed probe pauses again, twice as long, capped.
+        assert!(b.record(Verdict::Failure));
+        assert_eq!(b.status().pause_ms, 200);
+        b.start_probe();
+        assert!(b.record(Verdict::Failure));
+        assert_eq!(b.status().pause_ms, 250);
+        b.start_probe();
+        assert!(!b.record(Verdict::Success));
+        let s = b.status();
+        assert_eq!(
+            (s.state, s.consecutive_failures, s.pause_ms),
+            (InstanceState::Running, 0, 100)
+        );
+    }
+
+    #[test]
+    fn open_after_zero_never_pauses() {
+        let b = breaker(0);
+        for _ in 0..100 {
+            assert!(!b.record(Verdict::Failure));
+        }
+        assert_eq!(b.status().state, InstanceState::Running);
+    }
+
+    #[test]
+    fn reasons_are_bounded_on_char_boundaries() {
+        let s = "é".repeat(3000);
+        let b = bounded(&s, MAX_REASON);
+        assert!(b.len() < MAX_REASON + 40, "{}", b.len());
+        assert!(b.ends_with("more bytes]"));
+        assert_eq!(bounded("short", 10), "short");
+    }
+}
