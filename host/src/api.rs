@@ -132,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/reload", get(reload_status))
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
+        .merge(crate::query::router())
         .with_state(state)
 }
 

@@ -142,6 +142,28 @@ fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
 }
 
 /// The ingest handler.
+#[utoipa::path(
+    post, path = "/v1/events", tag = "ingest",
+    request_body(
+        description = "A batch of events: a JSON array (`application/json`) or one event per line (`application/x-ndjson`); optionally `Content-Encoding: gzip`",
+        content(
+            (Vec<crate::query::model::EventDoc> = "application/json"),
+            (crate::query::model::EventDoc = "application/x-ndjson"),
+        )
+    ),
+    params(("X-Herald-Dropped" = Option<u64>, Header, description = "Events the sender's spool dropped since its last batch")),
+    responses(
+        (status = 202, description = "The whole batch is committed to the journal", body = crate::query::model::Accepted),
+        (status = 400, description = "Malformed JSON or an invalid event; `index` and `field` name the culprit; nothing of the batch is stored", body = crate::query::model::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = crate::query::model::ErrorBody),
+        (status = 413, description = "The body is over `server.body_limit` (also after decompression)", body = crate::query::model::ErrorBody),
+        (status = 415, description = "Neither JSON nor NDJSON, or an unknown Content-Encoding", body = crate::query::model::ErrorBody),
+        (status = 429, description = "The tenant's ingest rate limit is reached (see Retry-After)", body = crate::query::model::ErrorBody),
+        (status = 503, description = "The journal cannot commit; retry later", body = crate::query::model::ErrorBody),
+        (status = 507, description = "The tenant's journal quota is full", body = crate::query::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,

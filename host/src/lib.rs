@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod event;
 pub mod ingest;
 pub mod journal;
+pub mod query;
 pub mod routes;
 pub mod runtime;
 pub mod telemetry;
