@@ -102,9 +102,10 @@ def test_host_down_whole_run_then_herald_ship(runner, receiver, name, pb_text, c
     assert sum(q["n"] for q in receiver.requests) == len(spooled)
     assert runner.spool_files() == []
     # nothing left: a second herald-ship sends nothing
+    before = len(receiver.requests)
     s2 = runner.ship()
-    assert s2.returncode == 0 and len(receiver.requests) == len([q for q in receiver.requests])
-    assert sum(q["n"] for q in receiver.requests) == len(spooled)
+    assert s2.returncode == 0
+    assert len(receiver.requests) == before
 
 
 def test_next_run_ships_older_spools_first(runner, receiver):
