@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -346,4 +347,95 @@ def test_each_status_is_classified_retryable_or_permanent(lifecycle, tmp_path, s
     finally:
         host.kill()
         for f in fakes.values():
+            f.stop()
+
+
+# -- the sandbox -------------------------------------------------------------------------------
+
+class Listener:
+    """A UDP and a TCP socket on 127.0.0.1 that should hear nothing."""
+
+    def __init__(self):
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.setblocking(False)
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen()
+        self.tcp.setblocking(False)
+
+    def address(self, kind: str) -> str:
+        return "127.0.0.1:%d" % (self.udp if kind == "udp" else self.tcp).getsockname()[1]
+
+    def heard(self) -> list[str]:
+        got = []
+        for what, call in (("udp datagram", lambda: self.udp.recvfrom(65535)), ("tcp connection", self.tcp.accept)):
+            try:
+                call()
+                got.append(what)
+            except BlockingIOError:
+                pass
+        return got
+
+    def close(self):
+        self.udp.close()
+        self.tcp.close()
+
+
+def test_a_plugin_granted_no_destination_cannot_reach_its_sink_and_the_others_still_deliver(lifecycle, tmp_path):
+    pd, slack, grafana = FakePagerDuty(routing_key=ROUTING_KEY), FakeSlack(), FakeGrafana(token=GRAFANA_TOKEN, org_id=3)
+    quiet = Listener()
+    granted = instances(pd, slack, grafana)
+    del granted["pd-hosts"]
+    granted["slack"]["config"]["username"] = "granted"
+    blocked = {
+        # The same sinks, configured to reach them but granted nothing (or something else).
+        "slack-ungranted": dict(granted["slack"], allow_http=[],
+                                config=dict(granted["slack"]["config"], username="ungranted")),
+        "grafana-elsewhere": dict(granted["grafana"], allow_http=["http://127.0.0.1:1"],
+                                  config=dict(granted["grafana"]["config"], tags=["ungranted"])),
+        "syslog-udp-ungranted": {"tenant": TENANT, "component": str(PLUGIN_DIR / "syslog.wasm"), "retry": FAST_RETRY,
+                                 "config": {"address": quiet.address("udp")}},
+        "syslog-tcp-ungranted": {"tenant": TENANT, "component": str(PLUGIN_DIR / "syslog.wasm"), "retry": FAST_RETRY,
+                                 "allow_sockets": ["127.0.0.1:9"],
+                                 "config": {"address": quiet.address("tcp"), "transport": "tcp"}},
+    }
+    token, token_hash = token_pair()
+    (tmp_path / "host").mkdir()
+    host = Host(tmp_path / "host", {TENANT: token_hash}, {**granted, **blocked}).start()
+    try:
+        events = lifecycle.failed_run
+        replay(host, token, events)
+        text = wait_settled(host, TENANT, list(granted) + list(blocked), len(events), timeout=60)
+
+        def faults(plugin, reason):
+            return sample(text, "herald_plugin_faults_total", tenant=TENANT, plugin=plugin, reason=reason) or 0
+
+        # Refused by the host, counted, and dead-lettered (a grant will not appear by retrying).
+        # Slack sends 3 messages for this run (2 failures, 1 summary), Grafana 3 annotations,
+        # syslog one message per event.
+        for name, reason, refused in [("slack-ungranted", "denied_http", 3), ("grafana-elsewhere", "denied_http", 3),
+                                      ("syslog-udp-ungranted", "denied_socket", len(events)),
+                                      ("syslog-tcp-ungranted", "denied_socket", len(events))]:
+            assert faults(name, reason) >= refused, (name, reason, faults(name, reason))
+            want = {"ok": len(events) - refused, "dead": refused}
+            assert delivery_counts(text, name) == {k: v for k, v in want.items() if v}, \
+                (name, delivery_counts(text, name))
+        logs = host.logs()
+        assert "not allowed by the instance's allow_http" in logs
+        assert "not in the instance's allow_sockets" in logs
+        assert quiet.heard() == []
+        # Nothing from the ungranted instances reached the sinks...
+        assert all(m.get("username") == "granted" for m in slack.messages) and len(slack.messages) == 3
+        assert all("ungranted" not in a["tags"] for a in grafana.annotations) and len(grafana.annotations) == 3
+        # ...while the granted instances of the same tenant delivered everything.
+        for name in granted:
+            assert delivery_counts(text, name) == {"ok": len(events)}, (name, delivery_counts(text, name))
+        assert pd.incidents == {"herald:ops:deploy.yml": "triggered"}
+        for f in (pd, slack, grafana):
+            assert not f.errors, f.errors
+    finally:
+        host.kill()
+        quiet.close()
+        for f in (pd, slack, grafana):
             f.stop()
