@@ -107,21 +107,28 @@ class Prometheus(Server):
 
     name = "prometheus"
 
-    def __init__(self, workdir: Path, targets: list[str], scrape_interval: str = "1s"):
+    def __init__(self, workdir: Path, targets: list[str], scrape_interval: str = "1s", pushgateway: str | None = None):
         super().__init__(workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
-        config.write_text(
+        text = (
             "global:\n"
             f"  scrape_interval: {scrape_interval}\n"
             f"  evaluation_interval: {scrape_interval}\n"
             "scrape_configs:\n"
             "  - job_name: herald\n"
-            f"    scrape_interval: {scrape_interval}\n"
             "    scrape_timeout: 900ms\n"
             "    static_configs:\n"
             f"      - targets: {json.dumps(targets)}\n")
+        if pushgateway:
+            # As the Pushgateway's documentation says: keep the pushed job/instance labels.
+            text += ("  - job_name: pushgateway\n"
+                     "    honor_labels: true\n"
+                     "    scrape_timeout: 900ms\n"
+                     "    static_configs:\n"
+                     f"      - targets: [\"{pushgateway}\"]\n")
+        config.write_text(text)
         self.spawn([PROMETHEUS_BIN, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"])
 
