@@ -13,17 +13,16 @@ import json
 import re
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PLUGIN_DIR, Host, token_pair
+from conftest import PLUGIN_DIR, Host, run_playbook, token_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from plugin_sinks import (  # noqa: E402
     GRAFANA_TOKEN, ROUTING_KEY, FakeGrafana, FakePagerDuty, FakeSlack, FakeWebhook, by_run, created_ms,
-    delivery_counts, deploy_run, poll, sample, stats_of, wait_settled)
+    delivery_counts, deploy_run, sample, stats_of, wait_settled)
 
 TENANT = "ops"
 SLACK_PATH = "/services/T0001/B0002/s3cr3tWebhookPath"
@@ -75,7 +74,7 @@ class Lifecycle:
 
 
 @pytest.fixture(scope="module")
-def lifecycle(tmp_path_factory, run_playbook_fn):
+def lifecycle(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lifecycle")
     pd, slack, grafana = FakePagerDuty(routing_key=ROUTING_KEY), FakeSlack(), FakeGrafana(token=GRAFANA_TOKEN, org_id=3)
     capture = FakeWebhook()   # records the wire events, to compare with what the sinks got
@@ -88,14 +87,14 @@ def lifecycle(tmp_path_factory, run_playbook_fn):
     try:
         total = 0
         # Run 1: web2 fails "Migrate the database", cache1 is unreachable.
-        r = deploy_run(run_playbook_fn, host, token, tmp / "run1", fail_hosts=("web2",), cache_unreachable=True,
+        r = deploy_run(run_playbook, host, token, tmp / "run1", fail_hosts=("web2",), cache_unreachable=True,
                        record=tmp / "run1.record")
         assert r.returncode == 4, r.stdout + r.stderr  # 4: some hosts were unreachable
         total += len((tmp / "run1.record").read_text().split())
         wait_settled(host, TENANT, SINKS + ["capture"], total)
         after_first = {"pd": len(pd.events), "slack": len(slack.messages), "grafana": len(grafana.annotations)}
         # Run 2: the same playbook succeeds on every host.
-        r = deploy_run(run_playbook_fn, host, token, tmp / "run2", record=tmp / "run2.record")
+        r = deploy_run(run_playbook, host, token, tmp / "run2", record=tmp / "run2.record")
         assert r.returncode == 0, r.stdout + r.stderr
         total += len((tmp / "run2.record").read_text().split())
         wait_settled(host, TENANT, SINKS + ["capture"], total)
@@ -107,12 +106,6 @@ def lifecycle(tmp_path_factory, run_playbook_fn):
         host.kill()
         for f in (pd, slack, grafana, capture):
             f.stop()
-
-
-@pytest.fixture(scope="module")
-def run_playbook_fn():
-    from conftest import run_playbook
-    return run_playbook
 
 
 def test_the_runs_are_what_the_playbook_did(lifecycle):
