@@ -296,6 +296,9 @@ def write_inventory(path: Path, cache_unreachable: bool) -> Path:
     """web1, web2, db1 run locally; cache1 too, or (`cache_unreachable`) over SSH to a closed
     loopback port, so Ansible reports it unreachable at once."""
     if cache_unreachable:
+        if not shutil.which("ssh"):
+            raise AssertionError("an unreachable host needs the ssh client (Debian: openssh-client; .ci/run "
+                                 "installs it): without it Ansible reports a failure, not an unreachable host")
         cache = (f"cache1 ansible_connection=ssh ansible_host=127.0.0.1 ansible_port={free_port()} "
                  "ansible_user=nobody ansible_ssh_common_args='-o ConnectTimeout=3 -o BatchMode=yes'")
     else:
