@@ -29,6 +29,8 @@ pub struct AppState {
 /// The outcome of the last configuration reload.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReloadStatus {
+    /// Counts reload attempts since the start.
+    pub generation: u64,
     /// When it happened (epoch ms); 0 if there was none yet.
     pub at_ms: i64,
     pub ok: bool,
@@ -130,9 +132,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/admin/reload", get(reload_status))
+        .merge(crate::query::router())
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
-        .merge(crate::query::router())
         .with_state(state)
 }
 

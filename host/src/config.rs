@@ -222,6 +222,7 @@ impl RetryPolicy {
 
 #[derive(Debug, Default)]
 struct RawConfig {
+    tenant_names: std::collections::BTreeSet<String>,
     server: ServerConfig,
     storage: StorageConfig,
     tenants: BTreeMap<String, TenantConfig>,
@@ -244,7 +245,9 @@ fn decode<T: serde::de::DeserializeOwned>(
                     segs.push(key.clone());
                 }
             }
-            let message = e.inner().to_string().trim().to_string();
+            // toml adds "\nin `key`"; the key is reported on its own.
+            let message = e.inner().to_string();
+            let message = message.split("\nin `").next().unwrap_or("").trim().replace('\n', " ");
             // "unknown field `x`" / "missing field `x`" name the key themselves.
             let named = ["unknown field `", "missing field `"].iter().find_map(|p| {
                 let rest = message.strip_prefix(p)?;
@@ -339,6 +342,8 @@ impl Config {
                     for (name, v) in entries {
                         let at = [key.as_str(), name.as_str()];
                         if key == "tenants" {
+                            // Known even when invalid, so its plugins are not reported too.
+                            raw.tenant_names.insert(name.clone());
                             if let Some(t) = decode(v, &at, &locator, &mut problems) {
                                 raw.tenants.insert(name, t);
                             }
@@ -404,7 +409,7 @@ impl Config {
         }
         for (name, mut plugin) in raw.plugins {
             let table = ["plugins", name.as_str()];
-            if !config.tenants.contains_key(&plugin.tenant) {
+            if !raw.tenant_names.contains(&plugin.tenant) {
                 problems.push(locator.problem(
                     &table,
                     "tenant",
@@ -462,7 +467,8 @@ impl Config {
                 ));
             }
             if let Err((n, field, msg)) = crate::routes::Routes::compile(&plugin.routes) {
-                problems.push(locator.problem(&table, field, &format!("route {n}: {msg}")));
+                let routes = [&table[..], &["routes"]].concat();
+                problems.push(locator.problem(&routes, field, &format!("route {n}: {msg}")));
             }
             let config_path = [&table[..], &["config"]].concat();
             if let Err(msg) = resolve_secrets(&mut plugin.config, &base) {

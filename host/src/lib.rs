@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod dispatch;
 pub mod event;
