@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import signal
 import sys
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def lifecycle(tmp_path_factory):
         runs.sort(key=lambda evs: created_ms(evs[0]))
         yield Lifecycle(host, pd, slack, grafana, capture, runs, after_first)
     finally:
-        host.kill()
+        host.kill(signal.SIGTERM)
         for f in (pd, slack, grafana, capture):
             f.stop()
 
@@ -338,7 +339,7 @@ def test_each_status_is_classified_retryable_or_permanent(lifecycle, tmp_path, s
         assert any(m["text"].startswith("<!here> :red_circle: deploy.yml failed") for m in slack.messages)
         assert [a["tags"][-1] for a in grafana.annotations if "timeEnd" in a] == ["status:failed"]
     finally:
-        host.kill()
+        host.kill(signal.SIGTERM)
         for f in fakes.values():
             f.stop()
 
@@ -428,7 +429,7 @@ def test_a_plugin_granted_no_destination_cannot_reach_its_sink_and_the_others_st
         for f in (pd, slack, grafana):
             assert not f.errors, f.errors
     finally:
-        host.kill()
+        host.kill(signal.SIGTERM)
         quiet.close()
         for f in (pd, slack, grafana):
             f.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def prom(tmp_path_factory):
         poll(s.prometheus.targets_up, 30, "Prometheus's targets up", interval=0.25)
         yield s
     finally:
-        s.host.kill()
+        s.host.kill(signal.SIGTERM)
         s.prometheus.stop()
         s.pushgateway.stop()
         s.capture.stop()

@@ -11,6 +11,7 @@ plugin's documentation promises.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -139,5 +140,5 @@ def test_rsyslog_parses_every_event_over_udp_and_tcp(rsyslog, tmp_path):
             assert by_kind["playbook_on_stats"]["msg"].startswith("playbook deploy.yml finished: ")
             assert "web2 ok=1 changed=0 failed=1 unreachable=0" in by_kind["playbook_on_stats"]["msg"]
     finally:
-        host.kill()
+        host.kill(signal.SIGTERM)
         capture.stop()
