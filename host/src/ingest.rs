@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::io::Read;
-use std::time::Instant;
 
 /// Body format of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +146,7 @@ fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
     request_body(
         description = "A batch of events: a JSON array (`application/json`) or one event per line (`application/x-ndjson`); optionally `Content-Encoding: gzip`",
         content(
-            (Vec<crate::query::model::EventDoc> = "application/json"),
+            (crate::query::model::EventBatch = "application/json"),
             (crate::query::model::EventDoc = "application/x-ndjson"),
         )
     ),
@@ -257,25 +256,17 @@ async fn ingest(
     }
     let targets = state.dispatcher.targets(&tenant, &events);
     let journal = state.journal.clone();
-    let started = Instant::now();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let committed =
-        tokio::task::spawn_blocking(move || journal.commit_batch(&owned_tenant, &events, &targets))
-            .await
-            .map_err(|e| {
-                (
-                    t.clone(),
-                    ApiError::unavailable(format!("journal task failed: {e}")),
-                )
-            })?
-            .map_err(|e| {
-                (
-                    t.clone(),
-                    ApiError::unavailable(format!("the journal cannot commit: {e}")),
-                )
-            })?;
-    metrics::histogram!("herald_journal_commit_seconds").record(started.elapsed().as_secs_f64());
+    let committed = journal
+        .commit(owned_tenant, events, targets)
+        .await
+        .map_err(|e| {
+            (
+                t.clone(),
+                ApiError::unavailable(format!("the journal cannot commit: {e}")),
+            )
+        })?;
     metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone())
         .increment(bytes.len() as u64);
     if committed.duplicates > 0 {

@@ -59,7 +59,140 @@ pub struct PendingDelivery {
 pub struct Journal {
     ingest: Arc<Mutex<Connection>>,
     delivery: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<WriteRequest>,
     path: PathBuf,
+}
+
+/// One batch waiting for the group-commit writer.
+struct WriteRequest {
+    tenant: String,
+    events: Vec<WireEvent>,
+    targets: Vec<Vec<String>>,
+    reply: tokio::sync::oneshot::Sender<Result<Committed, JournalError>>,
+}
+
+/// Most events one group transaction takes before it commits.
+const GROUP_MAX_EVENTS: usize = 20_000;
+
+/// The group-commit writer: takes every batch that is waiting, writes them in
+/// one transaction, commits (one fsync), then answers each. A failed commit
+/// (disk full, unwritable file) answers every batch of the group with the
+/// error and the writer goes on with the next group, so ingest recovers by
+/// itself when the cause goes away.
+fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteRequest>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut size = group[0].events.len();
+        while size < GROUP_MAX_EVENTS {
+            match rx.try_recv() {
+                Ok(r) => {
+                    size += r.events.len();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| -> Result<Vec<Committed>, JournalError> {
+            let tx = conn.transaction()?;
+            let now = now_ms();
+            let mut out = Vec::with_capacity(group.len());
+            for r in &group {
+                out.push(apply_batch(&tx, &r.tenant, &r.events, &r.targets, now)?);
+            }
+            tx.commit()?;
+            Ok(out)
+        })();
+        drop(conn);
+        metrics::histogram!("herald_journal_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(committed) => {
+                metrics::counter!("herald_journal_commits_total", "result" => "ok").increment(1);
+                for (r, c) in group.into_iter().zip(committed) {
+                    let _ = r.reply.send(Ok(c));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("herald_journal_commits_total", "result" => "error").increment(1);
+                let msg = e.to_string();
+                for r in group {
+                    let _ = r.reply.send(Err(JournalError::Task(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch inside `tx`.
+fn apply_batch(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    events: &[WireEvent],
+    targets: &[Vec<String>],
+    now: i64,
+) -> Result<Committed, JournalError> {
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    let mut inserted_flags = Vec::with_capacity(events.len());
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (tenant, uuid) DO NOTHING",
+    )?;
+    let mut upsert_run = tx.prepare_cached(
+        "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+         ON CONFLICT (tenant, run_id) DO UPDATE SET
+            playbook = coalesce(runs.playbook, excluded.playbook),
+            controller = coalesce(runs.controller, excluded.controller),
+            first_ms = min(runs.first_ms, excluded.first_ms),
+            last_ms = max(runs.last_ms, excluded.last_ms),
+            events = runs.events + 1,
+            finished = max(runs.finished, excluded.finished)",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+    )?;
+    for (i, ev) in events.iter().enumerate() {
+        let body = serde_json::to_string(&ev.body)?;
+        let inserted = insert_event.execute(params![
+            tenant,
+            ev.uuid,
+            ev.run_id,
+            ev.counter as i64,
+            ev.kind.as_str(),
+            ev.created_ms,
+            now,
+            body
+        ])?;
+        inserted_flags.push(inserted > 0);
+        if inserted == 0 {
+            duplicates += 1;
+            continue;
+        }
+        accepted += 1;
+        let event_id = tx.last_insert_rowid();
+        let finished = ev.kind == crate::event::EventKind::PlaybookOnStats;
+        upsert_run.execute(params![
+            tenant,
+            ev.run_id,
+            ev.playbook(),
+            ev.controller(),
+            ev.created_ms,
+            finished
+        ])?;
+        for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+            insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
+        }
+    }
+    Ok(Committed {
+        accepted,
+        duplicates,
+        inserted: inserted_flags,
+    })
 }
 
 const SCHEMA: &str = r#"
@@ -140,9 +273,20 @@ impl Journal {
         let ingest = open_connection(path, "FULL")?;
         ingest.execute_batch(SCHEMA)?;
         let delivery = open_connection(path, "NORMAL")?;
+        let ingest = Arc::new(Mutex::new(ingest));
+        let (writer, rx) = std::sync::mpsc::channel();
+        let conn = ingest.clone();
+        std::thread::Builder::new()
+            .name("herald-journal".into())
+            .spawn(move || run_writer(conn, rx))
+            .map_err(|source| JournalError::Dir {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Journal {
-            ingest: Arc::new(Mutex::new(ingest)),
+            ingest,
             delivery: Arc::new(Mutex::new(delivery)),
+            writer,
             path: path.to_owned(),
         })
     }
@@ -162,72 +306,34 @@ impl Journal {
         events: &[WireEvent],
         targets: &[Vec<String>],
     ) -> Result<Committed, JournalError> {
-        let now = now_ms();
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
-        let mut accepted = 0;
-        let mut duplicates = 0;
-        let mut inserted_flags = Vec::with_capacity(events.len());
-        {
-            let mut insert_event = tx.prepare_cached(
-                "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tenant, uuid) DO NOTHING",
-            )?;
-            let mut upsert_run = tx.prepare_cached(
-                "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
-                 ON CONFLICT (tenant, run_id) DO UPDATE SET
-                    playbook = coalesce(runs.playbook, excluded.playbook),
-                    controller = coalesce(runs.controller, excluded.controller),
-                    first_ms = min(runs.first_ms, excluded.first_ms),
-                    last_ms = max(runs.last_ms, excluded.last_ms),
-                    events = runs.events + 1,
-                    finished = max(runs.finished, excluded.finished)",
-            )?;
-            let mut insert_delivery = tx.prepare_cached(
-                "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
-            )?;
-            for (i, ev) in events.iter().enumerate() {
-                let body = serde_json::to_string(&ev.body)?;
-                let inserted = insert_event.execute(params![
-                    tenant,
-                    ev.uuid,
-                    ev.run_id,
-                    ev.counter as i64,
-                    ev.kind.as_str(),
-                    ev.created_ms,
-                    now,
-                    body
-                ])?;
-                inserted_flags.push(inserted > 0);
-                if inserted == 0 {
-                    duplicates += 1;
-                    continue;
-                }
-                accepted += 1;
-                let event_id = tx.last_insert_rowid();
-                let finished = ev.kind == crate::event::EventKind::PlaybookOnStats;
-                upsert_run.execute(params![
-                    tenant,
-                    ev.run_id,
-                    ev.playbook(),
-                    ev.controller(),
-                    ev.created_ms,
-                    finished
-                ])?;
-                for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
-                    insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
-                }
-            }
-        }
+        let committed = apply_batch(&tx, tenant, events, targets, now_ms())?;
         tx.commit()?;
-        Ok(Committed {
-            accepted,
-            duplicates,
-            inserted: inserted_flags,
-        })
+        Ok(committed)
+    }
+
+    /// Commits a batch through the group-commit writer: batches that arrive
+    /// while a commit is under way share the next transaction (and its
+    /// fsync). Resolves only once the batch is durable.
+    pub async fn commit(
+        &self,
+        tenant: String,
+        events: Vec<WireEvent>,
+        targets: Vec<Vec<String>>,
+    ) -> Result<Committed, JournalError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(WriteRequest {
+                tenant,
+                events,
+                targets,
+                reply,
+            })
+            .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
     }
 
     /// The oldest pending deliveries of `plugin`, in journal order.
