@@ -75,6 +75,12 @@ test: build venv-old ## run every test: Rust unit and integration tests, callbac
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV_OLD)/bin/ansible-playbook $(VENV)/bin/pytest -q callback/tests
 	$(VENV)/bin/pytest -q tests
 
+.PHONY: bench bench-quick
+bench: build ## the benchmark suite at full size (bench/README.md); writes BENCHMARKS.md
+	bench/build.sh && $(PYTHON) bench/run.py --size full
+bench-quick: build ## the benchmark suite at quick sizes (a few minutes); writes BENCHMARKS.md
+	bench/build.sh && $(PYTHON) bench/run.py --size quick
+
 .PHONY: fmt
 fmt: ## format the Rust code
 	cargo fmt --all

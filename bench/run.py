@@ -89,6 +89,19 @@ def hostbench(*args, timeout=900) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def code_rss_kib(pid: int) -> int:
+    """RSS of anonymous executable mappings: JIT-compiled plugin code (not the herald binary)."""
+    total, anon_x = 0, False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+                anon_x = "x" in parts[1] and len(parts) == 5
+            elif parts[0] == "Rss:" and anon_x:
+                total += int(parts[1])
+    return total
+
+
 def rss_kib(pid: int) -> dict:
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -261,7 +274,7 @@ def part_playbook(sz):
         if k.startswith(("ANSIBLE_", "HERALD_", "ARA_")):
             del base[k]
     base.update(ANSIBLE_CONFIG=os.path.join(d, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                ANSIBLE_CALLBACKS_ENABLED="", PATH=os.path.join(VENV, "bin") + ":" + base.get("PATH", ""))
+                PATH=os.path.join(VENV, "bin") + ":" + base.get("PATH", ""))
     playbook = [os.path.join(VENV, "bin", "ansible-playbook"), pb]
     ara_dir = os.path.join(d, "ara")
 
@@ -414,7 +427,11 @@ url = "http://127.0.0.1:%d/events"
             log("latency round %d, %d per request: ack->sink p50 %.1f ms p99 %.1f ms" % (
                 r, b, x["ack_to_sink_ms"]["p50"], x["ack_to_sink_ms"]["p99"]))
     out = {"rate": sz["latency_rate"], "seconds": sz["latency_seconds"], "rounds_n": sz["latency_rounds"],
-           "by_batch": {}}
+           "by_batch": {}, "sqlite_floor": {}}
+    for b in batches:
+        # What the disk allows: bare SQLite, one synchronous=FULL transaction per request's events.
+        out["sqlite_floor"][str(b)] = hostbench("sqlite", "--dir", os.path.join(WORK, "sqlite"),
+                                                "--events", 1000 * b, "--batch", b)["events_per_s"]
     for b, xs in rows.items():
         out["by_batch"][str(b)] = {
             "rounds": xs,
@@ -515,6 +532,7 @@ def part_memory(sz):
                 host.stop()
         time.sleep(2.0)
         out["idle_rss_kib"] = rss_kib(host.proc.pid)["VmRSS"]
+        out["idle_code_rss_kib"] = code_rss_kib(host.proc.pid)
         log("idle RSS %d KiB" % out["idle_rss_kib"])
         peak = [0]
         done = threading.Event()
@@ -560,6 +578,7 @@ def part_memory(sz):
         if r == 0:
             time.sleep(1.0)
             out["idle_rss_6_kib"] = rss_kib(h.proc.pid)["VmRSS"]
+            out["idle_code_rss_6_kib"] = code_rss_kib(h.proc.pid)
         h.stop()
     out["start_6_s"] = stats(small[1:]) if len(small) > 1 else stats(small)
     return out
@@ -603,6 +622,9 @@ def render(res: dict, size: str) -> str:
     L.append("Machine: %s, %s cores, %s MiB RAM, Linux %s, load average at start %s. %s\n" % (
         meta.get("cpu", "?"), meta.get("cores", "?"), meta.get("mem_mib", "?"), meta.get("kernel", "?"),
         meta.get("loadavg", "?"), meta.get("note", "")))
+    if meta.get("commit"):
+        L.append("Measured at commit `%s`%s.\n" % (meta["commit"], " with uncommitted changes of other engineers in "
+                 "host/, plugins/ or callback/ in the work tree" if meta.get("host_dirty") else ""))
     L.append("Comparisons are interleaved within one run (A B A B ...); ratios are paired within a round, "
              "then summarised (median, min, max over rounds). Nothing here was tuned for the benchmark.\n")
     targets = []
@@ -724,21 +746,29 @@ def render(res: dict, size: str) -> str:
             L.append(row("%s: answer → sink p99 ms" % lab, x["p99"], digits=1, target="≤ 20 ms", met=met))
             L.append(row("%s: sent → sink p50 ms" % lab, x["send_p50"], digits=1))
             L.append(row("%s: sent → sink p99 ms" % lab, x["send_p99"], digits=1))
+        for b, v in la.get("sqlite_floor", {}).items():
+            L.append("| bare SQLite, %s event(s) per FULL-synchronous transaction: events/s | %s | | | | | |" % (
+                b, fmt(v, digits=0)))
         L.append("")
 
     m = res.get("memory")
     if m:
         L.append("## 6. Memory and start-up\n")
+        files = m["data_dir_after_first_start"]
+        if all(f.startswith("herald.db") for f in files):
+            cache = ("The host has **no compile cache**: after the first start its data directory holds only %s, "
+                     "and every start JIT-compiles each instance's component, so \"cold\" (first start, fresh "
+                     "data directory) and \"warm\" (later starts, same data directory, files in the page "
+                     "cache) differ only by the journal and the page cache." % ", ".join("`%s`" % x for x in files))
+        else:
+            cache = ("After the first start the data directory holds %s; later starts (\"warm\") reuse it." %
+                     ", ".join("`%s`" % x for x in files))
         L.append("%d tenants × the six shipped plugins = %d instances, each pointed at a local sink (HTTP, "
                  "UDP for syslog). Start-up = `herald serve` spawned → `/health` answers (plugins are loaded "
-                 "before the listener opens). The host has **no compile cache**: after the first start its "
-                 "data directory holds only %s, and every start JIT-compiles each instance's component, so "
-                 "\"cold\" (first start, fresh data directory) and \"warm\" (later starts, same data "
-                 "directory, files in the page cache) differ only by the journal and the page cache. "
-                 "Under load: %s events over the %d tenants' tokens (%s events/s); peak RSS sampled every "
-                 "50 ms during the load and 10 s of delivery after it.\n" % (
-                     m["tenants"], m["instances"], ", ".join("`%s`" % x for x in m["data_dir_after_first_start"]),
-                     "{:,}".format(m["load"]["events"]), m["tenants"], fmt(m["load"]["events_per_s"], digits=0)))
+                 "before the listener opens). %s Under load: %s events over the %d tenants' tokens "
+                 "(%s events/s); peak RSS sampled every 50 ms during the load and 10 s of delivery after it.\n" % (
+                     m["tenants"], m["instances"], cache, "{:,}".format(m["load"]["events"]), m["tenants"],
+                     fmt(m["load"]["events_per_s"], digits=0)))
         L.append(HEAD)
         met_i = m["idle_rss_kib"] / 1024 <= 64
         met_l = m["load_peak_rss_kib"] / 1024 <= 256
@@ -749,6 +779,10 @@ def render(res: dict, size: str) -> str:
         one = lambda v: {"median": v, "min": v, "max": v}  # noqa: E731
         L.append(row("RSS idle, 60 instances, MiB", one(m["idle_rss_kib"] / 1024), target="≤ 64 MiB", met=met_i))
         L.append(row("RSS idle, 6 instances (1 tenant), MiB", one(m["idle_rss_6_kib"] / 1024)))
+        if "idle_code_rss_kib" in m:
+            L.append(row("of which JIT code (anonymous executable mappings), 60 instances, MiB",
+                         one(m["idle_code_rss_kib"] / 1024)))
+            L.append(row("of which JIT code, 6 instances, MiB", one(m["idle_code_rss_6_kib"] / 1024)))
         L.append(row("RSS peak under ingest load, MiB", one(m["load_peak_rss_kib"] / 1024), target="≤ 256 MiB",
                      met=met_l))
         L.append(row("start-up, first (cold), 60 instances, ms", one(m["start_first_s"]), digits=0, scale=1000))
@@ -806,7 +840,10 @@ def main() -> int:
         res["_meta"] = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                         "cpu": cpu, "cores": os.cpu_count(), "mem_mib": mem, "kernel": platform.release(),
                         "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]), "note": a.note,
-                        "sizes": sz}
+                        "sizes": sz, "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                                              capture_output=True, text=True).stdout.strip(),
+                        "host_dirty": bool(subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "host", "plugins",
+                                                            "callback"], capture_output=True, text=True).stdout.strip())}
         for n in [int(x) for x in a.parts.split(",") if x.strip()]:
             name, fn = PARTS[n]
             log("part %d: %s" % (n, name))
