@@ -217,7 +217,7 @@ fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
 #[utoipa::path(
     get, path = "/v1/runs", tag = "query",
     params(
-        ("playbook" = Option<String>, Query, description = "Glob over the playbook file name (`*` any run of characters, `?` one character, `[...]` a set; case-sensitive)", example = "deploy*.yml"),
+        ("playbook" = Option<String>, Query, description = "Glob over the playbook as sent (often a path) or its file name: `*` any characters, `?` one, `[...]` a set; case-sensitive", example = "deploy*.yml"),
         ("status" = Option<RunStatus>, Query, description = "Only runs with this status"),
         ("controller" = Option<String>, Query, description = "Only runs from this controller host name"),
         ("since" = Option<TimeParam>, Query, description = "Only runs started at or after this time (RFC 3339 or epoch ms)"),

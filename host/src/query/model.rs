@@ -279,11 +279,14 @@ pub struct EventDoc {
     /// The event's position in its run.
     #[schema(minimum = 0, maximum = 9007199254740991_i64)]
     pub counter: i64,
-    /// ISO 8601 creation time; without an offset it is UTC.
+    /// Creation time, RFC 3339; an ISO 8601 time without an offset (as
+    /// ansible-runner writes it) is accepted too and taken as UTC.
+    #[schema(format = DateTime)]
     pub created: String,
-    /// Herald's run id; required unless `runner_ident` is given (stored events always have it).
+    /// Herald's run id. An imported ansible-runner event may give
+    /// `runner_ident` instead; it is then stored as `run_id`.
     #[schema(min_length = 1, max_length = 128)]
-    pub run_id: Option<String>,
+    pub run_id: String,
     /// ansible-runner's run id, used as `run_id` when that is absent.
     #[schema(min_length = 1, max_length = 128)]
     pub runner_ident: Option<String>,
@@ -295,6 +298,29 @@ pub struct EventDoc {
     /// `playbook`, `play`, `task`, `host`, `res`, per-host stats... (see docs/wire-format.md).
     #[schema(value_type = Option<Object>)]
     pub event_data: Option<Map<String, Value>>,
+}
+
+/// A batch of events (`application/json`): a non-empty array.
+pub struct EventBatch;
+
+impl PartialSchema for EventBatch {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("EventDoc"))
+            .min_items(Some(1))
+            .description(Some("A non-empty array of events"))
+            .into()
+    }
+}
+
+impl ToSchema for EventBatch {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EventBatch")
+    }
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("EventDoc".into(), EventDoc::schema()));
+        <EventDoc as ToSchema>::schemas(schemas);
+    }
 }
 
 /// The name of an event kind (ansible-runner's spelling).

@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
         super::list_deliveries,
         serve,
     ),
-    components(schemas(EventKindName, TimeParam)),
+    components(schemas(EventKindName, TimeParam, EventDoc, EventBatch)),
     modifiers(&BearerAuth),
     tags(
         (name = "ingest", description = "Sending events"),

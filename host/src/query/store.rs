@@ -230,7 +230,11 @@ pub fn list_runs(
     let mut clauses = String::new();
     let mut args: Vec<(&str, Sql)> = Vec::new();
     if let Some(p) = &f.playbook {
-        clauses.push_str(" AND r.playbook GLOB :playbook");
+        // The glob matches the playbook as sent (often a path) or its file name.
+        clauses.push_str(
+            " AND (r.playbook GLOB :playbook
+                   OR replace(r.playbook, rtrim(r.playbook, replace(r.playbook, '/', '')), '') GLOB :playbook)",
+        );
         args.push((":playbook", Sql::Text(p.clone())));
     }
     if let Some(c) = &f.controller {
