@@ -90,6 +90,11 @@ impl ApiError {
         e.retry_after = Some(retry_after_s);
         e
     }
+    /// Names the field (or query parameter) at fault.
+    pub fn with_field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
+    }
     /// Names the event (by its index in the batch) and field at fault.
     pub fn at(mut self, index: usize, field: &str) -> Self {
         self.index = Some(index);
@@ -132,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/admin/reload", get(reload_status))
+        .merge(crate::recovery::router())
         .merge(crate::query::router())
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())

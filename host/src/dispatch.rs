@@ -7,7 +7,7 @@
 //! or exactly the delay the plugin asked for (`Retry-After`); after
 //! `max_attempts`, or on a permanent failure, the delivery is dead-lettered.
 
-use crate::config::{PluginConfig, RetryPolicy};
+use crate::config::{PluginConfig, RetryPolicy, SinkRateLimit};
 use crate::event::WireEvent;
 use crate::journal::{now_ms, Journal, JournalError, PendingDelivery};
 use crate::routes::Routes;
@@ -83,6 +83,7 @@ impl Dispatcher {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_worker(
             spec.instance,
+            spec.config.rate_limit.clone(),
             spec.config.retry.clone(),
             self.journal.clone(),
             notify.clone(),
@@ -171,6 +172,40 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A token bucket pacing one instance's calls to its sink.
+struct Bucket {
+    limit: SinkRateLimit,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(limit: SinkRateLimit) -> Self {
+        Bucket {
+            tokens: limit.burst,
+            limit,
+            at: Instant::now(),
+        }
+    }
+
+    /// Waits until a call may go.
+    async fn take(&mut self) {
+        loop {
+            let now = Instant::now();
+            self.tokens = (self.tokens
+                + now.duration_since(self.at).as_secs_f64() * self.limit.per_second)
+                .min(self.limit.burst);
+            self.at = now;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                return;
+            }
+            let wait = (1.0 - self.tokens) / self.limit.per_second;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
 /// What happened to one delivery attempt.
 enum Step {
     Done,
@@ -179,6 +214,7 @@ enum Step {
 
 async fn run_worker(
     mut instance: PluginInstance,
+    rate_limit: Option<SinkRateLimit>,
     policy: RetryPolicy,
     journal: Journal,
     notify: Arc<Notify>,
@@ -186,6 +222,7 @@ async fn run_worker(
 ) {
     let name = instance.spec().name.to_string();
     let tenant = instance.spec().tenant.to_string();
+    let mut bucket = rate_limit.map(Bucket::new);
     loop {
         if *stop.borrow() {
             tracing::info!(plugin = %name, tenant = %tenant, "plugin instance stopped");
@@ -216,6 +253,9 @@ async fn run_worker(
                 earliest = Some(earliest.map_or(d.next_at_ms, |e| e.min(d.next_at_ms)));
                 blocked_runs.insert(d.run_id.clone());
                 continue;
+            }
+            if let Some(bucket) = bucket.as_mut() {
+                bucket.take().await;
             }
             match deliver(&mut instance, &policy, &journal, &d).await {
                 Step::Done => progressed = true,
@@ -252,6 +292,15 @@ async fn deliver(
     let spec = instance.spec();
     let (name, tenant) = (spec.name.to_string(), spec.tenant.to_string());
     let attempt = d.attempts + 1;
+    let age_ms = now_ms() - d.first_at_ms;
+    if d.attempts > 0 && age_ms > policy.max_age_ms as i64 {
+        let reason = format!(
+            "gave up after {} attempts: older than max_age_ms ({} ms)",
+            d.attempts, policy.max_age_ms
+        );
+        dead_letter(journal, &tenant, &name, d, d.attempts, &reason).await;
+        return Step::Done;
+    }
     let started = Instant::now();
     let result = match convert::to_wit(&tenant, &d.body) {
         Ok(event) => instance.handle(&event, attempt).await,

@@ -8,6 +8,7 @@
 
 use crate::event::WireEvent;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,6 +53,19 @@ pub struct PendingDelivery {
     pub next_at_ms: i64,
     pub first_at_ms: i64,
     pub body: String,
+}
+
+/// A delivery that was given up on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub plugin: String,
+    pub event_id: i64,
+    pub uuid: String,
+    pub run_id: String,
+    pub kind: String,
+    pub attempts: u32,
+    pub reason: String,
+    pub dead_at_ms: i64,
 }
 
 /// Handle to the journal; cheap to clone.
@@ -439,6 +453,153 @@ impl Journal {
             }
         }
         Ok(out)
+    }
+
+    /// Dead letters of a tenant, newest first, optionally of one instance.
+    pub fn dead_letters(
+        &self,
+        tenant: &str,
+        plugin: Option<&str>,
+        limit: usize,
+        before_event: Option<i64>,
+    ) -> Result<Vec<DeadLetter>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.plugin, d.event_id, e.uuid, e.run_id, e.kind, d.attempts, d.last_error, d.updated_ms
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.tenant = ?1 AND d.state = 'dead'
+               AND (?2 IS NULL OR d.plugin = ?2)
+               AND (?3 IS NULL OR d.event_id < ?3)
+             ORDER BY d.event_id DESC, d.plugin LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![tenant, plugin, before_event, limit as i64], |r| {
+            Ok(DeadLetter {
+                plugin: r.get(0)?,
+                event_id: r.get(1)?,
+                uuid: r.get(2)?,
+                run_id: r.get(3)?,
+                kind: r.get(4)?,
+                attempts: r.get(5)?,
+                reason: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                dead_at_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Puts dead letters of a tenant's instance back in the queue (one event,
+    /// or all of the instance's). Returns how many.
+    pub fn requeue_dead(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        event_id: Option<i64>,
+    ) -> Result<usize, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let n = conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, first_at_ms = ?4, next_at_ms = ?4, updated_ms = ?4
+                 WHERE plugin = ?2 AND state = 'dead' AND (?3 IS NULL OR event_id = ?3)
+                   AND event_id IN (SELECT id FROM events WHERE tenant = ?1)",
+            )?
+            .execute(params![tenant, plugin, event_id, now])?;
+        Ok(n)
+    }
+
+    /// Queues every recorded event of a run again for one instance, whatever
+    /// its earlier deliveries did. Returns how many.
+    pub fn replay_run(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        plugin: &str,
+    ) -> Result<usize, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
+                 SELECT ?3, id, run_id, 'pending', 0, ?4, ?4, ?4 FROM events WHERE tenant = ?1 AND run_id = ?2
+                 ON CONFLICT (plugin, event_id) DO UPDATE SET state = 'pending', attempts = 0,
+                    first_at_ms = excluded.first_at_ms, next_at_ms = excluded.next_at_ms,
+                    updated_ms = excluded.updated_ms, last_error = NULL",
+            )?
+            .execute(params![tenant, run_id, plugin, now])?;
+        Ok(n)
+    }
+
+    /// Deletes up to `limit` events received before `cutoff_ms` that no
+    /// instance still has to deliver (pending) or holds as a dead letter,
+    /// with their deliveries, and runs left without events. Returns the
+    /// number of events removed per tenant.
+    pub fn prune(
+        &self,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> Result<BTreeMap<String, u64>, JournalError> {
+        let mut conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        let mut removed = BTreeMap::new();
+        let victims: Vec<(i64, String)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, tenant FROM events e WHERE received_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state != 'done')
+                 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![cutoff_ms, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        {
+            let mut del_d = tx.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?;
+            let mut del_e = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+            for (id, tenant) in &victims {
+                del_d.execute(params![id])?;
+                del_e.execute(params![id])?;
+                *removed.entry(tenant.clone()).or_insert(0u64) += 1;
+            }
+        }
+        if !victims.is_empty() {
+            tx.execute(
+                "DELETE FROM runs WHERE last_ms < ?1 AND NOT EXISTS
+                   (SELECT 1 FROM events e WHERE e.tenant = runs.tenant AND e.run_id = runs.run_id)",
+                params![cutoff_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Pending deliveries and the age of the oldest, per instance.
+    pub fn queue_depths(&self) -> Result<Vec<(String, u64, i64)>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT plugin, count(*), min(first_at_ms) FROM deliveries WHERE state = 'pending' GROUP BY plugin",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Dead letters per instance.
+    pub fn dead_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT plugin, count(*) FROM deliveries WHERE state = 'dead' GROUP BY plugin",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Size in bytes of the journal files (database and write-ahead log).
+    pub fn size_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        [self.path.clone(), wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// A plugin instance's stored value.
