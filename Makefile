@@ -6,6 +6,9 @@ SHELL := /bin/bash
 PYTHON      ?= python3
 VENV        ?= .venv
 ANSIBLE_CORE ?= 2.19.14
+# An older supported ansible-core line the callback is also tested against.
+ANSIBLE_CORE_OLD ?= 2.16.19
+VENV_OLD    ?= .venv-2.16
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 HERALD_BIN  := $(TARGET_DIR)/release/herald
 PLUGIN_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/plugins/target)
@@ -37,6 +40,18 @@ $(VENV)/.stamp: requirements-test.txt callback/pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.stamp ## Python virtualenv with the pinned ansible-core, pytest and the callback
 
+$(VENV_OLD)/.stamp:
+	$(PYTHON) -m venv $(VENV_OLD)
+	$(VENV_OLD)/bin/pip install --quiet "ansible-core==$(ANSIBLE_CORE_OLD)"
+	touch $@
+
+.PHONY: venv-old
+venv-old: $(VENV_OLD)/.stamp ## a second virtualenv with the older ansible-core line, for the callback tests
+
+.PHONY: collection
+collection: venv ## build the herald.events Ansible collection into build/collection
+	$(VENV)/bin/python callback/build_collection.py --build build/collection --ansible-galaxy $(VENV)/bin/ansible-galaxy
+
 .PHONY: host
 host: ## build the herald binary (release profile, shared with the tests)
 	cargo build --release --locked -p herald
@@ -66,11 +81,18 @@ demo: build ## run examples/playbooks/site.yml through the host to a local webho
 	$(VENV)/bin/python examples/demo.py
 
 .PHONY: test
-test: build-test ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
+test: build-test venv-old ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
 	cargo test --release --locked -p herald
 	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo test --locked --target $$(rustc -vV | sed -n 's/^host: //p')
 	$(VENV)/bin/pytest -q callback/tests
+	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV_OLD)/bin/ansible-playbook $(VENV)/bin/pytest -q callback/tests
 	$(VENV)/bin/pytest -q tests
+
+.PHONY: bench bench-quick
+bench: build ## the benchmark suite at full size (bench/README.md); writes BENCHMARKS.md
+	bench/build.sh && $(PYTHON) bench/run.py --size full
+bench-quick: build ## the benchmark suite at quick sizes (a few minutes); writes BENCHMARKS.md
+	bench/build.sh && $(PYTHON) bench/run.py --size quick
 
 .PHONY: fmt
 fmt: ## format the Rust code

@@ -1,5 +1,6 @@
-"""Fixtures for the callback tests: a strict stdlib Herald receiver and a runner for the real
-ansible-playbook / ansible binaries.
+"""Helpers for the callback tests: a strict stdlib Herald receiver and a runner for the real
+ansible-playbook / ansible binaries (the fixtures are in conftest.py; this module has a unique
+name so that it never clashes with another test directory's conftest).
 
 ANSIBLE_PLAYBOOK=/path/to/venv/bin/ansible-playbook runs the suite against another
 ansible-core (e.g. a 2.16 virtualenv); `ansible`, `ansible-doc` and `ansible-galaxy` are taken
@@ -19,8 +20,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-import pytest
 
 CALLBACK_ROOT = Path(__file__).resolve().parent.parent
 CALLBACK_DIR = CALLBACK_ROOT / "herald_ansible" / "callback_plugins"
@@ -297,15 +296,6 @@ class Receiver:
         return pred()
 
 
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    r.up()
-    yield r
-    r.down()
-    assert r.errors == [], "the receiver saw invalid requests: %s" % r.errors[:5]
-
-
 INVENTORY = """\
 [local]
 alpha ansible_connection=local
@@ -412,11 +402,6 @@ class Runner:
         if not self.spool.exists():
             return b""
         return b"".join(p.read_bytes() for p in sorted(self.spool.iterdir()) if p.is_file())
-
-
-@pytest.fixture
-def runner(tmp_path, receiver):
-    return Runner(tmp_path, receiver)
 
 
 def herald_warnings(output: str) -> list:

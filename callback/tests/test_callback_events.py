@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from conftest import ansible_version
+from herald_cb_helpers import ansible_version
 
 MAIN = """\
 - name: main play
@@ -52,7 +52,7 @@ MAIN = """\
       retries: 5
       delay: 0
     - name: async ok
-      ansible.builtin.command: sleep 1.3
+      ansible.builtin.command: sleep 2.5
       async: 10
       poll: 1
     - name: async failing
@@ -113,7 +113,7 @@ def recap(stdout: str) -> dict:
 @pytest.fixture(scope="module")
 def main_run(tmp_path_factory):
     """One real run of the main playbook through the callback to a strict receiver."""
-    from conftest import Receiver, Runner
+    from herald_cb_helpers import Receiver, Runner
     tmp = tmp_path_factory.mktemp("main")
     rec = Receiver()
     rec.up()

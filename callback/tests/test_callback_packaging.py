@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CALLBACK_DIR, CALLBACK_ROOT, ansible_bin
+from herald_cb_helpers import CALLBACK_DIR, CALLBACK_ROOT, ansible_bin
 
 OPTIONS = ["url", "token", "spool_dir", "flush_timeout", "batch_max_events", "batch_max_bytes", "batch_max_age",
            "spool_max_bytes", "send_task_args", "send_facts", "redact_keys", "max_result_bytes", "timeout"]

@@ -29,6 +29,8 @@ pub struct AppState {
 /// The outcome of the last configuration reload.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReloadStatus {
+    /// Counts reload attempts since the start.
+    pub generation: u64,
     /// When it happened (epoch ms); 0 if there was none yet.
     pub at_ms: i64,
     pub ok: bool,
@@ -88,6 +90,11 @@ impl ApiError {
         e.retry_after = Some(retry_after_s);
         e
     }
+    /// Names the field (or query parameter) at fault.
+    pub fn with_field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
+    }
     /// Names the event (by its index in the batch) and field at fault.
     pub fn at(mut self, index: usize, field: &str) -> Self {
         self.index = Some(index);
@@ -130,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/admin/reload", get(reload_status))
+        .merge(crate::recovery::router())
+        .merge(crate::query::router())
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -125,6 +125,12 @@ pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigErr
     }
     .await;
     let mut status = ReloadStatus {
+        generation: state
+            .reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
+            + 1,
         at_ms: now_ms(),
         ok: false,
         problems: Vec::new(),

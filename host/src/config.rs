@@ -94,6 +94,9 @@ pub struct StorageConfig {
     pub data_dir: Option<PathBuf>,
     /// SQLite journal file; default `<data_dir>/herald.db`.
     pub path: Option<PathBuf>,
+    /// Days to keep delivered events and their runs; 0 keeps them forever.
+    /// Events still pending or dead-lettered are kept.
+    pub retention_days: Option<f64>,
 }
 
 impl StorageConfig {
@@ -165,6 +168,25 @@ pub struct PluginConfig {
     /// Which events the instance receives; none = all of its tenant's.
     #[serde(default)]
     pub routes: Vec<crate::routes::RouteConfig>,
+    /// Most calls per second to the plugin (the sink's own rate limit), so
+    /// Herald does not cause the 429s it would then have to retry.
+    #[serde(default)]
+    pub rate_limit: Option<SinkRateLimit>,
+}
+
+/// A token bucket for one plugin instance's deliveries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkRateLimit {
+    /// Sustained deliveries per second.
+    pub per_second: f64,
+    /// Deliveries that may go at once after a quiet period (default 1).
+    #[serde(default = "one")]
+    pub burst: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Resource limits of one plugin instance, applied to every call (and to the
@@ -252,6 +274,9 @@ pub struct RetryPolicy {
     pub max_ms: u64,
     /// Attempts before the event is dead-lettered.
     pub max_attempts: u32,
+    /// Age (since it was accepted) after which an undelivered event is
+    /// dead-lettered instead of retried, in milliseconds.
+    pub max_age_ms: u64,
 }
 
 impl Default for RetryPolicy {
@@ -260,6 +285,7 @@ impl Default for RetryPolicy {
             initial_ms: 500,
             max_ms: 60_000,
             max_attempts: 12,
+            max_age_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -278,6 +304,7 @@ impl RetryPolicy {
 
 #[derive(Debug, Default)]
 struct RawConfig {
+    tenant_names: std::collections::BTreeSet<String>,
     server: ServerConfig,
     storage: StorageConfig,
     tenants: BTreeMap<String, TenantConfig>,
@@ -300,7 +327,14 @@ fn decode<T: serde::de::DeserializeOwned>(
                     segs.push(key.clone());
                 }
             }
-            let message = e.inner().to_string().trim().to_string();
+            // toml adds "\nin `key`"; the key is reported on its own.
+            let message = e.inner().to_string();
+            let message = message
+                .split("\nin `")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .replace('\n', " ");
             // "unknown field `x`" / "missing field `x`" name the key themselves.
             let named = ["unknown field `", "missing field `"].iter().find_map(|p| {
                 let rest = message.strip_prefix(p)?;
@@ -395,6 +429,8 @@ impl Config {
                     for (name, v) in entries {
                         let at = [key.as_str(), name.as_str()];
                         if key == "tenants" {
+                            // Known even when invalid, so its plugins are not reported too.
+                            raw.tenant_names.insert(name.clone());
                             if let Some(t) = decode(v, &at, &locator, &mut problems) {
                                 raw.tenants.insert(name, t);
                             }
@@ -460,7 +496,7 @@ impl Config {
         }
         for (name, mut plugin) in raw.plugins {
             let table = ["plugins", name.as_str()];
-            if !config.tenants.contains_key(&plugin.tenant) {
+            if !raw.tenant_names.contains(&plugin.tenant) {
                 problems.push(locator.problem(
                     &table,
                     "tenant",
@@ -534,6 +570,15 @@ impl Config {
                     "expected at least pause_ms",
                 ));
             }
+            if let Some(r) = &plugin.rate_limit {
+                if !(r.per_second > 0.0 && r.burst >= 1.0) {
+                    problems.push(locator.problem(
+                        &[&table[..], &["rate_limit"]].concat(),
+                        "per_second",
+                        "expected per_second > 0 and burst >= 1",
+                    ));
+                }
+            }
             if plugin.retry.max_attempts == 0 {
                 problems.push(locator.problem(
                     &[&table[..], &["retry"]].concat(),
@@ -542,7 +587,8 @@ impl Config {
                 ));
             }
             if let Err((n, field, msg)) = crate::routes::Routes::compile(&plugin.routes) {
-                problems.push(locator.problem(&table, field, &format!("route {n}: {msg}")));
+                let routes = [&table[..], &["routes"]].concat();
+                problems.push(locator.problem(&routes, field, &format!("route {n}: {msg}")));
             }
             let config_path = [&table[..], &["config"]].concat();
             if let Err(msg) = resolve_secrets(&mut plugin.config, &base) {
@@ -831,6 +877,7 @@ mod tests {
             initial_ms: 100,
             max_ms: 1000,
             max_attempts: 5,
+            max_age_ms: 1000,
         };
         for _ in 0..50 {
             assert!(r.backoff(1) <= Duration::from_millis(100));

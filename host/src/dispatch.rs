@@ -14,7 +14,7 @@
 //! long. The state is the `herald_plugin_state` gauge, log lines, and the
 //! `state`/`breaker` of `GET /v1/plugins`.
 
-use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy};
+use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
 use crate::event::WireEvent;
 use crate::journal::{now_ms, Journal, JournalError, PendingDelivery};
 use crate::routes::Routes;
@@ -295,6 +295,7 @@ impl Dispatcher {
         ));
         let task = tokio::spawn(run_worker(
             spec.instance,
+            spec.config.rate_limit.clone(),
             spec.config.retry.clone(),
             breaker.clone(),
             self.journal.clone(),
@@ -391,6 +392,40 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A token bucket pacing one instance's calls to its sink.
+struct Bucket {
+    limit: SinkRateLimit,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(limit: SinkRateLimit) -> Self {
+        Bucket {
+            tokens: limit.burst,
+            limit,
+            at: Instant::now(),
+        }
+    }
+
+    /// Waits until a call may go.
+    async fn take(&mut self) {
+        loop {
+            let now = Instant::now();
+            self.tokens = (self.tokens
+                + now.duration_since(self.at).as_secs_f64() * self.limit.per_second)
+                .min(self.limit.burst);
+            self.at = now;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                return;
+            }
+            let wait = (1.0 - self.tokens) / self.limit.per_second;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
 /// What happened to one delivery attempt.
 enum Step {
     Done,
@@ -399,6 +434,7 @@ enum Step {
 
 async fn run_worker(
     mut instance: PluginInstance,
+    rate_limit: Option<SinkRateLimit>,
     policy: RetryPolicy,
     breaker: Arc<Breaker>,
     journal: Journal,
@@ -407,6 +443,7 @@ async fn run_worker(
 ) {
     let name = instance.spec().name.to_string();
     let tenant = instance.spec().tenant.to_string();
+    let mut bucket = rate_limit.map(Bucket::new);
     loop {
         if *stop.borrow() {
             tracing::info!(plugin = %name, tenant = %tenant, "plugin instance stopped");
@@ -446,6 +483,9 @@ async fn run_worker(
                 earliest = Some(earliest.map_or(d.next_at_ms, |e| e.min(d.next_at_ms)));
                 blocked_runs.insert(d.run_id.clone());
                 continue;
+            }
+            if let Some(bucket) = bucket.as_mut() {
+                bucket.take().await;
             }
             let (step, verdict) = deliver(&mut instance, &policy, &breaker, &journal, &d).await;
             match step {
@@ -488,6 +528,15 @@ async fn deliver(
     let spec = instance.spec();
     let (name, tenant) = (spec.name.to_string(), spec.tenant.to_string());
     let attempt = d.attempts + 1;
+    let age_ms = now_ms() - d.first_at_ms;
+    if d.attempts > 0 && age_ms > policy.max_age_ms as i64 {
+        let reason = format!(
+            "gave up after {} attempts: older than max_age_ms ({} ms)",
+            d.attempts, policy.max_age_ms
+        );
+        dead_letter(journal, &tenant, &name, d, d.attempts, &reason).await;
+        return (Step::Done, Verdict::Neutral);
+    }
     let started = Instant::now();
     let (result, faults) = match convert::to_wit(&tenant, &d.body) {
         Ok(event) => {

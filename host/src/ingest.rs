@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::io::Read;
-use std::time::Instant;
 
 /// Body format of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +141,28 @@ fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
 }
 
 /// The ingest handler.
+#[utoipa::path(
+    post, path = "/v1/events", tag = "ingest",
+    request_body(
+        description = "A batch of events: a JSON array (`application/json`) or one event per line (`application/x-ndjson`); optionally `Content-Encoding: gzip`",
+        content(
+            (crate::query::model::EventBatch = "application/json"),
+            (crate::query::model::EventDoc = "application/x-ndjson"),
+        )
+    ),
+    params(("X-Herald-Dropped" = Option<u64>, Header, description = "Events the sender's spool dropped since its last batch")),
+    responses(
+        (status = 202, description = "The whole batch is committed to the journal", body = crate::query::model::Accepted),
+        (status = 400, description = "Malformed JSON or an invalid event; `index` and `field` name the culprit; nothing of the batch is stored", body = crate::query::model::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = crate::query::model::ErrorBody),
+        (status = 413, description = "The body is over `server.body_limit` (also after decompression)", body = crate::query::model::ErrorBody),
+        (status = 415, description = "Neither JSON nor NDJSON, or an unknown Content-Encoding", body = crate::query::model::ErrorBody),
+        (status = 429, description = "The tenant's ingest rate limit is reached (see Retry-After)", body = crate::query::model::ErrorBody),
+        (status = 503, description = "The journal cannot commit; retry later", body = crate::query::model::ErrorBody),
+        (status = 507, description = "The tenant's journal quota is full", body = crate::query::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -235,25 +256,17 @@ async fn ingest(
     }
     let targets = state.dispatcher.targets(&tenant, &events);
     let journal = state.journal.clone();
-    let started = Instant::now();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let committed =
-        tokio::task::spawn_blocking(move || journal.commit_batch(&owned_tenant, &events, &targets))
-            .await
-            .map_err(|e| {
-                (
-                    t.clone(),
-                    ApiError::unavailable(format!("journal task failed: {e}")),
-                )
-            })?
-            .map_err(|e| {
-                (
-                    t.clone(),
-                    ApiError::unavailable(format!("the journal cannot commit: {e}")),
-                )
-            })?;
-    metrics::histogram!("herald_journal_commit_seconds").record(started.elapsed().as_secs_f64());
+    let committed = journal
+        .commit(owned_tenant, events, targets)
+        .await
+        .map_err(|e| {
+            (
+                t.clone(),
+                ApiError::unavailable(format!("the journal cannot commit: {e}")),
+            )
+        })?;
     metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone())
         .increment(bytes.len() as u64);
     if committed.duplicates > 0 {

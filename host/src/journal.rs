@@ -8,6 +8,7 @@
 
 use crate::event::WireEvent;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,12 +55,158 @@ pub struct PendingDelivery {
     pub body: String,
 }
 
+/// A delivery that was given up on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub plugin: String,
+    pub event_id: i64,
+    pub uuid: String,
+    pub run_id: String,
+    pub kind: String,
+    pub attempts: u32,
+    pub reason: String,
+    pub dead_at_ms: i64,
+}
+
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
     ingest: Arc<Mutex<Connection>>,
     delivery: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<WriteRequest>,
     path: PathBuf,
+}
+
+/// One batch waiting for the group-commit writer.
+struct WriteRequest {
+    tenant: String,
+    events: Vec<WireEvent>,
+    targets: Vec<Vec<String>>,
+    reply: tokio::sync::oneshot::Sender<Result<Committed, JournalError>>,
+}
+
+/// Most events one group transaction takes before it commits.
+const GROUP_MAX_EVENTS: usize = 20_000;
+
+/// The group-commit writer: takes every batch that is waiting, writes them in
+/// one transaction, commits (one fsync), then answers each. A failed commit
+/// (disk full, unwritable file) answers every batch of the group with the
+/// error and the writer goes on with the next group, so ingest recovers by
+/// itself when the cause goes away.
+fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteRequest>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut size = group[0].events.len();
+        while size < GROUP_MAX_EVENTS {
+            match rx.try_recv() {
+                Ok(r) => {
+                    size += r.events.len();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| -> Result<Vec<Committed>, JournalError> {
+            let tx = conn.transaction()?;
+            let now = now_ms();
+            let mut out = Vec::with_capacity(group.len());
+            for r in &group {
+                out.push(apply_batch(&tx, &r.tenant, &r.events, &r.targets, now)?);
+            }
+            tx.commit()?;
+            Ok(out)
+        })();
+        drop(conn);
+        metrics::histogram!("herald_journal_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(committed) => {
+                metrics::counter!("herald_journal_commits_total", "result" => "ok").increment(1);
+                for (r, c) in group.into_iter().zip(committed) {
+                    let _ = r.reply.send(Ok(c));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("herald_journal_commits_total", "result" => "error").increment(1);
+                let msg = e.to_string();
+                for r in group {
+                    let _ = r.reply.send(Err(JournalError::Task(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch inside `tx`.
+fn apply_batch(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    events: &[WireEvent],
+    targets: &[Vec<String>],
+    now: i64,
+) -> Result<Committed, JournalError> {
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    let mut inserted_flags = Vec::with_capacity(events.len());
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (tenant, uuid) DO NOTHING",
+    )?;
+    let mut upsert_run = tx.prepare_cached(
+        "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+         ON CONFLICT (tenant, run_id) DO UPDATE SET
+            playbook = coalesce(runs.playbook, excluded.playbook),
+            controller = coalesce(runs.controller, excluded.controller),
+            first_ms = min(runs.first_ms, excluded.first_ms),
+            last_ms = max(runs.last_ms, excluded.last_ms),
+            events = runs.events + 1,
+            finished = max(runs.finished, excluded.finished)",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+    )?;
+    for (i, ev) in events.iter().enumerate() {
+        let body = serde_json::to_string(&ev.body)?;
+        let inserted = insert_event.execute(params![
+            tenant,
+            ev.uuid,
+            ev.run_id,
+            ev.counter as i64,
+            ev.kind.as_str(),
+            ev.created_ms,
+            now,
+            body
+        ])?;
+        inserted_flags.push(inserted > 0);
+        if inserted == 0 {
+            duplicates += 1;
+            continue;
+        }
+        accepted += 1;
+        let event_id = tx.last_insert_rowid();
+        let finished = ev.kind == crate::event::EventKind::PlaybookOnStats;
+        upsert_run.execute(params![
+            tenant,
+            ev.run_id,
+            ev.playbook(),
+            ev.controller(),
+            ev.created_ms,
+            finished
+        ])?;
+        for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+            insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
+        }
+    }
+    Ok(Committed {
+        accepted,
+        duplicates,
+        inserted: inserted_flags,
+    })
 }
 
 const SCHEMA: &str = r#"
@@ -140,9 +287,20 @@ impl Journal {
         let ingest = open_connection(path, "FULL")?;
         ingest.execute_batch(SCHEMA)?;
         let delivery = open_connection(path, "NORMAL")?;
+        let ingest = Arc::new(Mutex::new(ingest));
+        let (writer, rx) = std::sync::mpsc::channel();
+        let conn = ingest.clone();
+        std::thread::Builder::new()
+            .name("herald-journal".into())
+            .spawn(move || run_writer(conn, rx))
+            .map_err(|source| JournalError::Dir {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Journal {
-            ingest: Arc::new(Mutex::new(ingest)),
+            ingest,
             delivery: Arc::new(Mutex::new(delivery)),
+            writer,
             path: path.to_owned(),
         })
     }
@@ -162,72 +320,34 @@ impl Journal {
         events: &[WireEvent],
         targets: &[Vec<String>],
     ) -> Result<Committed, JournalError> {
-        let now = now_ms();
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
-        let mut accepted = 0;
-        let mut duplicates = 0;
-        let mut inserted_flags = Vec::with_capacity(events.len());
-        {
-            let mut insert_event = tx.prepare_cached(
-                "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tenant, uuid) DO NOTHING",
-            )?;
-            let mut upsert_run = tx.prepare_cached(
-                "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
-                 ON CONFLICT (tenant, run_id) DO UPDATE SET
-                    playbook = coalesce(runs.playbook, excluded.playbook),
-                    controller = coalesce(runs.controller, excluded.controller),
-                    first_ms = min(runs.first_ms, excluded.first_ms),
-                    last_ms = max(runs.last_ms, excluded.last_ms),
-                    events = runs.events + 1,
-                    finished = max(runs.finished, excluded.finished)",
-            )?;
-            let mut insert_delivery = tx.prepare_cached(
-                "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
-            )?;
-            for (i, ev) in events.iter().enumerate() {
-                let body = serde_json::to_string(&ev.body)?;
-                let inserted = insert_event.execute(params![
-                    tenant,
-                    ev.uuid,
-                    ev.run_id,
-                    ev.counter as i64,
-                    ev.kind.as_str(),
-                    ev.created_ms,
-                    now,
-                    body
-                ])?;
-                inserted_flags.push(inserted > 0);
-                if inserted == 0 {
-                    duplicates += 1;
-                    continue;
-                }
-                accepted += 1;
-                let event_id = tx.last_insert_rowid();
-                let finished = ev.kind == crate::event::EventKind::PlaybookOnStats;
-                upsert_run.execute(params![
-                    tenant,
-                    ev.run_id,
-                    ev.playbook(),
-                    ev.controller(),
-                    ev.created_ms,
-                    finished
-                ])?;
-                for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
-                    insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
-                }
-            }
-        }
+        let committed = apply_batch(&tx, tenant, events, targets, now_ms())?;
         tx.commit()?;
-        Ok(Committed {
-            accepted,
-            duplicates,
-            inserted: inserted_flags,
-        })
+        Ok(committed)
+    }
+
+    /// Commits a batch through the group-commit writer: batches that arrive
+    /// while a commit is under way share the next transaction (and its
+    /// fsync). Resolves only once the batch is durable.
+    pub async fn commit(
+        &self,
+        tenant: String,
+        events: Vec<WireEvent>,
+        targets: Vec<Vec<String>>,
+    ) -> Result<Committed, JournalError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(WriteRequest {
+                tenant,
+                events,
+                targets,
+                reply,
+            })
+            .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
     }
 
     /// The oldest pending deliveries of `plugin`, in journal order.
@@ -333,6 +453,153 @@ impl Journal {
             }
         }
         Ok(out)
+    }
+
+    /// Dead letters of a tenant, newest first, optionally of one instance.
+    pub fn dead_letters(
+        &self,
+        tenant: &str,
+        plugin: Option<&str>,
+        limit: usize,
+        before_event: Option<i64>,
+    ) -> Result<Vec<DeadLetter>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.plugin, d.event_id, e.uuid, e.run_id, e.kind, d.attempts, d.last_error, d.updated_ms
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.tenant = ?1 AND d.state = 'dead'
+               AND (?2 IS NULL OR d.plugin = ?2)
+               AND (?3 IS NULL OR d.event_id < ?3)
+             ORDER BY d.event_id DESC, d.plugin LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![tenant, plugin, before_event, limit as i64], |r| {
+            Ok(DeadLetter {
+                plugin: r.get(0)?,
+                event_id: r.get(1)?,
+                uuid: r.get(2)?,
+                run_id: r.get(3)?,
+                kind: r.get(4)?,
+                attempts: r.get(5)?,
+                reason: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                dead_at_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Puts dead letters of a tenant's instance back in the queue (one event,
+    /// or all of the instance's). Returns how many.
+    pub fn requeue_dead(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        event_id: Option<i64>,
+    ) -> Result<usize, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let n = conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, first_at_ms = ?4, next_at_ms = ?4, updated_ms = ?4
+                 WHERE plugin = ?2 AND state = 'dead' AND (?3 IS NULL OR event_id = ?3)
+                   AND event_id IN (SELECT id FROM events WHERE tenant = ?1)",
+            )?
+            .execute(params![tenant, plugin, event_id, now])?;
+        Ok(n)
+    }
+
+    /// Queues every recorded event of a run again for one instance, whatever
+    /// its earlier deliveries did. Returns how many.
+    pub fn replay_run(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        plugin: &str,
+    ) -> Result<usize, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
+                 SELECT ?3, id, run_id, 'pending', 0, ?4, ?4, ?4 FROM events WHERE tenant = ?1 AND run_id = ?2
+                 ON CONFLICT (plugin, event_id) DO UPDATE SET state = 'pending', attempts = 0,
+                    first_at_ms = excluded.first_at_ms, next_at_ms = excluded.next_at_ms,
+                    updated_ms = excluded.updated_ms, last_error = NULL",
+            )?
+            .execute(params![tenant, run_id, plugin, now])?;
+        Ok(n)
+    }
+
+    /// Deletes up to `limit` events received before `cutoff_ms` that no
+    /// instance still has to deliver (pending) or holds as a dead letter,
+    /// with their deliveries, and runs left without events. Returns the
+    /// number of events removed per tenant.
+    pub fn prune(
+        &self,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> Result<BTreeMap<String, u64>, JournalError> {
+        let mut conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        let mut removed = BTreeMap::new();
+        let victims: Vec<(i64, String)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, tenant FROM events e WHERE received_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state != 'done')
+                 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![cutoff_ms, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        {
+            let mut del_d = tx.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?;
+            let mut del_e = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+            for (id, tenant) in &victims {
+                del_d.execute(params![id])?;
+                del_e.execute(params![id])?;
+                *removed.entry(tenant.clone()).or_insert(0u64) += 1;
+            }
+        }
+        if !victims.is_empty() {
+            tx.execute(
+                "DELETE FROM runs WHERE last_ms < ?1 AND NOT EXISTS
+                   (SELECT 1 FROM events e WHERE e.tenant = runs.tenant AND e.run_id = runs.run_id)",
+                params![cutoff_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Pending deliveries and the age of the oldest, per instance.
+    pub fn queue_depths(&self) -> Result<Vec<(String, u64, i64)>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT plugin, count(*), min(first_at_ms) FROM deliveries WHERE state = 'pending' GROUP BY plugin",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Dead letters per instance.
+    pub fn dead_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT plugin, count(*) FROM deliveries WHERE state = 'dead' GROUP BY plugin",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Size in bytes of the journal files (database and write-ahead log).
+    pub fn size_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        [self.path.clone(), wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// A plugin instance's stored value.

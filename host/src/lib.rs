@@ -9,11 +9,14 @@
 
 pub mod api;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod dispatch;
 pub mod event;
 pub mod ingest;
 pub mod journal;
+pub mod recovery;
+pub mod query;
 pub mod routes;
 pub mod runtime;
 pub mod telemetry;

@@ -54,6 +54,15 @@ enum Command {
     /// Tenant tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Look at runs over the query API: list, show, events, artifacts.
+    ///
+    /// Reads HERALD_URL and HERALD_TOKEN (or --url/--token); answers are
+    /// scoped to the token's tenant.
+    #[command(subcommand)]
+    Runs(herald::client::RunsCommand),
+    /// Look at deliveries of events to plugin instances over the query API.
+    #[command(subcommand)]
+    Deliveries(herald::client::DeliveriesCommand),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +76,8 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Runs(cmd) => herald::client::main_runs(cmd),
+        Command::Deliveries(cmd) => herald::client::main_deliveries(cmd),
         Command::Token(TokenCommand::New) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
             println!("token: {token}");

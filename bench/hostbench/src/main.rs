@@ -1,0 +1,724 @@
+//! `herald-hostbench`: the Rust half of Herald's benchmark suite (bench/README.md).
+//!
+//! Every subcommand prints one JSON object on stdout; bench/run.py interleaves
+//! the runs and writes BENCHMARKS.md.
+//!
+//! ```text
+//! herald-hostbench ingest   --url U --tokens T1,T2 --events N --batch B --concurrency C
+//! herald-hostbench sqlite   --dir D --events N --batch B
+//! herald-hostbench dispatch --plugin noop.wasm --events N --rounds R --dir D
+//! herald-hostbench webhook  --plugin webhook.wasm --events N --rounds R --dir D
+//! herald-hostbench latency  --url U --tokens T --sink-port P --rate 1000 --seconds S --batch 1
+//! herald-hostbench sink     --port P [--udp-port Q]
+//! ```
+
+use bytes::Bytes;
+use herald::config::{token_hash, Config};
+use herald::dispatch::{Dispatcher, WorkerSpec};
+use herald::event::{validate, WireEvent};
+use herald::journal::Journal;
+use herald::routes::Routes;
+use herald::runtime::{convert, InstanceSpec, LoadedComponent, Outcome, PluginInstance, Runtime};
+use herald::telemetry::Metrics;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn get(&self, name: &str, default: &str) -> String {
+        let flag = format!("--{name}");
+        self.0
+            .iter()
+            .position(|a| *a == flag)
+            .and_then(|i| self.0.get(i + 1).cloned())
+            .unwrap_or_else(|| default.to_string())
+    }
+    fn num(&self, name: &str, default: u64) -> u64 {
+        self.get(name, &default.to_string())
+            .parse()
+            .unwrap_or_else(|_| panic!("--{name} must be a number"))
+    }
+    fn float(&self, name: &str, default: f64) -> f64 {
+        self.get(name, &default.to_string())
+            .parse()
+            .unwrap_or_else(|_| panic!("--{name} must be a number"))
+    }
+}
+
+fn main() {
+    let args = Args(std::env::args().skip(1).collect());
+    let cmd = args.0.first().cloned().unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let out = rt.block_on(async {
+        match cmd.as_str() {
+            "ingest" => ingest(&args).await,
+            "sqlite" => sqlite_bare(&args),
+            "dispatch" => dispatch(&args).await,
+            "webhook" => webhook(&args).await,
+            "latency" => latency(&args).await,
+            "sink" => sink_forever(&args).await,
+            "event" => Ok(event_value("run", 0, "sample")),
+            _ => Err(format!("unknown command {cmd:?}; see the source's header").into()),
+        }
+    });
+    match out {
+        Ok(v) => println!("{v}"),
+        Err(e) => {
+            eprintln!("herald-hostbench {cmd}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- events --
+
+fn unique_tag() -> String {
+    let ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", ns, std::process::id())
+}
+
+/// A `runner_on_ok` of a `command` task in ansible-runner's shape, about 1 KiB as JSON.
+fn event_value(run_id: &str, i: u64, tag: &str) -> Value {
+    let host = format!("web{:02}", i % 20);
+    let stdout: Vec<String> = (0..2)
+        .map(|n| format!("line {n} of the service status output, active (running)"))
+        .collect();
+    json!({
+        "uuid": format!("{tag}-{i:010}"),
+        "event": "runner_on_ok",
+        "counter": i,
+        "created": "2026-11-21T12:00:00.123456+00:00",
+        "run_id": run_id,
+        "parent_uuid": format!("{tag}-task-{:06}", i / 20),
+        "controller": "ctl01.example.com",
+        "stdout": format!("changed: [{host}]"),
+        "event_data": {
+            "playbook": "site.yml",
+            "playbook_uuid": "6f1b2c1e-0c0a-4a58-9b7e-6d1b0f7e9a01",
+            "play": "web servers",
+            "play_uuid": "0242ac12-0002-b3f1-5d2c-000000000006",
+            "play_pattern": "web",
+            "task": format!("check service {}", i / 20),
+            "task_uuid": format!("0242ac12-0002-b3f1-5d2c-{:012}", i / 20),
+            "task_action": "ansible.builtin.command",
+            "task_path": "/srv/playbooks/site.yml:42",
+            "host": host,
+            "remote_addr": host,
+            "res": {
+                "changed": true,
+                "stdout": stdout.join("\n"),
+                "stderr": "",
+                "rc": 0,
+                "cmd": ["systemctl", "status", "nginx", "--no-pager"],
+                "start": "2026-11-21 12:00:00.000001",
+                "end": "2026-11-21 12:00:00.120001",
+                "delta": "0:00:00.120000",
+                "msg": "",
+                "stdout_lines": stdout,
+                "stderr_lines": [],
+            },
+            "start": "2026-11-21T12:00:00.000001+00:00",
+            "end": "2026-11-21T12:00:00.120001+00:00",
+            "duration": 0.12,
+        }
+    })
+}
+
+fn wire_events(n: u64, tag: &str, runs: u64) -> Res<Vec<WireEvent>> {
+    (0..n)
+        .map(|i| {
+            validate(event_value(&format!("{tag}-run{}", i % runs.max(1)), i, tag))
+                .map_err(|e| format!("{e:?}").into())
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------- stats --
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(mut xs: Vec<f64>) -> Value {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    json!({
+        "n": xs.len(),
+        "p50": percentile(&xs, 0.5),
+        "p90": percentile(&xs, 0.9),
+        "p99": percentile(&xs, 0.99),
+        "max": xs.last().copied().unwrap_or(f64::NAN),
+        "min": xs.first().copied().unwrap_or(f64::NAN),
+    })
+}
+
+// ---------------------------------------------------------------- ingest --
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn post_events(c: &HttpClient, url: &str, token: &str, body: Bytes) -> Res<u16> {
+    let req = http::Request::post(format!("{url}/v1/events"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/x-ndjson")
+        .body(Full::new(body))?;
+    let resp = c.request(req).await?;
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await?;
+    Ok(status)
+}
+
+/// Sustained ingest: `concurrency` connections post pre-built NDJSON batches
+/// as fast as the host answers; only 202s count.
+async fn ingest(a: &Args) -> Res<Value> {
+    let url = a.get("url", "http://127.0.0.1:8765");
+    let tokens: Vec<String> = a.get("tokens", "bench").split(',').map(String::from).collect();
+    let n = a.num("events", 50_000);
+    let batch = a.num("batch", 500) as usize;
+    let conc = a.num("concurrency", 4) as usize;
+    let tag = unique_tag();
+    let mut batches = Vec::new();
+    let mut bytes_total = 0usize;
+    let mut i = 0u64;
+    while i < n {
+        let mut body = Vec::with_capacity(batch * 1100);
+        let run = format!("{tag}-run{}", batches.len() % 16);
+        for _ in 0..batch {
+            if i >= n {
+                break;
+            }
+            serde_json::to_writer(&mut body, &event_value(&run, i, &tag))?;
+            body.push(b'\n');
+            i += 1;
+        }
+        bytes_total += body.len();
+        batches.push(Bytes::from(body));
+    }
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let lat = Arc::new(Mutex::new(Vec::new()));
+    let c = client();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (batches, next, accepted, failed, lat, c, url, tokens) = (
+            batches.clone(),
+            next.clone(),
+            accepted.clone(),
+            failed.clone(),
+            lat.clone(),
+            c.clone(),
+            url.clone(),
+            tokens.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = batches.get(k) else { break };
+                let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
+                let t0 = Instant::now();
+                match post_events(&c, &url, &tokens[k % tokens.len()], body.clone()).await {
+                    Ok(202) => {
+                        accepted.fetch_add(lines, Ordering::Relaxed);
+                    }
+                    Ok(s) => {
+                        if failed.fetch_add(lines, Ordering::Relaxed) == 0 {
+                            eprintln!("ingest: HTTP {s}");
+                        }
+                    }
+                    Err(e) => {
+                        if failed.fetch_add(lines, Ordering::Relaxed) == 0 {
+                            eprintln!("ingest: {e}");
+                        }
+                    }
+                }
+                lat.lock().unwrap().push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ok = accepted.load(Ordering::Relaxed);
+    let lat = std::mem::take(&mut *lat.lock().unwrap());
+    Ok(json!({
+        "events": ok,
+        "failed": failed.load(Ordering::Relaxed),
+        "seconds": secs,
+        "events_per_s": ok as f64 / secs,
+        "batch": batch,
+        "concurrency": conc,
+        "avg_event_bytes": bytes_total as f64 / n as f64,
+        "request_ms": summary(lat),
+    }))
+}
+
+const BARE_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    uuid        TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    counter     INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    UNIQUE (tenant, uuid)
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (tenant, run_id, id);
+CREATE TABLE IF NOT EXISTS runs (
+    tenant      TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    playbook    TEXT,
+    controller  TEXT,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    events      INTEGER NOT NULL,
+    finished    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, run_id)
+) WITHOUT ROWID;
+"#;
+
+/// The storage floor: the rows the journal writes for an event with no plugin
+/// instance (the event and its run's upsert), the same table definitions,
+/// WAL + synchronous=FULL, one transaction per batch; bodies pre-serialised.
+fn sqlite_bare(a: &Args) -> Res<Value> {
+    let dir = PathBuf::from(a.get("dir", "/tmp/herald-bench-sqlite"));
+    let n = a.num("events", 50_000);
+    let batch = a.num("batch", 500) as usize;
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("bare-{}.db", unique_tag()));
+    let tag = unique_tag();
+    let rows: Vec<(String, String, i64, String)> = (0..n)
+        .map(|i| {
+            let run = format!("{tag}-run{}", (i as usize / batch) % 16);
+            let v = event_value(&run, i, &tag);
+            (
+                v["uuid"].as_str().unwrap().to_string(),
+                run,
+                i as i64,
+                serde_json::to_string(&v).unwrap(),
+            )
+        })
+        .collect();
+    let mut conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(BARE_SCHEMA)?;
+    let started = Instant::now();
+    for chunk in rows.chunks(batch) {
+        let tx = conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (tenant, uuid) DO NOTHING",
+            )?;
+            let mut run = tx.prepare_cached(
+                "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+                 ON CONFLICT (tenant, run_id) DO UPDATE SET
+                    playbook = coalesce(runs.playbook, excluded.playbook),
+                    controller = coalesce(runs.controller, excluded.controller),
+                    first_ms = min(runs.first_ms, excluded.first_ms),
+                    last_ms = max(runs.last_ms, excluded.last_ms),
+                    events = runs.events + 1,
+                    finished = max(runs.finished, excluded.finished)",
+            )?;
+            let now = herald::journal::now_ms();
+            for (uuid, run_id, counter, body) in chunk {
+                ins.execute(rusqlite::params![
+                    "bench", uuid, run_id, counter, "runner_on_ok", 1_763_726_400_123i64, now, body
+                ])?;
+                run.execute(rusqlite::params![
+                    "bench", run_id, "site.yml", "ctl01.example.com", 1_763_726_400_123i64, false
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(json!({"events": n, "seconds": secs, "events_per_s": n as f64 / secs, "batch": batch}))
+}
+
+// -------------------------------------------------------------- dispatch --
+
+struct Loaded {
+    runtime: Runtime,
+    config: Config,
+    component: LoadedComponent,
+    name: String,
+}
+
+fn load_plugin(dir: &Path, name: &str, plugin_toml: &str) -> Res<Loaded> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("herald.toml");
+    let text = format!(
+        "[storage]\ndata_dir = {dir:?}\n[tenants.bench]\ntokens = [{:?}]\n{plugin_toml}",
+        token_hash("bench"),
+        dir = dir.display().to_string()
+    );
+    std::fs::write(&path, &text)?;
+    let config = Config::parse(&path, &text).map_err(|e| e.to_string())?;
+    let runtime = Runtime::new()?;
+    let component = runtime.load(&config.plugins[name].component)?;
+    Ok(Loaded {
+        runtime,
+        config,
+        component,
+        name: name.to_string(),
+    })
+}
+
+impl Loaded {
+    fn instance(&self, journal: &Journal) -> Res<PluginInstance> {
+        let spec = InstanceSpec::from_config(&self.name, &self.config.plugins[&self.name])?;
+        Ok(PluginInstance::new(
+            &self.runtime,
+            self.component.clone(),
+            Arc::new(spec),
+            journal.clone(),
+            Metrics::new(),
+        ))
+    }
+
+    /// Raw calls: `handle` on one live instance with one pre-converted event,
+    /// and `convert::to_wit` + `handle` per event (what a worker does per event).
+    async fn raw(&self, journal: &Journal, bodies: &[String]) -> Res<(f64, f64)> {
+        let mut inst = self.instance(journal)?;
+        inst.ensure_live().await.map_err(|e| e.to_string())?;
+        let ev = convert::to_wit("bench", &bodies[0])?;
+        let t0 = Instant::now();
+        for _ in 0..bodies.len() {
+            match inst.handle(&ev, 1).await {
+                Ok(Outcome::Ok) => {}
+                other => return Err(format!("raw call: {other:?}").into()),
+            }
+        }
+        let raw = bodies.len() as f64 / t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        for b in bodies {
+            let ev = convert::to_wit("bench", b)?;
+            match inst.handle(&ev, 1).await {
+                Ok(Outcome::Ok) => {}
+                other => return Err(format!("raw call: {other:?}").into()),
+            }
+        }
+        let converted = bodies.len() as f64 / t0.elapsed().as_secs_f64();
+        Ok((raw, converted))
+    }
+
+    /// The dispatcher draining a backlog: N events committed with this
+    /// instance as their target, then the worker started; time until the
+    /// journal shows every delivery done.
+    async fn drain(&self, dir: &Path, events: &[WireEvent]) -> Res<f64> {
+        let db = dir.join(format!("drain-{}.db", unique_tag()));
+        let journal = Journal::open(&db)?;
+        for chunk in events.chunks(500) {
+            let targets = vec![vec![self.name.clone()]; chunk.len()];
+            journal.commit_batch("bench", chunk, &targets)?;
+        }
+        let cfg = &self.config.plugins[&self.name];
+        let spec = WorkerSpec {
+            instance: self.instance(&journal)?,
+            config: cfg.clone(),
+            component_sha256: self.component.sha256.clone(),
+            routes: Routes::compile(&cfg.routes).map_err(|e| format!("{e:?}"))?,
+        };
+        let n = events.len() as u64;
+        let t0 = Instant::now();
+        let dispatcher = Dispatcher::start(vec![spec], journal.clone());
+        let deadline = t0 + Duration::from_secs(600);
+        // Watch through a connection of our own (a WAL reader never blocks the
+        // worker's writes, and the journal's own connections stay uncontended),
+        // with a query the partial index `deliveries_pending` answers.
+        let watch = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let left: i64 = watch.query_row(
+                "SELECT count(*) FROM deliveries INDEXED BY deliveries_pending
+                 WHERE plugin = ?1 AND state = 'pending'",
+                [&self.name],
+                |r| r.get(0),
+            )?;
+            if left == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{left} of {n} still pending after 600 s").into());
+            }
+        }
+        let rate = n as f64 / t0.elapsed().as_secs_f64();
+        let (_, done, dead) = journal.delivery_counts(&self.name)?;
+        if dead > 0 || done < n {
+            return Err(format!("{done} done and {dead} dead-lettered of {n}").into());
+        }
+        drop(watch);
+        drop(dispatcher);
+        drop(journal);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        Ok(rate)
+    }
+}
+
+fn bodies_of(events: &[WireEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| serde_json::to_string(&e.body).unwrap())
+        .collect()
+}
+
+async fn dispatch(a: &Args) -> Res<Value> {
+    let dir = PathBuf::from(a.get("dir", "/tmp/herald-bench-dispatch"));
+    let plugin = a.get("plugin", "bench/target/wasm32-wasip2/release/herald_noop.wasm");
+    let n = a.num("events", 20_000);
+    let rounds = a.num("rounds", 3);
+    let loaded = load_plugin(
+        &dir,
+        "noop",
+        &format!("[plugins.noop]\ntenant = \"bench\"\ncomponent = {:?}\n", std::fs::canonicalize(&plugin)?.display().to_string()),
+    )?;
+    let events = wire_events(n, &unique_tag(), 16)?;
+    let bodies = bodies_of(&events);
+    let scratch = Journal::open(&dir.join("scratch.db"))?;
+    let (mut raw, mut conv, mut disp) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (r, c) = loaded.raw(&scratch, &bodies).await?;
+        raw.push(r);
+        conv.push(c);
+        disp.push(loaded.drain(&dir, &events).await?);
+    }
+    Ok(json!({"events": n, "raw_calls_per_s": raw, "convert_and_call_per_s": conv, "dispatcher_per_s": disp}))
+}
+
+// --------------------------------------------------------------- webhook --
+
+#[derive(Default)]
+struct SinkState {
+    count: AtomicU64,
+    record: bool,
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+async fn sink_handler(
+    axum::extract::State(s): axum::extract::State<Arc<SinkState>>,
+    headers: http::HeaderMap,
+    _body: Bytes,
+) -> &'static str {
+    let now = Instant::now();
+    s.count.fetch_add(1, Ordering::Relaxed);
+    if s.record {
+        if let Some(id) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+            s.seen.lock().unwrap().entry(id.to_string()).or_insert(now);
+        }
+    }
+    "ok"
+}
+
+async fn start_sink(port: u16, record: bool) -> Res<(Arc<SinkState>, u16)> {
+    let state = Arc::new(SinkState {
+        record,
+        ..Default::default()
+    });
+    let app = axum::Router::new()
+        .fallback(sink_handler)
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((state, port))
+}
+
+async fn sink_forever(a: &Args) -> Res<Value> {
+    let (state, port) = start_sink(a.num("port", 0) as u16, false).await?;
+    let udp = a.num("udp-port", 0) as u16;
+    if udp != 0 {
+        let sock = tokio::net::UdpSocket::bind(("127.0.0.1", udp)).await?;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while sock.recv_from(&mut buf).await.is_ok() {}
+        });
+    }
+    eprintln!("sink listening on 127.0.0.1:{port}");
+    let seconds = a.num("seconds", 3600);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    Ok(json!({"received": state.count.load(Ordering::Relaxed)}))
+}
+
+/// Webhook deliveries through wasi:http to a local sink (raw calls and the
+/// dispatcher) beside a native hyper client (keep-alive) posting the same
+/// body and headers, all sequential (one worker per instance is sequential).
+async fn webhook(a: &Args) -> Res<Value> {
+    let dir = PathBuf::from(a.get("dir", "/tmp/herald-bench-webhook"));
+    let plugin = a.get("plugin", "build/plugins/webhook.wasm");
+    let n = a.num("events", 2_000);
+    let rounds = a.num("rounds", 3);
+    let (sink, port) = start_sink(0, false).await?;
+    let url = format!("http://127.0.0.1:{port}/events");
+    let loaded = load_plugin(
+        &dir,
+        "hook",
+        &format!(
+            "[plugins.hook]\ntenant = \"bench\"\ncomponent = {:?}\nallow_http = [\"http://127.0.0.1:{port}\"]\n[plugins.hook.config]\nurl = {url:?}\n",
+            std::fs::canonicalize(&plugin)?.display().to_string()
+        ),
+    )?;
+    let events = wire_events(n, &unique_tag(), 16)?;
+    let bodies = bodies_of(&events);
+    let scratch = Journal::open(&dir.join("scratch.db"))?;
+    let c = client();
+    let (mut raw, mut disp, mut native) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let before = sink.count.load(Ordering::Relaxed);
+        let (r, _) = loaded.raw(&scratch, &bodies).await?;
+        raw.push(r);
+        disp.push(loaded.drain(&dir, &events).await?);
+        let t0 = Instant::now();
+        for (e, b) in events.iter().zip(&bodies) {
+            let req = http::Request::post(&url)
+                .header("content-type", "application/json")
+                .header("user-agent", "herald-webhook/0.1")
+                .header("x-herald-event-id", &e.uuid)
+                .header("idempotency-key", &e.uuid)
+                .header("x-herald-event-kind", e.kind.as_str())
+                .header("x-herald-attempt", "1")
+                .body(Full::new(Bytes::from(b.clone())))?;
+            let resp = c.request(req).await?;
+            if !resp.status().is_success() {
+                return Err(format!("native post: HTTP {}", resp.status()).into());
+            }
+            let _ = resp.into_body().collect().await?;
+        }
+        native.push(n as f64 / t0.elapsed().as_secs_f64());
+        let got = sink.count.load(Ordering::Relaxed) - before;
+        // raw calls (n) + dispatcher (n) + native (n)
+        if got < 3 * n {
+            return Err(format!("the sink got {got} requests, expected {}", 3 * n).into());
+        }
+    }
+    Ok(json!({"events": n, "raw_calls_per_s": raw, "dispatcher_per_s": disp, "native_per_s": native}))
+}
+
+// --------------------------------------------------------------- latency --
+
+/// A steady event rate into a running host whose webhook instance posts to
+/// this process's sink; latency = sink receipt - the ingest answer (202) of
+/// the request that carried the event (and - the request's start).
+async fn latency(a: &Args) -> Res<Value> {
+    let url = a.get("url", "http://127.0.0.1:8765");
+    let token = a.get("tokens", "bench");
+    let rate = a.float("rate", 1000.0);
+    let seconds = a.float("seconds", 10.0);
+    let batch = a.num("batch", 1).max(1);
+    let (sink, _) = start_sink(a.num("sink-port", 0) as u16, true).await?;
+    let tag = unique_tag();
+    let total = (rate * seconds) as u64;
+    let requests = total.div_ceil(batch);
+    let mut bodies = Vec::new();
+    let mut ids = Vec::new();
+    for k in 0..requests {
+        let mut body = Vec::new();
+        let mut these = Vec::new();
+        for j in 0..batch {
+            let i = k * batch + j;
+            let v = event_value(&format!("{tag}-run{}", i / 1000), i, &tag);
+            these.push(v["uuid"].as_str().unwrap().to_string());
+            serde_json::to_writer(&mut body, &v)?;
+            body.push(b'\n');
+        }
+        bodies.push(Bytes::from(body));
+        ids.push(these);
+    }
+    let acks: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Default::default();
+    let c = client();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(batch as f64 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let t_start = Instant::now();
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (body, these) in bodies.into_iter().zip(ids) {
+        tick.tick().await;
+        let (c, url, token, acks, failures) = (c.clone(), url.clone(), token.clone(), acks.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            match post_events(&c, &url, &token, body).await {
+                Ok(202) => {
+                    let at = Instant::now();
+                    let mut m = acks.lock().unwrap();
+                    for id in these {
+                        m.insert(id, (sent, at));
+                    }
+                }
+                _ => {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let send_secs = t_start.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await?;
+    }
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    while (sink.seen.lock().unwrap().len() as u64) < total && Instant::now() < wait_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = sink.seen.lock().unwrap();
+    let acks = acks.lock().unwrap();
+    let (mut from_ack, mut from_send) = (Vec::new(), Vec::new());
+    for (id, got) in seen.iter() {
+        if let Some((sent, ack)) = acks.get(id) {
+            let signed = if *got >= *ack {
+                got.duration_since(*ack).as_secs_f64()
+            } else {
+                -(ack.duration_since(*got).as_secs_f64())
+            };
+            from_ack.push(signed * 1e3);
+            from_send.push(got.duration_since(*sent).as_secs_f64() * 1e3);
+        }
+    }
+    Ok(json!({
+        "events": total,
+        "acked": acks.len(),
+        "received": seen.len(),
+        "failed_requests": failures.load(Ordering::Relaxed),
+        "offered_rate": rate,
+        "achieved_rate": total as f64 / send_secs,
+        "batch": batch,
+        "ack_to_sink_ms": summary(from_ack),
+        "send_to_sink_ms": summary(from_send),
+    }))
+}

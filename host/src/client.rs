@@ -1,0 +1,682 @@
+//! `herald runs …` and `herald deliveries …`: a small client of the query
+//! API (docs/api.md), printing JSON (the API's own answer) or tables.
+//!
+//! The URL and token come from `--url`/`--token` or `HERALD_URL`/`HERALD_TOKEN`,
+//! the same variables the callback reads.
+
+use bytes::Bytes;
+use clap::{Args, Subcommand, ValueEnum};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How to print answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON answer, pretty-printed.
+    Json,
+}
+
+/// Where the API is and who is asking.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Herald's base URL (http only; put a TLS proxy in front for https).
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8765")]
+    pub url: String,
+    /// A tenant token; answers are scoped to its tenant.
+    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// `herald runs …`
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first (GET /v1/runs).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Glob over the playbook file name (`deploy*.yml`).
+        #[arg(long)]
+        playbook: Option<String>,
+        /// running, ok, failed, unreachable or interrupted.
+        #[arg(long)]
+        status: Option<String>,
+        /// Controller host name.
+        #[arg(long)]
+        controller: Option<String>,
+        /// Runs started at or after this time (RFC 3339 or epoch ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// Runs started before this time (RFC 3339 or epoch ms).
+        #[arg(long)]
+        until: Option<String>,
+        /// `key=value` (or `key`): runs with this label; repeat for several.
+        #[arg(long)]
+        label: Vec<String>,
+        /// Seconds without events after which an unfinished run is interrupted.
+        #[arg(long)]
+        interrupted_after_s: Option<u64>,
+        /// Runs per page.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue from a `next_cursor`.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow `next_cursor` to the end and print every run.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a run: status, timing, the PLAY RECAP per host, failed tasks (GET /v1/runs/{id}).
+    Show {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The run id.
+        id: String,
+        /// Seconds without events after which an unfinished run is interrupted.
+        #[arg(long)]
+        interrupted_after_s: Option<u64>,
+    },
+    /// A run's events in order (GET /v1/runs/{id}/events), every page.
+    Events {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The run id.
+        id: String,
+        /// Event names, comma-separated.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this host's events.
+        #[arg(long)]
+        host: Option<String>,
+        /// ok, changed, failed, unreachable or skipped.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// A run's set_stats data (GET /v1/runs/{id}/artifacts); always JSON.
+    Artifacts {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The run id.
+        id: String,
+    },
+}
+
+/// `herald deliveries …`
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries to plugin instances, in journal order (GET /v1/deliveries).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only this run's events.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only this plugin instance.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// pending, done or dead.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Deliveries per page.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue from a `next_cursor`.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow `next_cursor` to the end.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// A failed call, worded for the terminal.
+#[derive(Debug)]
+pub struct ClientError(pub String);
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A blocking-style client of the query API.
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+}
+
+impl ApiClient {
+    pub fn new(url: &str, token: &str) -> Result<Self, ClientError> {
+        let base = url.trim_end_matches('/').to_string();
+        if base.starts_with("https://") {
+            return Err(ClientError(format!(
+                "{base}: the herald CLI speaks plain http; use the http:// address of herald (or of a TLS-terminating proxy's backend)"
+            )));
+        }
+        if !base.starts_with("http://") {
+            return Err(ClientError(format!(
+                "{url:?} is not an http:// URL (give --url or HERALD_URL)"
+            )));
+        }
+        if token.trim().is_empty() {
+            return Err(ClientError(
+                "no token: give --token or HERALD_TOKEN".to_string(),
+            ));
+        }
+        Ok(ApiClient {
+            base,
+            token: token.trim().to_string(),
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// GETs `path` with the query `pairs` and returns the JSON answer.
+    pub async fn get(&self, path: &str, pairs: &[(&str, String)]) -> Result<Value, ClientError> {
+        let mut url = format!("{}{}", self.base, path);
+        if !pairs.is_empty() {
+            let q = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish();
+            url.push('?');
+            url.push_str(&q);
+        }
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| ClientError(format!("{url}: not a valid URL: {e}")))?;
+        let req = hyper::Request::get(uri)
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| ClientError(format!("cannot build the request: {e}")))?;
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.http.request(req))
+            .await
+            .map_err(|_| {
+                ClientError(format!(
+                    "herald at {} did not answer within 30 s",
+                    self.base
+                ))
+            })?
+            .map_err(|e| {
+                let mut msg = format!("cannot reach herald at {}: {e}", self.base);
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    let _ = write!(msg, ": {s}");
+                    src = s.source();
+                }
+                ClientError(msg)
+            })?;
+        let status = resp.status();
+        let body = tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect())
+            .await
+            .map_err(|_| ClientError("herald's answer did not complete within 30 s".into()))?
+            .map_err(|e| ClientError(format!("cannot read herald's answer: {e}")))?
+            .to_bytes();
+        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        if !status.is_success() {
+            let detail = match &json {
+                Some(v) if v.get("message").is_some() => {
+                    let mut d = v["message"].as_str().unwrap_or("").to_string();
+                    if let Some(e) = v.get("error").and_then(Value::as_str) {
+                        let _ = write!(d, " ({e})");
+                    }
+                    d
+                }
+                _ => String::from_utf8_lossy(&body).trim().to_string(),
+            };
+            return Err(ClientError(format!("herald answered {status}: {detail}")));
+        }
+        json.ok_or_else(|| ClientError(format!("herald's answer to {path} is not JSON")))
+    }
+
+    /// GETs every page of a list, following `next_cursor`.
+    async fn get_all(
+        &self,
+        path: &str,
+        mut pairs: Vec<(&str, String)>,
+        all: bool,
+    ) -> Result<Value, ClientError> {
+        let mut page = self.get(path, &pairs).await?;
+        if !all {
+            return Ok(page);
+        }
+        let mut items = page["items"].as_array().cloned().unwrap_or_default();
+        while let Some(next) = page["next_cursor"].as_str().map(str::to_string) {
+            pairs.retain(|(k, _)| *k != "cursor");
+            pairs.push(("cursor", next));
+            page = self.get(path, &pairs).await?;
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        }
+        Ok(serde_json::json!({"items": items, "next_cursor": null}))
+    }
+}
+
+fn seg(id: &str) -> String {
+    utf8_percent_encode(id, NON_ALPHANUMERIC).to_string()
+}
+
+fn push(pairs: &mut Vec<(&'static str, String)>, key: &'static str, v: Option<impl ToString>) {
+    if let Some(v) = v {
+        pairs.push((key, v.to_string()));
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError(format!("cannot start the runtime: {e}")))
+}
+
+fn finish(result: Result<String, ClientError>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+/// `herald runs …`
+pub fn main_runs(cmd: RunsCommand) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(runs(cmd))))
+}
+
+/// `herald deliveries …`
+pub fn main_deliveries(cmd: DeliveriesCommand) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(deliveries(cmd))))
+}
+
+async fn runs(cmd: RunsCommand) -> Result<String, ClientError> {
+    match cmd {
+        RunsCommand::List {
+            api,
+            playbook,
+            status,
+            controller,
+            since,
+            until,
+            label,
+            interrupted_after_s,
+            limit,
+            cursor,
+            all,
+        } => {
+            let client = ApiClient::new(&api.url, &api.token)?;
+            let mut pairs = Vec::new();
+            push(&mut pairs, "playbook", playbook);
+            push(&mut pairs, "status", status);
+            push(&mut pairs, "controller", controller);
+            push(&mut pairs, "since", since);
+            push(&mut pairs, "until", until);
+            for l in label {
+                pairs.push(("label", l));
+            }
+            push(&mut pairs, "interrupted_after_s", interrupted_after_s);
+            pairs.push(("limit", limit.to_string()));
+            push(&mut pairs, "cursor", cursor);
+            let page = client.get_all("/v1/runs", pairs, all).await?;
+            Ok(match api.output {
+                Output::Json => pretty(&page),
+                Output::Table => runs_table(&page),
+            })
+        }
+        RunsCommand::Show {
+            api,
+            id,
+            interrupted_after_s,
+        } => {
+            let client = ApiClient::new(&api.url, &api.token)?;
+            let mut pairs = Vec::new();
+            push(&mut pairs, "interrupted_after_s", interrupted_after_s);
+            let run = client
+                .get(&format!("/v1/runs/{}", seg(&id)), &pairs)
+                .await?;
+            Ok(match api.output {
+                Output::Json => pretty(&run),
+                Output::Table => run_table(&run),
+            })
+        }
+        RunsCommand::Events {
+            api,
+            id,
+            kind,
+            host,
+            status,
+        } => {
+            let client = ApiClient::new(&api.url, &api.token)?;
+            let mut pairs = vec![("limit", "500".to_string())];
+            push(&mut pairs, "kind", kind);
+            push(&mut pairs, "host", host);
+            push(&mut pairs, "status", status);
+            let page = client
+                .get_all(&format!("/v1/runs/{}/events", seg(&id)), pairs, true)
+                .await?;
+            Ok(match api.output {
+                Output::Json => pretty(&page),
+                Output::Table => events_table(&page),
+            })
+        }
+        RunsCommand::Artifacts { api, id } => {
+            let client = ApiClient::new(&api.url, &api.token)?;
+            let a = client
+                .get(&format!("/v1/runs/{}/artifacts", seg(&id)), &[])
+                .await?;
+            Ok(pretty(&a))
+        }
+    }
+}
+
+async fn deliveries(cmd: DeliveriesCommand) -> Result<String, ClientError> {
+    let DeliveriesCommand::List {
+        api,
+        run,
+        plugin,
+        outcome,
+        limit,
+        cursor,
+        all,
+    } = cmd;
+    let client = ApiClient::new(&api.url, &api.token)?;
+    let mut pairs = Vec::new();
+    push(&mut pairs, "run", run);
+    push(&mut pairs, "plugin", plugin);
+    push(&mut pairs, "outcome", outcome);
+    pairs.push(("limit", limit.to_string()));
+    push(&mut pairs, "cursor", cursor);
+    let page = client.get_all("/v1/deliveries", pairs, all).await?;
+    Ok(match api.output {
+        Output::Json => pretty(&page),
+        Output::Table => deliveries_table(&page),
+    })
+}
+
+/// A JSON value as a table cell.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.replace(['\n', '\t'], " "),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        other => other.to_string(),
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: Vec<&str>| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                out.push_str(c);
+            } else {
+                let _ = write!(out, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, headers.to_vec());
+    for r in rows {
+        line(&mut out, r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn duration(v: &Value) -> String {
+    v.as_f64()
+        .map(|s| format!("{s:.1}s"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn items(page: &Value) -> &[Value] {
+    page["items"].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn more(page: &Value, out: &mut String) {
+    if let Some(c) = page["next_cursor"].as_str() {
+        let _ = writeln!(out, "(more: --cursor {c}, or --all)");
+    }
+}
+
+fn runs_table(page: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(page)
+        .iter()
+        .map(|r| {
+            vec![
+                cell(&r["id"]),
+                cell(&r["status"]),
+                cell(&r["playbook"]),
+                cell(&r["controller"]),
+                cell(&r["user"]),
+                cell(&r["started_at"]),
+                duration(&r["duration_s"]),
+                cell(&r["events"]),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "ID",
+            "STATUS",
+            "PLAYBOOK",
+            "CONTROLLER",
+            "USER",
+            "STARTED",
+            "DURATION",
+            "EVENTS",
+        ],
+        &rows,
+    );
+    more(page, &mut out);
+    out
+}
+
+fn run_table(run: &Value) -> String {
+    let labels = run["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", cell(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let tags = run["tags"]
+        .as_array()
+        .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    let fields: Vec<(&str, String)> = vec![
+        ("Run", cell(&run["id"])),
+        ("Playbook", cell(&run["playbook"])),
+        ("Status", cell(&run["status"])),
+        ("Controller", cell(&run["controller"])),
+        ("User", cell(&run["user"])),
+        ("Ansible", cell(&run["ansible_version"])),
+        ("Check mode", cell(&run["check_mode"])),
+        ("Limit", cell(&run["limit"])),
+        ("Tags", if tags.is_empty() { "-".into() } else { tags }),
+        (
+            "Labels",
+            if labels.is_empty() {
+                "-".into()
+            } else {
+                labels
+            },
+        ),
+        ("Started", cell(&run["started_at"])),
+        ("Ended", cell(&run["ended_at"])),
+        ("Duration", duration(&run["duration_s"])),
+        ("Events", cell(&run["events"])),
+    ];
+    let mut out = String::new();
+    for (k, v) in fields {
+        let _ = writeln!(out, "{k:<11} {v}");
+    }
+    let source = if run["stats_source"] == "events" {
+        " (no stats event yet: tallied from the events received)"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "\nPLAY RECAP{source}");
+    let hosts: Vec<Vec<String>> = run["hosts"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(h, s)| {
+                    let mut row = vec![h.clone()];
+                    for k in [
+                        "ok",
+                        "changed",
+                        "unreachable",
+                        "failures",
+                        "skipped",
+                        "rescued",
+                        "ignored",
+                    ] {
+                        row.push(cell(&s[k]));
+                    }
+                    row
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&table(
+        &[
+            "HOST",
+            "OK",
+            "CHANGED",
+            "UNREACHABLE",
+            "FAILED",
+            "SKIPPED",
+            "RESCUED",
+            "IGNORED",
+        ],
+        &hosts,
+    ));
+    let failed: Vec<Vec<String>> = run["failed_tasks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    vec![
+                        cell(&t["host"]),
+                        cell(&t["task"]),
+                        cell(&t["outcome"]),
+                        cell(&t["ignored"]),
+                        cell(&t["message"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !failed.is_empty() {
+        out.push_str("\nFAILED TASKS\n");
+        out.push_str(&table(
+            &["HOST", "TASK", "OUTCOME", "IGNORED", "MESSAGE"],
+            &failed,
+        ));
+    }
+    out
+}
+
+fn events_table(page: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(page)
+        .iter()
+        .map(|e| {
+            let d = &e["event_data"];
+            vec![
+                cell(&e["counter"]),
+                cell(&e["event"]),
+                cell(&d["host"]),
+                cell(&d["task"]),
+                cell(&e["created"]),
+            ]
+        })
+        .collect();
+    table(&["COUNTER", "EVENT", "HOST", "TASK", "CREATED"], &rows)
+}
+
+fn deliveries_table(page: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(page)
+        .iter()
+        .map(|d| {
+            vec![
+                cell(&d["plugin"]),
+                cell(&d["run_id"]),
+                cell(&d["counter"]),
+                cell(&d["event"]),
+                cell(&d["outcome"]),
+                cell(&d["attempts"]),
+                cell(&d["next_attempt_at"]),
+                cell(&d["last_error"]),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "PLUGIN",
+            "RUN",
+            "COUNTER",
+            "EVENT",
+            "OUTCOME",
+            "ATTEMPTS",
+            "NEXT ATTEMPT",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
+    more(page, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["A", "BB"],
+            &[
+                vec!["xxx".into(), "1".into()],
+                vec!["y".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    BB\nxxx  1\ny    22\n");
+    }
+
+    #[test]
+    fn refuses_https_and_missing_tokens() {
+        assert!(ApiClient::new("https://h:1", "t").is_err());
+        assert!(ApiClient::new("h:1", "t").is_err());
+        assert!(ApiClient::new("http://h:1", " ").is_err());
+        assert!(ApiClient::new("http://h:1/", "t").is_ok());
+    }
+}

@@ -1,0 +1,560 @@
+//! The query API: runs, their events and `set_stats` artifacts, deliveries,
+//! and the OpenAPI document of the whole HTTP API (`GET /openapi.json`).
+//!
+//! Every endpoint is scoped to the tenant of the bearer token: another
+//! tenant's run answers 404, exactly like a run that does not exist. Lists
+//! are paged with `limit` and an opaque `cursor` (`next_cursor` of the
+//! previous page). Query parameters are validated: an unknown, repeated or
+//! malformed one is a 400 `invalid_parameter` naming it in `field`.
+//!
+//! The handlers read the journal on read-only connections of their own, in
+//! `spawn_blocking`.
+
+pub mod model;
+pub mod openapi;
+pub mod store;
+
+use crate::api::{ApiError, AppState};
+use crate::event::{EventKind, Status};
+use crate::tenancy::tenant_of;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::get;
+use axum::{Json, Router};
+use model::*;
+use store::{DeliveryFilter, EventFilter, RunFilter};
+
+/// A run without `playbook_on_stats` and without any event for this long is
+/// `interrupted` (a `interrupted_after_s` query parameter overrides it per
+/// request). An hour: a quiet long task (a package upgrade, a reboot wait)
+/// sends no event between its start and its result.
+pub const DEFAULT_INTERRUPTED_AFTER_S: i64 = 3600;
+/// Page size when `limit` is not given, and its maximum.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 500;
+/// At most this many `label` filters.
+pub const MAX_LABELS: usize = 8;
+
+/// The query routes, merged into [`crate::api::router`].
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/events", get(run_events))
+        .route("/v1/runs/{id}/artifacts", get(run_artifacts))
+        .route("/v1/deliveries", get(list_deliveries))
+        .route("/openapi.json", get(openapi::serve))
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    let mut e = ApiError::bad_request("invalid_parameter", message);
+    e.field = Some(field.to_string());
+    e
+}
+
+fn not_found(run: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no run {run:?}"),
+    )
+}
+
+/// The decoded query string of a request, checked against the parameters an
+/// endpoint knows.
+struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    fn parse(uri: &Uri, known: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            return Err(invalid(
+                k,
+                format!(
+                    "unknown query parameter {k:?}; this endpoint takes {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(Params { pairs })
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let all = self.all(name);
+        let first = all.first().copied();
+        if all.len() > 1 {
+            return Err(invalid(name, format!("{name} may be given only once")));
+        }
+        Ok(first)
+    }
+
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.one("limit")? {
+            None => Ok(DEFAULT_LIMIT),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "limit",
+                        format!("limit must be an integer from 1 to {MAX_LIMIT}, not {v:?}"),
+                    )
+                }),
+        }
+    }
+
+    /// `interrupted_after_s` as the epoch ms before which a silent run is interrupted.
+    fn stale_before_ms(&self) -> Result<i64, ApiError> {
+        let secs = match self.one("interrupted_after_s")? {
+            None => DEFAULT_INTERRUPTED_AFTER_S,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..=315_360_000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "interrupted_after_s",
+                        format!("interrupted_after_s must be a number of seconds from 0 to 315360000, not {v:?}"),
+                    )
+                })?,
+        };
+        Ok(crate::journal::now_ms() - secs * 1000)
+    }
+
+    fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        let Some(v) = self.one(name)? else {
+            return Ok(None);
+        };
+        parse_time_param(v).map(Some).ok_or_else(|| {
+            invalid(
+                name,
+                format!("{name} must be an RFC 3339 time (2026-01-31T12:00:00Z) or epoch milliseconds, not {v:?}"),
+            )
+        })
+    }
+
+    fn cursor(&self, kind: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        let Some(v) = self.one("cursor")? else {
+            return Ok(None);
+        };
+        decode_cursor(kind, v).map(Some).ok_or_else(|| {
+            invalid(
+                "cursor",
+                "cursor is not a next_cursor this endpoint returned",
+            )
+        })
+    }
+}
+
+/// RFC 3339 or epoch milliseconds.
+fn parse_time_param(v: &str) -> Option<i64> {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v
+            .parse::<i64>()
+            .ok()
+            .filter(|ms| *ms <= 253_402_300_799_999);
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(&v.to_ascii_uppercase()))
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Cursors are opaque to clients: hex of a small JSON array tagged with the
+/// endpoint they belong to.
+fn encode_cursor(kind: &str, key: serde_json::Value) -> String {
+    hex::encode(serde_json::json!([kind, key]).to_string())
+}
+
+fn decode_cursor(kind: &str, v: &str) -> Option<serde_json::Value> {
+    let bytes = hex::decode(v).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let arr = value.as_array()?;
+    if arr.len() != 2 || arr[0].as_str()? != kind {
+        return None;
+    }
+    Some(arr[1].clone())
+}
+
+fn nonempty<'a>(field: &str, v: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match v {
+        Some("") => Err(invalid(field, format!("{field} must not be empty"))),
+        other => Ok(other),
+    }
+}
+
+/// Runs `f` on a journal read connection, off the async threads.
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let path = state.journal.path().to_owned();
+    tokio::task::spawn_blocking(move || store::with_conn(&path, f))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("query task failed: {e}")))?
+}
+
+fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    tenant_of(&state.live.load(), headers)
+}
+
+/// List runs, newest first.
+#[utoipa::path(
+    get, path = "/v1/runs", tag = "query",
+    params(
+        ("playbook" = Option<String>, Query, description = "Glob over the playbook as sent (often a path) or its file name: `*` any characters, `?` one, `[...]` a set; case-sensitive", example = "deploy*.yml"),
+        ("status" = Option<RunStatus>, Query, description = "Only runs with this status"),
+        ("controller" = Option<String>, Query, description = "Only runs from this controller host name"),
+        ("since" = Option<TimeParam>, Query, description = "Only runs started at or after this time (RFC 3339 or epoch ms)"),
+        ("until" = Option<TimeParam>, Query, description = "Only runs started before this time (RFC 3339 or epoch ms)"),
+        ("label" = Option<Vec<String>>, Query, description = "`key=value`: only runs with this label (`key` alone: with this label key); repeat for several (all must match), at most 8", explode = true, style = Form),
+        ("interrupted_after_s" = Option<i64>, Query, minimum = 0, maximum = 315360000, description = "A run without stats and without events for this many seconds is `interrupted` (default 3600)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of runs, newest first", body = RunPage),
+        (status = 400, description = "A query parameter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<RunPage>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let p = Params::parse(
+        &uri,
+        &[
+            "playbook",
+            "status",
+            "controller",
+            "since",
+            "until",
+            "label",
+            "interrupted_after_s",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let status = match nonempty("status", p.one("status")?)? {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            invalid(
+                "status",
+                format!("status must be one of running, ok, failed, unreachable, interrupted, not {s:?}"),
+            )
+        })?),
+    };
+    let mut labels = Vec::new();
+    for l in p.all("label") {
+        let (k, v) = match l.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (l, None),
+        };
+        if k.is_empty() {
+            return Err(invalid(
+                "label",
+                format!("label must be key=value or key, not {l:?}"),
+            ));
+        }
+        labels.push((k.to_string(), v));
+    }
+    if labels.len() > MAX_LABELS {
+        return Err(invalid(
+            "label",
+            format!("at most {MAX_LABELS} label filters"),
+        ));
+    }
+    let after = match p.cursor("runs")? {
+        None => None,
+        Some(v) => Some(serde_json::from_value::<(i64, String)>(v).map_err(|_| {
+            invalid(
+                "cursor",
+                "cursor is not a next_cursor this endpoint returned",
+            )
+        })?),
+    };
+    let filter = RunFilter {
+        playbook: p.one("playbook")?.map(str::to_string),
+        status,
+        controller: p.one("controller")?.map(str::to_string),
+        since_ms: p.time("since")?,
+        until_ms: p.time("until")?,
+        labels,
+        stale_before_ms: p.stale_before_ms()?,
+        after,
+        limit: p.limit()?,
+    };
+    let (items, next) = read(&state, move |conn| {
+        store::list_runs(conn, &tenant, &filter).map_err(store::db_error)
+    })
+    .await?;
+    Ok(Json(RunPage {
+        items,
+        next_cursor: next.map(|k| encode_cursor("runs", serde_json::json!(k))),
+    }))
+}
+
+/// A run: context, status, timing, per-host stats and failed tasks.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "query",
+    params(
+        ("id" = String, Path, description = "The run id"),
+        ("interrupted_after_s" = Option<i64>, Query, minimum = 0, maximum = 315360000, description = "A run without stats and without events for this many seconds is `interrupted` (default 3600)"),
+    ),
+    responses(
+        (status = 200, description = "The run", body = RunDetail),
+        (status = 400, description = "A query parameter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "The tenant has no such run", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<RunDetail>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let p = Params::parse(&uri, &["interrupted_after_s"])?;
+    let stale = p.stale_before_ms()?;
+    let run = id.clone();
+    read(&state, move |conn| {
+        store::run_detail(conn, &tenant, &run, stale).map_err(store::db_error)
+    })
+    .await?
+    .map(Json)
+    .ok_or_else(|| not_found(&id))
+}
+
+/// A run's events in order (`counter`), as they were sent.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/events", tag = "query",
+    params(
+        ("id" = String, Path, description = "The run id"),
+        ("kind" = Option<String>, Query, description = "Event names, comma-separated (`runner_on_failed,runner_on_unreachable`)", example = "runner_on_failed"),
+        ("host" = Option<String>, Query, description = "Only events of this host (`event_data.host`)"),
+        ("status" = Option<String>, Query, description = "Only host results with this status: ok, changed, failed, unreachable, skipped", example = "failed"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of the run's events", body = EventPage),
+        (status = 400, description = "A query parameter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "The tenant has no such run", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<EventPage>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let p = Params::parse(&uri, &["kind", "host", "status", "limit", "cursor"])?;
+    let mut kinds = Vec::new();
+    if let Some(list) = nonempty("kind", p.one("kind")?)? {
+        for name in list.split(',').map(str::trim) {
+            kinds.push(EventKind::parse(name).ok_or_else(|| {
+                invalid(
+                    "kind",
+                    format!("unknown event name {name:?} (see docs/wire-format.md)"),
+                )
+            })?);
+        }
+    }
+    let status = match nonempty("status", p.one("status")?)? {
+        None => None,
+        Some(s) => Some(
+            serde_json::from_value::<Status>(serde_json::json!(s)).map_err(|_| {
+                invalid(
+                    "status",
+                    format!("status must be one of ok, changed, failed, unreachable, skipped, not {s:?}"),
+                )
+            })?,
+        ),
+    };
+    let after = match p.cursor("events")? {
+        None => None,
+        Some(v) => Some(serde_json::from_value::<(i64, i64)>(v).map_err(|_| {
+            invalid(
+                "cursor",
+                "cursor is not a next_cursor this endpoint returned",
+            )
+        })?),
+    };
+    let filter = EventFilter {
+        kinds,
+        host: p.one("host")?.map(str::to_string),
+        status,
+        after,
+        limit: p.limit()?,
+    };
+    let run = id.clone();
+    let (items, next) = read(&state, move |conn| {
+        store::run_events(conn, &tenant, &run, &filter).map_err(store::db_error)
+    })
+    .await?
+    .ok_or_else(|| not_found(&id))?;
+    Ok(Json(EventPage {
+        items,
+        next_cursor: next.map(|k| encode_cursor("events", serde_json::json!(k))),
+    }))
+}
+
+/// `set_stats` data of a run: run-wide (`_run`, the AWX artifacts shape) and per host.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/artifacts", tag = "query",
+    params(("id" = String, Path, description = "The run id")),
+    responses(
+        (status = 200, description = "The run's set_stats data (empty objects until the run ends)", body = Artifacts),
+        (status = 400, description = "A query parameter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "The tenant has no such run", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_artifacts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<Artifacts>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    Params::parse(&uri, &[])?;
+    let run = id.clone();
+    read(&state, move |conn| {
+        store::artifacts(conn, &tenant, &run).map_err(store::db_error)
+    })
+    .await?
+    .map(Json)
+    .ok_or_else(|| not_found(&id))
+}
+
+/// Deliveries of the tenant's events to its plugin instances, in journal order.
+#[utoipa::path(
+    get, path = "/v1/deliveries", tag = "query",
+    params(
+        ("run" = Option<String>, Query, description = "Only deliveries of this run's events"),
+        ("plugin" = Option<String>, Query, description = "Only deliveries to this plugin instance"),
+        ("outcome" = Option<Outcome>, Query, description = "Only deliveries in this state"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of deliveries", body = DeliveryPage),
+        (status = 400, description = "A query parameter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let p = Params::parse(&uri, &["run", "plugin", "outcome", "limit", "cursor"])?;
+    let outcome = match nonempty("outcome", p.one("outcome")?)? {
+        None => None,
+        Some(s) => Some(Outcome::parse(s).ok_or_else(|| {
+            invalid(
+                "outcome",
+                format!("outcome must be one of pending, done, dead, not {s:?}"),
+            )
+        })?),
+    };
+    let after = match p.cursor("deliveries")? {
+        None => None,
+        Some(v) => Some(serde_json::from_value::<(i64, String)>(v).map_err(|_| {
+            invalid(
+                "cursor",
+                "cursor is not a next_cursor this endpoint returned",
+            )
+        })?),
+    };
+    let filter = DeliveryFilter {
+        run: p.one("run")?.map(str::to_string),
+        plugin: p.one("plugin")?.map(str::to_string),
+        outcome,
+        after,
+        limit: p.limit()?,
+    };
+    let (items, next) = read(&state, move |conn| {
+        store::deliveries(conn, &tenant, &filter).map_err(store::db_error)
+    })
+    .await?;
+    Ok(Json(DeliveryPage {
+        items,
+        next_cursor: next.map(|k| encode_cursor("deliveries", serde_json::json!(k))),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_epoch_ms() {
+        assert_eq!(parse_time_param("0"), Some(0));
+        assert_eq!(parse_time_param("1795255200500"), Some(1_795_255_200_500));
+        assert_eq!(
+            parse_time_param("2026-11-21T10:00:00.5Z"),
+            Some(1_795_255_200_500)
+        );
+        assert_eq!(
+            parse_time_param("2026-11-21t12:00:00.5+02:00"),
+            Some(1_795_255_200_500)
+        );
+        assert_eq!(parse_time_param("yesterday"), None);
+        assert_eq!(parse_time_param("-5"), None);
+        assert_eq!(parse_time_param("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_are_tied_to_their_endpoint() {
+        let c = encode_cursor("runs", serde_json::json!([5, "r"]));
+        assert_eq!(decode_cursor("runs", &c), Some(serde_json::json!([5, "r"])));
+        assert_eq!(decode_cursor("events", &c), None);
+        assert_eq!(decode_cursor("runs", "zz"), None);
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_named() {
+        let uri: Uri = "/v1/runs?limit=1&limit=2&x=1".parse().unwrap();
+        let e = Params::parse(&uri, &["limit"]).err().unwrap();
+        assert_eq!(e.field.as_deref(), Some("x"));
+        let uri: Uri = "/v1/runs?limit=1&limit=2".parse().unwrap();
+        let p = Params::parse(&uri, &["limit"]).unwrap();
+        assert_eq!(p.limit().err().unwrap().field.as_deref(), Some("limit"));
+        let uri: Uri = "/v1/runs?limit=0".parse().unwrap();
+        let p = Params::parse(&uri, &["limit"]).unwrap();
+        assert!(p.limit().is_err());
+    }
+}

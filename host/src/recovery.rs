@@ -1,0 +1,204 @@
+//! Dead letters and replay: `GET /v1/dead-letters`, retrying one dead letter
+//! or all of an instance's, and re-delivering a recorded run to one instance.
+//! Every call is scoped to the caller's tenant.
+
+use crate::api::{ApiError, AppState};
+use crate::journal::DeadLetter;
+use crate::tenancy::tenant_of;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/dead-letters", get(list))
+        .route("/v1/dead-letters/retry", post(retry_all))
+        .route("/v1/dead-letters/{id}/retry", post(retry_one))
+        .route("/v1/runs/{id}/replay", post(replay))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    plugin: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A dead letter's id: `<event id>:<plugin instance>`.
+fn id_of(d: &DeadLetter) -> String {
+    format!("{}:{}", d.event_id, d.plugin)
+}
+
+fn parse_id(id: &str) -> Result<(i64, String), ApiError> {
+    id.split_once(':')
+        .and_then(|(e, p)| Some((e.parse().ok()?, p.to_string())))
+        .filter(|(_, p)| !p.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                "a dead letter id is `<event id>:<plugin instance>`",
+            )
+            .with_field("id")
+        })
+}
+
+/// The instance must exist and belong to the caller's tenant; otherwise it
+/// does not exist for the caller.
+fn own_plugin(state: &AppState, tenant: &str, plugin: &str) -> Result<(), ApiError> {
+    let config = state.live.load();
+    match config.plugins.get(plugin) {
+        Some(p) if p.tenant == tenant => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no plugin instance {plugin:?} for this tenant"),
+        )),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&crate::journal::Journal) -> Result<T, crate::journal::JournalError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let j = state.journal.clone();
+    tokio::task::spawn_blocking(move || f(&j))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&state.live.load(), &headers)?;
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    "limit must be an integer from 1 to 1000",
+                )
+                .with_field("limit")
+            })?,
+    };
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                "cursor must be a next_cursor value from a previous page",
+            )
+            .with_field("cursor")
+        })?),
+    };
+    let plugin = q.plugin.clone();
+    let rows = blocking(&state, move |j| {
+        j.dead_letters(&tenant, plugin.as_deref(), limit + 1, before)
+    })
+    .await?;
+    let more = rows.len() > limit;
+    let items: Vec<Value> = rows
+        .iter()
+        .take(limit)
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["id"] = json!(id_of(d));
+            v
+        })
+        .collect();
+    let next = if more {
+        rows.get(limit - 1).map(|d| d.event_id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+async fn retry_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&state.live.load(), &headers)?;
+    let (event_id, plugin) = parse_id(&id)?;
+    own_plugin(&state, &tenant, &plugin)?;
+    let p = plugin.clone();
+    let n = blocking(&state, move |j| j.requeue_dead(&tenant, &p, Some(event_id))).await?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no dead letter {id:?}"),
+        ));
+    }
+    tracing::info!(plugin = %plugin, event_id, "dead letter queued again");
+    state.dispatcher.notify(&plugin);
+    Ok(Json(json!({"requeued": n})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginBody {
+    plugin: String,
+}
+
+fn plugin_body(
+    body: Result<Json<PluginBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<String, ApiError> {
+    body.map(|Json(b)| b.plugin).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("expected a JSON body {{\"plugin\": \"<instance>\"}}: {e}"),
+        )
+        .with_field("plugin")
+    })
+}
+
+async fn retry_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<PluginBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&state.live.load(), &headers)?;
+    let plugin = plugin_body(body)?;
+    own_plugin(&state, &tenant, &plugin)?;
+    let p = plugin.clone();
+    let n = blocking(&state, move |j| j.requeue_dead(&tenant, &p, None)).await?;
+    tracing::info!(plugin = %plugin, count = n, "dead letters queued again");
+    state.dispatcher.notify(&plugin);
+    Ok(Json(json!({"requeued": n})))
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<String>,
+    body: Result<Json<PluginBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&state.live.load(), &headers)?;
+    let plugin = plugin_body(body)?;
+    own_plugin(&state, &tenant, &plugin)?;
+    let (p, r) = (plugin.clone(), run.clone());
+    let n = blocking(&state, move |j| j.replay_run(&tenant, &r, &p)).await?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no run {run:?}"),
+        ));
+    }
+    tracing::info!(plugin = %plugin, run_id = %run, events = n, "run queued for replay");
+    state.dispatcher.notify(&plugin);
+    Ok(Json(json!({"requeued": n})))
+}
