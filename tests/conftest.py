@@ -131,7 +131,7 @@ class Host:
         self.config_path = workdir / "herald.toml"
         self.log_path = workdir / "herald.log"
         self.proc: subprocess.Popen | None = None
-        lines = [f'[server]\nlisten = "127.0.0.1:{self.port}"\n', '[storage]\npath = "journal/herald.db"\n', extra]
+        lines = [f'[server]\nlisten = "127.0.0.1:{self.port}"\n', '[storage]\ndata_dir = "data"\npath = "journal/herald.db"\n', extra]
         for name, token_hash in tenants.items():
             lines.append(f'[tenants.{name}]\ntokens = ["{token_hash}"]\n')
         for name, spec in plugins.items():
