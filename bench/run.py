@@ -622,9 +622,16 @@ def render(res: dict, size: str) -> str:
     L.append("Machine: %s, %s cores, %s MiB RAM, Linux %s, load average at start %s. %s\n" % (
         meta.get("cpu", "?"), meta.get("cores", "?"), meta.get("mem_mib", "?"), meta.get("kernel", "?"),
         meta.get("loadavg", "?"), meta.get("note", "")))
-    if meta.get("commit"):
-        L.append("Measured at commit `%s`%s.\n" % (meta["commit"], " with uncommitted changes of other engineers in "
-                 "host/, plugins/ or callback/ in the work tree" if meta.get("host_dirty") else ""))
+    measured = []
+    for n, (name, _) in sorted(PARTS.items()):
+        pm = (res.get(name) or {}).get("_meta")
+        if pm:
+            measured.append("part %d at commit `%s`%s, %s (load average %s)" % (
+                n, pm.get("commit"), "+local changes" if pm.get("host_dirty") else "", pm.get("date"),
+                pm.get("loadavg")))
+    if measured:
+        L.append("Measured: " + "; ".join(measured) + ". \"+local changes\": the shared work tree held other "
+                 "engineers' uncommitted changes to host/, plugins/ or callback/ when the binaries were built.\n")
     L.append("Comparisons are interleaved within one run (A B A B ...); ratios are paired within a round, "
              "then summarised (median, min, max over rounds). Nothing here was tuned for the benchmark.\n")
     targets = []
@@ -830,10 +837,21 @@ def main() -> int:
     if os.path.exists(path):
         with open(path) as f:
             res = json.load(f)
+    # Parts measured by an earlier invocation keep that invocation's metadata.
+    for name, _ in PARTS.values():
+        if name in res and "_meta" not in res[name] and "_meta" in res:
+            res[name]["_meta"] = {k: res["_meta"].get(k) for k in ("date", "commit", "host_dirty", "loadavg")}
     if not a.render_only:
+        global HERALD, HOSTBENCH
         for exe in (HERALD, HOSTBENCH, NOOP):
             if not os.path.exists(exe):
                 ap.error("%s is missing: run `make bench` (it builds everything first)" % exe)
+        # Run private copies, so a rebuild during the run cannot swap a binary under it.
+        bindir = os.path.join(WORK, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        for exe in (HERALD, HOSTBENCH):
+            shutil.copy2(exe, os.path.join(bindir, os.path.basename(exe)))
+        HERALD, HOSTBENCH = (os.path.join(bindir, os.path.basename(e)) for e in (HERALD, HOSTBENCH))
         with open("/proc/meminfo") as f:
             mem = int(f.readline().split()[1]) // 1024
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -850,6 +868,7 @@ def main() -> int:
             t0 = time.time()
             res[name] = fn(sz)
             res[name]["_elapsed_s"] = time.time() - t0
+            res[name]["_meta"] = {k: res["_meta"].get(k) for k in ("date", "commit", "host_dirty", "loadavg")}
             with open(path, "w") as f:
                 json.dump(res, f, indent=1)
     with open(a.out, "w") as f:

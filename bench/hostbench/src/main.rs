@@ -389,7 +389,7 @@ fn load_plugin(dir: &Path, name: &str, plugin_toml: &str) -> Res<Loaded> {
     );
     std::fs::write(&path, &text)?;
     let config = Config::parse(&path, &text).map_err(|e| e.to_string())?;
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(Some(dir.join("cache")))?;
     let component = runtime.load(&config.plugins[name].component)?;
     Ok(Loaded {
         runtime,
@@ -415,11 +415,11 @@ impl Loaded {
     /// and `convert::to_wit` + `handle` per event (what a worker does per event).
     async fn raw(&self, journal: &Journal, bodies: &[String]) -> Res<(f64, f64)> {
         let mut inst = self.instance(journal)?;
-        inst.ensure_live().await.map_err(|e| e.to_string())?;
+        inst.ensure_live().await.map_err(|(e, _)| e.to_string())?;
         let ev = convert::to_wit("bench", &bodies[0])?;
         let t0 = Instant::now();
         for _ in 0..bodies.len() {
-            match inst.handle(&ev, 1).await {
+            match inst.handle(&ev, 1).await.result {
                 Ok(Outcome::Ok) => {}
                 other => return Err(format!("raw call: {other:?}").into()),
             }
@@ -428,7 +428,7 @@ impl Loaded {
         let t0 = Instant::now();
         for b in bodies {
             let ev = convert::to_wit("bench", b)?;
-            match inst.handle(&ev, 1).await {
+            match inst.handle(&ev, 1).await.result {
                 Ok(Outcome::Ok) => {}
                 other => return Err(format!("raw call: {other:?}").into()),
             }
