@@ -16,7 +16,10 @@ import pytest
 from herald_cb_helpers import ansible_bin, descendants, herald_warnings
 
 FLUSH = 2.0
-SLACK = 2.5  # scheduling noise of a shared 2-core machine
+# Scheduling noise of a shared 2-core machine. The hang below lasts 30 s, so
+# any bound well under that shows the callback did not wait for the host; the
+# exact added cost is measured by the benchmark suite (bench/), not here.
+SLACK = 8.0
 
 OK_PB = """\
 - hosts: local
