@@ -134,11 +134,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(crate::ingest::post_events))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/admin/reload", get(reload_status))
         .merge(crate::recovery::router())
         .merge(crate::query::router())
+        .route_layer(axum::middleware::from_fn(crate::telemetry::observe))
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -146,6 +148,47 @@ pub fn router(state: AppState) -> Router {
 
 async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
+}
+
+/// `GET /ready`: 200 when the journal takes writes, the configuration is
+/// loaded and every configured plugin instance runs; 503 with the failing
+/// checks otherwise.
+async fn ready(State(state): State<AppState>) -> Response {
+    let journal = state.journal.clone();
+    let journal_check = match tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::task::spawn_blocking(move || crate::journal::probe_writable(&journal)),
+    )
+    .await
+    {
+        Ok(Ok(Ok(()))) => json!({"ok": true}),
+        Ok(Ok(Err(e))) => json!({"ok": false, "error": e.to_string()}),
+        Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
+        Err(_) => json!({"ok": false, "error": "the journal did not answer within 3 s"}),
+    };
+    let config = state.live.load();
+    let running = state.dispatcher.names();
+    let missing: Vec<&String> = config
+        .plugins
+        .keys()
+        .filter(|n| !running.contains(n))
+        .collect();
+    let plugins_check = if missing.is_empty() {
+        json!({"ok": true, "running": running.len()})
+    } else {
+        json!({"ok": false, "error": format!("not running: {missing:?}")})
+    };
+    let ok = journal_check["ok"] == true && plugins_check["ok"] == true;
+    let body = json!({
+        "status": if ok { "ready" } else { "unready" },
+        "checks": {"journal": journal_check, "config": {"ok": true}, "plugins": plugins_check},
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {

@@ -200,6 +200,8 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
         reload: Arc::new(Mutex::new(ReloadStatus::default())),
     };
     tokio::spawn(reload_triggers(state.clone(), runtime, watch));
+    tokio::spawn(gauges(state.clone()));
+    tokio::spawn(retention(state.clone()));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -244,6 +246,104 @@ async fn reload_triggers(state: AppState, runtime: Runtime, watch: bool) {
         };
         tracing::info!(reason, "reloading the configuration");
         let _ = reload(&state, &runtime).await;
+    }
+}
+
+/// Refreshes the gauges read from the journal (queue depth, oldest pending
+/// age, dead letters, journal size, active runs) every 5 seconds.
+async fn gauges(state: AppState) {
+    metrics::gauge!("herald_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let mut known: std::collections::BTreeSet<(String, String)> = Default::default();
+    loop {
+        let journal = state.journal.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let depths = journal.queue_depths()?;
+            let dead = journal.dead_counts()?;
+            let active = crate::journal::active_runs(&journal, now_ms() - 3_600_000)?;
+            Ok::<_, crate::journal::JournalError>((depths, dead, active, journal.size_bytes()))
+        })
+        .await;
+        if let Ok(Ok((depths, dead, active, size))) = read {
+            let config = state.live.load();
+            let tenant_of = |p: &str| {
+                config
+                    .plugins
+                    .get(p)
+                    .map(|c| c.tenant.clone())
+                    .unwrap_or_default()
+            };
+            let now = now_ms();
+            let mut seen = std::collections::BTreeSet::new();
+            for name in config.plugins.keys() {
+                seen.insert((tenant_of(name), name.clone()));
+            }
+            // Instances with nothing pending read 0, not their last value.
+            for (tenant, plugin) in seen.iter().chain(known.iter()) {
+                let depth = depths.iter().find(|(p, _, _)| p == plugin);
+                metrics::gauge!("herald_queue_depth", "tenant" => tenant.clone(), "plugin" => plugin.clone())
+                    .set(depth.map(|d| d.1 as f64).unwrap_or(0.0));
+                metrics::gauge!("herald_queue_oldest_age_seconds", "tenant" => tenant.clone(), "plugin" => plugin.clone())
+                    .set(depth.map(|d| ((now - d.2).max(0) as f64) / 1000.0).unwrap_or(0.0));
+                let d = dead
+                    .iter()
+                    .find(|(p, _)| p == plugin)
+                    .map(|d| d.1)
+                    .unwrap_or(0);
+                metrics::gauge!("herald_dead_letters", "tenant" => tenant.clone(), "plugin" => plugin.clone())
+                    .set(d as f64);
+            }
+            known.extend(seen);
+            for tenant in config.tenants.keys() {
+                let n = active
+                    .iter()
+                    .find(|(t, _)| t == tenant)
+                    .map(|a| a.1)
+                    .unwrap_or(0);
+                metrics::gauge!("herald_runs_active", "tenant" => tenant.clone()).set(n as f64);
+            }
+            metrics::gauge!("herald_journal_size_bytes").set(size as f64);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Removes delivered events (and their runs) older than
+/// `storage.retention_days`, a few thousand at a time so ingest never waits
+/// long for the write lock.
+async fn retention(state: AppState) {
+    loop {
+        let days = state.live.load().storage.retention_days();
+        if days > 0.0 {
+            let cutoff = now_ms() - (days * 86_400_000.0) as i64;
+            loop {
+                let journal = state.journal.clone();
+                let removed =
+                    tokio::task::spawn_blocking(move || journal.prune(cutoff, 2000)).await;
+                match removed {
+                    Ok(Ok(by_tenant)) => {
+                        let total: u64 = by_tenant.values().sum();
+                        for (tenant, n) in &by_tenant {
+                            state.limiter.stored(tenant, -(*n as i64));
+                        }
+                        if total > 0 {
+                            metrics::counter!("herald_journal_pruned_events_total")
+                                .increment(total);
+                            tracing::info!(removed = total, "retention removed delivered events");
+                        }
+                        if total < 2000 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!("retention pass failed: {e}");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
 

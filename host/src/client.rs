@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -153,7 +153,7 @@ impl std::fmt::Display for ClientError {
 pub struct ApiClient {
     base: String,
     token: String,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
 impl ApiClient {
@@ -183,6 +183,21 @@ impl ApiClient {
 
     /// GETs `path` with the query `pairs` and returns the JSON answer.
     pub async fn get(&self, path: &str, pairs: &[(&str, String)]) -> Result<Value, ClientError> {
+        self.call(hyper::Method::GET, path, pairs, None).await
+    }
+
+    /// POSTs a JSON body to `path` and returns the JSON answer.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.call(hyper::Method::POST, path, &[], Some(body)).await
+    }
+
+    async fn call(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        pairs: &[(&str, String)],
+        json_body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
         let mut url = format!("{}{}", self.base, path);
         if !pairs.is_empty() {
             let q = form_urlencoded::Serializer::new(String::new())
@@ -194,13 +209,19 @@ impl ApiClient {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| ClientError(format!("{url}: not a valid URL: {e}")))?;
-        let req = hyper::Request::get(uri)
+        let body = json_body
+            .map(|b| Bytes::from(b.to_string()))
+            .unwrap_or_default();
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(
                 hyper::header::AUTHORIZATION,
                 format!("Bearer {}", self.token),
             )
             .header(hyper::header::ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(body))
             .map_err(|e| ClientError(format!("cannot build the request: {e}")))?;
         let resp = tokio::time::timeout(Duration::from_secs(30), self.http.request(req))
             .await
@@ -678,5 +699,132 @@ mod tests {
         assert!(ApiClient::new("h:1", "t").is_err());
         assert!(ApiClient::new("http://h:1", " ").is_err());
         assert!(ApiClient::new("http://h:1/", "t").is_ok());
+    }
+}
+
+/// `herald dlq …`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest first (GET /v1/dead-letters).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only this plugin instance's.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Follow `next_cursor` and print every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Queue dead letters again: one by id, or all of an instance's.
+    Retry {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// A dead letter's id (`<event id>:<plugin>`, from `herald dlq list`).
+        #[arg(long, conflicts_with = "plugin", required_unless_present = "plugin")]
+        id: Option<String>,
+        /// Every dead letter of this plugin instance.
+        #[arg(long)]
+        plugin: Option<String>,
+    },
+}
+
+/// `herald replay`: re-deliver a recorded run to one plugin instance.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The run id.
+    #[arg(long)]
+    pub run: String,
+    /// The plugin instance that receives the run again.
+    #[arg(long)]
+    pub plugin: String,
+}
+
+/// `herald dlq …`
+pub fn main_dlq(cmd: DlqCommand) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(dlq(cmd))))
+}
+
+/// `herald replay …`
+pub fn main_replay(args: ReplayArgs) -> ExitCode {
+    finish(runtime().and_then(|rt| {
+        rt.block_on(async {
+            let c = ApiClient::new(&args.api.url, &args.api.token)?;
+            let path = format!("/v1/runs/{}/replay", seg(&args.run));
+            let v = c
+                .post(&path, &serde_json::json!({"plugin": args.plugin}))
+                .await?;
+            Ok(match args.api.output {
+                Output::Json => pretty(&v),
+                Output::Table => format!(
+                    "{} events of run {} queued for {}\n",
+                    v["requeued"], args.run, args.plugin
+                ),
+            })
+        })
+    }))
+}
+
+async fn dlq(cmd: DlqCommand) -> Result<String, ClientError> {
+    match cmd {
+        DlqCommand::List { api, plugin, all } => {
+            let c = ApiClient::new(&api.url, &api.token)?;
+            let mut pairs = Vec::new();
+            push(&mut pairs, "plugin", plugin);
+            let v = c.get_all("/v1/dead-letters", pairs, all).await?;
+            Ok(match api.output {
+                Output::Json => pretty(&v),
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = v["items"]
+                        .as_array()
+                        .map(|a| a.as_slice())
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|d| {
+                            let s = |k: &str| match &d[k] {
+                                Value::String(s) => s.clone(),
+                                Value::Null => String::new(),
+                                other => other.to_string(),
+                            };
+                            vec![
+                                s("id"),
+                                s("plugin"),
+                                s("run_id"),
+                                s("kind"),
+                                s("attempts"),
+                                s("reason"),
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &["ID", "PLUGIN", "RUN", "KIND", "ATTEMPTS", "REASON"],
+                        &rows,
+                    )
+                }
+            })
+        }
+        DlqCommand::Retry { api, id, plugin } => {
+            let c = ApiClient::new(&api.url, &api.token)?;
+            let v = match (id, plugin) {
+                (Some(id), _) => {
+                    c.post(
+                        &format!("/v1/dead-letters/{}/retry", seg(&id)),
+                        &serde_json::json!({}),
+                    )
+                    .await?
+                }
+                (None, Some(p)) => {
+                    c.post("/v1/dead-letters/retry", &serde_json::json!({"plugin": p}))
+                        .await?
+                }
+                (None, None) => return Err(ClientError("give --id or --plugin".into())),
+            };
+            Ok(match api.output {
+                Output::Json => pretty(&v),
+                Output::Table => format!("{} dead letter(s) queued again\n", v["requeued"]),
+            })
+        }
     }
 }

@@ -94,7 +94,8 @@ pub struct StorageConfig {
     pub data_dir: Option<PathBuf>,
     /// SQLite journal file; default `<data_dir>/herald.db`.
     pub path: Option<PathBuf>,
-    /// Days to keep delivered events and their runs; 0 keeps them forever.
+    /// Days to keep delivered events and their runs (default 30); 0 keeps
+    /// them forever.
     /// Events still pending or dead-lettered are kept.
     pub retention_days: Option<f64>,
 }
@@ -112,6 +113,11 @@ impl StorageConfig {
             Some(h) => PathBuf::from(h).join(".local/share/herald"),
             None => PathBuf::from("herald-data"),
         }
+    }
+
+    /// Retention in days (default 30; 0 keeps everything).
+    pub fn retention_days(&self) -> f64 {
+        self.retention_days.unwrap_or(30.0).max(0.0)
     }
 
     /// The journal file, resolved.

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How many pending deliveries a worker reads at a time.
 const BATCH: usize = 256;
@@ -487,7 +488,16 @@ async fn run_worker(
             if let Some(bucket) = bucket.as_mut() {
                 bucket.take().await;
             }
-            let (step, verdict) = deliver(&mut instance, &policy, &breaker, &journal, &d).await;
+            // Every log line of the delivery carries the ids of the ingest
+            // request that brought the event, and the run's id.
+            let span = tracing::info_span!("delivery",
+                plugin = %name, tenant = %tenant, run_id = %d.run_id,
+                delivery_id = %format!("{}:{}", d.event_id, name),
+                request_id = d.request_id.as_deref().unwrap_or(""),
+                trace_id = d.trace_id.as_deref().unwrap_or(""));
+            let (step, verdict) = deliver(&mut instance, &policy, &breaker, &journal, &d)
+                .instrument(span)
+                .await;
             match step {
                 Step::Done => progressed = true,
                 Step::Retry { at_ms } => {
@@ -569,6 +579,7 @@ async fn deliver(
     let (reason, delay, verdict) = match result {
         Ok(Outcome::Ok) => {
             count(&tenant, &name, "ok");
+            tracing::debug!(event_id = d.event_id, attempt, "delivered");
             let plugin = name.clone();
             let id = d.event_id;
             if let Err(e) = blocking(journal, move |j| j.delivered(&plugin, id, attempt)).await {

@@ -3,6 +3,7 @@
 
 use crate::api::{ApiError, AppState};
 use crate::event::{validate, WireEvent};
+use crate::telemetry::RequestContext;
 use crate::tenancy::tenant_of;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
@@ -165,10 +166,12 @@ fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
 )]
 pub async fn post_events(
     State(state): State<AppState>,
+    request_context: Option<axum::Extension<RequestContext>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match ingest(&state, &headers, body).await {
+    let ctx = request_context.map(|axum::Extension(c)| c);
+    match ingest(&state, &headers, body, ctx.as_ref()).await {
         Ok((tenant, accepted, duplicates)) => {
             batch_metric(&tenant, StatusCode::ACCEPTED);
             (
@@ -207,6 +210,7 @@ async fn ingest(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
+    request_context: Option<&RequestContext>,
 ) -> Result<(String, usize, usize), (Option<String>, ApiError)> {
     let config = state.live.load_full();
     let tenant = tenant_of(&config, headers).map_err(|e| (None, e))?;
@@ -258,8 +262,10 @@ async fn ingest(
     let journal = state.journal.clone();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let context = request_context.map(|c| (c.request_id.clone(), c.trace_id.clone()));
+    let first_run = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
     let committed = journal
-        .commit(owned_tenant, events, targets)
+        .commit(owned_tenant, events, targets, context)
         .await
         .map_err(|e| {
             (
@@ -284,5 +290,7 @@ async fn ingest(
         state.limiter.stored(&tenant, committed.accepted as i64);
         state.dispatcher.notify_tenant(&tenant);
     }
+    tracing::info!(tenant = %tenant, run_id = %first_run, accepted = committed.accepted,
+        duplicates = committed.duplicates, "batch committed");
     Ok((tenant, committed.accepted, committed.duplicates))
 }

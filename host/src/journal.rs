@@ -47,6 +47,9 @@ pub struct Committed {
 /// A delivery waiting for a plugin instance.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
+    /// Correlation ids of the ingest request that brought the event.
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
     pub event_id: i64,
     pub run_id: String,
     pub attempts: u32,
@@ -79,6 +82,7 @@ pub struct Journal {
 
 /// One batch waiting for the group-commit writer.
 struct WriteRequest {
+    context: Option<(String, String)>,
     tenant: String,
     events: Vec<WireEvent>,
     targets: Vec<Vec<String>>,
@@ -113,7 +117,14 @@ fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteR
             let now = now_ms();
             let mut out = Vec::with_capacity(group.len());
             for r in &group {
-                out.push(apply_batch(&tx, &r.tenant, &r.events, &r.targets, now)?);
+                out.push(apply_batch(
+                    &tx,
+                    &r.tenant,
+                    &r.events,
+                    &r.targets,
+                    now,
+                    r.context.as_ref(),
+                )?);
             }
             tx.commit()?;
             Ok(out)
@@ -146,13 +157,14 @@ fn apply_batch(
     events: &[WireEvent],
     targets: &[Vec<String>],
     now: i64,
+    context: Option<&(String, String)>,
 ) -> Result<Committed, JournalError> {
     let mut accepted = 0;
     let mut duplicates = 0;
     let mut inserted_flags = Vec::with_capacity(events.len());
     let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body, request_id, trace_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (tenant, uuid) DO NOTHING",
     )?;
     let mut upsert_run = tx.prepare_cached(
@@ -180,7 +192,9 @@ fn apply_batch(
             ev.kind.as_str(),
             ev.created_ms,
             now,
-            body
+            body,
+            context.map(|c| c.0.as_str()),
+            context.map(|c| c.1.as_str())
         ])?;
         inserted_flags.push(inserted > 0);
         if inserted == 0 {
@@ -220,6 +234,8 @@ CREATE TABLE IF NOT EXISTS events (
     created_ms  INTEGER NOT NULL,
     received_ms INTEGER NOT NULL,
     body        TEXT NOT NULL,
+    request_id  TEXT,
+    trace_id    TEXT,
     UNIQUE (tenant, uuid)
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (tenant, run_id, id);
@@ -263,6 +279,43 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Brings a journal written by an earlier version up to the current schema.
+fn migrate(conn: &Connection) -> Result<(), JournalError> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('events')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for col in ["request_id", "trace_id"] {
+        if !columns.iter().any(|c| c == col) {
+            conn.execute_batch(&format!("ALTER TABLE events ADD COLUMN {col} TEXT"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the journal can take a write right now (readiness).
+pub fn probe_writable(journal: &Journal) -> Result<(), JournalError> {
+    let conn = journal.delivery.lock().unwrap_or_else(|p| p.into_inner());
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS health (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;",
+    )?;
+    conn.execute(
+        "INSERT INTO health (k, v) VALUES ('probe', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+        params![now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Runs with recent events and no stats event yet, per tenant.
+pub fn active_runs(journal: &Journal, since_ms: i64) -> Result<Vec<(String, u64)>, JournalError> {
+    let conn = journal.delivery.lock().unwrap_or_else(|p| p.into_inner());
+    let mut stmt = conn.prepare_cached(
+        "SELECT tenant, count(*) FROM runs WHERE finished = 0 AND last_ms >= ?1 GROUP BY tenant",
+    )?;
+    let rows = stmt.query_map(params![since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, JournalError> {
     let conn = Connection::open(path).map_err(|source| JournalError::Open {
         path: path.to_owned(),
@@ -286,6 +339,7 @@ impl Journal {
         }
         let ingest = open_connection(path, "FULL")?;
         ingest.execute_batch(SCHEMA)?;
+        migrate(&ingest)?;
         let delivery = open_connection(path, "NORMAL")?;
         let ingest = Arc::new(Mutex::new(ingest));
         let (writer, rx) = std::sync::mpsc::channel();
@@ -322,7 +376,7 @@ impl Journal {
     ) -> Result<Committed, JournalError> {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
-        let committed = apply_batch(&tx, tenant, events, targets, now_ms())?;
+        let committed = apply_batch(&tx, tenant, events, targets, now_ms(), None)?;
         tx.commit()?;
         Ok(committed)
     }
@@ -335,10 +389,12 @@ impl Journal {
         tenant: String,
         events: Vec<WireEvent>,
         targets: Vec<Vec<String>>,
+        context: Option<(String, String)>,
     ) -> Result<Committed, JournalError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
             .send(WriteRequest {
+                context,
                 tenant,
                 events,
                 targets,
@@ -358,7 +414,7 @@ impl Journal {
     ) -> Result<Vec<PendingDelivery>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
-            "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body
+            "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id
              FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE d.plugin = ?1 AND d.state = 'pending'
              ORDER BY d.event_id LIMIT ?2",
@@ -371,6 +427,8 @@ impl Journal {
                 next_at_ms: r.get(3)?,
                 first_at_ms: r.get(4)?,
                 body: r.get(5)?,
+                request_id: r.get(6)?,
+                trace_id: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

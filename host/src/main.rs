@@ -63,6 +63,11 @@ enum Command {
     /// Look at deliveries of events to plugin instances over the query API.
     #[command(subcommand)]
     Deliveries(herald::client::DeliveriesCommand),
+    /// Dead letters: list them, or queue them again.
+    #[command(subcommand)]
+    Dlq(herald::client::DlqCommand),
+    /// Re-deliver a recorded run to one plugin instance.
+    Replay(herald::client::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Runs(cmd) => herald::client::main_runs(cmd),
         Command::Deliveries(cmd) => herald::client::main_deliveries(cmd),
+        Command::Dlq(cmd) => herald::client::main_dlq(cmd),
+        Command::Replay(args) => herald::client::main_replay(args),
         Command::Token(TokenCommand::New) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
             println!("token: {token}");
