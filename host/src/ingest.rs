@@ -309,19 +309,12 @@ async fn ingest(
     let journal = state.journal.clone();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let context = request_context.map(|c| {
-        (
-            c.request_id.clone(),
-            c.trace_id.clone(),
-            c.span_id.clone(),
-        )
-    });
+    let context =
+        request_context.map(|c| (c.request_id.clone(), c.trace_id.clone(), c.span_id.clone()));
     let first_run = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
     let event_count = events.len();
     let commit_started_ns = crate::otlp::now_ns();
-    let committed = journal
-        .commit(owned_tenant, events, targets, context)
-        .await;
+    let committed = journal.commit(owned_tenant, events, targets, context).await;
     if let Some(c) = request_context.filter(|_| crate::otlp::enabled()) {
         crate::otlp::emit(
             "journal.commit",
@@ -339,11 +332,11 @@ async fn ingest(
         );
     }
     let committed = committed.map_err(|e| {
-            (
-                t.clone(),
-                ApiError::unavailable(format!("the journal cannot commit: {e}")),
-            )
-        })?;
+        (
+            t.clone(),
+            ApiError::unavailable(format!("the journal cannot commit: {e}")),
+        )
+    })?;
     metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone())
         .increment(bytes.len() as u64);
     if committed.duplicates > 0 {

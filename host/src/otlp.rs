@@ -131,7 +131,11 @@ pub fn traces_url(cfg: &TelemetryConfig) -> Option<String> {
         return None;
     }
     let base = |b: &str| format!("{}/v1/traces", b.trim().trim_end_matches('/'));
-    if let Some(e) = cfg.otlp_endpoint.as_deref().filter(|v| !v.trim().is_empty()) {
+    if let Some(e) = cfg
+        .otlp_endpoint
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+    {
         return Some(base(e));
     }
     if let Some(e) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
@@ -154,7 +158,9 @@ pub fn init(cfg: &TelemetryConfig) {
         }
     };
     if uri.scheme_str() != Some("http") {
-        tracing::warn!("OTLP trace export disabled: only http:// endpoints are supported, not {url:?}");
+        tracing::warn!(
+            "OTLP trace export disabled: only http:// endpoints are supported, not {url:?}"
+        );
         return;
     }
     let service = cfg
@@ -186,8 +192,7 @@ pub fn record(span: SpanData) {
 }
 
 async fn run(uri: http::Uri, service: String, mut rx: mpsc::Receiver<SpanData>) {
-    let client: Client<_, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut warned = false;
     loop {
         let Some(first) = rx.recv().await else {
@@ -399,7 +404,9 @@ mod tests {
         // trace_id: field 1, length 16
         assert_eq!(&enc[..2], &[0x0a, 16]);
         // negative int64 takes ten bytes as a varint
-        assert!(enc.windows(10).any(|w| w == [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
+        assert!(enc
+            .windows(10)
+            .any(|w| w == [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
     }
 
     #[test]
