@@ -787,9 +787,9 @@ def render(res: dict, size: str) -> str:
         L.append(row("RSS idle, 60 instances, MiB", one(m["idle_rss_kib"] / 1024), target="≤ 64 MiB", met=met_i))
         L.append(row("RSS idle, 6 instances (1 tenant), MiB", one(m["idle_rss_6_kib"] / 1024)))
         if "idle_code_rss_kib" in m:
-            L.append(row("of which JIT code (anonymous executable mappings), 60 instances, MiB",
+            L.append(row("of which compiled plugin code (anonymous executable mappings), 60 instances, MiB",
                          one(m["idle_code_rss_kib"] / 1024)))
-            L.append(row("of which JIT code, 6 instances, MiB", one(m["idle_code_rss_6_kib"] / 1024)))
+            L.append(row("of which compiled plugin code, 6 instances, MiB", one(m["idle_code_rss_6_kib"] / 1024)))
         L.append(row("RSS peak under ingest load, MiB", one(m["load_peak_rss_kib"] / 1024), target="≤ 256 MiB",
                      met=met_l))
         L.append(row("start-up, first (cold), 60 instances, ms", one(m["start_first_s"]), digits=0, scale=1000))

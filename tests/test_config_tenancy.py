@@ -277,3 +277,49 @@ def test_rate_limit_answers_429_with_retry_after(make_host):
         assert json.loads(e.read())["error"] == "rate_limited"
     time.sleep(1.1)
     assert host.post(json.dumps([event(run, 10)]).encode(), token)[0] == 202
+
+
+def test_tls_serves_https_with_the_configured_certificate(make_host, receiver, tmp_path):
+    import ssl
+    token, h = token_pair()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                           "-subj", "/CN=herald-test", "-addext", "subjectAltName=IP:127.0.0.1",
+                           "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)})
+    text = host.config_path.read_text().replace("[storage]", f'[server.tls]\ncert = "{cert}"\nkey = "{key}"\n\n[storage]', 1)
+    host.config_path.write_text(text)
+    context = ssl.create_default_context(cafile=str(cert))
+    https = host.url.replace("http://", "https://")
+
+    def up():
+        try:
+            with urllib.request.urlopen(https + "/health", timeout=1, context=context) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    # Start it by hand: the fixture's start() speaks plain http.
+    import conftest
+    log = open(host.log_path, "ab")
+    host.proc = subprocess.Popen([str(HERALD_BIN), "serve", "--config", str(host.config_path)],
+                                 stdout=log, stderr=log, cwd=host.workdir)
+    wait_for(up, timeout=60, what="herald over https")
+    req = urllib.request.Request(https + "/v1/events", method="POST",
+                                 data=json.dumps([event(str(uuid.uuid4()), 1)]).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10, context=context) as r:
+        assert r.status == 202
+    wait_for(lambda: len(receiver.requests) == 1, timeout=30, what="the delivery")
+    # Plain http is not served on the TLS port.
+    try:
+        urllib.request.urlopen(host.url + "/health", timeout=3)
+        plain_ok = True
+    except Exception:
+        plain_ok = False
+    assert not plain_ok
+    # A missing key file is a located config problem.
+    key.unlink()
+    r = subprocess.run([str(HERALD_BIN), "check", "--config", str(host.config_path)], capture_output=True, text=True)
+    assert r.returncode == 1 and re.search(r"herald\.toml:\d+:\d+: server\.tls\.key: no PEM file", r.stderr), r.stderr

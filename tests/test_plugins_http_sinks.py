@@ -394,6 +394,10 @@ def test_a_plugin_granted_no_destination_cannot_reach_its_sink_and_the_others_st
                                  "allow_sockets": ["127.0.0.1:9"],
                                  "config": {"address": quiet.address("tcp"), "transport": "tcp"}},
     }
+    # Every call of a blocked instance faults; keep its circuit breaker from
+    # pausing it, so each event is refused (and counted) without waiting.
+    for spec in blocked.values():
+        spec["failure_policy"] = {"open_after": 0}
     token, token_hash = token_pair()
     (tmp_path / "host").mkdir()
     host = Host(tmp_path / "host", {TENANT: token_hash}, {**granted, **blocked}).start()

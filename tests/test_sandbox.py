@@ -449,7 +449,7 @@ def test_components_that_do_not_fit_the_contract_are_refused(make_host, receiver
 
 def test_compiled_components_are_cached_and_a_corrupt_entry_is_rebuilt(make_host, receiver, tmp_path):
     token, token_hash = token_pair()
-    host = make_host({"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)}, extra='data_dir = "data"\n')
+    host = make_host({"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)})
     cache = host.workdir / "data" / "cache"
     timings = {}
     t0 = time.monotonic()

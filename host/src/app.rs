@@ -185,12 +185,31 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;
     let dispatcher = Arc::new(Dispatcher::start(specs, journal.clone()));
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
+    let listener = std::net::TcpListener::bind(config.server.listen)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let tls = match &config.server.tls {
+        Some(t) => {
+            // One process-wide crypto provider; ring is already linked.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load server.tls ({}, {})",
+                            t.cert.display(),
+                            t.key.display()
+                        )
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, journal = %journal_path.display(), plugins = config.plugins.len(),
-        tenants = config.tenants.len(), "herald is listening on {addr}");
+        tenants = config.tenants.len(), "herald is listening on {scheme}://{addr}");
     let watch = config.server.watch_config;
     let state = AppState {
         live: Arc::new(ArcSwap::from_pointee(config)),
@@ -203,9 +222,26 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     tokio::spawn(reload_triggers(state.clone(), runtime, watch));
     tokio::spawn(gauges(state.clone()));
     tokio::spawn(retention(state.clone()));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = router(state).into_make_service();
+    match tls {
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                h.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+        None => {
+            axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+    }
     tracing::info!("herald stopped");
     Ok(())
 }

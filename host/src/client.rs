@@ -828,3 +828,109 @@ async fn dlq(cmd: DlqCommand) -> Result<String, ClientError> {
         }
     }
 }
+
+/// `herald import`: send recorded ansible-runner job events to Herald.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// An ansible-runner artifacts directory (`artifacts/<ident>/`), its
+    /// `job_events/` folder, or a private data directory holding `artifacts/`.
+    pub dir: std::path::PathBuf,
+    /// Events per request.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+}
+
+/// `herald import …`
+pub fn main_import(args: ImportArgs) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(import(args))))
+}
+
+/// Every `job_events/` folder under `dir` (the folder itself, an artifacts
+/// ident folder, or a private data dir with several runs), each with the run
+/// ident it belongs to.
+fn job_event_dirs(dir: &std::path::Path) -> Result<Vec<(std::path::PathBuf, String)>, ClientError> {
+    let ident_of = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    if dir.file_name().is_some_and(|n| n == "job_events") {
+        let ident = dir.parent().map(ident_of).unwrap_or_default();
+        return Ok(vec![(dir.to_path_buf(), ident)]);
+    }
+    if dir.join("job_events").is_dir() {
+        return Ok(vec![(dir.join("job_events"), ident_of(dir))]);
+    }
+    let artifacts = if dir.join("artifacts").is_dir() {
+        dir.join("artifacts")
+    } else {
+        dir.to_path_buf()
+    };
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(&artifacts)
+        .map_err(|e| ClientError(format!("{}: {e}", artifacts.display())))?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.join("job_events").is_dir() {
+            found.push((p.join("job_events"), ident_of(&p)));
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        return Err(ClientError(format!(
+            "{}: no job_events/ folder found (give an ansible-runner artifacts directory)",
+            dir.display()
+        )));
+    }
+    Ok(found)
+}
+
+async fn import(args: ImportArgs) -> Result<String, ClientError> {
+    let c = ApiClient::new(&args.api.url, &args.api.token)?;
+    let mut out = String::new();
+    let (mut total, mut dups) = (0u64, 0u64);
+    for (dir, ident) in job_event_dirs(&args.dir)? {
+        let mut events: Vec<(u64, std::path::PathBuf, Value)> = Vec::new();
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| ClientError(format!("{}: {e}", dir.display())))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+            let mut v: Value = serde_json::from_str(&text)
+                .map_err(|e| ClientError(format!("{}: not a JSON event: {e}", path.display())))?;
+            // A run recorded by ansible-runner has no Herald run id: its ident is one.
+            if v.get("run_id").is_none() && v.get("runner_ident").is_none() {
+                v["runner_ident"] = Value::String(ident.clone());
+            }
+            let counter = v.get("counter").and_then(Value::as_u64).unwrap_or(0);
+            events.push((counter, path, v));
+        }
+        events.sort_by_key(|(c, _, _)| *c);
+        for chunk in events.chunks(args.batch.max(1)) {
+            let body = Value::Array(chunk.iter().map(|(_, _, v)| v.clone()).collect());
+            let answer = c.post("/v1/events", &body).await.map_err(|e| {
+                // Name the file behind a refused event.
+                let file =
+                    e.0.split("event ")
+                        .nth(1)
+                        .and_then(|r| r.split(':').next())
+                        .and_then(|i| i.trim().parse::<usize>().ok())
+                        .and_then(|i| chunk.get(i))
+                        .map(|(_, p, _)| format!(" ({})", p.display()))
+                        .unwrap_or_default();
+                ClientError(format!("{}{file}", e.0))
+            })?;
+            total += answer["accepted"].as_u64().unwrap_or(0);
+            dups += answer["duplicates"].as_u64().unwrap_or(0);
+        }
+        let _ = writeln!(out, "{}: {} events", dir.display(), events.len());
+    }
+    let _ = writeln!(out, "imported {total} events ({dups} already known)");
+    Ok(out)
+}

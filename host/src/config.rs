@@ -88,6 +88,17 @@ pub struct ServerConfig {
     pub admin_tokens: Vec<String>,
     /// Reload the configuration when the file changes (SIGHUP always reloads).
     pub watch_config: bool,
+    /// Serve HTTPS with this certificate and key (PEM files); plain HTTP
+    /// when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the certificate chain and private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +108,7 @@ impl Default for ServerConfig {
             body_limit: 10 * 1024 * 1024,
             admin_tokens: Vec::new(),
             watch_config: true,
+            tls: None,
         }
     }
 }
@@ -482,6 +494,19 @@ impl Config {
             tenants: raw.tenants,
             plugins: BTreeMap::new(),
         };
+        if let Some(tls) = &mut config.server.tls {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+            for (key, p) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !p.is_file() {
+                    problems.push(locator.problem(
+                        &["server", "tls"],
+                        key,
+                        &format!("no PEM file at {}", p.display()),
+                    ));
+                }
+            }
+        }
         if let Some(d) = &config.storage.data_dir {
             config.storage.data_dir = Some(base.join(d));
         }

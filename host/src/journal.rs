@@ -419,7 +419,7 @@ impl Journal {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
-             FROM deliveries d JOIN events e ON e.id = d.event_id
+             FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
              WHERE d.plugin = ?1 AND d.state = 'pending'
              ORDER BY d.event_id LIMIT ?2",
         )?;

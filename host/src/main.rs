@@ -68,6 +68,8 @@ enum Command {
     Dlq(herald::client::DlqCommand),
     /// Re-deliver a recorded run to one plugin instance.
     Replay(herald::client::ReplayArgs),
+    /// Send runs recorded by ansible-runner or AWX (artifacts/<ident>/job_events/) to Herald.
+    Import(herald::client::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Deliveries(cmd) => herald::client::main_deliveries(cmd),
         Command::Dlq(cmd) => herald::client::main_dlq(cmd),
         Command::Replay(args) => herald::client::main_replay(args),
+        Command::Import(args) => herald::client::main_import(args),
         Command::Token(TokenCommand::New) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
             println!("token: {token}");

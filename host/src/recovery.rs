@@ -21,11 +21,15 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs/{id}/replay", post(replay))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only this plugin instance's dead letters.
     plugin: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -72,12 +76,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
-async fn list(
+/// Dead letters of the caller's tenant, newest first.
+#[utoipa::path(
+    get, path = "/v1/dead-letters", tag = "recovery",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of dead letters: `{items: [{id, plugin, event_id, uuid, run_id, kind, attempts, reason, dead_at_ms}], next_cursor}`", body = Object),
+        (status = 400, description = "A query parameter is invalid; `field` names it", body = crate::query::model::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = crate::query::model::ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = crate::query::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            format!("invalid query: {}", e.body_text()),
+        )
+        .with_field("query")
+    })?;
     let limit = match q.limit.as_deref() {
         None => 100,
         Some(l) => l
@@ -125,7 +148,20 @@ async fn list(
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
 
-async fn retry_one(
+/// Queues one dead letter again.
+#[utoipa::path(
+    post, path = "/v1/dead-letters/{id}/retry", tag = "recovery",
+    params(("id" = String, Path, description = "`<event id>:<plugin instance>`, from the list")),
+    responses(
+        (status = 200, description = "`{requeued: 1}`", body = Object),
+        (status = 400, description = "The id is malformed", body = crate::query::model::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = crate::query::model::ErrorBody),
+        (status = 404, description = "No such dead letter for this tenant", body = crate::query::model::ErrorBody),
+        (status = 503, description = "The journal cannot be written", body = crate::query::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn retry_one(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -147,9 +183,10 @@ async fn retry_one(
     Ok(Json(json!({"requeued": n})))
 }
 
-#[derive(Debug, Deserialize)]
+/// Names a plugin instance of the caller's tenant.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PluginBody {
+pub(crate) struct PluginBody {
     plugin: String,
 }
 
@@ -165,7 +202,20 @@ fn plugin_body(
     })
 }
 
-async fn retry_all(
+/// Queues every dead letter of one plugin instance again.
+#[utoipa::path(
+    post, path = "/v1/dead-letters/retry", tag = "recovery",
+    request_body = PluginBody,
+    responses(
+        (status = 200, description = "`{requeued: N}`", body = Object),
+        (status = 400, description = "The body is not `{\"plugin\": \"<instance>\"}`", body = crate::query::model::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = crate::query::model::ErrorBody),
+        (status = 404, description = "No such plugin instance for this tenant", body = crate::query::model::ErrorBody),
+        (status = 503, description = "The journal cannot be written", body = crate::query::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn retry_all(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<PluginBody>, axum::extract::rejection::JsonRejection>,
@@ -180,7 +230,21 @@ async fn retry_all(
     Ok(Json(json!({"requeued": n})))
 }
 
-async fn replay(
+/// Queues every recorded event of a run again for one plugin instance.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/replay", tag = "recovery",
+    params(("id" = String, Path, description = "The run id")),
+    request_body = PluginBody,
+    responses(
+        (status = 200, description = "`{requeued: N}`", body = Object),
+        (status = 400, description = "The body is not `{\"plugin\": \"<instance>\"}`", body = crate::query::model::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = crate::query::model::ErrorBody),
+        (status = 404, description = "No such plugin instance or run for this tenant", body = crate::query::model::ErrorBody),
+        (status = 503, description = "The journal cannot be written", body = crate::query::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn replay(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(run): Path<String>,

@@ -22,6 +22,10 @@ use utoipa::{Modify, OpenApi};
         super::run_events,
         super::run_artifacts,
         super::list_deliveries,
+        crate::recovery::list,
+        crate::recovery::retry_one,
+        crate::recovery::retry_all,
+        crate::recovery::replay,
         serve,
     ),
     components(schemas(EventKindName, TimeParam, EventDoc, EventBatch)),
@@ -29,6 +33,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "ingest", description = "Sending events"),
         (name = "query", description = "Runs, events, artifacts and deliveries"),
+        (name = "recovery", description = "Dead letters and replay"),
         (name = "meta", description = "This document"),
     )
 )]

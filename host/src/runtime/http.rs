@@ -120,6 +120,9 @@ impl WasiHttpHooks for HttpGate {
             .between_bytes_timeout
             .get_or_insert(BETWEEN_BYTES_TIMEOUT);
         Box::new(async move {
+            if request.uri().scheme_str() == Some("http") {
+                return send_pooled(request, options).await;
+            }
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
@@ -128,6 +131,58 @@ impl WasiHttpHooks for HttpGate {
             ))
         })
     }
+}
+
+type Pooled = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    WasiBody,
+>;
+
+/// One keep-alive connection pool for every plugin's plain-HTTP requests:
+/// the stock path opens a TCP connection per request, which costs about 4x
+/// the CPU per request (shared/notes/wasmtime-48.md, item 15).
+fn pool() -> &'static Pooled {
+    static POOL: std::sync::OnceLock<Pooled> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(32)
+            .build(connector)
+    })
+}
+
+async fn send_pooled(
+    request: http::Request<WasiBody>,
+    options: RequestOptions,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+> {
+    let first_byte = options.first_byte_timeout.unwrap_or(FIRST_BYTE_TIMEOUT)
+        + options.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+    let response = match tokio::time::timeout(first_byte, pool().request(request)).await {
+        Err(_) => return Err(HttpError::HttpResponseTimeout),
+        Ok(Err(e)) => {
+            return Err(if e.is_connect() {
+                HttpError::ConnectionRefused
+            } else {
+                HttpError::HttpProtocolError
+            })
+        }
+        Ok(Ok(r)) => r,
+    };
+    let response = response.map(|body| body.map_err(HttpError::Hyper).boxed_unsync());
+    Ok((
+        response,
+        Box::new(async { Ok(()) })
+            as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+    ))
 }
 
 /// The URI without its query string, which may carry credentials.
