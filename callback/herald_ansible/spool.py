@@ -222,6 +222,18 @@ def truncate_result(res: dict, res_json: str, limit: int) -> str:
     return encode_json(out)
 
 
+def traceparent_for(spool_path: str) -> str | None:
+    """A W3C traceparent whose trace id is the run id of a spool file
+    (`run-<ns>-<uuid4>.jsonl`): every batch of a run shares one trace."""
+    name = os.path.basename(spool_path)
+    if not name.endswith(".jsonl") or name.count("-") < 2:
+        return None
+    trace = name[:-len(".jsonl")].split("-", 2)[2].replace("-", "").lower()
+    if len(trace) != 32 or trace.strip("0") == "" or any(c not in "0123456789abcdef" for c in trace):
+        return None
+    return "00-%s-%s-01" % (trace, os.urandom(8).hex())
+
+
 def spool_files(spool_dir: str) -> list:
     """Spool file names in the directory, oldest run first."""
     try:
@@ -509,7 +521,7 @@ class Shipper:
         return lines, sum(len(x) for x in lines)
 
     # ---------------------------------------------------------------- HTTP
-    def post(self, lines: list, dropped: int):
+    def post(self, lines: list, dropped: int, traceparent: str | None = None):
         """POST one NDJSON batch. Returns (status or None, body bytes or error text, retry_after)."""
         body = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines if line.strip())
         headers = {
@@ -522,6 +534,8 @@ class Shipper:
             headers["Content-Encoding"] = "gzip"
         if dropped > 0:
             headers["X-Herald-Dropped"] = str(dropped)
+        if traceparent:
+            headers["traceparent"] = traceparent
         req = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
         self.requests += 1
         timeout = self.timeout
@@ -596,7 +610,7 @@ class Shipper:
             if not lines:
                 return True
             dropped = self.pending_dropped()
-            status, body, retry_after = self.post(lines, dropped)
+            status, body, retry_after = self.post(lines, dropped, traceparent_for(path))
             if status is not None and 200 <= status < 300:
                 offset += nbytes
                 with self.lock:

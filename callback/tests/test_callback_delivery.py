@@ -339,3 +339,26 @@ def test_sigterm_flushes_within_the_budget_then_dies_as_before(runner, receiver)
     assert proc.returncode == -signal.SIGTERM, proc.returncode
     assert uuids(receiver.events) == uuids(evs)
     assert runner.spool_files() == []
+
+
+def test_every_batch_carries_a_traceparent_derived_from_its_run_id(runner, receiver):
+    pb = runner.write("pb.yml", OK_PB)
+    receiver.down()
+    assert runner.playbook(pb, HERALD_FLUSH_TIMEOUT=0.3).returncode == 0
+    receiver.up()
+    assert runner.playbook(pb, HERALD_BATCH_MAX_EVENTS=2).returncode == 0
+    ok = [r for r in receiver.requests if r["status"] == 202]
+    assert len(ok) >= 2
+    pos = 0
+    spans = set()
+    for r in ok:
+        tp = {k.lower(): v for k, v in r["headers"].items()}["traceparent"]
+        m = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01", tp)
+        assert m, tp
+        batch = receiver.events[pos: pos + r["n"]]
+        pos += r["n"]
+        # One batch holds one run's events; the trace id is that run id.
+        assert {e["run_id"].replace("-", "") for e in batch} == {m.group(1)}
+        spans.add(m.group(2))
+    assert len(spans) == len(ok)  # a fresh parent span id per batch
+    assert len({e["run_id"] for e in receiver.events}) == 2

@@ -181,6 +181,7 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     let journal_path = config.storage.journal_path();
     let journal = Journal::open(&journal_path)?;
     let metrics = Metrics::new();
+    crate::otlp::init(&config.telemetry);
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;
     let dispatcher = Arc::new(Dispatcher::start(specs, journal.clone()));

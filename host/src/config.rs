@@ -57,8 +57,23 @@ pub struct Config {
     pub path: PathBuf,
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub telemetry: TelemetryConfig,
     pub tenants: BTreeMap<String, TenantConfig>,
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// `[telemetry]`: optional OpenTelemetry trace export.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP base endpoint (`http://collector:4318`); spans are posted
+    /// to `<endpoint>/v1/traces` as protobuf. When unset, the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (base) variables apply; with none of
+    /// them, no trace is exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `OTEL_SERVICE_NAME`, else `herald`).
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -325,6 +340,7 @@ struct RawConfig {
     tenant_names: std::collections::BTreeSet<String>,
     server: ServerConfig,
     storage: StorageConfig,
+    telemetry: TelemetryConfig,
     tenants: BTreeMap<String, TenantConfig>,
     plugins: BTreeMap<String, PluginConfig>,
 }
@@ -435,6 +451,11 @@ impl Config {
                         raw.storage = v;
                     }
                 }
+                "telemetry" => {
+                    if let Some(v) = decode(value, &["telemetry"], &locator, &mut problems) {
+                        raw.telemetry = v;
+                    }
+                }
                 "tenants" | "plugins" => {
                     let toml::Value::Table(entries) = value else {
                         problems.push(locator.problem(
@@ -460,7 +481,7 @@ impl Config {
                 other => problems.push(locator.problem(
                     &[],
                     other,
-                    "unknown section; expected server, storage, tenants or plugins",
+                    "unknown section; expected server, storage, telemetry, tenants or plugins",
                 )),
             }
         }
@@ -469,6 +490,7 @@ impl Config {
             path: path.to_owned(),
             server: raw.server,
             storage: raw.storage,
+            telemetry: raw.telemetry,
             tenants: raw.tenants,
             plugins: BTreeMap::new(),
         };

@@ -528,12 +528,50 @@ async fn run_worker(
     }
 }
 
+/// One delivery attempt, with its OTLP `delivery` span (a child of the
+/// ingest span of the request that brought the event, in the same trace).
 async fn deliver(
     instance: &mut PluginInstance,
     policy: &RetryPolicy,
     breaker: &Breaker,
     journal: &Journal,
     d: &PendingDelivery,
+) -> (Step, Verdict) {
+    let started_ns = crate::otlp::now_ns();
+    let mut outcome: (&'static str, Option<String>) = ("ok", None);
+    let result = attempt_delivery(instance, policy, breaker, journal, d, &mut outcome).await;
+    if let (true, Some(trace_id)) = (crate::otlp::enabled(), d.trace_id.as_deref()) {
+        let spec = instance.spec();
+        let (outcome, reason) = outcome;
+        crate::otlp::emit(
+            "delivery",
+            crate::otlp::Kind::Internal,
+            trace_id,
+            &crate::otlp::new_span_id(),
+            d.span_id.as_deref(),
+            started_ns,
+            crate::otlp::now_ns(),
+            vec![
+                ("herald.plugin".into(), spec.name.to_string().into()),
+                ("herald.tenant".into(), spec.tenant.to_string().into()),
+                ("herald.run_id".into(), d.run_id.clone().into()),
+                ("herald.event_id".into(), d.event_id.into()),
+                ("herald.attempt".into(), (d.attempts + 1).into()),
+                ("herald.outcome".into(), outcome.into()),
+            ],
+            reason.filter(|_| outcome != "ok"),
+        );
+    }
+    result
+}
+
+async fn attempt_delivery(
+    instance: &mut PluginInstance,
+    policy: &RetryPolicy,
+    breaker: &Breaker,
+    journal: &Journal,
+    d: &PendingDelivery,
+    outcome: &mut (&'static str, Option<String>),
 ) -> (Step, Verdict) {
     let spec = instance.spec();
     let (name, tenant) = (spec.name.to_string(), spec.tenant.to_string());
@@ -544,6 +582,7 @@ async fn deliver(
             "gave up after {} attempts: older than max_age_ms ({} ms)",
             d.attempts, policy.max_age_ms
         );
+        *outcome = ("dead", Some(reason.clone()));
         dead_letter(journal, &tenant, &name, d, d.attempts, &reason).await;
         return (Step::Done, Verdict::Neutral);
     }
@@ -593,6 +632,7 @@ async fn deliver(
             return (Step::Done, verdict);
         }
         Ok(Outcome::Permanent(reason)) => {
+            *outcome = ("dead", Some(bounded(&reason, MAX_REASON)));
             dead_letter(
                 journal,
                 &tenant,
@@ -635,6 +675,7 @@ async fn deliver(
         }
     };
     if attempt >= policy.max_attempts {
+        *outcome = ("dead", Some(reason.clone()));
         dead_letter(
             journal,
             &tenant,
@@ -647,6 +688,7 @@ async fn deliver(
         return (Step::Done, verdict);
     }
     count(&tenant, &name, "retry");
+    *outcome = ("retry", Some(reason.clone()));
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
     let at_ms = now_ms() + delay.as_millis() as i64;
     match fault_reason {

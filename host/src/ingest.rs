@@ -171,7 +171,12 @@ pub async fn post_events(
     body: Body,
 ) -> Response {
     let ctx = request_context.map(|axum::Extension(c)| c);
-    match ingest(&state, &headers, body, ctx.as_ref()).await {
+    let started_ns = crate::otlp::now_ns();
+    let result = ingest(&state, &headers, body, ctx.as_ref()).await;
+    if let Some(c) = ctx.as_ref().filter(|_| crate::otlp::enabled()) {
+        ingest_span(c, started_ns, &result);
+    }
+    match result {
         Ok((tenant, accepted, duplicates)) => {
             batch_metric(&tenant, StatusCode::ACCEPTED);
             (
@@ -199,6 +204,48 @@ pub async fn post_events(
             e.into_response()
         }
     }
+}
+
+/// The OTLP `ingest` span of one `POST /v1/events` (child of the caller's
+/// `traceparent` when there was one).
+fn ingest_span(
+    c: &RequestContext,
+    started_ns: u64,
+    result: &Result<(String, usize, usize), (Option<String>, ApiError)>,
+) {
+    use crate::otlp::Attr;
+    let mut attrs: Vec<(String, Attr)> = vec![
+        ("http.request.method".into(), "POST".into()),
+        ("http.route".into(), "/v1/events".into()),
+        ("herald.request_id".into(), c.request_id.clone().into()),
+    ];
+    let (status, tenant, error) = match result {
+        Ok((tenant, accepted, duplicates)) => {
+            attrs.push(("herald.accepted".into(), (*accepted).into()));
+            attrs.push(("herald.duplicates".into(), (*duplicates).into()));
+            (202, Some(tenant.clone()), None)
+        }
+        Err((tenant, e)) => (
+            e.status.as_u16(),
+            tenant.clone(),
+            e.status.is_server_error().then(|| e.message.clone()),
+        ),
+    };
+    attrs.push(("http.response.status_code".into(), (status as i64).into()));
+    if let Some(t) = tenant {
+        attrs.push(("herald.tenant".into(), t.into()));
+    }
+    crate::otlp::emit(
+        "ingest",
+        crate::otlp::Kind::Server,
+        &c.trace_id,
+        &c.span_id,
+        c.parent_span_id.as_deref(),
+        started_ns,
+        crate::otlp::now_ns(),
+        attrs,
+        error,
+    );
 }
 
 fn batch_metric(tenant: &str, status: StatusCode) {
@@ -262,17 +309,34 @@ async fn ingest(
     let journal = state.journal.clone();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let context = request_context.map(|c| (c.request_id.clone(), c.trace_id.clone()));
+    let context =
+        request_context.map(|c| (c.request_id.clone(), c.trace_id.clone(), c.span_id.clone()));
     let first_run = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
-    let committed = journal
-        .commit(owned_tenant, events, targets, context)
-        .await
-        .map_err(|e| {
-            (
-                t.clone(),
-                ApiError::unavailable(format!("the journal cannot commit: {e}")),
-            )
-        })?;
+    let event_count = events.len();
+    let commit_started_ns = crate::otlp::now_ns();
+    let committed = journal.commit(owned_tenant, events, targets, context).await;
+    if let Some(c) = request_context.filter(|_| crate::otlp::enabled()) {
+        crate::otlp::emit(
+            "journal.commit",
+            crate::otlp::Kind::Internal,
+            &c.trace_id,
+            &crate::otlp::new_span_id(),
+            Some(&c.span_id),
+            commit_started_ns,
+            crate::otlp::now_ns(),
+            vec![
+                ("herald.tenant".into(), tenant.clone().into()),
+                ("herald.events".into(), event_count.into()),
+            ],
+            committed.as_ref().err().map(|e| e.to_string()),
+        );
+    }
+    let committed = committed.map_err(|e| {
+        (
+            t.clone(),
+            ApiError::unavailable(format!("the journal cannot commit: {e}")),
+        )
+    })?;
     metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone())
         .increment(bytes.len() as u64);
     if committed.duplicates > 0 {

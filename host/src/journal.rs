@@ -50,6 +50,8 @@ pub struct PendingDelivery {
     /// Correlation ids of the ingest request that brought the event.
     pub request_id: Option<String>,
     pub trace_id: Option<String>,
+    /// Span id of the ingest span that committed the event (OTLP parent of each delivery span).
+    pub span_id: Option<String>,
     pub event_id: i64,
     pub run_id: String,
     pub attempts: u32,
@@ -82,7 +84,7 @@ pub struct Journal {
 
 /// One batch waiting for the group-commit writer.
 struct WriteRequest {
-    context: Option<(String, String)>,
+    context: Option<(String, String, String)>,
     tenant: String,
     events: Vec<WireEvent>,
     targets: Vec<Vec<String>>,
@@ -157,14 +159,14 @@ fn apply_batch(
     events: &[WireEvent],
     targets: &[Vec<String>],
     now: i64,
-    context: Option<&(String, String)>,
+    context: Option<&(String, String, String)>,
 ) -> Result<Committed, JournalError> {
     let mut accepted = 0;
     let mut duplicates = 0;
     let mut inserted_flags = Vec::with_capacity(events.len());
     let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body, request_id, trace_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body, request_id, trace_id, span_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (tenant, uuid) DO NOTHING",
     )?;
     let mut upsert_run = tx.prepare_cached(
@@ -194,7 +196,8 @@ fn apply_batch(
             now,
             body,
             context.map(|c| c.0.as_str()),
-            context.map(|c| c.1.as_str())
+            context.map(|c| c.1.as_str()),
+            context.map(|c| c.2.as_str())
         ])?;
         inserted_flags.push(inserted > 0);
         if inserted == 0 {
@@ -236,6 +239,7 @@ CREATE TABLE IF NOT EXISTS events (
     body        TEXT NOT NULL,
     request_id  TEXT,
     trace_id    TEXT,
+    span_id     TEXT,
     UNIQUE (tenant, uuid)
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (tenant, run_id, id);
@@ -285,7 +289,7 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
     let columns: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for col in ["request_id", "trace_id"] {
+    for col in ["request_id", "trace_id", "span_id"] {
         if !columns.iter().any(|c| c == col) {
             conn.execute_batch(&format!("ALTER TABLE events ADD COLUMN {col} TEXT"))?;
         }
@@ -389,7 +393,7 @@ impl Journal {
         tenant: String,
         events: Vec<WireEvent>,
         targets: Vec<Vec<String>>,
-        context: Option<(String, String)>,
+        context: Option<(String, String, String)>,
     ) -> Result<Committed, JournalError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
@@ -414,7 +418,7 @@ impl Journal {
     ) -> Result<Vec<PendingDelivery>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
-            "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id
+            "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
              FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
              WHERE d.plugin = ?1 AND d.state = 'pending'
              ORDER BY d.event_id LIMIT ?2",
@@ -429,6 +433,7 @@ impl Journal {
                 body: r.get(5)?,
                 request_id: r.get(6)?,
                 trace_id: r.get(7)?,
+                span_id: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod event;
 pub mod ingest;
 pub mod journal;
+pub mod otlp;
 pub mod query;
 pub mod recovery;
 pub mod routes;

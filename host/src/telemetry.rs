@@ -105,6 +105,62 @@ fn describe() {
         "herald_compile_cache_total",
         "Component loads by compile cache result (hit, miss, corrupt)."
     );
+    use metrics::{describe_gauge, Unit};
+    describe_counter!(
+        "herald_http_requests_total",
+        "HTTP requests by method, route template and status."
+    );
+    describe_histogram!(
+        "herald_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template."
+    );
+    describe_counter!(
+        "herald_journal_commits_total",
+        "Journal write transactions by result (ok, error)."
+    );
+    describe_counter!(
+        "herald_journal_pruned_events_total",
+        "Events removed by retention pruning."
+    );
+    describe_counter!(
+        "herald_config_reloads_total",
+        "Configuration reloads by result."
+    );
+    describe_counter!(
+        "herald_trace_spans_exported_total",
+        "Spans posted to the OTLP endpoint, by result (ok, error)."
+    );
+    describe_counter!(
+        "herald_trace_spans_dropped_total",
+        "Spans dropped because the OTLP export queue was full."
+    );
+    describe_gauge!(
+        "herald_build_info",
+        "Always 1; labels carry the version of the running host."
+    );
+    describe_gauge!(
+        "herald_dead_letters",
+        "Dead-lettered deliveries currently in the journal, by tenant and plugin instance."
+    );
+    describe_gauge!(
+        "herald_journal_size_bytes",
+        Unit::Bytes,
+        "Size of the journal database file (with its WAL)."
+    );
+    describe_gauge!(
+        "herald_queue_depth",
+        "Pending deliveries per plugin instance."
+    );
+    describe_gauge!(
+        "herald_queue_oldest_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest pending delivery per plugin instance."
+    );
+    describe_gauge!(
+        "herald_runs_active",
+        "Runs with recent events and no final stats event yet, by tenant."
+    );
 }
 
 /// Herald's metric registry plus the plugin-defined series.
@@ -465,6 +521,9 @@ pub struct RequestContext {
     pub trace_id: String,
     /// The caller's span id from `traceparent`, if any.
     pub parent_span_id: Option<String>,
+    /// This request's own span id (the `ingest` span of `POST /v1/events`;
+    /// stored with the events so delivery spans are its children).
+    pub span_id: String,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -527,6 +586,7 @@ pub async fn observe(
         request_id: request_id.clone(),
         trace_id: trace_id.clone(),
         parent_span_id,
+        span_id: crate::otlp::new_span_id(),
     };
     req.extensions_mut().insert(ctx);
     let span = tracing::info_span!("request", %request_id, %trace_id, %method, %route);

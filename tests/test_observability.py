@@ -1,0 +1,394 @@
+"""Issue 8: the host is observable. Metrics pass `promtool check metrics`
+after a real run with retries and a dead letter; delivery log lines carry the
+ids of the ingest that produced them; secrets never reach the logs; OTLP
+spans arrive with the ingest -> journal.commit -> delivery structure; /ready
+follows the journal's writability; the operator kit passes promtool."""
+from __future__ import annotations
+
+import collections
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_playbook, token_pair, wait_for, webhook_plugin
+
+MONITORING = ROOT / "examples" / "monitoring"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
+
+SECRET_VALUE = "s3cr3t-db-password-" + uuid.uuid4().hex
+PLAYBOOK = """
+- name: Observed
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Set a secret
+      ansible.builtin.set_fact:
+        db_password: "{secret}"
+    - name: Say hello
+      ansible.builtin.debug:
+        msg: hello
+    - name: Fail on db1
+      ansible.builtin.fail:
+        msg: broken
+      when: inventory_hostname == 'db1'
+      ignore_errors: true
+"""
+
+
+def write_playbook(tmp: Path) -> Path:
+    p = tmp / "observed.yml"
+    p.write_text(PLAYBOOK.replace("{secret}", SECRET_VALUE))
+    return p
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        assert m, line
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def total(samples, name: str, **labels) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def field(line: dict, name: str):
+    """A field of a JSON log line: the event's own, else its spans' (innermost first)."""
+    if name in line:
+        return line[name]
+    for span in [line.get("span") or {}] + list(reversed(line.get("spans") or [])):
+        if name in span:
+            return span[name]
+    return None
+
+
+def test_metrics_logs_and_secrets_after_a_run_with_retries_and_a_dead_letter(
+        make_host, receiver, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUST_LOG", "info,herald=debug")
+    token, token_hash = token_pair()
+    hmac_secret = "hmac-" + uuid.uuid4().hex
+    sink_token = "sinktoken-" + uuid.uuid4().hex
+    # Three retryable failures, then a permanent one (dead letter), then OK.
+    receiver.responses = [(500, {}, b"boom")] * 3 + [(400, {}, b"bad request")]
+    host = make_host({"ops": token_hash}, {"hook": webhook_plugin(
+        "ops", receiver, hmac_secret=hmac_secret, bearer_token=sink_token)}).start()
+    record = tmp_path / "record.txt"
+    result = run_playbook(write_playbook(tmp_path), ROOT / "examples" / "inventory.ini", host, token, tmp_path,
+                          record=record)
+    assert result.returncode == 0, result.stdout + result.stderr
+    n_events = len(record.read_text().split())
+    assert n_events > 10
+    # Every event ends delivered or dead: n - 1 OK requests plus 4 failed ones.
+    wait_for(lambda: len(receiver.requests) >= n_events + 3, timeout=60, what="all deliveries")
+
+    def settled():
+        s = parse_metrics(host.metrics())
+        done = total(s, "herald_deliveries_total", outcome="ok") + total(s, "herald_deliveries_total", outcome="dead")
+        return s if done >= n_events and total(s, "herald_dead_letters") == 1 else None
+
+    samples = wait_for(settled, timeout=30, what="delivery counters to settle")
+    scrape = host.metrics()
+    if PROMTOOL:
+        check = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    samples = parse_metrics(scrape)
+    assert total(samples, "herald_deliveries_total", tenant="ops", plugin="hook", outcome="retry") == 3
+    assert total(samples, "herald_deliveries_total", tenant="ops", plugin="hook", outcome="dead") == 1
+    assert total(samples, "herald_deliveries_total", tenant="ops", plugin="hook", outcome="ok") == n_events - 1
+    assert total(samples, "herald_dead_letters", tenant="ops", plugin="hook") == 1
+    assert total(samples, "herald_events_ingested_total", tenant="ops") == n_events
+    assert total(samples, "herald_events_ingested_total", tenant="ops", kind="playbook_on_stats") == 1
+    assert total(samples, "herald_events_ingested_total", tenant="ops", kind="runner_on_failed") == 1
+    assert total(samples, "herald_ingest_batches_total", tenant="ops", status="202") >= 1
+    assert total(samples, "herald_ingest_bytes_total", tenant="ops") > 0
+    assert total(samples, "herald_delivery_seconds_count", tenant="ops", plugin="hook") == n_events + 3
+    assert total(samples, "herald_journal_commit_seconds_count") >= 1
+    assert total(samples, "herald_http_requests_total", method="POST", route="/v1/events", status="202") >= 1
+    assert total(samples, "herald_http_request_duration_seconds_count", route="/v1/events") >= 1
+    assert total(samples, "herald_queue_depth", tenant="ops", plugin="hook") == 0
+    assert total(samples, "herald_plugin_state", plugin="hook", state="running") == 1
+    assert total(samples, "herald_build_info") == 1
+    assert total(samples, "herald_journal_size_bytes") > 0
+
+    # Logs: each delivery line carries the request_id, run_id and trace_id
+    # of the ingest that committed its event.
+    lines = json_lines(host.logs())
+    assert lines, host.logs()
+    commits = [l for l in lines if l.get("message") == "batch committed"]
+    assert commits
+    ingests = {(field(l, "request_id"), field(l, "trace_id"), field(l, "run_id")) for l in commits}
+    assert all(all(i) for i in ingests), commits
+    deliveries = [l for l in lines if (l.get("span") or {}).get("name") == "delivery"]
+    delivered = [l for l in deliveries if l.get("message") == "delivered"]
+    assert len(delivered) == n_events - 1, len(delivered)
+    retried = [l for l in deliveries if "will be retried" in (l.get("message") or "")]
+    assert len(retried) == 3
+    dead = [l for l in deliveries if "dead-lettered" in (l.get("message") or "")]
+    assert len(dead) == 1
+    run_ids = {field(l, "run_id") for l in delivered}
+    assert len(run_ids) == 1
+    for l in delivered + retried + dead:
+        ids = (field(l, "request_id"), field(l, "trace_id"), field(l, "run_id"))
+        assert ids in ingests, (l, ingests)
+        assert field(l, "plugin") == "hook" and field(l, "tenant") == "ops" and field(l, "delivery_id")
+    # The callback's traceparent makes the run id the trace id of every batch.
+    run_id = run_ids.pop()
+    assert {t for _, t, _ in ingests} == {run_id.replace("-", "")}
+    for l in lines:
+        assert l.get("timestamp") and l.get("level") and l.get("target"), l
+
+    # Secrets never reach the logs: the tenant token, the plugin's secrets,
+    # and the value the callback redacted.
+    logs = host.logs()
+    for secret in [token, hmac_secret, sink_token, SECRET_VALUE]:
+        assert secret not in logs
+    # (The receiver did get the redacted event, without the value.)
+    assert all(SECRET_VALUE.encode() not in r["body"] for r in receiver.requests)
+
+
+class OtlpReceiver:
+    """A local OTLP/HTTP trace receiver decoding protobuf requests."""
+
+    def __init__(self):
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.spans: list = []
+        self.resources: list = []
+        self.content_types: list[str] = []
+        self.lock = threading.Lock()
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 404
+                if self.path == "/v1/traces":
+                    req = trace_service_pb2.ExportTraceServiceRequest()
+                    req.ParseFromString(body)
+                    with rec.lock:
+                        rec.content_types.append(self.headers.get("Content-Type"))
+                        for rs in req.resource_spans:
+                            rec.resources.append(rs.resource)
+                            for ss in rs.scope_spans:
+                                rec.spans.extend(ss.spans)
+                    status = 200
+                out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.spans)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def attrs(span) -> dict:
+    out = {}
+    for kv in span.attributes:
+        v = kv.value
+        out[kv.key] = getattr(v, v.WhichOneof("value"))
+    return out
+
+
+def test_otlp_spans_have_the_ingest_commit_delivery_structure(make_host, receiver, tmp_path):
+    pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+    otlp = OtlpReceiver()
+    try:
+        token, token_hash = token_pair()
+        receiver.responses = [(503, {}, b"busy")]  # one retry: two delivery attempts of the first event
+        host = make_host({"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)},
+                         extra=f'[telemetry]\notlp_endpoint = "{otlp.url}"\n').start()
+
+        # 1. An incoming traceparent is honoured.
+        caller_trace, caller_span = uuid.uuid4().hex, os.urandom(8).hex()
+        run = str(uuid.uuid4())
+        events = [{"uuid": str(uuid.uuid4()), "event": "runner_on_ok", "counter": i, "run_id": run,
+                   "created": "2026-11-21T10:00:00+00:00",
+                   "event_data": {"playbook": "otlp.yml", "host": "h1"}} for i in range(2)]
+        req = urllib.request.Request(host.url + "/v1/events", data=json.dumps(events).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json",
+                                              "traceparent": f"00-{caller_trace}-{caller_span}-01"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 202
+
+        def spans_of(trace_hex, want):
+            def ready():
+                got = [s for s in otlp.snapshot() if s.trace_id.hex() == trace_hex]
+                names = collections.Counter(s.name for s in got)
+                return got if all(names[k] >= v for k, v in want.items()) else None
+            return ready
+
+        got = wait_for(spans_of(caller_trace, {"ingest": 1, "journal.commit": 1, "delivery": 3}),
+                       timeout=30, what="spans of the traced request")
+        assert set(otlp.content_types) == {"application/x-protobuf"}
+        service = {kv.key: kv.value.string_value for r in otlp.resources for kv in r.attributes}
+        assert service.get("service.name") == "herald"
+        ingest = [s for s in got if s.name == "ingest"]
+        assert len(ingest) == 1
+        ingest = ingest[0]
+        assert ingest.parent_span_id.hex() == caller_span
+        assert ingest.kind == 2  # SERVER
+        assert attrs(ingest)["herald.tenant"] == "ops" and attrs(ingest)["http.response.status_code"] == 202
+        commit = [s for s in got if s.name == "journal.commit"]
+        assert len(commit) == 1 and commit[0].parent_span_id == ingest.span_id
+        assert ingest.start_time_unix_nano <= commit[0].start_time_unix_nano <= commit[0].end_time_unix_nano \
+            <= ingest.end_time_unix_nano
+        deliveries = [s for s in got if s.name == "delivery"]
+        assert all(d.parent_span_id == ingest.span_id for d in deliveries)
+        assert len({d.span_id for d in deliveries}) == len(deliveries)
+        by_outcome = collections.Counter((attrs(d)["herald.outcome"], attrs(d)["herald.attempt"]) for d in deliveries)
+        assert by_outcome == {("retry", 1): 1, ("ok", 2): 1, ("ok", 1): 1}, by_outcome
+        for d in deliveries:
+            a = attrs(d)
+            assert a["herald.plugin"] == "hook" and a["herald.tenant"] == "ops" and a["herald.run_id"] == run
+        retry = next(d for d in deliveries if attrs(d)["herald.outcome"] == "retry")
+        assert retry.status.code == 2  # ERROR
+
+        # 2. A real run: every batch's ingest span and every delivery share the run's trace.
+        record = tmp_path / "record.txt"
+        result = run_playbook(write_playbook(tmp_path), ROOT / "examples" / "inventory.ini", host, token,
+                              tmp_path, record=record)
+        assert result.returncode == 0, result.stdout + result.stderr
+        n_events = len(record.read_text().split())
+        wait_for(lambda: len([e for e in receiver.events() if e.get("run_id") != run]) >= n_events, timeout=60,
+                 what="the run's deliveries")
+        run_id = next(e["run_id"] for e in receiver.events() if e.get("run_id") != run)
+        trace = run_id.replace("-", "")
+        got = wait_for(spans_of(trace, {"delivery": n_events}), timeout=30, what="the run's delivery spans")
+        ingest_ids = {s.span_id for s in got if s.name == "ingest"}
+        assert ingest_ids
+        assert all(s.parent_span_id in ingest_ids for s in got if s.name != "ingest")
+        assert {attrs(s)["herald.run_id"] for s in got if s.name == "delivery"} == {run_id}
+    finally:
+        otlp.close()
+
+
+def test_without_an_endpoint_nothing_is_exported(make_host, receiver):
+    token, token_hash = token_pair()
+    host = make_host({"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)}).start()
+    assert "OTLP" not in host.logs()
+
+
+def test_ready_turns_503_when_the_journal_is_unwritable_and_back(make_host, receiver, tmp_path):
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        token, token_hash = token_pair()
+        host = make_host({"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)})
+        text = host.config_path.read_text().replace('path = "journal/herald.db"', f'path = "{disk}/herald.db"')
+        host.config_path.write_text(text)
+        host.start()
+
+        def ready_status():
+            try:
+                with urllib.request.urlopen(host.url + "/ready", timeout=5) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        assert ready_status()[0] == 200
+        filler = disk / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+        run = str(uuid.uuid4())
+        big = "x" * 4000
+
+        def unready():
+            # Writes fill the last free pages; the probe then fails.
+            host.post(json.dumps([{"uuid": str(uuid.uuid4()), "event": "runner_on_ok", "counter": 1,
+                                   "run_id": run, "created": "2026-11-21T10:00:00+00:00",
+                                   "event_data": {"pad": big}} for _ in range(10)]).encode(), token)
+            status, body = ready_status()
+            return body if status == 503 else None
+
+        body = wait_for(unready, timeout=30, what="/ready to answer 503")
+        assert body["checks"]["journal"]["ok"] is False, body
+        with urllib.request.urlopen(host.url + "/health", timeout=5) as r:
+            assert r.status == 200  # liveness is not readiness
+        filler.unlink()
+        wait_for(lambda: ready_status()[0] == 200, timeout=30, what="/ready to recover")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+@needs_promtool
+def test_alert_rules_pass_promtool():
+    check = subprocess.run([PROMTOOL, "check", "rules", str(MONITORING / "herald-alerts.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rules = (MONITORING / "herald-alerts.yml").read_text()
+    for alert in ["HeraldDown", "HeraldDeliveryFailureRateHigh", "HeraldQueueGrowing", "HeraldDeliveriesStale",
+                  "HeraldDeadLetters", "HeraldPluginFaults", "HeraldBreakerOpen"]:
+        assert f"alert: {alert}" in rules
+
+
+def herald_series() -> set[str]:
+    """Metric names the host's source defines (plus histogram suffixes)."""
+    names = set()
+    for src in (ROOT / "host" / "src").rglob("*.rs"):
+        names |= set(re.findall(r'"(herald_[a-z_]+)"', src.read_text()))
+    hist = {"herald_delivery_seconds", "herald_http_request_duration_seconds", "herald_journal_commit_seconds"}
+    for h in hist:
+        names |= {h + "_bucket", h + "_sum", h + "_count"}
+    return names
+
+
+def test_dashboard_queries_use_existing_series():
+    dash = json.loads((MONITORING / "herald-dashboard.json").read_text())
+    known = herald_series() | {"up"}
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 10
+    for e in exprs:
+        for name in re.findall(r'\bherald_[a-z_]+', e):
+            assert name in known, (name, e)
+    for must in ["herald_deliveries_total", "herald_queue_depth", "herald_dead_letters",
+                 "herald_plugin_faults_total", "herald_plugin_state", "herald_events_ingested_total"]:
+        assert any(must in e for e in exprs), must
+    rule_names = set(re.findall(r'\bherald_[a-z_]+', (MONITORING / "herald-alerts.yml").read_text()))
+    assert rule_names and rule_names <= known, rule_names - known
