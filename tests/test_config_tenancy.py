@@ -323,3 +323,17 @@ def test_tls_serves_https_with_the_configured_certificate(make_host, receiver, t
     key.unlink()
     r = subprocess.run([str(HERALD_BIN), "check", "--config", str(host.config_path)], capture_output=True, text=True)
     assert r.returncode == 1 and re.search(r"herald\.toml:\d+:\d+: server\.tls\.key: no PEM file", r.stderr), r.stderr
+
+
+def test_journal_quota_answers_507_and_keeps_what_was_accepted(make_host, receiver):
+    token, h = token_pair()
+    host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)})
+    text = host.config_path.read_text().replace(f'tokens = ["{h}"]', f'tokens = ["{h}"]\nmax_stored_events = 5')
+    host.config_path.write_text(text)
+    host.start()
+    run = str(uuid.uuid4())
+    first = [event(run, i) for i in range(5)]
+    assert host.post(json.dumps(first).encode(), token) == (202, {"accepted": 5, "duplicates": 0})
+    status, body = host.post(json.dumps([event(run, 5)]).encode(), token)
+    assert status == 507 and body["error"] == "quota_exceeded", body
+    wait_for(lambda: len(receiver.requests) == 5, timeout=30, what="the accepted events delivered")

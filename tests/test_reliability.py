@@ -258,3 +258,43 @@ def test_a_full_disk_answers_503_and_recovers(make_host, receiver, tmp_path):
         for h_ in []:
             pass
         subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_sink_rate_limit_paces_deliveries(make_host, receiver):
+    token, h = token_pair()
+    plugin = webhook_plugin("ops", receiver)
+    plugin["rate_limit"] = {"per_second": 5, "burst": 1}
+    host = make_host({"ops": h}, {"hook": plugin}).start()
+    run = str(uuid.uuid4())
+    assert host.post(json.dumps([event(run, i) for i in range(8)]).encode(), token)[0] == 202
+    wait_for(lambda: len(receiver.requests) == 8, timeout=30, what="8 paced deliveries")
+    span = receiver.requests[-1]["at"] - receiver.requests[0]["at"]
+    # 8 calls at 5/s with a burst of 1: at least 7 intervals of 0.2 s.
+    assert span >= 1.3, span
+
+
+def test_retention_prunes_delivered_events_and_keeps_dead_letters(make_host, receiver):
+    import sqlite3
+    token, h = token_pair()
+    host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)})
+    run = str(uuid.uuid4())
+    host.start()
+    receiver.responses = [(400, {}, b"no")]  # the first event becomes a dead letter
+    assert host.post(json.dumps([event(run, i) for i in range(6)]).encode(), token)[0] == 202
+    wait_for(lambda: len(receiver.requests) == 6, timeout=30, what="deliveries")
+    host.kill(signal.SIGTERM)
+    # Restart with a retention of about 1 s: the pass at start-up prunes.
+    time.sleep(1.5)
+    text = host.config_path.read_text().replace("[storage]\n", "[storage]\nretention_days = 0.00001\n", 1)
+    host.config_path.write_text(text)
+    host.start()
+    db = host.workdir / "journal" / "herald.db"
+
+    def remaining():
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    wait_for(lambda: remaining() == 1, timeout=30, what="delivered events pruned")
+    status, dl = api(host, "GET", "/v1/dead-letters", token)
+    assert len(dl["items"]) == 1, dl
+    assert re.search(r"herald_journal_pruned_events_total 5\b", host.metrics()), host.metrics()
