@@ -147,7 +147,7 @@ macro_rules! export_plugin {
                 }
             }
 
-            $crate::bindings::__export_sink!(__HeraldExport with_types_in $crate::bindings);
+    $crate::bindings::__export_sink!(__HeraldExport with_types_in $crate::bindings);
         };
     };
 }
