@@ -19,6 +19,7 @@ Run one by hand: `python3 plugins/testing/fakes.py slack --port 8080`.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import hmac
 import http.server
@@ -63,7 +64,7 @@ class Invalid(Exception):
         self.content_type = content_type
 
 
-class FakeServer:
+class FakeServer(abc.ABC):
     """A threaded HTTP server on 127.0.0.1 that records and validates requests."""
 
     name = "fake"
@@ -154,8 +155,10 @@ class FakeServer:
         h.end_headers()
         h.wfile.write(out)
 
-    def handle(self, rec: Recorded) -> tuple[int, bytes, str, dict[str, str]]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def handle(self, rec: Recorded) -> tuple[int, bytes, str, dict[str, str]]:
+        """Validates one request against the API the fake stands for and
+        returns (status, body, content type, extra headers)."""
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
