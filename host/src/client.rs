@@ -645,34 +645,30 @@ fn events_table(page: &Value) -> String {
 }
 
 fn deliveries_table(page: &Value) -> String {
+    columns(
+        page,
+        &[
+            ("PLUGIN", "plugin"),
+            ("RUN", "run_id"),
+            ("COUNTER", "counter"),
+            ("EVENT", "event"),
+            ("OUTCOME", "outcome"),
+            ("ATTEMPTS", "attempts"),
+            ("NEXT ATTEMPT", "next_attempt_at"),
+            ("LAST ERROR", "last_error"),
+        ],
+    )
+}
+
+/// A table of one column per `(header, field)` of each item, plus the
+/// "more" hint when the page has a next cursor.
+fn columns(page: &Value, cols: &[(&str, &str)]) -> String {
+    let headers: Vec<&str> = cols.iter().map(|(h, _)| *h).collect();
     let rows: Vec<Vec<String>> = items(page)
         .iter()
-        .map(|d| {
-            vec![
-                cell(&d["plugin"]),
-                cell(&d["run_id"]),
-                cell(&d["counter"]),
-                cell(&d["event"]),
-                cell(&d["outcome"]),
-                cell(&d["attempts"]),
-                cell(&d["next_attempt_at"]),
-                cell(&d["last_error"]),
-            ]
-        })
+        .map(|item| cols.iter().map(|(_, k)| cell(&item[*k])).collect())
         .collect();
-    let mut out = table(
-        &[
-            "PLUGIN",
-            "RUN",
-            "COUNTER",
-            "EVENT",
-            "OUTCOME",
-            "ATTEMPTS",
-            "NEXT ATTEMPT",
-            "LAST ERROR",
-        ],
-        &rows,
-    );
+    let mut out = table(&headers, &rows);
     more(page, &mut out);
     out
 }
@@ -776,33 +772,17 @@ async fn dlq(cmd: DlqCommand) -> Result<String, ClientError> {
             let v = c.get_all("/v1/dead-letters", pairs, all).await?;
             Ok(match api.output {
                 Output::Json => pretty(&v),
-                Output::Table => {
-                    let rows: Vec<Vec<String>> = v["items"]
-                        .as_array()
-                        .map(|a| a.as_slice())
-                        .unwrap_or(&[])
-                        .iter()
-                        .map(|d| {
-                            let s = |k: &str| match &d[k] {
-                                Value::String(s) => s.clone(),
-                                Value::Null => String::new(),
-                                other => other.to_string(),
-                            };
-                            vec![
-                                s("id"),
-                                s("plugin"),
-                                s("run_id"),
-                                s("kind"),
-                                s("attempts"),
-                                s("reason"),
-                            ]
-                        })
-                        .collect();
-                    table(
-                        &["ID", "PLUGIN", "RUN", "KIND", "ATTEMPTS", "REASON"],
-                        &rows,
-                    )
-                }
+                Output::Table => columns(
+                    &v,
+                    &[
+                        ("ID", "id"),
+                        ("PLUGIN", "plugin"),
+                        ("RUN", "run_id"),
+                        ("KIND", "kind"),
+                        ("ATTEMPTS", "attempts"),
+                        ("REASON", "reason"),
+                    ],
+                ),
             })
         }
         DlqCommand::Retry { api, id, plugin } => {
