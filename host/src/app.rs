@@ -214,7 +214,7 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     let state = AppState {
         live: Arc::new(ArcSwap::from_pointee(config)),
         journal,
-        dispatcher,
+        dispatcher: dispatcher.clone(),
         metrics,
         limiter: Default::default(),
         reload: Arc::new(Mutex::new(ReloadStatus::default())),
@@ -242,6 +242,8 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
                 .await?;
         }
     }
+    // Let the workers finish their current delivery and write their outcomes.
+    dispatcher.shutdown(Duration::from_secs(5)).await;
     tracing::info!("herald stopped");
     Ok(())
 }

@@ -16,10 +16,10 @@
 
 use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
 use crate::event::WireEvent;
-use crate::journal::{now_ms, Journal, JournalError, PendingDelivery};
+use crate::journal::{now_ms, Journal, JournalError, Mark, MarksReceipt, PendingDelivery};
 use crate::routes::Routes;
 use crate::runtime::{bounded, convert, CallError, Outcome, PluginInstance};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -32,6 +32,10 @@ const BATCH: usize = 256;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Longest reason kept from a plugin's answer (a plugin may return megabytes).
 const MAX_REASON: usize = 2048;
+/// Longest a worker keeps outcomes in memory before it writes them: outcomes
+/// are written in one transaction per batch, and at least this often while a
+/// slow sink works through a batch.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// What an instance is doing, as its breaker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -374,6 +378,30 @@ impl Dispatcher {
         }
     }
 
+    /// Stops every worker after its current delivery and waits (at most
+    /// `within`) until they have written their outcomes, so a clean stop
+    /// does not deliver anything twice after the restart.
+    pub async fn shutdown(&self, within: Duration) {
+        let workers: Vec<Worker> = std::mem::take(&mut *self.lock()).into_values().collect();
+        let mut tasks = Vec::with_capacity(workers.len());
+        for w in workers {
+            let _ = w.stop.send(true);
+            w.breaker.retire();
+            tasks.push(w.task);
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let mut late = false;
+        for task in tasks {
+            late |= tokio::time::timeout_at(deadline, task).await.is_err();
+        }
+        if late {
+            tracing::warn!(
+                "plugin instances still delivering after {} s at shutdown; their last outcomes are delivered again after the restart",
+                within.as_secs()
+            );
+        }
+    }
+
     /// Wakes one worker (for example after a dead letter was re-queued).
     pub fn notify(&self, name: &str) {
         if let Some(w) = self.lock().get(name) {
@@ -433,6 +461,166 @@ enum Step {
     Retry { at_ms: i64 },
 }
 
+/// A worker's metric handles, looked up once instead of once per event.
+struct Meters {
+    seconds: metrics::Histogram,
+    ok: metrics::Counter,
+    retry: metrics::Counter,
+    dead: metrics::Counter,
+}
+
+impl Meters {
+    fn new(tenant: &str, plugin: &str) -> Meters {
+        let outcome = |o: &'static str| {
+            metrics::counter!("herald_deliveries_total",
+                "tenant" => tenant.to_string(), "plugin" => plugin.to_string(), "outcome" => o)
+        };
+        Meters {
+            seconds: metrics::histogram!("herald_delivery_seconds",
+                "tenant" => tenant.to_string(), "plugin" => plugin.to_string()),
+            ok: outcome("ok"),
+            retry: outcome("retry"),
+            dead: outcome("dead"),
+        }
+    }
+}
+
+/// An outcome handed to the journal's writer and not yet confirmed durable:
+/// until then the journal still shows the delivery pending.
+enum Unconfirmed {
+    /// Done or dead: skip the row.
+    Settled,
+    /// To be retried at `at_ms`: the run waits behind it.
+    Retry { run_id: String, at_ms: i64 },
+}
+
+/// What a worker carries from one delivery to the next.
+struct WorkerCtx {
+    name: String,
+    tenant: String,
+    policy: RetryPolicy,
+    breaker: Arc<Breaker>,
+    journal: Journal,
+    meters: Meters,
+    /// Outcomes not yet handed to the journal's writer.
+    marks: Vec<Mark>,
+    /// When the oldest of `marks` was taken.
+    marks_since: Instant,
+    /// Outcomes taken but not yet confirmed durable, by event id.
+    unconfirmed: HashMap<i64, Unconfirmed>,
+    /// The writer's receipts for sent outcomes, oldest first (it commits in order).
+    receipts: VecDeque<(MarksReceipt, Vec<i64>)>,
+}
+
+impl WorkerCtx {
+    fn mark(&mut self, m: Mark, run_id: &str) {
+        if self.marks.is_empty() {
+            self.marks_since = Instant::now();
+        }
+        let (id, state) = match &m {
+            Mark::Done { event_id, .. } | Mark::Dead { event_id, .. } => {
+                (*event_id, Unconfirmed::Settled)
+            }
+            Mark::Retry {
+                event_id,
+                next_at_ms,
+                ..
+            } => (
+                *event_id,
+                Unconfirmed::Retry {
+                    run_id: run_id.to_string(),
+                    at_ms: *next_at_ms,
+                },
+            ),
+        };
+        self.unconfirmed.insert(id, state);
+        self.marks.push(m);
+    }
+
+    /// Hands the outcomes taken so far to the journal's writer (it does not
+    /// wait for the commit). If the journal refuses them, the deliveries stay
+    /// pending and are made again: at least once.
+    fn send(&mut self) {
+        if self.marks.is_empty() {
+            return;
+        }
+        let marks = std::mem::take(&mut self.marks);
+        let ids: Vec<i64> = marks.iter().map(Mark::event_id).collect();
+        match self.journal.send_marks(&self.name, marks) {
+            Ok(receipt) => self.receipts.push_back((receipt, ids)),
+            Err(e) => self.forget(&ids, &e.to_string()),
+        }
+    }
+
+    fn forget(&mut self, ids: &[i64], error: &str) {
+        tracing::error!(plugin = %self.name, tenant = %self.tenant,
+            "cannot record {} delivery outcomes; those deliveries will be made again: {error}", ids.len());
+        for id in ids {
+            self.unconfirmed.remove(id);
+        }
+    }
+
+    /// Takes the receipts the writer has answered.
+    fn reap(&mut self) {
+        use tokio::sync::oneshot::error::TryRecvError;
+        while let Some((receipt, _)) = self.receipts.front_mut() {
+            let answer = match receipt.try_recv() {
+                Err(TryRecvError::Empty) => return,
+                Ok(answer) => answer,
+                Err(TryRecvError::Closed) => Err(JournalError::Task(
+                    "the journal writer dropped the outcomes".into(),
+                )),
+            };
+            let Some((_, ids)) = self.receipts.pop_front() else {
+                return;
+            };
+            match answer {
+                Ok(()) => {
+                    for id in &ids {
+                        self.unconfirmed.remove(id);
+                    }
+                }
+                Err(e) => self.forget(&ids, &e.to_string()),
+            }
+        }
+    }
+
+    /// Waits for the oldest receipt (all of them with `all`). Not to be
+    /// raced in a `select!`: a dropped receipt would hide its deliveries.
+    async fn confirm(&mut self, all: bool) {
+        while let Some((receipt, ids)) = self.receipts.pop_front() {
+            match receipt.await {
+                Ok(Ok(())) => {
+                    for id in &ids {
+                        self.unconfirmed.remove(id);
+                    }
+                }
+                Ok(Err(e)) => self.forget(&ids, &e.to_string()),
+                Err(_) => self.forget(&ids, "the journal writer dropped the outcomes"),
+            }
+            if !all {
+                return;
+            }
+        }
+    }
+
+    /// Reads the next pending deliveries, with enough room for the rows
+    /// whose outcome is not confirmed yet; also says whether the read was
+    /// full (more may be waiting).
+    async fn read(&mut self, after: i64) -> Result<(Vec<PendingDelivery>, bool), JournalError> {
+        self.reap();
+        let plugin = self.name.clone();
+        let limit = if after == 0 {
+            BATCH + self.unconfirmed.len().min(4 * BATCH)
+        } else {
+            BATCH
+        };
+        let rows = blocking(&self.journal, move |j| j.pending(&plugin, after, limit)).await?;
+        let full = rows.len() == limit;
+        Ok((rows, full))
+    }
+}
+
 async fn run_worker(
     mut instance: PluginInstance,
     rate_limit: Option<SinkRateLimit>,
@@ -445,12 +633,38 @@ async fn run_worker(
     let name = instance.spec().name.to_string();
     let tenant = instance.spec().tenant.to_string();
     let mut bucket = rate_limit.map(Bucket::new);
+    // Reads go on from `cursor` (the last event read) while a backlog
+    // streams, and start again from the oldest pending delivery (0) once
+    // the worker has caught up; `blocked_runs` and `earliest` hold across
+    // the reads of one such scan, so a run waiting for a retry stays in order.
+    let mut cursor: i64 = 0;
+    let mut blocked_runs: HashSet<String> = HashSet::new();
+    let mut earliest: Option<i64> = None;
+    // The next batch, read ahead while a backlog streams: (after, read).
+    let mut prefetched: Option<(i64, JoinHandle<Result<Vec<PendingDelivery>, JournalError>>)> =
+        None;
+    let mut w = WorkerCtx {
+        meters: Meters::new(&tenant, &name),
+        name: name.clone(),
+        tenant: tenant.clone(),
+        policy,
+        breaker: breaker.clone(),
+        journal,
+        marks: Vec::new(),
+        marks_since: Instant::now(),
+        unconfirmed: HashMap::new(),
+        receipts: VecDeque::new(),
+    };
     loop {
         if *stop.borrow() {
+            w.send();
+            w.confirm(true).await;
             tracing::info!(plugin = %name, tenant = %tenant, "plugin instance stopped");
             return;
         }
         if let Some(until) = breaker.paused_until() {
+            w.send();
+            cursor = 0;
             let wait = Duration::from_millis((until - now_ms()).max(0) as u64);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => breaker.start_probe(),
@@ -458,8 +672,25 @@ async fn run_worker(
             }
             continue;
         }
-        let plugin = name.clone();
-        let batch = match blocking(&journal, move |j| j.pending(&plugin, BATCH)).await {
+        if cursor == 0 {
+            // A scan from the first pending delivery starts afresh.
+            blocked_runs.clear();
+            earliest = None;
+        }
+        let read = match prefetched.take() {
+            Some((after, task)) if after == cursor && cursor != 0 => {
+                w.reap();
+                match task.await {
+                    Ok(rows) => rows.map(|rows| {
+                        let full = rows.len() == BATCH;
+                        (rows, full)
+                    }),
+                    Err(e) => Err(JournalError::Task(e.to_string())),
+                }
+            }
+            _ => w.read(cursor).await,
+        };
+        let (batch, full) = match read {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot read pending deliveries: {e}");
@@ -467,14 +698,34 @@ async fn run_worker(
                 continue;
             }
         };
-        let full = batch.len() == BATCH;
-        let mut blocked_runs: HashSet<String> = HashSet::new();
-        let mut earliest: Option<i64> = None;
+        if let (true, Some(last)) = (full, batch.last()) {
+            // While this batch is delivered, the next one is read on the
+            // other core.
+            let (after, plugin, journal) = (last.event_id, name.clone(), w.journal.clone());
+            prefetched = Some((
+                after,
+                tokio::task::spawn_blocking(move || journal.pending(&plugin, after, BATCH)),
+            ));
+        }
         let mut progressed = false;
         let mut paused = false;
+        let mut waiting_on_writer = false;
         for d in batch {
             if *stop.borrow() {
                 break;
+            }
+            cursor = d.event_id;
+            match w.unconfirmed.get(&d.event_id) {
+                Some(Unconfirmed::Settled) => {
+                    waiting_on_writer = true;
+                    continue;
+                }
+                Some(Unconfirmed::Retry { run_id, at_ms }) => {
+                    earliest = Some(earliest.map_or(*at_ms, |e| e.min(*at_ms)));
+                    blocked_runs.insert(run_id.clone());
+                    continue;
+                }
+                None => {}
             }
             if blocked_runs.contains(&d.run_id) {
                 continue;
@@ -488,16 +739,17 @@ async fn run_worker(
             if let Some(bucket) = bucket.as_mut() {
                 bucket.take().await;
             }
+            if !w.marks.is_empty() && w.marks_since.elapsed() >= FLUSH_EVERY {
+                w.send();
+            }
             // Every log line of the delivery carries the ids of the ingest
             // request that brought the event, and the run's id.
             let span = tracing::info_span!("delivery",
                 plugin = %name, tenant = %tenant, run_id = %d.run_id,
-                delivery_id = %format!("{}:{}", d.event_id, name),
+                delivery_id = %format_args!("{}:{}", d.event_id, name),
                 request_id = d.request_id.as_deref().unwrap_or(""),
                 trace_id = d.trace_id.as_deref().unwrap_or(""));
-            let (step, verdict) = deliver(&mut instance, &policy, &breaker, &journal, &d)
-                .instrument(span)
-                .await;
+            let (step, verdict) = deliver(&mut instance, &mut w, &d).instrument(span).await;
             match step {
                 Step::Done => progressed = true,
                 Step::Retry { at_ms } => {
@@ -510,7 +762,27 @@ async fn run_worker(
                 break;
             }
         }
-        if paused || (full && progressed) {
+        w.send();
+        if paused {
+            cursor = 0;
+            continue;
+        }
+        let retry_due = earliest.is_some_and(|at| at <= now_ms());
+        if full && !retry_due {
+            // More deliveries wait after this batch: read on from here
+            // (runs blocked behind a retry stay blocked meanwhile).
+            continue;
+        }
+        // Everything pending was seen (or a retry is due): the next read
+        // starts again from the oldest pending delivery.
+        cursor = 0;
+        if full || retry_due {
+            continue;
+        }
+        if waiting_on_writer && !progressed {
+            // Everything due was delivered but its outcome is not committed
+            // yet: wait for the writer rather than read the same rows again.
+            w.confirm(false).await;
             continue;
         }
         let wait = earliest
@@ -532,14 +804,12 @@ async fn run_worker(
 /// ingest span of the request that brought the event, in the same trace).
 async fn deliver(
     instance: &mut PluginInstance,
-    policy: &RetryPolicy,
-    breaker: &Breaker,
-    journal: &Journal,
+    w: &mut WorkerCtx,
     d: &PendingDelivery,
 ) -> (Step, Verdict) {
     let started_ns = crate::otlp::now_ns();
     let mut outcome: (&'static str, Option<String>) = ("ok", None);
-    let result = attempt_delivery(instance, policy, breaker, journal, d, &mut outcome).await;
+    let result = attempt_delivery(instance, w, d, &mut outcome).await;
     if let (true, Some(trace_id)) = (crate::otlp::enabled(), d.trace_id.as_deref()) {
         let spec = instance.spec();
         let (outcome, reason) = outcome;
@@ -567,14 +837,11 @@ async fn deliver(
 
 async fn attempt_delivery(
     instance: &mut PluginInstance,
-    policy: &RetryPolicy,
-    breaker: &Breaker,
-    journal: &Journal,
+    w: &mut WorkerCtx,
     d: &PendingDelivery,
     outcome: &mut (&'static str, Option<String>),
 ) -> (Step, Verdict) {
-    let spec = instance.spec();
-    let (name, tenant) = (spec.name.to_string(), spec.tenant.to_string());
+    let policy = &w.policy;
     let attempt = d.attempts + 1;
     let age_ms = now_ms() - d.first_at_ms;
     if d.attempts > 0 && age_ms > policy.max_age_ms as i64 {
@@ -583,11 +850,11 @@ async fn attempt_delivery(
             d.attempts, policy.max_age_ms
         );
         *outcome = ("dead", Some(reason.clone()));
-        dead_letter(journal, &tenant, &name, d, d.attempts, &reason).await;
+        dead_letter(w, d, d.attempts, reason);
         return (Step::Done, Verdict::Neutral);
     }
     let started = Instant::now();
-    let (result, faults) = match convert::to_wit(&tenant, &d.body) {
+    let (result, faults) = match convert::to_wit(&w.tenant, &d.body) {
         Ok(event) => {
             let report = instance.handle(&event, attempt).await;
             (report.result, report.faults)
@@ -599,8 +866,8 @@ async fn attempt_delivery(
             Vec::new(),
         ),
     };
-    metrics::histogram!("herald_delivery_seconds", "tenant" => tenant.clone(), "plugin" => name.clone())
-        .record(started.elapsed().as_secs_f64());
+    w.meters.seconds.record(started.elapsed().as_secs_f64());
+    let (name, tenant) = (&w.name, &w.tenant);
     // Each fault is counted and logged once, here.
     for f in &faults {
         metrics::counter!("herald_plugin_faults_total",
@@ -610,20 +877,22 @@ async fn attempt_delivery(
             reason = f.reason, times = f.times,
             "plugin fault ({}); the instance is discarded and re-created for the next call: {}",
             f.reason, f.message);
-        breaker.note_fault(f.reason, &f.message);
+        w.breaker.note_fault(f.reason, &f.message);
     }
     let faulted = !faults.is_empty();
-    let failure_counts = breaker.policy.count == FailureCount::Failures;
+    let failure_counts = w.breaker.policy.count == FailureCount::Failures;
     let fault_reason = result.as_ref().err().map(CallError::reason);
     let (reason, delay, verdict) = match result {
         Ok(Outcome::Ok) => {
-            count(&tenant, &name, "ok");
+            w.meters.ok.increment(1);
             tracing::debug!(event_id = d.event_id, attempt, "delivered");
-            let plugin = name.clone();
-            let id = d.event_id;
-            if let Err(e) = blocking(journal, move |j| j.delivered(&plugin, id, attempt)).await {
-                tracing::error!(plugin = %name, tenant = %tenant, "cannot record a delivery: {e}");
-            }
+            w.mark(
+                Mark::Done {
+                    event_id: d.event_id,
+                    attempts: attempt,
+                },
+                &d.run_id,
+            );
             let verdict = if faulted {
                 Verdict::Failure
             } else {
@@ -633,15 +902,8 @@ async fn attempt_delivery(
         }
         Ok(Outcome::Permanent(reason)) => {
             *outcome = ("dead", Some(bounded(&reason, MAX_REASON)));
-            dead_letter(
-                journal,
-                &tenant,
-                &name,
-                d,
-                attempt,
-                &format!("permanent failure: {}", bounded(&reason, MAX_REASON)),
-            )
-            .await;
+            let reason = format!("permanent failure: {}", bounded(&reason, MAX_REASON));
+            dead_letter(w, d, attempt, reason);
             let verdict = if faulted {
                 Verdict::Failure
             } else {
@@ -677,17 +939,14 @@ async fn attempt_delivery(
     if attempt >= policy.max_attempts {
         *outcome = ("dead", Some(reason.clone()));
         dead_letter(
-            journal,
-            &tenant,
-            &name,
+            w,
             d,
             attempt,
-            &format!("gave up after {attempt} attempts: {reason}"),
-        )
-        .await;
+            format!("gave up after {attempt} attempts: {reason}"),
+        );
         return (Step::Done, verdict);
     }
-    count(&tenant, &name, "retry");
+    w.meters.retry.increment(1);
     *outcome = ("retry", Some(reason.clone()));
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
     let at_ms = now_ms() + delay.as_millis() as i64;
@@ -698,44 +957,30 @@ async fn attempt_delivery(
         None => tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
             retry_in_ms = delay.as_millis() as u64, "delivery will be retried: {reason}"),
     }
-    let plugin = name.clone();
-    let id = d.event_id;
-    if let Err(e) = blocking(journal, move |j| {
-        j.retry_later(&plugin, id, attempt, at_ms, &reason)
-    })
-    .await
-    {
-        tracing::error!(plugin = %name, tenant = %tenant, "cannot record a retry: {e}");
-    }
+    w.mark(
+        Mark::Retry {
+            event_id: d.event_id,
+            attempts: attempt,
+            next_at_ms: at_ms,
+            error: reason,
+        },
+        &d.run_id,
+    );
     (Step::Retry { at_ms }, verdict)
 }
 
-fn count(tenant: &str, plugin: &str, outcome: &'static str) {
-    metrics::counter!("herald_deliveries_total",
-        "tenant" => tenant.to_string(), "plugin" => plugin.to_string(), "outcome" => outcome)
-    .increment(1);
-}
-
-async fn dead_letter(
-    journal: &Journal,
-    tenant: &str,
-    name: &str,
-    d: &PendingDelivery,
-    attempt: u32,
-    reason: &str,
-) {
-    count(tenant, name, "dead");
-    tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt, "delivery dead-lettered: {reason}");
-    let plugin = name.to_string();
-    let id = d.event_id;
-    let reason = reason.to_string();
-    if let Err(e) = blocking(journal, move |j| {
-        j.dead_letter(&plugin, id, attempt, &reason)
-    })
-    .await
-    {
-        tracing::error!(plugin = %name, tenant = %tenant, "cannot record a dead letter: {e}");
-    }
+fn dead_letter(w: &mut WorkerCtx, d: &PendingDelivery, attempt: u32, reason: String) {
+    w.meters.dead.increment(1);
+    tracing::warn!(plugin = %w.name, tenant = %w.tenant, event_id = d.event_id, attempt,
+        "delivery dead-lettered: {reason}");
+    w.mark(
+        Mark::Dead {
+            event_id: d.event_id,
+            attempts: attempt,
+            error: reason,
+        },
+        &d.run_id,
+    );
 }
 
 #[cfg(test)]

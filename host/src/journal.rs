@@ -60,6 +60,37 @@ pub struct PendingDelivery {
     pub body: String,
 }
 
+/// The outcome of one delivery attempt, as [`Journal::record`] writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// The plugin took the event.
+    Done { event_id: i64, attempts: u32 },
+    /// Try again at `next_at_ms`.
+    Retry {
+        event_id: i64,
+        attempts: u32,
+        next_at_ms: i64,
+        error: String,
+    },
+    /// Given up: a dead letter with its reason.
+    Dead {
+        event_id: i64,
+        attempts: u32,
+        error: String,
+    },
+}
+
+impl Mark {
+    /// The event the outcome is for.
+    pub fn event_id(&self) -> i64 {
+        match self {
+            Mark::Done { event_id, .. }
+            | Mark::Retry { event_id, .. }
+            | Mark::Dead { event_id, .. } => *event_id,
+        }
+    }
+}
+
 /// A delivery that was given up on.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {
@@ -78,9 +109,35 @@ pub struct DeadLetter {
 pub struct Journal {
     ingest: Arc<Mutex<Connection>>,
     delivery: Arc<Mutex<Connection>>,
-    writer: std::sync::mpsc::Sender<WriteRequest>,
+    writer: std::sync::mpsc::Sender<Write>,
     path: PathBuf,
 }
+
+/// What the writer thread is asked to write.
+enum Write {
+    Events(WriteRequest),
+    Marks(MarksRequest),
+}
+
+impl Write {
+    fn size(&self) -> usize {
+        match self {
+            Write::Events(r) => r.events.len(),
+            Write::Marks(m) => m.marks.len(),
+        }
+    }
+}
+
+/// Outcomes of a worker's deliveries, waiting for the writer.
+struct MarksRequest {
+    plugin: String,
+    marks: Vec<Mark>,
+    reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// Resolves once delivery outcomes sent with [`Journal::send_marks`] are
+/// committed (or failed to be).
+pub type MarksReceipt = tokio::sync::oneshot::Receiver<Result<(), JournalError>>;
 
 /// One batch waiting for the group-commit writer.
 struct WriteRequest {
@@ -99,14 +156,19 @@ const GROUP_MAX_EVENTS: usize = 20_000;
 /// (disk full, unwritable file) answers every batch of the group with the
 /// error and the writer goes on with the next group, so ingest recovers by
 /// itself when the cause goes away.
-fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteRequest>) {
+///
+/// The dispatch workers' delivery outcomes go through the same writer, in
+/// the same groups: the journal has one writer, so neither ingest nor
+/// delivery ever waits for SQLite's write lock, and a worker never waits for
+/// its outcomes to be written before it goes on delivering.
+fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<Write>) {
     while let Ok(first) = rx.recv() {
+        let mut size = first.size();
         let mut group = vec![first];
-        let mut size = group[0].events.len();
         while size < GROUP_MAX_EVENTS {
             match rx.try_recv() {
                 Ok(r) => {
-                    size += r.events.len();
+                    size += r.size();
                     group.push(r);
                 }
                 Err(_) => break,
@@ -118,15 +180,18 @@ fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteR
             let tx = conn.transaction()?;
             let now = now_ms();
             let mut out = Vec::with_capacity(group.len());
-            for r in &group {
-                out.push(apply_batch(
-                    &tx,
-                    &r.tenant,
-                    &r.events,
-                    &r.targets,
-                    now,
-                    r.context.as_ref(),
-                )?);
+            for w in &group {
+                match w {
+                    Write::Events(r) => out.push(apply_batch(
+                        &tx,
+                        &r.tenant,
+                        &r.events,
+                        &r.targets,
+                        now,
+                        r.context.as_ref(),
+                    )?),
+                    Write::Marks(m) => apply_marks(&tx, &m.plugin, &m.marks, now)?,
+                }
             }
             tx.commit()?;
             Ok(out)
@@ -137,19 +202,77 @@ fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteR
         match result {
             Ok(committed) => {
                 metrics::counter!("herald_journal_commits_total", "result" => "ok").increment(1);
-                for (r, c) in group.into_iter().zip(committed) {
-                    let _ = r.reply.send(Ok(c));
+                let mut committed = committed.into_iter();
+                for w in group {
+                    match w {
+                        Write::Events(r) => {
+                            if let Some(c) = committed.next() {
+                                let _ = r.reply.send(Ok(c));
+                            }
+                        }
+                        Write::Marks(m) => {
+                            let _ = m.reply.send(Ok(()));
+                        }
+                    }
                 }
             }
             Err(e) => {
                 metrics::counter!("herald_journal_commits_total", "result" => "error").increment(1);
                 let msg = e.to_string();
-                for r in group {
-                    let _ = r.reply.send(Err(JournalError::Task(msg.clone())));
+                for w in group {
+                    let err = JournalError::Task(msg.clone());
+                    match w {
+                        Write::Events(r) => {
+                            let _ = r.reply.send(Err(err));
+                        }
+                        Write::Marks(m) => {
+                            let _ = m.reply.send(Err(err));
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// Writes delivery outcomes inside `tx`.
+fn apply_marks(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    marks: &[Mark],
+    now: i64,
+) -> Result<(), JournalError> {
+    let mut done = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
+         WHERE plugin = ?1 AND event_id = ?2",
+    )?;
+    let mut retry = tx.prepare_cached(
+        "UPDATE deliveries SET attempts = ?3, next_at_ms = ?4, updated_ms = ?5, last_error = ?6
+         WHERE plugin = ?1 AND event_id = ?2",
+    )?;
+    let mut dead = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?5
+         WHERE plugin = ?1 AND event_id = ?2",
+    )?;
+    for m in marks {
+        match m {
+            Mark::Done { event_id, attempts } => {
+                done.execute(params![plugin, event_id, attempts, now])?
+            }
+            Mark::Retry {
+                event_id,
+                attempts,
+                next_at_ms,
+                error,
+            } => retry.execute(params![plugin, event_id, attempts, next_at_ms, now, error])?,
+            Mark::Dead {
+                event_id,
+                attempts,
+                error,
+            } => dead.execute(params![plugin, event_id, attempts, now, error])?,
+        };
+    }
+    Ok(())
 }
 
 /// Writes one batch inside `tx`.
@@ -320,16 +443,52 @@ pub fn active_runs(journal: &Journal, since_ms: i64) -> Result<Vec<(String, u64)
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Waits for a lock held by the other connection: 200 µs steps for the
+/// first 100 ms, then 5 ms steps, giving up after about 10 s.
+fn busy_wait(attempt: i32) -> bool {
+    const SHORT: i32 = 500;
+    let step = if attempt < SHORT {
+        std::time::Duration::from_micros(200)
+    } else {
+        std::time::Duration::from_millis(5)
+    };
+    std::thread::sleep(step);
+    attempt < SHORT + 2_000
+}
+
 fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, JournalError> {
     let conn = Connection::open(path).map_err(|source| JournalError::Open {
         path: path.to_owned(),
         source,
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // SQLite's default busy handler sleeps in growing steps of up to 100 ms;
+    // the delivery connection's writes wait on the ingest commits' fsyncs,
+    // which take a few ms, so poll in short steps instead (about 10 s in all).
+    conn.busy_handler(Some(busy_wait))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints run on their own thread (`run_checkpointer`), not inside
+    // whichever commit crosses the WAL threshold: a checkpoint writes and
+    // fsyncs the database file, which would stall that commit (an ingest
+    // answer, or a worker's delivery marks) for tens of milliseconds.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
+}
+
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copies committed WAL frames into the database file in the background
+/// (passive: it never waits for, nor blocks, the writers), and ends with
+/// the journal.
+fn run_checkpointer(conn: Connection, alive: std::sync::Weak<Mutex<Connection>>) {
+    while alive.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!("journal checkpoint: {e}");
+        }
+    }
 }
 
 impl Journal {
@@ -345,7 +504,16 @@ impl Journal {
         ingest.execute_batch(SCHEMA)?;
         migrate(&ingest)?;
         let delivery = open_connection(path, "NORMAL")?;
+        let checkpoints = open_connection(path, "NORMAL")?;
         let ingest = Arc::new(Mutex::new(ingest));
+        let alive = Arc::downgrade(&ingest);
+        std::thread::Builder::new()
+            .name("herald-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpoints, alive))
+            .map_err(|source| JournalError::Dir {
+                path: path.to_owned(),
+                source,
+            })?;
         let (writer, rx) = std::sync::mpsc::channel();
         let conn = ingest.clone();
         std::thread::Builder::new()
@@ -397,33 +565,35 @@ impl Journal {
     ) -> Result<Committed, JournalError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer
-            .send(WriteRequest {
+            .send(Write::Events(WriteRequest {
                 context,
                 tenant,
                 events,
                 targets,
                 reply,
-            })
+            }))
             .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
     }
 
-    /// The oldest pending deliveries of `plugin`, in journal order.
+    /// The oldest pending deliveries of `plugin` after event `after` (0 for
+    /// all), in journal order.
     pub fn pending(
         &self,
         plugin: &str,
+        after: i64,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
              FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
-             WHERE d.plugin = ?1 AND d.state = 'pending'
+             WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?3
              ORDER BY d.event_id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![plugin, limit as i64], |r| {
+        let rows = stmt.query_map(params![plugin, limit as i64, after], |r| {
             Ok(PendingDelivery {
                 event_id: r.get(0)?,
                 run_id: r.get(1)?,
@@ -439,61 +609,26 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Marks a delivery done.
-    pub fn delivered(
-        &self,
-        plugin: &str,
-        event_id: i64,
-        attempts: u32,
-    ) -> Result<(), JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
-             WHERE plugin = ?1 AND event_id = ?2",
-        )?
-        .execute(params![plugin, event_id, attempts, now_ms()])?;
-        Ok(())
+    /// Hands delivery outcomes to the writer thread, which commits them with
+    /// the next group; the receipt resolves once they are durable.
+    pub fn send_marks(&self, plugin: &str, marks: Vec<Mark>) -> Result<MarksReceipt, JournalError> {
+        let (reply, receipt) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Write::Marks(MarksRequest {
+                plugin: plugin.to_string(),
+                marks,
+                reply,
+            }))
+            .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
+        Ok(receipt)
     }
 
-    /// Records a failed attempt and when to try again.
-    pub fn retry_later(
-        &self,
-        plugin: &str,
-        event_id: i64,
-        attempts: u32,
-        next_at_ms: i64,
-        error: &str,
-    ) -> Result<(), JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "UPDATE deliveries SET attempts = ?3, next_at_ms = ?4, updated_ms = ?5, last_error = ?6
-             WHERE plugin = ?1 AND event_id = ?2",
-        )?
-        .execute(params![
-            plugin,
-            event_id,
-            attempts,
-            next_at_ms,
-            now_ms(),
-            error
-        ])?;
-        Ok(())
-    }
-
-    /// Moves a delivery to the dead-letter state with its reason.
-    pub fn dead_letter(
-        &self,
-        plugin: &str,
-        event_id: i64,
-        attempts: u32,
-        error: &str,
-    ) -> Result<(), JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?5
-             WHERE plugin = ?1 AND event_id = ?2",
-        )?
-        .execute(params![plugin, event_id, attempts, now_ms(), error])?;
+    /// Writes delivery outcomes now, in one transaction (tests and tools).
+    pub fn record(&self, plugin: &str, marks: &[Mark]) -> Result<(), JournalError> {
+        let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        apply_marks(&tx, plugin, marks, now_ms())?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -739,10 +874,17 @@ mod tests {
         assert_eq!(c.inserted, vec![true, true, false]);
         let c = j.commit_batch("t2", &[ev("u1", "r")], &[]).unwrap();
         assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
-        assert_eq!(j.pending("a", 10).unwrap().len(), 2);
-        assert_eq!(j.pending("b", 10).unwrap().len(), 2);
-        let first = j.pending("a", 10).unwrap()[0].event_id;
-        j.delivered("a", first, 1).unwrap();
+        assert_eq!(j.pending("a", 0, 10).unwrap().len(), 2);
+        assert_eq!(j.pending("b", 0, 10).unwrap().len(), 2);
+        let first = j.pending("a", 0, 10).unwrap()[0].event_id;
+        j.record(
+            "a",
+            &[Mark::Done {
+                event_id: first,
+                attempts: 1,
+            }],
+        )
+        .unwrap();
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
     }
 
@@ -759,7 +901,7 @@ mod tests {
             j.state_set("p", "k", "v").unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.pending("p", 10).unwrap().len(), 1);
+        assert_eq!(j.pending("p", 0, 10).unwrap().len(), 1);
         assert_eq!(j.state_get("p", "k").unwrap().as_deref(), Some("v"));
         assert_eq!(j.event_count("t").unwrap(), 1);
     }

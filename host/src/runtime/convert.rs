@@ -6,7 +6,21 @@ use crate::event::EventKind;
 use serde_json::{Map, Value};
 
 /// Builds the typed event a plugin receives from the journaled body.
+///
+/// Host events are read with a typed, borrowing parse that skips what
+/// plugins are not given and keeps `res` as its raw text (no JSON tree per
+/// delivery: this runs once per event and plugin instance). Stats events,
+/// and anything the typed parse refuses (a duplicate key, say), take the
+/// general path over a `serde_json::Value`, which gives the same result.
 pub fn to_wit(tenant: &str, body: &str) -> Result<wit::Event, String> {
+    match fast::to_wit(tenant, body) {
+        Some(event) => Ok(event),
+        None => to_wit_general(tenant, body),
+    }
+}
+
+/// The general conversion, over a `serde_json::Value` tree.
+fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| format!("journaled event is not JSON: {e}"))?;
     let obj = value
@@ -80,6 +94,234 @@ pub fn to_wit(tenant: &str, body: &str) -> Result<wit::Event, String> {
         stats,
         json: body.to_string(),
     })
+}
+
+/// The typed conversion of host and task events.
+mod fast {
+    use super::{status_of, wit, wit_kind};
+    use crate::event::{parse_time, EventKind};
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use std::marker::PhantomData;
+
+    /// A field read the way the general path reads it: a value of another
+    /// type (or `null`) counts as absent instead of failing the parse.
+    struct Lenient<T>(Option<T>);
+
+    impl<T> Default for Lenient<T> {
+        fn default() -> Self {
+            Lenient(None)
+        }
+    }
+
+    /// The JSON scalars a lenient field accepts.
+    trait Scalar: Sized {
+        fn from_str(_: &str) -> Option<Self> {
+            None
+        }
+        fn from_bool(_: bool) -> Option<Self> {
+            None
+        }
+        fn from_u64(_: u64) -> Option<Self> {
+            None
+        }
+        fn from_i64(_: i64) -> Option<Self> {
+            None
+        }
+        fn from_f64(_: f64) -> Option<Self> {
+            None
+        }
+    }
+
+    impl Scalar for String {
+        fn from_str(v: &str) -> Option<Self> {
+            Some(v.to_string())
+        }
+    }
+    impl Scalar for bool {
+        fn from_bool(v: bool) -> Option<Self> {
+            Some(v)
+        }
+    }
+    impl Scalar for u64 {
+        fn from_u64(v: u64) -> Option<Self> {
+            Some(v)
+        }
+    }
+    impl Scalar for f64 {
+        fn from_u64(v: u64) -> Option<Self> {
+            Some(v as f64)
+        }
+        fn from_i64(v: i64) -> Option<Self> {
+            Some(v as f64)
+        }
+        fn from_f64(v: f64) -> Option<Self> {
+            Some(v)
+        }
+    }
+
+    struct LenientVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Scalar> Visitor<'de> for LenientVisitor<T> {
+        type Value = Lenient<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Lenient(T::from_str(v)))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Lenient(T::from_bool(v)))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Lenient(T::from_u64(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Lenient(T::from_i64(v)))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Lenient(T::from_f64(v)))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Lenient(None))
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(Lenient(None))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Lenient(None))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Lenient(None))
+        }
+    }
+
+    impl<'de, T: Scalar> Deserialize<'de> for Lenient<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(LenientVisitor(PhantomData))
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(default)]
+        event: Lenient<String>,
+        #[serde(default)]
+        uuid: Lenient<String>,
+        #[serde(default)]
+        parent_uuid: Lenient<String>,
+        #[serde(default)]
+        run_id: Lenient<String>,
+        #[serde(default)]
+        controller: Lenient<String>,
+        #[serde(default)]
+        counter: Lenient<u64>,
+        #[serde(default)]
+        created: Lenient<String>,
+        #[serde(borrow, default)]
+        event_data: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Data<'a> {
+        playbook: Lenient<String>,
+        play_uuid: Lenient<String>,
+        play: Lenient<String>,
+        play_pattern: Lenient<String>,
+        task_uuid: Lenient<String>,
+        task: Lenient<String>,
+        task_action: Lenient<String>,
+        task_path: Lenient<String>,
+        host: Lenient<String>,
+        start: Lenient<String>,
+        end: Lenient<String>,
+        duration: Lenient<f64>,
+        ignore_errors: Lenient<bool>,
+        #[serde(borrow)]
+        res: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Res {
+        changed: Lenient<bool>,
+    }
+
+    fn is_object(raw: &RawValue) -> bool {
+        raw.get().starts_with('{')
+    }
+
+    /// `None` sends the event down the general path.
+    pub(super) fn to_wit(tenant: &str, body: &str) -> Option<wit::Event> {
+        let top: Body = serde_json::from_str(body).ok()?;
+        let kind = EventKind::parse(top.event.0.as_deref()?)?;
+        if kind == EventKind::PlaybookOnStats {
+            return None;
+        }
+        let data: Data = match top.event_data {
+            Some(raw) if is_object(raw) => serde_json::from_str(raw.get()).ok()?,
+            _ => Data::default(),
+        };
+        let res = data.res.filter(|r| is_object(r));
+        let changed = match res {
+            Some(r) => serde_json::from_str::<Res>(r.get()).ok()?.changed.0,
+            None => None,
+        }
+        .unwrap_or(false);
+        let play = data.play_uuid.0.map(|id| wit::Play {
+            id,
+            name: data.play.0.unwrap_or_default(),
+            pattern: data.play_pattern.0,
+        });
+        let task = data.task_uuid.0.map(|id| wit::Task {
+            id,
+            name: data.task.0.unwrap_or_default(),
+            action: data.task_action.0.unwrap_or_default(),
+            path: data.task_path.0,
+        });
+        let timing = match (
+            data.start.0.as_deref().and_then(parse_time),
+            data.end.0.as_deref().and_then(parse_time),
+        ) {
+            (Some(start_ms), Some(end_ms)) => Some(wit::Timing {
+                start_ms,
+                end_ms,
+                duration_ms: data
+                    .duration
+                    .0
+                    .map(|d| (d * 1000.0).round().max(0.0) as u64)
+                    .unwrap_or_else(|| (end_ms - start_ms).max(0) as u64),
+            }),
+            _ => None,
+        };
+        Some(wit::Event {
+            id: top.uuid.0.unwrap_or_default(),
+            parent_id: top.parent_uuid.0,
+            kind: wit_kind(kind),
+            tenant: tenant.to_string(),
+            run: wit::Run {
+                id: top.run_id.0.unwrap_or_default(),
+                playbook: data.playbook.0.unwrap_or_default(),
+                controller: top.controller.0,
+            },
+            sequence: top.counter.0.unwrap_or(0),
+            created_ms: top.created.0.as_deref().and_then(parse_time).unwrap_or(0),
+            play,
+            task,
+            host: data.host.0,
+            status: status_of(kind, changed),
+            changed,
+            ignore_errors: data.ignore_errors.0.unwrap_or(false),
+            timing,
+            res: res.map(|r| r.get().to_string()),
+            stats: None,
+            json: body.to_string(),
+        })
+    }
 }
 
 fn str_of(obj: &Map<String, Value>, key: &str) -> Option<String> {
@@ -209,6 +451,35 @@ mod tests {
         assert_eq!(e.task.as_ref().unwrap().action, "command");
         assert_eq!(e.sequence, 4);
         assert!(e.res.unwrap().contains("\"rc\":0"));
+    }
+
+    #[test]
+    fn typed_and_general_paths_agree() {
+        let bodies = [
+            json!({"uuid": "u", "event": "runner_on_failed", "counter": 4, "run_id": "r", "parent_uuid": "t",
+                "created": "2026-01-01T00:00:01+00:00", "controller": "ctl",
+                "event_data": {"playbook": "site.yml", "play_uuid": "p", "play": "Play", "play_pattern": "all",
+                  "task_uuid": "t", "task": "Touch", "task_action": "command", "task_path": "/x.yml:3",
+                  "host": "h1", "ignore_errors": true, "res": {"changed": false, "msg": "no\n\"quote\"", "rc": 2},
+                  "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:00:01+00:00"}}),
+            // Fields of the wrong type count as absent, as in the general path.
+            json!({"uuid": 5, "event": "runner_on_ok", "counter": -1, "run_id": "r", "controller": null,
+                "event_data": {"host": ["h"], "duration": "slow", "ignore_errors": "yes", "res": {"changed": "yes"},
+                  "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:00:00.500+00:00", "task_uuid": {}}}),
+            json!({"uuid": "u", "event": "playbook_on_start", "run_id": "r", "event_data": "not an object"}),
+            json!({"uuid": "u", "event": "runner_on_ok", "run_id": "r", "event_data": {"res": [1, 2]}}),
+        ];
+        for body in bodies {
+            let text = body.to_string();
+            let typed = fast::to_wit("ops", &text).expect("the typed path takes host events");
+            let general = to_wit_general("ops", &text).unwrap();
+            assert_eq!(format!("{typed:?}"), format!("{general:?}"), "{text}");
+        }
+        // A duplicate key is refused by the typed parse and handled by the general one.
+        let dup = r#"{"uuid": "u", "event": "runner_on_ok", "run_id": "r", "run_id": "s"}"#;
+        assert!(fast::to_wit("ops", dup).is_none());
+        assert_eq!(to_wit("ops", dup).unwrap().run.id, "s");
+        assert!(to_wit("ops", r#"{"event": "nope"}"#).is_err());
     }
 
     #[test]
