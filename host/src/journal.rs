@@ -31,8 +31,6 @@ pub enum JournalError {
     Sqlite(#[from] rusqlite::Error),
     #[error("journal task failed: {0}")]
     Task(String),
-    #[error("event body cannot be stored: {0}")]
-    Encode(#[from] serde_json::Error),
 }
 
 /// What a committed batch added.
@@ -152,6 +150,41 @@ fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteR
     }
 }
 
+/// What the stored events of one batch add to their run's row.
+struct RunTotals<'a> {
+    run_id: &'a str,
+    playbook: Option<&'a str>,
+    controller: Option<&'a str>,
+    first_ms: i64,
+    last_ms: i64,
+    events: i64,
+    finished: bool,
+}
+
+impl<'a> RunTotals<'a> {
+    fn new(ev: &'a WireEvent) -> Self {
+        RunTotals {
+            run_id: &ev.run_id,
+            playbook: ev.playbook(),
+            controller: ev.controller(),
+            first_ms: ev.created_ms,
+            last_ms: ev.created_ms,
+            events: 1,
+            finished: ev.kind == crate::event::EventKind::PlaybookOnStats,
+        }
+    }
+
+    /// Adds a later event of the batch (the first non-null playbook and controller win).
+    fn add(&mut self, ev: &'a WireEvent) {
+        self.playbook = self.playbook.or(ev.playbook());
+        self.controller = self.controller.or(ev.controller());
+        self.first_ms = self.first_ms.min(ev.created_ms);
+        self.last_ms = self.last_ms.max(ev.created_ms);
+        self.events += 1;
+        self.finished |= ev.kind == crate::event::EventKind::PlaybookOnStats;
+    }
+}
+
 /// Writes one batch inside `tx`.
 fn apply_batch(
     tx: &rusqlite::Transaction<'_>,
@@ -169,23 +202,26 @@ fn apply_batch(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (tenant, uuid) DO NOTHING",
     )?;
+    // Runs are upserted once per run and batch with the batch's totals, not
+    // once per event: the same row results (first non-null playbook and
+    // controller in event order, min/max times, count, finished).
     let mut upsert_run = tx.prepare_cached(
         "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (tenant, run_id) DO UPDATE SET
             playbook = coalesce(runs.playbook, excluded.playbook),
             controller = coalesce(runs.controller, excluded.controller),
             first_ms = min(runs.first_ms, excluded.first_ms),
             last_ms = max(runs.last_ms, excluded.last_ms),
-            events = runs.events + 1,
+            events = runs.events + excluded.events,
             finished = max(runs.finished, excluded.finished)",
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
          VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
     )?;
+    let mut runs: Vec<RunTotals<'_>> = Vec::new();
     for (i, ev) in events.iter().enumerate() {
-        let body = serde_json::to_string(&ev.body)?;
         let inserted = insert_event.execute(params![
             tenant,
             ev.uuid,
@@ -194,7 +230,7 @@ fn apply_batch(
             ev.kind.as_str(),
             ev.created_ms,
             now,
-            body,
+            ev.body(),
             context.map(|c| c.0.as_str()),
             context.map(|c| c.1.as_str()),
             context.map(|c| c.2.as_str())
@@ -206,18 +242,26 @@ fn apply_batch(
         }
         accepted += 1;
         let event_id = tx.last_insert_rowid();
-        let finished = ev.kind == crate::event::EventKind::PlaybookOnStats;
-        upsert_run.execute(params![
-            tenant,
-            ev.run_id,
-            ev.playbook(),
-            ev.controller(),
-            ev.created_ms,
-            finished
-        ])?;
+        // A batch is nearly always one run: look from the last one.
+        match runs.iter_mut().rev().find(|r| r.run_id == ev.run_id) {
+            Some(r) => r.add(ev),
+            None => runs.push(RunTotals::new(ev)),
+        }
         for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
             insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
         }
+    }
+    for r in &runs {
+        upsert_run.execute(params![
+            tenant,
+            r.run_id,
+            r.playbook,
+            r.controller,
+            r.first_ms,
+            r.last_ms,
+            r.events,
+            r.finished
+        ])?;
     }
     Ok(Committed {
         accepted,
@@ -744,6 +788,98 @@ mod tests {
         let first = j.pending("a", 10).unwrap()[0].event_id;
         j.delivered("a", first, 1).unwrap();
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
+    }
+
+    #[test]
+    fn run_rows_add_up_per_batch() {
+        let j = temp_journal("runs");
+        let e = |uuid: &str, run: &str, kind: &str, created: &str, data: serde_json::Value| {
+            crate::event::validate(json!({"uuid": uuid, "event": kind, "counter": 1,
+                "created": created, "run_id": run, "event_data": data, "controller": format!("c-{uuid}")}))
+            .unwrap()
+        };
+        let batch = [
+            e("u1", "r1", "runner_on_ok", "2026-01-01T00:00:05", json!({})),
+            e(
+                "u2",
+                "r2",
+                "runner_on_ok",
+                "2026-01-01T00:00:01",
+                json!({"playbook": "b.yml"}),
+            ),
+            e(
+                "u3",
+                "r1",
+                "runner_on_ok",
+                "2026-01-01T00:00:02",
+                json!({"playbook": "a.yml"}),
+            ),
+            e("u1", "r1", "runner_on_ok", "2026-01-01T00:00:09", json!({})),
+            e(
+                "u4",
+                "r1",
+                "playbook_on_stats",
+                "2026-01-01T00:00:07",
+                json!({"playbook": "x.yml"}),
+            ),
+        ];
+        let c = j.commit_batch("t", &batch, &[]).unwrap();
+        assert_eq!((c.accepted, c.duplicates), (4, 1));
+        j.commit_batch(
+            "t",
+            &[e(
+                "u5",
+                "r2",
+                "runner_on_ok",
+                "2026-01-01T00:00:00",
+                json!({"playbook": "z.yml"}),
+            )],
+            &[],
+        )
+        .unwrap();
+        let conn = j.delivery.lock().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT run_id, playbook, controller, first_ms, last_ms, events, finished FROM runs ORDER BY run_id")
+            .unwrap();
+        let rows: Vec<(String, Option<String>, Option<String>, i64, i64, i64, bool)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let t0 = 1_767_225_600_000;
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "r1".into(),
+                    Some("a.yml".into()),
+                    Some("c-u1".into()),
+                    t0 + 2_000,
+                    t0 + 7_000,
+                    3,
+                    true
+                ),
+                (
+                    "r2".into(),
+                    Some("b.yml".into()),
+                    Some("c-u2".into()),
+                    t0,
+                    t0 + 1_000,
+                    2,
+                    false
+                ),
+            ]
+        );
     }
 
     #[test]
