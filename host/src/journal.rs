@@ -97,7 +97,12 @@ const GROUP_MAX_EVENTS: usize = 20_000;
 /// (disk full, unwritable file) answers every batch of the group with the
 /// error and the writer goes on with the next group, so ingest recovers by
 /// itself when the cause goes away.
-fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteRequest>) {
+fn run_writer(
+    conn: Arc<Mutex<Connection>>,
+    rx: std::sync::mpsc::Receiver<WriteRequest>,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
+) {
+    let mut since_checkpoint = 0usize;
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut size = group[0].events.len();
@@ -135,6 +140,16 @@ fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<WriteR
         match result {
             Ok(committed) => {
                 metrics::counter!("herald_journal_commits_total", "result" => "ok").increment(1);
+                since_checkpoint += group
+                    .iter()
+                    .flat_map(|r| &r.events)
+                    .map(|e| e.body().len())
+                    .sum::<usize>();
+                if since_checkpoint >= CHECKPOINT_EVERY_BYTES {
+                    since_checkpoint = 0;
+                    // Full means one is under way: it takes these frames too.
+                    let _ = checkpoint.try_send(());
+                }
                 for (r, c) in group.into_iter().zip(committed) {
                     let _ = r.reply.send(Ok(c));
                 }
@@ -182,6 +197,29 @@ impl<'a> RunTotals<'a> {
         self.last_ms = self.last_ms.max(ev.created_ms);
         self.events += 1;
         self.finished |= ev.kind == crate::event::EventKind::PlaybookOnStats;
+    }
+}
+
+/// Event text committed between two background checkpoints (about the
+/// 1000 WAL pages of SQLite's default autocheckpoint).
+const CHECKPOINT_EVERY_BYTES: usize = 2 << 20;
+
+/// The writer's own checkpoint, only a backstop: the background checkpointer
+/// copies the WAL into the database beside the writer, so the writer's
+/// commits rarely pay for it; a checkpoint the writer runs after a commit
+/// then finds little left to copy and lets the WAL start over.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8000;
+
+/// The background checkpointer: a passive checkpoint (it never waits for or
+/// blocks the writer) whenever the writer has committed enough.
+fn run_checkpointer(conn: Connection, kicked: std::sync::mpsc::Receiver<()>) {
+    while kicked.recv().is_ok() {
+        let started = std::time::Instant::now();
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!("background checkpoint failed: {e}");
+        }
+        metrics::histogram!("herald_journal_checkpoint_seconds")
+            .record(started.elapsed().as_secs_f64());
     }
 }
 
@@ -388,17 +426,25 @@ impl Journal {
         let ingest = open_connection(path, "FULL")?;
         ingest.execute_batch(SCHEMA)?;
         migrate(&ingest)?;
+        ingest.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
         let delivery = open_connection(path, "NORMAL")?;
+        let checkpoints = open_connection(path, "NORMAL")?;
         let ingest = Arc::new(Mutex::new(ingest));
         let (writer, rx) = std::sync::mpsc::channel();
+        let (kick, kicked) = std::sync::mpsc::sync_channel(1);
         let conn = ingest.clone();
+        let spawn_error = |source| JournalError::Dir {
+            path: path.to_owned(),
+            source,
+        };
+        std::thread::Builder::new()
+            .name("herald-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpoints, kicked))
+            .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("herald-journal".into())
-            .spawn(move || run_writer(conn, rx))
-            .map_err(|source| JournalError::Dir {
-                path: path.to_owned(),
-                source,
-            })?;
+            .spawn(move || run_writer(conn, rx, kick))
+            .map_err(spawn_error)?;
         Ok(Journal {
             ingest,
             delivery: Arc::new(Mutex::new(delivery)),
