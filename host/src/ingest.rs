@@ -2,7 +2,7 @@
 //! commit it to the journal, and only then answer 202.
 
 use crate::api::{ApiError, AppState};
-use crate::event::{validate, WireEvent};
+use crate::event::{parse_array, parse_event, validate, WireEvent};
 use crate::telemetry::RequestContext;
 use crate::tenancy::tenant_of;
 use axum::body::{to_bytes, Body};
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::io::Read;
+use std::sync::Arc;
 
 /// Body format of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,7 @@ fn decode(headers: &HeaderMap, body: bytes::Bytes, limit: usize) -> Result<Vec<u
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
-        "" | "identity" => Ok(body.to_vec()),
+        "" | "identity" => Ok(Vec::from(body)),
         "gzip" | "x-gzip" => {
             let mut out = Vec::new();
             // Read one byte past the limit to tell "exactly at" from "over".
@@ -76,7 +77,48 @@ fn decode(headers: &HeaderMap, body: bytes::Bytes, limit: usize) -> Result<Vec<u
     }
 }
 
-fn parse(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
+/// Validates a batch. Each event is checked on its text by the fast path
+/// (`event::parse_event`) and journaled as sent; a batch it does not accept
+/// as a whole goes through the reference (`parse_values`), which names the
+/// first error exactly as before or, for the rare valid events only it
+/// handles, journals them serialised again.
+fn parse(format: Format, bytes: Vec<u8>) -> Result<Vec<WireEvent>, ApiError> {
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => Arc::new(text),
+        Err(e) => return parse_values(format, e.as_bytes()),
+    };
+    let fast = match format {
+        Format::JsonArray => parse_array(&text),
+        Format::Ndjson => parse_lines(&text),
+    };
+    match fast {
+        Some(events) => Ok(events),
+        None => parse_values(format, text.as_bytes()),
+    }
+}
+
+/// The fast path for NDJSON: one event per non-blank line; `None` when the
+/// reference must decide (also for a batch without events).
+fn parse_lines(text: &Arc<String>) -> Option<Vec<WireEvent>> {
+    let mut events = Vec::with_capacity(text.len() / 1024 + 1);
+    let mut start = 0;
+    for line in text.split('\n') {
+        let line_start = start;
+        start += line.len() + 1;
+        // The same blank-line rule as the reference.
+        if line.bytes().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let ws = |c: char| matches!(c, ' ' | '\t' | '\r');
+        let lead = line.len() - line.trim_start_matches(ws).len();
+        let end = line_start + line.trim_end_matches(ws).len();
+        events.push(parse_event(text, line_start + lead, end)?);
+    }
+    (!events.is_empty()).then_some(events)
+}
+
+/// The reference: every event parsed into a `Value` and checked by `validate`.
+fn parse_values(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError> {
     let values: Vec<Value> = match format {
         Format::JsonArray => {
             let v: Value = serde_json::from_slice(bytes).map_err(|e| {
@@ -269,7 +311,8 @@ async fn ingest(
         .await
         .map_err(|_| (t.clone(), ApiError::too_large(limit)))?;
     let bytes = decode(headers, raw, limit).map_err(|e| (t.clone(), e))?;
-    let events = parse(format, &bytes).map_err(|e| (t.clone(), e))?;
+    let body_bytes = bytes.len();
+    let events = parse(format, bytes).map_err(|e| (t.clone(), e))?;
     if let Some(n) = headers
         .get("x-herald-dropped")
         .and_then(|v| v.to_str().ok())
@@ -338,17 +381,25 @@ async fn ingest(
         )
     })?;
     metrics::counter!("herald_ingest_bytes_total", "tenant" => tenant.clone())
-        .increment(bytes.len() as u64);
+        .increment(body_bytes as u64);
     if committed.duplicates > 0 {
         metrics::counter!("herald_events_duplicate_total", "tenant" => tenant.clone())
             .increment(committed.duplicates as u64);
     }
+    // One counter update per kind, not per event: a batch is mostly one kind.
+    let mut per_kind: Vec<(&'static str, u64)> = Vec::new();
     for (kind, _) in kinds
         .iter()
         .zip(&committed.inserted)
         .filter(|(_, stored)| **stored)
     {
-        metrics::counter!("herald_events_ingested_total", "tenant" => tenant.clone(), "kind" => *kind).increment(1);
+        match per_kind.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, n)) => *n += 1,
+            None => per_kind.push((kind, 1)),
+        }
+    }
+    for (kind, n) in per_kind {
+        metrics::counter!("herald_events_ingested_total", "tenant" => tenant.clone(), "kind" => kind).increment(n);
     }
     if committed.accepted > 0 {
         state.limiter.stored(&tenant, committed.accepted as i64);
@@ -357,4 +408,56 @@ async fn ingest(
     tracing::info!(tenant = %tenant, run_id = %first_run, accepted = committed.accepted,
         duplicates = committed.duplicates, "batch committed");
     Ok((tenant, committed.accepted, committed.duplicates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = r#"{"uuid": "a", "event": "verbose", "counter": 1, "created": "2026-01-01T00:00:00", "run_id": "r"}"#;
+
+    #[test]
+    fn ndjson_bodies_are_the_lines_as_sent() {
+        let b = A.replace("\"a\"", "\"b\"");
+        let body = format!("{A}\r\n\n  \n{b}");
+        let events = parse(Format::Ndjson, body.into_bytes()).unwrap();
+        let bodies: Vec<&str> = events.iter().map(WireEvent::body).collect();
+        assert_eq!(bodies, [A, b.as_str()]);
+    }
+
+    #[test]
+    fn errors_name_the_event_and_field() {
+        let bad = A.replace("\"counter\": 1", "\"counter\": -1");
+        let e = parse(Format::Ndjson, format!("{A}\n{bad}\n").into_bytes()).unwrap_err();
+        assert_eq!(
+            (e.error, e.index, e.field.as_deref()),
+            ("invalid_event", Some(1), Some("counter"))
+        );
+        assert_eq!(
+            e.message,
+            "event 1: counter: must be a non-negative integer"
+        );
+        // Invalid JSON in a later line wins over an invalid field, as before.
+        let e = parse(Format::Ndjson, format!("{bad}\n{{\n").into_bytes()).unwrap_err();
+        assert_eq!((e.error, e.index), ("invalid_json", Some(1)));
+        let e = parse(Format::JsonArray, format!("[{A}, {bad}]").into_bytes()).unwrap_err();
+        assert_eq!((e.index, e.field.as_deref()), (Some(1), Some("counter")));
+        let e = parse(Format::JsonArray, b"[]".to_vec()).unwrap_err();
+        assert_eq!(e.error, "invalid_body");
+        let e = parse(Format::Ndjson, vec![b'{', 0xff, b'}']).unwrap_err();
+        assert_eq!((e.error, e.index), ("invalid_json", Some(0)));
+    }
+
+    #[test]
+    fn a_batch_the_fast_path_leaves_is_still_accepted() {
+        // A null run_id with a runner_ident: only the reference handles it.
+        let odd = A.replace(
+            "\"run_id\": \"r\"",
+            "\"run_id\": null, \"runner_ident\": \"i\"",
+        );
+        let events = parse(Format::Ndjson, format!("{A}\n{odd}").into_bytes()).unwrap();
+        assert_eq!(events[1].run_id, "i");
+        let body: Value = serde_json::from_str(events[1].body()).unwrap();
+        assert_eq!(body["run_id"], "i");
+    }
 }

@@ -31,8 +31,6 @@ pub enum JournalError {
     Sqlite(#[from] rusqlite::Error),
     #[error("journal task failed: {0}")]
     Task(String),
-    #[error("event body cannot be stored: {0}")]
-    Encode(#[from] serde_json::Error),
 }
 
 /// What a committed batch added.
@@ -126,6 +124,15 @@ impl Write {
             Write::Marks(m) => m.marks.len(),
         }
     }
+
+    /// Roughly what the write adds to the WAL, for the checkpointer.
+    fn bytes(&self) -> usize {
+        match self {
+            Write::Events(r) => r.events.iter().map(|e| e.body().len()).sum(),
+            // A delivery row rewritten, and its partial-index entry.
+            Write::Marks(m) => m.marks.len() * 100,
+        }
+    }
 }
 
 /// Outcomes of a worker's deliveries, waiting for the writer.
@@ -161,7 +168,12 @@ const GROUP_MAX_EVENTS: usize = 20_000;
 /// the same groups: the journal has one writer, so neither ingest nor
 /// delivery ever waits for SQLite's write lock, and a worker never waits for
 /// its outcomes to be written before it goes on delivering.
-fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<Write>) {
+fn run_writer(
+    conn: Arc<Mutex<Connection>>,
+    rx: std::sync::mpsc::Receiver<Write>,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
+) {
+    let mut since_checkpoint = 0usize;
     while let Ok(first) = rx.recv() {
         let mut size = first.size();
         let mut group = vec![first];
@@ -202,6 +214,12 @@ fn run_writer(conn: Arc<Mutex<Connection>>, rx: std::sync::mpsc::Receiver<Write>
         match result {
             Ok(committed) => {
                 metrics::counter!("herald_journal_commits_total", "result" => "ok").increment(1);
+                since_checkpoint += group.iter().map(Write::bytes).sum::<usize>();
+                if since_checkpoint >= CHECKPOINT_EVERY_BYTES {
+                    since_checkpoint = 0;
+                    // Full means one is under way: it takes these frames too.
+                    let _ = checkpoint.try_send(());
+                }
                 let mut committed = committed.into_iter();
                 for w in group {
                     match w {
@@ -275,6 +293,64 @@ fn apply_marks(
     Ok(())
 }
 
+/// What the stored events of one batch add to their run's row.
+struct RunTotals<'a> {
+    run_id: &'a str,
+    playbook: Option<&'a str>,
+    controller: Option<&'a str>,
+    first_ms: i64,
+    last_ms: i64,
+    events: i64,
+    finished: bool,
+}
+
+impl<'a> RunTotals<'a> {
+    fn new(ev: &'a WireEvent) -> Self {
+        RunTotals {
+            run_id: &ev.run_id,
+            playbook: ev.playbook(),
+            controller: ev.controller(),
+            first_ms: ev.created_ms,
+            last_ms: ev.created_ms,
+            events: 1,
+            finished: ev.kind == crate::event::EventKind::PlaybookOnStats,
+        }
+    }
+
+    /// Adds a later event of the batch (the first non-null playbook and controller win).
+    fn add(&mut self, ev: &'a WireEvent) {
+        self.playbook = self.playbook.or(ev.playbook());
+        self.controller = self.controller.or(ev.controller());
+        self.first_ms = self.first_ms.min(ev.created_ms);
+        self.last_ms = self.last_ms.max(ev.created_ms);
+        self.events += 1;
+        self.finished |= ev.kind == crate::event::EventKind::PlaybookOnStats;
+    }
+}
+
+/// Event text committed between two background checkpoints (about the
+/// 1000 WAL pages of SQLite's default autocheckpoint).
+const CHECKPOINT_EVERY_BYTES: usize = 2 << 20;
+
+/// The writer's own checkpoint, only a backstop: the background checkpointer
+/// copies the WAL into the database beside the writer, so the writer's
+/// commits rarely pay for it; a checkpoint the writer runs after a commit
+/// then finds little left to copy and lets the WAL start over.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8000;
+
+/// The background checkpointer: a passive checkpoint (it never waits for or
+/// blocks the writer) whenever the writer has committed enough.
+fn run_checkpointer(conn: Connection, kicked: std::sync::mpsc::Receiver<()>) {
+    while kicked.recv().is_ok() {
+        let started = std::time::Instant::now();
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!("background checkpoint failed: {e}");
+        }
+        metrics::histogram!("herald_journal_checkpoint_seconds")
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
 /// Writes one batch inside `tx`.
 fn apply_batch(
     tx: &rusqlite::Transaction<'_>,
@@ -292,23 +368,26 @@ fn apply_batch(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (tenant, uuid) DO NOTHING",
     )?;
+    // Runs are upserted once per run and batch with the batch's totals, not
+    // once per event: the same row results (first non-null playbook and
+    // controller in event order, min/max times, count, finished).
     let mut upsert_run = tx.prepare_cached(
         "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (tenant, run_id) DO UPDATE SET
             playbook = coalesce(runs.playbook, excluded.playbook),
             controller = coalesce(runs.controller, excluded.controller),
             first_ms = min(runs.first_ms, excluded.first_ms),
             last_ms = max(runs.last_ms, excluded.last_ms),
-            events = runs.events + 1,
+            events = runs.events + excluded.events,
             finished = max(runs.finished, excluded.finished)",
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
          VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
     )?;
+    let mut runs: Vec<RunTotals<'_>> = Vec::new();
     for (i, ev) in events.iter().enumerate() {
-        let body = serde_json::to_string(&ev.body)?;
         let inserted = insert_event.execute(params![
             tenant,
             ev.uuid,
@@ -317,7 +396,7 @@ fn apply_batch(
             ev.kind.as_str(),
             ev.created_ms,
             now,
-            body,
+            ev.body(),
             context.map(|c| c.0.as_str()),
             context.map(|c| c.1.as_str()),
             context.map(|c| c.2.as_str())
@@ -329,18 +408,26 @@ fn apply_batch(
         }
         accepted += 1;
         let event_id = tx.last_insert_rowid();
-        let finished = ev.kind == crate::event::EventKind::PlaybookOnStats;
-        upsert_run.execute(params![
-            tenant,
-            ev.run_id,
-            ev.playbook(),
-            ev.controller(),
-            ev.created_ms,
-            finished
-        ])?;
+        // A batch is nearly always one run: look from the last one.
+        match runs.iter_mut().rev().find(|r| r.run_id == ev.run_id) {
+            Some(r) => r.add(ev),
+            None => runs.push(RunTotals::new(ev)),
+        }
         for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
             insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
         }
+    }
+    for r in &runs {
+        upsert_run.execute(params![
+            tenant,
+            r.run_id,
+            r.playbook,
+            r.controller,
+            r.first_ms,
+            r.last_ms,
+            r.events,
+            r.finished
+        ])?;
     }
     Ok(Committed {
         accepted,
@@ -462,33 +549,13 @@ fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, Journal
         source,
     })?;
     // SQLite's default busy handler sleeps in growing steps of up to 100 ms;
-    // the delivery connection's writes wait on the ingest commits' fsyncs,
-    // which take a few ms, so poll in short steps instead (about 10 s in all).
+    // a connection waits on the other's commits, whose fsyncs take a few ms,
+    // so poll in short steps instead (about 10 s in all).
     conn.busy_handler(Some(busy_wait))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Checkpoints run on their own thread (`run_checkpointer`), not inside
-    // whichever commit crosses the WAL threshold: a checkpoint writes and
-    // fsyncs the database file, which would stall that commit (an ingest
-    // answer, or a worker's delivery marks) for tens of milliseconds.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
-}
-
-/// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Copies committed WAL frames into the database file in the background
-/// (passive: it never waits for, nor blocks, the writers), and ends with
-/// the journal.
-fn run_checkpointer(conn: Connection, alive: std::sync::Weak<Mutex<Connection>>) {
-    while alive.strong_count() > 0 {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!("journal checkpoint: {e}");
-        }
-    }
 }
 
 impl Journal {
@@ -503,26 +570,25 @@ impl Journal {
         let ingest = open_connection(path, "FULL")?;
         ingest.execute_batch(SCHEMA)?;
         migrate(&ingest)?;
+        ingest.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
         let delivery = open_connection(path, "NORMAL")?;
         let checkpoints = open_connection(path, "NORMAL")?;
         let ingest = Arc::new(Mutex::new(ingest));
-        let alive = Arc::downgrade(&ingest);
+        let (writer, rx) = std::sync::mpsc::channel();
+        let (kick, kicked) = std::sync::mpsc::sync_channel(1);
+        let conn = ingest.clone();
+        let spawn_error = |source| JournalError::Dir {
+            path: path.to_owned(),
+            source,
+        };
         std::thread::Builder::new()
             .name("herald-checkpoint".into())
-            .spawn(move || run_checkpointer(checkpoints, alive))
-            .map_err(|source| JournalError::Dir {
-                path: path.to_owned(),
-                source,
-            })?;
-        let (writer, rx) = std::sync::mpsc::channel();
-        let conn = ingest.clone();
+            .spawn(move || run_checkpointer(checkpoints, kicked))
+            .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("herald-journal".into())
-            .spawn(move || run_writer(conn, rx))
-            .map_err(|source| JournalError::Dir {
-                path: path.to_owned(),
-                source,
-            })?;
+            .spawn(move || run_writer(conn, rx, kick))
+            .map_err(spawn_error)?;
         Ok(Journal {
             ingest,
             delivery: Arc::new(Mutex::new(delivery)),
@@ -886,6 +952,98 @@ mod tests {
         )
         .unwrap();
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
+    }
+
+    #[test]
+    fn run_rows_add_up_per_batch() {
+        let j = temp_journal("runs");
+        let e = |uuid: &str, run: &str, kind: &str, created: &str, data: serde_json::Value| {
+            crate::event::validate(json!({"uuid": uuid, "event": kind, "counter": 1,
+                "created": created, "run_id": run, "event_data": data, "controller": format!("c-{uuid}")}))
+            .unwrap()
+        };
+        let batch = [
+            e("u1", "r1", "runner_on_ok", "2026-01-01T00:00:05", json!({})),
+            e(
+                "u2",
+                "r2",
+                "runner_on_ok",
+                "2026-01-01T00:00:01",
+                json!({"playbook": "b.yml"}),
+            ),
+            e(
+                "u3",
+                "r1",
+                "runner_on_ok",
+                "2026-01-01T00:00:02",
+                json!({"playbook": "a.yml"}),
+            ),
+            e("u1", "r1", "runner_on_ok", "2026-01-01T00:00:09", json!({})),
+            e(
+                "u4",
+                "r1",
+                "playbook_on_stats",
+                "2026-01-01T00:00:07",
+                json!({"playbook": "x.yml"}),
+            ),
+        ];
+        let c = j.commit_batch("t", &batch, &[]).unwrap();
+        assert_eq!((c.accepted, c.duplicates), (4, 1));
+        j.commit_batch(
+            "t",
+            &[e(
+                "u5",
+                "r2",
+                "runner_on_ok",
+                "2026-01-01T00:00:00",
+                json!({"playbook": "z.yml"}),
+            )],
+            &[],
+        )
+        .unwrap();
+        let conn = j.delivery.lock().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT run_id, playbook, controller, first_ms, last_ms, events, finished FROM runs ORDER BY run_id")
+            .unwrap();
+        let rows: Vec<(String, Option<String>, Option<String>, i64, i64, i64, bool)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let t0 = 1_767_225_600_000;
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "r1".into(),
+                    Some("a.yml".into()),
+                    Some("c-u1".into()),
+                    t0 + 2_000,
+                    t0 + 7_000,
+                    3,
+                    true
+                ),
+                (
+                    "r2".into(),
+                    Some("b.yml".into()),
+                    Some("c-u2".into()),
+                    t0,
+                    t0 + 1_000,
+                    2,
+                    false
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -136,13 +136,10 @@ impl Route {
             }
         }
         if !self.labels.is_empty() {
-            let Some(labels) = event.labels() else {
-                return false;
-            };
             if !self
                 .labels
                 .iter()
-                .all(|(k, v)| labels.get(k).and_then(|x| x.as_str()) == Some(v.as_str()))
+                .all(|(k, v)| event.label(k) == Some(v.as_str()))
             {
                 return false;
             }

@@ -495,7 +495,7 @@ impl Loaded {
 fn bodies_of(events: &[WireEvent]) -> Vec<String> {
     events
         .iter()
-        .map(|e| serde_json::to_string(&e.body).unwrap())
+        .map(|e| e.body().to_string())
         .collect()
 }
 
