@@ -620,8 +620,12 @@ async fn attempt_delivery(
             count(&tenant, &name, "ok");
             tracing::debug!(event_id = d.event_id, attempt, "delivered");
             let plugin = name.clone();
-            let id = d.event_id;
-            if let Err(e) = blocking(journal, move |j| j.delivered(&plugin, id, attempt)).await {
+            let (id, first_at_ms) = (d.event_id, d.first_at_ms);
+            if let Err(e) = blocking(journal, move |j| {
+                j.delivered(&plugin, id, attempt, first_at_ms)
+            })
+            .await
+            {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot record a delivery: {e}");
             }
             let verdict = if faulted {
@@ -727,10 +731,10 @@ async fn dead_letter(
     count(tenant, name, "dead");
     tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt, "delivery dead-lettered: {reason}");
     let plugin = name.to_string();
-    let id = d.event_id;
+    let (id, first_at_ms) = (d.event_id, d.first_at_ms);
     let reason = reason.to_string();
     if let Err(e) = blocking(journal, move |j| {
-        j.dead_letter(&plugin, id, attempt, &reason)
+        j.dead_letter(&plugin, id, attempt, &reason, first_at_ms)
     })
     .await
     {

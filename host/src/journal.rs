@@ -439,20 +439,25 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Marks a delivery done.
+    /// Marks a delivery done: the attempt of the pending row read with
+    /// `first_at_ms`. A row queued again while the attempt ran (a replay or
+    /// a requeue gives it a new `first_at_ms`) stays pending, so that newer
+    /// delivery still goes out. Returns whether the row was marked.
     pub fn delivered(
         &self,
         plugin: &str,
         event_id: i64,
         attempts: u32,
-    ) -> Result<(), JournalError> {
+        first_at_ms: i64,
+    ) -> Result<bool, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
-             WHERE plugin = ?1 AND event_id = ?2",
-        )?
-        .execute(params![plugin, event_id, attempts, now_ms()])?;
-        Ok(())
+        let n = conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
+                 WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
+            )?
+            .execute(params![plugin, event_id, attempts, now_ms(), first_at_ms])?;
+        Ok(n > 0)
     }
 
     /// Records a failed attempt and when to try again.
@@ -480,21 +485,24 @@ impl Journal {
         Ok(())
     }
 
-    /// Moves a delivery to the dead-letter state with its reason.
+    /// Moves a delivery to the dead-letter state with its reason; like
+    /// [`Journal::delivered`], only the pending row read with `first_at_ms`.
     pub fn dead_letter(
         &self,
         plugin: &str,
         event_id: i64,
         attempts: u32,
         error: &str,
-    ) -> Result<(), JournalError> {
+        first_at_ms: i64,
+    ) -> Result<bool, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?5
-             WHERE plugin = ?1 AND event_id = ?2",
-        )?
-        .execute(params![plugin, event_id, attempts, now_ms(), error])?;
-        Ok(())
+        let n = conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?5
+                 WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?6",
+            )?
+            .execute(params![plugin, event_id, attempts, now_ms(), error, first_at_ms])?;
+        Ok(n > 0)
     }
 
     /// Counts deliveries of `plugin` by state (pending, done, dead).
@@ -562,7 +570,7 @@ impl Journal {
         let now = now_ms();
         let n = conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'pending', attempts = 0, first_at_ms = ?4, next_at_ms = ?4, updated_ms = ?4
+                "UPDATE deliveries SET state = 'pending', attempts = 0, first_at_ms = max(?4, first_at_ms + 1), next_at_ms = ?4, updated_ms = ?4
                  WHERE plugin = ?2 AND state = 'dead' AND (?3 IS NULL OR event_id = ?3)
                    AND event_id IN (SELECT id FROM events WHERE tenant = ?1)",
             )?
@@ -571,7 +579,9 @@ impl Journal {
     }
 
     /// Queues every recorded event of a run again for one instance, whatever
-    /// its earlier deliveries did. Returns how many.
+    /// its earlier deliveries did. Returns how many. A queued row always gets
+    /// a new `first_at_ms`: that is how an attempt still running is told
+    /// apart from the replayed delivery (see [`Journal::delivered`]).
     pub fn replay_run(
         &self,
         tenant: &str,
@@ -585,7 +595,8 @@ impl Journal {
                 "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
                  SELECT ?3, id, run_id, 'pending', 0, ?4, ?4, ?4 FROM events WHERE tenant = ?1 AND run_id = ?2
                  ON CONFLICT (plugin, event_id) DO UPDATE SET state = 'pending', attempts = 0,
-                    first_at_ms = excluded.first_at_ms, next_at_ms = excluded.next_at_ms,
+                    first_at_ms = max(excluded.first_at_ms, deliveries.first_at_ms + 1),
+                    next_at_ms = excluded.next_at_ms,
                     updated_ms = excluded.updated_ms, last_error = NULL",
             )?
             .execute(params![tenant, run_id, plugin, now])?;
@@ -741,9 +752,35 @@ mod tests {
         assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
         assert_eq!(j.pending("a", 10).unwrap().len(), 2);
         assert_eq!(j.pending("b", 10).unwrap().len(), 2);
-        let first = j.pending("a", 10).unwrap()[0].event_id;
-        j.delivered("a", first, 1).unwrap();
+        let first = &j.pending("a", 10).unwrap()[0];
+        assert!(j
+            .delivered("a", first.event_id, 1, first.first_at_ms)
+            .unwrap());
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
+    }
+
+    /// A replay while an attempt of the same event runs: the attempt's
+    /// success or dead letter must not swallow the replayed delivery.
+    #[test]
+    fn a_replay_during_an_attempt_stays_pending() {
+        let j = temp_journal("replay-race");
+        j.commit_batch("t", &[ev("u1", "r")], &[vec!["a".to_string()]])
+            .unwrap();
+        let attempt = j.pending("a", 10).unwrap().remove(0);
+        // In the same millisecond as the commit, too.
+        assert_eq!(j.replay_run("t", "r", "a").unwrap(), 1);
+        assert!(!j
+            .delivered("a", attempt.event_id, 1, attempt.first_at_ms)
+            .unwrap());
+        assert!(!j
+            .dead_letter("a", attempt.event_id, 1, "x", attempt.first_at_ms)
+            .unwrap());
+        let again = j.pending("a", 10).unwrap();
+        assert_eq!(again.len(), 1, "the replayed delivery is still pending");
+        assert!(j
+            .delivered("a", again[0].event_id, 1, again[0].first_at_ms)
+            .unwrap());
+        assert_eq!(j.delivery_counts("a").unwrap(), (0, 1, 0));
     }
 
     #[test]
