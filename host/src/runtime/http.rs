@@ -5,6 +5,9 @@
 //! default port (80, 443) filled in, and the path matched on `/` boundaries.
 //! Names are not resolved: `localhost` and `127.0.0.1` are different
 //! destinations, so list the one the plugin's config uses.
+//!
+//! Allowed requests go out through the runtime's keep-alive pool
+//! ([`super::pool`]), with the guest's timeouts or the host's defaults.
 
 use super::pool::OutboundPool;
 use super::CallCounters;
