@@ -298,3 +298,60 @@ def test_retention_prunes_delivered_events_and_keeps_dead_letters(make_host, rec
     status, dl = api(host, "GET", "/v1/dead-letters", token)
     assert len(dl["items"]) == 1, dl
     assert re.search(r"herald_journal_pruned_events_total 5\b", host.metrics()), host.metrics()
+
+
+class HoldingSink:
+    """Records each POST body, then answers 200 only once `release` is set."""
+
+    def __init__(self):
+        import http.server
+        self.requests: list[dict] = []
+        self.release = threading.Event()
+        self.release.set()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.requests.append(json.loads(body))
+                sink.release.wait(20)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_replay_while_the_same_event_is_in_flight_is_delivered_again(make_host):
+    """At-least-once: a replay that lands while an attempt of the same event
+    waits for the sink's answer is delivered after it; that attempt's 2xx
+    must not mark the replayed delivery done."""
+    sink = HoldingSink()
+    try:
+        token, h = token_pair()
+        host = make_host({"ops": h}, {"hook": webhook_plugin("ops", sink)}).start()
+        run = str(uuid.uuid4())
+        e = event(run, 0)
+        sink.release.clear()
+        assert host.post(json.dumps([e]).encode(), token)[0] == 202
+        wait_for(lambda: len(sink.requests) == 1, timeout=30, what="the first attempt")
+        replayed = cli(host, token, "replay", "--run", run, "--plugin", "hook")
+        assert replayed.returncode == 0, replayed
+        sink.release.set()
+        wait_for(lambda: len(sink.requests) >= 2, timeout=15, what="the replayed delivery")
+        assert [r["uuid"] for r in sink.requests] == [e["uuid"]] * 2
+    finally:
+        sink.close()

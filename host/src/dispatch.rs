@@ -16,7 +16,9 @@
 
 use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
 use crate::event::WireEvent;
-use crate::journal::{now_ms, Journal, JournalError, Mark, MarksReceipt, PendingDelivery};
+use crate::journal::{
+    now_ms, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
+};
 use crate::routes::Routes;
 use crate::runtime::{bounded, convert, CallError, Outcome, PluginInstance};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -513,28 +515,25 @@ struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn mark(&mut self, m: Mark, run_id: &str) {
+    /// Takes the outcome of an attempt of `d`.
+    fn mark(&mut self, d: &PendingDelivery, attempts: u32, outcome: MarkOutcome) {
         if self.marks.is_empty() {
             self.marks_since = Instant::now();
         }
-        let (id, state) = match &m {
-            Mark::Done { event_id, .. } | Mark::Dead { event_id, .. } => {
-                (*event_id, Unconfirmed::Settled)
-            }
-            Mark::Retry {
-                event_id,
-                next_at_ms,
-                ..
-            } => (
-                *event_id,
-                Unconfirmed::Retry {
-                    run_id: run_id.to_string(),
-                    at_ms: *next_at_ms,
-                },
-            ),
+        let state = match &outcome {
+            MarkOutcome::Done | MarkOutcome::Dead { .. } => Unconfirmed::Settled,
+            MarkOutcome::Retry { next_at_ms, .. } => Unconfirmed::Retry {
+                run_id: d.run_id.clone(),
+                at_ms: *next_at_ms,
+            },
         };
-        self.unconfirmed.insert(id, state);
-        self.marks.push(m);
+        self.unconfirmed.insert(d.event_id, state);
+        self.marks.push(Mark {
+            event_id: d.event_id,
+            first_at_ms: d.first_at_ms,
+            attempts,
+            outcome,
+        });
     }
 
     /// Hands the outcomes taken so far to the journal's writer (it does not
@@ -545,7 +544,7 @@ impl WorkerCtx {
             return;
         }
         let marks = std::mem::take(&mut self.marks);
-        let ids: Vec<i64> = marks.iter().map(Mark::event_id).collect();
+        let ids: Vec<i64> = marks.iter().map(|m| m.event_id).collect();
         match self.journal.send_marks(&self.name, marks) {
             Ok(receipt) => self.receipts.push_back((receipt, ids)),
             Err(e) => self.forget(&ids, &e.to_string()),
@@ -886,13 +885,7 @@ async fn attempt_delivery(
         Ok(Outcome::Ok) => {
             w.meters.ok.increment(1);
             tracing::debug!(event_id = d.event_id, attempt, "delivered");
-            w.mark(
-                Mark::Done {
-                    event_id: d.event_id,
-                    attempts: attempt,
-                },
-                &d.run_id,
-            );
+            w.mark(d, attempt, MarkOutcome::Done);
             let verdict = if faulted {
                 Verdict::Failure
             } else {
@@ -958,13 +951,12 @@ async fn attempt_delivery(
             retry_in_ms = delay.as_millis() as u64, "delivery will be retried: {reason}"),
     }
     w.mark(
-        Mark::Retry {
-            event_id: d.event_id,
-            attempts: attempt,
+        d,
+        attempt,
+        MarkOutcome::Retry {
             next_at_ms: at_ms,
             error: reason,
         },
-        &d.run_id,
     );
     (Step::Retry { at_ms }, verdict)
 }
@@ -973,14 +965,7 @@ fn dead_letter(w: &mut WorkerCtx, d: &PendingDelivery, attempt: u32, reason: Str
     w.meters.dead.increment(1);
     tracing::warn!(plugin = %w.name, tenant = %w.tenant, event_id = d.event_id, attempt,
         "delivery dead-lettered: {reason}");
-    w.mark(
-        Mark::Dead {
-            event_id: d.event_id,
-            attempts: attempt,
-            error: reason,
-        },
-        &d.run_id,
-    );
+    w.mark(d, attempt, MarkOutcome::Dead { error: reason });
 }
 
 #[cfg(test)]

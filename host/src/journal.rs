@@ -58,35 +58,30 @@ pub struct PendingDelivery {
     pub body: String,
 }
 
-/// The outcome of one delivery attempt, as [`Journal::record`] writes it.
+/// The outcome of one delivery attempt, written by the journal's writer.
+///
+/// It applies only to the pending row the worker read: `first_at_ms`
+/// identifies that queueing of the delivery. A replay or a requeue while the
+/// attempt ran gives the row a new `first_at_ms`, so the attempt's outcome
+/// cannot swallow that newer delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mark {
-    /// The plugin took the event.
-    Done { event_id: i64, attempts: u32 },
-    /// Try again at `next_at_ms`.
-    Retry {
-        event_id: i64,
-        attempts: u32,
-        next_at_ms: i64,
-        error: String,
-    },
-    /// Given up: a dead letter with its reason.
-    Dead {
-        event_id: i64,
-        attempts: u32,
-        error: String,
-    },
+pub struct Mark {
+    pub event_id: i64,
+    pub first_at_ms: i64,
+    /// Attempts made so far, this one included.
+    pub attempts: u32,
+    pub outcome: MarkOutcome,
 }
 
-impl Mark {
-    /// The event the outcome is for.
-    pub fn event_id(&self) -> i64 {
-        match self {
-            Mark::Done { event_id, .. }
-            | Mark::Retry { event_id, .. }
-            | Mark::Dead { event_id, .. } => *event_id,
-        }
-    }
+/// What became of the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkOutcome {
+    /// The plugin took the event.
+    Done,
+    /// Try again at `next_at_ms`.
+    Retry { next_at_ms: i64, error: String },
+    /// Given up: a dead letter with its reason.
+    Dead { error: String },
 }
 
 /// A delivery that was given up on.
@@ -202,7 +197,9 @@ fn run_writer(
                         now,
                         r.context.as_ref(),
                     )?),
-                    Write::Marks(m) => apply_marks(&tx, &m.plugin, &m.marks, now)?,
+                    Write::Marks(m) => {
+                        apply_marks(&tx, &m.plugin, &m.marks, now)?;
+                    }
                 }
             }
             tx.commit()?;
@@ -253,44 +250,51 @@ fn run_writer(
     }
 }
 
-/// Writes delivery outcomes inside `tx`.
+/// Writes delivery outcomes inside `tx`; returns how many rows they changed.
 fn apply_marks(
     tx: &rusqlite::Transaction<'_>,
     plugin: &str,
     marks: &[Mark],
     now: i64,
-) -> Result<(), JournalError> {
+) -> Result<usize, JournalError> {
     let mut done = tx.prepare_cached(
         "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
-         WHERE plugin = ?1 AND event_id = ?2",
+         WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
     )?;
     let mut retry = tx.prepare_cached(
-        "UPDATE deliveries SET attempts = ?3, next_at_ms = ?4, updated_ms = ?5, last_error = ?6
-         WHERE plugin = ?1 AND event_id = ?2",
+        "UPDATE deliveries SET attempts = ?3, next_at_ms = ?6, updated_ms = ?4, last_error = ?7
+         WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
     )?;
     let mut dead = tx.prepare_cached(
-        "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?5
-         WHERE plugin = ?1 AND event_id = ?2",
+        "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?6
+         WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
     )?;
+    let mut changed = 0;
     for m in marks {
-        match m {
-            Mark::Done { event_id, attempts } => {
-                done.execute(params![plugin, event_id, attempts, now])?
+        changed += match &m.outcome {
+            MarkOutcome::Done => {
+                done.execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms])?
             }
-            Mark::Retry {
-                event_id,
-                attempts,
+            MarkOutcome::Retry { next_at_ms, error } => retry.execute(params![
+                plugin,
+                m.event_id,
+                m.attempts,
+                now,
+                m.first_at_ms,
                 next_at_ms,
-                error,
-            } => retry.execute(params![plugin, event_id, attempts, next_at_ms, now, error])?,
-            Mark::Dead {
-                event_id,
-                attempts,
-                error,
-            } => dead.execute(params![plugin, event_id, attempts, now, error])?,
+                error
+            ])?,
+            MarkOutcome::Dead { error } => dead.execute(params![
+                plugin,
+                m.event_id,
+                m.attempts,
+                now,
+                m.first_at_ms,
+                error
+            ])?,
         };
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// What the stored events of one batch add to their run's row.
@@ -689,13 +693,14 @@ impl Journal {
         Ok(receipt)
     }
 
-    /// Writes delivery outcomes now, in one transaction (tests and tools).
-    pub fn record(&self, plugin: &str, marks: &[Mark]) -> Result<(), JournalError> {
+    /// Writes delivery outcomes now, in one transaction (tests and tools);
+    /// returns how many deliveries they changed.
+    pub fn record(&self, plugin: &str, marks: &[Mark]) -> Result<usize, JournalError> {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
-        apply_marks(&tx, plugin, marks, now_ms())?;
+        let changed = apply_marks(&tx, plugin, marks, now_ms())?;
         tx.commit()?;
-        Ok(())
+        Ok(changed)
     }
 
     /// Counts deliveries of `plugin` by state (pending, done, dead).
@@ -763,7 +768,7 @@ impl Journal {
         let now = now_ms();
         let n = conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'pending', attempts = 0, first_at_ms = ?4, next_at_ms = ?4, updated_ms = ?4
+                "UPDATE deliveries SET state = 'pending', attempts = 0, first_at_ms = max(?4, first_at_ms + 1), next_at_ms = ?4, updated_ms = ?4
                  WHERE plugin = ?2 AND state = 'dead' AND (?3 IS NULL OR event_id = ?3)
                    AND event_id IN (SELECT id FROM events WHERE tenant = ?1)",
             )?
@@ -772,7 +777,9 @@ impl Journal {
     }
 
     /// Queues every recorded event of a run again for one instance, whatever
-    /// its earlier deliveries did. Returns how many.
+    /// its earlier deliveries did. Returns how many. A queued row always gets
+    /// a new `first_at_ms`: that is how an attempt still running is told
+    /// apart from the replayed delivery (see [`Journal::delivered`]).
     pub fn replay_run(
         &self,
         tenant: &str,
@@ -786,7 +793,8 @@ impl Journal {
                 "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
                  SELECT ?3, id, run_id, 'pending', 0, ?4, ?4, ?4 FROM events WHERE tenant = ?1 AND run_id = ?2
                  ON CONFLICT (plugin, event_id) DO UPDATE SET state = 'pending', attempts = 0,
-                    first_at_ms = excluded.first_at_ms, next_at_ms = excluded.next_at_ms,
+                    first_at_ms = max(excluded.first_at_ms, deliveries.first_at_ms + 1),
+                    next_at_ms = excluded.next_at_ms,
                     updated_ms = excluded.updated_ms, last_error = NULL",
             )?
             .execute(params![tenant, run_id, plugin, now])?;
@@ -918,6 +926,15 @@ mod tests {
         .unwrap()
     }
 
+    fn done(d: &PendingDelivery) -> Mark {
+        Mark {
+            event_id: d.event_id,
+            first_at_ms: d.first_at_ms,
+            attempts: 1,
+            outcome: MarkOutcome::Done,
+        }
+    }
+
     fn temp_journal(name: &str) -> Journal {
         let dir =
             std::env::temp_dir().join(format!("herald-journal-{name}-{}", std::process::id()));
@@ -942,16 +959,38 @@ mod tests {
         assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
         assert_eq!(j.pending("a", 0, 10).unwrap().len(), 2);
         assert_eq!(j.pending("b", 0, 10).unwrap().len(), 2);
-        let first = j.pending("a", 0, 10).unwrap()[0].event_id;
-        j.record(
-            "a",
-            &[Mark::Done {
-                event_id: first,
-                attempts: 1,
-            }],
-        )
-        .unwrap();
+        let first = &j.pending("a", 0, 10).unwrap()[0];
+        assert_eq!(j.record("a", &[done(first)]).unwrap(), 1);
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
+    }
+
+    /// A replay while an attempt of the same event runs: the attempt's
+    /// success or dead letter must not swallow the replayed delivery.
+    #[test]
+    fn a_replay_during_an_attempt_stays_pending() {
+        let j = temp_journal("replay-race");
+        j.commit_batch("t", &[ev("u1", "r")], &[vec!["a".to_string()]])
+            .unwrap();
+        let attempt = j.pending("a", 0, 10).unwrap().remove(0);
+        // In the same millisecond as the commit, too.
+        assert_eq!(j.replay_run("t", "r", "a").unwrap(), 1);
+        let dead = Mark {
+            outcome: MarkOutcome::Dead { error: "x".into() },
+            ..done(&attempt)
+        };
+        let retry = Mark {
+            outcome: MarkOutcome::Retry {
+                next_at_ms: now_ms() + 60_000,
+                error: "x".into(),
+            },
+            ..done(&attempt)
+        };
+        assert_eq!(j.record("a", &[done(&attempt), dead, retry]).unwrap(), 0);
+        let again = j.pending("a", 0, 10).unwrap();
+        assert_eq!(again.len(), 1, "the replayed delivery is still pending");
+        assert!(again[0].next_at_ms <= now_ms(), "and due now");
+        assert_eq!(j.record("a", &[done(&again[0])]).unwrap(), 1);
+        assert_eq!(j.delivery_counts("a").unwrap(), (0, 1, 0));
     }
 
     #[test]

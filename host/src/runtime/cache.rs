@@ -8,7 +8,9 @@
 //! `<same>.sha256` holds the sha256 of the `.cwasm` bytes: deserializing
 //! trusts the file completely (`Component::deserialize` is `unsafe`), so a
 //! truncated or altered entry is detected before it is loaded and rebuilt.
-//! Entries are written to a temporary file and renamed into place.
+//! Entries are written to a temporary file and renamed into place, and are
+//! mapped (`Component::deserialize_file`) rather than copied, so their code
+//! pages are file-backed and shared.
 
 use sha2::Digest;
 use std::hash::{Hash, Hasher};
@@ -77,14 +79,24 @@ impl CompileCache {
         }
         let started = Instant::now();
         let compiled = engine.precompile_component(bytes)?;
-        // SAFETY: `compiled` was produced just now by this engine.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
         tracing::info!(component = %source.display(), ms = started.elapsed().as_millis() as u64,
             "component compiled");
-        if let Err(e) = self.write_entry(&entry, &digest_path, &compiled) {
-            tracing::warn!(dir = %self.dir.display(), "cannot write the compile cache (plugins are compiled at every start): {e}");
+        match self.write_entry(&entry, &digest_path, &compiled) {
+            // Map the entry just written, so the code is file-backed.
+            // SAFETY: this cache wrote the file just now (renamed into place
+            // from a private temporary file) from this engine's output.
+            Ok(()) => match unsafe { Component::deserialize_file(engine, &entry) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(entry = %entry.display(), "cannot map the compile cache entry just written: {e}")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), "cannot write the compile cache (plugins are compiled at every start): {e}")
+            }
         }
-        Ok(component)
+        // SAFETY: `compiled` was produced just now by this engine.
+        unsafe { Component::deserialize(engine, &compiled) }
     }
 
     fn read_entry(
@@ -100,9 +112,14 @@ impl CompileCache {
         if expected.trim() != actual {
             wasmtime::bail!("checksum mismatch (the file was truncated or altered)");
         }
-        // SAFETY: only files this cache wrote, whose checksum matches, are
-        // deserialized; wasmtime checks the engine compatibility itself too.
-        unsafe { Component::deserialize(engine, &compiled) }
+        drop(compiled);
+        // SAFETY: `deserialize_file` maps the file and trusts its contents.
+        // Only entries this cache wrote are mapped: the name carries the
+        // engine key, the checksum the host recorded next to it matches,
+        // and wasmtime checks its own engine-compatibility header again.
+        // Entries are replaced by rename, never rewritten in place, so a
+        // mapping keeps the file it was made from.
+        unsafe { Component::deserialize_file(engine, entry) }
     }
 
     fn write_entry(

@@ -5,10 +5,13 @@
 //! default port (80, 443) filled in, and the path matched on `/` boundaries.
 //! Names are not resolved: `localhost` and `127.0.0.1` are different
 //! destinations, so list the one the plugin's config uses.
+//!
+//! Allowed requests go out through the runtime's keep-alive pool
+//! ([`super::pool`]), with the guest's timeouts or the host's defaults.
 
+use super::pool::OutboundPool;
 use super::CallCounters;
 use http::Uri;
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
@@ -77,6 +80,8 @@ impl UrlPrefix {
 pub struct HttpGate {
     pub(super) allow: Arc<Vec<UrlPrefix>>,
     pub(super) counters: Arc<CallCounters>,
+    /// The runtime's keep-alive connections.
+    pub(super) pool: OutboundPool,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,18 +118,22 @@ impl WasiHttpHooks for HttpGate {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // Guests may pass no options: never inherit the 600 s defaults.
-        let mut options = options.unwrap_or_default();
-        options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
-        options.first_byte_timeout.get_or_insert(FIRST_BYTE_TIMEOUT);
-        options
+        let options = options.unwrap_or_default();
+        let connect = options.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+        let first_byte = options.first_byte_timeout.unwrap_or(FIRST_BYTE_TIMEOUT);
+        let between_bytes = options
             .between_bytes_timeout
-            .get_or_insert(BETWEEN_BYTES_TIMEOUT);
+            .unwrap_or(BETWEEN_BYTES_TIMEOUT);
+        let pool = self.pool.clone();
         Box::new(async move {
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let response = pool
+                .send(request, connect, first_byte, between_bytes)
+                .await?;
+            // The pool drives its connections in tasks of its own.
             Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+                response,
+                Box::new(async { Ok(()) })
+                    as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
             ))
         })
     }

@@ -14,14 +14,16 @@ pub mod convert;
 mod host_api;
 pub mod http;
 mod output;
+mod pool;
 
 use crate::config::{Limits, PluginConfig};
 use crate::journal::Journal;
 use crate::telemetry::Metrics;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use thiserror::Error;
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -367,6 +369,13 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     cache: Option<Arc<cache::CompileCache>>,
+    /// Components in use, by sha256 of their file: instances of the same
+    /// file share one compiled, linked copy (its code is the bulk of an
+    /// instance's memory). Weak, so a component no instance uses any more
+    /// (removed or changed by a reload) is freed.
+    loaded: Arc<Mutex<HashMap<String, Weak<bindings::SinkPre<HostState>>>>>,
+    /// Keep-alive connections for every instance's outbound HTTP.
+    http: pool::OutboundPool,
 }
 
 /// Herald's engine settings, part of the compile cache key.
@@ -413,21 +422,43 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             cache,
+            http: pool::OutboundPool::new(),
+            loaded: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
     /// Compiles a component (or loads it from the compile cache) and checks
     /// it against the contract: it must export `herald:plugin/handler@0.1.x`
     /// and import nothing the host does not provide.
+    /// Instances of the same file (same sha256) share one loaded copy; a
+    /// changed file is a new sha256, so a reload picks up the new code.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|e| LoadError::Compile {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
         let sha256 = sha256_hex(&bytes);
+        // Held while loading, so one file is never compiled twice at once.
+        let mut loaded = lock(&self.loaded);
+        loaded.retain(|_, pre| pre.strong_count() > 0);
+        if let Some(pre) = loaded.get(&sha256).and_then(Weak::upgrade) {
+            return Ok(LoadedComponent { pre, sha256 });
+        }
+        let pre = Arc::new(self.link(path, &bytes, &sha256)?);
+        loaded.insert(sha256.clone(), Arc::downgrade(&pre));
+        Ok(LoadedComponent { pre, sha256 })
+    }
+
+    /// Compiles (or loads from the compile cache) and links one component.
+    fn link(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<bindings::SinkPre<HostState>, LoadError> {
         let compiled = match &self.cache {
-            Some(cache) => cache.load(&self.engine, &bytes, &sha256, path),
-            None => Component::new(&self.engine, &bytes),
+            Some(cache) => cache.load(&self.engine, bytes, sha256, path),
+            None => Component::new(&self.engine, bytes),
         };
         let component = compiled.map_err(|e| LoadError::Compile {
             path: path.display().to_string(),
@@ -480,8 +511,7 @@ impl Runtime {
                 None => LoadError::Link(format!("it cannot be linked: {msg}")),
             }
         })?;
-        let pre = bindings::SinkPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        Ok(LoadedComponent { pre, sha256 })
+        bindings::SinkPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))
     }
 }
 
@@ -491,10 +521,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// A compiled, linked component, ready to instantiate.
+/// A compiled, linked component, ready to instantiate; shared by every
+/// instance of the same file.
 #[derive(Clone)]
 pub struct LoadedComponent {
-    pre: bindings::SinkPre<HostState>,
+    pre: Arc<bindings::SinkPre<HostState>>,
     /// sha256 of the component file.
     pub sha256: String,
 }
@@ -535,6 +566,7 @@ pub struct PluginInstance {
     component: LoadedComponent,
     spec: Arc<InstanceSpec>,
     engine: Engine,
+    http: pool::OutboundPool,
     journal: Journal,
     metrics: Metrics,
     live: Option<(Store<HostState>, bindings::Sink)>,
@@ -555,6 +587,7 @@ impl PluginInstance {
             component,
             spec,
             engine: runtime.engine.clone(),
+            http: runtime.http.clone(),
             journal,
             metrics,
             live: None,
@@ -615,6 +648,7 @@ impl PluginInstance {
             gate: http::HttpGate {
                 allow: self.spec.allow_http.clone(),
                 counters: counters.clone(),
+                pool: self.http.clone(),
             },
             limiter: MemoryLimiter {
                 max_bytes: (self.spec.limits.memory_mib as usize) << 20,
