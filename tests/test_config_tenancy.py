@@ -214,8 +214,10 @@ def test_reload_under_load_keeps_ingest_and_loses_nothing(make_host, receiver):
     wait_for(lambda: by("keep") >= set(accepted), timeout=60, what="every accepted event at 'keep'")
     # change existed before and after (reconfigured): every event reaches it, under one config or the other.
     wait_for(lambda: by("change") | by("change2") >= set(accepted), timeout=60, what="every event at 'change'")
-    # new receives the events accepted after the swap.
-    wait_for(lambda: by("new") >= set(accepted[swapped_at:]), timeout=60, what="post-swap events at 'new'")
+    # new receives the events accepted after the swap. A request is routed when
+    # it arrives, so the one batch (3 events) in flight during the swap may
+    # have been routed by the old configuration and answered after it.
+    wait_for(lambda: by("new") >= set(accepted[swapped_at + 3:]), timeout=60, what="post-swap events at 'new'")
     # drop stopped receiving: it got nothing accepted after the swap finished settling.
     late = set(accepted[swapped_at + 30:])
     assert not (by("drop") & late)

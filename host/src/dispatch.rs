@@ -1,6 +1,11 @@
 //! Delivery: one worker per plugin instance takes the instance's pending
 //! deliveries from the journal, in journal order, and calls the plugin.
 //!
+//! A worker reads pending deliveries in batches (reading the next batch
+//! ahead while a backlog streams), and hands each attempt's outcome to the
+//! journal's writer without waiting for it: outcomes are committed in groups,
+//! and until one is, the worker skips that delivery when it reads again.
+//!
 //! Within a run, events are delivered in order: once an event of a run waits
 //! for a retry, the run's later events wait behind it. Other runs go on.
 //! Retries use the instance's policy (exponential backoff with full jitter),

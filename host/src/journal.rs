@@ -1,10 +1,12 @@
 //! The durable journal: events, runs, deliveries and plugin state in SQLite.
 //!
-//! Two connections: the ingest connection commits with `synchronous=FULL`, so
-//! an acknowledged batch survives a power loss, not just a crash; the
-//! delivery connection uses `synchronous=NORMAL`, which in WAL mode survives a
-//! process crash and at worst forgets the last "delivered" marks on power loss,
-//! which only re-delivers (delivery is at least once anyway).
+//! One writer thread owns the write connection (`synchronous=FULL`, so an
+//! acknowledged batch survives a power loss, not just a crash) and commits
+//! whatever is waiting in one transaction: ingest batches and the dispatch
+//! workers' delivery outcomes together (group commit). A second connection
+//! reads pending deliveries and serves the occasional administrative write
+//! (plugin state, requeue, replay, retention); a third checkpoints the WAL
+//! in the background so no commit pays for it.
 
 use crate::event::WireEvent;
 use rusqlite::{params, Connection, OptionalExtension};

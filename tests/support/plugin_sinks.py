@@ -375,9 +375,11 @@ def env_skip_reason() -> str | None:
 # -- the host's view ---------------------------------------------------------------------------
 
 def delivery_counts(metrics_text: str, plugin: str) -> dict[str, float]:
-    """`herald_deliveries_total` of one instance by outcome (ok, retry, dead)."""
+    """`herald_deliveries_total` of one instance by the outcomes that happened
+    (ok, retry, dead). Each instance's series start at 0 when it starts, so a
+    0 means "none", and is left out."""
     return {ls["outcome"]: v for n, ls, v in parse_prometheus_text(metrics_text)
-            if n == "herald_deliveries_total" and ls.get("plugin") == plugin}
+            if n == "herald_deliveries_total" and ls.get("plugin") == plugin and v > 0}
 
 
 def ingested(metrics_text: str, tenant: str) -> int:
