@@ -95,9 +95,23 @@ def now_iso(ts: float | None = None) -> str:
     return "%s.%06d+00:00" % (prefix, int((ts - sec) * 1e6))
 
 
+# Event ids come from a private generator seeded from os.urandom, not from
+# os.urandom per event: that system call gives up the GIL, and on a busy
+# controller getting it back (from the shipper thread) cost more than the rest
+# of a hook. Private, so nothing that seeds the global `random` can repeat ids
+# (a repeated id would be dropped by the host as a duplicate); reseeded after
+# a fork.
+_ids = random.Random()
+_ids_pid = os.getpid()
+
+
 def uuid4() -> str:
     """A random (version 4) UUID string, several times cheaper than str(uuid.uuid4())."""
-    b = bytearray(os.urandom(16))
+    global _ids_pid
+    if _ids_pid != os.getpid():
+        _ids.seed()
+        _ids_pid = os.getpid()
+    b = bytearray(_ids.getrandbits(128).to_bytes(16, "big"))
     b[6] = (b[6] & 0x0F) | 0x40
     b[8] = (b[8] & 0x3F) | 0x80
     h = b.hex()
