@@ -630,8 +630,10 @@ def render(res: dict, size: str) -> str:
                 n, pm.get("commit"), "+local changes" if pm.get("host_dirty") else "", pm.get("date"),
                 pm.get("loadavg")))
     if measured:
-        L.append("Measured: " + "; ".join(measured) + ". \"+local changes\": the shared work tree held other "
-                 "engineers' uncommitted changes to host/, plugins/ or callback/ when the binaries were built.\n")
+        dirty = any("+local changes" in m for m in measured)
+        L.append("Measured: " + "; ".join(measured) + "." + (
+            " \"+local changes\": the work tree held uncommitted changes to host/, plugins/ or callback/ "
+            "when the binaries were built." if dirty else "") + "\n")
     L.append("Comparisons are interleaved within one run (A B A B ...); ratios are paired within a round, "
              "then summarised (median, min, max over rounds). Nothing here was tuned for the benchmark.\n")
     targets = []
