@@ -523,17 +523,12 @@ mod tests {
         );
     }
 
-    /// A sink writing head and body in two sends (Nagle on) answers a
-    /// reused connection without waiting for a delayed ACK (~40 ms each).
-    #[tokio::test]
-    async fn split_answers_are_not_held_by_delayed_acks() {
-        let (url, _) = closing_sink(Duration::from_secs(30)).await;
-        let pool = OutboundPool::new();
-        let started = std::time::Instant::now();
-        for i in 0..50 {
+    /// Sends `n` requests one after the other, reading each answer whole.
+    async fn send_in_turn(pool: &OutboundPool, url: &str, n: usize) {
+        for i in 0..n {
             let response = pool
                 .send(
-                    request(&url, &i.to_string()),
+                    request(url, &i.to_string()),
                     Duration::from_secs(5),
                     Duration::from_secs(5),
                     Duration::from_secs(5),
@@ -542,6 +537,16 @@ mod tests {
                 .unwrap();
             response.into_body().collect().await.unwrap();
         }
+    }
+
+    /// A sink writing head and body in two sends (Nagle on) answers a
+    /// reused connection without waiting for a delayed ACK (~40 ms each).
+    #[tokio::test]
+    async fn split_answers_are_not_held_by_delayed_acks() {
+        let (url, _) = closing_sink(Duration::from_secs(30)).await;
+        let pool = OutboundPool::new();
+        let started = std::time::Instant::now();
+        send_in_turn(&pool, &url, 50).await;
         // About 2 s when ACKs are delayed; a few ms when they are not.
         let took = started.elapsed();
         assert!(
@@ -573,18 +578,7 @@ mod tests {
             }
         });
         let pool = OutboundPool::new();
-        for i in 0..20 {
-            let response = pool
-                .send(
-                    request(&url, &i.to_string()),
-                    Duration::from_secs(5),
-                    Duration::from_secs(5),
-                    Duration::from_secs(5),
-                )
-                .await
-                .unwrap();
-            response.into_body().collect().await.unwrap();
-        }
+        send_in_turn(&pool, &url, 20).await;
         assert_eq!(accepted.load(Ordering::Relaxed), 1);
     }
 
