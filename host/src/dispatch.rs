@@ -39,9 +39,8 @@ const BATCH: usize = 256;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Longest reason kept from a plugin's answer (a plugin may return megabytes).
 const MAX_REASON: usize = 2048;
-/// Longest a worker keeps outcomes in memory before it writes them: outcomes
-/// are written in one transaction per batch, and at least this often while a
-/// slow sink works through a batch.
+/// Outcomes are handed to the journal's writer at the end of each batch, and
+/// before the next delivery once the oldest held one is this old.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// What an instance is doing, as its breaker sees it.
@@ -517,6 +516,8 @@ struct WorkerCtx {
     unconfirmed: HashMap<i64, Unconfirmed>,
     /// The writer's receipts for sent outcomes, oldest first (it commits in order).
     receipts: VecDeque<(MarksReceipt, Vec<i64>)>,
+    /// The next batch, read ahead while a backlog streams: (after, read).
+    ahead: Option<(i64, JoinHandle<Result<Vec<PendingDelivery>, JournalError>>)>,
 }
 
 impl WorkerCtx {
@@ -613,15 +614,31 @@ impl WorkerCtx {
     /// full (more may be waiting).
     async fn read(&mut self, after: i64) -> Result<(Vec<PendingDelivery>, bool), JournalError> {
         self.reap();
-        let plugin = self.name.clone();
         let limit = if after == 0 {
             BATCH + self.unconfirmed.len().min(4 * BATCH)
         } else {
             BATCH
         };
-        let rows = blocking(&self.journal, move |j| j.pending(&plugin, after, limit)).await?;
+        let rows = match self.ahead.take() {
+            // A read ahead from elsewhere (the scan restarted) is dropped.
+            Some((from, task)) if from == after && after != 0 => task
+                .await
+                .map_err(|e| JournalError::Task(e.to_string()))??,
+            _ => {
+                let plugin = self.name.clone();
+                blocking(&self.journal, move |j| j.pending(&plugin, after, limit)).await?
+            }
+        };
         let full = rows.len() == limit;
         Ok((rows, full))
+    }
+
+    /// Starts reading the batch after event `after` on the blocking pool,
+    /// for the next [`WorkerCtx::read`] from there.
+    fn read_ahead(&mut self, after: i64) {
+        let (plugin, journal) = (self.name.clone(), self.journal.clone());
+        let task = tokio::task::spawn_blocking(move || journal.pending(&plugin, after, BATCH));
+        self.ahead = Some((after, task));
     }
 }
 
@@ -644,9 +661,6 @@ async fn run_worker(
     let mut cursor: i64 = 0;
     let mut blocked_runs: HashSet<String> = HashSet::new();
     let mut earliest: Option<i64> = None;
-    // The next batch, read ahead while a backlog streams: (after, read).
-    let mut prefetched: Option<(i64, JoinHandle<Result<Vec<PendingDelivery>, JournalError>>)> =
-        None;
     let mut w = WorkerCtx {
         meters: Meters::new(&tenant, &name),
         name: name.clone(),
@@ -658,6 +672,7 @@ async fn run_worker(
         marks_since: Instant::now(),
         unconfirmed: HashMap::new(),
         receipts: VecDeque::new(),
+        ahead: None,
     };
     loop {
         if *stop.borrow() {
@@ -681,20 +696,7 @@ async fn run_worker(
             blocked_runs.clear();
             earliest = None;
         }
-        let read = match prefetched.take() {
-            Some((after, task)) if after == cursor && cursor != 0 => {
-                w.reap();
-                match task.await {
-                    Ok(rows) => rows.map(|rows| {
-                        let full = rows.len() == BATCH;
-                        (rows, full)
-                    }),
-                    Err(e) => Err(JournalError::Task(e.to_string())),
-                }
-            }
-            _ => w.read(cursor).await,
-        };
-        let (batch, full) = match read {
+        let (batch, full) = match w.read(cursor).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot read pending deliveries: {e}");
@@ -705,11 +707,7 @@ async fn run_worker(
         if let (true, Some(last)) = (full, batch.last()) {
             // While this batch is delivered, the next one is read on the
             // other core.
-            let (after, plugin, journal) = (last.event_id, name.clone(), w.journal.clone());
-            prefetched = Some((
-                after,
-                tokio::task::spawn_blocking(move || journal.pending(&plugin, after, BATCH)),
-            ));
+            w.read_ahead(last.event_id);
         }
         let mut progressed = false;
         let mut paused = false;
