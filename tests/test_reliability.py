@@ -301,9 +301,10 @@ def test_retention_prunes_delivered_events_and_keeps_dead_letters(make_host, rec
 
 
 class HoldingSink:
-    """Records each POST body, then answers 200 only once `release` is set."""
+    """Records each POST body, then answers 200 only once `release` is set
+    (requests before the `hold_from`-th are answered at once)."""
 
-    def __init__(self):
+    def __init__(self, hold_from: int = 0):
         import http.server
         self.requests: list[dict] = []
         self.release = threading.Event()
@@ -316,7 +317,8 @@ class HoldingSink:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sink.requests.append(json.loads(body))
-                sink.release.wait(20)
+                if len(sink.requests) > hold_from:
+                    sink.release.wait(20)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -353,5 +355,33 @@ def test_a_replay_while_the_same_event_is_in_flight_is_delivered_again(make_host
         sink.release.set()
         wait_for(lambda: len(sink.requests) >= 2, timeout=15, what="the replayed delivery")
         assert [r["uuid"] for r in sink.requests] == [e["uuid"]] * 2
+    finally:
+        sink.close()
+
+
+def test_an_outcome_is_committed_while_the_next_call_still_waits(make_host):
+    """A slow sink holding one delivery does not keep the ones before it
+    `pending`: their outcomes are committed about 100 ms after they were taken."""
+    sink = HoldingSink(hold_from=1)
+    try:
+        token, h = token_pair()
+        host = make_host({"ops": h}, {"hook": webhook_plugin("ops", sink)}).start()
+        run = str(uuid.uuid4())
+        first, second = event(run, 0), event(run, 1)
+        sink.release.clear()
+        assert host.post(json.dumps([first, second]).encode(), token)[0] == 202
+        wait_for(lambda: len(sink.requests) == 2, timeout=30, what="both deliveries at the sink")
+
+        def outcomes():
+            status, page = api(host, "GET", f"/v1/deliveries?run={run}&plugin=hook", token)
+            assert status == 200, page
+            return {item["event_uuid"]: item["outcome"] for item in page["items"]}
+
+        # The second call is held for up to 20 s; the first must read done well before that.
+        wait_for(lambda: outcomes().get(first["uuid"]) == "done", timeout=3, interval=0.05,
+                 what="the first delivery committed while the second waits")
+        assert outcomes()[second["uuid"]] == "pending"
+        sink.release.set()
+        wait_for(lambda: outcomes().get(second["uuid"]) == "done", timeout=15, what="the second delivery")
     finally:
         sink.close()

@@ -40,7 +40,8 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Longest reason kept from a plugin's answer (a plugin may return megabytes).
 const MAX_REASON: usize = 2048;
 /// Outcomes are handed to the journal's writer at the end of each batch, and
-/// before the next delivery once the oldest held one is this old.
+/// once the oldest held one is this old: before the next delivery, or while
+/// a call still runs.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// What an instance is doing, as its breaker sees it.
@@ -837,13 +838,38 @@ async fn deliver(
     result
 }
 
+/// Awaits a plugin call; if it is still running when the oldest held
+/// outcome turns [`FLUSH_EVERY`] old, hands the held outcomes to the writer
+/// meanwhile, so a slow sink does not keep earlier deliveries `pending`.
+async fn call_sending_held<F: std::future::Future>(call: F, w: &mut WorkerCtx) -> F::Output {
+    let mut call = std::pin::pin!(call);
+    // Most calls finish in their first poll; only a call that waits pays
+    // for a timer.
+    let first = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+        std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await;
+    if let Some(out) = first {
+        return out;
+    }
+    if !w.marks.is_empty() {
+        let due = tokio::time::Instant::from_std(w.marks_since + FLUSH_EVERY);
+        tokio::select! {
+            out = call.as_mut() => return out,
+            _ = tokio::time::sleep_until(due) => w.send(),
+        }
+    }
+    call.await
+}
+
 async fn attempt_delivery(
     instance: &mut PluginInstance,
     w: &mut WorkerCtx,
     d: &PendingDelivery,
     outcome: &mut (&'static str, Option<String>),
 ) -> (Step, Verdict) {
-    let policy = &w.policy;
+    let policy = w.policy.clone();
     let attempt = d.attempts + 1;
     let age_ms = now_ms() - d.first_at_ms;
     if d.attempts > 0 && age_ms > policy.max_age_ms as i64 {
@@ -858,7 +884,7 @@ async fn attempt_delivery(
     let started = Instant::now();
     let (result, faults) = match convert::to_wit(&w.tenant, &d.body) {
         Ok(event) => {
-            let report = instance.handle(&event, attempt).await;
+            let report = call_sending_held(instance.handle(&event, attempt), w).await;
             (report.result, report.faults)
         }
         Err(e) => (
