@@ -298,7 +298,7 @@ impl Default for FailurePolicy {
 }
 
 /// Retry policy of one plugin instance.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// First backoff delay in milliseconds.

@@ -308,7 +308,7 @@ impl Dispatcher {
         let task = tokio::spawn(run_worker(
             spec.instance,
             spec.config.rate_limit.clone(),
-            spec.config.retry.clone(),
+            spec.config.retry,
             breaker.clone(),
             self.journal.clone(),
             notify.clone(),
@@ -869,7 +869,7 @@ async fn attempt_delivery(
     d: &PendingDelivery,
     outcome: &mut (&'static str, Option<String>),
 ) -> (Step, Verdict) {
-    let policy = w.policy.clone();
+    let policy = w.policy;
     let attempt = d.attempts + 1;
     let age_ms = now_ms() - d.first_at_ms;
     if d.attempts > 0 && age_ms > policy.max_age_ms as i64 {
