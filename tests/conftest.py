@@ -53,6 +53,14 @@ def token_pair() -> tuple[str, str]:
     return token, "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
+def serve_http(handler) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serves `handler` on a free 127.0.0.1 port from a daemon thread; returns the
+    server (stop it with `shutdown()` and `server_close()`) and its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class Receiver:
     """A local HTTP server that records every request. `responses` is a list
     of (status, headers, body) consumed one per request; when it is empty,
@@ -93,11 +101,8 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server, self.url = serve_http(Handler)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def events(self) -> list[dict]:
         with self.lock:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_playbook, token_pair, wait_for, webhook_plugin
+from conftest import ROOT, run_playbook, serve_http, token_pair, wait_for, webhook_plugin
 
 MONITORING = ROOT / "examples" / "monitoring"
 PROMTOOL = shutil.which("promtool")
@@ -211,9 +211,7 @@ class OtlpReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_http(Handler)
 
     def snapshot(self):
         with self.lock:

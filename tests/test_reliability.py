@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERALD_BIN, Receiver, toml_table, token_pair, wait_for, webhook_plugin
+from conftest import HERALD_BIN, Receiver, serve_http, toml_table, token_pair, wait_for, webhook_plugin
 
 
 def event(run: str, counter: int, **data) -> dict:
@@ -327,9 +327,7 @@ class HoldingSink:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_http(Handler)
 
     def close(self):
         self.release.set()
