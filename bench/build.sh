@@ -12,3 +12,6 @@ rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add was
 cp plugins/Cargo.lock bench/noop-plugin/Cargo.lock
 CARGO_TARGET_DIR=$PWD/bench/target cargo build --release --target wasm32-wasip2 \
     --manifest-path bench/noop-plugin/Cargo.toml
+cp plugins/Cargo.lock bench/noop-v0-1/Cargo.lock
+CARGO_TARGET_DIR=$PWD/bench/target cargo build --release --target wasm32-wasip2 \
+    --manifest-path bench/noop-v0-1/Cargo.toml

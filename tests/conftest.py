@@ -26,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HERALD_BIN = Path(os.environ.get("HERALD_BIN", ROOT / "target" / "release" / "herald"))
 PLUGIN_DIR = Path(os.environ.get("HERALD_PLUGIN_DIR", ROOT / "build" / "plugins"))
+HOSTILE_DIR = Path(os.environ.get("HERALD_HOSTILE_DIR", ROOT / "build" / "hostile"))
 VENV_BIN = Path(sys.executable).parent
 SUPPORT = Path(__file__).resolve().parent / "support"
 

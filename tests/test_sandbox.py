@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERALD_BIN, PLUGIN_DIR, ROOT, free_port, token_pair, wait_for, webhook_plugin
+from conftest import HERALD_BIN, HOSTILE_DIR, PLUGIN_DIR, ROOT, free_port, token_pair, wait_for, webhook_plugin
 
-HOSTILE_DIR = Path(os.environ.get("HERALD_HOSTILE_DIR", ROOT / "build" / "hostile"))
 HOSTILE = HOSTILE_DIR / "hostile.wasm"
 # Generous: the machine is shared and small. A healthy delivery takes milliseconds.
 LATENCY_BOUND_S = 5.0
@@ -406,7 +405,8 @@ def test_components_that_do_not_fit_the_contract_are_refused(make_host, receiver
     garbage.write_bytes(b"\0asm not really")
     cases = [
         (HOSTILE_DIR / "hostile_wrong_version.wasm",
-         ["does not export herald:plugin/handler@0.1.0", "herald:plugin/handler@1.0.0"]),
+         ["does not export herald:plugin/handler@0.2.0 or herald:plugin/handler@0.1.0",
+          "herald:plugin/handler@1.0.0", "build it against wit/v0.2.0"]),
         (HOSTILE_DIR / "hostile_bad_import.wasm",
          ["imports `herald:vault/secrets@0.1.0`", "which the host does not provide"]),
         (garbage, ["cannot compile"]),

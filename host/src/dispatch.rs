@@ -25,7 +25,7 @@ use crate::journal::{
     now_ms, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
 };
 use crate::routes::Routes;
-use crate::runtime::{bounded, convert, CallError, Outcome, PluginInstance};
+use crate::runtime::{bounded, CallError, Outcome, PluginInstance};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -882,18 +882,8 @@ async fn attempt_delivery(
         return (Step::Done, Verdict::Neutral);
     }
     let started = Instant::now();
-    let (result, faults) = match convert::to_wit(&w.tenant, &d.body) {
-        Ok(event) => {
-            let report = call_sending_held(instance.handle(&event, attempt), w).await;
-            (report.result, report.faults)
-        }
-        Err(e) => (
-            Ok(Outcome::Permanent(format!(
-                "event cannot be given to plugins: {e}"
-            ))),
-            Vec::new(),
-        ),
-    };
+    let report = call_sending_held(instance.deliver(&d.body, attempt), w).await;
+    let (result, faults) = (report.result, report.faults);
     w.meters.seconds.record(started.elapsed().as_secs_f64());
     let (name, tenant) = (&w.name, &w.tenant);
     // Each fault is counted and logged once, here.

@@ -411,8 +411,10 @@ impl Loaded {
         ))
     }
 
-    /// Raw calls: `handle` on one live instance with one pre-converted event,
-    /// and `convert::to_wit` + `handle` per event (what a worker does per event).
+    /// Raw calls: `handle` on one live instance with one pre-converted event
+    /// (a 0.2.0 plugin is lent its `json`), and `deliver` per journaled event
+    /// (what a worker does per event: the 0.1.0 adapter converts the whole
+    /// record, a 0.2.0 plugin reads what it needs).
     async fn raw(&self, journal: &Journal, bodies: &[String]) -> Res<(f64, f64)> {
         let mut inst = self.instance(journal)?;
         inst.ensure_live().await.map_err(|(e, _)| e.to_string())?;
@@ -427,8 +429,7 @@ impl Loaded {
         let raw = bodies.len() as f64 / t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         for b in bodies {
-            let ev = convert::to_wit("bench", b)?;
-            match inst.handle(&ev, 1).await.result {
+            match inst.deliver(b, 1).await.result {
                 Ok(Outcome::Ok) => {}
                 other => return Err(format!("raw call: {other:?}").into()),
             }

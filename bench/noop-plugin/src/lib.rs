@@ -2,7 +2,7 @@
 //! `ok` without looking at it. The dispatcher benchmark measures everything
 //! around the plugin with it.
 
-use herald_sdk::{Event, Outcome, Plugin};
+use herald_sdk::{EventRef, Outcome, Plugin};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -18,7 +18,7 @@ impl Plugin for Noop {
         Ok(Noop)
     }
 
-    fn handle(&mut self, _event: &Event, _attempt: u32) -> Outcome {
+    fn handle(&mut self, _event: &EventRef<'_>, _attempt: u32) -> Outcome {
         Outcome::Ok
     }
 }

@@ -1,4 +1,5 @@
-//! The host side of the plugin's own imports: `log`, `metrics`, `state`.
+//! The host side of the plugin's own imports of contract 0.1.0: `log`,
+//! `metrics`, `state` (0.2.0 reuses them, see [`super::v0_2`]).
 
 use super::bindings::herald::plugin::{log, metrics as wit_metrics, state, types};
 use super::HostState;
@@ -51,15 +52,15 @@ impl log::Host for HostState {
 }
 
 impl HostState {
-    fn sample(
+    /// Records one sample of a plugin's own series (both contract versions).
+    pub(super) fn sample(
         &mut self,
         kind: SeriesKind,
         name: String,
         help: String,
-        labels: Vec<wit_metrics::Label>,
+        labels: Vec<(String, String)>,
         value: f64,
     ) {
-        let labels = labels.into_iter().map(|l| (l.name, l.value)).collect();
         if let Err(e) = self.metrics.plugin_sample(
             &self.ident.tenant,
             &self.ident.plugin,
@@ -74,6 +75,10 @@ impl HostState {
     }
 }
 
+fn pairs(labels: Vec<wit_metrics::Label>) -> Vec<(String, String)> {
+    labels.into_iter().map(|l| (l.name, l.value)).collect()
+}
+
 impl wit_metrics::Host for HostState {
     fn counter_add(
         &mut self,
@@ -82,7 +87,7 @@ impl wit_metrics::Host for HostState {
         labels: Vec<wit_metrics::Label>,
         value: f64,
     ) {
-        self.sample(SeriesKind::Counter, name, help, labels, value)
+        self.sample(SeriesKind::Counter, name, help, pairs(labels), value)
     }
     fn gauge_set(
         &mut self,
@@ -91,7 +96,7 @@ impl wit_metrics::Host for HostState {
         labels: Vec<wit_metrics::Label>,
         value: f64,
     ) {
-        self.sample(SeriesKind::Gauge, name, help, labels, value)
+        self.sample(SeriesKind::Gauge, name, help, pairs(labels), value)
     }
     fn histogram_observe(
         &mut self,
@@ -100,7 +105,7 @@ impl wit_metrics::Host for HostState {
         labels: Vec<wit_metrics::Label>,
         value: f64,
     ) {
-        self.sample(SeriesKind::Histogram, name, help, labels, value)
+        self.sample(SeriesKind::Histogram, name, help, pairs(labels), value)
     }
 }
 

@@ -8,6 +8,8 @@
 //!
 //! Allowed requests go out through the runtime's keep-alive pool
 //! ([`super::pool`]), with the guest's timeouts or the host's defaults.
+//! Contract 0.2.0's one-call `http.send` ([`HttpGate::send_one`]) passes the
+//! same gate and pool as `wasi:http`.
 
 use super::pool::OutboundPool;
 use super::CallCounters;
@@ -136,6 +138,175 @@ impl WasiHttpHooks for HttpGate {
                     as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
             ))
         })
+    }
+}
+
+/// A request sent in one call (`herald:plugin/http.send`, contract 0.2.0).
+pub struct OneShotRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    /// Connect, first-byte and between-bytes timeout; the defaults when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// The whole answer to a [`OneShotRequest`].
+pub struct OneShotResponse {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// At most [`MAX_RESPONSE_BODY`] bytes.
+    pub body: Vec<u8>,
+}
+
+/// Why a [`OneShotRequest`] got no answer. Messages never hold the URL's
+/// path or query (a Slack webhook's path is its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OneShotError {
+    Denied(String),
+    Timeout(String),
+    Transport(String),
+    Invalid(String),
+}
+
+/// Longest response body read for `http.send`; the rest is left unread.
+pub const MAX_RESPONSE_BODY: usize = 1 << 20;
+
+/// Hop-by-hop and framing headers, which the host sets (wasi:http forbids
+/// the same ones).
+const HOST_SET_HEADERS: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "http2-settings",
+];
+
+impl HttpGate {
+    /// Sends one request through the allow-list and the pool, and reads the
+    /// whole response (up to [`MAX_RESPONSE_BODY`]).
+    pub async fn send_one(&self, req: OneShotRequest) -> Result<OneShotResponse, OneShotError> {
+        use http_body_util::BodyExt;
+        let method = match req.method.to_ascii_uppercase().as_str() {
+            "GET" => http::Method::GET,
+            "POST" => http::Method::POST,
+            "PUT" => http::Method::PUT,
+            "PATCH" => http::Method::PATCH,
+            "DELETE" => http::Method::DELETE,
+            "HEAD" => http::Method::HEAD,
+            "OPTIONS" => http::Method::OPTIONS,
+            _ => {
+                return Err(OneShotError::Invalid(format!(
+                    "method {:?} is not one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
+                    req.method
+                )))
+            }
+        };
+        let uri: Uri = req
+            .url
+            .parse()
+            .map_err(|e| OneShotError::Invalid(format!("URL is not valid: {e}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(OneShotError::Invalid(
+                "URL must be absolute, http:// or https://".into(),
+            ));
+        }
+        let destination = redact_query(&uri);
+        if !self.allow.iter().any(|p| p.allows(&uri)) {
+            self.counters.soft_fault("denied_http", || {
+                format!("outbound HTTP request to {destination} refused: not in the instance's allow_http")
+            });
+            return Err(OneShotError::Denied(
+                "the destination is not in the instance's allow_http".into(),
+            ));
+        }
+        if !self.counters.take_http_request(&destination) {
+            return Err(OneShotError::Denied(
+                "more than limits.max_http_requests requests in one call".into(),
+            ));
+        }
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (name, value) in &req.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| OneShotError::Invalid(format!("header name {name:?} is not valid")))?;
+            if name == http::header::CONTENT_LENGTH {
+                continue;
+            }
+            if HOST_SET_HEADERS.contains(&name.as_str()) {
+                return Err(OneShotError::Invalid(format!(
+                    "header `{name}` is set by the host"
+                )));
+            }
+            let value = http::HeaderValue::from_bytes(value).map_err(|_| {
+                OneShotError::Invalid(format!("the value of header `{name}` is not valid"))
+            })?;
+            request = request.header(name, value);
+        }
+        let body: WasiBody = http_body_util::Full::new(bytes::Bytes::from(req.body))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = request
+            .body(body)
+            .map_err(|e| OneShotError::Invalid(e.to_string()))?;
+        let connect = req.timeout.unwrap_or(CONNECT_TIMEOUT);
+        let first_byte = req.timeout.unwrap_or(FIRST_BYTE_TIMEOUT);
+        let between_bytes = req.timeout.unwrap_or(BETWEEN_BYTES_TIMEOUT);
+        let response = self
+            .pool
+            .send(request, connect, first_byte, between_bytes)
+            .await
+            .map_err(|e| one_shot_error(&e))?;
+        let (parts, mut incoming) = response.into_parts();
+        let status = parts.status.as_u16();
+        let mut body = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        body.extend_from_slice(&data);
+                        if body.len() >= MAX_RESPONSE_BODY {
+                            body.truncate(MAX_RESPONSE_BODY);
+                            break;
+                        }
+                    }
+                }
+                // A success whose body never came is no success; otherwise
+                // the status says enough.
+                Err(e) if body.is_empty() && parts.status.is_success() => {
+                    return Err(one_shot_error(&e));
+                }
+                Err(_) => break,
+            }
+        }
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect();
+        Ok(OneShotResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Sorts a `wasi:http` error into the kinds `http.send` reports.
+fn one_shot_error(e: &HttpError) -> OneShotError {
+    let message = e.to_string();
+    match e {
+        HttpError::HttpRequestDenied => OneShotError::Denied(message),
+        HttpError::DnsTimeout
+        | HttpError::ConnectionTimeout
+        | HttpError::ConnectionReadTimeout
+        | HttpError::ConnectionWriteTimeout
+        | HttpError::HttpResponseTimeout => OneShotError::Timeout(message),
+        HttpError::HttpRequestUriInvalid
+        | HttpError::HttpRequestUriTooLong
+        | HttpError::HttpRequestMethodInvalid => OneShotError::Invalid(message),
+        _ => OneShotError::Transport(message),
     }
 }
 

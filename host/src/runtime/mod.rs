@@ -2,7 +2,8 @@
 //! the capabilities a plugin may use, and runs calls under their limits.
 //!
 //! * one `Engine` with the pooling allocator and epoch interruption;
-//! * one pre-linked component (`SinkPre`) per plugin instance;
+//! * one pre-linked component per component file, for the contract version
+//!   it was built against (0.2.0 natively, 0.1.0 through its adapter);
 //! * one live instance per plugin instance, re-created after any fault
 //!   (a trapped instance cannot be entered again);
 //! * two clocks per call: the epoch deadline stops guest CPU loops (time the
@@ -15,6 +16,7 @@ mod host_api;
 pub mod http;
 mod output;
 mod pool;
+pub mod v0_2;
 
 use crate::config::{Limits, PluginConfig};
 use crate::journal::Journal;
@@ -34,7 +36,8 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Host bindings generated from the plugin contract.
+/// Host bindings generated from the plugin contract 0.1.0 (0.2.0's are in
+/// [`v0_2::bindings`]).
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
@@ -53,8 +56,8 @@ pub mod bindings {
 pub use bindings::exports::herald::plugin::handler::Outcome;
 pub use bindings::herald::plugin::types::Event as WitEvent;
 
-/// The contract version this host implements natively.
-pub const CONTRACT: &str = "herald:plugin/handler@0.1.0";
+/// The contract versions this host loads, newest first.
+pub const CONTRACTS: [&str; 2] = [v0_2::CONTRACT, "herald:plugin/handler@0.1.0"];
 
 /// Epoch tick: the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -132,6 +135,17 @@ pub struct Fault {
     pub message: String,
     /// How many times it happened in the call.
     pub times: u32,
+}
+
+/// What a call is given: the journaled text, or a ready 0.1.0 record.
+enum Input<'a> {
+    Journaled(&'a str),
+    Record(&'a WitEvent),
+}
+
+/// The answer for an event the host cannot read: it never will.
+fn unreadable(reason: &str) -> Outcome {
+    Outcome::Permanent(format!("event cannot be given to plugins: {reason}"))
 }
 
 /// What one call did.
@@ -373,7 +387,7 @@ pub struct Runtime {
     /// file share one compiled, linked copy (its code is the bulk of an
     /// instance's memory). Weak, so a component no instance uses any more
     /// (removed or changed by a reload) is freed.
-    loaded: Arc<Mutex<HashMap<String, Weak<bindings::SinkPre<HostState>>>>>,
+    loaded: Arc<Mutex<HashMap<String, Weak<SinkPre>>>>,
     /// Keep-alive connections for every instance's outbound HTTP.
     http: pool::OutboundPool,
 }
@@ -416,6 +430,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         host_api::add_to_linker(&mut linker).map_err(link)?;
+        v0_2::add_to_linker(&mut linker).map_err(link)?;
         let cache =
             cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine, ENGINE_SETTINGS)));
         Ok(Runtime {
@@ -428,8 +443,8 @@ impl Runtime {
     }
 
     /// Compiles a component (or loads it from the compile cache) and checks
-    /// it against the contract: it must export `herald:plugin/handler@0.1.x`
-    /// and import nothing the host does not provide.
+    /// it against the contract: it must export `herald:plugin/handler` of a
+    /// version in [`CONTRACTS`] and import nothing the host does not provide.
     /// Instances of the same file (same sha256) share one loaded copy; a
     /// changed file is a new sha256, so a reload picks up the new code.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
@@ -450,12 +465,7 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the compile cache) and links one component.
-    fn link(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        sha256: &str,
-    ) -> Result<bindings::SinkPre<HostState>, LoadError> {
+    fn link(&self, path: &Path, bytes: &[u8], sha256: &str) -> Result<SinkPre, LoadError> {
         let compiled = match &self.cache {
             Some(cache) => cache.load(&self.engine, bytes, sha256, path),
             None => Component::new(&self.engine, bytes),
@@ -469,10 +479,17 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        if !exports
+        let version = if exports
+            .iter()
+            .any(|n| n.starts_with("herald:plugin/handler@0.2."))
+        {
+            Version::V0_2
+        } else if exports
             .iter()
             .any(|n| n.starts_with("herald:plugin/handler@0.1."))
         {
+            Version::V0_1
+        } else {
             let found = exports
                 .iter()
                 .filter(|n| n.starts_with("herald:plugin/"))
@@ -494,9 +511,10 @@ impl Runtime {
                 )
             };
             return Err(LoadError::Link(format!(
-                "it does not export {CONTRACT} ({detail}); build it against wit/v0.1.0"
+                "it does not export {} ({detail}); build it against wit/v0.2.0",
+                CONTRACTS.join(" or ")
             )));
-        }
+        };
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             // wasmtime names the first import it cannot satisfy.
             let msg = format!("{e:#}");
@@ -506,12 +524,16 @@ impl Runtime {
                 .find(|n| msg.contains(&format!("`{n}`")));
             match missing {
                 Some(name) => LoadError::Link(format!(
-                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state}}@0.1.x, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})"
+                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})"
                 )),
                 None => LoadError::Link(format!("it cannot be linked: {msg}")),
             }
         })?;
-        bindings::SinkPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        Ok(match version {
+            Version::V0_2 => SinkPre::V0_2(v0_2::bindings::SinkPre::new(pre).map_err(link)?),
+            Version::V0_1 => SinkPre::V0_1(bindings::SinkPre::new(pre).map_err(link)?),
+        })
     }
 }
 
@@ -521,13 +543,42 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// A contract version the host loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V0_1,
+    V0_2,
+}
+
+/// A component linked for the contract version it exports.
+enum SinkPre {
+    V0_1(bindings::SinkPre<HostState>),
+    V0_2(v0_2::bindings::SinkPre<HostState>),
+}
+
+/// A live instance, of the component's contract version.
+enum Sink {
+    V0_1(bindings::Sink),
+    V0_2(v0_2::bindings::Sink),
+}
+
 /// A compiled, linked component, ready to instantiate; shared by every
 /// instance of the same file.
 #[derive(Clone)]
 pub struct LoadedComponent {
-    pre: Arc<bindings::SinkPre<HostState>>,
+    pre: Arc<SinkPre>,
     /// sha256 of the component file.
     pub sha256: String,
+}
+
+impl LoadedComponent {
+    /// The `herald:plugin/handler` version the component exports.
+    pub fn contract(&self) -> &'static str {
+        match *self.pre {
+            SinkPre::V0_1(_) => CONTRACTS[1],
+            SinkPre::V0_2(_) => CONTRACTS[0],
+        }
+    }
 }
 
 /// Everything an instance needs besides its component.
@@ -569,7 +620,7 @@ pub struct PluginInstance {
     http: pool::OutboundPool,
     journal: Journal,
     metrics: Metrics,
-    live: Option<(Store<HostState>, bindings::Sink)>,
+    live: Option<(Store<HostState>, Sink)>,
     /// Faults of a `configure` that still succeeded, reported with the next call.
     pending_faults: Vec<Fault>,
 }
@@ -749,7 +800,13 @@ impl PluginInstance {
         .increment(1);
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         let pre = self.component.pre.clone();
-        let sink = match tokio::time::timeout(wall, pre.instantiate_async(&mut store)).await {
+        let instantiated = async {
+            match &*pre {
+                SinkPre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Sink::V0_1),
+                SinkPre::V0_2(pre) => pre.instantiate_async(&mut store).await.map(Sink::V0_2),
+            }
+        };
+        let sink = match tokio::time::timeout(wall, instantiated).await {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
             Ok(Err(e)) => Err(match self.classify(&counters, e) {
                 CallError::Trap(m) => CallError::Instantiate(m),
@@ -766,12 +823,21 @@ impl PluginInstance {
         };
         Self::arm(&mut store);
         let config = self.spec.config_json.clone();
-        let configured = tokio::time::timeout(
-            wall,
-            sink.herald_plugin_handler()
-                .call_configure(&mut store, &config),
-        )
-        .await;
+        let configure = async {
+            match &sink {
+                Sink::V0_1(s) => {
+                    s.herald_plugin_handler()
+                        .call_configure(&mut store, &config)
+                        .await
+                }
+                Sink::V0_2(s) => {
+                    s.herald_plugin_handler()
+                        .call_configure(&mut store, &config)
+                        .await
+                }
+            }
+        };
+        let configured = tokio::time::timeout(wall, configure).await;
         let result = match configured {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
             Ok(Err(e)) => Err(self.classify(&counters, e)),
@@ -792,9 +858,22 @@ impl PluginInstance {
         }
     }
 
-    /// Delivers one event. Any fault discards the instance; the next call
-    /// creates a new one.
+    /// Delivers one journaled event (its wire-format JSON, as in the
+    /// journal) in the shape the component's contract version takes: a 0.2.0
+    /// plugin borrows it as a lazily read `event`, a 0.1.0 plugin gets the
+    /// whole record. Any fault discards the instance; the next call creates
+    /// a new one.
+    pub async fn deliver(&mut self, body: &str, attempt: u32) -> CallReport {
+        self.call(Input::Journaled(body), attempt).await
+    }
+
+    /// Calls `handle` with an event already converted to the 0.1.0 record
+    /// (raw-call benchmarks); a 0.2.0 instance is lent its `json`.
     pub async fn handle(&mut self, event: &WitEvent, attempt: u32) -> CallReport {
+        self.call(Input::Record(event), attempt).await
+    }
+
+    async fn call(&mut self, input: Input<'_>, attempt: u32) -> CallReport {
         if let Err((e, faults)) = self.ensure_live().await {
             return CallReport {
                 result: Err(e),
@@ -814,12 +893,66 @@ impl PluginInstance {
         let counters = store.data().counters.clone();
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         Self::arm(&mut store);
-        let result = tokio::time::timeout(
-            wall,
-            sink.herald_plugin_handler()
-                .call_handle(&mut store, event, attempt),
-        )
-        .await;
+        // A 0.1.0 plugin gets the whole record: convert before the call.
+        let mut converted = None;
+        if let (Sink::V0_1(_), Input::Journaled(body)) = (&sink, &input) {
+            match convert::to_wit(&self.spec.tenant, body) {
+                Ok(event) => converted = Some(event),
+                Err(e) => {
+                    self.live = Some((store, sink));
+                    return CallReport {
+                        result: Ok(unreadable(&e)),
+                        faults: earlier,
+                    };
+                }
+            }
+        }
+        let result = match &sink {
+            Sink::V0_1(s) => {
+                let event = match (&input, &converted) {
+                    (Input::Record(event), _) => *event,
+                    (_, Some(event)) => event,
+                    (Input::Journaled(_), None) => unreachable!("converted above"),
+                };
+                let call = s
+                    .herald_plugin_handler()
+                    .call_handle(&mut store, event, attempt);
+                tokio::time::timeout(wall, call).await
+            }
+            Sink::V0_2(s) => {
+                let body = match input {
+                    Input::Journaled(body) => body.to_owned(),
+                    Input::Record(event) => event.json.clone(),
+                };
+                let lazy = v0_2::LazyEvent::new(self.spec.tenant.clone(), body);
+                let owned = match store.data_mut().table.push(lazy) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return CallReport {
+                            result: Err(CallError::Trap(format!("cannot lend the event: {e}"))),
+                            faults: earlier,
+                        }
+                    }
+                };
+                let lent = wasmtime::component::Resource::new_borrow(owned.rep());
+                let call = s
+                    .herald_plugin_handler()
+                    .call_handle(&mut store, lent, attempt);
+                let answer = tokio::time::timeout(wall, call).await;
+                let unread = store
+                    .data_mut()
+                    .table
+                    .delete(owned)
+                    .ok()
+                    .and_then(|lazy| lazy.unreadable().map(str::to_owned));
+                match (answer, unread) {
+                    (Ok(Ok(_)), Some(e)) => Ok(Ok(unreadable(&e))),
+                    (Ok(Ok(o)), None) => Ok(Ok(v0_2::outcome(o))),
+                    (Ok(Err(e)), _) => Ok(Err(e)),
+                    (Err(t), _) => Err(t),
+                }
+            }
+        };
         let result = match result {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
             Ok(Err(e)) => Err(self.classify(&counters, e)),

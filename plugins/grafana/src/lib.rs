@@ -13,7 +13,7 @@
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::text::truncate;
-use herald_sdk::{is_host_result, log, result_message, Event, Outcome, Plugin, Status};
+use herald_sdk::{is_host_result, log, result_message, Event, EventRef, Outcome, Plugin, Status};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -98,7 +98,7 @@ impl Plugin for Grafana {
         })
     }
 
-    fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
+    fn handle(&mut self, event: &EventRef<'_>, _attempt: u32) -> Outcome {
         let outcome = match self.tracker.observe(event) {
             Observed::AlreadyFinished => Outcome::Ok,
             Observed::Progress(_) => match self.failure_annotation(event) {

@@ -15,7 +15,9 @@
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Failure, Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::text::truncate;
-use herald_sdk::{is_host_result, log, result_message, state, Event, Outcome, Plugin, Status};
+use herald_sdk::{
+    is_host_result, log, result_message, state, Event, EventRef, Outcome, Plugin, Status,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -208,7 +210,7 @@ impl Plugin for PagerDuty {
         })
     }
 
-    fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
+    fn handle(&mut self, event: &EventRef<'_>, _attempt: u32) -> Outcome {
         let observed = self.tracker.observe(event);
         let outcome = match observed {
             Observed::AlreadyFinished => Outcome::Ok,

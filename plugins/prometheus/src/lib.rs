@@ -24,7 +24,7 @@
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::{
-    is_host_result, log, metrics, status_name, Event, EventKind, Outcome, Plugin, Status,
+    is_host_result, log, metrics, status_name, Event, EventKind, EventRef, Outcome, Plugin, Status,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -151,7 +151,7 @@ impl Plugin for Prometheus {
         })
     }
 
-    fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
+    fn handle(&mut self, event: &EventRef<'_>, _attempt: u32) -> Outcome {
         let (observed, fresh) = self.tracker.observe_fresh(event);
         let playbook = playbook_label(&event.run.playbook);
         if fresh {

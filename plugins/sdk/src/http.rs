@@ -1,5 +1,5 @@
-//! A small blocking HTTP client over the raw `wasi:http` bindings, and the mapping of HTTP
-//! answers to [`Outcome`]s that every HTTP sink shares.
+//! A small blocking HTTP client over the host's one-call `http.send` (contract 0.2.0), and the
+//! mapping of HTTP answers to [`Outcome`]s that every HTTP sink shares.
 //!
 //! | answer | outcome |
 //! |---|---|
@@ -9,16 +9,16 @@
 //! | other 1xx/3xx/4xx | permanent, with the status and a bounded piece of the body |
 //! | destination outside the instance's `allow_http` | permanent: "destination ... not allowed" |
 //!
-//! The request order follows what wasmtime's wasi:http needs: take the body, call `handle`,
-//! then write the body in chunks of at most 4096 bytes, then wait for the response. A host
-//! denial first shows as a closed body stream; the real reason comes from the response future.
+//! The host checks the destination against the instance's `allow_http`, keeps connections
+//! alive, and reads at most 1 MiB of the response body. One request is one host call (the same
+//! exchange over `wasi:http` takes about 35).
 //!
 //! Error reasons never contain the URL's path or query (which can hold secrets, as Slack
 //! webhook URLs do): only `scheme://authority`.
 
 use crate::{permanent, retryable, text, Outcome};
 
-/// Most of a response body kept in memory; the rest is not read.
+/// Most of a response body the host reads (`http.send`); the rest is not read.
 pub const MAX_RESPONSE_BODY: usize = 1 << 20;
 /// Characters of a response body quoted in a failure reason.
 pub const REASON_BODY_CHARS: usize = 300;
@@ -194,9 +194,9 @@ impl Request {
         self
     }
 
-    /// Sends the request and reads the whole response (up to [`MAX_RESPONSE_BODY`]).
+    /// Sends the request and reads the whole response (the host reads at most 1 MiB of it).
     pub fn send(&self) -> Result<Response, Error> {
-        wasi::send(self)
+        host::send(self)
     }
 
     /// Sends the request and maps the answer with [`Response::outcome`] /
@@ -319,181 +319,41 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-mod wasi {
-    use super::{Error, Method, Request, Response, MAX_RESPONSE_BODY};
-    use crate::bindings::wasi::http::outgoing_handler;
-    use crate::bindings::wasi::http::types::{
-        ErrorCode, Fields, IncomingBody, IncomingResponse, Method as WMethod, OutgoingBody,
-        OutgoingRequest, RequestOptions, Scheme,
-    };
-    use crate::bindings::wasi::io::streams::StreamError;
+mod host {
+    use super::{Error, Request, Response};
+    use crate::bindings::herald::plugin::http as h;
 
-    pub(super) fn map_error(code: &ErrorCode, origin: &str) -> Error {
-        let origin = origin.to_string();
-        let detail = format!("{code:?}");
-        match code {
-            ErrorCode::HttpRequestDenied => Error::Denied { origin },
-            ErrorCode::ConnectionTimeout
-            | ErrorCode::ConnectionReadTimeout
-            | ErrorCode::ConnectionWriteTimeout
-            | ErrorCode::HttpResponseTimeout
-            | ErrorCode::DnsTimeout => Error::Timeout { origin, detail },
-            ErrorCode::DestinationIpProhibited
-            | ErrorCode::HttpRequestMethodInvalid
-            | ErrorCode::HttpRequestUriInvalid
-            | ErrorCode::HttpRequestUriTooLong
-            | ErrorCode::HttpRequestBodySize(_)
-            | ErrorCode::HttpRequestHeaderSectionSize(_)
-            | ErrorCode::HttpRequestHeaderSize(_)
-            | ErrorCode::HttpRequestLengthRequired => Error::Invalid { origin, detail },
-            _ => Error::Transient { origin, detail },
-        }
-    }
-
-    fn invalid(origin: &str, detail: impl Into<String>) -> Error {
-        Error::Invalid {
-            origin: origin.to_string(),
-            detail: detail.into(),
-        }
-    }
-
+    /// Sends `req` with the host's one-call `http.send`.
     pub(super) fn send(req: &Request) -> Result<Response, Error> {
-        let origin = req.url.origin();
-        let mut entries: Vec<(String, Vec<u8>)> = req
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
-            .collect();
-        if !req.body.is_empty() || matches!(req.method, Method::Post | Method::Put | Method::Patch)
-        {
-            entries.retain(|(n, _)| n != "content-length");
-            entries.push((
-                "content-length".into(),
-                req.body.len().to_string().into_bytes(),
-            ));
-        }
-        let fields = Fields::from_list(&entries)
-            .map_err(|e| invalid(&origin, format!("header refused: {e:?}")))?;
-        let out = OutgoingRequest::new(fields);
-        let method = match req.method {
-            Method::Get => WMethod::Get,
-            Method::Post => WMethod::Post,
-            Method::Put => WMethod::Put,
-            Method::Patch => WMethod::Patch,
-            Method::Delete => WMethod::Delete,
+        let request = h::Request {
+            method: req.method.as_str().to_string(),
+            url: req.url.as_string(),
+            headers: req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
+                .collect(),
+            body: req.body.clone(),
+            timeout_ms: Some(u32::try_from(req.timeout_ms).unwrap_or(u32::MAX)),
         };
-        out.set_method(&method)
-            .map_err(|_| invalid(&origin, "method refused"))?;
-        let scheme = if req.url.scheme == "https" {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        };
-        out.set_scheme(Some(&scheme))
-            .map_err(|_| invalid(&origin, "scheme refused"))?;
-        out.set_authority(Some(&req.url.authority))
-            .map_err(|_| invalid(&origin, "authority refused"))?;
-        out.set_path_with_query(Some(&req.url.path_with_query))
-            .map_err(|_| invalid(&origin, "path refused"))?;
-
-        let options = RequestOptions::new();
-        let ns = req.timeout_ms.saturating_mul(1_000_000);
-        // A host may not support some options; the request still goes out.
-        let _ = options.set_connect_timeout(Some(ns));
-        let _ = options.set_first_byte_timeout(Some(ns));
-        let _ = options.set_between_bytes_timeout(Some(ns));
-
-        // Order matters (see the module docs): body, handle, write, then the response.
-        let body = out
-            .body()
-            .map_err(|_| invalid(&origin, "request body already taken"))?;
-        let future =
-            outgoing_handler::handle(out, Some(options)).map_err(|c| map_error(&c, &origin))?;
-
-        let mut write_failed = false;
-        {
-            let stream = body
-                .write()
-                .map_err(|_| invalid(&origin, "body stream already taken"))?;
-            for chunk in req.body.chunks(4096) {
-                match stream.blocking_write_and_flush(chunk) {
-                    Ok(()) => {}
-                    Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)) => {
-                        write_failed = true;
-                        break;
-                    }
-                }
-            }
+        match h::send(&request) {
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(e) => Err(map_error(e, req.url.origin())),
         }
-        if !write_failed {
-            // An error here also means the host dropped the request; the future says why.
-            let _ = OutgoingBody::finish(body, None);
-        } else {
-            drop(body);
-        }
+    }
 
-        let pollable = future.subscribe();
-        pollable.block();
-        drop(pollable);
-        let resp: IncomingResponse = match future.get() {
-            Some(Ok(Ok(resp))) => resp,
-            Some(Ok(Err(code))) => return Err(map_error(&code, &origin)),
-            Some(Err(())) => return Err(invalid(&origin, "response already taken")),
-            None => {
-                return Err(Error::Transient {
-                    origin,
-                    detail: if write_failed {
-                        "request body refused".into()
-                    } else {
-                        "no response".into()
-                    },
-                })
-            }
-        };
-        drop(future);
-
-        let status = resp.status();
-        let headers = {
-            let h = resp.headers();
-            let entries = h.entries();
-            drop(h);
-            entries
-        };
-        let mut data = Vec::new();
-        if let Ok(incoming) = resp.consume() {
-            if let Ok(stream) = incoming.stream() {
-                loop {
-                    match stream.blocking_read(64 * 1024) {
-                        Ok(bytes) => {
-                            data.extend_from_slice(&bytes);
-                            if data.len() >= MAX_RESPONSE_BODY {
-                                data.truncate(MAX_RESPONSE_BODY);
-                                break;
-                            }
-                        }
-                        Err(StreamError::Closed) => break,
-                        Err(StreamError::LastOperationFailed(e)) => {
-                            // A failed body read after a status: keep the status, note the loss.
-                            let code = crate::bindings::wasi::http::types::http_error_code(&e);
-                            if data.is_empty() && (200..300).contains(&status) {
-                                if let Some(code) = code {
-                                    return Err(map_error(&code, &origin));
-                                }
-                            }
-                            break;
-                        }
-                    }
-                }
-                drop(stream);
-            }
-            let _ = IncomingBody::finish(incoming);
+    /// Sorts the host's answer into the SDK's errors.
+    pub(super) fn map_error(e: h::Error, origin: String) -> Error {
+        match e {
+            h::Error::Denied(_) => Error::Denied { origin },
+            h::Error::Timeout(detail) => Error::Timeout { origin, detail },
+            h::Error::Transport(detail) => Error::Transient { origin, detail },
+            h::Error::Invalid(detail) => Error::Invalid { origin, detail },
         }
-        drop(resp);
-        Ok(Response {
-            status,
-            headers,
-            body: data,
-        })
     }
 }
 
@@ -603,27 +463,27 @@ mod tests {
     }
 
     #[test]
-    fn error_code_mapping() {
-        use crate::bindings::wasi::http::types::ErrorCode;
+    fn error_mapping() {
+        use crate::bindings::herald::plugin::http::Error as H;
+        let map = |e| host::map_error(e, "http://o:1".into());
+        assert_eq!(
+            map(H::Denied("x".into())),
+            Error::Denied {
+                origin: "http://o:1".into()
+            }
+        );
+        assert!(
+            matches!(map(H::Timeout("t".into())), Error::Timeout { detail, .. } if detail == "t")
+        );
+        assert!(
+            matches!(map(H::Transport("r".into())), Error::Transient { detail, .. } if detail == "r")
+        );
+        assert!(
+            matches!(map(H::Invalid("i".into())), Error::Invalid { detail, .. } if detail == "i")
+        );
         assert!(matches!(
-            wasi::map_error(&ErrorCode::HttpRequestDenied, "o"),
-            Error::Denied { .. }
-        ));
-        assert!(matches!(
-            wasi::map_error(&ErrorCode::ConnectionTimeout, "o"),
-            Error::Timeout { .. }
-        ));
-        assert!(matches!(
-            wasi::map_error(&ErrorCode::HttpResponseTimeout, "o"),
-            Error::Timeout { .. }
-        ));
-        assert!(matches!(
-            wasi::map_error(&ErrorCode::ConnectionRefused, "o"),
-            Error::Transient { .. }
-        ));
-        assert!(matches!(
-            wasi::map_error(&ErrorCode::HttpRequestUriInvalid, "o"),
-            Error::Invalid { .. }
+            map(H::Denied("x".into())).outcome(),
+            Outcome::Permanent(_)
         ));
     }
 

@@ -13,7 +13,7 @@
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::text::truncate;
-use herald_sdk::{is_host_result, log, result_message, Event, Outcome, Plugin, Status};
+use herald_sdk::{is_host_result, log, result_message, Event, EventRef, Outcome, Plugin, Status};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -132,7 +132,7 @@ impl Plugin for Slack {
         })
     }
 
-    fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
+    fn handle(&mut self, event: &EventRef<'_>, _attempt: u32) -> Outcome {
         match self.tracker.observe(event) {
             Observed::AlreadyFinished => Outcome::Ok,
             Observed::Progress(s) => match self.failure_message(event, &s) {

@@ -20,7 +20,8 @@ use herald_sdk::net::{NetError, TcpSender, UdpSender};
 use herald_sdk::summary::{Observed, RunStatus, RunTracker};
 use herald_sdk::text::truncate_bytes;
 use herald_sdk::{
-    kind_name, log, result_message, status_name, Event, EventKind, Outcome, Plugin, Status,
+    kind_name, log, result_message, status_name, Event, EventKind, EventRef, Outcome, Plugin,
+    Status,
 };
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -270,7 +271,7 @@ impl Plugin for Syslog {
         })
     }
 
-    fn handle(&mut self, event: &Event, _attempt: u32) -> Outcome {
+    fn handle(&mut self, event: &EventRef<'_>, _attempt: u32) -> Outcome {
         // The run summary tells the stats event whether the run failed.
         let run_failed = match event.kind {
             EventKind::PlaybookOnStats => match self.tracker.observe(event) {

@@ -11,7 +11,9 @@
 //!   other statuses permanent.
 
 use herald_sdk::http::{Method, Request, Url};
-use herald_sdk::{kind_name, log, parse_kind, status_name, Event, EventKind, Outcome, Plugin};
+use herald_sdk::{
+    kind_name, log, parse_kind, status_name, Event, EventKind, EventRef, Outcome, Plugin,
+};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -351,7 +353,7 @@ impl Plugin for Webhook {
         })
     }
 
-    fn handle(&mut self, event: &Event, attempt: u32) -> Outcome {
+    fn handle(&mut self, event: &EventRef<'_>, attempt: u32) -> Outcome {
         let req = match self.build_request(event, attempt) {
             Ok(Some(r)) => r,
             Ok(None) => return Outcome::Ok,
@@ -362,9 +364,12 @@ impl Plugin for Webhook {
             Outcome::Ok => {}
             Outcome::Retryable(r) => log::warn(&format!(
                 "event {}: retryable (attempt {attempt}): {}",
-                event.id, r.reason
+                event.id(),
+                r.reason
             )),
-            Outcome::Permanent(p) => log::error(&format!("event {}: not delivered: {p}", event.id)),
+            Outcome::Permanent(p) => {
+                log::error(&format!("event {}: not delivered: {p}", event.id()))
+            }
         }
         outcome
     }
@@ -378,11 +383,13 @@ impl Webhook {
             .is_none_or(|k| k.contains(kind_name(kind)))
     }
 
-    /// The request body for an event.
-    pub fn body(&self, event: &Event) -> Result<Vec<u8>, String> {
+    /// The request body for an event. Without a template it is `json` as it is, and no other
+    /// field is read from the host.
+    pub fn body(&self, event: &EventRef<'_>) -> Result<Vec<u8>, String> {
         match &self.template {
-            None => Ok(event.json.as_bytes().to_vec()),
+            None => Ok(event.json().into_bytes()),
             Some(t) => {
+                let event: &Event = event;
                 let wire: Value = serde_json::from_str(&event.json).unwrap_or(Value::Null);
                 serde_json::to_vec(&t.render(event, &wire))
                     .map_err(|e| format!("cannot render the template: {e}"))
@@ -391,8 +398,13 @@ impl Webhook {
     }
 
     /// The request for an event, `None` when its kind is not sent.
-    pub fn build_request(&self, event: &Event, attempt: u32) -> Result<Option<Request>, String> {
-        if !self.wants(event.kind) {
+    pub fn build_request(
+        &self,
+        event: &EventRef<'_>,
+        attempt: u32,
+    ) -> Result<Option<Request>, String> {
+        let kind = event.kind();
+        if !self.wants(kind) {
             return Ok(None);
         }
         let body = self.body(event)?;
@@ -419,10 +431,11 @@ impl Webhook {
         if let Some(t) = &self.bearer_token {
             req = req.bearer(t);
         }
+        let id = event.id();
         req = req
-            .header("x-herald-event-id", event.id.clone())
-            .header("idempotency-key", event.id.clone())
-            .header("x-herald-event-kind", kind_name(event.kind))
+            .header("x-herald-event-id", id.clone())
+            .header("idempotency-key", id)
+            .header("x-herald-event-kind", kind_name(kind))
             .header("x-herald-attempt", attempt.to_string());
         if let Some(secret) = &self.hmac_secret {
             req = req.header(self.signature_header.clone(), sign(secret, &body));
@@ -461,7 +474,10 @@ mod tests {
     fn minimal_config_sends_the_wire_event() {
         let w = hook(r#"{"url":"http://127.0.0.1:9000/hook"}"#).unwrap();
         let e = event(EventKind::PlaybookOnStart, "r1", "site.yml");
-        let r = w.build_request(&e, 1).unwrap().unwrap();
+        let r = w
+            .build_request(&EventRef::from(e.clone()), 1)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.method, Method::Post);
         assert_eq!(r.url.authority, "127.0.0.1:9000");
         assert_eq!(r.url.path_with_query, "/hook");
@@ -485,7 +501,10 @@ mod tests {
         .unwrap();
         let mut e = event(EventKind::RunnerOnOk, "r1", "site.yml");
         e.json = "Hello, World!".into();
-        let r = w.build_request(&e, 3).unwrap().unwrap();
+        let r = w
+            .build_request(&EventRef::from(e.clone()), 3)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.method, Method::Put);
         assert_eq!(header(&r, "x-team"), Some("ops"));
         assert_eq!(header(&r, "authorization"), Some("Bearer tok"));
@@ -499,7 +518,10 @@ mod tests {
 
         let w =
             hook(r#"{"url":"http://h/","hmac_secret":"s","signature_header":"X-Sig"}"#).unwrap();
-        let r = w.build_request(&e, 1).unwrap().unwrap();
+        let r = w
+            .build_request(&EventRef::from(e.clone()), 1)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             header(&r, "x-sig"),
             Some(sign(b"s", b"Hello, World!").as_str())
@@ -515,7 +537,10 @@ mod tests {
         assert!(w.wants(EventKind::RunnerOnUnreachable));
         assert!(!w.wants(EventKind::RunnerOnOk));
         let e = event(EventKind::RunnerOnOk, "r1", "p");
-        assert!(w.build_request(&e, 1).unwrap().is_none());
+        assert!(w
+            .build_request(&EventRef::from(e.clone()), 1)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -536,8 +561,13 @@ mod tests {
             "install",
             Some(r#"{"msg":"boom"}"#),
         );
-        let body: Value =
-            serde_json::from_slice(&w.build_request(&e, 1).unwrap().unwrap().body).unwrap();
+        let body: Value = serde_json::from_slice(
+            &w.build_request(&EventRef::from(e.clone()), 1)
+                .unwrap()
+                .unwrap()
+                .body,
+        )
+        .unwrap();
         assert_eq!(
             body,
             serde_json::json!({
@@ -611,7 +641,7 @@ mod tests {
     fn content_type_and_user_agent_overrides() {
         let w = hook(r#"{"url":"http://h/","headers":{"Content-Type":"application/vnd.x+json","User-Agent":"me"}}"#).unwrap();
         let r = w
-            .build_request(&event(EventKind::RunnerOnOk, "r", "p"), 1)
+            .build_request(&EventRef::from(event(EventKind::RunnerOnOk, "r", "p")), 1)
             .unwrap()
             .unwrap();
         assert_eq!(header(&r, "content-type"), Some("application/vnd.x+json"));

@@ -28,7 +28,7 @@ use herald_sdk::bindings::wasi::sockets::network::{
 use herald_sdk::bindings::wasi::sockets::tcp_create_socket::create_tcp_socket;
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::net::{TcpSender, UdpSender};
-use herald_sdk::{log, ok, permanent, retryable, Event, Outcome, Plugin};
+use herald_sdk::{log, ok, permanent, retryable, EventRef, Outcome, Plugin};
 use serde::Deserialize;
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -60,7 +60,7 @@ impl Plugin for Hostile {
         Ok(Hostile { config })
     }
 
-    fn handle(&mut self, event: &Event, attempt: u32) -> Outcome {
+    fn handle(&mut self, event: &EventRef<'_>, attempt: u32) -> Outcome {
         if let Some(h) = &self.config.only_host {
             if event.host.as_deref() != Some(h.as_str()) {
                 return ok();
