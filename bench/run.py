@@ -37,6 +37,7 @@ HERALD = os.environ.get("HERALD_BIN") or os.path.join(TARGET, "release", "herald
 HOSTBENCH = os.path.join(TARGET, "release", "herald-hostbench")
 PLUGINS = os.environ.get("HERALD_PLUGIN_DIR") or os.path.join(ROOT, "build", "plugins")
 NOOP = os.path.join(BENCH, "target", "wasm32-wasip2", "release", "herald_noop.wasm")
+NOOP_V01 = os.path.join(BENCH, "target", "wasm32-wasip2", "release", "herald_noop_v0_1.wasm")
 VENV = os.path.join(ROOT, ".venv")
 ARA_VENV = os.path.join(BENCH, ".venv-ara")
 ARA_VERSION = "1.8.0"
@@ -385,6 +386,9 @@ def part_dispatch(sz):
     d = hostbench("dispatch", "--plugin", NOOP, "--events", sz["dispatch_events"],
                   "--rounds", sz["dispatch_rounds"], "--dir", os.path.join(WORK, "dispatch"), timeout=3600)
     log("dispatch: %s" % d)
+    d1 = hostbench("dispatch", "--plugin", NOOP_V01, "--events", sz["dispatch_events"],
+                   "--rounds", sz["dispatch_rounds"], "--dir", os.path.join(WORK, "dispatch-v01"), timeout=3600)
+    log("dispatch, contract 0.1.0: %s" % d1)
     w = hostbench("webhook", "--plugin", os.path.join(PLUGINS, "webhook.wasm"), "--events", sz["webhook_events"],
                   "--rounds", sz["webhook_rounds"], "--dir", os.path.join(WORK, "webhook"), timeout=3600)
     log("webhook: %s" % w)
@@ -393,6 +397,8 @@ def part_dispatch(sz):
         "noop_raw": stats(d["raw_calls_per_s"]), "noop_convert": stats(d["convert_and_call_per_s"]),
         "noop_dispatcher": stats(d["dispatcher_per_s"]),
         "noop_ratio": stats([a / b for a, b in zip(d["dispatcher_per_s"], d["raw_calls_per_s"])]),
+        "v01_raw": stats(d1["raw_calls_per_s"]), "v01_convert": stats(d1["convert_and_call_per_s"]),
+        "v01_dispatcher": stats(d1["dispatcher_per_s"]), "v01_raw_json": d1,
         "webhook_raw": stats(w["raw_calls_per_s"]), "webhook_dispatcher": stats(w["dispatcher_per_s"]),
         "webhook_native": stats(w["native_per_s"]), "webhook_raw_json": w,
         "webhook_ratio": stats([a / b for a, b in zip(w["dispatcher_per_s"], w["native_per_s"])]),
@@ -713,11 +719,13 @@ def render(res: dict, size: str) -> str:
     d = res.get("dispatch")
     if d:
         L.append("## 4. Dispatch\n")
-        L.append("In process (`herald-hostbench`, the `herald` library): a no-op plugin (`bench/noop-plugin`) "
-                 "called directly (`PluginInstance::handle` on one live instance, one pre-converted event; and "
-                 "with `convert::to_wit` per event), and the dispatcher draining a backlog of %s committed "
-                 "deliveries to it (until the journal shows all done). Webhook: the shipped `webhook.wasm` "
-                 "posting %s events through wasi:http to a local axum sink (raw calls, and the dispatcher), "
+        L.append("In process (`herald-hostbench`, the `herald` library): a no-op plugin (`bench/noop-plugin`, "
+                 "contract 0.2.0) called directly (`PluginInstance::handle` on one live instance with one "
+                 "event; and `deliver` per journaled event, as a worker does), and the dispatcher draining a "
+                 "backlog of %s committed deliveries to it (until the journal shows all done); the same for "
+                 "the no-op built against contract 0.1.0 (`bench/noop-v0-1`, through the host's adapter: the "
+                 "whole event record per call). Webhook: the shipped `webhook.wasm` (0.2.0, `http.send`) "
+                 "posting %s events to a local axum sink (raw calls, and the dispatcher), "
                  "beside a native hyper client (keep-alive) posting the same bodies and headers; all "
                  "sequential, as one worker per instance is.\n" % (
                      "{:,}".format(d["noop_events"]), "{:,}".format(d["webhook_events"])))
@@ -725,9 +733,13 @@ def render(res: dict, size: str) -> str:
         met = d["noop_dispatcher"]["median"] >= 200000
         targets.append(("Dispatch to no-op ≥ 200,000 events/s", met))
         L.append(row("no-op: raw calls/s", d["noop_raw"], digits=0))
-        L.append(row("no-op: convert + call/s", d["noop_convert"], digits=0))
+        L.append(row("no-op: deliver (journaled event → call)/s", d["noop_convert"], digits=0))
         L.append(row("no-op: dispatcher events/s", d["noop_dispatcher"], digits=0, ratio=d["noop_ratio"],
                      target="≥ 200,000/s", met=met))
+        if "v01_dispatcher" in d:
+            L.append(row("no-op on 0.1.0: raw calls/s", d["v01_raw"], digits=0))
+            L.append(row("no-op on 0.1.0: deliver (convert + call)/s", d["v01_convert"], digits=0))
+            L.append(row("no-op on 0.1.0: dispatcher events/s", d["v01_dispatcher"], digits=0))
         metw = d["webhook_ratio"]["median"] >= 0.7
         targets.append(("Webhook ≥ 0.7x native", metw))
         L.append(row("webhook: native hyper keep-alive req/s", d["webhook_native"], digits=0))

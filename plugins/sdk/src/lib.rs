@@ -4,7 +4,7 @@
 //! The SDK parses the instance's config table into the plugin's typed `Config` (errors name the
 //! key), keeps one plugin value per instance, and offers:
 //!
-//! - [`http`]: a blocking HTTP client over the raw `wasi:http` bindings that maps answers to
+//! - [`http`]: a blocking HTTP client over the host's one-call `http.send` that maps answers to
 //!   [`Outcome`]s (2xx ok; 429, 5xx, timeouts and connection errors retryable with the
 //!   `Retry-After` delay; other 4xx permanent; destinations outside the instance's `allow_http`
 //!   permanent with a clear message);
