@@ -238,10 +238,12 @@ def test_a_faulty_plugin_is_counted_recreated_and_hurts_no_one(make_host, receiv
     assert max(len(line) for line in host.logs().splitlines()) < 20_000
 
 
-def test_http_outside_the_allow_list_and_localhost_vs_ip(make_host, receiver):
+@pytest.mark.parametrize("mode", ["http", "wasi_http"])
+def test_http_outside_the_allow_list_and_localhost_vs_ip(make_host, receiver, mode):
+    """Both ways out, contract 0.2.0's `http.send` and raw `wasi:http`, pass the same gate."""
     port = receiver.port
     bad = {"allow_http": [f"http://127.0.0.1:{port}/allowed"],
-           "config": {"mode": "http", "url": f"http://localhost:{port}/allowed"}}
+           "config": {"mode": mode, "url": f"http://localhost:{port}/allowed"}}
     host = start_case(make_host, receiver, bad)
     exercise(host, receiver, rounds=3)
     check_fault(host, "denied_http", at_least=3)
@@ -250,12 +252,23 @@ def test_http_outside_the_allow_list_and_localhost_vs_ip(make_host, receiver):
     for allow, url in [(f"http://localhost:{port}", f"http://127.0.0.1:{port}/x"),
                        (f"http://127.0.0.1:{port}/allowed", f"http://127.0.0.1:{port}/other")]:
         host.kill(signal.SIGTERM)
-        host2 = start_case(make_host, receiver, {"allow_http": [allow], "config": {"mode": "http", "url": url}})
+        host2 = start_case(make_host, receiver, {"allow_http": [allow], "config": {"mode": mode, "url": url}})
         exercise(host2, receiver, rounds=2)
         check_fault(host2, "denied_http", at_least=2)
         host2.kill(signal.SIGTERM)
     # The hostile instance never reached the receiver (its requests carry no X-Which).
     assert all(r["headers"].get("x-which") in ("same", "other") for r in receiver.requests)
+
+
+def test_wasi_http_still_reaches_an_allowed_destination(make_host, receiver):
+    bad = {"allow_http": [receiver.url], "config": {"mode": "wasi_http", "url": receiver.url + "/wasi"}}
+    host = start_case(make_host, receiver, bad)
+    exercise(host, receiver, rounds=2)
+    wait_for(lambda: series(host.metrics(), "herald_deliveries_total", plugin="bad", outcome="ok") >= 2,
+             timeout=20, what="the wasi:http deliveries")
+    posted = [r for r in receiver.requests if r["path"] == "/wasi"]
+    assert posted and all(json.loads(r["body"])["event"] for r in posted), posted[:1]
+    assert "plugin fault" not in host.logs()
 
 
 def test_too_many_requests_in_one_call(make_host, receiver):

@@ -13,6 +13,7 @@
 //! | `panic` | panics with a message | `panic` |
 //! | `http` | one request to `url` | `denied_http` when `url` is not allowed |
 //! | `http_many` | `count` requests to `url` | `http_limit` beyond the limit |
+//! | `wasi_http` | one request to `url` through raw `wasi:http` instead of `http.send` | `denied_http` when `url` is not allowed |
 //! | `tcp` / `udp` | connects / sends to `address` | `denied_socket` |
 //! | `tcp_listen` | binds `address` and listens | `denied_socket` |
 //! | `escape` | reads a file, the environment and stdin; answers `permanent("ESCAPED ...")` if any works | none |
@@ -111,6 +112,12 @@ impl Plugin for Hostile {
                     .body("application/json", event.json.clone());
                 req.deliver().0
             }
+            "wasi_http" => match wasi_post(self.config.url.as_deref().unwrap_or(""), &event.json())
+            {
+                Ok(status) if (200..300).contains(&status) => ok(),
+                Ok(status) => retryable(format!("HTTP {status}"), None),
+                Err(e) => permanent(e),
+            },
             "http_many" => {
                 let url = match Url::parse(self.config.url.as_deref().unwrap_or("")) {
                     Ok(u) => u,
@@ -277,3 +284,46 @@ fn escape() -> Outcome {
 }
 
 herald_sdk::export_plugin!(Hostile);
+
+/// POSTs `body` to `url` (`http://host:port/path`) through raw `wasi:http`, the way a plugin that
+/// does not use `http.send` would; returns the status.
+fn wasi_post(url: &str, body: &str) -> Result<u16, String> {
+    use herald_sdk::bindings::wasi::http::outgoing_handler;
+    use herald_sdk::bindings::wasi::http::types::{
+        Fields, Method as WMethod, OutgoingBody, OutgoingRequest, Scheme,
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("wasi_http takes an http:// url")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let headers = Fields::from_list(&[
+        ("content-type".to_string(), b"application/json".to_vec()),
+        (
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        ),
+    ])
+    .map_err(|e| format!("{e:?}"))?;
+    let request = OutgoingRequest::new(headers);
+    let _ = request.set_method(&WMethod::Post);
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
+    let outgoing = request.body().map_err(|_| "no body")?;
+    let future = outgoing_handler::handle(request, None).map_err(|e| format!("refused: {e:?}"))?;
+    {
+        let stream = outgoing.write().map_err(|_| "no body stream")?;
+        for chunk in body.as_bytes().chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(outgoing, None);
+    future.subscribe().block();
+    match future.get() {
+        Some(Ok(Ok(response))) => Ok(response.status()),
+        Some(Ok(Err(code))) => Err(format!("{code:?}")),
+        _ => Err("no response".into()),
+    }
+}
