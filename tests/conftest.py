@@ -233,6 +233,19 @@ def make_host(tmp_path):
         h.kill(signal.SIGTERM)
 
 
+def admin_get(host, path: str, token: str) -> dict:
+    """GET an admin endpoint; the parsed JSON."""
+    req = urllib.request.Request(host.url + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def add_admin(host, admin_hash: str):
+    """Grants `admin_hash` the admin endpoints (call before `host.start()`)."""
+    text = host.config_path.read_text()
+    host.config_path.write_text(text.replace("[server]\n", f'[server]\nadmin_tokens = ["{admin_hash}"]\nwatch_config = false\n', 1))
+
+
 def webhook_plugin(tenant: str, receiver: Receiver, **config) -> dict:
     """A webhook instance posting to `receiver`, with a fast retry policy."""
     return {

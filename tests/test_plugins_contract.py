@@ -9,7 +9,7 @@ import collections
 import sys
 from pathlib import Path
 
-from conftest import HOSTILE_DIR, run_playbook, token_pair, webhook_plugin
+from conftest import HOSTILE_DIR, add_admin, admin_get, run_playbook, token_pair, webhook_plugin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from plugin_sinks import by_run, delivery_counts, deploy_run, parse_prometheus_text, wait_settled  # noqa: E402
@@ -38,13 +38,18 @@ def expected_labels(e: dict) -> tuple:
 
 def test_a_v0_1_plugin_gets_every_typed_field_through_the_adapter(make_host, receiver, tmp_path):
     token, token_hash = token_pair()
+    admin, admin_hash = token_pair()
     host = make_host({TENANT: token_hash}, {
         "legacy": {"tenant": TENANT, "component": str(HOSTILE_DIR / "legacy_v0_1.wasm"),
                    "config": {"refuse": ["runner_on_failed"]},
                    "retry": {"initial_ms": 100, "max_ms": 500, "max_attempts": 3}},
         "capture": webhook_plugin(TENANT, receiver),
     })
+    add_admin(host, admin_hash)
     host.start()
+    # The host tells the versions apart by the component's export.
+    contracts = {p["name"]: p["contract"] for p in admin_get(host, "/v1/plugins", admin)["plugins"]}
+    assert contracts == {"legacy": "herald:plugin/handler@0.1.0", "capture": "herald:plugin/handler@0.2.0"}
     r = deploy_run(run_playbook, host, token, tmp_path / "run", fail_hosts=("web2",),
                    record=tmp_path / "run.record")
     assert r.returncode == 2, r.stdout + r.stderr

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERALD_BIN, HOSTILE_DIR, PLUGIN_DIR, ROOT, free_port, token_pair, wait_for, webhook_plugin
+from conftest import HERALD_BIN, HOSTILE_DIR, PLUGIN_DIR, ROOT, add_admin, admin_get, free_port, token_pair, wait_for, webhook_plugin
 
 HOSTILE = HOSTILE_DIR / "hostile.wasm"
 # Generous: the machine is shared and small. A healthy delivery takes milliseconds.
@@ -53,17 +53,6 @@ def series(text: str, name: str, **labels) -> float:
         if all(have.get(k) == v for k, v in labels.items()):
             total += float(m.group(2))
     return total
-
-
-def admin_get(host, path: str, token: str) -> dict:
-    req = urllib.request.Request(host.url + path, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def add_admin(host, admin_hash: str):
-    text = host.config_path.read_text()
-    host.config_path.write_text(text.replace("[server]\n", f'[server]\nadmin_tokens = ["{admin_hash}"]\nwatch_config = false\n', 1))
 
 
 class Blackhole:

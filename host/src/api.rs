@@ -211,6 +211,12 @@ async fn list_plugins(
     let config = state.live.load_full();
     require_admin(&config, &headers)?;
     let journal = state.journal.clone();
+    let contracts: std::collections::HashMap<String, &'static str> = state
+        .dispatcher
+        .names()
+        .into_iter()
+        .filter_map(|n| state.dispatcher.contract(&n).map(|c| (n, c)))
+        .collect();
     let names: Vec<(String, Option<crate::dispatch::BreakerStatus>)> = state
         .dispatcher
         .names()
@@ -240,6 +246,7 @@ async fn list_plugins(
                 "name": name,
                 "tenant": p.tenant,
                 "component": p.component.display().to_string(),
+                "contract": contracts.get(&name),
                 "allow_http": p.allow_http,
                 "allow_sockets": p.allow_sockets,
                 "routes": p.routes.len(),

@@ -259,6 +259,8 @@ pub struct Dispatcher {
 
 struct Worker {
     tenant: String,
+    /// The contract version of the instance's component.
+    contract: &'static str,
     breaker: Arc<Breaker>,
     config: PluginConfig,
     component_sha256: String,
@@ -298,6 +300,7 @@ impl Dispatcher {
     pub fn add(&self, spec: WorkerSpec) {
         let name = spec.instance.spec().name.to_string();
         let tenant = spec.instance.spec().tenant.to_string();
+        let contract = spec.instance.contract();
         let notify = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
         let breaker = Arc::new(Breaker::new(
@@ -316,6 +319,7 @@ impl Dispatcher {
         ));
         let worker = Worker {
             tenant,
+            contract,
             breaker,
             config: spec.config,
             component_sha256: spec.component_sha256,
@@ -352,6 +356,11 @@ impl Dispatcher {
     /// The breaker state of a running worker.
     pub fn status(&self, name: &str) -> Option<BreakerStatus> {
         self.lock().get(name).map(|w| w.breaker.status())
+    }
+
+    /// The contract version (`herald:plugin/handler@X.Y.Z`) an instance's component exports.
+    pub fn contract(&self, name: &str) -> Option<&'static str> {
+        self.lock().get(name).map(|w| w.contract)
     }
 
     /// Names of the running workers.

@@ -651,6 +651,11 @@ impl PluginInstance {
         &self.spec
     }
 
+    /// The `herald:plugin/handler` version its component exports.
+    pub fn contract(&self) -> &'static str {
+        self.component.contract()
+    }
+
     fn new_store(&self) -> Store<HostState> {
         let counters = Arc::new(CallCounters::new(&self.spec.limits));
         let allowed = self.spec.allow_sockets.clone();
