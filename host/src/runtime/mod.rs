@@ -21,6 +21,7 @@ pub mod v0_2;
 use crate::config::{Limits, PluginConfig};
 use crate::journal::Journal;
 use crate::telemetry::Metrics;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -898,31 +899,24 @@ impl PluginInstance {
         let counters = store.data().counters.clone();
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         Self::arm(&mut store);
-        // A 0.1.0 plugin gets the whole record: convert before the call.
-        let mut converted = None;
-        if let (Sink::V0_1(_), Input::Journaled(body)) = (&sink, &input) {
-            match convert::to_wit(&self.spec.tenant, body) {
-                Ok(event) => converted = Some(event),
-                Err(e) => {
-                    self.live = Some((store, sink));
-                    return CallReport {
-                        result: Ok(unreadable(&e)),
-                        faults: earlier,
-                    };
-                }
-            }
-        }
         let result = match &sink {
+            // A 0.1.0 plugin gets the whole record, converted here (its adapter).
             Sink::V0_1(s) => {
-                let event = match (&input, &converted) {
-                    (Input::Record(event), _) => *event,
-                    (_, Some(event)) => event,
-                    (Input::Journaled(_), None) => unreachable!("converted above"),
+                let event = match input {
+                    Input::Record(event) => Ok(Cow::Borrowed(event)),
+                    Input::Journaled(body) => {
+                        convert::to_wit(&self.spec.tenant, body).map(Cow::Owned)
+                    }
                 };
-                let call = s
-                    .herald_plugin_handler()
-                    .call_handle(&mut store, event, attempt);
-                tokio::time::timeout(wall, call).await
+                match event {
+                    Ok(event) => {
+                        let call = s
+                            .herald_plugin_handler()
+                            .call_handle(&mut store, &event, attempt);
+                        tokio::time::timeout(wall, call).await
+                    }
+                    Err(e) => Ok(Ok(unreadable(&e))),
+                }
             }
             Sink::V0_2(s) => {
                 let body = match input {
