@@ -10,6 +10,7 @@
 use super::bindings as v01;
 use super::http::{OneShotError, OneShotRequest};
 use super::HostState;
+use crate::telemetry::SeriesKind;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker, Resource};
@@ -248,60 +249,41 @@ impl log::Host for HostState {
     }
 }
 
-fn labels(labels: Vec<wit_metrics::Label>) -> Vec<(String, String)> {
-    labels.into_iter().map(|l| (l.name, l.value)).collect()
+impl HostState {
+    fn sample_v0_2(
+        &mut self,
+        kind: SeriesKind,
+        name: String,
+        help: String,
+        labels: Vec<wit_metrics::Label>,
+        value: f64,
+    ) -> wasmtime::Result<()> {
+        let labels = labels.into_iter().map(|l| (l.name, l.value)).collect();
+        self.sample(kind, name, help, labels, value);
+        Ok(())
+    }
 }
 
 impl wit_metrics::Host for HostState {
-    fn counter_add(
-        &mut self,
-        name: String,
-        help: String,
-        l: Vec<wit_metrics::Label>,
-        value: f64,
-    ) -> wasmtime::Result<()> {
-        self.sample(
-            crate::telemetry::SeriesKind::Counter,
-            name,
-            help,
-            labels(l),
-            value,
-        );
-        Ok(())
+    fn counter_add(&mut self, n: String, h: String, l: Vec<wit_metrics::Label>, v: f64) -> Done {
+        self.sample_v0_2(SeriesKind::Counter, n, h, l, v)
     }
-    fn gauge_set(
-        &mut self,
-        name: String,
-        help: String,
-        l: Vec<wit_metrics::Label>,
-        value: f64,
-    ) -> wasmtime::Result<()> {
-        self.sample(
-            crate::telemetry::SeriesKind::Gauge,
-            name,
-            help,
-            labels(l),
-            value,
-        );
-        Ok(())
+    fn gauge_set(&mut self, n: String, h: String, l: Vec<wit_metrics::Label>, v: f64) -> Done {
+        self.sample_v0_2(SeriesKind::Gauge, n, h, l, v)
     }
     fn histogram_observe(
         &mut self,
-        name: String,
-        help: String,
+        n: String,
+        h: String,
         l: Vec<wit_metrics::Label>,
-        value: f64,
-    ) -> wasmtime::Result<()> {
-        self.sample(
-            crate::telemetry::SeriesKind::Histogram,
-            name,
-            help,
-            labels(l),
-            value,
-        );
-        Ok(())
+        v: f64,
+    ) -> Done {
+        self.sample_v0_2(SeriesKind::Histogram, n, h, l, v)
     }
 }
+
+/// What an import that returns nothing answers (it may trap).
+type Done = wasmtime::Result<()>;
 
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
