@@ -211,27 +211,27 @@ async fn list_plugins(
     let config = state.live.load_full();
     require_admin(&config, &headers)?;
     let journal = state.journal.clone();
-    let contracts: std::collections::HashMap<String, &'static str> = state
-        .dispatcher
-        .names()
-        .into_iter()
-        .filter_map(|n| state.dispatcher.contract(&n).map(|c| (n, c)))
-        .collect();
-    let names: Vec<(String, Option<crate::dispatch::BreakerStatus>)> = state
+    type Row = (
+        String,
+        Option<crate::dispatch::BreakerStatus>,
+        Option<&'static str>,
+    );
+    let names: Vec<Row> = state
         .dispatcher
         .names()
         .into_iter()
         .map(|n| {
             let status = state.dispatcher.status(&n);
-            (n, status)
+            let contract = state.dispatcher.contract(&n);
+            (n, status, contract)
         })
         .collect();
     let rows = tokio::task::spawn_blocking(move || {
         names
             .into_iter()
-            .map(|(n, status)| {
+            .map(|(n, status, contract)| {
                 let counts = journal.delivery_counts(&n).unwrap_or_default();
-                (n, status, counts)
+                (n, status, contract, counts)
             })
             .collect::<Vec<_>>()
     })
@@ -239,14 +239,14 @@ async fn list_plugins(
     .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let plugins: Vec<_> = rows
         .into_iter()
-        .filter_map(|(name, status, (pending, done, dead))| {
+        .filter_map(|(name, status, contract, (pending, done, dead))| {
             let p = config.plugins.get(&name)?;
             let state = status.as_ref().map_or("running", |s| s.state.as_str());
             Some(json!({
                 "name": name,
                 "tenant": p.tenant,
                 "component": p.component.display().to_string(),
-                "contract": contracts.get(&name),
+                "contract": contract,
                 "allow_http": p.allow_http,
                 "allow_sockets": p.allow_sockets,
                 "routes": p.routes.len(),
