@@ -102,6 +102,26 @@ type SendFuture = Box<
         > + Send,
 >;
 
+impl HttpGate {
+    /// The gate both ways out (`wasi:http`, `http.send`) pass: the
+    /// destination must be in `allow_http` (else a `denied_http` fault), and
+    /// the call must have requests left (else an `http_limit` fault). The
+    /// error says why, without the URL.
+    fn admit(&self, uri: &Uri) -> Result<(), &'static str> {
+        let destination = redact_query(uri);
+        if !self.allow.iter().any(|p| p.allows(uri)) {
+            self.counters.soft_fault("denied_http", || {
+                format!("outbound HTTP request to {destination} refused: not in the instance's allow_http")
+            });
+            return Err("the destination is not in the instance's allow_http");
+        }
+        if !self.counters.take_http_request(&destination) {
+            return Err("more than limits.max_http_requests requests in one call");
+        }
+        Ok(())
+    }
+}
+
 impl WasiHttpHooks for HttpGate {
     fn send_request(
         &mut self,
@@ -109,14 +129,7 @@ impl WasiHttpHooks for HttpGate {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        let destination = redact_query(request.uri());
-        if !self.allow.iter().any(|p| p.allows(request.uri())) {
-            self.counters.soft_fault("denied_http", || {
-                format!("outbound HTTP request to {destination} refused: not in the instance's allow_http")
-            });
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
-        }
-        if !self.counters.take_http_request(&destination) {
+        if self.admit(request.uri()).is_err() {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // Guests may pass no options: never inherit the 600 s defaults.
@@ -213,20 +226,8 @@ impl HttpGate {
                 "URL must be absolute, http:// or https://".into(),
             ));
         }
-        let destination = redact_query(&uri);
-        if !self.allow.iter().any(|p| p.allows(&uri)) {
-            self.counters.soft_fault("denied_http", || {
-                format!("outbound HTTP request to {destination} refused: not in the instance's allow_http")
-            });
-            return Err(OneShotError::Denied(
-                "the destination is not in the instance's allow_http".into(),
-            ));
-        }
-        if !self.counters.take_http_request(&destination) {
-            return Err(OneShotError::Denied(
-                "more than limits.max_http_requests requests in one call".into(),
-            ));
-        }
+        self.admit(&uri)
+            .map_err(|why| OneShotError::Denied(why.into()))?;
         let mut request = http::Request::builder().method(method).uri(uri);
         for (name, value) in &req.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
