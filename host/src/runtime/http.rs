@@ -324,6 +324,7 @@ fn redact_query(uri: &Uri) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::lock;
 
     fn allows(prefix: &str, url: &str) -> bool {
         UrlPrefix::parse(prefix)
@@ -357,6 +358,57 @@ mod tests {
         assert!(!allows("http://127.0.0.1:9000", "http://127.0.0.1:9001/"));
         assert!(!allows("http://127.0.0.1:9000", "http://localhost:9000/"));
         assert!(!allows("http://localhost:9000", "http://127.0.0.1:9000/"));
+    }
+
+    fn gate(allow: &str) -> HttpGate {
+        HttpGate {
+            allow: Arc::new(vec![UrlPrefix::parse(allow).unwrap()]),
+            counters: Arc::new(CallCounters::new(&crate::config::Limits::default())),
+            pool: OutboundPool::new(),
+        }
+    }
+
+    fn one_shot(method: &str, url: &str, headers: &[(&str, &str)]) -> OneShotRequest {
+        OneShotRequest {
+            method: method.into(),
+            url: url.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: Vec::new(),
+            timeout: Some(Duration::from_millis(200)),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_shot_requests_are_checked_before_anything_is_sent() {
+        let g = gate("http://127.0.0.1:9");
+        let err = |r: Result<OneShotResponse, OneShotError>| r.err().expect("refused");
+        let invalid = |e: OneShotError| matches!(e, OneShotError::Invalid(_));
+        assert!(invalid(err(g
+            .send_one(one_shot("BREW", "http://127.0.0.1:9/", &[]))
+            .await)));
+        assert!(invalid(err(g
+            .send_one(one_shot("GET", "/relative", &[]))
+            .await)));
+        assert!(invalid(err(g
+            .send_one(one_shot("GET", "ftp://127.0.0.1:9/", &[]))
+            .await)));
+        assert!(invalid(err(g
+            .send_one(one_shot("GET", "http://127.0.0.1:9/", &[("host", "x")]))
+            .await)));
+        assert!(invalid(err(g
+            .send_one(one_shot("GET", "http://127.0.0.1:9/", &[("bad name", "x")]))
+            .await)));
+        let denied = err(g
+            .send_one(one_shot("GET", "http://127.0.0.1:10/secret/path", &[]))
+            .await);
+        assert!(
+            matches!(&denied, OneShotError::Denied(m) if !m.contains("secret")),
+            "{denied:?}"
+        );
+        assert_eq!(lock(&g.counters.faults)[0].reason, "denied_http");
     }
 
     #[test]
