@@ -625,7 +625,8 @@ impl WorkerCtx {
     async fn read(&mut self, after: i64) -> Result<(Vec<PendingDelivery>, bool), JournalError> {
         self.reap();
         let limit = if after == 0 {
-            BATCH + self.unconfirmed.len().min(4 * BATCH)
+            // Whole batches, so that the journal keeps a few statements.
+            BATCH * (1 + self.unconfirmed.len().min(4 * BATCH).div_ceil(BATCH))
         } else {
             BATCH
         };

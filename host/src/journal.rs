@@ -474,7 +474,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     plugin      TEXT NOT NULL,
     event_id    INTEGER NOT NULL REFERENCES events (id),
     run_id      TEXT NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+    state       TEXT NOT NULL CHECK (state = 'pending' OR state = 'done' OR state = 'dead'),
     attempts    INTEGER NOT NULL DEFAULT 0,
     first_at_ms INTEGER NOT NULL,
     next_at_ms  INTEGER NOT NULL,
@@ -510,6 +510,41 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
             conn.execute_batch(&format!("ALTER TABLE events ADD COLUMN {col} TEXT"))?;
         }
     }
+    migrate_delivery_check(conn)
+}
+
+/// The `deliveries` check of earlier journals was `state IN (...)`:
+/// SQLite builds a temporary table for a three-value `IN` on every row it
+/// writes, about a third of the cost of recording an outcome. The table is
+/// rebuilt once with the equivalent `OR` check (SQLite cannot alter a
+/// check in place), in one transaction.
+fn migrate_delivery_check(conn: &Connection) -> Result<(), JournalError> {
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'deliveries'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !sql.contains("state IN (") {
+        return Ok(());
+    }
+    let table = SCHEMA
+        .split("CREATE TABLE IF NOT EXISTS deliveries (")
+        .nth(1)
+        .and_then(|rest| rest.split(") WITHOUT ROWID;").next())
+        .ok_or_else(|| JournalError::Task("the deliveries schema is missing".into()))?;
+    // Foreign keys stay on: nothing refers to `deliveries`, and its rows keep
+    // referring to the same events.
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE deliveries_new ({table}) WITHOUT ROWID;
+         INSERT INTO deliveries_new (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms, last_error)
+           SELECT plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms, last_error FROM deliveries;
+         DROP TABLE deliveries;
+         ALTER TABLE deliveries_new RENAME TO deliveries;
+         CREATE INDEX deliveries_pending ON deliveries (plugin, event_id) WHERE state = 'pending';
+         COMMIT;"
+    ))?;
+    tracing::info!("journal: rebuilt the deliveries table with its faster check (once)");
     Ok(())
 }
 
@@ -561,6 +596,9 @@ fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, Journal
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Room for every statement the journal and the query API prepare on one
+    // connection (the default of 16 evicts under a mixed load).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -652,6 +690,10 @@ impl Journal {
 
     /// The oldest pending deliveries of `plugin` after event `after` (0 for
     /// all), in journal order.
+    ///
+    /// Each distinct `limit` is a statement of its own: SQLite plans a
+    /// `LIMIT ?` anew on every run (it reads the bound value), which cost
+    /// more than the read itself, so callers should keep to a few limits.
     pub fn pending(
         &self,
         plugin: &str,
@@ -659,13 +701,13 @@ impl Journal {
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
              FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
-             WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?3
-             ORDER BY d.event_id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![plugin, limit as i64, after], |r| {
+             WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?2
+             ORDER BY d.event_id LIMIT {limit}"
+        ))?;
+        let rows = stmt.query_map(params![plugin, after], |r| {
             Ok(PendingDelivery {
                 event_id: r.get(0)?,
                 run_id: r.get(1)?,
@@ -1103,5 +1145,55 @@ mod tests {
         assert_eq!(j.pending("p", 0, 10).unwrap().len(), 1);
         assert_eq!(j.state_get("p", "k").unwrap().as_deref(), Some("v"));
         assert_eq!(j.event_count("t").unwrap(), 1);
+    }
+
+    #[test]
+    fn an_earlier_deliveries_check_is_migrated_with_its_rows() {
+        let dir =
+            std::env::temp_dir().join(format!("herald-journal-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.db");
+        {
+            // A journal as earlier versions created it, with two deliveries.
+            let old = SCHEMA.replace(
+                "CHECK (state = 'pending' OR state = 'done' OR state = 'dead')",
+                "CHECK (state IN ('pending', 'done', 'dead'))",
+            );
+            assert_ne!(old, SCHEMA);
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&old).unwrap();
+            conn.execute_batch(
+                "INSERT INTO events (id, tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+                   VALUES (1, 't', 'u1', 'r', 1, 'runner_on_ok', 1, 1, '{}'), (2, 't', 'u2', 'r', 2, 'runner_on_ok', 1, 1, '{}');
+                 INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms, last_error)
+                   VALUES ('p', 1, 'r', 'pending', 2, 5, 6, 7, 'busy'), ('p', 2, 'r', 'dead', 3, 5, 6, 7, 'gone');",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let pending = j.pending("p", 0, 10).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].event_id, pending[0].attempts, pending[0].first_at_ms), (1, 2, 5));
+        assert_eq!(j.delivery_counts("p").unwrap(), (1, 0, 1));
+        let conn = j.delivery.lock().unwrap();
+        let sql: String = conn
+            .query_row("SELECT sql FROM sqlite_schema WHERE name = 'deliveries'", [], |r| r.get(0))
+            .unwrap();
+        assert!(sql.contains("state = 'pending' OR"), "{sql}");
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT event_id FROM deliveries INDEXED BY deliveries_pending WHERE plugin = 'p' AND state = 'pending'",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("deliveries_pending"), "{plan}");
+        // The check still refuses a state it does not know.
+        let bad = conn.execute(
+            "UPDATE deliveries SET state = 'lost' WHERE plugin = 'p' AND event_id = 1",
+            [],
+        );
+        assert!(bad.is_err());
     }
 }
