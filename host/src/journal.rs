@@ -1174,11 +1174,22 @@ mod tests {
         let j = Journal::open(&path).unwrap();
         let pending = j.pending("p", 0, 10).unwrap();
         assert_eq!(pending.len(), 1);
-        assert_eq!((pending[0].event_id, pending[0].attempts, pending[0].first_at_ms), (1, 2, 5));
+        assert_eq!(
+            (
+                pending[0].event_id,
+                pending[0].attempts,
+                pending[0].first_at_ms
+            ),
+            (1, 2, 5)
+        );
         assert_eq!(j.delivery_counts("p").unwrap(), (1, 0, 1));
         let conn = j.delivery.lock().unwrap();
         let sql: String = conn
-            .query_row("SELECT sql FROM sqlite_schema WHERE name = 'deliveries'", [], |r| r.get(0))
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'deliveries'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert!(sql.contains("state = 'pending' OR"), "{sql}");
         let plan: String = conn
