@@ -167,7 +167,7 @@ def main() -> int:
         for k in ("runner_on_ok_us", "runner_on_start_us", "per_event_us"):
             print("  %-20s median %7.1f us   p99 %7.1f us" % (k.replace("_us", ""), out[k]["median"], out[k]["p99"]))
         print("  shipped %d events; end-of-run flush %.3f s" % (shipped, flush))
-        print("  target: median <= 50 us per event: %s" % ("met" if out["runner_on_ok_us"]["median"] <= 50 else "MISSED"))
+        print("  target: median <= 50 us per event: %s" % ("met" if out["per_event_us"]["median"] <= 50 else "MISSED"))
     return 0
 
 

@@ -7,7 +7,8 @@
 #
 # Spool layout (one directory, mode 0700, files 0600):
 #   run-<start ns, 19 digits>-<run id>.jsonl   one event per line, appended with a
-#                                             single write(2) per event; locked with a
+#                                             single write(2) per event (called with the
+#                                             GIL held, see _write_all); locked with a
 #                                             POSIX lock (lockf) by the run that writes it
 #                                             (not inherited by Ansible's forked workers, so
 #                                             a SIGKILLed run's spool is free at once)
@@ -257,7 +258,43 @@ def spool_files(spool_dir: str) -> list:
     return sorted(n for n in names if SPOOL_RE.match(n))
 
 
+def _libc_write_holding_the_gil():
+    """libc's write(2) called through ctypes.PyDLL, which keeps the GIL during the call.
+
+    os.write gives up the GIL for every event. While the shipper thread has Python work
+    (a batch, a request), it takes the GIL at each of those and the playbook's own thread
+    then waits for it back: that handoff cost more than the rest of a hook (about 20 us
+    of a 45-60 us hook, measured by callback/bench_hook.py). A write to the page cache
+    takes about 2 us; holding the GIL that long costs the shipper nothing it notices.
+    None when ctypes or the symbol is not available (os.write is used then)."""
+    try:
+        import ctypes
+
+        fn = ctypes.PyDLL(None, use_errno=True).write
+        fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+        fn.restype = ctypes.c_ssize_t
+        return fn
+    except Exception:  # noqa: BLE001 - no ctypes (minimal builds) or no write symbol
+        return None
+
+
+_gil_write = _libc_write_holding_the_gil()
+
+
 def _write_all(fd: int, data: bytes) -> None:
+    """Writes all of `data` (bytes) to `fd`; raises OSError like os.write."""
+    if _gil_write is not None and type(data) is bytes:
+        n = _gil_write(fd, data, len(data))
+        if n == len(data):
+            return
+        if n < 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            if err != errno.EINTR:
+                raise OSError(err, os.strerror(err))
+            n = 0
+        data = data[n:]  # a short write or a signal: os.write finishes it
     view = memoryview(data)
     while view:
         n = os.write(fd, view)

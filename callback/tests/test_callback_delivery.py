@@ -362,3 +362,25 @@ def test_every_batch_carries_a_traceparent_derived_from_its_run_id(runner, recei
         spans.add(m.group(2))
     assert len(spans) == len(ok)  # a fresh parent span id per batch
     assert len({e["run_id"] for e in receiver.events}) == 2
+
+
+def test_spool_append_keeps_the_gil_and_still_reports_write_errors(tmp_path):
+    """Appends go through libc's write(2) with the GIL held (see spool._write_all): every
+    byte lands, and a failed write is still an OSError, so a full disk only drops events."""
+    from herald_ansible import spool
+
+    assert spool._gil_write is not None, "ctypes' PyDLL write is available on Linux"
+    path = tmp_path / "s.jsonl"
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    lines = [(json.dumps({"n": i, "pad": "x" * (i % 7000)}) + "\n").encode() for i in range(300)]
+    for line in lines:
+        spool._write_all(fd, line)
+    os.close(fd)
+    assert path.read_bytes() == b"".join(lines)
+    with pytest.raises(OSError) as e:
+        spool._write_all(fd, b"closed\n")
+    assert e.value.errno == 9  # EBADF
+    w = spool.SpoolWriter(str(tmp_path / "spool"), "r1", 1 << 20)
+    os.close(w.fd)  # the descriptor goes bad under the writer: the event is counted, not raised
+    assert w.append(b'{"x":1}\n') is False
+    assert w.dropped == 1 and isinstance(w.write_error, OSError)
