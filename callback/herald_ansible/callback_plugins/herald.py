@@ -386,7 +386,9 @@ class CallbackModule(CallbackBase):
                     "and counted" % w.max_bytes)
             return ev_uuid
         bg = self._bg
-        if bg is not None:
+        # A full batch wakes the shipper early, unless it is backing off after a failure:
+        # then an early pass would only read, compress and fail again on the playbook's CPU.
+        if bg is not None and not bg.backoff:
             cfg = self._cfg
             if (w.lines - self._wake_events >= cfg["batch_max_events"]
                     or w.size - self._wake_bytes >= cfg["batch_max_bytes"]):
