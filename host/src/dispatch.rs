@@ -549,6 +549,7 @@ impl WorkerCtx {
             first_at_ms: d.first_at_ms,
             attempts,
             outcome,
+            read: Some(d.read),
         });
     }
 

@@ -12,6 +12,7 @@ use crate::event::WireEvent;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -58,6 +59,19 @@ pub struct PendingDelivery {
     pub next_at_ms: i64,
     pub first_at_ms: i64,
     pub body: String,
+    /// Which read returned the row, and where in it.
+    pub read: ReadPos,
+}
+
+/// Where a pending delivery was read: the read (its sequence number and the
+/// journal's re-queue generation just before it) and the row's position in
+/// it. Rows next to each other in one read were next to each other among the
+/// pending deliveries then: nothing pending lay between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPos {
+    pub seq: u64,
+    pub generation: u64,
+    pub row: u32,
 }
 
 /// The outcome of one delivery attempt, written by the journal's writer.
@@ -73,6 +87,9 @@ pub struct Mark {
     /// Attempts made so far, this one included.
     pub attempts: u32,
     pub outcome: MarkOutcome,
+    /// Where the worker read the delivery; lets the writer record a streak
+    /// of successes in one statement (`None`: one statement per mark).
+    pub read: Option<ReadPos>,
 }
 
 /// What became of the attempt.
@@ -106,6 +123,12 @@ pub struct Journal {
     delivery: Arc<Mutex<Connection>>,
     writer: std::sync::mpsc::Sender<Write>,
     path: PathBuf,
+    /// Counts the reads of pending deliveries (their [`ReadPos::seq`]).
+    reads: Arc<AtomicU64>,
+    /// Bumped after every commit that may make a delivery pending again
+    /// (replay, requeue), under the writer's lock: a streak read before a
+    /// bump is recorded mark by mark.
+    requeues: Arc<AtomicU64>,
 }
 
 /// What the writer thread is asked to write.
@@ -169,6 +192,7 @@ fn run_writer(
     conn: Arc<Mutex<Connection>>,
     rx: std::sync::mpsc::Receiver<Write>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
+    requeues: Arc<AtomicU64>,
 ) {
     let mut since_checkpoint = 0usize;
     while let Ok(first) = rx.recv() {
@@ -185,6 +209,8 @@ fn run_writer(
         }
         let started = std::time::Instant::now();
         let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+        // Requeues take this lock too: none runs until this group commits.
+        let generation = requeues.load(Ordering::SeqCst);
         let result = (|| -> Result<Vec<Committed>, JournalError> {
             let tx = conn.transaction()?;
             let now = now_ms();
@@ -200,7 +226,7 @@ fn run_writer(
                         r.context.as_ref(),
                     )?),
                     Write::Marks(m) => {
-                        apply_marks(&tx, &m.plugin, &m.marks, now)?;
+                        apply_marks(&tx, &m.plugin, &m.marks, now, generation)?;
                     }
                 }
             }
@@ -253,50 +279,118 @@ fn run_writer(
 }
 
 /// Writes delivery outcomes inside `tx`; returns how many rows they changed.
+///
+/// A streak of successes (rows next to each other in one read, with the same
+/// attempt count, read since the last requeue) is one range `UPDATE`: the
+/// pending rows of that range are then exactly the streak's rows, and the
+/// range walks the table once instead of seeking each row. If the range
+/// does not change exactly the streak's rows, it is undone and the streak
+/// is written mark by mark.
 fn apply_marks(
     tx: &rusqlite::Transaction<'_>,
     plugin: &str,
     marks: &[Mark],
     now: i64,
+    generation: u64,
 ) -> Result<usize, JournalError> {
-    let mut done = tx.prepare_cached(
-        "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
-         WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
-    )?;
-    let mut retry = tx.prepare_cached(
-        "UPDATE deliveries SET attempts = ?3, next_at_ms = ?6, updated_ms = ?4, last_error = ?7
-         WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
-    )?;
-    let mut dead = tx.prepare_cached(
-        "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?6
-         WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
-    )?;
     let mut changed = 0;
-    for m in marks {
-        changed += match &m.outcome {
-            MarkOutcome::Done => {
-                done.execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms])?
-            }
-            MarkOutcome::Retry { next_at_ms, error } => retry.execute(params![
-                plugin,
-                m.event_id,
-                m.attempts,
-                now,
-                m.first_at_ms,
-                next_at_ms,
-                error
-            ])?,
-            MarkOutcome::Dead { error } => dead.execute(params![
-                plugin,
-                m.event_id,
-                m.attempts,
-                now,
-                m.first_at_ms,
-                error
-            ])?,
-        };
+    let mut i = 0;
+    while i < marks.len() {
+        let end = streak_end(marks, i, generation);
+        if end - i >= 2 && apply_streak(tx, plugin, &marks[i..end], now)? {
+            changed += end - i;
+            i = end;
+            continue;
+        }
+        changed += apply_mark(tx, plugin, &marks[i], now)?;
+        i += 1;
     }
     Ok(changed)
+}
+
+/// The end (exclusive) of the streak of successes starting at `marks[i]`.
+fn streak_end(marks: &[Mark], i: usize, generation: u64) -> usize {
+    let first = &marks[i];
+    let Some(pos) = first.read.filter(|r| r.generation == generation) else {
+        return i + 1;
+    };
+    if first.outcome != MarkOutcome::Done {
+        return i + 1;
+    }
+    let (mut end, mut last, mut last_id) = (i + 1, pos, first.event_id);
+    while let Some(m) = marks.get(end) {
+        let next = match m.read {
+            Some(r) if r.seq == pos.seq && r.row == last.row + 1 => r,
+            _ => break,
+        };
+        if m.outcome != MarkOutcome::Done || m.attempts != first.attempts || m.event_id <= last_id {
+            break;
+        }
+        (last, last_id) = (next, m.event_id);
+        end += 1;
+    }
+    end
+}
+
+/// Records a streak of successes in one statement; false (and nothing
+/// written) if the range held other pending rows than the streak's.
+fn apply_streak(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    streak: &[Mark],
+    now: i64,
+) -> Result<bool, JournalError> {
+    let (Some(first), Some(last)) = (streak.first(), streak.last()) else {
+        return Ok(false);
+    };
+    tx.execute_batch("SAVEPOINT streak")?;
+    let n = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'done', attempts = ?4, updated_ms = ?5, last_error = NULL
+             WHERE plugin = ?1 AND event_id BETWEEN ?2 AND ?3 AND state = 'pending'",
+        )?
+        .execute(params![plugin, first.event_id, last.event_id, first.attempts, now])?;
+    if n == streak.len() {
+        tx.execute_batch("RELEASE streak")?;
+        return Ok(true);
+    }
+    tracing::warn!(
+        plugin,
+        rows = n,
+        streak = streak.len(),
+        "a streak of delivery outcomes did not match the journal; recording them one by one"
+    );
+    tx.execute_batch("ROLLBACK TO streak; RELEASE streak")?;
+    Ok(false)
+}
+
+/// Records one outcome, if the row is still the pending delivery that was read.
+fn apply_mark(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    m: &Mark,
+    now: i64,
+) -> Result<usize, JournalError> {
+    Ok(match &m.outcome {
+        MarkOutcome::Done => tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'done', attempts = ?3, updated_ms = ?4, last_error = NULL
+                 WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
+            )?
+            .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms])?,
+        MarkOutcome::Retry { next_at_ms, error } => tx
+            .prepare_cached(
+                "UPDATE deliveries SET attempts = ?3, next_at_ms = ?6, updated_ms = ?4, last_error = ?7
+                 WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
+            )?
+            .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms, next_at_ms, error])?,
+        MarkOutcome::Dead { error } => tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?6
+                 WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
+            )?
+            .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms, error])?,
+    })
 }
 
 /// What the stored events of one batch add to their run's row.
@@ -621,6 +715,8 @@ impl Journal {
         let (writer, rx) = std::sync::mpsc::channel();
         let (kick, kicked) = std::sync::mpsc::sync_channel(1);
         let conn = ingest.clone();
+        let requeues = Arc::new(AtomicU64::new(0));
+        let writer_requeues = requeues.clone();
         let spawn_error = |source| JournalError::Dir {
             path: path.to_owned(),
             source,
@@ -631,13 +727,15 @@ impl Journal {
             .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("herald-journal".into())
-            .spawn(move || run_writer(conn, rx, kick))
+            .spawn(move || run_writer(conn, rx, kick, writer_requeues))
             .map_err(spawn_error)?;
         Ok(Journal {
             ingest,
             delivery: Arc::new(Mutex::new(delivery)),
             writer,
             path: path.to_owned(),
+            reads: Arc::new(AtomicU64::new(0)),
+            requeues,
         })
     }
 
@@ -700,6 +798,9 @@ impl Journal {
         after: i64,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, JournalError> {
+        // Before the read's snapshot: a requeue committed after it bumps this.
+        let generation = self.requeues.load(Ordering::SeqCst);
+        let seq = self.reads.fetch_add(1, Ordering::Relaxed);
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
@@ -707,8 +808,15 @@ impl Journal {
              WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?2
              ORDER BY d.event_id LIMIT {limit}"
         ))?;
+        let mut row = 0u32;
         let rows = stmt.query_map(params![plugin, after], |r| {
+            row += 1;
             Ok(PendingDelivery {
+                read: ReadPos {
+                    seq,
+                    generation,
+                    row,
+                },
                 event_id: r.get(0)?,
                 run_id: r.get(1)?,
                 attempts: r.get(2)?,
@@ -741,8 +849,9 @@ impl Journal {
     /// returns how many deliveries they changed.
     pub fn record(&self, plugin: &str, marks: &[Mark]) -> Result<usize, JournalError> {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.requeues.load(Ordering::SeqCst);
         let tx = conn.transaction()?;
-        let changed = apply_marks(&tx, plugin, marks, now_ms())?;
+        let changed = apply_marks(&tx, plugin, marks, now_ms(), generation)?;
         tx.commit()?;
         Ok(changed)
     }
@@ -808,7 +917,9 @@ impl Journal {
         plugin: &str,
         event_id: Option<i64>,
     ) -> Result<usize, JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        // On the writer's connection and lock, so that the bump below is seen
+        // by the writer's next group (see `apply_marks`).
+        let conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let n = conn
             .prepare_cached(
@@ -817,6 +928,7 @@ impl Journal {
                    AND event_id IN (SELECT id FROM events WHERE tenant = ?1)",
             )?
             .execute(params![tenant, plugin, event_id, now])?;
+        self.requeues.fetch_add(1, Ordering::SeqCst);
         Ok(n)
     }
 
@@ -830,7 +942,8 @@ impl Journal {
         run_id: &str,
         plugin: &str,
     ) -> Result<usize, JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        // On the writer's lock, as `requeue_dead`.
+        let conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let n = conn
             .prepare_cached(
@@ -842,6 +955,7 @@ impl Journal {
                     updated_ms = excluded.updated_ms, last_error = NULL",
             )?
             .execute(params![tenant, run_id, plugin, now])?;
+        self.requeues.fetch_add(1, Ordering::SeqCst);
         Ok(n)
     }
 
@@ -976,6 +1090,7 @@ mod tests {
             first_at_ms: d.first_at_ms,
             attempts: 1,
             outcome: MarkOutcome::Done,
+            read: Some(d.read),
         }
     }
 
@@ -1035,6 +1150,60 @@ mod tests {
         assert!(again[0].next_at_ms <= now_ms(), "and due now");
         assert_eq!(j.record("a", &[done(&again[0])]).unwrap(), 1);
         assert_eq!(j.delivery_counts("a").unwrap(), (0, 1, 0));
+    }
+
+    /// Successes next to each other in one read are recorded as a range;
+    /// a row requeued into that range after the read stays pending.
+    #[test]
+    fn a_streak_of_successes_never_swallows_a_requeued_row() {
+        let j = temp_journal("streak");
+        let a = vec!["a".to_string()];
+        let evs: Vec<_> = (1..=6).map(|i| ev(&format!("u{i}"), "r")).collect();
+        j.commit_batch("t", &evs, &vec![a.clone(); 6]).unwrap();
+        // Event 3 is a dead letter when the worker reads.
+        let third = j.pending("a", 0, 10).unwrap().remove(2);
+        let dead = Mark {
+            outcome: MarkOutcome::Dead { error: "x".into() },
+            read: None,
+            ..done(&third)
+        };
+        assert_eq!(j.record("a", &[dead]).unwrap(), 1);
+        let read = j.pending("a", 0, 10).unwrap();
+        assert_eq!(
+            read.iter().map(|d| d.event_id).collect::<Vec<_>>(),
+            [1, 2, 4, 5, 6]
+        );
+        // Requeued after the read: inside the range 1..=6 the streak covers.
+        assert_eq!(j.requeue_dead("t", "a", Some(third.event_id)).unwrap(), 1);
+        let marks: Vec<Mark> = read.iter().map(done).collect();
+        assert_eq!(j.record("a", &marks).unwrap(), 5);
+        let left = j.pending("a", 0, 10).unwrap();
+        assert_eq!(
+            left.iter().map(|d| d.event_id).collect::<Vec<_>>(),
+            [third.event_id]
+        );
+        assert_eq!(j.delivery_counts("a").unwrap(), (1, 5, 0));
+
+        // Without a requeue, the same streak is one range and leaves nothing behind.
+        let more: Vec<_> = (7..=12).map(|i| ev(&format!("u{i}"), "r")).collect();
+        j.commit_batch("t", &more, &vec![a.clone(); 6]).unwrap();
+        let read = j.pending("a", third.event_id, 10).unwrap();
+        assert_eq!(read.len(), 6);
+        let marks: Vec<Mark> = read.iter().map(done).collect();
+        assert_eq!(streak_end(&marks, 0, j.requeues.load(Ordering::SeqCst)), 6);
+        assert_eq!(j.record("a", &marks).unwrap(), 6);
+        assert_eq!(j.delivery_counts("a").unwrap(), (1, 11, 0));
+        // A streak breaks at a gap in the read, another read, or another attempt count.
+        let mut gap = marks.clone();
+        gap.remove(2);
+        assert_eq!(streak_end(&gap, 0, j.requeues.load(Ordering::SeqCst)), 2);
+        let mut second = marks.clone();
+        second[3].attempts = 2;
+        assert_eq!(streak_end(&second, 0, j.requeues.load(Ordering::SeqCst)), 3);
+        assert_eq!(
+            streak_end(&marks, 0, j.requeues.load(Ordering::SeqCst) + 1),
+            1
+        );
     }
 
     #[test]
