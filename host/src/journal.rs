@@ -576,7 +576,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error  TEXT,
     PRIMARY KEY (plugin, event_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (plugin, event_id) WHERE state = 'pending';
+-- Covers what a worker reads of a pending delivery (`Journal::pending`).
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (plugin, event_id, run_id, attempts, next_at_ms, first_at_ms) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS plugin_state (
     plugin TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -604,7 +605,29 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
             conn.execute_batch(&format!("ALTER TABLE events ADD COLUMN {col} TEXT"))?;
         }
     }
-    migrate_delivery_check(conn)
+    migrate_delivery_check(conn)?;
+    migrate_pending_index(conn)
+}
+
+/// Earlier journals indexed pending deliveries by (plugin, event_id) only, so
+/// every row a worker read cost a second lookup in `deliveries`; the index
+/// now covers what a worker reads. Rebuilt once (it holds pending rows only).
+fn migrate_pending_index(conn: &Connection) -> Result<(), JournalError> {
+    let sql: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = 'deliveries_pending'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if sql.is_some_and(|s| s.contains("first_at_ms")) {
+        return Ok(());
+    }
+    conn.execute_batch("DROP INDEX IF EXISTS deliveries_pending")?;
+    // Recreates it (and nothing else: the rest exists) from the current schema.
+    conn.execute_batch(SCHEMA)?;
+    tracing::info!("journal: rebuilt the index of pending deliveries (once)");
+    Ok(())
 }
 
 /// The `deliveries` check of earlier journals was `state IN (...)`:
@@ -635,11 +658,22 @@ fn migrate_delivery_check(conn: &Connection) -> Result<(), JournalError> {
            SELECT plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms, last_error FROM deliveries;
          DROP TABLE deliveries;
          ALTER TABLE deliveries_new RENAME TO deliveries;
-         CREATE INDEX deliveries_pending ON deliveries (plugin, event_id) WHERE state = 'pending';
          COMMIT;"
     ))?;
+    // Its index went with the old table; `migrate_pending_index` makes it.
     tracing::info!("journal: rebuilt the deliveries table with its faster check (once)");
     Ok(())
+}
+
+/// The read of [`Journal::pending`]: the index answers the delivery's
+/// columns, the event's row gives the body.
+fn pending_sql(limit: usize) -> String {
+    format!(
+        "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
+         FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
+         WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?2
+         ORDER BY d.event_id LIMIT {limit}"
+    )
 }
 
 /// Checks that the journal can take a write right now (readiness).
@@ -802,12 +836,7 @@ impl Journal {
         let generation = self.requeues.load(Ordering::SeqCst);
         let seq = self.reads.fetch_add(1, Ordering::Relaxed);
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
-             FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
-             WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?2
-             ORDER BY d.event_id LIMIT {limit}"
-        ))?;
+        let mut stmt = conn.prepare_cached(&pending_sql(limit))?;
         let mut row = 0u32;
         let rows = stmt.query_map(params![plugin, after], |r| {
             row += 1;
@@ -1325,11 +1354,17 @@ mod tests {
         let path = dir.join("j.db");
         {
             // A journal as earlier versions created it, with two deliveries.
-            let old = SCHEMA.replace(
-                "CHECK (state = 'pending' OR state = 'done' OR state = 'dead')",
-                "CHECK (state IN ('pending', 'done', 'dead'))",
-            );
-            assert_ne!(old, SCHEMA);
+            let old = SCHEMA
+                .replace(
+                    "CHECK (state = 'pending' OR state = 'done' OR state = 'dead')",
+                    "CHECK (state IN ('pending', 'done', 'dead'))",
+                )
+                .replace(
+                    "(plugin, event_id, run_id, attempts, next_at_ms, first_at_ms) WHERE",
+                    "(plugin, event_id) WHERE",
+                );
+            assert_eq!(old.matches("IN ('pending'").count(), 1);
+            assert_eq!(old.matches("(plugin, event_id) WHERE").count(), 1);
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(&old).unwrap();
             conn.execute_batch(
@@ -1361,14 +1396,19 @@ mod tests {
             )
             .unwrap();
         assert!(sql.contains("state = 'pending' OR"), "{sql}");
-        let plan: String = conn
-            .query_row(
-                "EXPLAIN QUERY PLAN SELECT event_id FROM deliveries INDEXED BY deliveries_pending WHERE plugin = 'p' AND state = 'pending'",
-                [],
-                |r| r.get(3),
-            )
+        // A worker's read takes the delivery's columns from the index alone.
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", pending_sql(10)))
+            .unwrap()
+            .query_map(params!["p", 0], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert!(plan.contains("deliveries_pending"), "{plan}");
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("COVERING INDEX deliveries_pending")),
+            "{plan:?}"
+        );
         // The check still refuses a state it does not know.
         let bad = conn.execute(
             "UPDATE deliveries SET state = 'lost' WHERE plugin = 'p' AND event_id = 1",
