@@ -251,13 +251,28 @@ def run_playbook(cmd, env, cwd):
     stderr_thread_out = []
     t = threading.Thread(target=lambda: stderr_thread_out.append(p.stderr.read()))
     t.start()
-    _, status, ru = os.wait4(p.pid, 0)
+    # The controller process's own CPU (all its threads: the strategy loop, the callbacks
+    # and Herald's shipper; not the forks): read from /proc while it is a zombie, before
+    # wait4 reaps it. This is where a callback's cost lands, without the forks' noise.
+    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
     wall = time.perf_counter() - t0
+    controller = controller_cpu(p.pid)
+    _, status, ru = os.wait4(p.pid, 0)
     t.join()
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise RuntimeError("%s failed (%s): %s" % (cmd, p.returncode, stderr_thread_out[0][-2000:]))
-    return wall, ru.ru_utime + ru.ru_stime
+    return wall, ru.ru_utime + ru.ru_stime, controller
+
+
+def controller_cpu(pid):
+    """utime + stime of one process (its threads, not its children), in seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def part_playbook(sz):
@@ -313,12 +328,13 @@ def part_playbook(sz):
             for c in order:
                 cmd, env = conf(c)
                 before = host.event_count() if c == "herald-up" else 0
-                wall, cpu = run_playbook(cmd, env, d)
+                wall, cpu, ctl = run_playbook(cmd, env, d)
                 if c == "herald-up":
                     time.sleep(0.5)
                     events_per_run.append(host.event_count() - before)
-                runs[c].append({"wall": wall, "cpu": cpu, "round": r})
-                log("playbook round %d %-11s wall %6.2f s  cpu %6.2f s" % (r, c, wall, cpu))
+                runs[c].append({"wall": wall, "cpu": cpu, "controller_cpu": ctl, "round": r})
+                log("playbook round %d %-11s wall %6.2f s  cpu %6.2f s  controller cpu %s s" % (
+                    r, c, wall, cpu, "?" if ctl is None else "%.2f" % ctl))
     finally:
         host.stop()
         sink.terminate()
@@ -333,6 +349,14 @@ def part_playbook(sz):
         rc = [x["cpu"] / y["cpu"] for x, y in zip(runs[c], runs["none"])]
         out["configs"][c] = {"wall": stats(walls), "cpu": stats(cpus), "ratio_wall": stats(rw),
                              "ratio_cpu": stats(rc), "raw": runs[c]}
+        pairs = [(x["controller_cpu"], y["controller_cpu"], y["cpu"]) for x, y in zip(runs[c], runs["none"])
+                 if x.get("controller_cpu") is not None and y.get("controller_cpu") is not None]
+        if pairs:
+            out["configs"][c]["controller_cpu"] = stats([a for a, _, _ in pairs])
+            # What the configuration added to the controller process, paired within a round,
+            # and that as a share of the whole no-callback run's CPU.
+            out["configs"][c]["controller_added_s"] = stats([a - b for a, b, _ in pairs])
+            out["configs"][c]["controller_added_share"] = stats([(a - b) / t for a, b, t in pairs])
     return out
 
 
@@ -678,6 +702,20 @@ def render(res: dict, size: str) -> str:
                          target=tgt_w, met=met_w))
             L.append(row("%s: CPU s" % lab, x["cpu"], digits=2, ratio=None if c == "none" else x["ratio_cpu"],
                          target=tgt_c, met=met_c))
+        ctl_rows = [(lab, p["configs"][c]) for c, lab in labels.items() if "controller_cpu" in p["configs"][c]]
+        if ctl_rows:
+            L.append("")
+            L.append("The controller process alone (its own CPU, all threads, not the forks: where a callback "
+                     "runs), and what each configuration added to it over the no-callback run of the same "
+                     "round, also as a share of that run's whole CPU. Much steadier than the process tree, "
+                     "whose forks vary by more than a callback costs.\n")
+            L.append(HEAD)
+            for lab, x in ctl_rows:
+                L.append(row("%s: controller CPU s" % lab, x["controller_cpu"], digits=2))
+                if lab != labels["none"]:
+                    L.append(row("%s: added controller CPU s" % lab, x["controller_added_s"], digits=2))
+                    L.append(row("%s: added, share of the run's CPU %%" % lab, x["controller_added_share"],
+                                 digits=2, scale=100.0))
         L.append("")
 
     h = res.get("hook")
