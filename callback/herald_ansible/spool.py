@@ -266,19 +266,20 @@ def _libc_write_holding_the_gil():
     then waits for it back: that handoff cost more than the rest of a hook (about 20 us
     of a 45-60 us hook, measured by callback/bench_hook.py). A write to the page cache
     takes about 2 us; holding the GIL that long costs the shipper nothing it notices.
-    None when ctypes or the symbol is not available (os.write is used then)."""
+    (write, get_errno), or (None, None) when ctypes or the symbol is not available
+    (os.write is used then)."""
     try:
         import ctypes
 
         fn = ctypes.PyDLL(None, use_errno=True).write
         fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
         fn.restype = ctypes.c_ssize_t
-        return fn
+        return fn, ctypes.get_errno
     except Exception:  # noqa: BLE001 - no ctypes (minimal builds) or no write symbol
-        return None
+        return None, None
 
 
-_gil_write = _libc_write_holding_the_gil()
+_gil_write, _get_errno = _libc_write_holding_the_gil()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -288,9 +289,7 @@ def _write_all(fd: int, data: bytes) -> None:
         if n == len(data):
             return
         if n < 0:
-            import ctypes
-
-            err = ctypes.get_errno()
+            err = _get_errno()
             if err != errno.EINTR:
                 raise OSError(err, os.strerror(err))
             n = 0

@@ -317,16 +317,16 @@ fn streak_end(marks: &[Mark], i: usize, generation: u64) -> usize {
     if first.outcome != MarkOutcome::Done {
         return i + 1;
     }
-    let (mut end, mut last, mut last_id) = (i + 1, pos, first.event_id);
+    // Rows of one read come in event order, so the next row is the next event.
+    let mut end = i + 1;
     while let Some(m) = marks.get(end) {
-        let next = match m.read {
-            Some(r) if r.seq == pos.seq && r.row == last.row + 1 => r,
-            _ => break,
-        };
-        if m.outcome != MarkOutcome::Done || m.attempts != first.attempts || m.event_id <= last_id {
+        let next_row = pos.row + (end - i) as u32;
+        let adjacent = m
+            .read
+            .is_some_and(|r| r.seq == pos.seq && r.row == next_row);
+        if !adjacent || m.outcome != MarkOutcome::Done || m.attempts != first.attempts {
             break;
         }
-        (last, last_id) = (next, m.event_id);
         end += 1;
     }
     end
