@@ -611,6 +611,7 @@ fn run_table(run: &Value) -> String {
                         cell(&t["task"]),
                         cell(&t["outcome"]),
                         cell(&t["ignored"]),
+                        cell(&t["rescued"]),
                         cell(&t["message"]),
                     ]
                 })
@@ -620,7 +621,7 @@ fn run_table(run: &Value) -> String {
     if !failed.is_empty() {
         out.push_str("\nFAILED TASKS\n");
         out.push_str(&table(
-            &["HOST", "TASK", "OUTCOME", "IGNORED", "MESSAGE"],
+            &["HOST", "TASK", "OUTCOME", "IGNORED", "RESCUED", "MESSAGE"],
             &failed,
         ));
     }

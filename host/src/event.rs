@@ -269,6 +269,29 @@ impl WireEvent {
 
 const MAX_ID_LEN: usize = 128;
 
+/// The largest integer Herald accepts in `counter` and the per-host stats:
+/// 2^53−1, the largest integer every JSON reader (JavaScript, jq) holds
+/// exactly, and the OpenAPI maximum. Larger values would be stored wrapped
+/// or rounded.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// `event_data` keys of `playbook_on_stats` that map a host to a count.
+pub(crate) const STATS_MAPS: &[&str] = &[
+    "changed",
+    "dark",
+    "failures",
+    "ignored",
+    "ok",
+    "processed",
+    "rescued",
+    "skipped",
+];
+
+/// The message of a number outside `0..=MAX_SAFE_INTEGER`.
+fn count_message() -> String {
+    format!("must be an integer from 0 to {MAX_SAFE_INTEGER}")
+}
+
 /// Typed expectations for `event_data` fields that have a meaning to Herald.
 const EVENT_DATA_STRINGS: &[&str] = &[
     "playbook",
@@ -286,20 +309,7 @@ const EVENT_DATA_STRINGS: &[&str] = &[
     "start",
     "end",
 ];
-const EVENT_DATA_OBJECTS: &[&str] = &[
-    "res",
-    "artifact_data",
-    "custom_stats",
-    "herald",
-    "changed",
-    "dark",
-    "failures",
-    "ignored",
-    "ok",
-    "processed",
-    "rescued",
-    "skipped",
-];
+const EVENT_DATA_OBJECTS: &[&str] = &["res", "artifact_data", "custom_stats", "herald"];
 
 /// Validates one event of a batch given as a `Value`: the reference
 /// implementation of the wire rules, which also names what is wrong.
@@ -325,7 +335,8 @@ pub fn validate(value: Value) -> Result<WireEvent, FieldError> {
         None => return Err(FieldError::new("counter", "is required")),
         Some(v) => v
             .as_u64()
-            .ok_or_else(|| FieldError::new("counter", "must be a non-negative integer"))?,
+            .filter(|n| *n <= MAX_SAFE_INTEGER)
+            .ok_or_else(|| FieldError::new("counter", count_message()))?,
     };
     let created_ms = match body.get("created") {
         None => return Err(FieldError::new("created", "is required")),
@@ -449,6 +460,28 @@ fn validate_event_data(data: &Map<String, Value>) -> Result<(), FieldError> {
             }
         }
     }
+    // Per-host counts: a string, a negative or 1e300 would make a nonsense recap.
+    for key in STATS_MAPS {
+        match data.get(*key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(hosts)) => {
+                for (host, n) in hosts {
+                    if !n.as_u64().is_some_and(|n| n <= MAX_SAFE_INTEGER) {
+                        return Err(FieldError::new(
+                            format!("event_data.{key}.{host}"),
+                            count_message(),
+                        ));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(FieldError::new(
+                    format!("event_data.{key}"),
+                    "must be an object of host names to counts",
+                ))
+            }
+        }
+    }
     match data.get("duration") {
         None | Some(Value::Null) | Some(Value::Number(_)) => {}
         Some(_) => {
@@ -567,6 +600,49 @@ mod tests {
             let err = validate(v.clone()).unwrap_err();
             assert_eq!(err.field, field, "{v}");
         }
+    }
+
+    #[test]
+    fn numbers_beyond_2_pow_53_and_bad_counts_are_refused() {
+        let base = || {
+            json!({"uuid": "u", "event": "playbook_on_stats", "counter": 1,
+                   "created": "2026-01-01T00:00:00", "run_id": "r"})
+        };
+        for counter in [
+            json!(9_007_199_254_740_992_u64),
+            json!(9_223_372_036_854_775_808_u64),
+            json!(u64::MAX),
+        ] {
+            let mut v = base();
+            v["counter"] = counter.clone();
+            let err = validate(v).unwrap_err();
+            assert_eq!(err.field, "counter", "{counter}");
+            assert_eq!(err.message, "must be an integer from 0 to 9007199254740991");
+        }
+        let mut v = base();
+        v["counter"] = json!(MAX_SAFE_INTEGER);
+        assert_eq!(validate(v).unwrap().counter, MAX_SAFE_INTEGER);
+        for (key, bad) in [
+            ("failures", json!("1")),
+            ("ok", json!(-1)),
+            ("dark", json!(1e300)),
+            ("changed", json!(1.5)),
+            ("skipped", json!(null)),
+            ("rescued", json!(9_007_199_254_740_992_u64)),
+            ("processed", json!([1])),
+            ("ignored", json!(true)),
+        ] {
+            let mut v = base();
+            v["event_data"] = json!({ key: {"host0": 1, "host1": bad} });
+            let err = validate(v).unwrap_err();
+            assert_eq!(err.field, format!("event_data.{key}.host1"), "{bad}");
+        }
+        let mut v = base();
+        v["event_data"] = json!({"failures": [1]});
+        assert_eq!(validate(v).unwrap_err().field, "event_data.failures");
+        let mut v = base();
+        v["event_data"] = json!({"ok": {"h": 3}, "failures": {"h": 0}, "dark": null});
+        assert!(validate(v).is_ok());
     }
 
     #[test]

@@ -14,6 +14,10 @@ use serde_json::{json, Value};
 use std::io::Read;
 use std::sync::Arc;
 
+/// The most one request's `X-Herald-Dropped` adds to
+/// `herald_callback_dropped_events_total`: a sender cannot inflate it without bound.
+pub const MAX_DROPPED_PER_REQUEST: u64 = 1_000_000;
+
 /// Body format of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -54,8 +58,10 @@ fn decode(headers: &HeaderMap, body: bytes::Bytes, limit: usize) -> Result<Vec<u
         "" | "identity" => Ok(Vec::from(body)),
         "gzip" | "x-gzip" => {
             let mut out = Vec::new();
-            // Read one byte past the limit to tell "exactly at" from "over".
-            flate2::read::GzDecoder::new(&body[..])
+            // Every member of a multi-member body (`cat a.gz b.gz`), not only
+            // the first; the limit holds for all of them together. Read one
+            // byte past it to tell "exactly at" from "over".
+            flate2::read::MultiGzDecoder::new(&body[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| {
@@ -313,17 +319,12 @@ async fn ingest(
     let bytes = decode(headers, raw, limit).map_err(|e| (t.clone(), e))?;
     let body_bytes = bytes.len();
     let events = parse(format, bytes).map_err(|e| (t.clone(), e))?;
-    if let Some(n) = headers
+    // Read now, counted only once the batch is committed (below).
+    let dropped = headers
         .get("x-herald-dropped")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        if n > 0 {
-            metrics::counter!("herald_callback_dropped_events_total", "tenant" => tenant.clone())
-                .increment(n);
-            tracing::warn!(tenant = %tenant, dropped = n, "a sender reports events its spool dropped");
-        }
-    }
+        .unwrap_or(0);
     state
         .limiter
         .admit(&tenant, tenant_cfg, events.len())
@@ -405,6 +406,14 @@ async fn ingest(
         state.limiter.stored(&tenant, committed.accepted as i64);
         state.dispatcher.notify_tenant(&tenant);
     }
+    // The sender's report of what its spool dropped, counted once: a batch
+    // resent after a lost answer holds only duplicates and the same report.
+    if dropped > 0 && committed.accepted > 0 {
+        let n = dropped.min(MAX_DROPPED_PER_REQUEST);
+        metrics::counter!("herald_callback_dropped_events_total", "tenant" => tenant.clone())
+            .increment(n);
+        tracing::warn!(tenant = %tenant, dropped = n, "a sender reports events its spool dropped");
+    }
     tracing::info!(tenant = %tenant, run_id = %first_run, accepted = committed.accepted,
         duplicates = committed.duplicates, "batch committed");
     Ok((tenant, committed.accepted, committed.duplicates))
@@ -435,7 +444,7 @@ mod tests {
         );
         assert_eq!(
             e.message,
-            "event 1: counter: must be a non-negative integer"
+            "event 1: counter: must be an integer from 0 to 9007199254740991"
         );
         // Invalid JSON in a later line wins over an invalid field, as before.
         let e = parse(Format::Ndjson, format!("{bad}\n{{\n").into_bytes()).unwrap_err();
@@ -446,6 +455,50 @@ mod tests {
         assert_eq!(e.error, "invalid_body");
         let e = parse(Format::Ndjson, vec![b'{', 0xff, b'}']).unwrap_err();
         assert_eq!((e.error, e.index), ("invalid_json", Some(0)));
+    }
+
+    fn gzip(text: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn gzip_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn every_gzip_member_is_read() {
+        let b = A.replace("\"a\"", "\"b\"");
+        // What `cat a.gz b.gz` makes: two complete gzip members.
+        let mut body = gzip(&format!("{A}\n"));
+        body.extend(gzip(&format!("{b}\n")));
+        let out = decode(&gzip_headers(), body.into(), 1 << 20).unwrap();
+        let events = parse(Format::Ndjson, out).unwrap();
+        let uuids: Vec<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
+        assert_eq!(uuids, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_decompressed_limit_holds_across_members() {
+        // Each member alone is under the limit; together they are over it.
+        let part = " ".repeat(600);
+        let mut body = gzip(&part);
+        body.extend(gzip(&part));
+        let e = decode(&gzip_headers(), body.clone().into(), 1000).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            decode(&gzip_headers(), body.into(), 1200).unwrap().len(),
+            1200
+        );
+        // Bytes after a member that are not another member are refused, not ignored.
+        let mut body = gzip(A);
+        body.extend(b"trailing");
+        let e = decode(&gzip_headers(), body.into(), 1 << 20).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -129,6 +129,18 @@ pub struct Journal {
     /// (replay, requeue), under the writer's lock: a streak read before a
     /// bump is recorded mark by mark.
     requeues: Arc<AtomicU64>,
+    /// The writer's last failed commit, until a commit of events (or the
+    /// readiness probe's write of the same size) succeeds: `/ready` answers
+    /// what ingest answers.
+    write_failure: Arc<Mutex<Option<WriteFailure>>>,
+}
+
+/// A commit the writer could not make (disk full, unwritable file).
+#[derive(Debug, Clone)]
+struct WriteFailure {
+    error: String,
+    /// What the failed group would have written, roughly.
+    bytes: usize,
 }
 
 /// What the writer thread is asked to write.
@@ -193,6 +205,7 @@ fn run_writer(
     rx: std::sync::mpsc::Receiver<Write>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
     requeues: Arc<AtomicU64>,
+    write_failure: Arc<Mutex<Option<WriteFailure>>>,
 ) {
     let mut since_checkpoint = 0usize;
     while let Ok(first) = rx.recv() {
@@ -239,6 +252,11 @@ fn run_writer(
         match result {
             Ok(committed) => {
                 metrics::counter!("herald_journal_commits_total", "result" => "ok").increment(1);
+                // Only events clear a failure: outcomes rewrite rows in place
+                // and may fit where a batch does not.
+                if group.iter().any(|w| matches!(w, Write::Events(_))) {
+                    *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
                 since_checkpoint += group.iter().map(Write::bytes).sum::<usize>();
                 if since_checkpoint >= CHECKPOINT_EVERY_BYTES {
                     since_checkpoint = 0;
@@ -262,6 +280,10 @@ fn run_writer(
             Err(e) => {
                 metrics::counter!("herald_journal_commits_total", "result" => "error").increment(1);
                 let msg = e.to_string();
+                *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(WriteFailure {
+                    error: msg.clone(),
+                    bytes: group.iter().map(Write::bytes).sum(),
+                });
                 for w in group {
                     let err = JournalError::Task(msg.clone());
                     match w {
@@ -676,7 +698,16 @@ fn pending_sql(limit: usize) -> String {
     )
 }
 
+/// Most bytes the readiness probe writes to see whether a failed commit
+/// would now fit.
+const PROBE_MAX_BYTES: usize = 1 << 20;
+
 /// Checks that the journal can take a write right now (readiness).
+///
+/// A tiny write still fits in a journal that refuses a batch (a full disk,
+/// the last free pages): so after a failed commit, the probe writes (and
+/// then deletes) as much as that commit would have, up to 1 MiB, and the
+/// journal is ready only once that succeeds, or a batch commits again.
 pub fn probe_writable(journal: &Journal) -> Result<(), JournalError> {
     let conn = journal.delivery.lock().unwrap_or_else(|p| p.into_inner());
     conn.execute_batch(
@@ -686,7 +717,35 @@ pub fn probe_writable(journal: &Journal) -> Result<(), JournalError> {
         "INSERT INTO health (k, v) VALUES ('probe', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
         params![now_ms()],
     )?;
-    Ok(())
+    let failure = journal
+        .write_failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(failure) = failure else {
+        return Ok(());
+    };
+    let bytes = failure.bytes.clamp(4096, PROBE_MAX_BYTES);
+    // Two commits: the space must really be written, not only rolled back.
+    let space = conn
+        .execute(
+            "INSERT INTO health (k, v) VALUES ('space', zeroblob(?1)) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            params![bytes as i64],
+        )
+        .and_then(|_| conn.execute("DELETE FROM health WHERE k = 'space'", []));
+    match space {
+        Ok(_) => {
+            *journal
+                .write_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            Ok(())
+        }
+        Err(e) => Err(JournalError::Task(format!(
+            "the last commit failed ({}) and a write of {bytes} bytes still does: {e}",
+            failure.error
+        ))),
+    }
 }
 
 /// Runs with recent events and no stats event yet, per tenant.
@@ -751,6 +810,8 @@ impl Journal {
         let conn = ingest.clone();
         let requeues = Arc::new(AtomicU64::new(0));
         let writer_requeues = requeues.clone();
+        let write_failure = Arc::new(Mutex::new(None));
+        let writer_failure = write_failure.clone();
         let spawn_error = |source| JournalError::Dir {
             path: path.to_owned(),
             source,
@@ -761,7 +822,7 @@ impl Journal {
             .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("herald-journal".into())
-            .spawn(move || run_writer(conn, rx, kick, writer_requeues))
+            .spawn(move || run_writer(conn, rx, kick, writer_requeues, writer_failure))
             .map_err(spawn_error)?;
         Ok(Journal {
             ingest,
@@ -770,7 +831,30 @@ impl Journal {
             path: path.to_owned(),
             reads: Arc::new(AtomicU64::new(0)),
             requeues,
+            write_failure,
         })
+    }
+
+    /// Caps the journal's size in pages on its write connections, as a full
+    /// disk would (`None` lifts the cap): for tests of that error path.
+    #[cfg(test)]
+    pub(crate) fn set_max_pages(&self, pages: Option<u64>) -> Result<(), JournalError> {
+        for conn in [&self.ingest, &self.delivery] {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let n = match pages {
+                Some(n) => n,
+                None => 1 << 30,
+            };
+            conn.pragma_update(None, "max_page_count", n)?;
+        }
+        Ok(())
+    }
+
+    /// Pages the journal file has now.
+    #[cfg(test)]
+    pub(crate) fn page_count(&self) -> Result<u64, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(conn.query_row("PRAGMA page_count", [], |r| r.get(0))?)
     }
 
     /// The journal file.

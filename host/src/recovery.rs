@@ -40,6 +40,8 @@ fn id_of(d: &DeadLetter) -> String {
 
 fn parse_id(id: &str) -> Result<(i64, String), ApiError> {
     id.split_once(':')
+        // Digits only: `+5` and `-1` are not ids (the OpenAPI pattern says so too).
+        .filter(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|(e, p)| Some((e.parse().ok()?, p.to_string())))
         .filter(|(_, p)| !p.is_empty())
         .ok_or_else(|| {
@@ -164,9 +166,10 @@ pub(crate) async fn list(
 pub(crate) async fn retry_one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
+    let id = crate::query::path_id(id)?;
     let (event_id, plugin) = parse_id(&id)?;
     own_plugin(&state, &tenant, &plugin)?;
     let p = plugin.clone();
@@ -247,10 +250,11 @@ pub(crate) async fn retry_all(
 pub(crate) async fn replay(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(run): Path<String>,
+    run: Result<Path<String>, axum::extract::rejection::PathRejection>,
     body: Result<Json<PluginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
+    let run = crate::query::path_id(run)?;
     let plugin = plugin_body(body)?;
     own_plugin(&state, &tenant, &plugin)?;
     let (p, r) = (plugin.clone(), run.clone());

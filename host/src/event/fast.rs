@@ -9,7 +9,7 @@
 //! the reference on the whole batch, which names the error. So an event this
 //! path accepts is one the reference accepts with the same fields.
 
-use super::{parse_time, EventKind, WireEvent, MAX_ID_LEN};
+use super::{parse_time, EventKind, WireEvent, MAX_ID_LEN, MAX_SAFE_INTEGER};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -395,7 +395,7 @@ impl<'de> Deserialize<'de> for Labels<'de> {
 }
 
 /// How an `event_data` field is checked (`EVENT_DATA_STRINGS`,
-/// `EVENT_DATA_OBJECTS`, `duration`, `ignore_errors`); a test keeps this in
+/// `EVENT_DATA_OBJECTS`, `STATS_MAPS`, `duration`, `ignore_errors`); a test keeps this in
 /// step with those lists.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum DataField {
@@ -410,6 +410,8 @@ enum DataField {
     Res,
     /// Other objects of `EVENT_DATA_OBJECTS`.
     Obj(u8),
+    /// Per-host counts of `STATS_MAPS`.
+    Stats(u8),
     Duration,
     IgnoreErrors,
     Other,
@@ -437,14 +439,14 @@ impl FieldName for DataField {
             "artifact_data" => Obj(0),
             "custom_stats" => Obj(1),
             "herald" => Obj(2),
-            "changed" => Obj(3),
-            "dark" => Obj(4),
-            "failures" => Obj(5),
-            "ignored" => Obj(6),
-            "ok" => Obj(7),
-            "processed" => Obj(8),
-            "rescued" => Obj(9),
-            "skipped" => Obj(10),
+            "changed" => Stats(0),
+            "dark" => Stats(1),
+            "failures" => Stats(2),
+            "ignored" => Stats(3),
+            "ok" => Stats(4),
+            "processed" => Stats(5),
+            "rescued" => Stats(6),
+            "skipped" => Stats(7),
             "duration" => Duration,
             "ignore_errors" => IgnoreErrors,
             _ => Other,
@@ -462,6 +464,7 @@ impl FieldName for DataField {
             IgnoreErrors => 1 << 6,
             Str(i) => 1 << (7 + u32::from(*i)),
             Obj(i) => 1 << (17 + u32::from(*i)),
+            Stats(i) => 1 << (20 + u32::from(*i)),
             Other => 0,
         }
     }
@@ -499,6 +502,9 @@ impl<'de> Deserialize<'de> for EventData<'de> {
                             Kind::Null | Kind::Object => {}
                             _ => return Err(refuse()),
                         },
+                        DataField::Stats(_) => {
+                            map.next_value::<Counts>()?;
+                        }
                         DataField::Duration => match map.next_value::<Checked>()?.0 {
                             Kind::Null | Kind::Number => {}
                             _ => return Err(refuse()),
@@ -513,6 +519,35 @@ impl<'de> Deserialize<'de> for EventData<'de> {
                     }
                 }
                 Ok(EventData(data))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A per-host stats map: null, or an object of integers in
+/// `0..=MAX_SAFE_INTEGER` (the reference names the host at fault).
+struct Counts;
+
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Counts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of counts")
+            }
+            fn visit_unit<E>(self) -> Result<Counts, E> {
+                Ok(Counts)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counts, A::Error> {
+                while map.next_key::<Checked>()?.is_some() {
+                    match map.next_value::<Val<'de>>()? {
+                        Val::U64(n) if n <= MAX_SAFE_INTEGER => {}
+                        _ => return Err(refuse()),
+                    }
+                }
+                Ok(Counts)
             }
         }
         d.deserialize_any(V)
@@ -579,7 +614,7 @@ impl Envelope<'_> {
             _ => return None,
         };
         let counter = match self.counter? {
-            Val::U64(n) => n,
+            Val::U64(n) if n <= MAX_SAFE_INTEGER => n,
             _ => return None,
         };
         let created_ms = match self.created? {
@@ -626,7 +661,7 @@ impl Envelope<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{validate, EVENT_DATA_OBJECTS, EVENT_DATA_STRINGS};
+    use super::super::{validate, EVENT_DATA_OBJECTS, EVENT_DATA_STRINGS, STATS_MAPS};
     use super::*;
     use serde_json::Value;
 
@@ -673,7 +708,8 @@ mod tests {
             r#"{"uuid":"u\u0031","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","runner_ident":5}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","runner_ident":"id\"7"}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","labels":{}}"#.into(),
-            format!(r#"{{"uuid":"{}","event":"verbose","counter":18446744073709551615,"created":"2026-01-01T00:00:00","run_id":"r"}}"#, "u".repeat(128)),
+            format!(r#"{{"uuid":"{}","event":"verbose","counter":9007199254740991,"created":"2026-01-01T00:00:00","run_id":"r"}}"#, "u".repeat(128)),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":0,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"failures":{"h1":0,"h2":9007199254740991},"rescued":{},"skipped":null,"processed":{"h1":1}}}"#.into(),
         ];
         for line in &accepted {
             let f = fast(line).unwrap_or_else(|| panic!("fast path refused {line}"));
@@ -689,6 +725,16 @@ mod tests {
             format!(r#"{{"uuid":"{}","event":"verbose","counter":1,"created":"2026-01-01T00:00:00","run_id":"r"}}"#, "u".repeat(129)),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1.0,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":18446744073709551616,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),
+            r#"{"uuid":"u","event":"runner_on_ok","counter":18446744073709551615,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),
+            r#"{"uuid":"u","event":"runner_on_ok","counter":9223372036854775808,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),
+            r#"{"uuid":"u","event":"runner_on_ok","counter":9007199254740992,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"failures":{"h1":"1"}}}"#.into(),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"ok":{"h1":-1}}}"#.into(),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"dark":{"h1":1e300}}}"#.into(),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"changed":{"h1":1.0}}}"#.into(),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"skipped":{"h1":null}}}"#.into(),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"ignored":{"h1":9007199254740992}}}"#.into(),
+            r#"{"uuid":"u","event":"playbook_on_stats","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"processed":[1]}}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","x":1e400}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","x":"\ud800"}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","labels":{"a":"1","a":"2"}}"#.into(),
@@ -790,9 +836,15 @@ mod tests {
             assert_eq!(bits & f.bit(), 0, "{key} shares a bit");
             bits |= f.bit();
         }
+        for key in STATS_MAPS {
+            let f = DataField::of(key);
+            assert!(matches!(f, DataField::Stats(_)), "{key}");
+            assert_eq!(bits & f.bit(), 0, "{key} shares a bit");
+            bits |= f.bit();
+        }
         assert_eq!(DataField::of("duration"), DataField::Duration);
         assert_eq!(DataField::of("ignore_errors"), DataField::IgnoreErrors);
-        let named = EVENT_DATA_STRINGS.len() + EVENT_DATA_OBJECTS.len();
+        let named = EVENT_DATA_STRINGS.len() + EVENT_DATA_OBJECTS.len() + STATS_MAPS.len();
         assert_eq!(bits.count_ones() as usize, named);
     }
 }

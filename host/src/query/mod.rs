@@ -17,6 +17,7 @@ pub mod store;
 use crate::api::{ApiError, AppState};
 use crate::event::{EventKind, Status};
 use crate::tenancy::tenant_of;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
@@ -191,6 +192,19 @@ fn decode_cursor(kind: &str, v: &str) -> Option<serde_json::Value> {
     Some(arr[1].clone())
 }
 
+/// The `{id}` of a path, or the JSON 400 naming it: axum's own rejection
+/// (a path that is not UTF-8 once decoded, `%FF`) is plain text.
+pub(crate) fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    match id {
+        Ok(Path(id)) if id.is_empty() => Err(invalid("id", "the id must not be empty")),
+        Ok(Path(id)) => Ok(id),
+        Err(e) => Err(invalid(
+            "id",
+            format!("the id in the path is not valid: {}", e.body_text()),
+        )),
+    }
+}
+
 fn nonempty<'a>(field: &str, v: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
     match v {
         Some("") => Err(invalid(field, format!("{field} must not be empty"))),
@@ -294,9 +308,9 @@ pub async fn list_runs(
         })?),
     };
     let filter = RunFilter {
-        playbook: p.one("playbook")?.map(str::to_string),
+        playbook: nonempty("playbook", p.one("playbook")?)?.map(str::to_string),
         status,
-        controller: p.one("controller")?.map(str::to_string),
+        controller: nonempty("controller", p.one("controller")?)?.map(str::to_string),
         since_ms: p.time("since")?,
         until_ms: p.time("until")?,
         labels,
@@ -333,10 +347,11 @@ pub async fn list_runs(
 pub async fn get_run(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<RunDetail>, ApiError> {
     let tenant = tenant(&state, &headers)?;
+    let id = path_id(id)?;
     let p = Params::parse(&uri, &["interrupted_after_s"])?;
     let stale = p.stale_before_ms()?;
     let run = id.clone();
@@ -371,10 +386,11 @@ pub async fn get_run(
 pub async fn run_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<EventPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
+    let id = path_id(id)?;
     let p = Params::parse(&uri, &["kind", "host", "status", "limit", "cursor"])?;
     let mut kinds = Vec::new();
     if let Some(list) = nonempty("kind", p.one("kind")?)? {
@@ -409,7 +425,7 @@ pub async fn run_events(
     };
     let filter = EventFilter {
         kinds,
-        host: p.one("host")?.map(str::to_string),
+        host: nonempty("host", p.one("host")?)?.map(str::to_string),
         status,
         after,
         limit: p.limit()?,
@@ -442,10 +458,11 @@ pub async fn run_events(
 pub async fn run_artifacts(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<Artifacts>, ApiError> {
     let tenant = tenant(&state, &headers)?;
+    let id = path_id(id)?;
     Params::parse(&uri, &[])?;
     let run = id.clone();
     read(&state, move |conn| {
@@ -500,8 +517,8 @@ pub async fn list_deliveries(
         })?),
     };
     let filter = DeliveryFilter {
-        run: p.one("run")?.map(str::to_string),
-        plugin: p.one("plugin")?.map(str::to_string),
+        run: nonempty("run", p.one("run")?)?.map(str::to_string),
+        plugin: nonempty("plugin", p.one("plugin")?)?.map(str::to_string),
         outcome,
         after,
         limit: p.limit()?,

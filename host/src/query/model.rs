@@ -112,6 +112,10 @@ pub struct FailedTask {
     pub outcome: TaskOutcome,
     /// `ignore_errors: true`: listed, but not a failure of the run.
     pub ignored: bool,
+    /// A `rescue` section took over: listed, but not a failure of the run
+    /// (Ansible's `rescued` count). Known once the run's `playbook_on_stats`
+    /// arrived; `false` before.
+    pub rescued: bool,
     /// The module's `msg` (or `stderr`/`reason` when there is no `msg`).
     pub message: Option<String>,
     /// The event's `counter` and `uuid`.

@@ -347,6 +347,29 @@ pub fn hosts_from_stats(data: &Map<String, Value>) -> BTreeMap<String, HostStats
     hosts
 }
 
+/// Marks the failures a `rescue` section took over. Ansible counts a rescued
+/// failure in `rescued` instead of `failures`, and a host whose failure is
+/// not rescued leaves the play: so of a host's failures that were not
+/// ignored, in order, the first `rescued` ones are the rescued ones.
+fn mark_rescued(tasks: &mut [FailedTask], stats: &Map<String, Value>) {
+    let mut left: BTreeMap<String, i64> = BTreeMap::new();
+    for t in tasks.iter_mut() {
+        let Some(host) = t.host.clone() else {
+            continue;
+        };
+        if t.outcome != TaskOutcome::Failed || t.ignored {
+            continue;
+        }
+        let n = left
+            .entry(host)
+            .or_insert_with_key(|h| stat(stats, "rescued", h));
+        if *n > 0 {
+            *n -= 1;
+            t.rescued = true;
+        }
+    }
+}
+
 fn event_data(body: &Map<String, Value>) -> Map<String, Value> {
     body.get("event_data")
         .and_then(Value::as_object)
@@ -443,11 +466,15 @@ pub fn run_detail(
             play: str_field(&data, "play"),
             outcome,
             ignored,
+            rescued: false,
             message: message_of(data.get("res")),
             counter,
             event_uuid: uuid,
             at: rfc3339(created_ms),
         });
+    }
+    if let Some(stats) = &e.stats {
+        mark_rescued(&mut failed_tasks, stats);
     }
     let (stats_source, hosts) = match &e.stats {
         Some(data) => (StatsSource::Stats, hosts_from_stats(data)),
