@@ -228,13 +228,15 @@ def test_run_summaries_are_what_ansible_reported(world):
     by_task = {(t["host"], t["task"]): t for t in failed}
     assert by_task[("db1", "Migrate the database")]["message"] == "migration failed on db1"
     assert by_task[("db1", "Migrate the database")]["ignored"] is False
-    # the rescued failure is listed, and Ansible counted it as rescued, not failed
+    # the rescued failure is listed, marked rescued (Ansible counted it as rescued, not failed)
     assert by_task[("web1", "First attempt")]["outcome"] == "failed"
+    assert by_task[("web1", "First attempt")]["rescued"] is True
+    assert by_task[("db1", "Migrate the database")]["rescued"] is False
     assert len(failed) == 2
 
     ok_run = world.ok(f"/v1/runs/{world.runs['ok'].id}")
-    assert [(t["host"], t["ignored"], t["message"]) for t in ok_run["failed_tasks"]] == \
-        [("db1", True, "non-zero return code")]
+    assert [(t["host"], t["ignored"], t["rescued"], t["message"]) for t in ok_run["failed_tasks"]] == \
+        [("db1", True, False, "non-zero return code")]
 
     unreachable = world.ok(f"/v1/runs/{world.runs['unreachable'].id}")["failed_tasks"]
     assert [(t["host"], t["outcome"]) for t in unreachable] == [("gone", "unreachable")]
@@ -259,7 +261,7 @@ def test_interrupted_run_and_threshold(world):
     assert (detail["controller"], detail["playbook"]) == ("ctl-7", "night.yml")
     assert detail["started_at"] == "2026-01-01T00:00:00.000Z"
     assert detail["last_event_at"] == "2026-01-01T00:00:07.000Z"
-    assert [t["message"] for t in detail["failed_tasks"]] == ["disk full"]
+    assert [(t["message"], t["rescued"]) for t in detail["failed_tasks"]] == [("disk full", False)]
     ids = [r["id"] for r in world.ok("/v1/runs", status="interrupted", interrupted_after_s=0)["items"]]
     assert ids == [rid]
     assert rid in [r["id"] for r in world.ok("/v1/runs", status="running")["items"]]

@@ -18,6 +18,30 @@ use std::sync::Arc;
 /// `herald_callback_dropped_events_total`: a sender cannot inflate it without bound.
 pub const MAX_DROPPED_PER_REQUEST: u64 = 1_000_000;
 
+/// `X-Herald-Dropped`: absent is 0; anything but an integer from 0 to
+/// 2^53−1 is refused, naming the header.
+fn dropped_of(headers: &HeaderMap) -> Result<u64, ApiError> {
+    let Some(v) = headers.get("x-herald-dropped") else {
+        return Ok(0);
+    };
+    v.to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n <= crate::event::MAX_SAFE_INTEGER)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_header",
+                format!(
+                    "X-Herald-Dropped must be an integer from 0 to {}",
+                    crate::event::MAX_SAFE_INTEGER
+                ),
+            )
+            .with_field("X-Herald-Dropped")
+        })
+}
+
 /// Body format of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -199,7 +223,7 @@ fn parse_values(format: Format, bytes: &[u8]) -> Result<Vec<WireEvent>, ApiError
             (crate::query::model::EventDoc = "application/x-ndjson"),
         )
     ),
-    params(("X-Herald-Dropped" = Option<u64>, Header, description = "Events the sender's spool dropped since its last batch")),
+    params(("X-Herald-Dropped" = Option<i64>, Header, minimum = 0, maximum = 9007199254740991_i64, description = "Events the sender's spool dropped since its last batch; counted in `herald_callback_dropped_events_total` once the batch is committed and held new events (at most 1000000 per request)")),
     responses(
         (status = 202, description = "The whole batch is committed to the journal", body = crate::query::model::Accepted),
         (status = 400, description = "Malformed JSON or an invalid event; `index` and `field` name the culprit; nothing of the batch is stored", body = crate::query::model::ErrorBody),
@@ -312,6 +336,8 @@ async fn ingest(
     let t = Some(tenant.clone());
     let tenant_cfg = &config.tenants[&tenant];
     let format = format_of(headers).map_err(|e| (t.clone(), e))?;
+    // Read now, counted only once the batch is committed (below).
+    let dropped = dropped_of(headers).map_err(|e| (t.clone(), e))?;
     let limit = config.server.body_limit;
     let raw = to_bytes(body, limit)
         .await
@@ -319,12 +345,6 @@ async fn ingest(
     let bytes = decode(headers, raw, limit).map_err(|e| (t.clone(), e))?;
     let body_bytes = bytes.len();
     let events = parse(format, bytes).map_err(|e| (t.clone(), e))?;
-    // Read now, counted only once the batch is committed (below).
-    let dropped = headers
-        .get("x-herald-dropped")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
     state
         .limiter
         .admit(&tenant, tenant_cfg, events.len())
