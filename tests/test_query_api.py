@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERALD_BIN, ROOT, Host, Receiver, run_playbook, token_pair, wait_for, webhook_plugin
+from conftest import (HERALD_BIN, ROOT, SUPPORT, VENV_BIN, Host, Receiver, add_admin, run_playbook, token_pair,
+                      wait_for, webhook_plugin)
 
 EXAMPLES = ROOT / "examples"
 
@@ -113,6 +114,7 @@ class World:
     hook: Receiver
     tmp: Path
     labels: dict = field(default_factory=dict)
+    admin_token: str = ""
 
     def get(self, path: str, token: str | None = "default", **params) -> tuple[int, dict]:
         token = self.token if token == "default" else token
@@ -157,8 +159,11 @@ def world(tmp_path_factory):
     token, token_hash = token_pair()
     other_token, other_hash = token_pair()
     (tmp / "host").mkdir()
+    admin_token, admin_hash = token_pair()
     host = Host(tmp / "host", {"ops": token_hash, "other": other_hash},
-                {"hook": webhook_plugin("ops", hook), "refused": webhook_plugin("ops", refuser)}).start()
+                {"hook": webhook_plugin("ops", hook), "refused": webhook_plugin("ops", refuser)})
+    add_admin(host, admin_hash)
+    host.start()
     (tmp / "fail.yml").write_text(FAIL_PLAYBOOK)
     (tmp / "reach.yml").write_text(UNREACHABLE_PLAYBOOK)
     (tmp / "reach.ini").write_text(UNREACHABLE_INVENTORY)
@@ -198,6 +203,7 @@ def world(tmp_path_factory):
     assert status == 202, body
 
     w = World(host, token, other_token, runs, interrupted, hook, tmp)
+    w.admin_token = admin_token
     for name, run in runs.items():
         items = w.ok("/v1/runs", playbook=run.playbook.name, limit=10)["items"]
         assert len(items) == 1, (name, items)
@@ -478,9 +484,13 @@ def test_openapi_document_validates(world):
     with urllib.request.urlopen(world.host.url + "/openapi.json", timeout=10) as r:
         doc = json.loads(r.read())
     validate(doc)
-    for path in ["/v1/events", "/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/events", "/v1/runs/{id}/artifacts",
-                 "/v1/deliveries"]:
-        assert path in doc["paths"], path
+    # every endpoint the host serves
+    assert set(doc["paths"]) == {
+        "/v1/events", "/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/events", "/v1/runs/{id}/artifacts",
+        "/v1/deliveries", "/v1/dead-letters", "/v1/dead-letters/retry", "/v1/dead-letters/{id}/retry",
+        "/v1/runs/{id}/replay", "/health", "/ready", "/metrics", "/v1/plugins", "/v1/admin/reload", "/openapi.json"}
+    for path in ["/v1/plugins", "/v1/admin/reload"]:
+        assert doc["paths"][path]["get"]["security"] == [{"admin": []}], path
     for op in [doc["paths"]["/v1/runs"]["get"], doc["paths"]["/v1/events"]["post"]]:
         assert {"400", "401"} <= set(op["responses"]), op["responses"]
         assert op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
@@ -518,10 +528,44 @@ def test_property_based_api_test_finds_no_5xx_and_no_schema_violation(world):
             statuses[op.label, response.status_code] += 1
 
         check()
-    # every operation of the document was exercised (ingest, query, recovery, the document itself)
-    assert len(called) == 11, called
-    assert all(n >= 30 for label, n in called.items() if label != "GET /openapi.json"), called
+    # every operation of the document was exercised (ingest, query, recovery, admin, meta)
+    assert len(called) == 16, called
+    no_parameters = {"GET /openapi.json", "GET /health", "GET /ready", "GET /metrics", "GET /v1/plugins",
+                     "GET /v1/admin/reload"}
+    assert all(n >= 30 for label, n in called.items() if label not in no_parameters), called
     # the generated cases reach the success paths too, not only the 400s
     for label in ["GET /v1/runs", "GET /v1/runs/{id}", "GET /v1/runs/{id}/events", "GET /v1/deliveries",
                   "POST /v1/events"]:
         assert statuses[label, 200] + statuses[label, 202] > 0, statuses
+
+
+def test_schemathesis_over_the_whole_api_finds_no_mismatch(world, tmp_path):
+    """`st run` with every check over every operation of /openapi.json, every phase (examples,
+    coverage, fuzzing, stateful), positive and negative data: what the document allows is accepted,
+    what it forbids is refused, every answer matches it. Bounded (40 examples an operation, a fixed
+    seed, deterministic) so it takes well under two minutes."""
+    def next_cursor(path, **params):
+        return world.ok(path, limit=1, **params)["next_cursor"]
+
+    run_id = world.runs["ok"].id
+    # A cursor is opaque: only one the server returned is valid, so real ones are given.
+    cursors = {"GET /v1/runs": next_cursor("/v1/runs"),
+               "GET /v1/runs/{id}/events": next_cursor(f"/v1/runs/{run_id}/events"),
+               "GET /v1/deliveries": next_cursor("/v1/deliveries")}
+    assert all(cursors.values()), cursors
+    config = [f'headers = {{ Authorization = "Bearer {world.token}" }}',
+              "[[operations]]", 'include-path-regex = "^/v1/(plugins|admin/)"',
+              f'headers = {{ Authorization = "Bearer {world.admin_token}" }}']
+    for name, cursor in cursors.items():
+        config += ["[[operations]]", f'include-name = "{name}"', f'parameters = {{ "query.cursor" = "{cursor}" }}']
+    (tmp_path / "schemathesis.toml").write_text("\n".join(config) + "\n")
+    env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks", PYTHONPATH=str(SUPPORT))
+    out = subprocess.run(
+        [str(VENV_BIN / "st"), "--config-file", str(tmp_path / "schemathesis.toml"), "run",
+         world.host.url + "/openapi.json", "--checks", "all", "--max-examples", "40", "--seed", "17",
+         "--generation-deterministic", "--no-color"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=170)
+    assert out.returncode == 0, out.stdout[-20000:] + out.stderr[-5000:]
+    # every operation but the document itself (the schema it is given)
+    assert re.search(r"Selected: 15/15", out.stdout) and "Tested: 15" in out.stdout, out.stdout[-3000:]
+    assert re.search(r"(\d+) generated, \1 passed", out.stdout), out.stdout[-3000:]

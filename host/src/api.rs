@@ -27,7 +27,7 @@ pub struct AppState {
 }
 
 /// The outcome of the last configuration reload.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct ReloadStatus {
     /// Counts reload attempts since the start.
     pub generation: u64,
@@ -156,14 +156,26 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-async fn health() -> impl IntoResponse {
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/health", tag = "meta",
+    responses((status = 200, description = "The host is up", body = crate::query::model::Health))
+)]
+pub async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /ready`: 200 when the journal takes writes, the configuration is
 /// loaded and every configured plugin instance runs; 503 with the failing
 /// checks otherwise.
-async fn ready(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get, path = "/ready", tag = "meta",
+    responses(
+        (status = 200, description = "Ready: the journal takes writes (as ingest would: after a failed commit, only once a write of its size succeeds again) and every plugin instance runs", body = crate::query::model::Readiness),
+        (status = 503, description = "Not ready; `checks` says which check failed and why", body = crate::query::model::Readiness),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Response {
     let journal = state.journal.clone();
     let journal_check = match tokio::time::timeout(
         std::time::Duration::from_secs(3),
@@ -201,7 +213,16 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics of the host and its plugins (text exposition format).
+#[utoipa::path(
+    get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "The metrics, Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "A metrics token is configured and the request does not carry it", body = crate::query::model::ErrorBody),
+        (status = 403, description = "The token may not read these metrics", body = crate::query::model::ErrorBody),
+    )
+)]
+pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -214,7 +235,17 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /v1/plugins` (admin): every running plugin instance with its
 /// delivery counts, limits and state: `running`, `paused` (circuit breaker
 /// open) or `probing` (half-open), with the breaker's details.
-async fn list_plugins(
+#[utoipa::path(
+    get, path = "/v1/plugins", tag = "admin",
+    responses(
+        (status = 200, description = "`{plugins: [{name, tenant, component, contract, allow_http, allow_sockets, routes, state, breaker, limits, deliveries: {pending, done, dead}}]}`", body = Object),
+        (status = 401, description = "Missing token", body = crate::query::model::ErrorBody),
+        (status = 403, description = "Not an admin token (`server.admin_tokens`)", body = crate::query::model::ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = crate::query::model::ErrorBody),
+    ),
+    security(("admin" = []))
+)]
+pub async fn list_plugins(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -277,7 +308,16 @@ async fn list_plugins(
 }
 
 /// `GET /v1/admin/reload` (admin): the last reload's outcome.
-async fn reload_status(
+#[utoipa::path(
+    get, path = "/v1/admin/reload", tag = "admin",
+    responses(
+        (status = 200, description = "The last configuration reload's outcome", body = ReloadStatus),
+        (status = 401, description = "Missing token", body = crate::query::model::ErrorBody),
+        (status = 403, description = "Not an admin token (`server.admin_tokens`)", body = crate::query::model::ErrorBody),
+    ),
+    security(("admin" = []))
+)]
+pub async fn reload_status(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<ReloadStatus>, ApiError> {

@@ -293,7 +293,7 @@ fn count_message() -> String {
 }
 
 /// Typed expectations for `event_data` fields that have a meaning to Herald.
-const EVENT_DATA_STRINGS: &[&str] = &[
+pub(crate) const EVENT_DATA_STRINGS: &[&str] = &[
     "playbook",
     "playbook_uuid",
     "play",
@@ -309,7 +309,7 @@ const EVENT_DATA_STRINGS: &[&str] = &[
     "start",
     "end",
 ];
-const EVENT_DATA_OBJECTS: &[&str] = &["res", "artifact_data", "custom_stats", "herald"];
+pub(crate) const EVENT_DATA_OBJECTS: &[&str] = &["res", "artifact_data", "custom_stats", "herald"];
 
 /// Validates one event of a batch given as a `Value`: the reference
 /// implementation of the wire rules, which also names what is wrong.
@@ -333,11 +333,10 @@ pub fn validate(value: Value) -> Result<WireEvent, FieldError> {
     })?;
     let counter = match body.get("counter") {
         None => return Err(FieldError::new("counter", "is required")),
-        Some(v) => v
-            .as_u64()
-            .filter(|n| *n <= MAX_SAFE_INTEGER)
-            .ok_or_else(|| FieldError::new("counter", count_message()))?,
+        Some(v) => whole(v).ok_or_else(|| FieldError::new("counter", count_message()))?,
     };
+    // `3.0` is stored as `3`: readers of the journal take integers only.
+    body.insert("counter".into(), Value::from(counter));
     let created_ms = match body.get("created") {
         None => return Err(FieldError::new("created", "is required")),
         Some(Value::String(s)) => parse_time(s)
@@ -369,7 +368,7 @@ pub fn validate(value: Value) -> Result<WireEvent, FieldError> {
             Some(_) => return Err(FieldError::new(key, "must be a string")),
         }
     }
-    match body.get("event_data") {
+    match body.get_mut("event_data") {
         None | Some(Value::Null) => {}
         Some(Value::Object(data)) => validate_event_data(data)?,
         Some(_) => return Err(FieldError::new("event_data", "must be an object")),
@@ -414,11 +413,17 @@ pub fn validate(value: Value) -> Result<WireEvent, FieldError> {
     })
 }
 
+/// Ids are limited in characters, as the OpenAPI `maxLength` counts them.
+fn too_long(s: &str) -> bool {
+    // Fewer bytes than the limit is fewer characters; only longer ones are counted.
+    s.len() > MAX_ID_LEN && s.chars().count() > MAX_ID_LEN
+}
+
 fn id_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, FieldError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Err(FieldError::new(key, "must not be empty")),
-        Some(Value::String(s)) if s.len() > MAX_ID_LEN => Err(FieldError::new(
+        Some(Value::String(s)) if too_long(s) => Err(FieldError::new(
             key,
             format!("must be at most {MAX_ID_LEN} characters"),
         )),
@@ -427,7 +432,23 @@ fn id_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, Fiel
     }
 }
 
-fn validate_event_data(data: &Map<String, Value>) -> Result<(), FieldError> {
+/// An integer from 0 to 2^53−1, also spelled as a float with no fraction
+/// (`3.0`, what JSON Schema calls an integer too).
+fn whole(v: &Value) -> Option<u64> {
+    let n = match v.as_u64() {
+        Some(n) => n,
+        None => {
+            let f = v.as_f64()?;
+            if f.fract() != 0.0 || !(0.0..=MAX_SAFE_INTEGER as f64).contains(&f) {
+                return None;
+            }
+            f as u64
+        }
+    };
+    (n <= MAX_SAFE_INTEGER).then_some(n)
+}
+
+fn validate_event_data(data: &mut Map<String, Value>) -> Result<(), FieldError> {
     for key in EVENT_DATA_STRINGS {
         match data.get(*key) {
             None | Some(Value::Null) | Some(Value::String(_)) => {}
@@ -462,16 +483,17 @@ fn validate_event_data(data: &Map<String, Value>) -> Result<(), FieldError> {
     }
     // Per-host counts: a string, a negative or 1e300 would make a nonsense recap.
     for key in STATS_MAPS {
-        match data.get(*key) {
+        match data.get_mut(*key) {
             None | Some(Value::Null) => {}
             Some(Value::Object(hosts)) => {
-                for (host, n) in hosts {
-                    if !n.as_u64().is_some_and(|n| n <= MAX_SAFE_INTEGER) {
+                for (host, n) in hosts.iter_mut() {
+                    let Some(count) = whole(n) else {
                         return Err(FieldError::new(
                             format!("event_data.{key}.{host}"),
                             count_message(),
                         ));
-                    }
+                    };
+                    *n = Value::from(count);
                 }
             }
             Some(_) => {
@@ -643,6 +665,18 @@ mod tests {
         let mut v = base();
         v["event_data"] = json!({"ok": {"h": 3}, "failures": {"h": 0}, "dark": null});
         assert!(validate(v).is_ok());
+        // A whole float is that integer (JSON Schema says so too), stored as an integer.
+        let mut v = base();
+        v["counter"] = json!(7.0);
+        v["event_data"] = json!({"ok": {"h": 3.0}, "failures": {"h": 0}});
+        let e = validate(v).unwrap();
+        assert_eq!(e.counter, 7);
+        let body: Value = serde_json::from_str(e.body()).unwrap();
+        assert_eq!(
+            (&body["counter"], &body["event_data"]["ok"]["h"]),
+            (&json!(7), &json!(3))
+        );
+        assert!(body["counter"].is_u64() && body["event_data"]["ok"]["h"].is_u64());
     }
 
     #[test]

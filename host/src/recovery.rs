@@ -41,8 +41,7 @@ fn id_of(d: &DeadLetter) -> String {
 fn parse_id(id: &str) -> Result<(i64, String), ApiError> {
     id.split_once(':')
         // Digits only: `+5` and `-1` are not ids (the OpenAPI pattern says so too).
-        .filter(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|(e, p)| Some((e.parse().ok()?, p.to_string())))
+        .and_then(|(e, p)| Some((crate::query::digits(e)? as i64, p.to_string())))
         .filter(|(_, p)| !p.is_empty())
         .ok_or_else(|| {
             ApiError::bad_request(
@@ -105,9 +104,8 @@ pub(crate) async fn list(
     })?;
     let limit = match q.limit.as_deref() {
         None => 100,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
+        Some(l) => crate::query::digits(l)
+            .map(|n| n as usize)
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| {
                 ApiError::bad_request(
@@ -119,7 +117,7 @@ pub(crate) async fn list(
     };
     let before = match q.cursor.as_deref() {
         None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+        Some(c) => Some(crate::query::digits(c).map(|n| n as i64).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_parameter",
                 "cursor must be a next_cursor value from a previous page",
@@ -127,6 +125,12 @@ pub(crate) async fn list(
             .with_field("cursor")
         })?),
     };
+    if q.plugin.as_deref() == Some("") {
+        return Err(
+            ApiError::bad_request("invalid_parameter", "plugin must not be empty")
+                .with_field("plugin"),
+        );
+    }
     let plugin = q.plugin.clone();
     let rows = blocking(&state, move |j| {
         j.dead_letters(&tenant, plugin.as_deref(), limit + 1, before)

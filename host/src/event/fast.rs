@@ -9,7 +9,7 @@
 //! the reference on the whole batch, which names the error. So an event this
 //! path accepts is one the reference accepts with the same fields.
 
-use super::{parse_time, EventKind, WireEvent, MAX_ID_LEN, MAX_SAFE_INTEGER};
+use super::{parse_time, too_long, EventKind, WireEvent, MAX_SAFE_INTEGER};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -195,7 +195,7 @@ impl<'a> Val<'a> {
 /// Mirrors `id_field`: absent or null is `None`; a string of 1..=128 bytes.
 fn id(v: Option<Val<'_>>) -> Result<Option<Cow<'_, str>>, ()> {
     match Val::opt_str(v)? {
-        Some(s) if s.is_empty() || s.len() > MAX_ID_LEN => Err(()),
+        Some(s) if s.is_empty() || too_long(&s) => Err(()),
         other => Ok(other),
     }
 }
@@ -709,6 +709,7 @@ mod tests {
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","runner_ident":"id\"7"}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":"r","labels":{}}"#.into(),
             format!(r#"{{"uuid":"{}","event":"verbose","counter":9007199254740991,"created":"2026-01-01T00:00:00","run_id":"r"}}"#, "u".repeat(128)),
+            format!(r#"{{"uuid":"{}","event":"verbose","counter":1,"created":"2026-01-01T00:00:00","run_id":"r"}}"#, "é".repeat(128)),
             r#"{"uuid":"u","event":"playbook_on_stats","counter":0,"created":"2026-01-01T00:00:00","run_id":"r","event_data":{"failures":{"h1":0,"h2":9007199254740991},"rescued":{},"skipped":null,"processed":{"h1":1}}}"#.into(),
         ];
         for line in &accepted {
@@ -723,6 +724,7 @@ mod tests {
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":null,"runner_ident":"i"}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1,"created":"2026-01-01T00:00:00","run_id":""}"#.into(),
             format!(r#"{{"uuid":"{}","event":"verbose","counter":1,"created":"2026-01-01T00:00:00","run_id":"r"}}"#, "u".repeat(129)),
+            format!(r#"{{"uuid":"{}","event":"verbose","counter":1,"created":"2026-01-01T00:00:00","run_id":"r"}}"#, "é".repeat(129)),
             r#"{"uuid":"u","event":"runner_on_ok","counter":1.0,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":18446744073709551616,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),
             r#"{"uuid":"u","event":"runner_on_ok","counter":18446744073709551615,"created":"2026-01-01T00:00:00","run_id":"r"}"#.into(),

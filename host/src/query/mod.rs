@@ -105,9 +105,8 @@ impl Params {
     fn limit(&self) -> Result<usize, ApiError> {
         match self.one("limit")? {
             None => Ok(DEFAULT_LIMIT),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
+            Some(v) => digits(v)
+                .map(|n| n as usize)
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
                 .ok_or_else(|| {
                     invalid(
@@ -122,9 +121,8 @@ impl Params {
     fn stale_before_ms(&self) -> Result<i64, ApiError> {
         let secs = match self.one("interrupted_after_s")? {
             None => DEFAULT_INTERRUPTED_AFTER_S,
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
+            Some(v) => digits(v)
+                .map(|n| n as i64)
                 .filter(|n| (0..=315_360_000).contains(n))
                 .ok_or_else(|| {
                     invalid(
@@ -159,6 +157,15 @@ impl Params {
             )
         })
     }
+}
+
+/// A non-negative integer written as digits only (`+5`, ` 5` and `5.0` are
+/// not, as in the OpenAPI document).
+pub(crate) fn digits(v: &str) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 /// RFC 3339 or epoch milliseconds.
@@ -394,7 +401,7 @@ pub async fn run_events(
     let p = Params::parse(&uri, &["kind", "host", "status", "limit", "cursor"])?;
     let mut kinds = Vec::new();
     if let Some(list) = nonempty("kind", p.one("kind")?)? {
-        for name in list.split(',').map(str::trim) {
+        for name in list.split(',').map(|n| n.trim_matches(' ')) {
             kinds.push(EventKind::parse(name).ok_or_else(|| {
                 invalid(
                     "kind",

@@ -376,3 +376,38 @@ impl ToSchema for TimeParam {
         Cow::Borrowed("TimeParam")
     }
 }
+
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// One check of `GET /ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyCheck {
+    pub ok: bool,
+    /// Why the check failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Plugin instances running (the `plugins` check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<u64>,
+}
+
+/// The checks of `GET /ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyChecks {
+    pub journal: ReadyCheck,
+    pub config: ReadyCheck,
+    pub plugins: ReadyCheck,
+}
+
+/// `GET /ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unready`.
+    pub status: String,
+    pub checks: ReadyChecks,
+}

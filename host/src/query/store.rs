@@ -525,7 +525,12 @@ pub fn artifacts(
         .or_else(|| custom.get("_run").and_then(Value::as_object))
         .cloned()
         .unwrap_or_default();
-    let hosts = custom.into_iter().filter(|(k, _)| k != "_run").collect();
+    // Per-host data is an object per host (what Ansible aggregates); anything
+    // else a sender put there is not a host's data.
+    let hosts = custom
+        .into_iter()
+        .filter(|(k, v)| k != "_run" && v.is_object())
+        .collect();
     Ok(Some(Artifacts {
         run: run_data,
         hosts,
