@@ -841,11 +841,7 @@ impl Journal {
     pub(crate) fn set_max_pages(&self, pages: Option<u64>) -> Result<(), JournalError> {
         for conn in [&self.ingest, &self.delivery] {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let n = match pages {
-                Some(n) => n,
-                None => 1 << 30,
-            };
-            conn.pragma_update(None, "max_page_count", n)?;
+            conn.pragma_update(None, "max_page_count", pages.unwrap_or(1 << 30))?;
         }
         Ok(())
     }
