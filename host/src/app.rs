@@ -44,14 +44,11 @@ async fn load_one(
         journal.clone(),
         metrics.clone(),
     );
-    instance
-        .ensure_live()
-        .await
-        .map_err(|(e, _)| match e {
-            // The plugin's message names the key; point at it in the file.
-            crate::runtime::CallError::Configure(msg) => config.plugin_config_problem(name, &msg),
-            e => config.plugin_problem(name, "config", &e.to_string()),
-        })?;
+    instance.ensure_live().await.map_err(|(e, _)| match e {
+        // The plugin's message names the key; point at it in the file.
+        crate::runtime::CallError::Configure(msg) => config.plugin_config_problem(name, &msg),
+        e => config.plugin_problem(name, "config", &e.to_string()),
+    })?;
     // After configure, so `herald check` hears the plugin even when a route
     // is bad (the route problems are reported by the config's own checks).
     let routes = Routes::compile(&plugin.routes).map_err(|errors| {

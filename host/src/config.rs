@@ -559,7 +559,9 @@ impl Config {
                         .find(|s| strsim::levenshtein(s, other) <= 2)
                         .copied();
                     let message = match near {
-                        Some(s) => format!("unknown top-level table `{other}`; did you mean `{s}`?"),
+                        Some(s) => {
+                            format!("unknown top-level table `{other}`; did you mean `{s}`?")
+                        }
                         None => format!(
                             "unknown top-level table `{other}`; expected {}",
                             SECTIONS.join(", ")
@@ -782,11 +784,11 @@ impl Config {
         // host made, not in the file.
         let rest = match rest.rfind(" at line ") {
             Some(i)
-                if rest[i + 9..]
-                    .split_once(" column ")
-                    .is_some_and(|(l, c)| {
-                        [l, c].iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                    }) =>
+                if rest[i + 9..].split_once(" column ").is_some_and(|(l, c)| {
+                    [l, c]
+                        .iter()
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                }) =>
             {
                 &rest[..i]
             }

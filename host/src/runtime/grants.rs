@@ -65,9 +65,14 @@ mod tests {
         let allowed: Vec<SocketAddr> = vec!["127.0.0.1:514".parse().unwrap()];
         assert!(explain_socket(&allowed, "127.0.0.1:514").is_ok());
         let e = explain_socket(&allowed, "127.0.0.1:515").unwrap_err();
-        assert!(e.contains("127.0.0.1:515 is not in allow_sockets (it lists 127.0.0.1:514)"), "{e}");
+        assert!(
+            e.contains("127.0.0.1:515 is not in allow_sockets (it lists 127.0.0.1:514)"),
+            "{e}"
+        );
         let e = explain_socket(&allowed, "localhost:514").unwrap_err();
         assert!(e.contains("not an ip:port address"), "{e}");
-        assert!(explain_socket(&[], "127.0.0.1:514").unwrap_err().contains("it is empty"));
+        assert!(explain_socket(&[], "127.0.0.1:514")
+            .unwrap_err()
+            .contains("it is empty"));
     }
 }

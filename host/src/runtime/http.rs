@@ -80,7 +80,11 @@ impl UrlPrefix {
 
 impl std::fmt::Display for UrlPrefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}:{}{}", self.scheme, self.host, self.port, self.path)
+        write!(
+            f,
+            "{}://{}:{}{}",
+            self.scheme, self.host, self.port, self.path
+        )
     }
 }
 
@@ -387,14 +391,18 @@ mod tests {
         assert_eq!(explain(&allow, "http://127.0.0.1:9101/x"), Ok(()));
         let e = explain(&allow, "http://localhost:9101/secret-path?k=v").unwrap_err();
         assert!(
-            e.starts_with("http://localhost:9101 is not in allow_http (it lists http://127.0.0.1:9101)"),
+            e.starts_with(
+                "http://localhost:9101 is not in allow_http (it lists http://127.0.0.1:9101)"
+            ),
             "{e}"
         );
         assert!(!e.contains("secret") && !e.contains("k=v"), "{e}");
         let allow = vec![UrlPrefix::parse("https://hooks.example.com/services").unwrap()];
         let e = explain(&allow, "https://hooks.example.com/other").unwrap_err();
         assert!(e.contains("path is not under"), "{e}");
-        assert!(explain(&[], "http://a:1/").unwrap_err().contains("it is empty"));
+        assert!(explain(&[], "http://a:1/")
+            .unwrap_err()
+            .contains("it is empty"));
     }
 
     #[test]
