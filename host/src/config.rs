@@ -1152,6 +1152,129 @@ mod tests {
         assert_eq!(c.tenant_for_token("other"), None);
     }
 
+    fn problems_of(text: &str, name: &str) -> Vec<(usize, usize, String, String)> {
+        let d = tmpdir(name);
+        let p = write(&d, "herald.toml", text);
+        let (_, problems) = Config::load_all(&p).unwrap();
+        problems
+            .into_iter()
+            .map(|p| (p.line, p.column, p.key, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn problems_inside_inline_tables_are_at_their_own_column() {
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let text = format!(
+            "[tenants.ops]\ntokens = [\"{hash}\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"c.wasm\"\nrate_limit = {{ burst = 2, per_second = \"x\", nope = 1 }}\n[[plugins.p.routes]]\nlabels = {{ env = 1 }}\n"
+        );
+        let got = problems_of(&text, "inline");
+        let at: Vec<_> = got
+            .iter()
+            .map(|(l, c, k, _)| (*l, *c, k.as_str()))
+            .collect();
+        assert!(at.contains(&(6, 27, "plugins.p.rate_limit.per_second")), "{got:?}");
+        assert!(at.contains(&(6, 45, "plugins.p.rate_limit.nope")), "{got:?}");
+        assert!(at.contains(&(8, 12, "plugins.p.routes.labels.env")), "{got:?}");
+    }
+
+    #[test]
+    fn every_error_of_a_section_and_of_a_route_is_reported() {
+        let text = "[server]\nbody_limit = \"big\"\nwatch_config = 3\nport = 1\n[tenants.a]\ntokens = []\n[plugins.p]\ntenant = \"a\"\ncomponent = \"c.wasm\"\n[[plugins.p.routes]]\nkinds = [\"nope\"]\nplaybooks = [\"a[\"]\nhosts = [\"b[\"]\n";
+        let got = problems_of(text, "all");
+        let at: Vec<_> = got.iter().map(|(l, _, k, _)| (*l, k.as_str())).collect();
+        for want in [
+            (2, "server.body_limit"),
+            (3, "server.watch_config"),
+            (4, "server.port"),
+            (11, "plugins.p.routes.kinds"),
+            (12, "plugins.p.routes.playbooks"),
+            (13, "plugins.p.routes.hosts"),
+        ] {
+            assert!(at.contains(&want), "{want:?} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_and_located() {
+        let d = tmpdir("dup");
+        let p = write(&d, "herald.toml", "[server]\nwatch_config = true\nwatch_config = false\n");
+        let err = Config::load(&p).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        let p = &err.problems[0];
+        assert_eq!((p.line, p.column), (3, 1));
+        assert_eq!(p.message, "duplicate key `watch_config`");
+    }
+
+    #[test]
+    fn a_typo_of_plugins_says_so_without_a_missing_field() {
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let text = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n[plugin.syslog]\ntenant = \"ops\"\n[plugins.syslog.config]\naddress = \"x\"\n");
+        let got = problems_of(&text, "typo");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            got[0],
+            (
+                3,
+                2,
+                "plugin".to_string(),
+                "unknown top-level table `plugin`; did you mean `plugins`?".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_token_of_a_tenant_and_the_admin_is_refused() {
+        let hash = token_hash("both");
+        let text = format!("[server]\nadmin_tokens = [\"{hash}\"]\n[tenants.ops]\ntokens = [\"{hash}\"]\n");
+        let got = problems_of(&text, "admin");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].0, got[0].2.as_str()), (4, "tenants.ops.tokens"));
+        assert!(got[0].3.contains("also in server.admin_tokens"), "{got:?}");
+    }
+
+    #[test]
+    fn every_unset_secret_is_reported_and_left_empty() {
+        let d = tmpdir("unset");
+        write(&d, "p.wasm", "x");
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let text = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n[plugins.p.config]\na = \"${{env:HERALD_TEST_UNSET_A}}\"\nb = {{ c = [\"${{env:HERALD_TEST_UNSET_B}}\"] }}\n");
+        let p = write(&d, "herald.toml", &text);
+        let (config, problems) = Config::load_all(&p).unwrap();
+        let at: Vec<_> = problems.iter().map(|p| (p.line, p.key.as_str())).collect();
+        assert_eq!(at, [(7, "plugins.p.config.a"), (8, "plugins.p.config.b.c")]);
+        assert_eq!(config.plugins["p"].config["a"].as_str(), Some(""));
+    }
+
+    #[test]
+    fn a_plugins_refusal_is_located_at_the_key_it_names() {
+        let d = tmpdir("refusal");
+        let text = "[plugins.p]\ntenant = \"ops\"\n[plugins.p.config]\nurl = \"x\"\nheaders = { X-A = 1 }\n";
+        let p = write(&d, "herald.toml", text);
+        let c = Config {
+            path: p,
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            tenants: BTreeMap::new(),
+            plugins: BTreeMap::new(),
+        };
+        let pr = c.plugin_config_problem("p", "config key `url`: http://x:80 is not in allow_http");
+        assert_eq!((pr.line, pr.column, pr.key.as_str()), (4, 1, "plugins.p.config.url"));
+        assert_eq!(
+            pr.message,
+            "plugin refused its configuration: http://x:80 is not in allow_http"
+        );
+        let pr = c.plugin_config_problem(
+            "p",
+            "config key `headers.X-A`: invalid type: integer `1`, expected a string at line 1 column 30",
+        );
+        assert_eq!((pr.line, pr.column), (5, 13));
+        assert!(pr.message.ends_with("expected a string"), "{}", pr.message);
+        let pr = c.plugin_config_problem("p", "invalid config: missing field `method`");
+        assert_eq!((pr.line, pr.key.as_str()), (3, "plugins.p.config.method"));
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let r = RetryPolicy {
