@@ -35,7 +35,8 @@ async fn load_one(
         }
     };
     let spec = InstanceSpec::from_config(name, plugin)
-        .map_err(|e| config.plugin_problem(name, "config", &e))?;
+        // Only an `allow_http` prefix can fail here (reported by the config checks too).
+        .map_err(|e| config.plugin_problem(name, "allow_http", &e))?;
     let sha256 = component.sha256.clone();
     let mut instance = PluginInstance::new(
         runtime,

@@ -1173,9 +1173,18 @@ mod tests {
             .iter()
             .map(|(l, c, k, _)| (*l, *c, k.as_str()))
             .collect();
-        assert!(at.contains(&(6, 27, "plugins.p.rate_limit.per_second")), "{got:?}");
-        assert!(at.contains(&(6, 45, "plugins.p.rate_limit.nope")), "{got:?}");
-        assert!(at.contains(&(8, 12, "plugins.p.routes.labels.env")), "{got:?}");
+        assert!(
+            at.contains(&(6, 27, "plugins.p.rate_limit.per_second")),
+            "{got:?}"
+        );
+        assert!(
+            at.contains(&(6, 45, "plugins.p.rate_limit.nope")),
+            "{got:?}"
+        );
+        assert!(
+            at.contains(&(8, 12, "plugins.p.routes.labels.env")),
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -1198,7 +1207,11 @@ mod tests {
     #[test]
     fn a_duplicate_key_is_named_and_located() {
         let d = tmpdir("dup");
-        let p = write(&d, "herald.toml", "[server]\nwatch_config = true\nwatch_config = false\n");
+        let p = write(
+            &d,
+            "herald.toml",
+            "[server]\nwatch_config = true\nwatch_config = false\n",
+        );
         let err = Config::load(&p).unwrap_err();
         assert_eq!(err.problems.len(), 1);
         let p = &err.problems[0];
@@ -1226,7 +1239,9 @@ mod tests {
     #[test]
     fn a_token_of_a_tenant_and_the_admin_is_refused() {
         let hash = token_hash("both");
-        let text = format!("[server]\nadmin_tokens = [\"{hash}\"]\n[tenants.ops]\ntokens = [\"{hash}\"]\n");
+        let text = format!(
+            "[server]\nadmin_tokens = [\"{hash}\"]\n[tenants.ops]\ntokens = [\"{hash}\"]\n"
+        );
         let got = problems_of(&text, "admin");
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!((got[0].0, got[0].2.as_str()), (4, "tenants.ops.tokens"));
@@ -1260,7 +1275,10 @@ mod tests {
             plugins: BTreeMap::new(),
         };
         let pr = c.plugin_config_problem("p", "config key `url`: http://x:80 is not in allow_http");
-        assert_eq!((pr.line, pr.column, pr.key.as_str()), (4, 1, "plugins.p.config.url"));
+        assert_eq!(
+            (pr.line, pr.column, pr.key.as_str()),
+            (4, 1, "plugins.p.config.url")
+        );
         assert_eq!(
             pr.message,
             "plugin refused its configuration: http://x:80 is not in allow_http"
