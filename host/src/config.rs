@@ -348,8 +348,10 @@ struct RawConfig {
 /// Decodes one section, recording a located problem for each thing wrong
 /// in it: after a problem the offending key (for a missing key, the table
 /// lacking it) is dropped and the section decoded again, so one pass
-/// reports every problem, not just serde's first. Returns what decoded once
-/// the bad keys were dropped (defaults in their place), if anything did.
+/// reports every problem, not just serde's first (a key missing from the
+/// section gets a stand-in, so the next missing one is found too). Returns
+/// what decoded once the bad keys were dropped (defaults in their place),
+/// unless a stand-in was needed.
 fn decode<T: serde::de::DeserializeOwned>(
     mut value: toml::Value,
     at: &[&str],
@@ -358,10 +360,11 @@ fn decode<T: serde::de::DeserializeOwned>(
 ) -> Option<T> {
     let at: Vec<String> = at.iter().map(|s| s.to_string()).collect();
     let mut dropped: Vec<Vec<String>> = Vec::new();
+    let mut stand_ins: Vec<Vec<String>> = Vec::new();
     // Each round drops a key, so this ends; the bound is a safety net.
     for _ in 0..256 {
         let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(v) => return Some(v),
+            Ok(v) => return stand_ins.is_empty().then_some(v),
             Err(e) => e,
         };
         let mut path = at.clone();
@@ -391,9 +394,22 @@ fn decode<T: serde::de::DeserializeOwned>(
                 path.push(k);
             }
         }
+        // A stand-in of the wrong type: its key was reported as missing.
+        if stand_ins.iter().any(|s| path.starts_with(s)) {
+            return None;
+        }
         // A key dropped for being wrong is not reported again as missing.
         if !(missing && dropped.iter().any(|d| path.starts_with(d))) {
             problems.push(locator.at(&path, &message));
+        }
+        // A key missing from the section itself: an empty string stands in
+        // so serde goes on to the next missing key (what decodes is not used).
+        if missing && path.len() == at.len() + 1 {
+            if let toml::Value::Table(t) = &mut value {
+                t.insert(path[at.len()].clone(), toml::Value::String(String::new()));
+                stand_ins.push(path);
+                continue;
+            }
         }
         let mut drop = path;
         if missing {
@@ -1202,6 +1218,23 @@ mod tests {
         ] {
             assert!(at.contains(&want), "{want:?} in {got:?}");
         }
+    }
+
+    #[test]
+    fn every_missing_key_of_a_table_is_reported() {
+        let text = "[tenants.a]\n\n[plugins.q]\nretry = { max_attempts = 2 }\n";
+        let got = problems_of(text, "missing");
+        let mut at: Vec<_> = got.iter().map(|(l, _, k, _)| (*l, k.as_str())).collect();
+        at.sort();
+        assert_eq!(
+            at,
+            [
+                (1, "tenants.a.tokens"),
+                (3, "plugins.q.component"),
+                (3, "plugins.q.tenant")
+            ],
+            "{got:?}"
+        );
     }
 
     #[test]
