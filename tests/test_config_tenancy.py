@@ -72,10 +72,15 @@ def test_check_names_every_problem_with_its_line_and_key(tmp_path):
         (16, "plugins.pinned.sha256", "not the pinned"),
         (19, "plugins.orphan.tenant", "unknown tenant"),
         (26, "plugins.globs.routes.hosts", "invalid glob"),
+        # The other problems do not hide the plugins' own: loadable instances are configured
+        # too, and a key missing from the file is located at its table.
+        (13, "plugins.pinned.config.url", "plugin refused its configuration: missing field `url`"),
+        (18, "plugins.orphan.config.url", "missing field `url`"),
+        (22, "plugins.globs.config.url", "missing field `url`"),
     ]
     for line, key, words in expected:
         assert re.search(rf"herald\.toml:{line}:\d+: {re.escape(key)}: .*{words}", err), (key, err)
-    assert "6 problem(s) found" in err, err
+    assert "9 problem(s) found" in err, err
 
 
 def test_check_reports_a_plugins_own_configure_error_and_passes_a_good_config(tmp_path):
@@ -85,7 +90,11 @@ def test_check_reports_a_plugins_own_configure_error_and_passes_a_good_config(tm
               "allow_http": ["http://127.0.0.1:9"], "config": {"url": "http://127.0.0.1:9/x", "methd": "POST"}}
     r = check(tmp_path, base + toml_table("plugins.hook", plugin))
     assert r.returncode == 1
-    assert re.search(r"herald\.toml:\d+:\d+: plugins\.hook\.config: plugin refused its configuration: .*methd", r.stderr), r.stderr
+    # Located at the offending key of [plugins.hook.config], not at the table with a JSON position.
+    text = (tmp_path / "herald.toml").read_text().splitlines()
+    line = text.index('methd = "POST"') + 1
+    assert re.search(rf"herald\.toml:{line}:1: plugins\.hook\.config\.methd: plugin refused its configuration: "
+                     r"unknown field `methd`, expected one of [^\n]*`template`\n", r.stderr), r.stderr
     del plugin["config"]["methd"]
     r = check(tmp_path, base + toml_table("plugins.hook", plugin))
     assert r.returncode == 0, r.stderr

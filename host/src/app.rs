@@ -35,10 +35,8 @@ async fn load_one(
         }
     };
     let spec = InstanceSpec::from_config(name, plugin)
-        .map_err(|e| config.plugin_problem(name, "config", &e))?;
-    let routes = Routes::compile(&plugin.routes).map_err(|(n, field, msg)| {
-        config.plugin_problem(name, field, &format!("route {n}: {msg}"))
-    })?;
+        // Only an `allow_http` prefix can fail here (reported by the config checks too).
+        .map_err(|e| config.plugin_problem(name, "allow_http", &e))?;
     let sha256 = component.sha256.clone();
     let mut instance = PluginInstance::new(
         runtime,
@@ -47,10 +45,18 @@ async fn load_one(
         journal.clone(),
         metrics.clone(),
     );
-    instance
-        .ensure_live()
-        .await
-        .map_err(|(e, _)| config.plugin_problem(name, "config", &e.to_string()))?;
+    instance.ensure_live().await.map_err(|(e, _)| match e {
+        // The plugin's message names the key; point at it in the file.
+        crate::runtime::CallError::Configure(msg) => config.plugin_config_problem(name, &msg),
+        e => config.plugin_problem(name, "config", &e.to_string()),
+    })?;
+    // After configure, so `herald check` hears the plugin even when a route
+    // is bad (the route problems are reported by the config's own checks).
+    let routes = Routes::compile(&plugin.routes).map_err(|errors| {
+        let (n, field, msg) = errors.into_iter().next().unwrap_or_default();
+        let key = format!("routes[{}].{field}", n.saturating_sub(1));
+        config.plugin_problem(name, &key, &format!("route {n}: {msg}"))
+    })?;
     Ok(WorkerSpec {
         instance,
         config: plugin.clone(),
@@ -86,9 +92,13 @@ async fn load_plugins(
     }
 }
 
-/// `herald check`: validates the file and loads every plugin without serving.
+/// `herald check`: validates the file and loads every plugin without
+/// serving. Reports every problem at once: the plugins of a file with
+/// problems are still loaded and configured (those that decoded), and their
+/// problems added, except those of a key already reported (an unset
+/// `${env:...}` is configured as an empty string, and not reported twice).
 pub async fn check(path: &Path) -> Result<Config, ConfigError> {
-    let config = Config::load(path)?;
+    let (config, mut problems) = Config::load_all(path)?;
     let fail = |e: String| ConfigError {
         problems: vec![config.plugin_problem("", "", &e)],
     };
@@ -96,9 +106,24 @@ pub async fn check(path: &Path) -> Result<Config, ConfigError> {
         .map_err(|e| fail(e.to_string()))?;
     let dir = std::env::temp_dir().join(format!("herald-check-{}", std::process::id()));
     let journal = Journal::open(&dir.join("check.db")).map_err(|e| fail(e.to_string()))?;
-    let result = load_plugins(&config, &runtime, &journal, &Metrics::new(), |_| false).await;
+    let known: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
+    // A plugin whose component is missing was reported already.
+    let skip = |name: &str| !config.plugins[name].component.is_file();
+    let result = load_plugins(&config, &runtime, &journal, &Metrics::new(), skip).await;
     let _ = std::fs::remove_dir_all(&dir);
-    result.map(|_| config)
+    if let Err(e) = result {
+        problems.extend(e.problems.into_iter().filter(|p| {
+            !known
+                .iter()
+                .any(|k| !k.is_empty() && (p.key == *k || p.key.starts_with(&format!("{k}."))))
+        }));
+    }
+    problems.sort_by_key(|p| (p.line, p.column));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 /// Reloads the configuration file: parse and check it, compile and configure

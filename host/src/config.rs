@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -345,49 +345,108 @@ struct RawConfig {
     plugins: BTreeMap<String, PluginConfig>,
 }
 
-/// Decodes one section, recording a located problem on failure.
+/// Decodes one section, recording a located problem for each thing wrong
+/// in it: after a problem the offending key (for a missing key, the table
+/// lacking it) is dropped and the section decoded again, so one pass
+/// reports every problem, not just serde's first (a key missing from the
+/// section gets a stand-in, so the next missing one is found too). Returns
+/// what decoded once the bad keys were dropped (defaults in their place),
+/// unless a stand-in was needed.
 fn decode<T: serde::de::DeserializeOwned>(
-    value: toml::Value,
+    mut value: toml::Value,
     at: &[&str],
     locator: &Locator,
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let mut segs: Vec<String> = at.iter().map(|s| s.to_string()).collect();
-            for seg in e.path().iter() {
-                if let serde_path_to_error::Segment::Map { key } = seg {
-                    segs.push(key.clone());
-                }
+    let at: Vec<String> = at.iter().map(|s| s.to_string()).collect();
+    let mut dropped: Vec<Vec<String>> = Vec::new();
+    let mut stand_ins: Vec<Vec<String>> = Vec::new();
+    // Each round drops a key, so this ends; the bound is a safety net.
+    for _ in 0..256 {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return stand_ins.is_empty().then_some(v),
+            Err(e) => e,
+        };
+        let mut path = at.clone();
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => path.push(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => path.push(format!("[{index}]")),
+                _ => {}
             }
-            // toml adds "\nin `key`"; the key is reported on its own.
-            let message = e.inner().to_string();
-            let message = message
-                .split("\nin `")
-                .next()
-                .unwrap_or("")
-                .trim()
-                .replace('\n', " ");
-            // "unknown field `x`" / "missing field `x`" name the key themselves.
-            let named = ["unknown field `", "missing field `"].iter().find_map(|p| {
-                let rest = message.strip_prefix(p)?;
-                rest.split('`').next().map(str::to_string)
-            });
-            if let Some(k) = named {
-                if segs.last() != Some(&k) {
-                    segs.push(k);
-                }
-            }
-            let key = if segs.len() > at.len() {
-                segs.pop().unwrap_or_default()
-            } else {
-                String::new()
-            };
-            let table: Vec<&str> = segs.iter().map(String::as_str).collect();
-            problems.push(locator.problem(&table, &key, &message));
-            None
         }
+        // toml adds "\nin `key`"; the key is reported on its own.
+        let message = e.inner().to_string();
+        let message = message
+            .split("\nin `")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .replace('\n', " ");
+        let missing = message.starts_with("missing field `");
+        // "unknown field `x`" / "missing field `x`" name the key themselves.
+        let named = ["unknown field `", "missing field `"].iter().find_map(|p| {
+            let rest = message.strip_prefix(p)?;
+            rest.split('`').next().map(str::to_string)
+        });
+        if let Some(k) = named {
+            if path.last() != Some(&k) {
+                path.push(k);
+            }
+        }
+        // A stand-in of the wrong type: its key was reported as missing.
+        if stand_ins.iter().any(|s| path.starts_with(s)) {
+            return None;
+        }
+        // A key dropped for being wrong is not reported again as missing.
+        if !(missing && dropped.iter().any(|d| path.starts_with(d))) {
+            problems.push(locator.at(&path, &message));
+        }
+        // A key missing from the section itself: an empty string stands in
+        // so serde goes on to the next missing key (what decodes is not used).
+        if missing && path.len() == at.len() + 1 {
+            if let toml::Value::Table(t) = &mut value {
+                t.insert(path[at.len()].clone(), toml::Value::String(String::new()));
+                stand_ins.push(path);
+                continue;
+            }
+        }
+        let mut drop = path;
+        if missing {
+            drop.pop();
+        }
+        // A bad array element drops the whole array (indices stay true).
+        while drop.last().is_some_and(|s| s.starts_with('[')) {
+            drop.pop();
+        }
+        if drop.len() <= at.len() || !remove_at(&mut value, &drop[at.len()..]) {
+            return None;
+        }
+        dropped.push(drop);
+    }
+    None
+}
+
+/// Removes the key at `path` (array elements as `[i]`) from `value`.
+fn remove_at(value: &mut toml::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for seg in parents {
+        let next = match (seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')), v) {
+            (Some(i), toml::Value::Array(a)) => i.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            (None, toml::Value::Table(t)) => t.get_mut(seg),
+            _ => None,
+        };
+        match next {
+            Some(n) => v = n,
+            None => return false,
+        }
+    }
+    match v {
+        toml::Value::Table(t) => t.remove(last).is_some(),
+        _ => false,
     }
 }
 
@@ -405,6 +464,19 @@ impl Config {
     /// Reads and validates `path`. Checks everything that can be checked
     /// without loading components; the runtime checks those.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let (config, problems) = Self::load_all(path)?;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Like [`Config::load`], but also returns the usable part of a file
+    /// with problems (sections and instances that decoded), so `herald
+    /// check` can load those plugins and report their problems too. Fails
+    /// only when the file cannot be read or is not valid TOML.
+    pub fn load_all(path: &Path) -> Result<(Config, Vec<Problem>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             problems: vec![Problem {
                 file: path.to_owned(),
@@ -414,12 +486,28 @@ impl Config {
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
-        Self::parse(path, &text)
+        Self::parse_all(path, &text)
     }
 
     /// Validates configuration text that came from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let (config, problems) = Self::parse_all(path, text)?;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// [`Config::parse`] returning the usable part and every problem; see
+    /// [`Config::load_all`].
+    pub fn parse_all(path: &Path, text: &str) -> Result<(Config, Vec<Problem>), ConfigError> {
         let locator = Locator::new(path, text);
+        if !locator.syntax.is_empty() {
+            return Err(ConfigError {
+                problems: locator.syntax.clone(),
+            });
+        }
         let table: toml::Table = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
@@ -439,6 +527,7 @@ impl Config {
         // problems of every section, not just the first.
         let mut problems = Vec::new();
         let mut raw = RawConfig::default();
+        let mut misplaced: Vec<String> = Vec::new();
         for (key, value) in table {
             match key.as_str() {
                 "server" => {
@@ -478,13 +567,35 @@ impl Config {
                         }
                     }
                 }
-                other => problems.push(locator.problem(
-                    &[],
-                    other,
-                    "unknown section; expected server, storage, telemetry, tenants or plugins",
-                )),
+                other => {
+                    const SECTIONS: [&str; 5] =
+                        ["server", "storage", "telemetry", "tenants", "plugins"];
+                    let near = SECTIONS
+                        .iter()
+                        .find(|s| strsim::levenshtein(s, other) <= 2)
+                        .copied();
+                    let message = match near {
+                        Some(s) => {
+                            format!("unknown top-level table `{other}`; did you mean `{s}`?")
+                        }
+                        None => format!(
+                            "unknown top-level table `{other}`; expected {}",
+                            SECTIONS.join(", ")
+                        ),
+                    };
+                    problems.push(locator.problem(&[], other, &message));
+                    // `[plugin.x]` beside `[plugins.x.config]`: the missing
+                    // keys of `plugins.x` are that typo, not problems of their own.
+                    if let (Some(s), toml::Value::Table(t)) = (near, &value) {
+                        misplaced.extend(t.keys().map(|k| format!("{s}.{k}.")));
+                    }
+                }
             }
         }
+        problems.retain(|p| {
+            !(p.message.starts_with("missing field `")
+                && misplaced.iter().any(|m| p.key.starts_with(m.as_str())))
+        });
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let mut config = Config {
             path: path.to_owned(),
@@ -537,6 +648,17 @@ impl Config {
                         &["tenants", name],
                         "tokens",
                         "expected `sha256:<64 hex digits>`, the hash of a token (`herald token new`); plain tokens are not stored",
+                    ));
+                } else if config
+                    .server
+                    .admin_tokens
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(t))
+                {
+                    problems.push(locator.problem(
+                        &["tenants", name],
+                        "tokens",
+                        "this token hash is also in server.admin_tokens; a token is either a tenant's or the admin's, give each its own (`herald token new`)",
                     ));
                 } else if let Some(other) = seen_tokens.insert(t.to_lowercase(), name.clone()) {
                     problems.push(locator.problem(
@@ -639,28 +761,56 @@ impl Config {
                     "expected at least 1",
                 ));
             }
-            if let Err((n, field, msg)) = crate::routes::Routes::compile(&plugin.routes) {
-                let routes = [&table[..], &["routes"]].concat();
-                problems.push(locator.problem(&routes, field, &format!("route {n}: {msg}")));
+            if let Err(errors) = crate::routes::Routes::compile(&plugin.routes) {
+                for (n, field, msg) in errors {
+                    let index = format!("[{}]", n - 1);
+                    let route = [&table[..], &["routes", index.as_str()]].concat();
+                    problems.push(locator.problem(&route, field, &format!("route {n}: {msg}")));
+                }
             }
             let config_path = [&table[..], &["config"]].concat();
-            if let Err(msg) = resolve_secrets(&mut plugin.config, &base) {
-                problems.push(locator.problem(&config_path, &msg.0, &msg.1));
+            for (key, msg) in resolve_secrets(&mut plugin.config, &base) {
+                problems.push(locator.problem(&config_path, &key, &msg));
             }
             config.plugins.insert(name, plugin);
         }
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError { problems })
-        }
+        Ok((config, problems))
     }
 
     /// Builds a problem located at a plugin instance, for errors found while
-    /// loading its component (compile, missing import, `configure` refusal).
+    /// loading its component (compile, missing import).
     pub fn plugin_problem(&self, plugin: &str, key: &str, message: &str) -> Problem {
         let text = std::fs::read_to_string(&self.path).unwrap_or_default();
         Locator::new(&self.path, &text).problem(&["plugins", plugin], key, message)
+    }
+
+    /// Builds the problem of a plugin's `configure` refusal, located at the
+    /// key of `[plugins.<plugin>.config]` the message names (the SDK's
+    /// ``config key `a.b`: ...``, serde's ``unknown field `x` `` or
+    /// ``missing field `x` ``), else at the config table.
+    pub fn plugin_config_problem(&self, plugin: &str, message: &str) -> Problem {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let locator = Locator::new(&self.path, &text);
+        let mut path: Vec<String> = vec!["plugins".into(), plugin.into(), "config".into()];
+        let (key, rest) = config_key_of(message);
+        if let Some(key) = key {
+            path.extend(key_segments(&key));
+        }
+        // serde_json's " at line 1 column 26" is a position in the JSON the
+        // host made, not in the file.
+        let rest = match rest.rfind(" at line ") {
+            Some(i)
+                if rest[i + 9..].split_once(" column ").is_some_and(|(l, c)| {
+                    [l, c]
+                        .iter()
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                }) =>
+            {
+                &rest[..i]
+            }
+            _ => rest,
+        };
+        locator.at(&path, &format!("plugin refused its configuration: {rest}"))
     }
 
     /// Whether `token` is an admin token.
@@ -682,35 +832,88 @@ impl Config {
     }
 }
 
-/// Replaces `${env:NAME}` and `${file:PATH}` in every string of `table`.
-/// On failure returns (key, message).
-fn resolve_secrets(table: &mut toml::Table, base: &Path) -> Result<(), (String, String)> {
-    for (key, value) in table.iter_mut() {
-        resolve_value(value, base).map_err(|m| (key.clone(), m))?;
+/// The config key a plugin's configure error names, and the message
+/// without the SDK's ``config key `...`: `` prefix (the key is shown on its own).
+fn config_key_of(message: &str) -> (Option<String>, &str) {
+    let m = message.trim();
+    let inner = m.strip_prefix("invalid config: ").unwrap_or(m);
+    if let Some(rest) = inner.strip_prefix("config key `") {
+        if let Some((key, tail)) = rest.split_once('`') {
+            let tail = tail.trim_start_matches(':').trim_start();
+            return (Some(key.to_string()), tail);
+        }
     }
-    Ok(())
+    for p in ["unknown field `", "missing field `"] {
+        if let Some(rest) = inner.strip_prefix(p) {
+            if let Some((key, _)) = rest.split_once('`') {
+                return (Some(key.to_string()), inner);
+            }
+        }
+    }
+    (None, m)
 }
 
-fn resolve_value(value: &mut toml::Value, base: &Path) -> Result<(), String> {
+/// `a.b[2].c` as path segments `a`, `b`, `[2]`, `c`.
+fn key_segments(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let (name, mut idx) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            out.push(name.to_string());
+        }
+        while let Some(end) = idx.find(']') {
+            out.push(idx[..=end].to_string());
+            idx = &idx[end + 1..];
+        }
+    }
+    out
+}
+
+/// Replaces `${env:NAME}` and `${file:PATH}` in every string of `table`.
+/// Returns (key, message) for every reference that cannot be resolved; each
+/// is replaced by an empty string meanwhile, so the plugin can still be
+/// configured by `herald check` and report its other problems.
+fn resolve_secrets(table: &mut toml::Table, base: &Path) -> Vec<(String, String)> {
+    let mut errors = Vec::new();
+    for (key, value) in table.iter_mut() {
+        resolve_value(value, base, key, &mut errors);
+    }
+    errors
+}
+
+fn resolve_value(
+    value: &mut toml::Value,
+    base: &Path,
+    key: &str,
+    errors: &mut Vec<(String, String)>,
+) {
     match value {
         toml::Value::String(s) => {
             if s.contains("${") {
-                *s = substitute(s, base)?;
+                match substitute(s, base) {
+                    Ok(v) => *s = v,
+                    Err(m) => {
+                        errors.push((key.to_string(), m));
+                        s.clear();
+                    }
+                }
             }
         }
         toml::Value::Array(items) => {
-            for v in items {
-                resolve_value(v, base)?;
+            for (i, v) in items.iter_mut().enumerate() {
+                resolve_value(v, base, &format!("{key}[{i}]"), errors);
             }
         }
         toml::Value::Table(t) => {
-            for (_, v) in t.iter_mut() {
-                resolve_value(v, base)?;
+            for (k, v) in t.iter_mut() {
+                resolve_value(v, base, &format!("{key}.{k}"), errors);
             }
         }
         _ => {}
     }
-    Ok(())
 }
 
 fn substitute(s: &str, base: &Path) -> Result<String, String> {
@@ -750,79 +953,120 @@ fn substitute(s: &str, base: &Path) -> Result<String, String> {
     Ok(out)
 }
 
-/// Finds where tables and keys are in the text, for error positions.
+/// Finds where tables and keys are in the file, for error positions, from
+/// the TOML parser's spans: a key at its own line and column, inline tables
+/// (`rate_limit = {…}`) and arrays of tables included.
 struct Locator<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Byte offset of each key by path (array elements as `[i]`): the key
+    /// itself, or the `[header]` of a table.
+    spans: HashMap<Vec<String>, usize>,
+    /// Syntax errors of the text (empty when it is valid TOML).
+    syntax: Vec<Problem>,
 }
 
 impl<'a> Locator<'a> {
     fn new(file: &'a Path, text: &'a str) -> Self {
-        Self { file, text }
+        let (doc, errors) = toml::de::DeTable::parse_recoverable(text);
+        let mut locator = Self {
+            file,
+            text,
+            spans: HashMap::new(),
+            syntax: Vec::new(),
+        };
+        locator.index(doc.get_ref(), &mut Vec::new());
+        for e in errors {
+            let span = e.span();
+            let (line, column) = span
+                .clone()
+                .map(|s| locator.line_col(s.start))
+                .unwrap_or((0, 0));
+            let mut message = e.message().trim().to_string();
+            // The parser says "duplicate key"; name it.
+            if message == "duplicate key" {
+                if let Some(name) = span.and_then(|s| text.get(s)) {
+                    message = format!("duplicate key `{}`", name.trim_matches('"'));
+                }
+            }
+            locator.syntax.push(Problem {
+                file: file.to_owned(),
+                line,
+                column,
+                key: String::new(),
+                message,
+            });
+        }
+        locator
+    }
+
+    fn index(&mut self, table: &toml::de::DeTable<'_>, path: &mut Vec<String>) {
+        for (key, value) in table.iter() {
+            path.push(key.get_ref().to_string());
+            // A `[header]` table starts before its last key: point at the `[`.
+            let at = key.span().start.min(value.span().start);
+            self.spans.insert(path.clone(), at);
+            self.index_value(value.get_ref(), path);
+            path.pop();
+        }
+    }
+
+    fn index_value(&mut self, value: &toml::de::DeValue<'_>, path: &mut Vec<String>) {
+        match value {
+            toml::de::DeValue::Table(t) => self.index(t, path),
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(format!("[{i}]"));
+                    self.spans.insert(path.clone(), item.span().start);
+                    self.index_value(item.get_ref(), path);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
     }
 
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        let column = before[before.rfind('\n').map(|i| i + 1).unwrap_or(0)..]
+            .chars()
+            .count()
+            + 1;
         (line, column)
     }
 
-    /// Locates `key` inside the table `[a.b.c]` (or its dotted header),
-    /// falling back to the table header, then to line 1.
+    /// A problem of `key` inside the table `table`.
     fn problem(&self, table: &[&str], key: &str, message: &str) -> Problem {
-        let (line, column) = self.find(table, key);
-        let mut full = table.join(".");
+        let mut path: Vec<String> = table.iter().map(|s| s.to_string()).collect();
         if !key.is_empty() {
-            if !full.is_empty() {
-                full.push('.');
-            }
-            full.push_str(key);
+            path.extend(key_segments(key));
         }
+        self.at(&path, message)
+    }
+
+    /// A problem at `path`, located at the key, or at the nearest table
+    /// that holds it when the key is not in the file (a missing key).
+    fn at(&self, path: &[String], message: &str) -> Problem {
+        let (line, column) = (0..=path.len())
+            .rev()
+            .find_map(|n| self.spans.get(&path[..n]))
+            .map(|&o| self.line_col(o))
+            .unwrap_or((1, 1));
+        // Array positions are in the message ("route 2: ..."), not the key.
+        let key = path
+            .iter()
+            .filter(|s| !s.starts_with('['))
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(".");
         Problem {
             file: self.file.to_owned(),
             line,
             column,
-            key: full,
+            key,
             message: message.to_string(),
         }
-    }
-
-    fn find(&self, table: &[&str], key: &str) -> (usize, usize) {
-        if table.is_empty() {
-            // A top-level key or section.
-            for (i, line) in self.text.lines().enumerate() {
-                let t = line.trim();
-                if t.trim_start_matches('[').starts_with(key) && !key.is_empty() {
-                    return (i + 1, 1);
-                }
-            }
-            return (1, 1);
-        }
-        let header = table.join(".");
-        let quoted: Vec<String> = table.iter().map(|t| format!("\"{t}\"")).collect();
-        let mut in_table = false;
-        let mut header_line = None;
-        for (i, line) in self.text.lines().enumerate() {
-            let trimmed = line.trim();
-            if trimmed.starts_with('[') {
-                let name = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
-                in_table = name == header || name == quoted.join(".");
-                if in_table && header_line.is_none() {
-                    header_line = Some(i + 1);
-                }
-                continue;
-            }
-            if in_table && !key.is_empty() {
-                if let Some(rest) = trimmed.strip_prefix(key) {
-                    if rest.trim_start().starts_with('=') {
-                        let col = line.len() - line.trim_start().len() + 1;
-                        return (i + 1, col);
-                    }
-                }
-            }
-        }
-        (header_line.unwrap_or(1), 1)
     }
 }
 
@@ -922,6 +1166,164 @@ mod tests {
         let c = Config::load(&p).unwrap();
         assert_eq!(c.tenant_for_token("t0k"), Some("ops"));
         assert_eq!(c.tenant_for_token("other"), None);
+    }
+
+    fn problems_of(text: &str, name: &str) -> Vec<(usize, usize, String, String)> {
+        let d = tmpdir(name);
+        let p = write(&d, "herald.toml", text);
+        let (_, problems) = Config::load_all(&p).unwrap();
+        problems
+            .into_iter()
+            .map(|p| (p.line, p.column, p.key, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn problems_inside_inline_tables_are_at_their_own_column() {
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let text = format!(
+            "[tenants.ops]\ntokens = [\"{hash}\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"c.wasm\"\nrate_limit = {{ burst = 2, per_second = \"x\", nope = 1 }}\n[[plugins.p.routes]]\nlabels = {{ env = 1 }}\n"
+        );
+        let got = problems_of(&text, "inline");
+        let at: Vec<_> = got
+            .iter()
+            .map(|(l, c, k, _)| (*l, *c, k.as_str()))
+            .collect();
+        assert!(
+            at.contains(&(6, 27, "plugins.p.rate_limit.per_second")),
+            "{got:?}"
+        );
+        assert!(
+            at.contains(&(6, 45, "plugins.p.rate_limit.nope")),
+            "{got:?}"
+        );
+        assert!(
+            at.contains(&(8, 12, "plugins.p.routes.labels.env")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn every_error_of_a_section_and_of_a_route_is_reported() {
+        let text = "[server]\nbody_limit = \"big\"\nwatch_config = 3\nport = 1\n[tenants.a]\ntokens = []\n[plugins.p]\ntenant = \"a\"\ncomponent = \"c.wasm\"\n[[plugins.p.routes]]\nkinds = [\"nope\"]\nplaybooks = [\"a[\"]\nhosts = [\"b[\"]\n";
+        let got = problems_of(text, "all");
+        let at: Vec<_> = got.iter().map(|(l, _, k, _)| (*l, k.as_str())).collect();
+        for want in [
+            (2, "server.body_limit"),
+            (3, "server.watch_config"),
+            (4, "server.port"),
+            (11, "plugins.p.routes.kinds"),
+            (12, "plugins.p.routes.playbooks"),
+            (13, "plugins.p.routes.hosts"),
+        ] {
+            assert!(at.contains(&want), "{want:?} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn every_missing_key_of_a_table_is_reported() {
+        let text = "[tenants.a]\n\n[plugins.q]\nretry = { max_attempts = 2 }\n";
+        let got = problems_of(text, "missing");
+        let mut at: Vec<_> = got.iter().map(|(l, _, k, _)| (*l, k.as_str())).collect();
+        at.sort();
+        assert_eq!(
+            at,
+            [
+                (1, "tenants.a.tokens"),
+                (3, "plugins.q.component"),
+                (3, "plugins.q.tenant")
+            ],
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_and_located() {
+        let d = tmpdir("dup");
+        let p = write(
+            &d,
+            "herald.toml",
+            "[server]\nwatch_config = true\nwatch_config = false\n",
+        );
+        let err = Config::load(&p).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        let p = &err.problems[0];
+        assert_eq!((p.line, p.column), (3, 1));
+        assert_eq!(p.message, "duplicate key `watch_config`");
+    }
+
+    #[test]
+    fn a_typo_of_plugins_says_so_without_a_missing_field() {
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let text = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n[plugin.syslog]\ntenant = \"ops\"\n[plugins.syslog.config]\naddress = \"x\"\n");
+        let got = problems_of(&text, "typo");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            got[0],
+            (
+                3,
+                2,
+                "plugin".to_string(),
+                "unknown top-level table `plugin`; did you mean `plugins`?".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_token_of_a_tenant_and_the_admin_is_refused() {
+        let hash = token_hash("both");
+        let text = format!(
+            "[server]\nadmin_tokens = [\"{hash}\"]\n[tenants.ops]\ntokens = [\"{hash}\"]\n"
+        );
+        let got = problems_of(&text, "admin");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].0, got[0].2.as_str()), (4, "tenants.ops.tokens"));
+        assert!(got[0].3.contains("also in server.admin_tokens"), "{got:?}");
+    }
+
+    #[test]
+    fn every_unset_secret_is_reported_and_left_empty() {
+        let d = tmpdir("unset");
+        write(&d, "p.wasm", "x");
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let text = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n[plugins.p.config]\na = \"${{env:HERALD_TEST_UNSET_A}}\"\nb = {{ c = [\"${{env:HERALD_TEST_UNSET_B}}\"] }}\n");
+        let p = write(&d, "herald.toml", &text);
+        let (config, problems) = Config::load_all(&p).unwrap();
+        let at: Vec<_> = problems.iter().map(|p| (p.line, p.key.as_str())).collect();
+        assert_eq!(at, [(7, "plugins.p.config.a"), (8, "plugins.p.config.b.c")]);
+        assert_eq!(config.plugins["p"].config["a"].as_str(), Some(""));
+    }
+
+    #[test]
+    fn a_plugins_refusal_is_located_at_the_key_it_names() {
+        let d = tmpdir("refusal");
+        let text = "[plugins.p]\ntenant = \"ops\"\n[plugins.p.config]\nurl = \"x\"\nheaders = { X-A = 1 }\n";
+        let p = write(&d, "herald.toml", text);
+        let c = Config {
+            path: p,
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            tenants: BTreeMap::new(),
+            plugins: BTreeMap::new(),
+        };
+        let pr = c.plugin_config_problem("p", "config key `url`: http://x:80 is not in allow_http");
+        assert_eq!(
+            (pr.line, pr.column, pr.key.as_str()),
+            (4, 1, "plugins.p.config.url")
+        );
+        assert_eq!(
+            pr.message,
+            "plugin refused its configuration: http://x:80 is not in allow_http"
+        );
+        let pr = c.plugin_config_problem(
+            "p",
+            "config key `headers.X-A`: invalid type: integer `1`, expected a string at line 1 column 30",
+        );
+        assert_eq!((pr.line, pr.column), (5, 13));
+        assert!(pr.message.ends_with("expected a string"), "{}", pr.message);
+        let pr = c.plugin_config_problem("p", "invalid config: missing field `method`");
+        assert_eq!((pr.line, pr.key.as_str()), (3, "plugins.p.config.method"));
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct Route {
     labels: BTreeMap<String, String>,
 }
 
+/// One bad entry of a route: the route's number (from 1), the field and why.
+pub type RouteError = (usize, &'static str, String);
+
 /// The routes of one instance.
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
@@ -62,33 +65,35 @@ fn glob(pattern: &str) -> Result<GlobMatcher, String> {
 
 impl Routes {
     /// Compiles routes; the error names the route (1-based), field and value.
-    pub fn compile(configs: &[RouteConfig]) -> Result<Routes, (usize, &'static str, String)> {
+    pub fn compile(configs: &[RouteConfig]) -> Result<Routes, Vec<RouteError>> {
         let mut routes = Vec::with_capacity(configs.len());
+        // Every bad entry of every route is reported, not just the first.
+        let mut errors = Vec::new();
         for (i, c) in configs.iter().enumerate() {
             let n = i + 1;
-            let kinds = c
-                .kinds
-                .iter()
-                .map(|k| {
-                    EventKind::parse(k).ok_or_else(|| {
-                        (
-                            n,
-                            "kinds",
-                            format!("unknown event kind {k:?} (see docs/wire-format.md)"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            let playbooks = c
-                .playbooks
-                .iter()
-                .map(|p| glob(p).map_err(|e| (n, "playbooks", e)))
-                .collect::<Result<_, _>>()?;
-            let hosts = c
-                .hosts
-                .iter()
-                .map(|p| glob(p).map_err(|e| (n, "hosts", e)))
-                .collect::<Result<_, _>>()?;
+            let mut kinds = Vec::new();
+            for k in &c.kinds {
+                match EventKind::parse(k) {
+                    Some(kind) => kinds.push(kind),
+                    None => errors.push((
+                        n,
+                        "kinds",
+                        format!("unknown event kind {k:?} (see docs/wire-format.md)"),
+                    )),
+                }
+            }
+            let mut globs = |field: &'static str, patterns: &[String]| {
+                let mut out = Vec::new();
+                for p in patterns {
+                    match glob(p) {
+                        Ok(g) => out.push(g),
+                        Err(e) => errors.push((n, field, e)),
+                    }
+                }
+                out
+            };
+            let playbooks = globs("playbooks", &c.playbooks);
+            let hosts = globs("hosts", &c.hosts);
             routes.push(Route {
                 kinds,
                 status: c.status.clone(),
@@ -97,7 +102,11 @@ impl Routes {
                 labels: c.labels.clone(),
             });
         }
-        Ok(Routes { routes })
+        if errors.is_empty() {
+            Ok(Routes { routes })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Whether the instance receives `event`.
@@ -277,15 +286,18 @@ mod tests {
             kinds: vec!["runner_on_nope".into()],
             ..Default::default()
         }];
-        assert_eq!(Routes::compile(&bad).unwrap_err().1, "kinds");
+        assert_eq!(Routes::compile(&bad).unwrap_err()[0].1, "kinds");
         let bad = vec![
             RouteConfig::default(),
             RouteConfig {
+                kinds: vec!["nope".into()],
                 hosts: vec!["web[".into()],
+                playbooks: vec!["a[".into()],
                 ..Default::default()
             },
         ];
         let e = Routes::compile(&bad).unwrap_err();
-        assert_eq!((e.0, e.1), (2, "hosts"));
+        let got: Vec<_> = e.iter().map(|(n, f, _)| (*n, *f)).collect();
+        assert_eq!(got, [(2, "kinds"), (2, "playbooks"), (2, "hosts")]);
     }
 }

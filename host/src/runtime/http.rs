@@ -78,6 +78,59 @@ impl UrlPrefix {
     }
 }
 
+impl std::fmt::Display for UrlPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}://{}:{}{}",
+            self.scheme, self.host, self.port, self.path
+        )
+    }
+}
+
+/// Whether `allow` admits a request to `uri`: the one test of outbound HTTP,
+/// used by the gate and by `herald:grants/check.allows-http`.
+pub fn admits(allow: &[UrlPrefix], uri: &Uri) -> bool {
+    allow.iter().any(|p| p.allows(uri))
+}
+
+/// [`admits`] for a URL a plugin's config gives, with the reason when not:
+/// the URL's origin (never its path or query, which can hold secrets, such as
+/// a Slack webhook's) and the allowed prefixes.
+pub fn explain(allow: &[UrlPrefix], url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .trim()
+        .parse()
+        .map_err(|_| "the value is not a URL (expected http:// or https://)".to_string())?;
+    if admits(allow, &uri) {
+        return Ok(());
+    }
+    let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let origin = format!("{scheme}://{host}:{port}");
+    if allow.is_empty() {
+        return Err(format!(
+            "{origin} is not in allow_http (it is empty); add the destination to the instance's allow_http"
+        ));
+    }
+    let listed: Vec<String> = allow.iter().map(|p| p.to_string()).collect();
+    let listed = listed.join(", ");
+    let same_origin = allow
+        .iter()
+        .any(|p| p.scheme == scheme && p.host == host && p.port == port);
+    let why = if same_origin {
+        "the URL's path is not under an allowed prefix's path"
+    } else {
+        "host names are not resolved: list the host exactly as the URL writes it (`localhost` and `127.0.0.1` differ)"
+    };
+    Err(format!(
+        "{origin} is not in allow_http (it lists {listed}); {why}"
+    ))
+}
+
 /// The `wasi:http` hooks of one plugin instance.
 pub struct HttpGate {
     pub(super) allow: Arc<Vec<UrlPrefix>>,
@@ -109,7 +162,7 @@ impl HttpGate {
     /// error says why, without the URL.
     fn admit(&self, uri: &Uri) -> Result<(), &'static str> {
         let destination = redact_query(uri);
-        if !self.allow.iter().any(|p| p.allows(uri)) {
+        if !admits(&self.allow, uri) {
             self.counters.soft_fault("denied_http", || {
                 format!("outbound HTTP request to {destination} refused: not in the instance's allow_http")
             });
@@ -330,6 +383,26 @@ mod tests {
         UrlPrefix::parse(prefix)
             .unwrap()
             .allows(&url.parse().unwrap())
+    }
+
+    #[test]
+    fn explain_names_the_origin_and_the_allowed_prefixes_only() {
+        let allow = vec![UrlPrefix::parse("http://127.0.0.1:9101").unwrap()];
+        assert_eq!(explain(&allow, "http://127.0.0.1:9101/x"), Ok(()));
+        let e = explain(&allow, "http://localhost:9101/secret-path?k=v").unwrap_err();
+        assert!(
+            e.starts_with(
+                "http://localhost:9101 is not in allow_http (it lists http://127.0.0.1:9101)"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("secret") && !e.contains("k=v"), "{e}");
+        let allow = vec![UrlPrefix::parse("https://hooks.example.com/services").unwrap()];
+        let e = explain(&allow, "https://hooks.example.com/other").unwrap_err();
+        assert!(e.contains("path is not under"), "{e}");
+        assert!(explain(&[], "http://a:1/")
+            .unwrap_err()
+            .contains("it is empty"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod cache;
 pub mod convert;
+pub mod grants;
 mod host_api;
 pub mod http;
 mod output;
@@ -297,6 +298,8 @@ pub struct HostState {
     table: ResourceTable,
     http: WasiHttpCtx,
     gate: http::HttpGate,
+    /// The instance's `allow_sockets`, for `herald:grants/check`.
+    allow_sockets: Arc<Vec<SocketAddr>>,
     limiter: MemoryLimiter,
     counters: Arc<CallCounters>,
     pub(crate) ident: Arc<Ident>,
@@ -432,6 +435,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         host_api::add_to_linker(&mut linker).map_err(link)?;
         v0_2::add_to_linker(&mut linker).map_err(link)?;
+        grants::add_to_linker(&mut linker).map_err(link)?;
         let cache =
             cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine, ENGINE_SETTINGS)));
         Ok(Runtime {
@@ -525,7 +529,8 @@ impl Runtime {
                 .find(|n| msg.contains(&format!("`{n}`")));
             match missing {
                 Some(name) => LoadError::Link(format!(
-                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})"
+                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, {}, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})",
+                    grants::INTERFACE
                 )),
                 None => LoadError::Link(format!("it cannot be linked: {msg}")),
             }
@@ -536,6 +541,13 @@ impl Runtime {
             Version::V0_1 => SinkPre::V0_1(bindings::SinkPre::new(pre).map_err(link)?),
         })
     }
+}
+
+/// Whether `allowed` (an instance's `allow_sockets`) admits connecting to
+/// or sending to `addr`: the one test of sockets, used by the WASI socket
+/// check and by `herald:grants/check.allows-socket`.
+pub fn socket_allowed(allowed: &[SocketAddr], addr: &SocketAddr) -> bool {
+    allowed.contains(addr)
 }
 
 /// Hex sha256 of bytes.
@@ -660,6 +672,7 @@ impl PluginInstance {
     fn new_store(&self) -> Store<HostState> {
         let counters = Arc::new(CallCounters::new(&self.spec.limits));
         let allowed = self.spec.allow_sockets.clone();
+        let allow_sockets = allowed.clone();
         let ident = Arc::new(Ident {
             plugin: self.spec.name.clone(),
             tenant: self.spec.tenant.clone(),
@@ -686,7 +699,7 @@ impl PluginInstance {
                 // Binding the ephemeral local end of an outbound socket.
                 SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.port() == 0,
                 SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-                    allowed.contains(&addr)
+                    socket_allowed(&allowed, &addr)
                 }
                 // Listening and accepting: a plugin never serves.
                 _ => false,
@@ -707,6 +720,7 @@ impl PluginInstance {
                 counters: counters.clone(),
                 pool: self.http.clone(),
             },
+            allow_sockets,
             limiter: MemoryLimiter {
                 max_bytes: (self.spec.limits.memory_mib as usize) << 20,
                 counters: counters.clone(),

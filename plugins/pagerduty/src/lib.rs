@@ -189,6 +189,11 @@ impl Plugin for PagerDuty {
             Url::parse(&c.events_url).map_err(|e| format!("config key `events_url`: {e}"))?;
         let change_url = Url::parse(&c.change_events_url)
             .map_err(|e| format!("config key `change_events_url`: {e}"))?;
+        herald_sdk::grants::require_http("events_url", &events_url.as_string())?;
+        // Change events are sent only when enabled; their URL need not be allowed otherwise.
+        if c.change_events {
+            herald_sdk::grants::require_http("change_events_url", &change_url.as_string())?;
+        }
         if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
             return Err("config key `timeout_ms`: must be between 1 and 600000".into());
         }

@@ -114,6 +114,11 @@ impl Plugin for Prometheus {
         if c.job.is_empty() {
             return Err("config key `job`: must not be empty".into());
         }
+        if let Some(u) = &push_url {
+            // Pushes go under `metrics/job/<job>/`; judge a URL of that path.
+            let probe = u.join(&push_path(&c.job, None, "herald"));
+            herald_sdk::grants::require_http("pushgateway_url", &probe.as_string())?;
+        }
         if !valid_metric_name(&c.metric_prefix) && !c.metric_prefix.is_empty() {
             return Err(format!(
                 "config key `metric_prefix`: `{}` is not a valid Prometheus metric name prefix",

@@ -8,6 +8,9 @@
 //!   [`Outcome`]s (2xx ok; 429, 5xx, timeouts and connection errors retryable with the
 //!   `Retry-After` delay; other 4xx permanent; destinations outside the instance's `allow_http`
 //!   permanent with a clear message);
+//! - [`grants`]: ask the host, from `new`, whether a destination of the config is in the
+//!   instance's `allow_http` / `allow_sockets`, so a destination the sandbox would refuse fails
+//!   `herald check` and the load, with the key named, instead of dead-lettering every event;
 //! - [`log`], [`metrics`], [`state`]: thin wrappers over the host imports;
 //! - [`summary`]: a per-run summary aggregated across events in the durable `state` store;
 //! - [`time`] and [`text`]: clock, RFC 3339 / HTTP-date handling and text helpers.
@@ -32,6 +35,17 @@ pub mod bindings {
     });
 }
 
+/// Bindings of `wit/grants-v0.1.0` (`herald:grants/check`), separate from the sink world: a
+/// component imports it only when it calls [`grants`].
+#[allow(missing_docs, clippy::all)]
+pub mod grants_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/grants-v0.1.0",
+        world: "grants",
+    });
+}
+
+pub mod grants;
 pub mod http;
 pub mod net;
 pub mod summary;

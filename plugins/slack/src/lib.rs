@@ -111,6 +111,7 @@ impl Plugin for Slack {
     fn new(c: Config) -> Result<Self, String> {
         let url =
             Url::parse(&c.webhook_url).map_err(|e| format!("config key `webhook_url`: {e}"))?;
+        herald_sdk::grants::require_http("webhook_url", &url.as_string())?;
         if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
             return Err("config key `timeout_ms`: must be between 1 and 600000".into());
         }

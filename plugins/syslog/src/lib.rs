@@ -227,6 +227,7 @@ impl Plugin for Syslog {
         if addr.port() == 0 {
             return Err("config key `address`: port 0 is not a destination".into());
         }
+        herald_sdk::grants::require_socket("address", &addr.to_string())?;
         let facility = facility(&c.facility).ok_or_else(|| {
             format!("config key `facility`: unknown facility `{}` (kern, user, daemon, auth, syslog, cron, local0-local7, ...)", c.facility)
         })?;

@@ -258,6 +258,7 @@ impl Plugin for Webhook {
 
     fn new(c: Config) -> Result<Self, String> {
         let url = Url::parse(&c.url).map_err(|e| format!("config key `url`: {e}"))?;
+        herald_sdk::grants::require_http("url", &url.as_string())?;
         let method = match Method::parse(&c.method) {
             Some(m @ (Method::Post | Method::Put)) => m,
             _ => {
