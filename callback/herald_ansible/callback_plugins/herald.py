@@ -138,6 +138,18 @@ options:
     ini:
       - section: callback_herald
         key: max_result_bytes
+  labels:
+    description:
+      - Run labels, sent as the C(labels) object on every event of the run, for
+        C(herald runs list --label KEY=VALUE), C(GET /v1/runs?label=KEY=VALUE) and the host's C(routes.labels).
+      - Comma-separated C(KEY=VALUE) pairs, for example C(team=platform,env=prod). Spaces around keys and values
+        are removed; a pair without C(=) or with an empty key is ignored with a warning.
+    type: str
+    env:
+      - name: HERALD_LABELS
+    ini:
+      - section: callback_herald
+        key: labels
   timeout:
     description: Timeout in seconds of one HTTP request to the host.
     type: float
@@ -156,6 +168,7 @@ EXAMPLES = r"""
 # [callback_herald]
 # url = http://127.0.0.1:8080
 # token = my-tenant-token
+# labels = team=platform,env=prod
 """
 
 import atexit
@@ -220,6 +233,20 @@ def _safe(fn):
     return wrapper
 
 
+def parse_labels(text):
+    """`team=platform, env=prod` -> ({"team": "platform", "env": "prod"}, [ignored items])."""
+    labels, bad = {}, []
+    for item in _str(text).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            bad.append(item.strip())
+            continue
+        labels[key.strip()] = value.strip()
+    return labels, bad
+
+
 def _str(v):
     return v if isinstance(v, str) else ("" if v is None else str(v))
 
@@ -259,6 +286,7 @@ class CallbackModule(CallbackBase):
         self._prev_sigterm = None
         self._wake_events = 0
         self._wake_bytes = 0
+        self._labels_json = ""
 
     # ------------------------------------------------------------------ options
     def set_options(self, task_keys=None, var_options=None, direct=None):
@@ -289,6 +317,12 @@ class CallbackModule(CallbackBase):
             "timeout": float(g("timeout")),
         }
         self._cleaner = _S.Cleaner(self._cfg["redact_keys"], self._cfg["send_facts"])
+        labels, bad = parse_labels(g("labels"))
+        self._cfg["labels"] = labels
+        self._labels_json = ',"labels":' + _S.encode_json(labels) if labels else ""
+        if bad:
+            self._display.warning("herald: labels: ignored %s (expected KEY=VALUE pairs separated by commas)"
+                                  % ", ".join(repr(b) for b in bad))
 
     # ------------------------------------------------------------------ plumbing
     def _internal_error(self, where, exc):
@@ -331,10 +365,14 @@ class CallbackModule(CallbackBase):
             cfg["url"], cfg["token"], cfg["spool_dir"],
             batch_max_events=cfg["batch_max_events"], batch_max_bytes=cfg["batch_max_bytes"],
             timeout=cfg["timeout"], spool_max_bytes=cfg["spool_max_bytes"], own=self._writer)
+        self._display.v("herald: run %s: spooling to %s, shipping to %s%s"
+                        % (self._run_id, self._writer.path, cfg["url"] or "(no url)",
+                           (" with labels " + ",".join("%s=%s" % kv for kv in cfg["labels"].items()))
+                           if cfg["labels"] else ""))
         if not cfg["url"]:
             self._shipper.warn_once(
-                "nourl", "herald: no url set ([callback_herald] url or HERALD_URL); events are only spooled in %s "
-                "(send them later with herald-ship)" % cfg["spool_dir"])
+                "nourl", "herald: no url set ([callback_herald] url or HERALD_URL); the events of run %s are only "
+                "spooled in %s (send them later with herald-ship)" % (self._run_id, cfg["spool_dir"]))
         else:
             self._bg = _S.BackgroundShipper(self._shipper, cfg["batch_max_age"])
             self._bg.start()
@@ -368,8 +406,8 @@ class CallbackModule(CallbackBase):
             ed_json = enc(event_data)
             ed_json = '{"res":' + res_json + "}" if ed_json == "{}" else ed_json[:-1] + ',"res":' + res_json + "}"
         # uuid, event, run_id, created and parent_uuid are ours and need no escaping
-        head = '{"uuid":"%s","event":"%s","run_id":"%s","created":"%s","controller":%s' % (
-            ev_uuid, event, self._run_id, _S.now_iso(now), self._controller_json)
+        head = '{"uuid":"%s","event":"%s","run_id":"%s","created":"%s","controller":%s%s' % (
+            ev_uuid, event, self._run_id, _S.now_iso(now), self._controller_json, self._labels_json)
         if parent_uuid:
             head += ',"parent_uuid":"%s"' % parent_uuid
         with self._lock:
@@ -751,14 +789,43 @@ class CallbackModule(CallbackBase):
                 sh.add_dropped(w.dropped)
             except OSError:
                 pass
-        if not delivered and cfg["url"] and not sh.auth_failed:
-            pending = w.lines - sh.own_acked_lines
-            sh.warn_once(
-                "undelivered", "herald: %d event(s) not delivered to %s within flush_timeout=%ss (%s); they stay "
-                "spooled in %s and are sent by the next run or herald-ship"
-                % (pending, cfg["url"], cfg["flush_timeout"], sh.last_error or "host busy", cfg["spool_dir"]))
+        self._report_end(delivered)
         if threading.current_thread() is threading.main_thread():
             self._show_warnings()
+
+    def _report_end(self, delivered):
+        """The end-of-run line: this run's id, what became of its events and, if any were not
+        sent, why and what to do (a warning then; a plain line when all went well)."""
+        cfg, sh, w = self._cfg, self._shipper, self._writer
+        rid = self._run_id
+        if not cfg["url"]:
+            return  # said once at the start (nourl), with the run id
+        pending = max(0, w.lines - sh.own_acked_lines)
+        sent = max(0, sh.own_acked_lines - sh.own_quarantined)
+        extra = ""
+        if sh.own_quarantined:
+            extra = "; %d refused by the host and quarantined (herald-ship --list-quarantined)" % sh.own_quarantined
+        if w.dropped:
+            extra += "; %d dropped (spool_max_bytes or write error), the host is told" % w.dropped
+        if sh.auth_failed:
+            sh.warn_once(
+                "auth", "herald: run %s: the host at %s refused the token (%s): %d event(s) of this run spooled, "
+                "not sent%s%s. Check HERALD_TOKEN (or [callback_herald] token); then herald-ship or the next run "
+                "sends them from %s"
+                % (rid, cfg["url"], sh.auth_error, pending, (", %d sent before" % sent) if sent else "", extra,
+                   cfg["spool_dir"]))
+        elif not delivered or pending:
+            sh.warn_once(
+                "undelivered", "herald: run %s: %d event(s) not delivered to %s within flush_timeout=%ss (%s); "
+                "they stay spooled in %s and are sent by the next run or herald-ship%s"
+                % (rid, pending, cfg["url"], cfg["flush_timeout"], sh.last_error or "host busy", cfg["spool_dir"],
+                   extra))
+        else:
+            msg = "herald: run %s: %d event(s) sent to %s%s (herald runs show %s)" % (rid, sent, cfg["url"], extra, rid)
+            try:
+                self._display.display(msg)
+            except Exception:  # noqa: BLE001
+                pass
 
     def _atexit(self):
         try:
