@@ -372,7 +372,11 @@ def _libc_write_holding_the_gil():
         return None, None
 
 
-_gil_write, _get_errno = _libc_write_holding_the_gil()
+# Two plain assignments, not `a, b = ...`: ansible-doc reads the module-level assignments of the
+# collection's plugin file (where this code is inlined) and warns about a tuple target.
+_gil_write = _libc_write_holding_the_gil()
+_get_errno = _gil_write[1]
+_gil_write = _gil_write[0]
 
 
 def _write_all(fd: int, data: bytes) -> None:
