@@ -351,3 +351,25 @@ def test_ansible_version_is_what_we_think(main_run):
     _, rec, _ = main_run
     (start,) = rec.of("playbook_on_start")
     assert tuple(int(x) for x in start["event_data"]["herald"]["ansible_version"].split(".")[:2]) == ansible_version()
+
+
+def test_labels_option_sends_the_labels_object_on_every_event(runner, receiver):
+    """Issue 17 point 10: `labels` ([callback_herald] labels / HERALD_LABELS) is the envelope's
+    `labels` object, on every event; a malformed pair is ignored with a warning naming it."""
+    pb = runner.write("pb.yml", "- hosts: local\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+    runner.write("ansible.cfg", "[defaults]\nretry_files_enabled = False\n[callback_herald]\nlabels = team=platform,"
+                                " env = prod , broken\n")
+    p = runner.playbook(pb)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "ignored 'broken'" in " ".join(p.stderr.split()), p.stderr
+    assert receiver.events and all(e["labels"] == {"team": "platform", "env": "prod"} for e in receiver.events)
+    # the environment variable wins over ansible.cfg
+    n = len(receiver.events)
+    p = runner.playbook(pb, HERALD_LABELS="env=staging")
+    assert p.returncode == 0
+    assert all(e["labels"] == {"env": "staging"} for e in receiver.events[n:])
+    # without labels, no field at all
+    runner.write("ansible.cfg", "[defaults]\nretry_files_enabled = False\n")
+    n = len(receiver.events)
+    assert runner.playbook(pb).returncode == 0
+    assert all("labels" not in e for e in receiver.events[n:])
