@@ -196,7 +196,7 @@ def _check_host_event(rec, e):
     assert ed["remote_addr"]
     assert isinstance(ed["res"], dict)
     assert ed["end"] and "duration" in ed and ed["duration"] >= 0 and ed["start"]
-    starts = [t for t in rec.of("playbook_on_task_start") + rec.of("playbook_on_handler_task_start")
+    starts = [t for t in rec.of("playbook_on_task_start")
               if t["event_data"]["task_uuid"] == ed["task_uuid"]]
     assert e["parent_uuid"] in [t["uuid"] for t in starts]
 
@@ -244,8 +244,14 @@ def test_handler_notify_include_nohosts_prompt(main_run):
     notes = rec.of("playbook_on_notify")
     assert sorted(n["event_data"]["host"] for n in notes) == ["alpha", "beta"]
     assert all(n["event_data"]["handler"] == "my handler" for n in notes)
-    (h,) = rec.of("playbook_on_handler_task_start")
-    assert h["event_data"]["task"] == "my handler"
+    # issue 17 point 12: the notify event carries the task that notified, under its task start
+    assert all(n["event_data"]["task"] == "change something" for n in notes)
+    starts = {t["uuid"]: t for t in rec.of("playbook_on_task_start")}
+    assert all(starts[n["parent_uuid"]]["event_data"]["task"] == "change something" for n in notes)
+    # a handler's start is named as ansible-runner names it
+    assert rec.of("playbook_on_handler_task_start") == []
+    (h,) = [t for t in rec.of("playbook_on_task_start") if t["event_data"].get("is_handler")]
+    assert h["event_data"]["task"] == "my handler" and h["event_data"]["is_conditional"] is True
     assert len(_by_task(rec, "runner_on_ok", "my handler")) == 2
     incs = rec.of("playbook_on_include")
     assert len(incs) >= 1

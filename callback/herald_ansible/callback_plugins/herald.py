@@ -205,6 +205,9 @@ except ImportError:
     _spec.loader.exec_module(_S)
 # END herald-spool-import
 
+_LOOP_EVENTS = frozenset(("runner_on_ok", "runner_on_failed", "runner_on_skipped"))
+_ASYNC_EVENTS = frozenset(("runner_on_async_poll", "runner_on_async_ok", "runner_on_async_failed"))
+
 _AWX_ENV = (
     ("JOB_ID", "awx_job_id"),
     ("AWX_HOST", "awx_host"),
@@ -282,6 +285,7 @@ class CallbackModule(CallbackBase):
         self._task_info = {}        # task._uuid -> dict of task fields
         self._starts = {}           # (host, task uuid) -> [start ts, last ts]
         self._host_task = {}        # host name -> task of its last runner_on_start (for async polls)
+        self._notifiers = {}        # host name -> [recent changed tasks with `notify`], newest last
         self._last_task_event = None
         self._prev_sigterm = None
         self._wake_events = 0
@@ -393,6 +397,7 @@ class CallbackModule(CallbackBase):
             if self._disabled:
                 return None
         ev_uuid = event_uuid or _S.uuid4()
+        event_data["uuid"] = ev_uuid  # as ansible-runner: the event's uuid, again, in event_data
         enc = _S.encode_json
         if res is not None:
             event_data["res"] = self._cleaner.clean(res) if isinstance(res, dict) else {"value": res}
@@ -503,6 +508,7 @@ class CallbackModule(CallbackBase):
             try:
                 info["task"] = _str(task.get_name())
                 info["task_action"] = _str(task.action)
+                info["resolved_action"] = _str(getattr(task, "resolved_action", None) or task.action)
                 path = task.get_path()
                 if path:
                     info["task_path"] = _str(path)
@@ -563,8 +569,17 @@ class CallbackModule(CallbackBase):
             d["start"] = _S.now_iso(start)
             d["duration"] = round(now - start, 6)
         d["end"] = _S.now_iso(now)
+        if event in _LOOP_EVENTS:
+            # as ansible-runner: the task's `with_<lookup>` name (null for `loop:` and no loop)
+            d["event_loop"] = getattr(task, "loop_with", None)
+        elif event in _ASYNC_EVENTS and isinstance(res, dict):
+            d["jid"] = _str(res.get("ansible_job_id")) if res.get("ansible_job_id") is not None else None
         if extra:
             d.update(extra)
+        if event == "runner_on_ok" and isinstance(res, dict) and res.get("changed") and getattr(task, "notify", None):
+            recent = self._notifiers.setdefault(d["host"], [])
+            recent.append(task)
+            del recent[:-16]
         self._emit(event, d, parent_uuid=self._parent_for(task), res=res, now=now)
 
     # ------------------------------------------------------------------ playbook / play / task
@@ -597,14 +612,18 @@ class CallbackModule(CallbackBase):
         self._task_info.clear()
         d = self._base()
         d["name"] = self._play[0]
+        d["pattern"] = pattern
         self._play_event = self._emit("playbook_on_play_start", d, parent_uuid=self._playbook_uuid)
 
-    def _task_start(self, event, task, is_conditional=None):
+    def _task_start(self, event, task, is_conditional=None, is_handler=False):
         self._ensure_playbook()
         d = self._base()
         d.update(self._task_fields(task))
+        d["name"] = d.get("task", "")
         if is_conditional is not None:
             d["is_conditional"] = bool(is_conditional)
+        if is_handler:
+            d["is_handler"] = True
         if self._cfg["send_task_args"] and not getattr(task, "no_log", False):
             args = getattr(task, "args", None) or {}
             if isinstance(args, dict) and args:
@@ -619,13 +638,15 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._task_start("playbook_on_task_start", task, is_conditional)
 
+    # Handler and cleanup task starts are named as ansible-runner names them: playbook_on_task_start
+    # with is_conditional true (how Ansible 1 marked a handler); is_handler tells handlers apart.
     @_safe
     def v2_playbook_on_handler_task_start(self, task):
-        self._task_start("playbook_on_handler_task_start", task)
+        self._task_start("playbook_on_task_start", task, True, is_handler=True)
 
     @_safe
     def v2_playbook_on_cleanup_task_start(self, task):  # ansible-core < 2.19 declares it
-        self._task_start("playbook_on_cleanup_task_start", task)
+        self._task_start("playbook_on_task_start", task, True)
 
     @_safe
     def v2_playbook_on_no_hosts_matched(self):
@@ -646,7 +667,33 @@ class CallbackModule(CallbackBase):
         except Exception:  # noqa: BLE001
             d["handler"] = _str(handler)
         d["host"] = _str(host.get_name()) if hasattr(host, "get_name") else _str(host)
-        self._emit("playbook_on_notify", d, parent_uuid=self._last_task_event or self._play_event)
+        task = self._notifier(handler, d["host"])
+        if task is not None:
+            d.update(self._task_fields(task))
+            parent = self._parent_for(task)
+        else:
+            parent = self._last_task_event or self._play_event
+        self._emit("playbook_on_notify", d, parent_uuid=parent)
+
+    def _notifier(self, handler, host):
+        """The task that notified `handler` on `host`: the newest changed task of that host whose
+        `notify` names the handler or one of its `listen` topics (else the newest one)."""
+        recent = self._notifiers.get(host)
+        if not recent:
+            return None
+        try:
+            names = {_str(handler.get_name())}
+            listen = getattr(handler, "listen", None) or []
+            names.update(_str(x) for x in (listen if isinstance(listen, (list, tuple)) else [listen]))
+        except Exception:  # noqa: BLE001
+            names = set()
+        for task in reversed(recent):
+            notify = getattr(task, "notify", None) or []
+            if isinstance(notify, str):
+                notify = [notify]
+            if names & {_str(n) for n in notify}:
+                return task
+        return recent[-1]
 
     @_safe
     def v2_playbook_on_include(self, included_file):
