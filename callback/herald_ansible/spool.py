@@ -494,7 +494,9 @@ class Shipper:
 
     Thread-agnostic: the callback runs it in a daemon thread (BackgroundShipper), `herald-ship`
     in the foreground. Events are forgotten (ack offset advanced, file removed) only after a
-    2xx; 4xx batches go to a quarantine file beside the spool; other failures are retryable.
+    2xx; 4xx batches (but 401/403) go to a quarantine file beside the spool, which is never
+    shipped again unless requeued; 401/403 stop this shipper and leave the events spooled;
+    other failures are retryable.
     """
 
     def __init__(self, url, token, spool_dir, batch_max_events=500, batch_max_bytes=1048576,

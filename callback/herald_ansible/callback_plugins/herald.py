@@ -18,6 +18,13 @@ description:
   - At the end of the run (stats, interpreter exit, SIGINT/SIGTERM) it waits at most
     O(flush_timeout) seconds; whatever is not sent stays spooled. Network failures never change
     the playbook's exit code; they cause at most one warning per run.
+  - The end of the run prints one line naming the run id (for C(herald runs show RUN_ID)) and what
+    became of its events; when some were not sent, it is a warning saying why and what to do (a
+    refused token keeps them spooled, check C(HERALD_TOKEN)). At C(-v) the run id is also printed
+    when the run starts.
+  - Events the host refuses (4xx other than 401/403) are moved to a quarantine file and never
+    sent again by themselves; C(herald-ship --list-quarantined) lists them and
+    C(herald-ship --requeue RUN_ID) sends them again.
   - C(no_log) is honoured for results and loop items, O(redact_keys) are masked and facts are
     dropped before anything is written to the spool.
 requirements:
