@@ -53,6 +53,19 @@ def render() -> str:
     return head + inlined + tail
 
 
+def module_level_unnamed_targets(text: str) -> list:
+    """Lines of module-level assignments whose target is not a plain name (`a, b = ...`):
+    ansible-doc's reader of plugin files warns `failed to assign id for <ast.Tuple ...>` on them."""
+    import ast
+
+    bad = []
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign):
+            if any(not isinstance(t, ast.Name) for t in node.targets):
+                bad.append(node.lineno)
+    return bad
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build", metavar="DIR", help="also run `ansible-galaxy collection build` into DIR")
@@ -60,6 +73,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     text = render()
     compile(text, OUT, "exec")
+    bad = module_level_unnamed_targets(text)
+    if bad:
+        raise SystemExit("build_collection: module-level assignment to a non-name at line(s) %s of the generated "
+                         "plugin; ansible-doc warns about them (failed to assign id)" % bad)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:
         f.write(text)

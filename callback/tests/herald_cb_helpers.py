@@ -89,6 +89,9 @@ def validate_event(ev) -> tuple | None:
         return ("run_id", "required unless runner_ident is given")
     if rid is not None and (not isinstance(rid, str) or not 1 <= len(rid) <= 128):
         return ("run_id", "string of 1-128 chars")
+    if "labels" in ev and (not isinstance(ev["labels"], dict)
+                           or not all(isinstance(v, str) for v in ev["labels"].values())):
+        return ("labels", "object of strings")
     for f in ("parent_uuid", "controller", "stdout"):
         if f in ev and not isinstance(ev[f], str):
             return (f, "string")

@@ -209,32 +209,112 @@ def test_sigkill_mid_run_events_delivered_by_the_next_run(runner, receiver):
     assert runner.spool_files() == []
 
 
-def test_401_quarantines_the_batch_warns_once_and_stops(runner, receiver):
+def _run_id_of(path) -> str:
+    return re.match(r"run-\d{19}-([0-9a-f-]{36})\.jsonl$", path.name).group(1)
+
+
+def test_bad_token_names_the_current_run_its_spooled_events_and_the_fix(runner, receiver):
+    """Issue 17 point 8: with a refused token the end-of-run warning is about the current run
+    (its id, its events spooled and not sent, check HERALD_TOKEN), never about an older run,
+    and nothing is quarantined: the events are fine, the token is not."""
     pb = runner.write("pb.yml", OK_PB)
+    # an older run left in the spool (host down) and an older quarantined run
+    receiver.down()
+    assert runner.playbook(pb, HERALD_FLUSH_TIMEOUT=0.3).returncode == 0
+    (older,) = runner.spool_files()
+    older_id = _run_id_of(older)
+    receiver.up()
     receiver.mode = "401"
     p = runner.playbook(pb, HERALD_BATCH_MAX_AGE="0.5")
     assert p.returncode == 0
     w = herald_warnings(p.stderr)
-    assert len(w) == 1 and "401" in flat(p.stderr), p.stderr
+    assert len(w) == 1, p.stderr
+    text = flat(p.stderr)
+    (current,) = [f for f in runner.spool_files() if f != older]
+    current_id = _run_id_of(current)
+    events = [json.loads(line) for line in current.read_text().splitlines()]
+    assert "run %s" % current_id in text, text
+    assert older_id not in text, text
+    assert "%d event(s) of this run spooled, not sent" % len(events) in text, text
+    assert "HERALD_TOKEN" in text and "401" in text and "unknown token" in text, text
     assert len(receiver.requests) == 1, "no retry storm"
-    quarantined = sorted(runner.spool.glob("*.quarantine.jsonl"))
-    assert len(quarantined) == 1
-    q_events = [json.loads(line) for line in quarantined[0].read_text().splitlines()]
-    assert q_events and q_events[0]["event"] == "playbook_on_start"
-    (log,) = runner.spool.glob("*.quarantine.log")
-    rec = json.loads(log.read_text().splitlines()[0])
-    assert rec["status"] == 401 and rec["error"]["error"] == "unauthorized"
-    assert rec["events"] == len(q_events)
-    # the rest stays spooled for a fixed token; herald-ship with the bad token stops at once too
-    rest = runner.unsent_events()
-    assert rest and not set(uuids(rest)) & set(uuids(q_events))
+    assert list(runner.spool.glob("*quarantine*")) == [], "a refused token quarantines nothing"
+    # herald-ship with the bad token stops at once and says why
     s = runner.ship()
     assert s.returncode == 3
+    assert "refused the token" in flat(s.stderr) and "HERALD_TOKEN" in s.stderr, s.stderr
     assert len(receiver.requests) == 2
+    # with the token accepted again, both runs are sent, every event once
     receiver.mode = "ok"
     s = runner.ship()
     assert s.returncode == 0, s.stderr
-    assert {e["uuid"] for e in receiver.events} >= set(uuids(rest))
+    assert {e["run_id"] for e in receiver.events} == {older_id, current_id}
+    assert set(uuids(events)) <= {e["uuid"] for e in receiver.events}
+    assert runner.spool_files() == []
+
+
+def test_quarantined_events_are_never_shipped_again_until_requeued(runner, receiver):
+    """Issue 17 point 7: `run-…-ID.quarantine.jsonl` is not a spool file: herald-ship and later
+    runs leave it alone (no re-quarantine, no warning, exit 0); --list-quarantined shows it and
+    --requeue ID sends its events on purpose."""
+    pb = runner.write("pb.yml", OK_PB)
+    receiver.mode = "400"  # refuses every event (index 0): all of them are quarantined
+    p = runner.playbook(pb)
+    assert p.returncode == 0
+    (q,) = runner.spool.glob("*.quarantine.jsonl")
+    qid = re.match(r"run-\d{19}-([0-9a-f-]{36})\.quarantine\.jsonl$", q.name).group(1)
+    quarantined = [json.loads(line) for line in q.read_text().splitlines()]
+    assert quarantined and {e["run_id"] for e in quarantined} == {qid}
+    assert "--requeue %s" % qid in flat(p.stderr), p.stderr
+    assert runner.spool_files() == []
+    content = q.read_bytes()
+
+    receiver.mode = "ok"
+    before = len(receiver.requests)
+    for _ in range(2):
+        s = runner.ship()
+        assert s.returncode == 0, s.stdout + s.stderr
+        assert "quarantined 0" in s.stdout, s.stdout
+    assert len(receiver.requests) == before, "the quarantine file was shipped again"
+    r = runner.playbook(pb)
+    assert r.returncode == 0
+    assert herald_warnings(r.stderr) == [], r.stderr
+    assert qid not in {e["run_id"] for e in receiver.events}
+    assert sorted(p.name for p in runner.spool.iterdir() if "quarantine" in p.name) == sorted([
+        q.name[: -len(".jsonl")] + ".log", q.name])
+    assert q.read_bytes() == content
+
+    ls = runner.ship("--list-quarantined", HERALD_URL=None)
+    assert ls.returncode == 0, ls.stderr
+    row = next(line for line in ls.stdout.splitlines() if line.startswith(qid))
+    assert row.split()[1:3] == [str(len(quarantined)), "400"], ls.stdout
+    assert "refused by test" in ls.stdout
+
+    bad = runner.ship("--requeue", "no-such-run")
+    assert bad.returncode == 2 and "no quarantined events of run no-such-run" in bad.stderr
+    rq = runner.ship("--requeue", qid)
+    assert rq.returncode == 0, rq.stdout + rq.stderr
+    assert "%d quarantined event(s) moved back" % len(quarantined) in rq.stdout
+    assert [e["uuid"] for e in receiver.events if e["run_id"] == qid] == uuids(quarantined)
+    assert not q.exists() and runner.spool_files() == []
+    assert "no quarantined events" in runner.ship("--list-quarantined").stdout
+
+
+def test_run_id_shown_at_v_and_in_the_end_of_run_line(runner, receiver):
+    """Issue 17 point 9: the run id is printed at -v (start) and in the end-of-run line."""
+    pb = runner.write("pb.yml", OK_PB)
+    p = runner.playbook(pb)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (rid,) = receiver.run_ids()
+    assert "herald: run %s: %d event(s) sent to %s (herald runs show %s)" % (
+        rid, len(receiver.events), receiver.url, rid) in p.stdout, p.stdout
+    assert "spooling to" not in p.stdout
+    v = runner.playbook(pb, "-v")
+    assert v.returncode == 0
+    rid2 = receiver.run_ids()[1]
+    start = v.stdout.index("herald: run %s: spooling to" % rid2)
+    assert start < v.stdout.index("PLAY [")
+    assert "herald: run %s:" % rid2 in v.stdout[v.stdout.index("PLAY RECAP"):]
 
 
 def test_spool_cap_drops_oldest_runs_and_reports_the_count(runner, receiver):

@@ -196,7 +196,7 @@ def _check_host_event(rec, e):
     assert ed["remote_addr"]
     assert isinstance(ed["res"], dict)
     assert ed["end"] and "duration" in ed and ed["duration"] >= 0 and ed["start"]
-    starts = [t for t in rec.of("playbook_on_task_start") + rec.of("playbook_on_handler_task_start")
+    starts = [t for t in rec.of("playbook_on_task_start")
               if t["event_data"]["task_uuid"] == ed["task_uuid"]]
     assert e["parent_uuid"] in [t["uuid"] for t in starts]
 
@@ -244,8 +244,14 @@ def test_handler_notify_include_nohosts_prompt(main_run):
     notes = rec.of("playbook_on_notify")
     assert sorted(n["event_data"]["host"] for n in notes) == ["alpha", "beta"]
     assert all(n["event_data"]["handler"] == "my handler" for n in notes)
-    (h,) = rec.of("playbook_on_handler_task_start")
-    assert h["event_data"]["task"] == "my handler"
+    # issue 17 point 12: the notify event carries the task that notified, under its task start
+    assert all(n["event_data"]["task"] == "change something" for n in notes)
+    starts = {t["uuid"]: t for t in rec.of("playbook_on_task_start")}
+    assert all(starts[n["parent_uuid"]]["event_data"]["task"] == "change something" for n in notes)
+    # a handler's start is named as ansible-runner names it
+    assert rec.of("playbook_on_handler_task_start") == []
+    (h,) = [t for t in rec.of("playbook_on_task_start") if t["event_data"].get("is_handler")]
+    assert h["event_data"]["task"] == "my handler" and h["event_data"]["is_conditional"] is True
     assert len(_by_task(rec, "runner_on_ok", "my handler")) == 2
     incs = rec.of("playbook_on_include")
     assert len(incs) >= 1
@@ -351,3 +357,25 @@ def test_ansible_version_is_what_we_think(main_run):
     _, rec, _ = main_run
     (start,) = rec.of("playbook_on_start")
     assert tuple(int(x) for x in start["event_data"]["herald"]["ansible_version"].split(".")[:2]) == ansible_version()
+
+
+def test_labels_option_sends_the_labels_object_on_every_event(runner, receiver):
+    """Issue 17 point 10: `labels` ([callback_herald] labels / HERALD_LABELS) is the envelope's
+    `labels` object, on every event; a malformed pair is ignored with a warning naming it."""
+    pb = runner.write("pb.yml", "- hosts: local\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+    runner.write("ansible.cfg", "[defaults]\nretry_files_enabled = False\n[callback_herald]\nlabels = team=platform,"
+                                " env = prod , broken\n")
+    p = runner.playbook(pb)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "ignored 'broken'" in " ".join(p.stderr.split()), p.stderr
+    assert receiver.events and all(e["labels"] == {"team": "platform", "env": "prod"} for e in receiver.events)
+    # the environment variable wins over ansible.cfg
+    n = len(receiver.events)
+    p = runner.playbook(pb, HERALD_LABELS="env=staging")
+    assert p.returncode == 0
+    assert all(e["labels"] == {"env": "staging"} for e in receiver.events[n:])
+    # without labels, no field at all
+    runner.write("ansible.cfg", "[defaults]\nretry_files_enabled = False\n")
+    n = len(receiver.events)
+    assert runner.playbook(pb).returncode == 0
+    assert all("labels" not in e for e in receiver.events[n:])

@@ -11,7 +11,7 @@ from pathlib import Path
 from herald_cb_helpers import CALLBACK_DIR, CALLBACK_ROOT, ansible_bin
 
 OPTIONS = ["url", "token", "spool_dir", "flush_timeout", "batch_max_events", "batch_max_bytes", "batch_max_age",
-           "spool_max_bytes", "send_task_args", "send_facts", "redact_keys", "max_result_bytes", "timeout"]
+           "spool_max_bytes", "send_task_args", "send_facts", "redact_keys", "max_result_bytes", "timeout", "labels"]
 
 
 def _check_doc(out: str):
@@ -28,6 +28,7 @@ def test_ansible_doc_shows_every_option(runner):
     assert p.returncode == 0, p.stderr
     _check_doc(p.stdout)
     assert "DEPRECAT" not in p.stdout + p.stderr
+    assert p.stderr == "", "ansible-doc warns about the pip package's plugin: %s" % p.stderr
     p = subprocess.run([ansible_bin("ansible-doc"), "-t", "callback", "-l"], env=env, capture_output=True, text=True,
                        timeout=60)
     assert "herald" in p.stdout
@@ -70,6 +71,8 @@ def test_collection_builds_installs_and_runs(runner, receiver, tmp_path):
                        env=runner.env(enabled=False, **extra), capture_output=True, text=True, timeout=60)
     assert d.returncode == 0, d.stderr
     _check_doc(d.stdout)
+    # issue 17 point 11: no `failed to assign id for <ast.Tuple ...>` (nor any other warning)
+    assert d.stderr == "", "ansible-doc warns about the collection's plugin: %s" % d.stderr
 
     pb = runner.write("c.yml", "- hosts: local\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
     r = runner.playbook(pb, enabled=False, PYTHONNOUSERSITE="1", **extra)

@@ -893,6 +893,7 @@ async fn import(args: ImportArgs) -> Result<String, ClientError> {
             events.push((counter, path, v));
         }
         events.sort_by_key(|(c, _, _)| *c);
+        distinct_uuids(events.iter_mut().map(|(c, _, v)| (*c, v)));
         for chunk in events.chunks(args.batch.max(1)) {
             let body = Value::Array(chunk.iter().map(|(_, _, v)| v.clone()).collect());
             let answer = c.post("/v1/events", &body).await.map_err(|e| {
@@ -914,4 +915,86 @@ async fn import(args: ImportArgs) -> Result<String, ClientError> {
     }
     let _ = writeln!(out, "imported {total} events ({dups} already known)");
     Ok(out)
+}
+
+/// Gives every event of one recorded run its own uuid, so the host (which
+/// deduplicates by uuid) stores them all. ansible-runner reuses a task's uuid
+/// for its start event, so a handler that runs twice has two events with one
+/// uuid. The first keeps it; each repeat gets `<uuid>-<counter>` (stable:
+/// importing again derives the same ids, and nothing is stored twice), and
+/// the later events whose `parent_uuid` is the repeated uuid point at the
+/// repeat instead, until the next repeat. `events` must be in counter order.
+fn distinct_uuids<'a>(events: impl Iterator<Item = (u64, &'a mut Value)>) {
+    use std::collections::{HashMap, HashSet};
+    let mut seen: HashSet<String> = HashSet::new();
+    // Original uuid -> the uuid its latest occurrence was given.
+    let mut latest: HashMap<String, String> = HashMap::new();
+    for (counter, v) in events {
+        let parent = v.get("parent_uuid").and_then(Value::as_str);
+        if let Some(new_parent) = parent.and_then(|p| latest.get(p)) {
+            v["parent_uuid"] = Value::String(new_parent.clone());
+        }
+        let Some(uuid) = v.get("uuid").and_then(Value::as_str).map(str::to_owned) else {
+            continue; // the host refuses it, naming the file
+        };
+        if seen.insert(uuid.clone()) {
+            continue;
+        }
+        let mut derived = format!("{uuid}-{counter}");
+        let mut n = 1u32;
+        while seen.contains(&derived) {
+            n += 1;
+            derived = format!("{uuid}-{counter}-{n}");
+        }
+        seen.insert(derived.clone());
+        v["uuid"] = Value::String(derived.clone());
+        if let Some(data) = v.get_mut("event_data").and_then(Value::as_object_mut) {
+            // ansible-runner repeats the event's uuid in event_data
+            if data.get("uuid").and_then(Value::as_str) == Some(uuid.as_str()) {
+                data.insert("uuid".into(), Value::String(derived.clone()));
+            }
+        }
+        latest.insert(uuid, derived);
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::distinct_uuids;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn a_repeated_uuid_gets_a_stable_distinct_one_and_its_children_follow() {
+        let mut events: Vec<(u64, Value)> = vec![
+            (
+                8,
+                json!({"uuid": "h", "event": "playbook_on_task_start", "event_data": {"uuid": "h"}}),
+            ),
+            (9, json!({"uuid": "a", "parent_uuid": "h"})),
+            (
+                25,
+                json!({"uuid": "h", "event": "playbook_on_task_start", "event_data": {"uuid": "h"}}),
+            ),
+            (26, json!({"uuid": "b", "parent_uuid": "h"})),
+            (27, json!({"uuid": "h-27"})),
+            (30, json!({"uuid": "h"})),
+        ];
+        distinct_uuids(events.iter_mut().map(|(c, v)| (*c, v)));
+        let ids: Vec<&str> = events
+            .iter()
+            .map(|(_, v)| v["uuid"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(ids, ["h", "a", "h-25", "b", "h-27", "h-30"]);
+        assert_eq!(events[1].1["parent_uuid"], "h");
+        assert_eq!(events[3].1["parent_uuid"], "h-25");
+        assert_eq!(events[2].1["event_data"]["uuid"], "h-25");
+        // A uuid already taken by a later event's own id is not given twice.
+        let mut clash: Vec<(u64, Value)> = vec![
+            (1, json!({"uuid": "x"})),
+            (2, json!({"uuid": "x-3"})),
+            (3, json!({"uuid": "x"})),
+        ];
+        distinct_uuids(clash.iter_mut().map(|(c, v)| (*c, v)));
+        assert_eq!(clash[2].1["uuid"], "x-3-2");
+    }
 }

@@ -18,6 +18,13 @@ description:
   - At the end of the run (stats, interpreter exit, SIGINT/SIGTERM) it waits at most
     O(flush_timeout) seconds; whatever is not sent stays spooled. Network failures never change
     the playbook's exit code; they cause at most one warning per run.
+  - The end of the run prints one line naming the run id (for C(herald runs show RUN_ID)) and what
+    became of its events; when some were not sent, it is a warning saying why and what to do (a
+    refused token keeps them spooled, check C(HERALD_TOKEN)). At C(-v) the run id is also printed
+    when the run starts.
+  - Events the host refuses (4xx other than 401/403) are moved to a quarantine file and never
+    sent again by themselves; C(herald-ship --list-quarantined) lists them and
+    C(herald-ship --requeue RUN_ID) sends them again.
   - C(no_log) is honoured for results and loop items, O(redact_keys) are masked and facts are
     dropped before anything is written to the spool.
 requirements:
@@ -138,6 +145,18 @@ options:
     ini:
       - section: callback_herald
         key: max_result_bytes
+  labels:
+    description:
+      - Run labels, sent as the C(labels) object on every event of the run, for
+        C(herald runs list --label KEY=VALUE), C(GET /v1/runs?label=KEY=VALUE) and the host's C(routes.labels).
+      - Comma-separated C(KEY=VALUE) pairs, for example C(team=platform,env=prod). Spaces around keys and values
+        are removed; a pair without C(=) or with an empty key is ignored with a warning.
+    type: str
+    env:
+      - name: HERALD_LABELS
+    ini:
+      - section: callback_herald
+        key: labels
   timeout:
     description: Timeout in seconds of one HTTP request to the host.
     type: float
@@ -156,6 +175,7 @@ EXAMPLES = r"""
 # [callback_herald]
 # url = http://127.0.0.1:8080
 # token = my-tenant-token
+# labels = team=platform,env=prod
 """
 
 import atexit
@@ -192,6 +212,9 @@ except ImportError:
     _spec.loader.exec_module(_S)
 # END herald-spool-import
 
+_LOOP_EVENTS = frozenset(("runner_on_ok", "runner_on_failed", "runner_on_skipped"))
+_ASYNC_EVENTS = frozenset(("runner_on_async_poll", "runner_on_async_ok", "runner_on_async_failed"))
+
 _AWX_ENV = (
     ("JOB_ID", "awx_job_id"),
     ("AWX_HOST", "awx_host"),
@@ -218,6 +241,20 @@ def _safe(fn):
     wrapper.__name__ = name
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+def parse_labels(text):
+    """`team=platform, env=prod` -> ({"team": "platform", "env": "prod"}, [ignored items])."""
+    labels, bad = {}, []
+    for item in _str(text).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            bad.append(item.strip())
+            continue
+        labels[key.strip()] = value.strip()
+    return labels, bad
 
 
 def _str(v):
@@ -255,10 +292,12 @@ class CallbackModule(CallbackBase):
         self._task_info = {}        # task._uuid -> dict of task fields
         self._starts = {}           # (host, task uuid) -> [start ts, last ts]
         self._host_task = {}        # host name -> task of its last runner_on_start (for async polls)
+        self._notifiers = {}        # host name -> [recent changed tasks with `notify`], newest last
         self._last_task_event = None
         self._prev_sigterm = None
         self._wake_events = 0
         self._wake_bytes = 0
+        self._labels_json = ""
 
     # ------------------------------------------------------------------ options
     def set_options(self, task_keys=None, var_options=None, direct=None):
@@ -289,6 +328,12 @@ class CallbackModule(CallbackBase):
             "timeout": float(g("timeout")),
         }
         self._cleaner = _S.Cleaner(self._cfg["redact_keys"], self._cfg["send_facts"])
+        labels, bad = parse_labels(g("labels"))
+        self._cfg["labels"] = labels
+        self._labels_json = ',"labels":' + _S.encode_json(labels) if labels else ""
+        if bad:
+            self._display.warning("herald: labels: ignored %s (expected KEY=VALUE pairs separated by commas)"
+                                  % ", ".join(repr(b) for b in bad))
 
     # ------------------------------------------------------------------ plumbing
     def _internal_error(self, where, exc):
@@ -331,10 +376,14 @@ class CallbackModule(CallbackBase):
             cfg["url"], cfg["token"], cfg["spool_dir"],
             batch_max_events=cfg["batch_max_events"], batch_max_bytes=cfg["batch_max_bytes"],
             timeout=cfg["timeout"], spool_max_bytes=cfg["spool_max_bytes"], own=self._writer)
+        self._display.v("herald: run %s: spooling to %s, shipping to %s%s"
+                        % (self._run_id, self._writer.path, cfg["url"] or "(no url)",
+                           (" with labels " + ",".join("%s=%s" % kv for kv in cfg["labels"].items()))
+                           if cfg["labels"] else ""))
         if not cfg["url"]:
             self._shipper.warn_once(
-                "nourl", "herald: no url set ([callback_herald] url or HERALD_URL); events are only spooled in %s "
-                "(send them later with herald-ship)" % cfg["spool_dir"])
+                "nourl", "herald: no url set ([callback_herald] url or HERALD_URL); the events of run %s are only "
+                "spooled in %s (send them later with herald-ship)" % (self._run_id, cfg["spool_dir"]))
         else:
             self._bg = _S.BackgroundShipper(self._shipper, cfg["batch_max_age"])
             self._bg.start()
@@ -355,6 +404,7 @@ class CallbackModule(CallbackBase):
             if self._disabled:
                 return None
         ev_uuid = event_uuid or _S.uuid4()
+        event_data["uuid"] = ev_uuid  # as ansible-runner: the event's uuid, again, in event_data
         enc = _S.encode_json
         if res is not None:
             event_data["res"] = self._cleaner.clean(res) if isinstance(res, dict) else {"value": res}
@@ -368,8 +418,8 @@ class CallbackModule(CallbackBase):
             ed_json = enc(event_data)
             ed_json = '{"res":' + res_json + "}" if ed_json == "{}" else ed_json[:-1] + ',"res":' + res_json + "}"
         # uuid, event, run_id, created and parent_uuid are ours and need no escaping
-        head = '{"uuid":"%s","event":"%s","run_id":"%s","created":"%s","controller":%s' % (
-            ev_uuid, event, self._run_id, _S.now_iso(now), self._controller_json)
+        head = '{"uuid":"%s","event":"%s","run_id":"%s","created":"%s","controller":%s%s' % (
+            ev_uuid, event, self._run_id, _S.now_iso(now), self._controller_json, self._labels_json)
         if parent_uuid:
             head += ',"parent_uuid":"%s"' % parent_uuid
         with self._lock:
@@ -465,6 +515,7 @@ class CallbackModule(CallbackBase):
             try:
                 info["task"] = _str(task.get_name())
                 info["task_action"] = _str(task.action)
+                info["resolved_action"] = _str(getattr(task, "resolved_action", None) or task.action)
                 path = task.get_path()
                 if path:
                     info["task_path"] = _str(path)
@@ -525,8 +576,17 @@ class CallbackModule(CallbackBase):
             d["start"] = _S.now_iso(start)
             d["duration"] = round(now - start, 6)
         d["end"] = _S.now_iso(now)
+        if event in _LOOP_EVENTS:
+            # as ansible-runner: the task's `with_<lookup>` name (null for `loop:` and no loop)
+            d["event_loop"] = getattr(task, "loop_with", None)
+        elif event in _ASYNC_EVENTS and isinstance(res, dict):
+            d["jid"] = _str(res.get("ansible_job_id")) if res.get("ansible_job_id") is not None else None
         if extra:
             d.update(extra)
+        if event == "runner_on_ok" and isinstance(res, dict) and res.get("changed") and getattr(task, "notify", None):
+            recent = self._notifiers.setdefault(d["host"], [])
+            recent.append(task)
+            del recent[:-16]
         self._emit(event, d, parent_uuid=self._parent_for(task), res=res, now=now)
 
     # ------------------------------------------------------------------ playbook / play / task
@@ -559,14 +619,18 @@ class CallbackModule(CallbackBase):
         self._task_info.clear()
         d = self._base()
         d["name"] = self._play[0]
+        d["pattern"] = pattern
         self._play_event = self._emit("playbook_on_play_start", d, parent_uuid=self._playbook_uuid)
 
-    def _task_start(self, event, task, is_conditional=None):
+    def _task_start(self, event, task, is_conditional=None, is_handler=False):
         self._ensure_playbook()
         d = self._base()
         d.update(self._task_fields(task))
+        d["name"] = d.get("task", "")
         if is_conditional is not None:
             d["is_conditional"] = bool(is_conditional)
+        if is_handler:
+            d["is_handler"] = True
         if self._cfg["send_task_args"] and not getattr(task, "no_log", False):
             args = getattr(task, "args", None) or {}
             if isinstance(args, dict) and args:
@@ -581,13 +645,15 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._task_start("playbook_on_task_start", task, is_conditional)
 
+    # Handler and cleanup task starts are named as ansible-runner names them: playbook_on_task_start
+    # with is_conditional true (how Ansible 1 marked a handler); is_handler tells handlers apart.
     @_safe
     def v2_playbook_on_handler_task_start(self, task):
-        self._task_start("playbook_on_handler_task_start", task)
+        self._task_start("playbook_on_task_start", task, True, is_handler=True)
 
     @_safe
     def v2_playbook_on_cleanup_task_start(self, task):  # ansible-core < 2.19 declares it
-        self._task_start("playbook_on_cleanup_task_start", task)
+        self._task_start("playbook_on_task_start", task, True)
 
     @_safe
     def v2_playbook_on_no_hosts_matched(self):
@@ -608,7 +674,33 @@ class CallbackModule(CallbackBase):
         except Exception:  # noqa: BLE001
             d["handler"] = _str(handler)
         d["host"] = _str(host.get_name()) if hasattr(host, "get_name") else _str(host)
-        self._emit("playbook_on_notify", d, parent_uuid=self._last_task_event or self._play_event)
+        task = self._notifier(handler, d["host"])
+        if task is not None:
+            d.update(self._task_fields(task))
+            parent = self._parent_for(task)
+        else:
+            parent = self._last_task_event or self._play_event
+        self._emit("playbook_on_notify", d, parent_uuid=parent)
+
+    def _notifier(self, handler, host):
+        """The task that notified `handler` on `host`: the newest changed task of that host whose
+        `notify` names the handler or one of its `listen` topics (else the newest one)."""
+        recent = self._notifiers.get(host)
+        if not recent:
+            return None
+        try:
+            names = {_str(handler.get_name())}
+            listen = getattr(handler, "listen", None) or []
+            names.update(_str(x) for x in (listen if isinstance(listen, (list, tuple)) else [listen]))
+        except Exception:  # noqa: BLE001
+            names = set()
+        for task in reversed(recent):
+            notify = getattr(task, "notify", None) or []
+            if isinstance(notify, str):
+                notify = [notify]
+            if names & {_str(n) for n in notify}:
+                return task
+        return recent[-1]
 
     @_safe
     def v2_playbook_on_include(self, included_file):
@@ -751,14 +843,43 @@ class CallbackModule(CallbackBase):
                 sh.add_dropped(w.dropped)
             except OSError:
                 pass
-        if not delivered and cfg["url"] and not sh.auth_failed:
-            pending = w.lines - sh.own_acked_lines
-            sh.warn_once(
-                "undelivered", "herald: %d event(s) not delivered to %s within flush_timeout=%ss (%s); they stay "
-                "spooled in %s and are sent by the next run or herald-ship"
-                % (pending, cfg["url"], cfg["flush_timeout"], sh.last_error or "host busy", cfg["spool_dir"]))
+        self._report_end(delivered)
         if threading.current_thread() is threading.main_thread():
             self._show_warnings()
+
+    def _report_end(self, delivered):
+        """The end-of-run line: this run's id, what became of its events and, if any were not
+        sent, why and what to do (a warning then; a plain line when all went well)."""
+        cfg, sh, w = self._cfg, self._shipper, self._writer
+        rid = self._run_id
+        if not cfg["url"]:
+            return  # said once at the start (nourl), with the run id
+        pending = max(0, w.lines - sh.own_acked_lines)
+        sent = max(0, sh.own_acked_lines - sh.own_quarantined)
+        extra = ""
+        if sh.own_quarantined:
+            extra = "; %d refused by the host and quarantined (herald-ship --list-quarantined)" % sh.own_quarantined
+        if w.dropped:
+            extra += "; %d dropped (spool_max_bytes or write error), the host is told" % w.dropped
+        if sh.auth_failed:
+            sh.warn_once(
+                "auth", "herald: run %s: the host at %s refused the token (%s): %d event(s) of this run spooled, "
+                "not sent%s%s. Check HERALD_TOKEN (or [callback_herald] token); then herald-ship or the next run "
+                "sends them from %s"
+                % (rid, cfg["url"], sh.auth_error, pending, (", %d sent before" % sent) if sent else "", extra,
+                   cfg["spool_dir"]))
+        elif not delivered or pending:
+            sh.warn_once(
+                "undelivered", "herald: run %s: %d event(s) not delivered to %s within flush_timeout=%ss (%s); "
+                "they stay spooled in %s and are sent by the next run or herald-ship%s"
+                % (rid, pending, cfg["url"], cfg["flush_timeout"], sh.last_error or "host busy", cfg["spool_dir"],
+                   extra))
+        else:
+            msg = "herald: run %s: %d event(s) sent to %s%s (herald runs show %s)" % (rid, sent, cfg["url"], extra, rid)
+            try:
+                self._display.display(msg)
+            except Exception:  # noqa: BLE001
+                pass
 
     def _atexit(self):
         try:

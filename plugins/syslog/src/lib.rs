@@ -15,6 +15,10 @@
 //! - MSG: a one-line description (UTF-8, bounded by `max_message_bytes`).
 //!
 //! The destination is an `ip:port`, reachable only if the instance's `allow_sockets` lists it.
+//!
+//! Prefer TCP (`transport = "tcp"`): UDP may lose datagrams under load (bursts, a busy receiver,
+//! full socket buffers) without anyone noticing, since a datagram counts as delivered once it is
+//! sent; over TCP a failed send is retried and, in the end, dead-lettered.
 
 use herald_sdk::net::{NetError, TcpSender, UdpSender};
 use herald_sdk::summary::{Observed, RunStatus, RunTracker};

@@ -18,8 +18,9 @@ _NAMES = {
     "v2_playbook_on_start": "playbook_on_start",
     "v2_playbook_on_play_start": "playbook_on_play_start",
     "v2_playbook_on_task_start": "playbook_on_task_start",
-    "v2_playbook_on_handler_task_start": "playbook_on_handler_task_start",
-    "v2_playbook_on_cleanup_task_start": "playbook_on_cleanup_task_start",
+    # named as ansible-runner (and Herald's callback) name them
+    "v2_playbook_on_handler_task_start": "playbook_on_task_start",
+    "v2_playbook_on_cleanup_task_start": "playbook_on_task_start",
     "v2_playbook_on_no_hosts_matched": "playbook_on_no_hosts_matched",
     "v2_playbook_on_no_hosts_remaining": "playbook_on_no_hosts_remaining",
     "v2_playbook_on_include": "playbook_on_include",
