@@ -116,8 +116,19 @@ def test_readme_install_commands_run(tmp_path):
     assert (prefix / "bin/herald").exists()
 
 
+def test_cargo_install_path_host_installs_the_binary(tmp_path):
+    # same profile and target directory as the build: nothing is recompiled
+    p = subprocess.run(["cargo", "install", "--locked", "--offline", "--path", "host", "--root", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert p.returncode == 0, p.stderr
+    out = herald("--version", binary=tmp_path / "bin" / "herald")
+    assert out.returncode == 0 and out.stdout.startswith("herald ")
+
+
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory) -> Path:
+def deb() -> Path:
+    for old in (ROOT / "build").glob("herald_*.deb"):
+        old.unlink()
     make("deb")
     (path,) = sorted((ROOT / "build").glob("herald_*.deb"))
     return path
