@@ -313,3 +313,23 @@ def test_run_ids_are_positional_everywhere(argv):
     extra = ["--plugin", "p"] if argv == ["replay"] else []
     out = herald(*argv, "run-1", *extra, "--url", "http://127.0.0.1:1", "--token", "t")
     assert out.returncode == 1 and "cannot reach herald" in out.stderr, out.stderr
+
+
+def test_one_default_port_across_the_server_cli_and_callback_docs(tmp_path):
+    # the server's default listen address, as the running binary uses it
+    host = Host(tmp_path, {}, {})
+    host.config_path.write_text(host.config_path.read_text().replace(f'listen = "127.0.0.1:{host.port}"\n', ""))
+    port = 8765
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.skip("something already listens on 127.0.0.1:8765")
+    host.url = f"http://127.0.0.1:{port}"
+    host.start()
+    host.kill()
+    cli_default = re.search(r"\[default: http://127\.0\.0\.1:(\d+)\]", herald("runs", "list", "--help").stdout)
+    assert cli_default and int(cli_default.group(1)) == port
+    callback = ROOT / "callback"
+    for doc in [callback / "README.md", callback / "collection" / "README.md",
+                callback / "herald_ansible" / "callback_plugins" / "herald.py", ROOT / "examples" / "ansible.cfg"]:
+        urls = re.findall(r"(?:url = |HERALD_URL=)http://127\.0\.0\.1:(\d+)", doc.read_text())
+        assert urls and set(urls) == {str(port)}, (doc, urls)
