@@ -88,6 +88,84 @@ test: build-test venv-old ## run every test: Rust unit and integration tests, ca
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV_OLD)/bin/ansible-playbook $(VENV)/bin/pytest -q callback/tests
 	$(VENV)/bin/pytest -q tests
 
+# Where `make install` puts things (GNU conventions; DESTDIR stages them).
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+DATADIR     ?= $(PREFIX)/share
+MANDIR      ?= $(DATADIR)/man
+SYSCONFDIR  ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+PLUGINDIR   ?= $(LIBDIR)/herald/plugins
+UNITDIR     ?= $(LIBDIR)/systemd/system
+STATEDIR    ?= /var/lib/herald
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+PACKAGING   := host/packaging
+DEB_STAGE   := $(CURDIR)/build/deb/root
+SUBST       := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+                   -e 's|@PLUGINDIR@|$(PLUGINDIR)|g' -e 's|@STATEDIR@|$(STATEDIR)|g'
+
+.PHONY: dist
+dist: host plugins collection ## build everything `make install` installs (run it as yourself, not root)
+
+.PHONY: install
+install: ## install herald, its plugins, config, unit, man pages, completions (PREFIX, DESTDIR; after `make dist`)
+	@for f in $(HERALD_BIN) $(foreach p,$(PLUGINS),$(PLUGIN_OUT)/$(p).wasm); do \
+	  [ -f $$f ] || { echo "make install: $$f is missing: run 'make dist' first (as yourself, not root)"; exit 1; }; done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(SYSCONFDIR)/herald \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)/herald \
+	  $(DESTDIR)$(DATADIR)/doc/herald $(DESTDIR)$(DATADIR)/bash-completion/completions \
+	  $(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 0755 -s $(HERALD_BIN) $(DESTDIR)$(BINDIR)/herald
+	for p in $(PLUGINS); do install -m 0644 $(PLUGIN_OUT)/$$p.wasm $(DESTDIR)$(PLUGINDIR)/$$p.wasm; done
+	$(SUBST) $(PACKAGING)/herald.toml.in > $(DESTDIR)$(DATADIR)/doc/herald/herald.toml.example
+	@# An edited config is never overwritten; the example beside the docs is.
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/herald/herald.toml ]; then \
+	  echo "make install: keeping $(DESTDIR)$(SYSCONFDIR)/herald/herald.toml (the new example: $(DATADIR)/doc/herald/herald.toml.example)"; \
+	else install -m 0644 $(DESTDIR)$(DATADIR)/doc/herald/herald.toml.example $(DESTDIR)$(SYSCONFDIR)/herald/herald.toml; fi
+	$(SUBST) $(PACKAGING)/herald.service.in > $(DESTDIR)$(UNITDIR)/herald.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/herald.service
+	$(DESTDIR)$(BINDIR)/herald man --dir $(DESTDIR)$(MANDIR)/man1
+	$(DESTDIR)$(BINDIR)/herald completions bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/herald
+	$(DESTDIR)$(BINDIR)/herald completions zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_herald
+	$(DESTDIR)$(BINDIR)/herald completions fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/herald.fish
+	install -m 0644 LICENSE README.md $(DESTDIR)$(DATADIR)/doc/herald/
+	install -m 0644 callback/README.md $(DESTDIR)$(DATADIR)/doc/herald/callback.md
+	@if ls build/collection/herald-events-*.tar.gz >/dev/null 2>&1; then \
+	  echo install -m 0644 build/collection/herald-events-*.tar.gz $(DESTDIR)$(DATADIR)/herald/; \
+	  install -m 0644 build/collection/herald-events-*.tar.gz $(DESTDIR)$(DATADIR)/herald/; \
+	else echo "make install: no callback collection tarball (make collection); skipped"; fi
+
+.PHONY: uninstall
+uninstall: ## remove what `make install` installed (the config in SYSCONFDIR is kept)
+	rm -f $(DESTDIR)$(BINDIR)/herald $(DESTDIR)$(UNITDIR)/herald.service $(DESTDIR)$(MANDIR)/man1/herald.1 \
+	  $(DESTDIR)$(MANDIR)/man1/herald-*.1 $(DESTDIR)$(DATADIR)/bash-completion/completions/herald \
+	  $(DESTDIR)$(DATADIR)/zsh/site-functions/_herald $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/herald.fish
+	rm -rf $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(DATADIR)/herald $(DESTDIR)$(DATADIR)/doc/herald
+
+# The Debian package is the `make install` tree for /usr, plus the control
+# files of host/packaging/debian, built with dpkg-deb (host/packaging/README.md
+# says why not cargo-deb).
+DEB_ARCH    = $(shell dpkg --print-architecture)
+DEB_FILE    = build/herald_$(VERSION)_$(DEB_ARCH).deb
+
+.PHONY: deb
+deb: dist ## build the Debian package into build/ (dpkg-deb, from a `make install` tree)
+	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/DEBIAN
+	$(MAKE) --no-print-directory install DESTDIR=$(DEB_STAGE) PREFIX=/usr SYSCONFDIR=/etc \
+	  PLUGINDIR=/usr/lib/herald/plugins UNITDIR=/usr/lib/systemd/system STATEDIR=/var/lib/herald
+	rm $(DEB_STAGE)/usr/share/doc/herald/LICENSE
+	printf 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: herald\n\nFiles: *\nCopyright: the Herald authors\nLicense: Apache-2.0\n On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n' \
+	  > $(DEB_STAGE)/usr/share/doc/herald/copyright
+	gzip -9n $(DEB_STAGE)/usr/share/man/man1/*.1
+	install -m 0644 $(PACKAGING)/debian/conffiles $(DEB_STAGE)/DEBIAN/conffiles
+	install -m 0755 $(PACKAGING)/debian/postinst $(PACKAGING)/debian/prerm $(PACKAGING)/debian/postrm $(DEB_STAGE)/DEBIAN/
+	@# libc6 at least as new as the newest glibc symbol version the binary uses.
+	glibc=$$(objdump -T $(DEB_STAGE)/usr/bin/herald | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1); \
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' -e "s|@DEPENDS@|libc6 (>= $$glibc), libgcc-s1|" \
+	  -e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(DEB_STAGE) | cut -f1)|" $(PACKAGING)/debian/control.in > $(DEB_STAGE)/DEBIAN/control
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_STAGE) $(DEB_FILE)
+	@echo "built $(DEB_FILE)"
+
 .PHONY: bench bench-quick
 bench: build ## the benchmark suite at full size (bench/README.md); writes BENCHMARKS.md
 	bench/build.sh && $(PYTHON) bench/run.py --size full

@@ -166,7 +166,7 @@ def main() -> int:
     push = Pushgateway()
     print("==> stand-ins on 127.0.0.1: webhook :8766, PagerDuty :8767, Slack :8768, Grafana :8769, "
           f"syslog udp :8770, {push.kind} :{PUSHGATEWAY_PORT}")
-    host = subprocess.Popen([HERALD_BIN, "--log-format", "text", "serve", "--config", str(HERE / "herald.toml")],
+    host = subprocess.Popen([HERALD_BIN, "serve", "--log-format", "text", "--config", str(HERE / "herald.toml")],
                             stderr=open(ROOT / ".herald-demo.log", "w"))
     try:
         deadline = time.monotonic() + 60

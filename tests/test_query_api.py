@@ -452,15 +452,21 @@ def test_cli_prints_the_same_data(world):
         assert any(line.split() == row for line in table.splitlines()), (row, table)
     assert "migration failed on db1" in out.stdout
 
-    out = world.cli("deliveries", "list", "--run", run.id, "--output", "json", "--all", "--limit", "13")
+    out = world.cli("deliveries", "list", run.id, "--output", "json", "--all", "--limit", "13")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["items"] == world.all_items("/v1/deliveries", run=run.id, limit=500)
-    out = world.cli("deliveries", "list", "--run", run.id, "--plugin", "hook", "--limit", "3")
+    out = world.cli("deliveries", "list", run.id, "--plugin", "hook", "--limit", "3")
     assert out.returncode == 0 and out.stdout.splitlines()[0].split()[:2] == ["PLUGIN", "RUN"]
     assert "(more: --cursor" in out.stdout
 
-    out = world.cli("runs", "artifacts", world.runs["ok"].id)
+    out = world.cli("runs", "artifacts", world.runs["ok"].id, "--output", "json")
     assert json.loads(out.stdout) == world.ok(f"/v1/runs/{world.runs['ok'].id}/artifacts")
+    # the default (table) output is a table, one row per scope and key
+    out = world.cli("runs", "artifacts", world.runs["ok"].id, "-o", "table")
+    assert out.returncode == 0, out.stderr
+    assert [line.split() for line in out.stdout.splitlines()] == [
+        ["SCOPE", "KEY", "VALUE"], ["run", "deployed_hosts", "3"], ["run", "release", "1.4.2"],
+        ["db1", "role", "db"], ["web1", "role", "web"], ["web2", "role", "web"]]
     out = world.cli("runs", "events", run.id, "--status", "failed", "--output", "json")
     assert [e["event_data"]["host"] for e in json.loads(out.stdout)["items"]] == ["web1", "db1"]
 

@@ -89,11 +89,11 @@ def test_permanent_failure_is_dead_lettered_and_retried_from_api_and_cli(make_ho
     assert api(host, "GET", "/v1/dead-letters", token)[1]["items"] == []
 
     # Replay: the whole run again to the instance, from the CLI.
-    replayed = cli(host, token, "replay", "--run", run, "--plugin", "hook")
+    replayed = cli(host, token, "replay", run, "--plugin", "hook")
     assert replayed.returncode == 0 and "3 events" in replayed.stdout, replayed
     wait_for(lambda: len(receiver.requests) >= 9, timeout=30, what="the replay")
     assert [json.loads(r["body"])["counter"] for r in receiver.requests[6:9]] == [0, 1, 2]
-    bad = cli(host, token, "replay", "--run", run, "--plugin", "nope")
+    bad = cli(host, token, "replay", run, "--plugin", "nope")
     assert bad.returncode == 1 and "404" in bad.stderr
 
 
@@ -348,7 +348,7 @@ def test_a_replay_while_the_same_event_is_in_flight_is_delivered_again(make_host
         sink.release.clear()
         assert host.post(json.dumps([e]).encode(), token)[0] == 202
         wait_for(lambda: len(sink.requests) == 1, timeout=30, what="the first attempt")
-        replayed = cli(host, token, "replay", "--run", run, "--plugin", "hook")
+        replayed = cli(host, token, "replay", run, "--plugin", "hook")
         assert replayed.returncode == 0, replayed
         sink.release.set()
         wait_for(lambda: len(sink.requests) >= 2, timeout=15, what="the replayed delivery")

@@ -204,12 +204,15 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
         config.server.listen = addr;
     }
     let journal_path = config.storage.journal_path();
+    // Held until serve returns: one host per journal.
+    let _lock = crate::lock::JournalLock::acquire(&journal_path)?;
     let journal = Journal::open(&journal_path)?;
     let metrics = Metrics::new();
     crate::otlp::init(&config.telemetry);
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;
-    let dispatcher = Arc::new(Dispatcher::start(specs, journal.clone()));
+    // Bound (and TLS loaded) before the workers start, so a port in use
+    // ends the process with that one error, not with the workers cancelled.
     let listener = std::net::TcpListener::bind(config.server.listen)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     listener.set_nonblocking(true)?;
@@ -232,6 +235,7 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
         }
         None => None,
     };
+    let dispatcher = Arc::new(Dispatcher::start(specs, journal.clone()));
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, journal = %journal_path.display(), plugins = config.plugins.len(),
         tenants = config.tenants.len(), "herald is listening on {scheme}://{addr}");

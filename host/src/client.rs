@@ -30,8 +30,18 @@ pub struct ApiArgs {
     /// Herald's base URL (http only; put a TLS proxy in front for https).
     #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8765")]
     pub url: String,
-    /// A tenant token; answers are scoped to its tenant.
-    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
+    /// A tenant token; answers are scoped to its tenant. Prefer the
+    /// HERALD_TOKEN environment variable: a --token value is visible to
+    /// other users in the process list.
+    // Empty when missing, so the error names both --token and HERALD_TOKEN
+    // (ApiClient::new) instead of clap's "required argument" alone.
+    #[arg(
+        long,
+        env = "HERALD_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub token: String,
     /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
@@ -81,6 +91,7 @@ pub enum RunsCommand {
         #[command(flatten)]
         api: ApiArgs,
         /// The run id.
+        #[arg(value_name = "RUN")]
         id: String,
         /// Seconds without events after which an unfinished run is interrupted.
         #[arg(long)]
@@ -91,6 +102,7 @@ pub enum RunsCommand {
         #[command(flatten)]
         api: ApiArgs,
         /// The run id.
+        #[arg(value_name = "RUN")]
         id: String,
         /// Event names, comma-separated.
         #[arg(long)]
@@ -102,11 +114,13 @@ pub enum RunsCommand {
         #[arg(long)]
         status: Option<String>,
     },
-    /// A run's set_stats data (GET /v1/runs/{id}/artifacts); always JSON.
+    /// A run's set_stats data (GET /v1/runs/{id}/artifacts): one row per
+    /// scope (`run` or a host) and key.
     Artifacts {
         #[command(flatten)]
         api: ApiArgs,
         /// The run id.
+        #[arg(value_name = "RUN")]
         id: String,
     },
 }
@@ -118,8 +132,7 @@ pub enum DeliveriesCommand {
     List {
         #[command(flatten)]
         api: ApiArgs,
-        /// Only this run's events.
-        #[arg(long)]
+        /// Only this run's events (its id).
         run: Option<String>,
         /// Only this plugin instance.
         #[arg(long)]
@@ -404,7 +417,10 @@ async fn runs(cmd: RunsCommand) -> Result<String, ClientError> {
             let a = client
                 .get(&format!("/v1/runs/{}/artifacts", seg(&id)), &[])
                 .await?;
-            Ok(pretty(&a))
+            Ok(match api.output {
+                Output::Json => pretty(&a),
+                Output::Table => artifacts_table(&a),
+            })
         }
     }
 }
@@ -645,6 +661,29 @@ fn events_table(page: &Value) -> String {
     table(&["COUNTER", "EVENT", "HOST", "TASK", "CREATED"], &rows)
 }
 
+/// `{"run": {k: v}, "hosts": {host: {k: v}}}` as SCOPE KEY VALUE rows,
+/// the run's own data first; values other than strings as compact JSON.
+fn artifacts_table(a: &Value) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut scope = |name: &str, data: &Value| {
+        if let Some(m) = data.as_object() {
+            for (k, v) in m {
+                rows.push(vec![name.to_string(), k.clone(), cell(v)]);
+            }
+        }
+    };
+    scope("run", &a["run"]);
+    if let Some(hosts) = a["hosts"].as_object() {
+        for (host, data) in hosts {
+            scope(host, data);
+        }
+    }
+    if rows.is_empty() {
+        return "no set_stats data in this run\n".to_string();
+    }
+    table(&["SCOPE", "KEY", "VALUE"], &rows)
+}
+
 fn deliveries_table(page: &Value) -> String {
     columns(
         page,
@@ -691,6 +730,24 @@ mod tests {
     }
 
     #[test]
+    fn artifacts_table_lists_run_then_host_values() {
+        let a = serde_json::json!({
+            "run": {"version": "1.2", "count": 3},
+            "hosts": {"web1": {"ok": true, "list": [1, 2]}}
+        });
+        assert_eq!(
+            artifacts_table(&a),
+            "SCOPE  KEY      VALUE\n\
+             run    count    3\n\
+             run    version  1.2\n\
+             web1   list     [1,2]\n\
+             web1   ok       yes\n"
+        );
+        let empty = serde_json::json!({"run": {}, "hosts": {}});
+        assert_eq!(artifacts_table(&empty), "no set_stats data in this run\n");
+    }
+
+    #[test]
     fn refuses_https_and_missing_tokens() {
         assert!(ApiClient::new("https://h:1", "t").is_err());
         assert!(ApiClient::new("h:1", "t").is_err());
@@ -732,7 +789,6 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub api: ApiArgs,
     /// The run id.
-    #[arg(long)]
     pub run: String,
     /// The plugin instance that receives the run again.
     #[arg(long)]

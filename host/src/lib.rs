@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod event;
 pub mod ingest;
 pub mod journal;
+pub mod lock;
 pub mod otlp;
 pub mod query;
 pub mod recovery;

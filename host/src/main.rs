@@ -1,6 +1,6 @@
 //! The `herald` command line.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use herald::telemetry::{init_logging, LogFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,15 +15,6 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "herald", version, propagate_version = true)]
 struct Cli {
-    /// Log line format.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "json",
-        env = "HERALD_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +32,10 @@ enum Command {
         /// Listen on this address instead of `server.listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Log line format: `json` (one object per line, for log shippers)
+        /// or `text` (for people).
+        #[arg(long, value_enum, default_value = "json", env = "HERALD_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Validate a configuration file and load every plugin, without serving.
     ///
@@ -70,12 +65,39 @@ enum Command {
     Replay(herald::client::ReplayArgs),
     /// Send runs recorded by ansible-runner or AWX (artifacts/<ident>/job_events/) to Herald.
     Import(herald::client::ImportArgs),
+    /// Print a shell completion script on standard output.
+    ///
+    /// bash: `herald completions bash > ~/.local/share/bash-completion/completions/herald`;
+    /// zsh: into a directory of $fpath as `_herald`; fish:
+    /// `~/.config/fish/completions/herald.fish`. `make install` and the
+    /// Debian package install all three.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the herald(1) manual page (roff) on standard output.
+    ///
+    /// `herald man | man -l -` shows it; `--dir` writes herald.1 and a page
+    /// per subcommand (herald-serve.1, ...) instead, as `make install` does.
+    Man {
+        /// Write every page into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Print a new random token and the hash to put in `tenants.<name>.tokens`.
-    New,
+    /// Print a new random token and the herald.toml lines that grant it.
+    ///
+    /// The token goes to the callback (HERALD_TOKEN); herald.toml keeps only
+    /// its hash, printed as a `[tenants.<name>]` table to paste.
+    New {
+        /// The tenant named in the printed table.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
     /// Print the hash of an existing token (read from standard input).
     Hash,
 }
@@ -88,11 +110,52 @@ fn main() -> ExitCode {
         Command::Dlq(cmd) => herald::client::main_dlq(cmd),
         Command::Replay(args) => herald::client::main_replay(args),
         Command::Import(args) => herald::client::main_import(args),
-        Command::Token(TokenCommand::New) => {
+        Command::Token(TokenCommand::New { tenant }) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
+            let hash = herald::config::token_hash(&token);
+            // A bare key when TOML allows one, else a quoted key.
+            let key = if !tenant.is_empty()
+                && tenant
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                tenant.clone()
+            } else {
+                serde_json::to_string(&tenant).unwrap_or_default()
+            };
             println!("token: {token}");
-            println!("hash:  {}", herald::config::token_hash(&token));
+            println!("  (give it to the callback as HERALD_TOKEN or [callback_herald] token;");
+            println!("   it is not stored anywhere, keep it as a secret)");
+            println!();
+            println!(
+                "Paste into herald.toml (for an existing tenant, add the hash to its tokens):"
+            );
+            println!();
+            println!("[tenants.{key}]");
+            println!("tokens = [\"{hash}\"]");
             ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "herald", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            let result = match &dir {
+                Some(d) => std::fs::create_dir_all(d)
+                    .and_then(|()| clap_mangen::generate_to(Cli::command(), d)),
+                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let at = dir.map(|d| format!(" into {}", d.display()));
+                    eprintln!(
+                        "herald man: cannot write the page{}: {e}",
+                        at.unwrap_or_default()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Token(TokenCommand::Hash) => {
             let mut line = String::new();
@@ -129,8 +192,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config, listen } => {
-            init_logging(cli.log_format);
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => {
+            init_logging(log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -141,7 +208,8 @@ fn main() -> ExitCode {
             match rt.block_on(herald::app::serve(&config, listen)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("herald serve failed: {e:#}");
+                    // One line on stderr (the journal of a systemd unit keeps it),
+                    // not a JSON log line beside it.
                     eprintln!("herald: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -133,7 +133,7 @@ def main():
     wh.respond_next(429, headers={"Retry-After": "1"})
     pd.respond_next(503)
     log = open(tmp / "herald.log", "w")
-    proc = subprocess.Popen([HERALD, "--log-format", "text", "serve", "--config", str(tmp / "herald.toml")], stdout=log, stderr=log)
+    proc = subprocess.Popen([HERALD, "serve", "--log-format", "text", "--config", str(tmp / "herald.toml")], stdout=log, stderr=log)
     try:
         for _ in range(300):
             try:

@@ -173,7 +173,7 @@ EXAMPLES = r"""
 # [defaults]
 # callbacks_enabled = herald            # or herald.events.herald from the collection
 # [callback_herald]
-# url = http://127.0.0.1:8080
+# url = http://127.0.0.1:8765
 # token = my-tenant-token
 # labels = team=platform,env=prod
 """
