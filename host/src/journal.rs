@@ -59,6 +59,10 @@ pub struct PendingDelivery {
     pub next_at_ms: i64,
     pub first_at_ms: i64,
     pub body: String,
+    /// The event's tenant when it is not the tenant the instance serves now
+    /// (a reload moved the instance name to another tenant): such a
+    /// delivery is never handed to the plugin.
+    pub foreign_tenant: Option<String>,
     /// Which read returned the row, and where in it.
     pub read: ReadPos,
 }
@@ -669,7 +673,8 @@ fn migrate_delivery_check(conn: &Connection) -> Result<(), JournalError> {
 /// columns, the event's row gives the body.
 fn pending_sql(limit: usize) -> String {
     format!(
-        "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
+        "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id,
+                CASE WHEN e.tenant = ?3 THEN NULL ELSE e.tenant END
          FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
          WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?2
          ORDER BY d.event_id LIMIT {limit}"
@@ -821,7 +826,9 @@ impl Journal {
     }
 
     /// The oldest pending deliveries of `plugin` after event `after` (0 for
-    /// all), in journal order.
+    /// all), in journal order. `tenant` is the tenant the instance serves: a
+    /// row of another tenant's event says so in
+    /// [`PendingDelivery::foreign_tenant`].
     ///
     /// Each distinct `limit` is a statement of its own: SQLite plans a
     /// `LIMIT ?` anew on every run (it reads the bound value), which cost
@@ -829,6 +836,7 @@ impl Journal {
     pub fn pending(
         &self,
         plugin: &str,
+        tenant: &str,
         after: i64,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, JournalError> {
@@ -838,7 +846,7 @@ impl Journal {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(&pending_sql(limit))?;
         let mut row = 0u32;
-        let rows = stmt.query_map(params![plugin, after], |r| {
+        let rows = stmt.query_map(params![plugin, after, tenant], |r| {
             row += 1;
             Ok(PendingDelivery {
                 read: ReadPos {
@@ -855,6 +863,7 @@ impl Journal {
                 request_id: r.get(6)?,
                 trace_id: r.get(7)?,
                 span_id: r.get(8)?,
+                foreign_tenant: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1041,13 +1050,16 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Dead letters per instance.
-    pub fn dead_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+    /// Dead letters per instance and tenant of the event: (plugin, tenant,
+    /// count). An instance that moved to another tenant keeps the earlier
+    /// tenant's dead letters under that tenant.
+    pub fn dead_counts(&self) -> Result<Vec<(String, String, u64)>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
-            "SELECT plugin, count(*) FROM deliveries WHERE state = 'dead' GROUP BY plugin",
+            "SELECT d.plugin, e.tenant, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.state = 'dead' GROUP BY d.plugin, e.tenant",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -1145,9 +1157,9 @@ mod tests {
         assert_eq!(c.inserted, vec![true, true, false]);
         let c = j.commit_batch("t2", &[ev("u1", "r")], &[]).unwrap();
         assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
-        assert_eq!(j.pending("a", 0, 10).unwrap().len(), 2);
-        assert_eq!(j.pending("b", 0, 10).unwrap().len(), 2);
-        let first = &j.pending("a", 0, 10).unwrap()[0];
+        assert_eq!(j.pending("a", "t", 0, 10).unwrap().len(), 2);
+        assert_eq!(j.pending("b", "t", 0, 10).unwrap().len(), 2);
+        let first = &j.pending("a", "t", 0, 10).unwrap()[0];
         assert_eq!(j.record("a", &[done(first)]).unwrap(), 1);
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
     }
@@ -1159,7 +1171,7 @@ mod tests {
         let j = temp_journal("replay-race");
         j.commit_batch("t", &[ev("u1", "r")], &[vec!["a".to_string()]])
             .unwrap();
-        let attempt = j.pending("a", 0, 10).unwrap().remove(0);
+        let attempt = j.pending("a", "t", 0, 10).unwrap().remove(0);
         // In the same millisecond as the commit, too.
         assert_eq!(j.replay_run("t", "r", "a").unwrap(), 1);
         let dead = Mark {
@@ -1174,7 +1186,7 @@ mod tests {
             ..done(&attempt)
         };
         assert_eq!(j.record("a", &[done(&attempt), dead, retry]).unwrap(), 0);
-        let again = j.pending("a", 0, 10).unwrap();
+        let again = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(again.len(), 1, "the replayed delivery is still pending");
         assert!(again[0].next_at_ms <= now_ms(), "and due now");
         assert_eq!(j.record("a", &[done(&again[0])]).unwrap(), 1);
@@ -1190,14 +1202,14 @@ mod tests {
         let evs: Vec<_> = (1..=6).map(|i| ev(&format!("u{i}"), "r")).collect();
         j.commit_batch("t", &evs, &vec![a.clone(); 6]).unwrap();
         // Event 3 is a dead letter when the worker reads.
-        let third = j.pending("a", 0, 10).unwrap().remove(2);
+        let third = j.pending("a", "t", 0, 10).unwrap().remove(2);
         let dead = Mark {
             outcome: MarkOutcome::Dead { error: "x".into() },
             read: None,
             ..done(&third)
         };
         assert_eq!(j.record("a", &[dead]).unwrap(), 1);
-        let read = j.pending("a", 0, 10).unwrap();
+        let read = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(
             read.iter().map(|d| d.event_id).collect::<Vec<_>>(),
             [1, 2, 4, 5, 6]
@@ -1206,7 +1218,7 @@ mod tests {
         assert_eq!(j.requeue_dead("t", "a", Some(third.event_id)).unwrap(), 1);
         let marks: Vec<Mark> = read.iter().map(done).collect();
         assert_eq!(j.record("a", &marks).unwrap(), 5);
-        let left = j.pending("a", 0, 10).unwrap();
+        let left = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(
             left.iter().map(|d| d.event_id).collect::<Vec<_>>(),
             [third.event_id]
@@ -1216,7 +1228,7 @@ mod tests {
         // Without a requeue, the same streak is one range and leaves nothing behind.
         let more: Vec<_> = (7..=12).map(|i| ev(&format!("u{i}"), "r")).collect();
         j.commit_batch("t", &more, &vec![a.clone(); 6]).unwrap();
-        let read = j.pending("a", third.event_id, 10).unwrap();
+        let read = j.pending("a", "t", third.event_id, 10).unwrap();
         assert_eq!(read.len(), 6);
         let marks: Vec<Mark> = read.iter().map(done).collect();
         assert_eq!(streak_end(&marks, 0, j.requeues.load(Ordering::SeqCst)), 6);
@@ -1340,7 +1352,7 @@ mod tests {
             j.state_set("p", "k", "v").unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.pending("p", 0, 10).unwrap().len(), 1);
+        assert_eq!(j.pending("p", "t", 0, 10).unwrap().len(), 1);
         assert_eq!(j.state_get("p", "k").unwrap().as_deref(), Some("v"));
         assert_eq!(j.event_count("t").unwrap(), 1);
     }
@@ -1376,7 +1388,7 @@ mod tests {
             .unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        let pending = j.pending("p", 0, 10).unwrap();
+        let pending = j.pending("p", "t", 0, 10).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(
             (
@@ -1400,7 +1412,7 @@ mod tests {
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {}", pending_sql(10)))
             .unwrap()
-            .query_map(params!["p", 0], |r| r.get(3))
+            .query_map(params!["p", 0, "t"], |r| r.get(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
