@@ -40,6 +40,10 @@ async fn load_one(
         config.plugin_problem(name, field, &format!("route {n}: {msg}"))
     })?;
     let sha256 = component.sha256.clone();
+    // State an earlier journal kept by instance name only is this tenant's.
+    if let Err(e) = journal.claim_state(&plugin.tenant, name) {
+        tracing::warn!(plugin = %name, "cannot assign earlier plugin state to the tenant: {e}");
+    }
     let mut instance = PluginInstance::new(
         runtime,
         component,

@@ -582,11 +582,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 -- Covers what a worker reads of a pending delivery (`Journal::pending`).
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (plugin, event_id, run_id, attempts, next_at_ms, first_at_ms) WHERE state = 'pending';
+-- A plugin instance's own values, by the tenant it serves: an instance name
+-- given to another tenant starts with empty state.
 CREATE TABLE IF NOT EXISTS plugin_state (
+    tenant TEXT NOT NULL,
     plugin TEXT NOT NULL,
     key    TEXT NOT NULL,
     value  TEXT NOT NULL,
-    PRIMARY KEY (plugin, key)
+    PRIMARY KEY (tenant, plugin, key)
 ) WITHOUT ROWID;
 "#;
 
@@ -610,7 +613,39 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
         }
     }
     migrate_delivery_check(conn)?;
+    migrate_state_tenant(conn)?;
     migrate_pending_index(conn)
+}
+
+/// Earlier journals kept plugin state by instance name only, so an instance
+/// name moved to another tenant read the earlier tenant's values. The table
+/// is rebuilt once with a tenant column; the rows it had get the tenant `''`
+/// until [`Journal::claim_state`] gives them to the instance's tenant when it
+/// is next loaded.
+fn migrate_state_tenant(conn: &Connection) -> Result<(), JournalError> {
+    let has_tenant: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('plugin_state') WHERE name = 'tenant'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if has_tenant {
+        return Ok(());
+    }
+    let table = SCHEMA
+        .split("CREATE TABLE IF NOT EXISTS plugin_state (")
+        .nth(1)
+        .and_then(|rest| rest.split(") WITHOUT ROWID;").next())
+        .ok_or_else(|| JournalError::Task("the plugin_state schema is missing".into()))?;
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE plugin_state_new ({table}) WITHOUT ROWID;
+         INSERT INTO plugin_state_new (tenant, plugin, key, value) SELECT '', plugin, key, value FROM plugin_state;
+         DROP TABLE plugin_state;
+         ALTER TABLE plugin_state_new RENAME TO plugin_state;
+         COMMIT;"
+    ))?;
+    tracing::info!("journal: plugin state is now kept per tenant (rebuilt once)");
+    Ok(())
 }
 
 /// Earlier journals indexed pending deliveries by (plugin, event_id) only, so
@@ -1073,33 +1108,60 @@ impl Journal {
             .sum()
     }
 
-    /// A plugin instance's stored value.
-    pub fn state_get(&self, plugin: &str, key: &str) -> Result<Option<String>, JournalError> {
+    /// Gives the state rows an earlier journal kept without a tenant (see
+    /// `migrate_state_tenant`) to the tenant instance `plugin` serves now.
+    /// Returns how many.
+    pub fn claim_state(&self, tenant: &str, plugin: &str) -> Result<usize, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt =
-            conn.prepare_cached("SELECT value FROM plugin_state WHERE plugin = ?1 AND key = ?2")?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE OR IGNORE plugin_state SET tenant = ?1 WHERE tenant = '' AND plugin = ?2",
+            )?
+            .execute(params![tenant, plugin])?;
+        Ok(n)
+    }
+
+    /// A plugin instance's stored value (of the tenant it serves).
+    pub fn state_get(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<String>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT value FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+        )?;
         let value = stmt
-            .query_row(params![plugin, key], |r| r.get(0))
+            .query_row(params![tenant, plugin, key], |r| r.get(0))
             .optional()?;
         Ok(value)
     }
 
     /// Stores a plugin instance's value.
-    pub fn state_set(&self, plugin: &str, key: &str, value: &str) -> Result<(), JournalError> {
+    pub fn state_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         conn.prepare_cached(
-            "INSERT INTO plugin_state (plugin, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
         )?
-        .execute(params![plugin, key, value])?;
+        .execute(params![tenant, plugin, key, value])?;
         Ok(())
     }
 
     /// Removes a plugin instance's value.
-    pub fn state_delete(&self, plugin: &str, key: &str) -> Result<(), JournalError> {
+    pub fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached("DELETE FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
-            .execute(params![plugin, key])?;
+        conn.prepare_cached(
+            "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+        )?
+        .execute(params![tenant, plugin, key])?;
         Ok(())
     }
 
@@ -1339,6 +1401,43 @@ mod tests {
         );
     }
 
+    /// Issue 17 (2): an instance name given to another tenant does not see
+    /// the earlier tenant's state; an earlier journal's state (kept by name
+    /// only) goes to the tenant the instance serves when it is next loaded.
+    #[test]
+    fn plugin_state_is_kept_per_tenant_and_migrated() {
+        let dir = std::env::temp_dir().join(format!("herald-journal-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE plugin_state (plugin TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                     PRIMARY KEY (plugin, key)) WITHOUT ROWID;
+                 INSERT INTO plugin_state VALUES ('p', 'open', 'incident-1');",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.state_get("a", "p", "open").unwrap(), None);
+        assert_eq!(j.claim_state("a", "p").unwrap(), 1);
+        assert_eq!(j.claim_state("b", "p").unwrap(), 0, "claimed once");
+        assert_eq!(
+            j.state_get("a", "p", "open").unwrap().as_deref(),
+            Some("incident-1")
+        );
+        assert_eq!(j.state_get("b", "p", "open").unwrap(), None);
+        j.state_set("b", "p", "open", "incident-2").unwrap();
+        assert_eq!(
+            j.state_get("a", "p", "open").unwrap().as_deref(),
+            Some("incident-1")
+        );
+        j.state_delete("b", "p", "open").unwrap();
+        assert_eq!(j.state_get("b", "p", "open").unwrap(), None);
+        assert!(j.state_get("a", "p", "open").unwrap().is_some());
+    }
+
     #[test]
     fn survives_reopen() {
         let dir =
@@ -1349,11 +1448,11 @@ mod tests {
             let j = Journal::open(&path).unwrap();
             j.commit_batch("t", &[ev("u1", "r")], &[vec!["p".to_string()]])
                 .unwrap();
-            j.state_set("p", "k", "v").unwrap();
+            j.state_set("t", "p", "k", "v").unwrap();
         }
         let j = Journal::open(&path).unwrap();
         assert_eq!(j.pending("p", "t", 0, 10).unwrap().len(), 1);
-        assert_eq!(j.state_get("p", "k").unwrap().as_deref(), Some("v"));
+        assert_eq!(j.state_get("t", "p", "k").unwrap().as_deref(), Some("v"));
         assert_eq!(j.event_count("t").unwrap(), 1);
     }
 
