@@ -348,3 +348,81 @@ def test_journal_quota_answers_507_and_keeps_what_was_accepted(make_host, receiv
     status, body = host.post(json.dumps([event(run, 5)]).encode(), token)
     assert status == 507 and body["error"] == "quota_exceeded", body
     wait_for(lambda: len(receiver.requests) == 5, timeout=30, what="the accepted events delivered")
+
+
+def _api(host, method: str, path: str, token: str, body: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(host.url + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_an_instance_moved_to_another_tenant_never_delivers_the_first_tenants_events(make_host, tmp_path):
+    """Issue 17 (2): a reload gives instance `hook` (tenant a, pointing at a's
+    sink) to tenant b (pointing at b's sink) while a's events wait for a retry.
+    None of a's events may reach b's sink: they are dead-lettered for a, with a
+    reason, and a can requeue them once `hook` is a's again."""
+    from conftest import Receiver
+    sink_a, sink_b = Receiver(), Receiver()
+    try:
+        ta, ha = token_pair()
+        tb, hb = token_pair()
+        admin, admin_h = token_pair()
+        sink_a.default = (503, {}, b"down")  # a's deliveries stay pending, retried
+        slow = {"initial_ms": 300, "max_ms": 600, "max_attempts": 1000}
+        hook_a = dict(webhook_plugin("a", sink_a), retry=slow)
+        hook_b = dict(webhook_plugin("b", sink_b), retry=slow)
+        host = make_host({"a": ha, "b": hb}, {"hook": hook_a})
+        text = host.config_path.read_text().replace(
+            "[server]\n", f"[server]\nadmin_tokens = [\"{admin_h}\"]\nwatch_config = false\n", 1)
+        host.config_path.write_text(text)
+        host.start()
+        run = str(uuid.uuid4())
+        ea = [event(run, i) for i in range(5)]
+        assert host.post(json.dumps(ea).encode(), ta)[0] == 202
+        wait_for(lambda: len(sink_a.requests) >= 2, timeout=30, what="a's first attempts")
+
+        def reload_to(plugin: dict):
+            gen = reload_status(host, admin)["generation"]
+            head = host.config_path.read_text().split("[plugins.hook]")[0]
+            host.config_path.write_text(head + toml_table("plugins.hook", plugin))
+            host.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: reload_status(host, admin)["generation"] > gen, timeout=30, what="the reload")
+            assert reload_status(host, admin)["ok"], reload_status(host, admin)
+
+        # Move `hook` to tenant b, whose sink answers.
+        reload_to(hook_b)
+        sink_a.default = (200, {}, b"ok")
+        eb = [event(str(uuid.uuid4()), i) for i in range(2)]
+        assert host.post(json.dumps(eb).encode(), tb)[0] == 202
+        wait_for(lambda: len(sink_b.requests) >= 2, timeout=30, what="b's events at b's sink")
+        # a's events are dead letters of a, with a reason naming the move; b sees none of them.
+        status, dl = wait_for(lambda: (lambda r: r if len(r[1].get("items", [])) == 5 else None)(
+            _api(host, "GET", "/v1/dead-letters", ta)), timeout=30, what="a's 5 dead letters")
+        assert status == 200
+        assert {d["uuid"] for d in dl["items"]} == {e["uuid"] for e in ea}
+        for d in dl["items"]:
+            assert d["plugin"] == "hook" and 'to tenant "b"' in d["reason"] and "requeue" in d["reason"], d
+        assert _api(host, "GET", "/v1/dead-letters", tb)[1]["items"] == []
+        time.sleep(1.5)  # several retry periods: nothing of a's may show up at b's sink
+        got_b = {json.loads(r["body"])["uuid"] for r in sink_b.requests}
+        assert got_b == {e["uuid"] for e in eb}, "b's sink received another tenant's events"
+        # While `hook` is b's, a cannot requeue them onto it.
+        assert _api(host, "POST", "/v1/dead-letters/retry", ta, {"plugin": "hook"})[0] == 404
+        # The dead-letter gauge keeps them under tenant a.
+        wait_for(lambda: 'herald_dead_letters{tenant="a",plugin="hook"} 5' in host.metrics(), timeout=15,
+                 what="a's dead letters in the gauge")
+        # `hook` back to a: a requeues them and its own sink gets every one.
+        reload_to(hook_a)
+        before = len(sink_a.requests)
+        assert _api(host, "POST", "/v1/dead-letters/retry", ta, {"plugin": "hook"}) == (200, {"requeued": 5})
+        wait_for(lambda: {e["uuid"] for e in ea} <= {json.loads(r["body"])["uuid"] for r in sink_a.requests[before:]},
+                 timeout=30, what="a's events at a's sink after the requeue")
+        assert {json.loads(r["body"])["uuid"] for r in sink_b.requests} == {e["uuid"] for e in eb}
+    finally:
+        sink_a.close()
+        sink_b.close()

@@ -390,3 +390,67 @@ def test_dashboard_queries_use_existing_series():
         assert any(must in e for e in exprs), must
     rule_names = set(re.findall(r'\bherald_[a-z_]+', (MONITORING / "herald-alerts.yml").read_text()))
     assert rule_names and rule_names <= known, rule_names - known
+
+
+def _get(url: str, token: str | None) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_metrics_can_require_a_token_and_a_tenant_scrapes_only_its_own_series(make_host):
+    """Issue 17 (5): with `metrics_auth = "token"`, /metrics answers only a
+    metrics or admin token; a tenant token reads /v1/metrics, which holds only
+    the series labelled with that tenant (Herald's and its plugins' own)."""
+    from conftest import PLUGIN_DIR
+    ta, ha = token_pair()
+    tb, hb = token_pair()
+    scrape, scrape_h = token_pair()
+    admin, admin_h = token_pair()
+
+    def prom(tenant):
+        return {"tenant": tenant, "component": str(PLUGIN_DIR / "prometheus.wasm"), "config": {}}
+
+    host = make_host({"a": ha, "b": hb}, {"prom-a": prom("a"), "prom-b": prom("b")})
+    text = host.config_path.read_text().replace(
+        "[server]\n", f'[server]\nmetrics_auth = "token"\nmetrics_tokens = ["{scrape_h}"]\n'
+                      f'admin_tokens = ["{admin_h}"]\n', 1)
+    host.config_path.write_text(text)
+    host.start()
+    for token, playbook in ((ta, "alpha-deploy.yml"), (tb, "bravo-deploy.yml")):
+        run = str(uuid.uuid4())
+        events = [{"uuid": str(uuid.uuid4()), "event": kind, "counter": i, "run_id": run,
+                   "created": "2026-11-21T10:00:00+00:00",
+                   "event_data": {"playbook": playbook, **({"host": "web1"} if kind == "runner_on_ok" else {})}}
+                  for i, kind in enumerate(["playbook_on_start", "runner_on_ok", "runner_on_ok"])]
+        assert host.post(json.dumps(events).encode(), token)[0] == 202
+    metrics_url, mine_url = host.url + "/metrics", host.url + "/v1/metrics"
+    wait_for(lambda: "bravo-deploy" in _get(metrics_url, scrape)[1] and "alpha-deploy" in _get(metrics_url, scrape)[1],
+             timeout=30, what="both tenants' plugin series")
+    # /metrics: no token, an unknown one or a tenant's are refused; the scraper's and the admin's read it.
+    assert _get(metrics_url, None)[0] == 401
+    assert _get(metrics_url, "nope")[0] == 403
+    status, body = _get(metrics_url, ta)
+    assert status == 403 and "/v1/metrics" in body, body
+    assert _get(metrics_url, admin)[0] == 200
+    # /v1/metrics: a tenant's own series only.
+    assert _get(mine_url, None)[0] == 401
+    assert _get(mine_url, "nope")[0] == 401
+    status, mine = _get(mine_url, ta)
+    assert status == 200
+    assert "alpha-deploy" in mine and 'plugin="prom-a"' in mine, mine
+    assert 'herald_events_ingested_total{tenant="a"' in mine, mine
+    assert "bravo" not in mine and "prom-b" not in mine and 'tenant="b"' not in mine, mine
+    samples = [line for line in mine.splitlines() if line and not line.startswith("#")]
+    assert samples and all('tenant="a"' in line for line in samples), samples
+    # Every family keeps its HELP/TYPE lines; the text parses as Prometheus's.
+    parse_metrics(mine)
+    assert "# TYPE herald_events_ingested_total counter" in mine
+    if PROMTOOL:
+        checked = subprocess.run([PROMTOOL, "check", "metrics"], input=mine, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    status, body = _get(mine_url, tb)
+    assert status == 200 and "bravo-deploy" in body and "alpha" not in body

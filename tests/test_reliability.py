@@ -55,6 +55,43 @@ def test_retry_after_from_the_sink_is_honoured(make_host, receiver):
     assert receiver.requests[1]["headers"]["x-herald-attempt"] == "2"
 
 
+@pytest.mark.parametrize("retry_after", ["999999999", "Fri, 01 Jan 2100 00:00:00 GMT"])
+def test_a_retry_after_beyond_max_age_dead_letters_at_once(make_host, receiver, retry_after):
+    """Issue 17 (4): a Retry-After decades ahead (seconds or an HTTP date) is not
+    waited for: the delivery is dead-lettered with a reason saying why, and the
+    run's later events go on."""
+    token, h = token_pair()
+    receiver.responses = [(503, {"Retry-After": retry_after}, b"come back later")]
+    host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)}).start()
+    run = str(uuid.uuid4())
+    first, second = event(run, 1), event(run, 2)
+    assert host.post(json.dumps([first, second]).encode(), token)[0] == 202
+    items = wait_for(lambda: api(host, "GET", "/v1/dead-letters", token)[1].get("items"), timeout=30,
+                     what="the dead letter")
+    assert [d["uuid"] for d in items] == [first["uuid"]], items
+    reason = items[0]["reason"]
+    assert "Retry-After" in reason and "max_age_ms" in reason and "503" in reason, reason
+    # The event behind it in the same run is not held back.
+    wait_for(lambda: any(json.loads(r["body"])["uuid"] == second["uuid"] for r in receiver.requests),
+             timeout=30, what="the run's next event")
+    assert len(receiver.requests) == 2
+
+
+def test_a_long_retry_after_is_cut_to_max_retry_after_ms(make_host, receiver):
+    """Issue 17 (4): within max_age, a Retry-After longer than
+    retry.max_retry_after_ms waits that ceiling only."""
+    token, h = token_pair()
+    receiver.responses = [(503, {"Retry-After": "3000"}, b"50 minutes please")]
+    plugin = webhook_plugin("ops", receiver)
+    plugin["retry"] = dict(plugin["retry"], max_retry_after_ms=1500)
+    host = make_host({"ops": h}, {"hook": plugin}).start()
+    assert host.post(json.dumps([event(str(uuid.uuid4()), 1)]).encode(), token)[0] == 202
+    wait_for(lambda: len(receiver.requests) >= 2, timeout=30, what="the retry after the ceiling")
+    gap = receiver.requests[1]["at"] - receiver.requests[0]["at"]
+    assert 1.4 <= gap < 10, gap
+    assert "max_retry_after_ms" in host.logs()
+
+
 def test_permanent_failure_is_dead_lettered_and_retried_from_api_and_cli(make_host, receiver):
     token, h = token_pair()
     other, other_h = token_pair()

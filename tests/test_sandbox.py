@@ -482,3 +482,76 @@ def test_compiled_components_are_cached_and_a_corrupt_entry_is_rebuilt(make_host
     host.start()
     assert series(host.metrics(), "herald_compile_cache_total", result="hit") == 1
     print(f"\nstart to /health: cold {timings['cold']:.3f}s, warm {timings['warm']:.3f}s")
+
+
+def plugin_log_records(host, plugin: str) -> list[str]:
+    """The host log lines a plugin's own output became (target herald::plugin)."""
+    out = []
+    for line in host.logs().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("target") == "herald::plugin" and rec.get("plugin") == plugin:
+            out.append(line)
+    return out
+
+
+def test_max_log_bytes_bounds_the_host_log_records_not_just_the_text(make_host, receiver):
+    """Issue 17 (6): 64 KiB of one-byte lines must not become megabytes of host
+    log: every line is charged its record's overhead, so the host log the
+    output becomes stays within about max_log_bytes."""
+    max_log = 65536
+    bad = {"config": {"mode": "log_tiny", "count": 65536},
+           "limits": dict(LIMITS, max_log_bytes=max_log, wall_ms=20000, cpu_ms=5000)}
+    host = start_case(make_host, receiver, bad)
+    run = str(uuid.uuid4())
+    assert host.post(json.dumps([event(run, 1)]).encode(), host.tokens["evil"])[0] == 202
+    check_fault(host, "log_limit", at_least=1)
+    time.sleep(0.5)
+    records = plugin_log_records(host, "bad")
+    written = sum(len(r) + 1 for r in records)
+    print(f" [{len(records)} records, {written} bytes of host log for {max_log} bytes of budget]", end="")
+    assert records, host.logs()[-2000:]
+    assert written <= 2 * max_log, (len(records), written)
+    assert len(records) <= max_log // 512
+    fault = fault_lines(host, "log_limit")[0]
+    assert "max_log_bytes" in fault["message"], fault
+
+
+def test_a_host_wide_memory_ceiling_bounds_all_instances_together(make_host, receiver, tmp_path):
+    """Issue 17 (6): `runtime.max_plugin_memory_mib` caps the linear memory of
+    every instance together: with one instance holding 56 MiB under a 96 MiB
+    ceiling, another one's grow is refused well before its own 80 MiB limit
+    (reason `memory`, the message naming the ceiling); the rest delivers."""
+    evil_token, evil_hash = token_pair()
+    good_token, good_hash = token_pair()
+    big = dict(LIMITS, memory_mib=80)
+    plugins = {
+        "hold": {"tenant": "evil", "component": str(HOSTILE), "limits": big, "retry": FAST_RETRY,
+                 "failure_policy": NO_BREAKER, "config": {"mode": "hold", "count": 56}},
+        "bad": {"tenant": "evil", "component": str(HOSTILE), "limits": big, "retry": FAST_RETRY,
+                "failure_policy": NO_BREAKER, "config": {"mode": "memory"}},
+        "same": webhook_plugin("evil", receiver, headers={"X-Which": "same"}),
+        "other": webhook_plugin("good", receiver, headers={"X-Which": "other"}),
+    }
+    host = make_host({"evil": evil_hash, "good": good_hash}, plugins,
+                     extra="[runtime]\nmax_plugin_memory_mib = 96\n")
+    host.start()
+    host.tokens = {"evil": evil_token, "good": good_token}
+    exercise(host, receiver)
+    check_fault(host, "memory")
+    lines = fault_lines(host, "memory")
+    assert "max_plugin_memory_mib = 96 MiB" in lines[0]["message"], lines[0]
+    held = re.search(r"^herald_plugin_memory_bytes (\S+)$", host.metrics(), re.M)
+    assert held and 56 * 2**20 <= float(held.group(1)) <= 96 * 2**20, held
+    # The holding instance and the webhooks never faulted.
+    assert series(host.metrics(), "herald_plugin_faults_total", plugin="hold") == 0
+    # An instance whose own limit is over the ceiling is a located config problem.
+    text = host.config_path.read_text().replace("max_plugin_memory_mib = 96", "max_plugin_memory_mib = 64")
+    cfg = tmp_path / "over.toml"
+    cfg.write_text(text)
+    r = subprocess.run([str(HERALD_BIN), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert re.search(r"over\.toml:\d+:\d+: plugins\.hold\.limits\.memory_mib: 80 MiB is over runtime\.max_plugin_memory_mib",
+                     r.stderr), r.stderr

@@ -1,10 +1,10 @@
 //! The HTTP surface: routes, shared state and the JSON error body.
 
-use crate::config::Config;
+use crate::config::{Config, MetricsAuth};
 use crate::dispatch::Dispatcher;
 use crate::journal::Journal;
 use crate::telemetry::Metrics;
-use crate::tenancy::{require_admin, Limiter};
+use crate::tenancy::{bearer, require_admin, Limiter};
 use arc_swap::ArcSwap;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/v1/metrics", get(tenant_metrics))
         .route("/v1/plugins", get(list_plugins))
         .route("/v1/admin/reload", get(reload_status))
         .merge(crate::recovery::router())
@@ -213,23 +214,59 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Prometheus metrics of the host and its plugins (text exposition format).
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`: every series. With `server.metrics_auth = "token"` it
+/// needs a metrics or admin token.
 #[utoipa::path(
     get, path = "/metrics", tag = "meta",
     responses(
-        (status = 200, description = "The metrics, Prometheus text format 0.0.4", content_type = "text/plain", body = String),
-        (status = 401, description = "A metrics token is configured and the request does not carry it", body = crate::query::model::ErrorBody),
-        (status = 403, description = "The token may not read these metrics", body = crate::query::model::ErrorBody),
+        (status = 200, description = "The metrics of the host and every tenant's plugins, Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "`server.metrics_auth = \"token\"` and the request carries no bearer token", body = crate::query::model::ErrorBody),
+        (status = 403, description = "The token is neither a metrics nor an admin token", body = crate::query::model::ErrorBody),
     )
 )]
-pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+pub async fn metrics_text(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let config = state.live.load();
+    if config.server.metrics_auth == MetricsAuth::Token {
+        let token = bearer(&headers)?;
+        if !config.is_metrics_token(token) {
+            let message = if config.tenant_for_token(token).is_some() {
+                "/metrics shows every tenant and needs a metrics or admin token (server.metrics_tokens); a tenant reads its own series at /v1/metrics"
+            } else {
+                "/metrics needs a metrics or admin token (server.metrics_tokens)"
+            };
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
+    }
+    Ok((
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
         state.metrics.render(),
     )
+        .into_response())
+}
+
+/// `GET /v1/metrics` (tenant token): the caller's tenant's series only, in
+/// the same Prometheus text format (Herald's series labelled with the
+/// tenant and the series of its plugin instances).
+#[utoipa::path(
+    get, path = "/v1/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "The caller's tenant's series only, Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "No valid tenant token", body = crate::query::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn tenant_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = crate::tenancy::tenant_of(&state.live.load(), &headers)?;
+    let text = crate::telemetry::tenant_series(&state.metrics.render(), &tenant);
+    Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response())
 }
 
 /// `GET /v1/plugins` (admin): every running plugin instance with its

@@ -38,6 +38,10 @@ async fn load_one(
         // Only an `allow_http` prefix can fail here (reported by the config checks too).
         .map_err(|e| config.plugin_problem(name, "allow_http", &e))?;
     let sha256 = component.sha256.clone();
+    // State an earlier journal kept by instance name only is this tenant's.
+    if let Err(e) = journal.claim_state(&plugin.tenant, name) {
+        tracing::warn!(plugin = %name, "cannot assign earlier plugin state to the tenant: {e}");
+    }
     let mut instance = PluginInstance::new(
         runtime,
         component,
@@ -104,6 +108,7 @@ pub async fn check(path: &Path) -> Result<Config, ConfigError> {
     };
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))
         .map_err(|e| fail(e.to_string()))?;
+    runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);
     let dir = std::env::temp_dir().join(format!("herald-check-{}", std::process::id()));
     let journal = Journal::open(&dir.join("check.db")).map_err(|e| fail(e.to_string()))?;
     let known: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
@@ -138,6 +143,8 @@ pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigErr
             tracing::warn!("server.listen changed; it takes effect at the next restart");
             new.server.listen = current.server.listen;
         }
+        // New instances are configured under the new ceiling.
+        runtime.set_memory_ceiling(new.runtime.max_plugin_memory_mib);
         let unchanged = |name: &str| -> bool {
             let cfg = &new.plugins[name];
             let sha = std::fs::read(&cfg.component)
@@ -186,6 +193,7 @@ pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigErr
             Ok(())
         }
         Err(e) => {
+            runtime.set_memory_ceiling(current.runtime.max_plugin_memory_mib);
             metrics::counter!("herald_config_reloads_total", "result" => "error").increment(1);
             for p in &e.problems {
                 tracing::error!(problem = %p, "configuration reload refused; the running configuration stays");
@@ -210,6 +218,7 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     let metrics = Metrics::new();
     crate::otlp::init(&config.telemetry);
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
+    runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);
     let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;
     // Bound (and TLS loaded) before the workers start, so a port in use
     // ends the process with that one error, not with the workers cancelled.
@@ -345,17 +354,28 @@ async fn gauges(state: AppState) {
             for name in config.plugins.keys() {
                 seen.insert((tenant_of(name), name.clone()));
             }
+            // Dead letters stay with the tenant of their event, also when
+            // the instance name has moved to another tenant since.
+            for (plugin, tenant, _) in &dead {
+                seen.insert((tenant.clone(), plugin.clone()));
+            }
             // Instances with nothing pending read 0, not their last value.
             for (tenant, plugin) in seen.iter().chain(known.iter()) {
-                let depth = depths.iter().find(|(p, _, _)| p == plugin);
+                // The queue belongs to the tenant the instance serves now.
+                let depth = depths.iter().find(|(p, _, _)| p == plugin).filter(|_| {
+                    config
+                        .plugins
+                        .get(plugin)
+                        .is_some_and(|c| &c.tenant == tenant)
+                });
                 metrics::gauge!("herald_queue_depth", "tenant" => tenant.clone(), "plugin" => plugin.clone())
                     .set(depth.map(|d| d.1 as f64).unwrap_or(0.0));
                 metrics::gauge!("herald_queue_oldest_age_seconds", "tenant" => tenant.clone(), "plugin" => plugin.clone())
                     .set(depth.map(|d| ((now - d.2).max(0) as f64) / 1000.0).unwrap_or(0.0));
                 let d = dead
                     .iter()
-                    .find(|(p, _)| p == plugin)
-                    .map(|d| d.1)
+                    .find(|(p, t, _)| p == plugin && t == tenant)
+                    .map(|d| d.2)
                     .unwrap_or(0);
                 metrics::gauge!("herald_dead_letters", "tenant" => tenant.clone(), "plugin" => plugin.clone())
                     .set(d as f64);

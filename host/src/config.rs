@@ -58,8 +58,27 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub telemetry: TelemetryConfig,
+    pub runtime: RuntimeConfig,
     pub tenants: BTreeMap<String, TenantConfig>,
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// `[runtime]`: limits of the plugin runtime as a whole.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Ceiling on the linear memory of all plugin instances together, in
+    /// MiB (default 2048). A grow that would go beyond it is refused: that
+    /// call faults with reason `memory`.
+    pub max_plugin_memory_mib: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_plugin_memory_mib: 2048,
+        }
+    }
 }
 
 /// `[telemetry]`: optional OpenTelemetry trace export.
@@ -91,6 +110,22 @@ pub struct ServerConfig {
     /// Serve HTTPS with this certificate and key (PEM files); plain HTTP
     /// when absent.
     pub tls: Option<TlsConfig>,
+    /// Who may read `GET /metrics`, which shows every tenant's series.
+    pub metrics_auth: MetricsAuth,
+    /// Hashes of the tokens (`sha256:<hex>`) that may read `GET /metrics`
+    /// when `metrics_auth = "token"` (admin tokens may too): the scraper's.
+    pub metrics_tokens: Vec<String>,
+}
+
+/// `server.metrics_auth`: who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsAuth {
+    /// Anyone who can reach the port (the default, as before).
+    #[default]
+    Public,
+    /// A bearer token of `metrics_tokens` or `admin_tokens`.
+    Token,
 }
 
 /// `[server.tls]`: the certificate chain and private key, PEM files.
@@ -109,6 +144,8 @@ impl Default for ServerConfig {
             admin_tokens: Vec::new(),
             watch_config: true,
             tls: None,
+            metrics_auth: MetricsAuth::Public,
+            metrics_tokens: Vec::new(),
         }
     }
 }
@@ -310,6 +347,10 @@ pub struct RetryPolicy {
     /// Age (since it was accepted) after which an undelivered event is
     /// dead-lettered instead of retried, in milliseconds.
     pub max_age_ms: u64,
+    /// Longest wait a sink's `Retry-After` can ask for, in milliseconds
+    /// (default one hour); a longer one is cut to this. A wait beyond what
+    /// is left of `max_age_ms` dead-letters the delivery instead.
+    pub max_retry_after_ms: u64,
 }
 
 impl Default for RetryPolicy {
@@ -319,6 +360,7 @@ impl Default for RetryPolicy {
             max_ms: 60_000,
             max_attempts: 12,
             max_age_ms: 24 * 3600 * 1000,
+            max_retry_after_ms: 3600 * 1000,
         }
     }
 }
@@ -341,6 +383,7 @@ struct RawConfig {
     server: ServerConfig,
     storage: StorageConfig,
     telemetry: TelemetryConfig,
+    runtime: RuntimeConfig,
     tenants: BTreeMap<String, TenantConfig>,
     plugins: BTreeMap<String, PluginConfig>,
 }
@@ -545,6 +588,11 @@ impl Config {
                         raw.telemetry = v;
                     }
                 }
+                "runtime" => {
+                    if let Some(v) = decode(value, &["runtime"], &locator, &mut problems) {
+                        raw.runtime = v;
+                    }
+                }
                 "tenants" | "plugins" => {
                     let toml::Value::Table(entries) = value else {
                         problems.push(locator.problem(
@@ -568,8 +616,8 @@ impl Config {
                     }
                 }
                 other => {
-                    const SECTIONS: [&str; 5] =
-                        ["server", "storage", "telemetry", "tenants", "plugins"];
+                    const SECTIONS: [&str; 6] =
+                        ["server", "storage", "telemetry", "runtime", "tenants", "plugins"];
                     let near = SECTIONS
                         .iter()
                         .find(|s| strsim::levenshtein(s, other) <= 2)
@@ -602,6 +650,7 @@ impl Config {
             server: raw.server,
             storage: raw.storage,
             telemetry: raw.telemetry,
+            runtime: raw.runtime,
             tenants: raw.tenants,
             plugins: BTreeMap::new(),
         };
@@ -624,6 +673,14 @@ impl Config {
         if let Some(p) = &config.storage.path {
             config.storage.path = Some(base.join(p));
         }
+        let ceiling = config.runtime.max_plugin_memory_mib;
+        if ceiling == 0 {
+            problems.push(locator.problem(
+                &["runtime"],
+                "max_plugin_memory_mib",
+                "expected at least 1",
+            ));
+        }
         let mut seen_tokens = BTreeMap::new();
         for t in &config.server.admin_tokens {
             if !is_token_hash(t) {
@@ -633,6 +690,25 @@ impl Config {
                     "expected `sha256:<64 hex digits>`, the hash of a token (`herald token new`)",
                 ));
             }
+        }
+        for t in &config.server.metrics_tokens {
+            if !is_token_hash(t) {
+                problems.push(locator.problem(
+                    &["server"],
+                    "metrics_tokens",
+                    "expected `sha256:<64 hex digits>`, the hash of a token (`herald token new`)",
+                ));
+            }
+        }
+        if config.server.metrics_auth == MetricsAuth::Token
+            && config.server.metrics_tokens.is_empty()
+            && config.server.admin_tokens.is_empty()
+        {
+            problems.push(locator.problem(
+                &["server"],
+                "metrics_auth",
+                "\"token\" needs a token to read /metrics: add its hash to server.metrics_tokens (or server.admin_tokens)",
+            ));
         }
         for (name, tenant) in &config.tenants {
             if tenant.tokens.is_empty() {
@@ -721,6 +797,12 @@ impl Config {
                     &limits_table,
                     "memory_mib",
                     &format!("expected 1 to {max_mib}"),
+                ));
+            } else if ceiling > 0 && plugin.limits.memory_mib > ceiling {
+                problems.push(locator.problem(
+                    &limits_table,
+                    "memory_mib",
+                    &format!("{} MiB is over runtime.max_plugin_memory_mib ({ceiling} MiB), the ceiling of all instances together", plugin.limits.memory_mib),
                 ));
             }
             if plugin.limits.cpu_ms < 10 {
@@ -820,6 +902,18 @@ impl Config {
             .admin_tokens
             .iter()
             .any(|h| h.eq_ignore_ascii_case(&hash))
+    }
+
+    /// Whether `token` may read `GET /metrics` under `metrics_auth = "token"`
+    /// (a metrics token or an admin token).
+    pub fn is_metrics_token(&self, token: &str) -> bool {
+        let hash = token_hash(token);
+        self.is_admin_token(token)
+            || self
+                .server
+                .metrics_tokens
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&hash))
     }
 
     /// The tenant a token belongs to.
@@ -1333,6 +1427,7 @@ mod tests {
             max_ms: 1000,
             max_attempts: 5,
             max_age_ms: 1000,
+            max_retry_after_ms: 1000,
         };
         for _ in 0..50 {
             assert!(r.backoff(1) <= Duration::from_millis(100));

@@ -12,6 +12,11 @@
 //! or exactly the delay the plugin asked for (`Retry-After`); after
 //! `max_attempts`, or on a permanent failure, the delivery is dead-lettered.
 //!
+//! A delivery belongs to its event's tenant: a worker only ever hands its
+//! plugin events of the tenant the instance serves. When a reload gave the
+//! instance name to another tenant, the earlier tenant's pending deliveries
+//! are dead-lettered with a reason saying so (visible to that tenant only).
+//!
 //! Each worker has a circuit breaker (the instance's `failure_policy`): after
 //! `open_after` consecutive failed calls the instance is paused for a while
 //! (its deliveries wait in the journal and use no attempts), then one delivery
@@ -334,7 +339,9 @@ impl Dispatcher {
     }
 
     /// Stops a worker after its current delivery. Its pending deliveries stay
-    /// in the journal and resume if an instance of the same name comes back.
+    /// in the journal and resume if an instance of the same name and tenant
+    /// comes back (an instance of that name for another tenant dead-letters
+    /// them instead, see [`WorkerCtx::disown`]).
     pub fn remove(&self, name: &str) -> bool {
         match self.lock().remove(name) {
             Some(w) => {
@@ -553,6 +560,24 @@ impl WorkerCtx {
         });
     }
 
+    /// Dead-letters a delivery of another tenant's event without calling the
+    /// plugin: the instance name now belongs to this worker's tenant. The
+    /// event's own tenant sees it in its dead letters and can requeue it
+    /// once an instance of that name is its own again.
+    fn disown(&mut self, d: &PendingDelivery, owner: &str) {
+        let reason = format!(
+            "not delivered: plugin instance {:?} was moved from tenant {owner:?} to tenant {:?} by a configuration reload; \
+             requeue it once {:?} belongs to {owner:?} again, or replay the run to another instance",
+            self.name, self.tenant, self.name
+        );
+        tracing::warn!(plugin = %self.name, tenant = %owner, instance_tenant = %self.tenant,
+            event_id = d.event_id, "delivery dead-lettered: {reason}");
+        metrics::counter!("herald_deliveries_total",
+            "tenant" => owner.to_string(), "plugin" => self.name.clone(), "outcome" => "dead")
+        .increment(1);
+        self.mark(d, d.attempts, MarkOutcome::Dead { error: reason });
+    }
+
     /// Hands the outcomes taken so far to the journal's writer (it does not
     /// wait for the commit). If the journal refuses them, the deliveries stay
     /// pending and are made again: at least once.
@@ -637,8 +662,11 @@ impl WorkerCtx {
                 .await
                 .map_err(|e| JournalError::Task(e.to_string()))??,
             _ => {
-                let plugin = self.name.clone();
-                blocking(&self.journal, move |j| j.pending(&plugin, after, limit)).await?
+                let (plugin, tenant) = (self.name.clone(), self.tenant.clone());
+                blocking(&self.journal, move |j| {
+                    j.pending(&plugin, &tenant, after, limit)
+                })
+                .await?
             }
         };
         let full = rows.len() == limit;
@@ -648,8 +676,10 @@ impl WorkerCtx {
     /// Starts reading the batch after event `after` on the blocking pool,
     /// for the next [`WorkerCtx::read`] from there.
     fn read_ahead(&mut self, after: i64) {
-        let (plugin, journal) = (self.name.clone(), self.journal.clone());
-        let task = tokio::task::spawn_blocking(move || journal.pending(&plugin, after, BATCH));
+        let (plugin, tenant, journal) =
+            (self.name.clone(), self.tenant.clone(), self.journal.clone());
+        let task =
+            tokio::task::spawn_blocking(move || journal.pending(&plugin, &tenant, after, BATCH));
         self.ahead = Some((after, task));
     }
 }
@@ -740,6 +770,14 @@ async fn run_worker(
                     continue;
                 }
                 None => {}
+            }
+            if let Some(owner) = &d.foreign_tenant {
+                // Another tenant's event, queued while the instance name
+                // belonged to that tenant: never handed to this tenant's
+                // plugin (see docs/configuration.md, "Moving an instance").
+                w.disown(&d, owner);
+                progressed = true;
+                continue;
             }
             if blocked_runs.contains(&d.run_id) {
                 continue;
@@ -911,6 +949,8 @@ async fn attempt_delivery(
     let faulted = !faults.is_empty();
     let failure_counts = w.breaker.policy.count == FailureCount::Failures;
     let fault_reason = result.as_ref().err().map(CallError::reason);
+    // Whether `delay` is the sink's own `Retry-After`.
+    let asked = matches!(&result, Ok(Outcome::Retryable(r)) if r.retry_after_ms.is_some());
     let (reason, delay, verdict) = match result {
         Ok(Outcome::Ok) => {
             w.meters.ok.increment(1);
@@ -969,6 +1009,35 @@ async fn attempt_delivery(
         );
         return (Step::Done, verdict);
     }
+    let delay = match (asked, delay) {
+        (true, Some(wanted)) => {
+            // A sink's `Retry-After` is honoured only within what is left of
+            // `max_age_ms` (beyond it the event would be too old when tried
+            // again) and within `max_retry_after_ms`.
+            let left_ms = (policy.max_age_ms as i64 - (now_ms() - d.first_at_ms)).max(0) as u64;
+            let wanted_ms = u64::try_from(wanted.as_millis()).unwrap_or(u64::MAX);
+            if wanted_ms > left_ms {
+                let reason = format!(
+                    "gave up after {attempt} attempts: the sink asked to retry in {} (Retry-After), later than the {} left of retry.max_age_ms ({} ms): {reason}",
+                    human_ms(wanted_ms),
+                    human_ms(left_ms),
+                    policy.max_age_ms
+                );
+                *outcome = ("dead", Some(reason.clone()));
+                dead_letter(w, d, attempt, reason);
+                return (Step::Done, verdict);
+            }
+            if wanted_ms > policy.max_retry_after_ms {
+                tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+                    asked_ms = wanted_ms, max_retry_after_ms = policy.max_retry_after_ms,
+                    "the sink's Retry-After is longer than retry.max_retry_after_ms; waiting that long instead");
+            }
+            Some(Duration::from_millis(
+                wanted_ms.min(policy.max_retry_after_ms),
+            ))
+        }
+        (_, delay) => delay,
+    };
     w.meters.retry.increment(1);
     *outcome = ("retry", Some(reason.clone()));
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
@@ -989,6 +1058,17 @@ async fn attempt_delivery(
         },
     );
     (Step::Retry { at_ms }, verdict)
+}
+
+/// A duration for people: `750 ms`, `42 s`, `3 h 5 min`, `11574 days`.
+fn human_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match ms {
+        0..=9_999 => format!("{ms} ms"),
+        10_000..=599_999 => format!("{s} s"),
+        600_000..=86_399_999 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} days", s / 86_400),
+    }
 }
 
 fn dead_letter(w: &mut WorkerCtx, d: &PendingDelivery, attempt: u32, reason: String) {

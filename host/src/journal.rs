@@ -59,6 +59,10 @@ pub struct PendingDelivery {
     pub next_at_ms: i64,
     pub first_at_ms: i64,
     pub body: String,
+    /// The event's tenant when it is not the tenant the instance serves now
+    /// (a reload moved the instance name to another tenant): such a
+    /// delivery is never handed to the plugin.
+    pub foreign_tenant: Option<String>,
     /// Which read returned the row, and where in it.
     pub read: ReadPos,
 }
@@ -600,11 +604,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 -- Covers what a worker reads of a pending delivery (`Journal::pending`).
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (plugin, event_id, run_id, attempts, next_at_ms, first_at_ms) WHERE state = 'pending';
+-- A plugin instance's own values, by the tenant it serves: an instance name
+-- given to another tenant starts with empty state.
 CREATE TABLE IF NOT EXISTS plugin_state (
+    tenant TEXT NOT NULL,
     plugin TEXT NOT NULL,
     key    TEXT NOT NULL,
     value  TEXT NOT NULL,
-    PRIMARY KEY (plugin, key)
+    PRIMARY KEY (tenant, plugin, key)
 ) WITHOUT ROWID;
 "#;
 
@@ -628,7 +635,39 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
         }
     }
     migrate_delivery_check(conn)?;
+    migrate_state_tenant(conn)?;
     migrate_pending_index(conn)
+}
+
+/// Earlier journals kept plugin state by instance name only, so an instance
+/// name moved to another tenant read the earlier tenant's values. The table
+/// is rebuilt once with a tenant column; the rows it had get the tenant `''`
+/// until [`Journal::claim_state`] gives them to the instance's tenant when it
+/// is next loaded.
+fn migrate_state_tenant(conn: &Connection) -> Result<(), JournalError> {
+    let has_tenant: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('plugin_state') WHERE name = 'tenant'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if has_tenant {
+        return Ok(());
+    }
+    let table = SCHEMA
+        .split("CREATE TABLE IF NOT EXISTS plugin_state (")
+        .nth(1)
+        .and_then(|rest| rest.split(") WITHOUT ROWID;").next())
+        .ok_or_else(|| JournalError::Task("the plugin_state schema is missing".into()))?;
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE plugin_state_new ({table}) WITHOUT ROWID;
+         INSERT INTO plugin_state_new (tenant, plugin, key, value) SELECT '', plugin, key, value FROM plugin_state;
+         DROP TABLE plugin_state;
+         ALTER TABLE plugin_state_new RENAME TO plugin_state;
+         COMMIT;"
+    ))?;
+    tracing::info!("journal: plugin state is now kept per tenant (rebuilt once)");
+    Ok(())
 }
 
 /// Earlier journals indexed pending deliveries by (plugin, event_id) only, so
@@ -691,7 +730,8 @@ fn migrate_delivery_check(conn: &Connection) -> Result<(), JournalError> {
 /// columns, the event's row gives the body.
 fn pending_sql(limit: usize) -> String {
     format!(
-        "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id
+        "SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id, e.trace_id, e.span_id,
+                CASE WHEN e.tenant = ?3 THEN NULL ELSE e.tenant END
          FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.id = d.event_id
          WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?2
          ORDER BY d.event_id LIMIT {limit}"
@@ -901,7 +941,9 @@ impl Journal {
     }
 
     /// The oldest pending deliveries of `plugin` after event `after` (0 for
-    /// all), in journal order.
+    /// all), in journal order. `tenant` is the tenant the instance serves: a
+    /// row of another tenant's event says so in
+    /// [`PendingDelivery::foreign_tenant`].
     ///
     /// Each distinct `limit` is a statement of its own: SQLite plans a
     /// `LIMIT ?` anew on every run (it reads the bound value), which cost
@@ -909,6 +951,7 @@ impl Journal {
     pub fn pending(
         &self,
         plugin: &str,
+        tenant: &str,
         after: i64,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, JournalError> {
@@ -918,7 +961,7 @@ impl Journal {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(&pending_sql(limit))?;
         let mut row = 0u32;
-        let rows = stmt.query_map(params![plugin, after], |r| {
+        let rows = stmt.query_map(params![plugin, after, tenant], |r| {
             row += 1;
             Ok(PendingDelivery {
                 read: ReadPos {
@@ -935,6 +978,7 @@ impl Journal {
                 request_id: r.get(6)?,
                 trace_id: r.get(7)?,
                 span_id: r.get(8)?,
+                foreign_tenant: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1121,13 +1165,16 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Dead letters per instance.
-    pub fn dead_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+    /// Dead letters per instance and tenant of the event: (plugin, tenant,
+    /// count). An instance that moved to another tenant keeps the earlier
+    /// tenant's dead letters under that tenant.
+    pub fn dead_counts(&self) -> Result<Vec<(String, String, u64)>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
-            "SELECT plugin, count(*) FROM deliveries WHERE state = 'dead' GROUP BY plugin",
+            "SELECT d.plugin, e.tenant, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.state = 'dead' GROUP BY d.plugin, e.tenant",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -1141,33 +1188,60 @@ impl Journal {
             .sum()
     }
 
-    /// A plugin instance's stored value.
-    pub fn state_get(&self, plugin: &str, key: &str) -> Result<Option<String>, JournalError> {
+    /// Gives the state rows an earlier journal kept without a tenant (see
+    /// `migrate_state_tenant`) to the tenant instance `plugin` serves now.
+    /// Returns how many.
+    pub fn claim_state(&self, tenant: &str, plugin: &str) -> Result<usize, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt =
-            conn.prepare_cached("SELECT value FROM plugin_state WHERE plugin = ?1 AND key = ?2")?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE OR IGNORE plugin_state SET tenant = ?1 WHERE tenant = '' AND plugin = ?2",
+            )?
+            .execute(params![tenant, plugin])?;
+        Ok(n)
+    }
+
+    /// A plugin instance's stored value (of the tenant it serves).
+    pub fn state_get(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<String>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT value FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+        )?;
         let value = stmt
-            .query_row(params![plugin, key], |r| r.get(0))
+            .query_row(params![tenant, plugin, key], |r| r.get(0))
             .optional()?;
         Ok(value)
     }
 
     /// Stores a plugin instance's value.
-    pub fn state_set(&self, plugin: &str, key: &str, value: &str) -> Result<(), JournalError> {
+    pub fn state_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         conn.prepare_cached(
-            "INSERT INTO plugin_state (plugin, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
         )?
-        .execute(params![plugin, key, value])?;
+        .execute(params![tenant, plugin, key, value])?;
         Ok(())
     }
 
     /// Removes a plugin instance's value.
-    pub fn state_delete(&self, plugin: &str, key: &str) -> Result<(), JournalError> {
+    pub fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached("DELETE FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
-            .execute(params![plugin, key])?;
+        conn.prepare_cached(
+            "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+        )?
+        .execute(params![tenant, plugin, key])?;
         Ok(())
     }
 
@@ -1225,9 +1299,9 @@ mod tests {
         assert_eq!(c.inserted, vec![true, true, false]);
         let c = j.commit_batch("t2", &[ev("u1", "r")], &[]).unwrap();
         assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
-        assert_eq!(j.pending("a", 0, 10).unwrap().len(), 2);
-        assert_eq!(j.pending("b", 0, 10).unwrap().len(), 2);
-        let first = &j.pending("a", 0, 10).unwrap()[0];
+        assert_eq!(j.pending("a", "t", 0, 10).unwrap().len(), 2);
+        assert_eq!(j.pending("b", "t", 0, 10).unwrap().len(), 2);
+        let first = &j.pending("a", "t", 0, 10).unwrap()[0];
         assert_eq!(j.record("a", &[done(first)]).unwrap(), 1);
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
     }
@@ -1239,7 +1313,7 @@ mod tests {
         let j = temp_journal("replay-race");
         j.commit_batch("t", &[ev("u1", "r")], &[vec!["a".to_string()]])
             .unwrap();
-        let attempt = j.pending("a", 0, 10).unwrap().remove(0);
+        let attempt = j.pending("a", "t", 0, 10).unwrap().remove(0);
         // In the same millisecond as the commit, too.
         assert_eq!(j.replay_run("t", "r", "a").unwrap(), 1);
         let dead = Mark {
@@ -1254,7 +1328,7 @@ mod tests {
             ..done(&attempt)
         };
         assert_eq!(j.record("a", &[done(&attempt), dead, retry]).unwrap(), 0);
-        let again = j.pending("a", 0, 10).unwrap();
+        let again = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(again.len(), 1, "the replayed delivery is still pending");
         assert!(again[0].next_at_ms <= now_ms(), "and due now");
         assert_eq!(j.record("a", &[done(&again[0])]).unwrap(), 1);
@@ -1270,14 +1344,14 @@ mod tests {
         let evs: Vec<_> = (1..=6).map(|i| ev(&format!("u{i}"), "r")).collect();
         j.commit_batch("t", &evs, &vec![a.clone(); 6]).unwrap();
         // Event 3 is a dead letter when the worker reads.
-        let third = j.pending("a", 0, 10).unwrap().remove(2);
+        let third = j.pending("a", "t", 0, 10).unwrap().remove(2);
         let dead = Mark {
             outcome: MarkOutcome::Dead { error: "x".into() },
             read: None,
             ..done(&third)
         };
         assert_eq!(j.record("a", &[dead]).unwrap(), 1);
-        let read = j.pending("a", 0, 10).unwrap();
+        let read = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(
             read.iter().map(|d| d.event_id).collect::<Vec<_>>(),
             [1, 2, 4, 5, 6]
@@ -1286,7 +1360,7 @@ mod tests {
         assert_eq!(j.requeue_dead("t", "a", Some(third.event_id)).unwrap(), 1);
         let marks: Vec<Mark> = read.iter().map(done).collect();
         assert_eq!(j.record("a", &marks).unwrap(), 5);
-        let left = j.pending("a", 0, 10).unwrap();
+        let left = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(
             left.iter().map(|d| d.event_id).collect::<Vec<_>>(),
             [third.event_id]
@@ -1296,7 +1370,7 @@ mod tests {
         // Without a requeue, the same streak is one range and leaves nothing behind.
         let more: Vec<_> = (7..=12).map(|i| ev(&format!("u{i}"), "r")).collect();
         j.commit_batch("t", &more, &vec![a.clone(); 6]).unwrap();
-        let read = j.pending("a", third.event_id, 10).unwrap();
+        let read = j.pending("a", "t", third.event_id, 10).unwrap();
         assert_eq!(read.len(), 6);
         let marks: Vec<Mark> = read.iter().map(done).collect();
         assert_eq!(streak_end(&marks, 0, j.requeues.load(Ordering::SeqCst)), 6);
@@ -1407,6 +1481,43 @@ mod tests {
         );
     }
 
+    /// Issue 17 (2): an instance name given to another tenant does not see
+    /// the earlier tenant's state; an earlier journal's state (kept by name
+    /// only) goes to the tenant the instance serves when it is next loaded.
+    #[test]
+    fn plugin_state_is_kept_per_tenant_and_migrated() {
+        let dir = std::env::temp_dir().join(format!("herald-journal-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE plugin_state (plugin TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                     PRIMARY KEY (plugin, key)) WITHOUT ROWID;
+                 INSERT INTO plugin_state VALUES ('p', 'open', 'incident-1');",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.state_get("a", "p", "open").unwrap(), None);
+        assert_eq!(j.claim_state("a", "p").unwrap(), 1);
+        assert_eq!(j.claim_state("b", "p").unwrap(), 0, "claimed once");
+        assert_eq!(
+            j.state_get("a", "p", "open").unwrap().as_deref(),
+            Some("incident-1")
+        );
+        assert_eq!(j.state_get("b", "p", "open").unwrap(), None);
+        j.state_set("b", "p", "open", "incident-2").unwrap();
+        assert_eq!(
+            j.state_get("a", "p", "open").unwrap().as_deref(),
+            Some("incident-1")
+        );
+        j.state_delete("b", "p", "open").unwrap();
+        assert_eq!(j.state_get("b", "p", "open").unwrap(), None);
+        assert!(j.state_get("a", "p", "open").unwrap().is_some());
+    }
+
     #[test]
     fn survives_reopen() {
         let dir =
@@ -1417,11 +1528,11 @@ mod tests {
             let j = Journal::open(&path).unwrap();
             j.commit_batch("t", &[ev("u1", "r")], &[vec!["p".to_string()]])
                 .unwrap();
-            j.state_set("p", "k", "v").unwrap();
+            j.state_set("t", "p", "k", "v").unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.pending("p", 0, 10).unwrap().len(), 1);
-        assert_eq!(j.state_get("p", "k").unwrap().as_deref(), Some("v"));
+        assert_eq!(j.pending("p", "t", 0, 10).unwrap().len(), 1);
+        assert_eq!(j.state_get("t", "p", "k").unwrap().as_deref(), Some("v"));
         assert_eq!(j.event_count("t").unwrap(), 1);
     }
 
@@ -1456,7 +1567,7 @@ mod tests {
             .unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        let pending = j.pending("p", 0, 10).unwrap();
+        let pending = j.pending("p", "t", 0, 10).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(
             (
@@ -1480,7 +1591,7 @@ mod tests {
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {}", pending_sql(10)))
             .unwrap()
-            .query_map(params!["p", 0], |r| r.get(3))
+            .query_map(params!["p", 0, "t"], |r| r.get(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

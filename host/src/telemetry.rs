@@ -161,6 +161,11 @@ fn describe() {
         "Age of the oldest pending delivery per plugin instance."
     );
     describe_gauge!(
+        "herald_plugin_memory_bytes",
+        Unit::Bytes,
+        "Linear memory held by all plugin instances together (bounded by runtime.max_plugin_memory_mib)."
+    );
+    describe_gauge!(
         "herald_runs_active",
         "Runs with recent events and no final stats event yet, by tenant."
     );
@@ -368,6 +373,100 @@ impl Metrics {
     }
 }
 
+/// The series of one tenant out of a Prometheus text exposition: the
+/// samples whose `tenant` label is exactly `tenant` (Herald's series of its
+/// ingest, journal and plugin instances, and its plugins' own series), with
+/// the `# HELP`/`# TYPE` lines of the families that keep a sample. Series
+/// without a `tenant` label (process-wide ones) are left out.
+pub fn tenant_series(text: &str, tenant: &str) -> String {
+    let mut out = String::new();
+    // The comment lines of the current family, written before its first kept sample.
+    let mut header: Vec<&str> = Vec::new();
+    let mut header_family = "";
+    let mut header_written = false;
+    for line in text.lines() {
+        if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+        {
+            let family = rest.split(' ').next().unwrap_or("");
+            if family != header_family {
+                header.clear();
+                header_family = family;
+                header_written = false;
+            }
+            header.push(line);
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if label_value(line, "tenant").as_deref() != Some(tenant) {
+            continue;
+        }
+        if !header_written {
+            for h in header.drain(..) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            header_written = true;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The (unescaped) value of label `name` of one sample line
+/// (`metric{a="x",b="y"} 1`); `None` when it has no such label or the line
+/// is malformed. Values are read with their escapes, so a value that
+/// contains `tenant="..."` is never mistaken for the label.
+fn label_value(line: &str, name: &str) -> Option<String> {
+    let open = line.find(['{', ' '])?;
+    if line.as_bytes()[open] != b'{' {
+        return None;
+    }
+    let mut chars = line[open + 1..].chars();
+    loop {
+        let mut key = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            if c == '}' {
+                return None;
+            }
+            key.push(c);
+        }
+        if chars.next() != Some('"') {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        if key.trim() == name {
+            return Some(value);
+        }
+        match chars.next()? {
+            ',' => {
+                // Prometheus allows a trailing comma before `}`.
+                if chars.clone().next() == Some('}') {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
 fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
@@ -472,6 +571,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("spoof"));
+    }
+
+    #[test]
+    fn a_tenant_gets_only_its_own_series_with_their_headers() {
+        let text = "# HELP a_total A.\n# TYPE a_total counter\n\
+            a_total{tenant=\"t\",plugin=\"p\"} 1\n\
+            a_total{tenant=\"u\",plugin=\"q\"} 2\n\
+            a_total{plugin=\"x\",playbook=\"tenant=\\\"t\\\"\",tenant=\"u\"} 3\n\
+            a_total{tenant=\"tt\"} 4\n\
+            # HELP b B.\n# TYPE b gauge\nb{tenant=\"u\"} 5\n\
+            # TYPE h histogram\nh_bucket{tenant=\"t\",le=\"1\"} 6\nh_sum{tenant=\"t\"} 7\nh_count{tenant=\"t\"} 1\n\
+            herald_build_info{version=\"1\"} 1\nherald_journal_size_bytes 9\n";
+        let got = tenant_series(text, "t");
+        assert_eq!(
+            got,
+            "# HELP a_total A.\n# TYPE a_total counter\na_total{tenant=\"t\",plugin=\"p\"} 1\n\
+             # TYPE h histogram\nh_bucket{tenant=\"t\",le=\"1\"} 6\nh_sum{tenant=\"t\"} 7\nh_count{tenant=\"t\"} 1\n"
+        );
+        assert_eq!(tenant_series(text, "nobody"), "");
+        assert_eq!(
+            label_value("m{a=\"x\\\\\",tenant=\"v\"} 1", "tenant").as_deref(),
+            Some("v")
+        );
+        assert_eq!(label_value("m 1", "tenant"), None);
     }
 
     #[test]

@@ -111,7 +111,10 @@ impl wit_metrics::Host for HostState {
 
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
-        match self.journal.state_get(&self.ident.plugin, &key) {
+        match self
+            .journal
+            .state_get(&self.ident.tenant, &self.ident.plugin, &key)
+        {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(plugin = %self.ident.plugin, "plugin state read failed: {e}");
@@ -124,12 +127,18 @@ impl state::Host for HostState {
             tracing::warn!(plugin = %self.ident.plugin, "plugin state write refused: key over {MAX_STATE_KEY} or value over {MAX_STATE_VALUE} bytes");
             return;
         }
-        if let Err(e) = self.journal.state_set(&self.ident.plugin, &key, &value) {
+        if let Err(e) = self
+            .journal
+            .state_set(&self.ident.tenant, &self.ident.plugin, &key, &value)
+        {
             tracing::error!(plugin = %self.ident.plugin, "plugin state write failed: {e}");
         }
     }
     fn delete(&mut self, key: String) {
-        if let Err(e) = self.journal.state_delete(&self.ident.plugin, &key) {
+        if let Err(e) = self
+            .journal
+            .state_delete(&self.ident.tenant, &self.ident.plugin, &key)
+        {
             tracing::error!(plugin = %self.ident.plugin, "plugin state delete failed: {e}");
         }
     }

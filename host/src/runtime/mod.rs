@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use thiserror::Error;
@@ -88,8 +88,10 @@ pub enum CallError {
     CpuTimeout(u64),
     #[error("plugin call exceeded its wall time limit ({0} ms); it was blocked or too slow")]
     WallTimeout(u64),
-    #[error("plugin exceeded its memory limit ({0} MiB)")]
-    Memory(u64),
+    /// The instance's own `memory_mib`, or the host-wide ceiling across
+    /// instances; the message says which.
+    #[error("{0}")]
+    Memory(String),
     #[error("plugin refused its configuration: {0}")]
     Configure(String),
     #[error("cannot instantiate the plugin: {0}")]
@@ -110,6 +112,11 @@ impl CallError {
         }
     }
 }
+
+/// What one host log record adds around a plugin's line (time, level,
+/// target, the instance, tenant and delivery ids of a JSON log line),
+/// charged to `limits.max_log_bytes` with every line.
+pub const LOG_RECORD_OVERHEAD: u64 = 512;
 
 /// Longest fault message kept (logs, delivery records, `/v1/plugins`).
 pub const MAX_FAULT_MESSAGE: usize = 1024;
@@ -164,7 +171,8 @@ pub struct CallCounters {
     /// Epoch ticks (10 ms) in which the guest ran during this call.
     cpu_ticks: AtomicU64,
     cpu_limit_ticks: AtomicU64,
-    memory_exceeded: AtomicBool,
+    /// Why a memory grow was refused during this call, if one was.
+    memory_exceeded: Mutex<Option<String>>,
     log_bytes: AtomicU64,
     max_log_bytes: u64,
     http_requests: AtomicU32,
@@ -182,7 +190,7 @@ impl CallCounters {
         Self {
             cpu_ticks: AtomicU64::new(0),
             cpu_limit_ticks: AtomicU64::new((limits.cpu_ms / EPOCH_TICK.as_millis() as u64).max(1)),
-            memory_exceeded: AtomicBool::new(false),
+            memory_exceeded: Mutex::new(None),
             log_bytes: AtomicU64::new(0),
             max_log_bytes: limits.max_log_bytes,
             http_requests: AtomicU32::new(0),
@@ -197,7 +205,7 @@ impl CallCounters {
 
     fn reset(&self) {
         self.cpu_ticks.store(0, Ordering::Relaxed);
-        self.memory_exceeded.store(false, Ordering::Relaxed);
+        *lock(&self.memory_exceeded) = None;
         self.log_bytes.store(0, Ordering::Relaxed);
         self.http_requests.store(0, Ordering::Relaxed);
         lock(&self.faults).clear();
@@ -221,14 +229,17 @@ impl CallCounters {
         }
     }
 
-    /// Takes `n` bytes of the call's log budget; false (and a `log_limit`
-    /// fault) when the budget is spent.
+    /// Takes one host log record with `n` bytes of the plugin's text out of
+    /// the call's log budget: the text plus [`LOG_RECORD_OVERHEAD`], so that
+    /// the budget bounds the host log the output becomes, also for a flood
+    /// of tiny lines. False (and a `log_limit` fault) when the budget is spent.
     pub(crate) fn take_log_budget(&self, n: usize) -> bool {
-        let used = self.log_bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let cost = n as u64 + LOG_RECORD_OVERHEAD;
+        let used = self.log_bytes.fetch_add(cost, Ordering::Relaxed) + cost;
         if used > self.max_log_bytes {
             let max = self.max_log_bytes;
             self.soft_fault("log_limit", || {
-                format!("the plugin wrote more than {max} bytes of log in one call (limits.max_log_bytes); the rest was dropped")
+                format!("the plugin wrote more than {max} bytes of log in one call (limits.max_log_bytes, each line counting {LOG_RECORD_OVERHEAD} bytes more for its host log record); the rest was dropped")
             });
             return false;
         }
@@ -338,26 +349,94 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Caps linear memory and remembers that it did, so the fault is named.
+/// The linear memory of every plugin instance of the host together, held
+/// under `runtime.max_plugin_memory_mib`: each store's limiter takes what a
+/// memory grows by and gives it all back when the store is dropped.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: AtomicU64,
+    ceiling: AtomicU64,
+}
+
+impl MemoryBudget {
+    fn new(ceiling_mib: u64) -> Self {
+        Self {
+            used: AtomicU64::new(0),
+            ceiling: AtomicU64::new(ceiling_mib << 20),
+        }
+    }
+
+    /// Takes `n` bytes; on refusal, the bytes in use and the ceiling.
+    fn take(&self, n: u64) -> Result<(), (u64, u64)> {
+        let ceiling = self.ceiling.load(Ordering::Relaxed);
+        let taken = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= ceiling)
+            });
+        match taken {
+            Ok(used) => {
+                metrics::gauge!("herald_plugin_memory_bytes").set((used + n) as f64);
+                Ok(())
+            }
+            Err(used) => Err((used, ceiling)),
+        }
+    }
+
+    fn give_back(&self, n: u64) {
+        let before = self.used.fetch_sub(n, Ordering::AcqRel);
+        metrics::gauge!("herald_plugin_memory_bytes").set(before.saturating_sub(n) as f64);
+    }
+
+    /// Bytes of linear memory the live instances hold.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Caps linear memory (the instance's own limit and the host-wide budget)
+/// and remembers that it did, so the fault is named.
 struct MemoryLimiter {
     max_bytes: usize,
     counters: Arc<CallCounters>,
+    budget: Arc<MemoryBudget>,
+    /// What this store took from the budget.
+    held: u64,
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.budget.give_back(self.held);
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
-            self.counters.memory_exceeded.store(true, Ordering::Relaxed);
-            return Err(wasmtime::format_err!(
-                "memory limit of {} bytes exceeded (growing to {desired} bytes)",
-                self.max_bytes
-            ));
+            let message = format!(
+                "plugin exceeded its memory limit ({} MiB, limits.memory_mib): growing to {desired} bytes was refused",
+                self.max_bytes >> 20
+            );
+            *lock(&self.counters.memory_exceeded) = Some(message.clone());
+            return Err(wasmtime::format_err!("{message}"));
         }
+        let grow = desired.saturating_sub(current) as u64;
+        if let Err((used, ceiling)) = self.budget.take(grow) {
+            let message = format!(
+                "the host-wide plugin memory ceiling is reached (runtime.max_plugin_memory_mib = {} MiB; plugin instances hold {} MiB): growing this instance by {} KiB was refused",
+                ceiling >> 20,
+                used >> 20,
+                grow >> 10
+            );
+            *lock(&self.counters.memory_exceeded) = Some(message.clone());
+            return Err(wasmtime::format_err!("{message}"));
+        }
+        self.held += grow;
         Ok(true)
     }
 
@@ -394,6 +473,8 @@ pub struct Runtime {
     loaded: Arc<Mutex<HashMap<String, Weak<SinkPre>>>>,
     /// Keep-alive connections for every instance's outbound HTTP.
     http: pool::OutboundPool,
+    /// The linear memory of all instances together (`runtime.max_plugin_memory_mib`).
+    memory: Arc<MemoryBudget>,
 }
 
 /// Herald's engine settings, part of the compile cache key.
@@ -444,7 +525,22 @@ impl Runtime {
             cache,
             http: pool::OutboundPool::new(),
             loaded: Arc::new(Mutex::new(HashMap::new())),
+            memory: Arc::new(MemoryBudget::new(
+                crate::config::RuntimeConfig::default().max_plugin_memory_mib,
+            )),
         })
+    }
+
+    /// Sets the host-wide ceiling on the linear memory of all plugin
+    /// instances together (`runtime.max_plugin_memory_mib`). Memory already
+    /// held stays; grows beyond the new ceiling are refused.
+    pub fn set_memory_ceiling(&self, mib: u64) {
+        self.memory.ceiling.store(mib << 20, Ordering::Relaxed);
+    }
+
+    /// The host-wide memory budget of plugin instances.
+    pub fn memory(&self) -> &MemoryBudget {
+        &self.memory
     }
 
     /// Compiles a component (or loads it from the compile cache) and checks
@@ -633,6 +729,7 @@ pub struct PluginInstance {
     http: pool::OutboundPool,
     journal: Journal,
     metrics: Metrics,
+    memory: Arc<MemoryBudget>,
     live: Option<(Store<HostState>, Sink)>,
     /// Faults of a `configure` that still succeeded, reported with the next call.
     pending_faults: Vec<Fault>,
@@ -654,6 +751,7 @@ impl PluginInstance {
             http: runtime.http.clone(),
             journal,
             metrics,
+            memory: runtime.memory.clone(),
             live: None,
             pending_faults: Vec::new(),
         }
@@ -724,6 +822,8 @@ impl PluginInstance {
             limiter: MemoryLimiter {
                 max_bytes: (self.spec.limits.memory_mib as usize) << 20,
                 counters: counters.clone(),
+                budget: self.memory.clone(),
+                held: 0,
             },
             counters,
             ident,
@@ -758,8 +858,8 @@ impl PluginInstance {
         {
             return CallError::CpuTimeout(self.spec.limits.cpu_ms);
         }
-        if counters.memory_exceeded.load(Ordering::Relaxed) {
-            return CallError::Memory(self.spec.limits.memory_mib);
+        if let Some(message) = lock(&counters.memory_exceeded).clone() {
+            return CallError::Memory(message);
         }
         let trap = err.downcast_ref::<wasmtime::Trap>().copied().or_else(|| {
             err.chain()

@@ -18,6 +18,8 @@
 //! | `tcp_listen` | binds `address` and listens | `denied_socket` |
 //! | `escape` | reads a file, the environment and stdin; answers `permanent("ESCAPED ...")` if any works | none |
 //! | `log_flood` | `count` log lines through `log`, stdout and stderr | `log_limit` |
+//! | `log_tiny` | `count` one-byte lines on stdout | `log_limit` |
+//! | `hold` | allocates `count` MiB when configured and keeps it; answers ok | `memory` when the host-wide ceiling refuses it |
 //! | `block` | a request to `url` that never answers, with a long timeout | `wall_timeout` |
 //! | `huge_error` | answers retryable with a `count`-byte reason | none (the host bounds it) |
 //! | `huge_panic` | panics with a `count`-byte message | `panic` |
@@ -52,13 +54,26 @@ pub struct Config {
 
 pub struct Hostile {
     config: Config,
+    /// Memory kept for the instance's life (`hold`).
+    _held: Vec<Vec<u8>>,
 }
 
 impl Plugin for Hostile {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, String> {
-        Ok(Hostile { config })
+        let mut held = Vec::new();
+        if config.mode == "hold" {
+            for i in 0..config.count.unwrap_or(1) {
+                let mut b = vec![0u8; 1 << 20];
+                b[4096] = i as u8;
+                held.push(black_box(b));
+            }
+        }
+        Ok(Hostile {
+            config,
+            _held: held,
+        })
     }
 
     fn handle(&mut self, event: &EventRef<'_>, attempt: u32) -> Outcome {
@@ -164,6 +179,15 @@ impl Plugin for Hostile {
                 let _ = std::io::stdout().flush();
                 ok()
             }
+            "log_tiny" => {
+                let mut out = std::io::stdout().lock();
+                for _ in 0..count {
+                    let _ = out.write_all(b"x\n");
+                }
+                let _ = out.flush();
+                ok()
+            }
+            "hold" => ok(),
             "huge_error" => retryable("E".repeat(count as usize), None),
             other => permanent(format!("unknown mode {other:?}")),
         }
