@@ -616,8 +616,14 @@ impl Config {
                     }
                 }
                 other => {
-                    const SECTIONS: [&str; 6] =
-                        ["server", "storage", "telemetry", "runtime", "tenants", "plugins"];
+                    const SECTIONS: [&str; 6] = [
+                        "server",
+                        "storage",
+                        "telemetry",
+                        "runtime",
+                        "tenants",
+                        "plugins",
+                    ];
                     let near = SECTIONS
                         .iter()
                         .find(|s| strsim::levenshtein(s, other) <= 2)
@@ -735,6 +741,19 @@ impl Config {
                         &["tenants", name],
                         "tokens",
                         "this token hash is also in server.admin_tokens; a token is either a tenant's or the admin's, give each its own (`herald token new`)",
+                    ));
+                } else if config
+                    .server
+                    .metrics_tokens
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(t))
+                {
+                    // A metrics token reads every tenant's series: one that is
+                    // also a tenant's would let that tenant see the others.
+                    problems.push(locator.problem(
+                        &["tenants", name],
+                        "tokens",
+                        "this token hash is also in server.metrics_tokens, which read every tenant's series; give the scraper its own token (`herald token new`)",
                     ));
                 } else if let Some(other) = seen_tokens.insert(t.to_lowercase(), name.clone()) {
                     problems.push(locator.problem(
@@ -1376,6 +1395,21 @@ mod tests {
     }
 
     #[test]
+    fn a_token_of_a_tenant_and_the_metrics_scraper_is_refused() {
+        let hash = token_hash("both");
+        let text = format!(
+            "[server]\nmetrics_tokens = [\"{hash}\"]\n[tenants.ops]\ntokens = [\"{hash}\"]\n"
+        );
+        let got = problems_of(&text, "metrics");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].0, got[0].2.as_str()), (4, "tenants.ops.tokens"));
+        assert!(
+            got[0].3.contains("also in server.metrics_tokens"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn every_unset_secret_is_reported_and_left_empty() {
         let d = tmpdir("unset");
         write(&d, "p.wasm", "x");
@@ -1398,6 +1432,7 @@ mod tests {
             server: ServerConfig::default(),
             storage: StorageConfig::default(),
             telemetry: TelemetryConfig::default(),
+            runtime: RuntimeConfig::default(),
             tenants: BTreeMap::new(),
             plugins: BTreeMap::new(),
         };
