@@ -198,8 +198,8 @@ try:
 except ImportError:  # pragma: no cover
     _ANSIBLE_VERSION = None
 
-# The shared code (wire, redact, spool, shipper, background) is plain Python modules beside this
-# file in both packagings, imported, never copied into it.
+# The shared code lives in modules of its own (herald_ansible/*.py; in the collection,
+# plugins/plugin_utils/*.py), imported, never copied into this file, which both packagings ship as is.
 if __name__.startswith("ansible_collections."):
     # the collection herald.events (this file is plugins/callback/herald.py): its plugin_utils
     from ansible_collections.herald.events.plugins.plugin_utils import background as _background
@@ -231,6 +231,8 @@ else:
             raise
 
     _load_herald_ansible()
+    # by name through importlib: this same file is the collection's plugin, which has no
+    # `import herald_ansible` statement (the packaging test checks it)
     _background = importlib.import_module("herald_ansible.background")
     _redact = importlib.import_module("herald_ansible.redact")
     _shipper = importlib.import_module("herald_ansible.shipper")
