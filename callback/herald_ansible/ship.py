@@ -22,7 +22,9 @@ import random
 import sys
 import time
 
-from herald_ansible import spool as S
+from herald_ansible.quarantine import quarantined_runs, requeue_quarantined
+from herald_ansible.shipper import Shipper
+from herald_ansible.spool import default_spool_dir, spool_files
 
 
 def _ansible_cfg_section() -> dict:
@@ -63,7 +65,7 @@ def _setting(args_value, env_name, cfg, key, default=None):
 
 
 def _list_quarantined(spool_dir: str, quiet: bool) -> int:
-    runs = S.quarantined_runs(spool_dir)
+    runs = quarantined_runs(spool_dir)
     if not runs:
         if not quiet:
             print("herald-ship: no quarantined events in %s" % spool_dir)
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--url", help="Herald host base URL (HERALD_URL)")
     p.add_argument("--token", help="tenant token (HERALD_TOKEN)")
-    p.add_argument("--spool-dir", help="spool directory (HERALD_SPOOL_DIR; default %s)" % S.default_spool_dir())
+    p.add_argument("--spool-dir", help="spool directory (HERALD_SPOOL_DIR; default %s)" % default_spool_dir())
     p.add_argument("--timeout", type=float, help="seconds per HTTP request (HERALD_TIMEOUT, default 10)")
     p.add_argument("--max-time", type=float, default=60.0,
                    help="give up retrying after this many seconds (default 60); what is unsent stays spooled")
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
     cfg = _ansible_cfg_section()
     url = _setting(a.url, "HERALD_URL", cfg, "url")
     token = _setting(a.token, "HERALD_TOKEN", cfg, "token", "")
-    spool_dir = _setting(a.spool_dir, "HERALD_SPOOL_DIR", cfg, "spool_dir") or S.default_spool_dir()
+    spool_dir = _setting(a.spool_dir, "HERALD_SPOOL_DIR", cfg, "spool_dir") or default_spool_dir()
     spool_dir = os.path.expandvars(os.path.expanduser(spool_dir))
     try:
         timeout = float(_setting(a.timeout, "HERALD_TIMEOUT", cfg, "timeout", 10.0))
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
         return _list_quarantined(spool_dir, a.quiet)
     for run_id in a.requeue:
         try:
-            moved = S.requeue_quarantined(spool_dir, run_id)
+            moved = requeue_quarantined(spool_dir, run_id)
         except OSError as e:
             print("herald-ship: cannot requeue run %s: %s" % (run_id, e), file=sys.stderr)
             return 1
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
             print("herald-ship: nothing to send (%s does not exist)" % spool_dir)
         return 0
 
-    sh = S.Shipper(url, token, spool_dir, batch_max_events=bme, batch_max_bytes=bmb, timeout=timeout,
+    sh = Shipper(url, token, spool_dir, batch_max_events=bme, batch_max_bytes=bmb, timeout=timeout,
                    spool_max_bytes=smb)
     deadline = time.monotonic() + max(0.0, a.max_time)
     backoff = 0.0
@@ -167,7 +169,7 @@ def main(argv=None) -> int:
         print("herald-ship: the host at %s refused the token (%s); nothing more was sent and every spooled "
               "event stays in %s: check HERALD_TOKEN (or --token, [callback_herald] token)"
               % (url, sh.auth_error, spool_dir), file=sys.stderr)
-    left_runs = len(S.spool_files(spool_dir))
+    left_runs = len(spool_files(spool_dir))
     if not a.quiet or res.remaining:
         print("herald-ship: sent %d event(s) in %d request(s); quarantined %d; dropped %d; %d spooled run(s) left"
               % (sh.total_sent, sh.requests, sh.total_quarantined, sh.total_dropped, left_runs),

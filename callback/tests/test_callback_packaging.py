@@ -81,3 +81,43 @@ def test_collection_builds_installs_and_runs(runner, receiver, tmp_path):
     kinds = receiver.kinds()
     assert kinds["playbook_on_start"] == 1 and kinds["runner_on_ok"] == 2 and kinds["playbook_on_stats"] == 1
     assert runner.spool_files() == []
+
+
+SHARED = ["wire", "redact", "spool", "quarantine", "shipper", "background"]
+
+
+def test_collection_ships_the_package_modules_unchanged_and_imports_only_them(runner, receiver, tmp_path):
+    """The collection gets the package's files copied, not spliced (the plugin as it is, the shared
+    modules under plugins/plugin_utils/), and its plugin imports them from there by the collection's
+    name: a herald_ansible that Ansible's Python could import is never touched."""
+    out = tmp_path / "dist"
+    p = subprocess.run([sys.executable, str(CALLBACK_ROOT / "build_collection.py"), "--build", str(out),
+                        "--ansible-galaxy", ansible_bin("ansible-galaxy")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (tarball,) = out.glob("herald-events-*.tar.gz")
+    cpath = tmp_path / "collections"
+    p = subprocess.run([ansible_bin("ansible-galaxy"), "collection", "install", "-p", str(cpath), str(tarball)],
+                       env=runner.env(enabled=False), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    plugins = cpath / "ansible_collections" / "herald" / "events" / "plugins"
+    assert (plugins / "callback" / "herald.py").read_bytes() == (CALLBACK_DIR / "herald.py").read_bytes()
+    pkg = CALLBACK_ROOT / "herald_ansible"
+    assert sorted(f.stem for f in (plugins / "plugin_utils").glob("*.py")) == sorted(SHARED)
+    for name in SHARED:
+        assert (plugins / "plugin_utils" / (name + ".py")).read_bytes() == (pkg / (name + ".py")).read_bytes(), name
+
+    # A herald_ansible first on Ansible's sys.path that records being imported and then fails.
+    decoy = tmp_path / "decoy" / "herald_ansible"
+    decoy.mkdir(parents=True)
+    marker = tmp_path / "decoy-imported"
+    (decoy / "__init__.py").write_text("open(%r, 'w').close()\nraise RuntimeError('decoy herald_ansible')\n"
+                                       % str(marker))
+    pb = runner.write("c.yml", "- hosts: local\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+    r = runner.playbook(pb, enabled=False, PYTHONNOUSERSITE="1", PYTHONPATH=str(decoy.parent),
+                        ANSIBLE_COLLECTIONS_PATH=str(cpath), ANSIBLE_CALLBACKS_ENABLED="herald.events.herald")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "WARNING" not in r.stderr, r.stderr
+    assert not marker.exists(), "the collection's plugin imported herald_ansible"
+    kinds = receiver.kinds()
+    assert kinds["playbook_on_start"] == 1 and kinds["runner_on_ok"] == 2 and kinds["playbook_on_stats"] == 1
+    assert runner.spool_files() == []

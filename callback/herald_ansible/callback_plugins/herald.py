@@ -198,19 +198,46 @@ try:
 except ImportError:  # pragma: no cover
     _ANSIBLE_VERSION = None
 
-# BEGIN herald-spool-import (the collection build replaces this block with spool.py)
-try:
-    from herald_ansible import spool as _S
-except ImportError:
-    # loaded by path from a pip install whose package is not importable by this Python:
-    # spool.py sits one directory up
-    import importlib.util as _ilu
+# The shared code lives in modules of its own (herald_ansible/*.py; in the collection,
+# plugins/plugin_utils/*.py), imported, never copied into this file, which both packagings ship as is.
+if __name__.startswith("ansible_collections."):
+    # the collection herald.events (this file is plugins/callback/herald.py): its plugin_utils
+    from ansible_collections.herald.events.plugins.plugin_utils import background as _background
+    from ansible_collections.herald.events.plugins.plugin_utils import redact as _redact
+    from ansible_collections.herald.events.plugins.plugin_utils import shipper as _shipper
+    from ansible_collections.herald.events.plugins.plugin_utils import spool as _spool
+    from ansible_collections.herald.events.plugins.plugin_utils import wire as _wire
+else:
+    # the pip package herald-ansible (ANSIBLE_CALLBACK_PLUGINS=$(python3 -m herald_ansible.path);
+    # this file is herald_ansible/callback_plugins/herald.py)
+    import importlib
+    import importlib.util
 
-    _spool_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "spool.py")
-    _spec = _ilu.spec_from_file_location("herald_ansible_spool", _spool_path)
-    _S = _ilu.module_from_spec(_spec)
-    _spec.loader.exec_module(_S)
-# END herald-spool-import
+    def _load_herald_ansible():
+        """Make the package herald_ansible importable: as installed for this Python, else
+        loaded from the directory above this file (Ansible may run on another Python than
+        the one the package was installed for)."""
+        if "herald_ansible" in sys.modules or importlib.util.find_spec("herald_ansible") is not None:
+            return
+        pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        spec = importlib.util.spec_from_file_location(
+            "herald_ansible", os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir])
+        pkg = importlib.util.module_from_spec(spec)
+        sys.modules["herald_ansible"] = pkg
+        try:
+            spec.loader.exec_module(pkg)
+        except BaseException:
+            del sys.modules["herald_ansible"]
+            raise
+
+    _load_herald_ansible()
+    # by name through importlib: this same file is the collection's plugin, which has no
+    # `import herald_ansible` statement (the packaging test checks it)
+    _background = importlib.import_module("herald_ansible.background")
+    _redact = importlib.import_module("herald_ansible.redact")
+    _shipper = importlib.import_module("herald_ansible.shipper")
+    _spool = importlib.import_module("herald_ansible.spool")
+    _wire = importlib.import_module("herald_ansible.wire")
 
 _LOOP_EVENTS = frozenset(("runner_on_ok", "runner_on_failed", "runner_on_skipped"))
 _ASYNC_EVENTS = frozenset(("runner_on_async_poll", "runner_on_async_ok", "runner_on_async_failed"))
@@ -270,9 +297,9 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super().__init__(display=display)
         self._cfg = None
-        self._run_id = _S.uuid4()
+        self._run_id = _wire.uuid4()
         self._controller = socket.gethostname()
-        self._controller_json = _S.encode_json(self._controller)
+        self._controller_json = _wire.encode_json(self._controller)
         self._counter = 0
         self._lock = threading.Lock()
         self._writer = None
@@ -315,7 +342,7 @@ class CallbackModule(CallbackBase):
         self._cfg = {
             "url": (g("url") or "").strip(),
             "token": g("token") or "",
-            "spool_dir": g("spool_dir") or _S.default_spool_dir(),
+            "spool_dir": g("spool_dir") or _spool.default_spool_dir(),
             "flush_timeout": float(g("flush_timeout")),
             "batch_max_events": int(g("batch_max_events")),
             "batch_max_bytes": int(g("batch_max_bytes")),
@@ -327,10 +354,10 @@ class CallbackModule(CallbackBase):
             "max_result_bytes": int(g("max_result_bytes")),
             "timeout": float(g("timeout")),
         }
-        self._cleaner = _S.Cleaner(self._cfg["redact_keys"], self._cfg["send_facts"])
+        self._cleaner = _redact.Cleaner(self._cfg["redact_keys"], self._cfg["send_facts"])
         labels, bad = parse_labels(g("labels"))
         self._cfg["labels"] = labels
-        self._labels_json = ',"labels":' + _S.encode_json(labels) if labels else ""
+        self._labels_json = ',"labels":' + _wire.encode_json(labels) if labels else ""
         if bad:
             self._display.warning("herald: labels: ignored %s (expected KEY=VALUE pairs separated by commas)"
                                   % ", ".join(repr(b) for b in bad))
@@ -366,13 +393,13 @@ class CallbackModule(CallbackBase):
             self._load_options()
         cfg = self._cfg
         try:
-            self._writer = _S.SpoolWriter(cfg["spool_dir"], self._run_id, cfg["spool_max_bytes"])
+            self._writer = _spool.SpoolWriter(cfg["spool_dir"], self._run_id, cfg["spool_max_bytes"])
         except OSError as e:
             self._disabled = True
             self._display.warning("herald: cannot open the spool in %s (%s); events of this run are not recorded"
                                   % (cfg["spool_dir"], e))
             return
-        self._shipper = _S.Shipper(
+        self._shipper = _shipper.Shipper(
             cfg["url"], cfg["token"], cfg["spool_dir"],
             batch_max_events=cfg["batch_max_events"], batch_max_bytes=cfg["batch_max_bytes"],
             timeout=cfg["timeout"], spool_max_bytes=cfg["spool_max_bytes"], own=self._writer)
@@ -385,7 +412,7 @@ class CallbackModule(CallbackBase):
                 "nourl", "herald: no url set ([callback_herald] url or HERALD_URL); the events of run %s are only "
                 "spooled in %s (send them later with herald-ship)" % (self._run_id, cfg["spool_dir"]))
         else:
-            self._bg = _S.BackgroundShipper(self._shipper, cfg["batch_max_age"])
+            self._bg = _background.BackgroundShipper(self._shipper, cfg["batch_max_age"])
             self._bg.start()
         atexit.register(self._atexit)
         if threading.current_thread() is threading.main_thread():
@@ -403,9 +430,9 @@ class CallbackModule(CallbackBase):
             self._start()
             if self._disabled:
                 return None
-        ev_uuid = event_uuid or _S.uuid4()
+        ev_uuid = event_uuid or _wire.uuid4()
         event_data["uuid"] = ev_uuid  # as ansible-runner: the event's uuid, again, in event_data
-        enc = _S.encode_json
+        enc = _wire.encode_json
         if res is not None:
             event_data["res"] = self._cleaner.clean(res) if isinstance(res, dict) else {"value": res}
         ed_json = enc(event_data)
@@ -414,12 +441,12 @@ class CallbackModule(CallbackBase):
             res = event_data.pop("res")
             res_json = enc(res)
             if len(res_json) > limit:
-                res_json = _S.truncate_result(res, res_json, limit)
+                res_json = _redact.truncate_result(res, res_json, limit)
             ed_json = enc(event_data)
             ed_json = '{"res":' + res_json + "}" if ed_json == "{}" else ed_json[:-1] + ',"res":' + res_json + "}"
         # uuid, event, run_id, created and parent_uuid are ours and need no escaping
         head = '{"uuid":"%s","event":"%s","run_id":"%s","created":"%s","controller":%s%s' % (
-            ev_uuid, event, self._run_id, _S.now_iso(now), self._controller_json, self._labels_json)
+            ev_uuid, event, self._run_id, _wire.now_iso(now), self._controller_json, self._labels_json)
         if parent_uuid:
             head += ',"parent_uuid":"%s"' % parent_uuid
         with self._lock:
@@ -452,7 +479,7 @@ class CallbackModule(CallbackBase):
         ctx = {
             "user": None,
             "ansible_version": _ANSIBLE_VERSION,
-            "callback_version": _S.VERSION,
+            "callback_version": _wire.VERSION,
             "python_version": "%d.%d.%d" % sys.version_info[:3],
             "controller": self._controller,
             "pid": os.getpid(),
@@ -573,9 +600,9 @@ class CallbackModule(CallbackBase):
         else:
             start = None
         if start is not None:
-            d["start"] = _S.now_iso(start)
+            d["start"] = _wire.now_iso(start)
             d["duration"] = round(now - start, 6)
-        d["end"] = _S.now_iso(now)
+        d["end"] = _wire.now_iso(now)
         if event in _LOOP_EVENTS:
             # as ansible-runner: the task's `with_<lookup>` name (null for `loop:` and no loop)
             d["event_loop"] = getattr(task, "loop_with", None)
@@ -591,7 +618,7 @@ class CallbackModule(CallbackBase):
 
     # ------------------------------------------------------------------ playbook / play / task
     def _playbook_on_start_impl(self, file_name, synthesized=False):
-        self._playbook_uuid = _S.uuid4()
+        self._playbook_uuid = _wire.uuid4()
         self._playbook = _str(file_name) if file_name else "__adhoc_playbook__"
         self._play = None
         self._play_event = None
@@ -743,7 +770,7 @@ class CallbackModule(CallbackBase):
         now = time.time()
         self._starts[(d["host"], d["task_uuid"])] = [now, now]
         self._host_task[d["host"]] = task
-        d["start"] = _S.now_iso(now)
+        d["start"] = _wire.now_iso(now)
         self._emit("runner_on_start", d, parent_uuid=self._parent_for(task), now=now)
 
     @_safe
