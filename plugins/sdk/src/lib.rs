@@ -586,48 +586,48 @@ mod tests {
 
     #[test]
     fn host_failures() {
-        use testing::{event, host_event};
-        let failed = host_event(
-            EventKind::RunnerOnFailed,
-            Status::Failed,
-            "r",
-            "p",
-            "h",
-            "t",
-            None,
-        );
-        assert_eq!(HostFailure::of(&failed), Some(HostFailure::Failed));
-        assert_eq!(HostFailure::Failed.as_str(), "failed");
-        let mut ignored = failed.clone();
-        ignored.ignore_errors = true;
-        assert_eq!(HostFailure::of(&ignored), None);
-        let unreachable = host_event(
-            EventKind::RunnerOnUnreachable,
-            Status::Unreachable,
-            "r",
-            "p",
-            "h",
-            "t",
-            None,
-        );
-        assert_eq!(
-            HostFailure::of(&unreachable),
-            Some(HostFailure::Unreachable)
-        );
-        assert_eq!(HostFailure::Unreachable.as_str(), "unreachable");
-        let ok = host_event(EventKind::RunnerOnOk, Status::Ok, "r", "p", "h", "t", None);
-        assert_eq!(HostFailure::of(&ok), None);
-        // An item's failure is not the host's final result.
-        let mut item = failed.clone();
-        item.kind = EventKind::RunnerItemOnFailed;
-        assert_eq!(HostFailure::of(&item), None);
-        let mut no_status = failed.clone();
-        no_status.status = None;
-        assert_eq!(HostFailure::of(&no_status), None);
-        assert_eq!(
-            HostFailure::of(&event(EventKind::PlaybookOnStart, "r", "p")),
-            None
-        );
+        use EventKind as K;
+        use HostFailure as F;
+        // (kind, status, ignore_errors, what a failure sink reports)
+        let cases = [
+            (
+                K::RunnerOnFailed,
+                Some(Status::Failed),
+                false,
+                Some(F::Failed),
+            ),
+            (K::RunnerOnFailed, Some(Status::Failed), true, None),
+            (
+                K::RunnerOnUnreachable,
+                Some(Status::Unreachable),
+                false,
+                Some(F::Unreachable),
+            ),
+            (
+                K::RunnerOnAsyncFailed,
+                Some(Status::Failed),
+                false,
+                Some(F::Failed),
+            ),
+            (K::RunnerOnOk, Some(Status::Ok), false, None),
+            (K::RunnerOnOk, Some(Status::Changed), false, None),
+            // An item's failure is not the host's final result for the task.
+            (K::RunnerItemOnFailed, Some(Status::Failed), false, None),
+            (K::RunnerOnFailed, None, false, None),
+            (K::PlaybookOnStart, None, false, None),
+        ];
+        for (kind, status, ignore_errors, want) in cases {
+            let mut e = testing::event(kind, "r", "p");
+            e.status = status;
+            e.ignore_errors = ignore_errors;
+            assert_eq!(
+                HostFailure::of(&e),
+                want,
+                "{kind:?} {status:?} {ignore_errors}"
+            );
+        }
+        assert_eq!(F::Failed.as_str(), "failed");
+        assert_eq!(F::Unreachable.as_str(), "unreachable");
     }
 
     #[test]
