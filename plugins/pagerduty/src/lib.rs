@@ -277,10 +277,8 @@ impl PagerDuty {
             details["host"] = json!(h);
         }
         if !s.hosts.is_empty() {
-            details["hosts"] = json!(s.hosts.iter().map(|h| json!({
-                "host": h.host, "ok": h.ok, "changed": h.changed, "failures": h.failures,
-                "unreachable": h.unreachable, "skipped": h.skipped, "rescued": h.rescued, "ignored": h.ignored,
-            })).collect::<Vec<_>>());
+            // The SDK's per-host counters serialize with the same keys (`host`, `ok`, ...).
+            details["hosts"] = json!(s.hosts);
         }
         let mut payload = json!({
             "summary": truncate(&summary, SUMMARY_MAX),
