@@ -10,10 +10,17 @@
 //!   instance's `state`, so a re-delivered stats event does not create a second region;
 //! - 2xx ok; 429/5xx/timeouts retryable (with `Retry-After`); other 4xx permanent.
 
+use herald_sdk::config;
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::text::truncate;
-use herald_sdk::{is_host_result, log, result_message, Event, EventRef, Outcome, Plugin, Status};
+use herald_sdk::{
+    failure_reason, log, playbook_name, result_message, Event, EventRef, HostFailure, Outcome,
+    Plugin,
+};
+// The unit tests (`use super::*`) build events with it.
+#[cfg(test)]
+use herald_sdk::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -39,15 +46,12 @@ pub struct Config {
     /// Also a point annotation per failed or unreachable host.
     #[serde(default)]
     pub failure_annotations: bool,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "config::default_timeout_ms")]
     pub timeout_ms: u64,
 }
 
 fn default_tags() -> Vec<String> {
     vec!["ansible".into()]
-}
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 /// The configured plugin.
@@ -57,39 +61,25 @@ pub struct Grafana {
     tracker: RunTracker,
 }
 
-fn playbook_name(p: &str) -> &str {
-    if p.is_empty() {
-        "ad-hoc run"
-    } else {
-        p
-    }
-}
-
 impl Plugin for Grafana {
     type Config = Config;
 
     fn new(c: Config) -> Result<Self, String> {
-        let base = Url::parse(&c.url).map_err(|e| format!("config key `url`: {e}"))?;
+        let base = config::url("url", &c.url)?;
         if base.path_with_query.contains('?') {
             return Err("config key `url`: give Grafana's base URL without a query".into());
         }
         if c.panel_id.is_some() && c.dashboard_uid.is_none() {
             return Err("config key `panel_id`: needs dashboard_uid".into());
         }
-        if matches!(&c.dashboard_uid, Some(u) if u.trim().is_empty()) {
-            return Err("config key `dashboard_uid`: must not be empty".into());
-        }
+        config::not_blank("dashboard_uid", c.dashboard_uid.as_deref())?;
         if matches!(&c.api_token, Some(t) if t.trim().is_empty() || t.contains(['\r', '\n'])) {
             return Err("config key `api_token`: must be a non-empty single-line string".into());
         }
         for (i, t) in c.tags.iter().enumerate() {
-            if t.trim().is_empty() {
-                return Err(format!("config key `tags[{i}]`: must not be empty"));
-            }
+            config::not_blank(&format!("tags[{i}]"), Some(t))?;
         }
-        if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
-            return Err("config key `timeout_ms`: must be between 1 and 600000".into());
-        }
+        config::check_timeout_ms(c.timeout_ms)?;
         let endpoint = base.join("api/annotations");
         // The URL requests go to, so a path-limited allow_http prefix is judged right.
         herald_sdk::grants::require_http("url", &endpoint.as_string())?;
@@ -115,16 +105,11 @@ impl Plugin for Grafana {
                         s.run_id
                     ));
                 }
-                if matches!(o, Outcome::Ok) {
-                    // Remembered as done: a re-delivered stats event creates no second region.
-                    self.tracker.complete(&s.run_id);
-                }
-                o
+                // Remembered as done: a re-delivered stats event creates no second region.
+                self.tracker.finish(&s.run_id, o)
             }
         };
-        if let Outcome::Permanent(p) | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) =
-            &outcome
-        {
+        if let Some(p) = failure_reason(&outcome) {
             log::warn(&format!("event {}: {p}", event.id));
         }
         outcome
@@ -183,14 +168,10 @@ impl Grafana {
 
     /// A point annotation for a failed or unreachable host, when enabled.
     pub fn failure_annotation(&self, e: &Event) -> Option<Value> {
-        if !self.c.failure_annotations || !is_host_result(e.kind) {
+        if !self.c.failure_annotations {
             return None;
         }
-        let what = match e.status {
-            Some(Status::Unreachable) => "unreachable",
-            Some(Status::Failed) if !e.ignore_errors => "failed",
-            _ => return None,
-        };
+        let what = HostFailure::of(e)?.as_str();
         let host = e.host.clone().unwrap_or_default();
         let task = e.task.as_ref().map(|t| t.name.as_str()).unwrap_or("");
         let msg = result_message(e.res.as_deref(), 1000).unwrap_or_default();

@@ -12,12 +12,16 @@
 //!   tasks and their messages;
 //! - 202 ok; 429 and 5xx retryable (with `Retry-After`); 400 and other 4xx permanent.
 
+use herald_sdk::config;
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Failure, Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::text::truncate;
 use herald_sdk::{
-    is_host_result, log, result_message, state, Event, EventRef, Outcome, Plugin, Status,
+    failure_reason, log, playbook_name, state, Event, EventRef, HostFailure, Outcome, Plugin,
 };
+// The unit tests (`use super::*`) build events with it.
+#[cfg(test)]
+use herald_sdk::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -97,7 +101,7 @@ pub struct Config {
     /// A link added to each event; `{run_id}`, `{tenant}` and `{playbook}` are replaced.
     #[serde(default)]
     pub run_url: Option<String>,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "config::default_timeout_ms")]
     pub timeout_ms: u64,
 }
 
@@ -118,9 +122,6 @@ fn default_sev_failed() -> Severity {
 }
 fn default_sev_unreachable() -> Severity {
     Severity::Critical
-}
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 /// A remembered open incident.
@@ -163,14 +164,6 @@ pub fn dedup_key(tenant: &str, playbook: &str, host: Option<&str>) -> String {
     k
 }
 
-fn playbook_name(p: &str) -> &str {
-    if p.is_empty() {
-        "ad-hoc run"
-    } else {
-        p
-    }
-}
-
 fn failure_json(f: &Failure) -> Value {
     json!({
         "host": f.host, "task": f.task, "action": f.action, "play": f.play,
@@ -185,27 +178,21 @@ impl Plugin for PagerDuty {
         if c.routing_key.trim().is_empty() || c.routing_key.chars().any(char::is_whitespace) {
             return Err("config key `routing_key`: must be a non-empty key without spaces".into());
         }
-        let events_url =
-            Url::parse(&c.events_url).map_err(|e| format!("config key `events_url`: {e}"))?;
-        let change_url = Url::parse(&c.change_events_url)
-            .map_err(|e| format!("config key `change_events_url`: {e}"))?;
+        let events_url = config::url("events_url", &c.events_url)?;
+        let change_url = config::url("change_events_url", &c.change_events_url)?;
         herald_sdk::grants::require_http("events_url", &events_url.as_string())?;
         // Change events are sent only when enabled; their URL need not be allowed otherwise.
         if c.change_events {
             herald_sdk::grants::require_http("change_events_url", &change_url.as_string())?;
         }
-        if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
-            return Err("config key `timeout_ms`: must be between 1 and 600000".into());
-        }
+        config::check_timeout_ms(c.timeout_ms)?;
         for (k, v) in [
             ("source", &c.source),
             ("component", &c.component),
             ("group", &c.group),
             ("class", &c.class),
         ] {
-            if matches!(v, Some(s) if s.trim().is_empty()) {
-                return Err(format!("config key `{k}`: must not be empty"));
-            }
+            config::not_blank(k, v.as_deref())?;
         }
         Ok(PagerDuty {
             c,
@@ -216,21 +203,14 @@ impl Plugin for PagerDuty {
     }
 
     fn handle(&mut self, event: &EventRef<'_>, _attempt: u32) -> Outcome {
-        let observed = self.tracker.observe(event);
-        let outcome = match observed {
+        let outcome = match self.tracker.observe(event) {
             Observed::AlreadyFinished => Outcome::Ok,
             Observed::Progress(summary) => self.on_progress(event, &summary),
-            Observed::Finished(summary) => {
-                let o = self.on_end(&summary, event.created_ms);
-                if matches!(o, Outcome::Ok) {
-                    self.tracker.complete(&summary.run_id);
-                }
-                o
-            }
+            Observed::Finished(summary) => self
+                .tracker
+                .finish(&summary.run_id, self.on_end(&summary, event.created_ms)),
         };
-        if let Outcome::Permanent(p) | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) =
-            &outcome
-        {
+        if let Some(p) = failure_reason(&outcome) {
             log::warn(&format!("event {} (run {}): {p}", event.id, event.run.id));
         }
         outcome
@@ -263,10 +243,7 @@ impl PagerDuty {
 
     fn links(&self, s: &RunSummary) -> Vec<Value> {
         match &self.c.run_url {
-            Some(t) => vec![json!({
-                "href": t.replace("{run_id}", &s.run_id).replace("{tenant}", &s.tenant).replace("{playbook}", &s.playbook),
-                "text": "Herald run",
-            })],
+            Some(t) => vec![json!({ "href": s.run_url(t), "text": "Herald run" })],
             None => vec![],
         }
     }
@@ -300,10 +277,8 @@ impl PagerDuty {
             details["host"] = json!(h);
         }
         if !s.hosts.is_empty() {
-            details["hosts"] = json!(s.hosts.iter().map(|h| json!({
-                "host": h.host, "ok": h.ok, "changed": h.changed, "failures": h.failures,
-                "unreachable": h.unreachable, "skipped": h.skipped, "rescued": h.rescued, "ignored": h.ignored,
-            })).collect::<Vec<_>>());
+            // The SDK's per-host counters serialize with the same keys (`host`, `ok`, ...).
+            details["hosts"] = json!(s.hosts);
         }
         let mut payload = json!({
             "summary": truncate(&summary, SUMMARY_MAX),
@@ -412,44 +387,25 @@ impl PagerDuty {
     }
 
     fn on_progress(&self, e: &Event, s: &RunSummary) -> Outcome {
-        if self.c.trigger_at != TriggerAt::Failure || !is_host_result(e.kind) {
+        if self.c.trigger_at != TriggerAt::Failure {
             return Outcome::Ok;
         }
-        let failed = matches!(e.status, Some(Status::Unreachable))
-            || (e.status == Some(Status::Failed) && !e.ignore_errors);
-        if !failed {
+        let Some(what) = HostFailure::of(e) else {
             return Outcome::Ok;
-        }
-        let host = e.host.as_deref().unwrap_or("");
+        };
+        let this = Failure::from_event(e, what == HostFailure::Unreachable, SUMMARY_MAX);
+        let host = this.host.as_str();
         let fs: Vec<&Failure> = match self.c.granularity {
             Granularity::Run => s.failures.iter().collect(),
             Granularity::Host => s.failures.iter().filter(|f| f.host == host).collect(),
         };
-        let task = e.task.as_ref().map(|t| t.name.as_str()).unwrap_or("");
-        let what = if e.status == Some(Status::Unreachable) {
-            "unreachable"
-        } else {
-            "failed"
-        };
-        let msg = result_message(e.res.as_deref(), SUMMARY_MAX).unwrap_or_default();
         let summary = format!(
-            "Ansible {}: task '{task}' {what} on {host}: {msg}",
-            playbook_name(&s.playbook)
+            "Ansible {}: task '{}' {} on {host}: {}",
+            playbook_name(&s.playbook),
+            this.task,
+            what.as_str(),
+            this.message
         );
-        let this = Failure {
-            host: host.into(),
-            task: task.into(),
-            action: e
-                .task
-                .as_ref()
-                .map(|t| t.action.clone())
-                .unwrap_or_default(),
-            play: e.play.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-            message: msg.clone(),
-            unreachable: what == "unreachable",
-            at_ms: e.created_ms,
-            event_id: e.id.clone(),
-        };
         // The summary holds this failure unless the list was full.
         let mut fs = fs;
         if !fs.iter().any(|f| f.event_id == e.id) {

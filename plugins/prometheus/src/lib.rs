@@ -21,10 +21,12 @@
 //! Counters count each event once: a retried or re-delivered event is recognised by its
 //! sequence in the run summary kept in the instance's `state`.
 
+use herald_sdk::config;
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::{
-    is_host_result, log, metrics, status_name, Event, EventKind, EventRef, Outcome, Plugin, Status,
+    failure_reason, is_host_result, log, metrics, status_name, Event, EventKind, EventRef, Outcome,
+    Plugin, Status,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -56,7 +58,7 @@ pub struct Config {
     #[serde(default)]
     pub bearer_token: Option<String>,
     /// Pushgateway request timeout.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "config::default_timeout_ms")]
     pub timeout_ms: u64,
 }
 
@@ -65,9 +67,6 @@ fn default_job() -> String {
 }
 fn default_prefix() -> String {
     "ansible_".into()
-}
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 /// Labels this plugin or the host set.
@@ -106,9 +105,7 @@ impl Plugin for Prometheus {
 
     fn new(c: Config) -> Result<Self, String> {
         let push_url = match &c.pushgateway_url {
-            Some(u) => {
-                Some(Url::parse(u).map_err(|e| format!("config key `pushgateway_url`: {e}"))?)
-            }
+            Some(u) => Some(config::url("pushgateway_url", u)?),
             None => None,
         };
         if c.job.is_empty() {
@@ -140,9 +137,7 @@ impl Plugin for Prometheus {
                 ));
             }
         }
-        if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
-            return Err("config key `timeout_ms`: must be between 1 and 600000".into());
-        }
+        config::check_timeout_ms(c.timeout_ms)?;
         Ok(Prometheus {
             push_url,
             job: c.job,
@@ -173,9 +168,7 @@ impl Plugin for Prometheus {
                     Some(base) => {
                         let req = self.push_request(base, &summary);
                         let (outcome, _) = req.deliver();
-                        if let Outcome::Permanent(p)
-                        | Outcome::Retryable(herald_sdk::Retry { reason: p, .. }) = &outcome
-                        {
+                        if let Some(p) = failure_reason(&outcome) {
                             log::warn(&format!(
                                 "run {}: Pushgateway push failed: {p}",
                                 summary.run_id
@@ -185,10 +178,7 @@ impl Plugin for Prometheus {
                     }
                     None => Outcome::Ok,
                 };
-                if matches!(outcome, Outcome::Ok) {
-                    self.tracker.complete(&summary.run_id);
-                }
-                outcome
+                self.tracker.finish(&summary.run_id, outcome)
             }
             Observed::Progress(_) | Observed::AlreadyFinished => Outcome::Ok,
         }

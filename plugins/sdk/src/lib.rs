@@ -13,7 +13,11 @@
 //!   `herald check` and the load, with the key named, instead of dead-lettering every event;
 //! - [`log`], [`metrics`], [`state`]: thin wrappers over the host imports;
 //! - [`summary`]: a per-run summary aggregated across events in the durable `state` store;
-//! - [`time`] and [`text`]: clock, RFC 3339 / HTTP-date handling and text helpers.
+//! - [`config`]: the checks every sink's `new` repeats (`timeout_ms` default and bounds, ranges,
+//!   blank strings, URLs), with errors naming the key;
+//! - [`time`] and [`text`]: clock, RFC 3339 / HTTP-date handling and text helpers;
+//! - event helpers: [`kind_name`], [`status_name`], [`result_message`], [`playbook_name`],
+//!   [`HostFailure`], [`failure_reason`].
 //!
 //! Pure logic (config parsing, payloads, classification) is plain Rust and unit-tests natively
 //! (`cargo test --target x86_64-unknown-linux-gnu`); the host imports only work inside the host.
@@ -45,6 +49,7 @@ pub mod grants_bindings {
     });
 }
 
+pub mod config;
 pub mod grants;
 pub mod http;
 pub mod net;
@@ -361,6 +366,61 @@ pub fn is_host_result(kind: EventKind) -> bool {
     )
 }
 
+/// How a host's final result failed: what a sink reporting failures as they happen reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostFailure {
+    /// The task failed and its errors were not ignored.
+    Failed,
+    /// The host could not be reached.
+    Unreachable,
+}
+
+impl HostFailure {
+    /// The failure `e` reports: a host's final result ([`is_host_result`]) with status
+    /// `unreachable`, or `failed` without `ignore_errors`. `None` for every other event (ok,
+    /// changed, skipped, ignored failures, item results, events without a status).
+    pub fn of(e: &Event) -> Option<HostFailure> {
+        if !is_host_result(e.kind) {
+            return None;
+        }
+        match e.status {
+            Some(Status::Unreachable) => Some(HostFailure::Unreachable),
+            Some(Status::Failed) if !e.ignore_errors => Some(HostFailure::Failed),
+            _ => None,
+        }
+    }
+
+    /// `failed` or `unreachable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostFailure::Failed => "failed",
+            HostFailure::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// What messages call a run without a playbook (an ad-hoc `ansible` command).
+pub const AD_HOC_RUN: &str = "ad-hoc run";
+
+/// The playbook's name for messages: `playbook`, or [`AD_HOC_RUN`] when it is empty.
+pub fn playbook_name(playbook: &str) -> &str {
+    if playbook.is_empty() {
+        AD_HOC_RUN
+    } else {
+        playbook
+    }
+}
+
+/// The reason of a failed outcome (retryable or permanent), `None` for [`Outcome::Ok`]: what a
+/// sink logs when a delivery did not go through.
+pub fn failure_reason(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::Ok => None,
+        Outcome::Retryable(Retry { reason, .. }) => Some(reason),
+        Outcome::Permanent(reason) => Some(reason),
+    }
+}
+
 /// A short human message from a module result (`msg`, else `stderr`, `reason`, `stdout`),
 /// at most `max` characters.
 pub fn result_message(result_json: Option<&str>, max: usize) -> Option<String> {
@@ -522,6 +582,64 @@ mod tests {
         );
         assert_eq!(parse_kind("runner-on-ok"), Some(EventKind::RunnerOnOk));
         assert_eq!(parse_kind("nope"), None);
+    }
+
+    #[test]
+    fn host_failures() {
+        use EventKind as K;
+        use HostFailure as F;
+        // (kind, status, ignore_errors, what a failure sink reports)
+        let cases = [
+            (
+                K::RunnerOnFailed,
+                Some(Status::Failed),
+                false,
+                Some(F::Failed),
+            ),
+            (K::RunnerOnFailed, Some(Status::Failed), true, None),
+            (
+                K::RunnerOnUnreachable,
+                Some(Status::Unreachable),
+                false,
+                Some(F::Unreachable),
+            ),
+            (
+                K::RunnerOnAsyncFailed,
+                Some(Status::Failed),
+                false,
+                Some(F::Failed),
+            ),
+            (K::RunnerOnOk, Some(Status::Ok), false, None),
+            (K::RunnerOnOk, Some(Status::Changed), false, None),
+            // An item's failure is not the host's final result for the task.
+            (K::RunnerItemOnFailed, Some(Status::Failed), false, None),
+            (K::RunnerOnFailed, None, false, None),
+            (K::PlaybookOnStart, None, false, None),
+        ];
+        for (kind, status, ignore_errors, want) in cases {
+            let mut e = testing::event(kind, "r", "p");
+            e.status = status;
+            e.ignore_errors = ignore_errors;
+            assert_eq!(
+                HostFailure::of(&e),
+                want,
+                "{kind:?} {status:?} {ignore_errors}"
+            );
+        }
+        assert_eq!(F::Failed.as_str(), "failed");
+        assert_eq!(F::Unreachable.as_str(), "unreachable");
+    }
+
+    #[test]
+    fn playbook_names_and_reasons() {
+        assert_eq!(playbook_name("site.yml"), "site.yml");
+        assert_eq!(playbook_name(""), "ad-hoc run");
+        assert_eq!(failure_reason(&ok()), None);
+        assert_eq!(failure_reason(&permanent("HTTP 400")), Some("HTTP 400"));
+        assert_eq!(
+            failure_reason(&retryable("HTTP 503", Some(1000))),
+            Some("HTTP 503")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! has the same sequence). The summary sees only the events the instance receives: an instance
 //! whose routes filter events gets a partial summary.
 
-use crate::{is_host_result, result_message, Event, EventKind, Status};
+use crate::{is_host_result, result_message, Event, EventKind, Outcome, Status};
 use serde::{Deserialize, Serialize};
 
 /// Failures kept per run (more are counted in `failures_dropped`).
@@ -69,6 +69,28 @@ pub struct Failure {
     pub unreachable: bool,
     pub at_ms: i64,
     pub event_id: String,
+}
+
+impl Failure {
+    /// The failure event `e` reports (`unreachable`, else failed): its host, task, module, play,
+    /// creation time and id, and the result's message ([`result_message`]) cut to `max_message`
+    /// characters (empty when the result has none). Missing fields are empty strings.
+    pub fn from_event(e: &Event, unreachable: bool, max_message: usize) -> Failure {
+        Failure {
+            host: e.host.clone().unwrap_or_default(),
+            task: e.task.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            action: e
+                .task
+                .as_ref()
+                .map(|t| t.action.clone())
+                .unwrap_or_default(),
+            play: e.play.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+            message: result_message(e.res.as_deref(), max_message).unwrap_or_default(),
+            unreachable,
+            at_ms: e.created_ms,
+            event_id: e.id.clone(),
+        }
+    }
 }
 
 /// Per-host counters from the stats event.
@@ -202,20 +224,11 @@ impl RunSummary {
                 self.failures_dropped += 1;
                 return;
             }
-            self.failures.push(Failure {
-                host: e.host.clone().unwrap_or_default(),
-                task: e.task.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-                action: e
-                    .task
-                    .as_ref()
-                    .map(|t| t.action.clone())
-                    .unwrap_or_default(),
-                play: e.play.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-                message: result_message(e.res.as_deref(), MAX_MESSAGE_CHARS).unwrap_or_default(),
-                unreachable: status == Status::Unreachable,
-                at_ms: e.created_ms,
-                event_id: e.id.clone(),
-            });
+            self.failures.push(Failure::from_event(
+                e,
+                status == Status::Unreachable,
+                MAX_MESSAGE_CHARS,
+            ));
         }
     }
 
@@ -259,6 +272,16 @@ impl RunSummary {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// A link to the run from a `run_url` template of the config: `{run_id}`, `{tenant}` and
+    /// `{playbook}` are replaced by the run's values, in that order (a value containing a later
+    /// placeholder has it replaced too).
+    pub fn run_url(&self, template: &str) -> String {
+        template
+            .replace("{run_id}", &self.run_id)
+            .replace("{tenant}", &self.tenant)
+            .replace("{playbook}", &self.playbook)
     }
 
     /// Run-wide `set_stats` data (`custom_stats._run`), if any.
@@ -396,6 +419,16 @@ impl<S: Store> RunTracker<S> {
         } else {
             (Observed::Progress(summary), fresh)
         }
+    }
+
+    /// Ends the handling of a finished run's final event: when `outcome` is ok (the final report
+    /// went out) the run is [completed](RunTracker::complete), else it stays open so the retried
+    /// event reports it again. Returns `outcome`.
+    pub fn finish(&self, run_id: &str, outcome: Outcome) -> Outcome {
+        if matches!(outcome, Outcome::Ok) {
+            self.complete(run_id);
+        }
+        outcome
     }
 
     /// Forgets a finished run's summary and remembers its id (the last [`DONE_RING`]).
@@ -551,6 +584,60 @@ mod tests {
         assert_eq!(s.status(), RunStatus::Successful);
         assert!(s.failed_hosts().is_empty());
         assert_eq!(RunSummary::default().status(), RunStatus::Running);
+    }
+
+    #[test]
+    fn failure_from_an_event() {
+        // web2 fails `install` with "no package".
+        let e = run_events().remove(4);
+        assert_eq!(
+            Failure::from_event(&e, false, 500),
+            Failure {
+                host: "web2".into(),
+                task: "install".into(),
+                action: "ansible.builtin.command".into(),
+                play: "Play one".into(),
+                message: "no package".into(),
+                unreachable: false,
+                at_ms: e.created_ms,
+                event_id: e.id.clone(),
+            }
+        );
+        assert_eq!(Failure::from_event(&e, true, 5).message, "no p…");
+        assert!(Failure::from_event(&e, true, 5).unreachable);
+        let bare = event(EventKind::RunnerOnUnreachable, "r1", "site.yml");
+        let f = Failure::from_event(&bare, true, 500);
+        assert_eq!(
+            (f.host, f.task, f.action, f.play, f.message),
+            Default::default()
+        );
+    }
+
+    #[test]
+    fn run_urls() {
+        let mut s = RunSummary::for_event(&event(EventKind::PlaybookOnStart, "r1", "site.yml"));
+        assert_eq!(
+            s.run_url(
+                "https://herald.example/t/{tenant}/runs/{run_id}?p={playbook}&again={run_id}"
+            ),
+            "https://herald.example/t/acme/runs/r1?p=site.yml&again=r1"
+        );
+        assert_eq!(s.run_url("https://fixed"), "https://fixed");
+        // Replaced in order: a run id holding `{tenant}` gets the tenant too.
+        s.run_id = "x{tenant}".into();
+        assert_eq!(s.run_url("{run_id}"), "xacme");
+    }
+
+    #[test]
+    fn finish_completes_only_delivered_runs() {
+        let t = RunTracker::with_store("", MemoryStore::default());
+        let st = stats_event("r1", "site.yml", &[("a", 1, 0, 0, 0, 0)], None);
+        assert!(matches!(t.observe(&st), Observed::Finished(_)));
+        let retry = t.finish("r1", crate::retryable("HTTP 503", None));
+        assert_eq!(crate::failure_reason(&retry), Some("HTTP 503"));
+        assert!(matches!(t.observe(&st), Observed::Finished(_)));
+        assert!(matches!(t.finish("r1", Outcome::Ok), Outcome::Ok));
+        assert_eq!(t.observe(&st), Observed::AlreadyFinished);
     }
 
     #[test]

@@ -26,11 +26,15 @@ pub fn truncate_bytes(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// `s` on one line: every run of white space (new lines included) becomes one space, and
+/// leading and trailing white space goes.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A bounded, single-line rendering of a response body for error reasons.
 pub fn body_snippet(body: &[u8], max: usize) -> String {
-    let s = String::from_utf8_lossy(body);
-    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    truncate(&one_line, max)
+    truncate(&one_line(&String::from_utf8_lossy(body)), max)
 }
 
 #[cfg(test)]
@@ -43,6 +47,8 @@ mod tests {
         assert_eq!(truncate("hello!", 5), "hell…");
         assert_eq!(truncate("héllo wörld", 3).chars().count(), 3);
         assert_eq!(truncate_bytes("ééé", 3), "é…");
+        assert_eq!(one_line("  a\n  b\tc \r\n"), "a b c");
+        assert_eq!(one_line(""), "");
         assert_eq!(body_snippet(b"a\n  b\tc", 10), "a b c");
         assert_eq!(body_snippet(&[0xff, b'x'], 10), "\u{fffd}x");
     }

@@ -10,10 +10,16 @@
 //! - 200 `ok` is success; 429 honours `Retry-After`; 5xx retryable; Slack's 4xx plain-text errors
 //!   (`invalid_payload`, `channel_not_found`, ...) are permanent and logged.
 
+use herald_sdk::config;
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::text::truncate;
-use herald_sdk::{is_host_result, log, result_message, Event, EventRef, Outcome, Plugin, Status};
+use herald_sdk::{
+    log, playbook_name, result_message, Event, EventRef, HostFailure, Outcome, Plugin,
+};
+// The unit tests (`use super::*`) build events with it.
+#[cfg(test)]
+use herald_sdk::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -57,7 +63,7 @@ pub struct Config {
     /// A link to the run; `{run_id}`, `{tenant}` and `{playbook}` are replaced.
     #[serde(default)]
     pub run_url: Option<String>,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "config::default_timeout_ms")]
     pub timeout_ms: u64,
 }
 
@@ -66,9 +72,6 @@ fn yes() -> bool {
 }
 fn default_max_hosts() -> usize {
     20
-}
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 /// Escapes `&`, `<`, `>` for Slack's mrkdwn and plain text.
@@ -90,14 +93,6 @@ pub fn human_duration(ms: i64) -> String {
     }
 }
 
-fn playbook_name(p: &str) -> &str {
-    if p.is_empty() {
-        "ad-hoc run"
-    } else {
-        p
-    }
-}
-
 /// The configured plugin.
 pub struct Slack {
     c: Config,
@@ -109,20 +104,10 @@ impl Plugin for Slack {
     type Config = Config;
 
     fn new(c: Config) -> Result<Self, String> {
-        let url =
-            Url::parse(&c.webhook_url).map_err(|e| format!("config key `webhook_url`: {e}"))?;
-        herald_sdk::grants::require_http("webhook_url", &url.as_string())?;
-        if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
-            return Err("config key `timeout_ms`: must be between 1 and 600000".into());
-        }
-        if c.max_hosts == 0 || c.max_hosts > 100 {
-            return Err("config key `max_hosts`: must be between 1 and 100".into());
-        }
-        if let Some(ch) = &c.channel {
-            if ch.trim().is_empty() {
-                return Err("config key `channel`: must not be empty".into());
-            }
-        }
+        let url = config::granted_url("webhook_url", &c.webhook_url)?;
+        config::check_timeout_ms(c.timeout_ms)?;
+        config::in_range("max_hosts", c.max_hosts as u64, 1, 100)?;
+        config::not_blank("channel", c.channel.as_deref())?;
         if c.icon_emoji.is_some() && c.icon_url.is_some() {
             return Err("config key `icon_url`: set either icon_emoji or icon_url".into());
         }
@@ -145,10 +130,7 @@ impl Plugin for Slack {
                     Some(msg) => self.send(&msg, event),
                     None => Outcome::Ok,
                 };
-                if matches!(o, Outcome::Ok) {
-                    self.tracker.complete(&s.run_id);
-                }
-                o
+                self.tracker.finish(&s.run_id, o)
             }
         }
     }
@@ -197,14 +179,6 @@ impl Slack {
         m
     }
 
-    fn run_link(&self, s: &RunSummary) -> Option<String> {
-        self.c.run_url.as_ref().map(|t| {
-            t.replace("{run_id}", &s.run_id)
-                .replace("{tenant}", &s.tenant)
-                .replace("{playbook}", &s.playbook)
-        })
-    }
-
     fn context(&self, s: &RunSummary) -> Value {
         let mut parts = vec![
             format!("run `{}`", esc(&s.run_id)),
@@ -213,7 +187,7 @@ impl Slack {
         if let Some(c) = &s.controller {
             parts.push(format!("controller `{}`", esc(c)));
         }
-        if let Some(l) = self.run_link(s) {
+        if let Some(l) = self.c.run_url.as_ref().map(|t| s.run_url(t)) {
             parts.push(format!("<{}|open in Herald>", l));
         }
         json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": truncate(&parts.join(" · "), SECTION_MAX) }] })
@@ -221,14 +195,10 @@ impl Slack {
 
     /// The message for a failed or unreachable host, if the event is one and messages are on.
     pub fn failure_message(&self, e: &Event, s: &RunSummary) -> Option<Value> {
-        if !self.c.failure_messages || !is_host_result(e.kind) {
+        if !self.c.failure_messages {
             return None;
         }
-        let what = match e.status {
-            Some(Status::Unreachable) => "unreachable",
-            Some(Status::Failed) if !e.ignore_errors => "failed",
-            _ => return None,
-        };
+        let what = HostFailure::of(e)?.as_str();
         let host = e.host.as_deref().unwrap_or("?");
         let task = e.task.as_ref().map(|t| t.name.as_str()).unwrap_or("?");
         let action = e.task.as_ref().map(|t| t.action.as_str()).unwrap_or("");

@@ -20,12 +20,13 @@
 //! full socket buffers) without anyone noticing, since a datagram counts as delivered once it is
 //! sent; over TCP a failed send is retried and, in the end, dead-lettered.
 
+use herald_sdk::config;
 use herald_sdk::net::{NetError, TcpSender, UdpSender};
 use herald_sdk::summary::{Observed, RunStatus, RunTracker};
-use herald_sdk::text::truncate_bytes;
+use herald_sdk::text::{one_line, truncate_bytes};
 use herald_sdk::{
-    kind_name, log, result_message, status_name, Event, EventKind, EventRef, Outcome, Plugin,
-    Status,
+    kind_name, log, playbook_name, result_message, status_name, Event, EventKind, EventRef,
+    Outcome, Plugin, Status,
 };
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -253,15 +254,11 @@ impl Plugin for Syslog {
         if !valid_sd_name(&c.sd_id) {
             return Err("config key `sd_id`: 1-32 printable ASCII characters without `=`, `]`, `\"` or spaces (such as `herald@32473`)".into());
         }
-        if c.max_message_bytes < 64 || c.max_message_bytes > 65_000 {
-            return Err("config key `max_message_bytes`: must be between 64 and 65000".into());
-        }
+        config::in_range("max_message_bytes", c.max_message_bytes as u64, 64, 65_000)?;
         if c.transport == Transport::Udp && c.framing != Framing::OctetCounting {
             return Err("config key `framing`: only applies to transport = \"tcp\"".into());
         }
-        if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
-            return Err("config key `timeout_ms`: must be between 1 and 600000".into());
-        }
+        config::check_timeout_ms(c.timeout_ms)?;
         let (udp, tcp) = match c.transport {
             Transport::Udp => (Some(UdpSender::new(addr)), None),
             Transport::Tcp => (None, Some(TcpSender::new(addr, c.timeout_ms))),
@@ -319,10 +316,11 @@ impl Plugin for Syslog {
 
 impl Syslog {
     fn done(&self, event: &Event, o: Outcome) -> Outcome {
-        if event.kind == EventKind::PlaybookOnStats && matches!(o, Outcome::Ok) {
-            self.tracker.complete(&event.run.id);
+        if event.kind == EventKind::PlaybookOnStats {
+            self.tracker.finish(&event.run.id, o)
+        } else {
+            o
         }
-        o
     }
 
     /// The destination address.
@@ -407,17 +405,9 @@ impl Syslog {
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// A one-line description of the event.
 pub fn message_text(e: &Event) -> String {
-    let pb = if e.run.playbook.is_empty() {
-        "ad-hoc run".to_string()
-    } else {
-        e.run.playbook.clone()
-    };
+    let pb = playbook_name(&e.run.playbook);
     let task = e.task.as_ref().map(|t| t.name.as_str()).unwrap_or("");
     let host = e.host.as_deref().unwrap_or("");
     let msg = result_message(e.res.as_deref(), 4000).map(|m| one_line(&m));

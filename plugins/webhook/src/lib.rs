@@ -10,6 +10,7 @@
 //! - 2xx ok; 408, 429, 5xx, timeouts and connection errors retryable (honouring `Retry-After`);
 //!   other statuses permanent.
 
+use herald_sdk::config;
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::{
     kind_name, log, parse_kind, status_name, Event, EventKind, EventRef, Outcome, Plugin,
@@ -42,7 +43,7 @@ pub struct Config {
     #[serde(default = "default_signature_header")]
     pub signature_header: String,
     /// Connect / first-byte / between-bytes timeout.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "config::default_timeout_ms")]
     pub timeout_ms: u64,
     /// Event kinds to send (wire names such as `runner_on_failed`); all when absent.
     #[serde(default)]
@@ -57,9 +58,6 @@ fn default_method() -> String {
 }
 fn default_signature_header() -> String {
     "X-Herald-Signature".into()
-}
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 /// Headers the webhook sets itself or that HTTP forbids setting.
@@ -257,8 +255,7 @@ impl Plugin for Webhook {
     type Config = Config;
 
     fn new(c: Config) -> Result<Self, String> {
-        let url = Url::parse(&c.url).map_err(|e| format!("config key `url`: {e}"))?;
-        herald_sdk::grants::require_http("url", &url.as_string())?;
+        let url = config::granted_url("url", &c.url)?;
         let method = match Method::parse(&c.method) {
             Some(m @ (Method::Post | Method::Put)) => m,
             _ => {
@@ -268,9 +265,7 @@ impl Plugin for Webhook {
                 ))
             }
         };
-        if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
-            return Err("config key `timeout_ms`: must be between 1 and 600000".into());
-        }
+        config::check_timeout_ms(c.timeout_ms)?;
         if !valid_header_name(&c.signature_header) {
             return Err(format!(
                 "config key `signature_header`: `{}` is not a valid header name",
