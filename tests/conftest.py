@@ -233,6 +233,18 @@ def make_host(tmp_path):
         h.kill(signal.SIGTERM)
 
 
+def api(host, method: str, path: str, token: str, body: dict | None = None):
+    """One JSON API call with a bearer token: (status, decoded body), errors included."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(host.url + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
 def admin_get(host, path: str, token: str) -> dict:
     """GET an admin endpoint; the parsed JSON."""
     req = urllib.request.Request(host.url + path, headers={"Authorization": f"Bearer {token}"})

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from conftest import HERALD_BIN, PLUGIN_DIR, token_pair, toml_table, toml_value, wait_for, webhook_plugin
+from conftest import HERALD_BIN, PLUGIN_DIR, api, token_pair, toml_table, toml_value, wait_for, webhook_plugin
 
 
 def event(run: str, counter: int, kind: str = "runner_on_ok", host: str = "web1", changed: bool = False,
@@ -350,17 +350,6 @@ def test_journal_quota_answers_507_and_keeps_what_was_accepted(make_host, receiv
     wait_for(lambda: len(receiver.requests) == 5, timeout=30, what="the accepted events delivered")
 
 
-def _api(host, method: str, path: str, token: str, body: dict | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(host.url + path, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
-
-
 def test_an_instance_moved_to_another_tenant_never_delivers_the_first_tenants_events(make_host, tmp_path):
     """Issue 17 (2): a reload gives instance `hook` (tenant a, pointing at a's
     sink) to tenant b (pointing at b's sink) while a's events wait for a retry.
@@ -402,24 +391,24 @@ def test_an_instance_moved_to_another_tenant_never_delivers_the_first_tenants_ev
         wait_for(lambda: len(sink_b.requests) >= 2, timeout=30, what="b's events at b's sink")
         # a's events are dead letters of a, with a reason naming the move; b sees none of them.
         status, dl = wait_for(lambda: (lambda r: r if len(r[1].get("items", [])) == 5 else None)(
-            _api(host, "GET", "/v1/dead-letters", ta)), timeout=30, what="a's 5 dead letters")
+            api(host, "GET", "/v1/dead-letters", ta)), timeout=30, what="a's 5 dead letters")
         assert status == 200
         assert {d["uuid"] for d in dl["items"]} == {e["uuid"] for e in ea}
         for d in dl["items"]:
             assert d["plugin"] == "hook" and 'to tenant "b"' in d["reason"] and "requeue" in d["reason"], d
-        assert _api(host, "GET", "/v1/dead-letters", tb)[1]["items"] == []
+        assert api(host, "GET", "/v1/dead-letters", tb)[1]["items"] == []
         time.sleep(1.5)  # several retry periods: nothing of a's may show up at b's sink
         got_b = {json.loads(r["body"])["uuid"] for r in sink_b.requests}
         assert got_b == {e["uuid"] for e in eb}, "b's sink received another tenant's events"
         # While `hook` is b's, a cannot requeue them onto it.
-        assert _api(host, "POST", "/v1/dead-letters/retry", ta, {"plugin": "hook"})[0] == 404
+        assert api(host, "POST", "/v1/dead-letters/retry", ta, {"plugin": "hook"})[0] == 404
         # The dead-letter gauge keeps them under tenant a.
         wait_for(lambda: 'herald_dead_letters{tenant="a",plugin="hook"} 5' in host.metrics(), timeout=15,
                  what="a's dead letters in the gauge")
         # `hook` back to a: a requeues them and its own sink gets every one.
         reload_to(hook_a)
         before = len(sink_a.requests)
-        assert _api(host, "POST", "/v1/dead-letters/retry", ta, {"plugin": "hook"}) == (200, {"requeued": 5})
+        assert api(host, "POST", "/v1/dead-letters/retry", ta, {"plugin": "hook"}) == (200, {"requeued": 5})
         wait_for(lambda: {e["uuid"] for e in ea} <= {json.loads(r["body"])["uuid"] for r in sink_a.requests[before:]},
                  timeout=30, what="a's events at a's sink after the requeue")
         assert {json.loads(r["body"])["uuid"] for r in sink_b.requests} == {e["uuid"] for e in eb}

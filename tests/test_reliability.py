@@ -19,24 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERALD_BIN, Receiver, serve_http, toml_table, token_pair, wait_for, webhook_plugin
+from conftest import HERALD_BIN, Receiver, api, serve_http, toml_table, token_pair, wait_for, webhook_plugin
 
 
 def event(run: str, counter: int, **data) -> dict:
     return {"uuid": str(uuid.uuid4()), "event": "runner_on_ok", "counter": counter, "run_id": run,
             "created": "2026-11-21T10:00:00+00:00",
             "event_data": {"playbook": "reliable.yml", "host": f"h{counter % 3}", "res": {"n": counter}, **data}}
-
-
-def api(host, method: str, path: str, token: str, body: dict | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(host.url + path, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def cli(host, token, *args) -> subprocess.CompletedProcess:
