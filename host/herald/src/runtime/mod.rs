@@ -42,7 +42,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// [`v0_2::bindings`]).
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../../wit/v0.1.0",
         world: "sink",
         exports: { default: async },
         with: {
