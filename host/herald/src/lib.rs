@@ -12,9 +12,10 @@ pub mod api;
 // `crate::event` / `crate::routes` paths the modules use.
 pub use herald_event as event;
 pub use herald_event::routes;
+// `herald.toml` lives in the herald-config crate.
+pub use herald_config as config;
 pub mod app;
 pub mod client;
-pub mod config;
 pub mod dispatch;
 pub mod ingest;
 pub mod journal;
