@@ -118,7 +118,7 @@ def test_readme_install_commands_run(tmp_path):
 
 def test_cargo_install_path_host_installs_the_binary(tmp_path):
     # same profile and target directory as the build: nothing is recompiled
-    p = subprocess.run(["cargo", "install", "--locked", "--offline", "--path", "host", "--root", str(tmp_path)],
+    p = subprocess.run(["cargo", "install", "--locked", "--offline", "--path", "host/herald", "--root", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stderr
     out = herald("--version", binary=tmp_path / "bin" / "herald")

@@ -369,7 +369,7 @@ def test_alert_rules_pass_promtool():
 def herald_series() -> set[str]:
     """Metric names the host's source defines (plus histogram suffixes)."""
     names = set()
-    for src in (ROOT / "host" / "src").rglob("*.rs"):
+    for src in (ROOT / "host").rglob("*.rs"):
         names |= set(re.findall(r'"(herald_[a-z_]+)"', src.read_text()))
     hist = {"herald_delivery_seconds", "herald_http_request_duration_seconds", "herald_journal_commit_seconds"}
     for h in hist:

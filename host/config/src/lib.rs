@@ -1,8 +1,15 @@
-//! `herald.toml`: parsing, defaults, secret references and validation.
+//! `herald-config`: `herald.toml` → [`Config`]: parsing, defaults, secret
+//! references and validation.
 //!
 //! Every problem is reported with the file, line and column it comes from,
 //! and all problems are collected before the load fails, so one `herald
 //! check` shows everything to fix.
+
+pub mod allow;
+
+/// Hard cap of any instance's linear memory in MiB: the runtime's pooling
+/// slot size, and the largest `limits.memory_mib` a config may ask for.
+pub const MAX_MEMORY_MIB: u64 = 1024;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -237,7 +244,7 @@ pub struct PluginConfig {
     pub failure_policy: FailurePolicy,
     /// Which events the instance receives; none = all of its tenant's.
     #[serde(default)]
-    pub routes: Vec<crate::routes::RouteConfig>,
+    pub routes: Vec<herald_event::routes::RouteConfig>,
     /// Most calls per second to the plugin (the sink's own rate limit), so
     /// Herald does not cause the 429s it would then have to retry.
     #[serde(default)]
@@ -805,12 +812,12 @@ impl Config {
                 }
             }
             for prefix in &plugin.allow_http {
-                if let Err(e) = crate::runtime::http::UrlPrefix::parse(prefix) {
+                if let Err(e) = crate::allow::UrlPrefix::parse(prefix) {
                     problems.push(locator.problem(&table, "allow_http", &e));
                 }
             }
             let limits_table = [&table[..], &["limits"]].concat();
-            let max_mib = crate::runtime::MAX_MEMORY_MIB;
+            let max_mib = crate::MAX_MEMORY_MIB;
             if plugin.limits.memory_mib == 0 || plugin.limits.memory_mib > max_mib {
                 problems.push(locator.problem(
                     &limits_table,
@@ -862,7 +869,7 @@ impl Config {
                     "expected at least 1",
                 ));
             }
-            if let Err(errors) = crate::routes::Routes::compile(&plugin.routes) {
+            if let Err(errors) = herald_event::routes::Routes::compile(&plugin.routes) {
                 for (n, field, msg) in errors {
                     let index = format!("[{}]", n - 1);
                     let route = [&table[..], &["routes", index.as_str()]].concat();

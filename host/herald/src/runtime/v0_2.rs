@@ -18,7 +18,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 /// Host bindings generated from `wit/v0.2.0`.
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.2.0",
+        path: "../../wit/v0.2.0",
         world: "sink",
         imports: { "herald:plugin/http.send": async | trappable, default: trappable },
         exports: { default: async },

@@ -17,7 +17,7 @@
 //! failure route does not receive the run's start or stats: give those their
 //! own route (`kinds = ["playbook_on_stats"]`).
 
-use crate::event::{EventKind, Status, WireEvent};
+use crate::{EventKind, Status, WireEvent};
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -110,6 +110,7 @@ impl Routes {
     }
 
     /// Whether the instance receives `event`.
+    #[inline]
     pub fn matches(&self, event: &WireEvent) -> bool {
         self.routes.is_empty() || self.routes.iter().any(|r| r.matches(event))
     }
@@ -173,7 +174,7 @@ mod tests {
         if let Some(h) = host {
             data["host"] = json!(h);
         }
-        crate::event::validate(
+        crate::validate(
             json!({"uuid": "u", "event": kind, "counter": 1, "run_id": "r",
             "created": "2026-01-01T00:00:00", "labels": labels, "event_data": data}),
         )

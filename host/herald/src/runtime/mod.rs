@@ -42,7 +42,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// [`v0_2::bindings`]).
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../../wit/v0.1.0",
         world: "sink",
         exports: { default: async },
         with: {
@@ -63,8 +63,9 @@ pub const CONTRACTS: [&str; 2] = [v0_2::CONTRACT, "herald:plugin/handler@0.1.0"]
 
 /// Epoch tick: the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// Hard cap of any instance's linear memory (the pooling slot size).
-pub const MAX_MEMORY_MIB: u64 = 1024;
+/// Hard cap of any instance's linear memory (the pooling slot size); a
+/// configuration fact, so it lives in the config crate.
+pub use herald_config::MAX_MEMORY_MIB;
 
 /// Failures of loading a plugin.
 #[derive(Debug, Error)]

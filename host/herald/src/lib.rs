@@ -8,18 +8,21 @@
 //! the routes and [`telemetry`] the logs and metrics.
 
 pub mod api;
+// The wire event and routes live in the herald-event crate; these keep the
+// `crate::event` / `crate::routes` paths the modules use.
+pub use herald_event as event;
+pub use herald_event::routes;
+// `herald.toml` lives in the herald-config crate.
+pub use herald_config as config;
 pub mod app;
 pub mod client;
-pub mod config;
 pub mod dispatch;
-pub mod event;
 pub mod ingest;
 pub mod journal;
 pub mod lock;
 pub mod otlp;
 pub mod query;
 pub mod recovery;
-pub mod routes;
 pub mod runtime;
 pub mod telemetry;
 pub mod tenancy;

@@ -13,7 +13,7 @@ use wasmtime::component::{HasSelf, Linker};
 /// Host bindings of the grants package.
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit/grants-v0.1.0",
+        path: "../../wit/grants-v0.1.0",
         world: "grants",
     });
 }

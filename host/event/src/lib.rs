@@ -1,11 +1,20 @@
-//! The wire event: validation of what producers send (docs/wire-format.md)
-//! and the typed view plugins receive.
+//! `herald-event`: the wire event (docs/wire-format.md), the bottom of the
+//! host's crate graph.
+//!
+//! It owns what an event means to Herald: the kinds ([`EventKind`]), the
+//! host-result [`Status`], validation of what producers send (the reference
+//! [`validate`], which names the wrong field, and the fast path
+//! [`parse_event`] / [`parse_array`] over the event text), the validated
+//! [`WireEvent`], and [`routes`]: which events a plugin instance receives.
+//!
+//! It depends on no other host crate; every other host crate may depend on it.
 
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use thiserror::Error;
 
 mod fast;
+pub mod routes;
 pub use fast::{parse_array, parse_event};
 
 /// Every event name Herald accepts, in ansible-runner's spelling.
@@ -87,6 +96,7 @@ impl EventKind {
     ];
 
     /// The ansible-runner name (`runner_on_ok`).
+    #[inline]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PlaybookOnStart => "playbook_on_start",
@@ -127,11 +137,13 @@ impl EventKind {
     }
 
     /// Parses an ansible-runner event name.
+    #[inline]
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|k| k.as_str() == name)
     }
 
     /// Host result events: these carry a host, a status and usually a result.
+    #[inline]
     pub fn is_host_result(self) -> bool {
         matches!(
             self,
@@ -161,6 +173,7 @@ pub enum Status {
 
 impl Status {
     /// Derives the status of a host result event; `None` for other events.
+    #[inline]
     pub fn of(kind: EventKind, changed: bool) -> Option<Status> {
         use EventKind::*;
         Some(match kind {
@@ -179,6 +192,7 @@ impl Status {
     }
 
     /// The lowercase name.
+    #[inline]
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
@@ -233,26 +247,31 @@ pub struct WireEvent {
 impl WireEvent {
     /// The whole event as JSON text: as sent, or with `run_id` filled in from
     /// `runner_ident` when absent.
+    #[inline]
     pub fn body(&self) -> &str {
         &self.text[self.start..self.end]
     }
 
     /// `event_data.playbook`, if present.
+    #[inline]
     pub fn playbook(&self) -> Option<&str> {
         self.playbook.as_deref()
     }
 
     /// `controller`, if present.
+    #[inline]
     pub fn controller(&self) -> Option<&str> {
         self.controller.as_deref()
     }
 
     /// `event_data.host`, if present.
+    #[inline]
     pub fn host(&self) -> Option<&str> {
         self.host.as_deref()
     }
 
     /// The run label `key` (from `labels` in the envelope), if present.
+    #[inline]
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels
             .as_ref()?
@@ -262,6 +281,7 @@ impl WireEvent {
     }
 
     /// The host result's status, if this is a host result event.
+    #[inline]
     pub fn status(&self) -> Option<Status> {
         Status::of(self.kind, self.changed)
     }
@@ -276,7 +296,7 @@ const MAX_ID_LEN: usize = 128;
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// `event_data` keys of `playbook_on_stats` that map a host to a count.
-pub(crate) const STATS_MAPS: &[&str] = &[
+pub const STATS_MAPS: &[&str] = &[
     "changed",
     "dark",
     "failures",
@@ -292,8 +312,9 @@ fn count_message() -> String {
     format!("must be an integer from 0 to {MAX_SAFE_INTEGER}")
 }
 
-/// Typed expectations for `event_data` fields that have a meaning to Herald.
-pub(crate) const EVENT_DATA_STRINGS: &[&str] = &[
+/// Typed expectations for `event_data` fields that have a meaning to Herald:
+/// the keys whose value must be a string.
+pub const EVENT_DATA_STRINGS: &[&str] = &[
     "playbook",
     "playbook_uuid",
     "play",
@@ -309,7 +330,8 @@ pub(crate) const EVENT_DATA_STRINGS: &[&str] = &[
     "start",
     "end",
 ];
-pub(crate) const EVENT_DATA_OBJECTS: &[&str] = &["res", "artifact_data", "custom_stats", "herald"];
+/// The `event_data` keys whose value must be an object.
+pub const EVENT_DATA_OBJECTS: &[&str] = &["res", "artifact_data", "custom_stats", "herald"];
 
 /// Validates one event of a batch given as a `Value`: the reference
 /// implementation of the wire rules, which also names what is wrong.

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 /// Validates the event `text[start..end]` (exactly one JSON object, as in one
 /// NDJSON line). `None` when the reference must decide (see the module doc).
+#[inline]
 pub fn parse_event(text: &Arc<String>, start: usize, end: usize) -> Option<WireEvent> {
     let envelope: Envelope<'_> = serde_json::from_str(text.get(start..end)?).ok()?;
     envelope.into_event(text, start, end)
