@@ -15,7 +15,6 @@ pub use herald_event::routes;
 // `herald.toml` lives in the herald-config crate.
 pub use herald_config as config;
 pub mod app;
-pub mod client;
 pub mod dispatch;
 pub mod ingest;
 pub mod journal;

@@ -1,6 +1,8 @@
 //! The `herald` command line.
 
-use clap::{CommandFactory, Parser, Subcommand};
+mod cli;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use herald::telemetry::{init_logging, LogFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,7 +37,7 @@ enum Command {
         /// Log line format: `json` (one object per line, for log shippers)
         /// or `text` (for people).
         #[arg(long, value_enum, default_value = "json", env = "HERALD_LOG_FORMAT")]
-        log_format: LogFormat,
+        log_format: LogFormatArg,
     },
     /// Validate a configuration file and load every plugin, without serving.
     ///
@@ -54,17 +56,17 @@ enum Command {
     /// Reads HERALD_URL and HERALD_TOKEN (or --url/--token); answers are
     /// scoped to the token's tenant.
     #[command(subcommand)]
-    Runs(herald::client::RunsCommand),
+    Runs(cli::RunsCommand),
     /// Look at deliveries of events to plugin instances over the query API.
     #[command(subcommand)]
-    Deliveries(herald::client::DeliveriesCommand),
+    Deliveries(cli::DeliveriesCommand),
     /// Dead letters: list them, or queue them again.
     #[command(subcommand)]
-    Dlq(herald::client::DlqCommand),
+    Dlq(cli::DlqCommand),
     /// Re-deliver a recorded run to one plugin instance.
-    Replay(herald::client::ReplayArgs),
+    Replay(cli::ReplayArgs),
     /// Send runs recorded by ansible-runner or AWX (artifacts/<ident>/job_events/) to Herald.
-    Import(herald::client::ImportArgs),
+    Import(cli::ImportArgs),
     /// Print a shell completion script on standard output.
     ///
     /// bash: `herald completions bash > ~/.local/share/bash-completion/completions/herald`;
@@ -87,6 +89,24 @@ enum Command {
     },
 }
 
+/// `--log-format`: the library's [`LogFormat`], spelled for the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    /// One JSON object per line (the default, for log shippers).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Text => LogFormat::Text,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Print a new random token and the herald.toml lines that grant it.
@@ -105,11 +125,11 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Runs(cmd) => herald::client::main_runs(cmd),
-        Command::Deliveries(cmd) => herald::client::main_deliveries(cmd),
-        Command::Dlq(cmd) => herald::client::main_dlq(cmd),
-        Command::Replay(args) => herald::client::main_replay(args),
-        Command::Import(args) => herald::client::main_import(args),
+        Command::Runs(cmd) => cli::main_runs(cmd),
+        Command::Deliveries(cmd) => cli::main_deliveries(cmd),
+        Command::Dlq(cmd) => cli::main_dlq(cmd),
+        Command::Replay(args) => cli::main_replay(args),
+        Command::Import(args) => cli::main_import(args),
         Command::Token(TokenCommand::New { tenant }) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
             let hash = herald::config::token_hash(&token);
@@ -197,7 +217,7 @@ fn main() -> ExitCode {
             listen,
             log_format,
         } => {
-            init_logging(log_format);
+            init_logging(log_format.into());
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// One JSON object per line (the default, for log shippers).
     Json,

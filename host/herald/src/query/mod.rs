@@ -10,7 +10,8 @@
 //! The handlers read the journal on read-only connections of their own, in
 //! `spawn_blocking`.
 
-pub mod model;
+// The API's JSON shapes live in herald-client, shared with the CLI.
+pub use herald_client::model;
 pub mod openapi;
 pub mod store;
 

@@ -1,7 +1,8 @@
-//! The JSON shapes of the query API; their OpenAPI schemas are derived from
-//! these types, so the document and the answers cannot drift apart.
+//! The JSON shapes of the HTTP API, shared by the server (which serializes
+//! them) and the client (which reads them); their OpenAPI schemas are derived
+//! from these types, so the document and the answers cannot drift apart.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use utoipa::{PartialSchema, ToSchema};
 ///   rescued failures are not failures, as in Ansible's PLAY RECAP);
 /// - `unreachable`: no failure, but at least one host unreachable;
 /// - `ok`: otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Running,
@@ -54,7 +55,7 @@ impl RunStatus {
 }
 
 /// The body of every error answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `invalid_parameter`, `not_found`, `unauthorized`,
     /// `invalid_json`, `invalid_event`, `payload_too_large`, ...
@@ -71,7 +72,7 @@ pub struct ErrorBody {
 }
 
 /// One host's line of the PLAY RECAP.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HostStats {
     pub ok: i64,
     pub changed: i64,
@@ -83,7 +84,7 @@ pub struct HostStats {
 }
 
 /// Where a run's host stats come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StatsSource {
     /// Ansible's own `playbook_on_stats` event: exactly the PLAY RECAP.
@@ -94,7 +95,7 @@ pub enum StatsSource {
 }
 
 /// Whether a listed task result was a failure or an unreachable host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskOutcome {
     Failed,
@@ -102,7 +103,7 @@ pub enum TaskOutcome {
 }
 
 /// A task that failed on a host (or could not reach it).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FailedTask {
     pub host: Option<String>,
     pub task: Option<String>,
@@ -126,7 +127,7 @@ pub struct FailedTask {
 }
 
 /// A run, as `GET /v1/runs` lists it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunSummary {
     /// The run id (`run_id` of its events).
     pub id: String,
@@ -155,7 +156,7 @@ pub struct RunSummary {
 }
 
 /// A run with its per-host stats and failed tasks (`GET /v1/runs/{id}`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub summary: RunSummary,
@@ -175,7 +176,7 @@ pub struct RunDetail {
 }
 
 /// A page of runs, newest first.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunPage {
     pub items: Vec<RunSummary>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -183,7 +184,7 @@ pub struct RunPage {
 }
 
 /// A page of a run's events, in order (`counter`).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
     /// The events as they were sent (ansible-runner job events plus Herald's envelope).
     #[schema(value_type = Vec<EventDoc>)]
@@ -192,7 +193,7 @@ pub struct EventPage {
 }
 
 /// `set_stats` data of a run, as Ansible aggregated it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Artifacts {
     /// Run-wide data (`_run`, the `artifact_data` of the stats event): the
     /// shape of an AWX job's `artifacts`.
@@ -204,7 +205,7 @@ pub struct Artifacts {
 }
 
 /// A delivery's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Not delivered yet (never tried, or waiting for a retry).
@@ -230,7 +231,7 @@ impl Outcome {
 }
 
 /// One event's delivery to one plugin instance.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
     /// The plugin instance (`[plugins.<name>]`).
     pub plugin: String,
@@ -255,14 +256,48 @@ pub struct Delivery {
 }
 
 /// A page of deliveries, in journal order.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryPage {
     pub items: Vec<Delivery>,
     pub next_cursor: Option<String>,
 }
 
+/// A delivery that was given up on, as `GET /v1/dead-letters` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetter {
+    /// `<event id>:<plugin instance>`: the id `POST /v1/dead-letters/{id}/retry` takes.
+    pub id: String,
+    /// The plugin instance.
+    pub plugin: String,
+    /// The event's position in the journal.
+    pub event_id: i64,
+    pub uuid: String,
+    pub run_id: String,
+    /// The event name.
+    pub kind: String,
+    /// Attempts made before giving up.
+    pub attempts: u32,
+    /// Why the delivery was given up on.
+    pub reason: String,
+    /// When, in milliseconds since the epoch.
+    pub dead_at_ms: i64,
+}
+
+/// A page of dead letters, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetter>,
+    pub next_cursor: Option<String>,
+}
+
+/// The answer of a retry or a replay: how many deliveries were queued again.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct Requeued {
+    pub requeued: u64,
+}
+
 /// `POST /v1/events`: the whole batch is committed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     /// Events stored.
     pub accepted: u64,
@@ -272,7 +307,7 @@ pub struct Accepted {
 
 /// One event: an ansible-runner job event plus Herald's envelope
 /// (docs/wire-format.md). Unknown fields are kept.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventDoc {
     /// The event's id, the dedup key within a tenant.
     #[schema(min_length = 1, max_length = 128)]
@@ -335,7 +370,7 @@ impl PartialSchema for EventKindName {
         ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::String))
             .enum_values(Some(
-                crate::event::EventKind::ALL
+                herald_event::EventKind::ALL
                     .iter()
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>(),
@@ -378,14 +413,14 @@ impl ToSchema for TimeParam {
 }
 
 /// `GET /health`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// Always `ok`.
     pub status: String,
 }
 
 /// One check of `GET /ready`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReadyCheck {
     pub ok: bool,
     /// Why the check failed.
@@ -397,7 +432,7 @@ pub struct ReadyCheck {
 }
 
 /// The checks of `GET /ready`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReadyChecks {
     pub journal: ReadyCheck,
     pub config: ReadyCheck,
@@ -405,7 +440,7 @@ pub struct ReadyChecks {
 }
 
 /// `GET /ready`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     /// `ready` or `unready`.
     pub status: String,
