@@ -22,6 +22,7 @@ pub mod journal;
 pub mod lock;
 pub mod otlp;
 pub mod query;
+pub mod ratelimit;
 pub mod recovery;
 pub mod runtime;
 pub mod telemetry;
