@@ -120,6 +120,10 @@ pub struct DeadLetter {
     pub dead_at_ms: i64,
 }
 
+/// How many commit notices a slow subscriber may fall behind before it is
+/// told it lagged.
+const COMMIT_NOTICES: usize = 1024;
+
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
@@ -137,6 +141,20 @@ pub struct Journal {
     /// readiness probe's write of the same size) succeeds: `/ready` answers
     /// what ingest answers.
     write_failure: Arc<Mutex<Option<WriteFailure>>>,
+    /// Tells subscribers (the dispatcher) what each commit made pending, so
+    /// the stages upstream never need to know who delivers.
+    commits: tokio::sync::broadcast::Sender<CommitNotice>,
+}
+
+/// What a commit made pending: sent after the commit, to every subscriber of
+/// [`Journal::commits`]. A subscriber that lags behind is told so by the
+/// channel and should treat it as "anything may be pending".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitNotice {
+    /// New events of this tenant (ingest or import).
+    Events { tenant: Arc<str> },
+    /// Deliveries of this plugin instance queued again (requeue, replay).
+    Requeued { plugin: Arc<str> },
 }
 
 /// A commit the writer could not make (disk full, unwritable file).
@@ -872,7 +890,18 @@ impl Journal {
             reads: Arc::new(AtomicU64::new(0)),
             requeues,
             write_failure,
+            commits: tokio::sync::broadcast::channel(COMMIT_NOTICES).0,
         })
+    }
+
+    /// Subscribes to what later commits make pending (see [`CommitNotice`]).
+    pub fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice> {
+        self.commits.subscribe()
+    }
+
+    fn notice(&self, notice: CommitNotice) {
+        // No subscriber (e.g. `herald check`, an import without serve): nobody to wake.
+        let _ = self.commits.send(notice);
     }
 
     /// Caps the journal's size in pages on its write connections, as a full
@@ -912,6 +941,12 @@ impl Journal {
         let tx = conn.transaction()?;
         let committed = apply_batch(&tx, tenant, events, targets, now_ms(), None)?;
         tx.commit()?;
+        drop(conn);
+        if committed.accepted > 0 {
+            self.notice(CommitNotice::Events {
+                tenant: Arc::from(tenant),
+            });
+        }
         Ok(committed)
     }
 
@@ -926,6 +961,9 @@ impl Journal {
         context: Option<(String, String, String)>,
     ) -> Result<Committed, JournalError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let notice = CommitNotice::Events {
+            tenant: Arc::from(tenant.as_str()),
+        };
         self.writer
             .send(Write::Events(WriteRequest {
                 context,
@@ -935,9 +973,13 @@ impl Journal {
                 reply,
             }))
             .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
-        answer
+        let committed = answer
             .await
-            .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
+            .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))??;
+        if committed.accepted > 0 {
+            self.notice(notice);
+        }
+        Ok(committed)
     }
 
     /// The oldest pending deliveries of `plugin` after event `after` (0 for
@@ -1082,6 +1124,12 @@ impl Journal {
             )?
             .execute(params![tenant, plugin, event_id, now])?;
         self.requeues.fetch_add(1, Ordering::SeqCst);
+        drop(conn);
+        if n > 0 {
+            self.notice(CommitNotice::Requeued {
+                plugin: Arc::from(plugin),
+            });
+        }
         Ok(n)
     }
 
@@ -1109,6 +1157,12 @@ impl Journal {
             )?
             .execute(params![tenant, run_id, plugin, now])?;
         self.requeues.fetch_add(1, Ordering::SeqCst);
+        drop(conn);
+        if n > 0 {
+            self.notice(CommitNotice::Requeued {
+                plugin: Arc::from(plugin),
+            });
+        }
         Ok(n)
     }
 

@@ -186,7 +186,6 @@ pub(crate) async fn retry_one(
         ));
     }
     tracing::info!(plugin = %plugin, event_id, "dead letter queued again");
-    state.dispatcher.notify(&plugin);
     Ok(Json(json!({"requeued": n})))
 }
 
@@ -233,7 +232,6 @@ pub(crate) async fn retry_all(
     let p = plugin.clone();
     let n = blocking(&state, move |j| j.requeue_dead(&tenant, &p, None)).await?;
     tracing::info!(plugin = %plugin, count = n, "dead letters queued again");
-    state.dispatcher.notify(&plugin);
     Ok(Json(json!({"requeued": n})))
 }
 
@@ -271,6 +269,5 @@ pub(crate) async fn replay(
         ));
     }
     tracing::info!(plugin = %plugin, run_id = %run, events = n, "run queued for replay");
-    state.dispatcher.notify(&plugin);
     Ok(Json(json!({"requeued": n})))
 }
