@@ -45,8 +45,7 @@ async fn load_one(
         runtime,
         component,
         Arc::new(spec),
-        journal.clone(),
-        metrics.clone(),
+        crate::plugin_services::services(journal, metrics),
     );
     instance.ensure_live().await.map_err(|(e, _)| match e {
         // The plugin's message names the key; point at it in the file.

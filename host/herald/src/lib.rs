@@ -14,6 +14,8 @@ pub use herald_event as event;
 pub use herald_event::routes;
 // `herald.toml` lives in the herald-config crate.
 pub use herald_config as config;
+// The plugin runtime (wasmtime, contracts, capabilities) is the herald-runtime crate.
+pub use herald_runtime as runtime;
 pub mod app;
 pub mod client;
 pub mod dispatch;
@@ -21,9 +23,9 @@ pub mod ingest;
 pub mod journal;
 pub mod lock;
 pub mod otlp;
+pub mod plugin_services;
 pub mod query;
 pub mod ratelimit;
 pub mod recovery;
-pub mod runtime;
 pub mod telemetry;
 pub mod tenancy;
