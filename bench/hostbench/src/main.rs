@@ -406,7 +406,7 @@ impl Loaded {
             &self.runtime,
             self.component.clone(),
             Arc::new(spec),
-            journal.clone(),
+            Arc::new(journal.clone()),
             Metrics::new(),
         ))
     }

@@ -26,6 +26,7 @@
 
 use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
 use crate::event::WireEvent;
+use crate::journal::prelude::*;
 use crate::journal::{
     now_ms, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
 };

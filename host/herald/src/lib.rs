@@ -14,11 +14,12 @@ pub use herald_event as event;
 pub use herald_event::routes;
 // `herald.toml` lives in the herald-config crate.
 pub use herald_config as config;
+// The journal (storage traits + SQLite backend) lives in the herald-journal crate.
+pub use herald_journal as journal;
 pub mod app;
 pub mod client;
 pub mod dispatch;
 pub mod ingest;
-pub mod journal;
 pub mod lock;
 pub mod otlp;
 pub mod query;

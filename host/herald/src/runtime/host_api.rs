@@ -112,7 +112,7 @@ impl wit_metrics::Host for HostState {
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
         match self
-            .journal
+            .state
             .state_get(&self.ident.tenant, &self.ident.plugin, &key)
         {
             Ok(v) => v,
@@ -128,7 +128,7 @@ impl state::Host for HostState {
             return;
         }
         if let Err(e) = self
-            .journal
+            .state
             .state_set(&self.ident.tenant, &self.ident.plugin, &key, &value)
         {
             tracing::error!(plugin = %self.ident.plugin, "plugin state write failed: {e}");
@@ -136,7 +136,7 @@ impl state::Host for HostState {
     }
     fn delete(&mut self, key: String) {
         if let Err(e) = self
-            .journal
+            .state
             .state_delete(&self.ident.tenant, &self.ident.plugin, &key)
         {
             tracing::error!(plugin = %self.ident.plugin, "plugin state delete failed: {e}");

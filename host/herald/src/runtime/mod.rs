@@ -20,7 +20,7 @@ mod pool;
 pub mod v0_2;
 
 use crate::config::{Limits, PluginConfig};
-use crate::journal::Journal;
+use crate::journal::PluginState;
 use crate::telemetry::Metrics;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -315,7 +315,9 @@ pub struct HostState {
     limiter: MemoryLimiter,
     counters: Arc<CallCounters>,
     pub(crate) ident: Arc<Ident>,
-    pub(crate) journal: Journal,
+    /// The instance's own values (the `state` capability), through the
+    /// journal's plugin-state trait.
+    pub(crate) state: Arc<dyn PluginState>,
     pub(crate) metrics: Metrics,
 }
 
@@ -728,7 +730,7 @@ pub struct PluginInstance {
     spec: Arc<InstanceSpec>,
     engine: Engine,
     http: pool::OutboundPool,
-    journal: Journal,
+    state: Arc<dyn PluginState>,
     metrics: Metrics,
     memory: Arc<MemoryBudget>,
     live: Option<(Store<HostState>, Sink)>,
@@ -742,7 +744,7 @@ impl PluginInstance {
         runtime: &Runtime,
         component: LoadedComponent,
         spec: Arc<InstanceSpec>,
-        journal: Journal,
+        state: Arc<dyn PluginState>,
         metrics: Metrics,
     ) -> Self {
         Self {
@@ -750,7 +752,7 @@ impl PluginInstance {
             spec,
             engine: runtime.engine.clone(),
             http: runtime.http.clone(),
-            journal,
+            state,
             metrics,
             memory: runtime.memory.clone(),
             live: None,
@@ -828,7 +830,7 @@ impl PluginInstance {
             },
             counters,
             ident,
-            journal: self.journal.clone(),
+            state: self.state.clone(),
             metrics: self.metrics.clone(),
         };
         let mut store = Store::new(&self.engine, state);
