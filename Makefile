@@ -82,7 +82,7 @@ demo: build ## run examples/playbooks/site.yml through the host to a local webho
 
 .PHONY: test
 test: build-test venv-old ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
-	cargo test --release --locked -p herald
+	cargo test --release --locked --workspace
 	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo test --locked --target $$(rustc -vV | sed -n 's/^host: //p')
 	$(VENV)/bin/pytest -q callback/tests
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV_OLD)/bin/ansible-playbook $(VENV)/bin/pytest -q callback/tests

@@ -11,12 +11,14 @@ pub mod allow;
 /// slot size, and the largest `limits.memory_mib` a config may ask for.
 pub const MAX_MEMORY_MIB: u64 = 1024;
 
+use herald_event::routes::{RouteTable, Routes};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One problem in the configuration, located in the file.
@@ -68,6 +70,10 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub tenants: BTreeMap<String, TenantConfig>,
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// The compiled routes of every instance: which instances of a tenant
+    /// receive an event. Part of the snapshot a reload swaps, so ingest
+    /// routes without asking the dispatcher.
+    pub routing: Arc<RouteTable>,
 }
 
 /// `[runtime]`: limits of the plugin runtime as a whole.
@@ -666,6 +672,7 @@ impl Config {
             runtime: raw.runtime,
             tenants: raw.tenants,
             plugins: BTreeMap::new(),
+            routing: Arc::default(),
         };
         if let Some(tls) = &mut config.server.tls {
             tls.cert = base.join(&tls.cert);
@@ -771,6 +778,7 @@ impl Config {
                 }
             }
         }
+        let mut routing = RouteTable::default();
         for (name, mut plugin) in raw.plugins {
             let table = ["plugins", name.as_str()];
             if !raw.tenant_names.contains(&plugin.tenant) {
@@ -869,11 +877,14 @@ impl Config {
                     "expected at least 1",
                 ));
             }
-            if let Err(errors) = herald_event::routes::Routes::compile(&plugin.routes) {
-                for (n, field, msg) in errors {
-                    let index = format!("[{}]", n - 1);
-                    let route = [&table[..], &["routes", index.as_str()]].concat();
-                    problems.push(locator.problem(&route, field, &format!("route {n}: {msg}")));
+            match Routes::compile(&plugin.routes) {
+                Ok(compiled) => routing.insert(&plugin.tenant, &name, compiled),
+                Err(errors) => {
+                    for (n, field, msg) in errors {
+                        let index = format!("[{}]", n - 1);
+                        let route = [&table[..], &["routes", index.as_str()]].concat();
+                        problems.push(locator.problem(&route, field, &format!("route {n}: {msg}")));
+                    }
                 }
             }
             let config_path = [&table[..], &["config"]].concat();
@@ -882,6 +893,7 @@ impl Config {
             }
             config.plugins.insert(name, plugin);
         }
+        config.routing = Arc::new(routing);
         Ok((config, problems))
     }
 
@@ -1442,6 +1454,7 @@ mod tests {
             runtime: RuntimeConfig::default(),
             tenants: BTreeMap::new(),
             plugins: BTreeMap::new(),
+            routing: Arc::default(),
         };
         let pr = c.plugin_config_problem("p", "config key `url`: http://x:80 is not in allow_http");
         assert_eq!(

@@ -323,7 +323,9 @@ pub struct HostCounts {
 /// Per-host counts of a `playbook_on_stats` event's `event_data`: every host
 /// any of [`STATS_MAPS`] names, in host order, with 0 where a map does not
 /// name it (or holds something other than a count).
-pub fn host_stats(event_data: &Map<String, Value>) -> std::collections::BTreeMap<String, HostCounts> {
+pub fn host_stats(
+    event_data: &Map<String, Value>,
+) -> std::collections::BTreeMap<String, HostCounts> {
     let count = |map: &str, host: &str| {
         event_data
             .get(map)
@@ -626,11 +628,21 @@ mod tests {
         assert_eq!(hosts.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
         assert_eq!(
             hosts["a"],
-            super::HostCounts { ok: 3, changed: 1, ignored: 1, ..Default::default() }
+            super::HostCounts {
+                ok: 3,
+                changed: 1,
+                ignored: 1,
+                ..Default::default()
+            }
         );
         assert_eq!(
             hosts["b"],
-            super::HostCounts { ok: 2, failures: 1, rescued: 1, ..Default::default() }
+            super::HostCounts {
+                ok: 2,
+                failures: 1,
+                rescued: 1,
+                ..Default::default()
+            }
         );
         assert_eq!(hosts["c"].unreachable, 1);
         assert_eq!(hosts["d"], super::HostCounts::default());

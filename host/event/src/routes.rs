@@ -116,6 +116,40 @@ impl Routes {
     }
 }
 
+/// Which plugin instances of each tenant receive which events: the routes of
+/// every instance of a configuration, compiled once when it loads, so ingest
+/// reads them from the configuration snapshot it already holds.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    by_tenant: BTreeMap<String, Vec<(String, Routes)>>,
+}
+
+impl RouteTable {
+    /// Adds an instance of `tenant` with its compiled routes.
+    pub fn insert(&mut self, tenant: &str, instance: &str, routes: Routes) {
+        self.by_tenant
+            .entry(tenant.to_string())
+            .or_default()
+            .push((instance.to_string(), routes));
+    }
+
+    /// For each event, the instances of `tenant` whose routes match it.
+    pub fn targets(&self, tenant: &str, events: &[WireEvent]) -> Vec<Vec<String>> {
+        let Some(mine) = self.by_tenant.get(tenant) else {
+            return vec![Vec::new(); events.len()];
+        };
+        events
+            .iter()
+            .map(|e| {
+                mine.iter()
+                    .filter(|(_, r)| r.matches(e))
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 impl Route {
     fn matches(&self, event: &WireEvent) -> bool {
         if !self.kinds.is_empty() && !self.kinds.contains(&event.kind) {
@@ -279,6 +313,35 @@ mod tests {
             ];
             assert_eq!(got, expected, "{} {:?}", ev.kind.as_str(), ev.host());
         }
+    }
+
+    #[test]
+    fn the_route_table_targets_only_the_tenants_own_matching_instances() {
+        let mut table = RouteTable::default();
+        table.insert("ops", "all", Routes::default());
+        table.insert(
+            "ops",
+            "stats",
+            routes("[[routes]]\nkinds = [\"playbook_on_stats\"]\n"),
+        );
+        table.insert("dev", "theirs", Routes::default());
+        let events = [
+            event("runner_on_ok", Some("web1"), false, "site.yml", json!({})),
+            event("playbook_on_stats", None, false, "site.yml", json!({})),
+        ];
+        assert_eq!(
+            table.targets("ops", &events),
+            vec![
+                vec!["all".to_string()],
+                vec!["all".to_string(), "stats".to_string()]
+            ]
+        );
+        assert_eq!(table.targets("dev", &events)[1], vec!["theirs".to_string()]);
+        // A tenant without instances: one empty list per event.
+        assert_eq!(
+            table.targets("nobody", &events),
+            vec![Vec::<String>::new(); 2]
+        );
     }
 
     #[test]

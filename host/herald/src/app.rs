@@ -7,7 +7,6 @@ use crate::config::{Config, ConfigError, Problem};
 use crate::dispatch::{Dispatcher, WorkerSpec};
 use crate::journal::prelude::*;
 use crate::journal::{now_ms, Journal};
-use crate::routes::Routes;
 use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
 use crate::telemetry::Metrics;
 use anyhow::Context;
@@ -55,18 +54,10 @@ async fn load_one(
         crate::runtime::CallError::Configure(msg) => config.plugin_config_problem(name, &msg),
         e => config.plugin_problem(name, "config", &e.to_string()),
     })?;
-    // After configure, so `herald check` hears the plugin even when a route
-    // is bad (the route problems are reported by the config's own checks).
-    let routes = Routes::compile(&plugin.routes).map_err(|errors| {
-        let (n, field, msg) = errors.into_iter().next().unwrap_or_default();
-        let key = format!("routes[{}].{field}", n.saturating_sub(1));
-        config.plugin_problem(name, &key, &format!("route {n}: {msg}"))
-    })?;
     Ok(WorkerSpec {
         instance,
         config: plugin.clone(),
         component_sha256: sha256,
-        routes,
     })
 }
 

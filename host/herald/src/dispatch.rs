@@ -25,17 +25,16 @@
 //! `state`/`breaker` of `GET /v1/plugins`.
 
 use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
-use crate::event::WireEvent;
 use crate::journal::prelude::*;
 use crate::journal::{
-    now_ms, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
+    now_ms, CommitNotice, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
 };
-use crate::routes::Routes;
-use crate::runtime::{bounded, CallError, Outcome, PluginInstance};
+use crate::runtime::{bounded, CallError, CallReport, Outcome, PluginInstance};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -247,20 +246,62 @@ impl Breaker {
     }
 }
 
+/// What a worker needs of a plugin instance: its name, tenant and one call.
+/// The runtime's [`PluginInstance`] is the one that runs; the worker loop's
+/// tests script their own.
+pub trait Plugin: Send + 'static {
+    /// The instance's name (`[plugins.NAME]`).
+    fn name(&self) -> &str;
+    /// The tenant the instance serves.
+    fn tenant(&self) -> &str;
+    /// Hands the plugin one stored event (its journal JSON); `attempt` counts from 1.
+    fn deliver<'a>(
+        &'a mut self,
+        body: &'a str,
+        attempt: u32,
+    ) -> impl Future<Output = CallReport> + Send + 'a;
+}
+
+impl Plugin for PluginInstance {
+    fn name(&self) -> &str {
+        &self.spec().name
+    }
+
+    fn tenant(&self) -> &str {
+        &self.spec().tenant
+    }
+
+    fn deliver<'a>(
+        &'a mut self,
+        body: &'a str,
+        attempt: u32,
+    ) -> impl Future<Output = CallReport> + Send + 'a {
+        PluginInstance::deliver(self, body, attempt)
+    }
+}
+
 /// A plugin instance ready to run, with what the dispatcher needs to know of it.
 pub struct WorkerSpec {
     pub instance: PluginInstance,
     pub config: PluginConfig,
     /// sha256 of the component file: a changed file is a changed instance.
     pub component_sha256: String,
-    pub routes: Routes,
+}
+
+type Workers = Arc<Mutex<BTreeMap<String, Worker>>>;
+
+fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
+    workers.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The running workers, by plugin instance name. Workers can be added and
-/// stopped while ingest goes on (configuration reload).
+/// stopped while ingest goes on (configuration reload). The dispatcher
+/// subscribes to the journal's commits and wakes the workers that have new
+/// deliveries; nothing upstream knows it exists.
 pub struct Dispatcher {
     journal: Journal,
-    workers: Mutex<BTreeMap<String, Worker>>,
+    workers: Workers,
+    listener: JoinHandle<()>,
 }
 
 struct Worker {
@@ -270,7 +311,6 @@ struct Worker {
     breaker: Arc<Breaker>,
     config: PluginConfig,
     component_sha256: String,
-    routes: Arc<Routes>,
     notify: Arc<Notify>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -278,6 +318,7 @@ struct Worker {
 
 impl Drop for Dispatcher {
     fn drop(&mut self) {
+        self.listener.abort();
         for w in self.lock().values() {
             w.task.abort();
         }
@@ -287,9 +328,12 @@ impl Drop for Dispatcher {
 impl Dispatcher {
     /// Starts one worker per instance.
     pub fn start(specs: Vec<WorkerSpec>, journal: Journal) -> Dispatcher {
+        let workers = Workers::default();
+        let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
         let d = Dispatcher {
             journal,
-            workers: Mutex::new(BTreeMap::new()),
+            workers,
+            listener,
         };
         for spec in specs {
             d.add(spec);
@@ -298,26 +342,32 @@ impl Dispatcher {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
-        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.workers)
     }
 
     /// Starts a worker; a running worker of the same name is stopped first
     /// (it finishes the delivery it is in).
     pub fn add(&self, spec: WorkerSpec) {
-        let name = spec.instance.spec().name.to_string();
-        let tenant = spec.instance.spec().tenant.to_string();
         let contract = spec.instance.contract();
+        self.add_plugin(spec.instance, contract, spec.config, spec.component_sha256);
+    }
+
+    fn add_plugin<P: Plugin>(
+        &self,
+        instance: P,
+        contract: &'static str,
+        config: PluginConfig,
+        component_sha256: String,
+    ) {
+        let name = instance.name().to_string();
+        let tenant = instance.tenant().to_string();
         let notify = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
-        let breaker = Arc::new(Breaker::new(
-            spec.config.failure_policy.clone(),
-            &tenant,
-            &name,
-        ));
+        let breaker = Arc::new(Breaker::new(config.failure_policy.clone(), &tenant, &name));
         let task = tokio::spawn(run_worker(
-            spec.instance,
-            spec.config.rate_limit.clone(),
-            spec.config.retry,
+            instance,
+            config.rate_limit.clone(),
+            config.retry,
             breaker.clone(),
             self.journal.clone(),
             notify.clone(),
@@ -327,9 +377,8 @@ impl Dispatcher {
             tenant,
             contract,
             breaker,
-            config: spec.config,
-            component_sha256: spec.component_sha256,
-            routes: Arc::new(spec.routes),
+            config,
+            component_sha256,
             notify,
             stop,
             task,
@@ -376,32 +425,6 @@ impl Dispatcher {
         self.lock().keys().cloned().collect()
     }
 
-    /// For each event, the instances of `tenant` whose routes match it.
-    pub fn targets(&self, tenant: &str, events: &[WireEvent]) -> Vec<Vec<String>> {
-        let workers = self.lock();
-        let mine: Vec<(&String, &Arc<Routes>)> = workers
-            .iter()
-            .filter(|(_, w)| w.tenant == tenant)
-            .map(|(n, w)| (n, &w.routes))
-            .collect();
-        events
-            .iter()
-            .map(|e| {
-                mine.iter()
-                    .filter(|(_, r)| r.matches(e))
-                    .map(|(n, _)| (*n).clone())
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Wakes the workers of a tenant after a commit.
-    pub fn notify_tenant(&self, tenant: &str) {
-        for w in self.lock().values().filter(|w| w.tenant == tenant) {
-            w.notify.notify_one();
-        }
-    }
-
     /// Stops every worker after its current delivery and waits (at most
     /// `within`) until they have written their outcomes, so a clean stop
     /// does not deliver anything twice after the restart.
@@ -425,11 +448,32 @@ impl Dispatcher {
             );
         }
     }
+}
 
-    /// Wakes one worker (for example after a dead letter was re-queued).
-    pub fn notify(&self, name: &str) {
-        if let Some(w) = self.lock().get(name) {
-            w.notify.notify_one();
+/// Wakes the workers with new deliveries after each commit: a tenant's
+/// workers for its new events, one instance for its requeued ones. A lagging
+/// subscriber wakes every worker (a spurious wake-up only costs a read).
+async fn wake_on_commits(mut commits: broadcast::Receiver<CommitNotice>, workers: Workers) {
+    loop {
+        let notice = commits.recv().await;
+        let workers = lock(&workers);
+        match notice {
+            Ok(CommitNotice::Events { tenant }) => {
+                for w in workers.values().filter(|w| *w.tenant == *tenant) {
+                    w.notify.notify_one();
+                }
+            }
+            Ok(CommitNotice::Requeued { plugin }) => {
+                if let Some(w) = workers.get(&*plugin) {
+                    w.notify.notify_one();
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                for w in workers.values() {
+                    w.notify.notify_one();
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -685,8 +729,8 @@ impl WorkerCtx {
     }
 }
 
-async fn run_worker(
-    mut instance: PluginInstance,
+async fn run_worker<P: Plugin>(
+    mut instance: P,
     rate_limit: Option<SinkRateLimit>,
     policy: RetryPolicy,
     breaker: Arc<Breaker>,
@@ -694,8 +738,8 @@ async fn run_worker(
     notify: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let name = instance.spec().name.to_string();
-    let tenant = instance.spec().tenant.to_string();
+    let name = instance.name().to_string();
+    let tenant = instance.tenant().to_string();
     let mut bucket = rate_limit.map(Bucket::new);
     // Reads go on from `cursor` (the last event read) while a backlog
     // streams, and start again from the oldest pending delivery (0) once
@@ -855,8 +899,8 @@ async fn run_worker(
 
 /// One delivery attempt, with its OTLP `delivery` span (a child of the
 /// ingest span of the request that brought the event, in the same trace).
-async fn deliver(
-    instance: &mut PluginInstance,
+async fn deliver<P: Plugin>(
+    instance: &mut P,
     w: &mut WorkerCtx,
     d: &PendingDelivery,
 ) -> (Step, Verdict) {
@@ -864,7 +908,6 @@ async fn deliver(
     let mut outcome: (&'static str, Option<String>) = ("ok", None);
     let result = attempt_delivery(instance, w, d, &mut outcome).await;
     if let (true, Some(trace_id)) = (crate::otlp::enabled(), d.trace_id.as_deref()) {
-        let spec = instance.spec();
         let (outcome, reason) = outcome;
         crate::otlp::emit(
             "delivery",
@@ -875,8 +918,8 @@ async fn deliver(
             started_ns,
             crate::otlp::now_ns(),
             vec![
-                ("herald.plugin".into(), spec.name.to_string().into()),
-                ("herald.tenant".into(), spec.tenant.to_string().into()),
+                ("herald.plugin".into(), w.name.clone().into()),
+                ("herald.tenant".into(), w.tenant.clone().into()),
                 ("herald.run_id".into(), d.run_id.clone().into()),
                 ("herald.event_id".into(), d.event_id.into()),
                 ("herald.attempt".into(), (d.attempts + 1).into()),
@@ -913,8 +956,8 @@ async fn call_sending_held<F: std::future::Future>(call: F, w: &mut WorkerCtx) -
     call.await
 }
 
-async fn attempt_delivery(
-    instance: &mut PluginInstance,
+async fn attempt_delivery<P: Plugin>(
+    instance: &mut P,
     w: &mut WorkerCtx,
     d: &PendingDelivery,
     outcome: &mut (&'static str, Option<String>),
@@ -1146,5 +1189,286 @@ mod tests {
         assert!(b.len() < MAX_REASON + 40, "{}", b.len());
         assert!(b.ends_with("more bytes]"));
         assert_eq!(bounded("short", 10), "short");
+    }
+}
+
+/// The worker loop against a real (temporary) journal, with scripted plugins.
+#[cfg(test)]
+mod worker_tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// What a scripted plugin answers: by the event's uuid and the attempt.
+    type Answer = Box<dyn Fn(&str, u32) -> Result<Outcome, CallError> + Send>;
+
+    /// A plugin that records every call (uuid, attempt) and answers by script.
+    struct Script {
+        name: String,
+        tenant: String,
+        calls: Arc<Mutex<Vec<(String, u32)>>>,
+        answer: Answer,
+    }
+
+    impl Plugin for Script {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn tenant(&self) -> &str {
+            &self.tenant
+        }
+
+        fn deliver<'a>(
+            &'a mut self,
+            body: &'a str,
+            attempt: u32,
+        ) -> impl Future<Output = CallReport> + Send + 'a {
+            let uuid = serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v["uuid"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let result = (self.answer)(&uuid, attempt);
+            self.calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((uuid, attempt));
+            std::future::ready(CallReport {
+                result,
+                faults: Vec::new(),
+            })
+        }
+    }
+
+    fn journal(name: &str) -> Journal {
+        let dir = std::env::temp_dir().join(format!("herald-worker-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Journal::open(&dir.join("j.db")).expect("a temporary journal opens")
+    }
+
+    fn event(uuid: &str, run: &str, counter: u64) -> crate::event::WireEvent {
+        crate::event::validate(
+            json!({"uuid": uuid, "event": "runner_on_ok", "counter": counter,
+            "created": "2026-01-01T00:00:00", "run_id": run,
+            "event_data": {"playbook": "p.yml", "host": "h"}}),
+        )
+        .expect("a valid event")
+    }
+
+    fn config(extra: &str) -> PluginConfig {
+        toml::from_str(&format!("tenant = \"t\"\ncomponent = \"p.wasm\"\n{extra}"))
+            .expect("a valid plugin config")
+    }
+
+    /// A dispatcher running one scripted instance `p` of tenant `t`.
+    fn start(
+        j: &Journal,
+        extra: &str,
+        answer: Answer,
+    ) -> (Dispatcher, Arc<Mutex<Vec<(String, u32)>>>) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let d = Dispatcher::start(Vec::new(), j.clone());
+        let script = Script {
+            name: "p".into(),
+            tenant: "t".into(),
+            calls: calls.clone(),
+            answer,
+        };
+        d.add_plugin(script, "test", config(extra), String::new());
+        (d, calls)
+    }
+
+    fn commit(j: &Journal, events: &[crate::event::WireEvent]) {
+        let targets = vec![vec!["p".to_string()]; events.len()];
+        j.commit_batch("t", events, &targets)
+            .expect("the batch commits");
+    }
+
+    /// Waits (at most 10 s) until the instance has nothing pending and
+    /// every outcome is written; returns (pending, done, dead).
+    async fn settled(j: &Journal, done_and_dead: u64) -> (u64, u64, u64) {
+        let mut counts = (0, 0, 0);
+        for _ in 0..200 {
+            counts = j.delivery_counts("p").expect("counts");
+            if counts.0 == 0 && counts.1 + counts.2 >= done_and_dead {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        counts
+    }
+
+    fn calls(c: &Arc<Mutex<Vec<(String, u32)>>>) -> Vec<(String, u32)> {
+        c.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delivers_every_event_once_in_run_order() {
+        let j = journal("order");
+        let (d, calls_made) = start(&j, "", Box::new(|_, _| Ok(Outcome::Ok)));
+        let events: Vec<_> = (1..=40)
+            .map(|i| {
+                event(
+                    &format!("{}-{i:02}", if i % 2 == 0 { "a" } else { "b" }),
+                    if i % 2 == 0 { "a" } else { "b" },
+                    i,
+                )
+            })
+            .collect();
+        commit(&j, &events);
+        assert_eq!(settled(&j, 40).await, (0, 40, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        let made = calls(&calls_made);
+        assert_eq!(
+            made.len(),
+            40,
+            "each event handed over exactly once: {made:?}"
+        );
+        for run in ["a", "b"] {
+            let seen: Vec<&str> = made
+                .iter()
+                .map(|(u, _)| u.as_str())
+                .filter(|u| u.starts_with(run))
+                .collect();
+            let mut sorted = seen.clone();
+            sorted.sort();
+            assert_eq!(seen, sorted, "run {run} delivered in journal order");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_holds_its_run_back_while_other_runs_go_on() {
+        let j = journal("retry");
+        // a-1's first attempt fails; everything else succeeds.
+        let (d, calls_made) = start(
+            &j,
+            "[retry]\ninitial_ms = 300\nmax_ms = 300\n",
+            Box::new(|uuid, attempt| {
+                if uuid == "a-1" && attempt == 1 {
+                    Err(CallError::Trap("scripted".into()))
+                } else {
+                    Ok(Outcome::Ok)
+                }
+            }),
+        );
+        commit(
+            &j,
+            &[
+                event("a-1", "a", 1),
+                event("a-2", "a", 2),
+                event("b-1", "b", 3),
+                event("b-2", "b", 4),
+            ],
+        );
+        assert_eq!(settled(&j, 4).await, (0, 4, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        let made = calls(&calls_made);
+        let at = |u: &str, n: u32| made.iter().position(|c| c.0 == u && c.1 == n);
+        assert_eq!(made.iter().filter(|c| c.0 == "a-1").count(), 2, "{made:?}");
+        let retried = at("a-1", 2).expect("a-1 tried again");
+        assert!(
+            at("a-2", 1).expect("a-2 delivered") > retried,
+            "a-2 waits for a-1: {made:?}"
+        );
+        assert!(
+            at("b-2", 1).expect("b-2 delivered") < retried,
+            "run b does not wait: {made:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn permanent_answers_and_spent_attempts_become_dead_letters() {
+        let j = journal("dead");
+        let (d, calls_made) = start(
+            &j,
+            "[retry]\ninitial_ms = 10\nmax_ms = 10\nmax_attempts = 3\n",
+            Box::new(|uuid, _| match uuid {
+                "x" => Ok(Outcome::Permanent("the sink refused it".into())),
+                "y" => Err(CallError::Trap("always".into())),
+                _ => Ok(Outcome::Ok),
+            }),
+        );
+        commit(
+            &j,
+            &[
+                event("x", "r1", 1),
+                event("y", "r2", 2),
+                event("z", "r3", 3),
+            ],
+        );
+        assert_eq!(settled(&j, 3).await, (0, 1, 2));
+        d.shutdown(Duration::from_secs(5)).await;
+        let made = calls(&calls_made);
+        assert_eq!(
+            made.iter().filter(|c| c.0 == "x").count(),
+            1,
+            "a permanent answer is not retried"
+        );
+        assert_eq!(
+            made.iter().filter(|c| c.0 == "y").count(),
+            3,
+            "max_attempts calls"
+        );
+        let dead = j
+            .dead_letters("t", Some("p"), 10, None)
+            .expect("dead letters");
+        let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("permanent failure: the sink refused it")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("gave up after 3 attempts")),
+            "{reasons:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_wakes_an_idle_worker_at_once() {
+        let j = journal("wake");
+        let (d, calls_made) = start(&j, "", Box::new(|_, _| Ok(Outcome::Ok)));
+        // Let the worker find nothing and go idle (it would poll again in IDLE_POLL).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let committed = Instant::now();
+        commit(&j, &[event("late", "r", 1)]);
+        assert_eq!(settled(&j, 1).await, (0, 1, 0));
+        assert!(
+            committed.elapsed() < IDLE_POLL / 2,
+            "woken by the journal's commit notice, not by the idle poll ({:?})",
+            committed.elapsed()
+        );
+        d.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(calls(&calls_made).len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_tenants_queued_event_is_dead_lettered_not_delivered() {
+        let j = journal("foreign");
+        // Queued for `p` while `p` served tenant `u`...
+        j.commit_batch("u", &[event("theirs", "r", 1)], &[vec!["p".to_string()]])
+            .expect("commit");
+        // ...and `p` now serves `t`.
+        let (d, calls_made) = start(&j, "", Box::new(|_, _| Ok(Outcome::Ok)));
+        commit(&j, &[event("mine", "r2", 2)]);
+        assert_eq!(settled(&j, 2).await, (0, 1, 1));
+        d.shutdown(Duration::from_secs(5)).await;
+        let made = calls(&calls_made);
+        assert_eq!(
+            made,
+            vec![("mine".to_string(), 1)],
+            "tenant u's event never reached t's plugin"
+        );
+        let dead = j
+            .dead_letters("u", Some("p"), 10, None)
+            .expect("dead letters");
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0].reason.contains("was moved from tenant \"u\""),
+            "{}",
+            dead[0].reason
+        );
     }
 }

@@ -370,7 +370,7 @@ async fn ingest(
             ),
         ));
     }
-    let targets = state.dispatcher.targets(&tenant, &events);
+    let targets = state.live.load().routing.targets(&tenant, &events);
     let journal = state.journal.clone();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
@@ -425,7 +425,6 @@ async fn ingest(
     }
     if committed.accepted > 0 {
         state.limiter.stored(&tenant, committed.accepted as i64);
-        state.dispatcher.notify_tenant(&tenant);
     }
     // The sender's report of what its spool dropped, counted once: a batch
     // resent after a lost answer holds only duplicates and the same report.

@@ -189,7 +189,6 @@ pub(crate) async fn retry_one(
         ));
     }
     tracing::info!(plugin = %plugin, event_id, "dead letter queued again");
-    state.dispatcher.notify(&plugin);
     Ok(Json(json!({"requeued": n})))
 }
 
@@ -236,7 +235,6 @@ pub(crate) async fn retry_all(
     let p = plugin.clone();
     let n = blocking(&state, move |j| j.requeue_dead(&tenant, &p, None)).await?;
     tracing::info!(plugin = %plugin, count = n, "dead letters queued again");
-    state.dispatcher.notify(&plugin);
     Ok(Json(json!({"requeued": n})))
 }
 
@@ -274,6 +272,5 @@ pub(crate) async fn replay(
         ));
     }
     tracing::info!(plugin = %plugin, run_id = %run, events = n, "run queued for replay");
-    state.dispatcher.notify(&plugin);
     Ok(Json(json!({"requeued": n})))
 }

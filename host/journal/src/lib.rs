@@ -15,6 +15,7 @@
 use herald_event::{EventKind, Status, WireEvent};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use thiserror::Error;
 
 pub mod sqlite;
@@ -26,8 +27,8 @@ pub use sqlite::Journal;
 /// `use herald_journal::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        DeadLetters as _, DeliveryQueue as _, EventLog as _, Maintenance as _,
-        PluginState as _, RunQueries as _,
+        DeadLetters as _, DeliveryQueue as _, EventLog as _, Maintenance as _, PluginState as _,
+        RunQueries as _,
     };
 }
 
@@ -43,10 +44,7 @@ pub fn now_ms() -> i64 {
 #[derive(Debug, Error)]
 pub enum JournalError {
     #[error("cannot open the journal at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: BoxError,
-    },
+    Open { path: PathBuf, source: BoxError },
     #[error("cannot create the journal directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -314,6 +312,18 @@ pub struct DeliveryFilter {
     pub limit: usize,
 }
 
+/// What a commit made pending: sent after the commit, to every subscriber of
+/// [`EventLog::commits`] (the dispatcher), so the stages upstream never need
+/// to know who delivers. A subscriber that lags behind is told so by the
+/// channel and should treat it as "anything may be pending".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitNotice {
+    /// New events of this tenant (ingest or import).
+    Events { tenant: Arc<str> },
+    /// Deliveries of this plugin instance queued again (requeue, replay).
+    Requeued { plugin: Arc<str> },
+}
+
 /// A page of items and the key to continue after it.
 pub type Page<T, K> = (Vec<T>, Option<K>);
 
@@ -341,6 +351,12 @@ pub trait EventLog: Send + Sync {
 
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: &str) -> Result<u64, JournalError>;
+
+    /// Subscribes to what later commits make pending: every commit of new
+    /// events ([`EventLog::submit`], [`EventLog::commit_batch`]) and every
+    /// requeue ([`DeliveryQueue::replay_run`], [`DeadLetters::requeue_dead`])
+    /// that changed something sends one [`CommitNotice`] once it is durable.
+    fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice>;
 }
 
 /// The queue of deliveries to plugin instances.
@@ -403,18 +419,30 @@ pub trait DeadLetters: Send + Sync {
 /// The reads behind the query API.
 pub trait RunQueries: Send + Sync {
     /// A page of a tenant's runs, newest first, and the key to continue after it.
-    fn list_runs(&self, tenant: &str, f: &RunFilter) -> Result<Page<RunRecord, (i64, String)>, JournalError>;
+    fn list_runs(
+        &self,
+        tenant: &str,
+        f: &RunFilter,
+    ) -> Result<Page<RunRecord, (i64, String)>, JournalError>;
 
     /// One run; `None` when the tenant has no such run.
-    fn run(&self, tenant: &str, run: &str, stale_before_ms: i64)
-        -> Result<Option<RunRecord>, JournalError>;
+    fn run(
+        &self,
+        tenant: &str,
+        run: &str,
+        stale_before_ms: i64,
+    ) -> Result<Option<RunRecord>, JournalError>;
 
     /// A run's host result events in counter order.
     fn run_results(&self, tenant: &str, run: &str) -> Result<Vec<ResultEvent>, JournalError>;
 
     /// The newest `playbook_on_stats` event of a run: `None` when the
     /// tenant has no such run, `Some(None)` when the run has none.
-    fn run_stats(&self, tenant: &str, run: &str) -> Result<Option<Option<StoredBody>>, JournalError>;
+    fn run_stats(
+        &self,
+        tenant: &str,
+        run: &str,
+    ) -> Result<Option<Option<StoredBody>>, JournalError>;
 
     /// A page of a run's event bodies in counter order: `None` when the
     /// tenant has no such run.
@@ -439,10 +467,21 @@ pub trait RunQueries: Send + Sync {
 /// The plugin instances' own values, per (tenant, instance).
 pub trait PluginState: Send + Sync {
     /// A plugin instance's stored value.
-    fn state_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<String>, JournalError>;
+    fn state_get(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<String>, JournalError>;
 
     /// Stores a plugin instance's value.
-    fn state_set(&self, tenant: &str, plugin: &str, key: &str, value: &str) -> Result<(), JournalError>;
+    fn state_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), JournalError>;
 
     /// Removes a plugin instance's value.
     fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError>;
@@ -469,6 +508,12 @@ pub trait Maintenance: Send + Sync {
 /// Everything the server needs of a journal, as one object-safe trait: a
 /// server holds an `Arc<dyn Store>`. The dispatch workers' hot path
 /// (`pending`, `send_marks`) may hold the concrete backend instead.
-pub trait Store: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance {}
+pub trait Store:
+    EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance
+{
+}
 
-impl<T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance> Store for T {}
+impl<T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance> Store
+    for T
+{
+}

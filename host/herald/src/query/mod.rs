@@ -16,6 +16,7 @@ pub mod store;
 
 use crate::api::{ApiError, AppState};
 use crate::event::{EventKind, Status};
+use crate::journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use crate::tenancy::tenant_of;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -23,7 +24,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use model::*;
-use crate::journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 
 /// A run without `playbook_on_stats` and without any event for this long is
 /// `interrupted` (a `interrupted_after_s` query parameter overrides it per

@@ -14,9 +14,9 @@
 //! `query`) the reads behind the query API on a pool of read connections.
 
 use crate::{
-    now_ms, CommitReceipt, Committed, DeadLetter, DeadLetters, DeliveryQueue, EventLog,
-    JournalError, Maintenance, Mark, MarkOutcome, MarksReceipt, PendingDelivery, PluginState,
-    ReadPos, RequestContext,
+    now_ms, CommitNotice, CommitReceipt, Committed, DeadLetter, DeadLetters, DeliveryQueue,
+    EventLog, JournalError, Maintenance, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
+    PluginState, ReadPos, RequestContext,
 };
 use herald_event::WireEvent;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -33,6 +33,10 @@ impl From<rusqlite::Error> for JournalError {
         JournalError::Backend(Box::new(e))
     }
 }
+
+/// How many commit notices a slow subscriber may fall behind before it is
+/// told it lagged.
+const COMMIT_NOTICES: usize = 1024;
 
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
@@ -55,6 +59,9 @@ pub struct Journal {
     /// readiness probe's write of the same size) succeeds: `/ready` answers
     /// what ingest answers.
     write_failure: Arc<Mutex<Option<WriteFailure>>>,
+    /// Tells subscribers (the dispatcher) what each commit made pending, so
+    /// the stages upstream never need to know who delivers.
+    commits: tokio::sync::broadcast::Sender<CommitNotice>,
 }
 
 /// A commit the writer could not make (disk full, unwritable file).
@@ -124,6 +131,7 @@ fn run_writer(
     checkpoint: std::sync::mpsc::SyncSender<()>,
     requeues: Arc<AtomicU64>,
     write_failure: Arc<Mutex<Option<WriteFailure>>>,
+    commits: tokio::sync::broadcast::Sender<CommitNotice>,
 ) {
     let mut since_checkpoint = 0usize;
     while let Ok(first) = rx.recv() {
@@ -186,7 +194,16 @@ fn run_writer(
                     match w {
                         Write::Events(r) => {
                             if let Some(c) = committed.next() {
+                                let accepted = c.accepted > 0;
                                 let _ = r.reply.send(Ok(c));
+                                // Sent here, not by whoever awaits the
+                                // receipt: a batch whose request went away
+                                // after the commit still wakes its workers.
+                                if accepted {
+                                    let _ = commits.send(CommitNotice::Events {
+                                        tenant: Arc::from(r.tenant),
+                                    });
+                                }
                             }
                         }
                         Write::Marks(m) => {
@@ -651,8 +668,6 @@ fn pending_sql(limit: usize) -> String {
 /// would now fit.
 const PROBE_MAX_BYTES: usize = 1 << 20;
 
-
-
 /// Waits for a lock held by the other connection: 200 µs steps for the
 /// first 100 ms, then 5 ms steps, giving up after about 10 s.
 fn busy_wait(attempt: i32) -> bool {
@@ -748,6 +763,8 @@ impl Journal {
         let writer_requeues = requeues.clone();
         let write_failure = Arc::new(Mutex::new(None));
         let writer_failure = write_failure.clone();
+        let commits = tokio::sync::broadcast::channel(COMMIT_NOTICES).0;
+        let writer_commits = commits.clone();
         let spawn_error = |source| JournalError::Dir {
             path: path.to_owned(),
             source,
@@ -758,7 +775,16 @@ impl Journal {
             .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("herald-journal".into())
-            .spawn(move || run_writer(conn, rx, kick, writer_requeues, writer_failure))
+            .spawn(move || {
+                run_writer(
+                    conn,
+                    rx,
+                    kick,
+                    writer_requeues,
+                    writer_failure,
+                    writer_commits,
+                )
+            })
             .map_err(spawn_error)?;
         let readers = reader_pool(path)?;
         Ok(Journal {
@@ -770,7 +796,13 @@ impl Journal {
             reads: Arc::new(AtomicU64::new(0)),
             requeues,
             write_failure,
+            commits,
         })
+    }
+
+    fn notice(&self, notice: CommitNotice) {
+        // No subscriber (e.g. `herald check`, an import without serve): nobody to wake.
+        let _ = self.commits.send(notice);
     }
 
     /// Caps the journal's size in pages on its write connections, as a full
@@ -849,7 +881,17 @@ impl EventLog for Journal {
         let tx = conn.transaction()?;
         let committed = apply_batch(&tx, tenant, events, targets, now_ms(), None)?;
         tx.commit()?;
+        drop(conn);
+        if committed.accepted > 0 {
+            self.notice(CommitNotice::Events {
+                tenant: Arc::from(tenant),
+            });
+        }
         Ok(committed)
+    }
+
+    fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice> {
+        self.commits.subscribe()
     }
 
     /// Number of events stored for a tenant.
@@ -968,12 +1010,7 @@ impl DeliveryQueue for Journal {
     /// its earlier deliveries did. Returns how many. A queued row always gets
     /// a new `first_at_ms`: that is how an attempt still running is told
     /// apart from the replayed delivery (see [`Journal::delivered`]).
-    fn replay_run(
-        &self,
-        tenant: &str,
-        run_id: &str,
-        plugin: &str,
-    ) -> Result<usize, JournalError> {
+    fn replay_run(&self, tenant: &str, run_id: &str, plugin: &str) -> Result<usize, JournalError> {
         // On the writer's lock, as `requeue_dead`.
         let conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
@@ -988,6 +1025,12 @@ impl DeliveryQueue for Journal {
             )?
             .execute(params![tenant, run_id, plugin, now])?;
         self.requeues.fetch_add(1, Ordering::SeqCst);
+        drop(conn);
+        if n > 0 {
+            self.notice(CommitNotice::Requeued {
+                plugin: Arc::from(plugin),
+            });
+        }
         Ok(n)
     }
 }
@@ -1045,6 +1088,12 @@ impl DeadLetters for Journal {
             )?
             .execute(params![tenant, plugin, event_id, now])?;
         self.requeues.fetch_add(1, Ordering::SeqCst);
+        drop(conn);
+        if n > 0 {
+            self.notice(CommitNotice::Requeued {
+                plugin: Arc::from(plugin),
+            });
+        }
         Ok(n)
     }
 
@@ -1122,17 +1171,11 @@ impl PluginState for Journal {
 }
 
 impl Maintenance for Journal {
-
-
     /// Deletes up to `limit` events received before `cutoff_ms` that no
     /// instance still has to deliver (pending) or holds as a dead letter,
     /// with their deliveries, and runs left without events. Returns the
     /// number of events removed per tenant.
-    fn prune(
-        &self,
-        cutoff_ms: i64,
-        limit: usize,
-    ) -> Result<BTreeMap<String, u64>, JournalError> {
+    fn prune(&self, cutoff_ms: i64, limit: usize) -> Result<BTreeMap<String, u64>, JournalError> {
         let mut conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
         let mut removed = BTreeMap::new();
