@@ -25,6 +25,7 @@
 //! `state`/`breaker` of `GET /v1/plugins`.
 
 use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
+use crate::journal::prelude::*;
 use crate::journal::{
     now_ms, CommitNotice, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
 };

@@ -16,11 +16,12 @@ pub use herald_event::routes;
 pub use herald_config as config;
 // The plugin runtime (wasmtime, contracts, capabilities) is the herald-runtime crate.
 pub use herald_runtime as runtime;
+// The journal (storage traits + SQLite backend) lives in the herald-journal crate.
+pub use herald_journal as journal;
 pub mod app;
 pub mod client;
 pub mod dispatch;
 pub mod ingest;
-pub mod journal;
 pub mod lock;
 pub mod otlp;
 pub mod plugin_services;

@@ -1,39 +1,12 @@
-//! What the plugin runtime (herald-runtime) writes to, implemented by the
-//! herald lib's journal and metric registry: the runtime sees only its
-//! narrow traits, so a storage or telemetry crate swaps in here.
+//! What the plugin runtime (herald-runtime) writes to: plugin state goes to
+//! the journal through its own trait; plugin-defined series go to the
+//! herald lib's metric registry through the runtime's narrow trait.
 
 use crate::journal::Journal;
 use crate::runtime::capability::metrics::{PluginSeries, SeriesError, SeriesKind};
-use crate::runtime::capability::state::{PluginState, StateError};
 use crate::runtime::Services;
 use crate::telemetry::{self, Metrics};
 use std::sync::Arc;
-
-impl PluginState for Journal {
-    fn state_get(
-        &self,
-        tenant: &str,
-        plugin: &str,
-        key: &str,
-    ) -> Result<Option<String>, StateError> {
-        Ok(Journal::state_get(self, tenant, plugin, key)?)
-    }
-    fn state_set(
-        &self,
-        tenant: &str,
-        plugin: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<(), StateError> {
-        Ok(Journal::state_set(self, tenant, plugin, key, value)?)
-    }
-    fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), StateError> {
-        Ok(Journal::state_delete(self, tenant, plugin, key)?)
-    }
-    fn claim_state(&self, tenant: &str, plugin: &str) -> Result<usize, StateError> {
-        Ok(Journal::claim_state(self, tenant, plugin)?)
-    }
-}
 
 impl PluginSeries for Metrics {
     fn plugin_sample(
