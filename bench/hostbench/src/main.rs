@@ -406,8 +406,7 @@ impl Loaded {
             &self.runtime,
             self.component.clone(),
             Arc::new(spec),
-            journal.clone(),
-            Metrics::new(),
+            herald::plugin_services::services(journal, &Metrics::new()),
         ))
     }
 

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 /// header line. Cells are printed whole (never wrapped).
 pub fn table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
     let mut t = Table::new();
-    t.load_preset(comfy_table::presets::NOTHING)
+    t.load_style(comfy_table::presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(headers.iter().copied());
     for r in rows {

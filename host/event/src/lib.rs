@@ -307,6 +307,52 @@ pub const STATS_MAPS: &[&str] = &[
     "skipped",
 ];
 
+/// One host's counts in a `playbook_on_stats` event: its PLAY RECAP line
+/// (`unreachable` is Ansible's `dark`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCounts {
+    pub ok: u64,
+    pub changed: u64,
+    pub unreachable: u64,
+    pub failures: u64,
+    pub skipped: u64,
+    pub rescued: u64,
+    pub ignored: u64,
+}
+
+/// Per-host counts of a `playbook_on_stats` event's `event_data`: every host
+/// any of [`STATS_MAPS`] names, in host order, with 0 where a map does not
+/// name it (or holds something other than a count).
+pub fn host_stats(
+    event_data: &Map<String, Value>,
+) -> std::collections::BTreeMap<String, HostCounts> {
+    let count = |map: &str, host: &str| {
+        event_data
+            .get(map)
+            .and_then(|m| m.get(host))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let mut hosts = std::collections::BTreeMap::new();
+    for map in STATS_MAPS {
+        let Some(m) = event_data.get(*map).and_then(Value::as_object) else {
+            continue;
+        };
+        for h in m.keys() {
+            hosts.entry(h.clone()).or_insert_with(|| HostCounts {
+                ok: count("ok", h),
+                changed: count("changed", h),
+                unreachable: count("dark", h),
+                failures: count("failures", h),
+                skipped: count("skipped", h),
+                rescued: count("rescued", h),
+                ignored: count("ignored", h),
+            });
+        }
+    }
+    hosts
+}
+
 /// The message of a number outside `0..=MAX_SAFE_INTEGER`.
 fn count_message() -> String {
     format!("must be an integer from 0 to {MAX_SAFE_INTEGER}")
@@ -572,6 +618,36 @@ pub fn parse_time(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn host_stats_names_every_host_of_any_map() {
+        let data = serde_json::json!({
+            "ok": {"a": 3, "b": 2}, "changed": {"a": 1}, "failures": {"b": 1}, "dark": {"c": 1},
+            "skipped": {}, "rescued": {"b": 1}, "ignored": {"a": 1}, "processed": {"a": 1, "b": 1, "d": 1}
+        });
+        let hosts = super::host_stats(data.as_object().unwrap());
+        assert_eq!(hosts.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert_eq!(
+            hosts["a"],
+            super::HostCounts {
+                ok: 3,
+                changed: 1,
+                ignored: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            hosts["b"],
+            super::HostCounts {
+                ok: 2,
+                failures: 1,
+                rescued: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(hosts["c"].unreachable, 1);
+        assert_eq!(hosts["d"], super::HostCounts::default());
+    }
+
     use super::*;
     use serde_json::json;
 

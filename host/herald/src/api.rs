@@ -2,6 +2,7 @@
 
 use crate::config::{Config, MetricsAuth};
 use crate::dispatch::Dispatcher;
+use crate::journal::prelude::*;
 use crate::journal::Journal;
 use crate::telemetry::Metrics;
 use crate::tenancy::{bearer, require_admin, Limiter};
@@ -180,7 +181,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let journal = state.journal.clone();
     let journal_check = match tokio::time::timeout(
         std::time::Duration::from_secs(3),
-        tokio::task::spawn_blocking(move || crate::journal::probe_writable(&journal)),
+        tokio::task::spawn_blocking(move || journal.probe_writable()),
     )
     .await
     {
@@ -366,60 +367,4 @@ pub async fn reload_status(
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::event::{validate, WireEvent};
-    use crate::journal::{probe_writable, Journal};
-    use serde_json::json;
-
-    fn event(i: usize) -> WireEvent {
-        validate(
-            json!({"uuid": format!("u{i}"), "event": "verbose", "counter": i,
-                        "created": "2026-01-01T00:00:00", "run_id": "r",
-                        "stdout": "x".repeat(2000)}),
-        )
-        .unwrap()
-    }
-
-    /// A journal that refuses batches (full: the file cannot grow) is not
-    /// ready, though the probe's own small write still fits; it is ready
-    /// again once there is room.
-    #[tokio::test]
-    async fn ready_agrees_with_ingest_when_the_journal_is_full() {
-        let dir = std::env::temp_dir().join(format!("herald-ready-full-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let j = Journal::open(&dir.join("j.db")).unwrap();
-        j.commit("t".into(), vec![event(0)], vec![vec![]], None)
-            .await
-            .unwrap();
-        probe_writable(&j).unwrap();
-
-        // The file may not grow any more: what a full disk does to SQLite.
-        j.set_max_pages(Some(j.page_count().unwrap())).unwrap();
-        let batch: Vec<WireEvent> = (1..100).map(event).collect();
-        let err = j
-            .commit("t".into(), batch.clone(), vec![vec![]; 99], None)
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("full"), "{err}");
-        for _ in 0..2 {
-            let e = probe_writable(&j).unwrap_err();
-            // The small write went through; the one of the batch's size did not.
-            assert!(e.to_string().contains("still does"), "{e}");
-            assert!(e.to_string().contains("full"), "{e}");
-        }
-
-        // Room again: the probe's write succeeds, and so does the batch.
-        j.set_max_pages(None).unwrap();
-        probe_writable(&j).unwrap();
-        let c = j
-            .commit("t".into(), batch, vec![vec![]; 99], None)
-            .await
-            .unwrap();
-        assert_eq!(c.accepted, 99);
-        probe_writable(&j).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

@@ -5,6 +5,7 @@
 use crate::api::{router, AppState, ReloadStatus};
 use crate::config::{Config, ConfigError, Problem};
 use crate::dispatch::{Dispatcher, WorkerSpec};
+use crate::journal::prelude::*;
 use crate::journal::{now_ms, Journal};
 use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
 use crate::telemetry::Metrics;
@@ -45,8 +46,7 @@ async fn load_one(
         runtime,
         component,
         Arc::new(spec),
-        journal.clone(),
-        metrics.clone(),
+        crate::plugin_services::services(journal, metrics),
     );
     instance.ensure_live().await.map_err(|(e, _)| match e {
         // The plugin's message names the key; point at it in the file.
@@ -327,7 +327,7 @@ async fn gauges(state: AppState) {
         let read = tokio::task::spawn_blocking(move || {
             let depths = journal.queue_depths()?;
             let dead = journal.dead_counts()?;
-            let active = crate::journal::active_runs(&journal, now_ms() - 3_600_000)?;
+            let active = journal.active_runs(now_ms() - 3_600_000)?;
             Ok::<_, crate::journal::JournalError>((depths, dead, active, journal.size_bytes()))
         })
         .await;

@@ -25,6 +25,7 @@
 //! `state`/`breaker` of `GET /v1/plugins`.
 
 use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
+use crate::journal::prelude::*;
 use crate::journal::{
     now_ms, CommitNotice, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
 };
@@ -488,40 +489,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// A token bucket pacing one instance's calls to its sink.
-struct Bucket {
-    limit: SinkRateLimit,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(limit: SinkRateLimit) -> Self {
-        Bucket {
-            tokens: limit.burst,
-            limit,
-            at: Instant::now(),
-        }
-    }
-
-    /// Waits until a call may go.
-    async fn take(&mut self) {
-        loop {
-            let now = Instant::now();
-            self.tokens = (self.tokens
-                + now.duration_since(self.at).as_secs_f64() * self.limit.per_second)
-                .min(self.limit.burst);
-            self.at = now;
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-                return;
-            }
-            let wait = (1.0 - self.tokens) / self.limit.per_second;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-        }
-    }
-}
-
 /// What happened to one delivery attempt.
 enum Step {
     Done,
@@ -739,7 +706,9 @@ async fn run_worker<P: Plugin>(
 ) {
     let name = instance.name().to_string();
     let tenant = instance.tenant().to_string();
-    let mut bucket = rate_limit.map(Bucket::new);
+    let pacer = rate_limit
+        .and_then(|r| crate::ratelimit::quota(r.per_second, r.burst))
+        .map(crate::ratelimit::Pacer::direct);
     // Reads go on from `cursor` (the last event read) while a backlog
     // streams, and start again from the oldest pending delivery (0) once
     // the worker has caught up; `blocked_runs` and `earliest` hold across
@@ -832,8 +801,8 @@ async fn run_worker<P: Plugin>(
                 blocked_runs.insert(d.run_id.clone());
                 continue;
             }
-            if let Some(bucket) = bucket.as_mut() {
-                bucket.take().await;
+            if let Some(pacer) = pacer.as_ref() {
+                crate::ratelimit::paced(pacer).await;
             }
             if !w.marks.is_empty() && w.marks_since.elapsed() >= FLUSH_EVERY {
                 w.send();

@@ -3,6 +3,7 @@
 
 use crate::api::{ApiError, AppState};
 use crate::event::{parse_array, parse_event, validate, WireEvent};
+use crate::journal::prelude::*;
 use crate::telemetry::RequestContext;
 use crate::tenancy::tenant_of;
 use axum::body::{to_bytes, Body};

@@ -14,14 +14,18 @@ pub use herald_event as event;
 pub use herald_event::routes;
 // `herald.toml` lives in the herald-config crate.
 pub use herald_config as config;
+// The plugin runtime (wasmtime, contracts, capabilities) is the herald-runtime crate.
+pub use herald_runtime as runtime;
+// The journal (storage traits + SQLite backend) lives in the herald-journal crate.
+pub use herald_journal as journal;
 pub mod app;
 pub mod dispatch;
 pub mod ingest;
-pub mod journal;
 pub mod lock;
 pub mod otlp;
+pub mod plugin_services;
 pub mod query;
+pub mod ratelimit;
 pub mod recovery;
-pub mod runtime;
 pub mod telemetry;
 pub mod tenancy;

@@ -68,7 +68,9 @@ fn own_plugin(state: &AppState, tenant: &str, plugin: &str) -> Result<(), ApiErr
 
 async fn blocking<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&crate::journal::Journal) -> Result<T, crate::journal::JournalError> + Send + 'static,
+    f: impl FnOnce(&dyn crate::journal::Store) -> Result<T, crate::journal::JournalError>
+        + Send
+        + 'static,
 ) -> Result<T, ApiError> {
     let j = state.journal.clone();
     tokio::task::spawn_blocking(move || f(&j))

@@ -3,10 +3,10 @@
 
 use crate::api::ApiError;
 use crate::config::{Config, TenantConfig};
+use crate::ratelimit::{self, DebtBucket};
 use axum::http::{header, HeaderMap};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Mutex, RwLock};
 
 /// The bearer token of a request.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -49,15 +49,13 @@ pub fn require_admin(config: &Config, headers: &HeaderMap) -> Result<(), ApiErro
 }
 
 /// Per-tenant token buckets (events per second) and stored-event counts.
+///
+/// Not governor's keyed limiter: it holds one quota for every key, while
+/// each tenant has its own rate and burst (and a reload may change them).
 #[derive(Default)]
 pub struct Limiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: RwLock<HashMap<String, DebtBucket>>,
     stored: Mutex<HashMap<String, u64>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
 }
 
 impl Limiter {
@@ -66,25 +64,31 @@ impl Limiter {
     /// the bucket is full and leaves it in debt, so big batches are slowed,
     /// not refused forever.
     pub fn admit(&self, tenant: &str, cfg: &TenantConfig, n: usize) -> Result<(), u64> {
-        let Some(rate) = cfg.max_events_per_second.filter(|r| *r > 0.0) else {
+        let Some(rate) = cfg.max_events_per_second else {
             return Ok(());
         };
-        let burst = cfg.burst.unwrap_or(rate).max(1.0);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let b = buckets.entry(tenant.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
-        b.at = now;
-        let need = (n as f64).min(burst);
-        if b.tokens >= need {
-            b.tokens -= n as f64;
-            Ok(())
-        } else {
-            Err(((need - b.tokens) / rate).ceil().max(1.0) as u64)
+        let Some(quota) = ratelimit::quota(rate, cfg.burst.unwrap_or(rate)) else {
+            return Ok(());
+        };
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let seconds = |wait: std::time::Duration| wait.as_secs_f64().ceil().max(1.0) as u64;
+        {
+            let buckets = self.buckets.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(b) = buckets.get(tenant).filter(|b| b.quota() == quota) {
+                return b.take(n).map_err(seconds);
+            }
         }
+        // First request of the tenant, or its limit changed on reload.
+        let mut buckets = self.buckets.write().unwrap_or_else(|p| p.into_inner());
+        let b = buckets
+            .entry(tenant.to_string())
+            .and_modify(|b| {
+                if b.quota() != quota {
+                    *b = DebtBucket::new(quota);
+                }
+            })
+            .or_insert_with(|| DebtBucket::new(quota));
+        b.take(n).map_err(seconds)
     }
 
     /// Whether the tenant may store `n` more events under its quota. `count`

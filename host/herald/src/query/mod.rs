@@ -7,8 +7,8 @@
 //! previous page). Query parameters are validated: an unknown, repeated or
 //! malformed one is a 400 `invalid_parameter` naming it in `field`.
 //!
-//! The handlers read the journal on read-only connections of their own, in
-//! `spawn_blocking`.
+//! The handlers read the journal through its [`crate::journal::RunQueries`]
+//! trait (the backend's pooled read connections), in `spawn_blocking`.
 
 // The API's JSON shapes live in herald-client, shared with the CLI.
 pub use herald_client::model;
@@ -17,6 +17,7 @@ pub mod store;
 
 use crate::api::{ApiError, AppState};
 use crate::event::{EventKind, Status};
+use crate::journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use crate::tenancy::tenant_of;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -24,7 +25,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use model::*;
-use store::{DeliveryFilter, EventFilter, RunFilter};
 
 /// A run without `playbook_on_stats` and without any event for this long is
 /// `interrupted` (a `interrupted_after_s` query parameter overrides it per
@@ -220,13 +220,13 @@ fn nonempty<'a>(field: &str, v: Option<&'a str>) -> Result<Option<&'a str>, ApiE
     }
 }
 
-/// Runs `f` on a journal read connection, off the async threads.
+/// Runs `f` on the journal's queries, off the async threads.
 async fn read<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&dyn RunQueries) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let path = state.journal.path().to_owned();
-    tokio::task::spawn_blocking(move || store::with_conn(&path, f))
+    let journal = state.journal.clone();
+    tokio::task::spawn_blocking(move || f(&journal))
         .await
         .map_err(|e| ApiError::unavailable(format!("query task failed: {e}")))?
 }
@@ -317,7 +317,7 @@ pub async fn list_runs(
     };
     let filter = RunFilter {
         playbook: nonempty("playbook", p.one("playbook")?)?.map(str::to_string),
-        status,
+        state: status.map(store::run_state),
         controller: nonempty("controller", p.one("controller")?)?.map(str::to_string),
         since_ms: p.time("since")?,
         until_ms: p.time("until")?,
@@ -326,8 +326,8 @@ pub async fn list_runs(
         after,
         limit: p.limit()?,
     };
-    let (items, next) = read(&state, move |conn| {
-        store::list_runs(conn, &tenant, &filter).map_err(store::db_error)
+    let (items, next) = read(&state, move |j| {
+        store::list_runs(j, &tenant, &filter).map_err(store::db_error)
     })
     .await?;
     Ok(Json(RunPage {
@@ -363,8 +363,8 @@ pub async fn get_run(
     let p = Params::parse(&uri, &["interrupted_after_s"])?;
     let stale = p.stale_before_ms()?;
     let run = id.clone();
-    read(&state, move |conn| {
-        store::run_detail(conn, &tenant, &run, stale).map_err(store::db_error)
+    read(&state, move |j| {
+        store::run_detail(j, &tenant, &run, stale).map_err(store::db_error)
     })
     .await?
     .map(Json)
@@ -439,8 +439,8 @@ pub async fn run_events(
         limit: p.limit()?,
     };
     let run = id.clone();
-    let (items, next) = read(&state, move |conn| {
-        store::run_events(conn, &tenant, &run, &filter).map_err(store::db_error)
+    let (items, next) = read(&state, move |j| {
+        store::run_events(j, &tenant, &run, &filter).map_err(store::db_error)
     })
     .await?
     .ok_or_else(|| not_found(&id))?;
@@ -473,8 +473,8 @@ pub async fn run_artifacts(
     let id = path_id(id)?;
     Params::parse(&uri, &[])?;
     let run = id.clone();
-    read(&state, move |conn| {
-        store::artifacts(conn, &tenant, &run).map_err(store::db_error)
+    read(&state, move |j| {
+        store::artifacts(j, &tenant, &run).map_err(store::db_error)
     })
     .await?
     .map(Json)
@@ -527,12 +527,12 @@ pub async fn list_deliveries(
     let filter = DeliveryFilter {
         run: nonempty("run", p.one("run")?)?.map(str::to_string),
         plugin: nonempty("plugin", p.one("plugin")?)?.map(str::to_string),
-        outcome,
+        state: outcome.map(store::delivery_state),
         after,
         limit: p.limit()?,
     };
-    let (items, next) = read(&state, move |conn| {
-        store::deliveries(conn, &tenant, &filter).map_err(store::db_error)
+    let (items, next) = read(&state, move |j| {
+        store::deliveries(j, &tenant, &filter).map_err(store::db_error)
     })
     .await?;
     Ok(Json(DeliveryPage {

@@ -11,6 +11,7 @@
 //!   stops calls blocked in host calls; memory is capped by a store limiter.
 
 mod cache;
+pub mod capability;
 pub mod convert;
 pub mod grants;
 mod host_api;
@@ -19,9 +20,9 @@ mod output;
 mod pool;
 pub mod v0_2;
 
-use crate::config::{Limits, PluginConfig};
-use crate::journal::Journal;
-use crate::telemetry::Metrics;
+use capability::metrics::PluginSeries;
+use capability::state::PluginState;
+use herald_config::{Limits, PluginConfig};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -315,8 +316,7 @@ pub struct HostState {
     limiter: MemoryLimiter,
     counters: Arc<CallCounters>,
     pub(crate) ident: Arc<Ident>,
-    pub(crate) journal: Journal,
-    pub(crate) metrics: Metrics,
+    pub(crate) services: Services,
 }
 
 impl HostState {
@@ -527,7 +527,7 @@ impl Runtime {
             http: pool::OutboundPool::new(),
             loaded: Arc::new(Mutex::new(HashMap::new())),
             memory: Arc::new(MemoryBudget::new(
-                crate::config::RuntimeConfig::default().max_plugin_memory_mib,
+                herald_config::RuntimeConfig::default().max_plugin_memory_mib,
             )),
         })
     }
@@ -721,6 +721,15 @@ impl InstanceSpec {
     }
 }
 
+/// What the host gives the capabilities to write to: the plugin-state store
+/// (the journal) and the sink of plugin-defined series (the metric
+/// registry). Cloned into every store of an instance.
+#[derive(Clone)]
+pub struct Services {
+    pub state: Arc<dyn PluginState>,
+    pub series: Arc<dyn PluginSeries>,
+}
+
 /// One plugin instance: its component, its spec, and the live store when
 /// there is one.
 pub struct PluginInstance {
@@ -728,8 +737,7 @@ pub struct PluginInstance {
     spec: Arc<InstanceSpec>,
     engine: Engine,
     http: pool::OutboundPool,
-    journal: Journal,
-    metrics: Metrics,
+    services: Services,
     memory: Arc<MemoryBudget>,
     live: Option<(Store<HostState>, Sink)>,
     /// Faults of a `configure` that still succeeded, reported with the next call.
@@ -742,16 +750,14 @@ impl PluginInstance {
         runtime: &Runtime,
         component: LoadedComponent,
         spec: Arc<InstanceSpec>,
-        journal: Journal,
-        metrics: Metrics,
+        services: Services,
     ) -> Self {
         Self {
             component,
             spec,
             engine: runtime.engine.clone(),
             http: runtime.http.clone(),
-            journal,
-            metrics,
+            services,
             memory: runtime.memory.clone(),
             live: None,
             pending_faults: Vec::new(),
@@ -828,8 +834,7 @@ impl PluginInstance {
             },
             counters,
             ident,
-            journal: self.journal.clone(),
-            metrics: self.metrics.clone(),
+            services: self.services.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

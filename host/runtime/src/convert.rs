@@ -2,7 +2,7 @@
 //! `herald:plugin@0.1.0`. A future contract version gets an adapter beside it.
 
 use super::bindings::herald::plugin::types as wit;
-use crate::event::EventKind;
+use herald_event::EventKind;
 use serde_json::{Map, Value};
 
 /// Builds the typed event a plugin receives from the journaled body.
@@ -51,8 +51,8 @@ fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
         path: str_of(data, "task_path"),
     });
     let timing = match (
-        str_of(data, "start").and_then(|s| crate::event::parse_time(&s)),
-        str_of(data, "end").and_then(|s| crate::event::parse_time(&s)),
+        str_of(data, "start").and_then(|s| herald_event::parse_time(&s)),
+        str_of(data, "end").and_then(|s| herald_event::parse_time(&s)),
     ) {
         (Some(start_ms), Some(end_ms)) => Some(wit::Timing {
             start_ms,
@@ -78,7 +78,7 @@ fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
         },
         sequence: obj.get("counter").and_then(Value::as_u64).unwrap_or(0),
         created_ms: str_of(obj, "created")
-            .and_then(|s| crate::event::parse_time(&s))
+            .and_then(|s| herald_event::parse_time(&s))
             .unwrap_or(0),
         play,
         task,
@@ -99,7 +99,7 @@ fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
 /// The typed conversion of host and task events.
 mod fast {
     use super::{status_of, wit, wit_kind};
-    use crate::event::{parse_time, EventKind};
+    use herald_event::{parse_time, EventKind};
     use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde::Deserialize;
     use serde_json::value::RawValue;
@@ -329,7 +329,7 @@ fn str_of(obj: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn status_of(kind: EventKind, changed: bool) -> Option<wit::Status> {
-    use crate::event::Status;
+    use herald_event::Status;
     Some(match Status::of(kind, changed)? {
         Status::Ok => wit::Status::Ok,
         Status::Changed => wit::Status::Changed,

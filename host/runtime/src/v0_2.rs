@@ -10,7 +10,7 @@
 use super::bindings as v01;
 use super::http::{OneShotError, OneShotRequest};
 use super::HostState;
-use crate::telemetry::SeriesKind;
+use crate::capability::metrics::SeriesKind;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker, Resource};

@@ -268,12 +268,12 @@ fn redact_query(uri: &Uri) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::lock;
+    use crate::lock;
 
     fn gate(allow: &str) -> HttpGate {
         HttpGate {
             allow: Arc::new(vec![UrlPrefix::parse(allow).unwrap()]),
-            counters: Arc::new(CallCounters::new(&crate::config::Limits::default())),
+            counters: Arc::new(CallCounters::new(&herald_config::Limits::default())),
             pool: OutboundPool::new(),
         }
     }

@@ -8,116 +8,30 @@
 //! (plugin state, requeue, replay, retention); a third checkpoints the WAL
 //! in the background so no commit pays for it.
 
-use crate::event::WireEvent;
-use rusqlite::{params, Connection, OptionalExtension};
+//!
+//! This module owns all of the journal's SQL: the schema ([`SCHEMA`]), the
+//! migrations of journals written by earlier versions, the writes, and (in
+//! `query`) the reads behind the query API on a pool of read connections.
+
+use crate::{
+    now_ms, CommitNotice, CommitReceipt, Committed, DeadLetter, DeadLetters, DeliveryQueue,
+    EventLog, JournalError, Maintenance, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
+    PluginState, ReadPos, RequestContext,
+};
+use herald_event::WireEvent;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
-use thiserror::Error;
 
-/// Journal failures.
-#[derive(Debug, Error)]
-pub enum JournalError {
-    #[error("cannot open the journal at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("cannot create the journal directory {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("journal error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("journal task failed: {0}")]
-    Task(String),
-}
+mod query;
 
-/// What a committed batch added.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub accepted: usize,
-    pub duplicates: usize,
-    /// Per event of the batch: stored (`true`) or a duplicate.
-    pub inserted: Vec<bool>,
-}
-
-/// A delivery waiting for a plugin instance.
-#[derive(Debug, Clone)]
-pub struct PendingDelivery {
-    /// Correlation ids of the ingest request that brought the event.
-    pub request_id: Option<String>,
-    pub trace_id: Option<String>,
-    /// Span id of the ingest span that committed the event (OTLP parent of each delivery span).
-    pub span_id: Option<String>,
-    pub event_id: i64,
-    pub run_id: String,
-    pub attempts: u32,
-    pub next_at_ms: i64,
-    pub first_at_ms: i64,
-    pub body: String,
-    /// The event's tenant when it is not the tenant the instance serves now
-    /// (a reload moved the instance name to another tenant): such a
-    /// delivery is never handed to the plugin.
-    pub foreign_tenant: Option<String>,
-    /// Which read returned the row, and where in it.
-    pub read: ReadPos,
-}
-
-/// Where a pending delivery was read: the read (its sequence number and the
-/// journal's re-queue generation just before it) and the row's position in
-/// it. Rows next to each other in one read were next to each other among the
-/// pending deliveries then: nothing pending lay between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadPos {
-    pub seq: u64,
-    pub generation: u64,
-    pub row: u32,
-}
-
-/// The outcome of one delivery attempt, written by the journal's writer.
-///
-/// It applies only to the pending row the worker read: `first_at_ms`
-/// identifies that queueing of the delivery. A replay or a requeue while the
-/// attempt ran gives the row a new `first_at_ms`, so the attempt's outcome
-/// cannot swallow that newer delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mark {
-    pub event_id: i64,
-    pub first_at_ms: i64,
-    /// Attempts made so far, this one included.
-    pub attempts: u32,
-    pub outcome: MarkOutcome,
-    /// Where the worker read the delivery; lets the writer record a streak
-    /// of successes in one statement (`None`: one statement per mark).
-    pub read: Option<ReadPos>,
-}
-
-/// What became of the attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MarkOutcome {
-    /// The plugin took the event.
-    Done,
-    /// Try again at `next_at_ms`.
-    Retry { next_at_ms: i64, error: String },
-    /// Given up: a dead letter with its reason.
-    Dead { error: String },
-}
-
-/// A delivery that was given up on.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetter {
-    pub plugin: String,
-    pub event_id: i64,
-    pub uuid: String,
-    pub run_id: String,
-    pub kind: String,
-    pub attempts: u32,
-    pub reason: String,
-    pub dead_at_ms: i64,
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        JournalError::Backend(Box::new(e))
+    }
 }
 
 /// How many commit notices a slow subscriber may fall behind before it is
@@ -129,6 +43,10 @@ const COMMIT_NOTICES: usize = 1024;
 pub struct Journal {
     ingest: Arc<Mutex<Connection>>,
     delivery: Arc<Mutex<Connection>>,
+    /// Read-only connections for the query API (a bounded pool, so a burst
+    /// of queries neither opens unbounded connections nor queues behind
+    /// the workers' reads on `delivery`).
+    readers: r2d2::Pool<SqliteConnectionManager>,
     writer: std::sync::mpsc::Sender<Write>,
     path: PathBuf,
     /// Counts the reads of pending deliveries (their [`ReadPos::seq`]).
@@ -144,17 +62,6 @@ pub struct Journal {
     /// Tells subscribers (the dispatcher) what each commit made pending, so
     /// the stages upstream never need to know who delivers.
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
-}
-
-/// What a commit made pending: sent after the commit, to every subscriber of
-/// [`Journal::commits`]. A subscriber that lags behind is told so by the
-/// channel and should treat it as "anything may be pending".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitNotice {
-    /// New events of this tenant (ingest or import).
-    Events { tenant: Arc<str> },
-    /// Deliveries of this plugin instance queued again (requeue, replay).
-    Requeued { plugin: Arc<str> },
 }
 
 /// A commit the writer could not make (disk full, unwritable file).
@@ -196,10 +103,6 @@ struct MarksRequest {
     reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
 }
 
-/// Resolves once delivery outcomes sent with [`Journal::send_marks`] are
-/// committed (or failed to be).
-pub type MarksReceipt = tokio::sync::oneshot::Receiver<Result<(), JournalError>>;
-
 /// One batch waiting for the group-commit writer.
 struct WriteRequest {
     context: Option<(String, String, String)>,
@@ -228,6 +131,7 @@ fn run_writer(
     checkpoint: std::sync::mpsc::SyncSender<()>,
     requeues: Arc<AtomicU64>,
     write_failure: Arc<Mutex<Option<WriteFailure>>>,
+    commits: tokio::sync::broadcast::Sender<CommitNotice>,
 ) {
     let mut since_checkpoint = 0usize;
     while let Ok(first) = rx.recv() {
@@ -290,7 +194,16 @@ fn run_writer(
                     match w {
                         Write::Events(r) => {
                             if let Some(c) = committed.next() {
+                                let accepted = c.accepted > 0;
                                 let _ = r.reply.send(Ok(c));
+                                // Sent here, not by whoever awaits the
+                                // receipt: a batch whose request went away
+                                // after the commit still wakes its workers.
+                                if accepted {
+                                    let _ = commits.send(CommitNotice::Events {
+                                        tenant: Arc::from(r.tenant),
+                                    });
+                                }
                             }
                         }
                         Write::Marks(m) => {
@@ -457,7 +370,7 @@ impl<'a> RunTotals<'a> {
             first_ms: ev.created_ms,
             last_ms: ev.created_ms,
             events: 1,
-            finished: ev.kind == crate::event::EventKind::PlaybookOnStats,
+            finished: ev.kind == herald_event::EventKind::PlaybookOnStats,
         }
     }
 
@@ -468,7 +381,7 @@ impl<'a> RunTotals<'a> {
         self.first_ms = self.first_ms.min(ev.created_ms);
         self.last_ms = self.last_ms.max(ev.created_ms);
         self.events += 1;
-        self.finished |= ev.kind == crate::event::EventKind::PlaybookOnStats;
+        self.finished |= ev.kind == herald_event::EventKind::PlaybookOnStats;
     }
 }
 
@@ -580,7 +493,10 @@ fn apply_batch(
     })
 }
 
-const SCHEMA: &str = r#"
+/// The journal's schema (every statement `IF NOT EXISTS`): what
+/// [`Journal::open`] creates, and what the benchmark's bare-SQLite baseline
+/// uses so the comparison tracks the real tables and indexes.
+pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
     id          INTEGER PRIMARY KEY,
     tenant      TEXT NOT NULL,
@@ -632,14 +548,6 @@ CREATE TABLE IF NOT EXISTS plugin_state (
     PRIMARY KEY (tenant, plugin, key)
 ) WITHOUT ROWID;
 "#;
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Brings a journal written by an earlier version up to the current schema.
 fn migrate(conn: &Connection) -> Result<(), JournalError> {
@@ -760,62 +668,6 @@ fn pending_sql(limit: usize) -> String {
 /// would now fit.
 const PROBE_MAX_BYTES: usize = 1 << 20;
 
-/// Checks that the journal can take a write right now (readiness).
-///
-/// A tiny write still fits in a journal that refuses a batch (a full disk,
-/// the last free pages): so after a failed commit, the probe writes (and
-/// then deletes) as much as that commit would have, up to 1 MiB, and the
-/// journal is ready only once that succeeds, or a batch commits again.
-pub fn probe_writable(journal: &Journal) -> Result<(), JournalError> {
-    let conn = journal.delivery.lock().unwrap_or_else(|p| p.into_inner());
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS health (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;",
-    )?;
-    conn.execute(
-        "INSERT INTO health (k, v) VALUES ('probe', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-        params![now_ms()],
-    )?;
-    let failure = journal
-        .write_failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let Some(failure) = failure else {
-        return Ok(());
-    };
-    let bytes = failure.bytes.clamp(4096, PROBE_MAX_BYTES);
-    // Two commits: the space must really be written, not only rolled back.
-    let space = conn
-        .execute(
-            "INSERT INTO health (k, v) VALUES ('space', zeroblob(?1)) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-            params![bytes as i64],
-        )
-        .and_then(|_| conn.execute("DELETE FROM health WHERE k = 'space'", []));
-    match space {
-        Ok(_) => {
-            *journal
-                .write_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = None;
-            Ok(())
-        }
-        Err(e) => Err(JournalError::Task(format!(
-            "the last commit failed ({}) and a write of {bytes} bytes still does: {e}",
-            failure.error
-        ))),
-    }
-}
-
-/// Runs with recent events and no stats event yet, per tenant.
-pub fn active_runs(journal: &Journal, since_ms: i64) -> Result<Vec<(String, u64)>, JournalError> {
-    let conn = journal.delivery.lock().unwrap_or_else(|p| p.into_inner());
-    let mut stmt = conn.prepare_cached(
-        "SELECT tenant, count(*) FROM runs WHERE finished = 0 AND last_ms >= ?1 GROUP BY tenant",
-    )?;
-    let rows = stmt.query_map(params![since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Waits for a lock held by the other connection: 200 µs steps for the
 /// first 100 ms, then 5 ms steps, giving up after about 10 s.
 fn busy_wait(attempt: i32) -> bool {
@@ -832,7 +684,7 @@ fn busy_wait(attempt: i32) -> bool {
 fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, JournalError> {
     let conn = Connection::open(path).map_err(|source| JournalError::Open {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     // SQLite's default busy handler sleeps in growing steps of up to 100 ms;
     // a connection waits on the other's commits, whose fsyncs take a few ms,
@@ -847,7 +699,48 @@ fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, Journal
     Ok(conn)
 }
 
+/// Most read connections the query API keeps open at once.
+const READERS_MAX: u32 = 8;
+
+/// The pool of read-only connections behind [`crate::RunQueries`]:
+/// connections are opened on demand (none at start) and kept for reuse.
+fn reader_pool(path: &Path) -> Result<r2d2::Pool<SqliteConnectionManager>, JournalError> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            // A reader never writes, whatever a query asks.
+            c.pragma_update(None, "query_only", true)?;
+            c.set_prepared_statement_cache_capacity(64);
+            Ok(())
+        });
+    r2d2::Pool::builder()
+        .max_size(READERS_MAX)
+        // No connection at start: a journal opened for a check never reads.
+        .min_idle(Some(0))
+        // SQLite connections do not go stale; skip a round trip per query.
+        .test_on_check_out(false)
+        .connection_timeout(std::time::Duration::from_secs(10))
+        .build(manager)
+        .map_err(|e| JournalError::Open {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+}
+
 impl Journal {
+    /// Runs `f` on a pooled read connection (blocking).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
+        let conn = self
+            .readers
+            .get()
+            .map_err(|e| JournalError::Backend(Box::new(e)))?;
+        Ok(f(&conn)?)
+    }
+
     /// Opens (creating if needed) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -870,6 +763,8 @@ impl Journal {
         let writer_requeues = requeues.clone();
         let write_failure = Arc::new(Mutex::new(None));
         let writer_failure = write_failure.clone();
+        let commits = tokio::sync::broadcast::channel(COMMIT_NOTICES).0;
+        let writer_commits = commits.clone();
         let spawn_error = |source| JournalError::Dir {
             path: path.to_owned(),
             source,
@@ -880,23 +775,29 @@ impl Journal {
             .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("herald-journal".into())
-            .spawn(move || run_writer(conn, rx, kick, writer_requeues, writer_failure))
+            .spawn(move || {
+                run_writer(
+                    conn,
+                    rx,
+                    kick,
+                    writer_requeues,
+                    writer_failure,
+                    writer_commits,
+                )
+            })
             .map_err(spawn_error)?;
+        let readers = reader_pool(path)?;
         Ok(Journal {
             ingest,
             delivery: Arc::new(Mutex::new(delivery)),
+            readers,
             writer,
             path: path.to_owned(),
             reads: Arc::new(AtomicU64::new(0)),
             requeues,
             write_failure,
-            commits: tokio::sync::broadcast::channel(COMMIT_NOTICES).0,
+            commits,
         })
-    }
-
-    /// Subscribes to what later commits make pending (see [`CommitNotice`]).
-    pub fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice> {
-        self.commits.subscribe()
     }
 
     fn notice(&self, notice: CommitNotice) {
@@ -927,11 +828,50 @@ impl Journal {
         &self.path
     }
 
+    /// Commits a batch through the group-commit writer: batches that arrive
+    /// while a commit is under way share the next transaction (and its
+    /// fsync). Resolves only once the batch is durable.
+    pub async fn commit(
+        &self,
+        tenant: String,
+        events: Vec<WireEvent>,
+        targets: Vec<Vec<String>>,
+        context: Option<RequestContext>,
+    ) -> Result<Committed, JournalError> {
+        self.submit(tenant, events, targets, context)?
+            .await
+            .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
+    }
+}
+
+impl EventLog for Journal {
+    /// Goes through the group-commit writer: batches that arrive while a
+    /// commit is under way share the next transaction (and its fsync).
+    fn submit(
+        &self,
+        tenant: String,
+        events: Vec<WireEvent>,
+        targets: Vec<Vec<String>>,
+        context: Option<RequestContext>,
+    ) -> Result<CommitReceipt, JournalError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Write::Events(WriteRequest {
+                context,
+                tenant,
+                events,
+                targets,
+                reply,
+            }))
+            .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
+        Ok(answer)
+    }
+
     /// Commits a validated batch in one transaction: new events, their runs,
     /// and one pending delivery per target plugin instance (`targets[i]` for
     /// `events[i]`). Events whose uuid the tenant already sent are counted as
     /// duplicates.
-    pub fn commit_batch(
+    fn commit_batch(
         &self,
         tenant: &str,
         events: &[WireEvent],
@@ -950,38 +890,22 @@ impl Journal {
         Ok(committed)
     }
 
-    /// Commits a batch through the group-commit writer: batches that arrive
-    /// while a commit is under way share the next transaction (and its
-    /// fsync). Resolves only once the batch is durable.
-    pub async fn commit(
-        &self,
-        tenant: String,
-        events: Vec<WireEvent>,
-        targets: Vec<Vec<String>>,
-        context: Option<(String, String, String)>,
-    ) -> Result<Committed, JournalError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let notice = CommitNotice::Events {
-            tenant: Arc::from(tenant.as_str()),
-        };
-        self.writer
-            .send(Write::Events(WriteRequest {
-                context,
-                tenant,
-                events,
-                targets,
-                reply,
-            }))
-            .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
-        let committed = answer
-            .await
-            .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))??;
-        if committed.accepted > 0 {
-            self.notice(notice);
-        }
-        Ok(committed)
+    fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice> {
+        self.commits.subscribe()
     }
 
+    /// Number of events stored for a tenant.
+    fn event_count(&self, tenant: &str) -> Result<u64, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(conn.query_row(
+            "SELECT count(*) FROM events WHERE tenant = ?1",
+            params![tenant],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+impl DeliveryQueue for Journal {
     /// The oldest pending deliveries of `plugin` after event `after` (0 for
     /// all), in journal order. `tenant` is the tenant the instance serves: a
     /// row of another tenant's event says so in
@@ -990,7 +914,7 @@ impl Journal {
     /// Each distinct `limit` is a statement of its own: SQLite plans a
     /// `LIMIT ?` anew on every run (it reads the bound value), which cost
     /// more than the read itself, so callers should keep to a few limits.
-    pub fn pending(
+    fn pending(
         &self,
         plugin: &str,
         tenant: &str,
@@ -1028,7 +952,7 @@ impl Journal {
 
     /// Hands delivery outcomes to the writer thread, which commits them with
     /// the next group; the receipt resolves once they are durable.
-    pub fn send_marks(&self, plugin: &str, marks: Vec<Mark>) -> Result<MarksReceipt, JournalError> {
+    fn send_marks(&self, plugin: &str, marks: Vec<Mark>) -> Result<MarksReceipt, JournalError> {
         let (reply, receipt) = tokio::sync::oneshot::channel();
         self.writer
             .send(Write::Marks(MarksRequest {
@@ -1042,7 +966,7 @@ impl Journal {
 
     /// Writes delivery outcomes now, in one transaction (tests and tools);
     /// returns how many deliveries they changed.
-    pub fn record(&self, plugin: &str, marks: &[Mark]) -> Result<usize, JournalError> {
+    fn record(&self, plugin: &str, marks: &[Mark]) -> Result<usize, JournalError> {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.requeues.load(Ordering::SeqCst);
         let tx = conn.transaction()?;
@@ -1052,7 +976,7 @@ impl Journal {
     }
 
     /// Counts deliveries of `plugin` by state (pending, done, dead).
-    pub fn delivery_counts(&self, plugin: &str) -> Result<(u64, u64, u64), JournalError> {
+    fn delivery_counts(&self, plugin: &str) -> Result<(u64, u64, u64), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT state, count(*) FROM deliveries WHERE plugin = ?1 GROUP BY state",
@@ -1072,8 +996,48 @@ impl Journal {
         Ok(out)
     }
 
+    /// Pending deliveries and the age of the oldest, per instance.
+    fn queue_depths(&self) -> Result<Vec<(String, u64, i64)>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT plugin, count(*), min(first_at_ms) FROM deliveries WHERE state = 'pending' GROUP BY plugin",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Queues every recorded event of a run again for one instance, whatever
+    /// its earlier deliveries did. Returns how many. A queued row always gets
+    /// a new `first_at_ms`: that is how an attempt still running is told
+    /// apart from the replayed delivery (see [`Journal::delivered`]).
+    fn replay_run(&self, tenant: &str, run_id: &str, plugin: &str) -> Result<usize, JournalError> {
+        // On the writer's lock, as `requeue_dead`.
+        let conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
+                 SELECT ?3, id, run_id, 'pending', 0, ?4, ?4, ?4 FROM events WHERE tenant = ?1 AND run_id = ?2
+                 ON CONFLICT (plugin, event_id) DO UPDATE SET state = 'pending', attempts = 0,
+                    first_at_ms = max(excluded.first_at_ms, deliveries.first_at_ms + 1),
+                    next_at_ms = excluded.next_at_ms,
+                    updated_ms = excluded.updated_ms, last_error = NULL",
+            )?
+            .execute(params![tenant, run_id, plugin, now])?;
+        self.requeues.fetch_add(1, Ordering::SeqCst);
+        drop(conn);
+        if n > 0 {
+            self.notice(CommitNotice::Requeued {
+                plugin: Arc::from(plugin),
+            });
+        }
+        Ok(n)
+    }
+}
+
+impl DeadLetters for Journal {
     /// Dead letters of a tenant, newest first, optionally of one instance.
-    pub fn dead_letters(
+    fn dead_letters(
         &self,
         tenant: &str,
         plugin: Option<&str>,
@@ -1106,7 +1070,7 @@ impl Journal {
 
     /// Puts dead letters of a tenant's instance back in the queue (one event,
     /// or all of the instance's). Returns how many.
-    pub fn requeue_dead(
+    fn requeue_dead(
         &self,
         tenant: &str,
         plugin: &str,
@@ -1133,48 +1097,85 @@ impl Journal {
         Ok(n)
     }
 
-    /// Queues every recorded event of a run again for one instance, whatever
-    /// its earlier deliveries did. Returns how many. A queued row always gets
-    /// a new `first_at_ms`: that is how an attempt still running is told
-    /// apart from the replayed delivery (see [`Journal::delivered`]).
-    pub fn replay_run(
+    /// Dead letters per instance and tenant of the event: (plugin, tenant,
+    /// count). An instance that moved to another tenant keeps the earlier
+    /// tenant's dead letters under that tenant.
+    fn dead_counts(&self) -> Result<Vec<(String, String, u64)>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.plugin, e.tenant, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.state = 'dead' GROUP BY d.plugin, e.tenant",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl PluginState for Journal {
+    /// A plugin instance's stored value (of the tenant it serves).
+    fn state_get(
         &self,
         tenant: &str,
-        run_id: &str,
         plugin: &str,
-    ) -> Result<usize, JournalError> {
-        // On the writer's lock, as `requeue_dead`.
-        let conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
-        let now = now_ms();
-        let n = conn
-            .prepare_cached(
-                "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
-                 SELECT ?3, id, run_id, 'pending', 0, ?4, ?4, ?4 FROM events WHERE tenant = ?1 AND run_id = ?2
-                 ON CONFLICT (plugin, event_id) DO UPDATE SET state = 'pending', attempts = 0,
-                    first_at_ms = max(excluded.first_at_ms, deliveries.first_at_ms + 1),
-                    next_at_ms = excluded.next_at_ms,
-                    updated_ms = excluded.updated_ms, last_error = NULL",
-            )?
-            .execute(params![tenant, run_id, plugin, now])?;
-        self.requeues.fetch_add(1, Ordering::SeqCst);
-        drop(conn);
-        if n > 0 {
-            self.notice(CommitNotice::Requeued {
-                plugin: Arc::from(plugin),
-            });
-        }
-        Ok(n)
+        key: &str,
+    ) -> Result<Option<String>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(
+            "SELECT value FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+        )?;
+        let value = stmt
+            .query_row(params![tenant, plugin, key], |r| r.get(0))
+            .optional()?;
+        Ok(value)
     }
 
+    /// Stores a plugin instance's value.
+    fn state_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute(params![tenant, plugin, key, value])?;
+        Ok(())
+    }
+
+    /// Removes a plugin instance's value.
+    fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached(
+            "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+        )?
+        .execute(params![tenant, plugin, key])?;
+        Ok(())
+    }
+
+    /// Gives the state rows an earlier journal kept without a tenant (see
+    /// `migrate_state_tenant`) to the tenant instance `plugin` serves now.
+    /// Returns how many.
+    fn claim_state(&self, tenant: &str, plugin: &str) -> Result<usize, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let n = conn
+            .prepare_cached(
+                "UPDATE OR IGNORE plugin_state SET tenant = ?1 WHERE tenant = '' AND plugin = ?2",
+            )?
+            .execute(params![tenant, plugin])?;
+        Ok(n)
+    }
+}
+
+impl Maintenance for Journal {
     /// Deletes up to `limit` events received before `cutoff_ms` that no
     /// instance still has to deliver (pending) or holds as a dead letter,
     /// with their deliveries, and runs left without events. Returns the
     /// number of events removed per tenant.
-    pub fn prune(
-        &self,
-        cutoff_ms: i64,
-        limit: usize,
-    ) -> Result<BTreeMap<String, u64>, JournalError> {
+    fn prune(&self, cutoff_ms: i64, limit: usize) -> Result<BTreeMap<String, u64>, JournalError> {
         let mut conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
         let mut removed = BTreeMap::new();
@@ -1209,31 +1210,8 @@ impl Journal {
         Ok(removed)
     }
 
-    /// Pending deliveries and the age of the oldest, per instance.
-    pub fn queue_depths(&self) -> Result<Vec<(String, u64, i64)>, JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(
-            "SELECT plugin, count(*), min(first_at_ms) FROM deliveries WHERE state = 'pending' GROUP BY plugin",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Dead letters per instance and tenant of the event: (plugin, tenant,
-    /// count). An instance that moved to another tenant keeps the earlier
-    /// tenant's dead letters under that tenant.
-    pub fn dead_counts(&self) -> Result<Vec<(String, String, u64)>, JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(
-            "SELECT d.plugin, e.tenant, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE d.state = 'dead' GROUP BY d.plugin, e.tenant",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     /// Size in bytes of the journal files (database and write-ahead log).
-    pub fn size_bytes(&self) -> u64 {
+    fn size_bytes(&self) -> u64 {
         let wal = PathBuf::from(format!("{}-wal", self.path.display()));
         [self.path.clone(), wal]
             .iter()
@@ -1242,81 +1220,62 @@ impl Journal {
             .sum()
     }
 
-    /// Gives the state rows an earlier journal kept without a tenant (see
-    /// `migrate_state_tenant`) to the tenant instance `plugin` serves now.
-    /// Returns how many.
-    pub fn claim_state(&self, tenant: &str, plugin: &str) -> Result<usize, JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let n = conn
-            .prepare_cached(
-                "UPDATE OR IGNORE plugin_state SET tenant = ?1 WHERE tenant = '' AND plugin = ?2",
-            )?
-            .execute(params![tenant, plugin])?;
-        Ok(n)
-    }
-
-    /// A plugin instance's stored value (of the tenant it serves).
-    pub fn state_get(
-        &self,
-        tenant: &str,
-        plugin: &str,
-        key: &str,
-    ) -> Result<Option<String>, JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(
-            "SELECT value FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+    /// Checks that the journal can take a write right now (readiness).
+    ///
+    /// A tiny write still fits in a journal that refuses a batch (a full disk,
+    /// the last free pages): so after a failed commit, the probe writes (and
+    /// then deletes) as much as that commit would have, up to 1 MiB, and the
+    /// journal is ready only once that succeeds, or a batch commits again.
+    fn probe_writable(&self) -> Result<(), JournalError> {
+        let journal = self;
+        let conn = journal.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS health (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;",
         )?;
-        let value = stmt
-            .query_row(params![tenant, plugin, key], |r| r.get(0))
-            .optional()?;
-        Ok(value)
-    }
-
-    /// Stores a plugin instance's value.
-    pub fn state_set(
-        &self,
-        tenant: &str,
-        plugin: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<(), JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![tenant, plugin, key, value])?;
-        Ok(())
-    }
-
-    /// Removes a plugin instance's value.
-    pub fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
-        )?
-        .execute(params![tenant, plugin, key])?;
-        Ok(())
-    }
-
-    /// Number of events stored for a tenant.
-    pub fn event_count(&self, tenant: &str) -> Result<u64, JournalError> {
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(conn.query_row(
-            "SELECT count(*) FROM events WHERE tenant = ?1",
-            params![tenant],
-            |r| r.get(0),
-        )?)
+        conn.execute(
+            "INSERT INTO health (k, v) VALUES ('probe', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            params![now_ms()],
+        )?;
+        let failure = journal
+            .write_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(failure) = failure else {
+            return Ok(());
+        };
+        let bytes = failure.bytes.clamp(4096, PROBE_MAX_BYTES);
+        // Two commits: the space must really be written, not only rolled back.
+        let space = conn
+            .execute(
+                "INSERT INTO health (k, v) VALUES ('space', zeroblob(?1)) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                params![bytes as i64],
+            )
+            .and_then(|_| conn.execute("DELETE FROM health WHERE k = 'space'", []));
+        match space {
+            Ok(_) => {
+                *journal
+                    .write_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) => Err(JournalError::Task(format!(
+                "the last commit failed ({}) and a write of {bytes} bytes still does: {e}",
+                failure.error
+            ))),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RunQueries;
     use serde_json::json;
 
     fn ev(uuid: &str, run: &str) -> WireEvent {
-        crate::event::validate(json!({"uuid": uuid, "event": "runner_on_ok", "counter": 1,
+        herald_event::validate(json!({"uuid": uuid, "event": "runner_on_ok", "counter": 1,
             "created": "2026-01-01T00:00:00", "run_id": run, "event_data": {"playbook": "p.yml"}}))
         .unwrap()
     }
@@ -1336,6 +1295,52 @@ mod tests {
             std::env::temp_dir().join(format!("herald-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Journal::open(&dir.join("j.db")).unwrap()
+    }
+
+    fn big_event(i: usize) -> WireEvent {
+        herald_event::validate(
+            json!({"uuid": format!("u{i}"), "event": "verbose", "counter": i,
+            "created": "2026-01-01T00:00:00", "run_id": "r", "stdout": "x".repeat(2000)}),
+        )
+        .unwrap()
+    }
+
+    /// A journal that refuses batches (full: the file cannot grow) is not
+    /// ready, though the probe's own small write still fits; it is ready
+    /// again once there is room. (Readiness must agree with ingest.)
+    #[tokio::test]
+    async fn ready_agrees_with_ingest_when_the_journal_is_full() {
+        use crate::Maintenance;
+        let j = temp_journal("ready-full");
+        j.commit("t".into(), vec![big_event(0)], vec![vec![]], None)
+            .await
+            .unwrap();
+        j.probe_writable().unwrap();
+
+        // The file may not grow any more: what a full disk does to SQLite.
+        j.set_max_pages(Some(j.page_count().unwrap())).unwrap();
+        let batch: Vec<WireEvent> = (1..100).map(big_event).collect();
+        let err = j
+            .commit("t".into(), batch.clone(), vec![vec![]; 99], None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        for _ in 0..2 {
+            let e = j.probe_writable().unwrap_err();
+            // The small write went through; the one of the batch's size did not.
+            assert!(e.to_string().contains("still does"), "{e}");
+            assert!(e.to_string().contains("full"), "{e}");
+        }
+
+        // Room again: the probe's write succeeds, and so does the batch.
+        j.set_max_pages(None).unwrap();
+        j.probe_writable().unwrap();
+        let c = j
+            .commit("t".into(), batch, vec![vec![]; 99], None)
+            .await
+            .unwrap();
+        assert_eq!(c.accepted, 99);
+        j.probe_writable().unwrap();
     }
 
     #[test]
@@ -1447,7 +1452,7 @@ mod tests {
     fn run_rows_add_up_per_batch() {
         let j = temp_journal("runs");
         let e = |uuid: &str, run: &str, kind: &str, created: &str, data: serde_json::Value| {
-            crate::event::validate(json!({"uuid": uuid, "event": kind, "counter": 1,
+            herald_event::validate(json!({"uuid": uuid, "event": kind, "counter": 1,
                 "created": created, "run_id": run, "event_data": data, "controller": format!("c-{uuid}")}))
             .unwrap()
         };

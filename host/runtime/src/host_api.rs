@@ -3,7 +3,7 @@
 
 use super::bindings::herald::plugin::{log, metrics as wit_metrics, state, types};
 use super::HostState;
-use crate::telemetry::SeriesKind;
+use crate::capability::metrics::SeriesKind;
 use wasmtime::component::{HasSelf, Linker};
 
 /// Longest log line kept from a plugin; the rest is cut with a marker.
@@ -61,7 +61,7 @@ impl HostState {
         labels: Vec<(String, String)>,
         value: f64,
     ) {
-        if let Err(e) = self.metrics.plugin_sample(
+        if let Err(e) = self.services.series.plugin_sample(
             &self.ident.tenant,
             &self.ident.plugin,
             kind,
@@ -112,7 +112,8 @@ impl wit_metrics::Host for HostState {
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
         match self
-            .journal
+            .services
+            .state
             .state_get(&self.ident.tenant, &self.ident.plugin, &key)
         {
             Ok(v) => v,
@@ -127,17 +128,19 @@ impl state::Host for HostState {
             tracing::warn!(plugin = %self.ident.plugin, "plugin state write refused: key over {MAX_STATE_KEY} or value over {MAX_STATE_VALUE} bytes");
             return;
         }
-        if let Err(e) = self
-            .journal
-            .state_set(&self.ident.tenant, &self.ident.plugin, &key, &value)
+        if let Err(e) =
+            self.services
+                .state
+                .state_set(&self.ident.tenant, &self.ident.plugin, &key, &value)
         {
             tracing::error!(plugin = %self.ident.plugin, "plugin state write failed: {e}");
         }
     }
     fn delete(&mut self, key: String) {
-        if let Err(e) = self
-            .journal
-            .state_delete(&self.ident.tenant, &self.ident.plugin, &key)
+        if let Err(e) =
+            self.services
+                .state
+                .state_delete(&self.ident.tenant, &self.ident.plugin, &key)
         {
             tracing::error!(plugin = %self.ident.plugin, "plugin state delete failed: {e}");
         }

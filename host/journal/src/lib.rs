@@ -1,0 +1,519 @@
+//! Herald's journal: the durable record of events, runs, deliveries, dead
+//! letters and plugin state.
+//!
+//! The crate has two halves:
+//! - this module: the storage traits by role ([`EventLog`], [`DeliveryQueue`],
+//!   [`DeadLetters`], [`RunQueries`], [`PluginState`], [`Maintenance`]), the
+//!   [`Store`] supertrait a server holds as `Arc<dyn Store>`, and the record
+//!   types and errors they share;
+//! - [`sqlite`]: the SQLite backend, which owns all of the journal's SQL, its
+//!   schema ([`sqlite::SCHEMA`]) and the migrations of earlier journal files.
+//!
+//! A second backend is one more implementation of the traits. The crate may
+//! depend on `herald-event` only among the host's crates (see README.md).
+
+use herald_event::{EventKind, Status, WireEvent};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use thiserror::Error;
+
+pub mod sqlite;
+
+/// The SQLite journal, the backend the host runs today.
+pub use sqlite::Journal;
+
+/// The storage traits, unnamed, to bring their methods into scope:
+/// `use herald_journal::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        DeadLetters as _, DeliveryQueue as _, EventLog as _, Maintenance as _, PluginState as _,
+        RunQueries as _,
+    };
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Journal failures, whatever the backend.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("cannot open the journal at {path}: {source}")]
+    Open { path: PathBuf, source: BoxError },
+    #[error("cannot create the journal directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The backend refused a read or a write (SQLite's error for the sqlite backend).
+    #[error("journal error: {0}")]
+    Backend(BoxError),
+    #[error("journal task failed: {0}")]
+    Task(String),
+}
+
+/// A backend's own error, kept as the source of a [`JournalError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a committed batch added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub accepted: usize,
+    pub duplicates: usize,
+    /// Per event of the batch: stored (`true`) or a duplicate.
+    pub inserted: Vec<bool>,
+}
+
+/// A delivery waiting for a plugin instance.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    /// Correlation ids of the ingest request that brought the event.
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    /// Span id of the ingest span that committed the event (OTLP parent of each delivery span).
+    pub span_id: Option<String>,
+    pub event_id: i64,
+    pub run_id: String,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+    pub first_at_ms: i64,
+    pub body: String,
+    /// The event's tenant when it is not the tenant the instance serves now
+    /// (a reload moved the instance name to another tenant): such a
+    /// delivery is never handed to the plugin.
+    pub foreign_tenant: Option<String>,
+    /// Which read returned the row, and where in it.
+    pub read: ReadPos,
+}
+
+/// Where a pending delivery was read: the read (its sequence number and the
+/// journal's re-queue generation just before it) and the row's position in
+/// it. Rows next to each other in one read were next to each other among the
+/// pending deliveries then: nothing pending lay between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPos {
+    pub seq: u64,
+    pub generation: u64,
+    pub row: u32,
+}
+
+/// The outcome of one delivery attempt, written by the journal's writer.
+///
+/// It applies only to the pending row the worker read: `first_at_ms`
+/// identifies that queueing of the delivery. A replay or a requeue while the
+/// attempt ran gives the row a new `first_at_ms`, so the attempt's outcome
+/// cannot swallow that newer delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub event_id: i64,
+    pub first_at_ms: i64,
+    /// Attempts made so far, this one included.
+    pub attempts: u32,
+    pub outcome: MarkOutcome,
+    /// Where the worker read the delivery; lets the writer record a streak
+    /// of successes in one statement (`None`: one statement per mark).
+    pub read: Option<ReadPos>,
+}
+
+/// What became of the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkOutcome {
+    /// The plugin took the event.
+    Done,
+    /// Try again at `next_at_ms`.
+    Retry { next_at_ms: i64, error: String },
+    /// Given up: a dead letter with its reason.
+    Dead { error: String },
+}
+
+/// A delivery that was given up on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub plugin: String,
+    pub event_id: i64,
+    pub uuid: String,
+    pub run_id: String,
+    pub kind: String,
+    pub attempts: u32,
+    pub reason: String,
+    pub dead_at_ms: i64,
+}
+
+/// Resolves once delivery outcomes handed over with
+/// [`DeliveryQueue::send_marks`] are committed (or failed to be).
+pub type MarksReceipt = tokio::sync::oneshot::Receiver<Result<(), JournalError>>;
+
+/// Resolves once a batch handed over with [`EventLog::submit`] is durable
+/// (or failed to be).
+pub type CommitReceipt = tokio::sync::oneshot::Receiver<Result<Committed, JournalError>>;
+
+/// Correlation ids of the ingest request that brought a batch: request id,
+/// trace id and span id, stored with each event.
+pub type RequestContext = (String, String, String);
+
+/// A run's status as the journal derives it from the run's events (see the
+/// query API's `RunStatus` for what each means).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Ok,
+    Failed,
+    Unreachable,
+    Interrupted,
+}
+
+impl RunState {
+    /// Every state, in the API's order.
+    pub const ALL: [RunState; 5] = [
+        RunState::Running,
+        RunState::Ok,
+        RunState::Failed,
+        RunState::Unreachable,
+        RunState::Interrupted,
+    ];
+
+    /// The state's name, as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Ok => "ok",
+            RunState::Failed => "failed",
+            RunState::Unreachable => "unreachable",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Pending,
+    Done,
+    Dead,
+}
+
+impl DeliveryState {
+    /// The state's name, as stored and as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Done => "done",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Done, Self::Dead]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// One stored event's time and journaled body (its wire JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBody {
+    pub created_ms: i64,
+    pub body: String,
+}
+
+/// A run as the journal records it, with what the query API shows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    pub playbook: Option<String>,
+    pub controller: Option<String>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub events: i64,
+    pub state: RunState,
+    /// The run's first `playbook_on_start` event.
+    pub start: Option<StoredBody>,
+    /// The run's newest `playbook_on_stats` event.
+    pub stats: Option<StoredBody>,
+    /// The run's labels (the first value of each key, in event order).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A host result event of a run (`runner_on_ok`, `_failed`, `_skipped`,
+/// `_unreachable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultEvent {
+    pub uuid: String,
+    pub counter: i64,
+    pub kind: String,
+    pub created_ms: i64,
+    pub body: String,
+}
+
+/// A delivery of an event to a plugin instance, with the event's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub plugin: String,
+    pub event_id: i64,
+    pub run_id: String,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    pub first_at_ms: i64,
+    pub next_at_ms: i64,
+    pub updated_ms: i64,
+    pub last_error: Option<String>,
+    pub event_uuid: String,
+    pub kind: String,
+    pub counter: i64,
+}
+
+/// Filters of a runs list (`GET /v1/runs`).
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub playbook: Option<String>,
+    pub state: Option<RunState>,
+    pub controller: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// (key, value); a `None` value only asks for the key.
+    pub labels: Vec<(String, Option<String>)>,
+    /// Epoch ms before which a run without events is interrupted.
+    pub stale_before_ms: i64,
+    /// Continue after this (started ms, run id).
+    pub after: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+/// Filters of a run's events (`GET /v1/runs/{id}/events`).
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub kinds: Vec<EventKind>,
+    pub host: Option<String>,
+    pub status: Option<Status>,
+    /// Continue after this (counter, journal id).
+    pub after: Option<(i64, i64)>,
+    pub limit: usize,
+}
+
+/// Filters of the deliveries list (`GET /v1/deliveries`).
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub run: Option<String>,
+    pub plugin: Option<String>,
+    pub state: Option<DeliveryState>,
+    /// Continue after this (event id, plugin).
+    pub after: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+/// What a commit made pending: sent after the commit, to every subscriber of
+/// [`EventLog::commits`] (the dispatcher), so the stages upstream never need
+/// to know who delivers. A subscriber that lags behind is told so by the
+/// channel and should treat it as "anything may be pending".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitNotice {
+    /// New events of this tenant (ingest or import).
+    Events { tenant: Arc<str> },
+    /// Deliveries of this plugin instance queued again (requeue, replay).
+    Requeued { plugin: Arc<str> },
+}
+
+/// A page of items and the key to continue after it.
+pub type Page<T, K> = (Vec<T>, Option<K>);
+
+/// The log of events: commits batches (with their runs and deliveries).
+pub trait EventLog: Send + Sync {
+    /// Hands a validated batch to the journal's writer: new events, their
+    /// runs, and one pending delivery per target instance (`targets[i]` for
+    /// `events[i]`). The receipt resolves once the batch is durable; a
+    /// tenant's repeated uuid counts as a duplicate.
+    fn submit(
+        &self,
+        tenant: String,
+        events: Vec<WireEvent>,
+        targets: Vec<Vec<String>>,
+        context: Option<RequestContext>,
+    ) -> Result<CommitReceipt, JournalError>;
+
+    /// Commits a batch now, in one transaction of its own (tests and tools).
+    fn commit_batch(
+        &self,
+        tenant: &str,
+        events: &[WireEvent],
+        targets: &[Vec<String>],
+    ) -> Result<Committed, JournalError>;
+
+    /// Number of events stored for a tenant.
+    fn event_count(&self, tenant: &str) -> Result<u64, JournalError>;
+
+    /// Subscribes to what later commits make pending: every commit of new
+    /// events ([`EventLog::submit`], [`EventLog::commit_batch`]) and every
+    /// requeue ([`DeliveryQueue::replay_run`], [`DeadLetters::requeue_dead`])
+    /// that changed something sends one [`CommitNotice`] once it is durable.
+    fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice>;
+}
+
+/// The queue of deliveries to plugin instances.
+pub trait DeliveryQueue: Send + Sync {
+    /// The oldest pending deliveries of `plugin` after event `after` (0 for
+    /// all), in journal order; `tenant` is the tenant the instance serves.
+    fn pending(
+        &self,
+        plugin: &str,
+        tenant: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, JournalError>;
+
+    /// Hands delivery outcomes to the writer; the receipt resolves once
+    /// they are durable.
+    fn send_marks(&self, plugin: &str, marks: Vec<Mark>) -> Result<MarksReceipt, JournalError>;
+
+    /// Writes delivery outcomes now (tests and tools); returns how many
+    /// deliveries they changed.
+    fn record(&self, plugin: &str, marks: &[Mark]) -> Result<usize, JournalError>;
+
+    /// Deliveries of `plugin` by state: (pending, done, dead).
+    fn delivery_counts(&self, plugin: &str) -> Result<(u64, u64, u64), JournalError>;
+
+    /// Pending deliveries and the age of the oldest (first queued, epoch
+    /// ms), per instance.
+    fn queue_depths(&self) -> Result<Vec<(String, u64, i64)>, JournalError>;
+
+    /// Queues every recorded event of a run again for one instance; returns
+    /// how many.
+    fn replay_run(&self, tenant: &str, run_id: &str, plugin: &str) -> Result<usize, JournalError>;
+}
+
+/// Deliveries given up on.
+pub trait DeadLetters: Send + Sync {
+    /// Dead letters of a tenant, newest first, optionally of one instance,
+    /// before event `before_event`.
+    fn dead_letters(
+        &self,
+        tenant: &str,
+        plugin: Option<&str>,
+        limit: usize,
+        before_event: Option<i64>,
+    ) -> Result<Vec<DeadLetter>, JournalError>;
+
+    /// Puts dead letters of a tenant's instance back in the queue (one
+    /// event, or all of the instance's); returns how many.
+    fn requeue_dead(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        event_id: Option<i64>,
+    ) -> Result<usize, JournalError>;
+
+    /// Dead letters per (instance, tenant of the event).
+    fn dead_counts(&self) -> Result<Vec<(String, String, u64)>, JournalError>;
+}
+
+/// The reads behind the query API.
+pub trait RunQueries: Send + Sync {
+    /// A page of a tenant's runs, newest first, and the key to continue after it.
+    fn list_runs(
+        &self,
+        tenant: &str,
+        f: &RunFilter,
+    ) -> Result<Page<RunRecord, (i64, String)>, JournalError>;
+
+    /// One run; `None` when the tenant has no such run.
+    fn run(
+        &self,
+        tenant: &str,
+        run: &str,
+        stale_before_ms: i64,
+    ) -> Result<Option<RunRecord>, JournalError>;
+
+    /// A run's host result events in counter order.
+    fn run_results(&self, tenant: &str, run: &str) -> Result<Vec<ResultEvent>, JournalError>;
+
+    /// The newest `playbook_on_stats` event of a run: `None` when the
+    /// tenant has no such run, `Some(None)` when the run has none.
+    fn run_stats(
+        &self,
+        tenant: &str,
+        run: &str,
+    ) -> Result<Option<Option<StoredBody>>, JournalError>;
+
+    /// A page of a run's event bodies in counter order: `None` when the
+    /// tenant has no such run.
+    fn run_events(
+        &self,
+        tenant: &str,
+        run: &str,
+        f: &EventFilter,
+    ) -> Result<Option<Page<String, (i64, i64)>>, JournalError>;
+
+    /// A page of a tenant's deliveries in journal order.
+    fn deliveries(
+        &self,
+        tenant: &str,
+        f: &DeliveryFilter,
+    ) -> Result<Page<DeliveryRecord, (i64, String)>, JournalError>;
+
+    /// Runs with an event since `since_ms` and no stats event yet, per tenant.
+    fn active_runs(&self, since_ms: i64) -> Result<Vec<(String, u64)>, JournalError>;
+}
+
+/// The plugin instances' own values, per (tenant, instance).
+pub trait PluginState: Send + Sync {
+    /// A plugin instance's stored value.
+    fn state_get(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<String>, JournalError>;
+
+    /// Stores a plugin instance's value.
+    fn state_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), JournalError>;
+
+    /// Removes a plugin instance's value.
+    fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError>;
+
+    /// Gives the values an earlier journal kept without a tenant to the
+    /// tenant `plugin` serves now; returns how many.
+    fn claim_state(&self, tenant: &str, plugin: &str) -> Result<usize, JournalError>;
+}
+
+/// Retention, size and health.
+pub trait Maintenance: Send + Sync {
+    /// Deletes up to `limit` events received before `cutoff_ms` that nothing
+    /// still has to deliver or holds as a dead letter; returns the number
+    /// removed per tenant.
+    fn prune(&self, cutoff_ms: i64, limit: usize) -> Result<BTreeMap<String, u64>, JournalError>;
+
+    /// Bytes the journal takes on disk.
+    fn size_bytes(&self) -> u64;
+
+    /// Checks that the journal can take a write right now (readiness).
+    fn probe_writable(&self) -> Result<(), JournalError>;
+}
+
+/// Everything the server needs of a journal, as one object-safe trait: a
+/// server holds an `Arc<dyn Store>`. The dispatch workers' hot path
+/// (`pending`, `send_marks`) may hold the concrete backend instead.
+pub trait Store:
+    EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance
+{
+}
+
+impl<T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance> Store
+    for T
+{
+}

@@ -1,0 +1,439 @@
+//! The SQL behind the query API, on the backend's pooled read connections
+//! (WAL lets them read while ingest and dispatch write). The rows come back
+//! as the journal's own records; the server maps them to its API models.
+
+use super::Journal;
+use crate::{
+    DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, JournalError, Page, ResultEvent,
+    RunFilter, RunQueries, RunRecord, RunState, StoredBody,
+};
+use herald_event::{EventKind, Status};
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+
+/// The SQL expression of a run's status (`r` is the `runs` row; `?stale` the
+/// epoch ms before which a silent unfinished run is interrupted).
+const STATUS_SQL: &str = "CASE
+    WHEN r.finished = 0 THEN
+        CASE WHEN (SELECT max(e.received_ms) FROM events e
+                   WHERE e.tenant = r.tenant AND e.run_id = r.run_id) < :stale
+             THEN 'interrupted' ELSE 'running' END
+    WHEN EXISTS (SELECT 1 FROM events s, json_each(s.body, '$.event_data.failures') f
+                 WHERE s.tenant = r.tenant AND s.run_id = r.run_id
+                   AND s.kind = 'playbook_on_stats' AND f.value > 0) THEN 'failed'
+    WHEN EXISTS (SELECT 1 FROM events s, json_each(s.body, '$.event_data.dark') f
+                 WHERE s.tenant = r.tenant AND s.run_id = r.run_id
+                   AND s.kind = 'playbook_on_stats' AND f.value > 0) THEN 'unreachable'
+    ELSE 'ok' END";
+
+fn run_rows(
+    conn: &Connection,
+    tenant: &str,
+    extra_where: &str,
+    mut args: Vec<(&str, Sql)>,
+    stale_before_ms: i64,
+    tail: &str,
+) -> rusqlite::Result<Vec<RunRecord>> {
+    let sql = format!(
+        "SELECT * FROM (
+            SELECT r.run_id, r.playbook, r.controller, r.first_ms, r.last_ms, r.events,
+                   {STATUS_SQL} AS status
+            FROM runs r WHERE r.tenant = :tenant {extra_where}
+        ) {tail}"
+    );
+    args.push((":tenant", Sql::Text(tenant.to_string())));
+    args.push((":stale", Sql::Integer(stale_before_ms)));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let named: Vec<(&str, &dyn rusqlite::ToSql)> = args
+        .iter()
+        .filter(|(name, _)| sql.contains(name))
+        .map(|(n, v)| (*n, v as &dyn rusqlite::ToSql))
+        .collect();
+    let rows = stmt.query_map(named.as_slice(), |r| {
+        let status: String = r.get(6)?;
+        Ok(RunRecord {
+            id: r.get(0)?,
+            playbook: r.get(1)?,
+            controller: r.get(2)?,
+            first_ms: r.get(3)?,
+            last_ms: r.get(4)?,
+            events: r.get(5)?,
+            state: RunState::parse(&status).unwrap_or(RunState::Running),
+            start: None,
+            stats: None,
+            labels: BTreeMap::new(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// The first (or newest) event of `kind` of a run.
+fn first_of_kind(
+    conn: &Connection,
+    tenant: &str,
+    run: &str,
+    kind: &str,
+    newest: bool,
+) -> rusqlite::Result<Option<StoredBody>> {
+    let sql = if newest {
+        "SELECT created_ms, body FROM events WHERE tenant = ?1 AND run_id = ?2 AND kind = ?3 ORDER BY id DESC LIMIT 1"
+    } else {
+        "SELECT created_ms, body FROM events WHERE tenant = ?1 AND run_id = ?2 AND kind = ?3 ORDER BY id LIMIT 1"
+    };
+    conn.prepare_cached(sql)?
+        .query_row(params![tenant, run, kind], |r| {
+            Ok(StoredBody {
+                created_ms: r.get(0)?,
+                body: r.get(1)?,
+            })
+        })
+        .optional()
+}
+
+fn labels_of(
+    conn: &Connection,
+    tenant: &str,
+    run: &str,
+) -> rusqlite::Result<BTreeMap<String, String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.key, j.value FROM events e, json_each(e.body, '$.labels') j
+         WHERE e.tenant = ?1 AND e.run_id = ?2 AND j.key IS NOT NULL AND j.type = 'text'
+         ORDER BY e.id",
+    )?;
+    let mut out = BTreeMap::new();
+    for row in stmt.query_map(params![tenant, run], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })? {
+        let (k, v) = row?;
+        out.entry(k).or_insert(v);
+    }
+    Ok(out)
+}
+
+/// Adds the run's start and stats events and its labels to its row.
+fn enrich(conn: &Connection, tenant: &str, mut row: RunRecord) -> rusqlite::Result<RunRecord> {
+    row.start = first_of_kind(conn, tenant, &row.id, "playbook_on_start", false)?;
+    row.stats = first_of_kind(conn, tenant, &row.id, "playbook_on_stats", true)?;
+    row.labels = labels_of(conn, tenant, &row.id)?;
+    Ok(row)
+}
+
+fn list_runs(
+    conn: &Connection,
+    tenant: &str,
+    f: &RunFilter,
+) -> rusqlite::Result<Page<RunRecord, (i64, String)>> {
+    let mut clauses = String::new();
+    let mut args: Vec<(&str, Sql)> = Vec::new();
+    if let Some(p) = &f.playbook {
+        // The glob matches the playbook as sent (often a path) or its file name.
+        clauses.push_str(
+            " AND (r.playbook GLOB :playbook
+                   OR replace(r.playbook, rtrim(r.playbook, replace(r.playbook, '/', '')), '') GLOB :playbook)",
+        );
+        args.push((":playbook", Sql::Text(p.clone())));
+    }
+    if let Some(c) = &f.controller {
+        clauses.push_str(" AND r.controller = :controller");
+        args.push((":controller", Sql::Text(c.clone())));
+    }
+    if let Some(s) = f.since_ms {
+        clauses.push_str(" AND r.first_ms >= :since");
+        args.push((":since", Sql::Integer(s)));
+    }
+    if let Some(u) = f.until_ms {
+        clauses.push_str(" AND r.first_ms < :until");
+        args.push((":until", Sql::Integer(u)));
+    }
+    const LABEL_KEYS: [&str; 8] = [
+        ":lk0", ":lk1", ":lk2", ":lk3", ":lk4", ":lk5", ":lk6", ":lk7",
+    ];
+    const LABEL_VALUES: [&str; 8] = [
+        ":lv0", ":lv1", ":lv2", ":lv3", ":lv4", ":lv5", ":lv6", ":lv7",
+    ];
+    for (i, (k, v)) in f.labels.iter().enumerate().take(LABEL_KEYS.len()) {
+        let value_cond = if v.is_some() {
+            format!(" AND j.value = {}", LABEL_VALUES[i])
+        } else {
+            String::new()
+        };
+        clauses.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM events e, json_each(e.body, '$.labels') j
+                WHERE e.tenant = r.tenant AND e.run_id = r.run_id AND j.key = {}{value_cond})",
+            LABEL_KEYS[i]
+        ));
+        args.push((LABEL_KEYS[i], Sql::Text(k.clone())));
+        if let Some(v) = v {
+            args.push((LABEL_VALUES[i], Sql::Text(v.clone())));
+        }
+    }
+    if let Some((ms, id)) = &f.after {
+        clauses.push_str(
+            " AND (r.first_ms < :after_ms OR (r.first_ms = :after_ms AND r.run_id < :after_id))",
+        );
+        args.push((":after_ms", Sql::Integer(*ms)));
+        args.push((":after_id", Sql::Text(id.clone())));
+    }
+    let mut tail = String::new();
+    if let Some(s) = f.state {
+        tail.push_str("WHERE status = :status ");
+        args.push((":status", Sql::Text(s.as_str().to_string())));
+    }
+    tail.push_str("ORDER BY first_ms DESC, run_id DESC LIMIT :limit");
+    args.push((":limit", Sql::Integer(f.limit as i64 + 1)));
+    let mut rows = run_rows(conn, tenant, &clauses, args, f.stale_before_ms, &tail)?;
+    let more = rows.len() > f.limit;
+    rows.truncate(f.limit);
+    let next = if more {
+        rows.last().map(|r| (r.first_ms, r.id.clone()))
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|row| enrich(conn, tenant, row))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((items, next))
+}
+
+fn exists(conn: &Connection, tenant: &str, run: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM runs WHERE tenant = ?1 AND run_id = ?2")?
+        .query_row(params![tenant, run], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn run_results(conn: &Connection, tenant: &str, run: &str) -> rusqlite::Result<Vec<ResultEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT uuid, counter, kind, created_ms, body FROM events
+         WHERE tenant = ?1 AND run_id = ?2
+           AND kind IN ('runner_on_ok', 'runner_on_failed', 'runner_on_skipped', 'runner_on_unreachable')
+         ORDER BY counter, id",
+    )?;
+    let rows = stmt.query_map(params![tenant, run], |r| {
+        Ok(ResultEvent {
+            uuid: r.get(0)?,
+            counter: r.get(1)?,
+            kind: r.get(2)?,
+            created_ms: r.get(3)?,
+            body: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn run_events(
+    conn: &Connection,
+    tenant: &str,
+    run: &str,
+    f: &EventFilter,
+) -> rusqlite::Result<Option<Page<String, (i64, i64)>>> {
+    if !exists(conn, tenant, run)? {
+        return Ok(None);
+    }
+    let mut sql =
+        String::from("SELECT counter, id, kind, body FROM events WHERE tenant = ? AND run_id = ?");
+    let mut args: Vec<Sql> = vec![Sql::Text(tenant.into()), Sql::Text(run.into())];
+    let mut kinds: Vec<EventKind> = f.kinds.clone();
+    if let Some(status) = f.status {
+        let of_status: Vec<EventKind> = EventKind::ALL
+            .into_iter()
+            .filter(|k| {
+                Status::of(*k, false) == Some(status) || Status::of(*k, true) == Some(status)
+            })
+            .collect();
+        kinds = if kinds.is_empty() {
+            of_status
+        } else {
+            kinds
+                .into_iter()
+                .filter(|k| of_status.contains(k))
+                .collect()
+        };
+        if kinds.is_empty() {
+            return Ok(Some((Vec::new(), None)));
+        }
+        match status {
+            Status::Ok => sql.push_str(
+                " AND coalesce(json_type(body, '$.event_data.res.changed'), '') <> 'true'",
+            ),
+            Status::Changed => {
+                sql.push_str(" AND json_type(body, '$.event_data.res.changed') = 'true'")
+            }
+            _ => {}
+        }
+    }
+    if !kinds.is_empty() {
+        sql.push_str(&format!(
+            " AND kind IN ({})",
+            vec!["?"; kinds.len()].join(", ")
+        ));
+        args.extend(kinds.iter().map(|k| Sql::Text(k.as_str().into())));
+    }
+    if let Some(h) = &f.host {
+        sql.push_str(" AND json_extract(body, '$.event_data.host') = ?");
+        args.push(Sql::Text(h.clone()));
+    }
+    if let Some((c, id)) = f.after {
+        sql.push_str(" AND (counter > ? OR (counter = ? AND id > ?))");
+        args.extend([Sql::Integer(c), Sql::Integer(c), Sql::Integer(id)]);
+    }
+    sql.push_str(" ORDER BY counter, id LIMIT ?");
+    args.push(Sql::Integer(f.limit as i64 + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<(i64, i64, String)> = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = rows.len() > f.limit;
+    rows.truncate(f.limit);
+    let next = if more {
+        rows.last().map(|(c, id, _)| (*c, *id))
+    } else {
+        None
+    };
+    Ok(Some((rows.into_iter().map(|(_, _, b)| b).collect(), next)))
+}
+
+fn deliveries(
+    conn: &Connection,
+    tenant: &str,
+    f: &DeliveryFilter,
+) -> rusqlite::Result<Page<DeliveryRecord, (i64, String)>> {
+    let mut sql = String::from(
+        "SELECT d.plugin, d.event_id, d.run_id, d.state, d.attempts, d.first_at_ms, d.next_at_ms,
+                d.updated_ms, d.last_error, e.uuid, e.kind, e.counter
+         FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE e.tenant = ?",
+    );
+    let mut args: Vec<Sql> = vec![Sql::Text(tenant.into())];
+    if let Some(r) = &f.run {
+        sql.push_str(" AND d.run_id = ?");
+        args.push(Sql::Text(r.clone()));
+    }
+    if let Some(p) = &f.plugin {
+        sql.push_str(" AND d.plugin = ?");
+        args.push(Sql::Text(p.clone()));
+    }
+    if let Some(o) = f.state {
+        sql.push_str(" AND d.state = ?");
+        args.push(Sql::Text(o.as_str().into()));
+    }
+    if let Some((id, plugin)) = &f.after {
+        sql.push_str(" AND (d.event_id > ? OR (d.event_id = ? AND d.plugin > ?))");
+        args.extend([
+            Sql::Integer(*id),
+            Sql::Integer(*id),
+            Sql::Text(plugin.clone()),
+        ]);
+    }
+    sql.push_str(" ORDER BY d.event_id, d.plugin LIMIT ?");
+    args.push(Sql::Integer(f.limit as i64 + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<DeliveryRecord> = stmt
+        .query_map(params_from_iter(args), |r| {
+            let state: String = r.get(3)?;
+            Ok(DeliveryRecord {
+                plugin: r.get(0)?,
+                event_id: r.get(1)?,
+                run_id: r.get(2)?,
+                state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+                attempts: r.get(4)?,
+                first_at_ms: r.get(5)?,
+                next_at_ms: r.get(6)?,
+                updated_ms: r.get(7)?,
+                last_error: r.get(8)?,
+                event_uuid: r.get(9)?,
+                kind: r.get(10)?,
+                counter: r.get(11)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = rows.len() > f.limit;
+    rows.truncate(f.limit);
+    let next = if more {
+        rows.last().map(|d| (d.event_id, d.plugin.clone()))
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+impl RunQueries for Journal {
+    fn list_runs(
+        &self,
+        tenant: &str,
+        f: &RunFilter,
+    ) -> Result<Page<RunRecord, (i64, String)>, JournalError> {
+        self.read(|c| list_runs(c, tenant, f))
+    }
+
+    fn run(
+        &self,
+        tenant: &str,
+        run: &str,
+        stale_before_ms: i64,
+    ) -> Result<Option<RunRecord>, JournalError> {
+        self.read(|c| {
+            let rows = run_rows(
+                c,
+                tenant,
+                "AND r.run_id = :run",
+                vec![(":run", Sql::Text(run.to_string()))],
+                stale_before_ms,
+                "",
+            )?;
+            rows.into_iter()
+                .next()
+                .map(|row| enrich(c, tenant, row))
+                .transpose()
+        })
+    }
+
+    fn run_results(&self, tenant: &str, run: &str) -> Result<Vec<ResultEvent>, JournalError> {
+        self.read(|c| run_results(c, tenant, run))
+    }
+
+    fn run_stats(
+        &self,
+        tenant: &str,
+        run: &str,
+    ) -> Result<Option<Option<StoredBody>>, JournalError> {
+        self.read(|c| {
+            if !exists(c, tenant, run)? {
+                return Ok(None);
+            }
+            first_of_kind(c, tenant, run, "playbook_on_stats", true).map(Some)
+        })
+    }
+
+    fn run_events(
+        &self,
+        tenant: &str,
+        run: &str,
+        f: &EventFilter,
+    ) -> Result<Option<Page<String, (i64, i64)>>, JournalError> {
+        self.read(|c| run_events(c, tenant, run, f))
+    }
+
+    fn deliveries(
+        &self,
+        tenant: &str,
+        f: &DeliveryFilter,
+    ) -> Result<Page<DeliveryRecord, (i64, String)>, JournalError> {
+        self.read(|c| deliveries(c, tenant, f))
+    }
+
+    fn active_runs(&self, since_ms: i64) -> Result<Vec<(String, u64)>, JournalError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tenant, count(*) FROM runs WHERE finished = 0 AND last_ms >= ?1 GROUP BY tenant",
+            )?;
+            let rows = stmt.query_map(params![since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+}
