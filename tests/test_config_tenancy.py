@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -290,18 +291,39 @@ def test_rate_limit_answers_429_with_retry_after(make_host):
     assert host.post(json.dumps([event(run, 10)]).encode(), token)[0] == 202
 
 
-def test_tls_serves_https_with_the_configured_certificate(make_host, receiver, tmp_path):
+def openssl(*args):
+    made = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+
+
+def start_tls_host(make_host, receiver, tmp_path, private_ca: bool = False):
+    """A host serving https for 127.0.0.1: (host, its https:// URL, the file
+    a client trusts, the key file, a token). The certificate is self-signed,
+    or with `private_ca` signed by a CA of its own (the trusted file is then
+    the CA's certificate)."""
     import ssl
     token, h = token_pair()
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                           "-subj", "/CN=herald-test", "-addext", "subjectAltName=IP:127.0.0.1",
-                           "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
+    if private_ca:
+        ca, ca_key, csr = tmp_path / "ca.pem", tmp_path / "ca-key.pem", tmp_path / "cert.csr"
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=herald-test-ca",
+                "-keyout", str(ca_key), "-out", str(ca))
+        openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=herald-test",
+                "-keyout", str(key), "-out", str(csr))
+        ext = tmp_path / "ext.cnf"
+        ext.write_text("basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+                "-days", "1", "-extfile", str(ext), "-out", str(cert))
+        trusted = ca
+    else:
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=herald-test", "-addext", "subjectAltName=IP:127.0.0.1",
+                "-keyout", str(key), "-out", str(cert))
+        trusted = cert
     host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)})
     text = host.config_path.read_text().replace("[storage]", f'[server.tls]\ncert = "{cert}"\nkey = "{key}"\n\n[storage]', 1)
     host.config_path.write_text(text)
-    context = ssl.create_default_context(cafile=str(cert))
+    context = ssl.create_default_context(cafile=str(trusted))
     https = host.url.replace("http://", "https://")
 
     def up():
@@ -317,6 +339,13 @@ def test_tls_serves_https_with_the_configured_certificate(make_host, receiver, t
     host.proc = subprocess.Popen([str(HERALD_BIN), "serve", "--config", str(host.config_path)],
                                  stdout=log, stderr=log, cwd=host.workdir)
     wait_for(up, timeout=60, what="herald over https")
+    return host, https, trusted, key, token
+
+
+def test_tls_serves_https_with_the_configured_certificate(make_host, receiver, tmp_path):
+    import ssl
+    host, https, cert, key, token = start_tls_host(make_host, receiver, tmp_path)
+    context = ssl.create_default_context(cafile=str(cert))
     req = urllib.request.Request(https + "/v1/events", method="POST",
                                  data=json.dumps([event(str(uuid.uuid4()), 1)]).encode(),
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -334,6 +363,42 @@ def test_tls_serves_https_with_the_configured_certificate(make_host, receiver, t
     key.unlink()
     r = subprocess.run([str(HERALD_BIN), "check", "--config", str(host.config_path)], capture_output=True, text=True)
     assert r.returncode == 1 and re.search(r"herald\.toml:\d+:\d+: server\.tls\.key: no PEM file", r.stderr), r.stderr
+
+
+def test_cli_speaks_https_trusting_a_private_ca(make_host, receiver, tmp_path):
+    host, https, ca, _key, token = start_tls_host(make_host, receiver, tmp_path, private_ca=True)
+    run = str(uuid.uuid4())
+    import ssl
+    req = urllib.request.Request(https + "/v1/events", method="POST",
+                                 data=json.dumps([event(run, 1)]).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10, context=ssl.create_default_context(cafile=str(ca))) as r:
+        assert r.status == 202
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    env["HERALD_TOKEN"] = token
+
+    def cli(*args, **extra_env):
+        return subprocess.run([str(HERALD_BIN), *args], env={**env, **extra_env}, capture_output=True, text=True,
+                              timeout=60)
+
+    # --ca-cert names the private CA that signed the host's certificate.
+    r = cli("runs", "list", "--url", https, "--ca-cert", str(ca))
+    assert r.returncode == 0, r.stderr
+    assert run in r.stdout and r.stdout.startswith("ID"), r.stdout
+    # HERALD_CA_CERT does the same, for the JSON output too.
+    r = cli("runs", "show", run, "--url", https, "-o", "json", HERALD_CA_CERT=str(ca))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["id"] == run
+    # Without it the certificate is not trusted: exit 1, the cause on stderr, nothing on stdout.
+    r = cli("runs", "list", "--url", https)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"herald: cannot reach herald at {https}: "), r.stderr
+    assert re.search(r"certificate", r.stderr, re.I), r.stderr
+    # A file that is not a PEM certificate is named.
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    r = cli("runs", "list", "--url", https, "--ca-cert", str(junk))
+    assert r.returncode == 1 and str(junk) in r.stderr, r.stderr
 
 
 def test_journal_quota_answers_507_and_keeps_what_was_accepted(make_host, receiver):

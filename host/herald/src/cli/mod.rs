@@ -49,7 +49,9 @@ pub struct ApiArgs {
     )]
     pub token: String,
     /// A PEM file of CA certificates trusted for an https:// URL, besides the
-    /// system's (for a private CA or a self-signed certificate).
+    /// system's: a private CA, or a self-signed server certificate that is
+    /// not itself a CA (`basicConstraints=CA:FALSE`; `openssl req -x509`
+    /// makes CA certificates by default, which TLS refuses as a server's).
     #[arg(long, env = "HERALD_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
     /// Output format.
