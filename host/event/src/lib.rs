@@ -18,7 +18,22 @@ pub mod routes;
 pub use fast::{parse_array, parse_event};
 
 /// Every event name Herald accepts, in ansible-runner's spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+// The names are derived from the variants (snake_case): this enum is the
+// one table of kinds. strum's `EnumString` is a `match` on the text (no
+// allocation, no linear search), `IntoStaticStr` a `match` to a literal.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumCount,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum EventKind {
     PlaybookOnStart,
     PlaybookOnPlayStart,
@@ -57,89 +72,29 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// All kinds, in the order of the WIT enum.
-    pub const ALL: [EventKind; 34] = [
-        Self::PlaybookOnStart,
-        Self::PlaybookOnPlayStart,
-        Self::PlaybookOnTaskStart,
-        Self::PlaybookOnHandlerTaskStart,
-        Self::PlaybookOnCleanupTaskStart,
-        Self::PlaybookOnNoHostsMatched,
-        Self::PlaybookOnNoHostsRemaining,
-        Self::PlaybookOnInclude,
-        Self::PlaybookOnNotify,
-        Self::PlaybookOnVarsPrompt,
-        Self::PlaybookOnImportForHost,
-        Self::PlaybookOnNotImportForHost,
-        Self::PlaybookOnSetup,
-        Self::PlaybookOnStats,
-        Self::RunnerOnStart,
-        Self::RunnerOnOk,
-        Self::RunnerOnFailed,
-        Self::RunnerOnSkipped,
-        Self::RunnerOnUnreachable,
-        Self::RunnerOnNoHosts,
-        Self::RunnerOnAsyncPoll,
-        Self::RunnerOnAsyncOk,
-        Self::RunnerOnAsyncFailed,
-        Self::RunnerItemOnOk,
-        Self::RunnerItemOnFailed,
-        Self::RunnerItemOnSkipped,
-        Self::RunnerRetry,
-        Self::RunnerOnFileDiff,
-        Self::Verbose,
-        Self::Debug,
-        Self::Warning,
-        Self::Deprecated,
-        Self::Error,
-        Self::SystemWarning,
-    ];
+    /// All kinds, in the order of the WIT enum (the order of declaration).
+    // An array (not strum's slice) so that callers iterate kinds by value.
+    pub const ALL: [EventKind; <Self as strum::EnumCount>::COUNT] = {
+        let variants = <Self as strum::VariantArray>::VARIANTS;
+        let mut all = [Self::PlaybookOnStart; <Self as strum::EnumCount>::COUNT];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = variants[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The ansible-runner name (`runner_on_ok`).
     #[inline]
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PlaybookOnStart => "playbook_on_start",
-            Self::PlaybookOnPlayStart => "playbook_on_play_start",
-            Self::PlaybookOnTaskStart => "playbook_on_task_start",
-            Self::PlaybookOnHandlerTaskStart => "playbook_on_handler_task_start",
-            Self::PlaybookOnCleanupTaskStart => "playbook_on_cleanup_task_start",
-            Self::PlaybookOnNoHostsMatched => "playbook_on_no_hosts_matched",
-            Self::PlaybookOnNoHostsRemaining => "playbook_on_no_hosts_remaining",
-            Self::PlaybookOnInclude => "playbook_on_include",
-            Self::PlaybookOnNotify => "playbook_on_notify",
-            Self::PlaybookOnVarsPrompt => "playbook_on_vars_prompt",
-            Self::PlaybookOnImportForHost => "playbook_on_import_for_host",
-            Self::PlaybookOnNotImportForHost => "playbook_on_not_import_for_host",
-            Self::PlaybookOnSetup => "playbook_on_setup",
-            Self::PlaybookOnStats => "playbook_on_stats",
-            Self::RunnerOnStart => "runner_on_start",
-            Self::RunnerOnOk => "runner_on_ok",
-            Self::RunnerOnFailed => "runner_on_failed",
-            Self::RunnerOnSkipped => "runner_on_skipped",
-            Self::RunnerOnUnreachable => "runner_on_unreachable",
-            Self::RunnerOnNoHosts => "runner_on_no_hosts",
-            Self::RunnerOnAsyncPoll => "runner_on_async_poll",
-            Self::RunnerOnAsyncOk => "runner_on_async_ok",
-            Self::RunnerOnAsyncFailed => "runner_on_async_failed",
-            Self::RunnerItemOnOk => "runner_item_on_ok",
-            Self::RunnerItemOnFailed => "runner_item_on_failed",
-            Self::RunnerItemOnSkipped => "runner_item_on_skipped",
-            Self::RunnerRetry => "runner_retry",
-            Self::RunnerOnFileDiff => "runner_on_file_diff",
-            Self::Verbose => "verbose",
-            Self::Debug => "debug",
-            Self::Warning => "warning",
-            Self::Deprecated => "deprecated",
-            Self::Error => "error",
-            Self::SystemWarning => "system_warning",
-        }
+        self.into()
     }
 
     /// Parses an ansible-runner event name.
     #[inline]
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.as_str() == name)
+        name.parse().ok()
     }
 
     /// Host result events: these carry a host, a status and usually a result.
@@ -782,5 +737,54 @@ mod tests {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
         }
+        assert_eq!(EventKind::parse("Runner_On_Ok"), None);
+        assert_eq!(EventKind::parse("runner_on_ok "), None);
+        assert_eq!(EventKind::parse(""), None);
+    }
+
+    /// The names are the wire format (and the WIT enum's order): a renamed
+    /// or reordered variant must fail here, not in a sink.
+    #[test]
+    fn the_names_are_ansible_runners_in_the_wit_order() {
+        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "playbook_on_start",
+                "playbook_on_play_start",
+                "playbook_on_task_start",
+                "playbook_on_handler_task_start",
+                "playbook_on_cleanup_task_start",
+                "playbook_on_no_hosts_matched",
+                "playbook_on_no_hosts_remaining",
+                "playbook_on_include",
+                "playbook_on_notify",
+                "playbook_on_vars_prompt",
+                "playbook_on_import_for_host",
+                "playbook_on_not_import_for_host",
+                "playbook_on_setup",
+                "playbook_on_stats",
+                "runner_on_start",
+                "runner_on_ok",
+                "runner_on_failed",
+                "runner_on_skipped",
+                "runner_on_unreachable",
+                "runner_on_no_hosts",
+                "runner_on_async_poll",
+                "runner_on_async_ok",
+                "runner_on_async_failed",
+                "runner_item_on_ok",
+                "runner_item_on_failed",
+                "runner_item_on_skipped",
+                "runner_retry",
+                "runner_on_file_diff",
+                "verbose",
+                "debug",
+                "warning",
+                "deprecated",
+                "error",
+                "system_warning",
+            ]
+        );
     }
 }
