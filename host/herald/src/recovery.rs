@@ -4,11 +4,13 @@
 
 use crate::api::{ApiError, AppState};
 use crate::journal::DeadLetter;
+use crate::query::params::{once, params};
 use crate::tenancy::tenant_of;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_extra::extract::{Query, QueryRejection};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -26,10 +28,13 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Only this plugin instance's dead letters.
+    #[serde(default, deserialize_with = "once")]
     plugin: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "once")]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "once")]
     cursor: Option<String>,
 }
 
@@ -94,16 +99,10 @@ async fn blocking<T: Send + 'static>(
 pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
-    let Query(q) = q.map_err(|e| {
-        ApiError::bad_request(
-            "invalid_parameter",
-            format!("invalid query: {}", e.body_text()),
-        )
-        .with_field("query")
-    })?;
+    let q = params(q)?;
     let limit = match q.limit.as_deref() {
         None => 100,
         Some(l) => crate::query::digits(l)

@@ -13,6 +13,7 @@
 // The API's JSON shapes live in herald-client, shared with the CLI.
 pub use herald_client::model;
 pub mod openapi;
+pub(crate) mod params;
 pub mod store;
 
 use crate::api::{ApiError, AppState};
@@ -21,10 +22,13 @@ use crate::journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use crate::tenancy::tenant_of;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
+use axum_extra::extract::{Query, QueryRejection};
 use model::*;
+use params::{once, params};
+use serde::Deserialize;
 
 /// A run without `playbook_on_stats` and without any event for this long is
 /// `interrupted` (a `interrupted_after_s` query parameter overrides it per
@@ -62,102 +66,138 @@ fn not_found(run: &str) -> ApiError {
     )
 }
 
-/// The decoded query string of a request, checked against the parameters an
-/// endpoint knows.
-struct Params {
-    pairs: Vec<(String, String)>,
+/// `GET /v1/runs`'s query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    #[serde(default, deserialize_with = "once")]
+    playbook: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    controller: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    since: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    until: Option<String>,
+    #[serde(default)]
+    label: Vec<String>,
+    #[serde(default, deserialize_with = "once")]
+    interrupted_after_s: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    limit: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    cursor: Option<String>,
 }
 
-impl Params {
-    fn parse(uri: &Uri, known: &[&str]) -> Result<Params, ApiError> {
-        let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-        if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-            return Err(invalid(
-                k,
-                format!(
-                    "unknown query parameter {k:?}; this endpoint takes {}",
-                    known.join(", ")
-                ),
-            ));
-        }
-        Ok(Params { pairs })
-    }
+/// `GET /v1/runs/{id}`'s query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    #[serde(default, deserialize_with = "once")]
+    interrupted_after_s: Option<String>,
+}
 
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.pairs
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
+/// `GET /v1/runs/{id}/events`'s query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(default, deserialize_with = "once")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    host: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    limit: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    cursor: Option<String>,
+}
 
-    fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        let all = self.all(name);
-        let first = all.first().copied();
-        if all.len() > 1 {
-            return Err(invalid(name, format!("{name} may be given only once")));
-        }
-        Ok(first)
-    }
+/// The query of an endpoint that takes no parameter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
 
-    fn limit(&self) -> Result<usize, ApiError> {
-        match self.one("limit")? {
-            None => Ok(DEFAULT_LIMIT),
-            Some(v) => digits(v)
-                .map(|n| n as usize)
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "limit",
-                        format!("limit must be an integer from 1 to {MAX_LIMIT}, not {v:?}"),
-                    )
-                }),
-        }
-    }
+/// `GET /v1/deliveries`'s query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    #[serde(default, deserialize_with = "once")]
+    run: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    plugin: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    outcome: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    limit: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    cursor: Option<String>,
+}
 
-    /// `interrupted_after_s` as the epoch ms before which a silent run is interrupted.
-    fn stale_before_ms(&self) -> Result<i64, ApiError> {
-        let secs = match self.one("interrupted_after_s")? {
-            None => DEFAULT_INTERRUPTED_AFTER_S,
-            Some(v) => digits(v)
-                .map(|n| n as i64)
-                .filter(|n| (0..=315_360_000).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "interrupted_after_s",
-                        format!("interrupted_after_s must be a number of seconds from 0 to 315360000, not {v:?}"),
-                    )
-                })?,
-        };
-        Ok(crate::journal::now_ms() - secs * 1000)
+/// `limit`: the page size.
+fn limit(v: Option<&str>) -> Result<usize, ApiError> {
+    match v {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => digits(v)
+            .map(|n| n as usize)
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("limit must be an integer from 1 to {MAX_LIMIT}, not {v:?}"),
+                )
+            }),
     }
+}
 
-    fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        let Some(v) = self.one(name)? else {
-            return Ok(None);
-        };
-        parse_time_param(v).map(Some).ok_or_else(|| {
-            invalid(
-                name,
-                format!("{name} must be an RFC 3339 time (2026-01-31T12:00:00Z) or epoch milliseconds, not {v:?}"),
-            )
-        })
-    }
+/// `interrupted_after_s` as the epoch ms before which a silent run is interrupted.
+fn stale_before_ms(v: Option<&str>) -> Result<i64, ApiError> {
+    let secs = match v {
+        None => DEFAULT_INTERRUPTED_AFTER_S,
+        Some(v) => digits(v)
+            .map(|n| n as i64)
+            .filter(|n| (0..=315_360_000).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "interrupted_after_s",
+                    format!("interrupted_after_s must be a number of seconds from 0 to 315360000, not {v:?}"),
+                )
+            })?,
+    };
+    Ok(crate::journal::now_ms() - secs * 1000)
+}
 
-    fn cursor(&self, kind: &str) -> Result<Option<serde_json::Value>, ApiError> {
-        let Some(v) = self.one("cursor")? else {
-            return Ok(None);
-        };
-        decode_cursor(kind, v).map(Some).ok_or_else(|| {
+/// `since` / `until`.
+fn time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    parse_time_param(v).map(Some).ok_or_else(|| {
+        invalid(
+            name,
+            format!("{name} must be an RFC 3339 time (2026-01-31T12:00:00Z) or epoch milliseconds, not {v:?}"),
+        )
+    })
+}
+
+/// `cursor`: the key of a `next_cursor` this endpoint (`kind`) returned.
+fn cursor<K: serde::de::DeserializeOwned>(
+    kind: &str,
+    v: Option<&str>,
+) -> Result<Option<K>, ApiError> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    decode_cursor(kind, v)
+        .and_then(|key| serde_json::from_value(key).ok())
+        .map(Some)
+        .ok_or_else(|| {
             invalid(
                 "cursor",
                 "cursor is not a next_cursor this endpoint returned",
             )
         })
-    }
 }
 
 /// A non-negative integer written as digits only (`+5`, ` 5` and `5.0` are
@@ -260,24 +300,11 @@ fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
 pub async fn list_runs(
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: Uri,
+    q: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<RunPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    let p = Params::parse(
-        &uri,
-        &[
-            "playbook",
-            "status",
-            "controller",
-            "since",
-            "until",
-            "label",
-            "interrupted_after_s",
-            "limit",
-            "cursor",
-        ],
-    )?;
-    let status = match nonempty("status", p.one("status")?)? {
+    let p = params(q)?;
+    let status = match nonempty("status", p.status.as_deref())? {
         None => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             invalid(
@@ -287,10 +314,10 @@ pub async fn list_runs(
         })?),
     };
     let mut labels = Vec::new();
-    for l in p.all("label") {
+    for l in &p.label {
         let (k, v) = match l.split_once('=') {
             Some((k, v)) => (k, Some(v.to_string())),
-            None => (l, None),
+            None => (l.as_str(), None),
         };
         if k.is_empty() {
             return Err(invalid(
@@ -306,25 +333,16 @@ pub async fn list_runs(
             format!("at most {MAX_LABELS} label filters"),
         ));
     }
-    let after = match p.cursor("runs")? {
-        None => None,
-        Some(v) => Some(serde_json::from_value::<(i64, String)>(v).map_err(|_| {
-            invalid(
-                "cursor",
-                "cursor is not a next_cursor this endpoint returned",
-            )
-        })?),
-    };
     let filter = RunFilter {
-        playbook: nonempty("playbook", p.one("playbook")?)?.map(str::to_string),
+        playbook: nonempty("playbook", p.playbook.as_deref())?.map(str::to_string),
         state: status.map(store::run_state),
-        controller: nonempty("controller", p.one("controller")?)?.map(str::to_string),
-        since_ms: p.time("since")?,
-        until_ms: p.time("until")?,
+        controller: nonempty("controller", p.controller.as_deref())?.map(str::to_string),
+        since_ms: time("since", p.since.as_deref())?,
+        until_ms: time("until", p.until.as_deref())?,
         labels,
-        stale_before_ms: p.stale_before_ms()?,
-        after,
-        limit: p.limit()?,
+        stale_before_ms: stale_before_ms(p.interrupted_after_s.as_deref())?,
+        after: cursor::<(i64, String)>("runs", p.cursor.as_deref())?,
+        limit: limit(p.limit.as_deref())?,
     };
     let (items, next) = read(&state, move |j| {
         store::list_runs(j, &tenant, &filter).map_err(store::db_error)
@@ -356,12 +374,12 @@ pub async fn get_run(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    uri: Uri,
+    q: Result<Query<RunQuery>, QueryRejection>,
 ) -> Result<Json<RunDetail>, ApiError> {
     let tenant = tenant(&state, &headers)?;
     let id = path_id(id)?;
-    let p = Params::parse(&uri, &["interrupted_after_s"])?;
-    let stale = p.stale_before_ms()?;
+    let p = params(q)?;
+    let stale = stale_before_ms(p.interrupted_after_s.as_deref())?;
     let run = id.clone();
     read(&state, move |j| {
         store::run_detail(j, &tenant, &run, stale).map_err(store::db_error)
@@ -395,13 +413,13 @@ pub async fn run_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    uri: Uri,
+    q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<EventPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
     let id = path_id(id)?;
-    let p = Params::parse(&uri, &["kind", "host", "status", "limit", "cursor"])?;
+    let p = params(q)?;
     let mut kinds = Vec::new();
-    if let Some(list) = nonempty("kind", p.one("kind")?)? {
+    if let Some(list) = nonempty("kind", p.kind.as_deref())? {
         for name in list.split(',').map(|n| n.trim_matches(' ')) {
             kinds.push(EventKind::parse(name).ok_or_else(|| {
                 invalid(
@@ -411,7 +429,7 @@ pub async fn run_events(
             })?);
         }
     }
-    let status = match nonempty("status", p.one("status")?)? {
+    let status = match nonempty("status", p.status.as_deref())? {
         None => None,
         Some(s) => Some(
             serde_json::from_value::<Status>(serde_json::json!(s)).map_err(|_| {
@@ -422,21 +440,12 @@ pub async fn run_events(
             })?,
         ),
     };
-    let after = match p.cursor("events")? {
-        None => None,
-        Some(v) => Some(serde_json::from_value::<(i64, i64)>(v).map_err(|_| {
-            invalid(
-                "cursor",
-                "cursor is not a next_cursor this endpoint returned",
-            )
-        })?),
-    };
     let filter = EventFilter {
         kinds,
-        host: nonempty("host", p.one("host")?)?.map(str::to_string),
+        host: nonempty("host", p.host.as_deref())?.map(str::to_string),
         status,
-        after,
-        limit: p.limit()?,
+        after: cursor::<(i64, i64)>("events", p.cursor.as_deref())?,
+        limit: limit(p.limit.as_deref())?,
     };
     let run = id.clone();
     let (items, next) = read(&state, move |j| {
@@ -467,11 +476,11 @@ pub async fn run_artifacts(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    uri: Uri,
+    q: Result<Query<NoQuery>, QueryRejection>,
 ) -> Result<Json<Artifacts>, ApiError> {
     let tenant = tenant(&state, &headers)?;
     let id = path_id(id)?;
-    Params::parse(&uri, &[])?;
+    params(q)?;
     let run = id.clone();
     read(&state, move |j| {
         store::artifacts(j, &tenant, &run).map_err(store::db_error)
@@ -502,11 +511,11 @@ pub async fn run_artifacts(
 pub async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: Uri,
+    q: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    let p = Params::parse(&uri, &["run", "plugin", "outcome", "limit", "cursor"])?;
-    let outcome = match nonempty("outcome", p.one("outcome")?)? {
+    let p = params(q)?;
+    let outcome = match nonempty("outcome", p.outcome.as_deref())? {
         None => None,
         Some(s) => Some(Outcome::parse(s).ok_or_else(|| {
             invalid(
@@ -515,21 +524,12 @@ pub async fn list_deliveries(
             )
         })?),
     };
-    let after = match p.cursor("deliveries")? {
-        None => None,
-        Some(v) => Some(serde_json::from_value::<(i64, String)>(v).map_err(|_| {
-            invalid(
-                "cursor",
-                "cursor is not a next_cursor this endpoint returned",
-            )
-        })?),
-    };
     let filter = DeliveryFilter {
-        run: nonempty("run", p.one("run")?)?.map(str::to_string),
-        plugin: nonempty("plugin", p.one("plugin")?)?.map(str::to_string),
+        run: nonempty("run", p.run.as_deref())?.map(str::to_string),
+        plugin: nonempty("plugin", p.plugin.as_deref())?.map(str::to_string),
         state: outcome.map(store::delivery_state),
-        after,
-        limit: p.limit()?,
+        after: cursor::<(i64, String)>("deliveries", p.cursor.as_deref())?,
+        limit: limit(p.limit.as_deref())?,
     };
     let (items, next) = read(&state, move |j| {
         store::deliveries(j, &tenant, &filter).map_err(store::db_error)
@@ -571,15 +571,22 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_repeated_parameters_are_named() {
-        let uri: Uri = "/v1/runs?limit=1&limit=2&x=1".parse().unwrap();
-        let e = Params::parse(&uri, &["limit"]).err().unwrap();
-        assert_eq!(e.field.as_deref(), Some("x"));
-        let uri: Uri = "/v1/runs?limit=1&limit=2".parse().unwrap();
-        let p = Params::parse(&uri, &["limit"]).unwrap();
-        assert_eq!(p.limit().err().unwrap().field.as_deref(), Some("limit"));
-        let uri: Uri = "/v1/runs?limit=0".parse().unwrap();
-        let p = Params::parse(&uri, &["limit"]).unwrap();
-        assert!(p.limit().is_err());
+    fn limits_and_cursors_name_their_parameter() {
+        assert_eq!(limit(None).ok(), Some(DEFAULT_LIMIT));
+        assert_eq!(limit(Some("500")).ok(), Some(500));
+        for bad in ["0", "501", "ten", "+5", ""] {
+            assert_eq!(
+                limit(Some(bad)).err().and_then(|e| e.field),
+                Some("limit".to_string())
+            );
+        }
+        let c = encode_cursor("runs", serde_json::json!([5, "r"]));
+        assert_eq!(
+            cursor::<(i64, String)>("runs", Some(&c)).ok(),
+            Some(Some((5, "r".to_string())))
+        );
+        // Another endpoint's cursor, or the right tag with the wrong key.
+        assert!(cursor::<(i64, String)>("deliveries", Some(&c)).is_err());
+        assert!(cursor::<(i64, i64)>("runs", Some(&c)).is_err());
     }
 }
