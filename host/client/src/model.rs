@@ -22,8 +22,22 @@ use utoipa::{PartialSchema, ToSchema};
 ///   rescued failures are not failures, as in Ansible's PLAY RECAP);
 /// - `unreachable`: no failure, but at least one host unreachable;
 /// - `ok`: otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+// serde and strum spell the names by the same rule: no table to keep in step.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum RunStatus {
     Running,
     Ok,
@@ -33,24 +47,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
-        RunStatus::Running,
-        RunStatus::Ok,
-        RunStatus::Failed,
-        RunStatus::Unreachable,
-        RunStatus::Interrupted,
-    ];
+    /// Every status, in declaration order.
+    pub const ALL: &'static [RunStatus] = <Self as strum::VariantArray>::VARIANTS;
+    /// The name in the API (`running`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Ok => "ok",
-            RunStatus::Failed => "failed",
-            RunStatus::Unreachable => "unreachable",
-            RunStatus::Interrupted => "interrupted",
-        }
+        self.into()
     }
+    /// Parses a name of the API.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -205,8 +210,21 @@ pub struct Artifacts {
 }
 
 /// A delivery's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Outcome {
     /// Not delivered yet (never tried, or waiting for a retry).
     Pending,
@@ -217,16 +235,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Pending, Outcome::Done, Outcome::Dead];
+    /// Every state, in declaration order.
+    pub const ALL: &'static [Outcome] = <Self as strum::VariantArray>::VARIANTS;
+    /// The name in the API (`pending`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Pending => "pending",
-            Outcome::Done => "done",
-            Outcome::Dead => "dead",
-        }
+        self.into()
     }
+    /// Parses a name of the API.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -445,4 +462,26 @@ pub struct Readiness {
     /// `ready` or `unready`.
     pub status: String,
     pub checks: ReadyChecks,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// strum's names (the query parameters) and serde's (the JSON) agree.
+    #[test]
+    fn status_and_outcome_names_agree_with_the_json() {
+        for &s in RunStatus::ALL {
+            assert_eq!(serde_json::json!(s), serde_json::json!(s.as_str()));
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+        }
+        for &o in Outcome::ALL {
+            assert_eq!(serde_json::json!(o), serde_json::json!(o.as_str()));
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(RunStatus::ALL.len(), 5);
+        assert_eq!(Outcome::ALL.len(), 3);
+        assert_eq!(RunStatus::parse("Failed"), None);
+        assert_eq!(Outcome::parse("lost"), None);
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::model::*;
 use crate::api::ApiError;
+use crate::event::EventKind;
 use crate::journal::{
     DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, JournalError, RunFilter,
     RunQueries, RunRecord, RunState,
@@ -209,26 +210,28 @@ pub fn run_detail(
             .and_then(|r| r.get("changed"))
             .and_then(Value::as_bool)
             == Some(true);
+        // The journal keeps the kind's name; herald-event owns the names.
+        let kind = EventKind::parse(&ev.kind);
         if e.stats.is_none() {
             if let Some(h) = &host {
                 let t = tally.entry(h.clone()).or_default();
-                match ev.kind.as_str() {
-                    "runner_on_ok" => {
+                match kind {
+                    Some(EventKind::RunnerOnOk) => {
                         t.ok += 1;
                         if changed {
                             t.changed += 1;
                         }
                     }
-                    "runner_on_failed" if ignored => t.ignored += 1,
-                    "runner_on_failed" => t.failures += 1,
-                    "runner_on_skipped" => t.skipped += 1,
+                    Some(EventKind::RunnerOnFailed) if ignored => t.ignored += 1,
+                    Some(EventKind::RunnerOnFailed) => t.failures += 1,
+                    Some(EventKind::RunnerOnSkipped) => t.skipped += 1,
                     _ => t.unreachable += 1,
                 }
             }
         }
-        let outcome = match ev.kind.as_str() {
-            "runner_on_failed" => TaskOutcome::Failed,
-            "runner_on_unreachable" => TaskOutcome::Unreachable,
+        let outcome = match kind {
+            Some(EventKind::RunnerOnFailed) => TaskOutcome::Failed,
+            Some(EventKind::RunnerOnUnreachable) => TaskOutcome::Unreachable,
             _ => continue,
         };
         failed_tasks.push(FailedTask {
