@@ -393,7 +393,7 @@ def test_cli_speaks_https_trusting_a_private_ca(make_host, receiver, tmp_path):
     r = cli("runs", "list", "--url", https)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith(f"herald: cannot reach herald at {https}: "), r.stderr
-    assert re.search(r"certificate", r.stderr, re.I), r.stderr
+    assert re.search(r"certificate", r.stderr, re.I) and "--ca-cert" in r.stderr, r.stderr
     # A file that is not a PEM certificate is named.
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")

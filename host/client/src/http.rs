@@ -359,11 +359,30 @@ impl ApiClient {
                 timeout: self.timeout,
             }
         } else {
+            let mut detail = chain(&e);
+            if let Some(hint) = tls_hint(&detail) {
+                detail.push_str(" (");
+                detail.push_str(hint);
+                detail.push(')');
+            }
             ClientError::Unreachable {
                 base: self.base.clone(),
-                detail: chain(&e),
+                detail,
             }
         }
+    }
+}
+
+/// What to do about a certificate rustls refused, when the cause is a
+/// common set-up mistake.
+fn tls_hint(detail: &str) -> Option<&'static str> {
+    if detail.contains("CaUsedAsEndEntity") {
+        // `openssl req -x509` without extensions makes a CA certificate.
+        Some("the server's certificate is a CA certificate: serve one with basicConstraints=CA:FALSE, or one signed by that CA")
+    } else if detail.contains("UnknownIssuer") {
+        Some("the server's certificate is not signed by a trusted CA: give the CA's certificate (PEM) with --ca-cert or HERALD_CA_CERT")
+    } else {
+        None
     }
 }
 
@@ -426,6 +445,15 @@ mod tests {
             "{e:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn refused_certificates_get_a_hint() {
+        let h = tls_hint("invalid peer certificate: UnknownIssuer");
+        assert!(h.is_some_and(|h| h.contains("--ca-cert")), "{h:?}");
+        let h = tls_hint("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))");
+        assert!(h.is_some_and(|h| h.contains("CA:FALSE")), "{h:?}");
+        assert_eq!(tls_hint("tcp connect error: Connection refused"), None);
     }
 
     #[test]
