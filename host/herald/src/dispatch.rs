@@ -872,19 +872,19 @@ async fn deliver<P: Plugin>(
     w: &mut WorkerCtx,
     d: &PendingDelivery,
 ) -> (Step, Verdict) {
-    let started_ns = crate::otlp::now_ns();
+    let started_ns = herald_telemetry::otlp::now_ns();
     let mut outcome: (&'static str, Option<String>) = ("ok", None);
     let result = attempt_delivery(instance, w, d, &mut outcome).await;
-    if let (true, Some(trace_id)) = (crate::otlp::enabled(), d.trace_id.as_deref()) {
+    if let (true, Some(trace_id)) = (herald_telemetry::otlp::enabled(), d.trace_id.as_deref()) {
         let (outcome, reason) = outcome;
-        crate::otlp::emit(
+        herald_telemetry::otlp::emit(
             "delivery",
-            crate::otlp::Kind::Internal,
+            herald_telemetry::otlp::Kind::Internal,
             trace_id,
-            &crate::otlp::new_span_id(),
+            &herald_telemetry::otlp::new_span_id(),
             d.span_id.as_deref(),
             started_ns,
-            crate::otlp::now_ns(),
+            herald_telemetry::otlp::now_ns(),
             vec![
                 ("herald.plugin".into(), w.name.clone().into()),
                 ("herald.tenant".into(), w.tenant.clone().into()),
