@@ -18,16 +18,16 @@ pub use herald_config as config;
 pub use herald_runtime as runtime;
 // The journal (storage traits + SQLite backend) lives in the herald-journal crate.
 pub use herald_journal as journal;
+// Delivery (workers, retries, breaker, pacing) is the herald-dispatch crate.
+pub use herald_dispatch as dispatch;
 // Metrics, OTLP export and correlation ids live in the herald-telemetry crate.
 pub use herald_telemetry as telemetry;
 pub mod app;
 pub mod client;
-pub mod dispatch;
 pub mod ingest;
 pub mod lock;
 pub mod observe;
 pub mod plugin_services;
 pub mod query;
-pub mod ratelimit;
 pub mod recovery;
 pub mod tenancy;

@@ -3,8 +3,8 @@
 
 use crate::api::ApiError;
 use crate::config::{Config, TenantConfig};
-use crate::ratelimit::{self, DebtBucket};
 use axum::http::{header, HeaderMap};
+use herald_dispatch::pacing::{self as ratelimit, DebtBucket};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
