@@ -2,14 +2,14 @@
 //! commit it to the journal, and only then answer 202.
 
 use crate::api::{ApiError, AppState};
-use crate::event::{parse_array, parse_event, validate, WireEvent};
-use crate::journal::prelude::*;
 use crate::tenancy::tenant_of;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use herald_event::{parse_array, parse_event, validate, WireEvent};
+use herald_journal::prelude::*;
 use herald_telemetry::RequestContext;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -30,13 +30,13 @@ fn dropped_of(headers: &HeaderMap) -> Result<u64, ApiError> {
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|v| v.parse::<u64>().ok())
-        .filter(|n| *n <= crate::event::MAX_SAFE_INTEGER)
+        .filter(|n| *n <= herald_event::MAX_SAFE_INTEGER)
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_header",
                 format!(
                     "X-Herald-Dropped must be an integer from 0 to {}",
-                    crate::event::MAX_SAFE_INTEGER
+                    herald_event::MAX_SAFE_INTEGER
                 ),
             )
             .with_field("X-Herald-Dropped")

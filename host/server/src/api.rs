@@ -1,9 +1,5 @@
 //! The HTTP surface: routes, shared state and the JSON error body.
 
-use crate::config::{Config, MetricsAuth};
-use crate::dispatch::Dispatcher;
-use crate::journal::prelude::*;
-use crate::journal::Journal;
 use crate::tenancy::{bearer, require_admin, Limiter};
 use arc_swap::ArcSwap;
 use axum::extract::{DefaultBodyLimit, State};
@@ -11,6 +7,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use herald_config::{Config, MetricsAuth};
+use herald_dispatch::Dispatcher;
+use herald_journal::prelude::*;
+use herald_journal::Journal;
 use herald_telemetry::Metrics;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -292,7 +292,7 @@ pub async fn list_plugins(
     let journal = state.journal.clone();
     type Row = (
         String,
-        Option<crate::dispatch::BreakerStatus>,
+        Option<herald_dispatch::BreakerStatus>,
         Option<&'static str>,
     );
     let names: Vec<Row> = state
