@@ -1,9 +1,10 @@
 //! The `herald` command line.
 
-mod cli;
+use clap::{CommandFactory, Parser, Subcommand};
+use logging::{init_logging, LogFormat};
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use herald::telemetry::{init_logging, LogFormat};
+mod cli;
+mod logging;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +38,7 @@ enum Command {
         /// Log line format: `json` (one object per line, for log shippers)
         /// or `text` (for people).
         #[arg(long, value_enum, default_value = "json", env = "HERALD_LOG_FORMAT")]
-        log_format: LogFormatArg,
+        log_format: LogFormat,
     },
     /// Validate a configuration file and load every plugin, without serving.
     ///
@@ -87,24 +88,6 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-}
-
-/// `--log-format`: the library's [`LogFormat`], spelled for the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormatArg {
-    /// One JSON object per line (the default, for log shippers).
-    Json,
-    /// Human-readable lines.
-    Text,
-}
-
-impl From<LogFormatArg> for LogFormat {
-    fn from(f: LogFormatArg) -> Self {
-        match f {
-            LogFormatArg::Json => LogFormat::Json,
-            LogFormatArg::Text => LogFormat::Text,
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -217,7 +200,7 @@ fn main() -> ExitCode {
             listen,
             log_format,
         } => {
-            init_logging(log_format.into());
+            init_logging(log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -1271,7 +1271,6 @@ impl Maintenance for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RunQueries;
     use serde_json::json;
 
     fn ev(uuid: &str, run: &str) -> WireEvent {

@@ -3,7 +3,6 @@
 //! Every call is scoped to the caller's tenant.
 
 use crate::api::{ApiError, AppState};
-use crate::journal::DeadLetter;
 use crate::query::params::{once, params};
 use crate::tenancy::tenant_of;
 use axum::extract::{Path, State};
@@ -11,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra::extract::{Query, QueryRejection};
+use herald_journal::DeadLetter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -73,7 +73,7 @@ fn own_plugin(state: &AppState, tenant: &str, plugin: &str) -> Result<(), ApiErr
 
 async fn blocking<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&dyn crate::journal::Store) -> Result<T, crate::journal::JournalError>
+    f: impl FnOnce(&dyn herald_journal::Store) -> Result<T, herald_journal::JournalError>
         + Send
         + 'static,
 ) -> Result<T, ApiError> {

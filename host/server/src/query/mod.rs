@@ -7,7 +7,7 @@
 //! previous page). Query parameters are validated: an unknown, repeated or
 //! malformed one is a 400 `invalid_parameter` naming it in `field`.
 //!
-//! The handlers read the journal through its [`crate::journal::RunQueries`]
+//! The handlers read the journal through its [`herald_journal::RunQueries`]
 //! trait (the backend's pooled read connections), in `spawn_blocking`.
 
 // The API's JSON shapes live in herald-client, shared with the CLI.
@@ -17,8 +17,6 @@ pub(crate) mod params;
 pub mod store;
 
 use crate::api::{ApiError, AppState};
-use crate::event::{EventKind, Status};
-use crate::journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use crate::tenancy::tenant_of;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -26,6 +24,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_extra::extract::{Query, QueryRejection};
+use herald_event::{EventKind, Status};
+use herald_journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use model::*;
 use params::{once, params};
 use serde::Deserialize;
@@ -165,7 +165,7 @@ fn stale_before_ms(v: Option<&str>) -> Result<i64, ApiError> {
                 )
             })?,
     };
-    Ok(crate::journal::now_ms() - secs * 1000)
+    Ok(herald_journal::now_ms() - secs * 1000)
 }
 
 /// `since` / `until`.

@@ -3,8 +3,8 @@
 
 use super::model::*;
 use crate::api::ApiError;
-use crate::event::EventKind;
-use crate::journal::{
+use herald_event::EventKind;
+use herald_journal::{
     DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, JournalError, RunFilter,
     RunQueries, RunRecord, RunState,
 };
