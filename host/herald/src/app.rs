@@ -2,7 +2,6 @@
 //! plugins, start the dispatcher, serve the API, and reload on SIGHUP or when
 //! the file changes.
 
-use crate::api::{router, AppState, ReloadStatus};
 use crate::config::{Config, ConfigError, Problem};
 use crate::dispatch::{Dispatcher, WorkerSpec};
 use crate::journal::prelude::*;
@@ -10,6 +9,7 @@ use crate::journal::{now_ms, Journal};
 use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use herald_server::{router, AppState, ReloadStatus};
 use herald_telemetry::Metrics;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -11,10 +11,11 @@
 //! trait (the backend's pooled read connections), in `spawn_blocking`.
 
 pub mod model;
-pub mod openapi;
 pub mod store;
 
-use crate::api::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::params::{digits, invalid, path_id};
+use crate::state::AppState;
 use crate::tenancy::tenant_of;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -36,7 +37,7 @@ pub const MAX_LIMIT: usize = 500;
 /// At most this many `label` filters.
 pub const MAX_LABELS: usize = 8;
 
-/// The query routes, merged into [`crate::api::router`].
+/// The query routes, merged into [`crate::router::router`].
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/runs", get(list_runs))
@@ -44,13 +45,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs/{id}/events", get(run_events))
         .route("/v1/runs/{id}/artifacts", get(run_artifacts))
         .route("/v1/deliveries", get(list_deliveries))
-        .route("/openapi.json", get(openapi::serve))
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    let mut e = ApiError::bad_request("invalid_parameter", message);
-    e.field = Some(field.to_string());
-    e
 }
 
 fn not_found(run: &str) -> ApiError {
@@ -159,15 +153,6 @@ impl Params {
     }
 }
 
-/// A non-negative integer written as digits only (`+5`, ` 5` and `5.0` are
-/// not, as in the OpenAPI document).
-pub(crate) fn digits(v: &str) -> Option<u64> {
-    if v.is_empty() || v.len() > 18 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    v.parse().ok()
-}
-
 /// RFC 3339 or epoch milliseconds.
 fn parse_time_param(v: &str) -> Option<i64> {
     let v = v.trim();
@@ -197,19 +182,6 @@ fn decode_cursor(kind: &str, v: &str) -> Option<serde_json::Value> {
         return None;
     }
     Some(arr[1].clone())
-}
-
-/// The `{id}` of a path, or the JSON 400 naming it: axum's own rejection
-/// (a path that is not UTF-8 once decoded, `%FF`) is plain text.
-pub(crate) fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    match id {
-        Ok(Path(id)) if id.is_empty() => Err(invalid("id", "the id must not be empty")),
-        Ok(Path(id)) => Ok(id),
-        Err(e) => Err(invalid(
-            "id",
-            format!("the id in the path is not valid: {}", e.body_text()),
-        )),
-    }
 }
 
 fn nonempty<'a>(field: &str, v: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
