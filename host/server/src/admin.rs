@@ -31,15 +31,13 @@ pub async fn health() -> impl IntoResponse {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let journal = state.journal.clone();
     let journal_check = match tokio::time::timeout(
         std::time::Duration::from_secs(3),
-        tokio::task::spawn_blocking(move || journal.probe_writable()),
+        herald_journal::blocking(&state.journal, |j| j.probe_writable()),
     )
     .await
     {
-        Ok(Ok(Ok(()))) => json!({"ok": true}),
-        Ok(Ok(Err(e))) => json!({"ok": false, "error": e.to_string()}),
+        Ok(Ok(())) => json!({"ok": true}),
         Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
         Err(_) => json!({"ok": false, "error": "the journal did not answer within 3 s"}),
     };
@@ -158,17 +156,18 @@ pub async fn list_plugins(
             (n, status, contract)
         })
         .collect();
-    let rows = tokio::task::spawn_blocking(move || {
-        names
-            .into_iter()
-            .map(|(n, status, contract)| {
-                let counts = journal.delivery_counts(&n).unwrap_or_default();
-                (n, status, contract, counts)
-            })
-            .collect::<Vec<_>>()
+    let rows = herald_journal::blocking(&journal, move |journal| {
+        Ok::<_, ApiError>(
+            names
+                .into_iter()
+                .map(|(n, status, contract)| {
+                    let counts = journal.delivery_counts(&n).unwrap_or_default();
+                    (n, status, contract, counts)
+                })
+                .collect::<Vec<_>>(),
+        )
     })
-    .await
-    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    .await?;
     let plugins: Vec<_> = rows
         .into_iter()
         .filter_map(|(name, status, contract, (pending, done, dead))| {

@@ -96,3 +96,11 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A journal failure answers 503: the request may be retried once the
+/// journal can be read or written again.
+impl From<herald_journal::JournalError> for ApiError {
+    fn from(e: herald_journal::JournalError) -> Self {
+        ApiError::unavailable(e.to_string())
+    }
+}

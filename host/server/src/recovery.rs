@@ -73,11 +73,9 @@ async fn blocking<T: Send + 'static>(
         + Send
         + 'static,
 ) -> Result<T, ApiError> {
-    let j = state.journal.clone();
-    tokio::task::spawn_blocking(move || f(&j))
+    herald_journal::blocking(&state.journal, move |j| f(j))
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// Dead letters of the caller's tenant, newest first.

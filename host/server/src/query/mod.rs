@@ -196,10 +196,7 @@ async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn RunQueries) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let journal = state.journal.clone();
-    tokio::task::spawn_blocking(move || f(&journal))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("query task failed: {e}")))?
+    herald_journal::blocking(&state.journal, move |j| f(j)).await
 }
 
 fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
