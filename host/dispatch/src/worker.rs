@@ -4,6 +4,7 @@
 use crate::breaker::{Breaker, Verdict};
 use crate::plugin::Plugin;
 use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
+use herald_journal::blocking;
 use herald_journal::prelude::*;
 use herald_journal::{
     now_ms, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
@@ -26,17 +27,6 @@ const MAX_REASON: usize = 2048;
 /// once the oldest held one is this old: before the next delivery, or while
 /// a call still runs.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-async fn blocking<T: Send + 'static>(
-    journal: &Journal,
-    f: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
-) -> Result<T, JournalError> {
-    let j = journal.clone();
-    match tokio::task::spawn_blocking(move || f(&j)).await {
-        Ok(r) => r,
-        Err(e) => Err(JournalError::Task(e.to_string())),
-    }
-}
 
 /// What happened to one delivery attempt.
 enum Step {

@@ -2,7 +2,6 @@
 //! plugins, start the dispatcher, serve the API, and reload on SIGHUP or when
 //! the file changes.
 
-use crate::api::{router, AppState, ReloadStatus};
 use crate::config::{Config, ConfigError, Problem};
 use crate::dispatch::{Dispatcher, WorkerSpec};
 use crate::journal::prelude::*;
@@ -10,6 +9,7 @@ use crate::journal::{now_ms, Journal};
 use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use herald_server::{router, AppState, ReloadStatus};
 use herald_telemetry::Metrics;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -323,15 +323,14 @@ async fn gauges(state: AppState) {
     metrics::gauge!("herald_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let mut known: std::collections::BTreeSet<(String, String)> = Default::default();
     loop {
-        let journal = state.journal.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let read = crate::journal::blocking(&state.journal, |journal| {
             let depths = journal.queue_depths()?;
             let dead = journal.dead_counts()?;
             let active = journal.active_runs(now_ms() - 3_600_000)?;
             Ok::<_, crate::journal::JournalError>((depths, dead, active, journal.size_bytes()))
         })
         .await;
-        if let Ok(Ok((depths, dead, active, size))) = read {
+        if let Ok((depths, dead, active, size)) = read {
             let config = state.live.load();
             let tenant_of = |p: &str| {
                 config
@@ -395,11 +394,10 @@ async fn retention(state: AppState) {
         if days > 0.0 {
             let cutoff = now_ms() - (days * 86_400_000.0) as i64;
             loop {
-                let journal = state.journal.clone();
                 let removed =
-                    tokio::task::spawn_blocking(move || journal.prune(cutoff, 2000)).await;
+                    crate::journal::blocking(&state.journal, move |j| j.prune(cutoff, 2000)).await;
                 match removed {
-                    Ok(Ok(by_tenant)) => {
+                    Ok(by_tenant) => {
                         let total: u64 = by_tenant.values().sum();
                         for (tenant, n) in &by_tenant {
                             state.limiter.stored(tenant, -(*n as i64));
@@ -414,11 +412,10 @@ async fn retention(state: AppState) {
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         tracing::warn!("retention pass failed: {e}");
                         break;
                     }
-                    Err(_) => break,
                 }
             }
         }

@@ -18,7 +18,7 @@ pub use herald_runtime as runtime;
 // The journal (storage traits + SQLite backend) lives in the herald-journal crate.
 pub use herald_journal as journal;
 // The HTTP API (routes, auth, ingest, query, recovery) is the herald-server crate.
-pub use herald_server::{api, ingest, query, recovery, tenancy};
+pub use herald_server::{ingest, query, recovery, tenancy};
 // Delivery (workers, retries, breaker, pacing) is the herald-dispatch crate.
 pub use herald_dispatch as dispatch;
 // Metrics, OTLP export and correlation ids live in the herald-telemetry crate.

@@ -40,6 +40,25 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Runs `f` with the journal on tokio's blocking pool. Every backend call may
+/// block (SQLite does), so async code reaches the journal through this one
+/// function; a task that panics or is cancelled is a [`JournalError::Task`].
+pub async fn blocking<J, T, E>(
+    journal: &J,
+    f: impl FnOnce(&J) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    J: Clone + Send + 'static,
+    T: Send + 'static,
+    E: From<JournalError> + Send + 'static,
+{
+    let j = journal.clone();
+    match tokio::task::spawn_blocking(move || f(&j)).await {
+        Ok(r) => r,
+        Err(e) => Err(JournalError::Task(e.to_string()).into()),
+    }
+}
+
 /// Journal failures, whatever the backend.
 #[derive(Debug, Error)]
 pub enum JournalError {

@@ -1,7 +1,8 @@
 //! `POST /v1/events`: authenticate the tenant, read and validate the batch,
 //! commit it to the journal, and only then answer 202.
 
-use crate::api::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 use crate::tenancy::tenant_of;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;

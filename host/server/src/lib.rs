@@ -1,7 +1,7 @@
 //! Herald's HTTP API (axum), in the order a request meets it:
 //!
-//! - [`api`]: the shared state ([`api::AppState`]), the JSON error body
-//!   ([`api::ApiError`]), the router and the admin and health routes;
+//! - [`error`] ([`ApiError`], the JSON error body), [`state`] ([`AppState`])
+//!   and [`params`] (ids and digits in requests) at the bottom;
 //! - [`observe`]: correlation ids, a span and the request series per request;
 //! - [`tenancy`]: bearer tokens, tenants, the admin role and the tenant
 //!   ingest limit;
@@ -9,13 +9,25 @@
 //!   journal, answer (the journal signals the commit; dispatch listens);
 //! - [`query`]: the read API over the journal's `RunQueries` trait, with its
 //!   models and the OpenAPI document;
-//! - [`recovery`]: dead letters and replay.
+//! - [`recovery`]: dead letters and replay;
+//! - [`admin`]: health, readiness, metrics, plugin list, reload status;
+//! - [`openapi`] and [`router`] at the top: the document and the router
+//!   assembled from every area.
 //!
 //! The server never calls a plugin: it commits, and the dispatcher delivers.
 
-pub mod api;
+pub mod admin;
+pub mod error;
 pub mod ingest;
 pub mod observe;
+pub mod openapi;
+pub mod params;
 pub mod query;
 pub mod recovery;
+pub mod router;
+pub mod state;
 pub mod tenancy;
+
+pub use error::ApiError;
+pub use router::router;
+pub use state::{AppState, ReloadStatus};

@@ -2,8 +2,9 @@
 //! or all of an instance's, and re-delivering a recorded run to one instance.
 //! Every call is scoped to the caller's tenant.
 
-use crate::api::{ApiError, AppState};
-use crate::query::params::{once, params};
+use crate::error::ApiError;
+use crate::params::{once, parsed};
+use crate::state::AppState;
 use crate::tenancy::tenant_of;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -46,7 +47,7 @@ fn id_of(d: &DeadLetter) -> String {
 fn parse_id(id: &str) -> Result<(i64, String), ApiError> {
     id.split_once(':')
         // Digits only: `+5` and `-1` are not ids (the OpenAPI pattern says so too).
-        .and_then(|(e, p)| Some((crate::query::digits(e)? as i64, p.to_string())))
+        .and_then(|(e, p)| Some((crate::params::digits(e)? as i64, p.to_string())))
         .filter(|(_, p)| !p.is_empty())
         .ok_or_else(|| {
             ApiError::bad_request(
@@ -77,11 +78,9 @@ async fn blocking<T: Send + 'static>(
         + Send
         + 'static,
 ) -> Result<T, ApiError> {
-    let j = state.journal.clone();
-    tokio::task::spawn_blocking(move || f(&j))
+    herald_journal::blocking(&state.journal, move |j| f(j))
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// Dead letters of the caller's tenant, newest first.
@@ -102,10 +101,10 @@ pub(crate) async fn list(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
-    let q = params(q)?;
+    let q = parsed(q)?;
     let limit = match q.limit.as_deref() {
         None => 100,
-        Some(l) => crate::query::digits(l)
+        Some(l) => crate::params::digits(l)
             .map(|n| n as usize)
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| {
@@ -118,7 +117,7 @@ pub(crate) async fn list(
     };
     let before = match q.cursor.as_deref() {
         None => None,
-        Some(c) => Some(crate::query::digits(c).map(|n| n as i64).ok_or_else(|| {
+        Some(c) => Some(crate::params::digits(c).map(|n| n as i64).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_parameter",
                 "cursor must be a next_cursor value from a previous page",
@@ -174,7 +173,7 @@ pub(crate) async fn retry_one(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
-    let id = crate::query::path_id(id)?;
+    let id = crate::params::path_id(id)?;
     let (event_id, plugin) = parse_id(&id)?;
     own_plugin(&state, &tenant, &plugin)?;
     let p = plugin.clone();
@@ -257,7 +256,7 @@ pub(crate) async fn replay(
     body: Result<Json<PluginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
-    let run = crate::query::path_id(run)?;
+    let run = crate::params::path_id(run)?;
     let plugin = plugin_body(body)?;
     own_plugin(&state, &tenant, &plugin)?;
     let (p, r) = (plugin.clone(), run.clone());

@@ -1,7 +1,7 @@
 //! Tenants: who a request is (from its bearer token only), and what a tenant
 //! may still send (ingest rate limit and journal quota).
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use axum::http::{header, HeaderMap};
 use herald_config::{Config, TenantConfig};
 use herald_dispatch::pacing::{self as ratelimit, DebtBucket};

@@ -12,11 +12,12 @@
 
 // The API's JSON shapes live in herald-client, shared with the CLI.
 pub use herald_client::model;
-pub mod openapi;
-pub(crate) mod params;
 pub mod store;
 
-use crate::api::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::params::{digits, invalid, path_id};
+use crate::params::{once, parsed};
+use crate::state::AppState;
 use crate::tenancy::tenant_of;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -27,7 +28,6 @@ use axum_extra::extract::{Query, QueryRejection};
 use herald_event::{EventKind, Status};
 use herald_journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use model::*;
-use params::{once, params};
 use serde::Deserialize;
 
 /// A run without `playbook_on_stats` and without any event for this long is
@@ -41,7 +41,7 @@ pub const MAX_LIMIT: usize = 500;
 /// At most this many `label` filters.
 pub const MAX_LABELS: usize = 8;
 
-/// The query routes, merged into [`crate::api::router`].
+/// The query routes, merged into [`crate::router::router`].
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/runs", get(list_runs))
@@ -49,13 +49,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs/{id}/events", get(run_events))
         .route("/v1/runs/{id}/artifacts", get(run_artifacts))
         .route("/v1/deliveries", get(list_deliveries))
-        .route("/openapi.json", get(openapi::serve))
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    let mut e = ApiError::bad_request("invalid_parameter", message);
-    e.field = Some(field.to_string());
-    e
 }
 
 fn not_found(run: &str) -> ApiError {
@@ -200,15 +193,6 @@ fn cursor<K: serde::de::DeserializeOwned>(
         })
 }
 
-/// A non-negative integer written as digits only (`+5`, ` 5` and `5.0` are
-/// not, as in the OpenAPI document).
-pub(crate) fn digits(v: &str) -> Option<u64> {
-    if v.is_empty() || v.len() > 18 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    v.parse().ok()
-}
-
 /// RFC 3339 or epoch milliseconds.
 fn parse_time_param(v: &str) -> Option<i64> {
     let v = v.trim();
@@ -240,19 +224,6 @@ fn decode_cursor(kind: &str, v: &str) -> Option<serde_json::Value> {
     Some(arr[1].clone())
 }
 
-/// The `{id}` of a path, or the JSON 400 naming it: axum's own rejection
-/// (a path that is not UTF-8 once decoded, `%FF`) is plain text.
-pub(crate) fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    match id {
-        Ok(Path(id)) if id.is_empty() => Err(invalid("id", "the id must not be empty")),
-        Ok(Path(id)) => Ok(id),
-        Err(e) => Err(invalid(
-            "id",
-            format!("the id in the path is not valid: {}", e.body_text()),
-        )),
-    }
-}
-
 fn nonempty<'a>(field: &str, v: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
     match v {
         Some("") => Err(invalid(field, format!("{field} must not be empty"))),
@@ -265,10 +236,7 @@ async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn RunQueries) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let journal = state.journal.clone();
-    tokio::task::spawn_blocking(move || f(&journal))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("query task failed: {e}")))?
+    herald_journal::blocking(&state.journal, move |j| f(j)).await
 }
 
 fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -303,7 +271,7 @@ pub async fn list_runs(
     q: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<RunPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    let p = params(q)?;
+    let p = parsed(q)?;
     let status = match nonempty("status", p.status.as_deref())? {
         None => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
@@ -378,7 +346,7 @@ pub async fn get_run(
 ) -> Result<Json<RunDetail>, ApiError> {
     let tenant = tenant(&state, &headers)?;
     let id = path_id(id)?;
-    let p = params(q)?;
+    let p = parsed(q)?;
     let stale = stale_before_ms(p.interrupted_after_s.as_deref())?;
     let run = id.clone();
     read(&state, move |j| {
@@ -417,7 +385,7 @@ pub async fn run_events(
 ) -> Result<Json<EventPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
     let id = path_id(id)?;
-    let p = params(q)?;
+    let p = parsed(q)?;
     let mut kinds = Vec::new();
     if let Some(list) = nonempty("kind", p.kind.as_deref())? {
         for name in list.split(',').map(|n| n.trim_matches(' ')) {
@@ -480,7 +448,7 @@ pub async fn run_artifacts(
 ) -> Result<Json<Artifacts>, ApiError> {
     let tenant = tenant(&state, &headers)?;
     let id = path_id(id)?;
-    params(q)?;
+    parsed(q)?;
     let run = id.clone();
     read(&state, move |j| {
         store::artifacts(j, &tenant, &run).map_err(store::db_error)
@@ -514,7 +482,7 @@ pub async fn list_deliveries(
     q: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    let p = params(q)?;
+    let p = parsed(q)?;
     let outcome = match nonempty("outcome", p.outcome.as_deref())? {
         None => None,
         Some(s) => Some(Outcome::parse(s).ok_or_else(|| {

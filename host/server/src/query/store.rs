@@ -2,7 +2,7 @@
 //! mapped here to the API's models. No SQL here: the journal backend owns it.
 
 use super::model::*;
-use crate::api::ApiError;
+use crate::error::ApiError;
 use herald_event::EventKind;
 use herald_journal::{
     DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, JournalError, RunFilter,

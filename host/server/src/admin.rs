@@ -1,162 +1,15 @@
-//! The HTTP surface: routes, shared state and the JSON error body.
+//! Health, readiness, metrics, the plugin list and the reload status.
 
-use crate::tenancy::{bearer, require_admin, Limiter};
-use arc_swap::ArcSwap;
-use axum::extract::{DefaultBodyLimit, State};
+use crate::error::ApiError;
+use crate::state::{AppState, ReloadStatus};
+use crate::tenancy::{bearer, require_admin};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use herald_config::{Config, MetricsAuth};
-use herald_dispatch::Dispatcher;
+use axum::Json;
+use herald_config::MetricsAuth;
 use herald_journal::prelude::*;
-use herald_journal::Journal;
-use herald_telemetry::Metrics;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The running configuration; swapped whole by a reload.
-    pub live: Arc<ArcSwap<Config>>,
-    pub journal: Journal,
-    pub dispatcher: Arc<Dispatcher>,
-    pub metrics: Metrics,
-    pub limiter: Arc<Limiter>,
-    pub reload: Arc<Mutex<ReloadStatus>>,
-}
-
-/// The outcome of the last configuration reload.
-#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
-pub struct ReloadStatus {
-    /// Counts reload attempts since the start.
-    pub generation: u64,
-    /// When it happened (epoch ms); 0 if there was none yet.
-    pub at_ms: i64,
-    pub ok: bool,
-    /// Every problem of a refused reload, as `herald check` prints them.
-    pub problems: Vec<String>,
-}
-
-/// An error answer: HTTP status plus a JSON body `{"error", "message", ["index", "field"]}`.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub error: &'static str,
-    pub message: String,
-    pub index: Option<usize>,
-    pub field: Option<String>,
-    /// Seconds for a `Retry-After` header.
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            message: message.into(),
-            index: None,
-            field: None,
-            retry_after: None,
-        }
-    }
-    pub fn bad_request(error: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, error, message)
-    }
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-    pub fn too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is over the limit of {limit} bytes"),
-        )
-    }
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "journal_unavailable",
-            message,
-        )
-    }
-    pub fn rate_limited(retry_after_s: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("the tenant's ingest rate limit is reached; retry after {retry_after_s} s"),
-        );
-        e.retry_after = Some(retry_after_s);
-        e
-    }
-    /// Names the field (or query parameter) at fault.
-    pub fn with_field(mut self, field: &str) -> Self {
-        self.field = Some(field.to_string());
-        self
-    }
-    /// Names the event (by its index in the batch) and field at fault.
-    pub fn at(mut self, index: usize, field: &str) -> Self {
-        self.index = Some(index);
-        if !field.is_empty() {
-            self.field = Some(field.to_string());
-        }
-        self
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({"error": self.error, "message": self.message});
-        if let Some(i) = self.index {
-            body["index"] = json!(i);
-        }
-        if let Some(f) = &self.field {
-            body["field"] = json!(f);
-        }
-        let mut resp = (self.status, Json(body)).into_response();
-        if let Some(s) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        resp
-    }
-}
-
-/// All routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/events", post(crate::ingest::post_events))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics_text))
-        .route("/v1/metrics", get(tenant_metrics))
-        .route("/v1/plugins", get(list_plugins))
-        .route("/v1/admin/reload", get(reload_status))
-        .merge(crate::recovery::router())
-        .merge(crate::query::router())
-        .route_layer(axum::middleware::from_fn(crate::observe::observe))
-        // An unknown path gets the JSON error body too, not an empty 404.
-        .fallback(not_found)
-        // The ingest handler enforces the configured limit itself, with a JSON 413.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state)
-}
-
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no endpoint {}", uri.path()),
-    )
-}
 
 /// Liveness: the process answers.
 #[utoipa::path(
@@ -178,15 +31,13 @@ pub async fn health() -> impl IntoResponse {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let journal = state.journal.clone();
     let journal_check = match tokio::time::timeout(
         std::time::Duration::from_secs(3),
-        tokio::task::spawn_blocking(move || journal.probe_writable()),
+        herald_journal::blocking(&state.journal, |j| j.probe_writable()),
     )
     .await
     {
-        Ok(Ok(Ok(()))) => json!({"ok": true}),
-        Ok(Ok(Err(e))) => json!({"ok": false, "error": e.to_string()}),
+        Ok(Ok(())) => json!({"ok": true}),
         Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
         Err(_) => json!({"ok": false, "error": "the journal did not answer within 3 s"}),
     };
@@ -305,17 +156,18 @@ pub async fn list_plugins(
             (n, status, contract)
         })
         .collect();
-    let rows = tokio::task::spawn_blocking(move || {
-        names
-            .into_iter()
-            .map(|(n, status, contract)| {
-                let counts = journal.delivery_counts(&n).unwrap_or_default();
-                (n, status, contract, counts)
-            })
-            .collect::<Vec<_>>()
+    let rows = herald_journal::blocking(&journal, move |journal| {
+        Ok::<_, ApiError>(
+            names
+                .into_iter()
+                .map(|(n, status, contract)| {
+                    let counts = journal.delivery_counts(&n).unwrap_or_default();
+                    (n, status, contract, counts)
+                })
+                .collect::<Vec<_>>(),
+        )
     })
-    .await
-    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    .await?;
     let plugins: Vec<_> = rows
         .into_iter()
         .filter_map(|(name, status, contract, (pending, done, dead))| {

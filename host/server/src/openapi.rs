@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of the ingest and query
 //! API, generated from the handlers' annotations and the answer types.
 
-use super::model::*;
+use crate::query::model::*;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
@@ -18,21 +18,21 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         crate::ingest::post_events,
-        super::list_runs,
-        super::get_run,
-        super::run_events,
-        super::run_artifacts,
-        super::list_deliveries,
+        crate::query::list_runs,
+        crate::query::get_run,
+        crate::query::run_events,
+        crate::query::run_artifacts,
+        crate::query::list_deliveries,
         crate::recovery::list,
         crate::recovery::retry_one,
         crate::recovery::retry_all,
         crate::recovery::replay,
-        crate::api::health,
-        crate::api::ready,
-        crate::api::metrics_text,
-        crate::api::tenant_metrics,
-        crate::api::list_plugins,
-        crate::api::reload_status,
+        crate::admin::health,
+        crate::admin::ready,
+        crate::admin::metrics_text,
+        crate::admin::tenant_metrics,
+        crate::admin::list_plugins,
+        crate::admin::reload_status,
         serve,
     ),
     components(schemas(EventKindName, TimeParam, EventDoc, EventBatch)),
@@ -91,7 +91,7 @@ fn constrain(doc: &mut Value) {
             "/v1/runs",
             "get",
             "label",
-            json!({"type": "array", "maxItems": super::MAX_LABELS,
+            json!({"type": "array", "maxItems": crate::query::MAX_LABELS,
                    "items": {"type": "string", "pattern": "^[^=]+(=[\\s\\S]*)?$"}}),
         ),
         ("/v1/runs/{id}", "get", "id", nonempty.clone()),

@@ -1,10 +1,12 @@
-//! Query strings: axum-extra's `Query` (serde_html_form) into a
-//! `#[serde(deny_unknown_fields)]` struct per endpoint, and its rejection as
-//! the API's JSON 400 `invalid_parameter` naming the parameter in `field`.
+//! Request parameters the areas share: ids in paths, query strings, digits
+//! in them, and the 400 that names the parameter.
 //!
-//! Handlers take `Result<Query<T>, QueryRejection>` and call [`params`] after
-//! the token check, so a request without a valid token is a 401 whatever its
-//! query string says.
+//! Query strings: axum-extra's `Query` (serde_html_form) into a
+//! `#[serde(deny_unknown_fields)]` struct per endpoint; [`parsed`] turns its
+//! rejection into the JSON 400 `invalid_parameter` naming the parameter in
+//! `field`. Handlers take `Result<Query<T>, QueryRejection>` and call
+//! [`parsed`] after the token check, so a request without a valid token is a
+//! 401 whatever its query string says.
 //!
 //! A parameter given once is a field `#[serde(default, deserialize_with =
 //! "once")] Option<String>`: serde_html_form reads an empty value (`status=`)
@@ -12,16 +14,47 @@
 //! handlers say "must not be empty"). A repeatable one is a `Vec<String>`
 //! with `#[serde(default)]`; a single-valued one given twice is refused.
 
-use crate::api::ApiError;
+use crate::error::ApiError;
+use axum::extract::rejection::PathRejection;
+use axum::extract::Path;
 use axum_extra::extract::{Query, QueryRejection};
 use serde::{Deserialize, Deserializer};
+
+/// The JSON 400 naming the parameter `field`.
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    let mut e = ApiError::bad_request("invalid_parameter", message);
+    e.field = Some(field.to_string());
+    e
+}
+
+/// A non-negative integer written as digits only (`+5`, ` 5` and `5.0` are
+/// not, as in the OpenAPI document).
+pub(crate) fn digits(v: &str) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// The `{id}` of a path, or the JSON 400 naming it: axum's own rejection
+/// (a path that is not UTF-8 once decoded, `%FF`) is plain text.
+pub(crate) fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    match id {
+        Ok(Path(id)) if id.is_empty() => Err(invalid("id", "the id must not be empty")),
+        Ok(Path(id)) => Ok(id),
+        Err(e) => Err(invalid(
+            "id",
+            format!("the id in the path is not valid: {}", e.body_text()),
+        )),
+    }
+}
 
 /// The error serde_html_form reports through serde_path_to_error: it knows
 /// the parameter whose value failed.
 type PathError = serde_path_to_error::Error<serde::de::value::Error>;
 
 /// The parsed query, or the 400 naming the parameter.
-pub(crate) fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn parsed<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|e| rejection(&e))
 }
 
@@ -29,10 +62,6 @@ pub(crate) fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErr
 /// empty) is `Some`, absent is `None` (with `#[serde(default)]`).
 pub(crate) fn once<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     String::deserialize(d).map(Some)
-}
-
-fn invalid(field: &str, message: String) -> ApiError {
-    ApiError::bad_request("invalid_parameter", message).with_field(field)
 }
 
 /// The text between the first pair of backticks after `prefix` (serde's
@@ -107,7 +136,7 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        params(Query::<T>::from_request_parts(&mut parts, &()).await)
+        parsed(Query::<T>::from_request_parts(&mut parts, &()).await)
     }
 
     #[tokio::test]
