@@ -96,18 +96,20 @@ impl Breaker {
     /// Sets the `herald_plugin_state` gauge: 1 for `state`, 0 for the others.
     pub(crate) fn publish(&self, state: InstanceState) {
         for s in InstanceState::ALL {
-            metrics::gauge!("herald_plugin_state", "tenant" => self.tenant.clone(),
-                "plugin" => self.plugin.clone(), "state" => s.as_str())
-            .set(if s == state { 1.0 } else { 0.0 });
+            herald_telemetry::host()
+                .plugin_state
+                .with_label_values(&[&*self.tenant, &*self.plugin, s.as_str()])
+                .set(i64::from(s == state));
         }
     }
 
     /// Clears the gauge when the worker stops.
     pub(crate) fn retire(&self) {
         for s in InstanceState::ALL {
-            metrics::gauge!("herald_plugin_state", "tenant" => self.tenant.clone(),
-                "plugin" => self.plugin.clone(), "state" => s.as_str())
-            .set(0.0);
+            herald_telemetry::host()
+                .plugin_state
+                .with_label_values(&[&*self.tenant, &*self.plugin, s.as_str()])
+                .set(0);
         }
     }
 
@@ -189,9 +191,10 @@ impl Breaker {
                     .unwrap_or_else(|| "retryable answers".into());
                 drop(s);
                 self.publish(InstanceState::Paused);
-                metrics::counter!("herald_plugin_breaker_opened_total",
-                    "tenant" => self.tenant.clone(), "plugin" => self.plugin.clone())
-                .increment(1);
+                herald_telemetry::host()
+                    .plugin_breaker_opened
+                    .with_label_values(&[&*self.tenant, &*self.plugin])
+                    .inc();
                 tracing::warn!(plugin = %self.plugin, tenant = %self.tenant, consecutive_failures = failures,
                     pause_ms = pause, last_fault = %last,
                     "circuit breaker open: plugin instance paused after {failures} failed calls in a row; its deliveries wait");

@@ -34,23 +34,21 @@ enum Step {
     Retry { at_ms: i64 },
 }
 
-/// A worker's metric handles, looked up once instead of once per event.
+/// A worker's metric handles, resolved once per worker instead of hashing
+/// the label set once per delivery.
 struct Meters {
-    seconds: metrics::Histogram,
-    ok: metrics::Counter,
-    retry: metrics::Counter,
-    dead: metrics::Counter,
+    seconds: prometheus::Histogram,
+    ok: prometheus::IntCounter,
+    retry: prometheus::IntCounter,
+    dead: prometheus::IntCounter,
 }
 
 impl Meters {
     fn new(tenant: &str, plugin: &str) -> Meters {
-        let outcome = |o: &'static str| {
-            metrics::counter!("herald_deliveries_total",
-                "tenant" => tenant.to_string(), "plugin" => plugin.to_string(), "outcome" => o)
-        };
+        let m = herald_telemetry::host();
+        let outcome = |o: &str| m.deliveries.with_label_values(&[tenant, plugin, o]);
         Meters {
-            seconds: metrics::histogram!("herald_delivery_seconds",
-                "tenant" => tenant.to_string(), "plugin" => plugin.to_string()),
+            seconds: m.delivery_seconds.with_label_values(&[tenant, plugin]),
             ok: outcome("ok"),
             retry: outcome("retry"),
             dead: outcome("dead"),
@@ -122,9 +120,10 @@ impl WorkerCtx {
         );
         tracing::warn!(plugin = %self.name, tenant = %owner, instance_tenant = %self.tenant,
             event_id = d.event_id, "delivery dead-lettered: {reason}");
-        metrics::counter!("herald_deliveries_total",
-            "tenant" => owner.to_string(), "plugin" => self.name.clone(), "outcome" => "dead")
-        .increment(1);
+        herald_telemetry::host()
+            .deliveries
+            .with_label_values(&[&*owner, &*self.name, "dead"])
+            .inc();
         self.mark(d, d.attempts, MarkOutcome::Dead { error: reason });
     }
 
@@ -484,13 +483,14 @@ async fn attempt_delivery<P: Plugin>(
     let started = Instant::now();
     let report = call_sending_held(instance.deliver(&d.body, attempt), w).await;
     let (result, faults) = (report.result, report.faults);
-    w.meters.seconds.record(started.elapsed().as_secs_f64());
+    w.meters.seconds.observe(started.elapsed().as_secs_f64());
     let (name, tenant) = (&w.name, &w.tenant);
     // Each fault is counted and logged once, here.
     for f in &faults {
-        metrics::counter!("herald_plugin_faults_total",
-            "tenant" => tenant.clone(), "plugin" => name.clone(), "reason" => f.reason)
-        .increment(1);
+        herald_telemetry::host()
+            .plugin_faults
+            .with_label_values(&[tenant.as_str(), name.as_str(), f.reason])
+            .inc();
         tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
             reason = f.reason, times = f.times,
             "plugin fault ({}); the instance is discarded and re-created for the next call: {}",
@@ -504,7 +504,7 @@ async fn attempt_delivery<P: Plugin>(
     let asked = matches!(&result, Ok(Outcome::Retryable(r)) if r.retry_after_ms.is_some());
     let (reason, delay, verdict) = match result {
         Ok(Outcome::Ok) => {
-            w.meters.ok.increment(1);
+            w.meters.ok.inc();
             tracing::debug!(event_id = d.event_id, attempt, "delivered");
             w.mark(d, attempt, MarkOutcome::Done);
             let verdict = if faulted {
@@ -589,7 +589,7 @@ async fn attempt_delivery<P: Plugin>(
         }
         (_, delay) => delay,
     };
-    w.meters.retry.increment(1);
+    w.meters.retry.inc();
     *outcome = ("retry", Some(reason.clone()));
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
     let at_ms = now_ms() + delay.as_millis() as i64;
@@ -623,7 +623,7 @@ fn human_ms(ms: u64) -> String {
 }
 
 fn dead_letter(w: &mut WorkerCtx, d: &PendingDelivery, attempt: u32, reason: String) {
-    w.meters.dead.increment(1);
+    w.meters.dead.inc();
     tracing::warn!(plugin = %w.name, tenant = %w.tenant, event_id = d.event_id, attempt,
         "delivery dead-lettered: {reason}");
     w.mark(d, attempt, MarkOutcome::Dead { error: reason });

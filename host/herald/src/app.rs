@@ -105,7 +105,8 @@ pub async fn check(path: &Path) -> Result<Config, ConfigError> {
     let known: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
     // A plugin whose component is missing was reported already.
     let skip = |name: &str| !config.plugins[name].component.is_file();
-    let result = load_plugins(&config, &runtime, &journal, &Metrics::new(), skip).await;
+    // A registry of its own: a check's plugins do not report into the process's.
+    let result = load_plugins(&config, &runtime, &journal, &Metrics::default(), skip).await;
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = result {
         problems.extend(e.problems.into_iter().filter(|p| {
@@ -177,7 +178,10 @@ pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigErr
                 state.dispatcher.add(spec);
             }
             state.live.store(Arc::new(new));
-            metrics::counter!("herald_config_reloads_total", "result" => "ok").increment(1);
+            herald_telemetry::host()
+                .config_reloads
+                .with_label_values(&["ok"])
+                .inc();
             tracing::info!(?removed, started = ?changed, "configuration reloaded");
             status.ok = true;
             *state.reload.lock().unwrap_or_else(|p| p.into_inner()) = status;
@@ -185,7 +189,10 @@ pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigErr
         }
         Err(e) => {
             runtime.set_memory_ceiling(current.runtime.max_plugin_memory_mib);
-            metrics::counter!("herald_config_reloads_total", "result" => "error").increment(1);
+            herald_telemetry::host()
+                .config_reloads
+                .with_label_values(&["error"])
+                .inc();
             for p in &e.problems {
                 tracing::error!(problem = %p, "configuration reload refused; the running configuration stays");
             }
@@ -320,7 +327,10 @@ async fn reload_triggers(state: AppState, runtime: Runtime, watch: bool) {
 /// Refreshes the gauges read from the journal (queue depth, oldest pending
 /// age, dead letters, journal size, active runs) every 5 seconds.
 async fn gauges(state: AppState) {
-    metrics::gauge!("herald_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let m = herald_telemetry::host();
+    m.build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
     let mut known: std::collections::BTreeSet<(String, String)> = Default::default();
     loop {
         let read = crate::journal::blocking(&state.journal, |journal| {
@@ -358,17 +368,21 @@ async fn gauges(state: AppState) {
                         .get(plugin)
                         .is_some_and(|c| &c.tenant == tenant)
                 });
-                metrics::gauge!("herald_queue_depth", "tenant" => tenant.clone(), "plugin" => plugin.clone())
-                    .set(depth.map(|d| d.1 as f64).unwrap_or(0.0));
-                metrics::gauge!("herald_queue_oldest_age_seconds", "tenant" => tenant.clone(), "plugin" => plugin.clone())
-                    .set(depth.map(|d| ((now - d.2).max(0) as f64) / 1000.0).unwrap_or(0.0));
+                let labels = [tenant.as_str(), plugin.as_str()];
+                m.queue_depth
+                    .with_label_values(&labels)
+                    .set(depth.map(|d| d.1 as i64).unwrap_or(0));
+                m.queue_oldest_age_seconds.with_label_values(&labels).set(
+                    depth
+                        .map(|d| ((now - d.2).max(0) as f64) / 1000.0)
+                        .unwrap_or(0.0),
+                );
                 let d = dead
                     .iter()
                     .find(|(p, t, _)| p == plugin && t == tenant)
                     .map(|d| d.2)
                     .unwrap_or(0);
-                metrics::gauge!("herald_dead_letters", "tenant" => tenant.clone(), "plugin" => plugin.clone())
-                    .set(d as f64);
+                m.dead_letters.with_label_values(&labels).set(d as i64);
             }
             known.extend(seen);
             for tenant in config.tenants.keys() {
@@ -377,9 +391,12 @@ async fn gauges(state: AppState) {
                     .find(|(t, _)| t == tenant)
                     .map(|a| a.1)
                     .unwrap_or(0);
-                metrics::gauge!("herald_runs_active", "tenant" => tenant.clone()).set(n as f64);
+                m.runs_active
+                    .with_label_values(&[tenant.as_str()])
+                    .set(n as i64);
             }
-            metrics::gauge!("herald_journal_size_bytes").set(size as f64);
+            m.journal_size_bytes
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -403,8 +420,7 @@ async fn retention(state: AppState) {
                             state.limiter.stored(tenant, -(*n as i64));
                         }
                         if total > 0 {
-                            metrics::counter!("herald_journal_pruned_events_total")
-                                .increment(total);
+                            herald_telemetry::host().journal_pruned_events.inc_by(total);
                             tracing::info!(removed = total, "retention removed delivered events");
                         }
                         if total < 2000 {

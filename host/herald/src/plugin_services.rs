@@ -28,9 +28,10 @@ impl PluginSeries for RegistrySeries {
             SeriesKind::Gauge => telemetry::SeriesKind::Gauge,
             SeriesKind::Histogram => telemetry::SeriesKind::Histogram,
         };
-        Ok(Metrics::plugin_sample(
-            &self.0, tenant, plugin, kind, name, help, labels, value,
-        )?)
+        // A sample past the instance's series cap is counted and warned about
+        // once by the registry; the plugin's call goes on either way.
+        Metrics::plugin_sample(&self.0, tenant, plugin, kind, name, help, labels, value)?;
+        Ok(())
     }
 }
 

@@ -61,13 +61,18 @@ impl CompileCache {
         if entry.exists() {
             match self.read_entry(engine, &entry, &digest_path) {
                 Ok(c) => {
-                    metrics::counter!("herald_compile_cache_total", "result" => "hit").increment(1);
+                    herald_telemetry::host()
+                        .compile_cache
+                        .with_label_values(&["hit"])
+                        .inc();
                     tracing::debug!(component = %source.display(), entry = %entry.display(), "compiled component loaded from the cache");
                     return Ok(c);
                 }
                 Err(e) => {
-                    metrics::counter!("herald_compile_cache_total", "result" => "corrupt")
-                        .increment(1);
+                    herald_telemetry::host()
+                        .compile_cache
+                        .with_label_values(&["corrupt"])
+                        .inc();
                     tracing::warn!(component = %source.display(), entry = %entry.display(),
                         "compile cache entry unusable, rebuilding it: {e}");
                     let _ = std::fs::remove_file(&entry);
@@ -75,7 +80,10 @@ impl CompileCache {
                 }
             }
         } else {
-            metrics::counter!("herald_compile_cache_total", "result" => "miss").increment(1);
+            herald_telemetry::host()
+                .compile_cache
+                .with_label_values(&["miss"])
+                .inc();
         }
         let started = Instant::now();
         let compiled = engine.precompile_component(bytes)?;

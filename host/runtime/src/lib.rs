@@ -377,7 +377,9 @@ impl MemoryBudget {
             });
         match taken {
             Ok(used) => {
-                metrics::gauge!("herald_plugin_memory_bytes").set((used + n) as f64);
+                herald_telemetry::host()
+                    .plugin_memory_bytes
+                    .set(i64::try_from(used + n).unwrap_or(i64::MAX));
                 Ok(())
             }
             Err(used) => Err((used, ceiling)),
@@ -386,7 +388,9 @@ impl MemoryBudget {
 
     fn give_back(&self, n: u64) {
         let before = self.used.fetch_sub(n, Ordering::AcqRel);
-        metrics::gauge!("herald_plugin_memory_bytes").set(before.saturating_sub(n) as f64);
+        herald_telemetry::host()
+            .plugin_memory_bytes
+            .set(i64::try_from(before.saturating_sub(n)).unwrap_or(i64::MAX));
     }
 
     /// Bytes of linear memory the live instances hold.
@@ -921,9 +925,10 @@ impl PluginInstance {
         let mut store = self.new_store();
         let counters = store.data().counters.clone();
         Self::arm(&mut store);
-        metrics::counter!("herald_plugin_instantiations_total",
-            "tenant" => self.spec.tenant.to_string(), "plugin" => self.spec.name.to_string())
-        .increment(1);
+        herald_telemetry::host()
+            .plugin_instantiations
+            .with_label_values(&[&*self.spec.tenant, &*self.spec.name])
+            .inc();
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         let pre = self.component.pre.clone();
         let instantiated = async {

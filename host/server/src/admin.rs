@@ -117,7 +117,7 @@ pub async fn tenant_metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = crate::tenancy::tenant_of(&state.live.load(), &headers)?;
-    let text = herald_telemetry::metrics::tenant_series(&state.metrics.render(), &tenant);
+    let text = state.metrics.render_tenant(&tenant);
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response())
 }
 

@@ -52,10 +52,12 @@ pub async fn observe(
     if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("herald_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("herald_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let m = herald_telemetry::host();
+    m.http_requests
+        .with_label_values(&[method.as_str(), route.as_str(), resp.status().as_str()])
+        .inc();
+    m.http_request_duration_seconds
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     resp
 }

@@ -12,4 +12,6 @@ pub mod metrics;
 pub mod otlp;
 
 pub use context::RequestContext;
-pub use metrics::{Metrics, SeriesError, SeriesKind};
+pub use metrics::{
+    host, ingest_for, HostMetrics, Metrics, Recorded, SeriesError, SeriesKind, TenantIngest,
+};

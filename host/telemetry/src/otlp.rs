@@ -186,7 +186,7 @@ pub fn enabled() -> bool {
 pub fn record(span: SpanData) {
     if let Some(e) = EXPORTER.get() {
         if e.tx.try_send(span).is_err() {
-            metrics::counter!("herald_trace_spans_dropped_total").increment(1);
+            crate::metrics::host().trace_spans_dropped.inc();
         }
     }
 }
@@ -223,13 +223,17 @@ async fn run(uri: http::Uri, service: String, mut rx: mpsc::Receiver<SpanData>) 
         };
         match failure {
             None => {
-                metrics::counter!("herald_trace_spans_exported_total", "result" => "ok")
-                    .increment(batch.len() as u64);
+                crate::metrics::host()
+                    .trace_spans_exported
+                    .with_label_values(&["ok"])
+                    .inc_by(batch.len() as u64);
                 warned = false;
             }
             Some(e) => {
-                metrics::counter!("herald_trace_spans_exported_total", "result" => "error")
-                    .increment(batch.len() as u64);
+                crate::metrics::host()
+                    .trace_spans_exported
+                    .with_label_values(&["error"])
+                    .inc_by(batch.len() as u64);
                 if !warned {
                     tracing::warn!(spans = batch.len(), "OTLP trace export failed: {e}");
                     warned = true;

@@ -134,6 +134,11 @@ fn run_writer(
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
 ) {
     let mut since_checkpoint = 0usize;
+    // The writer's series, resolved once for the thread's life.
+    let m = herald_telemetry::host();
+    let commit_seconds = m.journal_commit_seconds.clone();
+    let commits_ok = m.journal_commits.with_label_values(&["ok"]);
+    let commits_error = m.journal_commits.with_label_values(&["error"]);
     while let Ok(first) = rx.recv() {
         let mut size = first.size();
         let mut group = vec![first];
@@ -173,11 +178,10 @@ fn run_writer(
             Ok(out)
         })();
         drop(conn);
-        metrics::histogram!("herald_journal_commit_seconds")
-            .record(started.elapsed().as_secs_f64());
+        commit_seconds.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(committed) => {
-                metrics::counter!("herald_journal_commits_total", "result" => "ok").increment(1);
+                commits_ok.inc();
                 // Only events clear a failure: outcomes rewrite rows in place
                 // and may fit where a batch does not.
                 if group.iter().any(|w| matches!(w, Write::Events(_))) {
@@ -213,7 +217,7 @@ fn run_writer(
                 }
             }
             Err(e) => {
-                metrics::counter!("herald_journal_commits_total", "result" => "error").increment(1);
+                commits_error.inc();
                 let msg = e.to_string();
                 *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(WriteFailure {
                     error: msg.clone(),
@@ -403,8 +407,9 @@ fn run_checkpointer(conn: Connection, kicked: std::sync::mpsc::Receiver<()>) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!("background checkpoint failed: {e}");
         }
-        metrics::histogram!("herald_journal_checkpoint_seconds")
-            .record(started.elapsed().as_secs_f64());
+        herald_telemetry::host()
+            .journal_checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 
