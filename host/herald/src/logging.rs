@@ -62,6 +62,25 @@ impl Tracing {
 /// endpoint (config or the standard `OTEL_*` variables), the exported spans
 /// go to the collector; must then be called inside a tokio runtime.
 pub fn init_logging(format: LogFormat, telemetry: Option<&TelemetryConfig>) -> Tracing {
+    let export = telemetry.map(exporter).unwrap_or(Ok(None));
+    let provider = match &export {
+        Ok(Some((p, _))) => Some(p.clone()),
+        _ => None,
+    };
+    let _ = subscriber(format, provider.as_ref()).try_init();
+    match export {
+        Ok(Some((_, what))) => tracing::info!("exporting traces over OTLP: {what}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("OTLP trace export disabled: {e}"),
+    }
+    Tracing { provider }
+}
+
+/// The log layer (and the export layer with a provider). Without export,
+/// RUST_LOG is a global filter as it always was, so a disabled span or
+/// event costs one cached call-site check; with export, each layer filters
+/// on its own, so RUST_LOG=warn does not turn the traces off.
+fn subscriber(format: LogFormat, provider: Option<&SdkTracerProvider>) -> tracing::Dispatch {
     // The exported spans never show in log lines, whatever RUST_LOG says.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
@@ -75,35 +94,27 @@ pub fn init_logging(format: LogFormat, telemetry: Option<&TelemetryConfig>) -> T
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Text => fmt.boxed(),
     };
-    let mut layers = vec![fmt.with_filter(filter).boxed()];
-    let export = telemetry.map(exporter).unwrap_or(Ok(None));
-    let mut provider = None;
-    if let Ok(Some((p, _))) = &export {
-        let tracer = p.tracer_with_scope(
-            InstrumentationScope::builder("herald")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        );
-        // Only the spans of TARGET, with their own fields as attributes: no
-        // log events as span events, no code locations or thread ids.
-        let otel = tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_tracked_inactivity(false)
-            .with_context_activation(false)
-            .with_filter(Targets::new().with_target(TARGET, tracing::Level::INFO));
-        layers.push(otel.boxed());
-        provider = Some(p.clone());
-    }
-    let _ = tracing_subscriber::registry().with(layers).try_init();
-    match export {
-        Ok(Some((_, what))) => tracing::info!("exporting traces over OTLP: {what}"),
-        Ok(None) => {}
-        Err(e) => tracing::warn!("OTLP trace export disabled: {e}"),
-    }
-    Tracing { provider }
+    let Some(provider) = provider else {
+        return tracing::Dispatch::new(tracing_subscriber::registry().with(fmt).with(filter));
+    };
+    let tracer = provider.tracer_with_scope(
+        InstrumentationScope::builder("herald")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    );
+    // Only the spans of TARGET, with their own fields as attributes: no
+    // log events as span events, no code locations or thread ids.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_filter(Targets::new().with_target(TARGET, tracing::Level::INFO));
+    tracing::Dispatch::new(
+        tracing_subscriber::registry().with(vec![fmt.with_filter(filter).boxed(), otel.boxed()]),
+    )
 }
 
 /// A standard variable's value, when set and not blank.
@@ -328,6 +339,47 @@ impl SpanExporter for OnRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_export_the_traced_spans_are_disabled_at_their_call_site() {
+        let dispatch = subscriber(LogFormat::Json, None);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!(target: TARGET, "delivery", herald.attempt = 1);
+            assert!(span.is_disabled());
+            assert!(!tracing::info_span!("delivery").is_disabled());
+        });
+    }
+
+    // Not the current-thread runtime: the exports run on the runtime while
+    // shutdown blocks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn with_export_only_the_traced_spans_reach_the_exporter() {
+        let cfg = TelemetryConfig {
+            // Nothing listens there: the spans are only built, not received.
+            otlp_endpoint: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        let (provider, what) = exporter(&cfg).unwrap().unwrap();
+        assert_eq!(what, "http/protobuf to http://127.0.0.1:9/v1/traces");
+        let dispatch = subscriber(LogFormat::Json, Some(&provider));
+        tracing::dispatcher::with_default(&dispatch, || {
+            let parent = herald_telemetry::context::remote_parent(
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "00f067aa0ba902b7",
+            )
+            .unwrap();
+            let span = tracing::info_span!(target: TARGET, "delivery");
+            herald_telemetry::context::set_parent(&span, parent);
+            let (trace_id, span_id) = herald_telemetry::context::span_ids(&span).unwrap();
+            assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_ne!(span_id, "00f067aa0ba902b7");
+            // A log span is not exported: it has no trace context.
+            let log = tracing::info_span!("request");
+            assert!(!log.is_disabled());
+            assert_eq!(herald_telemetry::context::span_ids(&log), None);
+        });
+        let _ = provider.shutdown_with_timeout(Duration::from_millis(100));
+    }
 
     #[test]
     fn endpoint_resolution_prefers_config_and_fits_the_protocol() {
