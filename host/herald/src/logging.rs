@@ -42,17 +42,21 @@ const FLUSH: Duration = Duration::from_millis(500);
 /// Longest one export request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest a stop waits for the spans still queued to be sent.
+const SHUTDOWN: Duration = Duration::from_secs(2);
+
 /// The installed trace export, flushed by [`Tracing::shutdown`].
 pub struct Tracing {
     provider: Option<SdkTracerProvider>,
 }
 
 impl Tracing {
-    /// Exports the spans still queued (bounded by the export timeout); call
-    /// it while the tokio runtime is still alive.
+    /// Sends the spans still queued, waiting at most two seconds (an absent
+    /// collector does not hold up a stop); call it while the tokio runtime
+    /// is still alive.
     pub fn shutdown(self) {
         if let Some(p) = self.provider {
-            let _ = p.shutdown_with_timeout(TIMEOUT);
+            let _ = p.shutdown_with_timeout(SHUTDOWN);
         }
     }
 }

@@ -53,7 +53,10 @@ impl Extractor for Headers<'_> {
 /// The caller's trace context from the W3C `traceparent` header (an empty
 /// context when it is absent or malformed).
 pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
-    TraceContextPropagator::new().extract(&Headers(headers))
+    // From an empty context, not the thread's current one: a request's
+    // parent is what it carries, nothing else.
+    TraceContextPropagator::new()
+        .extract_with_context(&opentelemetry::Context::new(), &Headers(headers))
 }
 
 /// The (trace id, span id) in hex of a context's span, when valid.
