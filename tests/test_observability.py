@@ -222,12 +222,168 @@ class OtlpReceiver:
         self.server.server_close()
 
 
+class GrpcOtlpReceiver:
+    """A local OTLP/gRPC trace receiver: just enough cleartext HTTP/2 (h2c,
+    prior knowledge) to take `TraceService/Export` calls, decode their
+    protobuf and answer `grpc-status: 0`. The request headers are not
+    decoded (no HPACK here): the gRPC framing and the protobuf are checked."""
+
+    PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+    def __init__(self):
+        import socket
+
+        self.spans: list = []
+        self.resources: list = []
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+    @staticmethod
+    def _read(conn, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = conn.recv(n - len(out))
+            if not chunk:
+                raise EOFError
+            out += chunk
+        return out
+
+    def _serve(self, conn):
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        frame = self._frame
+        # HPACK: `:status: 200` (static index 8); content-type (static name 31)
+        # and grpc-status as literals without indexing, no Huffman.
+        ctype = b"application/grpc"
+        head = b"\x88" + b"\x0f\x10" + bytes([len(ctype)]) + ctype
+        trailers = b"\x00" + bytes([len(b"grpc-status")]) + b"grpc-status" + b"\x01" + b"0"
+        bodies: dict[int, bytes] = {}
+        try:
+            assert self._read(conn, len(self.PREFACE)) == self.PREFACE
+            conn.sendall(frame(4, 0, 0))  # our SETTINGS: the defaults
+            while True:
+                header = self._read(conn, 9)
+                length = int.from_bytes(header[:3], "big")
+                kind, flags = header[3], header[4]
+                stream = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+                payload = self._read(conn, length)
+                if kind == 4 and not flags & 1:  # SETTINGS: acknowledge
+                    conn.sendall(frame(4, 1, 0))
+                elif kind == 6 and not flags & 1:  # PING: answer
+                    conn.sendall(frame(6, 1, 0, payload))
+                elif kind == 7:  # GOAWAY
+                    return
+                elif kind == 1:  # HEADERS: a call starts
+                    bodies.setdefault(stream, b"")
+                elif kind == 0:  # DATA
+                    data = payload
+                    if flags & 8:  # padded
+                        data = payload[1:len(payload) - payload[0]]
+                    bodies[stream] = bodies.get(stream, b"") + data
+                    if length:
+                        inc = length.to_bytes(4, "big")
+                        conn.sendall(frame(8, 0, 0, inc) + frame(8, 0, stream, inc))
+                    if flags & 1:  # END_STREAM: the whole request is here
+                        body = bodies.pop(stream)
+                        # gRPC framing: uncompressed flag, length, message.
+                        assert body[0] == 0 and int.from_bytes(body[1:5], "big") == len(body) - 5, body[:5]
+                        req = trace_service_pb2.ExportTraceServiceRequest()
+                        req.ParseFromString(body[5:])
+                        with self.lock:
+                            self.calls += 1
+                            for rs in req.resource_spans:
+                                self.resources.append(rs.resource)
+                                for ss in rs.scope_spans:
+                                    self.spans.extend(ss.spans)
+                        out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                        message = b"\x00" + len(out).to_bytes(4, "big") + out
+                        conn.sendall(frame(1, 4, stream, head) + frame(0, 0, stream, message)
+                                     + frame(1, 5, stream, trailers))
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.spans)
+
+    def close(self):
+        self.sock.close()
+
+
 def attrs(span) -> dict:
     out = {}
     for kv in span.attributes:
         v = kv.value
         out[kv.key] = getattr(v, v.WhichOneof("value"))
     return out
+
+
+def spans_of(otlp, trace_hex, want):
+    def ready():
+        got = [s for s in otlp.snapshot() if s.trace_id.hex() == trace_hex]
+        names = collections.Counter(s.name for s in got)
+        return got if all(names[k] >= v for k, v in want.items()) else None
+    return ready
+
+
+def check_a_traced_request(host, token, run, otlp):
+    """Posts two events with a caller's traceparent and checks the spans
+    `otlp` receives: ingest (server, the caller's child) -> journal.commit,
+    and one delivery per attempt (the first event is retried once)."""
+    caller_trace, caller_span = uuid.uuid4().hex, os.urandom(8).hex()
+    events = [{"uuid": str(uuid.uuid4()), "event": "runner_on_ok", "counter": i, "run_id": run,
+               "created": "2026-11-21T10:00:00+00:00",
+               "event_data": {"playbook": "otlp.yml", "host": "h1"}} for i in range(2)]
+    req = urllib.request.Request(host.url + "/v1/events", data=json.dumps(events).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json",
+                                          "traceparent": f"00-{caller_trace}-{caller_span}-01"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 202
+
+    got = wait_for(spans_of(otlp, caller_trace, {"ingest": 1, "journal.commit": 1, "delivery": 3}),
+                   timeout=30, what="spans of the traced request")
+    service = {kv.key: kv.value.string_value for r in otlp.resources for kv in r.attributes}
+    assert service.get("service.name") == "herald"
+    ingest = [s for s in got if s.name == "ingest"]
+    assert len(ingest) == 1
+    ingest = ingest[0]
+    assert ingest.parent_span_id.hex() == caller_span
+    assert ingest.kind == 2  # SERVER
+    assert attrs(ingest)["herald.tenant"] == "ops" and attrs(ingest)["http.response.status_code"] == 202
+    commit = [s for s in got if s.name == "journal.commit"]
+    assert len(commit) == 1 and commit[0].parent_span_id == ingest.span_id
+    assert ingest.start_time_unix_nano <= commit[0].start_time_unix_nano <= commit[0].end_time_unix_nano \
+        <= ingest.end_time_unix_nano
+    deliveries = [s for s in got if s.name == "delivery"]
+    assert all(d.parent_span_id == ingest.span_id for d in deliveries)
+    assert len({d.span_id for d in deliveries}) == len(deliveries)
+    by_outcome = collections.Counter((attrs(d)["herald.outcome"], attrs(d)["herald.attempt"]) for d in deliveries)
+    assert by_outcome == {("retry", 1): 1, ("ok", 2): 1, ("ok", 1): 1}, by_outcome
+    for d in deliveries:
+        a = attrs(d)
+        assert a["herald.plugin"] == "hook" and a["herald.tenant"] == "ops" and a["herald.run_id"] == run
+    retry = next(d for d in deliveries if attrs(d)["herald.outcome"] == "retry")
+    assert retry.status.code == 2  # ERROR
 
 
 def test_otlp_spans_have_the_ingest_commit_delivery_structure(make_host, receiver, tmp_path):
@@ -240,50 +396,9 @@ def test_otlp_spans_have_the_ingest_commit_delivery_structure(make_host, receive
                          extra=f'[telemetry]\notlp_endpoint = "{otlp.url}"\n').start()
 
         # 1. An incoming traceparent is honoured.
-        caller_trace, caller_span = uuid.uuid4().hex, os.urandom(8).hex()
         run = str(uuid.uuid4())
-        events = [{"uuid": str(uuid.uuid4()), "event": "runner_on_ok", "counter": i, "run_id": run,
-                   "created": "2026-11-21T10:00:00+00:00",
-                   "event_data": {"playbook": "otlp.yml", "host": "h1"}} for i in range(2)]
-        req = urllib.request.Request(host.url + "/v1/events", data=json.dumps(events).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json",
-                                              "traceparent": f"00-{caller_trace}-{caller_span}-01"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 202
-
-        def spans_of(trace_hex, want):
-            def ready():
-                got = [s for s in otlp.snapshot() if s.trace_id.hex() == trace_hex]
-                names = collections.Counter(s.name for s in got)
-                return got if all(names[k] >= v for k, v in want.items()) else None
-            return ready
-
-        got = wait_for(spans_of(caller_trace, {"ingest": 1, "journal.commit": 1, "delivery": 3}),
-                       timeout=30, what="spans of the traced request")
+        check_a_traced_request(host, token, run, otlp)
         assert set(otlp.content_types) == {"application/x-protobuf"}
-        service = {kv.key: kv.value.string_value for r in otlp.resources for kv in r.attributes}
-        assert service.get("service.name") == "herald"
-        ingest = [s for s in got if s.name == "ingest"]
-        assert len(ingest) == 1
-        ingest = ingest[0]
-        assert ingest.parent_span_id.hex() == caller_span
-        assert ingest.kind == 2  # SERVER
-        assert attrs(ingest)["herald.tenant"] == "ops" and attrs(ingest)["http.response.status_code"] == 202
-        commit = [s for s in got if s.name == "journal.commit"]
-        assert len(commit) == 1 and commit[0].parent_span_id == ingest.span_id
-        assert ingest.start_time_unix_nano <= commit[0].start_time_unix_nano <= commit[0].end_time_unix_nano \
-            <= ingest.end_time_unix_nano
-        deliveries = [s for s in got if s.name == "delivery"]
-        assert all(d.parent_span_id == ingest.span_id for d in deliveries)
-        assert len({d.span_id for d in deliveries}) == len(deliveries)
-        by_outcome = collections.Counter((attrs(d)["herald.outcome"], attrs(d)["herald.attempt"]) for d in deliveries)
-        assert by_outcome == {("retry", 1): 1, ("ok", 2): 1, ("ok", 1): 1}, by_outcome
-        for d in deliveries:
-            a = attrs(d)
-            assert a["herald.plugin"] == "hook" and a["herald.tenant"] == "ops" and a["herald.run_id"] == run
-        retry = next(d for d in deliveries if attrs(d)["herald.outcome"] == "retry")
-        assert retry.status.code == 2  # ERROR
 
         # 2. A real run: every batch's ingest span and every delivery share the run's trace.
         record = tmp_path / "record.txt"
@@ -295,11 +410,26 @@ def test_otlp_spans_have_the_ingest_commit_delivery_structure(make_host, receive
                  what="the run's deliveries")
         run_id = next(e["run_id"] for e in receiver.events() if e.get("run_id") != run)
         trace = run_id.replace("-", "")
-        got = wait_for(spans_of(trace, {"delivery": n_events}), timeout=30, what="the run's delivery spans")
+        got = wait_for(spans_of(otlp, trace, {"delivery": n_events}), timeout=30, what="the run's delivery spans")
         ingest_ids = {s.span_id for s in got if s.name == "ingest"}
         assert ingest_ids
         assert all(s.parent_span_id in ingest_ids for s in got if s.name != "ingest")
         assert {attrs(s)["herald.run_id"] for s in got if s.name == "delivery"} == {run_id}
+    finally:
+        otlp.close()
+
+
+def test_otlp_spans_over_grpc_have_the_same_structure(make_host, receiver):
+    pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+    otlp = GrpcOtlpReceiver()
+    try:
+        token, token_hash = token_pair()
+        receiver.responses = [(503, {}, b"busy")]  # one retry: two delivery attempts of the first event
+        host = make_host({"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)},
+                         extra=f'[telemetry]\notlp_endpoint = "{otlp.url}"\notlp_protocol = "grpc"\n').start()
+        check_a_traced_request(host, token, str(uuid.uuid4()), otlp)
+        assert otlp.calls >= 1
+        assert "grpc" in host.logs()
     finally:
         otlp.close()
 

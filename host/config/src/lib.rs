@@ -98,14 +98,41 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// OTLP/HTTP base endpoint (`http://collector:4318`); spans are posted
-    /// to `<endpoint>/v1/traces` as protobuf. When unset, the standard
+    /// OTLP base endpoint (`http://collector:4318`, or `http://collector:4317`
+    /// for gRPC). Over HTTP, spans are posted to `<endpoint>/v1/traces` as
+    /// protobuf. When unset, the standard
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` (base) variables apply; with none of
     /// them, no trace is exported.
     pub otlp_endpoint: Option<String>,
+    /// OTLP transport. When unset, the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` / `OTEL_EXPORTER_OTLP_PROTOCOL`
+    /// variables apply, else HTTP with protobuf.
+    pub otlp_protocol: Option<OtlpProtocol>,
     /// `service.name` of the exported spans (default `OTEL_SERVICE_NAME`, else `herald`).
     pub service_name: Option<String>,
+}
+
+/// `[telemetry] otlp_protocol`: how spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP with protobuf bodies (`POST <endpoint>/v1/traces`).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP/gRPC (`TraceService/Export` on the endpoint).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl OtlpProtocol {
+    /// Parses the values of `OTEL_EXPORTER_OTLP_PROTOCOL` this host speaks.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim() {
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            "grpc" => Some(Self::Grpc),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -1254,6 +1281,34 @@ mod tests {
             "{got:?}"
         );
         assert!(got.iter().any(|(k, _)| k == "plugins.q.tenant"), "{got:?}");
+    }
+
+    #[test]
+    fn otlp_protocol_takes_the_two_standard_names() {
+        let d = tmpdir("otlp-protocol");
+        let p = write(
+            &d,
+            "herald.toml",
+            "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4317\"\notlp_protocol = \"grpc\"\n",
+        );
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.telemetry.otlp_protocol, Some(OtlpProtocol::Grpc));
+        let p = write(
+            &d,
+            "herald.toml",
+            "[telemetry]\notlp_protocol = \"http/json\"\n",
+        );
+        let err = Config::load(&p).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+        assert_eq!(
+            (err.problems[0].key.as_str(), err.problems[0].line),
+            ("telemetry.otlp_protocol", 2)
+        );
+        assert_eq!(
+            OtlpProtocol::from_name("http/protobuf"),
+            Some(OtlpProtocol::HttpProtobuf)
+        );
+        assert_eq!(OtlpProtocol::from_name("http/json"), None);
     }
 
     #[test]

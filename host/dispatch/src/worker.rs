@@ -403,36 +403,38 @@ pub(crate) async fn run_worker<P: Plugin>(
     }
 }
 
-/// One delivery attempt, with its OTLP `delivery` span (a child of the
-/// ingest span of the request that brought the event, in the same trace).
+/// One delivery attempt, with its exported `delivery` span (a child of the
+/// ingest span of the request that brought the event, in the same trace;
+/// disabled, so free, when no exporter is installed).
 async fn deliver<P: Plugin>(
     instance: &mut P,
     w: &mut WorkerCtx,
     d: &PendingDelivery,
 ) -> (Step, Verdict) {
-    let started_ns = herald_telemetry::otlp::now_ns();
+    use herald_telemetry::context;
+    let span = match (d.trace_id.as_deref(), d.span_id.as_deref()) {
+        (Some(trace_id), Some(span_id)) => {
+            let span = tracing::info_span!(target: context::TARGET, "delivery",
+                herald.plugin = %w.name, herald.tenant = %w.tenant, herald.run_id = %d.run_id,
+                herald.event_id = d.event_id, herald.attempt = i64::from(d.attempts) + 1,
+                herald.outcome = tracing::field::Empty);
+            if !span.is_disabled() {
+                if let Some(parent) = context::remote_parent(trace_id, span_id) {
+                    context::set_parent(&span, parent);
+                }
+            }
+            span
+        }
+        _ => tracing::Span::none(),
+    };
     let mut outcome: (&'static str, Option<String>) = ("ok", None);
     let result = attempt_delivery(instance, w, d, &mut outcome).await;
-    if let (true, Some(trace_id)) = (herald_telemetry::otlp::enabled(), d.trace_id.as_deref()) {
+    if !span.is_disabled() {
         let (outcome, reason) = outcome;
-        herald_telemetry::otlp::emit(
-            "delivery",
-            herald_telemetry::otlp::Kind::Internal,
-            trace_id,
-            &herald_telemetry::otlp::new_span_id(),
-            d.span_id.as_deref(),
-            started_ns,
-            herald_telemetry::otlp::now_ns(),
-            vec![
-                ("herald.plugin".into(), w.name.clone().into()),
-                ("herald.tenant".into(), w.tenant.clone().into()),
-                ("herald.run_id".into(), d.run_id.clone().into()),
-                ("herald.event_id".into(), d.event_id.into()),
-                ("herald.attempt".into(), (d.attempts + 1).into()),
-                ("herald.outcome".into(), outcome.into()),
-            ],
-            reason.filter(|_| outcome != "ok"),
-        );
+        span.record("herald.outcome", outcome);
+        if let Some(reason) = reason.filter(|_| outcome != "ok") {
+            context::set_error(&span, reason);
+        }
     }
     result
 }

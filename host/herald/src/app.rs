@@ -203,9 +203,10 @@ pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigErr
     }
 }
 
-/// `herald serve`: runs until SIGINT or SIGTERM.
-pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let mut config = Config::load(path)?;
+/// `herald serve`: runs until SIGINT or SIGTERM. `config` is loaded by the
+/// caller, which sets up tracing from its `[telemetry]` section before
+/// anything logs; reloads read its file again.
+pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
@@ -214,7 +215,6 @@ pub async fn serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()
     let _lock = crate::lock::JournalLock::acquire(&journal_path)?;
     let journal = Journal::open(&journal_path)?;
     let metrics = Metrics::new();
-    herald_telemetry::otlp::init(&config.telemetry);
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);
     let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;

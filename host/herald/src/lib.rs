@@ -21,7 +21,8 @@ pub use herald_journal as journal;
 pub use herald_server::{ingest, query, recovery, tenancy};
 // Delivery (workers, retries, breaker, pacing) is the herald-dispatch crate.
 pub use herald_dispatch as dispatch;
-// Metrics, OTLP export and correlation ids live in the herald-telemetry crate.
+// Metrics, trace context and correlation ids live in the herald-telemetry
+// crate; the OTLP exporter is set up by the binary (src/logging.rs).
 pub use herald_telemetry as telemetry;
 pub mod app;
 pub mod lock;

@@ -170,7 +170,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => {
-            init_logging(LogFormat::Text);
+            init_logging(LogFormat::Text, None);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -200,7 +200,6 @@ fn main() -> ExitCode {
             listen,
             log_format,
         } => {
-            init_logging(log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -208,14 +207,28 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(herald::app::serve(&config, listen)) {
+            // One line on stderr (the journal of a systemd unit keeps it),
+            // not a JSON log line beside it.
+            let fail = |e: anyhow::Error| {
+                eprintln!("herald: {e:#}");
+                ExitCode::FAILURE
+            };
+            // The trace exporter is set up from the file's [telemetry]
+            // section, on the runtime, before anything logs.
+            let loaded = match herald::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return fail(e.into()),
+            };
+            let tracing = {
+                let _in_runtime = rt.enter();
+                init_logging(log_format, Some(&loaded.telemetry))
+            };
+            let result = rt.block_on(herald::app::serve(loaded, listen));
+            // Spans still queued are sent while the runtime runs.
+            tracing.shutdown();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    // One line on stderr (the journal of a systemd unit keeps it),
-                    // not a JSON log line beside it.
-                    eprintln!("herald: {e:#}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => fail(e),
             }
         }
     }

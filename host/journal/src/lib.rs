@@ -94,7 +94,7 @@ pub struct PendingDelivery {
     /// Correlation ids of the ingest request that brought the event.
     pub request_id: Option<String>,
     pub trace_id: Option<String>,
-    /// Span id of the ingest span that committed the event (OTLP parent of each delivery span).
+    /// Span id of the ingest span that committed the event (the parent of each exported delivery span).
     pub span_id: Option<String>,
     pub event_id: i64,
     pub run_id: String,

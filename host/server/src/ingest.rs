@@ -245,10 +245,9 @@ pub async fn post_events(
     body: Body,
 ) -> Response {
     let ctx = request_context.map(|axum::Extension(c)| c);
-    let started_ns = herald_telemetry::otlp::now_ns();
     let result = ingest(&state, &headers, body, ctx.as_ref()).await;
-    if let Some(c) = ctx.as_ref().filter(|_| herald_telemetry::otlp::enabled()) {
-        ingest_span(c, started_ns, &result);
+    if let Some(c) = ctx.as_ref().filter(|c| !c.span.is_disabled()) {
+        record_ingest(&c.span, &result);
     }
     match result {
         // The 202 of a committed batch was counted with its other series.
@@ -278,46 +277,30 @@ pub async fn post_events(
     }
 }
 
-/// The OTLP `ingest` span of one `POST /v1/events` (child of the caller's
+/// Records the outcome of one `POST /v1/events` on its exported `ingest`
+/// span (made by the `observe` middleware, a child of the caller's
 /// `traceparent` when there was one).
-fn ingest_span(
-    c: &RequestContext,
-    started_ns: u64,
+fn record_ingest(
+    span: &tracing::Span,
     result: &Result<(String, usize, usize), (Option<String>, ApiError)>,
 ) {
-    use herald_telemetry::otlp::Attr;
-    let mut attrs: Vec<(String, Attr)> = vec![
-        ("http.request.method".into(), "POST".into()),
-        ("http.route".into(), "/v1/events".into()),
-        ("herald.request_id".into(), c.request_id.clone().into()),
-    ];
-    let (status, tenant, error) = match result {
+    let (status, tenant) = match result {
         Ok((tenant, accepted, duplicates)) => {
-            attrs.push(("herald.accepted".into(), (*accepted).into()));
-            attrs.push(("herald.duplicates".into(), (*duplicates).into()));
-            (202, Some(tenant.clone()), None)
+            span.record("herald.accepted", *accepted as i64);
+            span.record("herald.duplicates", *duplicates as i64);
+            (202, Some(tenant))
         }
-        Err((tenant, e)) => (
-            e.status.as_u16(),
-            tenant.clone(),
-            e.status.is_server_error().then(|| e.message.clone()),
-        ),
+        Err((tenant, e)) => {
+            if e.status.is_server_error() {
+                herald_telemetry::context::set_error(span, e.message.clone());
+            }
+            (e.status.as_u16(), tenant.as_ref())
+        }
     };
-    attrs.push(("http.response.status_code".into(), (status as i64).into()));
+    span.record("http.response.status_code", status as i64);
     if let Some(t) = tenant {
-        attrs.push(("herald.tenant".into(), t.into()));
+        span.record("herald.tenant", t.as_str());
     }
-    herald_telemetry::otlp::emit(
-        "ingest",
-        herald_telemetry::otlp::Kind::Server,
-        &c.trace_id,
-        &c.span_id,
-        c.parent_span_id.as_deref(),
-        started_ns,
-        herald_telemetry::otlp::now_ns(),
-        attrs,
-        error,
-    );
 }
 
 /// Counts a refused batch (rare: looked up by its label set each time).
@@ -380,24 +363,19 @@ async fn ingest(
         request_context.map(|c| (c.request_id.clone(), c.trace_id.clone(), c.span_id.clone()));
     let first_run = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
     let event_count = events.len();
-    let commit_started_ns = herald_telemetry::otlp::now_ns();
+    // The exported `journal.commit` span, a child of the ingest span
+    // (disabled, so free, when no exporter is installed).
+    let commit_span = match request_context {
+        Some(c) if !c.span.is_disabled() => tracing::info_span!(
+            target: herald_telemetry::context::TARGET, parent: &c.span, "journal.commit",
+            herald.tenant = %tenant, herald.events = event_count as i64),
+        _ => tracing::Span::none(),
+    };
     let committed = journal.commit(owned_tenant, events, targets, context).await;
-    if let Some(c) = request_context.filter(|_| herald_telemetry::otlp::enabled()) {
-        herald_telemetry::otlp::emit(
-            "journal.commit",
-            herald_telemetry::otlp::Kind::Internal,
-            &c.trace_id,
-            &herald_telemetry::otlp::new_span_id(),
-            Some(&c.span_id),
-            commit_started_ns,
-            herald_telemetry::otlp::now_ns(),
-            vec![
-                ("herald.tenant".into(), tenant.clone().into()),
-                ("herald.events".into(), event_count.into()),
-            ],
-            committed.as_ref().err().map(|e| e.to_string()),
-        );
+    if let Err(e) = &committed {
+        herald_telemetry::context::set_error(&commit_span, e.to_string());
     }
+    drop(commit_span);
     let committed = committed.map_err(|e| {
         (
             t.clone(),

@@ -1,14 +1,10 @@
 //! The HTTP layer's observation middleware: correlation ids, a span per
 //! request and the request series.
 
-use herald_telemetry::context::{parse_traceparent, RequestContext};
-use herald_telemetry::otlp;
+use herald_telemetry::context::{self, RequestContext};
 
-fn random_hex(bytes: usize) -> String {
-    let mut v = vec![0u8; bytes];
-    rand::fill(&mut v[..]);
-    hex::encode(v)
-}
+/// The route whose requests get an exported `ingest` span.
+const INGEST_ROUTE: &str = "/v1/events";
 
 /// Middleware: correlation ids, a span per request, `X-Request-Id` echoed,
 /// and `herald_http_requests_total` / `herald_http_request_duration_seconds`
@@ -30,21 +26,35 @@ pub async fn observe(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| random_hex(16));
-    let (trace_id, parent_span_id) = match req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent)
-    {
-        Some((t, s)) => (t, Some(s)),
-        None => (random_hex(16), None),
+        .unwrap_or_else(|| context::random_hex(16));
+    // The caller's W3C trace context (OpenTelemetry's propagator).
+    let parent = context::extract(req.headers());
+    // `POST /v1/events` is traced: its `ingest` span (disabled, so free,
+    // when no exporter is installed) is a child of the caller's span, and
+    // its ids are the ones stored with the events.
+    let ingest_span = if route == INGEST_ROUTE && req.method() == axum::http::Method::POST {
+        let span = tracing::info_span!(target: context::TARGET, "ingest",
+            otel.kind = "server",
+            http.request.method = "POST",
+            http.route = INGEST_ROUTE,
+            herald.request_id = %request_id,
+            herald.tenant = tracing::field::Empty,
+            herald.accepted = tracing::field::Empty,
+            herald.duplicates = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty);
+        context::set_parent(&span, parent.clone());
+        span
+    } else {
+        tracing::Span::none()
     };
+    let (trace_id, span_id) = context::span_ids(&ingest_span)
+        .or_else(|| context::ids_of(&parent).map(|(t, _)| (t, context::random_hex(8))))
+        .unwrap_or_else(|| (context::random_hex(16), context::random_hex(8)));
     let ctx = RequestContext {
         request_id: request_id.clone(),
         trace_id: trace_id.clone(),
-        parent_span_id,
-        span_id: otlp::new_span_id(),
+        span_id,
+        span: ingest_span,
     };
     req.extensions_mut().insert(ctx);
     let span = tracing::info_span!("request", %request_id, %trace_id, %method, %route);
