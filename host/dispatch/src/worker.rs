@@ -122,7 +122,7 @@ impl WorkerCtx {
             event_id = d.event_id, "delivery dead-lettered: {reason}");
         herald_telemetry::host()
             .deliveries
-            .with_label_values(&[&*owner, &*self.name, "dead"])
+            .with_label_values(&[owner, &*self.name, "dead"])
             .inc();
         self.mark(d, d.attempts, MarkOutcome::Dead { error: reason });
     }
