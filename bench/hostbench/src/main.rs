@@ -18,7 +18,7 @@ use herald::dispatch::{Dispatcher, WorkerSpec};
 use herald::event::{validate, WireEvent};
 use herald::journal::Journal;
 use herald::routes::Routes;
-use herald::runtime::{convert, InstanceSpec, LoadedComponent, Outcome, PluginInstance, Runtime};
+use herald::runtime::{InstanceSpec, LoadedComponent, Outcome, PluginInstance, Runtime};
 use herald::telemetry::Metrics;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -410,14 +410,14 @@ impl Loaded {
         ))
     }
 
-    /// Raw calls: `handle` on one live instance with one pre-converted event
-    /// (a 0.2.0 plugin is lent its `json`), and `deliver` per journaled event
+    /// Raw calls: `handle` on one live instance with one event prepared for
+    /// its contract version (0.1.0's record, 0.2.0's text), and `deliver` per journaled event
     /// (what a worker does per event: the 0.1.0 adapter converts the whole
     /// record, a 0.2.0 plugin reads what it needs).
     async fn raw(&self, journal: &Journal, bodies: &[String]) -> Res<(f64, f64)> {
         let mut inst = self.instance(journal)?;
         inst.ensure_live().await.map_err(|(e, _)| e.to_string())?;
-        let ev = convert::to_wit("bench", &bodies[0])?;
+        let ev = inst.prepare(&bodies[0])?;
         let t0 = Instant::now();
         for _ in 0..bodies.len() {
             match inst.handle(&ev, 1).await.result {

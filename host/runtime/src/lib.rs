@@ -3,7 +3,8 @@
 //!
 //! * one `Engine` with the pooling allocator and epoch interruption;
 //! * one pre-linked component per component file, for the contract version
-//!   it was built against (0.2.0 natively, 0.1.0 through its adapter);
+//!   it was built against ([`contract`]: 0.2.0 natively, 0.1.0 converted up);
+//! * one module per capability a plugin may use ([`capability`]);
 //! * one live instance per plugin instance, re-created after any fault
 //!   (a trapped instance cannot be entered again);
 //! * two clocks per call: the epoch deadline stops guest CPU loops (time the
@@ -12,18 +13,13 @@
 
 mod cache;
 pub mod capability;
-pub mod convert;
-pub mod grants;
-mod host_api;
-pub mod http;
+pub mod contract;
 mod output;
-mod pool;
-pub mod v0_2;
 
 use capability::metrics::PluginSeries;
 use capability::state::PluginState;
+use contract::{Input, Sink, SinkPre};
 use herald_config::{Limits, PluginConfig};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,32 +31,10 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
-use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Host bindings generated from the plugin contract 0.1.0 (0.2.0's are in
-/// [`v0_2::bindings`]).
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit/v0.1.0",
-        world: "sink",
-        exports: { default: async },
-        with: {
-            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-            "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
-            "wasi:random": wasmtime_wasi::p2::bindings::random,
-        },
-    });
-}
-
-pub use bindings::exports::herald::plugin::handler::Outcome;
-pub use bindings::herald::plugin::types::Event as WitEvent;
-
-/// The contract versions this host loads, newest first.
-pub const CONTRACTS: [&str; 2] = [v0_2::CONTRACT, "herald:plugin/handler@0.1.0"];
+pub use capability::sockets::socket_allowed;
+pub use contract::{Outcome, Prepared, Retry, CONTRACTS};
 
 /// Epoch tick: the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -146,17 +120,6 @@ pub struct Fault {
     pub message: String,
     /// How many times it happened in the call.
     pub times: u32,
-}
-
-/// What a call is given: the journaled text, or a ready 0.1.0 record.
-enum Input<'a> {
-    Journaled(&'a str),
-    Record(&'a WitEvent),
-}
-
-/// The answer for an event the host cannot read: it never will.
-fn unreadable(reason: &str) -> Outcome {
-    Outcome::Permanent(format!("event cannot be given to plugins: {reason}"))
 }
 
 /// What one call did.
@@ -305,18 +268,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The per-store state: WASI context, capability hooks and host API handles.
+/// The per-store state: the sandbox (WASI context, resources, limits, the
+/// call's counters, whose store it is), then one field per capability that
+/// keeps per-store state ([`capability`]; `log` needs none of its own).
 pub struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
-    http: WasiHttpCtx,
-    gate: http::HttpGate,
-    /// The instance's `allow_sockets`, for `herald:grants/check`.
-    allow_sockets: Arc<Vec<SocketAddr>>,
+    pub(crate) table: ResourceTable,
     limiter: MemoryLimiter,
     counters: Arc<CallCounters>,
     pub(crate) ident: Arc<Ident>,
-    pub(crate) services: Services,
+    pub(crate) http: capability::http::HttpState,
+    pub(crate) sockets: capability::sockets::SocketsState,
+    pub(crate) metrics: Arc<dyn PluginSeries>,
+    pub(crate) state: Arc<dyn PluginState>,
 }
 
 impl HostState {
@@ -336,16 +300,6 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.gate,
         }
     }
 }
@@ -473,7 +427,7 @@ pub struct Runtime {
     /// (removed or changed by a reload) is freed.
     loaded: Arc<Mutex<HashMap<String, Weak<SinkPre>>>>,
     /// Keep-alive connections for every instance's outbound HTTP.
-    http: pool::OutboundPool,
+    http: capability::http::pool::OutboundPool,
     /// The linear memory of all instances together (`runtime.max_plugin_memory_mib`).
     memory: Arc<MemoryBudget>,
 }
@@ -514,17 +468,15 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         let link = |e: wasmtime::Error| LoadError::Engine(e.to_string());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
-        host_api::add_to_linker(&mut linker).map_err(link)?;
-        v0_2::add_to_linker(&mut linker).map_err(link)?;
-        grants::add_to_linker(&mut linker).map_err(link)?;
+        contract::add_to_linker(&mut linker).map_err(link)?;
+        capability::add_to_linker(&mut linker).map_err(link)?;
         let cache =
             cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine, ENGINE_SETTINGS)));
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
             cache,
-            http: pool::OutboundPool::new(),
+            http: capability::http::pool::OutboundPool::new(),
             loaded: Arc::new(Mutex::new(HashMap::new())),
             memory: Arc::new(MemoryBudget::new(
                 herald_config::RuntimeConfig::default().max_plugin_memory_mib,
@@ -581,42 +533,7 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let version = if exports
-            .iter()
-            .any(|n| n.starts_with("herald:plugin/handler@0.2."))
-        {
-            Version::V0_2
-        } else if exports
-            .iter()
-            .any(|n| n.starts_with("herald:plugin/handler@0.1."))
-        {
-            Version::V0_1
-        } else {
-            let found = exports
-                .iter()
-                .filter(|n| n.starts_with("herald:plugin/"))
-                .cloned()
-                .collect::<Vec<_>>();
-            let detail = if found.is_empty() {
-                format!(
-                    "it exports {}",
-                    if exports.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        exports.join(", ")
-                    }
-                )
-            } else {
-                format!(
-                    "it exports {}, a contract version this host does not implement",
-                    found.join(", ")
-                )
-            };
-            return Err(LoadError::Link(format!(
-                "it does not export {} ({detail}); build it against wit/v0.2.0",
-                CONTRACTS.join(" or ")
-            )));
-        };
+        let version = contract::Version::of(&exports)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             // wasmtime names the first import it cannot satisfy.
             let msg = format!("{e:#}");
@@ -627,49 +544,19 @@ impl Runtime {
             match missing {
                 Some(name) => LoadError::Link(format!(
                     "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, {}, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})",
-                    grants::INTERFACE
+                    capability::grants::INTERFACE
                 )),
                 None => LoadError::Link(format!("it cannot be linked: {msg}")),
             }
         })?;
-        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
-        Ok(match version {
-            Version::V0_2 => SinkPre::V0_2(v0_2::bindings::SinkPre::new(pre).map_err(link)?),
-            Version::V0_1 => SinkPre::V0_1(bindings::SinkPre::new(pre).map_err(link)?),
-        })
+        SinkPre::new(version, pre)
     }
-}
-
-/// Whether `allowed` (an instance's `allow_sockets`) admits connecting to
-/// or sending to `addr`: the one test of sockets, used by the WASI socket
-/// check and by `herald:grants/check.allows-socket`.
-pub fn socket_allowed(allowed: &[SocketAddr], addr: &SocketAddr) -> bool {
-    allowed.contains(addr)
 }
 
 /// Hex sha256 of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// A contract version the host loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Version {
-    V0_1,
-    V0_2,
-}
-
-/// A component linked for the contract version it exports.
-enum SinkPre {
-    V0_1(bindings::SinkPre<HostState>),
-    V0_2(v0_2::bindings::SinkPre<HostState>),
-}
-
-/// A live instance, of the component's contract version.
-enum Sink {
-    V0_1(bindings::Sink),
-    V0_2(v0_2::bindings::Sink),
 }
 
 /// A compiled, linked component, ready to instantiate; shared by every
@@ -684,10 +571,7 @@ pub struct LoadedComponent {
 impl LoadedComponent {
     /// The `herald:plugin/handler` version the component exports.
     pub fn contract(&self) -> &'static str {
-        match *self.pre {
-            SinkPre::V0_1(_) => CONTRACTS[1],
-            SinkPre::V0_2(_) => CONTRACTS[0],
-        }
+        self.pre.contract()
     }
 }
 
@@ -697,7 +581,7 @@ pub struct InstanceSpec {
     pub tenant: Arc<str>,
     pub config_json: String,
     pub limits: Limits,
-    pub allow_http: Arc<Vec<http::UrlPrefix>>,
+    pub allow_http: Arc<Vec<capability::http::UrlPrefix>>,
     pub allow_sockets: Arc<Vec<SocketAddr>>,
 }
 
@@ -707,7 +591,7 @@ impl InstanceSpec {
         let allow_http = cfg
             .allow_http
             .iter()
-            .map(|p| http::UrlPrefix::parse(p))
+            .map(|p| capability::http::UrlPrefix::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
         let config_json = serde_json::to_string(&cfg.config).map_err(|e| e.to_string())?;
         Ok(InstanceSpec {
@@ -736,7 +620,7 @@ pub struct PluginInstance {
     component: LoadedComponent,
     spec: Arc<InstanceSpec>,
     engine: Engine,
-    http: pool::OutboundPool,
+    http: capability::http::pool::OutboundPool,
     services: Services,
     memory: Arc<MemoryBudget>,
     live: Option<(Store<HostState>, Sink)>,
@@ -776,13 +660,10 @@ impl PluginInstance {
 
     fn new_store(&self) -> Store<HostState> {
         let counters = Arc::new(CallCounters::new(&self.spec.limits));
-        let allowed = self.spec.allow_sockets.clone();
-        let allow_sockets = allowed.clone();
         let ident = Arc::new(Ident {
             plugin: self.spec.name.clone(),
             tenant: self.spec.tenant.clone(),
         });
-        let check_counters = counters.clone();
         let mut wasi = WasiCtx::builder();
         // No preopens, no environment, no arguments, empty stdin (the
         // defaults); stdout and stderr go to the host log.
@@ -795,46 +676,31 @@ impl PluginInstance {
             stream: output::Stream::Stderr,
             counters: counters.clone(),
             ident: ident.clone(),
-        })
-        .allow_tcp(true)
-        .allow_udp(true)
-        .allow_ip_name_lookup(false)
-        .socket_addr_check(move |addr, usage| {
-            let ok = match usage {
-                // Binding the ephemeral local end of an outbound socket.
-                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.port() == 0,
-                SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-                    socket_allowed(&allowed, &addr)
-                }
-                // Listening and accepting: a plugin never serves.
-                _ => false,
-            };
-            if !ok {
-                check_counters.soft_fault("denied_socket", || {
-                    format!("socket use {usage:?} of {addr} refused: not in the instance's allow_sockets")
-                });
-            }
-            Box::pin(async move { ok })
         });
+        let sockets = capability::sockets::SocketsState::grant(
+            &mut wasi,
+            self.spec.allow_sockets.clone(),
+            counters.clone(),
+        );
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
-            gate: http::HttpGate {
-                allow: self.spec.allow_http.clone(),
-                counters: counters.clone(),
-                pool: self.http.clone(),
-            },
-            allow_sockets,
             limiter: MemoryLimiter {
                 max_bytes: (self.spec.limits.memory_mib as usize) << 20,
                 counters: counters.clone(),
                 budget: self.memory.clone(),
                 held: 0,
             },
+            http: capability::http::HttpState::new(
+                self.spec.allow_http.clone(),
+                counters.clone(),
+                self.http.clone(),
+            ),
+            sockets,
+            metrics: self.services.series.clone(),
+            state: self.services.state.clone(),
             counters,
             ident,
-            services: self.services.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -926,13 +792,7 @@ impl PluginInstance {
         .increment(1);
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         let pre = self.component.pre.clone();
-        let instantiated = async {
-            match &*pre {
-                SinkPre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Sink::V0_1),
-                SinkPre::V0_2(pre) => pre.instantiate_async(&mut store).await.map(Sink::V0_2),
-            }
-        };
-        let sink = match tokio::time::timeout(wall, instantiated).await {
+        let sink = match tokio::time::timeout(wall, pre.instantiate(&mut store)).await {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
             Ok(Err(e)) => Err(match self.classify(&counters, e) {
                 CallError::Trap(m) => CallError::Instantiate(m),
@@ -949,21 +809,7 @@ impl PluginInstance {
         };
         Self::arm(&mut store);
         let config = self.spec.config_json.clone();
-        let configure = async {
-            match &sink {
-                Sink::V0_1(s) => {
-                    s.herald_plugin_handler()
-                        .call_configure(&mut store, &config)
-                        .await
-                }
-                Sink::V0_2(s) => {
-                    s.herald_plugin_handler()
-                        .call_configure(&mut store, &config)
-                        .await
-                }
-            }
-        };
-        let configured = tokio::time::timeout(wall, configure).await;
+        let configured = tokio::time::timeout(wall, sink.configure(&mut store, &config)).await;
         let result = match configured {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
             Ok(Err(e)) => Err(self.classify(&counters, e)),
@@ -993,10 +839,16 @@ impl PluginInstance {
         self.call(Input::Journaled(body), attempt).await
     }
 
-    /// Calls `handle` with an event already converted to the 0.1.0 record
-    /// (raw-call benchmarks); a 0.2.0 instance is lent its `json`.
-    pub async fn handle(&mut self, event: &WitEvent, attempt: u32) -> CallReport {
-        self.call(Input::Record(event), attempt).await
+    /// Converts a journaled event once into the shape this instance's
+    /// contract version takes, for [`Self::handle`] (raw-call benchmarks).
+    pub fn prepare(&self, body: &str) -> Result<Prepared, String> {
+        self.component.pre.prepare(&self.spec.tenant, body)
+    }
+
+    /// Calls `handle` with an event already [prepared](Self::prepare); an
+    /// event prepared for another contract version is converted again.
+    pub async fn handle(&mut self, event: &Prepared, attempt: u32) -> CallReport {
+        self.call(Input::Prepared(event), attempt).await
     }
 
     async fn call(&mut self, input: Input<'_>, attempt: u32) -> CallReport {
@@ -1019,59 +871,9 @@ impl PluginInstance {
         let counters = store.data().counters.clone();
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         Self::arm(&mut store);
-        let result = match &sink {
-            // A 0.1.0 plugin gets the whole record, converted here (its adapter).
-            Sink::V0_1(s) => {
-                let event = match input {
-                    Input::Record(event) => Ok(Cow::Borrowed(event)),
-                    Input::Journaled(body) => {
-                        convert::to_wit(&self.spec.tenant, body).map(Cow::Owned)
-                    }
-                };
-                match event {
-                    Ok(event) => {
-                        let call = s
-                            .herald_plugin_handler()
-                            .call_handle(&mut store, &event, attempt);
-                        tokio::time::timeout(wall, call).await
-                    }
-                    Err(e) => Ok(Ok(unreadable(&e))),
-                }
-            }
-            Sink::V0_2(s) => {
-                let body = match input {
-                    Input::Journaled(body) => body.to_owned(),
-                    Input::Record(event) => event.json.clone(),
-                };
-                let lazy = v0_2::LazyEvent::new(self.spec.tenant.clone(), body);
-                let owned = match store.data_mut().table.push(lazy) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return CallReport {
-                            result: Err(CallError::Trap(format!("cannot lend the event: {e}"))),
-                            faults: earlier,
-                        }
-                    }
-                };
-                let lent = wasmtime::component::Resource::new_borrow(owned.rep());
-                let call = s
-                    .herald_plugin_handler()
-                    .call_handle(&mut store, lent, attempt);
-                let answer = tokio::time::timeout(wall, call).await;
-                let unread = store
-                    .data_mut()
-                    .table
-                    .delete(owned)
-                    .ok()
-                    .and_then(|lazy| lazy.unreadable().map(str::to_owned));
-                match (answer, unread) {
-                    (Ok(Ok(_)), Some(e)) => Ok(Ok(unreadable(&e))),
-                    (Ok(Ok(o)), None) => Ok(Ok(v0_2::outcome(o))),
-                    (Ok(Err(e)), _) => Ok(Err(e)),
-                    (Err(t), _) => Err(t),
-                }
-            }
-        };
+        let tenant = self.spec.tenant.clone();
+        let call = sink.handle(&mut store, &tenant, input, attempt);
+        let result = tokio::time::timeout(wall, call).await;
         let result = match result {
             Err(_) => Err(CallError::WallTimeout(self.spec.limits.wall_ms)),
             Ok(Err(e)) => Err(self.classify(&counters, e)),
