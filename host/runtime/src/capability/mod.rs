@@ -10,8 +10,8 @@
 //! and no metrics library.
 //!
 //! Adding a capability: a module here, a field in [`crate::HostState`] (set
-//! in `PluginInstance::new_store`) when it keeps per-store state, and one
-//! line in [`add_to_linker`].
+//! in `PluginInstance::new_store`, `src/instance.rs`) when it keeps
+//! per-store state, and one line in [`add_to_linker`].
 
 pub mod grants;
 pub mod http;
