@@ -82,7 +82,7 @@ pub(crate) enum Sink {
 pub struct Prepared(PreparedShape);
 
 enum PreparedShape {
-    V0_1(v0_1::Event),
+    V0_1(Box<v0_1::Event>),
     V0_2(String),
 }
 
@@ -149,7 +149,7 @@ impl SinkPre {
     /// Converts a journaled event once into the shape this version takes.
     pub(crate) fn prepare(&self, tenant: &str, body: &str) -> Result<Prepared, String> {
         Ok(Prepared(match self {
-            SinkPre::V0_1(_) => PreparedShape::V0_1(v0_1::event(tenant, body)?),
+            SinkPre::V0_1(_) => PreparedShape::V0_1(Box::new(v0_1::event(tenant, body)?)),
             SinkPre::V0_2(_) => PreparedShape::V0_2(body.to_owned()),
         }))
     }
@@ -219,7 +219,7 @@ impl Sink {
         match self {
             Sink::V0_1(s) => {
                 let body = match input {
-                    Input::Prepared(Prepared(PreparedShape::V0_1(event))) => Err(event),
+                    Input::Prepared(Prepared(PreparedShape::V0_1(event))) => Err(&**event),
                     Input::Prepared(Prepared(PreparedShape::V0_2(body))) => Ok(body.as_str()),
                     Input::Journaled(body) => Ok(body),
                 };

@@ -140,7 +140,7 @@ impl types::HostEvent for HostState {
         self.field(&event, |e| e.ignore_errors, false)
     }
     fn timing(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<types::Timing>> {
-        self.field(&event, |e| e.timing.clone(), None)
+        self.field(&event, |e| e.timing, None)
     }
     fn res(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<String>> {
         self.field(&event, |e| e.res.clone(), None)
