@@ -286,7 +286,7 @@ impl PluginInstance {
 
     /// Converts a journaled event once into the shape this instance's
     /// contract version takes, for [`Self::handle`] (raw-call benchmarks).
-    pub fn prepare(&self, body: &str) -> Result<Prepared, String> {
+    pub fn prepare(&self, body: &str) -> Result<Prepared, crate::contract::EventError> {
         self.component.pre.prepare(&self.spec.tenant, body)
     }
 

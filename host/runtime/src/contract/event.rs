@@ -5,6 +5,19 @@
 
 use super::{map_event_kind, EventKind, HostStats, Play, Run, Stats, Status, Task, Timing};
 use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// Why a journaled event cannot be given to plugins (it never will be: the
+/// call is answered with a permanent failure naming this).
+#[derive(Debug, Clone, Error)]
+pub enum EventError {
+    #[error("journaled event is not JSON: {0}")]
+    NotJson(String),
+    #[error("journaled event is not an object")]
+    NotObject,
+    #[error("unknown event kind {0:?}")]
+    UnknownKind(String),
+}
 
 /// The typed fields of one event. The tenant and the journaled text itself
 /// are not repeated here: whoever holds a view holds them.
@@ -35,7 +48,7 @@ pub struct EventView {
 /// delivery: this runs once per event and plugin instance). Stats events,
 /// and anything the typed parse refuses (a duplicate key, say), take the
 /// general path over a `serde_json::Value`, which gives the same result.
-pub fn parse(body: &str) -> Result<EventView, String> {
+pub fn parse(body: &str) -> Result<EventView, EventError> {
     match fast::parse(body) {
         Some(event) => Ok(event),
         None => parse_general(body),
@@ -43,15 +56,13 @@ pub fn parse(body: &str) -> Result<EventView, String> {
 }
 
 /// The general parse, over a `serde_json::Value` tree.
-fn parse_general(body: &str) -> Result<EventView, String> {
+fn parse_general(body: &str) -> Result<EventView, EventError> {
     let value: Value =
-        serde_json::from_str(body).map_err(|e| format!("journaled event is not JSON: {e}"))?;
-    let obj = value
-        .as_object()
-        .ok_or("journaled event is not an object")?;
+        serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let obj = value.as_object().ok_or(EventError::NotObject)?;
     let name = str_of(obj, "event").unwrap_or_default();
     let kind = herald_event::EventKind::parse(&name)
-        .ok_or_else(|| format!("unknown event kind {name:?}"))?;
+        .ok_or_else(|| EventError::UnknownKind(name.clone()))?;
     let empty = Map::new();
     let data = obj
         .get("event_data")

@@ -24,7 +24,7 @@ pub mod v0_2;
 /// The newest contract version: the host's model types are its types.
 pub use v0_2 as latest;
 
-pub use event::EventView;
+pub use event::{EventError, EventView};
 pub use latest::bindings::herald::plugin::log::Level;
 pub use latest::bindings::herald::plugin::types::{
     EventKind, HostStats, Outcome, Play, Retry, Run, Stats, Status, Task, Timing,
@@ -93,7 +93,7 @@ pub(crate) enum Input<'a> {
 }
 
 /// The answer for an event the host cannot read: it never will.
-pub(crate) fn unreadable(reason: &str) -> Outcome {
+pub(crate) fn unreadable(reason: &EventError) -> Outcome {
     Outcome::Permanent(format!("event cannot be given to plugins: {reason}"))
 }
 
@@ -147,7 +147,7 @@ impl SinkPre {
     }
 
     /// Converts a journaled event once into the shape this version takes.
-    pub(crate) fn prepare(&self, tenant: &str, body: &str) -> Result<Prepared, String> {
+    pub(crate) fn prepare(&self, tenant: &str, body: &str) -> Result<Prepared, EventError> {
         Ok(Prepared(match self {
             SinkPre::V0_1(_) => PreparedShape::V0_1(Box::new(v0_1::event(tenant, body)?)),
             SinkPre::V0_2(_) => PreparedShape::V0_2(body.to_owned()),
@@ -262,7 +262,7 @@ impl Sink {
                     .table
                     .delete(owned)
                     .ok()
-                    .and_then(|lazy| lazy.unreadable().map(str::to_owned));
+                    .and_then(|lazy| lazy.unreadable().cloned());
                 let outcome = answer?;
                 Ok(match unread {
                     Some(e) => unreadable(&e),
@@ -270,5 +270,50 @@ impl Sink {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_newest_version_a_component_exports_is_chosen() {
+        let both = names(&["herald:plugin/handler@0.1.0", "herald:plugin/handler@0.2.1"]);
+        assert_eq!(Version::of(&both).ok(), Some(Version::V0_2));
+        let old = names(&["herald:plugin/handler@0.1.3"]);
+        assert_eq!(Version::of(&old).ok(), Some(Version::V0_1));
+    }
+
+    #[test]
+    fn an_unknown_version_is_named_in_the_error() {
+        let e = Version::of(&names(&["herald:plugin/handler@9.0.0"])).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains(
+                "herald:plugin/handler@9.0.0, a contract version this host does not implement"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("herald:plugin/handler@0.2.0 or herald:plugin/handler@0.1.0"),
+            "{m}"
+        );
+        let m = Version::of(&[]).unwrap_err().to_string();
+        assert!(m.contains("it exports nothing"), "{m}");
+    }
+
+    #[test]
+    fn an_unreadable_event_is_a_permanent_failure() {
+        let e = event::parse("{not json").unwrap_err();
+        assert!(
+            matches!(unreadable(&e), Outcome::Permanent(m) if m.starts_with("event cannot be given to plugins: journaled event is not JSON"))
+        );
+        let e = event::parse(r#"{"event": "nope"}"#).unwrap_err();
+        assert_eq!(e.to_string(), r#"unknown event kind "nope""#);
     }
 }

@@ -3,7 +3,7 @@
 //! version's types), and the one conversion DOWN its export needs: 0.1.0's
 //! `handle` takes the whole event record, built here from an [`EventView`].
 
-use super::{latest, map_event_kind, EventView, Level, Outcome, Retry};
+use super::{event::EventError, latest, map_event_kind, EventView, Level, Outcome, Retry};
 
 /// Host bindings generated from `wit/v0.1.0`.
 pub mod bindings {
@@ -33,7 +33,7 @@ pub const CONTRACT: &str = "herald:plugin/handler@0.1.0";
 pub(crate) const EXPORT_PREFIX: &str = "herald:plugin/handler@0.1.";
 
 /// Builds the 0.1.0 record of a journaled event.
-pub fn event(tenant: &str, body: &str) -> Result<Event, String> {
+pub fn event(tenant: &str, body: &str) -> Result<Event, EventError> {
     super::event::parse(body).map(|view| record(view, tenant, body))
 }
 

@@ -7,6 +7,7 @@
 //! that out as it is; the first typed field parses the text once per call
 //! into an [`EventView`], and every later field is a copy out of that view.
 
+use super::event::EventError;
 use super::EventView;
 use crate::HostState;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub(crate) const EXPORT_PREFIX: &str = "herald:plugin/handler@0.2.";
 pub struct LazyEvent {
     tenant: Arc<str>,
     body: String,
-    parsed: Option<Result<EventView, String>>,
+    parsed: Option<Result<EventView, EventError>>,
 }
 
 impl LazyEvent {
@@ -55,17 +56,16 @@ impl LazyEvent {
         }
     }
 
-    fn parsed(&mut self) -> Result<&EventView, &str> {
+    fn parsed(&mut self) -> Result<&EventView, &EventError> {
         let body = &self.body;
         self.parsed
             .get_or_insert_with(|| super::event::parse(body))
             .as_ref()
-            .map_err(String::as_str)
     }
 
     /// Why the event could not be read, if a field read found it unreadable;
     /// the call's answer is then replaced by a permanent failure.
-    pub(crate) fn unreadable(&self) -> Option<&str> {
+    pub(crate) fn unreadable(&self) -> Option<&EventError> {
         match &self.parsed {
             Some(Err(e)) => Some(e),
             _ => None,
@@ -173,7 +173,8 @@ mod tests {
         assert!(lazy.parsed.is_none());
         let e = lazy
             .parsed()
-            .map(|e| (e.host.clone(), e.sequence, e.status));
+            .map(|e| (e.host.clone(), e.sequence, e.status))
+            .map_err(|e| e.to_string());
         assert_eq!(
             e,
             Ok((Some("web1".to_string()), 7, Some(types::Status::Changed)))
@@ -186,6 +187,8 @@ mod tests {
         let mut lazy = LazyEvent::new("acme".into(), "{not json".into());
         assert!(lazy.unreadable().is_none(), "nothing read yet");
         assert!(lazy.parsed().is_err());
-        assert!(lazy.unreadable().is_some_and(|e| e.contains("not JSON")));
+        assert!(lazy
+            .unreadable()
+            .is_some_and(|e| e.to_string().contains("not JSON")));
     }
 }
