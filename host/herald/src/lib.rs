@@ -5,9 +5,8 @@
 //! [`ingest`] (HTTP, auth, validation) → [`journal`] (SQLite, committed before
 //! the answer) → [`dispatch`] (per-instance workers, retries) → [`runtime`]
 //! (wasmtime, capabilities, limits). [`config`] feeds them all, [`api`] holds
-//! the routes and [`telemetry`] the logs and metrics.
+//! the routes and [`telemetry`] the metrics and traces.
 
-pub mod api;
 // The wire event and routes live in the herald-event crate; these keep the
 // `crate::event` / `crate::routes` paths the modules use.
 pub use herald_event as event;
@@ -18,15 +17,13 @@ pub use herald_config as config;
 pub use herald_runtime as runtime;
 // The journal (storage traits + SQLite backend) lives in the herald-journal crate.
 pub use herald_journal as journal;
+// The HTTP API (routes, auth, ingest, query, recovery) is the herald-server crate.
+pub use herald_server::{api, ingest, query, recovery, tenancy};
+// Delivery (workers, retries, breaker, pacing) is the herald-dispatch crate.
+pub use herald_dispatch as dispatch;
+// Metrics, OTLP export and correlation ids live in the herald-telemetry crate.
+pub use herald_telemetry as telemetry;
 pub mod app;
 pub mod client;
-pub mod dispatch;
-pub mod ingest;
 pub mod lock;
-pub mod otlp;
 pub mod plugin_services;
-pub mod query;
-pub mod ratelimit;
-pub mod recovery;
-pub mod telemetry;
-pub mod tenancy;

@@ -1,7 +1,9 @@
 //! The `herald` command line.
 
 use clap::{CommandFactory, Parser, Subcommand};
-use herald::telemetry::{init_logging, LogFormat};
+use logging::{init_logging, LogFormat};
+
+mod logging;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

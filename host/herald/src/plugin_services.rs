@@ -5,10 +5,14 @@
 use crate::journal::Journal;
 use crate::runtime::capability::metrics::{PluginSeries, SeriesError, SeriesKind};
 use crate::runtime::Services;
-use crate::telemetry::{self, Metrics};
+use herald_telemetry::{self as telemetry, Metrics};
 use std::sync::Arc;
 
-impl PluginSeries for Metrics {
+/// The metric registry as the runtime's sink of plugin-defined series (a
+/// local type: the registry and the trait both live in other crates).
+struct RegistrySeries(Metrics);
+
+impl PluginSeries for RegistrySeries {
     fn plugin_sample(
         &self,
         tenant: &str,
@@ -25,7 +29,7 @@ impl PluginSeries for Metrics {
             SeriesKind::Histogram => telemetry::SeriesKind::Histogram,
         };
         Ok(Metrics::plugin_sample(
-            self, tenant, plugin, kind, name, help, labels, value,
+            &self.0, tenant, plugin, kind, name, help, labels, value,
         )?)
     }
 }
@@ -34,6 +38,6 @@ impl PluginSeries for Metrics {
 pub fn services(journal: &Journal, metrics: &Metrics) -> Services {
     Services {
         state: Arc::new(journal.clone()),
-        series: Arc::new(metrics.clone()),
+        series: Arc::new(RegistrySeries(metrics.clone())),
     }
 }

@@ -1271,7 +1271,6 @@ impl Maintenance for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RunQueries;
     use serde_json::json;
 
     fn ev(uuid: &str, run: &str) -> WireEvent {
@@ -1295,6 +1294,52 @@ mod tests {
             std::env::temp_dir().join(format!("herald-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Journal::open(&dir.join("j.db")).unwrap()
+    }
+
+    fn big_event(i: usize) -> WireEvent {
+        herald_event::validate(
+            json!({"uuid": format!("u{i}"), "event": "verbose", "counter": i,
+            "created": "2026-01-01T00:00:00", "run_id": "r", "stdout": "x".repeat(2000)}),
+        )
+        .unwrap()
+    }
+
+    /// A journal that refuses batches (full: the file cannot grow) is not
+    /// ready, though the probe's own small write still fits; it is ready
+    /// again once there is room. (Readiness must agree with ingest.)
+    #[tokio::test]
+    async fn ready_agrees_with_ingest_when_the_journal_is_full() {
+        use crate::Maintenance;
+        let j = temp_journal("ready-full");
+        j.commit("t".into(), vec![big_event(0)], vec![vec![]], None)
+            .await
+            .unwrap();
+        j.probe_writable().unwrap();
+
+        // The file may not grow any more: what a full disk does to SQLite.
+        j.set_max_pages(Some(j.page_count().unwrap())).unwrap();
+        let batch: Vec<WireEvent> = (1..100).map(big_event).collect();
+        let err = j
+            .commit("t".into(), batch.clone(), vec![vec![]; 99], None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        for _ in 0..2 {
+            let e = j.probe_writable().unwrap_err();
+            // The small write went through; the one of the batch's size did not.
+            assert!(e.to_string().contains("still does"), "{e}");
+            assert!(e.to_string().contains("full"), "{e}");
+        }
+
+        // Room again: the probe's write succeeds, and so does the batch.
+        j.set_max_pages(None).unwrap();
+        j.probe_writable().unwrap();
+        let c = j
+            .commit("t".into(), batch, vec![vec![]; 99], None)
+            .await
+            .unwrap();
+        assert_eq!(c.accepted, 99);
+        j.probe_writable().unwrap();
     }
 
     #[test]

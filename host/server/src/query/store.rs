@@ -3,7 +3,7 @@
 
 use super::model::*;
 use crate::api::ApiError;
-use crate::journal::{
+use herald_journal::{
     DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, JournalError, RunFilter,
     RunQueries, RunRecord, RunState,
 };

@@ -74,7 +74,7 @@ pub fn document() -> &'static serde_json::Value {
 }
 
 /// The largest integer in `counter` and the per-host stats.
-const MAX_SAFE: u64 = crate::event::MAX_SAFE_INTEGER;
+const MAX_SAFE: u64 = herald_event::MAX_SAFE_INTEGER;
 
 /// Says in the document what the handlers check beyond the parameters'
 /// Rust types, so a client (or schemathesis) generating from the document
@@ -192,7 +192,7 @@ fn cursor() -> Value {
 
 /// `kind`: event names, comma-separated (spaces around a name allowed).
 fn kinds_pattern() -> String {
-    let names: Vec<&str> = crate::event::EventKind::ALL
+    let names: Vec<&str> = herald_event::EventKind::ALL
         .iter()
         .map(|k| k.as_str())
         .collect();
@@ -210,16 +210,16 @@ fn event_doc() -> Value {
         "description": "Per host, a count (playbook_on_stats)",
         "additionalProperties": {"type": "integer", "minimum": 0, "maximum": MAX_SAFE}});
     let mut data = serde_json::Map::new();
-    for key in crate::event::EVENT_DATA_STRINGS {
+    for key in herald_event::EVENT_DATA_STRINGS {
         data.insert(key.to_string(), text.clone());
     }
     for key in ["start", "end"] {
         data.insert(key.into(), time.clone());
     }
-    for key in crate::event::EVENT_DATA_OBJECTS {
+    for key in herald_event::EVENT_DATA_OBJECTS {
         data.insert(key.to_string(), object.clone());
     }
-    for key in crate::event::STATS_MAPS {
+    for key in herald_event::STATS_MAPS {
         data.insert(key.to_string(), counts.clone());
     }
     data.insert("duration".into(), json!({"type": ["number", "null"]}));

@@ -9,8 +9,8 @@
 //! variables). Spans are dropped, never queued without bound, when the
 //! collector is slow or away.
 
-use crate::config::TelemetryConfig;
 use bytes::Bytes;
+use herald_config::TelemetryConfig;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;

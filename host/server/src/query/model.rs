@@ -335,7 +335,7 @@ impl PartialSchema for EventKindName {
         ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::String))
             .enum_values(Some(
-                crate::event::EventKind::ALL
+                herald_event::EventKind::ALL
                     .iter()
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>(),

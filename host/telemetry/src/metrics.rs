@@ -1,37 +1,11 @@
-//! Logs and metrics: the tracing subscriber, Herald's own Prometheus series
-//! (through the `metrics` facade) and the series plugins define through the
-//! `metrics` import, rendered together on `/metrics`.
+//! Herald's own Prometheus series (through the `metrics` facade) and the
+//! series plugins define through the `metrics` import, rendered together on
+//! `/metrics`.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
-use tracing_subscriber::EnvFilter;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (the default, for log shippers).
-    Json,
-    /// Human-readable lines.
-    Text,
-}
-
-/// Installs the global tracing subscriber; the level comes from `RUST_LOG`
-/// (default `info`). Logs go to stderr.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal, not in journald or a log file.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -632,120 +606,6 @@ mod tests {
         assert!(
             text.contains("run_seconds_count{plugin=\"p\",tenant=\"t\"} 2"),
             "{text}"
-        );
-    }
-}
-
-/// Correlation ids of one API request, set by [`observe`] and read by the
-/// handlers (ingest stores them with each event, so the deliveries an event
-/// causes log the same ids).
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// From `X-Request-Id` when it is a sane token, else generated; echoed in the answer.
-    pub request_id: String,
-    /// W3C trace id: from an incoming `traceparent`, else generated.
-    pub trace_id: String,
-    /// The caller's span id from `traceparent`, if any.
-    pub parent_span_id: Option<String>,
-    /// This request's own span id (the `ingest` span of `POST /v1/events`;
-    /// stored with the events so delivery spans are its children).
-    pub span_id: String,
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut v = vec![0u8; bytes];
-    rand::fill(&mut v[..]);
-    hex::encode(v)
-}
-
-/// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
-    let mut parts = v.trim().split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex_of = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex_of(version, 2)
-        || version == "ff"
-        || !hex_of(trace, 32)
-        || !hex_of(span, 16)
-        || !hex_of(flags, 2)
-    {
-        return None;
-    }
-    if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
-        return None;
-    }
-    Some((trace.to_ascii_lowercase(), span.to_ascii_lowercase()))
-}
-
-/// Middleware: correlation ids, a span per request, `X-Request-Id` echoed,
-/// and `herald_http_requests_total` / `herald_http_request_duration_seconds`
-/// by method, route template and status.
-pub async fn observe(
-    matched: Option<axum::extract::MatchedPath>,
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument;
-    let started = std::time::Instant::now();
-    let method = req.method().as_str().to_string();
-    let route = matched
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| random_hex(16));
-    let (trace_id, parent_span_id) = match req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent)
-    {
-        Some((t, s)) => (t, Some(s)),
-        None => (random_hex(16), None),
-    };
-    let ctx = RequestContext {
-        request_id: request_id.clone(),
-        trace_id: trace_id.clone(),
-        parent_span_id,
-        span_id: crate::otlp::new_span_id(),
-    };
-    req.extensions_mut().insert(ctx);
-    let span = tracing::info_span!("request", %request_id, %trace_id, %method, %route);
-    let mut resp = next.run(req).instrument(span).await;
-    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("herald_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("herald_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    resp
-}
-
-#[cfg(test)]
-mod context_tests {
-    use super::*;
-
-    #[test]
-    fn traceparent_is_parsed_strictly() {
-        let (t, s) =
-            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        assert_eq!(
-            (t.as_str(), s.as_str()),
-            ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
-        );
-        assert!(
-            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none()
-        );
-        assert!(parse_traceparent("00-xyz-00f067aa0ba902b7-01").is_none());
-        assert!(
-            parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none()
         );
     }
 }

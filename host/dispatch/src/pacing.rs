@@ -1,5 +1,5 @@
-//! Token buckets on `governor`: the tenant ingest limit ([`crate::tenancy`])
-//! and the sink pacing ([`crate::dispatch`]) both build their quota here.
+//! Token buckets on `governor`: the tenant ingest limit (the server's tenancy)
+//! and the sink pacing ([`crate::worker`]) both build their quota here.
 
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;

@@ -2,15 +2,15 @@
 //! commit it to the journal, and only then answer 202.
 
 use crate::api::{ApiError, AppState};
-use crate::event::{parse_array, parse_event, validate, WireEvent};
-use crate::journal::prelude::*;
-use crate::telemetry::RequestContext;
 use crate::tenancy::tenant_of;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use herald_event::{parse_array, parse_event, validate, WireEvent};
+use herald_journal::prelude::*;
+use herald_telemetry::RequestContext;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::sync::Arc;
@@ -30,13 +30,13 @@ fn dropped_of(headers: &HeaderMap) -> Result<u64, ApiError> {
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|v| v.parse::<u64>().ok())
-        .filter(|n| *n <= crate::event::MAX_SAFE_INTEGER)
+        .filter(|n| *n <= herald_event::MAX_SAFE_INTEGER)
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_header",
                 format!(
                     "X-Herald-Dropped must be an integer from 0 to {}",
-                    crate::event::MAX_SAFE_INTEGER
+                    herald_event::MAX_SAFE_INTEGER
                 ),
             )
             .with_field("X-Herald-Dropped")
@@ -244,9 +244,9 @@ pub async fn post_events(
     body: Body,
 ) -> Response {
     let ctx = request_context.map(|axum::Extension(c)| c);
-    let started_ns = crate::otlp::now_ns();
+    let started_ns = herald_telemetry::otlp::now_ns();
     let result = ingest(&state, &headers, body, ctx.as_ref()).await;
-    if let Some(c) = ctx.as_ref().filter(|_| crate::otlp::enabled()) {
+    if let Some(c) = ctx.as_ref().filter(|_| herald_telemetry::otlp::enabled()) {
         ingest_span(c, started_ns, &result);
     }
     match result {
@@ -286,7 +286,7 @@ fn ingest_span(
     started_ns: u64,
     result: &Result<(String, usize, usize), (Option<String>, ApiError)>,
 ) {
-    use crate::otlp::Attr;
+    use herald_telemetry::otlp::Attr;
     let mut attrs: Vec<(String, Attr)> = vec![
         ("http.request.method".into(), "POST".into()),
         ("http.route".into(), "/v1/events".into()),
@@ -308,14 +308,14 @@ fn ingest_span(
     if let Some(t) = tenant {
         attrs.push(("herald.tenant".into(), t.into()));
     }
-    crate::otlp::emit(
+    herald_telemetry::otlp::emit(
         "ingest",
-        crate::otlp::Kind::Server,
+        herald_telemetry::otlp::Kind::Server,
         &c.trace_id,
         &c.span_id,
         c.parent_span_id.as_deref(),
         started_ns,
-        crate::otlp::now_ns(),
+        herald_telemetry::otlp::now_ns(),
         attrs,
         error,
     );
@@ -378,17 +378,17 @@ async fn ingest(
         request_context.map(|c| (c.request_id.clone(), c.trace_id.clone(), c.span_id.clone()));
     let first_run = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
     let event_count = events.len();
-    let commit_started_ns = crate::otlp::now_ns();
+    let commit_started_ns = herald_telemetry::otlp::now_ns();
     let committed = journal.commit(owned_tenant, events, targets, context).await;
-    if let Some(c) = request_context.filter(|_| crate::otlp::enabled()) {
-        crate::otlp::emit(
+    if let Some(c) = request_context.filter(|_| herald_telemetry::otlp::enabled()) {
+        herald_telemetry::otlp::emit(
             "journal.commit",
-            crate::otlp::Kind::Internal,
+            herald_telemetry::otlp::Kind::Internal,
             &c.trace_id,
-            &crate::otlp::new_span_id(),
+            &herald_telemetry::otlp::new_span_id(),
             Some(&c.span_id),
             commit_started_ns,
-            crate::otlp::now_ns(),
+            herald_telemetry::otlp::now_ns(),
             vec![
                 ("herald.tenant".into(), tenant.clone().into()),
                 ("herald.events".into(), event_count.into()),

@@ -2,9 +2,9 @@
 //! may still send (ingest rate limit and journal quota).
 
 use crate::api::ApiError;
-use crate::config::{Config, TenantConfig};
-use crate::ratelimit::{self, DebtBucket};
 use axum::http::{header, HeaderMap};
+use herald_config::{Config, TenantConfig};
+use herald_dispatch::pacing::{self as ratelimit, DebtBucket};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 

@@ -3,12 +3,12 @@
 //! Every call is scoped to the caller's tenant.
 
 use crate::api::{ApiError, AppState};
-use crate::journal::DeadLetter;
 use crate::tenancy::tenant_of;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use herald_journal::DeadLetter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -68,7 +68,7 @@ fn own_plugin(state: &AppState, tenant: &str, plugin: &str) -> Result<(), ApiErr
 
 async fn blocking<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&dyn crate::journal::Store) -> Result<T, crate::journal::JournalError>
+    f: impl FnOnce(&dyn herald_journal::Store) -> Result<T, herald_journal::JournalError>
         + Send
         + 'static,
 ) -> Result<T, ApiError> {

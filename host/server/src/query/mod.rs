@@ -7,7 +7,7 @@
 //! previous page). Query parameters are validated: an unknown, repeated or
 //! malformed one is a 400 `invalid_parameter` naming it in `field`.
 //!
-//! The handlers read the journal through its [`crate::journal::RunQueries`]
+//! The handlers read the journal through its [`herald_journal::RunQueries`]
 //! trait (the backend's pooled read connections), in `spawn_blocking`.
 
 pub mod model;
@@ -15,14 +15,14 @@ pub mod openapi;
 pub mod store;
 
 use crate::api::{ApiError, AppState};
-use crate::event::{EventKind, Status};
-use crate::journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use crate::tenancy::tenant_of;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
+use herald_event::{EventKind, Status};
+use herald_journal::{DeliveryFilter, EventFilter, RunFilter, RunQueries};
 use model::*;
 
 /// A run without `playbook_on_stats` and without any event for this long is
@@ -131,7 +131,7 @@ impl Params {
                     )
                 })?,
         };
-        Ok(crate::journal::now_ms() - secs * 1000)
+        Ok(herald_journal::now_ms() - secs * 1000)
     }
 
     fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {

@@ -1,40 +1,18 @@
-//! Delivery: one worker per plugin instance takes the instance's pending
-//! deliveries from the journal, in journal order, and calls the plugin.
-//!
-//! A worker reads pending deliveries in batches (reading the next batch
-//! ahead while a backlog streams), and hands each attempt's outcome to the
-//! journal's writer without waiting for it: outcomes are committed in groups,
-//! and until one is, the worker skips that delivery when it reads again.
-//!
-//! Within a run, events are delivered in order: once an event of a run waits
-//! for a retry, the run's later events wait behind it. Other runs go on.
-//! Retries use the instance's policy (exponential backoff with full jitter),
-//! or exactly the delay the plugin asked for (`Retry-After`); after
-//! `max_attempts`, or on a permanent failure, the delivery is dead-lettered.
-//!
-//! A delivery belongs to its event's tenant: a worker only ever hands its
-//! plugin events of the tenant the instance serves. When a reload gave the
-//! instance name to another tenant, the earlier tenant's pending deliveries
-//! are dead-lettered with a reason saying so (visible to that tenant only).
-//!
-//! Each worker has a circuit breaker (the instance's `failure_policy`): after
-//! `open_after` consecutive failed calls the instance is paused for a while
-//! (its deliveries wait in the journal and use no attempts), then one delivery
-//! probes it; success closes the breaker, failure pauses it again for twice as
-//! long. The state is the `herald_plugin_state` gauge, log lines, and the
-//! `state`/`breaker` of `GET /v1/plugins`.
+//! The delivery loop of one plugin instance: batches, ordering within a
+//! run, retries with backoff, dead letters, held outcomes.
 
-use crate::config::{FailureCount, FailurePolicy, PluginConfig, RetryPolicy, SinkRateLimit};
-use crate::journal::prelude::*;
-use crate::journal::{
-    now_ms, CommitNotice, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
+use crate::breaker::{Breaker, Verdict};
+use crate::plugin::Plugin;
+use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
+use herald_journal::prelude::*;
+use herald_journal::{
+    now_ms, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
 };
-use crate::runtime::{bounded, CallError, CallReport, Outcome, PluginInstance};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+use herald_runtime::{bounded, CallError, Outcome};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -48,435 +26,6 @@ const MAX_REASON: usize = 2048;
 /// once the oldest held one is this old: before the next delivery, or while
 /// a call still runs.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-/// What an instance is doing, as its breaker sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceState {
-    /// Delivering (breaker closed).
-    Running,
-    /// Paused after repeated failures (breaker open): deliveries wait.
-    Paused,
-    /// The pause is over: the next delivery is a probe (breaker half-open).
-    Probing,
-}
-
-impl InstanceState {
-    const ALL: [InstanceState; 3] = [Self::Running, Self::Paused, Self::Probing];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Probing => "probing",
-        }
-    }
-}
-
-/// The last fault of an instance.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LastFault {
-    pub reason: &'static str,
-    pub message: String,
-    pub at_ms: i64,
-}
-
-/// A snapshot of an instance's breaker, for `GET /v1/plugins`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BreakerStatus {
-    pub state: InstanceState,
-    /// Failed calls in a row (see `failure_policy.count`).
-    pub consecutive_failures: u32,
-    /// How many times the breaker opened since the instance started.
-    pub opened: u64,
-    /// When the pause ends (epoch ms), while paused.
-    pub paused_until_ms: Option<i64>,
-    /// Length of the current (or next) pause.
-    pub pause_ms: u64,
-    /// Faults since the instance started.
-    pub faults: u64,
-    pub last_fault: Option<LastFault>,
-}
-
-/// How one call counts for the breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Success,
-    Failure,
-    /// Neither (a permanent answer without a fault; a retryable answer when only faults count).
-    Neutral,
-}
-
-/// The circuit breaker of one worker (`failure_policy`).
-pub struct Breaker {
-    policy: FailurePolicy,
-    tenant: String,
-    plugin: String,
-    status: Mutex<BreakerStatus>,
-}
-
-impl Breaker {
-    fn new(policy: FailurePolicy, tenant: &str, plugin: &str) -> Breaker {
-        let b = Breaker {
-            status: Mutex::new(BreakerStatus {
-                state: InstanceState::Running,
-                consecutive_failures: 0,
-                opened: 0,
-                paused_until_ms: None,
-                pause_ms: policy.pause_ms,
-                faults: 0,
-                last_fault: None,
-            }),
-            policy,
-            tenant: tenant.to_string(),
-            plugin: plugin.to_string(),
-        };
-        b.publish(InstanceState::Running);
-        b
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerStatus> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sets the `herald_plugin_state` gauge: 1 for `state`, 0 for the others.
-    fn publish(&self, state: InstanceState) {
-        for s in InstanceState::ALL {
-            metrics::gauge!("herald_plugin_state", "tenant" => self.tenant.clone(),
-                "plugin" => self.plugin.clone(), "state" => s.as_str())
-            .set(if s == state { 1.0 } else { 0.0 });
-        }
-    }
-
-    /// Clears the gauge when the worker stops.
-    fn retire(&self) {
-        for s in InstanceState::ALL {
-            metrics::gauge!("herald_plugin_state", "tenant" => self.tenant.clone(),
-                "plugin" => self.plugin.clone(), "state" => s.as_str())
-            .set(0.0);
-        }
-    }
-
-    pub fn status(&self) -> BreakerStatus {
-        self.lock().clone()
-    }
-
-    fn note_fault(&self, reason: &'static str, message: &str) {
-        let mut s = self.lock();
-        s.faults += 1;
-        s.last_fault = Some(LastFault {
-            reason,
-            message: message.to_string(),
-            at_ms: now_ms(),
-        });
-    }
-
-    /// While paused: when the pause ends.
-    fn paused_until(&self) -> Option<i64> {
-        let s = self.lock();
-        (s.state == InstanceState::Paused)
-            .then_some(s.paused_until_ms)
-            .flatten()
-    }
-
-    /// The pause is over: the next delivery probes the instance.
-    fn start_probe(&self) {
-        let mut s = self.lock();
-        if s.state == InstanceState::Paused {
-            s.state = InstanceState::Probing;
-            s.paused_until_ms = None;
-            drop(s);
-            self.publish(InstanceState::Probing);
-            tracing::info!(plugin = %self.plugin, tenant = %self.tenant,
-                "circuit breaker half-open: the next delivery probes the plugin instance");
-        }
-    }
-
-    /// Records one call; true when the instance is now paused.
-    fn record(&self, verdict: Verdict) -> bool {
-        let mut s = self.lock();
-        let was = s.state;
-        match verdict {
-            Verdict::Success | Verdict::Neutral if was == InstanceState::Probing => {
-                s.state = InstanceState::Running;
-                s.consecutive_failures = 0;
-                s.pause_ms = self.policy.pause_ms;
-                drop(s);
-                self.publish(InstanceState::Running);
-                tracing::info!(plugin = %self.plugin, tenant = %self.tenant,
-                    "circuit breaker closed: the probe succeeded, the plugin instance delivers again");
-                false
-            }
-            Verdict::Success => {
-                s.consecutive_failures = 0;
-                false
-            }
-            Verdict::Neutral => false,
-            Verdict::Failure => {
-                s.consecutive_failures += 1;
-                let open = if was == InstanceState::Probing {
-                    s.pause_ms = (s.pause_ms.saturating_mul(2)).min(self.policy.max_pause_ms);
-                    true
-                } else {
-                    self.policy.open_after > 0 && s.consecutive_failures >= self.policy.open_after
-                };
-                if !open {
-                    return false;
-                }
-                let pause = s.pause_ms;
-                s.state = InstanceState::Paused;
-                s.paused_until_ms = Some(now_ms() + pause as i64);
-                s.opened += 1;
-                let failures = s.consecutive_failures;
-                let last = s
-                    .last_fault
-                    .as_ref()
-                    .map(|f| format!("{}: {}", f.reason, f.message))
-                    .unwrap_or_else(|| "retryable answers".into());
-                drop(s);
-                self.publish(InstanceState::Paused);
-                metrics::counter!("herald_plugin_breaker_opened_total",
-                    "tenant" => self.tenant.clone(), "plugin" => self.plugin.clone())
-                .increment(1);
-                tracing::warn!(plugin = %self.plugin, tenant = %self.tenant, consecutive_failures = failures,
-                    pause_ms = pause, last_fault = %last,
-                    "circuit breaker open: plugin instance paused after {failures} failed calls in a row; its deliveries wait");
-                true
-            }
-        }
-    }
-}
-
-/// What a worker needs of a plugin instance: its name, tenant and one call.
-/// The runtime's [`PluginInstance`] is the one that runs; the worker loop's
-/// tests script their own.
-pub trait Plugin: Send + 'static {
-    /// The instance's name (`[plugins.NAME]`).
-    fn name(&self) -> &str;
-    /// The tenant the instance serves.
-    fn tenant(&self) -> &str;
-    /// Hands the plugin one stored event (its journal JSON); `attempt` counts from 1.
-    fn deliver<'a>(
-        &'a mut self,
-        body: &'a str,
-        attempt: u32,
-    ) -> impl Future<Output = CallReport> + Send + 'a;
-}
-
-impl Plugin for PluginInstance {
-    fn name(&self) -> &str {
-        &self.spec().name
-    }
-
-    fn tenant(&self) -> &str {
-        &self.spec().tenant
-    }
-
-    fn deliver<'a>(
-        &'a mut self,
-        body: &'a str,
-        attempt: u32,
-    ) -> impl Future<Output = CallReport> + Send + 'a {
-        PluginInstance::deliver(self, body, attempt)
-    }
-}
-
-/// A plugin instance ready to run, with what the dispatcher needs to know of it.
-pub struct WorkerSpec {
-    pub instance: PluginInstance,
-    pub config: PluginConfig,
-    /// sha256 of the component file: a changed file is a changed instance.
-    pub component_sha256: String,
-}
-
-type Workers = Arc<Mutex<BTreeMap<String, Worker>>>;
-
-fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
-    workers.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The running workers, by plugin instance name. Workers can be added and
-/// stopped while ingest goes on (configuration reload). The dispatcher
-/// subscribes to the journal's commits and wakes the workers that have new
-/// deliveries; nothing upstream knows it exists.
-pub struct Dispatcher {
-    journal: Journal,
-    workers: Workers,
-    listener: JoinHandle<()>,
-}
-
-struct Worker {
-    tenant: String,
-    /// The contract version of the instance's component.
-    contract: &'static str,
-    breaker: Arc<Breaker>,
-    config: PluginConfig,
-    component_sha256: String,
-    notify: Arc<Notify>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Dispatcher {
-    fn drop(&mut self) {
-        self.listener.abort();
-        for w in self.lock().values() {
-            w.task.abort();
-        }
-    }
-}
-
-impl Dispatcher {
-    /// Starts one worker per instance.
-    pub fn start(specs: Vec<WorkerSpec>, journal: Journal) -> Dispatcher {
-        let workers = Workers::default();
-        let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
-        let d = Dispatcher {
-            journal,
-            workers,
-            listener,
-        };
-        for spec in specs {
-            d.add(spec);
-        }
-        d
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
-        lock(&self.workers)
-    }
-
-    /// Starts a worker; a running worker of the same name is stopped first
-    /// (it finishes the delivery it is in).
-    pub fn add(&self, spec: WorkerSpec) {
-        let contract = spec.instance.contract();
-        self.add_plugin(spec.instance, contract, spec.config, spec.component_sha256);
-    }
-
-    fn add_plugin<P: Plugin>(
-        &self,
-        instance: P,
-        contract: &'static str,
-        config: PluginConfig,
-        component_sha256: String,
-    ) {
-        let name = instance.name().to_string();
-        let tenant = instance.tenant().to_string();
-        let notify = Arc::new(Notify::new());
-        let (stop, stopped) = watch::channel(false);
-        let breaker = Arc::new(Breaker::new(config.failure_policy.clone(), &tenant, &name));
-        let task = tokio::spawn(run_worker(
-            instance,
-            config.rate_limit.clone(),
-            config.retry,
-            breaker.clone(),
-            self.journal.clone(),
-            notify.clone(),
-            stopped,
-        ));
-        let worker = Worker {
-            tenant,
-            contract,
-            breaker,
-            config,
-            component_sha256,
-            notify,
-            stop,
-            task,
-        };
-        if let Some(old) = self.lock().insert(name, worker) {
-            let _ = old.stop.send(true);
-        }
-    }
-
-    /// Stops a worker after its current delivery. Its pending deliveries stay
-    /// in the journal and resume if an instance of the same name and tenant
-    /// comes back (an instance of that name for another tenant dead-letters
-    /// them instead, see [`WorkerCtx::disown`]).
-    pub fn remove(&self, name: &str) -> bool {
-        match self.lock().remove(name) {
-            Some(w) => {
-                let _ = w.stop.send(true);
-                w.breaker.retire();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Whether a running worker has exactly this configuration and component.
-    pub fn is_unchanged(&self, name: &str, config: &PluginConfig, component_sha256: &str) -> bool {
-        self.lock()
-            .get(name)
-            .is_some_and(|w| &w.config == config && w.component_sha256 == component_sha256)
-    }
-
-    /// The breaker state of a running worker.
-    pub fn status(&self, name: &str) -> Option<BreakerStatus> {
-        self.lock().get(name).map(|w| w.breaker.status())
-    }
-
-    /// The contract version (`herald:plugin/handler@X.Y.Z`) an instance's component exports.
-    pub fn contract(&self, name: &str) -> Option<&'static str> {
-        self.lock().get(name).map(|w| w.contract)
-    }
-
-    /// Names of the running workers.
-    pub fn names(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
-    }
-
-    /// Stops every worker after its current delivery and waits (at most
-    /// `within`) until they have written their outcomes, so a clean stop
-    /// does not deliver anything twice after the restart.
-    pub async fn shutdown(&self, within: Duration) {
-        let workers: Vec<Worker> = std::mem::take(&mut *self.lock()).into_values().collect();
-        let mut tasks = Vec::with_capacity(workers.len());
-        for w in workers {
-            let _ = w.stop.send(true);
-            w.breaker.retire();
-            tasks.push(w.task);
-        }
-        let deadline = tokio::time::Instant::now() + within;
-        let mut late = false;
-        for task in tasks {
-            late |= tokio::time::timeout_at(deadline, task).await.is_err();
-        }
-        if late {
-            tracing::warn!(
-                "plugin instances still delivering after {} s at shutdown; their last outcomes are delivered again after the restart",
-                within.as_secs()
-            );
-        }
-    }
-}
-
-/// Wakes the workers with new deliveries after each commit: a tenant's
-/// workers for its new events, one instance for its requeued ones. A lagging
-/// subscriber wakes every worker (a spurious wake-up only costs a read).
-async fn wake_on_commits(mut commits: broadcast::Receiver<CommitNotice>, workers: Workers) {
-    loop {
-        let notice = commits.recv().await;
-        let workers = lock(&workers);
-        match notice {
-            Ok(CommitNotice::Events { tenant }) => {
-                for w in workers.values().filter(|w| *w.tenant == *tenant) {
-                    w.notify.notify_one();
-                }
-            }
-            Ok(CommitNotice::Requeued { plugin }) => {
-                if let Some(w) = workers.get(&*plugin) {
-                    w.notify.notify_one();
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                for w in workers.values() {
-                    w.notify.notify_one();
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
 
 async fn blocking<T: Send + 'static>(
     journal: &Journal,
@@ -695,7 +244,7 @@ impl WorkerCtx {
     }
 }
 
-async fn run_worker<P: Plugin>(
+pub(crate) async fn run_worker<P: Plugin>(
     mut instance: P,
     rate_limit: Option<SinkRateLimit>,
     policy: RetryPolicy,
@@ -707,8 +256,8 @@ async fn run_worker<P: Plugin>(
     let name = instance.name().to_string();
     let tenant = instance.tenant().to_string();
     let pacer = rate_limit
-        .and_then(|r| crate::ratelimit::quota(r.per_second, r.burst))
-        .map(crate::ratelimit::Pacer::direct);
+        .and_then(|r| crate::pacing::quota(r.per_second, r.burst))
+        .map(crate::pacing::Pacer::direct);
     // Reads go on from `cursor` (the last event read) while a backlog
     // streams, and start again from the oldest pending delivery (0) once
     // the worker has caught up; `blocked_runs` and `earliest` hold across
@@ -802,7 +351,7 @@ async fn run_worker<P: Plugin>(
                 continue;
             }
             if let Some(pacer) = pacer.as_ref() {
-                crate::ratelimit::paced(pacer).await;
+                crate::pacing::paced(pacer).await;
             }
             if !w.marks.is_empty() && w.marks_since.elapsed() >= FLUSH_EVERY {
                 w.send();
@@ -872,19 +421,19 @@ async fn deliver<P: Plugin>(
     w: &mut WorkerCtx,
     d: &PendingDelivery,
 ) -> (Step, Verdict) {
-    let started_ns = crate::otlp::now_ns();
+    let started_ns = herald_telemetry::otlp::now_ns();
     let mut outcome: (&'static str, Option<String>) = ("ok", None);
     let result = attempt_delivery(instance, w, d, &mut outcome).await;
-    if let (true, Some(trace_id)) = (crate::otlp::enabled(), d.trace_id.as_deref()) {
+    if let (true, Some(trace_id)) = (herald_telemetry::otlp::enabled(), d.trace_id.as_deref()) {
         let (outcome, reason) = outcome;
-        crate::otlp::emit(
+        herald_telemetry::otlp::emit(
             "delivery",
-            crate::otlp::Kind::Internal,
+            herald_telemetry::otlp::Kind::Internal,
             trace_id,
-            &crate::otlp::new_span_id(),
+            &herald_telemetry::otlp::new_span_id(),
             d.span_id.as_deref(),
             started_ns,
-            crate::otlp::now_ns(),
+            herald_telemetry::otlp::now_ns(),
             vec![
                 ("herald.plugin".into(), w.name.clone().into()),
                 ("herald.tenant".into(), w.tenant.clone().into()),
@@ -1094,62 +643,6 @@ fn dead_letter(w: &mut WorkerCtx, d: &PendingDelivery, attempt: u32, reason: Str
 mod tests {
     use super::*;
 
-    fn breaker(open_after: u32) -> Breaker {
-        Breaker::new(
-            FailurePolicy {
-                open_after,
-                count: FailureCount::Failures,
-                pause_ms: 100,
-                max_pause_ms: 250,
-            },
-            "t",
-            "p",
-        )
-    }
-
-    #[test]
-    fn opens_after_n_failures_in_a_row_and_probes() {
-        let b = breaker(3);
-        assert!(!b.record(Verdict::Failure));
-        assert!(!b.record(Verdict::Failure));
-        assert!(!b.record(Verdict::Success), "a success resets the count");
-        assert!(!b.record(Verdict::Failure));
-        assert!(
-            !b.record(Verdict::Neutral),
-            "a permanent answer changes nothing"
-        );
-        assert!(!b.record(Verdict::Failure));
-        assert!(b.record(Verdict::Failure));
-        let s = b.status();
-        assert_eq!(s.state, InstanceState::Paused);
-        assert_eq!(s.opened, 1);
-        assert!(b.paused_until().is_some());
-        b.start_probe();
-        assert_eq!(b.status().state, InstanceState::Probing);
-        // A failed probe pauses again, twice as long, capped.
-        assert!(b.record(Verdict::Failure));
-        assert_eq!(b.status().pause_ms, 200);
-        b.start_probe();
-        assert!(b.record(Verdict::Failure));
-        assert_eq!(b.status().pause_ms, 250);
-        b.start_probe();
-        assert!(!b.record(Verdict::Success));
-        let s = b.status();
-        assert_eq!(
-            (s.state, s.consecutive_failures, s.pause_ms),
-            (InstanceState::Running, 0, 100)
-        );
-    }
-
-    #[test]
-    fn open_after_zero_never_pauses() {
-        let b = breaker(0);
-        for _ in 0..100 {
-            assert!(!b.record(Verdict::Failure));
-        }
-        assert_eq!(b.status().state, InstanceState::Running);
-    }
-
     #[test]
     fn reasons_are_bounded_on_char_boundaries() {
         let s = "é".repeat(3000);
@@ -1164,7 +657,12 @@ mod tests {
 #[cfg(test)]
 mod worker_tests {
     use super::*;
+    use crate::registry::Dispatcher;
+    use herald_config::PluginConfig;
+    use herald_runtime::CallReport;
     use serde_json::{json, Value};
+    use std::future::Future;
+    use std::sync::Mutex;
 
     /// What a scripted plugin answers: by the event's uuid and the attempt.
     type Answer = Box<dyn Fn(&str, u32) -> Result<Outcome, CallError> + Send>;
@@ -1213,8 +711,8 @@ mod worker_tests {
         Journal::open(&dir.join("j.db")).expect("a temporary journal opens")
     }
 
-    fn event(uuid: &str, run: &str, counter: u64) -> crate::event::WireEvent {
-        crate::event::validate(
+    fn event(uuid: &str, run: &str, counter: u64) -> herald_event::WireEvent {
+        herald_event::validate(
             json!({"uuid": uuid, "event": "runner_on_ok", "counter": counter,
             "created": "2026-01-01T00:00:00", "run_id": run,
             "event_data": {"playbook": "p.yml", "host": "h"}}),
@@ -1245,7 +743,7 @@ mod worker_tests {
         (d, calls)
     }
 
-    fn commit(j: &Journal, events: &[crate::event::WireEvent]) {
+    fn commit(j: &Journal, events: &[herald_event::WireEvent]) {
         let targets = vec![vec!["p".to_string()]; events.len()];
         j.commit_batch("t", events, &targets)
             .expect("the batch commits");

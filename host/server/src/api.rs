@@ -1,10 +1,5 @@
 //! The HTTP surface: routes, shared state and the JSON error body.
 
-use crate::config::{Config, MetricsAuth};
-use crate::dispatch::Dispatcher;
-use crate::journal::prelude::*;
-use crate::journal::Journal;
-use crate::telemetry::Metrics;
 use crate::tenancy::{bearer, require_admin, Limiter};
 use arc_swap::ArcSwap;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,6 +7,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use herald_config::{Config, MetricsAuth};
+use herald_dispatch::Dispatcher;
+use herald_journal::prelude::*;
+use herald_journal::Journal;
+use herald_telemetry::Metrics;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
@@ -142,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/reload", get(reload_status))
         .merge(crate::recovery::router())
         .merge(crate::query::router())
-        .route_layer(axum::middleware::from_fn(crate::telemetry::observe))
+        .route_layer(axum::middleware::from_fn(crate::observe::observe))
         // An unknown path gets the JSON error body too, not an empty 404.
         .fallback(not_found)
         // The ingest handler enforces the configured limit itself, with a JSON 413.
@@ -266,7 +266,7 @@ pub async fn tenant_metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = crate::tenancy::tenant_of(&state.live.load(), &headers)?;
-    let text = crate::telemetry::tenant_series(&state.metrics.render(), &tenant);
+    let text = herald_telemetry::metrics::tenant_series(&state.metrics.render(), &tenant);
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response())
 }
 
@@ -292,7 +292,7 @@ pub async fn list_plugins(
     let journal = state.journal.clone();
     type Row = (
         String,
-        Option<crate::dispatch::BreakerStatus>,
+        Option<herald_dispatch::BreakerStatus>,
         Option<&'static str>,
     );
     let names: Vec<Row> = state

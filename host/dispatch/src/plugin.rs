@@ -1,0 +1,38 @@
+//! What a worker needs of a plugin instance.
+
+use herald_runtime::{CallReport, PluginInstance};
+use std::future::Future;
+
+/// What a worker needs of a plugin instance: its name, tenant and one call.
+/// The runtime's [`PluginInstance`] is the one that runs; the worker loop's
+/// tests script their own.
+pub trait Plugin: Send + 'static {
+    /// The instance's name (`[plugins.NAME]`).
+    fn name(&self) -> &str;
+    /// The tenant the instance serves.
+    fn tenant(&self) -> &str;
+    /// Hands the plugin one stored event (its journal JSON); `attempt` counts from 1.
+    fn deliver<'a>(
+        &'a mut self,
+        body: &'a str,
+        attempt: u32,
+    ) -> impl Future<Output = CallReport> + Send + 'a;
+}
+
+impl Plugin for PluginInstance {
+    fn name(&self) -> &str {
+        &self.spec().name
+    }
+
+    fn tenant(&self) -> &str {
+        &self.spec().tenant
+    }
+
+    fn deliver<'a>(
+        &'a mut self,
+        body: &'a str,
+        attempt: u32,
+    ) -> impl Future<Output = CallReport> + Send + 'a {
+        PluginInstance::deliver(self, body, attempt)
+    }
+}

@@ -1,0 +1,212 @@
+//! The running workers, by plugin instance, and what wakes them.
+
+use crate::breaker::{Breaker, BreakerStatus};
+use crate::plugin::Plugin;
+use crate::worker::run_worker;
+use herald_config::PluginConfig;
+use herald_journal::prelude::*;
+use herald_journal::{CommitNotice, Journal};
+use herald_runtime::PluginInstance;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+
+/// A plugin instance ready to run, with what the dispatcher needs to know of it.
+pub struct WorkerSpec {
+    pub instance: PluginInstance,
+    pub config: PluginConfig,
+    /// sha256 of the component file: a changed file is a changed instance.
+    pub component_sha256: String,
+}
+
+type Workers = Arc<Mutex<BTreeMap<String, Worker>>>;
+
+fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
+    workers.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The running workers, by plugin instance name. Workers can be added and
+/// stopped while ingest goes on (configuration reload). The dispatcher
+/// subscribes to the journal's commits and wakes the workers that have new
+/// deliveries; nothing upstream knows it exists.
+pub struct Dispatcher {
+    journal: Journal,
+    workers: Workers,
+    listener: JoinHandle<()>,
+}
+
+struct Worker {
+    tenant: String,
+    /// The contract version of the instance's component.
+    contract: &'static str,
+    breaker: Arc<Breaker>,
+    config: PluginConfig,
+    component_sha256: String,
+    notify: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.listener.abort();
+        for w in self.lock().values() {
+            w.task.abort();
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Starts one worker per instance.
+    pub fn start(specs: Vec<WorkerSpec>, journal: Journal) -> Dispatcher {
+        let workers = Workers::default();
+        let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
+        let d = Dispatcher {
+            journal,
+            workers,
+            listener,
+        };
+        for spec in specs {
+            d.add(spec);
+        }
+        d
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
+        lock(&self.workers)
+    }
+
+    /// Starts a worker; a running worker of the same name is stopped first
+    /// (it finishes the delivery it is in).
+    pub fn add(&self, spec: WorkerSpec) {
+        let contract = spec.instance.contract();
+        self.add_plugin(spec.instance, contract, spec.config, spec.component_sha256);
+    }
+
+    pub(crate) fn add_plugin<P: Plugin>(
+        &self,
+        instance: P,
+        contract: &'static str,
+        config: PluginConfig,
+        component_sha256: String,
+    ) {
+        let name = instance.name().to_string();
+        let tenant = instance.tenant().to_string();
+        let notify = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let breaker = Arc::new(Breaker::new(config.failure_policy.clone(), &tenant, &name));
+        let task = tokio::spawn(run_worker(
+            instance,
+            config.rate_limit.clone(),
+            config.retry,
+            breaker.clone(),
+            self.journal.clone(),
+            notify.clone(),
+            stopped,
+        ));
+        let worker = Worker {
+            tenant,
+            contract,
+            breaker,
+            config,
+            component_sha256,
+            notify,
+            stop,
+            task,
+        };
+        if let Some(old) = self.lock().insert(name, worker) {
+            let _ = old.stop.send(true);
+        }
+    }
+
+    /// Stops a worker after its current delivery. Its pending deliveries stay
+    /// in the journal and resume if an instance of the same name and tenant
+    /// comes back (an instance of that name for another tenant dead-letters
+    /// them instead, see [`WorkerCtx::disown`]).
+    pub fn remove(&self, name: &str) -> bool {
+        match self.lock().remove(name) {
+            Some(w) => {
+                let _ = w.stop.send(true);
+                w.breaker.retire();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a running worker has exactly this configuration and component.
+    pub fn is_unchanged(&self, name: &str, config: &PluginConfig, component_sha256: &str) -> bool {
+        self.lock()
+            .get(name)
+            .is_some_and(|w| &w.config == config && w.component_sha256 == component_sha256)
+    }
+
+    /// The breaker state of a running worker.
+    pub fn status(&self, name: &str) -> Option<BreakerStatus> {
+        self.lock().get(name).map(|w| w.breaker.status())
+    }
+
+    /// The contract version (`herald:plugin/handler@X.Y.Z`) an instance's component exports.
+    pub fn contract(&self, name: &str) -> Option<&'static str> {
+        self.lock().get(name).map(|w| w.contract)
+    }
+
+    /// Names of the running workers.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Stops every worker after its current delivery and waits (at most
+    /// `within`) until they have written their outcomes, so a clean stop
+    /// does not deliver anything twice after the restart.
+    pub async fn shutdown(&self, within: Duration) {
+        let workers: Vec<Worker> = std::mem::take(&mut *self.lock()).into_values().collect();
+        let mut tasks = Vec::with_capacity(workers.len());
+        for w in workers {
+            let _ = w.stop.send(true);
+            w.breaker.retire();
+            tasks.push(w.task);
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let mut late = false;
+        for task in tasks {
+            late |= tokio::time::timeout_at(deadline, task).await.is_err();
+        }
+        if late {
+            tracing::warn!(
+                "plugin instances still delivering after {} s at shutdown; their last outcomes are delivered again after the restart",
+                within.as_secs()
+            );
+        }
+    }
+}
+
+/// Wakes the workers with new deliveries after each commit: a tenant's
+/// workers for its new events, one instance for its requeued ones. A lagging
+/// subscriber wakes every worker (a spurious wake-up only costs a read).
+async fn wake_on_commits(mut commits: broadcast::Receiver<CommitNotice>, workers: Workers) {
+    loop {
+        let notice = commits.recv().await;
+        let workers = lock(&workers);
+        match notice {
+            Ok(CommitNotice::Events { tenant }) => {
+                for w in workers.values().filter(|w| *w.tenant == *tenant) {
+                    w.notify.notify_one();
+                }
+            }
+            Ok(CommitNotice::Requeued { plugin }) => {
+                if let Some(w) = workers.get(&*plugin) {
+                    w.notify.notify_one();
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                for w in workers.values() {
+                    w.notify.notify_one();
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
