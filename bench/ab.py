@@ -192,6 +192,47 @@ def write_analysis(title: str, text: str):
     run.log("wrote section %r of %s" % (title, path))
 
 
+PART_NAMES = {3: "ingest", 4: "dispatch", 5: "latency"}
+
+
+def pooled(part: int, sz: dict, calls: list) -> dict:
+    """One side's single-round results of a part, pooled into the part's result as run.py makes it."""
+    if part == 3:
+        return run.summarise_ingest(sz, [r for c in calls for r in c["rounds"]])
+    if part == 4:
+        def cat(key):
+            out = dict(calls[0][key])
+            for k, v in out.items():
+                if isinstance(v, list):
+                    out[k] = [x for c in calls for x in c[key][k]]
+            return out
+        return run.summarise_dispatch(cat("raw"), cat("v01_raw_json"), cat("webhook_raw_json"))
+    rows = {int(b): [x for c in calls for x in c["by_batch"][b]["rounds"]] for b in calls[0]["by_batch"]}
+    floor = {b: statistics.median(c["sqlite_floor"][b] for c in calls) for b in calls[0]["sqlite_floor"]}
+    return run.summarise_latency(sz, rows, floor)
+
+
+def record(res: dict, a, sz: dict):
+    """The new side's rounds into bench/results/<size>.json, and BENCHMARKS.md rendered from it."""
+    path = os.path.join(run.RESULTS, "%s.json" % a.size)
+    saved = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+    m = res["_meta"]
+    for key, rounds in res["rounds"].items():
+        part = int(key)
+        saved[PART_NAMES[part]] = pooled(part, sz, [r["new"] for r in rounds])
+        saved[PART_NAMES[part]]["_meta"] = {"date": m["date"], "commit": m["new"], "host_dirty": m["new_dirty"],
+                                            "loadavg": m["loadavg"][0]}
+    with open(path, "w") as f:
+        json.dump(saved, f, indent=1)
+    out = os.path.join(ROOT, "BENCHMARKS.md")
+    with open(out, "w") as f:
+        f.write(run.render(saved, a.size))
+    run.log("recorded the new side's parts %s in %s and %s" % (", ".join(res["rounds"]), path, out))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--old", required=True, help="the old commit (built in its own worktree)")
@@ -206,6 +247,9 @@ def main() -> int:
     ap.add_argument("--no-build", action="store_true", help="use what the target directories hold")
     ap.add_argument("--note", default="", help="sentence about the machine (load, other work)")
     ap.add_argument("--write-analysis", metavar="TITLE", help="write the table into bench/analysis.md")
+    ap.add_argument("--record", action="store_true",
+                    help="also put the new side's rounds into results/<size>.json and render BENCHMARKS.md "
+                         "(after --write-analysis, so it carries the table)")
     a = ap.parse_args()
     sz = dict(run.SIZES[a.size])
     for kv in a.set:
@@ -259,6 +303,8 @@ def main() -> int:
     print(text)
     if a.write_analysis:
         write_analysis(a.write_analysis, text)
+    if a.record:
+        record(res, a, sz)
     run.log("wrote %s" % path)
     return 0
 
