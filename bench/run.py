@@ -396,6 +396,11 @@ def part_ingest(sz):
             log("ingest round %d: herald %.0f ev/s, bare sqlite %.0f ev/s" % (r, h["events_per_s"], s["events_per_s"]))
     finally:
         host.stop()
+    return summarise_ingest(sz, rows)
+
+
+def summarise_ingest(sz, rows):
+    """Part 3's result from its rounds (also used by ab.py to pool rounds of several calls)."""
     return {"events": sz["ingest_events"], "batch": sz["ingest_batch"], "concurrency": sz["ingest_concurrency"],
             "avg_event_bytes": rows[0]["herald"]["avg_event_bytes"], "rounds": rows,
             "herald": stats([x["herald"]["events_per_s"] for x in rows]),
@@ -416,6 +421,11 @@ def part_dispatch(sz):
     w = hostbench("webhook", "--plugin", os.path.join(PLUGINS, "webhook.wasm"), "--events", sz["webhook_events"],
                   "--rounds", sz["webhook_rounds"], "--dir", os.path.join(WORK, "webhook"), timeout=3600)
     log("webhook: %s" % w)
+    return summarise_dispatch(d, d1, w)
+
+
+def summarise_dispatch(d, d1, w):
+    """Part 4's result from the three hostbench answers (per-round lists inside)."""
     return {
         "noop_events": d["events"], "webhook_events": w["events"], "raw": d,
         "noop_raw": stats(d["raw_calls_per_s"]), "noop_convert": stats(d["convert_and_call_per_s"]),
@@ -456,12 +466,16 @@ url = "http://127.0.0.1:%d/events"
             rows[b].append(x)
             log("latency round %d, %d per request: ack->sink p50 %.1f ms p99 %.1f ms" % (
                 r, b, x["ack_to_sink_ms"]["p50"], x["ack_to_sink_ms"]["p99"]))
-    out = {"rate": sz["latency_rate"], "seconds": sz["latency_seconds"], "rounds_n": sz["latency_rounds"],
-           "by_batch": {}, "sqlite_floor": {}}
-    for b in batches:
-        # What the disk allows: bare SQLite, one synchronous=FULL transaction per request's events.
-        out["sqlite_floor"][str(b)] = hostbench("sqlite", "--dir", os.path.join(WORK, "sqlite"),
-                                                "--events", 1000 * b, "--batch", b)["events_per_s"]
+    # What the disk allows: bare SQLite, one synchronous=FULL transaction per request's events.
+    floor = {str(b): hostbench("sqlite", "--dir", os.path.join(WORK, "sqlite"), "--events", 1000 * b,
+                               "--batch", b)["events_per_s"] for b in batches}
+    return summarise_latency(sz, rows, floor)
+
+
+def summarise_latency(sz, rows, floor):
+    """Part 5's result from its rounds ({batch: [hostbench answers]}) and the SQLite floor."""
+    out = {"rate": sz["latency_rate"], "seconds": sz["latency_seconds"],
+           "rounds_n": max(len(xs) for xs in rows.values()), "by_batch": {}, "sqlite_floor": floor}
     for b, xs in rows.items():
         out["by_batch"][str(b)] = {
             "rounds": xs,

@@ -16,9 +16,8 @@ use bytes::Bytes;
 use herald::config::{token_hash, Config};
 use herald::dispatch::{Dispatcher, WorkerSpec};
 use herald::event::{validate, WireEvent};
-use herald::journal::Journal;
-use herald::routes::Routes;
-use herald::runtime::{convert, InstanceSpec, LoadedComponent, Outcome, PluginInstance, Runtime};
+use herald::journal::{DeliveryQueue, EventLog, Journal};
+use herald::runtime::{InstanceSpec, LoadedComponent, Outcome, PluginInstance, Runtime};
 use herald::telemetry::Metrics;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -143,8 +142,12 @@ fn event_value(run_id: &str, i: u64, tag: &str) -> Value {
 fn wire_events(n: u64, tag: &str, runs: u64) -> Res<Vec<WireEvent>> {
     (0..n)
         .map(|i| {
-            validate(event_value(&format!("{tag}-run{}", i % runs.max(1)), i, tag))
-                .map_err(|e| format!("{e:?}").into())
+            validate(event_value(
+                &format!("{tag}-run{}", i % runs.max(1)),
+                i,
+                tag,
+            ))
+            .map_err(|e| format!("{e:?}").into())
         })
         .collect()
 }
@@ -194,7 +197,11 @@ async fn post_events(c: &HttpClient, url: &str, token: &str, body: Bytes) -> Res
 /// as fast as the host answers; only 202s count.
 async fn ingest(a: &Args) -> Res<Value> {
     let url = a.get("url", "http://127.0.0.1:8765");
-    let tokens: Vec<String> = a.get("tokens", "bench").split(',').map(String::from).collect();
+    let tokens: Vec<String> = a
+        .get("tokens", "bench")
+        .split(',')
+        .map(String::from)
+        .collect();
     let n = a.num("events", 50_000);
     let batch = a.num("batch", 500) as usize;
     let conc = a.num("concurrency", 4) as usize;
@@ -353,10 +360,22 @@ fn sqlite_bare(a: &Args) -> Res<Value> {
             let now = herald::journal::now_ms();
             for (uuid, run_id, counter, body) in chunk {
                 ins.execute(rusqlite::params![
-                    "bench", uuid, run_id, counter, "runner_on_ok", 1_763_726_400_123i64, now, body
+                    "bench",
+                    uuid,
+                    run_id,
+                    counter,
+                    "runner_on_ok",
+                    1_763_726_400_123i64,
+                    now,
+                    body
                 ])?;
                 run.execute(rusqlite::params![
-                    "bench", run_id, "site.yml", "ctl01.example.com", 1_763_726_400_123i64, false
+                    "bench",
+                    run_id,
+                    "site.yml",
+                    "ctl01.example.com",
+                    1_763_726_400_123i64,
+                    false
                 ])?;
             }
         }
@@ -410,14 +429,14 @@ impl Loaded {
         ))
     }
 
-    /// Raw calls: `handle` on one live instance with one pre-converted event
-    /// (a 0.2.0 plugin is lent its `json`), and `deliver` per journaled event
+    /// Raw calls: `handle` on one live instance with one event prepared for
+    /// its contract version (0.1.0's record, 0.2.0's text), and `deliver` per journaled event
     /// (what a worker does per event: the 0.1.0 adapter converts the whole
     /// record, a 0.2.0 plugin reads what it needs).
     async fn raw(&self, journal: &Journal, bodies: &[String]) -> Res<(f64, f64)> {
         let mut inst = self.instance(journal)?;
         inst.ensure_live().await.map_err(|(e, _)| e.to_string())?;
-        let ev = convert::to_wit("bench", &bodies[0])?;
+        let ev = inst.prepare(&bodies[0])?;
         let t0 = Instant::now();
         for _ in 0..bodies.len() {
             match inst.handle(&ev, 1).await.result {
@@ -452,7 +471,6 @@ impl Loaded {
             instance: self.instance(&journal)?,
             config: cfg.clone(),
             component_sha256: self.component.sha256.clone(),
-            routes: Routes::compile(&cfg.routes).map_err(|e| format!("{e:?}"))?,
         };
         let n = events.len() as u64;
         let t0 = Instant::now();
@@ -462,7 +480,8 @@ impl Loaded {
         // worker's writes, and the journal's own connections stay uncontended),
         // asking only whether one delivery is still pending: a count would
         // walk the whole backlog 50 times a second, on the cores being measured.
-        let watch = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let watch =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let left: bool = watch.query_row(
@@ -495,21 +514,24 @@ impl Loaded {
 }
 
 fn bodies_of(events: &[WireEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e.body().to_string())
-        .collect()
+    events.iter().map(|e| e.body().to_string()).collect()
 }
 
 async fn dispatch(a: &Args) -> Res<Value> {
     let dir = PathBuf::from(a.get("dir", "/tmp/herald-bench-dispatch"));
-    let plugin = a.get("plugin", "bench/target/wasm32-wasip2/release/herald_noop.wasm");
+    let plugin = a.get(
+        "plugin",
+        "bench/target/wasm32-wasip2/release/herald_noop.wasm",
+    );
     let n = a.num("events", 20_000);
     let rounds = a.num("rounds", 3);
     let loaded = load_plugin(
         &dir,
         "noop",
-        &format!("[plugins.noop]\ntenant = \"bench\"\ncomponent = {:?}\n", std::fs::canonicalize(&plugin)?.display().to_string()),
+        &format!(
+            "[plugins.noop]\ntenant = \"bench\"\ncomponent = {:?}\n",
+            std::fs::canonicalize(&plugin)?.display().to_string()
+        ),
     )?;
     let events = wire_events(n, &unique_tag(), 16)?;
     let bodies = bodies_of(&events);
@@ -521,7 +543,9 @@ async fn dispatch(a: &Args) -> Res<Value> {
         conv.push(c);
         disp.push(loaded.drain(&dir, &events).await?);
     }
-    Ok(json!({"events": n, "raw_calls_per_s": raw, "convert_and_call_per_s": conv, "dispatcher_per_s": disp}))
+    Ok(
+        json!({"events": n, "raw_calls_per_s": raw, "convert_and_call_per_s": conv, "dispatcher_per_s": disp}),
+    )
 }
 
 // --------------------------------------------------------------- webhook --
@@ -631,7 +655,9 @@ async fn webhook(a: &Args) -> Res<Value> {
             return Err(format!("the sink got {got} requests, expected {}", 3 * n).into());
         }
     }
-    Ok(json!({"events": n, "raw_calls_per_s": raw, "dispatcher_per_s": disp, "native_per_s": native}))
+    Ok(
+        json!({"events": n, "raw_calls_per_s": raw, "dispatcher_per_s": disp, "native_per_s": native}),
+    )
 }
 
 // --------------------------------------------------------------- latency --
@@ -673,7 +699,13 @@ async fn latency(a: &Args) -> Res<Value> {
     let mut tasks = Vec::new();
     for (body, these) in bodies.into_iter().zip(ids) {
         tick.tick().await;
-        let (c, url, token, acks, failures) = (c.clone(), url.clone(), token.clone(), acks.clone(), failures.clone());
+        let (c, url, token, acks, failures) = (
+            c.clone(),
+            url.clone(),
+            token.clone(),
+            acks.clone(),
+            failures.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             match post_events(&c, &url, &token, body).await {

@@ -1,33 +1,68 @@
-//! The adapter from a journaled wire event to the WIT `event` record of
-//! `herald:plugin@0.1.0`. A future contract version gets an adapter beside it.
+//! The host's view of one journaled event: the typed fields a plugin is
+//! given, in the latest contract's types. Contract 0.2.0 reads them field by
+//! field (its `event` resource, [`super::v0_2::LazyEvent`]); 0.1.0 moves
+//! them into its record ([`super::v0_1::event`]).
 
-use super::bindings::herald::plugin::types as wit;
-use herald_event::EventKind;
+use super::{map_event_kind, EventKind, HostStats, Play, Run, Stats, Status, Task, Timing};
 use serde_json::{Map, Value};
+use thiserror::Error;
 
-/// Builds the typed event a plugin receives from the journaled body.
+/// Why a journaled event cannot be given to plugins (it never will be: the
+/// call is answered with a permanent failure naming this).
+#[derive(Debug, Clone, Error)]
+pub enum EventError {
+    #[error("journaled event is not JSON: {0}")]
+    NotJson(String),
+    #[error("journaled event is not an object")]
+    NotObject,
+    #[error("unknown event kind {0:?}")]
+    UnknownKind(String),
+}
+
+/// The typed fields of one event. The tenant and the journaled text itself
+/// are not repeated here: whoever holds a view holds them.
+#[derive(Debug, Clone)]
+pub struct EventView {
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub kind: EventKind,
+    pub run: Run,
+    pub sequence: u64,
+    pub created_ms: i64,
+    pub play: Option<Play>,
+    pub task: Option<Task>,
+    pub host: Option<String>,
+    pub status: Option<Status>,
+    pub changed: bool,
+    pub ignore_errors: bool,
+    pub timing: Option<Timing>,
+    /// The module result (`event_data.res`), as JSON text.
+    pub res: Option<String>,
+    pub stats: Option<Stats>,
+}
+
+/// Reads the typed fields of a journaled event.
 ///
 /// Host events are read with a typed, borrowing parse that skips what
 /// plugins are not given and keeps `res` as its raw text (no JSON tree per
 /// delivery: this runs once per event and plugin instance). Stats events,
 /// and anything the typed parse refuses (a duplicate key, say), take the
 /// general path over a `serde_json::Value`, which gives the same result.
-pub fn to_wit(tenant: &str, body: &str) -> Result<wit::Event, String> {
-    match fast::to_wit(tenant, body) {
+pub fn parse(body: &str) -> Result<EventView, EventError> {
+    match fast::parse(body) {
         Some(event) => Ok(event),
-        None => to_wit_general(tenant, body),
+        None => parse_general(body),
     }
 }
 
-/// The general conversion, over a `serde_json::Value` tree.
-fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
+/// The general parse, over a `serde_json::Value` tree.
+fn parse_general(body: &str) -> Result<EventView, EventError> {
     let value: Value =
-        serde_json::from_str(body).map_err(|e| format!("journaled event is not JSON: {e}"))?;
-    let obj = value
-        .as_object()
-        .ok_or("journaled event is not an object")?;
+        serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let obj = value.as_object().ok_or(EventError::NotObject)?;
     let name = str_of(obj, "event").unwrap_or_default();
-    let kind = EventKind::parse(&name).ok_or_else(|| format!("unknown event kind {name:?}"))?;
+    let kind = herald_event::EventKind::parse(&name)
+        .ok_or_else(|| EventError::UnknownKind(name.clone()))?;
     let empty = Map::new();
     let data = obj
         .get("event_data")
@@ -39,12 +74,12 @@ fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let status = status_of(kind, changed);
-    let play = str_of(data, "play_uuid").map(|id| wit::Play {
+    let play = str_of(data, "play_uuid").map(|id| Play {
         id,
         name: str_of(data, "play").unwrap_or_default(),
         pattern: str_of(data, "play_pattern"),
     });
-    let task = str_of(data, "task_uuid").map(|id| wit::Task {
+    let task = str_of(data, "task_uuid").map(|id| Task {
         id,
         name: str_of(data, "task").unwrap_or_default(),
         action: str_of(data, "task_action").unwrap_or_default(),
@@ -54,7 +89,7 @@ fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
         str_of(data, "start").and_then(|s| herald_event::parse_time(&s)),
         str_of(data, "end").and_then(|s| herald_event::parse_time(&s)),
     ) {
-        (Some(start_ms), Some(end_ms)) => Some(wit::Timing {
+        (Some(start_ms), Some(end_ms)) => Some(Timing {
             start_ms,
             end_ms,
             duration_ms: data
@@ -65,13 +100,12 @@ fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
         }),
         _ => None,
     };
-    let stats = (kind == EventKind::PlaybookOnStats).then(|| stats_of(data));
-    Ok(wit::Event {
+    let stats = (kind == herald_event::EventKind::PlaybookOnStats).then(|| stats_of(data));
+    Ok(EventView {
         id: str_of(obj, "uuid").unwrap_or_default(),
         parent_id: str_of(obj, "parent_uuid"),
         kind: wit_kind(kind),
-        tenant: tenant.to_string(),
-        run: wit::Run {
+        run: Run {
             id: str_of(obj, "run_id").unwrap_or_default(),
             playbook: str_of(data, "playbook").unwrap_or_default(),
             controller: str_of(obj, "controller"),
@@ -92,13 +126,12 @@ fn to_wit_general(tenant: &str, body: &str) -> Result<wit::Event, String> {
         timing,
         res: res.map(|r| Value::Object(r.clone()).to_string()),
         stats,
-        json: body.to_string(),
     })
 }
 
 /// The typed conversion of host and task events.
 mod fast {
-    use super::{status_of, wit, wit_kind};
+    use super::{status_of, wit_kind, EventView, Play, Run, Task, Timing};
     use herald_event::{parse_time, EventKind};
     use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde::Deserialize;
@@ -256,7 +289,7 @@ mod fast {
     }
 
     /// `None` sends the event down the general path.
-    pub(super) fn to_wit(tenant: &str, body: &str) -> Option<wit::Event> {
+    pub(super) fn parse(body: &str) -> Option<EventView> {
         let top: Body = serde_json::from_str(body).ok()?;
         let kind = EventKind::parse(top.event.0.as_deref()?)?;
         if kind == EventKind::PlaybookOnStats {
@@ -272,12 +305,12 @@ mod fast {
             None => None,
         }
         .unwrap_or(false);
-        let play = data.play_uuid.0.map(|id| wit::Play {
+        let play = data.play_uuid.0.map(|id| Play {
             id,
             name: data.play.0.unwrap_or_default(),
             pattern: data.play_pattern.0,
         });
-        let task = data.task_uuid.0.map(|id| wit::Task {
+        let task = data.task_uuid.0.map(|id| Task {
             id,
             name: data.task.0.unwrap_or_default(),
             action: data.task_action.0.unwrap_or_default(),
@@ -287,7 +320,7 @@ mod fast {
             data.start.0.as_deref().and_then(parse_time),
             data.end.0.as_deref().and_then(parse_time),
         ) {
-            (Some(start_ms), Some(end_ms)) => Some(wit::Timing {
+            (Some(start_ms), Some(end_ms)) => Some(Timing {
                 start_ms,
                 end_ms,
                 duration_ms: data
@@ -298,12 +331,11 @@ mod fast {
             }),
             _ => None,
         };
-        Some(wit::Event {
+        Some(EventView {
             id: top.uuid.0.unwrap_or_default(),
             parent_id: top.parent_uuid.0,
             kind: wit_kind(kind),
-            tenant: tenant.to_string(),
-            run: wit::Run {
+            run: Run {
                 id: top.run_id.0.unwrap_or_default(),
                 playbook: data.playbook.0.unwrap_or_default(),
                 controller: top.controller.0,
@@ -319,7 +351,6 @@ mod fast {
             timing,
             res: res.map(|r| r.get().to_string()),
             stats: None,
-            json: body.to_string(),
         })
     }
 }
@@ -328,18 +359,18 @@ fn str_of(obj: &Map<String, Value>, key: &str) -> Option<String> {
     obj.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-fn status_of(kind: EventKind, changed: bool) -> Option<wit::Status> {
-    use herald_event::Status;
-    Some(match Status::of(kind, changed)? {
-        Status::Ok => wit::Status::Ok,
-        Status::Changed => wit::Status::Changed,
-        Status::Failed => wit::Status::Failed,
-        Status::Skipped => wit::Status::Skipped,
-        Status::Unreachable => wit::Status::Unreachable,
+fn status_of(kind: herald_event::EventKind, changed: bool) -> Option<Status> {
+    use herald_event::Status as S;
+    Some(match S::of(kind, changed)? {
+        S::Ok => Status::Ok,
+        S::Changed => Status::Changed,
+        S::Failed => Status::Failed,
+        S::Skipped => Status::Skipped,
+        S::Unreachable => Status::Unreachable,
     })
 }
 
-fn stats_of(data: &Map<String, Value>) -> wit::Stats {
+fn stats_of(data: &Map<String, Value>) -> Stats {
     let count = |field: &str, host: &str| -> u32 {
         data.get(field)
             .and_then(|m| m.get(host))
@@ -373,10 +404,10 @@ fn stats_of(data: &Map<String, Value>) -> wit::Stats {
             _ => None,
         },
     };
-    wit::Stats {
+    Stats {
         hosts: hosts
             .iter()
-            .map(|h| wit::HostStats {
+            .map(|h| HostStats {
                 host: h.clone(),
                 ok: count("ok", h),
                 changed: count("changed", h),
@@ -391,45 +422,8 @@ fn stats_of(data: &Map<String, Value>) -> wit::Stats {
     }
 }
 
-fn wit_kind(kind: EventKind) -> wit::EventKind {
-    use wit::EventKind as W;
-    use EventKind::*;
-    match kind {
-        PlaybookOnStart => W::PlaybookOnStart,
-        PlaybookOnPlayStart => W::PlaybookOnPlayStart,
-        PlaybookOnTaskStart => W::PlaybookOnTaskStart,
-        PlaybookOnHandlerTaskStart => W::PlaybookOnHandlerTaskStart,
-        PlaybookOnCleanupTaskStart => W::PlaybookOnCleanupTaskStart,
-        PlaybookOnNoHostsMatched => W::PlaybookOnNoHostsMatched,
-        PlaybookOnNoHostsRemaining => W::PlaybookOnNoHostsRemaining,
-        PlaybookOnInclude => W::PlaybookOnInclude,
-        PlaybookOnNotify => W::PlaybookOnNotify,
-        PlaybookOnVarsPrompt => W::PlaybookOnVarsPrompt,
-        PlaybookOnImportForHost => W::PlaybookOnImportForHost,
-        PlaybookOnNotImportForHost => W::PlaybookOnNotImportForHost,
-        PlaybookOnSetup => W::PlaybookOnSetup,
-        PlaybookOnStats => W::PlaybookOnStats,
-        RunnerOnStart => W::RunnerOnStart,
-        RunnerOnOk => W::RunnerOnOk,
-        RunnerOnFailed => W::RunnerOnFailed,
-        RunnerOnSkipped => W::RunnerOnSkipped,
-        RunnerOnUnreachable => W::RunnerOnUnreachable,
-        RunnerOnNoHosts => W::RunnerOnNoHosts,
-        RunnerOnAsyncPoll => W::RunnerOnAsyncPoll,
-        RunnerOnAsyncOk => W::RunnerOnAsyncOk,
-        RunnerOnAsyncFailed => W::RunnerOnAsyncFailed,
-        RunnerItemOnOk => W::RunnerItemOnOk,
-        RunnerItemOnFailed => W::RunnerItemOnFailed,
-        RunnerItemOnSkipped => W::RunnerItemOnSkipped,
-        RunnerRetry => W::RunnerRetry,
-        RunnerOnFileDiff => W::RunnerOnFileDiff,
-        Verbose => W::Verbose,
-        Debug => W::Debug,
-        Warning => W::Warning,
-        Deprecated => W::Deprecated,
-        Error => W::Error,
-        SystemWarning => W::SystemWarning,
-    }
+fn wit_kind(kind: herald_event::EventKind) -> EventKind {
+    map_event_kind!(kind, herald_event::EventKind => EventKind)
 }
 
 #[cfg(test)]
@@ -444,8 +438,8 @@ mod tests {
             "event_data": {"playbook": "site.yml", "play_uuid": "p", "play": "Play", "task_uuid": "t",
               "task": "Touch", "task_action": "command", "host": "h1", "res": {"changed": true, "rc": 0},
               "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:00:00.250+00:00", "duration": 0.25}});
-        let e = to_wit("ops", &body.to_string()).unwrap();
-        assert!(matches!(e.status, Some(wit::Status::Changed)));
+        let e = parse(&body.to_string()).unwrap();
+        assert!(matches!(e.status, Some(Status::Changed)));
         assert_eq!(e.timing.as_ref().unwrap().duration_ms, 250);
         assert_eq!(e.run.playbook, "site.yml");
         assert_eq!(e.task.as_ref().unwrap().action, "command");
@@ -471,15 +465,15 @@ mod tests {
         ];
         for body in bodies {
             let text = body.to_string();
-            let typed = fast::to_wit("ops", &text).expect("the typed path takes host events");
-            let general = to_wit_general("ops", &text).unwrap();
+            let typed = fast::parse(&text).expect("the typed path takes host events");
+            let general = parse_general(&text).unwrap();
             assert_eq!(format!("{typed:?}"), format!("{general:?}"), "{text}");
         }
         // A duplicate key is refused by the typed parse and handled by the general one.
         let dup = r#"{"uuid": "u", "event": "runner_on_ok", "run_id": "r", "run_id": "s"}"#;
-        assert!(fast::to_wit("ops", dup).is_none());
-        assert_eq!(to_wit("ops", dup).unwrap().run.id, "s");
-        assert!(to_wit("ops", r#"{"event": "nope"}"#).is_err());
+        assert!(fast::parse(dup).is_none());
+        assert_eq!(parse(dup).unwrap().run.id, "s");
+        assert!(parse(r#"{"event": "nope"}"#).is_err());
     }
 
     #[test]
@@ -489,7 +483,7 @@ mod tests {
               "ok": {"a": 3, "b": 2}, "changed": {"a": 1}, "failures": {"b": 1}, "dark": {},
               "skipped": {}, "rescued": {}, "ignored": {"a": 1}, "processed": {"a": 1, "b": 1},
               "artifact_data": {"x": 1}, "custom_stats": {"_run": {"x": 1}, "a": {"y": 2}}}});
-        let e = to_wit("ops", &body.to_string()).unwrap();
+        let e = parse(&body.to_string()).unwrap();
         let s = e.stats.unwrap();
         assert_eq!(s.hosts.len(), 2);
         assert_eq!(

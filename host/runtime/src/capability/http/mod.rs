@@ -7,27 +7,75 @@
 //! destinations, so list the one the plugin's config uses.
 //!
 //! Allowed requests go out through the runtime's keep-alive pool
-//! ([`super::pool`]), with the guest's timeouts or the host's defaults.
+//! ([`pool`]), with the guest's timeouts or the host's defaults.
 //! Contract 0.2.0's one-call `http.send` ([`HttpGate::send_one`]) passes the
 //! same gate and pool as `wasi:http`.
 
-use super::pool::OutboundPool;
-use super::CallCounters;
+pub(crate) mod pool;
+
+use crate::contract::v0_2;
+use crate::{CallCounters, HostState};
 use http::Uri;
+use pool::OutboundPool;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
 
 // The allow-list is configuration data: it lives in the config crate so that
 // `herald check` needs no runtime; these names keep the runtime's paths.
 pub use herald_config::allow::{admits, explain, UrlPrefix};
 
+/// Links `wasi:http/outgoing-handler` (0.1.0 and 0.2.0) and 0.2.0's `http.send`.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    v0_2::http::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
+
+/// The HTTP capability of one store: wasmtime-wasi-http's context and the gate.
+pub struct HttpState {
+    pub(crate) ctx: WasiHttpCtx,
+    pub(crate) gate: HttpGate,
+}
+
+impl HttpState {
+    /// The grant of an instance's `allow_http`, through the runtime's pool.
+    pub(crate) fn new(
+        allow: Arc<Vec<UrlPrefix>>,
+        counters: Arc<CallCounters>,
+        pool: OutboundPool,
+    ) -> HttpState {
+        HttpState {
+            ctx: WasiHttpCtx::new(),
+            gate: HttpGate {
+                allow,
+                counters,
+                pool,
+            },
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http.ctx,
+            table: &mut self.table,
+            hooks: &mut self.http.gate,
+        }
+    }
+}
+
 /// The `wasi:http` hooks of one plugin instance.
 pub struct HttpGate {
-    pub(super) allow: Arc<Vec<UrlPrefix>>,
-    pub(super) counters: Arc<CallCounters>,
+    pub(crate) allow: Arc<Vec<UrlPrefix>>,
+    pub(crate) counters: Arc<CallCounters>,
     /// The runtime's keep-alive connections.
-    pub(super) pool: OutboundPool,
+    pub(crate) pool: OutboundPool,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -234,6 +282,35 @@ impl HttpGate {
             status,
             headers,
             body,
+        })
+    }
+}
+
+impl v0_2::http::Host for HostState {
+    async fn send(
+        &mut self,
+        request: v0_2::http::Request,
+    ) -> wasmtime::Result<Result<v0_2::http::Response, v0_2::http::Error>> {
+        use v0_2::http::{Error, Response};
+        let request = OneShotRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+            timeout: request
+                .timeout_ms
+                .map(|ms| Duration::from_millis(u64::from(ms))),
+        };
+        Ok(match self.http.gate.send_one(request).await {
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(OneShotError::Denied(m)) => Err(Error::Denied(m)),
+            Err(OneShotError::Timeout(m)) => Err(Error::Timeout(m)),
+            Err(OneShotError::Transport(m)) => Err(Error::Transport(m)),
+            Err(OneShotError::Invalid(m)) => Err(Error::Invalid(m)),
         })
     }
 }

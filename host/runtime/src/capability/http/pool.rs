@@ -1,7 +1,7 @@
 //! The keep-alive connection pool behind plugins' outbound `wasi:http`
-//! requests (the allow-list check happens before, in [`super::http`]).
+//! requests (the allow-list check happens before, in [`super`]).
 //!
-//! One pool per [`super::Runtime`], keyed by scheme and authority (hyper_util's
+//! One pool per [`crate::Runtime`], keyed by scheme and authority (hyper_util's
 //! legacy client). wasmtime's stock `default_send_request` opens a new TCP
 //! (and TLS) connection per request; reusing them costs about a quarter of
 //! the CPU per request. What keeps reuse safe for at-least-once delivery:
