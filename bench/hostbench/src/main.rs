@@ -285,35 +285,9 @@ async fn ingest(a: &Args) -> Res<Value> {
     }))
 }
 
-const BARE_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS events (
-    id          INTEGER PRIMARY KEY,
-    tenant      TEXT NOT NULL,
-    uuid        TEXT NOT NULL,
-    run_id      TEXT NOT NULL,
-    counter     INTEGER NOT NULL,
-    kind        TEXT NOT NULL,
-    created_ms  INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    body        TEXT NOT NULL,
-    UNIQUE (tenant, uuid)
-);
-CREATE INDEX IF NOT EXISTS events_by_run ON events (tenant, run_id, id);
-CREATE TABLE IF NOT EXISTS runs (
-    tenant      TEXT NOT NULL,
-    run_id      TEXT NOT NULL,
-    playbook    TEXT,
-    controller  TEXT,
-    first_ms    INTEGER NOT NULL,
-    last_ms     INTEGER NOT NULL,
-    events      INTEGER NOT NULL,
-    finished    INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant, run_id)
-) WITHOUT ROWID;
-"#;
 
 /// The storage floor: the rows the journal writes for an event with no plugin
-/// instance (the event and its run's upsert), the same table definitions,
+/// instance (the event and its run's upsert), the journal's own schema,
 /// WAL + synchronous=FULL, one transaction per batch; bodies pre-serialised.
 fn sqlite_bare(a: &Args) -> Res<Value> {
     let dir = PathBuf::from(a.get("dir", "/tmp/herald-bench-sqlite"));
@@ -337,7 +311,7 @@ fn sqlite_bare(a: &Args) -> Res<Value> {
     let mut conn = rusqlite::Connection::open(&path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch(BARE_SCHEMA)?;
+    conn.execute_batch(herald::journal::sqlite::SCHEMA)?;
     let started = Instant::now();
     for chunk in rows.chunks(batch) {
         let tx = conn.transaction()?;
