@@ -285,7 +285,6 @@ async fn ingest(a: &Args) -> Res<Value> {
     }))
 }
 
-
 /// The storage floor: the rows the journal writes for an event with no plugin
 /// instance (the event and its run's upsert), the journal's own schema,
 /// WAL + synchronous=FULL, one transaction per batch; bodies pre-serialised.
@@ -399,7 +398,10 @@ impl Loaded {
             &self.runtime,
             self.component.clone(),
             Arc::new(spec),
-            herald::plugin_services::services(journal, &Metrics::new()),
+            herald::plugin_services::services(
+                &(Arc::new(journal.clone()) as herald::journal::SharedStore),
+                &Metrics::new(),
+            ),
         ))
     }
 
@@ -448,7 +450,7 @@ impl Loaded {
         };
         let n = events.len() as u64;
         let t0 = Instant::now();
-        let dispatcher = Dispatcher::start(vec![spec], journal.clone());
+        let dispatcher = Dispatcher::start(vec![spec], Arc::new(journal.clone()));
         let deadline = t0 + Duration::from_secs(600);
         // Watch through a connection of our own (a WAL reader never blocks the
         // worker's writes, and the journal's own connections stay uncontended),

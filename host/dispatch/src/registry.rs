@@ -4,8 +4,7 @@ use crate::breaker::{Breaker, BreakerStatus};
 use crate::plugin::Plugin;
 use crate::worker::run_worker;
 use herald_config::PluginConfig;
-use herald_journal::prelude::*;
-use herald_journal::{CommitNotice, Journal};
+use herald_journal::{CommitNotice, SharedStore};
 use herald_runtime::PluginInstance;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +31,7 @@ fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>
 /// subscribes to the journal's commits and wakes the workers that have new
 /// deliveries; nothing upstream knows it exists.
 pub struct Dispatcher {
-    journal: Journal,
+    journal: SharedStore,
     workers: Workers,
     listener: JoinHandle<()>,
 }
@@ -60,7 +59,7 @@ impl Drop for Dispatcher {
 
 impl Dispatcher {
     /// Starts one worker per instance.
-    pub fn start(specs: Vec<WorkerSpec>, journal: Journal) -> Dispatcher {
+    pub fn start(specs: Vec<WorkerSpec>, journal: SharedStore) -> Dispatcher {
         let workers = Workers::default();
         let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
         let d = Dispatcher {

@@ -5,9 +5,8 @@ use crate::breaker::{Breaker, Verdict};
 use crate::plugin::Plugin;
 use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
 use herald_journal::blocking;
-use herald_journal::prelude::*;
 use herald_journal::{
-    now_ms, Journal, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
+    now_ms, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery, SharedStore,
 };
 use herald_runtime::{bounded, CallError, Outcome};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -71,7 +70,7 @@ struct WorkerCtx {
     tenant: String,
     policy: RetryPolicy,
     breaker: Arc<Breaker>,
-    journal: Journal,
+    journal: SharedStore,
     meters: Meters,
     /// Outcomes not yet handed to the journal's writer.
     marks: Vec<Mark>,
@@ -238,7 +237,7 @@ pub(crate) async fn run_worker<P: Plugin>(
     rate_limit: Option<SinkRateLimit>,
     policy: RetryPolicy,
     breaker: Arc<Breaker>,
-    journal: Journal,
+    journal: SharedStore,
     notify: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -651,6 +650,8 @@ mod worker_tests {
     use super::*;
     use crate::registry::Dispatcher;
     use herald_config::PluginConfig;
+    use herald_journal::prelude::*;
+    use herald_journal::Journal;
     use herald_runtime::CallReport;
     use serde_json::{json, Value};
     use std::future::Future;
@@ -724,7 +725,7 @@ mod worker_tests {
         answer: Answer,
     ) -> (Dispatcher, Arc<Mutex<Vec<(String, u32)>>>) {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let d = Dispatcher::start(Vec::new(), j.clone());
+        let d = Dispatcher::start(Vec::new(), Arc::new(j.clone()));
         let script = Script {
             name: "p".into(),
             tenant: "t".into(),

@@ -4,8 +4,7 @@
 
 use crate::config::{Config, ConfigError, Problem};
 use crate::dispatch::{Dispatcher, WorkerSpec};
-use crate::journal::prelude::*;
-use crate::journal::{now_ms, Journal};
+use crate::journal::{now_ms, Journal, SharedStore};
 use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -21,7 +20,7 @@ async fn load_one(
     config: &Config,
     name: &str,
     runtime: &Runtime,
-    journal: &Journal,
+    journal: &SharedStore,
     metrics: &Metrics,
 ) -> Result<WorkerSpec, Problem> {
     let plugin = &config.plugins[name];
@@ -65,7 +64,7 @@ async fn load_one(
 async fn load_plugins(
     config: &Config,
     runtime: &Runtime,
-    journal: &Journal,
+    journal: &SharedStore,
     metrics: &Metrics,
     skip: impl Fn(&str) -> bool,
 ) -> Result<Vec<WorkerSpec>, ConfigError> {
@@ -101,7 +100,8 @@ pub async fn check(path: &Path) -> Result<Config, ConfigError> {
         .map_err(|e| fail(e.to_string()))?;
     runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);
     let dir = std::env::temp_dir().join(format!("herald-check-{}", std::process::id()));
-    let journal = Journal::open(&dir.join("check.db")).map_err(|e| fail(e.to_string()))?;
+    let journal: SharedStore =
+        Arc::new(Journal::open(&dir.join("check.db")).map_err(|e| fail(e.to_string()))?);
     let known: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
     // A plugin whose component is missing was reported already.
     let skip = |name: &str| !config.plugins[name].component.is_file();
@@ -213,7 +213,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let journal_path = config.storage.journal_path();
     // Held until serve returns: one host per journal.
     let _lock = crate::lock::JournalLock::acquire(&journal_path)?;
-    let journal = Journal::open(&journal_path)?;
+    let journal: SharedStore = Arc::new(Journal::open(&journal_path)?);
     let metrics = Metrics::new();
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);

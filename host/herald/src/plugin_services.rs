@@ -2,7 +2,7 @@
 //! the journal through its own trait; plugin-defined series go to the
 //! herald lib's metric registry through the runtime's narrow trait.
 
-use crate::journal::Journal;
+use crate::journal::SharedStore;
 use crate::runtime::capability::metrics::{PluginSeries, SeriesError, SeriesKind};
 use crate::runtime::Services;
 use herald_telemetry::{self as telemetry, Metrics};
@@ -36,9 +36,9 @@ impl PluginSeries for RegistrySeries {
 }
 
 /// The runtime's services backed by this journal and metric registry.
-pub fn services(journal: &Journal, metrics: &Metrics) -> Services {
+pub fn services(journal: &SharedStore, metrics: &Metrics) -> Services {
     Services {
-        state: Arc::new(journal.clone()),
+        state: journal.clone(),
         series: Arc::new(RegistrySeries(metrics.clone())),
     }
 }

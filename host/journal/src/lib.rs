@@ -59,6 +59,23 @@ where
     }
 }
 
+/// Commits a batch through the backend's writer ([`EventLog::submit`]) and
+/// waits until it is durable: what ingest awaits before it answers.
+pub async fn commit(
+    log: &dyn EventLog,
+    tenant: String,
+    events: Vec<WireEvent>,
+    targets: Vec<Vec<String>>,
+    context: Option<RequestContext>,
+) -> Result<Committed, JournalError> {
+    log.submit(tenant, events, targets, context)?
+        .await
+        .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
+}
+
+/// A journal as the stages above hold it, whatever the backend.
+pub type SharedStore = Arc<dyn Store>;
+
 /// Journal failures, whatever the backend.
 #[derive(Debug, Error)]
 pub enum JournalError {

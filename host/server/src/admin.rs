@@ -8,7 +8,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_config::MetricsAuth;
-use herald_journal::prelude::*;
 use serde_json::json;
 
 /// Liveness: the process answers.

@@ -10,7 +10,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_event::{parse_array, parse_event, validate, WireEvent};
-use herald_journal::prelude::*;
 use herald_telemetry::RequestContext;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -371,7 +370,7 @@ async fn ingest(
             herald.tenant = %tenant, herald.events = event_count as i64),
         _ => tracing::Span::none(),
     };
-    let committed = journal.commit(owned_tenant, events, targets, context).await;
+    let committed = herald_journal::commit(&*journal, owned_tenant, events, targets, context).await;
     if let Err(e) = &committed {
         herald_telemetry::context::set_error(&commit_span, e.to_string());
     }

@@ -78,7 +78,7 @@ async fn blocking<T: Send + 'static>(
         + Send
         + 'static,
 ) -> Result<T, ApiError> {
-    herald_journal::blocking(&state.journal, move |j| f(j))
+    herald_journal::blocking(&state.journal, move |j| f(&**j))
         .await
         .map_err(ApiError::from)
 }

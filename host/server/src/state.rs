@@ -4,7 +4,7 @@ use crate::tenancy::Limiter;
 use arc_swap::ArcSwap;
 use herald_config::Config;
 use herald_dispatch::Dispatcher;
-use herald_journal::Journal;
+use herald_journal::SharedStore;
 use herald_telemetry::Metrics;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 pub struct AppState {
     /// The running configuration; swapped whole by a reload.
     pub live: Arc<ArcSwap<Config>>,
-    pub journal: Journal,
+    pub journal: SharedStore,
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: Metrics,
     pub limiter: Arc<Limiter>,

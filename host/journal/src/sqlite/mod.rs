@@ -843,9 +843,7 @@ impl Journal {
         targets: Vec<Vec<String>>,
         context: Option<RequestContext>,
     ) -> Result<Committed, JournalError> {
-        self.submit(tenant, events, targets, context)?
-            .await
-            .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
+        crate::commit(self, tenant, events, targets, context).await
     }
 }
 

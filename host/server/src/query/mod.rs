@@ -236,7 +236,7 @@ async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn RunQueries) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    herald_journal::blocking(&state.journal, move |j| f(j)).await
+    herald_journal::blocking(&state.journal, move |j| f(&**j)).await
 }
 
 fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
