@@ -3,7 +3,6 @@
 //! each call under its limits, the faults named, and the instance discarded
 //! after any fault (a trapped instance cannot be entered again).
 
-use crate::capability::metrics::PluginSeries;
 use crate::capability::state::PluginState;
 use crate::contract::{Input, Prepared, Sink};
 use crate::limits::{lock, CallCounters, CpuDeadline, MemoryBudget, MemoryLimiter};
@@ -56,7 +55,7 @@ impl InstanceSpec {
 #[derive(Clone)]
 pub struct Services {
     pub state: Arc<dyn PluginState>,
-    pub series: Arc<dyn PluginSeries>,
+    pub series: herald_telemetry::Metrics,
 }
 
 /// One plugin instance: its component, its spec, and the live store when

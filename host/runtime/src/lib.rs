@@ -18,7 +18,6 @@ mod instance;
 mod limits;
 mod output;
 
-use capability::metrics::PluginSeries;
 use capability::state::PluginState;
 use contract::SinkPre;
 use std::collections::HashMap;
@@ -109,7 +108,7 @@ pub struct HostState {
     pub(crate) ident: Arc<Ident>,
     pub(crate) http: capability::http::HttpState,
     pub(crate) sockets: capability::sockets::SocketsState,
-    pub(crate) metrics: Arc<dyn PluginSeries>,
+    pub(crate) metrics: herald_telemetry::Metrics,
     pub(crate) state: Arc<dyn PluginState>,
 }
 

@@ -21,10 +21,10 @@ const STATUS_SQL: &str = "CASE
              THEN 'interrupted' ELSE 'running' END
     WHEN EXISTS (SELECT 1 FROM events s, json_each(s.body, '$.event_data.failures') f
                  WHERE s.tenant = r.tenant AND s.run_id = r.run_id
-                   AND s.kind = 'playbook_on_stats' AND f.value > 0) THEN 'failed'
+                   AND s.kind = :stats_kind AND f.value > 0) THEN 'failed'
     WHEN EXISTS (SELECT 1 FROM events s, json_each(s.body, '$.event_data.dark') f
                  WHERE s.tenant = r.tenant AND s.run_id = r.run_id
-                   AND s.kind = 'playbook_on_stats' AND f.value > 0) THEN 'unreachable'
+                   AND s.kind = :stats_kind AND f.value > 0) THEN 'unreachable'
     ELSE 'ok' END";
 
 fn run_rows(
@@ -44,6 +44,11 @@ fn run_rows(
     );
     args.push((":tenant", Sql::Text(tenant.to_string())));
     args.push((":stale", Sql::Integer(stale_before_ms)));
+    // Kind names come from herald-event's one table, never SQL literals.
+    args.push((
+        ":stats_kind",
+        Sql::Text(EventKind::PlaybookOnStats.as_str().into()),
+    ));
     let mut stmt = conn.prepare_cached(&sql)?;
     let named: Vec<(&str, &dyn rusqlite::ToSql)> = args
         .iter()
@@ -113,8 +118,20 @@ fn labels_of(
 
 /// Adds the run's start and stats events and its labels to its row.
 fn enrich(conn: &Connection, tenant: &str, mut row: RunRecord) -> rusqlite::Result<RunRecord> {
-    row.start = first_of_kind(conn, tenant, &row.id, "playbook_on_start", false)?;
-    row.stats = first_of_kind(conn, tenant, &row.id, "playbook_on_stats", true)?;
+    row.start = first_of_kind(
+        conn,
+        tenant,
+        &row.id,
+        EventKind::PlaybookOnStart.as_str(),
+        false,
+    )?;
+    row.stats = first_of_kind(
+        conn,
+        tenant,
+        &row.id,
+        EventKind::PlaybookOnStats.as_str(),
+        true,
+    )?;
     row.labels = labels_of(conn, tenant, &row.id)?;
     Ok(row)
 }
@@ -209,18 +226,30 @@ fn run_results(conn: &Connection, tenant: &str, run: &str) -> rusqlite::Result<V
     let mut stmt = conn.prepare_cached(
         "SELECT uuid, counter, kind, created_ms, body FROM events
          WHERE tenant = ?1 AND run_id = ?2
-           AND kind IN ('runner_on_ok', 'runner_on_failed', 'runner_on_skipped', 'runner_on_unreachable')
+           AND kind IN (?3, ?4, ?5, ?6)
          ORDER BY counter, id",
     )?;
-    let rows = stmt.query_map(params![tenant, run], |r| {
-        Ok(ResultEvent {
-            uuid: r.get(0)?,
-            counter: r.get(1)?,
-            kind: r.get(2)?,
-            created_ms: r.get(3)?,
-            body: r.get(4)?,
-        })
-    })?;
+    // The per-host results a run's detail lists (not the async and item
+    // variants): their names from herald-event's one table.
+    let [ok, failed, skipped, unreachable] = [
+        EventKind::RunnerOnOk,
+        EventKind::RunnerOnFailed,
+        EventKind::RunnerOnSkipped,
+        EventKind::RunnerOnUnreachable,
+    ]
+    .map(EventKind::as_str);
+    let rows = stmt.query_map(
+        params![tenant, run, ok, failed, skipped, unreachable],
+        |r| {
+            Ok(ResultEvent {
+                uuid: r.get(0)?,
+                counter: r.get(1)?,
+                kind: r.get(2)?,
+                created_ms: r.get(3)?,
+                body: r.get(4)?,
+            })
+        },
+    )?;
     rows.collect()
 }
 
@@ -406,7 +435,7 @@ impl RunQueries for Journal {
             if !exists(c, tenant, run)? {
                 return Ok(None);
             }
-            first_of_kind(c, tenant, run, "playbook_on_stats", true).map(Some)
+            first_of_kind(c, tenant, run, EventKind::PlaybookOnStats.as_str(), true).map(Some)
         })
     }
 

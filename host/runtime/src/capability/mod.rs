@@ -4,10 +4,9 @@
 //! [`crate::HostState`]), its limits, and its `Host` implementation for
 //! EVERY contract version that has it (a version's values are converted to
 //! the host's model, the latest version's types, at the top of each
-//! implementation). The storage and telemetry a capability writes to are
-//! reached through narrow traits ([`state::PluginState`],
-//! [`metrics::PluginSeries`]), so the runtime depends on no storage backend
-//! and no metrics library.
+//! implementation). Plugin state goes through the journal's trait
+//! ([`state::PluginState`]), so the runtime depends on no storage backend;
+//! plugin series go into the host's registry (`herald_telemetry::Metrics`).
 //!
 //! Adding a capability: a module here, a field in [`crate::HostState`] (set
 //! in `PluginInstance::new_store`, `src/instance.rs`) when it keeps
