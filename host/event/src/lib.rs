@@ -334,6 +334,15 @@ pub const EVENT_DATA_STRINGS: &[&str] = &[
 /// The `event_data` keys whose value must be an object.
 pub const EVENT_DATA_OBJECTS: &[&str] = &["res", "artifact_data", "custom_stats", "herald"];
 
+/// Reads back an event the journal stored (its body, as [`WireEvent::body`]
+/// gave it): the fast path, then the reference. `None` only for a body that
+/// no longer validates (written by an older version with other rules).
+pub fn parse_stored(body: &str) -> Option<WireEvent> {
+    let text = std::sync::Arc::new(body.to_string());
+    fast::parse_event(&text, 0, text.len())
+        .or_else(|| validate(serde_json::from_str(body).ok()?).ok())
+}
+
 /// Validates one event of a batch given as a `Value`: the reference
 /// implementation of the wire rules, which also names what is wrong.
 /// [`parse_event`] is the fast path for event text; the journaled body is

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// One route as written in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     #[serde(default)]

@@ -65,10 +65,9 @@ pub async fn commit(
     log: &dyn EventLog,
     tenant: String,
     events: Vec<WireEvent>,
-    targets: Vec<Vec<String>>,
     context: Option<RequestContext>,
 ) -> Result<Committed, JournalError> {
-    log.submit(tenant, events, targets, context)?
+    log.submit(tenant, events, context)?
         .await
         .map_err(|_| JournalError::Task("the journal writer dropped the batch".into()))?
 }
@@ -105,9 +104,15 @@ pub struct Committed {
     pub inserted: Vec<bool>,
 }
 
-/// A delivery waiting for a plugin instance.
+/// A delivery waiting for a plugin instance: an event of the instance's
+/// tenant past its cursor (read from the event log), or a row of the
+/// delivery queue (a retry, an event held behind one, a replay, a requeued
+/// dead letter).
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
+    /// Whether the delivery is a row of the queue; `false`: read from the
+    /// event log past the instance's cursor (never attempted yet).
+    pub queued: bool,
     /// Correlation ids of the ingest request that brought the event.
     pub request_id: Option<String>,
     pub trace_id: Option<String>,
@@ -147,6 +152,8 @@ pub struct ReadPos {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     pub event_id: i64,
+    /// Whether the delivery was read from the queue ([`PendingDelivery::queued`]).
+    pub queued: bool,
     pub first_at_ms: i64,
     /// Attempts made so far, this one included.
     pub attempts: u32,
@@ -165,6 +172,42 @@ pub enum MarkOutcome {
     Retry { next_at_ms: i64, error: String },
     /// Given up: a dead letter with its reason.
     Dead { error: String },
+    /// Not attempted: an event read from the log whose run waits behind an
+    /// earlier delivery; queued so the cursor can move past it.
+    Hold,
+}
+
+/// Moves an instance's cursor over the event log: every event of its tenant
+/// up to `to` was delivered, skipped by its routes, or has a queue row
+/// (written with the same batch). Applied only if the cursor is still at
+/// `from`, so a batch written after a lost one cannot skip the lost one's
+/// events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advance {
+    pub from: i64,
+    pub to: i64,
+    /// Events delivered at the first attempt between `from` and `to` (they
+    /// leave no queue row; the instance's done count adds them up).
+    pub delivered: u64,
+}
+
+/// What a worker hands the journal's writer at once: outcomes and, with
+/// them, its cursor's move.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarkBatch {
+    pub marks: Vec<Mark>,
+    pub advance: Option<Advance>,
+}
+
+/// What the writer made of a [`MarkBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarksWritten {
+    /// Queue rows the outcomes changed or added.
+    pub changed: usize,
+    /// Whether the cursor moved (`true` when the batch had no move); `false`
+    /// means it was not where the worker thought: the worker reads its
+    /// cursor again.
+    pub advanced: bool,
 }
 
 /// A delivery that was given up on.
@@ -182,7 +225,7 @@ pub struct DeadLetter {
 
 /// Resolves once delivery outcomes handed over with
 /// [`DeliveryQueue::send_marks`] are committed (or failed to be).
-pub type MarksReceipt = tokio::sync::oneshot::Receiver<Result<(), JournalError>>;
+pub type MarksReceipt = tokio::sync::oneshot::Receiver<Result<MarksWritten, JournalError>>;
 
 /// Resolves once a batch handed over with [`EventLog::submit`] is durable
 /// (or failed to be).
@@ -363,27 +406,24 @@ pub enum CommitNotice {
 /// A page of items and the key to continue after it.
 pub type Page<T, K> = (Vec<T>, Option<K>);
 
-/// The log of events: commits batches (with their runs and deliveries).
+/// The log of events: commits batches (with their runs). Ingest writes
+/// nothing per plugin instance: each instance reads the log past its own
+/// cursor ([`DeliveryQueue::pending`]), so ingest costs the same whatever
+/// the number of instances.
 pub trait EventLog: Send + Sync {
-    /// Hands a validated batch to the journal's writer: new events, their
-    /// runs, and one pending delivery per target instance (`targets[i]` for
-    /// `events[i]`). The receipt resolves once the batch is durable; a
-    /// tenant's repeated uuid counts as a duplicate.
+    /// Hands a validated batch to the journal's writer: new events and their
+    /// runs. The receipt resolves once the batch is durable; a tenant's
+    /// repeated uuid counts as a duplicate.
     fn submit(
         &self,
         tenant: String,
         events: Vec<WireEvent>,
-        targets: Vec<Vec<String>>,
         context: Option<RequestContext>,
     ) -> Result<CommitReceipt, JournalError>;
 
     /// Commits a batch now, in one transaction of its own (tests and tools).
-    fn commit_batch(
-        &self,
-        tenant: &str,
-        events: &[WireEvent],
-        targets: &[Vec<String>],
-    ) -> Result<Committed, JournalError>;
+    fn commit_batch(&self, tenant: &str, events: &[WireEvent])
+        -> Result<Committed, JournalError>;
 
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: &str) -> Result<u64, JournalError>;
@@ -395,10 +435,34 @@ pub trait EventLog: Send + Sync {
     fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice>;
 }
 
-/// The queue of deliveries to plugin instances.
+/// What plugin instances have to deliver: per instance, a cursor over the
+/// event log (like a consumer offset) and a queue of the exceptions (retries,
+/// events held behind them, replays, dead letters).
 pub trait DeliveryQueue: Send + Sync {
+    /// Opens the cursor of instance `plugin` serving `tenant` with `routes`
+    /// (kept for the deliveries listing) and returns where it stands. A new
+    /// instance starts at the end of the log: it receives what is committed
+    /// from now on. An instance name that served another tenant starts
+    /// afresh, and what it had not read of that tenant is queued (and
+    /// dead-lettered by the worker, never delivered to the new tenant).
+    fn open_cursor(
+        &self,
+        plugin: &str,
+        tenant: &str,
+        routes: &[herald_event::routes::RouteConfig],
+    ) -> Result<i64, JournalError>;
+
+    /// Where the cursor of `plugin` stands (`None`: never opened).
+    fn cursor(&self, plugin: &str) -> Result<Option<i64>, JournalError>;
+
+    /// Marks an instance's cursor retired (removed by a reload): retention
+    /// no longer keeps events for it. Opening it again un-retires it.
+    fn retire_cursor(&self, plugin: &str) -> Result<(), JournalError>;
+
     /// The oldest pending deliveries of `plugin` after event `after` (0 for
-    /// all), in journal order; `tenant` is the tenant the instance serves.
+    /// all), in journal order: its queue's pending rows merged with the
+    /// events of `tenant` past its cursor. Routes are not applied: the
+    /// worker matches them.
     fn pending(
         &self,
         plugin: &str,
@@ -407,19 +471,20 @@ pub trait DeliveryQueue: Send + Sync {
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, JournalError>;
 
-    /// Hands delivery outcomes to the writer; the receipt resolves once
-    /// they are durable.
-    fn send_marks(&self, plugin: &str, marks: Vec<Mark>) -> Result<MarksReceipt, JournalError>;
+    /// Hands delivery outcomes (and the cursor's move) to the writer; the
+    /// receipt resolves once they are durable.
+    fn send_marks(&self, plugin: &str, batch: MarkBatch) -> Result<MarksReceipt, JournalError>;
 
-    /// Writes delivery outcomes now (tests and tools); returns how many
-    /// deliveries they changed.
-    fn record(&self, plugin: &str, marks: &[Mark]) -> Result<usize, JournalError>;
+    /// Writes delivery outcomes now (tests and tools).
+    fn record(&self, plugin: &str, batch: &MarkBatch) -> Result<MarksWritten, JournalError>;
 
-    /// Deliveries of `plugin` by state: (pending, done, dead).
+    /// Deliveries of `plugin` by state: (pending, done, dead). Pending
+    /// counts the events of its tenant past its cursor, also those its
+    /// routes will skip once it reads them.
     fn delivery_counts(&self, plugin: &str) -> Result<(u64, u64, u64), JournalError>;
 
     /// Pending deliveries and the age of the oldest (first queued, epoch
-    /// ms), per instance.
+    /// ms), per instance with an open cursor.
     fn queue_depths(&self) -> Result<Vec<(String, u64, i64)>, JournalError>;
 
     /// Queues every recorded event of a run again for one instance; returns

@@ -15,8 +15,8 @@
 
 use crate::{
     now_ms, CommitNotice, CommitReceipt, Committed, DeadLetter, DeadLetters, DeliveryQueue,
-    EventLog, JournalError, Maintenance, Mark, MarkOutcome, MarksReceipt, PendingDelivery,
-    PluginState, ReadPos, RequestContext,
+    EventLog, JournalError, Maintenance, Mark, MarkBatch, MarkOutcome, MarksReceipt, MarksWritten,
+    PendingDelivery, PluginState, ReadPos, RequestContext,
 };
 use herald_event::WireEvent;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -82,7 +82,7 @@ impl Write {
     fn size(&self) -> usize {
         match self {
             Write::Events(r) => r.events.len(),
-            Write::Marks(m) => m.marks.len(),
+            Write::Marks(m) => m.batch.marks.len(),
         }
     }
 
@@ -90,8 +90,8 @@ impl Write {
     fn bytes(&self) -> usize {
         match self {
             Write::Events(r) => r.events.iter().map(|e| e.body().len()).sum(),
-            // A delivery row rewritten, and its partial-index entry.
-            Write::Marks(m) => m.marks.len() * 100,
+            // A queue row written, and its partial-index entry.
+            Write::Marks(m) => m.batch.marks.iter().filter(|m| m.queued || m.outcome != MarkOutcome::Done).count() * 100,
         }
     }
 }
@@ -99,8 +99,8 @@ impl Write {
 /// Outcomes of a worker's deliveries, waiting for the writer.
 struct MarksRequest {
     plugin: String,
-    marks: Vec<Mark>,
-    reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+    batch: MarkBatch,
+    reply: tokio::sync::oneshot::Sender<Result<MarksWritten, JournalError>>,
 }
 
 /// One batch waiting for the group-commit writer.
@@ -108,7 +108,6 @@ struct WriteRequest {
     context: Option<(String, String, String)>,
     tenant: String,
     events: Vec<WireEvent>,
-    targets: Vec<Vec<String>>,
     reply: tokio::sync::oneshot::Sender<Result<Committed, JournalError>>,
 }
 
@@ -155,32 +154,32 @@ fn run_writer(
         let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
         // Requeues take this lock too: none runs until this group commits.
         let generation = requeues.load(Ordering::SeqCst);
-        let result = (|| -> Result<Vec<Committed>, JournalError> {
+        let result = (|| -> Result<(Vec<Committed>, Vec<MarksWritten>), JournalError> {
             let tx = conn.transaction()?;
             let now = now_ms();
             let mut out = Vec::with_capacity(group.len());
+            let mut written = Vec::new();
             for w in &group {
                 match w {
                     Write::Events(r) => out.push(apply_batch(
                         &tx,
                         &r.tenant,
                         &r.events,
-                        &r.targets,
                         now,
                         r.context.as_ref(),
                     )?),
                     Write::Marks(m) => {
-                        apply_marks(&tx, &m.plugin, &m.marks, now, generation)?;
+                        written.push(apply_mark_batch(&tx, &m.plugin, &m.batch, now, generation)?);
                     }
                 }
             }
             tx.commit()?;
-            Ok(out)
+            Ok((out, written))
         })();
         drop(conn);
         commit_seconds.observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(committed) => {
+            Ok((committed, written)) => {
                 commits_ok.inc();
                 // Only events clear a failure: outcomes rewrite rows in place
                 // and may fit where a batch does not.
@@ -194,6 +193,7 @@ fn run_writer(
                     let _ = checkpoint.try_send(());
                 }
                 let mut committed = committed.into_iter();
+                let mut written = written.into_iter();
                 for w in group {
                     match w {
                         Write::Events(r) => {
@@ -211,7 +211,9 @@ fn run_writer(
                             }
                         }
                         Write::Marks(m) => {
-                            let _ = m.reply.send(Ok(()));
+                            if let Some(n) = written.next() {
+                                let _ = m.reply.send(Ok(n));
+                            }
                         }
                     }
                 }
@@ -239,7 +241,71 @@ fn run_writer(
     }
 }
 
-/// Writes delivery outcomes inside `tx`; returns how many rows they changed.
+/// Writes a worker's outcomes and its cursor's move inside `tx`.
+fn apply_mark_batch(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    batch: &MarkBatch,
+    now: i64,
+    generation: u64,
+) -> Result<MarksWritten, JournalError> {
+    let mut changed = 0;
+    // Outcomes of events read from the log: only the exceptions leave a row.
+    let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
+    for m in logged {
+        changed += queue_from_log(tx, plugin, m, now)?;
+    }
+    if queued.len() == batch.marks.len() {
+        changed += apply_marks(tx, plugin, &batch.marks, now, generation)?;
+    } else {
+        let queued: Vec<Mark> = queued.into_iter().cloned().collect();
+        changed += apply_marks(tx, plugin, &queued, now, generation)?;
+    }
+    let advanced = match batch.advance {
+        None => true,
+        Some(a) => {
+            tx.prepare_cached(
+                "UPDATE cursors SET position = ?3, delivered = delivered + ?4, updated_ms = ?5
+                 WHERE plugin = ?1 AND position = ?2",
+            )?
+            .execute(params![plugin, a.from, a.to, a.delivered as i64, now])?
+                == 1
+        }
+    };
+    if !advanced {
+        tracing::warn!(
+            plugin,
+            "a delivery cursor was not where its worker thought (an earlier batch of outcomes was lost); the worker reads it again"
+        );
+    }
+    Ok(MarksWritten { changed, advanced })
+}
+
+/// Queues the outcome of an event read from the log, if it needs a row: a
+/// retry, a dead letter, or a hold behind an earlier delivery of its run. A
+/// row that exists already (a replay queued meanwhile) wins.
+fn queue_from_log(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    m: &Mark,
+    now: i64,
+) -> Result<usize, JournalError> {
+    let (state, next_at, error) = match &m.outcome {
+        MarkOutcome::Done => return Ok(0),
+        MarkOutcome::Retry { next_at_ms, error } => ("pending", *next_at_ms, Some(error.as_str())),
+        MarkOutcome::Dead { error } => ("dead", now, Some(error.as_str())),
+        MarkOutcome::Hold => ("pending", now, None),
+    };
+    Ok(tx
+        .prepare_cached(
+            "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms, last_error)
+             SELECT ?1, id, run_id, ?3, ?4, ?5, ?6, ?7, ?8 FROM events WHERE id = ?2
+             ON CONFLICT (plugin, event_id) DO NOTHING",
+        )?
+        .execute(params![plugin, m.event_id, state, m.attempts, m.first_at_ms, next_at, now, error])?)
+}
+
+/// Writes outcomes of queued deliveries inside `tx`; returns how many rows they changed.
 ///
 /// A streak of successes (rows next to each other in one read, with the same
 /// attempt count, read since the last requeue) is one range `UPDATE`: the
@@ -275,7 +341,7 @@ fn streak_end(marks: &[Mark], i: usize, generation: u64) -> usize {
     let Some(pos) = first.read.filter(|r| r.generation == generation) else {
         return i + 1;
     };
-    if first.outcome != MarkOutcome::Done {
+    if first.outcome != MarkOutcome::Done || !first.queued {
         return i + 1;
     }
     // Rows of one read come in event order, so the next row is the next event.
@@ -285,7 +351,8 @@ fn streak_end(marks: &[Mark], i: usize, generation: u64) -> usize {
         let adjacent = m
             .read
             .is_some_and(|r| r.seq == pos.seq && r.row == next_row);
-        if !adjacent || m.outcome != MarkOutcome::Done || m.attempts != first.attempts {
+        if !adjacent || !m.queued || m.outcome != MarkOutcome::Done || m.attempts != first.attempts
+        {
             break;
         }
         end += 1;
@@ -351,6 +418,8 @@ fn apply_mark(
                  WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
             )?
             .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms, error])?,
+        // A queued row stays as it is until it is attempted.
+        MarkOutcome::Hold => 0,
     })
 }
 
@@ -418,7 +487,6 @@ fn apply_batch(
     tx: &rusqlite::Transaction<'_>,
     tenant: &str,
     events: &[WireEvent],
-    targets: &[Vec<String>],
     now: i64,
     context: Option<&(String, String, String)>,
 ) -> Result<Committed, JournalError> {
@@ -444,12 +512,8 @@ fn apply_batch(
             events = runs.events + excluded.events,
             finished = max(runs.finished, excluded.finished)",
     )?;
-    let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
-         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
-    )?;
     let mut runs: Vec<RunTotals<'_>> = Vec::new();
-    for (i, ev) in events.iter().enumerate() {
+    for ev in events {
         let inserted = insert_event.execute(params![
             tenant,
             ev.uuid,
@@ -469,14 +533,10 @@ fn apply_batch(
             continue;
         }
         accepted += 1;
-        let event_id = tx.last_insert_rowid();
         // A batch is nearly always one run: look from the last one.
         match runs.iter_mut().rev().find(|r| r.run_id == ev.run_id) {
             Some(r) => r.add(ev),
             None => runs.push(RunTotals::new(ev)),
-        }
-        for plugin in targets.get(i).map(Vec::as_slice).unwrap_or(&[]) {
-            insert_delivery.execute(params![plugin, event_id, ev.run_id, now])?;
         }
     }
     for r in &runs {
@@ -518,6 +578,8 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (tenant, uuid)
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (tenant, run_id, id);
+-- What a worker reads: its tenant's events past its cursor.
+CREATE INDEX IF NOT EXISTS events_by_tenant ON events (tenant, id);
 CREATE TABLE IF NOT EXISTS runs (
     tenant      TEXT NOT NULL,
     run_id      TEXT NOT NULL,
@@ -541,6 +603,25 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error  TEXT,
     PRIMARY KEY (plugin, event_id)
 ) WITHOUT ROWID;
+-- Each plugin instance's cursor over the event log (a consumer offset): every
+-- event of `tenant` up to `position` was delivered, skipped by the instance's
+-- routes, or has a row in `deliveries`. `since` is where the cursor started
+-- (the instance receives the events after it); `delivered` counts the events
+-- delivered at their first attempt (they leave no row); `routes` (JSON) are
+-- the instance's routes, for the deliveries listing; a retired cursor (its
+-- instance removed by a reload) no longer holds events back from retention.
+CREATE TABLE IF NOT EXISTS cursors (
+    plugin      TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    since       INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    delivered   INTEGER NOT NULL DEFAULT 0,
+    routes      TEXT NOT NULL DEFAULT '[]',
+    updated_ms  INTEGER NOT NULL,
+    retired_ms  INTEGER
+) WITHOUT ROWID;
+-- `deliveries` holds the exceptions only: retries, events held behind them,
+-- replays, requeued and dead letters (and what became of them).
 -- Covers what a worker reads of a pending delivery (`Journal::pending`).
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (plugin, event_id, run_id, attempts, next_at_ms, first_at_ms) WHERE state = 'pending';
 -- A plugin instance's own values, by the tenant it serves: an instance name
@@ -568,6 +649,35 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
     migrate_delivery_check(conn)?;
     migrate_state_tenant(conn)?;
     migrate_pending_index(conn)
+}
+
+/// Journals before cursors had a `deliveries` row per event and instance:
+/// each instance gets a cursor at its newest row (its pending rows stay
+/// queued and its done rows stay as history), so nothing is delivered
+/// twice or skipped across the upgrade.
+fn seed_cursors(conn: &Connection) -> Result<(), JournalError> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO cursors (plugin, tenant, since, position, updated_ms)
+         SELECT n.plugin, e.tenant, n.newest, n.newest, ?1
+         FROM (SELECT plugin, max(event_id) AS newest FROM deliveries GROUP BY plugin) n
+         JOIN events e ON e.id = n.newest",
+        params![now_ms()],
+    )?;
+    if n > 0 {
+        tracing::info!(
+            instances = n,
+            "journal: each plugin instance now reads the event log from a cursor (set once from its deliveries)"
+        );
+    }
+    Ok(())
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool, JournalError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        params![name],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
 }
 
 /// Earlier journals kept plugin state by instance name only, so an instance
@@ -657,7 +767,59 @@ fn migrate_delivery_check(conn: &Connection) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// The read of [`Journal::pending`]: the index answers the delivery's
+/// The log half of [`Journal::pending`]: the tenant's events past the
+/// instance's cursor (and past `after`) that have no queue row (a queued
+/// event is read from the queue). No cursor: nothing.
+fn log_sql(limit: usize) -> String {
+    format!(
+        "SELECT e.id, e.run_id, e.received_ms, e.body, e.request_id, e.trace_id, e.span_id
+         FROM events e
+         WHERE e.tenant = ?3
+           AND e.id > max(?2, (SELECT c.position FROM cursors c WHERE c.plugin = ?1 AND c.tenant = ?3))
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = ?1 AND d.event_id = e.id)
+         ORDER BY e.id LIMIT {limit}"
+    )
+}
+
+/// Queues, for `plugin`, what it had not read of `tenant`'s events when its
+/// name was given to another tenant: the worker dead-letters them (they are
+/// never handed to the new tenant's plugin). Its stored routes decide which.
+fn queue_unread(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    tenant: &str,
+    position: i64,
+    routes: &str,
+    now: i64,
+) -> Result<usize, JournalError> {
+    let routes = serde_json::from_str::<Vec<herald_event::routes::RouteConfig>>(routes)
+        .ok()
+        .and_then(|r| herald_event::routes::Routes::compile(&r).ok())
+        .unwrap_or_default();
+    let unread: Vec<(i64, String, i64, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, run_id, received_ms, body FROM events WHERE tenant = ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant, position], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?5) ON CONFLICT (plugin, event_id) DO NOTHING",
+    )?;
+    let mut n = 0;
+    for (id, run_id, received_ms, body) in unread {
+        // A body that no longer parses is queued: better told than lost.
+        if herald_event::parse_stored(&body).is_none_or(|e| routes.matches(&e)) {
+            n += insert.execute(params![plugin, id, run_id, received_ms, now])?;
+        }
+    }
+    Ok(n)
+}
+
+/// The queue half of [`Journal::pending`]: the index answers the delivery's
 /// columns, the event's row gives the body.
 fn pending_sql(limit: usize) -> String {
     format!(
@@ -755,8 +917,12 @@ impl Journal {
             })?;
         }
         let ingest = open_connection(path, "FULL")?;
+        let before_cursors = has_table(&ingest, "events")? && !has_table(&ingest, "cursors")?;
         ingest.execute_batch(SCHEMA)?;
         migrate(&ingest)?;
+        if before_cursors {
+            seed_cursors(&ingest)?;
+        }
         ingest.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
         let delivery = open_connection(path, "NORMAL")?;
         let checkpoints = open_connection(path, "NORMAL")?;
@@ -840,10 +1006,9 @@ impl Journal {
         &self,
         tenant: String,
         events: Vec<WireEvent>,
-        targets: Vec<Vec<String>>,
         context: Option<RequestContext>,
     ) -> Result<Committed, JournalError> {
-        crate::commit(self, tenant, events, targets, context).await
+        crate::commit(self, tenant, events, context).await
     }
 }
 
@@ -854,7 +1019,6 @@ impl EventLog for Journal {
         &self,
         tenant: String,
         events: Vec<WireEvent>,
-        targets: Vec<Vec<String>>,
         context: Option<RequestContext>,
     ) -> Result<CommitReceipt, JournalError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -863,26 +1027,19 @@ impl EventLog for Journal {
                 context,
                 tenant,
                 events,
-                targets,
                 reply,
             }))
             .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
         Ok(answer)
     }
 
-    /// Commits a validated batch in one transaction: new events, their runs,
-    /// and one pending delivery per target plugin instance (`targets[i]` for
-    /// `events[i]`). Events whose uuid the tenant already sent are counted as
+    /// Commits a validated batch in one transaction: new events and their
+    /// runs. Events whose uuid the tenant already sent are counted as
     /// duplicates.
-    fn commit_batch(
-        &self,
-        tenant: &str,
-        events: &[WireEvent],
-        targets: &[Vec<String>],
-    ) -> Result<Committed, JournalError> {
+    fn commit_batch(&self, tenant: &str, events: &[WireEvent]) -> Result<Committed, JournalError> {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
-        let committed = apply_batch(&tx, tenant, events, targets, now_ms(), None)?;
+        let committed = apply_batch(&tx, tenant, events, now_ms(), None)?;
         tx.commit()?;
         drop(conn);
         if committed.accepted > 0 {
@@ -908,7 +1065,103 @@ impl EventLog for Journal {
     }
 }
 
+/// The two halves of a read in event order, the first `limit`, numbered.
+fn merge_reads(
+    queued: Vec<PendingDelivery>,
+    logged: Vec<PendingDelivery>,
+    limit: usize,
+) -> Vec<PendingDelivery> {
+    let mut out = Vec::with_capacity(limit.min(queued.len() + logged.len()));
+    let (mut q, mut l) = (queued.into_iter().peekable(), logged.into_iter().peekable());
+    while out.len() < limit {
+        let next = match (q.peek(), l.peek()) {
+            (Some(a), Some(b)) if a.event_id <= b.event_id => q.next(),
+            (Some(_), Some(_)) => l.next(),
+            (Some(_), None) => q.next(),
+            (None, Some(_)) => l.next(),
+            (None, None) => None,
+        };
+        let Some(mut d) = next else { break };
+        d.read.row = out.len() as u32 + 1;
+        out.push(d);
+    }
+    out
+}
+
 impl DeliveryQueue for Journal {
+    fn open_cursor(
+        &self,
+        plugin: &str,
+        tenant: &str,
+        routes: &[herald_event::routes::RouteConfig],
+    ) -> Result<i64, JournalError> {
+        let routes_json =
+            serde_json::to_string(routes).map_err(|e| JournalError::Backend(Box::new(e)))?;
+        // On the writer's lock, as the requeues: the bump below is then seen
+        // by the writer's next group.
+        let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let current: Option<(String, i64, String)> = tx
+            .query_row(
+                "SELECT tenant, position, routes FROM cursors WHERE plugin = ?1",
+                params![plugin],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (position, queued) = match current {
+            Some((t, position, _)) if t == tenant => {
+                tx.execute(
+                    "UPDATE cursors SET routes = ?2, retired_ms = NULL, updated_ms = ?3 WHERE plugin = ?1",
+                    params![plugin, routes_json, now],
+                )?;
+                (position, 0)
+            }
+            other => {
+                let queued = match &other {
+                    Some((earlier, position, routes)) => {
+                        queue_unread(&tx, plugin, earlier, *position, routes, now)?
+                    }
+                    None => 0,
+                };
+                let end: i64 =
+                    tx.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?;
+                tx.execute(
+                    "INSERT INTO cursors (plugin, tenant, since, position, delivered, routes, updated_ms)
+                     VALUES (?1, ?2, ?3, ?3, 0, ?4, ?5)
+                     ON CONFLICT (plugin) DO UPDATE SET tenant = excluded.tenant, since = excluded.since,
+                        position = excluded.position,
+                        delivered = 0, routes = excluded.routes, updated_ms = excluded.updated_ms, retired_ms = NULL",
+                    params![plugin, tenant, end, routes_json, now],
+                )?;
+                (end, queued)
+            }
+        };
+        tx.commit()?;
+        if queued > 0 {
+            self.requeues.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(position)
+    }
+
+    fn cursor(&self, plugin: &str) -> Result<Option<i64>, JournalError> {
+        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let position = conn
+            .prepare_cached("SELECT position FROM cursors WHERE plugin = ?1")?
+            .query_row(params![plugin], |r| r.get(0))
+            .optional()?;
+        Ok(position)
+    }
+
+    fn retire_cursor(&self, plugin: &str) -> Result<(), JournalError> {
+        let conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute(
+            "UPDATE cursors SET retired_ms = ?2 WHERE plugin = ?1",
+            params![plugin, now_ms()],
+        )?;
+        Ok(())
+    }
+
     /// The oldest pending deliveries of `plugin` after event `after` (0 for
     /// all), in journal order. `tenant` is the tenant the instance serves: a
     /// row of another tenant's event says so in
@@ -927,40 +1180,71 @@ impl DeliveryQueue for Journal {
         // Before the read's snapshot: a requeue committed after it bumps this.
         let generation = self.requeues.load(Ordering::SeqCst);
         let seq = self.reads.fetch_add(1, Ordering::Relaxed);
-        let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(&pending_sql(limit))?;
-        let mut row = 0u32;
-        let rows = stmt.query_map(params![plugin, after, tenant], |r| {
-            row += 1;
-            Ok(PendingDelivery {
-                read: ReadPos {
-                    seq,
-                    generation,
-                    row,
-                },
-                event_id: r.get(0)?,
-                run_id: r.get(1)?,
-                attempts: r.get(2)?,
-                next_at_ms: r.get(3)?,
-                first_at_ms: r.get(4)?,
-                body: r.get(5)?,
-                request_id: r.get(6)?,
-                trace_id: r.get(7)?,
-                span_id: r.get(8)?,
-                foreign_tenant: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        // One snapshot for both halves: an event moved from the log to the
+        // queue in between would otherwise be missed or read twice.
+        let tx = conn.transaction()?;
+        let queued: Vec<PendingDelivery> = {
+            let mut stmt = tx.prepare_cached(&pending_sql(limit))?;
+            let rows = stmt.query_map(params![plugin, after, tenant], |r| {
+                Ok(PendingDelivery {
+                    queued: true,
+                    read: ReadPos {
+                        seq,
+                        generation,
+                        row: 0,
+                    },
+                    event_id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    attempts: r.get(2)?,
+                    next_at_ms: r.get(3)?,
+                    first_at_ms: r.get(4)?,
+                    body: r.get(5)?,
+                    request_id: r.get(6)?,
+                    trace_id: r.get(7)?,
+                    span_id: r.get(8)?,
+                    foreign_tenant: r.get(9)?,
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let logged: Vec<PendingDelivery> = {
+            let mut stmt = tx.prepare_cached(&log_sql(limit))?;
+            let rows = stmt.query_map(params![plugin, after, tenant], |r| {
+                let received_ms: i64 = r.get(2)?;
+                Ok(PendingDelivery {
+                    queued: false,
+                    read: ReadPos {
+                        seq,
+                        generation,
+                        row: 0,
+                    },
+                    event_id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    attempts: 0,
+                    next_at_ms: received_ms,
+                    first_at_ms: received_ms,
+                    body: r.get(3)?,
+                    request_id: r.get(4)?,
+                    trace_id: r.get(5)?,
+                    span_id: r.get(6)?,
+                    foreign_tenant: None,
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        drop(tx);
+        Ok(merge_reads(queued, logged, limit))
     }
 
     /// Hands delivery outcomes to the writer thread, which commits them with
     /// the next group; the receipt resolves once they are durable.
-    fn send_marks(&self, plugin: &str, marks: Vec<Mark>) -> Result<MarksReceipt, JournalError> {
+    fn send_marks(&self, plugin: &str, batch: MarkBatch) -> Result<MarksReceipt, JournalError> {
         let (reply, receipt) = tokio::sync::oneshot::channel();
         self.writer
             .send(Write::Marks(MarksRequest {
                 plugin: plugin.to_string(),
-                marks,
+                batch,
                 reply,
             }))
             .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
@@ -969,13 +1253,13 @@ impl DeliveryQueue for Journal {
 
     /// Writes delivery outcomes now, in one transaction (tests and tools);
     /// returns how many deliveries they changed.
-    fn record(&self, plugin: &str, marks: &[Mark]) -> Result<usize, JournalError> {
+    fn record(&self, plugin: &str, batch: &MarkBatch) -> Result<MarksWritten, JournalError> {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.requeues.load(Ordering::SeqCst);
         let tx = conn.transaction()?;
-        let changed = apply_marks(&tx, plugin, marks, now_ms(), generation)?;
+        let written = apply_mark_batch(&tx, plugin, batch, now_ms(), generation)?;
         tx.commit()?;
-        Ok(changed)
+        Ok(written)
     }
 
     /// Counts deliveries of `plugin` by state (pending, done, dead).
@@ -996,17 +1280,61 @@ impl DeliveryQueue for Journal {
                 _ => out.2 = n,
             }
         }
+        // The log's share: delivered at the first attempt, and not read yet.
+        let cursor: Option<(u64, u64)> = conn
+            .prepare_cached(
+                "SELECT c.delivered,
+                        (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
+                           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id))
+                 FROM cursors c WHERE c.plugin = ?1",
+            )?
+            .query_row(params![plugin], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((delivered, unread)) = cursor {
+            out.0 += unread;
+            out.1 += delivered;
+        }
         Ok(out)
     }
 
     /// Pending deliveries and the age of the oldest, per instance.
     fn queue_depths(&self) -> Result<Vec<(String, u64, i64)>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut depths: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+        let mut add = |plugin: String, n: u64, oldest: Option<i64>| {
+            let e = depths.entry(plugin).or_insert((0, i64::MAX));
+            e.0 += n;
+            if let Some(o) = oldest {
+                e.1 = e.1.min(o);
+            }
+        };
+        {
+            let mut stmt = conn.prepare_cached(
+                "SELECT plugin, count(*), min(first_at_ms) FROM deliveries WHERE state = 'pending' GROUP BY plugin",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            for row in rows {
+                let (plugin, n, oldest) = row?;
+                add(plugin, n, oldest);
+            }
+        }
         let mut stmt = conn.prepare_cached(
-            "SELECT plugin, count(*), min(first_at_ms) FROM deliveries WHERE state = 'pending' GROUP BY plugin",
+            "SELECT c.plugin,
+                    (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)),
+                    (SELECT e.received_ms FROM events e WHERE e.tenant = c.tenant AND e.id > c.position ORDER BY e.id LIMIT 1)
+             FROM cursors c WHERE c.retired_ms IS NULL",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        for row in rows {
+            let (plugin, n, oldest) = row?;
+            add(plugin, n, oldest);
+        }
+        Ok(depths
+            .into_iter()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(plugin, (n, oldest))| (plugin, n, oldest))
+            .collect())
     }
 
     /// Queues every recorded event of a run again for one instance, whatever
@@ -1186,6 +1514,8 @@ impl Maintenance for Journal {
             let mut stmt = tx.prepare_cached(
                 "SELECT id, tenant FROM events e WHERE received_ms < ?1
                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state != 'done')
+                   AND NOT EXISTS (SELECT 1 FROM cursors c WHERE c.tenant = e.tenant AND c.retired_ms IS NULL
+                                     AND c.position < e.id)
                  ORDER BY id LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![cutoff_ms, limit as i64], |r| {
@@ -1274,6 +1604,7 @@ impl Maintenance for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Advance, RunQueries};
     use serde_json::json;
 
     fn ev(uuid: &str, run: &str) -> WireEvent {
@@ -1285,10 +1616,19 @@ mod tests {
     fn done(d: &PendingDelivery) -> Mark {
         Mark {
             event_id: d.event_id,
+            queued: d.queued,
             first_at_ms: d.first_at_ms,
             attempts: 1,
             outcome: MarkOutcome::Done,
             read: Some(d.read),
+        }
+    }
+
+    /// Outcomes without a move of the cursor.
+    fn marks(marks: Vec<Mark>) -> MarkBatch {
+        MarkBatch {
+            marks,
+            advance: None,
         }
     }
 
@@ -1314,7 +1654,7 @@ mod tests {
     async fn ready_agrees_with_ingest_when_the_journal_is_full() {
         use crate::Maintenance;
         let j = temp_journal("ready-full");
-        j.commit("t".into(), vec![big_event(0)], vec![vec![]], None)
+        j.commit("t".into(), vec![big_event(0)], None)
             .await
             .unwrap();
         j.probe_writable().unwrap();
@@ -1323,7 +1663,7 @@ mod tests {
         j.set_max_pages(Some(j.page_count().unwrap())).unwrap();
         let batch: Vec<WireEvent> = (1..100).map(big_event).collect();
         let err = j
-            .commit("t".into(), batch.clone(), vec![vec![]; 99], None)
+            .commit("t".into(), batch.clone(), None)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("full"), "{err}");
@@ -1338,7 +1678,7 @@ mod tests {
         j.set_max_pages(None).unwrap();
         j.probe_writable().unwrap();
         let c = j
-            .commit("t".into(), batch, vec![vec![]; 99], None)
+            .commit("t".into(), batch, None)
             .await
             .unwrap();
         assert_eq!(c.accepted, 99);
@@ -1346,25 +1686,233 @@ mod tests {
     }
 
     #[test]
-    fn dedupes_per_tenant_and_creates_deliveries() {
+    fn dedupes_per_tenant_and_instances_read_past_their_cursor() {
         let j = temp_journal("dedupe");
-        let plugins = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(j.open_cursor("a", "t1", &[]).unwrap(), 0);
+        assert_eq!(j.open_cursor("b", "t1", &[]).unwrap(), 0);
         let c = j
-            .commit_batch(
-                "t1",
-                &[ev("u1", "r"), ev("u2", "r"), ev("u1", "r")],
-                &vec![plugins.clone(); 3],
-            )
+            .commit_batch("t1", &[ev("u1", "r"), ev("u2", "r"), ev("u1", "r")])
             .unwrap();
         assert_eq!((c.accepted, c.duplicates), (2, 1));
         assert_eq!(c.inserted, vec![true, true, false]);
-        let c = j.commit_batch("t2", &[ev("u1", "r")], &[]).unwrap();
+        let c = j.commit_batch("t2", &[ev("u1", "r")]).unwrap();
         assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
-        assert_eq!(j.pending("a", "t", 0, 10).unwrap().len(), 2);
-        assert_eq!(j.pending("b", "t", 0, 10).unwrap().len(), 2);
-        let first = &j.pending("a", "t", 0, 10).unwrap()[0];
-        assert_eq!(j.record("a", &[done(first)]).unwrap(), 1);
+        // Each instance reads its own tenant's events, and nothing was
+        // written per instance at ingest.
+        assert_eq!(j.pending("a", "t1", 0, 10).unwrap().len(), 2);
+        assert_eq!(j.pending("b", "t1", 0, 10).unwrap().len(), 2);
+        let rows: i64 = j
+            .delivery
+            .lock()
+            .unwrap()
+            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        let first = &j.pending("a", "t1", 0, 10).unwrap()[0];
+        assert!(!first.queued);
+        let moved = MarkBatch {
+            marks: vec![done(first)],
+            advance: Some(Advance {
+                from: 0,
+                to: first.event_id,
+                delivered: 1,
+            }),
+        };
+        assert_eq!(
+            j.record("a", &moved).unwrap(),
+            MarksWritten {
+                changed: 0,
+                advanced: true
+            }
+        );
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
+        assert_eq!(j.delivery_counts("b").unwrap(), (2, 0, 0));
+        // The same move again is refused: the cursor is no longer at 0.
+        assert!(!j.record("a", &moved).unwrap().advanced);
+        assert_eq!(j.cursor("a").unwrap(), Some(first.event_id));
+        let left = j.pending("a", "t1", 0, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_ne!(left[0].event_id, first.event_id);
+    }
+
+    /// A new instance starts at the end of the log; a retry or a hold from
+    /// the log becomes a queue row, which the log read then leaves out.
+    #[test]
+    fn exceptions_from_the_log_are_queued_and_read_once() {
+        let j = temp_journal("exceptions");
+        j.commit_batch("t", &[ev("old", "r0")]).unwrap();
+        let start = j.open_cursor("p", "t", &[]).unwrap();
+        assert!(j.pending("p", "t", 0, 10).unwrap().is_empty(), "before its time");
+        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r"), ev("u3", "q")])
+            .unwrap();
+        let read = j.pending("p", "t", 0, 10).unwrap();
+        assert_eq!(read.len(), 3);
+        let retry = Mark {
+            outcome: MarkOutcome::Retry {
+                next_at_ms: now_ms() + 60_000,
+                error: "busy".into(),
+            },
+            ..done(&read[0])
+        };
+        let hold = Mark {
+            outcome: MarkOutcome::Hold,
+            attempts: 0,
+            ..done(&read[1])
+        };
+        let batch = MarkBatch {
+            marks: vec![retry, hold, done(&read[2])],
+            advance: Some(Advance {
+                from: start,
+                to: read[2].event_id,
+                delivered: 1,
+            }),
+        };
+        assert_eq!(
+            j.record("p", &batch).unwrap(),
+            MarksWritten {
+                changed: 2,
+                advanced: true
+            }
+        );
+        let again = j.pending("p", "t", 0, 10).unwrap();
+        assert_eq!(
+            again
+                .iter()
+                .map(|d| (d.event_id, d.queued, d.attempts))
+                .collect::<Vec<_>>(),
+            [(read[0].event_id, true, 1), (read[1].event_id, true, 0)]
+        );
+        assert_eq!(j.delivery_counts("p").unwrap(), (2, 1, 0));
+        assert_eq!(j.queue_depths().unwrap().len(), 1);
+        // The listing shows the queued rows and what the cursor implies.
+        let (list, next) = j
+            .deliveries(
+                "t",
+                &crate::DeliveryFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(next, None);
+        assert_eq!(
+            list.iter()
+                .map(|d| (d.event_uuid.as_str(), d.state, d.attempts))
+                .collect::<Vec<_>>(),
+            [
+                ("u1", crate::DeliveryState::Pending, 1),
+                ("u2", crate::DeliveryState::Pending, 0),
+                ("u3", crate::DeliveryState::Done, 1)
+            ],
+            "the event before the instance existed is not its delivery"
+        );
+    }
+
+    /// An instance name given to another tenant: what it had not read of the
+    /// earlier tenant is queued (for the worker to dead-letter), and it
+    /// reads only the new tenant's events from the end of the log on.
+    #[test]
+    fn an_instance_moved_to_another_tenant_queues_what_it_had_not_read() {
+        let j = temp_journal("moved");
+        j.open_cursor("p", "u", &[]).unwrap();
+        j.commit_batch("u", &[ev("theirs", "r")]).unwrap();
+        let end = j.open_cursor("p", "t", &[]).unwrap();
+        j.commit_batch("t", &[ev("mine", "r2")]).unwrap();
+        let read = j.pending("p", "t", 0, 10).unwrap();
+        assert_eq!(
+            read.iter()
+                .map(|d| (d.queued, d.foreign_tenant.as_deref()))
+                .collect::<Vec<_>>(),
+            [(true, Some("u")), (false, None)]
+        );
+        assert!(end >= read[0].event_id);
+    }
+
+    /// Retention keeps what an active cursor has not read yet; a retired
+    /// cursor (its instance removed) holds nothing back.
+    #[test]
+    fn retention_keeps_events_an_active_cursor_has_not_read() {
+        let j = temp_journal("prune");
+        j.open_cursor("p", "t", &[]).unwrap();
+        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r")]).unwrap();
+        let far = now_ms() + 60_000;
+        assert!(j.prune(far, 100).unwrap().is_empty());
+        let first = j.pending("p", "t", 0, 1).unwrap().remove(0);
+        let moved = MarkBatch {
+            marks: vec![done(&first)],
+            advance: Some(Advance {
+                from: 0,
+                to: first.event_id,
+                delivered: 1,
+            }),
+        };
+        assert!(j.record("p", &moved).unwrap().advanced);
+        assert_eq!(j.prune(far, 100).unwrap().get("t"), Some(&1));
+        j.retire_cursor("p").unwrap();
+        assert_eq!(j.prune(far, 100).unwrap().get("t"), Some(&1));
+        assert_eq!(j.event_count("t").unwrap(), 0);
+    }
+
+    /// The listing applies an instance's routes to the deliveries its
+    /// cursor implies.
+    #[test]
+    fn the_deliveries_listing_applies_routes() {
+        let j = temp_journal("routes");
+        let failures: Vec<herald_event::routes::RouteConfig> =
+            vec![toml_route(r#"kinds = ["runner_on_failed"]"#)];
+        j.open_cursor("all", "t", &[]).unwrap();
+        j.open_cursor("failures", "t", &failures).unwrap();
+        let failed = herald_event::validate(json!({"uuid": "f", "event": "runner_on_failed",
+            "counter": 2, "created": "2026-01-01T00:00:00", "run_id": "r",
+            "event_data": {"host": "h", "task": "t", "res": {"msg": "no"}}}))
+        .unwrap();
+        j.commit_batch("t", &[ev("ok", "r"), failed]).unwrap();
+        let (list, _) = j
+            .deliveries(
+                "t",
+                &crate::DeliveryFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|d| (d.plugin.as_str(), d.event_uuid.as_str()))
+                .collect::<Vec<_>>(),
+            [("all", "ok"), ("all", "f"), ("failures", "f")]
+        );
+        // Pages continue after their key.
+        let (page, next) = j
+            .deliveries(
+                "t",
+                &crate::DeliveryFilter {
+                    limit: 2,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(page.len(), 2);
+        let (rest, end) = j
+            .deliveries(
+                "t",
+                &crate::DeliveryFilter {
+                    limit: 2,
+                    after: next,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((rest.len(), end), (1, None));
+        assert_eq!(rest[0].plugin, "failures");
+    }
+
+    fn toml_route(text: &str) -> herald_event::routes::RouteConfig {
+        serde_json::from_value(match text.split_once(" = ") {
+            Some(("kinds", v)) => json!({"kinds": serde_json::from_str::<serde_json::Value>(v).unwrap()}),
+            _ => json!({}),
+        })
+        .unwrap()
     }
 
     /// A replay while an attempt of the same event runs: the attempt's
@@ -1372,8 +1920,8 @@ mod tests {
     #[test]
     fn a_replay_during_an_attempt_stays_pending() {
         let j = temp_journal("replay-race");
-        j.commit_batch("t", &[ev("u1", "r")], &[vec!["a".to_string()]])
-            .unwrap();
+        j.open_cursor("a", "t", &[]).unwrap();
+        j.commit_batch("t", &[ev("u1", "r")]).unwrap();
         let attempt = j.pending("a", "t", 0, 10).unwrap().remove(0);
         // In the same millisecond as the commit, too.
         assert_eq!(j.replay_run("t", "r", "a").unwrap(), 1);
@@ -1388,11 +1936,16 @@ mod tests {
             },
             ..done(&attempt)
         };
-        assert_eq!(j.record("a", &[done(&attempt), dead, retry]).unwrap(), 0);
+        assert_eq!(
+            j.record("a", &marks(vec![done(&attempt), dead, retry]))
+                .unwrap()
+                .changed,
+            0
+        );
         let again = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(again.len(), 1, "the replayed delivery is still pending");
-        assert!(again[0].next_at_ms <= now_ms(), "and due now");
-        assert_eq!(j.record("a", &[done(&again[0])]).unwrap(), 1);
+        assert!(again[0].queued && again[0].next_at_ms <= now_ms(), "and due now");
+        assert_eq!(j.record("a", &marks(vec![done(&again[0])])).unwrap().changed, 1);
         assert_eq!(j.delivery_counts("a").unwrap(), (0, 1, 0));
     }
 
@@ -1401,9 +1954,11 @@ mod tests {
     #[test]
     fn a_streak_of_successes_never_swallows_a_requeued_row() {
         let j = temp_journal("streak");
-        let a = vec!["a".to_string()];
+        j.open_cursor("a", "t", &[]).unwrap();
         let evs: Vec<_> = (1..=6).map(|i| ev(&format!("u{i}"), "r")).collect();
-        j.commit_batch("t", &evs, &vec![a.clone(); 6]).unwrap();
+        j.commit_batch("t", &evs).unwrap();
+        // Queued rows (a replay queues every event of the run).
+        assert_eq!(j.replay_run("t", "r", "a").unwrap(), 6);
         // Event 3 is a dead letter when the worker reads.
         let third = j.pending("a", "t", 0, 10).unwrap().remove(2);
         let dead = Mark {
@@ -1411,7 +1966,7 @@ mod tests {
             read: None,
             ..done(&third)
         };
-        assert_eq!(j.record("a", &[dead]).unwrap(), 1);
+        assert_eq!(j.record("a", &marks(vec![dead])).unwrap().changed, 1);
         let read = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(
             read.iter().map(|d| d.event_id).collect::<Vec<_>>(),
@@ -1419,8 +1974,8 @@ mod tests {
         );
         // Requeued after the read: inside the range 1..=6 the streak covers.
         assert_eq!(j.requeue_dead("t", "a", Some(third.event_id)).unwrap(), 1);
-        let marks: Vec<Mark> = read.iter().map(done).collect();
-        assert_eq!(j.record("a", &marks).unwrap(), 5);
+        let streak: Vec<Mark> = read.iter().map(done).collect();
+        assert_eq!(j.record("a", &marks(streak)).unwrap().changed, 5);
         let left = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(
             left.iter().map(|d| d.event_id).collect::<Vec<_>>(),
@@ -1429,13 +1984,18 @@ mod tests {
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 5, 0));
 
         // Without a requeue, the same streak is one range and leaves nothing behind.
-        let more: Vec<_> = (7..=12).map(|i| ev(&format!("u{i}"), "r")).collect();
-        j.commit_batch("t", &more, &vec![a.clone(); 6]).unwrap();
+        let more: Vec<_> = (7..=12).map(|i| ev(&format!("u{i}"), "r2")).collect();
+        j.commit_batch("t", &more).unwrap();
+        assert_eq!(j.replay_run("t", "r2", "a").unwrap(), 6);
         let read = j.pending("a", "t", third.event_id, 10).unwrap();
         assert_eq!(read.len(), 6);
-        let marks: Vec<Mark> = read.iter().map(done).collect();
-        assert_eq!(streak_end(&marks, 0, j.requeues.load(Ordering::SeqCst)), 6);
-        assert_eq!(j.record("a", &marks).unwrap(), 6);
+        let marks_of_read: Vec<Mark> = read.iter().map(done).collect();
+        assert_eq!(
+            streak_end(&marks_of_read, 0, j.requeues.load(Ordering::SeqCst)),
+            6
+        );
+        assert_eq!(j.record("a", &marks(marks_of_read.clone())).unwrap().changed, 6);
+        let marks = marks_of_read;
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 11, 0));
         // A streak breaks at a gap in the read, another read, or another attempt count.
         let mut gap = marks.clone();
@@ -1483,7 +2043,7 @@ mod tests {
                 json!({"playbook": "x.yml"}),
             ),
         ];
-        let c = j.commit_batch("t", &batch, &[]).unwrap();
+        let c = j.commit_batch("t", &batch).unwrap();
         assert_eq!((c.accepted, c.duplicates), (4, 1));
         j.commit_batch(
             "t",
@@ -1494,7 +2054,6 @@ mod tests {
                 "2026-01-01T00:00:00",
                 json!({"playbook": "z.yml"}),
             )],
-            &[],
         )
         .unwrap();
         let conn = j.delivery.lock().unwrap();
@@ -1587,8 +2146,8 @@ mod tests {
         let path = dir.join("j.db");
         {
             let j = Journal::open(&path).unwrap();
-            j.commit_batch("t", &[ev("u1", "r")], &[vec!["p".to_string()]])
-                .unwrap();
+            j.open_cursor("p", "t", &[]).unwrap();
+            j.commit_batch("t", &[ev("u1", "r")]).unwrap();
             j.state_set("t", "p", "k", "v").unwrap();
         }
         let j = Journal::open(&path).unwrap();
@@ -1617,6 +2176,17 @@ mod tests {
                 );
             assert_eq!(old.matches("IN ('pending'").count(), 1);
             assert_eq!(old.matches("(plugin, event_id) WHERE").count(), 1);
+            // Before cursors: one row per event and instance.
+            let cursors = old
+                .split("CREATE TABLE IF NOT EXISTS cursors (")
+                .nth(1)
+                .and_then(|rest| rest.split(") WITHOUT ROWID;").next())
+                .unwrap();
+            let old = old.replace(
+                &format!("CREATE TABLE IF NOT EXISTS cursors ({cursors}) WITHOUT ROWID;"),
+                "",
+            );
+            assert!(!old.contains("cursors ("));
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(&old).unwrap();
             conn.execute_batch(
@@ -1639,6 +2209,7 @@ mod tests {
             (1, 2, 5)
         );
         assert_eq!(j.delivery_counts("p").unwrap(), (1, 0, 1));
+        assert_eq!(j.cursor("p").unwrap(), Some(2), "a cursor at its newest row");
         let conn = j.delivery.lock().unwrap();
         let sql: String = conn
             .query_row(

@@ -327,11 +327,48 @@ fn run_events(
     Ok(Some((rows.into_iter().map(|(_, _, b)| b).collect(), next)))
 }
 
+/// Most derived deliveries one page of the listing looks at: a page of a
+/// tenant with a huge backlog stops there and continues from it.
+const DERIVED_SCAN_MAX: usize = 50_000;
+
+/// A page of a tenant's deliveries in (event id, instance) order: the queue's
+/// rows (retries, holds, replays, dead letters and what became of them), and
+/// the deliveries the instances' cursors imply, which leave no row: an event
+/// of the instance's tenant after its cursor started that its routes match
+/// is `done` (at the first attempt) once the cursor is past it, `pending`
+/// before. Routes are the instance's current ones (a reload that changed
+/// them re-judges older events in this listing, not in delivery).
 fn deliveries(
     conn: &Connection,
     tenant: &str,
     f: &DeliveryFilter,
 ) -> rusqlite::Result<Page<DeliveryRecord, (i64, String)>> {
+    let mut rows = queued_deliveries(conn, tenant, f)?;
+    let (derived, scanned_to) = derived_deliveries(conn, tenant, f)?;
+    rows.extend(derived);
+    rows.sort_by(|a, b| (a.event_id, &a.plugin).cmp(&(b.event_id, &b.plugin)));
+    if let Some(stop) = &scanned_to {
+        // The scan stopped early: nothing after where it stopped is known yet.
+        rows.retain(|d| (d.event_id, &d.plugin) <= (stop.0, &stop.1));
+    }
+    let more = rows.len() > f.limit || scanned_to.is_some();
+    rows.truncate(f.limit);
+    let next = if more {
+        rows.last()
+            .map(|d| (d.event_id, d.plugin.clone()))
+            .or(scanned_to)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// The queue's rows of the listing (at most `limit + 1`).
+fn queued_deliveries(
+    conn: &Connection,
+    tenant: &str,
+    f: &DeliveryFilter,
+) -> rusqlite::Result<Vec<DeliveryRecord>> {
     let mut sql = String::from(
         "SELECT d.plugin, d.event_id, d.run_id, d.state, d.attempts, d.first_at_ms, d.next_at_ms,
                 d.updated_ms, d.last_error, e.uuid, e.kind, e.counter
@@ -362,33 +399,137 @@ fn deliveries(
     sql.push_str(" ORDER BY d.event_id, d.plugin LIMIT ?");
     args.push(Sql::Integer(f.limit as i64 + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<DeliveryRecord> = stmt
-        .query_map(params_from_iter(args), |r| {
-            let state: String = r.get(3)?;
-            Ok(DeliveryRecord {
-                plugin: r.get(0)?,
-                event_id: r.get(1)?,
-                run_id: r.get(2)?,
-                state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
-                attempts: r.get(4)?,
-                first_at_ms: r.get(5)?,
-                next_at_ms: r.get(6)?,
-                updated_ms: r.get(7)?,
-                last_error: r.get(8)?,
-                event_uuid: r.get(9)?,
-                kind: r.get(10)?,
-                counter: r.get(11)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let more = rows.len() > f.limit;
-    rows.truncate(f.limit);
-    let next = if more {
-        rows.last().map(|d| (d.event_id, d.plugin.clone()))
-    } else {
-        None
-    };
-    Ok((rows, next))
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        let state: String = r.get(3)?;
+        Ok(DeliveryRecord {
+            plugin: r.get(0)?,
+            event_id: r.get(1)?,
+            run_id: r.get(2)?,
+            state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+            attempts: r.get(4)?,
+            first_at_ms: r.get(5)?,
+            next_at_ms: r.get(6)?,
+            updated_ms: r.get(7)?,
+            last_error: r.get(8)?,
+            event_uuid: r.get(9)?,
+            kind: r.get(10)?,
+            counter: r.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The deliveries the cursors imply (at most `limit + 1` of them), and,
+/// when the scan stopped at [`DERIVED_SCAN_MAX`] before that, where.
+fn derived_deliveries(
+    conn: &Connection,
+    tenant: &str,
+    f: &DeliveryFilter,
+) -> rusqlite::Result<(Vec<DeliveryRecord>, Option<(i64, String)>)> {
+    if f.state == Some(DeliveryState::Dead) {
+        // Dead letters always have a row.
+        return Ok((Vec::new(), None));
+    }
+    let mut sql = String::from(
+        "SELECT c.plugin, e.id, e.run_id, e.received_ms, e.uuid, e.kind, e.counter, c.position, c.routes,
+                CASE WHEN c.routes = '[]' THEN NULL ELSE e.body END
+         FROM events e JOIN cursors c ON c.tenant = e.tenant AND e.id > c.since
+         WHERE e.tenant = ?
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)",
+    );
+    let mut args: Vec<Sql> = vec![Sql::Text(tenant.into())];
+    if let Some(r) = &f.run {
+        sql.push_str(" AND e.run_id = ?");
+        args.push(Sql::Text(r.clone()));
+    }
+    if let Some(p) = &f.plugin {
+        sql.push_str(" AND c.plugin = ?");
+        args.push(Sql::Text(p.clone()));
+    }
+    match f.state {
+        Some(DeliveryState::Done) => sql.push_str(" AND e.id <= c.position"),
+        Some(DeliveryState::Pending) => sql.push_str(" AND e.id > c.position"),
+        _ => {}
+    }
+    sql.push_str(" AND (e.id > ? OR (e.id = ? AND c.plugin > ?)) ORDER BY e.id, c.plugin LIMIT ?");
+    let chunk = (f.limit + 1).clamp(64, 4096);
+    let mut after = f.after.clone().unwrap_or((0, String::new()));
+    let mut routes: BTreeMap<String, herald_event::routes::Routes> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut scanned = 0usize;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    loop {
+        let mut page_args = args.clone();
+        page_args.extend([
+            Sql::Integer(after.0),
+            Sql::Integer(after.0),
+            Sql::Text(after.1.clone()),
+            Sql::Integer(chunk as i64),
+        ]);
+        type Row = (String, i64, String, i64, String, String, i64, i64, String, Option<String>);
+        let page: Vec<Row> = stmt
+            .query_map(params_from_iter(page_args), |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let last_page = page.len() < chunk;
+        for (plugin, id, run_id, received_ms, uuid, kind, counter, position, route_json, body) in
+            page
+        {
+            scanned += 1;
+            after = (id, plugin.clone());
+            if let Some(body) = body {
+                let compiled = routes.entry(plugin.clone()).or_insert_with(|| {
+                    serde_json::from_str::<Vec<herald_event::routes::RouteConfig>>(&route_json)
+                        .ok()
+                        .and_then(|r| herald_event::routes::Routes::compile(&r).ok())
+                        .unwrap_or_default()
+                });
+                if !herald_event::parse_stored(&body).is_some_and(|e| compiled.matches(&e)) {
+                    continue;
+                }
+            }
+            let done = id <= position;
+            out.push(DeliveryRecord {
+                plugin,
+                event_id: id,
+                run_id,
+                state: if done {
+                    DeliveryState::Done
+                } else {
+                    DeliveryState::Pending
+                },
+                attempts: i64::from(done),
+                first_at_ms: received_ms,
+                next_at_ms: received_ms,
+                updated_ms: received_ms,
+                last_error: None,
+                event_uuid: uuid,
+                kind,
+                counter,
+            });
+            if out.len() > f.limit {
+                return Ok((out, None));
+            }
+        }
+        if last_page {
+            return Ok((out, None));
+        }
+        if scanned >= DERIVED_SCAN_MAX {
+            return Ok((out, Some(after)));
+        }
+    }
 }
 
 impl RunQueries for Journal {
