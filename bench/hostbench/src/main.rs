@@ -432,17 +432,17 @@ impl Loaded {
         Ok((raw, converted))
     }
 
-    /// The dispatcher draining a backlog: N events committed with this
-    /// instance as their target, then the worker started; time until the
-    /// journal shows every delivery done.
+    /// The dispatcher draining a backlog: the instance's cursor opened, N
+    /// events committed, then the worker started; time until the journal
+    /// shows every delivery done (the cursor at the last event, nothing queued).
     async fn drain(&self, dir: &Path, events: &[WireEvent]) -> Res<f64> {
         let db = dir.join(format!("drain-{}.db", unique_tag()));
         let journal = Journal::open(&db)?;
-        for chunk in events.chunks(500) {
-            let targets = vec![vec![self.name.clone()]; chunk.len()];
-            journal.commit_batch("bench", chunk, &targets)?;
-        }
         let cfg = &self.config.plugins[&self.name];
+        journal.open_cursor(&self.name, "bench", &cfg.routes)?;
+        for chunk in events.chunks(500) {
+            journal.commit_batch("bench", chunk)?;
+        }
         let spec = WorkerSpec {
             instance: self.instance(&journal)?,
             config: cfg.clone(),
@@ -461,8 +461,9 @@ impl Loaded {
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let left: bool = watch.query_row(
-                "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending
-                 WHERE plugin = ?1 AND state = 'pending')",
+                "SELECT (SELECT position FROM cursors WHERE plugin = ?1) < (SELECT max(id) FROM events)
+                     OR EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending
+                                WHERE plugin = ?1 AND state = 'pending')",
                 [&self.name],
                 |r| r.get(0),
             )?;

@@ -11,14 +11,13 @@ pub mod allow;
 /// slot size, and the largest `limits.memory_mib` a config may ask for.
 pub const MAX_MEMORY_MIB: u64 = 1024;
 
-use herald_event::routes::{RouteTable, Routes};
+use herald_event::routes::Routes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// One problem in the configuration, located in the file.
@@ -70,10 +69,6 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub tenants: BTreeMap<String, TenantConfig>,
     pub plugins: BTreeMap<String, PluginConfig>,
-    /// The compiled routes of every instance: which instances of a tenant
-    /// receive an event. Part of the snapshot a reload swaps, so ingest
-    /// routes without asking the dispatcher.
-    pub routing: Arc<RouteTable>,
 }
 
 /// `[runtime]`: limits of the plugin runtime as a whole.
@@ -699,7 +694,6 @@ impl Config {
             runtime: raw.runtime,
             tenants: raw.tenants,
             plugins: BTreeMap::new(),
-            routing: Arc::default(),
         };
         if let Some(tls) = &mut config.server.tls {
             tls.cert = base.join(&tls.cert);
@@ -805,7 +799,6 @@ impl Config {
                 }
             }
         }
-        let mut routing = RouteTable::default();
         for (name, mut plugin) in raw.plugins {
             let table = ["plugins", name.as_str()];
             if !raw.tenant_names.contains(&plugin.tenant) {
@@ -905,7 +898,7 @@ impl Config {
                 ));
             }
             match Routes::compile(&plugin.routes) {
-                Ok(compiled) => routing.insert(&plugin.tenant, &name, compiled),
+                Ok(_) => {}
                 Err(errors) => {
                     for (n, field, msg) in errors {
                         let index = format!("[{}]", n - 1);
@@ -920,7 +913,6 @@ impl Config {
             }
             config.plugins.insert(name, plugin);
         }
-        config.routing = Arc::new(routing);
         Ok((config, problems))
     }
 
@@ -1509,7 +1501,6 @@ mod tests {
             runtime: RuntimeConfig::default(),
             tenants: BTreeMap::new(),
             plugins: BTreeMap::new(),
-            routing: Arc::default(),
         };
         let pr = c.plugin_config_problem("p", "config key `url`: http://x:80 is not in allow_http");
         assert_eq!(

@@ -2,7 +2,7 @@
 
 use crate::breaker::{Breaker, BreakerStatus};
 use crate::plugin::Plugin;
-use crate::worker::run_worker;
+use crate::worker::{run_worker, WorkerArgs};
 use herald_config::PluginConfig;
 use herald_journal::{CommitNotice, SharedStore};
 use herald_runtime::PluginInstance;
@@ -96,14 +96,28 @@ impl Dispatcher {
         let notify = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
         let breaker = Arc::new(Breaker::new(config.failure_policy.clone(), &tenant, &name));
+        // Opened here, before the instance counts as running: what is
+        // committed from now on is its to deliver. (If the journal refuses,
+        // the worker keeps trying.)
+        let position = match self.journal.open_cursor(&name, &tenant, &config.routes) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(plugin = %name, tenant = %tenant, "cannot open the instance's cursor over the journal yet: {e}");
+                None
+            }
+        };
         let task = tokio::spawn(run_worker(
             instance,
-            config.rate_limit.clone(),
-            config.retry,
-            breaker.clone(),
-            self.journal.clone(),
-            notify.clone(),
-            stopped,
+            WorkerArgs {
+                rate_limit: config.rate_limit.clone(),
+                policy: config.retry,
+                routes: config.routes.clone(),
+                position,
+                breaker: breaker.clone(),
+                journal: self.journal.clone(),
+                notify: notify.clone(),
+                stop: stopped,
+            },
         ));
         let worker = Worker {
             tenant,
@@ -120,15 +134,19 @@ impl Dispatcher {
         }
     }
 
-    /// Stops a worker after its current delivery. Its pending deliveries stay
-    /// in the journal and resume if an instance of the same name and tenant
-    /// comes back (an instance of that name for another tenant dead-letters
-    /// them instead, see [`WorkerCtx::disown`]).
+    /// Stops a worker after its current delivery. Its cursor and queued
+    /// deliveries stay in the journal and resume if an instance of the same
+    /// name and tenant comes back (an instance of that name for another
+    /// tenant dead-letters them instead, see [`WorkerCtx::disown`]); its
+    /// cursor no longer holds events back from retention meanwhile.
     pub fn remove(&self, name: &str) -> bool {
         match self.lock().remove(name) {
             Some(w) => {
                 let _ = w.stop.send(true);
                 w.breaker.retire();
+                if let Err(e) = self.journal.retire_cursor(name) {
+                    tracing::warn!(plugin = %name, "cannot retire the instance's cursor: {e}");
+                }
                 true
             }
             None => false,

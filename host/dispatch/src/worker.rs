@@ -5,8 +5,10 @@ use crate::breaker::{Breaker, Verdict};
 use crate::plugin::Plugin;
 use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
 use herald_journal::blocking;
+use herald_event::routes::{RouteConfig, Routes};
 use herald_journal::{
-    now_ms, JournalError, Mark, MarkOutcome, MarksReceipt, PendingDelivery, SharedStore,
+    now_ms, Advance, JournalError, Mark, MarkBatch, MarkOutcome, MarksReceipt, PendingDelivery,
+    SharedStore,
 };
 use herald_runtime::{bounded, CallError, Outcome};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -62,6 +64,8 @@ enum Unconfirmed {
     Settled,
     /// To be retried at `at_ms`: the run waits behind it.
     Retry { run_id: String, at_ms: i64 },
+    /// Held behind an earlier delivery of its run (queued, not attempted).
+    Held { run_id: String },
 }
 
 /// What a worker carries from one delivery to the next.
@@ -82,6 +86,21 @@ struct WorkerCtx {
     receipts: VecDeque<(MarksReceipt, Vec<i64>)>,
     /// The next batch, read ahead while a backlog streams: (after, read).
     ahead: Option<(i64, JoinHandle<Result<Vec<PendingDelivery>, JournalError>>)>,
+    /// The instance's routes, matched on events read from the log.
+    routes: Routes,
+    /// The last event of the log this worker has taken care of: every
+    /// event of its tenant up to here is delivered, skipped by its routes,
+    /// or among `marks` (or sent) as a queue row.
+    frontier: i64,
+    /// Where the cursor stands once the batches handed to the writer are
+    /// committed.
+    sent_frontier: i64,
+    /// Events from the log delivered at their first attempt since the last
+    /// batch was handed over.
+    delivered: u64,
+    /// The journal's cursor was not where this worker thought (a batch of
+    /// outcomes was lost): read it again before going on.
+    resync: bool,
 }
 
 impl WorkerCtx {
@@ -96,9 +115,16 @@ impl WorkerCtx {
                 run_id: d.run_id.clone(),
                 at_ms: *next_at_ms,
             },
+            MarkOutcome::Hold => Unconfirmed::Held {
+                run_id: d.run_id.clone(),
+            },
         };
+        if !d.queued && outcome == MarkOutcome::Done {
+            self.delivered += 1;
+        }
         self.unconfirmed.insert(d.event_id, state);
         self.marks.push(Mark {
+            queued: d.queued,
             event_id: d.event_id,
             first_at_ms: d.first_at_ms,
             attempts,
@@ -130,14 +156,30 @@ impl WorkerCtx {
     /// wait for the commit). If the journal refuses them, the deliveries stay
     /// pending and are made again: at least once.
     fn send(&mut self) {
-        if self.marks.is_empty() {
+        if self.marks.is_empty() && self.frontier == self.sent_frontier {
             return;
         }
         let marks = std::mem::take(&mut self.marks);
         let ids: Vec<i64> = marks.iter().map(|m| m.event_id).collect();
-        match self.journal.send_marks(&self.name, marks) {
+        let advance = (self.frontier > self.sent_frontier).then(|| Advance {
+            from: self.sent_frontier,
+            to: self.frontier,
+            delivered: std::mem::take(&mut self.delivered),
+        });
+        self.sent_frontier = self.frontier;
+        match self
+            .journal
+            .send_marks(&self.name, MarkBatch { marks, advance })
+        {
             Ok(receipt) => self.receipts.push_back((receipt, ids)),
             Err(e) => self.forget(&ids, &e.to_string()),
+        }
+    }
+
+    /// Takes an event of the log as handled: the cursor may move past it.
+    fn taken(&mut self, d: &PendingDelivery) {
+        if !d.queued {
+            self.frontier = self.frontier.max(d.event_id);
         }
     }
 
@@ -147,6 +189,26 @@ impl WorkerCtx {
         for id in ids {
             self.unconfirmed.remove(id);
         }
+        // Later batches may have been refused with it: start again from
+        // where the journal's cursor is.
+        self.resync = true;
+    }
+
+    /// Reads the cursor again after a lost batch: everything since is read
+    /// (and delivered) again, at least once.
+    async fn resync(&mut self) -> Result<(), JournalError> {
+        self.send();
+        self.confirm(true).await;
+        let plugin = self.name.clone();
+        let position = blocking(&self.journal, move |j| j.cursor(&plugin)).await?;
+        let position = position.unwrap_or(self.sent_frontier);
+        self.frontier = position;
+        self.sent_frontier = position;
+        self.delivered = 0;
+        self.unconfirmed.clear();
+        self.ahead = None;
+        self.resync = false;
+        Ok(())
     }
 
     /// Takes the receipts the writer has answered.
@@ -163,14 +225,22 @@ impl WorkerCtx {
             let Some((_, ids)) = self.receipts.pop_front() else {
                 return;
             };
-            match answer {
-                Ok(()) => {
-                    for id in &ids {
-                        self.unconfirmed.remove(id);
-                    }
+            self.answered(&ids, answer);
+        }
+    }
+
+    /// Takes the writer's answer for a batch of outcomes.
+    fn answered(&mut self, ids: &[i64], answer: Result<herald_journal::MarksWritten, JournalError>) {
+        match answer {
+            Ok(written) => {
+                for id in ids {
+                    self.unconfirmed.remove(id);
                 }
-                Err(e) => self.forget(&ids, &e.to_string()),
+                if !written.advanced {
+                    self.resync = true;
+                }
             }
+            Err(e) => self.forget(ids, &e.to_string()),
         }
     }
 
@@ -179,12 +249,7 @@ impl WorkerCtx {
     async fn confirm(&mut self, all: bool) {
         while let Some((receipt, ids)) = self.receipts.pop_front() {
             match receipt.await {
-                Ok(Ok(())) => {
-                    for id in &ids {
-                        self.unconfirmed.remove(id);
-                    }
-                }
-                Ok(Err(e)) => self.forget(&ids, &e.to_string()),
+                Ok(answer) => self.answered(&ids, answer),
                 Err(_) => self.forget(&ids, "the journal writer dropped the outcomes"),
             }
             if !all {
@@ -232,17 +297,73 @@ impl WorkerCtx {
     }
 }
 
-pub(crate) async fn run_worker<P: Plugin>(
-    mut instance: P,
-    rate_limit: Option<SinkRateLimit>,
-    policy: RetryPolicy,
-    breaker: Arc<Breaker>,
-    journal: SharedStore,
-    notify: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// What a worker is started with besides its plugin.
+pub(crate) struct WorkerArgs {
+    pub rate_limit: Option<SinkRateLimit>,
+    pub policy: RetryPolicy,
+    pub routes: Vec<RouteConfig>,
+    /// Where the instance's cursor stands, if the dispatcher opened it
+    /// (otherwise the worker opens it).
+    pub position: Option<i64>,
+    pub breaker: Arc<Breaker>,
+    pub journal: SharedStore,
+    pub notify: Arc<Notify>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Opens the instance's cursor, trying again every second until it opens
+/// or the worker is stopped.
+async fn open_cursor(
+    journal: &SharedStore,
+    name: &str,
+    tenant: &str,
+    routes: &[RouteConfig],
+    stop: &mut watch::Receiver<bool>,
+) -> Option<i64> {
+    loop {
+        let (n, t, r) = (name.to_string(), tenant.to_string(), routes.to_vec());
+        match blocking(journal, move |j| j.open_cursor(&n, &t, &r)).await {
+            Ok(position) => return Some(position),
+            Err(e) => {
+                tracing::error!(plugin = %name, tenant = %tenant, "cannot open the instance's cursor over the journal: {e}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return None;
+        }
+    }
+}
+
+pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
+    let WorkerArgs {
+        rate_limit,
+        policy,
+        routes,
+        position,
+        breaker,
+        journal,
+        notify,
+        mut stop,
+    } = args;
     let name = instance.name().to_string();
     let tenant = instance.tenant().to_string();
+    let position = match position {
+        Some(p) => p,
+        None => match open_cursor(&journal, &name, &tenant, &routes, &mut stop).await {
+            Some(p) => p,
+            None => return,
+        },
+    };
+    let compiled = Routes::compile(&routes).unwrap_or_else(|errors| {
+        // The configuration was checked when it loaded; deliver everything
+        // rather than nothing if it somehow was not.
+        tracing::error!(plugin = %name, tenant = %tenant, ?errors, "invalid routes; delivering every event");
+        Routes::default()
+    });
     let pacer = rate_limit
         .and_then(|r| crate::pacing::quota(r.per_second, r.burst))
         .map(crate::pacing::Pacer::direct);
@@ -265,8 +386,21 @@ pub(crate) async fn run_worker<P: Plugin>(
         unconfirmed: HashMap::new(),
         receipts: VecDeque::new(),
         ahead: None,
+        routes: compiled,
+        frontier: position,
+        sent_frontier: position,
+        delivered: 0,
+        resync: false,
     };
     loop {
+        if w.resync {
+            if let Err(e) = w.resync().await {
+                tracing::error!(plugin = %name, tenant = %tenant, "cannot read the instance's cursor: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            cursor = 0;
+        }
         if *stop.borrow() {
             w.send();
             w.confirm(true).await;
@@ -312,14 +446,32 @@ pub(crate) async fn run_worker<P: Plugin>(
             match w.unconfirmed.get(&d.event_id) {
                 Some(Unconfirmed::Settled) => {
                     waiting_on_writer = true;
+                    w.taken(&d);
                     continue;
                 }
                 Some(Unconfirmed::Retry { run_id, at_ms }) => {
                     earliest = Some(earliest.map_or(*at_ms, |e| e.min(*at_ms)));
                     blocked_runs.insert(run_id.clone());
+                    w.taken(&d);
+                    continue;
+                }
+                Some(Unconfirmed::Held { run_id }) => {
+                    blocked_runs.insert(run_id.clone());
+                    w.taken(&d);
                     continue;
                 }
                 None => {}
+            }
+            if !d.queued && !w.routes.is_empty() {
+                // Routes are matched when an event is read, not at ingest.
+                // A stored body that no longer parses is delivered rather
+                // than dropped.
+                let wanted =
+                    herald_event::parse_stored(&d.body).is_none_or(|e| w.routes.matches(&e));
+                if !wanted {
+                    w.taken(&d);
+                    continue;
+                }
             }
             if let Some(owner) = &d.foreign_tenant {
                 // Another tenant's event, queued while the instance name
@@ -330,6 +482,12 @@ pub(crate) async fn run_worker<P: Plugin>(
                 continue;
             }
             if blocked_runs.contains(&d.run_id) {
+                if !d.queued {
+                    // Queued behind its run's earlier delivery, so the
+                    // cursor can move on for the other runs.
+                    w.mark(&d, 0, MarkOutcome::Hold);
+                    w.taken(&d);
+                }
                 continue;
             }
             let now = now_ms();
@@ -352,6 +510,7 @@ pub(crate) async fn run_worker<P: Plugin>(
                 request_id = d.request_id.as_deref().unwrap_or(""),
                 trace_id = d.trace_id.as_deref().unwrap_or(""));
             let (step, verdict) = deliver(&mut instance, &mut w, &d).instrument(span).await;
+            w.taken(&d);
             match step {
                 Step::Done => progressed = true,
                 Step::Retry { at_ms } => {
@@ -737,9 +896,7 @@ mod worker_tests {
     }
 
     fn commit(j: &Journal, events: &[herald_event::WireEvent]) {
-        let targets = vec![vec!["p".to_string()]; events.len()];
-        j.commit_batch("t", events, &targets)
-            .expect("the batch commits");
+        j.commit_batch("t", events).expect("the batch commits");
     }
 
     /// Waits (at most 10 s) until the instance has nothing pending and
@@ -903,11 +1060,70 @@ mod worker_tests {
         assert_eq!(calls(&calls_made).len(), 1);
     }
 
+    /// Routes are matched when the worker reads: the instance gets only
+    /// what they match, and its cursor moves past the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routes_are_matched_when_the_worker_reads() {
+        let j = journal("routes");
+        let (d, calls_made) = start(
+            &j,
+            "[[routes]]\nhosts = [\"web*\"]\n",
+            Box::new(|_, _| Ok(Outcome::Ok)),
+        );
+        let on = |uuid: &str, host: &str, counter| {
+            herald_event::validate(json!({"uuid": uuid, "event": "runner_on_ok", "counter": counter,
+                "created": "2026-01-01T00:00:00", "run_id": "r",
+                "event_data": {"playbook": "p.yml", "host": host}}))
+            .expect("a valid event")
+        };
+        commit(
+            &j,
+            &[on("w1", "web1", 1), on("d1", "db1", 2), on("w2", "web2", 3)],
+        );
+        assert_eq!(settled(&j, 2).await, (0, 2, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        let made: Vec<String> = calls(&calls_made).into_iter().map(|c| c.0).collect();
+        assert_eq!(made, ["w1", "w2"]);
+        let last = j.pending("p", "t", 0, 10).expect("a read");
+        assert!(last.is_empty(), "the cursor is past the skipped event: {last:?}");
+    }
+
+    /// A restarted instance goes on from its cursor: nothing it delivered
+    /// (and recorded) is delivered again, what came meanwhile is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_instance_goes_on_from_its_cursor() {
+        let j = journal("restart");
+        let (d, first) = start(&j, "", Box::new(|_, _| Ok(Outcome::Ok)));
+        let batch: Vec<_> = (1..=30).map(|i| event(&format!("e{i}"), "r", i)).collect();
+        commit(&j, &batch);
+        assert_eq!(settled(&j, 30).await, (0, 30, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(calls(&first).len(), 30);
+        commit(&j, &[event("later", "r", 31)]);
+        let (d, second) = start(&j, "", Box::new(|_, _| Ok(Outcome::Ok)));
+        assert_eq!(settled(&j, 31).await, (0, 31, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(calls(&second), vec![("later".to_string(), 1)]);
+        // No row per delivery: only the cursor moved.
+        let (rows, _) = j
+            .deliveries(
+                "t",
+                &herald_journal::DeliveryFilter {
+                    state: Some(herald_journal::DeliveryState::Pending),
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .expect("the listing");
+        assert!(rows.is_empty(), "{rows:?}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn another_tenants_queued_event_is_dead_lettered_not_delivered() {
         let j = journal("foreign");
-        // Queued for `p` while `p` served tenant `u`...
-        j.commit_batch("u", &[event("theirs", "r", 1)], &[vec!["p".to_string()]])
+        // Committed for `p` while `p` served tenant `u`...
+        j.open_cursor("p", "u", &[]).expect("a cursor");
+        j.commit_batch("u", &[event("theirs", "r", 1)])
             .expect("commit");
         // ...and `p` now serves `t`.
         let (d, calls_made) = start(&j, "", Box::new(|_, _| Ok(Outcome::Ok)));

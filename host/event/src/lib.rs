@@ -225,6 +225,11 @@ impl WireEvent {
         self.host.as_deref()
     }
 
+    /// The run labels (from `labels` in the envelope), in the order sent.
+    pub fn labels(&self) -> &[(String, String)] {
+        self.labels.as_deref().unwrap_or(&[])
+    }
+
     /// The run label `key` (from `labels` in the envelope), if present.
     #[inline]
     pub fn label(&self, key: &str) -> Option<&str> {
@@ -273,6 +278,35 @@ pub struct HostCounts {
     pub skipped: u64,
     pub rescued: u64,
     pub ignored: u64,
+}
+
+/// What a `playbook_on_stats` event says of its run, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RunOutcome {
+    Ok = 0,
+    Unreachable = 1,
+    Failed = 2,
+}
+
+impl RunOutcome {
+    /// The outcome a stats event's body reports: failed if a host has
+    /// failures, else unreachable if one was unreachable, else ok.
+    pub fn of_stats(body: &str) -> RunOutcome {
+        let Ok(v) = serde_json::from_str::<Value>(body) else {
+            return RunOutcome::Ok;
+        };
+        let Some(data) = v.get("event_data").and_then(Value::as_object) else {
+            return RunOutcome::Ok;
+        };
+        let hosts = host_stats(data);
+        if hosts.values().any(|h| h.failures > 0) {
+            RunOutcome::Failed
+        } else if hosts.values().any(|h| h.unreachable > 0) {
+            RunOutcome::Unreachable
+        } else {
+            RunOutcome::Ok
+        }
+    }
 }
 
 /// Per-host counts of a `playbook_on_stats` event's `event_data`: every host

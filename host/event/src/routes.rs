@@ -109,44 +109,15 @@ impl Routes {
         }
     }
 
+    /// Whether there is no route (the instance receives every event).
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
     /// Whether the instance receives `event`.
     #[inline]
     pub fn matches(&self, event: &WireEvent) -> bool {
         self.routes.is_empty() || self.routes.iter().any(|r| r.matches(event))
-    }
-}
-
-/// Which plugin instances of each tenant receive which events: the routes of
-/// every instance of a configuration, compiled once when it loads, so ingest
-/// reads them from the configuration snapshot it already holds.
-#[derive(Debug, Clone, Default)]
-pub struct RouteTable {
-    by_tenant: BTreeMap<String, Vec<(String, Routes)>>,
-}
-
-impl RouteTable {
-    /// Adds an instance of `tenant` with its compiled routes.
-    pub fn insert(&mut self, tenant: &str, instance: &str, routes: Routes) {
-        self.by_tenant
-            .entry(tenant.to_string())
-            .or_default()
-            .push((instance.to_string(), routes));
-    }
-
-    /// For each event, the instances of `tenant` whose routes match it.
-    pub fn targets(&self, tenant: &str, events: &[WireEvent]) -> Vec<Vec<String>> {
-        let Some(mine) = self.by_tenant.get(tenant) else {
-            return vec![Vec::new(); events.len()];
-        };
-        events
-            .iter()
-            .map(|e| {
-                mine.iter()
-                    .filter(|(_, r)| r.matches(e))
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            })
-            .collect()
     }
 }
 
@@ -315,33 +286,32 @@ mod tests {
         }
     }
 
+    /// The journal keeps an instance's routes as JSON and matches them on
+    /// stored bodies: both round trips keep the verdict.
     #[test]
-    fn the_route_table_targets_only_the_tenants_own_matching_instances() {
-        let mut table = RouteTable::default();
-        table.insert("ops", "all", Routes::default());
-        table.insert(
-            "ops",
-            "stats",
-            routes("[[routes]]\nkinds = [\"playbook_on_stats\"]\n"),
-        );
-        table.insert("dev", "theirs", Routes::default());
-        let events = [
-            event("runner_on_ok", Some("web1"), false, "site.yml", json!({})),
-            event("playbook_on_stats", None, false, "site.yml", json!({})),
-        ];
-        assert_eq!(
-            table.targets("ops", &events),
-            vec![
-                vec!["all".to_string()],
-                vec!["all".to_string(), "stats".to_string()]
-            ]
-        );
-        assert_eq!(table.targets("dev", &events)[1], vec!["theirs".to_string()]);
-        // A tenant without instances: one empty list per event.
-        assert_eq!(
-            table.targets("nobody", &events),
-            vec![Vec::<String>::new(); 2]
-        );
+    fn routes_kept_as_json_match_stored_events_alike() {
+        let configs: Vec<RouteConfig> = vec![RouteConfig {
+            kinds: vec!["runner_on_failed".into()],
+            hosts: vec!["web*".into()],
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            ..Default::default()
+        }];
+        let json = serde_json::to_string(&configs).expect("routes serialise");
+        let back: Vec<RouteConfig> = serde_json::from_str(&json).expect("and read back");
+        assert_eq!(back, configs);
+        let compiled = Routes::compile(&back).expect("they compile");
+        let prod = json!({"env": "prod"});
+        for (ev, expected) in [
+            (event("runner_on_failed", Some("web1"), false, "site.yml", prod.clone()), true),
+            (event("runner_on_failed", Some("db1"), false, "site.yml", prod.clone()), false),
+            (event("runner_on_ok", Some("web1"), false, "site.yml", prod), false),
+        ] {
+            let stored = crate::parse_stored(ev.body()).expect("a stored body parses");
+            assert_eq!(compiled.matches(&stored), expected, "{}", ev.body());
+            assert_eq!(compiled.matches(&ev), expected);
+        }
+        assert!(!compiled.is_empty());
+        assert!(Routes::default().is_empty());
     }
 
     #[test]

@@ -354,7 +354,6 @@ async fn ingest(
             ),
         ));
     }
-    let targets = state.live.load().routing.targets(&tenant, &events);
     let journal = state.journal.clone();
     let owned_tenant = tenant.clone();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind.as_str()).collect();
@@ -370,7 +369,7 @@ async fn ingest(
             herald.tenant = %tenant, herald.events = event_count as i64),
         _ => tracing::Span::none(),
     };
-    let committed = herald_journal::commit(&*journal, owned_tenant, events, targets, context).await;
+    let committed = herald_journal::commit(&*journal, owned_tenant, events, context).await;
     if let Err(e) = &committed {
         herald_telemetry::context::set_error(&commit_span, e.to_string());
     }
