@@ -4,8 +4,8 @@
 use crate::breaker::{Breaker, Verdict};
 use crate::plugin::Plugin;
 use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
-use herald_journal::blocking;
 use herald_event::routes::{RouteConfig, Routes};
+use herald_journal::blocking;
 use herald_journal::{
     now_ms, Advance, JournalError, Mark, MarkBatch, MarkOutcome, MarksReceipt, PendingDelivery,
     SharedStore,
@@ -230,7 +230,11 @@ impl WorkerCtx {
     }
 
     /// Takes the writer's answer for a batch of outcomes.
-    fn answered(&mut self, ids: &[i64], answer: Result<herald_journal::MarksWritten, JournalError>) {
+    fn answered(
+        &mut self,
+        ids: &[i64],
+        answer: Result<herald_journal::MarksWritten, JournalError>,
+    ) {
         match answer {
             Ok(written) => {
                 for id in ids {
@@ -1071,9 +1075,11 @@ mod worker_tests {
             Box::new(|_, _| Ok(Outcome::Ok)),
         );
         let on = |uuid: &str, host: &str, counter| {
-            herald_event::validate(json!({"uuid": uuid, "event": "runner_on_ok", "counter": counter,
+            herald_event::validate(
+                json!({"uuid": uuid, "event": "runner_on_ok", "counter": counter,
                 "created": "2026-01-01T00:00:00", "run_id": "r",
-                "event_data": {"playbook": "p.yml", "host": host}}))
+                "event_data": {"playbook": "p.yml", "host": host}}),
+            )
             .expect("a valid event")
         };
         commit(
@@ -1085,7 +1091,10 @@ mod worker_tests {
         let made: Vec<String> = calls(&calls_made).into_iter().map(|c| c.0).collect();
         assert_eq!(made, ["w1", "w2"]);
         let last = j.pending("p", "t", 0, 10).expect("a read");
-        assert!(last.is_empty(), "the cursor is past the skipped event: {last:?}");
+        assert!(
+            last.is_empty(),
+            "the cursor is past the skipped event: {last:?}"
+        );
     }
 
     /// A restarted instance goes on from its cursor: nothing it delivered

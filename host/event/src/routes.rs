@@ -302,9 +302,30 @@ mod tests {
         let compiled = Routes::compile(&back).expect("they compile");
         let prod = json!({"env": "prod"});
         for (ev, expected) in [
-            (event("runner_on_failed", Some("web1"), false, "site.yml", prod.clone()), true),
-            (event("runner_on_failed", Some("db1"), false, "site.yml", prod.clone()), false),
-            (event("runner_on_ok", Some("web1"), false, "site.yml", prod), false),
+            (
+                event(
+                    "runner_on_failed",
+                    Some("web1"),
+                    false,
+                    "site.yml",
+                    prod.clone(),
+                ),
+                true,
+            ),
+            (
+                event(
+                    "runner_on_failed",
+                    Some("db1"),
+                    false,
+                    "site.yml",
+                    prod.clone(),
+                ),
+                false,
+            ),
+            (
+                event("runner_on_ok", Some("web1"), false, "site.yml", prod),
+                false,
+            ),
         ] {
             let stored = crate::parse_stored(ev.body()).expect("a stored body parses");
             assert_eq!(compiled.matches(&stored), expected, "{}", ev.body());

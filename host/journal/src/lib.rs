@@ -422,8 +422,7 @@ pub trait EventLog: Send + Sync {
     ) -> Result<CommitReceipt, JournalError>;
 
     /// Commits a batch now, in one transaction of its own (tests and tools).
-    fn commit_batch(&self, tenant: &str, events: &[WireEvent])
-        -> Result<Committed, JournalError>;
+    fn commit_batch(&self, tenant: &str, events: &[WireEvent]) -> Result<Committed, JournalError>;
 
     /// Number of events stored for a tenant.
     fn event_count(&self, tenant: &str) -> Result<u64, JournalError>;

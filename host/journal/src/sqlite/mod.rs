@@ -91,7 +91,14 @@ impl Write {
         match self {
             Write::Events(r) => r.events.iter().map(|e| e.body().len()).sum(),
             // A queue row written, and its partial-index entry.
-            Write::Marks(m) => m.batch.marks.iter().filter(|m| m.queued || m.outcome != MarkOutcome::Done).count() * 100,
+            Write::Marks(m) => {
+                m.batch
+                    .marks
+                    .iter()
+                    .filter(|m| m.queued || m.outcome != MarkOutcome::Done)
+                    .count()
+                    * 100
+            }
         }
     }
 }
@@ -432,19 +439,27 @@ struct RunTotals<'a> {
     last_ms: i64,
     events: i64,
     finished: bool,
+    /// The worst outcome the batch's stats events report.
+    outcome: Option<herald_event::RunOutcome>,
+    /// The first value of each label key, in event order.
+    labels: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> RunTotals<'a> {
     fn new(ev: &'a WireEvent) -> Self {
-        RunTotals {
+        let mut r = RunTotals {
             run_id: &ev.run_id,
             playbook: ev.playbook(),
             controller: ev.controller(),
             first_ms: ev.created_ms,
             last_ms: ev.created_ms,
-            events: 1,
-            finished: ev.kind == herald_event::EventKind::PlaybookOnStats,
-        }
+            events: 0,
+            finished: false,
+            outcome: None,
+            labels: Vec::new(),
+        };
+        r.add(ev);
+        r
     }
 
     /// Adds a later event of the batch (the first non-null playbook and controller win).
@@ -454,7 +469,30 @@ impl<'a> RunTotals<'a> {
         self.first_ms = self.first_ms.min(ev.created_ms);
         self.last_ms = self.last_ms.max(ev.created_ms);
         self.events += 1;
-        self.finished |= ev.kind == herald_event::EventKind::PlaybookOnStats;
+        if ev.kind == herald_event::EventKind::PlaybookOnStats {
+            self.finished = true;
+            // Stored with the run, so no query parses stats again.
+            let o = herald_event::RunOutcome::of_stats(ev.body());
+            self.outcome = self.outcome.max(Some(o));
+        }
+        for (k, v) in ev.labels() {
+            if !self.labels.iter().any(|(key, _)| key == k) {
+                self.labels.push((k, v));
+            }
+        }
+    }
+
+    /// The labels as a JSON object (`None` without labels).
+    fn labels_json(&self) -> Option<String> {
+        if self.labels.is_empty() {
+            return None;
+        }
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        Some(serde_json::Value::Object(map).to_string())
     }
 }
 
@@ -502,15 +540,23 @@ fn apply_batch(
     // once per event: the same row results (first non-null playbook and
     // controller in event order, min/max times, count, finished).
     let mut upsert_run = tx.prepare_cached(
-        "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished,
+                           received_ms, outcome, labels)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (tenant, run_id) DO UPDATE SET
             playbook = coalesce(runs.playbook, excluded.playbook),
             controller = coalesce(runs.controller, excluded.controller),
             first_ms = min(runs.first_ms, excluded.first_ms),
             last_ms = max(runs.last_ms, excluded.last_ms),
             events = runs.events + excluded.events,
-            finished = max(runs.finished, excluded.finished)",
+            finished = max(runs.finished, excluded.finished),
+            received_ms = max(coalesce(runs.received_ms, 0), excluded.received_ms),
+            outcome = CASE WHEN runs.outcome IS NULL THEN excluded.outcome
+                           WHEN excluded.outcome IS NULL THEN runs.outcome
+                           ELSE max(runs.outcome, excluded.outcome) END,
+            labels = CASE WHEN runs.labels IS NULL THEN excluded.labels
+                          WHEN excluded.labels IS NULL THEN runs.labels
+                          ELSE json_patch(excluded.labels, runs.labels) END",
     )?;
     let mut runs: Vec<RunTotals<'_>> = Vec::new();
     for ev in events {
@@ -548,7 +594,10 @@ fn apply_batch(
             r.first_ms,
             r.last_ms,
             r.events,
-            r.finished
+            r.finished,
+            now,
+            r.outcome.map(|o| o as i64),
+            r.labels_json()
         ])?;
     }
     Ok(Committed {
@@ -589,8 +638,16 @@ CREATE TABLE IF NOT EXISTS runs (
     last_ms     INTEGER NOT NULL,
     events      INTEGER NOT NULL,
     finished    INTEGER NOT NULL DEFAULT 0,
+    -- Kept at ingest so the query API never recomputes them from events:
+    -- when the last batch arrived, the worst outcome its stats events
+    -- report (0 ok, 1 unreachable, 2 failed), the first value of each label.
+    received_ms INTEGER,
+    outcome     INTEGER,
+    labels      TEXT,
     PRIMARY KEY (tenant, run_id)
 ) WITHOUT ROWID;
+-- The runs list, newest first, continued by keyset.
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (tenant, first_ms, run_id);
 CREATE TABLE IF NOT EXISTS deliveries (
     plugin      TEXT NOT NULL,
     event_id    INTEGER NOT NULL REFERENCES events (id),
@@ -648,7 +705,81 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
     }
     migrate_delivery_check(conn)?;
     migrate_state_tenant(conn)?;
-    migrate_pending_index(conn)
+    migrate_pending_index(conn)?;
+    migrate_run_summary(conn)
+}
+
+/// Earlier journals computed a run's status and labels from its events on
+/// every query; the runs row now keeps them. Filled in once from the events.
+fn migrate_run_summary(conn: &Connection) -> Result<(), JournalError> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'outcome'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE runs ADD COLUMN received_ms INTEGER;
+         ALTER TABLE runs ADD COLUMN outcome INTEGER;
+         ALTER TABLE runs ADD COLUMN labels TEXT;
+         COMMIT;",
+    )?;
+    let mut stmt =
+        conn.prepare("SELECT tenant, run_id, kind, body, received_ms FROM events ORDER BY id")?;
+    let mut runs: BTreeMap<
+        (String, String),
+        (i64, Option<i64>, serde_json::Map<String, serde_json::Value>),
+    > = BTreeMap::new();
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (tenant, run, kind, body, received) = row?;
+        let entry = runs
+            .entry((tenant, run))
+            .or_insert((0, None, serde_json::Map::new()));
+        entry.0 = entry.0.max(received);
+        if kind == herald_event::EventKind::PlaybookOnStats.as_str() {
+            let o = herald_event::RunOutcome::of_stats(&body) as i64;
+            entry.1 = Some(entry.1.map_or(o, |e| e.max(o)));
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+            if let Some(labels) = v.get("labels").and_then(|l| l.as_object()) {
+                for (k, v) in labels {
+                    if v.is_string() && !entry.2.contains_key(k) {
+                        entry.2.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    drop(stmt);
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut update = tx.prepare(
+            "UPDATE runs SET received_ms = ?3, outcome = ?4, labels = ?5 WHERE tenant = ?1 AND run_id = ?2",
+        )?;
+        for ((tenant, run), (received, outcome, labels)) in &runs {
+            let labels =
+                (!labels.is_empty()).then(|| serde_json::Value::Object(labels.clone()).to_string());
+            update.execute(params![tenant, run, received, outcome, labels])?;
+        }
+    }
+    tx.commit()?;
+    tracing::info!(
+        runs = runs.len(),
+        "journal: each run's status and labels are now kept with the run (filled in once)"
+    );
+    Ok(())
 }
 
 /// Journals before cursors had a `deliveries` row per event and instance:
@@ -1604,7 +1735,7 @@ impl Maintenance for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Advance, RunQueries};
+    use crate::{Advance, RunQueries, RunState};
     use serde_json::json;
 
     fn ev(uuid: &str, run: &str) -> WireEvent {
@@ -1662,10 +1793,7 @@ mod tests {
         // The file may not grow any more: what a full disk does to SQLite.
         j.set_max_pages(Some(j.page_count().unwrap())).unwrap();
         let batch: Vec<WireEvent> = (1..100).map(big_event).collect();
-        let err = j
-            .commit("t".into(), batch.clone(), None)
-            .await
-            .unwrap_err();
+        let err = j.commit("t".into(), batch.clone(), None).await.unwrap_err();
         assert!(err.to_string().contains("full"), "{err}");
         for _ in 0..2 {
             let e = j.probe_writable().unwrap_err();
@@ -1677,10 +1805,7 @@ mod tests {
         // Room again: the probe's write succeeds, and so does the batch.
         j.set_max_pages(None).unwrap();
         j.probe_writable().unwrap();
-        let c = j
-            .commit("t".into(), batch, None)
-            .await
-            .unwrap();
+        let c = j.commit("t".into(), batch, None).await.unwrap();
         assert_eq!(c.accepted, 99);
         j.probe_writable().unwrap();
     }
@@ -1742,7 +1867,10 @@ mod tests {
         let j = temp_journal("exceptions");
         j.commit_batch("t", &[ev("old", "r0")]).unwrap();
         let start = j.open_cursor("p", "t", &[]).unwrap();
-        assert!(j.pending("p", "t", 0, 10).unwrap().is_empty(), "before its time");
+        assert!(
+            j.pending("p", "t", 0, 10).unwrap().is_empty(),
+            "before its time"
+        );
         j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r"), ev("u3", "q")])
             .unwrap();
         let read = j.pending("p", "t", 0, 10).unwrap();
@@ -1834,7 +1962,8 @@ mod tests {
     fn retention_keeps_events_an_active_cursor_has_not_read() {
         let j = temp_journal("prune");
         j.open_cursor("p", "t", &[]).unwrap();
-        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r")]).unwrap();
+        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r")])
+            .unwrap();
         let far = now_ms() + 60_000;
         assert!(j.prune(far, 100).unwrap().is_empty());
         let first = j.pending("p", "t", 0, 1).unwrap().remove(0);
@@ -1909,7 +2038,9 @@ mod tests {
 
     fn toml_route(text: &str) -> herald_event::routes::RouteConfig {
         serde_json::from_value(match text.split_once(" = ") {
-            Some(("kinds", v)) => json!({"kinds": serde_json::from_str::<serde_json::Value>(v).unwrap()}),
+            Some(("kinds", v)) => {
+                json!({"kinds": serde_json::from_str::<serde_json::Value>(v).unwrap()})
+            }
             _ => json!({}),
         })
         .unwrap()
@@ -1944,8 +2075,16 @@ mod tests {
         );
         let again = j.pending("a", "t", 0, 10).unwrap();
         assert_eq!(again.len(), 1, "the replayed delivery is still pending");
-        assert!(again[0].queued && again[0].next_at_ms <= now_ms(), "and due now");
-        assert_eq!(j.record("a", &marks(vec![done(&again[0])])).unwrap().changed, 1);
+        assert!(
+            again[0].queued && again[0].next_at_ms <= now_ms(),
+            "and due now"
+        );
+        assert_eq!(
+            j.record("a", &marks(vec![done(&again[0])]))
+                .unwrap()
+                .changed,
+            1
+        );
         assert_eq!(j.delivery_counts("a").unwrap(), (0, 1, 0));
     }
 
@@ -1994,7 +2133,12 @@ mod tests {
             streak_end(&marks_of_read, 0, j.requeues.load(Ordering::SeqCst)),
             6
         );
-        assert_eq!(j.record("a", &marks(marks_of_read.clone())).unwrap().changed, 6);
+        assert_eq!(
+            j.record("a", &marks(marks_of_read.clone()))
+                .unwrap()
+                .changed,
+            6
+        );
         let marks = marks_of_read;
         assert_eq!(j.delivery_counts("a").unwrap(), (1, 11, 0));
         // A streak breaks at a gap in the read, another read, or another attempt count.
@@ -2099,6 +2243,76 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// A run's status and labels come from its row (kept at ingest); a
+    /// journal from before has them filled in once when it opens.
+    #[test]
+    fn run_status_and_labels_are_kept_with_the_run() {
+        let dir =
+            std::env::temp_dir().join(format!("herald-journal-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        let e = |uuid: &str, kind: &str, labels: serde_json::Value, data: serde_json::Value| {
+            herald_event::validate(json!({"uuid": uuid, "event": kind, "counter": 1,
+                "created": "2026-01-01T00:00:00", "run_id": "r", "labels": labels, "event_data": data}))
+            .unwrap()
+        };
+        let failed_stats = json!({"ok": {"h1": 1}, "failures": {"h1": 1}, "dark": {}});
+        let filter = crate::RunFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        {
+            let j = Journal::open(&path).unwrap();
+            j.commit_batch(
+                "t",
+                &[e("u1", "runner_on_ok", json!({"env": "prod"}), json!({}))],
+            )
+            .unwrap();
+            j.commit_batch(
+                "t",
+                &[e(
+                    "u2",
+                    "playbook_on_stats",
+                    json!({"env": "dev", "team": "a"}),
+                    failed_stats.clone(),
+                )],
+            )
+            .unwrap();
+            let (runs, _) = j.list_runs("t", &filter).unwrap();
+            assert_eq!(runs[0].state, RunState::Failed);
+            assert_eq!(
+                runs[0].labels,
+                BTreeMap::from([("env".into(), "prod".into()), ("team".into(), "a".into())]),
+                "the first value of each key"
+            );
+            let by_label = crate::RunFilter {
+                labels: vec![("env".into(), Some("prod".into()))],
+                ..filter.clone()
+            };
+            assert_eq!(j.list_runs("t", &by_label).unwrap().0.len(), 1);
+            let other = crate::RunFilter {
+                labels: vec![("env".into(), Some("dev".into()))],
+                ..filter.clone()
+            };
+            assert!(j.list_runs("t", &other).unwrap().0.is_empty());
+        }
+        // As an earlier version left it: no summary columns.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "DROP INDEX runs_by_start;
+                 ALTER TABLE runs DROP COLUMN received_ms;
+                 ALTER TABLE runs DROP COLUMN outcome;
+                 ALTER TABLE runs DROP COLUMN labels;",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let (runs, _) = j.list_runs("t", &filter).unwrap();
+        assert_eq!(runs[0].state, RunState::Failed);
+        assert_eq!(runs[0].labels.get("env").map(String::as_str), Some("prod"));
     }
 
     /// Issue 17 (2): an instance name given to another tenant does not see
@@ -2209,7 +2423,11 @@ mod tests {
             (1, 2, 5)
         );
         assert_eq!(j.delivery_counts("p").unwrap(), (1, 0, 1));
-        assert_eq!(j.cursor("p").unwrap(), Some(2), "a cursor at its newest row");
+        assert_eq!(
+            j.cursor("p").unwrap(),
+            Some(2),
+            "a cursor at its newest row"
+        );
         let conn = j.delivery.lock().unwrap();
         let sql: String = conn
             .query_row(

@@ -12,19 +12,15 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
-/// The SQL expression of a run's status (`r` is the `runs` row; `?stale` the
-/// epoch ms before which a silent unfinished run is interrupted).
+/// The SQL expression of a run's status from its row alone (`r` is the
+/// `runs` row; `:stale` the epoch ms before which a silent unfinished run is
+/// interrupted): ingest keeps the row's outcome and last arrival, so no
+/// query reads the run's events for it.
 const STATUS_SQL: &str = "CASE
     WHEN r.finished = 0 THEN
-        CASE WHEN (SELECT max(e.received_ms) FROM events e
-                   WHERE e.tenant = r.tenant AND e.run_id = r.run_id) < :stale
-             THEN 'interrupted' ELSE 'running' END
-    WHEN EXISTS (SELECT 1 FROM events s, json_each(s.body, '$.event_data.failures') f
-                 WHERE s.tenant = r.tenant AND s.run_id = r.run_id
-                   AND s.kind = :stats_kind AND f.value > 0) THEN 'failed'
-    WHEN EXISTS (SELECT 1 FROM events s, json_each(s.body, '$.event_data.dark') f
-                 WHERE s.tenant = r.tenant AND s.run_id = r.run_id
-                   AND s.kind = :stats_kind AND f.value > 0) THEN 'unreachable'
+        CASE WHEN coalesce(r.received_ms, r.last_ms) < :stale THEN 'interrupted' ELSE 'running' END
+    WHEN r.outcome = 2 THEN 'failed'
+    WHEN r.outcome = 1 THEN 'unreachable'
     ELSE 'ok' END";
 
 fn run_rows(
@@ -38,17 +34,12 @@ fn run_rows(
     let sql = format!(
         "SELECT * FROM (
             SELECT r.run_id, r.playbook, r.controller, r.first_ms, r.last_ms, r.events,
-                   {STATUS_SQL} AS status
+                   {STATUS_SQL} AS status, r.labels
             FROM runs r WHERE r.tenant = :tenant {extra_where}
         ) {tail}"
     );
     args.push((":tenant", Sql::Text(tenant.to_string())));
     args.push((":stale", Sql::Integer(stale_before_ms)));
-    // Kind names come from herald-event's one table, never SQL literals.
-    args.push((
-        ":stats_kind",
-        Sql::Text(EventKind::PlaybookOnStats.as_str().into()),
-    ));
     let mut stmt = conn.prepare_cached(&sql)?;
     let named: Vec<(&str, &dyn rusqlite::ToSql)> = args
         .iter()
@@ -67,7 +58,10 @@ fn run_rows(
             state: RunState::parse(&status).unwrap_or(RunState::Running),
             start: None,
             stats: None,
-            labels: BTreeMap::new(),
+            labels: r
+                .get::<_, Option<String>>(7)?
+                .and_then(|l| serde_json::from_str::<BTreeMap<String, String>>(&l).ok())
+                .unwrap_or_default(),
         })
     })?;
     rows.collect()
@@ -96,27 +90,7 @@ fn first_of_kind(
         .optional()
 }
 
-fn labels_of(
-    conn: &Connection,
-    tenant: &str,
-    run: &str,
-) -> rusqlite::Result<BTreeMap<String, String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT j.key, j.value FROM events e, json_each(e.body, '$.labels') j
-         WHERE e.tenant = ?1 AND e.run_id = ?2 AND j.key IS NOT NULL AND j.type = 'text'
-         ORDER BY e.id",
-    )?;
-    let mut out = BTreeMap::new();
-    for row in stmt.query_map(params![tenant, run], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })? {
-        let (k, v) = row?;
-        out.entry(k).or_insert(v);
-    }
-    Ok(out)
-}
-
-/// Adds the run's start and stats events and its labels to its row.
+/// Adds the run's start and stats events to its row.
 fn enrich(conn: &Connection, tenant: &str, mut row: RunRecord) -> rusqlite::Result<RunRecord> {
     row.start = first_of_kind(
         conn,
@@ -132,7 +106,6 @@ fn enrich(conn: &Connection, tenant: &str, mut row: RunRecord) -> rusqlite::Resu
         EventKind::PlaybookOnStats.as_str(),
         true,
     )?;
-    row.labels = labels_of(conn, tenant, &row.id)?;
     Ok(row)
 }
 
@@ -176,8 +149,7 @@ fn list_runs(
             String::new()
         };
         clauses.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM events e, json_each(e.body, '$.labels') j
-                WHERE e.tenant = r.tenant AND e.run_id = r.run_id AND j.key = {}{value_cond})",
+            " AND EXISTS (SELECT 1 FROM json_each(r.labels) j WHERE j.key = {}{value_cond})",
             LABEL_KEYS[i]
         ));
         args.push((LABEL_KEYS[i], Sql::Text(k.clone())));
@@ -466,7 +438,18 @@ fn derived_deliveries(
             Sql::Text(after.1.clone()),
             Sql::Integer(chunk as i64),
         ]);
-        type Row = (String, i64, String, i64, String, String, i64, i64, String, Option<String>);
+        type Row = (
+            String,
+            i64,
+            String,
+            i64,
+            String,
+            String,
+            i64,
+            i64,
+            String,
+            Option<String>,
+        );
         let page: Vec<Row> = stmt
             .query_map(params_from_iter(page_args), |r| {
                 Ok((
