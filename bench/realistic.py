@@ -408,6 +408,7 @@ def render(res: dict, targets: list) -> list:
     L = []
     row, fmt, HEAD = R.row, R.fmt, R.HEAD
     one = lambda v: {"median": v, "min": v, "max": v} if v is not None else None  # noqa: E731
+    L += goals_table(res)
     i = res.get("instances")
     if i:
         L.append("## Ingest as users send it: instances, batch sizes, event sizes\n")
@@ -560,6 +561,51 @@ def render(res: dict, targets: list) -> list:
         L.append(row("while draining: peak MiB (%.0f s to deliver all)" % m["drain_s"], mib(m["drain_peak_kib"])))
         L.append(row("after every instance handled the events, MiB", mib(m["after_kib"])))
         L.append("")
+    return L
+
+
+def goals_table(res: dict) -> list:
+    """Issue 24's goals with the figure that judges each, or that it is not measured yet."""
+    L = ["## What users see: the goals of issue 24\n",
+         "Each goal is judged on the headline a user would see (the sections below say what each method "
+         "includes and excludes), at `--size full` on an otherwise idle machine. A goal not met is shown "
+         "as missed.\n",
+         "| goal | measured (median) | |", "|---|---|---|"]
+    i, e, q = res.get("instances"), res.get("e2e"), res.get("queries")
+
+    def line(goal, value, met):
+        L.append("| %s | %s | %s |" % (goal, value if value is not None else "not measured yet",
+                                      "" if met is None else ("met" if met else "**missed**")))
+
+    if i:
+        x = i["by_instances"]["60"][str(CALLBACK_BATCH)]
+        ev, r1 = x["events_per_s"]["median"], x["vs_1"]["median"]
+        line("ingest with 60 no-op instances ≥ 40,000 events/s (callback batches of %d, gzip)" % CALLBACK_BATCH,
+             "{:,.0f} events/s".format(ev), ev >= GOALS["ingest_60_events_per_s"])
+        line("… and ≥ 0.5x ingest with 1 instance", "%.2fx" % r1, r1 >= GOALS["ingest_60_vs_1"])
+    else:
+        line("ingest with 60 no-op instances ≥ 40,000 events/s (callback batches, gzip)", None, None)
+        line("… and ≥ 0.5x ingest with 1 instance", None, None)
+    if e:
+        best = [(k, v["deliveries_per_s"]["median"]) for k, v in e["noop"].items() if v["deliveries_per_s"]]
+        k, v = max(best, key=lambda kv: kv[1]) if best else ("?", 0)
+        line("≥ 200,000 deliveries/s to no-op instances, end to end inside `herald serve` with ingest running",
+             "{:,.0f}/s (best: {} instances)".format(v, k), v >= GOALS["deliveries_per_s"])
+        w = e["webhook"]["vs_sink"]
+        line("a webhook instance ≥ 0.9x what its sink alone sustains", "%.2fx" % w["median"] if w else "incomplete",
+             bool(w) and w["median"] >= GOALS["webhook_vs_sink"])
+    else:
+        line("≥ 200,000 deliveries/s to no-op instances, end to end inside `herald serve` with ingest running",
+             None, None)
+        line("a webhook instance ≥ 0.9x what its sink alone sustains", None, None)
+    if q and q["runs"] >= 10000:
+        worst = max(q["endpoints"].items(), key=lambda kv: kv[1]["p95"])
+        line("queries (runs list, a run, its events, its deliveries) ≤ 20 ms p95 with 10,000 runs / 1M events",
+             "worst p95 %.1f ms (%s)" % (worst[1]["p95"], worst[0]), worst[1]["p95"] <= GOALS["query_p95_ms"])
+    else:
+        line("queries (runs list, a run, its events, its deliveries) ≤ 20 ms p95 with 10,000 runs / 1M events",
+             None if not q else "only measured with %s runs" % "{:,}".format(q["runs"]), None)
+    L.append("")
     return L
 
 

@@ -788,12 +788,12 @@ def render(res: dict, size: str) -> str:
                  "sequential, as one worker per instance is.\n" % (
                      "{:,}".format(d["noop_events"]), "{:,}".format(d["webhook_events"])))
         L.append(HEAD)
-        met = d["noop_dispatcher"]["median"] >= 200000
-        targets.append(("Dispatch to no-op ≥ 200,000 events/s", met))
+        # Issue 24: the 200,000/s goal is judged end to end inside `herald serve` (part 8);
+        # this in-process drain of a pre-committed backlog is kept as its second row.
         L.append(row("no-op: raw calls/s", d["noop_raw"], digits=0))
         L.append(row("no-op: deliver (journaled event → call)/s", d["noop_convert"], digits=0))
-        L.append(row("no-op: dispatcher events/s", d["noop_dispatcher"], digits=0, ratio=d["noop_ratio"],
-                     target="≥ 200,000/s", met=met))
+        L.append(row("no-op: dispatcher events/s (in process, a committed backlog; the goal is judged end "
+                     "to end)", d["noop_dispatcher"], digits=0, ratio=d["noop_ratio"]))
         if "v01_dispatcher" in d:
             L.append(row("no-op on 0.1.0: raw calls/s", d["v01_raw"], digits=0))
             L.append(row("no-op on 0.1.0: deliver (convert + call)/s", d["v01_convert"], digits=0))
