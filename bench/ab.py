@@ -169,13 +169,18 @@ MEASURES += [
     (9, "query p95 ms: a run's deliveries", _q("a run's deliveries"), False),
     (10, "RSS under load at the advertised rate, peak MiB", lambda p: p["load_peak_kib"] / 1024, False),
     (10, "RSS after the instances handled the events, MiB", lambda p: p["after_kib"] / 1024, False),
+    (11, "playbook with six plugins: wall / no callback", lambda p: p["ratio_wall"]["median"], False),
+    (11, "playbook: controller CPU added per event µs", lambda p: p["added_controller_per_event_us"]["median"],
+     False),
+    (11, "playbook: host CPU per event µs (ingest + six deliveries)", lambda p: p["host_cpu_per_event_us"]["median"],
+     False),
 ]
 
 
 # Parts whose herald-hostbench is only a load generator, watcher and SQLite loop over HTTP: both
 # sides use this checkout's, so that only the `herald` binary differs (and any binary can be an A
 # or a B). Parts 3-5 use each side's own (part 4 runs the side's host library in process).
-LOAD_ONLY_PARTS = (7, 8, 9, 10)
+LOAD_ONLY_PARTS = (7, 8, 9, 10, 11)
 
 
 def one_round(part: int, sz: dict, side_bins, new_bins) -> dict:
@@ -183,7 +188,7 @@ def one_round(part: int, sz: dict, side_bins, new_bins) -> dict:
     if part in LOAD_ONLY_PARTS:
         run.HOSTBENCH = new_bins[1]
     s = dict(sz, ingest_rounds=1, dispatch_rounds=1, webhook_rounds=1, latency_rounds=1, inst_rounds=1,
-             e2e_rounds=1)
+             e2e_rounds=1, pbh_rounds=1)
     return run.PARTS[part][1](s)
 
 
@@ -256,7 +261,7 @@ def write_analysis(title: str, text: str):
 
 
 PART_NAMES = {n: name for n, (name, _) in run.PARTS.items()}
-HOST_PARTS = (3, 4, 5, 7, 8, 9, 10)  # the parts where only the host differs
+HOST_PARTS = (3, 4, 5, 7, 8, 9, 10, 11)  # the parts where only the host differs
 
 
 def pooled(part: int, sz: dict, calls: list) -> dict:
@@ -267,6 +272,8 @@ def pooled(part: int, sz: dict, calls: list) -> dict:
         return run.realistic.summarise_instances(sz, [r for c in calls for r in c["rounds"]])
     if part == 8:
         return run.realistic.summarise_e2e(sz, [r for c in calls for r in c["rounds"]])
+    if part == 11:
+        return run.realistic.summarise_playbook_host(sz, [r for c in calls for r in c["rounds"]])
     if part in (9, 10):
         return calls[-1]  # one measurement per call; the last is kept
     if part == 4:
@@ -317,7 +324,8 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=N", help="override a size parameter")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per side (alternating)")
     ap.add_argument("--parts", default="3,4", help="host-side parts, by number or name: 3 ingest, 4 dispatch, "
-                                                  "5 latency, 7 instances, 8 e2e, 9 queries, 10 rss")
+                                                  "5 latency, 7 instances, 8 e2e, 9 queries, 10 rss, "
+                                                  "11 playbook-host")
     ap.add_argument("--no-build", action="store_true", help="use what the target directories hold")
     ap.add_argument("--note", default="", help="sentence about the machine (load, other work)")
     ap.add_argument("--write-analysis", metavar="TITLE", help="write the table into bench/analysis.md")

@@ -33,10 +33,10 @@ CALLBACK_MAX_BATCH = 500  # the callback's batch_max_events: a backlog is sent i
 SIZES = {
     "quick": dict(inst_events=10000, inst_rounds=1, inst_size_budget_mib=16, e2e_events=10000, e2e_rounds=1,
                   e2e_webhook_events=2000, e2e_latency_seconds=5, q_runs=1000, q_events_per_run=100,
-                  q_requests=50, rss_events=20000, rss_rate=40000, rss_tenants=10),
+                  q_requests=50, rss_events=20000, rss_rate=40000, rss_tenants=10, pbh_groups=3, pbh_rounds=2),
     "full": dict(inst_events=100000, inst_rounds=3, inst_size_budget_mib=128, e2e_events=100000, e2e_rounds=3,
                  e2e_webhook_events=10000, e2e_latency_seconds=20, q_runs=10000, q_events_per_run=100,
-                 q_requests=200, rss_events=400000, rss_rate=40000, rss_tenants=10),
+                 q_requests=200, rss_events=400000, rss_rate=40000, rss_tenants=10, pbh_groups=10, pbh_rounds=6),
 }
 
 GOALS = {
@@ -398,7 +398,175 @@ def part_rss(sz):
     return out
 
 
-PARTS = {"instances": part_instances, "e2e": part_e2e, "queries": part_queries, "rss": part_rss}
+# ----------------------------------------------- 11. a playbook, as configured --
+
+# Appended to a copy of the callback for part 11: the thread CPU of each hook (`v2_*` method)
+# and of the copy Ansible makes of the result just before calling it (`as_callback_task_result`,
+# one per callback plugin), written as JSON at exit to $HERALD_BENCH_TIMINGS. The shipper
+# thread's CPU is not in it (only the calling thread's), so the part also reports the
+# controller's whole added CPU.
+TIMING_CODE = r"""
+
+# ---- appended by bench/realistic.py (part 11): per-hook thread CPU, with Ansible's result copy ----
+def _herald_bench_timed():
+    import atexit as _ae, json as _j, os as _o, time as _t
+    stats, pending, pid = {}, [0], _o.getpid()
+    try:
+        from ansible.executor.task_result import _RawTaskResult as _Raw
+        _orig = _Raw.as_callback_task_result
+
+        def _copy(self, *a, **k):
+            t0 = _t.thread_time_ns()
+            try:
+                return _orig(self, *a, **k)
+            finally:
+                pending[0] = _t.thread_time_ns() - t0
+        _Raw.as_callback_task_result = _copy
+    except (ImportError, AttributeError):  # ansible-core < 2.19: no per-callback copy to time
+        pass
+    for name, fn in list(vars(CallbackModule).items()):
+        if not (name.startswith("v2_") and callable(fn)):
+            continue
+
+        def wrap(fn=fn, name=name):
+            def timed(self, *a, **k):
+                copy_ns, pending[0] = pending[0], 0
+                t0 = _t.thread_time_ns()
+                try:
+                    return fn(self, *a, **k)
+                finally:
+                    s = stats.setdefault(name, [0, 0, 0])
+                    s[0] += 1
+                    s[1] += _t.thread_time_ns() - t0
+                    s[2] += copy_ns
+            timed.__name__ = name
+            return timed
+        setattr(CallbackModule, name, wrap())
+
+    def dump():
+        out = _o.environ.get("HERALD_BENCH_TIMINGS")
+        if out and _o.getpid() == pid:
+            with open(out, "w") as f:
+                _j.dump(stats, f)
+    _ae.register(dump)
+
+
+_herald_bench_timed()
+"""
+
+
+def timed_callback_dir(d: str) -> str:
+    """A callback directory with the callback as shipped plus TIMING_CODE."""
+    out = os.path.join(d, "timed-callback")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(R.CALLBACK_DIR, "herald.py")) as f:
+        src = f.read()
+    with open(os.path.join(out, "herald.py"), "w") as f:
+        f.write(src + TIMING_CODE)
+    return out
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def part_playbook_host(sz):
+    """The bench playbook (loops, handlers, failures, set_stats over 20 hosts) without a callback
+    and with Herald as a user configures it: the callback, and the host with the six shipped
+    plugins pointed at local stand-in sinks. Controller CPU, the host's CPU (until its instances
+    have delivered the run), and the hook's own CPU per event kind from inside the controller."""
+    d = os.path.join(R.WORK, "playbook-host")
+    shutil.rmtree(d, ignore_errors=True)
+    pb = R.write_playbook(d, sz["pb_hosts"], sz["pbh_groups"])
+    cb_dir = timed_callback_dir(d)
+    http_port, udp_port = R.free_port(), R.free_port()
+    sink = subprocess.Popen([R.HOSTBENCH, "sink", "--port", str(http_port), "--udp-port", str(udp_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = R.Herald("playbook-host-serve", R.sixty_instances(1, http_port, udp_port),
+                    tenants={"t00": R.TOKEN}).start(timeout=300)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "HERALD_", "ARA_"))}
+    base.update(ANSIBLE_CONFIG=os.path.join(d, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                PATH=os.path.join(R.VENV, "bin") + ":" + base.get("PATH", ""))
+    cmd = [os.path.join(R.VENV, "bin", "ansible-playbook"), pb]
+    rounds = []
+    try:
+        R.log("playbook-host: warm-up run (page cache)")
+        R.run_playbook(cmd, dict(base), d)
+        for r in range(sz["pbh_rounds"]):
+            got = {}
+            for c in (("none", "herald") if r % 2 == 0 else ("herald", "none")):
+                env = dict(base)
+                if c == "herald":
+                    timings = os.path.join(d, "timings-%d.json" % r)
+                    env.update(ANSIBLE_CALLBACK_PLUGINS=cb_dir, ANSIBLE_CALLBACKS_ENABLED="herald",
+                               HERALD_TOKEN=R.TOKEN, HERALD_URL=host.url,
+                               HERALD_SPOOL_DIR=os.path.join(d, "spool-%d" % r), HERALD_BENCH_TIMINGS=timings)
+                    ingested = metric_sum(metrics(host.url), "herald_events_ingested_total")
+                    cpu0 = proc_cpu_s(host.proc.pid)
+                wall, tree, ctl = R.run_playbook(cmd, env, d)
+                x = {"wall": wall, "cpu": tree, "controller_cpu": ctl}
+                if c == "herald":
+                    # The run's events are in (the callback flushes before it exits); now until the
+                    # six instances have delivered them all.
+                    now = metric_sum(metrics(host.url), "herald_events_ingested_total")
+                    x["events"] = now - ingested
+                    wait_delivered(host.url, 6 * now, timeout=600)
+                    x["host_cpu"] = proc_cpu_s(host.proc.pid) - cpu0
+                    with open(timings) as f:
+                        x["hooks"] = json.load(f)
+                got[c] = x
+                R.log("playbook-host round %d %-6s wall %6.2f s  controller cpu %6.2f s%s" % (
+                    r, c, wall, ctl or 0, "  host cpu %.2f s, %d events" % (x["host_cpu"], x["events"])
+                    if c == "herald" else ""))
+            rounds.append(got)
+    finally:
+        host.stop()
+        sink.terminate()
+        sink.wait()
+    return summarise_playbook_host(sz, rounds)
+
+
+def summarise_playbook_host(sz, rounds):
+    st = R.stats
+    us = 1e6
+    out = {"hosts": sz["pb_hosts"], "tasks": 10 * sz["pbh_groups"], "rounds": rounds}
+    h = [g["herald"] for g in rounds]
+    n = [g["none"] for g in rounds]
+    out["events"] = st([x["events"] for x in h])
+    for key in ("wall", "cpu", "controller_cpu"):
+        out["none_" + key] = st([x[key] for x in n])
+        out["herald_" + key] = st([x[key] for x in h])
+        out["ratio_" + key] = st([a[key] / b[key] for a, b in zip(h, n)])
+    out["host_cpu"] = st([x["host_cpu"] for x in h])
+    out["host_cpu_per_event_us"] = st([x["host_cpu"] / x["events"] * us for x in h])
+    out["added_controller_per_event_us"] = st([(a["controller_cpu"] - b["controller_cpu"]) / a["events"] * us
+                                              for a, b in zip(h, n)])
+    out["host_vs_controller_cpu"] = st([a["host_cpu"] / a["controller_cpu"] for a in h])
+    # Noise: how much the same configuration moved between rounds.
+    out["noise"] = {k: (max(v) - min(v)) / statistics_median(v) for k, v in (
+        ("none wall", [x["wall"] for x in n]), ("none controller CPU", [x["controller_cpu"] for x in n]))}
+    kinds = {}
+    for x in h:
+        for name, (count, ns, copy_ns) in x["hooks"].items():
+            kinds.setdefault(name, []).append((count, ns, copy_ns))
+    out["hooks"] = {}
+    for name, xs in kinds.items():
+        out["hooks"][name] = {"count": xs[0][0], "us": st([ns / c / 1e3 for c, ns, _ in xs]),
+                              "copy_us": st([cp / c / 1e3 for c, _, cp in xs])}
+    all_ns = [sum(v[1] + v[2] for v in x["hooks"].values()) / x["events"] / 1e3 for x in h]
+    out["hook_all_us"] = st(all_ns)
+    return out
+
+
+def statistics_median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+PARTS = {"instances": part_instances, "e2e": part_e2e, "queries": part_queries, "rss": part_rss,
+         "playbook-host": part_playbook_host}
 
 
 # -------------------------------------------------------------- render --
@@ -541,6 +709,10 @@ def render(res: dict, targets: list) -> list:
             L.append(row("%s: p95 ms" % name, one(x["p95"]), digits=1, target=tgt, met=met))
         L.append("")
 
+    p = res.get("playbook-host")
+    if p:
+        L += render_playbook_host(p, targets)
+
     m = res.get("rss")
     if m:
         L.append("## Memory of `herald serve` as users run it\n")
@@ -561,6 +733,55 @@ def render(res: dict, targets: list) -> list:
         L.append(row("while draining: peak MiB (%.0f s to deliver all)" % m["drain_s"], mib(m["drain_peak_kib"])))
         L.append(row("after every instance handled the events, MiB", mib(m["after_kib"])))
         L.append("")
+    return L
+
+
+def render_playbook_host(p: dict, targets: list) -> list:
+    row, HEAD = R.row, R.HEAD
+    L = ["## A playbook with Herald as users configure it\n"]
+    nz = p["noise"]
+    L.append("The bench playbook (%d hosts, `ansible_connection=local`, forks 10, %d tasks: debug, set_fact, "
+             "command, a loop, a skipped task, a handler, set_stats, an ignored failure, assert), %d rounds, each "
+             "a run without callback and a run with Herald (order alternating): the callback as shipped, and "
+             "`herald serve` with the **six shipped plugins** (webhook, prometheus, pagerduty, slack, grafana, "
+             "syslog; configs as in plugins/README.md) pointed at local stand-in sinks (HTTP and UDP). Herald "
+             "shipped %s events per run. **Controller CPU** is the `ansible-playbook` process's own CPU (its "
+             "threads: strategy, callbacks, the shipper; not the forks), read before it is reaped; **host CPU** "
+             "is `herald serve`'s from the start of the run until its six instances have delivered every event. "
+             "The hook's CPU is measured inside the controller: each `v2_*` method's thread CPU, plus the copy "
+             "of the result Ansible makes for the callback just before calling it (`as_callback_task_result`); "
+             "the shipper thread and what the forks cost are not in it, but are in the added controller CPU. "
+             "**Noise**: the no-callback run moved by %.0f %% (wall) and %.0f %% (controller CPU) between "
+             "rounds, so a ratio within that of 1 is not a difference.\n" % (
+                 p["hosts"], p["tasks"], len(p["rounds"]), R.fmt(p["events"]["median"], digits=0),
+                 100 * nz["none wall"], 100 * nz["none controller CPU"]))
+    L.append(HEAD)
+    met = p["ratio_wall"]["median"] <= 1.03
+    targets.append(("Playbook overhead with the six plugins configured (wall) ≤ 1.03x", met))
+    L.append(row("no callback: wall s", p["none_wall"], digits=2))
+    L.append(row("Herald (callback + host with six plugins): wall s", p["herald_wall"], digits=2,
+                 ratio=p["ratio_wall"], target="≤ 1.03x", met=met))
+    L.append(row("no callback: controller CPU s", p["none_controller_cpu"], digits=2))
+    L.append(row("Herald: controller CPU s", p["herald_controller_cpu"], digits=2, ratio=p["ratio_controller_cpu"]))
+    L.append(row("Herald: host CPU s (until delivered to all six)", p["host_cpu"], digits=2))
+    L.append(row("Herald: host CPU / controller CPU", p["host_vs_controller_cpu"], digits=2))
+    L.append(row("no callback: CPU of the whole process tree s", p["none_cpu"], digits=2))
+    L.append(row("Herald: CPU of the whole process tree s", p["herald_cpu"], digits=2, ratio=p["ratio_cpu"]))
+    L.append(row("controller CPU added per event µs (all of it: hooks, copies, shipper)",
+                 p["added_controller_per_event_us"], digits=0))
+    L.append(row("host CPU per event µs (ingest + six deliveries)", p["host_cpu_per_event_us"], digits=0))
+    L.append(row("hook thread CPU per event µs, all kinds (with Ansible's copies)", p["hook_all_us"], digits=0))
+    hooks = p["hooks"]
+    order = ["v2_runner_on_ok", "v2_runner_on_start", "v2_runner_item_on_ok", "v2_runner_on_failed",
+             "v2_runner_on_skipped", "v2_playbook_on_task_start"]
+    for name in order + sorted(set(hooks) - set(order)):
+        if name not in hooks:
+            continue
+        x = hooks[name]
+        L.append(row("`%s` (%d per run): hook µs" % (name, x["count"]), x["us"], digits=0))
+        if x["copy_us"] and x["copy_us"]["median"] > 0:
+            L.append(row("`%s`: Ansible's result copy for the callback µs" % name, x["copy_us"], digits=0))
+    L.append("")
     return L
 
 

@@ -41,7 +41,7 @@ HOSTBENCH = os.path.join(TARGET, "release", "herald-hostbench")
 PLUGINS = os.environ.get("HERALD_PLUGIN_DIR") or os.path.join(ROOT, "build", "plugins")
 NOOP = os.path.join(BENCH, "target", "wasm32-wasip2", "release", "herald_noop.wasm")
 NOOP_V01 = os.path.join(BENCH, "target", "wasm32-wasip2", "release", "herald_noop_v0_1.wasm")
-VENV = os.path.join(ROOT, ".venv")
+VENV = os.environ.get("BENCH_VENV") or os.path.join(ROOT, ".venv")  # with ansible-core and the callback
 ARA_VENV = os.path.join(BENCH, ".venv-ara")
 ARA_VERSION = "1.8.0"
 ANSIBLE_CORE = os.environ.get("ANSIBLE_CORE", "2.19.14")
@@ -886,7 +886,8 @@ def render(res: dict, size: str) -> str:
 PARTS = {1: ("playbook", part_playbook), 2: ("hook", part_hook), 3: ("ingest", part_ingest),
          4: ("dispatch", part_dispatch), 5: ("latency", part_latency), 6: ("memory", part_memory),
          7: ("instances", realistic.part_instances), 8: ("e2e", realistic.part_e2e),
-         9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss)}
+         9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss),
+         11: ("playbook-host", realistic.part_playbook_host)}
 realistic.R = sys.modules[__name__]
 
 
