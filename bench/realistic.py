@@ -31,7 +31,7 @@ CALLBACK_BATCH = 20  # events per request a playbook's callback sends (issue 24'
 CALLBACK_MAX_BATCH = 500  # the callback's batch_max_events: a backlog is sent in batches this size
 
 SIZES = {
-    "quick": dict(inst_events=10000, inst_rounds=1, inst_size_budget_mib=16, e2e_events=10000, e2e_rounds=1,
+    "quick": dict(inst_events=10000, inst_rounds=1, inst_size_budget_mib=16, e2e_events=20000, e2e_rounds=1,
                   e2e_webhook_events=2000, e2e_latency_seconds=5, q_runs=1000, q_events_per_run=100,
                   q_requests=50, rss_events=20000, rss_rate=40000, rss_tenants=10, pbh_groups=3, pbh_rounds=2),
     "full": dict(inst_events=100000, inst_rounds=3, inst_size_budget_mib=128, e2e_events=100000, e2e_rounds=3,
