@@ -31,12 +31,12 @@ CALLBACK_BATCH = 20  # events per request a playbook's callback sends (issue 24'
 CALLBACK_MAX_BATCH = 500  # the callback's batch_max_events: a backlog is sent in batches this size
 
 SIZES = {
-    "quick": dict(inst_events=10000, inst_rounds=1, inst_size_budget_mib=16, e2e_events=20000, e2e_rounds=1,
+    "quick": dict(inst_events=10000, inst_max_seconds=10, inst_rounds=1, inst_size_budget_mib=16, e2e_events=20000, e2e_rounds=1,
                   e2e_webhook_events=2000, e2e_latency_seconds=5, q_runs=1000, q_events_per_run=100,
-                  q_requests=50, rss_events=20000, rss_rate=40000, rss_tenants=10, pbh_groups=3, pbh_rounds=2),
-    "full": dict(inst_events=100000, inst_rounds=3, inst_size_budget_mib=128, e2e_events=100000, e2e_rounds=3,
+                  q_requests=50, rss_events=20000, rss_max_seconds=15, rss_rate=40000, rss_tenants=10, pbh_groups=3, pbh_rounds=2),
+    "full": dict(inst_events=100000, inst_max_seconds=30, inst_rounds=3, inst_size_budget_mib=128, e2e_events=100000, e2e_rounds=3,
                  e2e_webhook_events=10000, e2e_latency_seconds=20, q_runs=10000, q_events_per_run=100,
-                 q_requests=200, rss_events=400000, rss_rate=40000, rss_tenants=10, pbh_groups=10, pbh_rounds=6),
+                 q_requests=200, rss_events=400000, rss_max_seconds=60, rss_rate=40000, rss_tenants=10, pbh_groups=10, pbh_rounds=6),
 }
 
 GOALS = {
@@ -118,7 +118,8 @@ def part_instances(sz):
                 for b in (CALLBACK_BATCH, CALLBACK_MAX_BATCH):
                     before = metrics(host.url)
                     x = hb("ingest", "--url", host.url, "--tokens", R.TOKEN, "--events", n, "--batch", b,
-                           "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024)
+                           "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
+                           "--max-seconds", sz["inst_max_seconds"])
                     after = metrics(host.url)
                     if x["failed"]:
                         raise RuntimeError("ingest: %d events were not accepted" % x["failed"])
@@ -152,7 +153,8 @@ def part_instances(sz):
                 m = min(n, sz["inst_size_budget_mib"] * 1024 // kib)
                 before = metrics(host.url)
                 x = hb("ingest", "--url", host.url, "--tokens", R.TOKEN, "--events", m, "--batch", CALLBACK_BATCH,
-                       "--concurrency", 4, "--gzip", 1, "--event-bytes", kib * 1024)
+                       "--concurrency", 4, "--gzip", 1, "--event-bytes", kib * 1024,
+                       "--max-seconds", sz["inst_max_seconds"])
                 after = metrics(host.url)
                 batches = (metric_sum(after, "herald_ingest_batches_total", status="202")
                            - metric_sum(before, "herald_ingest_batches_total", status="202"))
@@ -179,7 +181,7 @@ def expected_deliveries(url: str, k: int) -> float:
 
 def summarise_instances(sz, rounds):
     st = R.stats
-    out = {"events": sz["inst_events"], "rounds": rounds, "counts": INSTANCE_COUNTS,
+    out = {"events": sz["inst_events"], "max_seconds": sz.get("inst_max_seconds"), "rounds": rounds, "counts": INSTANCE_COUNTS,
            "batches": [CALLBACK_BATCH, CALLBACK_MAX_BATCH], "sizes_kib": EVENT_KIB, "by_instances": {},
            "sqlite": {}, "by_size": {}}
     for b in (CALLBACK_BATCH, CALLBACK_MAX_BATCH):
@@ -343,7 +345,8 @@ def part_rss(sz):
     sink = subprocess.Popen([R.HOSTBENCH, "sink", "--port", str(http_port), "--udp-port", str(udp_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tenants = {"t%02d" % t: "token-t%02d" % t for t in range(n)}
-    out = {"tenants": n, "instances": 6 * n, "rate": sz["rss_rate"], "events": sz["rss_events"]}
+    out = {"tenants": n, "instances": 6 * n, "rate": sz["rss_rate"], "events": sz["rss_events"],
+           "max_seconds": sz["rss_max_seconds"]}
     try:
         host = R.Herald("rss-host", R.sixty_instances(n, http_port, udp_port), tenants=tenants).start(timeout=600)
         try:
@@ -365,7 +368,7 @@ def part_rss(sz):
             try:
                 load = hb("ingest", "--url", host.url, "--tokens", ",".join(tenants.values()), "--events",
                           sz["rss_events"], "--batch", CALLBACK_BATCH, "--concurrency", 8, "--gzip", 1,
-                          "--event-bytes", 1024, "--rate", sz["rss_rate"])
+                          "--event-bytes", 1024, "--rate", sz["rss_rate"], "--max-seconds", sz["rss_max_seconds"])
             finally:
                 done.set()
                 th.join()
@@ -582,7 +585,8 @@ def render(res: dict, targets: list) -> list:
         L.append("## Ingest as users send it: instances, batch sizes, event sizes\n")
         L.append("A real `herald serve` (one tenant; 0, 1, 6 or 60 instances of the no-op plugin "
                  "`bench/noop-plugin` in herald.toml, a fresh data directory each) and `herald-hostbench ingest`: "
-                 "%s runner-shaped `runner_on_ok` events of ~1 KiB per configuration and round, as NDJSON with "
+                 "%s runner-shaped `runner_on_ok` events of ~1.2 KiB per configuration and round (or as many as "
+                 "are sent in %s s, for slow configurations), as NDJSON with "
                  "gzip (level 5, bodies over 2 KiB: the callback's rule), from 4 keep-alive connections, in "
                  "batches of %d (what a playbook's callback sends: it ships every `batch_max_age` = 1 s) and "
                  "%d (its `batch_max_events`: a backlog after an outage). Only 202s count; the instances deliver "
@@ -593,7 +597,8 @@ def render(res: dict, targets: list) -> list:
                  "events and one upsert of the batch's run, as many batches per transaction as the host's group "
                  "commit made with 0 instances in that round (measured from its /metrics); it **excludes** HTTP, "
                  "gzip, parsing, delivery rows and commit notices. %d round(s), instance counts rotated.\n" % (
-                     "{:,}".format(i["events"]), CALLBACK_BATCH, CALLBACK_MAX_BATCH, len(i["rounds"])))
+                     "{:,}".format(i["events"]), i.get("max_seconds") or "∞", CALLBACK_BATCH, CALLBACK_MAX_BATCH,
+                     len(i["rounds"])))
         L.append(HEAD)
         for b in (str(CALLBACK_BATCH), str(CALLBACK_MAX_BATCH)):
             for k in [str(x) for x in INSTANCE_COUNTS]:
@@ -718,11 +723,11 @@ def render(res: dict, targets: list) -> list:
         L.append("## Memory of `herald serve` as users run it\n")
         L.append("%d tenants × the six shipped plugins = %d instances pointed at a local sink; RSS "
                  "(`/proc/<pid>/status`, sampled every 50 ms) idle, under an open-loop load at %s events/s "
-                 "(issue 24's ingest goal) spread over the tenants' tokens (%s events of ~1 KiB, gzip batches "
-                 "of %d, 8 connections; the host took %s events/s), while the instances drain what they were sent "
+                 "(issue 24's ingest goal) spread over the tenants' tokens (%s events of ~1.2 KiB offered, or as "
+                 "many as fit in %s s; gzip batches of %d, 8 connections; the host took %s events/s), while the instances drain what they were sent "
                  "(each event goes to its tenant's 6 instances), and 2 s after the last delivery.\n" % (
                      m["tenants"], m["instances"], "{:,}".format(m["rate"]), "{:,}".format(m["events"]),
-                     CALLBACK_BATCH, fmt(m["load"]["events_per_s"], digits=0)))
+                     m.get("max_seconds", "∞"), CALLBACK_BATCH, fmt(m["load"]["events_per_s"], digits=0)))
         L.append(HEAD)
         mib = lambda k: one(k / 1024) if k is not None else None  # noqa: E731
         L.append(row("idle (before any event), MiB", mib(m["idle_kib"])))

@@ -106,6 +106,7 @@ pub async fn e2e(a: &Args) -> Res<Value> {
         tokens,
         concurrency: conc,
         rate: a.float("rate", 0.0),
+        max_seconds: 0.0,
     };
     let batches = Arc::new(batches);
     let nb = batches.len();

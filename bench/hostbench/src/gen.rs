@@ -316,7 +316,10 @@ mod tests {
             let v = event_sized("r", 7, "t", bytes);
             let n = v.to_string().len();
             // The ~1 KiB base plus its minimum of 128 bytes of output (twice) is ~1.3 KiB.
-            assert!(n >= bytes * 8 / 10 && n <= (bytes * 11 / 10).max(1400), "{bytes}: {n}");
+            assert!(
+                n >= bytes * 8 / 10 && n <= (bytes * 11 / 10).max(1400),
+                "{bytes}: {n}"
+            );
             herald::event::validate(v).expect("valid");
         }
     }
@@ -325,7 +328,10 @@ mod tests {
     fn sized_events_differ_so_gzip_sees_real_output() {
         let a = event_sized("r", 1, "t", 4096);
         let b = event_sized("r", 2, "t", 4096);
-        assert_ne!(a["event_data"]["res"]["stdout"], b["event_data"]["res"]["stdout"]);
+        assert_ne!(
+            a["event_data"]["res"]["stdout"],
+            b["event_data"]["res"]["stdout"]
+        );
         assert_eq!(event_sized("r", 1, "t", 0), event_value("r", 1, "t"));
     }
 

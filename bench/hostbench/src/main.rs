@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! herald-hostbench ingest   --url U --tokens T1,T2 --events N --batch B --concurrency C
-//!                           [--gzip 1] [--event-bytes 1024] [--rate EVENTS_PER_S]
+//!                           [--gzip 1] [--event-bytes 1024] [--rate EVENTS_PER_S] [--max-seconds S]
 //! herald-hostbench sqlite   --dir D --events N --batch B [--group G] [--event-bytes 1024]
 //! herald-hostbench e2e      --url U --tokens T --events N --batch B --instances K --prefix noop
 //!                           [--sink-port P] [--gzip 1] [--event-bytes 1024] [--rate R]
@@ -173,7 +173,8 @@ fn batch_lines(n: u64, batch: usize, size: usize, tag: &str) -> Res<Vec<(String,
 
 /// Sustained ingest: `concurrency` connections post pre-built NDJSON batches
 /// (gzipped by the callback's rule with `--gzip 1`) as fast as the host
-/// answers, or at `--rate` events/s; only 202s count.
+/// answers, or at `--rate` events/s, for all `--events` or until
+/// `--max-seconds`; only 202s count.
 async fn ingest(a: &Args) -> Res<Value> {
     let n = a.num("events", 50_000);
     let batch = a.num("batch", 500).max(1) as usize;
@@ -188,6 +189,7 @@ async fn ingest(a: &Args) -> Res<Value> {
             .collect(),
         concurrency: a.num("concurrency", 4) as usize,
         rate: a.float("rate", 0.0),
+        max_seconds: a.float("max-seconds", 0.0),
     };
     let tag = unique_tag();
     let lines = batch_lines(n, batch, size, &tag)?;

@@ -93,6 +93,9 @@ pub struct Plan {
     /// Events per second, open loop (a batch is sent at its scheduled time, or
     /// at once when the sender is behind); 0 = closed loop.
     pub rate: f64,
+    /// No batch is started after this many seconds (0 = no limit): a slow
+    /// configuration is measured over a bounded time instead of all `n`.
+    pub max_seconds: f64,
 }
 
 /// Sends batches made by `make(k)` for k in 0..n (`None`: nothing to send
@@ -125,6 +128,9 @@ where
         );
         tasks.push(tokio::spawn(async move {
             loop {
+                if plan.max_seconds > 0.0 && started.elapsed().as_secs_f64() >= plan.max_seconds {
+                    break;
+                }
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 if k >= n {
                     break;
