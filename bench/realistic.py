@@ -135,6 +135,12 @@ def part_instances(sz):
                         k, b, x["events_per_s"], x["batches_per_commit"] or 0))
                     if k == 0:
                         groups[b] = max(1, round(x["batches_per_commit"] or 1))
+                if k == 0:
+                    # What gzip costs the host: the same batches of 20, uncompressed.
+                    row["20-plain"] = hb("ingest", "--url", host.url, "--tokens", R.TOKEN, "--events", n, "--batch",
+                                         CALLBACK_BATCH, "--concurrency", 4, "--gzip", 0, "--event-bytes", 1024,
+                                         "--max-seconds", sz["inst_max_seconds"])
+                    R.log("instances  0, batch  20 without gzip: %6.0f events/s" % row["20-plain"]["events_per_s"])
                 got["by_instances"][str(k)] = row
             finally:
                 host.stop()
@@ -199,6 +205,13 @@ def summarise_instances(sz, rounds):
                 "wire_bytes_per_event": xs[0]["wire_bytes_per_event"],
                 "avg_event_bytes": xs[0]["avg_event_bytes"],
             }
+    plain = [g["by_instances"]["0"].get("20-plain") for g in rounds]
+    if all(plain):
+        out["gzip_cost"] = {
+            "plain_events_per_s": st([x["events_per_s"] for x in plain]),
+            "gzip_vs_plain": st([g["by_instances"]["0"]["20"]["events_per_s"] / x["events_per_s"]
+                                 for g, x in zip(rounds, plain)]),
+        }
     for kib in EVENT_KIB:
         kib = str(kib)
         xs = [g["by_size"][kib] for g in rounds]
@@ -618,6 +631,10 @@ def render(res: dict, targets: list) -> list:
                          i["by_instances"]["0"][b]["batches_per_commit"], digits=1))
             L.append(row("batches of %s, 0 instances: request p50 ms" % b,
                          i["by_instances"]["0"][b]["request_ms_p50"], digits=1))
+        gz = i.get("gzip_cost")
+        if gz:
+            L.append(row("batches of 20, 0 instances, **without** gzip: events/s (gzip on / off)",
+                         gz["plain_events_per_s"], digits=0, ratio=gz["gzip_vs_plain"]))
         x0 = i["by_instances"]["0"][str(CALLBACK_BATCH)]
         L.append("")
         L.append("Event sizes (0 instances, batches of %d or 1 MiB before gzip, whichever is smaller; gzip "
