@@ -165,19 +165,7 @@ pub fn run_events(tag: &str, k: u64, events: u64) -> Vec<Value> {
     ][(k % 5) as usize];
     let controller = format!("ctl{:02}.example.com", k % 3);
     let t0_ms: i64 = 1_763_726_400_000 + (k as i64) * 60_000;
-    let iso = |ms: i64| {
-        let secs = ms / 1000;
-        let (d, rem) = (secs / 86_400, secs % 86_400);
-        // days since 2025-11-21 (the epoch above): keep it within one month for simplicity
-        format!(
-            "2025-11-{:02}T{:02}:{:02}:{:02}.{:03}000+00:00",
-            21 + (d - 20_413).clamp(0, 8),
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60,
-            ms % 1000
-        )
-    };
+    let iso = rfc3339;
     let failed_run = k % 10 == 3;
     let unfinished = k % 50 == 7;
     let mut out = Vec::new();
@@ -301,6 +289,29 @@ pub fn run_events(tag: &str, k: u64, events: u64) -> Vec<Value> {
     out
 }
 
+/// Milliseconds since the Unix epoch as RFC 3339 with microseconds, UTC
+/// (the civil-from-days algorithm of Howard Hinnant's date library).
+pub fn rfc3339(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let secs = rem / 1000;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}000+00:00",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60,
+        rem % 1000
+    )
+}
+
 /// The run id of run `k` of a load tagged `tag`.
 pub fn run_id(tag: &str, k: u64) -> String {
     format!("{tag}-run{k:06}")
@@ -322,6 +333,19 @@ mod tests {
             );
             herald::event::validate(v).expect("valid");
         }
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(
+            rfc3339(1_763_726_400_123),
+            "2025-11-21T12:00:00.123000+00:00"
+        );
+        assert_eq!(
+            rfc3339(1_709_208_000_000),
+            "2024-02-29T12:00:00.000000+00:00"
+        );
     }
 
     #[test]
