@@ -95,6 +95,13 @@ def wait_delivered(url: str, expected: float, timeout: float = 900.0, plugin: st
     raise RuntimeError("only %.0f of %.0f deliveries after %.0f s" % (delivered(url, plugin), expected, timeout))
 
 
+def settle():
+    """Writes back what earlier steps left dirty (a stopped host's journal, a deleted data
+    directory) before a measurement, so its fsyncs do not wait behind another step's pages."""
+    os.sync()
+    time.sleep(0.2)
+
+
 def hb(*args, timeout=1800):
     return R.hostbench(*args, timeout=timeout)
 
@@ -115,6 +122,7 @@ def part_instances(sz):
             try:
                 row = {}
                 for b in (CALLBACK_BATCH, CALLBACK_MAX_BATCH):
+                    settle()
                     before = metrics(host.url)
                     x = hb("ingest", "--url", host.url, "--tokens", R.TOKEN, "--events", n, "--batch", b,
                            "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
@@ -137,6 +145,7 @@ def part_instances(sz):
                         groups[b] = max(1, round(x["batches_per_commit"] or 1))
                 if k == 0:
                     # What gzip costs the host: the same batches of 20, uncompressed.
+                    settle()
                     row["20-plain"] = hb("ingest", "--url", host.url, "--tokens", R.TOKEN, "--events", n, "--batch",
                                          CALLBACK_BATCH, "--concurrency", 4, "--gzip", 0, "--event-bytes", 1024,
                                          "--max-seconds", sz["inst_max_seconds"])
@@ -145,6 +154,7 @@ def part_instances(sz):
             finally:
                 host.stop()
         for b in (CALLBACK_BATCH, CALLBACK_MAX_BATCH):
+            settle()
             s = hb("sqlite", "--dir", os.path.join(R.WORK, "sqlite"), "--events", n, "--batch", b,
                    "--group", groups.get(b, 1), "--event-bytes", 1024)
             got["sqlite"][str(b)] = s
@@ -156,6 +166,7 @@ def part_instances(sz):
         try:
             for kib in EVENT_KIB:
                 m = min(n, sz["inst_size_budget_mib"] * 1024 // kib)
+                settle()
                 before = metrics(host.url)
                 x = hb("ingest", "--url", host.url, "--tokens", R.TOKEN, "--events", m, "--batch", CALLBACK_BATCH,
                        "--concurrency", 4, "--gzip", 1, "--event-bytes", kib * 1024,
@@ -167,6 +178,7 @@ def part_instances(sz):
                            - metric_sum(before, "herald_journal_commits_total", result="ok"))
                 x["batches_per_commit"] = batches / commits if commits else None
                 got["by_size"][str(kib)] = x
+                settle()
                 s = hb("sqlite", "--dir", os.path.join(R.WORK, "sqlite"), "--events", m, "--batch", CALLBACK_BATCH,
                        "--group", max(1, round(x["batches_per_commit"] or 1)), "--event-bytes", kib * 1024)
                 got["sqlite_by_size"][str(kib)] = s
