@@ -116,7 +116,6 @@ def part_instances(sz):
     for r in range(sz["inst_rounds"]):
         order = INSTANCE_COUNTS[r % len(INSTANCE_COUNTS):] + INSTANCE_COUNTS[:r % len(INSTANCE_COUNTS)]
         got = {"by_instances": {}, "sqlite": {}, "by_size": {}, "sqlite_by_size": {}}
-        groups = {}
         for k in order:
             host = R.Herald("instances-host", noop_instances(k)).start(timeout=300)
             try:
@@ -142,7 +141,16 @@ def part_instances(sz):
                     R.log("instances %2d, batch %3d: %6.0f events/s (%.1f batches/commit)" % (
                         k, b, x["events_per_s"], x["batches_per_commit"] or 0))
                     if k == 0:
-                        groups[b] = max(1, round(x["batches_per_commit"] or 1))
+                        # The loop right after the host's own measurement (the host is idle now,
+                        # with no instance), so both see the same disk: the machine's fsync
+                        # latency moves by several times over minutes when it is shared.
+                        group = max(1, round(x["batches_per_commit"] or 1))
+                        settle()
+                        sq = hb("sqlite", "--dir", os.path.join(R.WORK, "sqlite"), "--events", n, "--batch", b,
+                                "--group", group, "--event-bytes", 1024)
+                        got["sqlite"][str(b)] = sq
+                        R.log("bare SQLite, batch %3d, %d batch(es)/transaction: %6.0f events/s" % (
+                            b, sq["group"], sq["events_per_s"]))
                 if k == 0:
                     # What gzip costs the host: the same batches of 20, uncompressed.
                     settle()
@@ -153,13 +161,6 @@ def part_instances(sz):
                 got["by_instances"][str(k)] = row
             finally:
                 host.stop()
-        for b in (CALLBACK_BATCH, CALLBACK_MAX_BATCH):
-            settle()
-            s = hb("sqlite", "--dir", os.path.join(R.WORK, "sqlite"), "--events", n, "--batch", b,
-                   "--group", groups.get(b, 1), "--event-bytes", 1024)
-            got["sqlite"][str(b)] = s
-            R.log("bare SQLite, batch %3d, %d batch(es)/transaction: %6.0f events/s" % (
-                b, s["group"], s["events_per_s"]))
         # Event sizes, the callback's batches (at most 1 MiB before gzip), no instance: so the
         # loop's grouping is the host's own (with instances, outcome writes are commits too).
         host = R.Herald("instances-size", noop_instances(0)).start(timeout=300)
@@ -619,7 +620,8 @@ def render(res: dict, targets: list) -> list:
                  "routing, the journal commit (`synchronous=FULL`) and whatever delivery work competes for the "
                  "cores. Beside it, a like-for-like SQLite loop: the journal's schema and pragmas, per batch the "
                  "events and one upsert of the batch's run, as many batches per transaction as the host's group "
-                 "commit made with 0 instances in that round (measured from its /metrics); it **excludes** HTTP, "
+                 "commit made with 0 instances in that round (measured from its /metrics), run right after that "
+                 "measurement; it **excludes** HTTP, "
                  "gzip, parsing, delivery rows and commit notices. %d round(s), instance counts rotated.\n" % (
                      "{:,}".format(i["events"]), i.get("max_seconds") or "∞", CALLBACK_BATCH, CALLBACK_MAX_BATCH,
                      len(i["rounds"])))
