@@ -4,6 +4,7 @@
     python3 bench/run.py --size quick            # a few minutes
     python3 bench/run.py --size full             # the numbers in BENCHMARKS.md
     python3 bench/run.py --size quick --parts 3,4 --set ingest_events=50000
+    python3 bench/run.py --size quick --parts instances,e2e,queries,rss   # what users see (issue 24)
 
 Each part runs its comparisons interleaved (A B A B ...) and pairs ratios within a round.
 Results go to bench/results/<size>.json (parts not run keep their last results) and the
@@ -28,6 +29,8 @@ import threading
 import time
 import urllib.request
 
+import realistic
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 WORK = os.path.join(BENCH, "work")
@@ -38,7 +41,7 @@ HOSTBENCH = os.path.join(TARGET, "release", "herald-hostbench")
 PLUGINS = os.environ.get("HERALD_PLUGIN_DIR") or os.path.join(ROOT, "build", "plugins")
 NOOP = os.path.join(BENCH, "target", "wasm32-wasip2", "release", "herald_noop.wasm")
 NOOP_V01 = os.path.join(BENCH, "target", "wasm32-wasip2", "release", "herald_noop_v0_1.wasm")
-VENV = os.path.join(ROOT, ".venv")
+VENV = os.environ.get("BENCH_VENV") or os.path.join(ROOT, ".venv")  # with ansible-core and the callback
 ARA_VENV = os.path.join(BENCH, ".venv-ara")
 ARA_VERSION = "1.8.0"
 ANSIBLE_CORE = os.environ.get("ANSIBLE_CORE", "2.19.14")
@@ -57,6 +60,8 @@ SIZES = {
                  latency_rate=1000, latency_seconds=20, latency_rounds=2, latency_batch=10,
                  mem_tenants=10, mem_load_events=100000, start_rounds=5),
 }
+for _size, _params in realistic.SIZES.items():
+    SIZES[_size].update(_params)
 
 
 def log(*a):
@@ -681,6 +686,7 @@ def render(res: dict, size: str) -> str:
     L.append("Comparisons are interleaved within one run (A B A B ...); ratios are paired within a round, "
              "then summarised (median, min, max over rounds). Nothing here was tuned for the benchmark.\n")
     targets = []
+    L += realistic.render(res, targets)
 
     p = res.get("playbook")
     if p:
@@ -782,12 +788,12 @@ def render(res: dict, size: str) -> str:
                  "sequential, as one worker per instance is.\n" % (
                      "{:,}".format(d["noop_events"]), "{:,}".format(d["webhook_events"])))
         L.append(HEAD)
-        met = d["noop_dispatcher"]["median"] >= 200000
-        targets.append(("Dispatch to no-op ≥ 200,000 events/s", met))
+        # Issue 24: the 200,000/s goal is judged end to end inside `herald serve` (part 8);
+        # this in-process drain of a pre-committed backlog is kept as its second row.
         L.append(row("no-op: raw calls/s", d["noop_raw"], digits=0))
         L.append(row("no-op: deliver (journaled event → call)/s", d["noop_convert"], digits=0))
-        L.append(row("no-op: dispatcher events/s", d["noop_dispatcher"], digits=0, ratio=d["noop_ratio"],
-                     target="≥ 200,000/s", met=met))
+        L.append(row("no-op: dispatcher events/s (in process, a committed backlog; the goal is judged end "
+                     "to end)", d["noop_dispatcher"], digits=0, ratio=d["noop_ratio"]))
         if "v01_dispatcher" in d:
             L.append(row("no-op on 0.1.0: raw calls/s", d["v01_raw"], digits=0))
             L.append(row("no-op on 0.1.0: deliver (convert + call)/s", d["v01_convert"], digits=0))
@@ -878,13 +884,38 @@ def render(res: dict, size: str) -> str:
 
 
 PARTS = {1: ("playbook", part_playbook), 2: ("hook", part_hook), 3: ("ingest", part_ingest),
-         4: ("dispatch", part_dispatch), 5: ("latency", part_latency), 6: ("memory", part_memory)}
+         4: ("dispatch", part_dispatch), 5: ("latency", part_latency), 6: ("memory", part_memory),
+         7: ("instances", realistic.part_instances), 8: ("e2e", realistic.part_e2e),
+         9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss),
+         11: ("playbook-host", realistic.part_playbook_host)}
+realistic.R = sys.modules[__name__]
+
+
+def part_numbers(spec: str) -> list:
+    """`--parts`: numbers or names (`3,4`, `instances,e2e`, `ingest`), in the order given."""
+    by_name = {name: n for n, (name, _) in PARTS.items()}
+    out = []
+    for x in (x.strip() for x in spec.split(",")):
+        if not x:
+            continue
+        if x.isdigit() and int(x) in PARTS:
+            out.append(int(x))
+        elif x in by_name:
+            out.append(by_name[x])
+        else:
+            raise SystemExit("unknown part %r: one of %s" % (x, ", ".join(
+                "%d/%s" % (n, name) for n, (name, _) in sorted(PARTS.items()))))
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="quick")
-    ap.add_argument("--parts", default="1,2,3,4,5,6", help="comma-separated part numbers (default: all)")
+    ap.add_argument("--parts", default=",".join(str(n) for n in sorted(PARTS)),
+                    help="comma-separated part numbers or names (default: all): " + ", ".join(
+                        "%d %s" % (n, name) for n, (name, _) in sorted(PARTS.items())))
+    ap.add_argument("--results", help="the results file (default bench/results/<size>.json); smoke runs on "
+                                      "a busy machine should write elsewhere")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=N", help="override a size parameter")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--note", default=os.environ.get("BENCH_NOTE", ""), help="sentence about the machine")
@@ -898,7 +929,7 @@ def main() -> int:
         sz[k] = int(v)
     os.makedirs(RESULTS, exist_ok=True)
     os.makedirs(WORK, exist_ok=True)
-    path = os.path.join(RESULTS, "%s.json" % a.size)
+    path = a.results or os.path.join(RESULTS, "%s.json" % a.size)
     res = {}
     if os.path.exists(path):
         with open(path) as f:
@@ -928,7 +959,7 @@ def main() -> int:
                                                               capture_output=True, text=True).stdout.strip(),
                         "host_dirty": bool(subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "host", "plugins",
                                                             "callback"], capture_output=True, text=True).stdout.strip())}
-        for n in [int(x) for x in a.parts.split(",") if x.strip()]:
+        for n in part_numbers(a.parts):
             name, fn = PARTS[n]
             log("part %d: %s" % (n, name))
             t0 = time.time()

@@ -5,14 +5,25 @@
 //!
 //! ```text
 //! herald-hostbench ingest   --url U --tokens T1,T2 --events N --batch B --concurrency C
-//! herald-hostbench sqlite   --dir D --events N --batch B
+//!                           [--gzip 1] [--event-bytes 1024] [--rate EVENTS_PER_S] [--max-seconds S]
+//! herald-hostbench sqlite   --dir D --events N --batch B [--group G] [--event-bytes 1024]
+//! herald-hostbench e2e      --url U --tokens T --events N --batch B --instances K --prefix noop
+//!                           [--sink-port P] [--gzip 1] [--event-bytes 1024] [--rate R]
+//! herald-hostbench load     --url U --tokens T --tag Q --runs R --events-per-run E
+//! herald-hostbench query    --url U --tokens T --tag Q --runs R --requests N
 //! herald-hostbench dispatch --plugin noop.wasm --events N --rounds R --dir D
 //! herald-hostbench webhook  --plugin webhook.wasm --events N --rounds R --dir D
 //! herald-hostbench latency  --url U --tokens T --sink-port P --rate 1000 --seconds S --batch 1
 //! herald-hostbench sink     --port P [--udp-port Q]
 //! ```
 
+mod e2e;
+mod gen;
+mod queries;
+mod send;
+
 use bytes::Bytes;
+use gen::{event_sized, event_value};
 use herald::config::{token_hash, Config};
 use herald::dispatch::{Dispatcher, WorkerSpec};
 use herald::event::{validate, WireEvent};
@@ -20,21 +31,21 @@ use herald::journal::{DeliveryQueue, EventLog, Journal};
 use herald::runtime::{InstanceSpec, LoadedComponent, Outcome, PluginInstance, Runtime};
 use herald::telemetry::Metrics;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use send::client;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-struct Args(Vec<String>);
+/// The command line: `--name value` pairs after the subcommand.
+pub struct Args(Vec<String>);
 
 impl Args {
-    fn get(&self, name: &str, default: &str) -> String {
+    pub fn get(&self, name: &str, default: &str) -> String {
         let flag = format!("--{name}");
         self.0
             .iter()
@@ -42,12 +53,12 @@ impl Args {
             .and_then(|i| self.0.get(i + 1).cloned())
             .unwrap_or_else(|| default.to_string())
     }
-    fn num(&self, name: &str, default: u64) -> u64 {
+    pub fn num(&self, name: &str, default: u64) -> u64 {
         self.get(name, &default.to_string())
             .parse()
             .unwrap_or_else(|_| panic!("--{name} must be a number"))
     }
-    fn float(&self, name: &str, default: f64) -> f64 {
+    pub fn float(&self, name: &str, default: f64) -> f64 {
         self.get(name, &default.to_string())
             .parse()
             .unwrap_or_else(|_| panic!("--{name} must be a number"))
@@ -68,6 +79,9 @@ fn main() {
             "dispatch" => dispatch(&args).await,
             "webhook" => webhook(&args).await,
             "latency" => latency(&args).await,
+            "e2e" => e2e::e2e(&args).await,
+            "load" => queries::load(&args).await,
+            "query" => queries::query(&args).await,
             "sink" => sink_forever(&args).await,
             "event" => Ok(event_value("run", 0, "sample")),
             _ => Err(format!("unknown command {cmd:?}; see the source's header").into()),
@@ -84,59 +98,13 @@ fn main() {
 
 // ---------------------------------------------------------------- events --
 
-fn unique_tag() -> String {
+/// A tag that makes this process's event uuids new to the host.
+pub fn unique_tag() -> String {
     let ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     format!("{:x}{:x}", ns, std::process::id())
-}
-
-/// A `runner_on_ok` of a `command` task in ansible-runner's shape, about 1 KiB as JSON.
-fn event_value(run_id: &str, i: u64, tag: &str) -> Value {
-    let host = format!("web{:02}", i % 20);
-    let stdout: Vec<String> = (0..2)
-        .map(|n| format!("line {n} of the service status output, active (running)"))
-        .collect();
-    json!({
-        "uuid": format!("{tag}-{i:010}"),
-        "event": "runner_on_ok",
-        "counter": i,
-        "created": "2026-11-21T12:00:00.123456+00:00",
-        "run_id": run_id,
-        "parent_uuid": format!("{tag}-task-{:06}", i / 20),
-        "controller": "ctl01.example.com",
-        "stdout": format!("changed: [{host}]"),
-        "event_data": {
-            "playbook": "site.yml",
-            "playbook_uuid": "6f1b2c1e-0c0a-4a58-9b7e-6d1b0f7e9a01",
-            "play": "web servers",
-            "play_uuid": "0242ac12-0002-b3f1-5d2c-000000000006",
-            "play_pattern": "web",
-            "task": format!("check service {}", i / 20),
-            "task_uuid": format!("0242ac12-0002-b3f1-5d2c-{:012}", i / 20),
-            "task_action": "ansible.builtin.command",
-            "task_path": "/srv/playbooks/site.yml:42",
-            "host": host,
-            "remote_addr": host,
-            "res": {
-                "changed": true,
-                "stdout": stdout.join("\n"),
-                "stderr": "",
-                "rc": 0,
-                "cmd": ["systemctl", "status", "nginx", "--no-pager"],
-                "start": "2026-11-21 12:00:00.000001",
-                "end": "2026-11-21 12:00:00.120001",
-                "delta": "0:00:00.120000",
-                "msg": "",
-                "stdout_lines": stdout,
-                "stderr_lines": [],
-            },
-            "start": "2026-11-21T12:00:00.000001+00:00",
-            "end": "2026-11-21T12:00:00.120001+00:00",
-            "duration": 0.12,
-        }
-    })
 }
 
 fn wire_events(n: u64, tag: &str, runs: u64) -> Res<Vec<WireEvent>> {
@@ -162,12 +130,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn summary(mut xs: Vec<f64>) -> Value {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+/// Percentiles of a sample (p50, p90, p95, p99, min, max).
+pub fn summary(mut xs: Vec<f64>) -> Value {
+    xs.sort_by(|a, b| a.total_cmp(b));
     json!({
         "n": xs.len(),
         "p50": percentile(&xs, 0.5),
         "p90": percentile(&xs, 0.9),
+        "p95": percentile(&xs, 0.95),
         "p99": percentile(&xs, 0.99),
         "max": xs.last().copied().unwrap_or(f64::NAN),
         "min": xs.first().copied().unwrap_or(f64::NAN),
@@ -176,190 +146,206 @@ fn summary(mut xs: Vec<f64>) -> Value {
 
 // ---------------------------------------------------------------- ingest --
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+/// The callback's largest body before compression (`batch_max_bytes`): a
+/// batch of large events holds fewer of them.
+const BATCH_MAX_BYTES: usize = 1 << 20;
 
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-async fn post_events(c: &HttpClient, url: &str, token: &str, body: Bytes) -> Res<u16> {
-    let req = http::Request::post(format!("{url}/v1/events"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/x-ndjson")
-        .body(Full::new(body))?;
-    let resp = c.request(req).await?;
-    let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await?;
-    Ok(status)
+/// Pre-built NDJSON lines of `n` events of about `size` bytes, in batches of
+/// at most `batch` events and [`BATCH_MAX_BYTES`], each batch one run
+/// (`run{k % 16}`), as the callback sends them.
+fn batch_lines(n: u64, batch: usize, size: usize, tag: &str) -> Res<Vec<(String, Vec<Vec<u8>>)>> {
+    let mut out = Vec::new();
+    let mut i = 0u64;
+    while i < n {
+        let run = format!("{tag}-run{}", out.len() % 16);
+        let (mut lines, mut bytes) = (Vec::new(), 0usize);
+        while lines.len() < batch && i < n && (lines.is_empty() || bytes + size <= BATCH_MAX_BYTES)
+        {
+            let line = serde_json::to_vec(&event_sized(&run, i, tag, size))?;
+            bytes += line.len() + 1;
+            lines.push(line);
+            i += 1;
+        }
+        out.push((run, lines));
+    }
+    Ok(out)
 }
 
 /// Sustained ingest: `concurrency` connections post pre-built NDJSON batches
-/// as fast as the host answers; only 202s count.
+/// (gzipped by the callback's rule with `--gzip 1`) as fast as the host
+/// answers, or at `--rate` events/s, for all `--events` or until
+/// `--max-seconds`; only 202s count.
 async fn ingest(a: &Args) -> Res<Value> {
-    let url = a.get("url", "http://127.0.0.1:8765");
-    let tokens: Vec<String> = a
-        .get("tokens", "bench")
-        .split(',')
-        .map(String::from)
-        .collect();
     let n = a.num("events", 50_000);
-    let batch = a.num("batch", 500) as usize;
-    let conc = a.num("concurrency", 4) as usize;
+    let batch = a.num("batch", 500).max(1) as usize;
+    let size = a.num("event-bytes", 0) as usize;
+    let gzip = a.num("gzip", 0) == 1;
+    let plan = send::Plan {
+        url: a.get("url", "http://127.0.0.1:8765"),
+        tokens: a
+            .get("tokens", "bench")
+            .split(',')
+            .map(String::from)
+            .collect(),
+        concurrency: a.num("concurrency", 4) as usize,
+        rate: a.float("rate", 0.0),
+        max_seconds: a.float("max-seconds", 0.0),
+    };
     let tag = unique_tag();
-    let mut batches = Vec::new();
-    let mut bytes_total = 0usize;
-    let mut i = 0u64;
-    while i < n {
-        let mut body = Vec::with_capacity(batch * 1100);
-        let run = format!("{tag}-run{}", batches.len() % 16);
-        for _ in 0..batch {
-            if i >= n {
-                break;
-            }
-            serde_json::to_writer(&mut body, &event_value(&run, i, &tag))?;
-            body.push(b'\n');
-            i += 1;
-        }
-        bytes_total += body.len();
-        batches.push(Bytes::from(body));
-    }
+    let lines = batch_lines(n, batch, size, &tag)?;
+    let raw_total: usize = lines
+        .iter()
+        .flat_map(|(_, l)| l.iter().map(|x| x.len() + 1))
+        .sum();
+    let batches = lines
+        .iter()
+        .map(|(_, l)| send::Batch::new(l, gzip))
+        .collect::<Res<Vec<_>>>()?;
+    drop(lines);
+    let wire_total: usize = batches.iter().map(|b| b.body.len()).sum();
     let batches = Arc::new(batches);
-    let next = Arc::new(AtomicUsize::new(0));
-    let accepted = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let lat = Arc::new(Mutex::new(Vec::new()));
-    let c = client();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..conc {
-        let (batches, next, accepted, failed, lat, c, url, tokens) = (
-            batches.clone(),
-            next.clone(),
-            accepted.clone(),
-            failed.clone(),
-            lat.clone(),
-            c.clone(),
-            url.clone(),
-            tokens.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = batches.get(k) else { break };
-                let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
-                let t0 = Instant::now();
-                match post_events(&c, &url, &tokens[k % tokens.len()], body.clone()).await {
-                    Ok(202) => {
-                        accepted.fetch_add(lines, Ordering::Relaxed);
-                    }
-                    Ok(s) => {
-                        if failed.fetch_add(lines, Ordering::Relaxed) == 0 {
-                            eprintln!("ingest: HTTP {s}");
-                        }
-                    }
-                    Err(e) => {
-                        if failed.fetch_add(lines, Ordering::Relaxed) == 0 {
-                            eprintln!("ingest: {e}");
-                        }
-                    }
-                }
-                lat.lock().unwrap().push(t0.elapsed().as_secs_f64() * 1e3);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let ok = accepted.load(Ordering::Relaxed);
-    let lat = std::mem::take(&mut *lat.lock().unwrap());
+    let nb = batches.len();
+    let b2 = batches.clone();
+    let sent = send::send_all(&plan, nb, move |k| Ok(Some(b2[k].clone()))).await?;
     Ok(json!({
-        "events": ok,
-        "failed": failed.load(Ordering::Relaxed),
-        "seconds": secs,
-        "events_per_s": ok as f64 / secs,
+        "events": sent.accepted,
+        "failed": sent.failed,
+        "seconds": sent.seconds,
+        "events_per_s": sent.accepted as f64 / sent.seconds,
         "batch": batch,
-        "concurrency": conc,
-        "avg_event_bytes": bytes_total as f64 / n as f64,
-        "request_ms": summary(lat),
+        "batches": nb,
+        "concurrency": plan.concurrency,
+        "gzip": gzip,
+        "offered_rate": plan.rate,
+        "avg_event_bytes": raw_total as f64 / n as f64,
+        "wire_bytes_per_event": wire_total as f64 / n as f64,
+        "request_ms": summary(sent.request_ms),
     }))
 }
 
-/// The storage floor: the rows the journal writes for an event with no plugin
-/// instance (the event and its run's upsert), the journal's own schema,
-/// WAL + synchronous=FULL, one transaction per batch; bodies pre-serialised.
+/// The storage floor, like for like with the journal's ingest commit: the
+/// journal's own schema, WAL + `synchronous=FULL` + `wal_autocheckpoint` as
+/// the journal's writer sets it; per batch, the events inserted one by one
+/// and one upsert of the batch's run with the batch's totals (as
+/// `apply_batch` does); `--group G` batches per transaction (the grouping
+/// the host's group commit made, measured by the caller from its /metrics);
+/// and the journal's background checkpointer: a passive checkpoint on a
+/// second connection every 2 MiB committed, so the WAL is rewound and
+/// rewritten in place as the host's is (without it, every commit grows the
+/// WAL file and its fsync costs about twice as much).
+/// The same batches of the same events as `ingest` (`--event-bytes`, the
+/// callback's 1 MiB batch cap), bodies pre-serialised: no HTTP, gzip, JSON
+/// parsing, validation, delivery rows or commit notices.
 fn sqlite_bare(a: &Args) -> Res<Value> {
     let dir = PathBuf::from(a.get("dir", "/tmp/herald-bench-sqlite"));
     let n = a.num("events", 50_000);
-    let batch = a.num("batch", 500) as usize;
+    let batch = a.num("batch", 500).max(1) as usize;
+    let group = a.num("group", 1).max(1) as usize;
+    let size = a.num("event-bytes", 0) as usize;
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("bare-{}.db", unique_tag()));
     let tag = unique_tag();
-    let rows: Vec<(String, String, i64, String)> = (0..n)
-        .map(|i| {
-            let run = format!("{tag}-run{}", (i as usize / batch) % 16);
-            let v = event_value(&run, i, &tag);
-            (
-                v["uuid"].as_str().unwrap().to_string(),
-                run,
-                i as i64,
-                serde_json::to_string(&v).unwrap(),
-            )
+    let batches: Vec<(String, Vec<(String, i64, String)>)> = batch_lines(n, batch, size, &tag)?
+        .into_iter()
+        .map(|(run, lines)| {
+            let rows = lines
+                .into_iter()
+                .enumerate()
+                .map(|(j, l)| {
+                    let text = String::from_utf8(l).unwrap_or_default();
+                    (String::new(), j as i64, text)
+                })
+                .collect();
+            (run, rows)
         })
         .collect();
     let mut conn = rusqlite::Connection::open(&path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", a.get("synchronous", "FULL"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 8000)?;
     conn.execute_batch(herald::journal::sqlite::SCHEMA)?;
+    let (kick, kicked) = std::sync::mpsc::sync_channel::<()>(1);
+    let checkpointer = {
+        let c = rusqlite::Connection::open(&path)?;
+        c.pragma_update(None, "synchronous", "NORMAL")?;
+        std::thread::spawn(move || {
+            while kicked.recv().is_ok() {
+                let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        })
+    };
+    let mut since_checkpoint = 0usize;
     let started = Instant::now();
-    for chunk in rows.chunks(batch) {
+    let mut uniq = 0u64;
+    for chunk in batches.chunks(group) {
         let tx = conn.transaction()?;
         {
             let mut ins = tx.prepare_cached(
-                "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (tenant, uuid) DO NOTHING",
+                "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body, request_id, trace_id, span_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (tenant, uuid) DO NOTHING",
             )?;
             let mut run = tx.prepare_cached(
                 "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (tenant, run_id) DO UPDATE SET
                     playbook = coalesce(runs.playbook, excluded.playbook),
                     controller = coalesce(runs.controller, excluded.controller),
                     first_ms = min(runs.first_ms, excluded.first_ms),
                     last_ms = max(runs.last_ms, excluded.last_ms),
-                    events = runs.events + 1,
+                    events = runs.events + excluded.events,
                     finished = max(runs.finished, excluded.finished)",
             )?;
             let now = herald::journal::now_ms();
-            for (uuid, run_id, counter, body) in chunk {
-                ins.execute(rusqlite::params![
-                    "bench",
-                    uuid,
-                    run_id,
-                    counter,
-                    "runner_on_ok",
-                    1_763_726_400_123i64,
-                    now,
-                    body
-                ])?;
+            for (run_id, rows) in chunk {
+                for (_, counter, body) in rows {
+                    uniq += 1;
+                    ins.execute(rusqlite::params![
+                        "bench",
+                        format!("{tag}-{uniq:010}"),
+                        run_id,
+                        counter,
+                        "runner_on_ok",
+                        1_763_726_400_123i64,
+                        now,
+                        body,
+                        Option::<&str>::None,
+                        Option::<&str>::None,
+                        Option::<&str>::None
+                    ])?;
+                }
                 run.execute(rusqlite::params![
                     "bench",
                     run_id,
                     "site.yml",
                     "ctl01.example.com",
                     1_763_726_400_123i64,
+                    1_763_726_400_123i64,
+                    rows.len() as i64,
                     false
                 ])?;
             }
         }
         tx.commit()?;
+        since_checkpoint += chunk
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.2.len()))
+            .sum::<usize>();
+        if since_checkpoint >= 2 << 20 {
+            since_checkpoint = 0;
+            let _ = kick.try_send(());
+        }
     }
     let secs = started.elapsed().as_secs_f64();
+    drop(kick);
+    let _ = checkpointer.join();
     drop(conn);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    Ok(json!({"events": n, "seconds": secs, "events_per_s": n as f64 / secs, "batch": batch}))
+    Ok(
+        json!({"events": n, "seconds": secs, "events_per_s": n as f64 / secs, "batch": batch, "group": group}),
+    )
 }
 
 // -------------------------------------------------------------- dispatch --
@@ -528,10 +514,10 @@ async fn dispatch(a: &Args) -> Res<Value> {
 // --------------------------------------------------------------- webhook --
 
 #[derive(Default)]
-struct SinkState {
-    count: AtomicU64,
+pub struct SinkState {
+    pub count: AtomicU64,
     record: bool,
-    seen: Mutex<HashMap<String, Instant>>,
+    pub seen: Mutex<HashMap<String, Instant>>,
 }
 
 async fn sink_handler(
@@ -549,7 +535,9 @@ async fn sink_handler(
     "ok"
 }
 
-async fn start_sink(port: u16, record: bool) -> Res<(Arc<SinkState>, u16)> {
+/// An HTTP sink on 127.0.0.1 counting requests (and, with `record`, the
+/// first receipt of each `Idempotency-Key`).
+pub async fn start_sink(port: u16, record: bool) -> Res<(Arc<SinkState>, u16)> {
     let state = Arc::new(SinkState {
         record,
         ..Default::default()
@@ -648,6 +636,7 @@ async fn latency(a: &Args) -> Res<Value> {
     let rate = a.float("rate", 1000.0);
     let seconds = a.float("seconds", 10.0);
     let batch = a.num("batch", 1).max(1);
+    let gzip = a.num("gzip", 0) == 1;
     let (sink, _) = start_sink(a.num("sink-port", 0) as u16, true).await?;
     let tag = unique_tag();
     let total = (rate * seconds) as u64;
@@ -655,16 +644,15 @@ async fn latency(a: &Args) -> Res<Value> {
     let mut bodies = Vec::new();
     let mut ids = Vec::new();
     for k in 0..requests {
-        let mut body = Vec::new();
+        let mut lines = Vec::new();
         let mut these = Vec::new();
         for j in 0..batch {
             let i = k * batch + j;
             let v = event_value(&format!("{tag}-run{}", i / 1000), i, &tag);
-            these.push(v["uuid"].as_str().unwrap().to_string());
-            serde_json::to_writer(&mut body, &v)?;
-            body.push(b'\n');
+            these.push(v["uuid"].as_str().unwrap_or_default().to_string());
+            lines.push(serde_json::to_vec(&v)?);
         }
-        bodies.push(Bytes::from(body));
+        bodies.push(send::Batch::new(&lines, gzip)?);
         ids.push(these);
     }
     let acks: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Default::default();
@@ -685,7 +673,7 @@ async fn latency(a: &Args) -> Res<Value> {
         );
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            match post_events(&c, &url, &token, body).await {
+            match send::post(&c, &url, &token, &body).await {
                 Ok(202) => {
                     let at = Instant::now();
                     let mut m = acks.lock().unwrap();
@@ -729,6 +717,7 @@ async fn latency(a: &Args) -> Res<Value> {
         "offered_rate": rate,
         "achieved_rate": total as f64 / send_secs,
         "batch": batch,
+        "gzip": gzip,
         "ack_to_sink_ms": summary(from_ack),
         "send_to_sink_ms": summary(from_send),
     }))

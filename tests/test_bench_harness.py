@@ -1,0 +1,100 @@
+"""The benchmark harness reads the host as it really is (bench/realistic.py, issue 24).
+
+The user-facing benchmark parts judge delivery and ingest from outside the host, through
+`/metrics`: if a series they read were renamed or relabelled, they would wait forever or count
+nothing. These tests run the real host with two webhook instances, send gzip NDJSON batches
+as the callback does, and check the harness's readings against what the receiver got; and
+check that a goal not met is rendered as missed, never hidden.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT, token_pair, wait_for, webhook_plugin
+
+sys.path.insert(0, str(ROOT / "bench"))
+import run as bench_run  # noqa: E402  (bench/run.py; sets realistic.R)
+import realistic  # noqa: E402
+
+
+def ndjson_gzip(events: list[dict]) -> bytes:
+    return gzip.compress(b"".join(json.dumps(e).encode() + b"\n" for e in events), compresslevel=5)
+
+
+def event(i: int, run_id: str) -> dict:
+    return {"uuid": f"bench-harness-{i:04d}", "event": "runner_on_ok", "counter": i,
+            "created": "2026-12-05T12:00:00+00:00", "run_id": run_id,
+            "event_data": {"host": f"h{i % 3}", "task": "t", "res": {"changed": False}}}
+
+
+def test_the_harness_counts_deliveries_and_groups_from_the_hosts_metrics(make_host, receiver):
+    token, token_hash = token_pair()
+    host = make_host({"bench": token_hash},
+                     {"hook-a": webhook_plugin("bench", receiver), "hook-b": webhook_plugin("bench", receiver)}).start()
+    text = realistic.metrics(host.url)
+    assert realistic.metric_sum(text, "herald_ingest_batches_total", status="202") == 0
+    for b in range(3):
+        status, body = host.post(ndjson_gzip([event(b * 20 + i, "run-h") for i in range(20)]), token,
+                                 content_type="application/x-ndjson", encoding="gzip")
+        assert status == 202, body
+    # What part 7 reads to group the SQLite loop's transactions like the host's group commit.
+    text = realistic.metrics(host.url)
+    assert realistic.metric_sum(text, "herald_ingest_batches_total", status="202") == 3
+    commits = realistic.metric_sum(text, "herald_journal_commits_total", result="ok")
+    assert 1 <= commits
+    assert realistic.metric_sum(text, "herald_events_ingested_total") == 60
+    # What parts 7, 9 and 11 wait for: every instance has every event.
+    assert realistic.expected_deliveries(host.url, 2) == 120
+    realistic.wait_delivered(host.url, 120, timeout=60)
+    assert realistic.delivered(host.url, "hook-*") == 120
+    assert realistic.delivered(host.url, "hook-a") == 60
+    assert realistic.delivered(host.url, "nothing*") == 0
+    wait_for(lambda: len(receiver.requests) >= 120, what="the receiver has every delivery")
+    with pytest.raises(RuntimeError, match="only 120 of 121 deliveries"):
+        realistic.wait_delivered(host.url, 121, timeout=0.3)
+
+
+def test_parts_are_chosen_by_number_or_name():
+    assert bench_run.part_numbers("3,instances,e2e") == [3, 7, 8]
+    assert bench_run.part_numbers("queries,rss,playbook-host,ingest") == [9, 10, 11, 3]
+    with pytest.raises(SystemExit, match="unknown part 'nope'"):
+        bench_run.part_numbers("nope")
+
+
+def stat(v):
+    return {"median": v, "min": v, "max": v, "n": 1}
+
+
+def test_goals_not_met_are_shown_as_missed_and_unmeasured_ones_as_such():
+    assert "not measured yet" in "\n".join(realistic.goals_table({}))
+    by_inst = {str(k): {b: {"events_per_s": stat(v), "vs_1": stat(v / 20000), "vs_sqlite": stat(1.0),
+                            "request_ms_p50": stat(1.0), "batches_per_commit": stat(2.0),
+                            "wire_bytes_per_event": 150, "avg_event_bytes": 1263}
+                        for b in ("20", "500")}
+               for k, v in ((0, 30000), (1, 20000), (6, 10000), (60, 1500))}
+    res = {
+        "instances": {"events": 1000, "rounds": [{}], "by_instances": by_inst,
+                      "sqlite": {"20": stat(16000), "500": stat(80000)},
+                      "by_size": {str(k): {"events": 10, "events_per_s": stat(1000), "mib_per_s": stat(1),
+                                           "sqlite_events_per_s": stat(1000), "vs_sqlite": stat(1),
+                                           "avg_event_bytes": 1024 * k, "wire_bytes_per_event": 300 * k}
+                                  for k in realistic.EVENT_KIB}},
+        "queries": {"runs": 10000, "events": 1000000, "events_per_run": 100, "requests": 10, "journal_bytes": 1,
+                    "load": {"events_per_s": 1}, "endpoints": {"runs list": {"p50": 80.0, "p95": 120.0},
+                                                               "a run": {"p50": 1.0, "p95": 2.0}}},
+    }
+    targets = []
+    text = "\n".join(realistic.render(res, targets))
+    assert "| ingest with 60 no-op instances ≥ 40,000 events/s (callback batches of 20, gzip) | 1,500 events/s " \
+           "| **missed** |" in text
+    assert "| … and ≥ 0.5x ingest with 1 instance | 0.07x | **missed** |" in text
+    assert "worst p95 120.0 ms (runs list) | **missed** |" in text
+    assert "≥ 200,000 deliveries/s to no-op instances, end to end inside `herald serve` with ingest running " \
+           "| not measured yet |" in text
+    assert ("Query a run p95 ≤ 20 ms (10k runs / 1M events)", True) in targets
+    assert ("Query runs list p95 ≤ 20 ms (10k runs / 1M events)", False) in targets
