@@ -11,6 +11,7 @@ import json
 
 from herald_sdk import (Plugin, config, failure_reason, host_failure, http, log, metrics, ok, permanent,
                         playbook_name, result_message, summary, truncate)
+from herald_sdk.time import rfc3339_ms
 
 FLAVORS = ("mattermost", "rocketchat", "discord")
 KEYS = {"webhook_url", "flavor", "username", "icon_url", "channel", "mention", "notify_on_success",
@@ -75,7 +76,13 @@ class Chat(Plugin):
 
     def summary_message(self, run: summary.RunSummary) -> dict:
         status = run.status()
-        r = run.results
+        # The PLAY RECAP's totals (ok counts changed tasks too, as ansible-playbook prints it);
+        # the results seen when the stats carry no hosts.
+        if run.hosts:
+            r = {k: sum(h[k2] for h in run.hosts) for k, k2 in (("ok", "ok"), ("changed", "changed"),
+                 ("failed", "failures"), ("unreachable", "unreachable"), ("skipped", "skipped"))}
+        else:
+            r = run.results
         hosts = len(run.hosts) or len({f.host for f in run.failures})
         head = f"{playbook_name(run.playbook)} {status} in {_duration(run.duration_ms())}"
         text = (f"{'🔴' if status == 'failed' else '🟢'} {head}: {hosts} host(s), ok={r['ok']} "
@@ -154,8 +161,6 @@ class Chat(Plugin):
             if card["url"]:
                 embed["url"] = card["url"]
             if card["ended_ms"] is not None:
-                from herald_sdk.time import rfc3339_ms
-
                 embed["timestamp"] = rfc3339_ms(card["ended_ms"])
             body["embeds"] = [embed]
         return body

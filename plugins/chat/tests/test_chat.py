@@ -47,7 +47,7 @@ def test_a_failure_and_the_failed_run_summary(flavor):
         failure, summary = (r.json() for r in host.requests)
         text_key = "content" if flavor == "discord" else "text"
         assert failure[text_key] == "@here ❌ deploy.yml: task 'Migrate' failed on web2: migration 42 failed"
-        assert summary[text_key] == ("@here 🔴 deploy.yml failed in 1m15s: 2 host(s), ok=0 changed=1 failed=1 "
+        assert summary[text_key] == ("@here 🔴 deploy.yml failed in 1m15s: 2 host(s), ok=1 changed=1 failed=1 "
                                      "unreachable=0 skipped=0; failed hosts: web2")
         if flavor == "discord":
             assert failure["allowed_mentions"] == {"parse": ["everyone"]} and failure["username"] == "Herald"

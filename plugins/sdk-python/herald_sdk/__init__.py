@@ -25,7 +25,9 @@ from __future__ import annotations
 import json as _json
 import traceback as _traceback
 
-from . import _host, config, http, summary
+# Imported here, not inside functions: componentize-py keeps only the modules imported while
+# it builds the component, so a module first imported at run time is missing there.
+from . import _host, config, http, summary, time
 from .config import ConfigError
 from .event import (AD_HOC_RUN, Event, EventRef, HostStats, Play, Run, Stats, Task, Timing, host_failure,
                     is_host_result, playbook_name, result_message, truncate)
@@ -36,7 +38,7 @@ __all__ = [
     "AD_HOC_RUN", "ConfigError", "Event", "EventRef", "HostStats", "Ok", "Outcome", "Permanent", "Play",
     "Plugin", "Retryable", "Run", "Stats", "Task", "Timing", "config", "export", "failure_reason",
     "host_failure", "http", "is_host_result", "log", "metrics", "now_ms", "ok", "permanent",
-    "playbook_name", "result_message", "retryable", "state", "summary", "truncate",
+    "playbook_name", "result_message", "retryable", "state", "summary", "time", "truncate",
 ]
 
 
@@ -64,9 +66,13 @@ def parse_config(text: str) -> dict:
     return cfg
 
 
-def _to_wit(outcome):
-    from wit_world.imports import herald_plugin_types as t  # type: ignore[import-not-found]
+if _host.IN_COMPONENT:
+    from componentize_py_types import Err as _Err  # type: ignore[import-not-found]
+    from wit_world.imports import herald_plugin_types as _types  # type: ignore[import-not-found]
 
+
+def _to_wit(outcome):
+    t = _types
     if isinstance(outcome, Ok):
         return t.Outcome_Ok()
     if isinstance(outcome, Retryable):
@@ -88,8 +94,7 @@ def export(plugin_cls):
 
     class Handler:
         def configure(self, config_json: str) -> None:
-            from componentize_py_types import Err  # type: ignore[import-not-found]
-
+            Err = _Err
             try:
                 current["plugin"] = plugin_cls(parse_config(config_json))
             except ConfigError as e:

@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from . import _host
+from .event import truncate
 from .outcome import Ok, Outcome, permanent, retryable
 
 #: Characters of a response body quoted in a failure reason.
@@ -180,8 +181,6 @@ def parse_retry_after(value: str, now_ms: int) -> int | None:
 
 
 def _snippet(body: bytes, max_chars: int) -> str:
-    from .event import truncate
-
     return truncate(" ".join(body.decode(errors="replace").split()), max_chars)
 
 
