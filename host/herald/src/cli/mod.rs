@@ -7,6 +7,7 @@
 //! private CA for an https:// URL.
 
 mod import;
+pub mod scaffold;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
@@ -188,6 +189,21 @@ pub enum DlqCommand {
         #[arg(long)]
         plugin: Option<String>,
     },
+}
+
+/// `herald plugin …`: tools for plugin authors.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Create a standalone plugin project: source, build command (`make`), a test, a README
+    /// and a herald.toml fragment whose component is where the build writes.
+    New(scaffold::NewArgs),
+}
+
+/// `herald plugin …`
+pub fn main_plugin(cmd: PluginCommand) -> ExitCode {
+    match cmd {
+        PluginCommand::New(args) => scaffold::main_new(args),
+    }
 }
 
 /// `herald replay`: re-deliver a recorded run to one plugin instance.
