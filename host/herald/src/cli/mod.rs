@@ -126,6 +126,19 @@ pub enum RunsCommand {
         #[arg(long)]
         status: Option<String>,
     },
+    /// A run's events as journaled, in order, one JSON object per line
+    /// (Herald's wire format): a recorded run to test a plugin against, or to
+    /// send to another Herald (`POST /v1/events` takes the lines as an array).
+    Export {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The run id.
+        #[arg(value_name = "RUN")]
+        id: String,
+        /// Write to this file (replaced) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// A run's set_stats data (GET /v1/runs/{id}/artifacts): one row per
     /// scope (`run` or a host) and key.
     Artifacts {
@@ -348,6 +361,32 @@ async fn runs(cmd: RunsCommand) -> anyhow::Result<String> {
                 Output::Table => Ok(table::events(
                     &client.run_events::<EventPage>(&id, pairs).await?,
                 )),
+            }
+        }
+        RunsCommand::Export { api, id, file } => {
+            let client = api.client()?;
+            let page = client
+                .run_events::<JsonPage>(&id, vec![("limit", "500".to_string())])
+                .await?;
+            let mut lines = String::new();
+            for item in &page.items {
+                lines.push_str(&serde_json::to_string(item)?);
+                lines.push('\n');
+            }
+            match file {
+                None => Ok(lines),
+                Some(path) => {
+                    // Written beside and renamed: a reader never sees half a run.
+                    let part = path.with_extension("part");
+                    std::fs::write(&part, &lines)
+                        .and_then(|()| std::fs::rename(&part, &path))
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    Ok(format!(
+                        "{}: {} events of run {id}\n",
+                        path.display(),
+                        page.items.len()
+                    ))
+                }
             }
         }
         RunsCommand::Artifacts { api, id } => {
