@@ -110,3 +110,22 @@ def test_bad_config_names_the_key(cfg, message):
         with pytest.raises(ConfigError) as e:
             Chat(cfg)
         assert str(e.value).startswith(message), str(e.value)
+
+
+def test_against_a_recorded_run():
+    """tests/data/deploy-failed.jsonl is `herald runs export` of a real run of Herald's
+    tests/support/playbooks/deploy.yml (web2 fails the migration, cache1 is unreachable)."""
+    from herald_sdk.testing import load_events
+
+    events = load_events(HERE / "data" / "deploy-failed.jsonl")
+    assert len(events) == 27 and events[0].kind == "playbook_on_start" and events[-1].kind == "playbook_on_stats"
+    with FakeHost(allow_http=["https://chat.example.com"]) as host:
+        host.respond(HOOK, 200, "ok")
+        plugin = Chat({"webhook_url": HOOK, "flavor": "mattermost"})
+        assert [plugin.handle(e, 1) for e in events] == [ok()] * 27
+        texts = [r.json()["text"] for r in host.requests]
+        assert len(texts) == 3, texts
+        assert texts[0].startswith("❌ deploy.yml: task 'Render the configuration' unreachable on cache1: ")
+        assert texts[1] == "❌ deploy.yml: task 'Migrate the database' failed on web2: migration 42 failed on web2"
+        assert texts[2].startswith("🔴 deploy.yml failed in ")
+        assert texts[2].endswith(": 4 host(s), ok=5 changed=1 failed=1 unreachable=1 skipped=3; failed hosts: cache1, web2")

@@ -191,3 +191,79 @@ def stats_event(hosts: dict[str, dict], custom: dict | None = None, run_id: str 
     """The stats event: `hosts` maps a host to its counters (`ok`, `failures`, ...)."""
     st = Stats([HostStats(h, **c) for h, c in hosts.items()], _json.dumps(custom) if custom else None)
     return event("playbook_on_stats", run_id, playbook, stats=st, **fields)
+
+
+# -- recorded runs ------------------------------------------------------------------------------
+
+_STATUS = {"runner_on_ok": "ok", "runner_on_async_ok": "ok", "runner_item_on_ok": "ok",
+           "runner_on_failed": "failed", "runner_on_async_failed": "failed", "runner_item_on_failed": "failed",
+           "runner_on_skipped": "skipped", "runner_item_on_skipped": "skipped",
+           "runner_on_unreachable": "unreachable"}
+
+
+def _epoch_ms(text) -> int:
+    from datetime import datetime, timezone
+
+    if not isinstance(text, str):
+        return 0
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+def event_from_wire(wire: dict, tenant: str = "default") -> Event:
+    """The event a plugin would get for one event in Herald's wire format (ansible-runner's job
+    event shape: a line of `herald runs export`, a file of ansible-runner's `job_events/`),
+    with the fields derived as the host derives them."""
+    kind = wire.get("event", "")
+    data = wire.get("event_data") if isinstance(wire.get("event_data"), dict) else {}
+    res = data.get("res") if isinstance(data.get("res"), dict) else None
+    changed = bool(res.get("changed")) if res else False
+    status = _STATUS.get(kind)
+    if status == "ok" and changed:
+        status = "changed"
+    play = Play(data["play_uuid"], data.get("play", ""), data.get("play_pattern")) if data.get("play_uuid") else None
+    task = (Task(data["task_uuid"], data.get("task", ""), data.get("task_action", ""), data.get("task_path"))
+            if data.get("task_uuid") else None)
+    timing = None
+    if data.get("start") and data.get("end"):
+        start, end = _epoch_ms(data["start"]), _epoch_ms(data["end"])
+        dur = data.get("duration")
+        timing = Timing(start, end, round(dur * 1000) if isinstance(dur, (int, float)) else max(0, end - start))
+    stats = None
+    if kind == "playbook_on_stats":
+        fields = ("processed", "ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+        hosts = sorted({h for f in fields if isinstance(data.get(f), dict) for h in data[f]})
+        count = lambda f, h: int((data.get(f) or {}).get(h, 0))  # noqa: E731
+        custom = data.get("custom_stats") or ({"_run": data["artifact_data"]} if data.get("artifact_data") else None)
+        stats = Stats([HostStats(h, count("ok", h), count("changed", h), count("failures", h), count("dark", h),
+                                 count("skipped", h), count("rescued", h), count("ignored", h)) for h in hosts],
+                      _json.dumps(custom) if custom else None)
+    return Event(kind=kind, run=Run(wire.get("run_id", ""), data.get("playbook", "") or "", wire.get("controller")),
+                 id=wire.get("uuid", ""), parent_id=wire.get("parent_uuid"), tenant=wire.get("tenant", tenant),
+                 sequence=int(wire.get("counter", 0)), created_ms=_epoch_ms(wire.get("created")), play=play,
+                 task=task, host=data.get("host"), status=status, changed=changed,
+                 ignore_errors=bool(data.get("ignore_errors", False)), timing=timing,
+                 res=_json.dumps(res) if res is not None else None, stats=stats, json=_json.dumps(wire))
+
+
+def load_events(path) -> list[Event]:
+    """A recorded run as events, in order: a file of `herald runs export` (one JSON object per
+    line), a JSON array, or an ansible-runner `job_events/` directory (or the artifacts
+    directory holding it)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        d = p / "job_events" if (p / "job_events").is_dir() else p
+        wires = [_json.loads(f.read_text()) for f in d.glob("*.json")]
+    else:
+        text = p.read_text()
+        wires = _json.loads(text) if text.lstrip().startswith("[") else \
+            [_json.loads(line) for line in text.splitlines() if line.strip()]
+    wires.sort(key=lambda w: (w.get("run_id", ""), int(w.get("counter", 0))))
+    return [event_from_wire(w) for w in wires]

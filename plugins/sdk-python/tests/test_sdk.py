@@ -1,6 +1,7 @@
 """The SDK's helpers, natively (the same rules as the Rust SDK's tests)."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -123,3 +124,33 @@ def test_run_tracker_is_idempotent_and_completes_once():
     t.finish("r1", ok())
     assert t.observe(evs[-1]) == (summary.ALREADY_FINISHED, None)
     assert "x:run:r1" not in store.data
+
+
+def test_recorded_events_get_the_fields_the_host_derives(tmp_path):
+    from herald_sdk.testing import load_events
+
+    ok_changed = {"uuid": "u2", "event": "runner_on_ok", "counter": 2, "run_id": "r", "created": "2026-01-01T00:00:01Z",
+                  "event_data": {"playbook": "p.yml", "host": "web1", "task": "t", "task_uuid": "tu",
+                                 "task_action": "command", "res": {"changed": True, "stdout": "x"},
+                                 "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:01.5Z"}}
+    stats = {"uuid": "u3", "event": "playbook_on_stats", "counter": 3, "run_id": "r", "created": "2026-01-01T00:00:02Z",
+             "event_data": {"playbook": "p.yml", "ok": {"web1": 2}, "changed": {"web1": 1}, "dark": {"db1": 1},
+                            "failures": {}, "artifact_data": {"release": "1"}}}
+    start = {"uuid": "u1", "event": "playbook_on_start", "counter": 1, "run_id": "r", "created": "2026-01-01T00:00:00Z",
+             "event_data": {"playbook": "p.yml"}}
+    job_events = tmp_path / "artifacts" / "ident" / "job_events"
+    job_events.mkdir(parents=True)
+    for i, w in enumerate([stats, start, ok_changed]):  # file order is not event order
+        (job_events / f"{i}-{w['uuid']}.json").write_text(json.dumps(w))
+    evs = load_events(tmp_path / "artifacts" / "ident")
+    assert [e.kind for e in evs] == ["playbook_on_start", "runner_on_ok", "playbook_on_stats"]
+    e = evs[1]
+    assert (e.status, e.changed, e.host, e.task.action, e.sequence) == ("changed", True, "web1", "command", 2)
+    assert e.timing.duration_ms == 1500 and e.run.playbook == "p.yml"
+    s = evs[2].stats
+    assert [(h.host, h.ok, h.changed, h.unreachable) for h in s.hosts] == [("db1", 0, 0, 1), ("web1", 2, 1, 0)]
+    assert json.loads(s.custom) == {"_run": {"release": "1"}}
+    # The same events as export lines.
+    lines = tmp_path / "run.jsonl"
+    lines.write_text("\n".join(json.dumps(w) for w in [start, ok_changed, stats]) + "\n")
+    assert [e.id for e in load_events(lines)] == ["u1", "u2", "u3"]
