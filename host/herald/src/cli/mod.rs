@@ -7,6 +7,7 @@
 //! private CA for an https:// URL.
 
 mod import;
+pub mod plugin_test;
 pub mod scaffold;
 
 use anyhow::Context as _;
@@ -210,12 +211,17 @@ pub enum PluginCommand {
     /// Create a standalone plugin project: source, build command (`make`), a test, a README
     /// and a herald.toml fragment whose component is where the build writes.
     New(scaffold::NewArgs),
+    /// Run a component against a recorded run offline (scripted HTTP instead of the network):
+    /// prints each call's outcome and the requests it would have sent; exit 1 on a fault or an
+    /// outcome that is not ok, 2 on bad input.
+    Test(plugin_test::TestArgs),
 }
 
 /// `herald plugin …`
 pub fn main_plugin(cmd: PluginCommand) -> ExitCode {
     match cmd {
         PluginCommand::New(args) => scaffold::main_new(args),
+        PluginCommand::Test(args) => plugin_test::main_test(args),
     }
 }
 
