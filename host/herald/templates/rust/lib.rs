@@ -63,7 +63,7 @@ herald_sdk::export_plugin!(Sink);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_sdk::testing::{event, host_event};
+    use herald_sdk::testing::{event, host_event, FakeHost};
     use herald_sdk::{EventKind, Status};
 
     #[test]
@@ -82,6 +82,34 @@ mod tests {
             Some("site.yml: task 'install' failed on web2: no package")
         );
         assert_eq!(message(&event(EventKind::PlaybookOnStart, "r1", "site.yml")), None);
+    }
+
+    /// `handle` itself, against the SDK's fake host: HTTP answered by the script (and checked
+    /// against allow_http), so a failing assertion is a test failure.
+    #[test]
+    fn a_failure_is_posted_and_a_busy_sink_retried_after_retry_after() {
+        let host = FakeHost::new(&["http://127.0.0.1:9"]);
+        host.set_now_ms(0);
+        host.respond("http://127.0.0.1:9/hook", 429, &[("Retry-After", "5")], "slow down")
+            .respond("http://127.0.0.1:9/hook", 200, &[], "");
+        let mut sink = herald_sdk::build::<Sink>(r#"{"url":"http://127.0.0.1:9/hook"}"#).unwrap();
+        let failed = EventRef::from(host_event(
+            EventKind::RunnerOnUnreachable,
+            Status::Unreachable,
+            "r1",
+            "site.yml",
+            "db1",
+            "ping",
+            None,
+        ));
+        match sink.handle(&failed, 1) {
+            Outcome::Retryable(r) => assert_eq!(r.retry_after_ms, Some(5000)),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        assert!(matches!(sink.handle(&failed, 2), Outcome::Ok));
+        let sent = host.requests();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].json()["text"], "site.yml: task 'ping' unreachable on db1: ");
     }
 
     #[test]
