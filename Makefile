@@ -13,6 +13,8 @@ TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 HERALD_BIN  := $(TARGET_DIR)/release/herald
 PLUGIN_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/plugins/target)
 PLUGINS     := webhook prometheus pagerduty slack grafana syslog
+# Plugins written in Python (plugins/<name>/src/app.py), built with the pinned componentize-py.
+PY_PLUGINS  := chat
 PLUGIN_OUT  := $(CURDIR)/build/plugins
 HOSTILE     := hostile hostile_wrong_version hostile_bad_import legacy_v0_1
 HOSTILE_OUT := $(CURDIR)/build/hostile
@@ -30,11 +32,12 @@ setup: ## install the wasm target and the Python virtualenv
 	rustup target add wasm32-wasip2
 	$(MAKE) venv
 
-$(VENV)/.stamp: requirements-test.txt callback/pyproject.toml
+$(VENV)/.stamp: requirements-test.txt callback/pyproject.toml plugins/sdk-python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-test.txt "ansible-core==$(ANSIBLE_CORE)"
 	$(VENV)/bin/pip install --quiet -e callback
+	$(VENV)/bin/pip install --quiet -e plugins/sdk-python
 	touch $@
 
 .PHONY: venv
@@ -63,6 +66,14 @@ plugins: ## build every plugin component for wasm32-wasip2 into build/plugins/
 	mkdir -p $(PLUGIN_OUT)
 	for p in $(PLUGINS); do cp $(PLUGIN_TARGET_DIR)/wasm32-wasip2/release/herald_$$p.wasm $(PLUGIN_OUT)/$$p.wasm; done
 
+# A Python plugin is rebuilt only when its source or the SDK changed (a build takes ~10-20 s).
+SDK_PY := $(wildcard plugins/sdk-python/herald_sdk/*.py plugins/sdk-python/herald_sdk/wit/*.wit) $(wildcard wit/v0.2.0/*.wit)
+$(PLUGIN_OUT)/%.wasm: plugins/%/src/*.py $(SDK_PY) | $(VENV)/.stamp
+	$(VENV)/bin/python -m herald_sdk.build plugins/$*/src/app.py -o $@
+
+.PHONY: python-plugins
+python-plugins: $(foreach p,$(PY_PLUGINS),$(PLUGIN_OUT)/$(p).wasm) ## build the Python plugins (componentize-py, offline) into build/plugins/
+
 .PHONY: hostile
 hostile: ## build the hostile test components (tests/hostile) into build/hostile/
 	rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -71,7 +82,7 @@ hostile: ## build the hostile test components (tests/hostile) into build/hostile
 	for p in $(HOSTILE); do cp $(PLUGIN_TARGET_DIR)/wasm32-wasip2/release/herald_$$p.wasm $(HOSTILE_OUT)/$$p.wasm; done
 
 .PHONY: build
-build: host plugins venv ## everything the demo needs
+build: host plugins python-plugins venv ## everything the demo needs
 
 .PHONY: build-test
 build-test: build hostile ## everything the tests need (adds the hostile components)
@@ -84,7 +95,7 @@ demo: build ## run examples/playbooks/site.yml through the host to a local webho
 test: build-test venv-old ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
 	cargo test --release --locked --workspace
 	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo test --locked --target $$(rustc -vV | sed -n 's/^host: //p')
-	$(VENV)/bin/pytest -q callback/tests
+	$(VENV)/bin/pytest -q callback/tests plugins/sdk-python/tests $(foreach p,$(PY_PLUGINS),plugins/$(p)/tests)
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV_OLD)/bin/ansible-playbook $(VENV)/bin/pytest -q callback/tests
 	$(VENV)/bin/pytest -q tests
 

@@ -13,7 +13,8 @@ can be told to answer with a given status for the next requests (429 with Retry-
         assert not pd.errors               # every request had the documented shape
 
 Fakes: FakeWebhook (any path; optional HMAC check), FakePagerDuty (Events API v2 and change
-events), FakeSlack (incoming webhook + Block Kit limits), FakeGrafana (POST /api/annotations).
+events), FakeSlack (incoming webhook + Block Kit limits), FakeGrafana (POST /api/annotations),
+FakeMattermost, FakeRocketChat and FakeDiscord (their incoming webhooks).
 Run one by hand: `python3 plugins/testing/fakes.py slack --port 8080`.
 """
 
@@ -30,7 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Recorded", "FakeServer", "FakeWebhook", "FakePagerDuty", "FakeSlack", "FakeGrafana"]
+__all__ = ["Recorded", "FakeServer", "FakeWebhook", "FakePagerDuty", "FakeSlack", "FakeGrafana", "FakeMattermost",
+           "FakeRocketChat", "FakeDiscord"]
 
 
 @dataclass
@@ -458,10 +460,191 @@ class FakeGrafana(FakeServer):
         return 200, json.dumps({"message": "Annotation added", "id": ann["id"]}).encode(), "application/json", {}
 
 
+class _ChatHook(FakeServer):
+    """Shared by the chat webhooks: `POST <hook_path>` with a JSON object; a wrong path is 404."""
+
+    def __init__(self, hook_path: str, port: int = 0):
+        self.hook_path = hook_path
+        self.messages: list[dict] = []
+        super().__init__(port)
+
+    def body(self, rec) -> dict:
+        if rec.path != self.hook_path:
+            raise Invalid([f"unknown webhook path {rec.path!r}"], 404, b"Not Found", "text/plain")
+        if rec.method != "POST":
+            raise Invalid([f"method {rec.method}"], 405, b"Method Not Allowed", "text/plain")
+        problems: list[str] = []
+        body = self.require_json(rec, problems)
+        if problems:
+            raise Invalid(problems, 400, json.dumps({"message": "; ".join(problems)}).encode())
+        return body
+
+
+def _attachments(body: dict, problems: list[str], title_key: str) -> None:
+    atts = body.get("attachments")
+    if atts is None:
+        return
+    if not isinstance(atts, list):
+        problems.append("attachments must be a list")
+        return
+    for i, a in enumerate(atts):
+        w = f"attachments[{i}]"
+        if not isinstance(a, dict):
+            problems.append(f"{w} must be an object")
+            continue
+        for k in ("fallback", "title", "title_link", "text", "pretext"):
+            if k in a and not isinstance(a[k], str):
+                problems.append(f"{w}.{k} must be a string")
+        if title_key not in a:
+            problems.append(f"{w}.{title_key} is required by this fake")
+        c = a.get("color")
+        if c is not None and not (isinstance(c, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", c)):
+            problems.append(f"{w}.color must be #rrggbb, got {c!r}")
+        for j, f in enumerate(a.get("fields", [])):
+            if not isinstance(f, dict) or not isinstance(f.get("title"), str) or not isinstance(f.get("value"), str) \
+                    or not isinstance(f.get("short", False), bool) or set(f) - {"title", "value", "short"}:
+                problems.append(f"{w}.fields[{j}] must be {{title, value, short}}, got {f!r}")
+
+
+class FakeMattermost(_ChatHook):
+    """A Mattermost incoming webhook (developers.mattermost.com, "Incoming webhooks"): `POST` JSON
+    with `text` (at most 16383 characters) and/or `attachments`; optional `channel`, `username`,
+    `icon_url`, `icon_emoji`, `props`. Answers 200 `ok`, 400 with Mattermost's error JSON."""
+
+    name = "mattermost"
+    KEYS = {"text", "channel", "username", "icon_url", "icon_emoji", "attachments", "props", "type", "priority"}
+
+    def __init__(self, hook_path: str = "/hooks/x7k2mattermostsecret", port: int = 0):
+        super().__init__(hook_path, port)
+
+    def handle(self, rec):
+        body = self.body(rec)
+        problems: list[str] = [f"unknown field {k!r}" for k in body if k not in self.KEYS]
+        text = body.get("text")
+        if text is not None and (not isinstance(text, str) or len(text) > 16383):
+            problems.append("text must be a string of at most 16383 characters")
+        if not text and not body.get("attachments"):
+            problems.append("neither text nor attachments")
+        for k in ("channel", "username", "icon_url", "icon_emoji"):
+            if k in body and not isinstance(body[k], str):
+                problems.append(f"{k} must be a string")
+        _attachments(body, problems, "fallback")
+        if problems:
+            raise Invalid(problems, 400, json.dumps({
+                "id": "web.incoming_webhook.parse.app_error", "message": "; ".join(problems),
+                "status_code": 400}).encode())
+        self.messages.append(body)
+        return 200, b"ok", "text/plain", {}
+
+
+class FakeRocketChat(_ChatHook):
+    """A Rocket.Chat incoming webhook (`/hooks/<id>/<token>`, docs.rocket.chat "Integrations"):
+    `POST` JSON with `text` and/or `attachments`; optional `alias`, `avatar`, `emoji`, `channel`
+    (`#name` or `@user`). Answers 200 `{"success": true}`, 400 `{"success": false, "error": ...}`."""
+
+    name = "rocketchat"
+    KEYS = {"text", "alias", "avatar", "emoji", "channel", "roomId", "attachments"}
+
+    def __init__(self, hook_path: str = "/hooks/6571a0b1/rocketTOKENsecret", port: int = 0):
+        super().__init__(hook_path, port)
+
+    def handle(self, rec):
+        body = self.body(rec)
+        problems: list[str] = [f"unknown field {k!r}" for k in body if k not in self.KEYS]
+        if not body.get("text") and not body.get("attachments"):
+            problems.append("neither text nor attachments")
+        for k in ("text", "alias", "avatar", "emoji"):
+            if k in body and not isinstance(body[k], str):
+                problems.append(f"{k} must be a string")
+        ch = body.get("channel")
+        if ch is not None and not (isinstance(ch, str) and ch[:1] in ("#", "@")):
+            problems.append(f"channel must start with # or @, got {ch!r}")
+        _attachments(body, problems, "title")
+        if problems:
+            raise Invalid(problems, 400, json.dumps({"success": False, "error": "; ".join(problems)}).encode())
+        self.messages.append(body)
+        return 200, json.dumps({"success": True}).encode(), "application/json", {}
+
+
+class FakeDiscord(_ChatHook):
+    """A Discord webhook (`POST /api/webhooks/<id>/<token>`, discord.com/developers "Execute
+    Webhook"): `content` at most 2000 characters and/or `embeds` (at most 10; title 256,
+    description 4096, at most 25 fields of name 256 / value 1024, colour an integer, timestamp
+    ISO 8601, 6000 characters in all), optional `username` (1-80), `avatar_url`,
+    `allowed_mentions`. Answers 204; 400 with Discord's error JSON; a forced 429 is answered
+    with `retry_after` in the body too."""
+
+    name = "discord"
+    KEYS = {"content", "username", "avatar_url", "tts", "embeds", "allowed_mentions", "flags", "thread_name"}
+    EMBED_KEYS = {"title", "type", "description", "url", "timestamp", "color", "footer", "image", "thumbnail",
+                  "author", "fields"}
+
+    def __init__(self, hook_path: str = "/api/webhooks/1234567890/discordTOKENsecret", port: int = 0):
+        super().__init__(hook_path, port)
+
+    def handle(self, rec):
+        body = self.body(rec)
+        problems: list[str] = [f"unknown field {k!r}" for k in body if k not in self.KEYS]
+        content, embeds = body.get("content"), body.get("embeds")
+        if content is not None and (not isinstance(content, str) or len(content) > 2000):
+            problems.append("content must be a string of at most 2000 characters")
+        if not content and not embeds:
+            problems.append("Cannot send an empty message")
+        u = body.get("username")
+        if u is not None and not (isinstance(u, str) and 1 <= len(u) <= 80):
+            problems.append("username must be 1-80 characters")
+        am = body.get("allowed_mentions")
+        if am is not None and (not isinstance(am, dict) or not set(am.get("parse", [])) <= {"roles", "users", "everyone"}):
+            problems.append(f"allowed_mentions.parse holds roles, users or everyone, got {am!r}")
+        total = 0
+        if embeds is not None:
+            if not isinstance(embeds, list) or len(embeds) > 10:
+                problems.append("embeds must be a list of at most 10")
+                embeds = []
+            for i, e in enumerate(embeds):
+                w = f"embeds[{i}]"
+                if not isinstance(e, dict):
+                    problems.append(f"{w} must be an object")
+                    continue
+                problems += [f"{w}: unknown field {k!r}" for k in e if k not in self.EMBED_KEYS]
+                for k, n in (("title", 256), ("description", 4096)):
+                    if k in e:
+                        if not isinstance(e[k], str) or len(e[k]) > n:
+                            problems.append(f"{w}.{k} must be a string of at most {n} characters")
+                        else:
+                            total += len(e[k])
+                c = e.get("color")
+                if c is not None and (not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 0xFFFFFF):
+                    problems.append(f"{w}.color must be an integer 0..0xFFFFFF, got {c!r}")
+                ts = e.get("timestamp")
+                if ts is not None and not (isinstance(ts, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", ts)):
+                    problems.append(f"{w}.timestamp must be ISO 8601, got {ts!r}")
+                fields = e.get("fields", [])
+                if not isinstance(fields, list) or len(fields) > 25:
+                    problems.append(f"{w}.fields must be a list of at most 25")
+                    fields = []
+                for j, f in enumerate(fields):
+                    ok = isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("value"), str) \
+                        and 0 < len(f["name"]) <= 256 and 0 < len(f["value"]) <= 1024 \
+                        and isinstance(f.get("inline", False), bool) and not set(f) - {"name", "value", "inline"}
+                    if not ok:
+                        problems.append(f"{w}.fields[{j}] must be {{name (1-256), value (1-1024), inline}}, got {f!r}")
+                    else:
+                        total += len(f["name"]) + len(f["value"])
+        if total > 6000:
+            problems.append(f"embeds hold {total} characters, more than 6000")
+        if problems:
+            raise Invalid(problems, 400, json.dumps({"message": "Invalid Form Body", "code": 50035,
+                                                     "errors": problems}).encode())
+        self.messages.append(body)
+        return 204, b"", "text/plain", {}
+
+
 if __name__ == "__main__":  # pragma: no cover
     import argparse
 
-    kinds = {"webhook": FakeWebhook, "pagerduty": FakePagerDuty, "slack": FakeSlack, "grafana": FakeGrafana}
+    kinds = {"webhook": FakeWebhook, "pagerduty": FakePagerDuty, "slack": FakeSlack, "grafana": FakeGrafana,
+             "mattermost": FakeMattermost, "rocketchat": FakeRocketChat, "discord": FakeDiscord}
     ap = argparse.ArgumentParser(description="Run a strict fake sink until interrupted.")
     ap.add_argument("kind", choices=sorted(kinds))
     ap.add_argument("--port", type=int, default=0)

@@ -140,7 +140,8 @@ pub struct ServerConfig {
     /// Hashes of admin tokens (`sha256:<hex>`), for admin endpoints such as
     /// `GET /v1/plugins`. Admin tokens are not tenant tokens.
     pub admin_tokens: Vec<String>,
-    /// Reload the configuration when the file changes (SIGHUP always reloads).
+    /// Reload the configuration when the file or a plugin component file changes
+    /// (SIGHUP always reloads).
     pub watch_config: bool,
     /// Serve HTTPS with this certificate and key (PEM files); plain HTTP
     /// when absent.

@@ -284,16 +284,37 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     Ok(())
 }
 
-/// Reloads on SIGHUP, and when `watch` is on, when the file's modification
-/// time or size changes (checked every second).
+/// A file's modification time and size: what the watchers compare.
+type Stamp = Option<(Option<std::time::SystemTime>, u64)>;
+
+fn stamp(p: &Path) -> Stamp {
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| (m.modified().ok(), m.len()))
+}
+
+/// The stamp of every component file the running configuration uses.
+fn component_stamps(config: &Config) -> Vec<(std::path::PathBuf, Stamp)> {
+    let mut paths: Vec<_> = config
+        .plugins
+        .values()
+        .map(|p| p.component.clone())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths.into_iter().map(|p| (p.clone(), stamp(&p))).collect()
+}
+
+/// Reloads on SIGHUP, and when `watch` is on, when the file's or one of the
+/// plugins' component files' modification time or size changes (checked
+/// every second). A rebuilt component is picked up without a signal; the
+/// reload compiles it off the hot path and swaps only the instances whose
+/// component's hash changed, and one that fails to load leaves the running
+/// instance in place (the problem is logged and shown by `GET /v1/admin/reload`).
 async fn reload_triggers(state: AppState, runtime: Runtime, watch: bool) {
     let path = state.live.load().path.clone();
-    let stamp = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()))
-    };
     let mut last = stamp(&path);
+    let mut components = component_stamps(&state.live.load());
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -312,15 +333,30 @@ async fn reload_triggers(state: AppState, runtime: Runtime, watch: bool) {
             _ = hup_fut => "SIGHUP",
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                 if !watch { continue; }
-                if stamp(&path) == last { continue; }
-                // Let an editor finish writing before reading the file.
+                let file = stamp(&path) != last;
+                let changed: Vec<_> = components
+                    .iter()
+                    .filter(|(p, s)| stamp(p) != *s)
+                    .map(|(p, _)| p.display().to_string())
+                    .collect();
+                if !file && changed.is_empty() { continue; }
+                // Let an editor or a build finish writing before reading.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 last = stamp(&path);
-                "file changed"
+                if file {
+                    "file changed"
+                } else {
+                    tracing::info!(components = ?changed, "plugin component changed");
+                    "component changed"
+                }
             }
         };
         tracing::info!(reason, "reloading the configuration");
         let _ = reload(&state, &runtime).await;
+        // Watch what the configuration now running uses; after a refused
+        // reload, the files as they are now (a broken build is not retried
+        // until it changes again).
+        components = component_stamps(&state.live.load());
     }
 }
 

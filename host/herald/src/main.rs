@@ -68,6 +68,9 @@ enum Command {
     Replay(cli::ReplayArgs),
     /// Send runs recorded by ansible-runner or AWX (artifacts/<ident>/job_events/) to Herald.
     Import(cli::ImportArgs),
+    /// Tools for plugin authors: `herald plugin new NAME --lang rust|python`.
+    #[command(subcommand)]
+    Plugin(cli::PluginCommand),
     /// Print a shell completion script on standard output.
     ///
     /// bash: `herald completions bash > ~/.local/share/bash-completion/completions/herald`;
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         Command::Dlq(cmd) => cli::main_dlq(cmd),
         Command::Replay(args) => cli::main_replay(args),
         Command::Import(args) => cli::main_import(args),
+        Command::Plugin(cmd) => cli::main_plugin(cmd),
         Command::Token(TokenCommand::New { tenant }) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
             let hash = herald::config::token_hash(&token);

@@ -202,6 +202,17 @@ impl Runtime {
         })
     }
 
+    /// This runtime with its instances' outbound HTTP (`http.send` and
+    /// `wasi:http`) answered by `responder` instead of the network, after the
+    /// same allow-list and limit checks: the offline test runner's fake.
+    pub fn with_outbound(
+        mut self,
+        responder: Arc<dyn capability::http::scripted::Responder>,
+    ) -> Runtime {
+        self.http = capability::http::pool::OutboundPool::scripted(responder);
+        self
+    }
+
     /// Sets the host-wide ceiling on the linear memory of all plugin
     /// instances together (`runtime.max_plugin_memory_mib`). Memory already
     /// held stays; grows beyond the new ceiling are refused.

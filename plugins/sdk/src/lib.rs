@@ -58,6 +58,8 @@ pub mod text;
 pub mod time;
 
 pub mod event;
+#[cfg(not(target_family = "wasm"))]
+mod fake;
 
 pub use bindings::herald::plugin::types::{
     EventKind, HostStats, Outcome, Play, Retry, Run, Stats, Status, Task, Timing,
@@ -179,57 +181,94 @@ macro_rules! export_plugin {
 
 /// Log lines to the host's log, tagged with the plugin instance. Never log secrets.
 pub mod log {
-    use crate::bindings::herald::plugin::log::{log, Level};
+    #[cfg(target_family = "wasm")]
+    fn log(level: &str, msg: &str) {
+        use crate::bindings::herald::plugin::log::{log, Level};
+        let level = match level {
+            "trace" => Level::Trace,
+            "debug" => Level::Debug,
+            "info" => Level::Info,
+            "warn" => Level::Warn,
+            _ => Level::Error,
+        };
+        log(level, msg)
+    }
+    #[cfg(not(target_family = "wasm"))]
+    use crate::fake::log;
 
     pub fn trace(msg: &str) {
-        log(Level::Trace, msg)
+        log("trace", msg)
     }
     pub fn debug(msg: &str) {
-        log(Level::Debug, msg)
+        log("debug", msg)
     }
     pub fn info(msg: &str) {
-        log(Level::Info, msg)
+        log("info", msg)
     }
     pub fn warn(msg: &str) {
-        log(Level::Warn, msg)
+        log("warn", msg)
     }
     pub fn error(msg: &str) {
-        log(Level::Error, msg)
+        log("error", msg)
     }
 }
 
 /// Series served on the host's `/metrics`. The host adds `tenant` and `plugin` labels and
 /// refuses names starting with `herald_`.
 pub mod metrics {
-    use crate::bindings::herald::plugin::metrics::{self as m, Label};
-
-    fn labels(labels: &[(&str, &str)]) -> Vec<Label> {
-        labels
+    #[cfg(target_family = "wasm")]
+    fn record(kind: u8, name: &str, help: &str, l: &[(&str, &str)], value: f64) {
+        use crate::bindings::herald::plugin::metrics::{self as m, Label};
+        let labels: Vec<Label> = l
             .iter()
             .map(|(n, v)| Label {
                 name: n.to_string(),
                 value: v.to_string(),
             })
-            .collect()
+            .collect();
+        match kind {
+            0 => m::counter_add(name, help, &labels, value),
+            1 => m::gauge_set(name, help, &labels, value),
+            _ => m::histogram_observe(name, help, &labels, value),
+        }
+    }
+    #[cfg(not(target_family = "wasm"))]
+    fn record(_kind: u8, name: &str, _help: &str, l: &[(&str, &str)], value: f64) {
+        crate::fake::metric(name, l, value)
     }
     /// Add `value` (non-negative) to a counter.
     pub fn counter_add(name: &str, help: &str, l: &[(&str, &str)], value: f64) {
-        m::counter_add(name, help, &labels(l), value)
+        record(0, name, help, l, value)
     }
     /// Set a gauge.
     pub fn gauge_set(name: &str, help: &str, l: &[(&str, &str)], value: f64) {
-        m::gauge_set(name, help, &labels(l), value)
+        record(1, name, help, l, value)
     }
     /// Observe one histogram value.
     pub fn histogram_observe(name: &str, help: &str, l: &[(&str, &str)], value: f64) {
-        m::histogram_observe(name, help, &labels(l), value)
+        record(2, name, help, l, value)
     }
 }
 
 /// The instance's durable key-value store.
 pub mod state {
+    #[cfg(target_family = "wasm")]
     use crate::bindings::herald::plugin::state as s;
     use serde::{de::DeserializeOwned, Serialize};
+
+    // Native builds (tests) keep the state in the installed FakeHost.
+    #[cfg(not(target_family = "wasm"))]
+    mod s {
+        pub fn get(key: &str) -> Option<String> {
+            crate::fake::state_get(key)
+        }
+        pub fn set(key: &str, value: &str) {
+            crate::fake::state_set(key, value)
+        }
+        pub fn delete(key: &str) {
+            crate::fake::state_delete(key)
+        }
+    }
 
     pub fn get(key: &str) -> Option<String> {
         s::get(key)
@@ -442,6 +481,122 @@ pub fn result_message(result_json: Option<&str>, max: usize) -> Option<String> {
 /// Helpers to build events in native unit tests.
 pub mod testing {
     use super::*;
+    #[cfg(not(target_family = "wasm"))]
+    pub use fake_host::{FakeHost, SentRequest};
+
+    /// The host's imports in memory for a native test: scripted HTTP answers per URL prefix,
+    /// checked against `allow_http` as the host checks them, and the logs, metrics and state
+    /// the plugin wrote. Installed for the current thread while it lives:
+    ///
+    /// ```ignore
+    /// let host = FakeHost::new(&["https://chat.example.com"]);
+    /// host.respond("https://chat.example.com/hooks/", 429, &[("retry-after", "2")], "busy");
+    /// let mut sink = herald_sdk::build::<Sink>(r#"{"url":"https://chat.example.com/hooks/x"}"#)?;
+    /// let outcome = sink.handle(&EventRef::from(event), 1);
+    /// assert_eq!(host.requests()[0].json()["text"], "...");
+    /// ```
+    ///
+    /// A request nothing is scripted to answer panics (the test fails, naming the URL).
+    #[cfg(not(target_family = "wasm"))]
+    mod fake_host {
+        pub use crate::fake::SentRequest;
+        use crate::fake::{Inner, Route, CURRENT};
+        use std::cell::RefCell;
+        use std::rc::Rc;
+
+        pub struct FakeHost(Rc<RefCell<Inner>>);
+
+        impl FakeHost {
+            /// A fake host granting the `allow_http` prefixes, installed for this thread.
+            pub fn new(allow_http: &[&str]) -> FakeHost {
+                let inner = Rc::new(RefCell::new(Inner {
+                    allow_http: allow_http.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                }));
+                CURRENT.with(|c| *c.borrow_mut() = Some(inner.clone()));
+                FakeHost(inner)
+            }
+            /// Answer requests whose URL starts with `prefix`; a later call for the same
+            /// prefix adds the next answer (the last one repeats).
+            pub fn respond(
+                &self,
+                prefix: &str,
+                status: u16,
+                headers: &[(&str, &str)],
+                body: &str,
+            ) -> &Self {
+                let answer = Ok(crate::http::Response {
+                    status,
+                    headers: headers
+                        .iter()
+                        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
+                        .collect(),
+                    body: body.as_bytes().to_vec(),
+                });
+                self.push(prefix, answer)
+            }
+            /// Requests to `prefix` get no answer (`Error::Timeout`).
+            pub fn time_out(&self, prefix: &str) -> &Self {
+                let origin = crate::http::Url::parse(prefix)
+                    .map(|u| u.origin())
+                    .unwrap_or_default();
+                self.push(
+                    prefix,
+                    Err(crate::http::Error::Timeout {
+                        origin,
+                        detail: "no answer (FakeHost)".into(),
+                    }),
+                )
+            }
+            fn push(
+                &self,
+                prefix: &str,
+                answer: Result<crate::http::Response, crate::http::Error>,
+            ) -> &Self {
+                let mut inner = self.0.borrow_mut();
+                match inner.routes.iter_mut().find(|r| r.prefix == prefix) {
+                    Some(r) => r.answers.push(answer),
+                    None => inner.routes.push(Route {
+                        prefix: prefix.to_string(),
+                        answers: vec![answer],
+                        hits: 0,
+                    }),
+                }
+                drop(inner);
+                self
+            }
+            /// Fixes the wall clock (epoch ms), for `Retry-After` dates.
+            pub fn set_now_ms(&self, ms: i64) {
+                self.0.borrow_mut().now_ms = Some(ms);
+            }
+            /// Every request the plugin sent, in order.
+            pub fn requests(&self) -> Vec<SentRequest> {
+                self.0.borrow().requests.clone()
+            }
+            /// (level, message) of every log line.
+            pub fn logs(&self) -> Vec<(String, String)> {
+                self.0.borrow().logs.clone()
+            }
+            /// (name, labels, value) of every metric recorded.
+            pub fn metrics(&self) -> Vec<(String, Vec<(String, String)>, f64)> {
+                self.0.borrow().metrics.clone()
+            }
+            /// The instance's state.
+            pub fn state(&self) -> std::collections::BTreeMap<String, String> {
+                self.0.borrow().state.clone()
+            }
+        }
+
+        impl Drop for FakeHost {
+            fn drop(&mut self) {
+                CURRENT.with(|c| {
+                    if c.borrow().as_ref().is_some_and(|i| Rc::ptr_eq(i, &self.0)) {
+                        *c.borrow_mut() = None;
+                    }
+                });
+            }
+        }
+    }
 
     /// A minimal event of `kind` for run `run_id` of playbook `playbook`, tenant `acme`.
     pub fn event(kind: EventKind, run_id: &str, playbook: &str) -> Event {

@@ -1,9 +1,16 @@
 //! Time: the wall clock, RFC 3339 formatting and HTTP dates (for `Retry-After`).
 
 /// Milliseconds since the Unix epoch from the host's wall clock.
+#[cfg(target_family = "wasm")]
 pub fn now_ms() -> i64 {
     let t = crate::bindings::wasi::clocks::wall_clock::now();
     (t.seconds as i64) * 1000 + (t.nanoseconds / 1_000_000) as i64
+}
+
+/// Milliseconds since the Unix epoch: the FakeHost's clock when it fixes one, else the system's.
+#[cfg(not(target_family = "wasm"))]
+pub fn now_ms() -> i64 {
+    crate::fake::now_ms()
 }
 
 /// Days since 1970-01-01 -> (year, month 1-12, day 1-31) (proleptic Gregorian).

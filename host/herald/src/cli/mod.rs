@@ -7,6 +7,8 @@
 //! private CA for an https:// URL.
 
 mod import;
+pub mod plugin_test;
+pub mod scaffold;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
@@ -125,6 +127,19 @@ pub enum RunsCommand {
         #[arg(long)]
         status: Option<String>,
     },
+    /// A run's events as journaled, in order, one JSON object per line
+    /// (Herald's wire format): a recorded run to test a plugin against, or to
+    /// send to another Herald (`POST /v1/events` takes the lines as an array).
+    Export {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The run id.
+        #[arg(value_name = "RUN")]
+        id: String,
+        /// Write to this file (replaced) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// A run's set_stats data (GET /v1/runs/{id}/artifacts): one row per
     /// scope (`run` or a host) and key.
     Artifacts {
@@ -188,6 +203,26 @@ pub enum DlqCommand {
         #[arg(long)]
         plugin: Option<String>,
     },
+}
+
+/// `herald plugin …`: tools for plugin authors.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Create a standalone plugin project: source, build command (`make`), a test, a README
+    /// and a herald.toml fragment whose component is where the build writes.
+    New(scaffold::NewArgs),
+    /// Run a component against a recorded run offline (scripted HTTP instead of the network):
+    /// prints each call's outcome and the requests it would have sent; exit 1 on a fault or an
+    /// outcome that is not ok, 2 on bad input.
+    Test(plugin_test::TestArgs),
+}
+
+/// `herald plugin …`
+pub fn main_plugin(cmd: PluginCommand) -> ExitCode {
+    match cmd {
+        PluginCommand::New(args) => scaffold::main_new(args),
+        PluginCommand::Test(args) => plugin_test::main_test(args),
+    }
 }
 
 /// `herald replay`: re-deliver a recorded run to one plugin instance.
@@ -332,6 +367,32 @@ async fn runs(cmd: RunsCommand) -> anyhow::Result<String> {
                 Output::Table => Ok(table::events(
                     &client.run_events::<EventPage>(&id, pairs).await?,
                 )),
+            }
+        }
+        RunsCommand::Export { api, id, file } => {
+            let client = api.client()?;
+            let page = client
+                .run_events::<JsonPage>(&id, vec![("limit", "500".to_string())])
+                .await?;
+            let mut lines = String::new();
+            for item in &page.items {
+                lines.push_str(&serde_json::to_string(item)?);
+                lines.push('\n');
+            }
+            match file {
+                None => Ok(lines),
+                Some(path) => {
+                    // Written beside and renamed: a reader never sees half a run.
+                    let part = path.with_extension("part");
+                    std::fs::write(&part, &lines)
+                        .and_then(|()| std::fs::rename(&part, &path))
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    Ok(format!(
+                        "{}: {} events of run {id}\n",
+                        path.display(),
+                        page.items.len()
+                    ))
+                }
             }
         }
         RunsCommand::Artifacts { api, id } => {

@@ -12,6 +12,7 @@
 //! same gate and pool as `wasi:http`.
 
 pub(crate) mod pool;
+pub mod scripted;
 
 use crate::contract::v0_2;
 use crate::{CallCounters, HostState};

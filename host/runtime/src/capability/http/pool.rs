@@ -70,6 +70,8 @@ pub enum ConnectError {
 #[derive(Clone)]
 pub struct OutboundPool {
     client: Client<Connector, WasiBody>,
+    /// Answers instead of the network (`herald plugin test`), when set.
+    responder: Option<Arc<dyn super::scripted::Responder>>,
 }
 
 impl Default for OutboundPool {
@@ -87,7 +89,55 @@ impl OutboundPool {
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .retry_canceled_requests(true)
             .build(Connector::default());
-        OutboundPool { client }
+        OutboundPool {
+            client,
+            responder: None,
+        }
+    }
+
+    /// A pool whose requests `responder` answers; nothing reaches the network.
+    pub fn scripted(responder: Arc<dyn super::scripted::Responder>) -> OutboundPool {
+        OutboundPool {
+            responder: Some(responder),
+            ..OutboundPool::new()
+        }
+    }
+
+    async fn answer_scripted(
+        responder: &dyn super::scripted::Responder,
+        request: Request<WasiBody>,
+    ) -> Result<Response<WasiBody>, HttpError> {
+        use super::scripted::{ScriptedFailure, ScriptedRequest};
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|_| HttpError::HttpRequestDenied)?
+            .to_bytes();
+        let req = ScriptedRequest {
+            method: parts.method.to_string(),
+            url: parts.uri.to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body,
+        };
+        let answer = responder.answer(&req).map_err(|f| match f {
+            ScriptedFailure::ConnectionRefused => HttpError::ConnectionRefused,
+            ScriptedFailure::Timeout => HttpError::ConnectionReadTimeout,
+        })?;
+        let mut response = Response::builder().status(answer.status);
+        for (name, value) in &answer.headers {
+            response = response.header(name.as_str(), value.as_str());
+        }
+        let body: WasiBody = http_body_util::Full::new(answer.body)
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        response
+            .body(body)
+            .map_err(|e| HttpError::InternalError(Some(e.to_string())))
     }
 
     /// Sends `request` (absolute URI) and waits for the response head. The
@@ -100,6 +150,9 @@ impl OutboundPool {
         first_byte: Duration,
         between_bytes: Duration,
     ) -> Result<Response<WasiBody>, HttpError> {
+        if let Some(r) = &self.responder {
+            return Self::answer_scripted(r.as_ref(), request).await;
+        }
         let sent = CONNECT_TIMEOUT.scope(connect, self.client.request(request));
         let response = match tokio::time::timeout(connect.saturating_add(first_byte), sent).await {
             // The error default_send_request gives for a first-byte timeout.

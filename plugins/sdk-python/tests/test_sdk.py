@@ -1,0 +1,156 @@
+"""The SDK's helpers, natively (the same rules as the Rust SDK's tests)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from herald_sdk import (ConfigError, Ok, Permanent, Retryable, config, http, ok, permanent, result_message,  # noqa: E402
+                        retryable, state, summary, truncate)
+from herald_sdk.testing import FakeHost, event, host_event, stats_event  # noqa: E402
+
+
+def test_status_to_outcome():
+    o = "http://127.0.0.1:9000"
+    assert http.classify(204, None, b"", 0, o) == Ok()
+    assert http.classify(429, "2", b"slow down", 0, o) == Retryable("HTTP 429 from http://127.0.0.1:9000: slow down", 2000)
+    assert http.classify(503, None, b"", 0, o) == Retryable("HTTP 503 from http://127.0.0.1:9000", None)
+    assert http.classify(408, "1.5", b"", 0, o).retry_after_ms == 1500
+    assert isinstance(http.classify(400, "2", b"bad", 0, o), Permanent)
+    assert "redirects are not followed" in http.classify(301, None, b"", 0, o).reason
+    long = http.classify(400, None, b"x  \n" * 1000, 0, o).reason
+    assert len(long) < 400 and long.endswith("…")
+
+
+def test_retry_after_seconds_and_dates():
+    t = 784_111_777_000  # Sun, 06 Nov 1994 08:49:37 GMT
+    assert http.parse_retry_after("120", 0) == 120_000
+    assert http.parse_retry_after(" 0 ", 0) == 0
+    assert http.parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", t - 30_000) == 30_000
+    assert http.parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", t + 30_000) == 0
+    assert http.parse_retry_after("soon", 0) is None
+    assert http.parse_retry_after("-3", 0) is None
+
+
+def test_origin_hides_path_and_query():
+    assert http.origin("https://chat.example.com/hooks/s3cr3t?x=1") == "https://chat.example.com"
+    assert http.origin("http://[::1]:8080/a") == "http://[::1]:8080"
+
+
+def test_send_through_the_fake_host_maps_answers_and_errors():
+    with FakeHost(allow_http=["http://sink.test/api"], now_ms=0) as h:
+        h.respond("http://sink.test/api/ok", 200, {"id": 1})
+        h.respond("http://sink.test/api/busy", 429, "busy", {"Retry-After": "3"}, then=[(200, "")])
+        h.fail("http://sink.test/api/slow", "timeout", "no response head in 5000 ms")
+        out, resp = http.post("http://sink.test/api/ok").json({"a": "é"}).deliver()
+        assert out == ok() and resp.json() == {"id": 1}
+        assert h.requests[0].json() == {"a": "é"} and h.requests[0].header("content-type") == "application/json"
+        assert http.post("http://sink.test/api/busy").deliver()[0] == Retryable("HTTP 429 from http://sink.test: busy", 3000)
+        assert http.post("http://sink.test/api/busy").deliver()[0] == ok()
+        out, resp = http.post("http://sink.test/api/slow").deliver()
+        assert resp is None and out == retryable("timeout talking to http://sink.test: no response head in 5000 ms")
+        out, _ = http.post("http://sink.test/elsewhere").deliver()
+        assert isinstance(out, Permanent) and "not allowed by the instance's allow_http" in out.reason
+        with pytest.raises(AssertionError, match="nothing is scripted"):
+            http.post("http://sink.test/api/unscripted").send()
+
+
+def test_without_a_host_the_calls_fail_clearly():
+    with pytest.raises(RuntimeError, match="no host outside a component"):
+        state.get("x")
+
+
+def test_config_helpers_name_the_key():
+    with FakeHost(allow_http=["https://ok.test"]):
+        assert config.granted_url({"url": "https://ok.test/x"}, "url") == "https://ok.test/x"
+        for cfg, msg in [({"url": "https://other.test/x"}, "config key `url`: https://other.test is not in allow_http"),
+                         ({"url": "ftp://ok.test"}, "config key `url`: must be an http"),
+                         ({}, "config key `url`: is required"),
+                         ({"url": 3}, "config key `url`: must be a string")]:
+            with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
+                config.granted_url(cfg, "url")
+    with pytest.raises(ConfigError, match="config key `timeout_ms`: must be between 1 and 600000"):
+        config.timeout_ms({"timeout_ms": 0})
+    with pytest.raises(ConfigError, match="config key `colour`: unknown key"):
+        config.reject_unknown({"colour": 1}, {"color"})
+
+
+def test_messages_and_truncation():
+    assert truncate("hello!", 5) == "hell…"
+    assert result_message('{"msg": "  boom  "}') == "boom"
+    assert result_message('{"stderr": "", "stdout": "out"}') == "out"
+    assert result_message('{"msg": ["a", 1]}') == '["a",1]'
+    assert result_message("not json") is None
+
+
+def run_events(run="r1"):
+    return [
+        event("playbook_on_start", run),
+        event("playbook_on_play_start", run),
+        event("playbook_on_task_start", run),
+        host_event("runner_on_ok", "changed", "web1", "install", run_id=run),
+        host_event("runner_on_failed", "failed", "web2", "install", {"msg": "no package"}, run_id=run),
+        host_event("runner_on_unreachable", "unreachable", "db1", "install", {"msg": "ssh: timeout"}, run_id=run),
+        host_event("runner_on_failed", "failed", "web1", "lint", ignore_errors=True, run_id=run),
+        stats_event({"web1": {"ok": 2, "changed": 1, "ignored": 1}, "web2": {"failures": 1},
+                     "db1": {"unreachable": 1}}, {"_run": {"release": "2.0"}}, run_id=run),
+    ]
+
+
+def test_run_tracker_is_idempotent_and_completes_once():
+    store = summary.MemoryStore()
+    t = summary.RunTracker("x:", store)
+    evs = run_events()
+    for e in evs[:-1]:
+        kind, s = t.observe(e)
+        assert kind == summary.PROGRESS
+    # A retried event is not counted twice.
+    _, _, fresh = t.observe_fresh(evs[4])
+    assert not fresh
+    kind, s = t.observe(evs[-1])
+    assert kind == summary.FINISHED
+    assert s.results == {"ok": 0, "changed": 1, "failed": 1, "unreachable": 1, "skipped": 0, "ignored": 1}
+    assert s.status() == "failed" and s.failed_hosts() == ["db1", "web2"]
+    assert [(f.host, f.unreachable, f.message) for f in s.failures] == [("web2", False, "no package"), ("db1", True, "ssh: timeout")]
+    assert s.run_custom_stats() == {"release": "2.0"} and s.plays == 1 and s.tasks == 1
+    assert s.run_url("https://h/{tenant}/{run_id}") == "https://h/default/r1"
+    # Not ok: the run stays open and the retried stats event reports it again.
+    assert t.finish("r1", permanent("no")) == permanent("no")
+    assert t.observe(evs[-1])[0] == summary.FINISHED
+    t.finish("r1", ok())
+    assert t.observe(evs[-1]) == (summary.ALREADY_FINISHED, None)
+    assert "x:run:r1" not in store.data
+
+
+def test_recorded_events_get_the_fields_the_host_derives(tmp_path):
+    from herald_sdk.testing import load_events
+
+    ok_changed = {"uuid": "u2", "event": "runner_on_ok", "counter": 2, "run_id": "r", "created": "2026-01-01T00:00:01Z",
+                  "event_data": {"playbook": "p.yml", "host": "web1", "task": "t", "task_uuid": "tu",
+                                 "task_action": "command", "res": {"changed": True, "stdout": "x"},
+                                 "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:01.5Z"}}
+    stats = {"uuid": "u3", "event": "playbook_on_stats", "counter": 3, "run_id": "r", "created": "2026-01-01T00:00:02Z",
+             "event_data": {"playbook": "p.yml", "ok": {"web1": 2}, "changed": {"web1": 1}, "dark": {"db1": 1},
+                            "failures": {}, "artifact_data": {"release": "1"}}}
+    start = {"uuid": "u1", "event": "playbook_on_start", "counter": 1, "run_id": "r", "created": "2026-01-01T00:00:00Z",
+             "event_data": {"playbook": "p.yml"}}
+    job_events = tmp_path / "artifacts" / "ident" / "job_events"
+    job_events.mkdir(parents=True)
+    for i, w in enumerate([stats, start, ok_changed]):  # file order is not event order
+        (job_events / f"{i}-{w['uuid']}.json").write_text(json.dumps(w))
+    evs = load_events(tmp_path / "artifacts" / "ident")
+    assert [e.kind for e in evs] == ["playbook_on_start", "runner_on_ok", "playbook_on_stats"]
+    e = evs[1]
+    assert (e.status, e.changed, e.host, e.task.action, e.sequence) == ("changed", True, "web1", "command", 2)
+    assert e.timing.duration_ms == 1500 and e.run.playbook == "p.yml"
+    s = evs[2].stats
+    assert [(h.host, h.ok, h.changed, h.unreachable) for h in s.hosts] == [("db1", 0, 0, 1), ("web1", 2, 1, 0)]
+    assert json.loads(s.custom) == {"_run": {"release": "1"}}
+    # The same events as export lines.
+    lines = tmp_path / "run.jsonl"
+    lines.write_text("\n".join(json.dumps(w) for w in [start, ok_changed, stats]) + "\n")
+    assert [e.id for e in load_events(lines)] == ["u1", "u2", "u3"]
