@@ -32,6 +32,8 @@ fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>
 /// deliveries; nothing upstream knows it exists.
 pub struct Dispatcher {
     journal: SharedStore,
+    /// Where the workers run (see [`Dispatcher::start_on`]).
+    runtime: tokio::runtime::Handle,
     workers: Workers,
     listener: JoinHandle<()>,
 }
@@ -58,11 +60,23 @@ impl Drop for Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts one worker per instance.
+    /// Starts one worker per instance, on the current runtime.
     pub fn start(specs: Vec<WorkerSpec>, journal: SharedStore) -> Dispatcher {
+        Self::start_on(specs, journal, tokio::runtime::Handle::current())
+    }
+
+    /// Starts one worker per instance on `runtime` (the server gives the
+    /// workers a runtime of their own, so deliveries never take every core
+    /// from ingest).
+    pub fn start_on(
+        specs: Vec<WorkerSpec>,
+        journal: SharedStore,
+        runtime: tokio::runtime::Handle,
+    ) -> Dispatcher {
         let workers = Workers::default();
         let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
         let d = Dispatcher {
+            runtime,
             journal,
             workers,
             listener,
@@ -106,7 +120,7 @@ impl Dispatcher {
                 None
             }
         };
-        let task = tokio::spawn(run_worker(
+        let task = self.runtime.spawn(run_worker(
             instance,
             WorkerArgs {
                 rate_limit: config.rate_limit.clone(),

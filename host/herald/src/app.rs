@@ -242,7 +242,11 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
         }
         None => None,
     };
-    let dispatcher = Arc::new(Dispatcher::start(specs, journal.clone()));
+    let dispatcher = Arc::new(Dispatcher::start_on(
+        specs,
+        journal.clone(),
+        delivery_runtime()?,
+    ));
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, journal = %journal_path.display(), plugins = config.plugins.len(),
         tenants = config.tenants.len(), "herald is listening on {scheme}://{addr}");
@@ -494,4 +498,23 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The runtime the plugin instances' workers run on: one thread fewer than
+/// the machine has cores (at least one). Ingest answers the controllers (a
+/// playbook waits for nothing, but its callback's spool does) and keeps at
+/// least a core however many instances deliver; a backlog is delivered
+/// after a burst instead of slowing the burst down.
+fn delivery_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.saturating_sub(1).max(1))
+        .thread_name("herald-delivery")
+        .enable_all()
+        .build()
+        .context("cannot start the delivery runtime")?;
+    // It lives as long as the process: a runtime cannot be dropped from
+    // async code, and the workers stop (and write their outcomes) before
+    // the process exits.
+    Ok(Box::leak(Box::new(runtime)).handle().clone())
 }
