@@ -14,7 +14,7 @@ HERALD_BIN  := $(TARGET_DIR)/release/herald
 PLUGIN_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/plugins/target)
 PLUGINS     := webhook prometheus pagerduty slack grafana syslog
 PLUGIN_OUT  := $(CURDIR)/build/plugins
-HOSTILE     := hostile hostile_wrong_version hostile_bad_import legacy_v0_1
+HOSTILE     := hostile hostile_wrong_version hostile_bad_import legacy_v0_1 legacy_v0_2
 HOSTILE_OUT := $(CURDIR)/build/hostile
 
 export HERALD_BIN
