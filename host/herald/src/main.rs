@@ -68,6 +68,9 @@ enum Command {
     Replay(cli::ReplayArgs),
     /// Send runs recorded by ansible-runner or AWX (artifacts/<ident>/job_events/) to Herald.
     Import(cli::ImportArgs),
+    /// Message templates of plugin instances.
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Print a shell completion script on standard output.
     ///
     /// bash: `herald completions bash > ~/.local/share/bash-completion/completions/herald`;
@@ -88,6 +91,17 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Print what an instance's templates render for a recorded run, without sending anything.
+    ///
+    /// The templates are those of `[plugins.<NAME>.templates]` in the config file; the
+    /// events come from a run over the query API (`--run`, with HERALD_URL and
+    /// HERALD_TOKEN) or from a file (`--events`). A failed render is printed and
+    /// makes the exit status 1.
+    Render(cli::RenderArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +127,7 @@ fn main() -> ExitCode {
         Command::Dlq(cmd) => cli::main_dlq(cmd),
         Command::Replay(args) => cli::main_replay(args),
         Command::Import(args) => cli::main_import(args),
+        Command::Template(TemplateCommand::Render(args)) => cli::main_template_render(args),
         Command::Token(TokenCommand::New { tenant }) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
             let hash = herald::config::token_hash(&token);

@@ -31,6 +31,51 @@ pub struct RunFacts {
     pub results: Vec<String>,
 }
 
+impl RunFacts {
+    /// The facts of a run from its events (journaled bodies, in counter
+    /// order), as the journal would give them: labels merged (the first
+    /// value of each key), the start of `playbook_on_start` (else of the
+    /// first event), and the failed and unreachable results. For previews
+    /// of recorded runs (`herald template render`).
+    pub fn from_events(bodies: &[String]) -> RunFacts {
+        let mut facts = RunFacts::default();
+        let mut first_ms = None;
+        for body in bodies {
+            let Ok(Read { kind, top, data }) = read(body) else {
+                continue;
+            };
+            let created = string(&top, "created").and_then(|c| parse_time(&c));
+            first_ms = first_ms.or(created);
+            if kind == EventKind::PlaybookOnStart && facts.start_ms.is_none() {
+                facts.start_ms = created;
+            }
+            if let Some(labels) = top.get("labels").and_then(Value::as_object) {
+                for (k, v) in labels {
+                    if let Some(v) = v.as_str() {
+                        facts.labels.entry(k.clone()).or_insert_with(|| v.to_string());
+                    }
+                }
+            }
+            if facts.playbook.is_none() {
+                facts.playbook = string(&data, "playbook");
+            }
+            if facts.controller.is_none() {
+                facts.controller = string(&top, "controller");
+            }
+            if matches!(
+                kind,
+                EventKind::RunnerOnFailed
+                    | EventKind::RunnerOnAsyncFailed
+                    | EventKind::RunnerOnUnreachable
+            ) {
+                facts.results.push(body.clone());
+            }
+        }
+        facts.start_ms = facts.start_ms.or(first_ms);
+        facts
+    }
+}
+
 /// The whole context of one render; serialised into the template's
 /// variables `event`, `run`, `summary`, `run_url`, `plugin` and `tenant`.
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +175,8 @@ pub struct Summary {
     pub failures: Vec<FailedTask>,
     /// Failed tasks beyond the first 50.
     pub failures_more: usize,
+    /// The recap's counters summed over the hosts (`host` is empty).
+    pub totals: RecapLine,
     /// Sum of the recap's `changed`.
     pub changed: u64,
     /// Number of hosts in the recap.
@@ -367,7 +414,19 @@ fn summary(data: &Map<String, Value>, results: &[String]) -> Summary {
         .or_else(|| data.get("artifact_data").filter(|v| v.is_object()))
         .cloned()
         .unwrap_or_else(|| Value::Object(Map::new()));
+    let sum = |f: fn(&RecapLine) -> u64| recap.iter().map(f).sum::<u64>();
+    let totals = RecapLine {
+        host: String::new(),
+        ok: sum(|l| l.ok),
+        changed: sum(|l| l.changed),
+        unreachable: sum(|l| l.unreachable),
+        failures: sum(|l| l.failures),
+        skipped: sum(|l| l.skipped),
+        rescued: sum(|l| l.rescued),
+        ignored: sum(|l| l.ignored),
+    };
     Summary {
+        totals,
         changed: recap.iter().map(|l| l.changed).sum(),
         hosts: recap.len(),
         unreachable_hosts: recap
@@ -403,6 +462,7 @@ mod tests {
         let s = c.summary.as_ref().unwrap();
         assert_eq!(s.hosts, 2);
         assert_eq!(s.changed, 1);
+        assert_eq!((s.totals.ok, s.totals.failures), (5, 1));
         assert_eq!(s.failed_hosts.len(), 1);
         assert_eq!(s.failed_hosts[0].host, "web1");
         assert_eq!(s.failed_hosts[0].tasks[0].task, "restart app");
@@ -424,6 +484,19 @@ mod tests {
         assert_eq!(c.event.message.as_deref(), Some("unit app.service not found"));
         assert!(c.summary.is_none());
         assert_eq!(c.run.status, "running");
+    }
+
+    #[test]
+    fn facts_from_a_recorded_run_match_the_journal_s() {
+        let start = r#"{"uuid":"a","event":"playbook_on_start","counter":1,"run_id":"r1","created":"2026-01-01T00:00:00Z","controller":"ctl","labels":{"env":"prod"},"event_data":{"playbook":"site.yml"}}"#;
+        let bodies = vec![start.to_string(), FAILED.to_string(), IGNORED.to_string(), STATS.to_string()];
+        let facts = RunFacts::from_events(&bodies);
+        assert_eq!(facts.start_ms, parse_time("2026-01-01T00:00:00Z"));
+        assert_eq!(facts.controller.as_deref(), Some("ctl"));
+        assert_eq!(facts.results.len(), 2, "failed results, ignored ones included (the summary drops them)");
+        let c = Context::new("acme", "p", STATS, Some(&facts)).unwrap();
+        assert_eq!(c.summary.unwrap().failures.len(), 1);
+        assert_eq!(c.run.controller.as_deref(), Some("ctl"));
     }
 
     #[test]

@@ -9,6 +9,12 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("truncate", truncate);
     env.add_filter("duration", duration);
     env.add_filter("datetime", datetime);
+    env.add_filter("basename", basename);
+}
+
+/// The last part of a path, as Ansible's `basename` (`plays/site.yml` → `site.yml`).
+fn basename(path: String) -> String {
+    path.rsplit(['/', '\\']).next().unwrap_or("").to_string()
 }
 
 /// Jinja2's `truncate(s, length=255, killwords=False, end='...', leeway=5)`:
@@ -63,9 +69,13 @@ fn truncate(
 
 /// A duration in milliseconds as a person reads it: `850ms`, `12.3s`,
 /// `4m 05s`, `2h 03m`. `unit="s"` reads the value as seconds.
-fn duration(value: f64, kwargs: Kwargs) -> Result<String, Error> {
+fn duration(value: Option<f64>, kwargs: Kwargs) -> Result<String, Error> {
     let unit = kwargs.get::<Option<String>>("unit")?;
     kwargs.assert_all_used()?;
+    // `none` (an unknown duration) renders as nothing.
+    let Some(value) = value else {
+        return Ok(String::new());
+    };
     let ms = match unit.as_deref() {
         None | Some("ms") => value,
         Some("s") => value * 1000.0,
@@ -95,9 +105,12 @@ fn duration(value: f64, kwargs: Kwargs) -> Result<String, Error> {
 
 /// Milliseconds since the Unix epoch as `2026-12-05 11:20:03 UTC`, or with
 /// `format=` a chrono/strftime format (always UTC).
-fn datetime(ms: i64, kwargs: Kwargs) -> Result<String, Error> {
+fn datetime(ms: Option<i64>, kwargs: Kwargs) -> Result<String, Error> {
     let format = kwargs.get::<Option<String>>("format")?;
     kwargs.assert_all_used()?;
+    let Some(ms) = ms else {
+        return Ok(String::new());
+    };
     let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms) else {
         return Ok(String::new());
     };
@@ -144,6 +157,8 @@ mod tests {
         assert_eq!(render("{{ 7380000 | duration }}"), "2h 03m");
         assert_eq!(render("{{ 3.5 | duration(unit='s') }}"), "3.5s");
         assert!(render("{{ 1 | duration(unit='h') }}").starts_with("ERR"));
+        assert_eq!(render("{{ none | duration }}|{{ none | datetime }}"), "|");
+        assert_eq!(render("{{ 'plays/site.yml' | basename }}"), "site.yml");
     }
 
     #[test]

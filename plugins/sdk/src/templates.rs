@@ -46,3 +46,29 @@ pub(crate) fn render(name: &str, event: &Event) -> Result<Option<String>, String
         Err(t::RenderError::Failed(m)) => Err(m),
     }
 }
+
+/// The text of one human-readable field: template `name` rendered by the host (the user's,
+/// else the plugin's default), else `fallback()` (a native test, where no host renders). A
+/// failed render is `Err` with the template's message: answer it with [`crate::permanent`].
+pub fn text(
+    event: &crate::EventRef<'_>,
+    name: &str,
+    fallback: impl FnOnce() -> String,
+) -> Result<String, String> {
+    Ok(event.render(name)?.unwrap_or_else(fallback))
+}
+
+/// Whether the user configured template `name` for this instance (`false` outside the host).
+/// A plugin that builds structured output around a default text (Slack's blocks) sends only
+/// the user's text when the user gave one, so the user gets exactly theirs.
+pub fn user_configured(name: &str) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        configured().iter().any(|n| n == name)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = name;
+        false
+    }
+}
