@@ -53,9 +53,10 @@ def test_check_locates_template_errors_in_herald_toml_and_in_template_files(tmp_
               {"text.j2": "Run {{ run.playbook }}\n{% for h in summary.failed_hosts %}\n  {{ h.host | }}\n"})
     assert r.returncode == 1, r.stdout + r.stderr
     out = r.stderr.replace(str(tmp_path) + "/", "")
-    # The unclosed `if` of the inline template: line 11, at the end of its text (column 9 +
-    # 30 characters); the filter without a name in text.j2, line 3, at the `}}`.
-    assert "herald.toml:11:38: plugins.hook.templates.body: template `body`: syntax error: " \
+    # The unclosed `if` of the inline template: line 11, at its last token, the `%}` 27
+    # characters into the text, which starts at column 9; the filter without a name in text.j2,
+    # line 3, at the `}}`.
+    assert "herald.toml:11:36: plugins.hook.templates.body: template `body`: syntax error: " \
         "unexpected end of input, expected end of block" in out, out
     assert "text.j2:3:15: plugins.hook.templates.text: template `text`: syntax error: " in out, out
     assert "herald.toml:13:1: plugins.hook.templates.other: cannot read the template file" in out, out
@@ -84,9 +85,9 @@ SUMMARY = (
 
 def test_a_custom_template_is_sent_exactly_with_the_run_summary_from_the_journal(make_host, receiver, tmp_path):
     token, token_hash = token_pair()
-    hook = webhook_plugin(TENANT, receiver, kinds=["runner_on_failed", "playbook_on_stats"])
+    hook = webhook_plugin(TENANT, receiver, kinds=["runner_on_failed", "playbook_on_stats"],
+                          headers={"content-type": "text/plain"})
     hook["templates"] = {"body": SUMMARY, "run_url": "https://awx.example/#/jobs/{{ run.id }}"}
-    hook["headers"] = {"content-type": "text/plain"}
     host = make_host({TENANT: token_hash}, {"hook": hook})
     host.start()
     r = deploy_run(run_playbook, host, token, tmp_path / "run", fail_hosts=("web2",))
