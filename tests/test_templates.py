@@ -16,7 +16,8 @@ from pathlib import Path
 from conftest import HERALD_BIN, PLUGIN_DIR, api, run_playbook, token_pair, wait_for, webhook_plugin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
-from plugin_sinks import deploy_run, wait_settled  # noqa: E402
+from plugin_sinks import (  # noqa: E402
+    GRAFANA_TOKEN, ROUTING_KEY, FakeGrafana, FakePagerDuty, FakeSlack, deploy_run, wait_settled)
 
 TENANT = "ops"
 WEBHOOK = PLUGIN_DIR / "webhook.wasm"
@@ -165,3 +166,77 @@ def test_an_endless_loop_or_megabytes_are_stopped_and_dead_lettered_with_the_rea
     # The host kept working: the healthy instance delivered, and nothing else was sent.
     wait_settled(host, TENANT, ["ok"], 1)
     assert [q["body"] for q in receiver.requests] == [b"successful"]
+
+
+def test_each_shipped_sink_sends_exactly_the_user_s_template(make_host, tmp_path):
+    """A user's template replaces the sink's default exactly: the strict fakes receive the
+    rendered text as it is (Slack without blocks when only its text is given, or with exactly the
+    rendered blocks; PagerDuty's summaries; Grafana's annotation texts)."""
+    token, token_hash = token_pair()
+    pd, slack, slack2, grafana = (FakePagerDuty(routing_key=ROUTING_KEY), FakeSlack(), FakeSlack(),
+                                  FakeGrafana(token=GRAFANA_TOKEN, org_id=1))
+    retry = {"initial_ms": 100, "max_ms": 1000, "max_attempts": 5}
+    plugins = {
+        "slack": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "slack.wasm"), "allow_http": [slack.url],
+            "retry": retry, "config": {"webhook_url": slack.url + "/services/T1/B1/x", "mention": "<!here>"},
+            "templates": {
+                "failure_text": "FAIL {{ event.host }} {{ event.task }}",
+                "summary_text": "{{ run.playbook }}|{{ run.status }}|{% for h in summary.failed_hosts %}"
+                                "{{ h.host }}={{ h.tasks | map(attribute='task') | join('+') }};{% endfor %}",
+            },
+        },
+        "slack2": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "slack.wasm"), "allow_http": [slack2.url],
+            "retry": retry, "config": {"webhook_url": slack2.url + "/services/T1/B1/y", "failure_messages": False},
+            "templates": {
+                "summary_blocks": '[{"type": "section", "text": {"type": "mrkdwn", "text": '
+                                  '{{ ("*" ~ run.playbook ~ "* " ~ run.status) | tojson }}}}]',
+            },
+        },
+        "pd": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "pagerduty.wasm"), "allow_http": [pd.url],
+            "retry": retry,
+            "config": {"routing_key": ROUTING_KEY, "events_url": pd.url + "/v2/enqueue",
+                       "change_events_url": pd.url + "/v2/change/enqueue", "change_events": True},
+            "templates": {
+                "failure_summary": "{{ event.host }} broke '{{ event.task }}': {{ event.message }}",
+                "change_summary": "{{ run.playbook }} {{ run.status }}, {{ summary.changed }} changed",
+            },
+        },
+        "grafana": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "grafana.wasm"), "allow_http": [grafana.url],
+            "retry": retry,
+            "config": {"url": grafana.url, "api_token": GRAFANA_TOKEN, "org_id": 1, "failure_annotations": True},
+            "templates": {
+                "failure_text": "{{ event.host }}!",
+                "run_text": "{{ run.playbook }} {{ run.status }} failed={{ summary.failed_hosts "
+                            "| map(attribute='host') | join(',') }}",
+            },
+        },
+    }
+    host = make_host({TENANT: token_hash}, plugins)
+    host.start()
+    try:
+        r = deploy_run(run_playbook, host, token, tmp_path / "run", fail_hosts=("web2",),
+                       record=tmp_path / "run.record")
+        assert r.returncode == 2, r.stdout + r.stderr
+        total = len((tmp_path / "run.record").read_text().split())
+        wait_settled(host, TENANT, list(plugins), total)
+        assert not (slack.errors or slack2.errors or pd.errors or grafana.errors)
+        assert [(m["text"], "blocks" in m) for m in slack.messages] == [
+            ("FAIL web2 Migrate the database", False),
+            ("deploy.yml|failed|web2=Migrate the database;", False),
+        ], slack.messages
+        (summary,) = slack2.messages
+        assert summary["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": "*deploy.yml* failed"}}]
+        # slack2 has no text template: its text is the default, naming the failed host and task.
+        assert "• web2 failed: task 'Migrate the database': migration 42 failed on web2" in summary["text"]
+        triggers = [e for e in pd.events if e["event_action"] == "trigger"]
+        assert [e["payload"]["summary"] for e in triggers] == \
+            ["web2 broke 'Migrate the database': migration 42 failed on web2"]
+        assert [c["payload"]["summary"] for c in pd.change_events] == ["deploy.yml failed, 1 changed"]
+        assert sorted(a["text"] for a in grafana.annotations) == ["deploy.yml failed failed=web2", "web2!"]
+    finally:
+        for f in (pd, slack, slack2, grafana):
+            f.stop()

@@ -118,7 +118,7 @@ failed={{ summary.totals.failures }} unreachable={{ summary.totals.unreachable }
 {% endfor %}
 {% if summary.failures_more %}… and {{ summary.failures_more }} more failure(s)
 {% endif %}
-{% if summary.set_stats._run %}stats:{% for k, v in summary.set_stats._run | items %} {{ k }}={{ v }}{% endfor %}
+{% if summary.set_stats._run %}stats:{% for k, v in summary.set_stats._run | items %} {{ k }}={{ v | tojson }}{% endfor %}
 
 {% endif %}
 {% if run_url %}{{ run_url }}{% endif %}";
