@@ -142,7 +142,8 @@ def test_rsyslog_parses_every_event_over_udp_and_tcp(rsyslog, tmp_path):
             end = by_kind["playbook_on_stats"]["msg"]
             assert end.startswith("playbook deploy.yml finished failed in "), end
             assert "web2 ok=1 changed=0 failed=1 unreachable=0" in end, end
-            assert end.endswith("| failed: web2 task 'Migrate the database': migration 42 failed on web2"), end
+            assert " | failed: cache1 task 'Render the configuration': " in end, end
+            assert end.endswith("; web2 task 'Migrate the database': migration 42 failed on web2"), end
     finally:
         host.kill(signal.SIGTERM)
         capture.stop()

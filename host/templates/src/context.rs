@@ -10,6 +10,7 @@
 use herald_event::{host_stats, parse_time, EventKind, Status};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Failed tasks kept in a summary (more are counted in `failures_more`).
@@ -29,6 +30,24 @@ pub struct RunFacts {
     /// The run's host result events (journaled bodies) in counter order:
     /// read only for an end-of-run event, where the summary needs them.
     pub results: Vec<String>,
+}
+
+/// The run id of a journaled event and whether it ends its run
+/// (`playbook_on_stats`), read without building a context: what the caller
+/// needs to ask the journal for the run's facts first.
+pub fn run_key(body: &str) -> Option<(String, bool)> {
+    #[derive(serde::Deserialize)]
+    struct Key<'a> {
+        #[serde(borrow)]
+        event: Cow<'a, str>,
+        #[serde(borrow)]
+        run_id: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        runner_ident: Option<Cow<'a, str>>,
+    }
+    let k: Key<'_> = serde_json::from_str(body).ok()?;
+    let run = k.run_id.or(k.runner_ident)?.into_owned();
+    Some((run, k.event == "playbook_on_stats"))
 }
 
 impl RunFacts {
@@ -339,6 +358,57 @@ impl Context {
     }
 }
 
+/// The fields of a result event the summary reads.
+#[derive(serde::Deserialize)]
+struct ResultRead<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    event_data: ResultData<'a>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ResultData<'a> {
+    #[serde(borrow)]
+    host: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    task: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    play: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    task_action: Option<Cow<'a, str>>,
+    ignore_errors: Option<bool>,
+    res: Option<ResultMessage>,
+}
+
+/// The keys of a result that may hold its message ([`result_message`]'s).
+#[derive(serde::Deserialize)]
+struct ResultMessage {
+    msg: Option<Value>,
+    stderr: Option<Value>,
+    reason: Option<Value>,
+    message: Option<Value>,
+    stdout: Option<Value>,
+}
+
+impl ResultMessage {
+    fn message(self, max: usize) -> Option<String> {
+        let mut res = Map::new();
+        for (k, v) in [
+            ("msg", self.msg),
+            ("stderr", self.stderr),
+            ("reason", self.reason),
+            ("message", self.message),
+            ("stdout", self.stdout),
+        ] {
+            if let Some(v) = v {
+                res.insert(k.to_string(), v);
+            }
+        }
+        result_message(&Value::Object(res), max)
+    }
+}
+
 /// The end-of-run summary from the stats event's data and the run's results.
 fn summary(data: &Map<String, Value>, results: &[String]) -> Summary {
     let recap: Vec<RecapLine> = host_stats(data)
@@ -357,17 +427,20 @@ fn summary(data: &Map<String, Value>, results: &[String]) -> Summary {
     let mut failures = Vec::new();
     let mut failures_more = 0;
     for body in results {
-        let Ok(Read { kind, data, .. }) = read(body) else {
+        // A typed read of the few fields a failure needs: much cheaper than a
+        // whole `Value` for each of the run's failed results.
+        let Ok(r) = serde_json::from_str::<ResultRead<'_>>(body) else {
             continue;
         };
+        let Some(kind) = EventKind::parse(&r.event) else {
+            continue;
+        };
+        let data = r.event_data;
         let unreachable = kind == EventKind::RunnerOnUnreachable;
         let failed = matches!(
             kind,
             EventKind::RunnerOnFailed | EventKind::RunnerOnAsyncFailed
-        ) && !data
-            .get("ignore_errors")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        ) && !data.ignore_errors.unwrap_or(false);
         if !(failed || unreachable) {
             continue;
         }
@@ -375,14 +448,15 @@ fn summary(data: &Map<String, Value>, results: &[String]) -> Summary {
             failures_more += 1;
             continue;
         }
+        let own = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned).unwrap_or_default();
         failures.push(FailedTask {
-            host: string(&data, "host").unwrap_or_default(),
-            task: string(&data, "task").unwrap_or_default(),
-            play: string(&data, "play").unwrap_or_default(),
-            action: string(&data, "task_action").unwrap_or_default(),
+            host: own(data.host),
+            task: own(data.task),
+            play: own(data.play),
+            action: own(data.task_action),
             message: data
-                .get("res")
-                .and_then(|r| result_message(r, MAX_MESSAGE_CHARS))
+                .res
+                .and_then(|r| r.message(MAX_MESSAGE_CHARS))
                 .unwrap_or_default(),
             unreachable,
         });

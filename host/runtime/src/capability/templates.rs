@@ -57,8 +57,8 @@ impl TemplatesState {
 
     /// What the journal knows of the event's run (`None` when it has
     /// nothing or cannot be read: the context then holds the event's own).
-    fn facts(&self, tenant: &str, plugin: &str, ctx: &Context) -> Option<RunFacts> {
-        let run = match self.runs.run(tenant, &ctx.run.id, 0) {
+    fn facts(&self, tenant: &str, plugin: &str, run_id: &str, ends_run: bool) -> Option<RunFacts> {
+        let run = match self.runs.run(tenant, run_id, 0) {
             Ok(Some(run)) => run,
             Ok(None) => return None,
             Err(e) => {
@@ -66,8 +66,8 @@ impl TemplatesState {
                 return None;
             }
         };
-        let results = if ctx.summary.is_some() {
-            match self.runs.run_results(tenant, &ctx.run.id) {
+        let results = if ends_run {
+            match self.runs.run_results(tenant, run_id) {
                 Ok(results) => results
                     .into_iter()
                     .filter(|r| {
@@ -115,15 +115,12 @@ impl HostState {
             let lazy = self.table.get(&event)?;
             let (tenant, body) = (lazy.tenant().clone(), lazy.body().to_string());
             let plugin = self.ident.plugin.clone();
-            let ctx = match Context::new(&tenant, &plugin, &body, None) {
-                Ok(ctx) => ctx,
+            let facts = herald_templates::context::run_key(&body)
+                .and_then(|(run, ends)| self.templates.facts(&tenant, &plugin, &run, ends));
+            match Context::new(&tenant, &plugin, &body, facts.as_ref()) {
+                Ok(ctx) => self.templates.context = Some(ctx),
                 Err(e) => return Ok(Err(self.failed(format!("template `{name}`: {e}")))),
-            };
-            let ctx = match self.templates.facts(&tenant, &plugin, &ctx) {
-                Some(facts) => Context::new(&tenant, &plugin, &body, Some(&facts)).unwrap_or(ctx),
-                None => ctx,
-            };
-            self.templates.context = Some(ctx);
+            }
         }
         let Some(ctx) = self.templates.context.as_mut() else {
             return Ok(Err(templates::RenderError::NotConfigured));
