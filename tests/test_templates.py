@@ -240,3 +240,47 @@ def test_each_shipped_sink_sends_exactly_the_user_s_template(make_host, tmp_path
     finally:
         for f in (pd, slack, slack2, grafana):
             f.stop()
+
+
+def test_template_render_previews_a_recorded_run_without_sending(make_host, receiver, tmp_path):
+    """`herald template render` prints what each template renders for a recorded run (over the
+    query API, or from a file of events), sends nothing, and fails naming a broken template."""
+    token, token_hash = token_pair()
+    hook = webhook_plugin(TENANT, receiver, kinds=["playbook_on_stats"])
+    hook["templates"] = {"body": SUMMARY, "broken": "{{ run.id | truncate(1) }}",
+                         "run_url": "https://awx.example/#/jobs/{{ run.id }}"}
+    host = make_host({TENANT: token_hash}, {"hook": hook})
+    host.start()
+    r = deploy_run(run_playbook, host, token, tmp_path / "run", fail_hosts=("web2",))
+    assert r.returncode == 2, r.stdout + r.stderr
+    wait_for(lambda: len(receiver.requests) >= 1, timeout=60, what="the summary")
+    sent = [q["body"].decode() for q in receiver.requests]
+    run_id = api(host, "GET", "/v1/runs", token)[1]["items"][0]["id"]
+    env = {**os.environ, "HERALD_URL": host.url, "HERALD_TOKEN": token}
+
+    def render(*args):
+        return subprocess.run([str(HERALD_BIN), "template", "render", "--config", str(host.config_path),
+                               "--plugin", "hook", *args], capture_output=True, text=True, timeout=60, env=env)
+
+    p = render("--run", run_id, "--template", "body", "--kind", "playbook_on_stats")
+    assert p.returncode == 0, p.stdout + p.stderr
+    header, text = p.stdout.rstrip("\n").split("\n", 1)
+    assert header.startswith("--- event ") and header.endswith(" playbook_on_stats · template body"), header
+    # Exactly what the plugin sent for that event.
+    assert text == sent[0], (text, sent)
+
+    # The same run from a file of its events (NDJSON), every event, one line each.
+    events = api(host, "GET", f"/v1/runs/{run_id}/events?limit=500", token)[1]["items"]
+    (tmp_path / "events.ndjson").write_text("".join(json.dumps(e) + "\n" for e in events))
+    p = render("--events", str(tmp_path / "events.ndjson"), "--template", "body")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("--- event ") == len(events)
+    assert sent[0] in p.stdout
+    assert "runner_on_failed web2 failed migration 42 failed on web2" in p.stdout
+
+    # A template that fails is printed and makes the exit status 1, naming it.
+    p = render("--run", run_id, "--template", "broken", "--kind", "playbook_on_stats")
+    assert p.returncode == 1
+    assert "template `broken`" in p.stdout + p.stderr and "truncate" in p.stdout + p.stderr, p.stdout + p.stderr
+    # Nothing was sent by the previews.
+    assert len(receiver.requests) == len(sent)
