@@ -301,7 +301,10 @@ pub struct PluginConfig {
 
 /// Where a template's text is: inline, or in a file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged, expecting = "a template: a string, or a table `{ file = \"path\" }`")]
+#[serde(
+    untagged,
+    expecting = "a template: a string, or a table `{ file = \"path\" }`"
+)]
 pub enum TemplateSource {
     Inline(String),
     File(TemplateFile),
@@ -1210,9 +1213,7 @@ fn compile_templates(
         Ok(_) => Err(problems),
         Err(errors) => {
             for e in errors {
-                let key = [&at[..], &[e.name.as_str()]]
-                    .concat()
-                    .join(".");
+                let key = [&at[..], &[e.name.as_str()]].concat().join(".");
                 let message = format!("template `{}`: {}", e.name, e.message);
                 let problem = match files.get(&e.name) {
                     Some(path) => Problem {
@@ -1413,7 +1414,11 @@ mod tests {
     fn template_errors_are_located_in_their_file() {
         let d = tmpdir("templates");
         write(&d, "p.wasm", "x");
-        write(&d, "text.j2", "Run {{ run.id }}\n{% for h in summary.failed_hosts %}\n{{ h.host }\n");
+        write(
+            &d,
+            "text.j2",
+            "Run {{ run.id }}\n{% for h in summary.failed_hosts %}\n{{ h.host }\n",
+        );
         let hash = token_hash("t");
         let text = format!(
             "[tenants.ops]\ntokens = [\"{hash}\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n[plugins.p.templates]\nok = \"fine {{{{ event.host }}}}\"\nsummary = '{{{{ event.host | nope( }}}}'\nblock = \"\"\"\nline one\n  {{% if x %}}\n\"\"\"\ntext = {{ file = \"text.j2\" }}\ngone = {{ file = \"missing.j2\" }}\n"
@@ -1442,7 +1447,9 @@ mod tests {
         // The multi-line string's text starts on line 10; the error is on its
         // line 2 (the unclosed `if`, reported at the end of the text).
         assert!(
-            found.iter().any(|(f, l, _, k)| f == "herald.toml" && *l >= 10 && *k == "plugins.p.templates.block"),
+            found.iter().any(|(f, l, _, k)| f == "herald.toml"
+                && *l >= 10
+                && *k == "plugins.p.templates.block"),
             "{found:?}\n{err}"
         );
         assert!(
@@ -1450,8 +1457,10 @@ mod tests {
             "{found:?}\n{err}"
         );
         assert!(
-            err.problems.iter().any(|p| p.key == "plugins.p.templates.gone"
-                && p.message.contains("cannot read the template file")),
+            err.problems
+                .iter()
+                .any(|p| p.key == "plugins.p.templates.gone"
+                    && p.message.contains("cannot read the template file")),
             "{err}"
         );
         assert!(!err.to_string().contains("plugins.p.templates.ok"), "{err}");

@@ -94,7 +94,8 @@ fn main() {
         black_box(Context::new("acme", "slack", black_box(&stats), Some(&facts)).expect("context"));
     });
     let render_summary = time(2_000, || {
-        let mut ctx = Context::new("acme", "slack", black_box(&stats), Some(&facts)).expect("context");
+        let mut ctx =
+            Context::new("acme", "slack", black_box(&stats), Some(&facts)).expect("context");
         black_box(set.render("summary_text", &mut ctx).expect("render"));
     });
     let mut ctx = Context::new("acme", "slack", &stats, Some(&facts)).expect("context");
@@ -102,7 +103,10 @@ fn main() {
 
     println!("| what (Slack's default templates) | median µs per event | goal |");
     println!("|---|---|---|");
-    println!("| failure: context of a host result | {:.1} | |", ctx_failure / 1000.0);
+    println!(
+        "| failure: context of a host result | {:.1} | |",
+        ctx_failure / 1000.0
+    );
     println!(
         "| failure: context + render `failure_text` | {:.1} | well under a plugin call posting over HTTP (~117 µs) |",
         render_failure / 1000.0

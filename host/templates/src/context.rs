@@ -71,7 +71,10 @@ impl RunFacts {
             if let Some(labels) = top.get("labels").and_then(Value::as_object) {
                 for (k, v) in labels {
                     if let Some(v) = v.as_str() {
-                        facts.labels.entry(k.clone()).or_insert_with(|| v.to_string());
+                        facts
+                            .labels
+                            .entry(k.clone())
+                            .or_insert_with(|| v.to_string());
                     }
                 }
             }
@@ -341,7 +344,8 @@ impl Context {
             playbook: string(&data, "playbook")
                 .or_else(|| run.and_then(|r| r.playbook.clone()))
                 .unwrap_or_default(),
-            controller: string(&top, "controller").or_else(|| run.and_then(|r| r.controller.clone())),
+            controller: string(&top, "controller")
+                .or_else(|| run.and_then(|r| r.controller.clone())),
             labels,
             start_ms,
             duration_ms: start_ms.and_then(|s| u64::try_from(created_ms - s).ok()),
@@ -540,7 +544,10 @@ mod tests {
         assert_eq!(s.failed_hosts.len(), 1);
         assert_eq!(s.failed_hosts[0].host, "web1");
         assert_eq!(s.failed_hosts[0].tasks[0].task, "restart app");
-        assert_eq!(s.failed_hosts[0].tasks[0].message, "unit app.service not found");
+        assert_eq!(
+            s.failed_hosts[0].tasks[0].message,
+            "unit app.service not found"
+        );
         assert_eq!(s.failures.len(), 1, "an ignored failure is not a failure");
         assert_eq!(s.set_stats["_run"]["version"], "1.2");
         assert_eq!(c.run.status, "failed");
@@ -555,7 +562,10 @@ mod tests {
         let c = Context::new("acme", "slack", FAILED, None).unwrap();
         assert_eq!(c.event.status, Some("failed"));
         assert_eq!(c.event.host.as_deref(), Some("web1"));
-        assert_eq!(c.event.message.as_deref(), Some("unit app.service not found"));
+        assert_eq!(
+            c.event.message.as_deref(),
+            Some("unit app.service not found")
+        );
         assert!(c.summary.is_none());
         assert_eq!(c.run.status, "running");
     }
@@ -563,11 +573,20 @@ mod tests {
     #[test]
     fn facts_from_a_recorded_run_match_the_journal_s() {
         let start = r#"{"uuid":"a","event":"playbook_on_start","counter":1,"run_id":"r1","created":"2026-01-01T00:00:00Z","controller":"ctl","labels":{"env":"prod"},"event_data":{"playbook":"site.yml"}}"#;
-        let bodies = vec![start.to_string(), FAILED.to_string(), IGNORED.to_string(), STATS.to_string()];
+        let bodies = vec![
+            start.to_string(),
+            FAILED.to_string(),
+            IGNORED.to_string(),
+            STATS.to_string(),
+        ];
         let facts = RunFacts::from_events(&bodies);
         assert_eq!(facts.start_ms, parse_time("2026-01-01T00:00:00Z"));
         assert_eq!(facts.controller.as_deref(), Some("ctl"));
-        assert_eq!(facts.results.len(), 2, "failed results, ignored ones included (the summary drops them)");
+        assert_eq!(
+            facts.results.len(),
+            2,
+            "failed results, ignored ones included (the summary drops them)"
+        );
         let c = Context::new("acme", "p", STATS, Some(&facts)).unwrap();
         assert_eq!(c.summary.unwrap().failures.len(), 1);
         assert_eq!(c.run.controller.as_deref(), Some("ctl"));

@@ -133,7 +133,8 @@ mod tests {
     fn render(src: &str) -> String {
         let mut env = Environment::new();
         register(&mut env);
-        env.render_str(src, ()).unwrap_or_else(|e| format!("ERR {e}"))
+        env.render_str(src, ())
+            .unwrap_or_else(|e| format!("ERR {e}"))
     }
 
     #[test]

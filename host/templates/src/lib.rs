@@ -310,8 +310,11 @@ mod tests {
 
     #[test]
     fn renders_the_event() {
-        let s = set(&[("text", "{{ event.host }} failed {{ event.task }}: {{ event.message }}")])
-            .unwrap();
+        let s = set(&[(
+            "text",
+            "{{ event.host }} failed {{ event.task }}: {{ event.message }}",
+        )])
+        .unwrap();
         assert_eq!(
             s.render("text", &mut ctx()).unwrap(),
             "web1 failed restart: boom"

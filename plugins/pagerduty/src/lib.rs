@@ -154,7 +154,8 @@ struct Custom {
 }
 
 /// The default `failure_summary` (an incident at a failed or unreachable host).
-pub const FAILURE_SUMMARY: &str = "Ansible {{ run.playbook or 'ad-hoc run' }}: task '{{ event.task }}' \
+pub const FAILURE_SUMMARY: &str =
+    "Ansible {{ run.playbook or 'ad-hoc run' }}: task '{{ event.task }}' \
 {{ event.status }} on {{ event.host }}: {{ event.message }}";
 
 /// The default `run_summary` (an incident for a failed run): each failed host with its failed

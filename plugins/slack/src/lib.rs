@@ -133,8 +133,10 @@ pub struct Slack {
 impl Plugin for Slack {
     type Config = Config;
 
-    const TEMPLATES: &'static [(&'static str, &'static str)] =
-        &[("failure_text", FAILURE_TEXT), ("summary_text", SUMMARY_TEXT)];
+    const TEMPLATES: &'static [(&'static str, &'static str)] = &[
+        ("failure_text", FAILURE_TEXT),
+        ("summary_text", SUMMARY_TEXT),
+    ];
 
     fn new(c: Config) -> Result<Self, String> {
         let url = config::granted_url("webhook_url", &c.webhook_url)?;

@@ -48,16 +48,18 @@ fn events_from_file(path: &Path) -> anyhow::Result<Vec<String>> {
     let values: Vec<(usize, Value)> = if text.trim_start().starts_with('[') {
         let all: Vec<Value> = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a JSON array of events", path.display()))?;
-        all.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+        all.into_iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v))
+            .collect()
     } else {
         let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let v = serde_json::from_str(line).with_context(|| {
-                format!("{}:{}: not a JSON event", path.display(), i + 1)
-            })?;
+            let v = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a JSON event", path.display(), i + 1))?;
             out.push((i + 1, v));
         }
         out
@@ -79,7 +81,12 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<String> {
             "{}: no plugin instance `{}` (it has: {})",
             args.config.display(),
             args.plugin,
-            config.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+            config
+                .plugins
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     };
     let Some(set) = plugin.compiled_templates.as_ref() else {

@@ -62,7 +62,10 @@ impl TemplatesState {
             Ok(Some(run)) => run,
             Ok(None) => return None,
             Err(e) => {
-                tracing::warn!(plugin, "templates: cannot read the run from the journal: {e}");
+                tracing::warn!(
+                    plugin,
+                    "templates: cannot read the run from the journal: {e}"
+                );
                 return None;
             }
         };

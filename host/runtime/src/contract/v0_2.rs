@@ -6,8 +6,8 @@
 
 pub use super::v0_3::LazyEvent;
 use super::{latest, map_event_kind, Level, Outcome, Retry};
-use latest::types as model;
 use crate::HostState;
+use latest::types as model;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 /// Host bindings generated from `wit/v0.2.0`.
@@ -215,9 +215,18 @@ mod tests {
         .unwrap();
         let r = run(&view.run);
         assert_eq!((r.id.as_str(), r.playbook.as_str()), ("r", "p.yml"));
-        assert!(matches!(view.status.map(status), Some(types::Status::Failed)));
-        assert_eq!(view.task.as_ref().map(task).map(|t| t.name), Some("T".into()));
-        assert_eq!(view.play.as_ref().map(play).map(|p| p.id), Some("pu".into()));
+        assert!(matches!(
+            view.status.map(status),
+            Some(types::Status::Failed)
+        ));
+        assert_eq!(
+            view.task.as_ref().map(task).map(|t| t.name),
+            Some("T".into())
+        );
+        assert_eq!(
+            view.play.as_ref().map(play).map(|p| p.id),
+            Some("pu".into())
+        );
         let o: Outcome = handler::Outcome::Permanent("no".into()).into();
         assert!(matches!(o, Outcome::Permanent(m) if m == "no"));
         let l: Level = log::Level::Error.into();

@@ -52,10 +52,7 @@ impl Guest for Legacy2 {
             label("kind", wire_kind),
             label("host", event.host().unwrap_or_default()),
             label("status", status_name(event.status()).into()),
-            label(
-                "task",
-                event.task().map(|t| t.name).unwrap_or_default(),
-            ),
+            label("task", event.task().map(|t| t.name).unwrap_or_default()),
             label("playbook", event.run().playbook),
             label(
                 "stats_hosts",

@@ -290,35 +290,34 @@ impl HttpGate {
 /// Implements one version's `http.send` over [`HttpGate::send_one`].
 macro_rules! http_send_host {
     ($version:ident) => {
-impl $version::http::Host for HostState {
-    async fn send(
-        &mut self,
-        request: $version::http::Request,
-    ) -> wasmtime::Result<Result<$version::http::Response, $version::http::Error>> {
-        use $version::http::{Error, Response};
-        let request = OneShotRequest {
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            body: request.body,
-            timeout: request
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-        };
-        Ok(match self.http.gate.send_one(request).await {
-            Ok(r) => Ok(Response {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            }),
-            Err(OneShotError::Denied(m)) => Err(Error::Denied(m)),
-            Err(OneShotError::Timeout(m)) => Err(Error::Timeout(m)),
-            Err(OneShotError::Transport(m)) => Err(Error::Transport(m)),
-            Err(OneShotError::Invalid(m)) => Err(Error::Invalid(m)),
-        })
-    }
-}
-
+        impl $version::http::Host for HostState {
+            async fn send(
+                &mut self,
+                request: $version::http::Request,
+            ) -> wasmtime::Result<Result<$version::http::Response, $version::http::Error>> {
+                use $version::http::{Error, Response};
+                let request = OneShotRequest {
+                    method: request.method,
+                    url: request.url,
+                    headers: request.headers,
+                    body: request.body,
+                    timeout: request
+                        .timeout_ms
+                        .map(|ms| Duration::from_millis(u64::from(ms))),
+                };
+                Ok(match self.http.gate.send_one(request).await {
+                    Ok(r) => Ok(Response {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    }),
+                    Err(OneShotError::Denied(m)) => Err(Error::Denied(m)),
+                    Err(OneShotError::Timeout(m)) => Err(Error::Timeout(m)),
+                    Err(OneShotError::Transport(m)) => Err(Error::Transport(m)),
+                    Err(OneShotError::Invalid(m)) => Err(Error::Invalid(m)),
+                })
+            }
+        }
     };
 }
 
