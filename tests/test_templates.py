@@ -13,7 +13,8 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from conftest import HERALD_BIN, PLUGIN_DIR, api, run_playbook, token_pair, wait_for, webhook_plugin
+from conftest import (HERALD_BIN, PLUGIN_DIR, api, run_playbook, token_pair, toml_table, wait_for,
+                      webhook_plugin)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from plugin_sinks import (  # noqa: E402
@@ -277,6 +278,19 @@ def test_template_render_previews_a_recorded_run_without_sending(make_host, rece
     assert p.stdout.count("--- event ") == len(events)
     assert sent[0] in p.stdout
     assert "runner_on_failed web2 failed migration 42 failed on web2" in p.stdout
+
+    # A sink's defaults are rendered too, marked so: a Slack instance with no templates (in a
+    # copy of the config; it is only configured, nothing is sent).
+    preview = tmp_path / "preview.toml"
+    preview.write_text(host.config_path.read_text() + "\n" + toml_table("plugins.chat", {
+        "tenant": TENANT, "component": str(PLUGIN_DIR / "slack.wasm"), "allow_http": ["http://127.0.0.1:9"],
+        "config": {"webhook_url": "http://127.0.0.1:9/services/T/B/x"}}))
+    p = subprocess.run([str(HERALD_BIN), "template", "render", "--config", str(preview), "--plugin", "chat",
+                        "--events", str(tmp_path / "events.ndjson"), "--kind", "playbook_on_stats"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "playbook_on_stats · template summary_text (default)" in p.stdout, p.stdout
+    assert "• web2 failed: task 'Migrate the database': migration 42 failed on web2" in p.stdout, p.stdout
 
     # A template that fails is printed and makes the exit status 1, naming it.
     p = render("--run", run_id, "--template", "broken", "--kind", "playbook_on_stats")

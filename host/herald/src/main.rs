@@ -97,7 +97,9 @@ enum Command {
 enum TemplateCommand {
     /// Print what an instance's templates render for a recorded run, without sending anything.
     ///
-    /// The templates are those of `[plugins.<NAME>.templates]` in the config file; the
+    /// The templates are those of `[plugins.<NAME>.templates]` in the config file, over
+    /// the plugin's own defaults (marked "(default)"; the plugin is loaded and
+    /// configured to give them, nothing is sent); the
     /// events come from a run over the query API (`--run`, with HERALD_URL and
     /// HERALD_TOKEN) or from a file (`--events`). A failed render is printed and
     /// makes the exit status 1.

@@ -107,6 +107,16 @@ impl PluginInstance {
         self.component.contract()
     }
 
+    /// The default message templates (name, source) the live instance's
+    /// plugin gave while configuring (contract 0.3.0); empty without a live
+    /// instance or defaults. For previews (`herald template render`).
+    pub fn default_templates(&self) -> Vec<(String, String)> {
+        self.live
+            .as_ref()
+            .map(|(store, _)| store.data().templates.defaults())
+            .unwrap_or_default()
+    }
+
     fn new_store(&self) -> Store<HostState> {
         let counters = Arc::new(CallCounters::new(&self.spec.limits));
         let ident = Arc::new(Ident {

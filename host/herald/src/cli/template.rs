@@ -1,6 +1,7 @@
 //! `herald template render`: what an instance's message templates render
 //! for a recorded run, without sending anything. The templates are the
-//! config's, compiled as `herald check` compiles them; the events come from
+//! config's, compiled as `herald check` compiles them, over the plugin's
+//! defaults (the plugin is loaded and configured to give them); the events come from
 //! the query API (`--run`) or a file (`--events`), and the context is built
 //! as the host builds it for a plugin (herald-templates), the run's facts
 //! taken from the run's own events.
@@ -89,14 +90,40 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<String> {
                 .join(", ")
         );
     };
-    let Some(set) = plugin.compiled_templates.as_ref() else {
+    // The plugin's defaults (it is loaded and configured, nothing is sent),
+    // each replaced by the user's template of the same name.
+    let defaults = herald::app::plugin_default_templates(&config, &args.plugin)
+        .await
+        .map_err(anyhow::Error::new)?;
+    let user = plugin.compiled_templates.as_ref();
+    let is_user = |n: &str| user.is_some_and(|u| u.contains(n));
+    let mut sources: std::collections::BTreeMap<String, String> = defaults.into_iter().collect();
+    if let Some(u) = user {
+        for n in u.names() {
+            if let Some(src) = u.source(&n) {
+                sources.insert(n.clone(), src.to_string());
+            }
+        }
+    }
+    if sources.is_empty() {
         bail!(
-            "plugin instance `{}` configures no templates ([plugins.{}.templates]); \
-             its plugin renders its own defaults",
+            "plugin instance `{}` has no templates: none in [plugins.{}.templates], and its \
+             plugin gives no defaults (a plugin built against contract 0.3.0 may)",
             args.plugin,
             args.plugin
         );
-    };
+    }
+    let limits = user.map(|u| u.limits()).unwrap_or_default();
+    let set = herald_templates::TemplateSet::compile(sources, limits).map_err(|errors| {
+        anyhow::anyhow!(
+            "the plugin's default templates do not compile: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
     let names: Vec<String> = match &args.template {
         Some(t) if set.contains(t) => vec![t.clone()],
         Some(t) => bail!(
@@ -140,11 +167,12 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<String> {
             let host = ctx.event.host.clone().unwrap_or_default();
             let _ = writeln!(
                 out,
-                "--- event {} {}{}{} · template {name}",
+                "--- event {} {}{}{} · template {name}{}",
                 ctx.event.sequence,
                 ctx.event.kind,
                 if host.is_empty() { "" } else { " " },
-                host
+                host,
+                if is_user(name) { "" } else { " (default)" }
             );
             match set.render(name, &mut ctx) {
                 Ok(text) => {

@@ -48,6 +48,19 @@ impl TemplatesState {
         }
     }
 
+    /// The plugin's default templates (name, source), as it gave them.
+    pub(crate) fn defaults(&self) -> Vec<(String, String)> {
+        self.defaults
+            .as_ref()
+            .map(|set| {
+                set.names()
+                    .into_iter()
+                    .filter_map(|n| Some((n.clone(), set.source(&n)?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Ends a call: forgets its context and returns the message of its
     /// first failed render, if any.
     pub(crate) fn take_failure(&mut self) -> Option<String> {
