@@ -18,7 +18,7 @@ from conftest import (HERALD_BIN, PLUGIN_DIR, api, run_playbook, token_pair, tom
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from plugin_sinks import (  # noqa: E402
-    GRAFANA_TOKEN, ROUTING_KEY, FakeGrafana, FakePagerDuty, FakeSlack, deploy_run, wait_settled)
+    GRAFANA_TOKEN, ROUTING_KEY, FakeGrafana, FakePagerDuty, FakeSlack, deploy_run, sample, wait_settled)
 
 TENANT = "ops"
 WEBHOOK = PLUGIN_DIR / "webhook.wasm"
@@ -165,8 +165,12 @@ def test_an_endless_loop_or_megabytes_are_stopped_and_dead_lettered_with_the_rea
     assert "units of fuel" in dead_loop["last_error"], dead_loop
     assert "output over 100000 bytes" in dead_big["last_error"], dead_big
     # The host kept working: the healthy instance delivered, and nothing else was sent.
-    wait_settled(host, TENANT, ["ok"], 1)
+    text = wait_settled(host, TENANT, ["ok"], 1)
     assert [q["body"] for q in receiver.requests] == [b"successful"]
+    # Renders count in /metrics by outcome.
+    assert sample(text, "herald_template_renders_total", plugin="loop", outcome="failed") == 1
+    assert sample(text, "herald_template_renders_total", plugin="big", outcome="failed") == 1
+    assert sample(text, "herald_template_renders_total", plugin="ok", outcome="ok") == 1
 
 
 def test_each_shipped_sink_sends_exactly_the_user_s_template(make_host, tmp_path):

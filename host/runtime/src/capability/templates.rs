@@ -141,7 +141,16 @@ impl HostState {
         let Some(ctx) = self.templates.context.as_mut() else {
             return Ok(Err(templates::RenderError::NotConfigured));
         };
-        Ok(match set.render(&name, ctx) {
+        let rendered = set.render(&name, ctx);
+        herald_telemetry::host()
+            .template_renders
+            .with_label_values(&[
+                &*self.ident.tenant,
+                &*self.ident.plugin,
+                if rendered.is_ok() { "ok" } else { "failed" },
+            ])
+            .inc();
+        Ok(match rendered {
             Ok(text) => Ok(text),
             Err(RenderError::NotConfigured(_)) => Err(templates::RenderError::NotConfigured),
             Err(RenderError::Failed(message)) => Err(self.failed(message)),
