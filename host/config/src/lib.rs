@@ -360,6 +360,20 @@ pub struct Limits {
     pub template_max_bytes: u64,
 }
 
+impl Limits {
+    /// The bounds of one template render: `template_fuel`,
+    /// `template_max_bytes` (each at least 1) and herald-templates' depth.
+    pub fn render_limits(&self) -> herald_templates::RenderLimits {
+        herald_templates::RenderLimits {
+            fuel: self.template_fuel.max(1),
+            max_output: usize::try_from(self.template_max_bytes)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -955,21 +969,16 @@ impl Config {
                     }
                 }
             }
-            if !plugin.templates.is_empty() {
-                if plugin.limits.template_fuel == 0 || plugin.limits.template_max_bytes == 0 {
-                    problems.push(locator.problem(
-                        &limits_table,
-                        "template_fuel",
-                        "template_fuel and template_max_bytes must be at least 1",
-                    ));
+            for (key, value) in [
+                ("template_fuel", plugin.limits.template_fuel),
+                ("template_max_bytes", plugin.limits.template_max_bytes),
+            ] {
+                if value == 0 {
+                    problems.push(locator.problem(&limits_table, key, "expected at least 1"));
                 }
-                let limits = herald_templates::RenderLimits {
-                    fuel: plugin.limits.template_fuel.max(1),
-                    max_output: usize::try_from(plugin.limits.template_max_bytes)
-                        .unwrap_or(usize::MAX)
-                        .max(1),
-                    ..Default::default()
-                };
+            }
+            if !plugin.templates.is_empty() {
+                let limits = plugin.limits.render_limits();
                 match compile_templates(&plugin.templates, &table, &base, &locator, limits) {
                     Ok(set) => plugin.compiled_templates = Some(Arc::new(set)),
                     Err(found) => problems.extend(found),

@@ -160,6 +160,7 @@ impl PluginInstance {
             state: self.services.state.clone(),
             templates: capability::templates::TemplatesState::new(
                 self.spec.templates.clone(),
+                self.spec.limits.render_limits(),
                 self.services.runs.clone(),
             ),
             counters,

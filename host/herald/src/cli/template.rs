@@ -113,7 +113,7 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<String> {
             args.plugin
         );
     }
-    let limits = user.map(|u| u.limits()).unwrap_or_default();
+    let limits = plugin.limits.render_limits();
     let set = herald_templates::TemplateSet::compile(sources, limits).map_err(|errors| {
         anyhow::anyhow!(
             "the plugin's default templates do not compile: {}",

@@ -31,6 +31,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 /// failure of the call.
 pub struct TemplatesState {
     user: Option<Arc<TemplateSet>>,
+    /// The instance's render limits, for the plugin's defaults too.
+    limits: RenderLimits,
     defaults: Option<Arc<TemplateSet>>,
     runs: Arc<dyn RunQueries>,
     context: Option<Context>,
@@ -38,9 +40,14 @@ pub struct TemplatesState {
 }
 
 impl TemplatesState {
-    pub(crate) fn new(user: Option<Arc<TemplateSet>>, runs: Arc<dyn RunQueries>) -> Self {
+    pub(crate) fn new(
+        user: Option<Arc<TemplateSet>>,
+        limits: RenderLimits,
+        runs: Arc<dyn RunQueries>,
+    ) -> Self {
         TemplatesState {
             user,
+            limits,
             defaults: None,
             runs,
             context: None,
@@ -181,26 +188,22 @@ impl templates::Host for HostState {
         &mut self,
         defaults: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<(), String>> {
-        let limits = self
-            .templates
-            .user
-            .as_ref()
-            .map(|s| s.limits())
-            .unwrap_or_else(RenderLimits::default);
-        Ok(match TemplateSet::compile(defaults, limits) {
-            Ok(set) => {
-                self.templates.defaults = Some(Arc::new(set));
-                Ok(())
-            }
-            Err(errors) => Err(format!(
-                "the plugin's default templates do not compile: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-        })
+        Ok(
+            match TemplateSet::compile(defaults, self.templates.limits) {
+                Ok(set) => {
+                    self.templates.defaults = Some(Arc::new(set));
+                    Ok(())
+                }
+                Err(errors) => Err(format!(
+                    "the plugin's default templates do not compile: {}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            },
+        )
     }
 
     fn render(
