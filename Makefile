@@ -16,7 +16,7 @@ PLUGINS     := webhook prometheus pagerduty slack grafana syslog
 # Plugins written in Python (plugins/<name>/src/app.py), built with the pinned componentize-py.
 PY_PLUGINS  := chat
 PLUGIN_OUT  := $(CURDIR)/build/plugins
-HOSTILE     := hostile hostile_wrong_version hostile_bad_import legacy_v0_1
+HOSTILE     := hostile hostile_wrong_version hostile_bad_import legacy_v0_1 legacy_v0_2
 HOSTILE_OUT := $(CURDIR)/build/hostile
 
 export HERALD_BIN

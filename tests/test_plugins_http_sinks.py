@@ -203,11 +203,16 @@ def test_slack_gets_a_message_per_failure_and_a_summary_per_run(lifecycle):
     stats = stats_of(lifecycle.failed_run)
     def total(key):
         return sum(stats[key].values())
+    # The text is the default `summary_text` template: the recap's totals, then each failed host
+    # with its failed task and message (read by the host from the journal), then set_stats.
     assert summary["text"].startswith(
         f"<!here> :red_circle: deploy.yml failed in ")
-    assert (f": 4 host(s), ok={total('ok')} changed={total('changed')} failed=1 unreachable=1 "
-            f"skipped={total('skipped')}; failed hosts: cache1, web2") in summary["text"], summary["text"]
-    assert "release=\"2.0.1\"" in summary["text"] and "healthy_hosts=3" in summary["text"]
+    lines = summary["text"].splitlines()
+    assert lines[0].endswith(f": 4 host(s), ok={total('ok')} changed={total('changed')} failed=1 unreachable=1 "
+                             f"skipped={total('skipped')}"), summary["text"]
+    assert lines[1].startswith("• cache1 unreachable: task 'Render the configuration': "), summary["text"]
+    assert lines[2] == "• web2 failed: task 'Migrate the database': migration 42 failed on web2", summary["text"]
+    assert lines[3] == 'stats: canary=true healthy_hosts=3 release="2.0.1"', summary["text"]
     header = summary["blocks"][0]
     assert header == {"type": "header", "text": {"type": "plain_text", "text": "deploy.yml failed", "emoji": True}}
     sections = [b["text"]["text"] for b in summary["blocks"] if b["type"] == "section" and "text" in b]
@@ -229,8 +234,10 @@ def test_slack_gets_a_message_per_failure_and_a_summary_per_run(lifecycle):
     ok = second[0]
     good = stats_of(lifecycle.good_run)
     assert ok["text"].startswith(":large_green_circle: deploy.yml successful in ")
-    assert (f": 4 host(s), ok={sum(good['ok'].values())} changed=1 failed=0 unreachable=0 "
-            f"skipped={sum(good['skipped'].values())}; stats: ") in ok["text"], ok["text"]
+    assert ok["text"].splitlines()[0].endswith(
+        f": 4 host(s), ok={sum(good['ok'].values())} changed=1 failed=0 unreachable=0 "
+        f"skipped={sum(good['skipped'].values())}"), ok["text"]
+    assert ok["text"].splitlines()[1].startswith("stats: "), ok["text"]
     # Nothing sent had the webhook's secret path in a log line.
     assert SLACK_PATH not in lifecycle.host.logs()
 
@@ -252,7 +259,11 @@ def test_grafana_regions_span_each_run(lifecycle):
         assert region["tags"] == ["ansible", "test", "playbook:deploy.yml", f"status:{status}"]
         assert region["dashboardUID"] == "ansible-runs" and region["panelId"] == 2
         assert start["run_id"] in region["text"]
-    assert regions[0]["text"].startswith("Ansible deploy.yml failed: 4 host(s), 1 changed, 2 failed (cache1, web2)")
+    # The default `run_text` names each failed host with its failed task and message.
+    assert regions[0]["text"].startswith("Ansible deploy.yml failed: 4 host(s), 1 changed, 2 failed "
+                                         "(cache1: 'Render the configuration' "), regions[0]["text"]
+    assert "; web2: 'Migrate the database' migration 42 failed on web2). Run " in regions[0]["text"], regions[0]["text"]
+    assert regions[1]["text"].startswith("Ansible deploy.yml successful: 4 host(s), 1 changed, 0 failed. Run ")
     # Point annotations at each failure (failure_annotations), at the failure's time.
     failed = next(e for e in lifecycle.failed_run if e["event"] == "runner_on_failed")
     unreachable = next(e for e in lifecycle.failed_run if e["event"] == "runner_on_unreachable")

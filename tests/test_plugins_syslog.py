@@ -137,8 +137,13 @@ def test_rsyslog_parses_every_event_over_udp_and_tcp(rsyslog, tmp_path):
             by_kind = {m["msgid"]: m for m in msgs}
             assert "migration 42 failed on web2" in by_kind["runner_on_failed"]["msg"]
             assert by_kind["runner_on_unreachable"]["severity"] == "crit"
-            assert by_kind["playbook_on_stats"]["msg"].startswith("playbook deploy.yml finished: ")
-            assert "web2 ok=1 changed=0 failed=1 unreachable=0" in by_kind["playbook_on_stats"]["msg"]
+            # The end of the run, from the default `summary_message` template: the recap, then
+            # the failed hosts with their failed tasks and messages.
+            end = by_kind["playbook_on_stats"]["msg"]
+            assert end.startswith("playbook deploy.yml finished failed in "), end
+            assert "web2 ok=1 changed=0 failed=1 unreachable=0" in end, end
+            assert " | failed: cache1 task 'Render the configuration': " in end, end
+            assert end.endswith("; web2 task 'Migrate the database': migration 42 failed on web2"), end
     finally:
         host.kill(signal.SIGTERM)
         capture.stop()

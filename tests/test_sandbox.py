@@ -229,7 +229,7 @@ def test_a_faulty_plugin_is_counted_recreated_and_hurts_no_one(make_host, receiv
 
 @pytest.mark.parametrize("mode", ["http", "wasi_http"])
 def test_http_outside_the_allow_list_and_localhost_vs_ip(make_host, receiver, mode):
-    """Both ways out, contract 0.2.0's `http.send` and raw `wasi:http`, pass the same gate."""
+    """Both ways out, the contract's `http.send` (0.2.0 on) and raw `wasi:http`, pass the same gate."""
     port = receiver.port
     bad = {"allow_http": [f"http://127.0.0.1:{port}/allowed"],
            "config": {"mode": mode, "url": f"http://localhost:{port}/allowed"}}
@@ -407,8 +407,8 @@ def test_components_that_do_not_fit_the_contract_are_refused(make_host, receiver
     garbage.write_bytes(b"\0asm not really")
     cases = [
         (HOSTILE_DIR / "hostile_wrong_version.wasm",
-         ["does not export herald:plugin/handler@0.2.0 or herald:plugin/handler@0.1.0",
-          "herald:plugin/handler@1.0.0", "build it against wit/v0.2.0"]),
+         ["does not export herald:plugin/handler@0.3.0 or herald:plugin/handler@0.2.0 or "
+          "herald:plugin/handler@0.1.0", "herald:plugin/handler@1.0.0", "build it against wit/v0.3.0"]),
         (HOSTILE_DIR / "hostile_bad_import.wasm",
          ["imports `herald:vault/secrets@0.1.0`", "which the host does not provide"]),
         (garbage, ["cannot compile"]),

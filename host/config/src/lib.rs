@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One problem in the configuration, located in the file.
@@ -29,6 +30,12 @@ pub struct Problem {
     /// Dotted key (`plugins.slack.tenant`), empty for syntax errors.
     pub key: String,
     pub message: String,
+}
+
+impl Problem {
+    fn line_col_pair(&self) -> (usize, usize) {
+        (self.line, self.column)
+    }
 }
 
 impl fmt::Display for Problem {
@@ -278,6 +285,34 @@ pub struct PluginConfig {
     /// Herald does not cause the 429s it would then have to retry.
     #[serde(default)]
     pub rate_limit: Option<SinkRateLimit>,
+    /// Message templates by name (Jinja2 syntax): inline text, or
+    /// `{ file = "path" }` relative to the config file. The plugin renders
+    /// them (contract 0.3.0); the `run_url` template is the context's link.
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateSource>,
+    /// The templates compiled when the configuration loaded (`None` when
+    /// the instance has none).
+    #[serde(skip)]
+    pub compiled_templates: Option<Arc<herald_templates::TemplateSet>>,
+}
+
+/// Where a template's text is: inline, or in a file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a template: a string, or a table `{ file = \"path\" }`"
+)]
+pub enum TemplateSource {
+    Inline(String),
+    File(TemplateFile),
+}
+
+/// `{ file = "path" }`: a template kept in its own file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateFile {
+    /// Relative to the config file; resolved when the configuration loads.
+    pub file: PathBuf,
 }
 
 /// A token bucket for one plugin instance's deliveries.
@@ -315,6 +350,25 @@ pub struct Limits {
     /// Outbound HTTP requests per call. Beyond it requests are refused
     /// (`HttpRequestDenied` for the plugin) and the call is an `http_limit` fault.
     pub max_http_requests: u32,
+    /// Fuel of one template render (about one unit per template
+    /// instruction); an endless or huge loop is stopped when it runs out.
+    pub template_fuel: u64,
+    /// Bytes one template render may produce; the render stops past it.
+    pub template_max_bytes: u64,
+}
+
+impl Limits {
+    /// The bounds of one template render: `template_fuel`,
+    /// `template_max_bytes` (each at least 1) and herald-templates' depth.
+    pub fn render_limits(&self) -> herald_templates::RenderLimits {
+        herald_templates::RenderLimits {
+            fuel: self.template_fuel.max(1),
+            max_output: usize::try_from(self.template_max_bytes)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for Limits {
@@ -325,6 +379,8 @@ impl Default for Limits {
             wall_ms: 30_000,
             max_log_bytes: 64 * 1024,
             max_http_requests: 16,
+            template_fuel: 100_000,
+            template_max_bytes: 64 * 1024,
         }
     }
 }
@@ -908,6 +964,21 @@ impl Config {
                     }
                 }
             }
+            for (key, value) in [
+                ("template_fuel", plugin.limits.template_fuel),
+                ("template_max_bytes", plugin.limits.template_max_bytes),
+            ] {
+                if value == 0 {
+                    problems.push(locator.problem(&limits_table, key, "expected at least 1"));
+                }
+            }
+            if !plugin.templates.is_empty() {
+                let limits = plugin.limits.render_limits();
+                match compile_templates(&plugin.templates, &table, &base, &locator, limits) {
+                    Ok(set) => plugin.compiled_templates = Some(Arc::new(set)),
+                    Err(found) => problems.extend(found),
+                }
+            }
             let config_path = [&table[..], &["config"]].concat();
             for (key, msg) in resolve_secrets(&mut plugin.config, &base) {
                 problems.push(locator.problem(&config_path, &key, &msg));
@@ -1105,6 +1176,76 @@ fn substitute(s: &str, base: &Path) -> Result<String, String> {
     Ok(out)
 }
 
+/// Compiles an instance's templates; every template that does not compile
+/// (or whose file cannot be read) is a problem at its own file, line and
+/// column: in its template file, or inside the config file for an inline
+/// template.
+fn compile_templates(
+    templates: &BTreeMap<String, TemplateSource>,
+    table: &[&str],
+    base: &Path,
+    locator: &Locator,
+    limits: herald_templates::RenderLimits,
+) -> Result<herald_templates::TemplateSet, Vec<Problem>> {
+    let at = [table, &["templates"]].concat();
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let mut files = HashMap::new();
+    for (name, source) in templates {
+        match source {
+            TemplateSource::Inline(text) => sources.push((name.clone(), text.clone())),
+            TemplateSource::File(f) => {
+                let path = base.join(&f.file);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        sources.push((name.clone(), text));
+                        files.insert(name.clone(), path);
+                    }
+                    Err(e) => problems.push(locator.problem(
+                        &at,
+                        name,
+                        &format!("cannot read the template file {}: {e}", path.display()),
+                    )),
+                }
+            }
+        }
+    }
+    let set = herald_templates::TemplateSet::compile(sources, limits);
+    match set {
+        Ok(set) if problems.is_empty() => Ok(set),
+        Ok(_) => Err(problems),
+        Err(errors) => {
+            for e in errors {
+                let key = [&at[..], &[e.name.as_str()]].concat().join(".");
+                let message = format!("template `{}`: {}", e.name, e.message);
+                let problem = match files.get(&e.name) {
+                    Some(path) => Problem {
+                        file: path.clone(),
+                        line: e.line,
+                        column: e.column,
+                        key,
+                        message,
+                    },
+                    None => {
+                        let mut path: Vec<String> = at.iter().map(|s| s.to_string()).collect();
+                        path.push(e.name.clone());
+                        let (line, column) = locator.inside_string(&path, e.line, e.column);
+                        Problem {
+                            file: locator.file.to_owned(),
+                            line,
+                            column,
+                            key,
+                            message,
+                        }
+                    }
+                };
+                problems.push(problem);
+            }
+            Err(problems)
+        }
+    }
+}
+
 /// Finds where tables and keys are in the file, for error positions, from
 /// the TOML parser's spans: a key at its own line and column, inline tables
 /// (`rate_limit = {…}`) and arrays of tables included.
@@ -1114,6 +1255,8 @@ struct Locator<'a> {
     /// Byte offset of each key by path (array elements as `[i]`): the key
     /// itself, or the `[header]` of a table.
     spans: HashMap<Vec<String>, usize>,
+    /// Byte offset of each value by path (where a string's quotes open).
+    values: HashMap<Vec<String>, usize>,
     /// Syntax errors of the text (empty when it is valid TOML).
     syntax: Vec<Problem>,
 }
@@ -1125,6 +1268,7 @@ impl<'a> Locator<'a> {
             file,
             text,
             spans: HashMap::new(),
+            values: HashMap::new(),
             syntax: Vec::new(),
         };
         locator.index(doc.get_ref(), &mut Vec::new());
@@ -1158,6 +1302,7 @@ impl<'a> Locator<'a> {
             // A `[header]` table starts before its last key: point at the `[`.
             let at = key.span().start.min(value.span().start);
             self.spans.insert(path.clone(), at);
+            self.values.insert(path.clone(), value.span().start);
             self.index_value(value.get_ref(), path);
             path.pop();
         }
@@ -1186,6 +1331,36 @@ impl<'a> Locator<'a> {
             .count()
             + 1;
         (line, column)
+    }
+
+    /// The file position of `line`:`column` (1-based) of the text of the
+    /// string value at `path`: exact for literal strings (`'...'`,
+    /// `\'\'\'...\'\'\'`) and for basic strings without escapes before the spot.
+    fn inside_string(&self, path: &[String], line: usize, column: usize) -> (usize, usize) {
+        let Some(&start) = self.values.get(path) else {
+            return self.at(path, "").line_col_pair();
+        };
+        let rest = &self.text[start.min(self.text.len())..];
+        let mut open = if rest.starts_with("\"\"\"") || rest.starts_with("\'\'\'") {
+            3
+        } else {
+            1
+        };
+        // A newline right after a multi-line string's opening quotes is not
+        // part of the string.
+        if open == 3 {
+            if rest[3..].starts_with("\r\n") {
+                open += 2;
+            } else if rest[3..].starts_with('\n') {
+                open += 1;
+            }
+        }
+        let (l0, c0) = self.line_col(start + open);
+        if line <= 1 {
+            (l0, c0 + column.saturating_sub(1))
+        } else {
+            (l0 + line - 1, column)
+        }
     }
 
     /// A problem of `key` inside the table `table`.
@@ -1236,6 +1411,71 @@ mod tests {
         let d = std::env::temp_dir().join(format!("herald-config-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn template_errors_are_located_in_their_file() {
+        let d = tmpdir("templates");
+        write(&d, "p.wasm", "x");
+        write(
+            &d,
+            "text.j2",
+            "Run {{ run.id }}\n{% for h in summary.failed_hosts %}\n{{ h.host }\n",
+        );
+        let hash = token_hash("t");
+        let text = format!(
+            "[tenants.ops]\ntokens = [\"{hash}\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n[plugins.p.templates]\nok = \"fine {{{{ event.host }}}}\"\nsummary = '{{{{ event.host | nope( }}}}'\nblock = \"\"\"\nline one\n  {{% if x %}}\n\"\"\"\ntext = {{ file = \"text.j2\" }}\ngone = {{ file = \"missing.j2\" }}\n"
+        );
+        let p = write(&d, "herald.toml", &text);
+        let err = Config::load(&p).unwrap_err();
+        let found: Vec<_> = err
+            .problems
+            .iter()
+            .map(|p| {
+                (
+                    p.file.file_name().unwrap().to_string_lossy().to_string(),
+                    p.line,
+                    p.column,
+                    p.key.as_str(),
+                )
+            })
+            .collect();
+        // `summary` is on line 8 of herald.toml; the error is at the `}}`
+        // that closes `nope(`, 23 characters into the string, which starts
+        // after `summary = '` (11 characters).
+        assert!(
+            found.contains(&("herald.toml".into(), 8, 34, "plugins.p.templates.summary")),
+            "{found:?}\n{err}"
+        );
+        // The multi-line string's text starts on line 10; the error is on its
+        // line 2 (the unclosed `if`, reported at the end of the text).
+        assert!(
+            found.iter().any(|(f, l, _, k)| f == "herald.toml"
+                && *l >= 10
+                && *k == "plugins.p.templates.block"),
+            "{found:?}\n{err}"
+        );
+        assert!(
+            found.contains(&("text.j2".into(), 3, 11, "plugins.p.templates.text")),
+            "{found:?}\n{err}"
+        );
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.key == "plugins.p.templates.gone"
+                    && p.message.contains("cannot read the template file")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("plugins.p.templates.ok"), "{err}");
+
+        // Without the broken ones the instance has its compiled templates.
+        let text = format!(
+            "[tenants.ops]\ntokens = [\"{hash}\"]\n[plugins.p]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n[plugins.p.templates]\nok = \"fine {{{{ event.host }}}}\"\n"
+        );
+        let p = write(&d, "herald.toml", &text);
+        let config = Config::load(&p).unwrap();
+        let set = config.plugins["p"].compiled_templates.as_ref().unwrap();
+        assert_eq!(set.names(), vec!["ok".to_string()]);
     }
 
     #[test]

@@ -123,6 +123,30 @@ pub async fn check(path: &Path) -> Result<Config, ConfigError> {
     }
 }
 
+/// The default message templates of plugin instance `name`: its component is
+/// loaded and configured as `herald check` does (a scratch journal, nothing
+/// sent), and asked what it gave (`herald template render`).
+pub async fn plugin_default_templates(
+    config: &Config,
+    name: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let fail = |e: String| ConfigError {
+        problems: vec![config.plugin_problem(name, "component", &e)],
+    };
+    let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))
+        .map_err(|e| fail(e.to_string()))?;
+    runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);
+    let dir = std::env::temp_dir().join(format!("herald-preview-{}", std::process::id()));
+    let journal: SharedStore =
+        Arc::new(Journal::open(&dir.join("preview.db")).map_err(|e| fail(e.to_string()))?);
+    let loaded = load_one(config, name, &runtime, &journal, &Metrics::default()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    match loaded {
+        Ok(spec) => Ok(spec.instance.default_templates()),
+        Err(p) => Err(ConfigError { problems: vec![p] }),
+    }
+}
+
 /// Reloads the configuration file: parse and check it, compile and configure
 /// new or changed instances off the hot path, then swap. A bad file changes
 /// nothing. Instances whose config and component did not change keep

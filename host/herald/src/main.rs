@@ -71,6 +71,9 @@ enum Command {
     /// Tools for plugin authors: `herald plugin new NAME --lang rust|python`.
     #[command(subcommand)]
     Plugin(cli::PluginCommand),
+    /// Message templates of plugin instances.
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Print a shell completion script on standard output.
     ///
     /// bash: `herald completions bash > ~/.local/share/bash-completion/completions/herald`;
@@ -91,6 +94,19 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Print what an instance's templates render for a recorded run, without sending anything.
+    ///
+    /// The templates are those of `[plugins.<NAME>.templates]` in the config file, over
+    /// the plugin's own defaults (marked "(default)"; the plugin is loaded and
+    /// configured to give them, nothing is sent); the
+    /// events come from a run over the query API (`--run`, with HERALD_URL and
+    /// HERALD_TOKEN) or from a file (`--events`). A failed render is printed and
+    /// makes the exit status 1.
+    Render(cli::RenderArgs),
 }
 
 #[derive(Subcommand)]
@@ -117,6 +133,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::main_replay(args),
         Command::Import(args) => cli::main_import(args),
         Command::Plugin(cmd) => cli::main_plugin(cmd),
+        Command::Template(TemplateCommand::Render(args)) => cli::main_template_render(args),
         Command::Token(TokenCommand::New { tenant }) => {
             let token = format!("hrld_{}", hex::encode(rand::random::<[u8; 24]>()));
             let hash = herald::config::token_hash(&token);

@@ -1,6 +1,7 @@
-//! What the plugin runtime (herald-runtime) writes to: plugin state goes to
-//! the journal through its `PluginState` trait, plugin-defined series into
-//! the host's metric registry.
+//! What the plugin runtime (herald-runtime) writes to and reads from:
+//! plugin state goes to the journal through its `PluginState` trait,
+//! plugin-defined series into the host's metric registry, and templates
+//! read a run's labels and results through `RunQueries`.
 
 use crate::journal::SharedStore;
 use crate::runtime::Services;
@@ -11,5 +12,6 @@ pub fn services(journal: &SharedStore, metrics: &Metrics) -> Services {
     Services {
         state: journal.clone(),
         series: metrics.clone(),
+        runs: journal.clone(),
     }
 }

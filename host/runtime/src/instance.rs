@@ -27,6 +27,8 @@ pub struct InstanceSpec {
     pub limits: Limits,
     pub allow_http: Arc<Vec<capability::http::UrlPrefix>>,
     pub allow_sockets: Arc<Vec<SocketAddr>>,
+    /// The instance's message templates, compiled when the config loaded.
+    pub templates: Option<Arc<herald_templates::TemplateSet>>,
 }
 
 impl InstanceSpec {
@@ -45,17 +47,20 @@ impl InstanceSpec {
             limits: cfg.limits.clone(),
             allow_http: Arc::new(allow_http),
             allow_sockets: Arc::new(cfg.allow_sockets.clone()),
+            templates: cfg.compiled_templates.clone(),
         })
     }
 }
 
-/// What the host gives the capabilities to write to: the plugin-state store
-/// (the journal) and the sink of plugin-defined series (the metric
-/// registry). Cloned into every store of an instance.
+/// What the host gives the capabilities to write to and read from: the
+/// plugin-state store (the journal), the sink of plugin-defined series (the
+/// metric registry) and the run reads templates need (the journal). Cloned
+/// into every store of an instance.
 #[derive(Clone)]
 pub struct Services {
     pub state: Arc<dyn PluginState>,
     pub series: herald_telemetry::Metrics,
+    pub runs: Arc<dyn herald_journal::RunQueries>,
 }
 
 /// One plugin instance: its component, its spec, and the live store when
@@ -102,6 +107,16 @@ impl PluginInstance {
         self.component.contract()
     }
 
+    /// The default message templates (name, source) the live instance's
+    /// plugin gave while configuring (contract 0.3.0); empty without a live
+    /// instance or defaults. For previews (`herald template render`).
+    pub fn default_templates(&self) -> Vec<(String, String)> {
+        self.live
+            .as_ref()
+            .map(|(store, _)| store.data().templates.defaults())
+            .unwrap_or_default()
+    }
+
     fn new_store(&self) -> Store<HostState> {
         let counters = Arc::new(CallCounters::new(&self.spec.limits));
         let ident = Arc::new(Ident {
@@ -143,6 +158,11 @@ impl PluginInstance {
             sockets,
             metrics: self.services.series.clone(),
             state: self.services.state.clone(),
+            templates: capability::templates::TemplatesState::new(
+                self.spec.templates.clone(),
+                self.spec.limits.render_limits(),
+                self.services.runs.clone(),
+            ),
             counters,
             ident,
         };

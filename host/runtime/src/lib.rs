@@ -3,7 +3,8 @@
 //!
 //! * one `Engine` with the pooling allocator and epoch interruption;
 //! * one pre-linked component per component file, for the contract version
-//!   it was built against ([`contract`]: 0.2.0 natively, 0.1.0 converted up);
+//!   it was built against ([`contract`]: 0.3.0 natively, 0.2.0 and 0.1.0
+//!   converted up);
 //! * one module per capability a plugin may use ([`capability`]);
 //! * one live instance per plugin instance, re-created after any fault
 //!   (a trapped instance cannot be entered again);
@@ -110,6 +111,7 @@ pub struct HostState {
     pub(crate) sockets: capability::sockets::SocketsState,
     pub(crate) metrics: herald_telemetry::Metrics,
     pub(crate) state: Arc<dyn PluginState>,
+    pub(crate) templates: capability::templates::TemplatesState,
 }
 
 impl HostState {
@@ -272,7 +274,7 @@ impl Runtime {
                 .find(|n| msg.contains(&format!("`{n}`")));
             match missing {
                 Some(name) => LoadError::Link(format!(
-                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, {}, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})",
+                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http,templates}}@0.3.x, herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, {}, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})",
                     capability::grants::INTERFACE
                 )),
                 None => LoadError::Link(format!("it cannot be linked: {msg}")),

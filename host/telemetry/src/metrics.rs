@@ -64,6 +64,8 @@ pub struct HostMetrics {
     pub plugin_instantiations: IntCounterVec,
     /// `herald_plugin_state{tenant,plugin,state}`
     pub plugin_state: IntGaugeVec,
+    /// `herald_template_renders_total{tenant,plugin,outcome}`
+    pub template_renders: IntCounterVec,
     /// `herald_plugin_breaker_opened_total{tenant,plugin}`
     pub plugin_breaker_opened: IntCounterVec,
     /// `herald_plugin_series_refused_total{tenant,plugin}`
@@ -227,6 +229,11 @@ static HOST: LazyLock<HostMetrics> = LazyLock::new(|| {
         "herald_plugin_instantiations_total",
         "Plugin instances created (the first, and one after each fault).",
         TP,
+    ),
+    template_renders: counter_vec(
+        "herald_template_renders_total",
+        "Message template renders for plugins, by outcome (ok, failed: a runtime error or a limit).",
+        &["tenant", "plugin", "outcome"],
     ),
     plugin_state: gauge_vec(
         "herald_plugin_state",

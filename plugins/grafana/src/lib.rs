@@ -8,6 +8,8 @@
 //! - `Authorization: Bearer <api_token>` (a service account token), optional `X-Grafana-Org-Id`;
 //! - the returned annotation `id` is read and logged; a finished run is remembered in the
 //!   instance's `state`, so a re-delivered stats event does not create a second region;
+//! - message templates (`[plugins.<name>.templates]`, rendered by the host): `failure_text` and
+//!   `run_text`, the annotations' `text`, with defaults that name the failed hosts and tasks;
 //! - 2xx ok; 429/5xx/timeouts retryable (with `Retry-After`); other 4xx permanent.
 
 use herald_sdk::config;
@@ -64,6 +66,9 @@ pub struct Grafana {
 impl Plugin for Grafana {
     type Config = Config;
 
+    const TEMPLATES: &'static [(&'static str, &'static str)] =
+        &[("failure_text", FAILURE_TEXT), ("run_text", RUN_TEXT)];
+
     fn new(c: Config) -> Result<Self, String> {
         let base = config::url("url", &c.url)?;
         if base.path_with_query.contains('?') {
@@ -94,11 +99,18 @@ impl Plugin for Grafana {
         let outcome = match self.tracker.observe(event) {
             Observed::AlreadyFinished => Outcome::Ok,
             Observed::Progress(_) => match self.failure_annotation(event) {
-                Some(body) => self.post(&body).0,
+                Some(mut body) => match with_text(event, "failure_text", &mut body) {
+                    Ok(()) => self.post(&body).0,
+                    Err(e) => herald_sdk::permanent(e),
+                },
                 None => Outcome::Ok,
             },
             Observed::Finished(s) => {
-                let (o, id) = self.post(&self.region(&s));
+                let mut body = self.region(&s);
+                if let Err(e) = with_text(event, "run_text", &mut body) {
+                    return herald_sdk::permanent(e);
+                }
+                let (o, id) = self.post(&body);
                 if let Some(id) = id {
                     log::info(&format!(
                         "run {}: Grafana region annotation id {id}",
@@ -114,6 +126,28 @@ impl Plugin for Grafana {
         }
         outcome
     }
+}
+
+/// The default `failure_text`: the host, its task and the result's message.
+pub const FAILURE_TEXT: &str = "{{ event.host }}: task '{{ event.task }}' {{ event.status }} in \
+{{ run.playbook or 'ad-hoc run' }}: {{ event.message }}";
+
+/// The default `run_text` of the run's region: status, counts, each failed host with its
+/// failed tasks and messages, the run id and controller.
+pub const RUN_TEXT: &str = "Ansible {{ run.playbook or 'ad-hoc run' }} {{ run.status }}: \
+{{ summary.hosts }} host(s), {{ summary.recap | selectattr('changed') | list | length }} changed, \
+{{ summary.failed_hosts | length }} failed\
+{% for h in summary.failed_hosts %}{{ ' (' if loop.first else '; ' }}{{ h.host }}\
+{% for t in h.tasks %}: '{{ t.task }}' {{ t.message | truncate(200) }}{% endfor %}\
+{{ ')' if loop.last }}{% endfor %}. Run {{ run.id }}{% if run.controller %} on {{ run.controller }}{% endif %}\
+{% if run_url %} {{ run_url }}{% endif %}";
+
+/// Puts template `name`'s text (the user's, else the default) into an annotation's `text`.
+fn with_text(event: &EventRef<'_>, name: &str, body: &mut Value) -> Result<(), String> {
+    if let Some(text) = event.render(name)? {
+        body["text"] = json!(truncate(&text, 2000));
+    }
+    Ok(())
 }
 
 impl Grafana {

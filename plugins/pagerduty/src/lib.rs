@@ -10,6 +10,9 @@
 //! - optional **change event** (`POST /v2/change/enqueue`) at the end of every run;
 //! - summary at most 1024 characters, severity from the config, `custom_details` with the failed
 //!   tasks and their messages;
+//! - message templates (`[plugins.<name>.templates]`, rendered by the host): `failure_summary`,
+//!   `run_summary` (the failed run's incident with `granularity = "run"`) and `change_summary`,
+//!   with defaults that name the failed hosts, tasks and messages;
 //! - 202 ok; 429 and 5xx retryable (with `Retry-After`); 400 and other 4xx permanent.
 
 use herald_sdk::config;
@@ -17,7 +20,8 @@ use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Failure, Observed, RunStatus, RunSummary, RunTracker};
 use herald_sdk::text::truncate;
 use herald_sdk::{
-    failure_reason, log, playbook_name, state, Event, EventRef, HostFailure, Outcome, Plugin,
+    failure_reason, log, playbook_name, state, Event, EventKind, EventRef, HostFailure, Outcome,
+    Plugin,
 };
 // The unit tests (`use super::*`) build events with it.
 #[cfg(test)]
@@ -137,7 +141,35 @@ pub struct PagerDuty {
     events_url: Url,
     change_url: Url,
     tracker: RunTracker,
+    /// The current event's summaries from the templates.
+    custom: Custom,
 }
+
+/// Summaries rendered from the templates for the current event.
+#[derive(Debug, Default)]
+struct Custom {
+    failure: Option<String>,
+    run: Option<String>,
+    change: Option<String>,
+}
+
+/// The default `failure_summary` (an incident at a failed or unreachable host).
+pub const FAILURE_SUMMARY: &str =
+    "Ansible {{ run.playbook or 'ad-hoc run' }}: task '{{ event.task }}' \
+{{ event.status }} on {{ event.host }}: {{ event.message }}";
+
+/// The default `run_summary` (an incident for a failed run): each failed host with its failed
+/// tasks and their messages.
+pub const RUN_SUMMARY: &str = "Ansible {{ run.playbook or 'ad-hoc run' }} failed on \
+{{ summary.failed_hosts | length }} host(s): \
+{% for h in summary.failed_hosts %}{{ h.host }}{% if h.unreachable %} (unreachable){% endif %}\
+{% for t in h.tasks %} '{{ t.task }}': {{ t.message | truncate(150) }}{% endfor %}{{ '; ' if not loop.last }}\
+{% endfor %}";
+
+/// The default `change_summary` (the change event at the end of a run).
+pub const CHANGE_SUMMARY: &str = "Ansible {{ run.playbook or 'ad-hoc run' }} {{ run.status }}: \
+{{ summary.hosts }} host(s), {{ summary.recap | selectattr('changed') | list | length }} changed\
+{% for h in summary.recap | selectattr('changed') %}{{ ' (' if loop.first else ', ' }}{{ h.host }}{{ ')' if loop.last }}{% endfor %}";
 
 /// FNV-1a 64-bit: a stable hash for long dedup keys.
 fn fnv64(s: &str) -> u64 {
@@ -174,6 +206,12 @@ fn failure_json(f: &Failure) -> Value {
 impl Plugin for PagerDuty {
     type Config = Config;
 
+    const TEMPLATES: &'static [(&'static str, &'static str)] = &[
+        ("failure_summary", FAILURE_SUMMARY),
+        ("run_summary", RUN_SUMMARY),
+        ("change_summary", CHANGE_SUMMARY),
+    ];
+
     fn new(c: Config) -> Result<Self, String> {
         if c.routing_key.trim().is_empty() || c.routing_key.chars().any(char::is_whitespace) {
             return Err("config key `routing_key`: must be a non-empty key without spaces".into());
@@ -199,10 +237,38 @@ impl Plugin for PagerDuty {
             events_url,
             change_url,
             tracker: RunTracker::host("pagerduty:"),
+            custom: Custom::default(),
         })
     }
 
     fn handle(&mut self, event: &EventRef<'_>, _attempt: u32) -> Outcome {
+        // The summaries from the templates (rendered by the host), for the messages this
+        // event may send; `None` keeps the built-in text (native tests).
+        self.custom = Custom::default();
+        let rendered = if event.kind() == EventKind::PlaybookOnStats {
+            event.render("run_summary").and_then(|run| {
+                Ok(Custom {
+                    run,
+                    change: if self.c.change_events {
+                        event.render("change_summary")?
+                    } else {
+                        None
+                    },
+                    failure: None,
+                })
+            })
+        } else if HostFailure::of(event).is_some() {
+            event.render("failure_summary").map(|failure| Custom {
+                failure,
+                ..Custom::default()
+            })
+        } else {
+            Ok(Custom::default())
+        };
+        match rendered {
+            Ok(c) => self.custom = c,
+            Err(e) => return herald_sdk::permanent(e),
+        }
         let outcome = match self.tracker.observe(event) {
             Observed::AlreadyFinished => Outcome::Ok,
             Observed::Progress(summary) => self.on_progress(event, &summary),
@@ -399,13 +465,15 @@ impl PagerDuty {
             Granularity::Run => s.failures.iter().collect(),
             Granularity::Host => s.failures.iter().filter(|f| f.host == host).collect(),
         };
-        let summary = format!(
-            "Ansible {}: task '{}' {} on {host}: {}",
-            playbook_name(&s.playbook),
-            this.task,
-            what.as_str(),
-            this.message
-        );
+        let summary = self.custom.failure.clone().unwrap_or_else(|| {
+            format!(
+                "Ansible {}: task '{}' {} on {host}: {}",
+                playbook_name(&s.playbook),
+                this.task,
+                what.as_str(),
+                this.message
+            )
+        });
         // The summary holds this failure unless the list was full.
         let mut fs = fs;
         if !fs.iter().any(|f| f.event_id == e.id) {
@@ -430,7 +498,12 @@ impl PagerDuty {
                         || open.is_none_or(|o| o.run_id != s.run_id)
                     {
                         let fs: Vec<&Failure> = s.failures.iter().collect();
-                        let o = self.trigger(s, None, &fs, at_ms, end_summary(s, &failed_hosts));
+                        let summary = self
+                            .custom
+                            .run
+                            .clone()
+                            .unwrap_or_else(|| end_summary(s, &failed_hosts));
+                        let o = self.trigger(s, None, &fs, at_ms, summary);
                         if !matches!(o, Outcome::Ok) {
                             return o;
                         }
@@ -468,7 +541,11 @@ impl PagerDuty {
             }
         }
         if self.c.change_events {
-            let o = self.post(&self.change_url, &self.change_body(s));
+            let mut body = self.change_body(s);
+            if let Some(c) = &self.custom.change {
+                body["payload"]["summary"] = json!(truncate(c, SUMMARY_MAX));
+            }
+            let o = self.post(&self.change_url, &body);
             if !matches!(o, Outcome::Ok) {
                 return o;
             }

@@ -1,6 +1,6 @@
 //! The event a plugin is given.
 //!
-//! Contract 0.2.0 lends each event as a resource whose fields the plugin
+//! The contract (0.2.0 on) lends each event as a resource whose fields the plugin
 //! reads on demand. [`EventRef`] wraps it: its field access (`event.host`,
 //! through `Deref`) reads every field once, on first use, into an [`Event`];
 //! [`EventRef::json`], [`EventRef::id`] and [`EventRef::kind`] read only what
@@ -97,6 +97,18 @@ impl<'a> EventRef<'a> {
     /// The event's kind, without reading the other fields.
     pub fn kind(&self) -> EventKind {
         self.one(|e| e.kind, wit::Event::kind)
+    }
+
+    /// Renders message template `name` (the user's, else the plugin's default) against this
+    /// event and its run: `Ok(Some(text))`, `Ok(None)` when neither has that name (and always
+    /// for an event built by a native test), `Err(message)` when the template failed. After a
+    /// failure the host answers the event with a permanent failure carrying the message,
+    /// whatever `handle` returns; returning [`crate::permanent`] with it says the same.
+    pub fn render(&self, name: &str) -> Result<Option<String>, String> {
+        match &self.0 {
+            Source::Lent { event, .. } => crate::templates::render(name, event),
+            Source::Built(_) => Ok(None),
+        }
     }
 }
 

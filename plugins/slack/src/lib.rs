@@ -7,12 +7,17 @@
 //!   failed hosts, `set_stats` run values;
 //! - Block Kit `blocks` with a plain `text` fallback (notifications and old clients show it);
 //!   optional `channel`, `username`, `icon_emoji`/`icon_url` (for legacy webhooks that honour them);
+//! - message templates (`[plugins.<name>.templates]`, rendered by the host): `failure_text`
+//!   and `summary_text` (defaults below: the failed hosts with their tasks and messages),
+//!   `failure_blocks` and `summary_blocks` (a JSON array of Block Kit blocks). A user's
+//!   `*_text` without `*_blocks` is sent as the whole message (no blocks), exactly;
 //! - 200 `ok` is success; 429 honours `Retry-After`; 5xx retryable; Slack's 4xx plain-text errors
 //!   (`invalid_payload`, `channel_not_found`, ...) are permanent and logged.
 
 use herald_sdk::config;
 use herald_sdk::http::{Method, Request, Url};
 use herald_sdk::summary::{Observed, RunStatus, RunSummary, RunTracker};
+use herald_sdk::templates;
 use herald_sdk::text::truncate;
 use herald_sdk::{
     log, playbook_name, result_message, Event, EventRef, HostFailure, Outcome, Plugin,
@@ -93,6 +98,31 @@ pub fn human_duration(ms: i64) -> String {
     }
 }
 
+/// The default `failure_text`: a failed or unreachable host's task and message.
+pub const FAILURE_TEXT: &str = "\
+:x: {{ run.playbook or 'ad-hoc run' }}: task '{{ event.task or '?' }}' {{ event.status }} on {{ event.host or '?' }}: \
+{{ event.message or '(no message)' }}";
+
+/// The default `summary_text`: status, duration, the recap's totals, then each failed host
+/// with its failed tasks and their messages, the `set_stats` values and the run's link.
+pub const SUMMARY_TEXT: &str = "\
+{{ ':red_circle:' if run.status == 'failed' else ':large_green_circle:' }} \
+{{ run.playbook or 'ad-hoc run' }} {{ run.status }}\
+{% if run.duration_ms is not none %} in {{ run.duration_ms | duration }}{% endif %}: \
+{{ summary.hosts }} host(s), ok={{ summary.totals.ok }} changed={{ summary.totals.changed }} \
+failed={{ summary.totals.failures }} unreachable={{ summary.totals.unreachable }} skipped={{ summary.totals.skipped }}
+{% for h in summary.failed_hosts %}
+• {{ h.host }} {{ 'unreachable' if h.unreachable else 'failed' }}\
+{% for t in h.tasks %}{{ ':' if loop.first else ';' }} task '{{ t.task }}': {{ t.message | truncate(200) }}{% endfor %}
+
+{% endfor %}
+{% if summary.failures_more %}… and {{ summary.failures_more }} more failure(s)
+{% endif %}
+{% if summary.set_stats._run %}stats:{% for k, v in summary.set_stats._run | items %} {{ k }}={{ v | tojson }}{% endfor %}
+
+{% endif %}
+{% if run_url %}{{ run_url }}{% endif %}";
+
 /// The configured plugin.
 pub struct Slack {
     c: Config,
@@ -102,6 +132,11 @@ pub struct Slack {
 
 impl Plugin for Slack {
     type Config = Config;
+
+    const TEMPLATES: &'static [(&'static str, &'static str)] = &[
+        ("failure_text", FAILURE_TEXT),
+        ("summary_text", SUMMARY_TEXT),
+    ];
 
     fn new(c: Config) -> Result<Self, String> {
         let url = config::granted_url("webhook_url", &c.webhook_url)?;
@@ -122,12 +157,21 @@ impl Plugin for Slack {
         match self.tracker.observe(event) {
             Observed::AlreadyFinished => Outcome::Ok,
             Observed::Progress(s) => match self.failure_message(event, &s) {
-                Some(msg) => self.send(&msg, event),
+                Some(mut msg) => match self.apply_templates(event, &mut msg, "failure", true) {
+                    Ok(()) => self.send(&msg, event),
+                    Err(e) => herald_sdk::permanent(e),
+                },
                 None => Outcome::Ok,
             },
             Observed::Finished(s) => {
+                let failed = s.status() == RunStatus::Failed;
                 let o = match self.summary_message(&s) {
-                    Some(msg) => self.send(&msg, event),
+                    Some(mut msg) => {
+                        match self.apply_templates(event, &mut msg, "summary", failed) {
+                            Ok(()) => self.send(&msg, event),
+                            Err(e) => herald_sdk::permanent(e),
+                        }
+                    }
                     None => Outcome::Ok,
                 };
                 self.tracker.finish(&s.run_id, o)
@@ -137,6 +181,48 @@ impl Plugin for Slack {
 }
 
 impl Slack {
+    /// Puts the rendered templates of message `kind` (`failure`, `summary`) into `msg`: the
+    /// `text` from `<kind>_text` (the default gets the configured `mention` before it when
+    /// `mention` holds); the `blocks` from the user's `<kind>_blocks`, none when the user gave
+    /// only a text (so it is the whole message), else the built-in blocks.
+    pub fn apply_templates(
+        &self,
+        event: &EventRef<'_>,
+        msg: &mut Value,
+        kind: &str,
+        mention: bool,
+    ) -> Result<(), String> {
+        let text_name = format!("{kind}_text");
+        let blocks_name = format!("{kind}_blocks");
+        if let Some(text) = event.render(&text_name)? {
+            let user = templates::user_configured(&text_name);
+            let text = match (&self.c.mention, user || !mention) {
+                (Some(m), false) => format!("{m} {text}"),
+                _ => text,
+            };
+            msg["text"] = json!(truncate(&text, TEXT_MAX));
+            if user {
+                if let Some(m) = msg.as_object_mut() {
+                    m.remove("blocks");
+                }
+            }
+        }
+        if templates::user_configured(&blocks_name) {
+            if let Some(rendered) = event.render(&blocks_name)? {
+                let blocks: Value = serde_json::from_str(&rendered).map_err(|e| {
+                    format!("template `{blocks_name}` did not render a JSON array of blocks: {e}")
+                })?;
+                if !blocks.is_array() {
+                    return Err(format!(
+                        "template `{blocks_name}` did not render a JSON array of blocks"
+                    ));
+                }
+                msg["blocks"] = blocks;
+            }
+        }
+        Ok(())
+    }
+
     fn send(&self, msg: &Value, event: &Event) -> Outcome {
         let (o, resp) = Request::new(Method::Post, self.url.clone())
             .timeout_ms(self.c.timeout_ms)

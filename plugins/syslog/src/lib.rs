@@ -12,7 +12,10 @@
 //! - APP-NAME: `app_name` (default `ansible`); PROCID: the run id; MSGID: the event kind;
 //! - SD: `[herald@32473 tenant=.. run_id=.. playbook=.. event_id=.. play_id=.. task_id=.. host=..
 //!   status=..]` (the SD-ID is configurable);
-//! - MSG: a one-line description (UTF-8, bounded by `max_message_bytes`).
+//! - MSG: a one-line description (UTF-8, bounded by `max_message_bytes`): the instance's
+//!   `message` template when it has one (rendered by the host for every event), else for the
+//!   end of a run the `summary_message` template (default: the recap, then each failed host with
+//!   its failed tasks and messages), else the built-in description. Line breaks become spaces.
 //!
 //! The destination is an `ip:port`, reachable only if the instance's `allow_sockets` lists it.
 //!
@@ -220,8 +223,21 @@ pub struct Syslog {
     tracker: RunTracker,
 }
 
+/// The default `summary_message`: the PLAY RECAP, then each failed host with its failed tasks
+/// and their messages.
+pub const SUMMARY_MESSAGE: &str = "playbook {{ run.playbook or 'ad-hoc run' }} finished \
+{{ run.status }}{% if run.duration_ms is not none %} in {{ run.duration_ms | duration }}{% endif %}: \
+{% for h in summary.recap %}{{ h.host }} ok={{ h.ok }} changed={{ h.changed }} failed={{ h.failures }} \
+unreachable={{ h.unreachable }} skipped={{ h.skipped }} rescued={{ h.rescued }} ignored={{ h.ignored }}\
+{{ '; ' if not loop.last }}{% endfor %}\
+{% for h in summary.failed_hosts %}{{ ' | failed: ' if loop.first else '; ' }}{{ h.host }}\
+{% for t in h.tasks %} task '{{ t.task }}': {{ t.message | truncate(300) }}{% endfor %}{% endfor %}";
+
 impl Plugin for Syslog {
     type Config = Config;
+
+    const TEMPLATES: &'static [(&'static str, &'static str)] =
+        &[("summary_message", SUMMARY_MESSAGE)];
 
     fn new(c: Config) -> Result<Self, String> {
         let addr: SocketAddr = c
@@ -292,7 +308,11 @@ impl Plugin for Syslog {
         if sev > self.c.min_severity {
             return self.done(event, Outcome::Ok);
         }
-        let msg = self.format(event, sev);
+        let text = match self.template_text(event) {
+            Ok(t) => t,
+            Err(e) => return self.done(event, herald_sdk::permanent(e)),
+        };
+        let msg = self.format_text(event, sev, text);
         let framed = self.frame(&msg);
         let result = match (&mut self.udp, &mut self.tcp) {
             (Some(u), _) => u.send(&framed),
@@ -330,6 +350,23 @@ impl Syslog {
 
     /// One RFC 5424 message (without transport framing).
     pub fn format(&self, e: &Event, sev: Severity) -> Vec<u8> {
+        self.format_text(e, sev, None)
+    }
+
+    /// The message text from the templates: `message` (the user's, for any event), else
+    /// `summary_message` at the end of a run; `None` for the built-in description.
+    fn template_text(&self, event: &EventRef<'_>) -> Result<Option<String>, String> {
+        if let Some(t) = event.render("message")? {
+            return Ok(Some(t));
+        }
+        if event.kind() == EventKind::PlaybookOnStats {
+            return event.render("summary_message");
+        }
+        Ok(None)
+    }
+
+    /// [`Self::format`] with `text` (one line is made of it) instead of the built-in description.
+    pub fn format_text(&self, e: &Event, sev: Severity, text: Option<String>) -> Vec<u8> {
         let pri = self.facility as u32 * 8 + sev as u32;
         let ts = herald_sdk::time::rfc3339_ms(e.created_ms);
         let host_src = self
@@ -376,7 +413,11 @@ impl Syslog {
             param("duration_ms", &t.duration_ms.to_string());
         }
         sd.push(']');
-        let text = truncate_bytes(&message_text(e), self.c.max_message_bytes);
+        let text = match text {
+            Some(t) => one_line(&t),
+            None => message_text(e),
+        };
+        let text = truncate_bytes(&text, self.c.max_message_bytes);
         format!(
             "<{pri}>1 {ts} {hostname} {} {procid} {msgid} {sd} {text}",
             self.c.app_name

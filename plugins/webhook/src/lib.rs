@@ -379,9 +379,13 @@ impl Webhook {
             .is_none_or(|k| k.contains(kind_name(kind)))
     }
 
-    /// The request body for an event. Without a template it is `json` as it is, and no other
-    /// field is read from the host.
+    /// The request body for an event: the instance's `body` message template when it has one
+    /// (`[plugins.<name>.templates] body = ...`, rendered by the host, sent exactly), else the
+    /// config's field-selection `template`, else `json` as it is (no other field is read).
     pub fn body(&self, event: &EventRef<'_>) -> Result<Vec<u8>, String> {
+        if let Some(text) = event.render("body")? {
+            return Ok(text.into_bytes());
+        }
         match &self.template {
             None => Ok(event.json().into_bytes()),
             Some(t) => {

@@ -9,6 +9,7 @@
 mod import;
 pub mod plugin_test;
 pub mod scaffold;
+mod template;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use import::ImportArgs;
+pub use template::RenderArgs;
 
 /// How to print answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -297,6 +299,11 @@ pub fn main_dlq(cmd: DlqCommand) -> ExitCode {
 /// `herald replay …`
 pub fn main_replay(args: ReplayArgs) -> ExitCode {
     finish(replay(args))
+}
+
+/// `herald template render …`
+pub fn main_template_render(args: RenderArgs) -> ExitCode {
+    finish(template::render(args))
 }
 
 /// `herald import …`

@@ -2,7 +2,7 @@
 //! under `herald::plugin` with its instance and tenant, charged to the
 //! call's `limits.max_log_bytes`.
 
-use crate::contract::{v0_1, v0_2, Level};
+use crate::contract::{v0_1, v0_2, v0_3, Level};
 use crate::HostState;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -12,6 +12,7 @@ const MAX_LOG_LINE: usize = crate::output::MAX_LINE;
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     v0_1::log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_2::log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    v0_3::log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -53,6 +54,13 @@ impl v0_1::log::Host for HostState {
 }
 
 impl v0_2::log::Host for HostState {
+    fn log(&mut self, level: v0_2::log::Level, message: String) -> wasmtime::Result<()> {
+        self.plugin_log(level.into(), message);
+        Ok(())
+    }
+}
+
+impl v0_3::log::Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.plugin_log(level, message);
         Ok(())

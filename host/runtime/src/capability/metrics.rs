@@ -3,7 +3,7 @@
 //! per-instance series cap) and exported on `/metrics` with `tenant` and
 //! `plugin` labels.
 
-use crate::contract::{v0_1, v0_2};
+use crate::contract::{v0_1, v0_2, v0_3};
 use crate::HostState;
 use herald_telemetry::SeriesKind;
 use wasmtime::component::{HasSelf, Linker};
@@ -11,6 +11,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     v0_1::metrics::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_2::metrics::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    v0_3::metrics::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -80,3 +81,4 @@ macro_rules! metrics_host {
 
 metrics_host!(v0_1, (), |()| ());
 metrics_host!(v0_2, wasmtime::Result<()>, |()| Ok(()));
+metrics_host!(v0_3, wasmtime::Result<()>, |()| Ok(()));

@@ -18,6 +18,7 @@ pub mod log;
 pub mod metrics;
 pub mod sockets;
 pub mod state;
+pub mod templates;
 
 use crate::HostState;
 use wasmtime::component::Linker;
@@ -31,5 +32,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     metrics::add_to_linker(linker)?;
     state::add_to_linker(linker)?;
     grants::add_to_linker(linker)?;
+    templates::add_to_linker(linker)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 pub use herald_journal::{JournalError as StateError, PluginState};
 
-use crate::contract::{v0_1, v0_2};
+use crate::contract::{v0_1, v0_2, v0_3};
 use crate::HostState;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -15,6 +15,7 @@ const MAX_STATE_VALUE: usize = 256 * 1024;
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     v0_1::state::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_2::state::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    v0_3::state::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -70,6 +71,20 @@ impl v0_1::state::Host for HostState {
 }
 
 impl v0_2::state::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.state_get(key))
+    }
+    fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        self.state_set(key, value);
+        Ok(())
+    }
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.state_delete(key);
+        Ok(())
+    }
+}
+
+impl v0_3::state::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.state_get(key))
     }

@@ -1,13 +1,14 @@
 //! The plugin contract versions the host loads, and the one place that
 //! tells them apart.
 //!
-//! * [`latest`] (0.2.0) is the host's own model: [`Outcome`], [`Retry`],
+//! * [`latest`] (0.3.0) is the host's own model: [`Outcome`], [`Retry`],
 //!   [`Level`] and the types of an [`EventView`] are its generated types, so
 //!   the dispatcher and the capabilities speak the newest contract;
-//! * an older version ([`v0_1`]) holds its bindings and converts its values
-//!   UP to the model (its outcome, its log level), and the model DOWN only
-//!   where its export takes one of its own records as input (0.1.0's
-//!   `handle` takes the whole event record);
+//! * an older version ([`v0_2`], [`v0_1`]) holds its bindings and converts
+//!   its values UP to the model (its outcome, its log level), and the model
+//!   DOWN where it reads the model's values (0.2.0's `event` fields) or its
+//!   export takes one of its own records (0.1.0's `handle` takes the whole
+//!   event record);
 //! * [`SinkPre`] and [`Sink`] are the one enum over versions; the `match` on
 //!   the version is written here and nowhere else.
 //!
@@ -20,9 +21,10 @@
 pub mod event;
 pub mod v0_1;
 pub mod v0_2;
+pub mod v0_3;
 
 /// The newest contract version: the host's model types are its types.
-pub use v0_2 as latest;
+pub use v0_3 as latest;
 
 pub use event::{EventError, EventView};
 pub use latest::bindings::herald::plugin::log::Level;
@@ -36,12 +38,13 @@ use wasmtime::component::{InstancePre, Linker, Resource};
 use wasmtime::Store;
 
 /// The `herald:plugin/handler` versions this host loads, newest first.
-pub const CONTRACTS: [&str; 2] = [v0_2::CONTRACT, v0_1::CONTRACT];
+pub const CONTRACTS: [&str; 3] = [v0_3::CONTRACT, v0_2::CONTRACT, v0_1::CONTRACT];
 
-/// Links the contract's own types (the 0.2.0 `event` resource); the
-/// capabilities are linked by [`crate::capability::add_to_linker`].
+/// Links the contract's own types (the `event` resource of 0.2.0 and
+/// 0.3.0); the capabilities are linked by [`crate::capability::add_to_linker`].
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    v0_2::add_to_linker(linker)
+    v0_2::add_to_linker(linker)?;
+    v0_3::add_to_linker(linker)
 }
 
 /// Maps every event kind of one enum to the same-named kind of another:
@@ -69,16 +72,19 @@ pub(crate) use map_event_kind;
 pub(crate) enum SinkPre {
     V0_1(v0_1::bindings::SinkPre<HostState>),
     V0_2(v0_2::bindings::SinkPre<HostState>),
+    V0_3(v0_3::bindings::SinkPre<HostState>),
 }
 
 /// A live instance, of its component's contract version.
 pub(crate) enum Sink {
     V0_1(v0_1::bindings::Sink),
     V0_2(v0_2::bindings::Sink),
+    V0_3(v0_3::bindings::Sink),
 }
 
 /// An event converted once into the shape one contract version takes
-/// (raw-call benchmarks): 0.1.0's whole record, or 0.2.0's journaled text.
+/// (raw-call benchmarks): 0.1.0's whole record, or the journaled text that
+/// 0.2.0 and 0.3.0 lend.
 pub struct Prepared(PreparedShape);
 
 enum PreparedShape {
@@ -102,6 +108,7 @@ pub(crate) fn unreadable(reason: &EventError) -> Outcome {
 pub(crate) enum Version {
     V0_1,
     V0_2,
+    V0_3,
 }
 
 impl Version {
@@ -110,7 +117,9 @@ impl Version {
     /// told so rather than told about an import.
     pub(crate) fn of(exports: &[String]) -> Result<Version, LoadError> {
         let exports_one = |prefix: &str| exports.iter().any(|n| n.starts_with(prefix));
-        if exports_one(v0_2::EXPORT_PREFIX) {
+        if exports_one(v0_3::EXPORT_PREFIX) {
+            Ok(Version::V0_3)
+        } else if exports_one(v0_2::EXPORT_PREFIX) {
             Ok(Version::V0_2)
         } else if exports_one(v0_1::EXPORT_PREFIX) {
             Ok(Version::V0_1)
@@ -127,6 +136,7 @@ impl SinkPre {
         Ok(match version {
             Version::V0_1 => SinkPre::V0_1(v0_1::bindings::SinkPre::new(pre).map_err(link)?),
             Version::V0_2 => SinkPre::V0_2(v0_2::bindings::SinkPre::new(pre).map_err(link)?),
+            Version::V0_3 => SinkPre::V0_3(v0_3::bindings::SinkPre::new(pre).map_err(link)?),
         })
     }
 
@@ -135,6 +145,7 @@ impl SinkPre {
         match self {
             SinkPre::V0_1(_) => v0_1::CONTRACT,
             SinkPre::V0_2(_) => v0_2::CONTRACT,
+            SinkPre::V0_3(_) => v0_3::CONTRACT,
         }
     }
 
@@ -143,6 +154,7 @@ impl SinkPre {
         match self {
             SinkPre::V0_1(pre) => pre.instantiate_async(store).await.map(Sink::V0_1),
             SinkPre::V0_2(pre) => pre.instantiate_async(store).await.map(Sink::V0_2),
+            SinkPre::V0_3(pre) => pre.instantiate_async(store).await.map(Sink::V0_3),
         }
     }
 
@@ -150,7 +162,7 @@ impl SinkPre {
     pub(crate) fn prepare(&self, tenant: &str, body: &str) -> Result<Prepared, EventError> {
         Ok(Prepared(match self {
             SinkPre::V0_1(_) => PreparedShape::V0_1(Box::new(v0_1::event(tenant, body)?)),
-            SinkPre::V0_2(_) => PreparedShape::V0_2(body.to_owned()),
+            SinkPre::V0_2(_) | SinkPre::V0_3(_) => PreparedShape::V0_2(body.to_owned()),
         }))
     }
 }
@@ -178,7 +190,7 @@ fn no_contract(exports: &[String]) -> String {
         )
     };
     format!(
-        "it does not export {} ({detail}); build it against wit/v0.2.0",
+        "it does not export {} ({detail}); build it against wit/v0.3.0",
         CONTRACTS.join(" or ")
     )
 }
@@ -197,6 +209,11 @@ impl Sink {
                     .await
             }
             Sink::V0_2(s) => {
+                s.herald_plugin_handler()
+                    .call_configure(store, config)
+                    .await
+            }
+            Sink::V0_3(s) => {
                 s.herald_plugin_handler()
                     .call_configure(store, config)
                     .await
@@ -242,35 +259,71 @@ impl Sink {
                 Ok(outcome.into())
             }
             Sink::V0_2(s) => {
-                let body = match input {
-                    Input::Journaled(body) => body.to_owned(),
-                    Input::Prepared(Prepared(PreparedShape::V0_2(body))) => body.clone(),
-                    Input::Prepared(Prepared(PreparedShape::V0_1(event))) => event.json.clone(),
-                };
-                let owned = store
-                    .data_mut()
-                    .table
-                    .push(v0_2::LazyEvent::new(tenant.clone(), body))
-                    .map_err(|e| wasmtime::format_err!("cannot lend the event: {e}"))?;
+                let owned = lend(store, tenant, input)?;
+                let lent = Resource::new_borrow(owned.rep());
+                let answer = s
+                    .herald_plugin_handler()
+                    .call_handle(&mut *store, lent, attempt)
+                    .await
+                    .map(Outcome::from);
+                take_back(store, owned, answer)
+            }
+            Sink::V0_3(s) => {
+                let owned = lend(store, tenant, input)?;
                 let lent = Resource::new_borrow(owned.rep());
                 let answer = s
                     .herald_plugin_handler()
                     .call_handle(&mut *store, lent, attempt)
                     .await;
-                let unread = store
-                    .data_mut()
-                    .table
-                    .delete(owned)
-                    .ok()
-                    .and_then(|lazy| lazy.unreadable().cloned());
-                let outcome = answer?;
-                Ok(match unread {
-                    Some(e) => unreadable(&e),
+                let outcome = take_back(store, owned, answer)?;
+                // A template that failed during the call decides the answer:
+                // it is fixed in the configuration, never by a retry.
+                Ok(match store.data_mut().templates.take_failure() {
+                    Some(message) => Outcome::Permanent(message),
                     None => outcome,
                 })
             }
         }
     }
+}
+
+/// Puts the event in the store's table, for one `handle` call to borrow as
+/// the lazily read `event` resource (0.2.0 and 0.3.0).
+fn lend(
+    store: &mut Store<HostState>,
+    tenant: &Arc<str>,
+    input: Input<'_>,
+) -> wasmtime::Result<Resource<v0_3::LazyEvent>> {
+    let body = match input {
+        Input::Journaled(body) => body.to_owned(),
+        Input::Prepared(Prepared(PreparedShape::V0_2(body))) => body.clone(),
+        Input::Prepared(Prepared(PreparedShape::V0_1(event))) => event.json.clone(),
+    };
+    store
+        .data_mut()
+        .table
+        .push(v0_3::LazyEvent::new(tenant.clone(), body))
+        .map_err(|e| wasmtime::format_err!("cannot lend the event: {e}"))
+}
+
+/// Removes the lent event after the call; an event a field read found
+/// unreadable answers a permanent failure, whatever the plugin said.
+fn take_back(
+    store: &mut Store<HostState>,
+    owned: Resource<v0_3::LazyEvent>,
+    answer: wasmtime::Result<Outcome>,
+) -> wasmtime::Result<Outcome> {
+    let unread = store
+        .data_mut()
+        .table
+        .delete(owned)
+        .ok()
+        .and_then(|lazy| lazy.unreadable().cloned());
+    let outcome = answer?;
+    Ok(match unread {
+        Some(e) => unreadable(&e),
+        None => outcome,
+    })
 }
 
 #[cfg(test)]
@@ -285,6 +338,8 @@ mod tests {
     fn the_newest_version_a_component_exports_is_chosen() {
         let both = names(&["herald:plugin/handler@0.1.0", "herald:plugin/handler@0.2.1"]);
         assert_eq!(Version::of(&both).ok(), Some(Version::V0_2));
+        let newest = names(&["herald:plugin/handler@0.3.0"]);
+        assert_eq!(Version::of(&newest).ok(), Some(Version::V0_3));
         let old = names(&["herald:plugin/handler@0.1.3"]);
         assert_eq!(Version::of(&old).ok(), Some(Version::V0_1));
     }
@@ -300,7 +355,7 @@ mod tests {
             "{m}"
         );
         assert!(
-            m.contains("herald:plugin/handler@0.2.0 or herald:plugin/handler@0.1.0"),
+            m.contains("herald:plugin/handler@0.3.0 or herald:plugin/handler@0.2.0 or herald:plugin/handler@0.1.0"),
             "{m}"
         );
         let m = Version::of(&[]).unwrap_err().to_string();

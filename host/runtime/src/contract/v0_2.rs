@@ -1,16 +1,13 @@
-//! Contract `herald:plugin@0.2.0`, the latest: its bindings (whose types
-//! are the host's model, see [`super`]) and the `event` resource whose
-//! fields a plugin reads on demand. The capabilities it imports (`log`,
-//! `metrics`, `state`, `http`) are implemented in `crate::capability`.
-//!
-//! The event is kept as its journaled JSON text. `json` and `tenant` hand
-//! that out as it is; the first typed field parses the text once per call
-//! into an [`EventView`], and every later field is a copy out of that view.
+//! Contract `herald:plugin@0.2.0`, kept for plugins built against it: its
+//! bindings, the `event` resource (the same lazily read [`LazyEvent`] as
+//! 0.3.0's, its typed fields converted DOWN from the model here), and its
+//! outcome and log level converted UP to the model. It has every interface
+//! of 0.3.0 but `templates`; the capabilities implement its `Host` traits.
 
-use super::event::EventError;
-use super::EventView;
+pub use super::v0_3::LazyEvent;
+use super::{latest, map_event_kind, Level, Outcome, Retry};
 use crate::HostState;
-use std::sync::Arc;
+use latest::types as model;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 /// Host bindings generated from `wit/v0.2.0`.
@@ -31,64 +28,71 @@ pub mod bindings {
     });
 }
 
+use bindings::exports::herald::plugin::handler;
 pub use bindings::herald::plugin::{http, log, metrics, state, types};
-pub use types::{EventKind, Status};
 
 /// The contract version of this module.
 pub const CONTRACT: &str = "herald:plugin/handler@0.2.0";
 /// The export names of the versions this module loads (any 0.2.x).
 pub(crate) const EXPORT_PREFIX: &str = "herald:plugin/handler@0.2.";
 
-/// One event lent to one `handle` call: its journaled text, parsed on the
-/// first typed read.
-pub struct LazyEvent {
-    tenant: Arc<str>,
-    body: String,
-    parsed: Option<Result<EventView, EventError>>,
-}
-
-impl LazyEvent {
-    pub(crate) fn new(tenant: Arc<str>, body: String) -> LazyEvent {
-        LazyEvent {
-            tenant,
-            body,
-            parsed: None,
-        }
-    }
-
-    fn parsed(&mut self) -> Result<&EventView, &EventError> {
-        let body = &self.body;
-        self.parsed
-            .get_or_insert_with(|| super::event::parse(body))
-            .as_ref()
-    }
-
-    /// Why the event could not be read, if a field read found it unreadable;
-    /// the call's answer is then replaced by a permanent failure.
-    pub(crate) fn unreadable(&self) -> Option<&EventError> {
-        match &self.parsed {
-            Some(Err(e)) => Some(e),
-            _ => None,
-        }
-    }
-}
-
 /// Links the contract's own types: the `event` resource.
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
 }
 
-impl HostState {
-    /// Reads one typed field; an unreadable event reads as `fallback` (and
-    /// the call's answer is replaced, see [`LazyEvent::unreadable`]).
-    fn field<T>(
-        &mut self,
-        event: &Resource<LazyEvent>,
-        read: impl FnOnce(&EventView) -> T,
-        fallback: T,
-    ) -> wasmtime::Result<T> {
-        let lazy = self.table.get_mut(event)?;
-        Ok(lazy.parsed().map(read).unwrap_or(fallback))
+fn run(r: &model::Run) -> types::Run {
+    types::Run {
+        id: r.id.clone(),
+        playbook: r.playbook.clone(),
+        controller: r.controller.clone(),
+    }
+}
+
+fn play(p: &model::Play) -> types::Play {
+    types::Play {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        pattern: p.pattern.clone(),
+    }
+}
+
+fn task(t: &model::Task) -> types::Task {
+    types::Task {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        action: t.action.clone(),
+        path: t.path.clone(),
+    }
+}
+
+fn status(s: latest::Status) -> types::Status {
+    match s {
+        latest::Status::Ok => types::Status::Ok,
+        latest::Status::Changed => types::Status::Changed,
+        latest::Status::Failed => types::Status::Failed,
+        latest::Status::Unreachable => types::Status::Unreachable,
+        latest::Status::Skipped => types::Status::Skipped,
+    }
+}
+
+fn stats(s: &model::Stats) -> types::Stats {
+    types::Stats {
+        hosts: s
+            .hosts
+            .iter()
+            .map(|h| types::HostStats {
+                host: h.host.clone(),
+                ok: h.ok,
+                changed: h.changed,
+                failures: h.failures,
+                unreachable: h.unreachable,
+                skipped: h.skipped,
+                rescued: h.rescued,
+                ignored: h.ignored,
+            })
+            .collect(),
+        custom: s.custom.clone(),
     }
 }
 
@@ -102,10 +106,14 @@ impl types::HostEvent for HostState {
         self.field(&event, |e| e.parent_id.clone(), None)
     }
     fn kind(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<types::EventKind> {
-        self.field(&event, |e| e.kind, types::EventKind::Verbose)
+        self.field(
+            &event,
+            |e| map_event_kind!(e.kind, latest::EventKind => types::EventKind),
+            types::EventKind::Verbose,
+        )
     }
     fn tenant(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&event)?.tenant.to_string())
+        Ok(self.table.get(&event)?.tenant().to_string())
     }
     fn run(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<types::Run> {
         let empty = types::Run {
@@ -113,7 +121,7 @@ impl types::HostEvent for HostState {
             playbook: String::new(),
             controller: None,
         };
-        self.field(&event, |e| e.run.clone(), empty)
+        self.field(&event, |e| run(&e.run), empty)
     }
     fn sequence(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<u64> {
         self.field(&event, |e| e.sequence, 0)
@@ -122,16 +130,16 @@ impl types::HostEvent for HostState {
         self.field(&event, |e| e.created_ms, 0)
     }
     fn play(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<types::Play>> {
-        self.field(&event, |e| e.play.clone(), None)
+        self.field(&event, |e| e.play.as_ref().map(play), None)
     }
     fn task(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<types::Task>> {
-        self.field(&event, |e| e.task.clone(), None)
+        self.field(&event, |e| e.task.as_ref().map(task), None)
     }
     fn host(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<String>> {
         self.field(&event, |e| e.host.clone(), None)
     }
     fn status(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<types::Status>> {
-        self.field(&event, |e| e.status, None)
+        self.field(&event, |e| e.status.map(status), None)
     }
     fn changed(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<bool> {
         self.field(&event, |e| e.changed, false)
@@ -140,20 +148,29 @@ impl types::HostEvent for HostState {
         self.field(&event, |e| e.ignore_errors, false)
     }
     fn timing(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<types::Timing>> {
-        self.field(&event, |e| e.timing, None)
+        self.field(
+            &event,
+            |e| {
+                e.timing.map(|t| types::Timing {
+                    start_ms: t.start_ms,
+                    end_ms: t.end_ms,
+                    duration_ms: t.duration_ms,
+                })
+            },
+            None,
+        )
     }
     fn res(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<String>> {
         self.field(&event, |e| e.res.clone(), None)
     }
     fn stats(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<Option<types::Stats>> {
-        self.field(&event, |e| e.stats.clone(), None)
+        self.field(&event, |e| e.stats.as_ref().map(stats), None)
     }
     fn json(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&event)?.body.clone())
+        Ok(self.table.get(&event)?.body().to_string())
     }
     fn drop(&mut self, event: Resource<LazyEvent>) -> wasmtime::Result<()> {
-        // The host lends events (`borrow<event>`) and removes them itself
-        // after the call; a guest never owns one.
+        // The host lends events (`borrow<event>`) and removes them itself.
         if event.owned() {
             self.table.delete(event)?;
         }
@@ -161,34 +178,58 @@ impl types::HostEvent for HostState {
     }
 }
 
+impl From<handler::Outcome> for Outcome {
+    fn from(o: handler::Outcome) -> Self {
+        match o {
+            handler::Outcome::Ok => Self::Ok,
+            handler::Outcome::Retryable(r) => Self::Retryable(Retry {
+                reason: r.reason,
+                retry_after_ms: r.retry_after_ms,
+            }),
+            handler::Outcome::Permanent(reason) => Self::Permanent(reason),
+        }
+    }
+}
+
+impl From<log::Level> for Level {
+    fn from(level: log::Level) -> Self {
+        match level {
+            log::Level::Trace => Self::Trace,
+            log::Level::Debug => Self::Debug,
+            log::Level::Info => Self::Info,
+            log::Level::Warn => Self::Warn,
+            log::Level::Error => Self::Error,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const BODY: &str = r#"{"uuid":"u1","event":"runner_on_ok","counter":7,"run_id":"r1","created":"2026-01-01T00:00:00Z","event_data":{"host":"web1","task":"t","task_uuid":"t1","res":{"changed":true}}}"#;
-
     #[test]
-    fn an_event_is_parsed_once_on_the_first_typed_read() {
-        let mut lazy = LazyEvent::new("acme".into(), BODY.into());
-        assert!(lazy.parsed.is_none());
-        let e = lazy
-            .parsed()
-            .map(|e| (e.host.clone(), e.sequence, e.status))
-            .map_err(|e| e.to_string());
+    fn fields_convert_down_and_outcomes_up() {
+        let view = super::super::event::parse(
+            r#"{"uuid":"u","event":"runner_on_failed","counter":2,"run_id":"r","created":"2026-01-01T00:00:00Z","event_data":{"playbook":"p.yml","play":"P","play_uuid":"pu","task":"T","task_uuid":"tu","task_action":"command","host":"h"}}"#,
+        )
+        .unwrap();
+        let r = run(&view.run);
+        assert_eq!((r.id.as_str(), r.playbook.as_str()), ("r", "p.yml"));
+        assert!(matches!(
+            view.status.map(status),
+            Some(types::Status::Failed)
+        ));
         assert_eq!(
-            e,
-            Ok((Some("web1".to_string()), 7, Some(types::Status::Changed)))
+            view.task.as_ref().map(task).map(|t| t.name),
+            Some("T".into())
         );
-        assert!(lazy.parsed.is_some() && lazy.unreadable().is_none());
-    }
-
-    #[test]
-    fn an_unreadable_event_is_reported_not_trapped() {
-        let mut lazy = LazyEvent::new("acme".into(), "{not json".into());
-        assert!(lazy.unreadable().is_none(), "nothing read yet");
-        assert!(lazy.parsed().is_err());
-        assert!(lazy
-            .unreadable()
-            .is_some_and(|e| e.to_string().contains("not JSON")));
+        assert_eq!(
+            view.play.as_ref().map(play).map(|p| p.id),
+            Some("pu".into())
+        );
+        let o: Outcome = handler::Outcome::Permanent("no".into()).into();
+        assert!(matches!(o, Outcome::Permanent(m) if m == "no"));
+        let l: Level = log::Level::Error.into();
+        assert!(matches!(l, Level::Error));
     }
 }

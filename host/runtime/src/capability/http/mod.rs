@@ -14,7 +14,7 @@
 pub(crate) mod pool;
 pub mod scripted;
 
-use crate::contract::v0_2;
+use crate::contract::{v0_2, v0_3};
 use crate::{CallCounters, HostState};
 use http::Uri;
 use pool::OutboundPool;
@@ -30,10 +30,11 @@ use wasmtime_wasi_http::{
 // `herald check` needs no runtime; these names keep the runtime's paths.
 pub use herald_config::allow::{admits, explain, UrlPrefix};
 
-/// Links `wasi:http/outgoing-handler` (0.1.0 and 0.2.0) and 0.2.0's `http.send`.
+/// Links `wasi:http/outgoing-handler` (every version) and `http.send` (0.2.0, 0.3.0).
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     v0_2::http::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    v0_3::http::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -287,34 +288,42 @@ impl HttpGate {
     }
 }
 
-impl v0_2::http::Host for HostState {
-    async fn send(
-        &mut self,
-        request: v0_2::http::Request,
-    ) -> wasmtime::Result<Result<v0_2::http::Response, v0_2::http::Error>> {
-        use v0_2::http::{Error, Response};
-        let request = OneShotRequest {
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            body: request.body,
-            timeout: request
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-        };
-        Ok(match self.http.gate.send_one(request).await {
-            Ok(r) => Ok(Response {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            }),
-            Err(OneShotError::Denied(m)) => Err(Error::Denied(m)),
-            Err(OneShotError::Timeout(m)) => Err(Error::Timeout(m)),
-            Err(OneShotError::Transport(m)) => Err(Error::Transport(m)),
-            Err(OneShotError::Invalid(m)) => Err(Error::Invalid(m)),
-        })
-    }
+/// Implements one version's `http.send` over [`HttpGate::send_one`].
+macro_rules! http_send_host {
+    ($version:ident) => {
+        impl $version::http::Host for HostState {
+            async fn send(
+                &mut self,
+                request: $version::http::Request,
+            ) -> wasmtime::Result<Result<$version::http::Response, $version::http::Error>> {
+                use $version::http::{Error, Response};
+                let request = OneShotRequest {
+                    method: request.method,
+                    url: request.url,
+                    headers: request.headers,
+                    body: request.body,
+                    timeout: request
+                        .timeout_ms
+                        .map(|ms| Duration::from_millis(u64::from(ms))),
+                };
+                Ok(match self.http.gate.send_one(request).await {
+                    Ok(r) => Ok(Response {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    }),
+                    Err(OneShotError::Denied(m)) => Err(Error::Denied(m)),
+                    Err(OneShotError::Timeout(m)) => Err(Error::Timeout(m)),
+                    Err(OneShotError::Transport(m)) => Err(Error::Transport(m)),
+                    Err(OneShotError::Invalid(m)) => Err(Error::Invalid(m)),
+                })
+            }
+        }
+    };
 }
+
+http_send_host!(v0_2);
+http_send_host!(v0_3);
 
 /// Sorts a `wasi:http` error into the kinds `http.send` reports.
 fn one_shot_error(e: &HttpError) -> OneShotError {
