@@ -2,7 +2,7 @@
 rebuilt .wasm), without SIGHUP or an edit of herald.toml, and keeps the running instance when
 the new file does not load.
 
-The instance's component starts as the 0.2.0 webhook (it forwards events to a local receiver);
+The instance's component starts as the 0.3.0 webhook (it forwards events to a local receiver);
 it is replaced by the 0.1.0 `legacy` test plugin (it counts `legacy_events_total` instead), then
 by a file that is not a component.
 """
@@ -60,7 +60,7 @@ def test_a_rebuilt_component_is_reloaded_and_a_broken_one_keeps_the_running_inst
     def generation():
         return admin_get(host, "/v1/admin/reload", admin)
 
-    assert contract() == "herald:plugin/handler@0.2.0"
+    assert contract() == "herald:plugin/handler@0.3.0"
     post(host, token, events("r1", 3))
     wait_for(lambda: len(receiver.events()) == 3, what="the webhook to forward run r1")
 
@@ -86,7 +86,7 @@ def test_a_rebuilt_component_is_reloaded_and_a_broken_one_keeps_the_running_inst
 
     # Fixed again: the webhook is back.
     replace(component, (PLUGIN_DIR / "webhook.wasm").read_bytes())
-    wait_for(lambda: contract() == "herald:plugin/handler@0.2.0", timeout=30, what="the fixed component to load")
+    wait_for(lambda: contract() == "herald:plugin/handler@0.3.0", timeout=30, what="the fixed component to load")
     post(host, token, events("r4", 2))
     wait_for(lambda: len(receiver.events()) == 5, what="the webhook to forward run r4")
     assert [e["run_id"] for e in receiver.events()[3:]] == ["r4", "r4"]
