@@ -466,16 +466,10 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
                 }
                 None => {}
             }
-            if !d.queued && !w.routes.is_empty() {
-                // Routes are matched when an event is read, not at ingest.
-                // A stored body that no longer parses is delivered rather
-                // than dropped.
-                let wanted =
-                    herald_event::parse_stored(&d.body).is_none_or(|e| w.routes.matches(&e));
-                if !wanted {
-                    w.taken(&d);
-                    continue;
-                }
+            // Routes are matched when an event is read, not at ingest.
+            if !d.queued && !w.routes.matches_stored(&d.body) {
+                w.taken(&d);
+                continue;
             }
             if let Some(owner) = &d.foreign_tenant {
                 // Another tenant's event, queued while the instance name

@@ -109,6 +109,21 @@ impl Routes {
         }
     }
 
+    /// The routes kept as JSON with an instance's cursor (an unreadable
+    /// copy means no route: every event).
+    pub fn from_json(json: &str) -> Routes {
+        serde_json::from_str::<Vec<RouteConfig>>(json)
+            .ok()
+            .and_then(|r| Routes::compile(&r).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether the instance receives a stored event (its journaled body). A
+    /// body that no longer parses is received: better delivered than lost.
+    pub fn matches_stored(&self, body: &str) -> bool {
+        self.is_empty() || crate::parse_stored(body).is_none_or(|e| self.matches(&e))
+    }
+
     /// Whether there is no route (the instance receives every event).
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()

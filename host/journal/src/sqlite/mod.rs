@@ -923,10 +923,7 @@ fn queue_unread(
     routes: &str,
     now: i64,
 ) -> Result<usize, JournalError> {
-    let routes = serde_json::from_str::<Vec<herald_event::routes::RouteConfig>>(routes)
-        .ok()
-        .and_then(|r| herald_event::routes::Routes::compile(&r).ok())
-        .unwrap_or_default();
+    let routes = herald_event::routes::Routes::from_json(routes);
     let unread: Vec<(i64, String, i64, String)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT id, run_id, received_ms, body FROM events WHERE tenant = ?1 AND id > ?2 ORDER BY id",
@@ -942,8 +939,7 @@ fn queue_unread(
     )?;
     let mut n = 0;
     for (id, run_id, received_ms, body) in unread {
-        // A body that no longer parses is queued: better told than lost.
-        if herald_event::parse_stored(&body).is_none_or(|e| routes.matches(&e)) {
+        if routes.matches_stored(&body) {
             n += insert.execute(params![plugin, id, run_id, received_ms, now])?;
         }
     }

@@ -473,13 +473,10 @@ fn derived_deliveries(
             scanned += 1;
             after = (id, plugin.clone());
             if let Some(body) = body {
-                let compiled = routes.entry(plugin.clone()).or_insert_with(|| {
-                    serde_json::from_str::<Vec<herald_event::routes::RouteConfig>>(&route_json)
-                        .ok()
-                        .and_then(|r| herald_event::routes::Routes::compile(&r).ok())
-                        .unwrap_or_default()
-                });
-                if !herald_event::parse_stored(&body).is_some_and(|e| compiled.matches(&e)) {
+                let compiled = routes
+                    .entry(plugin.clone())
+                    .or_insert_with(|| herald_event::routes::Routes::from_json(&route_json));
+                if !compiled.matches_stored(&body) {
                     continue;
                 }
             }
