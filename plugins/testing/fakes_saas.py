@@ -1,0 +1,214 @@
+"""Strict local fakes of the SaaS APIs of the teams, splunk_hec, datadog and otel sinks.
+
+Same base as fakes.py (`FakeServer`: 127.0.0.1, a free port, every request recorded and checked,
+`respond_next` to answer 429/5xx/4xx, `errors` lists what broke the documented shape):
+
+- FakeTeams: a Workflows webhook taking an Adaptive Card message;
+- FakeSplunkHec: the HTTP Event Collector's `/services/collector/event` (token, channel, batches);
+- FakeDatadog: the Events API v1 and the metrics API v2 (`DD-API-KEY`);
+- FakeOtlp: an OTLP/HTTP collector, `/v1/traces` and `/v1/metrics` in protobuf, decoded with the
+  official definitions (the `opentelemetry-proto` package; only this fake needs it).
+
+    sys.path.insert(0, "plugins/testing")
+    from fakes_saas import FakeTeams
+    with FakeTeams() as teams:
+        ...  # point the plugin at teams.hook_url
+        assert teams.cards and not teams.errors
+
+Run one by hand: `python3 plugins/testing/fakes_saas.py teams --port 8080`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from typing import Any
+
+from fakes import FakeServer, Invalid
+
+__all__ = ["FakeTeams"]
+
+
+# -- Microsoft Teams (Workflows webhook) ------------------------------------------------------
+
+_TEXT_SIZES = {"Small", "Default", "Medium", "Large", "ExtraLarge"}
+_WEIGHTS = {"Lighter", "Default", "Bolder"}
+_COLORS = {"Default", "Dark", "Light", "Accent", "Good", "Warning", "Attention"}
+_SPACINGS = {"None", "Small", "Default", "Medium", "Large", "ExtraLarge", "Padding"}
+_VERSIONS = {"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"}
+# Properties every element may have (Adaptive Cards schema 1.4, `Element` base).
+_COMMON = {"type", "id", "spacing", "separator", "isVisible", "height", "requires", "fallback"}
+_ELEMENT_PROPS = {
+    "TextBlock": {"text", "color", "fontType", "horizontalAlignment", "isSubtle", "maxLines", "size", "weight",
+                  "wrap", "style"},
+    "FactSet": {"facts"},
+    "Container": {"items", "selectAction", "style", "verticalContentAlignment", "bleed", "backgroundImage",
+                  "minHeight", "rtl"},
+    "ColumnSet": {"columns", "selectAction", "style", "bleed", "minHeight", "horizontalAlignment"},
+    "ActionSet": {"actions"},
+    "Image": {"url", "altText", "size", "style", "width", "horizontalAlignment", "backgroundColor", "selectAction"},
+    "RichTextBlock": {"inlines", "horizontalAlignment"},
+}
+
+
+class FakeTeams(FakeServer):
+    """A Microsoft Teams Workflows webhook ("When a Teams webhook request is received" → "Post
+    card in a chat or channel").
+
+    Checks: POST to the hook path with its `sig` query parameter (else 401, as Logic Apps
+    answers a missing signature), `Content-Type: application/json`, a body
+    `{"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+    "contentUrl": null, "content": <AdaptiveCard>}]}`, the card against the Adaptive Cards
+    schema's element types, required properties and enumerations (version 1.0-1.5, TextBlock
+    `text`/`size`/`weight`/`color`, FactSet `facts` of `{title, value}` strings, Action.OpenUrl
+    `title` and absolute `url`), and the message size (Teams refuses over 28 KB: 413).
+    Answers 202 with an empty body, as the flow's trigger does. `cards` holds the accepted cards.
+    """
+
+    name = "teams"
+    MAX_BYTES = 28 * 1024
+
+    def __init__(self, port: int = 0, hook_path: str = "/workflows/4f2e/triggers/manual/paths/invoke",
+                 sig: str = "Zs3cr3tSignature0123456789abcdefXYZ"):
+        self.cards: list[dict] = []
+        self.hook_path, self.sig = hook_path, sig
+        super().__init__(port)
+        self.hook_url = f"{self.url}{hook_path}?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={sig}"
+
+    def _element(self, e: Any, where: str, problems: list[str]) -> None:
+        if not isinstance(e, dict) or not isinstance(e.get("type"), str):
+            problems.append(f"{where}: an element must be an object with a type")
+            return
+        t = e["type"]
+        if t not in _ELEMENT_PROPS:
+            problems.append(f"{where}: unknown element type {t!r}")
+            return
+        extra = set(e) - _COMMON - _ELEMENT_PROPS[t]
+        if extra:
+            problems.append(f"{where}: {t} has unknown properties {sorted(extra)}")
+        if "spacing" in e and e["spacing"] not in _SPACINGS:
+            problems.append(f"{where}.spacing {e['spacing']!r}")
+        if "separator" in e and not isinstance(e["separator"], bool):
+            problems.append(f"{where}.separator must be a boolean")
+        if t == "TextBlock":
+            if not isinstance(e.get("text"), str):
+                problems.append(f"{where}.text is required (a string)")
+            for key, allowed in (("size", _TEXT_SIZES), ("weight", _WEIGHTS), ("color", _COLORS)):
+                if key in e and e[key] not in allowed:
+                    problems.append(f"{where}.{key} {e[key]!r} is not one of {sorted(allowed)}")
+            if "wrap" in e and not isinstance(e["wrap"], bool):
+                problems.append(f"{where}.wrap must be a boolean")
+        elif t == "FactSet":
+            facts = e.get("facts")
+            if not isinstance(facts, list) or not facts:
+                problems.append(f"{where}.facts must be a non-empty list")
+            else:
+                for i, f in enumerate(facts):
+                    if not (isinstance(f, dict) and set(f) == {"title", "value"}
+                            and isinstance(f["title"], str) and isinstance(f["value"], str)):
+                        problems.append(f"{where}.facts[{i}] must be {{title, value}} strings, got {f!r}")
+        elif t == "Container":
+            for i, x in enumerate(e.get("items") or []):
+                self._element(x, f"{where}.items[{i}]", problems)
+        elif t == "ColumnSet":
+            for i, col in enumerate(e.get("columns") or []):
+                for j, x in enumerate((col or {}).get("items") or []):
+                    self._element(x, f"{where}.columns[{i}].items[{j}]", problems)
+        elif t == "ActionSet":
+            self._actions(e.get("actions"), f"{where}.actions", problems)
+
+    @staticmethod
+    def _actions(actions: Any, where: str, problems: list[str]) -> None:
+        if not isinstance(actions, list):
+            problems.append(f"{where} must be a list")
+            return
+        for i, a in enumerate(actions):
+            w = f"{where}[{i}]"
+            if not isinstance(a, dict) or a.get("type") not in ("Action.OpenUrl", "Action.ShowCard",
+                                                                 "Action.ToggleVisibility", "Action.Execute"):
+                problems.append(f"{w}: unknown action")
+                continue
+            if a["type"] == "Action.OpenUrl":
+                url = a.get("url")
+                p = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+                if not p or p.scheme not in ("http", "https") or not p.netloc:
+                    problems.append(f"{w}.url must be an absolute http(s) URL, got {url!r}")
+                if not isinstance(a.get("title"), str) or not a["title"]:
+                    problems.append(f"{w}.title is required")
+
+    def handle(self, rec):
+        if rec.method != "POST":
+            raise Invalid([f"method {rec.method}"], 405)
+        url = urllib.parse.urlsplit(rec.path)
+        if url.path != self.hook_path:
+            raise Invalid([f"no flow at {url.path}"], 404)
+        if urllib.parse.parse_qs(url.query).get("sig") != [self.sig]:
+            raise Invalid(["missing or wrong sig"], 401, json.dumps(
+                {"error": {"code": "DirectApiAuthorizationRequired", "message": "The request must be authenticated"}}
+            ).encode())
+        if len(rec.body) > self.MAX_BYTES:
+            raise Invalid([f"message is {len(rec.body)} bytes, more than {self.MAX_BYTES}"], 413)
+        problems: list[str] = []
+        body = self.require_json(rec, problems)
+        if body is None:
+            raise Invalid(problems)
+        if body.get("type") != "message":
+            problems.append(f"type must be \"message\", got {body.get('type')!r}")
+        atts = body.get("attachments")
+        if not isinstance(atts, list) or not atts:
+            raise Invalid(problems + ["attachments must be a non-empty list"])
+        cards = []
+        for i, a in enumerate(atts):
+            w = f"attachments[{i}]"
+            if not isinstance(a, dict):
+                problems.append(f"{w} must be an object")
+                continue
+            if a.get("contentType") != "application/vnd.microsoft.card.adaptive":
+                problems.append(f"{w}.contentType {a.get('contentType')!r}")
+            if a.get("contentUrl") is not None:
+                problems.append(f"{w}.contentUrl must be null")
+            c = a.get("content")
+            if not isinstance(c, dict) or c.get("type") != "AdaptiveCard":
+                problems.append(f"{w}.content must be an AdaptiveCard")
+                continue
+            if c.get("version") not in _VERSIONS:
+                problems.append(f"{w}.content.version {c.get('version')!r} is not one Teams renders (1.0-1.5)")
+            if "$schema" in c and c["$schema"] != "http://adaptivecards.io/schemas/adaptive-card.json":
+                problems.append(f"{w}.content.$schema {c['$schema']!r}")
+            elements = c.get("body")
+            if not isinstance(elements, list) or not elements:
+                problems.append(f"{w}.content.body must be a non-empty list")
+            else:
+                for j, e in enumerate(elements):
+                    self._element(e, f"{w}.content.body[{j}]", problems)
+            if "actions" in c:
+                self._actions(c["actions"], f"{w}.content.actions", problems)
+            ms = c.get("msteams")
+            if ms is not None and (not isinstance(ms, dict) or ms.get("width", "Full") != "Full"):
+                problems.append(f"{w}.content.msteams {ms!r}")
+            cards.append(c)
+        if problems:
+            raise Invalid(problems)
+        self.cards.extend(cards)
+        return 202, b"", "text/plain", {}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+
+    kinds = {"teams": FakeTeams}
+    ap = argparse.ArgumentParser(description="Run a strict fake SaaS sink until interrupted.")
+    ap.add_argument("kind", choices=sorted(kinds))
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    srv = kinds[args.kind](port=args.port)
+    print(f"{args.kind} fake listening on {srv.url}", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+            for e in srv.errors:
+                print("INVALID:", e, flush=True)
+            srv.errors.clear()
+    except KeyboardInterrupt:
+        srv.stop()

@@ -1,0 +1,285 @@
+"""Issue 22: the teams, splunk_hec, datadog and otel sinks through the real host, against the strict
+fakes of plugins/testing/fakes_saas.py (documented wire format checked; 429 with Retry-After, 5xx,
+4xx on demand).
+
+The module runs tests/support/playbooks/deploy.yml twice with Herald's callback and a real
+ansible-playbook: first failing (web2 fails "Migrate the database", cache1 is unreachable), then
+succeeding. Each sink test reads what its fake got from those runs; the retry tests replay the
+failed run's recorded events into a fresh host whose fakes misbehave.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import PLUGIN_DIR, Host, run_playbook, token_pair
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+from plugin_sinks import (  # noqa: E402
+    ROOT, FakeWebhook, by_run, created_ms, delivery_counts, deploy_run, stats_of, wait_settled)
+
+sys.path.insert(0, str(ROOT / "plugins" / "testing"))
+from fakes_saas import FakeTeams  # noqa: E402
+
+TENANT = "ops"
+FAST_RETRY = {"initial_ms": 100, "max_ms": 1000, "max_attempts": 8}
+RUN_URL = "https://herald.example.com/runs/{run_id}"
+
+
+class Fakes:
+    """One fake per SaaS API."""
+
+    def __init__(self):
+        self.teams = FakeTeams()
+
+    def all(self) -> dict:
+        return {"teams": self.teams}
+
+    def stop(self):
+        for f in self.all().values():
+            f.stop()
+
+
+def instances(f: Fakes) -> dict[str, dict]:
+    """One instance of each sink, each granted exactly its fake."""
+    return {
+        "teams": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "teams.wasm"), "allow_http": [f.teams.url],
+            "retry": FAST_RETRY,
+            "config": {"webhook_url": f.teams.hook_url, "notify_on_success": True, "run_url": RUN_URL},
+        },
+        # A user's templates: a title of their own and a whole card of their own.
+        "teams-custom": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "teams.wasm"), "allow_http": [f.teams.url],
+            "retry": FAST_RETRY,
+            "config": {"webhook_url": f.teams.hook_url, "failure_messages": False},
+            "templates": {
+                "summary_card": '{"type": "AdaptiveCard", "version": "1.5", "body": ['
+                                '{"type": "TextBlock", "text": {{ ("custom: " ~ run.playbook ~ " " ~ run.status) | tojson }}},'
+                                '{"type": "FactSet", "facts": [{% for h in summary.failed_hosts %}'
+                                '{"title": {{ h.host | tojson }}, "value": {{ (h.tasks | map(attribute="task") | join(", ")) | tojson }}}'
+                                '{% if not loop.last %},{% endif %}{% endfor %}]}]}',
+            },
+        },
+    }
+
+
+SINKS = ["teams", "teams-custom"]
+
+
+class Lifecycle:
+    def __init__(self, host, fakes, runs, after_first):
+        self.host, self.fakes = host, fakes
+        self.failed_run, self.good_run = runs
+        self.after_first = after_first          # request counts of each fake after run 1
+
+
+def counts(fakes: Fakes) -> dict[str, int]:
+    return {"teams": len(fakes.teams.cards)}
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("saas")
+    fakes = Fakes()
+    capture = FakeWebhook()
+    token, token_hash = token_pair()
+    plugins = instances(fakes)
+    plugins["capture"] = {"tenant": TENANT, "component": str(PLUGIN_DIR / "webhook.wasm"),
+                          "allow_http": [capture.url], "config": {"url": capture.url + "/events"}}
+    (tmp / "host").mkdir()
+    host = Host(tmp / "host", {TENANT: token_hash}, plugins).start()
+    try:
+        r = deploy_run(run_playbook, host, token, tmp / "run1", fail_hosts=("web2",), cache_unreachable=True,
+                       record=tmp / "run1.record")
+        assert r.returncode == 4, r.stdout + r.stderr
+        total = len((tmp / "run1.record").read_text().split())
+        wait_settled(host, TENANT, SINKS + ["capture"], total)
+        after_first = counts(fakes)
+        r = deploy_run(run_playbook, host, token, tmp / "run2", record=tmp / "run2.record")
+        assert r.returncode == 0, r.stdout + r.stderr
+        total += len((tmp / "run2.record").read_text().split())
+        wait_settled(host, TENANT, SINKS + ["capture"], total)
+        runs = sorted(by_run(capture.events()).values(), key=lambda evs: created_ms(evs[0]))
+        assert len(runs) == 2, [len(x) for x in runs]
+        yield Lifecycle(host, fakes, runs, after_first)
+    finally:
+        host.kill(signal.SIGTERM)
+        fakes.stop()
+        capture.stop()
+
+
+def test_every_sink_delivered_every_event(lifecycle):
+    text = lifecycle.host.metrics()
+    n = len(lifecycle.failed_run) + len(lifecycle.good_run)
+    for p in SINKS:
+        assert delivery_counts(text, p) == {"ok": n}, (p, delivery_counts(text, p))
+    for name, fake in lifecycle.fakes.all().items():
+        assert not fake.errors, (name, fake.errors)
+
+
+# -- teams -------------------------------------------------------------------------------------
+
+def facts_of(card: dict) -> dict[str, str]:
+    return {f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet" for f in b["facts"]}
+
+
+def test_teams_posts_a_card_per_failure_and_per_run(lifecycle):
+    teams = lifecycle.fakes.teams
+    ours = [c for c in teams.cards if not c["body"][0]["text"].startswith("custom: ")]
+    custom = [c for c in teams.cards if c["body"][0]["text"].startswith("custom: ")]
+    n1 = lifecycle.after_first["teams"]
+    first = [c for c in teams.cards[:n1] if c in ours]
+    second = [c for c in teams.cards[n1:] if c in ours]
+    run_id = lifecycle.failed_run[0]["run_id"]
+
+    # Run 1: a card per failed or unreachable host (cache1 fails first), then the run's summary.
+    assert [c["body"][0]["text"] for c in first] == [
+        "deploy.yml: task 'Render the configuration' unreachable on cache1",
+        "deploy.yml: task 'Migrate the database' failed on web2",
+        "deploy.yml failed",
+    ]
+    cache1, web2, summary = first
+    assert web2["body"][0]["color"] == "Attention" and web2["body"][0]["weight"] == "Bolder"
+    assert web2["body"][1]["text"] == "migration 42 failed on web2"       # failure_text: the message
+    f = facts_of(web2)
+    assert (f["Host"], f["Task"], f["Module"], f["Play"], f["Playbook"], f["Run"], f["Tenant"]) == (
+        "web2", "Migrate the database", "ansible.builtin.fail", "Deploy the service", "deploy.yml", run_id, TENANT)
+    assert web2["actions"] == [{"type": "Action.OpenUrl", "title": "Open run",
+                                "url": f"https://herald.example.com/runs/{run_id}"}]
+    assert facts_of(cache1)["Host"] == "cache1"
+
+    stats = stats_of(lifecycle.failed_run)
+    total = {k: sum(stats[k].values()) for k in ("ok", "changed", "skipped")}
+    # summary_text (the default template): totals, then each failed host with its task and message.
+    lines = summary["body"][1]["text"].split("\n\n")
+    assert lines[0].startswith("4 host(s) in ") and lines[0].endswith(
+        f": ok={total['ok']} changed={total['changed']} failed=1 unreachable=1 skipped={total['skipped']}"), lines
+    assert lines[1].startswith("- cache1 unreachable: task 'Render the configuration': "), lines
+    assert lines[2] == "- web2 failed: task 'Migrate the database': migration 42 failed on web2", lines
+    f = facts_of(summary)
+    assert f["Status"] == "failed" and f["Hosts"] == "4" and f["Failed hosts"] == "cache1, web2"
+    # The PLAY RECAP per host, as the playbook's stats say.
+    for h in ("web1", "web2", "db1", "cache1"):
+        assert f[h] == (f"ok {stats['ok'].get(h, 0)} · changed {stats['changed'].get(h, 0)} · "
+                        f"failed {stats['failures'].get(h, 0)} · unreachable {stats['dark'].get(h, 0)} · "
+                        f"skipped {stats['skipped'].get(h, 0)}"), (h, f[h])
+    assert f["release"] == "2.0.1" and f["healthy_hosts"] == "3" and f["canary"] == "true"
+
+    # Run 2 succeeded: only the success summary (notify_on_success), coloured Good.
+    assert [c["body"][0]["text"] for c in second] == ["deploy.yml successful"]
+    assert second[0]["body"][0]["color"] == "Good"
+
+    # The user's summary_card replaced the whole card: failed hosts with their tasks, for the
+    # failed run only (that instance has no notify_on_success; failure_messages is off).
+    assert len(custom) == 1, custom
+    assert custom[0] == {"type": "AdaptiveCard", "version": "1.5", "body": [
+        {"type": "TextBlock", "text": "custom: deploy.yml failed"},
+        {"type": "FactSet", "facts": [{"title": "cache1", "value": "Render the configuration"},
+                                      {"title": "web2", "value": "Migrate the database"}]}]}
+    # The webhook's signature is a secret: never in Herald's log.
+    assert teams.sig not in lifecycle.host.logs()
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+def replay_host(tmp: Path, fakes: Fakes, names: list[str]):
+    token, token_hash = token_pair()
+    plugins = {k: v for k, v in instances(fakes).items() if k in names}
+    tmp.mkdir()
+    return Host(tmp, {TENANT: token_hash}, plugins).start(), token
+
+
+def replay(host, token, events) -> None:
+    status, body = host.post(json.dumps(events).encode(), token)
+    assert status == 202 and body["accepted"] == len(events), body
+
+
+REFUSALS = {
+    "teams": (400, {"error": {"code": "InvalidRequestContent", "message": "The input body for trigger 'manual' of type 'Request' must be of type JSON"}}),
+}
+
+
+@pytest.mark.parametrize("status", [429, 503, 400], ids=["429-retry-after", "5xx-backoff", "4xx-dead-letter"])
+def test_each_status_is_retried_or_dead_lettered(lifecycle, tmp_path, status):
+    """The failed run's events replayed into a fresh host whose fakes answer `status` to their
+    first request: 429 is retried no earlier than its Retry-After, 5xx is retried with backoff,
+    4xx is dead-lettered at once."""
+    fakes = Fakes()
+    names = ["teams"]
+    for name, fake in fakes.all().items():
+        if status == 429:
+            fake.respond_next(429, body="rate limited", headers={"Retry-After": "2"})
+        elif status == 503:
+            fake.respond_next(503, body="upstream unavailable", count=2)
+        else:
+            code, body = REFUSALS[name]
+            fake.respond_next(code, body=body)
+    host, token = replay_host(tmp_path / "host", fakes, names)
+    try:
+        events = lifecycle.failed_run
+        replay(host, token, events)
+        text = wait_settled(host, TENANT, names, len(events), timeout=60)
+        for name, fake in fakes.all().items():
+            got = delivery_counts(text, name)
+            first = fake.requests[0]
+            again = [r for r in fake.requests[1:] if r.body == first.body]
+            if status == 429:
+                assert first.status == 429 and len(again) == 1 and again[0].status < 300, name
+                assert again[0].at - first.at >= 2.0 - 0.02, f"{name} retried before Retry-After"
+                assert got == {"ok": len(events), "retry": 1}, (name, got)
+            elif status == 503:
+                assert [r.status for r in [first] + again] == [503, 503, again[-1].status] and again[-1].status < 300
+                assert again[-1].at - first.at < 2.0
+                assert got == {"ok": len(events), "retry": 2}, (name, got)
+            else:
+                assert again == [], f"{name}: a {status} was retried"
+                assert got == {"ok": len(events) - 1, "dead": 1}, (name, got)
+            assert not fake.errors, (name, fake.errors)
+        if status == 400:
+            assert "HTTP 400 from http://127.0.0.1:%d" % fakes.teams.port in host.logs()
+        assert fakes.teams.sig not in host.logs()
+    finally:
+        host.kill(signal.SIGTERM)
+        fakes.stop()
+
+
+# -- the fakes themselves ----------------------------------------------------------------------
+
+def post(url, body, headers=None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_the_teams_fake_enforces_the_card_schema():
+    card = {"type": "AdaptiveCard", "version": "1.4",
+            "body": [{"type": "TextBlock", "text": "t", "size": "Large", "color": "Good"},
+                     {"type": "FactSet", "facts": [{"title": "a", "value": "b"}]}]}
+    msg = {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+                                               "contentUrl": None, "content": card}]}
+    with FakeTeams() as t:
+        assert post(t.hook_url, msg) == (202, b"")
+        assert t.cards == [card] and not t.errors
+        assert post(t.url + t.hook_path, msg)[0] == 401                   # no signature
+        for bad in (dict(card, version="2.0"),
+                    dict(card, body=[{"type": "TextBlock", "text": "t", "color": "Red"}]),
+                    dict(card, body=[{"type": "FactSet", "facts": [{"title": "a", "value": 1}]}]),
+                    dict(card, body=[{"type": "Table"}]),
+                    dict(card, actions=[{"type": "Action.OpenUrl", "title": "x", "url": "/relative"}])):
+            assert post(t.hook_url, dict(msg, attachments=[dict(msg["attachments"][0], content=bad)]))[0] == 400
+        assert post(t.hook_url, dict(msg, type="card"))[0] == 400
+        big = dict(card, body=[{"type": "TextBlock", "text": "x" * 30000}])
+        assert post(t.hook_url, dict(msg, attachments=[dict(msg["attachments"][0], content=big)]))[0] == 413
+        assert len(t.errors) == 8 and len(t.cards) == 1
