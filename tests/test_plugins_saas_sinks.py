@@ -25,11 +25,12 @@ from plugin_sinks import (  # noqa: E402
     ROOT, FakeWebhook, by_run, created_ms, delivery_counts, deploy_run, stats_of, wait_settled)
 
 sys.path.insert(0, str(ROOT / "plugins" / "testing"))
-from fakes_saas import FakeTeams  # noqa: E402
+from fakes_saas import FakeSplunkHec, FakeTeams  # noqa: E402
 
 TENANT = "ops"
 FAST_RETRY = {"initial_ms": 100, "max_ms": 1000, "max_attempts": 8}
 RUN_URL = "https://herald.example.com/runs/{run_id}"
+CHANNEL = "5b0e7c9a-1f2d-4c3b-8a7e-6d5c4b3a2f10"
 
 
 class Fakes:
@@ -37,9 +38,10 @@ class Fakes:
 
     def __init__(self):
         self.teams = FakeTeams()
+        self.splunk = FakeSplunkHec(require_channel=True)
 
     def all(self) -> dict:
-        return {"teams": self.teams}
+        return {"teams": self.teams, "splunk": self.splunk}
 
     def stop(self):
         for f in self.all().values():
@@ -67,10 +69,25 @@ def instances(f: Fakes) -> dict[str, dict]:
                                 '{% if not loop.last %},{% endif %}{% endfor %}]}]}',
             },
         },
+        "splunk": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "splunk_hec.wasm"), "allow_http": [f.splunk.url],
+            "retry": FAST_RETRY,
+            "config": {"url": f.splunk.url, "token": f.splunk.token, "channel": CHANNEL, "index": "ansible",
+                       "use_target_host": True, "batch_max_events": 10, "fields": {"env": "ci"}},
+        },
+        # Failures only, one per request, the event's text from a template.
+        "splunk-text": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "splunk_hec.wasm"), "allow_http": [f.splunk.url],
+            "retry": FAST_RETRY,
+            "config": {"url": f.splunk.url + "/services/collector", "token": f.splunk.token, "channel": CHANNEL,
+                       "sourcetype": "ansible:text", "batch_max_events": 1,
+                       "kinds": ["runner_on_failed", "runner_on_unreachable"]},
+            "templates": {"event": "{{ event.host }} {{ event.status }}: {{ event.task }}: {{ event.message }}"},
+        },
     }
 
 
-SINKS = ["teams", "teams-custom"]
+SINKS = ["teams", "teams-custom", "splunk", "splunk-text"]
 
 
 class Lifecycle:
@@ -81,7 +98,7 @@ class Lifecycle:
 
 
 def counts(fakes: Fakes) -> dict[str, int]:
-    return {"teams": len(fakes.teams.cards)}
+    return {"teams": len(fakes.teams.cards), "splunk": len(fakes.splunk.batches)}
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +204,49 @@ def test_teams_posts_a_card_per_failure_and_per_run(lifecycle):
     assert teams.sig not in lifecycle.host.logs()
 
 
+# -- splunk_hec --------------------------------------------------------------------------------
+
+def test_splunk_hec_gets_every_event_once_in_batches(lifecycle):
+    hec = lifecycle.fakes.splunk
+    events = [e for e in hec.events if e["sourcetype"] == "ansible:herald"]
+    texts = [e for e in hec.events if e["sourcetype"] == "ansible:text"]
+    wire = lifecycle.failed_run + lifecycle.good_run
+    # Every event of both runs, once, in order, as Herald's wire event.
+    assert [e["fields"]["event_id"] for e in events] == [w["uuid"] for w in wire]
+    assert [e["event"] for e in events] == wire
+    for e, w in zip(events, wire):
+        assert e["time"] == created_ms(w) / 1000, (e["time"], w["created"])
+        assert e["index"] == "ansible" and e["source"] == "herald"
+        # use_target_host: the managed host of host events, else the controller.
+        assert e.get("host") == (w["event_data"].get("host") or w.get("controller")), (e.get("host"), w)
+        f = e["fields"]
+        assert f["tenant"] == TENANT and f["run_id"] == w["run_id"] and f["playbook"] == "deploy.yml"
+        assert f["event_kind"] == w["event"] and f["env"] == "ci"
+    failed = next(e for e in events if e["fields"]["event_kind"] == "runner_on_failed")
+    assert failed["host"] == "web2" and failed["fields"]["status"] == "failed"
+    assert failed["fields"]["ansible_host"] == "web2" and failed["fields"]["task"] == "Migrate the database"
+    # Batched: several events per request, at most 10; a batch ends at each failure and at the end
+    # of each run (the stats event is the last of its request).
+    batches = hec.batches
+    assert len(texts) == 2 and sum(batches) == len(events) + len(texts)
+    big = [n for n in batches if n > 1]
+    assert big and max(batches) <= 10 and len(batches) < len(events) / 3, batches
+    ends, pos = [], 0
+    for n in batches:
+        ends.append(hec.events[pos + n - 1])
+        pos += n
+    kinds_at_end = [e["fields"]["event_kind"] for e in ends if e["sourcetype"] == "ansible:herald"]
+    assert kinds_at_end.count("playbook_on_stats") == 2
+    assert "runner_on_failed" in kinds_at_end and "runner_on_unreachable" in kinds_at_end
+    # The failures-only instance: its template's text, one event per request.
+    cache1, web2 = texts
+    assert cache1["event"].startswith("cache1 unreachable: Render the configuration: "), cache1
+    assert web2["event"] == "web2 failed: Migrate the database: migration 42 failed on web2"
+    assert web2["host"] == lifecycle.failed_run[0]["controller"]          # no use_target_host
+    # The token is never logged.
+    assert hec.token not in lifecycle.host.logs()
+
+
 # -- retries -----------------------------------------------------------------------------------
 
 def replay_host(tmp: Path, fakes: Fakes, names: list[str]):
@@ -203,6 +263,7 @@ def replay(host, token, events) -> None:
 
 REFUSALS = {
     "teams": (400, {"error": {"code": "InvalidRequestContent", "message": "The input body for trigger 'manual' of type 'Request' must be of type JSON"}}),
+    "splunk": (400, {"text": "Incorrect index", "code": 7, "invalid-event-number": 0}),
 }
 
 
@@ -212,7 +273,7 @@ def test_each_status_is_retried_or_dead_lettered(lifecycle, tmp_path, status):
     first request: 429 is retried no earlier than its Retry-After, 5xx is retried with backoff,
     4xx is dead-lettered at once."""
     fakes = Fakes()
-    names = ["teams"]
+    names = list(fakes.all())
     for name, fake in fakes.all().items():
         if status == 429:
             fake.respond_next(429, body="rate limited", headers={"Retry-After": "2"})
@@ -243,7 +304,8 @@ def test_each_status_is_retried_or_dead_lettered(lifecycle, tmp_path, status):
                 assert got == {"ok": len(events) - 1, "dead": 1}, (name, got)
             assert not fake.errors, (name, fake.errors)
         if status == 400:
-            assert "HTTP 400 from http://127.0.0.1:%d" % fakes.teams.port in host.logs()
+            for fake in fakes.all().values():
+                assert "HTTP 400 from http://127.0.0.1:%d" % fake.port in host.logs()
         assert fakes.teams.sig not in host.logs()
     finally:
         host.kill(signal.SIGTERM)
@@ -283,3 +345,25 @@ def test_the_teams_fake_enforces_the_card_schema():
         big = dict(card, body=[{"type": "TextBlock", "text": "x" * 30000}])
         assert post(t.hook_url, dict(msg, attachments=[dict(msg["attachments"][0], content=big)]))[0] == 413
         assert len(t.errors) == 8 and len(t.cards) == 1
+
+
+def test_the_splunk_fake_answers_as_hec_does():
+    ev = {"time": 1700000000.5, "host": "web1", "sourcetype": "s", "index": "main", "event": {"a": 1},
+          "fields": {"k": "v", "l": ["a", "b"]}}
+    auth = {"Authorization": "Splunk 8c1d3a2e-6f4b-4b7e-9a55-2f0c9e1d7b10", "X-Splunk-Request-Channel": CHANNEL}
+    with FakeSplunkHec(require_channel=True) as h:
+        url = h.url + "/services/collector/event"
+        body = (json.dumps(ev) + "\n" + json.dumps(dict(ev, event="text"))).encode()
+        assert post(url, body, auth) == (200, b'{"text":"Success","code":0}')
+        assert h.batches == [2] and h.events[1]["event"] == "text"
+        assert json.loads(post(url, body, {})[1])["code"] == 2
+        assert json.loads(post(url, body, dict(auth, Authorization="Splunk nope"))[1])["code"] == 4
+        assert json.loads(post(url, body, {"Authorization": auth["Authorization"]})[1])["code"] == 10
+        assert json.loads(post(url, body, dict(auth, **{"X-Splunk-Request-Channel": "x"}))[1])["code"] == 11
+        for bad, code in ((dict(ev, index="secret"), 7), (dict(ev, event=""), 13), ({"time": 1}, 12),
+                          (dict(ev, fields={"n": 1}), 6), (dict(ev, time="now"), 6), (dict(ev, extra=1), 6)):
+            status, answer = post(url, json.dumps(ev).encode() + json.dumps(bad).encode(), auth)
+            assert status == 400 and json.loads(answer)["code"] == code, (bad, answer)
+            if code != 12 and code != 13:
+                assert json.loads(answer)["invalid-event-number"] == 1
+        assert h.batches == [2]

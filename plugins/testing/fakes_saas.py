@@ -21,13 +21,14 @@ Run one by hand: `python3 plugins/testing/fakes_saas.py teams --port 8080`.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 from typing import Any
 
 from fakes import FakeServer, Invalid
 
-__all__ = ["FakeTeams"]
+__all__ = ["FakeTeams", "FakeSplunkHec"]
 
 
 # -- Microsoft Teams (Workflows webhook) ------------------------------------------------------
@@ -194,10 +195,105 @@ class FakeTeams(FakeServer):
         return 202, b"", "text/plain", {}
 
 
+# -- Splunk HTTP Event Collector --------------------------------------------------------------
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HEC_KEYS = {"time", "host", "source", "sourcetype", "index", "event", "fields"}
+
+
+class FakeSplunkHec(FakeServer):
+    """Splunk's HTTP Event Collector, `POST /services/collector/event` (and `/services/collector`).
+
+    Checks as HEC does, answering its JSON `{"text", "code"}`: `Authorization: Splunk <token>`
+    (401 code 2 when missing, 403 code 4 when wrong), `X-Splunk-Request-Channel` a GUID (400
+    code 11; with `require_channel`, as for a token with indexer acknowledgment, missing is 400
+    code 10), a body of one or more stacked JSON event objects, each with a non-blank `event`
+    (codes 12, 13), `time` a number of epoch seconds, `host`/`source`/`sourcetype`/`index`
+    strings, `index` among `indexes` (400 code 7), `fields` an object of strings or lists of
+    strings, and no other keys (400 code 6 with `invalid-event-number`). Answers 200
+    `{"text":"Success","code":0}`. `events` holds the accepted events, `batches` the number
+    of events of each accepted request.
+    """
+
+    name = "splunk_hec"
+
+    def __init__(self, port: int = 0, token: str = "8c1d3a2e-6f4b-4b7e-9a55-2f0c9e1d7b10",
+                 indexes: tuple[str, ...] = ("main", "ansible"), require_channel: bool = False):
+        self.events: list[dict] = []
+        self.batches: list[int] = []
+        self.token, self.indexes, self.require_channel = token, set(indexes), require_channel
+        super().__init__(port)
+
+    @staticmethod
+    def _hec(status: int, text: str, code: int, problems: list[str], **extra) -> Invalid:
+        return Invalid(problems, status, json.dumps({"text": text, "code": code, **extra}).encode())
+
+    def handle(self, rec):
+        path = urllib.parse.urlsplit(rec.path).path
+        if rec.method != "POST" or path not in ("/services/collector/event", "/services/collector"):
+            raise self._hec(404, "The requested URL was not found on this server.", 404, [f"{rec.method} {path}"])
+        auth = rec.header("Authorization")
+        if not auth:
+            raise self._hec(401, "Token is required", 2, ["no Authorization header"])
+        if auth != f"Splunk {self.token}":
+            raise self._hec(403, "Invalid token", 4, [f"Authorization is not `Splunk <token>`: {auth[:12]}..."])
+        channel = rec.header("X-Splunk-Request-Channel")
+        if channel is None and self.require_channel:
+            raise self._hec(400, "Data channel is missing", 10, ["no X-Splunk-Request-Channel"])
+        if channel is not None and not _GUID.match(channel):
+            raise self._hec(400, "Invalid data channel", 11, [f"channel {channel!r} is not a GUID"])
+        text = rec.body.decode("utf-8", errors="strict")
+        if not text.strip():
+            raise self._hec(400, "No data", 5, ["empty body"])
+        decoder, pos, events = json.JSONDecoder(), 0, []
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos >= len(text):
+                break
+            try:
+                obj, pos = decoder.raw_decode(text, pos)
+            except ValueError as e:
+                raise self._hec(400, "Invalid data format", 6, [f"event {len(events)}: {e}"],
+                                **{"invalid-event-number": len(events)})
+            events.append(obj)
+        for i, ev in enumerate(events):
+            problems: list[str] = []
+            if not isinstance(ev, dict):
+                raise self._hec(400, "Invalid data format", 6, [f"event {i} is not an object"], **{"invalid-event-number": i})
+            if "event" not in ev:
+                raise self._hec(400, "Event field is required", 12, [f"event {i}: no event"], **{"invalid-event-number": i})
+            if ev["event"] in ("", None, {}):
+                raise self._hec(400, "Event field cannot be blank", 13, [f"event {i}: blank"], **{"invalid-event-number": i})
+            extra = set(ev) - _HEC_KEYS
+            if extra:
+                problems.append(f"event {i}: unknown keys {sorted(extra)}")
+            t = ev.get("time")
+            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 1e9 < t < 1e10):
+                problems.append(f"event {i}: time {t!r} is not epoch seconds")
+            for k in ("host", "source", "sourcetype", "index"):
+                if k in ev and (not isinstance(ev[k], str) or not ev[k]):
+                    problems.append(f"event {i}: {k} must be a non-empty string")
+            fields = ev.get("fields", {})
+            if not isinstance(fields, dict):
+                problems.append(f"event {i}: fields must be an object")
+            else:
+                for k, v in fields.items():
+                    if not (isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))):
+                        problems.append(f"event {i}: fields.{k} must be a string or a list of strings")
+            if problems:
+                raise self._hec(400, "Invalid data format", 6, problems, **{"invalid-event-number": i})
+            if "index" in ev and ev["index"] not in self.indexes:
+                raise self._hec(400, "Incorrect index", 7, [f"event {i}: index {ev['index']!r}"], **{"invalid-event-number": i})
+        self.events.extend(events)
+        self.batches.append(len(events))
+        return 200, b'{"text":"Success","code":0}', "application/json", {}
+
+
 if __name__ == "__main__":  # pragma: no cover
     import argparse
 
-    kinds = {"teams": FakeTeams}
+    kinds = {"teams": FakeTeams, "splunk_hec": FakeSplunkHec}
     ap = argparse.ArgumentParser(description="Run a strict fake SaaS sink until interrupted.")
     ap.add_argument("kind", choices=sorted(kinds))
     ap.add_argument("--port", type=int, default=0)
