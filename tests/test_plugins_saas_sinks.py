@@ -10,8 +10,10 @@ failed run's recorded events into a fresh host whose fakes misbehave.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,12 +27,13 @@ from plugin_sinks import (  # noqa: E402
     ROOT, FakeWebhook, by_run, created_ms, delivery_counts, deploy_run, stats_of, wait_settled)
 
 sys.path.insert(0, str(ROOT / "plugins" / "testing"))
-from fakes_saas import FakeSplunkHec, FakeTeams  # noqa: E402
+from fakes_saas import FakeDatadog, FakeSplunkHec, FakeTeams  # noqa: E402
 
 TENANT = "ops"
 FAST_RETRY = {"initial_ms": 100, "max_ms": 1000, "max_attempts": 8}
 RUN_URL = "https://herald.example.com/runs/{run_id}"
 CHANNEL = "5b0e7c9a-1f2d-4c3b-8a7e-6d5c4b3a2f10"
+LABELS = "env=ci,Owner=Web Ops"
 
 
 class Fakes:
@@ -39,9 +42,10 @@ class Fakes:
     def __init__(self):
         self.teams = FakeTeams()
         self.splunk = FakeSplunkHec(require_channel=True)
+        self.datadog = FakeDatadog()
 
     def all(self) -> dict:
-        return {"teams": self.teams, "splunk": self.splunk}
+        return {"teams": self.teams, "splunk": self.splunk, "datadog": self.datadog}
 
     def stop(self):
         for f in self.all().values():
@@ -84,10 +88,16 @@ def instances(f: Fakes) -> dict[str, dict]:
                        "kinds": ["runner_on_failed", "runner_on_unreachable"]},
             "templates": {"event": "{{ event.host }} {{ event.status }}: {{ event.task }}: {{ event.message }}"},
         },
+        "datadog": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "datadog.wasm"), "allow_http": [f.datadog.url],
+            "retry": FAST_RETRY,
+            "config": {"api_key": f.datadog.api_key, "api_url": f.datadog.url, "tags": ["team:platform"],
+                       "run_url": RUN_URL},
+        },
     }
 
 
-SINKS = ["teams", "teams-custom", "splunk", "splunk-text"]
+SINKS = ["teams", "teams-custom", "splunk", "splunk-text", "datadog"]
 
 
 class Lifecycle:
@@ -112,6 +122,8 @@ def lifecycle(tmp_path_factory):
                           "allow_http": [capture.url], "config": {"url": capture.url + "/events"}}
     (tmp / "host").mkdir()
     host = Host(tmp / "host", {TENANT: token_hash}, plugins).start()
+    # Run labels (the callback's HERALD_LABELS), for the sinks that tag with them.
+    os.environ["HERALD_LABELS"] = LABELS
     try:
         r = deploy_run(run_playbook, host, token, tmp / "run1", fail_hosts=("web2",), cache_unreachable=True,
                        record=tmp / "run1.record")
@@ -127,6 +139,7 @@ def lifecycle(tmp_path_factory):
         assert len(runs) == 2, [len(x) for x in runs]
         yield Lifecycle(host, fakes, runs, after_first)
     finally:
+        del os.environ["HERALD_LABELS"]
         host.kill(signal.SIGTERM)
         fakes.stop()
         capture.stop()
@@ -247,6 +260,62 @@ def test_splunk_hec_gets_every_event_once_in_batches(lifecycle):
     assert hec.token not in lifecycle.host.logs()
 
 
+# -- datadog -----------------------------------------------------------------------------------
+
+def test_datadog_gets_events_and_metrics_with_tags(lifecycle):
+    dd = lifecycle.fakes.datadog
+    run1, run2 = lifecycle.failed_run, lifecycle.good_run
+    base_tags = {"playbook:deploy.yml", "tenant:ops", "env:ci", "owner:web_ops", "team:platform"}
+    # Events: one per failure as it happens, one per run at its end.
+    assert [e["title"] for e in dd.events] == [
+        "deploy.yml: Render the configuration unreachable on cache1",
+        "deploy.yml: Migrate the database failed on web2",
+        "Ansible deploy.yml failed",
+        "Ansible deploy.yml successful",
+    ], [e["title"] for e in dd.events]
+    cache1, web2, end1, end2 = dd.events
+    assert all(base_tags <= set(e["tags"]) for e in dd.events), [e["tags"] for e in dd.events]
+    assert "status:failed" in web2["tags"] and "status:unreachable" in cache1["tags"]
+    assert (web2["host"], web2["alert_type"], web2["source_type_name"]) == ("web2", "error", "ansible")
+    failed_event = next(e for e in run1 if e["event"] == "runner_on_failed")
+    assert web2["date_happened"] == created_ms(failed_event) // 1000
+    assert web2["text"].startswith("migration 42 failed on web2\n\nplay: Deploy the service, "
+                                   "module: ansible.builtin.fail, run: " + run1[0]["run_id"]), web2["text"]
+    assert web2["text"].endswith("https://herald.example.com/runs/" + run1[0]["run_id"])
+    assert {e["aggregation_key"] for e in dd.events} == {"herald:ops:deploy.yml"}
+    assert end1["alert_type"] == "error" and end2["alert_type"] == "success"
+    assert end1["host"] == run1[0]["controller"]
+    lines = end1["text"].splitlines()
+    assert lines[0].startswith("4 host(s) in ") and "failed=1 unreachable=1" in lines[0], end1["text"]
+    assert lines[1].startswith("cache1 unreachable: Render the configuration: "), end1["text"]
+    assert lines[2] == "web2 failed: Migrate the database: migration 42 failed on web2", end1["text"]
+
+    # Metrics, stamped with each run's end.
+    def at(run, metric, *tags):
+        ts = created_ms(run[-1]) // 1000
+        got = [p["value"] for m in dd.series if m["metric"] == metric and set(tags) <= set(m["tags"])
+               and base_tags <= set(m["tags"]) for p in m["points"] if p["timestamp"] == ts]
+        assert len(got) == 1, (metric, tags, got)
+        return got[0]
+    stats1, stats2 = stats_of(run1), stats_of(run2)
+    assert at(run1, "ansible.playbook.success") == 0 and at(run2, "ansible.playbook.success") == 1
+    duration = (created_ms(run1[-1]) - created_ms(run1[0])) / 1000
+    assert at(run1, "ansible.playbook.duration", "status:failed") == pytest.approx(duration, abs=0.002)
+    assert at(run1, "ansible.task.results", "status:ok") == sum(stats1["ok"].values())
+    assert at(run1, "ansible.task.results", "status:failed") == 1
+    assert at(run1, "ansible.task.results", "status:unreachable") == 1
+    assert at(run2, "ansible.task.results", "status:changed") == sum(stats2["changed"].values())
+    assert at(run1, "ansible.hosts", "status:total") == 4 and at(run1, "ansible.hosts", "status:failed") == 1
+    for h in ("web1", "web2", "db1", "cache1"):
+        assert at(run1, "ansible.host.failed", f"host:{h}") == (1 if h in ("web2", "cache1") else 0), h
+        assert at(run1, "ansible.host.tasks", f"host:{h}", "result:ok") == stats1["ok"].get(h, 0), h
+    per_host = [m for m in dd.series if m["metric"] == "ansible.host.failed"]
+    assert all(m["resources"] == [{"name": t.split(":", 1)[1], "type": "host"}]
+               for m in per_host for t in m["tags"] if t.startswith("host:"))
+    assert all(m["type"] == 3 for m in dd.series)
+    assert dd.api_key not in lifecycle.host.logs()
+
+
 # -- retries -----------------------------------------------------------------------------------
 
 def replay_host(tmp: Path, fakes: Fakes, names: list[str]):
@@ -264,6 +333,7 @@ def replay(host, token, events) -> None:
 REFUSALS = {
     "teams": (400, {"error": {"code": "InvalidRequestContent", "message": "The input body for trigger 'manual' of type 'Request' must be of type JSON"}}),
     "splunk": (400, {"text": "Incorrect index", "code": 7, "invalid-event-number": 0}),
+    "datadog": (400, {"errors": ["Invalid input: text"]}),
 }
 
 
@@ -367,3 +437,23 @@ def test_the_splunk_fake_answers_as_hec_does():
             if code != 12 and code != 13:
                 assert json.loads(answer)["invalid-event-number"] == 1
         assert h.batches == [2]
+
+
+def test_the_datadog_fake_checks_key_events_and_series():
+    with FakeDatadog() as dd:
+        key = {"DD-API-KEY": dd.api_key}
+        ev = {"title": "t", "text": "x", "alert_type": "error", "date_happened": int(time.time()), "tags": ["a:b"]}
+        status, body = post(dd.url + "/api/v1/events", ev, key)
+        assert status == 202 and json.loads(body)["status"] == "ok"
+        assert post(dd.url + "/api/v1/events", ev)[0] == 403
+        for bad in (dict(ev, text="x" * 4001), dict(ev, alert_type="fatal"), dict(ev, tags=["A b"]),
+                    dict(ev, date_happened=int(time.time()) - 86400), dict(ev, titel="x"), {"text": "no title"}):
+            assert post(dd.url + "/api/v1/events", bad, key)[0] == 400, bad
+        point = {"metric": "ansible.x", "type": 3, "points": [{"timestamp": int(time.time()), "value": 1.5}],
+                 "tags": ["a:b"], "resources": [{"name": "web1", "type": "host"}]}
+        assert post(dd.url + "/api/v2/series", {"series": [point]}, key) == (202, b'{"errors":[]}')
+        assert dd.value("ansible.x", "a:b") == [1.5]
+        for bad in (dict(point, type=7), dict(point, points=[{"timestamp": int(time.time()) - 7200, "value": 1}]),
+                    dict(point, metric="1x"), dict(point, points=[])):
+            assert post(dd.url + "/api/v2/series", {"series": [bad]}, key)[0] == 400, bad
+        assert len(dd.events) == 1 and len(dd.series) == 1

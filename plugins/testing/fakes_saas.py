@@ -28,7 +28,7 @@ from typing import Any
 
 from fakes import FakeServer, Invalid
 
-__all__ = ["FakeTeams", "FakeSplunkHec"]
+__all__ = ["FakeTeams", "FakeSplunkHec", "FakeDatadog"]
 
 
 # -- Microsoft Teams (Workflows webhook) ------------------------------------------------------
@@ -290,10 +290,128 @@ class FakeSplunkHec(FakeServer):
         return 200, b'{"text":"Success","code":0}', "application/json", {}
 
 
+# -- Datadog (Events API v1, metrics API v2) --------------------------------------------------
+
+_DD_TAG = re.compile(r"^[a-z][a-z0-9_\-:./]{0,199}$")
+_DD_METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,199}$")
+_DD_EVENT_KEYS = {"title", "text", "alert_type", "priority", "date_happened", "host", "tags", "aggregation_key",
+                  "source_type_name", "related_event_id", "device_name"}
+_DD_SERIES_KEYS = {"metric", "type", "points", "tags", "resources", "unit", "interval", "source_type_name",
+                   "metadata"}
+
+
+class FakeDatadog(FakeServer):
+    """Datadog's `POST /api/v1/events` and `POST /api/v2/series`, keyed by `DD-API-KEY`.
+
+    Checks: the key (403 `{"errors": ["Forbidden"]}`), JSON, for an event a non-empty `title`,
+    a `text` of at most 4000 characters, `alert_type` (error, warning, info, success,
+    user_update, recommendation, snapshot), `priority` (normal, low), `date_happened` epoch
+    seconds no older than 18 hours, `aggregation_key` of at most 100 characters, `tags` as Datadog
+    stores them (lower case `key:value`, 200 characters), no other keys; for series a metric
+    name, `type` 0-3, `points` of `{timestamp, value}` with the timestamp at most 10 minutes ahead
+    and 1 hour behind, `resources` of `{name, type}`. Answers 202 `{"status": "ok", "event":
+    {...}}` and 202 `{"errors": []}`. `events` and `series` hold what was accepted.
+    """
+
+    name = "datadog"
+    ALERT_TYPES = {"error", "warning", "info", "success", "user_update", "recommendation", "snapshot"}
+
+    def __init__(self, port: int = 0, api_key: str = "4f3c2b1a0d9e8f7a6b5c4d3e2f1a0b9c"):
+        self.events: list[dict] = []
+        self.series: list[dict] = []
+        self.api_key = api_key
+        super().__init__(port)
+
+    def _tags(self, tags, where, problems):
+        if not isinstance(tags, list):
+            problems.append(f"{where} must be a list")
+            return
+        for t in tags:
+            if not isinstance(t, str) or not _DD_TAG.match(t):
+                problems.append(f"{where}: {t!r} is not a tag as Datadog stores it")
+
+    def handle(self, rec):
+        path = urllib.parse.urlsplit(rec.path).path
+        if rec.method != "POST" or path not in ("/api/v1/events", "/api/v2/series"):
+            raise Invalid([f"{rec.method} {path}"], 404, b'{"errors":["Not found"]}')
+        if rec.header("DD-API-KEY") != self.api_key:
+            raise Invalid(["missing or wrong DD-API-KEY"], 403, b'{"errors":["Forbidden"]}')
+        problems: list[str] = []
+        body = self.require_json(rec, problems)
+        if body is None:
+            raise Invalid(problems, 400, json.dumps({"errors": problems}).encode())
+        now = time.time()
+        if path == "/api/v1/events":
+            if set(body) - _DD_EVENT_KEYS:
+                problems.append(f"unknown keys {sorted(set(body) - _DD_EVENT_KEYS)}")
+            if not isinstance(body.get("title"), str) or not body["title"]:
+                problems.append("title is required")
+            if not isinstance(body.get("text"), str) or not body["text"]:
+                problems.append("text is required")
+            elif len(body["text"]) > 4000:
+                problems.append(f"text is {len(body['text'])} characters, more than 4000")
+            if body.get("alert_type", "info") not in self.ALERT_TYPES:
+                problems.append(f"alert_type {body.get('alert_type')!r}")
+            if body.get("priority", "normal") not in ("normal", "low"):
+                problems.append(f"priority {body.get('priority')!r}")
+            d = body.get("date_happened")
+            if d is not None and (not isinstance(d, int) or isinstance(d, bool) or not now - 18 * 3600 <= d <= now + 600):
+                problems.append(f"date_happened {d!r} is not epoch seconds of the last 18 hours")
+            if len(body.get("aggregation_key") or "") > 100:
+                problems.append("aggregation_key over 100 characters")
+            for k in ("host", "aggregation_key", "source_type_name"):
+                if k in body and not isinstance(body[k], str):
+                    problems.append(f"{k} must be a string")
+            self._tags(body.get("tags", []), "tags", problems)
+            if problems:
+                raise Invalid(problems, 400, json.dumps({"errors": problems}).encode())
+            self.events.append(body)
+            out = {"status": "ok", "event": dict(body, id=len(self.events), url=f"https://app.datadoghq.com/event/event?id={len(self.events)}")}
+            return 202, json.dumps(out).encode(), "application/json", {}
+        series = body.get("series")
+        if not isinstance(series, list) or not series:
+            problems.append("series must be a non-empty list")
+            series = []
+        for i, m in enumerate(series):
+            w = f"series[{i}]"
+            if not isinstance(m, dict):
+                problems.append(f"{w} must be an object")
+                continue
+            if set(m) - _DD_SERIES_KEYS:
+                problems.append(f"{w}: unknown keys {sorted(set(m) - _DD_SERIES_KEYS)}")
+            if not isinstance(m.get("metric"), str) or not _DD_METRIC.match(m["metric"]):
+                problems.append(f"{w}.metric {m.get('metric')!r}")
+            if m.get("type", 0) not in (0, 1, 2, 3):
+                problems.append(f"{w}.type {m.get('type')!r}")
+            pts = m.get("points")
+            if not isinstance(pts, list) or not pts:
+                problems.append(f"{w}.points must be a non-empty list")
+            else:
+                for p in pts:
+                    ts, v = (p or {}).get("timestamp"), (p or {}).get("value")
+                    if not isinstance(ts, int) or isinstance(ts, bool) or not now - 3600 <= ts <= now + 600:
+                        problems.append(f"{w}: timestamp {ts!r} is not within the last hour")
+                    if not isinstance(v, (int, float)) or isinstance(v, bool):
+                        problems.append(f"{w}: value {v!r}")
+            self._tags(m.get("tags", []), f"{w}.tags", problems)
+            for r in m.get("resources", []):
+                if not (isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("type"), str)):
+                    problems.append(f"{w}.resources: {r!r}")
+        if problems:
+            raise Invalid(problems, 400, json.dumps({"errors": problems}).encode())
+        self.series.extend(series)
+        return 202, b'{"errors":[]}', "application/json", {}
+
+    def value(self, metric: str, *tags: str) -> list[float]:
+        """The values of accepted points of `metric` whose tags include `tags`."""
+        return [p["value"] for m in self.series if m["metric"] == metric and set(tags) <= set(m.get("tags", []))
+                for p in m["points"]]
+
+
 if __name__ == "__main__":  # pragma: no cover
     import argparse
 
-    kinds = {"teams": FakeTeams, "splunk_hec": FakeSplunkHec}
+    kinds = {"teams": FakeTeams, "splunk_hec": FakeSplunkHec, "datadog": FakeDatadog}
     ap = argparse.ArgumentParser(description="Run a strict fake SaaS sink until interrupted.")
     ap.add_argument("kind", choices=sorted(kinds))
     ap.add_argument("--port", type=int, default=0)
