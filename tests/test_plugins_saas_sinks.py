@@ -27,13 +27,14 @@ from plugin_sinks import (  # noqa: E402
     ROOT, FakeWebhook, by_run, created_ms, delivery_counts, deploy_run, stats_of, wait_settled)
 
 sys.path.insert(0, str(ROOT / "plugins" / "testing"))
-from fakes_saas import FakeDatadog, FakeSplunkHec, FakeTeams  # noqa: E402
+from fakes_saas import FakeDatadog, FakeOtlp, FakeSplunkHec, FakeTeams, _attrs  # noqa: E402
 
 TENANT = "ops"
 FAST_RETRY = {"initial_ms": 100, "max_ms": 1000, "max_attempts": 8}
 RUN_URL = "https://herald.example.com/runs/{run_id}"
 CHANNEL = "5b0e7c9a-1f2d-4c3b-8a7e-6d5c4b3a2f10"
 LABELS = "env=ci,Owner=Web Ops"
+OTLP_KEY = "otlp-s3cr3t-0123456789"
 
 
 class Fakes:
@@ -43,9 +44,10 @@ class Fakes:
         self.teams = FakeTeams()
         self.splunk = FakeSplunkHec(require_channel=True)
         self.datadog = FakeDatadog()
+        self.otlp = FakeOtlp()
 
     def all(self) -> dict:
-        return {"teams": self.teams, "splunk": self.splunk, "datadog": self.datadog}
+        return {"teams": self.teams, "splunk": self.splunk, "datadog": self.datadog, "otel": self.otlp}
 
     def stop(self):
         for f in self.all().values():
@@ -94,10 +96,16 @@ def instances(f: Fakes) -> dict[str, dict]:
             "config": {"api_key": f.datadog.api_key, "api_url": f.datadog.url, "tags": ["team:platform"],
                        "run_url": RUN_URL},
         },
+        "otel": {
+            "tenant": TENANT, "component": str(PLUGIN_DIR / "otel.wasm"), "allow_http": [f.otlp.url],
+            "retry": FAST_RETRY,
+            "config": {"endpoint": f.otlp.url, "headers": {"x-otlp-key": OTLP_KEY},
+                       "resource_attributes": {"team": "platform"}},
+        },
     }
 
 
-SINKS = ["teams", "teams-custom", "splunk", "splunk-text", "datadog"]
+SINKS = ["teams", "teams-custom", "splunk", "splunk-text", "datadog", "otel"]
 
 
 class Lifecycle:
@@ -121,7 +129,9 @@ def lifecycle(tmp_path_factory):
     plugins["capture"] = {"tenant": TENANT, "component": str(PLUGIN_DIR / "webhook.wasm"),
                           "allow_http": [capture.url], "config": {"url": capture.url + "/events"}}
     (tmp / "host").mkdir()
-    host = Host(tmp / "host", {TENANT: token_hash}, plugins).start()
+    # Herald exports its own spans to the same collector as the otel sink: they must join.
+    host = Host(tmp / "host", {TENANT: token_hash}, plugins,
+                extra=f'[telemetry]\notlp_endpoint = "{fakes.otlp.url}"\n').start()
     # Run labels (the callback's HERALD_LABELS), for the sinks that tag with them.
     os.environ["HERALD_LABELS"] = LABELS
     try:
@@ -316,6 +326,83 @@ def test_datadog_gets_events_and_metrics_with_tags(lifecycle):
     assert dd.api_key not in lifecycle.host.logs()
 
 
+# -- otel --------------------------------------------------------------------------------------
+
+def test_otel_exports_a_trace_per_run_joined_with_herald_spans_and_its_metrics(lifecycle):
+    otlp = lifecycle.fakes.otlp
+    ours = [(r, sp) for r, sp in otlp.spans if r.get("service.name") == "ansible"]
+    for run, status in ((lifecycle.failed_run, 2), (lifecycle.good_run, 1)):
+        trace = run[0]["run_id"].replace("-", "")
+        spans = [sp for _, sp in ours if sp.trace_id.hex() == trace]
+        roots = [sp for sp in spans if not sp.parent_span_id]
+        assert len(roots) == 1, [sp.name for sp in roots]
+        root = roots[0]
+        assert root.name == "deploy.yml" and root.kind == 2 and root.status.code == status  # SERVER; ERROR/OK
+        a = _attrs(root.attributes)
+        assert a["ansible.session"] == run[0]["run_id"] and a["herald.tenant"] == TENANT
+        assert a["ansible.host.name"] == run[0]["controller"]
+        start = next(e for e in run if e["event"] == "playbook_on_start")
+        assert root.start_time_unix_nano == created_ms(start) * 1_000_000
+        assert root.end_time_unix_nano == created_ms(run[-1]) * 1_000_000
+        # A span per task per host: every host result of the run, each under the root.
+        results = [e for e in run if e["event"] in ("runner_on_ok", "runner_on_failed", "runner_on_skipped",
+                                                    "runner_on_unreachable")]
+        children = [sp for sp in spans if sp.parent_span_id]
+        assert len(children) == len(results) and all(sp.parent_span_id == root.span_id for sp in children)
+        assert len({sp.span_id for sp in spans}) == len(spans)
+        got = sorted((_attrs(sp.attributes)["ansible.task.host.name"], sp.name) for sp in children)
+        assert got == sorted((e["event_data"]["host"], e["event_data"]["task"]) for e in results)
+        for sp in children:
+            assert root.start_time_unix_nano <= sp.start_time_unix_nano <= sp.end_time_unix_nano
+
+    # The failed task: ERROR with the message, an exception event, the callback's attributes.
+    trace1 = lifecycle.failed_run[0]["run_id"].replace("-", "")
+    by_host = {(_attrs(sp.attributes)["ansible.task.host.name"], sp.name): sp for _, sp in ours
+               if sp.trace_id.hex() == trace1 and sp.parent_span_id}
+    web2 = by_host[("web2", "Migrate the database")]
+    assert web2.status.code == 2 and web2.status.message == "migration 42 failed on web2"
+    a = _attrs(web2.attributes)
+    assert a["ansible.task.name"] == "[web2] Deploy the service: Migrate the database"
+    assert a["ansible.task.module"] == "ansible.builtin.fail" and a["ansible.task.host.status"] == "failed"
+    assert a["ansible.task.result"] == 0 and a["ansible.task.message"] == "migration 42 failed on web2"
+    assert [e.name for e in web2.events] == ["exception"]
+    assert _attrs(web2.events[0].attributes)["exception.message"].startswith('message: "migration 42 failed on web2"')
+    cache1 = by_host[("cache1", "Render the configuration")]
+    assert cache1.status.code == 2 and _attrs(cache1.attributes)["ansible.task.host.status"] == "unreachable"
+    skipped = by_host[("web1", "Migrate the database")]
+    assert skipped.status.code == 0 and _attrs(skipped.attributes)["ansible.task.host.status"] == "skipped"
+    assert all(r["team"] == "platform" for r, _ in ours)
+
+    # Herald's own spans of the run (ingest of the callback's batches) are in the same trace.
+    def herald_spans():
+        return [sp for r, sp in otlp.spans if r.get("service.name") == "herald" and sp.trace_id.hex() == trace1
+                and sp.name == "ingest"]
+    from conftest import wait_for
+    assert wait_for(herald_spans, timeout=30, what="Herald's ingest spans in the run's trace")
+
+    # Metrics of each run.
+    ts = [created_ms(run[-1]) * 1_000_000 for run in (lifecycle.failed_run, lifecycle.good_run)]
+    stats1 = stats_of(lifecycle.failed_run)
+    def point(name, at, **attrs):
+        got = [dp.as_double for r, m in otlp.metrics if r.get("service.name") == "ansible" and m.name == name
+               for dp in m.gauge.data_points if dp.time_unix_nano == at
+               and all(_attrs(dp.attributes).get(k) == v for k, v in attrs.items())]
+        assert len(got) == 1, (name, attrs, got)
+        return got[0]
+    assert point("ansible.playbook.success", ts[0]) == 0 and point("ansible.playbook.success", ts[1]) == 1
+    assert point("ansible.task.results", ts[0], **{"ansible.task.status": "ok"}) == sum(stats1["ok"].values())
+    assert point("ansible.task.results", ts[0], **{"ansible.task.status": "unreachable"}) == 1
+    assert point("ansible.hosts", ts[0], **{"ansible.host.state": "failed"}) == 1
+    assert point("ansible.host.tasks", ts[0], **{"ansible.host.name": "web2", "ansible.task.status": "failed"}) == 1
+    duration = (created_ms(lifecycle.failed_run[-1]) - created_ms(lifecycle.failed_run[0])) / 1000
+    assert point("ansible.playbook.duration", ts[0], **{"ansible.playbook.status": "failed"}) == \
+        pytest.approx(duration, abs=0.002)
+    # The header carried the key; the key is not logged.
+    plugin_requests = [r for r in otlp.requests if r.header("x-otlp-key")]
+    assert plugin_requests and all(r.header("x-otlp-key") == OTLP_KEY for r in plugin_requests)
+    assert OTLP_KEY not in lifecycle.host.logs()
+
+
 # -- retries -----------------------------------------------------------------------------------
 
 def replay_host(tmp: Path, fakes: Fakes, names: list[str]):
@@ -334,6 +421,7 @@ REFUSALS = {
     "teams": (400, {"error": {"code": "InvalidRequestContent", "message": "The input body for trigger 'manual' of type 'Request' must be of type JSON"}}),
     "splunk": (400, {"text": "Incorrect index", "code": 7, "invalid-event-number": 0}),
     "datadog": (400, {"errors": ["Invalid input: text"]}),
+    "otel": (400, "bad protobuf"),
 }
 
 
@@ -457,3 +545,26 @@ def test_the_datadog_fake_checks_key_events_and_series():
                     dict(point, metric="1x"), dict(point, points=[])):
             assert post(dd.url + "/api/v2/series", {"series": [bad]}, key)[0] == 400, bad
         assert len(dd.events) == 1 and len(dd.series) == 1
+
+
+def test_the_otlp_fake_decodes_with_the_official_definitions():
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+    req = trace_service_pb2.ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "t"
+    sp = rs.scope_spans.add().spans.add()
+    sp.trace_id, sp.span_id, sp.name = b"\x01" * 16, b"\x02" * 8, "s"
+    sp.start_time_unix_nano, sp.end_time_unix_nano, sp.kind = 1, 2, trace_pb2.Span.SPAN_KIND_INTERNAL
+    good = req.SerializeToString()
+    proto = {"Content-Type": "application/x-protobuf"}
+    with FakeOtlp() as o:
+        assert post(o.url + "/v1/traces", good, proto)[0] == 200 and len(o.spans) == 1
+        assert post(o.url + "/v1/traces", good)[0] == 415                       # JSON content type
+        assert post(o.url + "/v1/traces", b"\xff\xff\xff", proto)[0] == 400     # not protobuf
+        sp.trace_id = b"\x00" * 16
+        assert post(o.url + "/v1/traces", req.SerializeToString(), proto)[0] == 400
+        sp.trace_id, sp.start_time_unix_nano = b"\x01" * 16, 3
+        assert post(o.url + "/v1/traces", req.SerializeToString(), proto)[0] == 400
+        assert len(o.spans) == 1 and len(o.errors) == 4

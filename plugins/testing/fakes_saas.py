@@ -7,7 +7,8 @@ Same base as fakes.py (`FakeServer`: 127.0.0.1, a free port, every request recor
 - FakeSplunkHec: the HTTP Event Collector's `/services/collector/event` (token, channel, batches);
 - FakeDatadog: the Events API v1 and the metrics API v2 (`DD-API-KEY`);
 - FakeOtlp: an OTLP/HTTP collector, `/v1/traces` and `/v1/metrics` in protobuf, decoded with the
-  official definitions (the `opentelemetry-proto` package; only this fake needs it).
+  official definitions (the `opentelemetry-proto` package, pinned in requirements-test.txt; only
+  this fake needs it, and imports it when created).
 
     sys.path.insert(0, "plugins/testing")
     from fakes_saas import FakeTeams
@@ -28,7 +29,7 @@ from typing import Any
 
 from fakes import FakeServer, Invalid
 
-__all__ = ["FakeTeams", "FakeSplunkHec", "FakeDatadog"]
+__all__ = ["FakeTeams", "FakeSplunkHec", "FakeDatadog", "FakeOtlp"]
 
 
 # -- Microsoft Teams (Workflows webhook) ------------------------------------------------------
@@ -408,10 +409,121 @@ class FakeDatadog(FakeServer):
                 for p in m["points"]]
 
 
+# -- OpenTelemetry collector (OTLP/HTTP, protobuf) --------------------------------------------
+
+def _attrs(kvs) -> dict:
+    """OTLP KeyValues as a dict of Python values."""
+    out = {}
+    for kv in kvs:
+        v = kv.value
+        kind = v.WhichOneof("value")
+        out[kv.key] = getattr(v, kind) if kind else None
+    return out
+
+
+class FakeOtlp(FakeServer):
+    """An OpenTelemetry collector's OTLP/HTTP receiver: `POST /v1/traces` and `POST /v1/metrics`
+    with `Content-Type: application/x-protobuf`, decoded with the official definitions
+    (`opentelemetry-proto`). Checks what the OTLP specification requires of a span (16-byte
+    non-zero trace id, 8-byte non-zero span id, an 8-byte or empty parent, a name, a known kind,
+    start <= end, a status code 0-2) and of a metric (a name, data points with a time), and that
+    the resource has `service.name`. A body that does not decode is 400 (a `google.rpc.Status`
+    is not needed by the plugin: the fake answers plain text). Answers 200 with an empty
+    `Export*ServiceResponse`. `spans` holds `(resource attributes, span)` pairs, `metrics`
+    `(resource attributes, metric)`; `headers` checks extra request headers.
+    """
+
+    name = "otlp"
+
+    def __init__(self, port: int = 0, headers: dict[str, str] | None = None):
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+        self._trace_pb, self._metrics_pb = trace_service_pb2, metrics_service_pb2
+        self.spans: list[tuple[dict, Any]] = []
+        self.metrics: list[tuple[dict, Any]] = []
+        self.required_headers = dict(headers or {})
+        super().__init__(port)
+
+    def handle(self, rec):
+        from google.protobuf.message import DecodeError
+        path = urllib.parse.urlsplit(rec.path).path
+        if rec.method != "POST" or path not in ("/v1/traces", "/v1/metrics"):
+            raise Invalid([f"{rec.method} {path}"], 404, b"404 page not found", "text/plain")
+        ctype = (rec.header("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/x-protobuf":
+            raise Invalid([f"Content-Type {ctype!r}"], 415, b"unsupported content type", "text/plain")
+        for k, v in self.required_headers.items():
+            if rec.header(k) != v:
+                raise Invalid([f"header {k} missing or wrong"], 401, b"unauthorized", "text/plain")
+        problems: list[str] = []
+        if path == "/v1/traces":
+            req = self._trace_pb.ExportTraceServiceRequest()
+            try:
+                req.ParseFromString(rec.body)
+            except DecodeError as e:
+                raise Invalid([f"not an ExportTraceServiceRequest: {e}"], 400, b"bad protobuf", "text/plain")
+            got = []
+            for rs in req.resource_spans:
+                res = _attrs(rs.resource.attributes)
+                if not res.get("service.name"):
+                    problems.append("resource without service.name")
+                for ss in rs.scope_spans:
+                    for sp in ss.spans:
+                        w = f"span {sp.name!r}"
+                        if len(sp.trace_id) != 16 or not any(sp.trace_id):
+                            problems.append(f"{w}: trace_id must be 16 non-zero bytes")
+                        if len(sp.span_id) != 8 or not any(sp.span_id):
+                            problems.append(f"{w}: span_id must be 8 non-zero bytes")
+                        if len(sp.parent_span_id) not in (0, 8):
+                            problems.append(f"{w}: parent_span_id must be 8 bytes or empty")
+                        if not sp.name:
+                            problems.append("span without a name")
+                        if sp.kind not in range(0, 6):
+                            problems.append(f"{w}: kind {sp.kind}")
+                        if not 0 < sp.start_time_unix_nano <= sp.end_time_unix_nano:
+                            problems.append(f"{w}: start {sp.start_time_unix_nano} after end {sp.end_time_unix_nano}")
+                        if sp.status.code not in (0, 1, 2):
+                            problems.append(f"{w}: status code {sp.status.code}")
+                        got.append((res, sp))
+            if problems:
+                raise Invalid(problems, 400, "; ".join(problems).encode(), "text/plain")
+            self.spans.extend(got)
+            return 200, self._trace_pb.ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf", {}
+        req = self._metrics_pb.ExportMetricsServiceRequest()
+        try:
+            req.ParseFromString(rec.body)
+        except DecodeError as e:
+            raise Invalid([f"not an ExportMetricsServiceRequest: {e}"], 400, b"bad protobuf", "text/plain")
+        got = []
+        for rm in req.resource_metrics:
+            res = _attrs(rm.resource.attributes)
+            if not res.get("service.name"):
+                problems.append("resource without service.name")
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if not m.name or kind is None:
+                        problems.append(f"metric {m.name!r} without a name or data")
+                        continue
+                    for dp in getattr(m, kind).data_points:
+                        if not dp.time_unix_nano:
+                            problems.append(f"metric {m.name}: a point without time_unix_nano")
+                    got.append((res, m))
+        if problems:
+            raise Invalid(problems, 400, "; ".join(problems).encode(), "text/plain")
+        self.metrics.extend(got)
+        return 200, self._metrics_pb.ExportMetricsServiceResponse().SerializeToString(), "application/x-protobuf", {}
+
+    def gauge(self, name: str, **attrs) -> list[float]:
+        """Values of the accepted gauge points of `name` whose attributes include `attrs`."""
+        return [dp.as_double for _, m in self.metrics if m.name == name for dp in m.gauge.data_points
+                if all(_attrs(dp.attributes).get(k) == v for k, v in attrs.items())]
+
+
 if __name__ == "__main__":  # pragma: no cover
     import argparse
 
-    kinds = {"teams": FakeTeams, "splunk_hec": FakeSplunkHec, "datadog": FakeDatadog}
+    kinds = {"teams": FakeTeams, "splunk_hec": FakeSplunkHec, "datadog": FakeDatadog, "otlp": FakeOtlp}
     ap = argparse.ArgumentParser(description="Run a strict fake SaaS sink until interrupted.")
     ap.add_argument("kind", choices=sorted(kinds))
     ap.add_argument("--port", type=int, default=0)
