@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PLUGIN_DIR, Host, run_playbook, token_pair
+import re
+import subprocess
+
+from conftest import HERALD_BIN, PLUGIN_DIR, Host, run_playbook, token_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from plugin_sinks import (  # noqa: E402
@@ -467,6 +470,44 @@ def test_each_status_is_retried_or_dead_lettered(lifecycle, tmp_path, status):
         assert fakes.teams.sig not in host.logs()
     finally:
         host.kill(signal.SIGTERM)
+        fakes.stop()
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+def test_an_ungranted_destination_is_refused_at_check_naming_the_key(tmp_path):
+    """Each sink asks the host whether its destination is granted while it configures, so
+    `herald check` refuses an instance granted something else at its key's line, and the
+    secrets of the config do not appear in the message."""
+    fakes = Fakes()
+    try:
+        plugins = {}
+        for name, key in (("teams", "webhook_url"), ("splunk", "url"), ("datadog", "api_url"), ("otel", "endpoint")):
+            plugins[name] = dict(instances(fakes)[name], allow_http=["http://127.0.0.1:1"])
+        plugins["teams-typo"] = dict(instances(fakes)["teams"], config={"webhook_url": fakes.teams.hook_url,
+                                                                       "notify_on_sucess": True})
+        plugins["splunk-bad-channel"] = dict(instances(fakes)["splunk"],
+                                             config=dict(instances(fakes)["splunk"]["config"], channel="ops"))
+        _, token_hash = token_pair()
+        host = Host(tmp_path, {TENANT: token_hash}, plugins)
+        r = subprocess.run([str(HERALD_BIN), "check", "--config", str(host.config_path)], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 1, r.stdout + r.stderr
+        text = host.config_path.read_text().splitlines()
+        def line(table, key):
+            start = text.index(f"[plugins.{table}.config]")
+            return next(i + 1 for i in range(start + 1, len(text)) if text[i].startswith(f"{key} = "))
+        for name, key in (("teams", "webhook_url"), ("splunk", "url"), ("datadog", "api_url"), ("otel", "endpoint")):
+            assert re.search(rf"herald\.toml:{line(name, key)}:1: plugins\.{name}\.config\.{key}: plugin refused its "
+                             rf"configuration: [^\n]*is not in allow_http \(it lists http://127\.0\.0\.1:1\)", r.stderr), \
+                (name, r.stderr)
+        assert re.search(r"plugins\.teams-typo\.config\.notify_on_sucess: plugin refused its configuration: "
+                         r"unknown field `notify_on_sucess`", r.stderr), r.stderr
+        assert re.search(rf"herald\.toml:{line('splunk-bad-channel', 'channel')}:1: plugins\.splunk-bad-channel\."
+                         r"config\.channel: [^\n]*`ops` is not a GUID", r.stderr), r.stderr
+        for secret in (fakes.teams.sig, fakes.splunk.token, fakes.datadog.api_key, OTLP_KEY):
+            assert secret not in r.stderr
+    finally:
         fakes.stop()
 
 
