@@ -398,7 +398,7 @@ impl Datadog {
             gauge(
                 "playbook.duration",
                 d as f64 / 1000.0,
-                &[st.clone()],
+                std::slice::from_ref(&st),
                 None,
                 Some("second"),
             );
@@ -420,7 +420,7 @@ impl Datadog {
         gauge(
             "playbook.changed",
             sum(|h| h.changed),
-            &[st.clone()],
+            std::slice::from_ref(&st),
             None,
             None,
         );
@@ -467,7 +467,7 @@ impl Datadog {
             gauge(
                 "host.failed",
                 if failed { 1.0 } else { 0.0 },
-                &[ht.clone()],
+                std::slice::from_ref(&ht),
                 Some(&h.host),
                 None,
             );
