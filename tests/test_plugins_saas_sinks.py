@@ -27,7 +27,7 @@ from conftest import HERALD_BIN, PLUGIN_DIR, Host, run_playbook, token_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from plugin_sinks import (  # noqa: E402
-    ROOT, FakeWebhook, by_run, created_ms, delivery_counts, deploy_run, stats_of, wait_settled)
+    ROOT, ROUTING_KEY, FakePagerDuty, FakeWebhook, by_run, created_ms, delivery_counts, deploy_run, stats_of, wait_settled)
 
 sys.path.insert(0, str(ROOT / "plugins" / "testing"))
 from fakes_saas import FakeDatadog, FakeOtlp, FakeSplunkHec, FakeTeams, _attrs  # noqa: E402
@@ -404,6 +404,46 @@ def test_otel_exports_a_trace_per_run_joined_with_herald_spans_and_its_metrics(l
     plugin_requests = [r for r in otlp.requests if r.header("x-otlp-key")]
     assert plugin_requests and all(r.header("x-otlp-key") == OTLP_KEY for r in plugin_requests)
     assert OTLP_KEY not in lifecycle.host.logs()
+
+
+# -- pagerduty: per-host incident summaries from a template (issue 21 leftover) -----------------
+
+def test_pagerduty_host_incidents_at_the_end_of_a_run_take_their_summaries_from_a_template(lifecycle, tmp_path):
+    """`granularity = "host"` with `trigger_at = "end"`: one incident per failed host when the
+    run ends, its summary from the `host_summaries` template (a JSON object host -> summary,
+    rendered once for the run), the default or the user's."""
+    pd = FakePagerDuty(routing_key=ROUTING_KEY)
+    base = {"tenant": TENANT, "component": str(PLUGIN_DIR / "pagerduty.wasm"), "allow_http": [pd.url],
+            "retry": FAST_RETRY}
+    plugins = {
+        "pd-default": dict(base, config={"routing_key": ROUTING_KEY, "events_url": pd.url + "/v2/enqueue",
+                                          "granularity": "host", "trigger_at": "end", "source": "default"}),
+        "pd-custom": dict(base, config={"routing_key": ROUTING_KEY, "events_url": pd.url + "/v2/enqueue",
+                                        "granularity": "host", "trigger_at": "end", "source": "custom"},
+                          templates={"host_summaries": "{{ '{' }}{% for h in summary.failed_hosts %}"
+                                     "{{ h.host | tojson }}: {{ ('[' ~ tenant ~ '] ' ~ h.host ~ ' down: '"
+                                     " ~ (h.tasks | map(attribute='task') | join(', '))) | tojson }}"
+                                     "{{ ', ' if not loop.last }}{% endfor %}{{ '}' }}"}),
+    }
+    token, token_hash = token_pair()
+    host = Host(tmp_path, {TENANT: token_hash}, plugins).start()
+    try:
+        events = lifecycle.failed_run
+        replay(host, token, events)
+        wait_settled(host, TENANT, list(plugins), len(events), timeout=60)
+        assert not pd.errors, pd.errors
+        got = {(e["payload"]["source"], e["dedup_key"].rsplit(":", 1)[1]): e["payload"]["summary"]
+               for e in pd.events if e["event_action"] == "trigger"}
+        assert len(pd.events) == 4, pd.events
+        assert got[("default", "web2")] == \
+            "Ansible deploy.yml: task 'Migrate the database' failed on web2: migration 42 failed on web2"
+        assert got[("default", "cache1")].startswith(
+            "Ansible deploy.yml: task 'Render the configuration' unreachable on cache1: "), got
+        assert got[("custom", "web2")] == "[ops] web2 down: Migrate the database"
+        assert got[("custom", "cache1")] == "[ops] cache1 down: Render the configuration"
+    finally:
+        host.kill(signal.SIGTERM)
+        pd.stop()
 
 
 # -- retries -----------------------------------------------------------------------------------

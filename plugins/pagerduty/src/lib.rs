@@ -11,8 +11,10 @@
 //! - summary at most 1024 characters, severity from the config, `custom_details` with the failed
 //!   tasks and their messages;
 //! - message templates (`[plugins.<name>.templates]`, rendered by the host): `failure_summary`,
-//!   `run_summary` (the failed run's incident with `granularity = "run"`) and `change_summary`,
-//!   with defaults that name the failed hosts, tasks and messages;
+//!   `run_summary` (the failed run's incident with `granularity = "run"`), `host_summaries`
+//!   (each host's incident at the end of a run with `granularity = "host"`: a JSON object of
+//!   host → summary) and `change_summary`, with defaults that name the failed hosts, tasks and
+//!   messages;
 //! - 202 ok; 429 and 5xx retryable (with `Retry-After`); 400 and other 4xx permanent.
 
 use herald_sdk::config;
@@ -151,6 +153,8 @@ struct Custom {
     failure: Option<String>,
     run: Option<String>,
     change: Option<String>,
+    /// Per host, the summary of its incident at the end of a run (`granularity = "host"`).
+    hosts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The default `failure_summary` (an incident at a failed or unreachable host).
@@ -165,6 +169,11 @@ pub const RUN_SUMMARY: &str = "Ansible {{ run.playbook or 'ad-hoc run' }} failed
 {% for h in summary.failed_hosts %}{{ h.host }}{% if h.unreachable %} (unreachable){% endif %}\
 {% for t in h.tasks %} '{{ t.task }}': {{ t.message | truncate(150) }}{% endfor %}{{ '; ' if not loop.last }}\
 {% endfor %}";
+
+/// The default `host_summaries` (`granularity = "host"`, at the end of a run): a JSON object
+/// whose keys are the failed hosts and whose values are the summaries of their incidents. One
+/// render gives every host's summary (a template is rendered against an event, not a host).
+pub const HOST_SUMMARIES: &str = r#"{{ '{' }}{% for h in summary.failed_hosts %}{{ h.host | tojson }}: {{ ("Ansible " ~ (run.playbook or "ad-hoc run") ~ ": " ~ (("task '" ~ h.tasks[0].task ~ "' " ~ ("unreachable" if h.unreachable else "failed") ~ " on " ~ h.host ~ ": " ~ h.tasks[0].message) if h.tasks else h.host ~ " failed")) | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ '}' }}"#;
 
 /// The default `change_summary` (the change event at the end of a run).
 pub const CHANGE_SUMMARY: &str = "Ansible {{ run.playbook or 'ad-hoc run' }} {{ run.status }}: \
@@ -210,6 +219,7 @@ impl Plugin for PagerDuty {
         ("failure_summary", FAILURE_SUMMARY),
         ("run_summary", RUN_SUMMARY),
         ("change_summary", CHANGE_SUMMARY),
+        ("host_summaries", HOST_SUMMARIES),
     ];
 
     fn new(c: Config) -> Result<Self, String> {
@@ -255,6 +265,14 @@ impl Plugin for PagerDuty {
                         None
                     },
                     failure: None,
+                    hosts: if self.c.granularity == Granularity::Host {
+                        event
+                            .render("host_summaries")?
+                            .map(|t| parse_host_summaries(&t))
+                            .transpose()?
+                    } else {
+                        None
+                    },
                 })
             })
         } else if HostFailure::of(event).is_some() {
@@ -528,7 +546,12 @@ impl PagerDuty {
                         {
                             let fs: Vec<&Failure> =
                                 s.failures.iter().filter(|f| f.host == host).collect();
-                            let summary = host_end_summary(s, &host, &fs);
+                            let summary = self
+                                .custom
+                                .hosts
+                                .as_ref()
+                                .and_then(|m| m.get(&host).cloned())
+                                .unwrap_or_else(|| host_end_summary(s, &host, &fs));
                             let o = self.trigger(s, Some(&host), &fs, at_ms, summary);
                             if !matches!(o, Outcome::Ok) {
                                 return o;
@@ -583,6 +606,17 @@ pub fn end_summary(s: &RunSummary, failed_hosts: &[String]) -> String {
     )
 }
 
+/// The `host_summaries` template's output: a JSON object of host → summary.
+fn parse_host_summaries(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "template `host_summaries` did not render a JSON object of host: summary strings: {e}"
+        )
+    })
+}
+
+/// The built-in summary of a host's incident at the end of a run (native tests, and a host the
+/// `host_summaries` template left out).
 fn host_end_summary(s: &RunSummary, host: &str, fs: &[&Failure]) -> String {
     match fs.first() {
         Some(f) => format!(
@@ -763,5 +797,19 @@ mod tests {
             let err = herald_sdk::build::<PagerDuty>(json).err().unwrap();
             assert!(err.contains(want), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn host_summaries_parse_as_a_json_object() {
+        let m =
+            parse_host_summaries(r#"{"web2": "Ansible site.yml: task 'x' failed on web2: boom"}"#)
+                .unwrap();
+        assert_eq!(m["web2"], "Ansible site.yml: task 'x' failed on web2: boom");
+        let err = parse_host_summaries("web2: boom").unwrap_err();
+        assert!(
+            err.starts_with("template `host_summaries` did not render a JSON object"),
+            "{err}"
+        );
+        assert!(parse_host_summaries(r#"{"web2": 1}"#).is_err());
     }
 }
