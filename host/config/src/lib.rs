@@ -271,6 +271,21 @@ pub struct PluginConfig {
     /// `ip:port` addresses the plugin may reach over TCP or UDP.
     #[serde(default)]
     pub allow_sockets: Vec<SocketAddr>,
+    /// A PEM file of CA certificates the host trusts, besides the public
+    /// web roots, when it does TLS for the plugin over a granted socket
+    /// (`wasi:tls`: SMTP STARTTLS, syslog over TLS). Relative to the config
+    /// file; read and checked when the configuration loads.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The one file the plugin may write (`herald:textfile`): a `.prom` file
+    /// in a directory node_exporter's textfile collector reads. Relative to
+    /// the config file; its directory must exist; no two instances share one.
+    #[serde(default)]
+    pub textfile: Option<PathBuf>,
+    /// The certificates of `tls_ca_file` (DER), read when the configuration
+    /// loaded.
+    #[serde(skip)]
+    pub tls_ca_certs: Option<Arc<Vec<Vec<u8>>>>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -294,6 +309,52 @@ pub struct PluginConfig {
     /// the instance has none).
     #[serde(skip)]
     pub compiled_templates: Option<Arc<herald_templates::TemplateSet>>,
+}
+
+/// Whether `file` can be an instance's textfile: a `.prom` file name (the
+/// only files node_exporter's textfile collector reads) in an existing
+/// directory, not already another instance's (`taken`: path to instance).
+fn check_textfile(file: &Path, taken: &HashMap<PathBuf, String>) -> Result<(), String> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.ends_with(".prom") || name.len() <= ".prom".len() {
+        return Err(format!(
+            "{} must be a `.prom` file (node_exporter's textfile collector reads only *.prom)",
+            file.display()
+        ));
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!("the directory {} does not exist", dir.display()));
+    }
+    if file.is_dir() {
+        return Err(format!("{} is a directory", file.display()));
+    }
+    if let Some(other) = taken.get(file) {
+        return Err(format!(
+            "{} is already plugins.{other}'s textfile; each instance needs a file of its own",
+            file.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The certificates (DER) of a PEM file; an error names the file and says
+/// what is wrong with it.
+fn read_ca_certs(file: &Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let pem = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", file.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            file.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// Where a template's text is: inline, or in a file.
@@ -856,6 +917,7 @@ impl Config {
                 }
             }
         }
+        let mut textfiles: HashMap<PathBuf, String> = HashMap::new();
         for (name, mut plugin) in raw.plugins {
             let table = ["plugins", name.as_str()];
             if !raw.tenant_names.contains(&plugin.tenant) {
@@ -895,6 +957,24 @@ impl Config {
                         &format!("cannot read {}: {e}", plugin.component.display()),
                     )),
                 }
+            }
+            if let Some(file) = &plugin.tls_ca_file {
+                let file = base.join(file);
+                match read_ca_certs(&file) {
+                    Ok(certs) => plugin.tls_ca_certs = Some(Arc::new(certs)),
+                    Err(msg) => problems.push(locator.problem(&table, "tls_ca_file", &msg)),
+                }
+                plugin.tls_ca_file = Some(file);
+            }
+            if let Some(file) = &plugin.textfile {
+                let file = base.join(file);
+                match check_textfile(&file, &textfiles) {
+                    Ok(()) => {
+                        textfiles.insert(file.clone(), name.clone());
+                    }
+                    Err(msg) => problems.push(locator.problem(&table, "textfile", &msg)),
+                }
+                plugin.textfile = Some(file);
             }
             for prefix in &plugin.allow_http {
                 if let Err(e) = crate::allow::UrlPrefix::parse(prefix) {

@@ -51,6 +51,33 @@ pub mod grants_bindings {
     });
 }
 
+/// Bindings of `wit/wasi-tls-0.2.0-draft` (`wasi:tls/types`, the host's TLS over a stream the
+/// plugin opened), sharing the sink world's `wasi:io` types. A component imports it only when
+/// it calls [`net::Stream::start_tls`].
+#[allow(missing_docs, clippy::all)]
+pub mod tls_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/wasi-tls-0.2.0-draft",
+        world: "wasi:tls/imports@0.2.0-draft",
+        features: ["tls"],
+        with: {
+            "wasi:io/streams@0.2.12": crate::bindings::wasi::io::streams,
+            "wasi:io/poll@0.2.12": crate::bindings::wasi::io::poll,
+            "wasi:io/error@0.2.12": crate::bindings::wasi::io::error,
+        },
+    });
+}
+
+/// Bindings of `wit/textfile-v0.1.0` (`herald:textfile/file`), separate from the sink world: a
+/// component imports it only when it calls [`textfile`].
+#[allow(missing_docs, clippy::all)]
+pub mod textfile_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/textfile-v0.1.0",
+        world: "textfile",
+    });
+}
+
 pub mod config;
 pub mod grants;
 pub mod http;
@@ -58,6 +85,7 @@ pub mod net;
 pub mod summary;
 pub mod templates;
 pub mod text;
+pub mod textfile;
 pub mod time;
 
 pub mod event;
