@@ -9,6 +9,7 @@ recipients, and no password anywhere (mails, Herald's log, the journal)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -202,3 +203,49 @@ def test_4xx_is_retried_5xx_and_untrusted_tls_dead_letter_with_the_reason(ca, se
     finally:
         host.kill(signal.SIGTERM)
         capture.stop()
+
+
+def test_check_locates_email_config_errors_and_a_bad_ca_file(tmp_path):
+    import subprocess
+    from conftest import HERALD_BIN
+    _, h = token_pair()
+    (tmp_path / "not-a-cert.pem").write_text("hello\n")
+
+    def check(lines):
+        path = tmp_path / "herald.toml"
+        path.write_text("\n".join(lines) + "\n")
+        r = subprocess.run([str(HERALD_BIN), "check", "--config", str(path)], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")})
+        return r, [line.split("/herald.toml", 1)[1].lstrip(":") for line in r.stderr.splitlines()
+                   if "/herald.toml:" in line]
+
+    base = [
+        "[tenants.ops]",                                          # 1
+        f"tokens = [\"{h}\"]",                                    # 2
+        "[plugins.mail]",                                         # 3
+        "tenant = \"ops\"",                                       # 4
+        f"component = \"{EMAIL}\"",                               # 5
+        "allow_sockets = [\"127.0.0.1:587\"]",                    # 6
+        "tls_ca_file = \"not-a-cert.pem\"",                       # 7
+        "[plugins.mail.config]",                                  # 8
+        "server = \"127.0.0.1:25\"",                              # 9
+        "server_name = \"mail.example.com\"",                     # 10
+        "from = \"herald@example.com\"",                          # 11
+        "to = [\"ops@example.com\"]",                             # 12
+    ]
+    r, found = check(base)
+    assert r.returncode == 1, r.stderr
+    assert found[0].startswith("7:1: plugins.mail.tls_ca_file: ") and "holds no PEM certificate" in found[0], found
+    lines = base[:6] + base[7:]
+    r, found = check(lines)
+    assert r.returncode == 1, r.stderr
+    assert found[0] == ("8:1: plugins.mail.config.server: plugin refused its configuration: "
+                        "127.0.0.1:25 is not in allow_sockets (it lists 127.0.0.1:587); add it to the "
+                        "instance's allow_sockets"), found
+    lines[7] = "server = \"127.0.0.1:587\""
+    lines.append("password = \"s3cret-pw\"")
+    r, found = check(lines)
+    assert r.returncode == 1 and "plugins.mail.config.username: plugin refused its configuration: required with `password`" in found[0], (r.stderr, found)
+    assert "s3cret-pw" not in r.stderr
+    r, found = check(lines[:-1])
+    assert r.returncode == 0, r.stderr
