@@ -22,7 +22,7 @@ import pytest
 
 from conftest import HERALD_BIN, PLUGIN_DIR, ROOT, Host, free_port, token_pair
 
-PLUGINS = ["webhook", "prometheus", "pagerduty", "slack", "grafana", "syslog"]
+PLUGINS = ["webhook", "prometheus", "pagerduty", "slack", "grafana", "syslog", "email"]
 
 
 def herald(*args, env=None, timeout=60, binary=HERALD_BIN) -> subprocess.CompletedProcess:

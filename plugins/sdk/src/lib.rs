@@ -11,6 +11,9 @@
 //! - [`grants`]: ask the host, from `new`, whether a destination of the config is in the
 //!   instance's `allow_http` / `allow_sockets`, so a destination the sandbox would refuse fails
 //!   `herald check` and the load, with the key named, instead of dead-lettering every event;
+//! - [`net`]: UDP/TCP senders over `wasi:sockets`, and [`net::Stream`], a TCP conversation the
+//!   host can turn into TLS in place (`wasi:tls`: STARTTLS, implicit TLS);
+//! - [`textfile`]: replace the instance's granted node_exporter textfile (`herald:textfile`);
 //! - [`log`], [`metrics`], [`state`]: thin wrappers over the host imports;
 //! - [`templates`]: the instance's message templates (`[plugins.<name>.templates]`), rendered by
 //!   the host against the event and its run, with the plugin's defaults ([`Plugin::TEMPLATES`]);
