@@ -166,7 +166,10 @@ def test_4xx_is_retried_5xx_and_untrusted_tls_dead_letter_with_the_reason(ca, se
     host = Host(tmp_path / "host", {TENANT: token_hash}, {
         "capture": {"tenant": TENANT, "component": str(PLUGIN_DIR / "webhook.wasm"), "allow_http": [capture.url],
                     "config": {"url": capture.url + "/events"}},
-        "flaky": instance(flaky, ca_pem, to=["ops@herald.test", "gone@herald.test"], summary="never"),
+        # The user's templates replace the defaults exactly; an empty HTML template: a text-only mail.
+        "flaky": {**instance(flaky, ca_pem, to=["ops@herald.test", "gone@herald.test"], summary="never"),
+                  "templates": {"failure_subject": "{{ event.host }}: {{ event.task }} <{{ event.status }}>\nBcc: x@y.z",
+                                "failure_html": ""}},
         "rejecting": instance(rejecting, ca_pem, to=["ops@herald.test"], failure_mails=False),
         # The same good server without the test CA: the host's TLS must refuse its certificate.
         "untrusted": instance(flaky, None, to=["ops@herald.test"], failure_mails=False),
@@ -186,6 +189,11 @@ def test_4xx_is_retried_5xx_and_untrusted_tls_dead_letter_with_the_reason(ca, se
         assert flaky.attempts == [mid, mid], flaky.attempts
         (m,) = flaky.received
         assert m.rcpt_tos == ["ops@herald.test"] and m.message()["Message-ID"] == mid
+        # A rendered line break cannot add a header: it is a space in the Subject.
+        assert m.message()["Subject"] == "web2: Migrate the database <failed> Bcc: x@y.z"
+        assert m.message()["Bcc"] is None
+        assert m.message().get_content_type() == "text/plain"
+        assert "migration 42 failed on web2" in m.message().get_content()
         assert delivery_counts(text, "flaky").get("retry", 0) >= 1, delivery_counts(text, "flaky")
         assert "refused recipient gone@herald.test: 550 5.1.1 No such user" in host.logs()
         # 554 on DATA: dead-lettered at once with the server's reply.

@@ -1577,6 +1577,79 @@ mod tests {
     }
 
     #[test]
+    fn tls_ca_file_and_textfile_are_read_and_checked_at_their_key() {
+        let d = tmpdir("grants");
+        write(&d, "p.wasm", "x");
+        // A real PEM certificate block is only base64 between the markers for this check.
+        write(
+            &d,
+            "ca.pem",
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+        );
+        write(&d, "junk.pem", "not a certificate\n");
+        std::fs::create_dir_all(d.join("tf")).unwrap();
+        let head = format!("[tenants.ops]\ntokens = [\"sha256:{}\"]\n", "ab".repeat(32));
+        let inst = |name: &str, extra: &str| {
+            format!("[plugins.{name}]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n{extra}\n")
+        };
+        let ok = format!(
+            "{head}{}{}",
+            inst("a", "tls_ca_file = \"ca.pem\"\ntextfile = \"tf/a.prom\""),
+            inst("b", "textfile = \"tf/b.prom\"")
+        );
+        let c = Config::load(&write(&d, "herald.toml", &ok)).unwrap();
+        let a = &c.plugins["a"];
+        assert_eq!(
+            a.tls_ca_certs.as_deref(),
+            Some(&vec![vec![0x30, 0x03, 0x02, 0x01, 0x00]])
+        );
+        assert_eq!(a.textfile.as_deref(), Some(d.join("tf/a.prom").as_path()));
+        let bad = format!(
+            "{head}{}{}",
+            inst("a", "tls_ca_file = \"junk.pem\"\ntextfile = \"tf/a.txt\""),
+            inst("b", "textfile = \"nowhere/b.prom\"")
+        );
+        let err = Config::load(&write(&d, "herald.toml", &bad)).unwrap_err();
+        let got: Vec<(String, usize, String)> = err
+            .problems
+            .iter()
+            .map(|p| (p.key.clone(), p.line, p.message.clone()))
+            .collect();
+        assert!(
+            got.iter().any(|(k, l, m)| k == "plugins.a.tls_ca_file"
+                && *l == 6
+                && m.contains("holds no PEM certificate")),
+            "{got:?}"
+        );
+        assert!(
+            got.iter().any(|(k, l, m)| k == "plugins.a.textfile"
+                && *l == 7
+                && m.contains("must be a `.prom` file")),
+            "{got:?}"
+        );
+        assert!(
+            got.iter().any(|(k, l, m)| k == "plugins.b.textfile"
+                && *l == 11
+                && m.contains("does not exist")),
+            "{got:?}"
+        );
+        let shared = format!(
+            "{head}{}{}",
+            inst("a", "textfile = \"tf/x.prom\""),
+            inst("b", "textfile = \"tf/x.prom\"")
+        );
+        let err = Config::load(&write(&d, "herald.toml", &shared)).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+        assert!(
+            err.problems[0]
+                .message
+                .contains("already plugins.a's textfile"),
+            "{:?}",
+            err.problems
+        );
+    }
+
+    #[test]
     fn problems_of_every_section_are_reported_together() {
         let d = tmpdir("many");
         let text = "[server]\nport = 3\n\n[tenants.a]\ntokens = \"x\"\n\n[plugins.p]\ntenant = \"a\"\ncomponent = \"c.wasm\"\n\n[plugins.p.limits]\nmemory_mib = \"lots\"\n\n[plugins.q]\ncomponent = \"c.wasm\"\n";
