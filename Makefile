@@ -12,7 +12,7 @@ VENV_OLD    ?= .venv-2.16
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 HERALD_BIN  := $(TARGET_DIR)/release/herald
 PLUGIN_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/plugins/target)
-PLUGINS     := webhook prometheus pagerduty slack grafana syslog teams splunk_hec datadog otel
+PLUGINS     := webhook prometheus pagerduty slack grafana syslog teams splunk_hec datadog otel email
 # Plugins written in Python (plugins/<name>/src/app.py), built with the pinned componentize-py.
 PY_PLUGINS  := chat
 PLUGIN_OUT  := $(CURDIR)/build/plugins

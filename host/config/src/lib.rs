@@ -271,6 +271,21 @@ pub struct PluginConfig {
     /// `ip:port` addresses the plugin may reach over TCP or UDP.
     #[serde(default)]
     pub allow_sockets: Vec<SocketAddr>,
+    /// A PEM file of CA certificates the host trusts, besides the public
+    /// web roots, when it does TLS for the plugin over a granted socket
+    /// (`wasi:tls`: SMTP STARTTLS, syslog over TLS). Relative to the config
+    /// file; read and checked when the configuration loads.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The one file the plugin may write (`herald:textfile`): a `.prom` file
+    /// in a directory node_exporter's textfile collector reads. Relative to
+    /// the config file; its directory must exist; no two instances share one.
+    #[serde(default)]
+    pub textfile: Option<PathBuf>,
+    /// The certificates of `tls_ca_file` (DER), read when the configuration
+    /// loaded.
+    #[serde(skip)]
+    pub tls_ca_certs: Option<Arc<Vec<Vec<u8>>>>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -294,6 +309,52 @@ pub struct PluginConfig {
     /// the instance has none).
     #[serde(skip)]
     pub compiled_templates: Option<Arc<herald_templates::TemplateSet>>,
+}
+
+/// Whether `file` can be an instance's textfile: a `.prom` file name (the
+/// only files node_exporter's textfile collector reads) in an existing
+/// directory, not already another instance's (`taken`: path to instance).
+fn check_textfile(file: &Path, taken: &HashMap<PathBuf, String>) -> Result<(), String> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.ends_with(".prom") || name.len() <= ".prom".len() {
+        return Err(format!(
+            "{} must be a `.prom` file (node_exporter's textfile collector reads only *.prom)",
+            file.display()
+        ));
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!("the directory {} does not exist", dir.display()));
+    }
+    if file.is_dir() {
+        return Err(format!("{} is a directory", file.display()));
+    }
+    if let Some(other) = taken.get(file) {
+        return Err(format!(
+            "{} is already plugins.{other}'s textfile; each instance needs a file of its own",
+            file.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The certificates (DER) of a PEM file; an error names the file and says
+/// what is wrong with it.
+fn read_ca_certs(file: &Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let pem = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", file.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            file.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// Where a template's text is: inline, or in a file.
@@ -856,6 +917,7 @@ impl Config {
                 }
             }
         }
+        let mut textfiles: HashMap<PathBuf, String> = HashMap::new();
         for (name, mut plugin) in raw.plugins {
             let table = ["plugins", name.as_str()];
             if !raw.tenant_names.contains(&plugin.tenant) {
@@ -895,6 +957,24 @@ impl Config {
                         &format!("cannot read {}: {e}", plugin.component.display()),
                     )),
                 }
+            }
+            if let Some(file) = &plugin.tls_ca_file {
+                let file = base.join(file);
+                match read_ca_certs(&file) {
+                    Ok(certs) => plugin.tls_ca_certs = Some(Arc::new(certs)),
+                    Err(msg) => problems.push(locator.problem(&table, "tls_ca_file", &msg)),
+                }
+                plugin.tls_ca_file = Some(file);
+            }
+            if let Some(file) = &plugin.textfile {
+                let file = base.join(file);
+                match check_textfile(&file, &textfiles) {
+                    Ok(()) => {
+                        textfiles.insert(file.clone(), name.clone());
+                    }
+                    Err(msg) => problems.push(locator.problem(&table, "textfile", &msg)),
+                }
+                plugin.textfile = Some(file);
             }
             for prefix in &plugin.allow_http {
                 if let Err(e) = crate::allow::UrlPrefix::parse(prefix) {
@@ -1494,6 +1574,79 @@ mod tests {
         assert!(keys.contains(&("tenants.ops.tokens", 2)), "{keys:?}");
         assert!(keys.contains(&("plugins.hook.tenant", 5)), "{keys:?}");
         assert!(keys.contains(&("plugins.hook.component", 6)), "{keys:?}");
+    }
+
+    #[test]
+    fn tls_ca_file_and_textfile_are_read_and_checked_at_their_key() {
+        let d = tmpdir("grants");
+        write(&d, "p.wasm", "x");
+        // A real PEM certificate block is only base64 between the markers for this check.
+        write(
+            &d,
+            "ca.pem",
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+        );
+        write(&d, "junk.pem", "not a certificate\n");
+        std::fs::create_dir_all(d.join("tf")).unwrap();
+        let head = format!("[tenants.ops]\ntokens = [\"sha256:{}\"]\n", "ab".repeat(32));
+        let inst = |name: &str, extra: &str| {
+            format!("[plugins.{name}]\ntenant = \"ops\"\ncomponent = \"p.wasm\"\n{extra}\n")
+        };
+        let ok = format!(
+            "{head}{}{}",
+            inst("a", "tls_ca_file = \"ca.pem\"\ntextfile = \"tf/a.prom\""),
+            inst("b", "textfile = \"tf/b.prom\"")
+        );
+        let c = Config::load(&write(&d, "herald.toml", &ok)).unwrap();
+        let a = &c.plugins["a"];
+        assert_eq!(
+            a.tls_ca_certs.as_deref(),
+            Some(&vec![vec![0x30, 0x03, 0x02, 0x01, 0x00]])
+        );
+        assert_eq!(a.textfile.as_deref(), Some(d.join("tf/a.prom").as_path()));
+        let bad = format!(
+            "{head}{}{}",
+            inst("a", "tls_ca_file = \"junk.pem\"\ntextfile = \"tf/a.txt\""),
+            inst("b", "textfile = \"nowhere/b.prom\"")
+        );
+        let err = Config::load(&write(&d, "herald.toml", &bad)).unwrap_err();
+        let got: Vec<(String, usize, String)> = err
+            .problems
+            .iter()
+            .map(|p| (p.key.clone(), p.line, p.message.clone()))
+            .collect();
+        assert!(
+            got.iter().any(|(k, l, m)| k == "plugins.a.tls_ca_file"
+                && *l == 6
+                && m.contains("holds no PEM certificate")),
+            "{got:?}"
+        );
+        assert!(
+            got.iter().any(|(k, l, m)| k == "plugins.a.textfile"
+                && *l == 7
+                && m.contains("must be a `.prom` file")),
+            "{got:?}"
+        );
+        assert!(
+            got.iter().any(|(k, l, m)| k == "plugins.b.textfile"
+                && *l == 11
+                && m.contains("does not exist")),
+            "{got:?}"
+        );
+        let shared = format!(
+            "{head}{}{}",
+            inst("a", "textfile = \"tf/x.prom\""),
+            inst("b", "textfile = \"tf/x.prom\"")
+        );
+        let err = Config::load(&write(&d, "herald.toml", &shared)).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+        assert!(
+            err.problems[0]
+                .message
+                .contains("already plugins.a's textfile"),
+            "{:?}",
+            err.problems
+        );
     }
 
     #[test]

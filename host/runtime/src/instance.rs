@@ -29,6 +29,10 @@ pub struct InstanceSpec {
     pub allow_sockets: Arc<Vec<SocketAddr>>,
     /// The instance's message templates, compiled when the config loaded.
     pub templates: Option<Arc<herald_templates::TemplateSet>>,
+    /// What `wasi:tls` trusts for this instance (web roots + `tls_ca_file`).
+    pub tls: capability::tls::TlsRoots,
+    /// The one file the instance may write (`herald:textfile`), if granted.
+    pub textfile: Option<Arc<std::path::PathBuf>>,
 }
 
 impl InstanceSpec {
@@ -48,6 +52,13 @@ impl InstanceSpec {
             allow_http: Arc::new(allow_http),
             allow_sockets: Arc::new(cfg.allow_sockets.clone()),
             templates: cfg.compiled_templates.clone(),
+            tls: capability::tls::TlsRoots::new(
+                cfg.tls_ca_certs
+                    .as_deref()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]),
+            )?,
+            textfile: cfg.textfile.clone().map(Arc::new),
         })
     }
 }
@@ -163,6 +174,8 @@ impl PluginInstance {
                 self.spec.limits.render_limits(),
                 self.services.runs.clone(),
             ),
+            tls: self.spec.tls.ctx(),
+            textfile: self.spec.textfile.clone(),
             counters,
             ident,
         };

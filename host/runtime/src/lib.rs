@@ -112,6 +112,9 @@ pub struct HostState {
     pub(crate) metrics: herald_telemetry::Metrics,
     pub(crate) state: Arc<dyn PluginState>,
     pub(crate) templates: capability::templates::TemplatesState,
+    pub(crate) tls: wasmtime_wasi_tls::WasiTlsCtx,
+    /// The instance's granted textfile, if any.
+    pub(crate) textfile: Option<Arc<std::path::PathBuf>>,
 }
 
 impl HostState {
@@ -274,8 +277,10 @@ impl Runtime {
                 .find(|n| msg.contains(&format!("`{n}`")));
             match missing {
                 Some(name) => LoadError::Link(format!(
-                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http,templates}}@0.3.x, herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, {}, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})",
-                    capability::grants::INTERFACE
+                    "it imports `{name}`, which the host does not provide (a plugin may import herald:plugin/{{log,metrics,state,http,templates}}@0.3.x, herald:plugin/{{log,metrics,state,http}}@0.2.x or herald:plugin/{{log,metrics,state}}@0.1.x, {}, {}, {}, wasi:http/outgoing-handler, wasi:sockets, wasi:clocks, wasi:random, wasi:io and wasi:cli; {msg})",
+                    capability::grants::INTERFACE,
+                    capability::tls::INTERFACE,
+                    capability::textfile::INTERFACE
                 )),
                 None => LoadError::Link(format!("it cannot be linked: {msg}")),
             }

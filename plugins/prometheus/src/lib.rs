@@ -18,6 +18,13 @@
 //!    `last_run_*` and `custom_stat` names as the live gauges, plus
 //!    `<prefix>last_run_start_timestamp_seconds` and `<prefix>last_run_host_tasks{host,result}`.
 //!
+//! 3. **node_exporter textfile** (`textfile = true`, with a `textfile` grant on the instance):
+//!    at the end of each run the same gauges as the push, with a `playbook` label, for the last
+//!    run of every playbook the instance has seen, written to the instance's one `.prom` file
+//!    through the host's `herald:textfile` capability (the host replaces the file atomically);
+//!    node_exporter's textfile collector serves them. The last run of each playbook is kept in
+//!    the instance's `state`, so a restart loses none.
+//!
 //! Counters count each event once: a retried or re-delivered event is recognised by its
 //! sequence in the run summary kept in the instance's `state`.
 
@@ -28,7 +35,7 @@ use herald_sdk::{
     failure_reason, is_host_result, log, metrics, status_name, Event, EventKind, EventRef, Outcome,
     Plugin, Status,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -60,6 +67,10 @@ pub struct Config {
     /// Pushgateway request timeout.
     #[serde(default = "config::default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Write the run gauges to the instance's node_exporter textfile (the instance's
+    /// `textfile` grant in herald.toml).
+    #[serde(default)]
+    pub textfile: bool,
 }
 
 fn default_job() -> String {
@@ -97,8 +108,12 @@ pub struct Prometheus {
     labels: Vec<(String, String)>,
     bearer_token: Option<String>,
     timeout_ms: u64,
+    textfile: bool,
     tracker: RunTracker,
 }
+
+/// The `state` key of the textfile's runs (playbook to its last run's gauges).
+pub const TEXTFILE_STATE: &str = "prometheus:textfile";
 
 impl Plugin for Prometheus {
     type Config = Config;
@@ -138,6 +153,9 @@ impl Plugin for Prometheus {
             }
         }
         config::check_timeout_ms(c.timeout_ms)?;
+        if c.textfile && !herald_sdk::textfile::granted() {
+            return Err("config key `textfile`: the instance has no textfile granted; set `textfile = \"/path/to/dir/name.prom\"` on the instance, in node_exporter's --collector.textfile.directory".into());
+        }
         Ok(Prometheus {
             push_url,
             job: c.job,
@@ -147,6 +165,7 @@ impl Plugin for Prometheus {
             labels: c.labels.into_iter().collect(),
             bearer_token: c.bearer_token,
             timeout_ms: c.timeout_ms,
+            textfile: c.textfile,
             tracker: RunTracker::host("prometheus:"),
         })
     }
@@ -177,6 +196,10 @@ impl Plugin for Prometheus {
                         outcome
                     }
                     None => Outcome::Ok,
+                };
+                let outcome = match (outcome, self.textfile) {
+                    (Outcome::Ok, true) => self.write_textfile(&summary),
+                    (o, _) => o,
                 };
                 self.tracker.finish(&summary.run_id, outcome)
             }
@@ -390,6 +413,27 @@ impl Prometheus {
         }
     }
 
+    /// Records the finished run as its playbook's last and rewrites the textfile with the last
+    /// run of every playbook. Writing is idempotent, so a re-delivered end of run is harmless.
+    fn write_textfile(&self, s: &RunSummary) -> Outcome {
+        let mut runs: BTreeMap<String, Vec<Family>> =
+            herald_sdk::state::get_json(TEXTFILE_STATE).unwrap_or_default();
+        let mut extra = vec![("tenant".to_string(), s.tenant.clone())];
+        extra.extend(self.labels.iter().cloned());
+        runs.insert(
+            playbook_label(&s.playbook),
+            run_families(&self.prefix, s, &extra, self.custom_stats_gauges),
+        );
+        herald_sdk::state::set_json(TEXTFILE_STATE, &runs);
+        match herald_sdk::textfile::write(&textfile_body(&runs)) {
+            Ok(()) => Outcome::Ok,
+            Err(e) => {
+                log::warn(&format!("run {}: {e}", s.run_id));
+                herald_sdk::retryable(e, None)
+            }
+        }
+    }
+
     /// The Pushgateway request for a finished run.
     pub fn push_request(&self, base: &Url, s: &RunSummary) -> Request {
         let tenant = if self.group_by_tenant {
@@ -503,7 +547,47 @@ fn fmt_value(v: f64) -> String {
 
 /// The pushed group in text format 0.0.4 (gauges only; the grouping labels are in the path).
 pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custom: bool) -> String {
+    render_families(&run_families(prefix, s, extra, custom))
+}
+
+/// One gauge family of a run: its name, help and samples (labels, value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Family {
+    pub name: String,
+    pub help: String,
+    pub rows: Vec<(Vec<(String, String)>, f64)>,
+}
+
+fn add_family(
+    out: &mut Vec<Family>,
+    name: &str,
+    help: &str,
+    rows: &[(Vec<(String, String)>, f64)],
+) {
+    out.push(Family {
+        name: name.to_string(),
+        help: help.to_string(),
+        rows: rows.to_vec(),
+    });
+}
+
+/// Families in text format 0.0.4, each once (`# HELP`, `# TYPE ... gauge`, its samples).
+pub fn render_families(families: &[Family]) -> String {
     let mut out = String::new();
+    for f in families {
+        write_family(&mut out, &f.name, &f.help, &f.rows);
+    }
+    out
+}
+
+/// The gauges of a finished run: what is pushed to the Pushgateway and written to the textfile.
+pub fn run_families(
+    prefix: &str,
+    s: &RunSummary,
+    extra: &[(String, String)],
+    custom: bool,
+) -> Vec<Family> {
+    let mut out = Vec::new();
     let with = |l: &[(&str, &str)]| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = l
             .iter()
@@ -513,14 +597,14 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
         v
     };
     let success = s.status() != RunStatus::Failed;
-    write_family(
+    add_family(
         &mut out,
         &format!("{prefix}last_run_success"),
         "1 if the run had no failed or unreachable host.",
         &[(with(&[]), if success { 1.0 } else { 0.0 })],
     );
     if let Some(d) = s.duration_ms() {
-        write_family(
+        add_family(
             &mut out,
             &format!("{prefix}last_run_duration_seconds"),
             "Duration of the run.",
@@ -528,7 +612,7 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
         );
     }
     if let Some(st) = s.started_ms {
-        write_family(
+        add_family(
             &mut out,
             &format!("{prefix}last_run_start_timestamp_seconds"),
             "Start of the run (Unix seconds).",
@@ -536,7 +620,7 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
         );
     }
     if let Some(end) = s.ended_ms {
-        write_family(
+        add_family(
             &mut out,
             &format!("{prefix}last_run_timestamp_seconds"),
             "End of the run (Unix seconds).",
@@ -553,7 +637,7 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
     .iter()
     .map(|(st, n)| (with(&[("state", st)]), *n as f64))
     .collect();
-    write_family(
+    add_family(
         &mut out,
         &format!("{prefix}last_run_hosts"),
         "Hosts of the run by state.",
@@ -574,7 +658,7 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
         }
     }
     if !rows.is_empty() {
-        write_family(
+        add_family(
             &mut out,
             &format!("{prefix}last_run_host_tasks"),
             "Per-host task counts of the run (PLAY RECAP).",
@@ -587,7 +671,7 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
             .map(|(k, v)| (with(&[("stat", &k)]), v))
             .collect();
         if !rows.is_empty() {
-            write_family(
+            add_family(
                 &mut out,
                 &format!("{prefix}custom_stat"),
                 "Numeric set_stats values of the run.",
@@ -599,6 +683,29 @@ pub fn push_body(prefix: &str, s: &RunSummary, extra: &[(String, String)], custo
 }
 
 herald_sdk::export_plugin!(Prometheus);
+
+/// The textfile's content: the last run of each playbook (`runs`: playbook to its run's
+/// families), every sample labelled with its `playbook`, each family written once with the
+/// samples of every playbook (the text format wants a family's samples together).
+pub fn textfile_body(runs: &BTreeMap<String, Vec<Family>>) -> String {
+    let mut merged: BTreeMap<String, Family> = BTreeMap::new();
+    for (playbook, families) in runs {
+        for f in families {
+            let m = merged.entry(f.name.clone()).or_insert_with(|| Family {
+                name: f.name.clone(),
+                help: f.help.clone(),
+                rows: Vec::new(),
+            });
+            for (labels, v) in &f.rows {
+                let mut l = vec![("playbook".to_string(), playbook.clone())];
+                l.extend(labels.iter().cloned());
+                m.rows.push((l, *v));
+            }
+        }
+    }
+    let families: Vec<Family> = merged.into_values().collect();
+    render_families(&families)
+}
 
 #[cfg(test)]
 mod tests {
@@ -622,6 +729,51 @@ mod tests {
             Observed::Finished(s) => s,
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn the_textfile_holds_each_playbook_once_per_family() {
+        let mut runs = BTreeMap::new();
+        let t = vec![("tenant".to_string(), "ops".to_string())];
+        runs.insert(
+            "site.yml".to_string(),
+            run_families("ansible_", &summary("site.yml"), &t, true),
+        );
+        runs.insert(
+            "db.yml".to_string(),
+            run_families("ansible_", &summary("db.yml"), &t, false),
+        );
+        let body = textfile_body(&runs);
+        // Each family's HELP and TYPE once, its samples together, every sample labelled.
+        assert_eq!(
+            body.matches("# TYPE ansible_last_run_success gauge")
+                .count(),
+            1,
+            "{body}"
+        );
+        assert!(body.contains(
+            "ansible_last_run_success{playbook=\"db.yml\",tenant=\"ops\"} 0\nansible_last_run_success{playbook=\"site.yml\",tenant=\"ops\"} 0\n"
+        ), "{body}");
+        assert!(
+            body.contains(
+                "ansible_last_run_hosts{playbook=\"site.yml\",state=\"failed\",tenant=\"ops\"} 1\n"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "ansible_custom_stat{playbook=\"site.yml\",stat=\"deployed\",tenant=\"ops\"} 2\n"
+            ),
+            "{body}"
+        );
+        assert!(!body.contains("custom_stat{playbook=\"db.yml\""), "{body}");
+        for line in body.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.contains("playbook=\""), "{line}");
+        }
+        // Stored as JSON in `state` and read back, the same text.
+        let back: BTreeMap<String, Vec<Family>> =
+            serde_json::from_str(&serde_json::to_string(&runs).unwrap()).unwrap();
+        assert_eq!(textfile_body(&back), body);
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! - [`grants`]: ask the host, from `new`, whether a destination of the config is in the
 //!   instance's `allow_http` / `allow_sockets`, so a destination the sandbox would refuse fails
 //!   `herald check` and the load, with the key named, instead of dead-lettering every event;
+//! - [`net`]: UDP/TCP senders over `wasi:sockets`, and [`net::Stream`], a TCP conversation the
+//!   host can turn into TLS in place (`wasi:tls`: STARTTLS, implicit TLS);
+//! - [`textfile`]: replace the instance's granted node_exporter textfile (`herald:textfile`);
 //! - [`log`], [`metrics`], [`state`]: thin wrappers over the host imports;
 //! - [`templates`]: the instance's message templates (`[plugins.<name>.templates]`), rendered by
 //!   the host against the event and its run, with the plugin's defaults ([`Plugin::TEMPLATES`]);
@@ -51,6 +54,33 @@ pub mod grants_bindings {
     });
 }
 
+/// Bindings of `wit/wasi-tls-0.2.0-draft` (`wasi:tls/types`, the host's TLS over a stream the
+/// plugin opened), sharing the sink world's `wasi:io` types. A component imports it only when
+/// it calls [`net::Stream::start_tls`].
+#[allow(missing_docs, clippy::all)]
+pub mod tls_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/wasi-tls-0.2.0-draft",
+        world: "wasi:tls/imports@0.2.0-draft",
+        features: ["tls"],
+        with: {
+            "wasi:io/streams@0.2.12": crate::bindings::wasi::io::streams,
+            "wasi:io/poll@0.2.12": crate::bindings::wasi::io::poll,
+            "wasi:io/error@0.2.12": crate::bindings::wasi::io::error,
+        },
+    });
+}
+
+/// Bindings of `wit/textfile-v0.1.0` (`herald:textfile/file`), separate from the sink world: a
+/// component imports it only when it calls [`textfile`].
+#[allow(missing_docs, clippy::all)]
+pub mod textfile_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/textfile-v0.1.0",
+        world: "textfile",
+    });
+}
+
 pub mod config;
 pub mod grants;
 pub mod http;
@@ -58,6 +88,7 @@ pub mod net;
 pub mod summary;
 pub mod templates;
 pub mod text;
+pub mod textfile;
 pub mod time;
 
 pub mod event;

@@ -4,6 +4,11 @@
 //!
 //! A sender keeps its socket between calls (one plugin instance lives across many events) and
 //! reconnects after an error. Errors say whether they may pass ([`NetError::retryable`]).
+//!
+//! [`Stream`] is a TCP conversation (a line-based protocol such as SMTP) that the host can turn
+//! into TLS in place ([`Stream::start_tls`], `wasi:tls`): STARTTLS, or TLS from the first byte.
+//! The host verifies the server's certificate against the public web roots and the instance's
+//! `tls_ca_file`; the plugin holds no root store and no crypto.
 
 use crate::bindings::wasi::clocks::monotonic_clock;
 use crate::bindings::wasi::io::poll;
@@ -27,6 +32,9 @@ pub enum NetError {
     Denied(SocketAddr),
     /// Connection refused, reset, timeout...: may pass.
     Transient(SocketAddr, String),
+    /// The TLS handshake failed (the certificate is not trusted or names another server, no
+    /// common protocol): fixed in the configuration, not by retrying.
+    Tls(SocketAddr, String),
 }
 
 impl NetError {
@@ -51,6 +59,7 @@ impl std::fmt::Display for NetError {
                 "destination {a} not allowed by the instance's allow_sockets (refused by the host)"
             ),
             NetError::Transient(a, d) => write!(f, "cannot reach {a}: {d}"),
+            NetError::Tls(a, d) => write!(f, "TLS with {a} failed: {d}"),
         }
     }
 }
@@ -272,6 +281,177 @@ impl TcpSender {
             }
             Err(e) => Err(NetError::Transient(self.addr, e)),
         }
+    }
+}
+
+/// Longest line [`Stream::read_line`] accepts (SMTP allows 512 octets for a reply line; a
+/// server's greeting or EHLO lines are far shorter).
+pub const MAX_LINE: usize = 8192;
+
+/// A blocking TCP conversation with one granted address, optionally turned into TLS by the host.
+/// Every read waits at most the stream's timeout.
+pub struct Stream {
+    // Dropped in this order: the streams, then the TLS connection they belong to, then the
+    // socket and its network (wasi requires children first).
+    input: Option<InputStream>,
+    output: Option<OutputStream>,
+    tls: Option<crate::tls_bindings::wasi::tls::types::ClientConnection>,
+    _socket: TcpSocket,
+    _network: Network,
+    addr: SocketAddr,
+    timeout_ms: u64,
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    /// Connects to `addr` (it must be in the instance's `allow_sockets`), waiting at most
+    /// `timeout_ms`, which also bounds each later read.
+    pub fn connect(addr: SocketAddr, timeout_ms: u64) -> Result<Stream, NetError> {
+        let conn = TcpSender::new(addr, timeout_ms).connect()?;
+        Ok(Stream {
+            input: Some(conn.input),
+            output: Some(conn.output),
+            tls: None,
+            _socket: conn._socket,
+            _network: conn._network,
+            addr,
+            timeout_ms,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The address connected to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether [`Stream::start_tls`] succeeded.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn closed(&self, what: &str) -> NetError {
+        NetError::Transient(self.addr, what.to_string())
+    }
+
+    /// Writes all of `data` and flushes it.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), NetError> {
+        let output = self
+            .output
+            .as_ref()
+            .ok_or_else(|| self.closed("connection closed"))?;
+        for chunk in data.chunks(4096) {
+            output
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| match e {
+                    StreamError::Closed => {
+                        NetError::Transient(self.addr, "connection closed by the peer".into())
+                    }
+                    StreamError::LastOperationFailed(err) => {
+                        NetError::Transient(self.addr, err.to_debug_string())
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Reads one line, without its `\r\n` or `\n`. Fails when the peer closes the connection,
+    /// when no line comes within the timeout, or on a line longer than [`MAX_LINE`].
+    pub fn read_line(&mut self) -> Result<String, NetError> {
+        let deadline =
+            monotonic_clock::subscribe_duration(self.timeout_ms.saturating_mul(1_000_000));
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(String::from_utf8_lossy(&line).into_owned());
+            }
+            if self.buf.len() > MAX_LINE {
+                return Err(self.closed(&format!("a line longer than {MAX_LINE} bytes")));
+            }
+            let input = self
+                .input
+                .as_ref()
+                .ok_or_else(|| self.closed("connection closed"))?;
+            match input.read(4096) {
+                Ok(bytes) if bytes.is_empty() => {
+                    let ready = input.subscribe();
+                    let which = poll::poll(&[&ready, &deadline]);
+                    if which.contains(&1) && !which.contains(&0) {
+                        return Err(
+                            self.closed(&format!("no answer within {} ms", self.timeout_ms))
+                        );
+                    }
+                }
+                Ok(bytes) => self.buf.extend_from_slice(&bytes),
+                Err(StreamError::Closed) => {
+                    return Err(self.closed("connection closed by the peer"))
+                }
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(NetError::Transient(self.addr, e.to_debug_string()))
+                }
+            }
+        }
+    }
+
+    /// Turns the connection into TLS: the host does the handshake on it, checking that the
+    /// server's certificate is valid for `server_name` (a DNS name or an IP address) and chains
+    /// to a trusted root. Bytes already read and not consumed are an error (a server may not
+    /// speak before the handshake).
+    pub fn start_tls(&mut self, server_name: &str) -> Result<(), NetError> {
+        use crate::tls_bindings::wasi::tls::types::{ClientHandshake, FutureClientStreams};
+        if !self.buf.is_empty() {
+            return Err(NetError::Tls(
+                self.addr,
+                "the server sent data before the TLS handshake".into(),
+            ));
+        }
+        let (Some(input), Some(output)) = (self.input.take(), self.output.take()) else {
+            return Err(self.closed("connection closed"));
+        };
+        let handshake = ClientHandshake::new(server_name, input, output);
+        let future: FutureClientStreams = ClientHandshake::finish(handshake);
+        let deadline =
+            monotonic_clock::subscribe_duration(self.timeout_ms.saturating_mul(1_000_000));
+        loop {
+            match future.get() {
+                None => {
+                    let ready = future.subscribe();
+                    let which = poll::poll(&[&ready, &deadline]);
+                    if which.contains(&1) && !which.contains(&0) {
+                        return Err(self.closed(&format!(
+                            "TLS handshake not done within {} ms",
+                            self.timeout_ms
+                        )));
+                    }
+                }
+                Some(Ok(Ok((conn, input, output)))) => {
+                    self.input = Some(input);
+                    self.output = Some(output);
+                    self.tls = Some(conn);
+                    return Ok(());
+                }
+                Some(Ok(Err(e))) => return Err(NetError::Tls(self.addr, e.to_debug_string())),
+                Some(Err(())) => {
+                    return Err(NetError::Tls(
+                        self.addr,
+                        "handshake already consumed".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Ends the conversation: closes TLS's sending side (a close_notify) when there is TLS.
+    pub fn close(mut self) {
+        if let Some(tls) = &self.tls {
+            tls.close_output();
+        }
+        self.input = None;
+        self.output = None;
     }
 }
 

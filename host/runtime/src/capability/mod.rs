@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod sockets;
 pub mod state;
 pub mod templates;
+pub mod textfile;
+pub mod tls;
 
 use crate::HostState;
 use wasmtime::component::Linker;
@@ -33,5 +35,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     state::add_to_linker(linker)?;
     grants::add_to_linker(linker)?;
     templates::add_to_linker(linker)?;
+    tls::add_to_linker(linker)?;
+    textfile::add_to_linker(linker)?;
     Ok(())
 }
