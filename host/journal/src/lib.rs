@@ -18,9 +18,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
 
+pub mod postgres;
 pub mod sqlite;
 
-/// The SQLite journal, the backend the host runs today.
+/// The PostgreSQL journal, for N replicas on one database.
+pub use postgres::{PgJournal, PgOptions};
+/// The SQLite journal, the embedded default.
 pub use sqlite::Journal;
 
 /// The storage traits, unnamed, to bring their methods into scope:
@@ -616,4 +619,27 @@ pub trait Store:
 impl<T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance> Store
     for T
 {
+}
+
+/// The two halves of a read in event order, the first `limit`, numbered.
+pub(crate) fn merge_reads(
+    queued: Vec<PendingDelivery>,
+    logged: Vec<PendingDelivery>,
+    limit: usize,
+) -> Vec<PendingDelivery> {
+    let mut out = Vec::with_capacity(limit.min(queued.len() + logged.len()));
+    let (mut q, mut l) = (queued.into_iter().peekable(), logged.into_iter().peekable());
+    while out.len() < limit {
+        let next = match (q.peek(), l.peek()) {
+            (Some(a), Some(b)) if a.event_id <= b.event_id => q.next(),
+            (Some(_), Some(_)) => l.next(),
+            (Some(_), None) => q.next(),
+            (None, Some(_)) => l.next(),
+            (None, None) => None,
+        };
+        let Some(mut d) = next else { break };
+        d.read.row = out.len() as u32 + 1;
+        out.push(d);
+    }
+    out
 }

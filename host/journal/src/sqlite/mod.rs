@@ -1192,29 +1192,6 @@ impl EventLog for Journal {
     }
 }
 
-/// The two halves of a read in event order, the first `limit`, numbered.
-fn merge_reads(
-    queued: Vec<PendingDelivery>,
-    logged: Vec<PendingDelivery>,
-    limit: usize,
-) -> Vec<PendingDelivery> {
-    let mut out = Vec::with_capacity(limit.min(queued.len() + logged.len()));
-    let (mut q, mut l) = (queued.into_iter().peekable(), logged.into_iter().peekable());
-    while out.len() < limit {
-        let next = match (q.peek(), l.peek()) {
-            (Some(a), Some(b)) if a.event_id <= b.event_id => q.next(),
-            (Some(_), Some(_)) => l.next(),
-            (Some(_), None) => q.next(),
-            (None, Some(_)) => l.next(),
-            (None, None) => None,
-        };
-        let Some(mut d) = next else { break };
-        d.read.row = out.len() as u32 + 1;
-        out.push(d);
-    }
-    out
-}
-
 impl DeliveryQueue for Journal {
     fn open_cursor(
         &self,
@@ -1361,7 +1338,7 @@ impl DeliveryQueue for Journal {
             rows.collect::<Result<_, _>>()?
         };
         drop(tx);
-        Ok(merge_reads(queued, logged, limit))
+        Ok(crate::merge_reads(queued, logged, limit))
     }
 
     /// Hands delivery outcomes to the writer thread, which commits them with
