@@ -71,6 +71,7 @@ fn dedupe_and_cursors(j: &dyn Store) {
     let first = j.pending("a", "t1", 0, 10).unwrap()[0].clone();
     assert!(!first.queued);
     let moved = MarkBatch {
+        fence: None,
         marks: vec![done(&first)],
         advance: Some(Advance {
             from: 0,
@@ -81,6 +82,7 @@ fn dedupe_and_cursors(j: &dyn Store) {
     assert_eq!(
         j.record("a", &moved).unwrap(),
         MarksWritten {
+            fenced: false,
             changed: 0,
             advanced: true
         }
@@ -118,6 +120,7 @@ fn exceptions_are_queued(j: &dyn Store) {
         ..done(&read[1])
     };
     let batch = MarkBatch {
+        fence: None,
         marks: vec![retry, hold, done(&read[2])],
         advance: Some(Advance {
             from: start,
@@ -128,6 +131,7 @@ fn exceptions_are_queued(j: &dyn Store) {
     assert_eq!(
         j.record("p", &batch).unwrap(),
         MarksWritten {
+            fenced: false,
             changed: 2,
             advanced: true
         }
@@ -172,6 +176,7 @@ fn exceptions_are_queued(j: &dyn Store) {
         j.record(
             "p",
             &MarkBatch {
+                fence: None,
                 marks: vec![ok],
                 advance: None
             }
@@ -196,6 +201,7 @@ fn replay_and_dead_letters(j: &dyn Store) {
     j.record(
         "p",
         &MarkBatch {
+            fence: None,
             marks: vec![dead, done(&read[1])],
             advance: Some(Advance {
                 from: start,
@@ -226,6 +232,7 @@ fn replay_and_dead_letters(j: &dyn Store) {
         .record(
             "p",
             &MarkBatch {
+                fence: None,
                 marks: vec![done(&again[0])],
                 advance: None,
             },
@@ -515,6 +522,7 @@ fn postgres_backend() {
             .record(
                 "p",
                 &MarkBatch {
+                    fence: None,
                     marks: read.iter().map(done).collect(),
                     advance: Some(Advance {
                         from: position,

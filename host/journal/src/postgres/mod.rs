@@ -32,6 +32,8 @@ use thiserror::Error;
 
 mod admin;
 mod delivery;
+mod lease;
+mod notify;
 mod query;
 pub mod schema;
 mod write;
@@ -136,6 +138,8 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Ends the listener (it checks) and every pooled connection.
+        self.pool.close();
         // Dropping a runtime blocks; in an async context that panics.
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
@@ -176,6 +180,11 @@ impl PgJournal {
             commits.clone(),
             write_failure.clone(),
         ));
+        rt.spawn(notify::listen(
+            pg_config(options).map_err(|e| open_error(e.to_string()))?,
+            commits.clone(),
+            pool.clone(),
+        ));
         Ok(PgJournal {
             inner: Arc::new(Inner {
                 pool,
@@ -211,7 +220,17 @@ impl PgJournal {
         Ok(self.inner.pool.get().await?)
     }
 
+    /// Tells this replica's workers, and (by NOTIFY) every other replica's,
+    /// what a commit made pending.
     fn notice(&self, notice: CommitNotice) {
+        let notices = [notice.clone()];
+        let sent = self.block(async {
+            let c = self.conn().await?;
+            notify::send(&c, &notices).await
+        });
+        if let Err(e) = sent {
+            tracing::debug!("journal: NOTIFY failed ({e}); replicas poll");
+        }
         let _ = self.inner.commits.send(notice);
     }
 }
@@ -219,20 +238,8 @@ impl PgJournal {
 /// The connection pool: every connection sets the statement timeout and
 /// names itself in `pg_stat_activity`.
 fn pool(options: &PgOptions) -> Result<Pool, PgError> {
-    let mut config: tokio_postgres::Config = options
-        .url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
-    config.application_name("herald");
-    config.options(format!(
-        "-c statement_timeout={}",
-        options.statement_timeout.as_millis().max(1)
-    ));
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
     let manager = Manager::from_config(
-        config,
+        pg_config(options)?,
         tokio_postgres::NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -245,6 +252,23 @@ fn pool(options: &PgOptions) -> Result<Pool, PgError> {
         .create_timeout(Some(Duration::from_secs(10)))
         .build()
         .map_err(|e| PgError::Other(e.to_string()))
+}
+
+/// The connection settings of `options`.
+fn pg_config(options: &PgOptions) -> Result<tokio_postgres::Config, PgError> {
+    let mut config: tokio_postgres::Config = options
+        .url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
+    config.application_name("herald");
+    config.options(format!(
+        "-c statement_timeout={}",
+        options.statement_timeout.as_millis().max(1)
+    ));
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(config)
 }
 
 /// The advisory-lock class of a tenant's event log (the other int4 is the
@@ -265,4 +289,73 @@ async fn lock_tenants(
     )
     .await?;
     Ok(())
+}
+
+/// Runs `f` with one connection of its own on a runtime of its own (the
+/// administrative commands: `herald migrate`, `herald check`).
+fn with_connection<T>(
+    options: &PgOptions,
+    f: impl for<'c> FnOnce(
+        &'c mut tokio_postgres::Client,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<T, PgError>> + 'c>>,
+) -> Result<T, JournalError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| JournalError::Task(e.to_string()))?;
+    let result = rt.block_on(async {
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
+        config.application_name("herald");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        let (mut client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let out = f(&mut client).await;
+        drop(client);
+        let _ = driver.await;
+        out
+    });
+    result.map_err(|e| JournalError::Open {
+        path: redact_url(&options.url).into(),
+        source: Box::new(e),
+    })
+}
+
+/// Applies the migrations the database has not had yet (`herald migrate`).
+pub fn migrate(options: &PgOptions) -> Result<schema::Migrated, JournalError> {
+    with_connection(options, |c| Box::pin(schema::migrate(c)))
+}
+
+/// Reaches the database and reads its schema version (0: none yet); a
+/// schema newer than this build is an error (`herald check`).
+pub fn probe(options: &PgOptions) -> Result<i32, JournalError> {
+    with_connection(options, |c| {
+        Box::pin(async move {
+            let exists: bool = c
+                .query_one("SELECT to_regclass('herald_migrations') IS NOT NULL", &[])
+                .await?
+                .get(0);
+            let version: i32 = if exists {
+                c.query_one(
+                    "SELECT coalesce(max(version), 0) FROM herald_migrations",
+                    &[],
+                )
+                .await?
+                .get(0)
+            } else {
+                0
+            };
+            if version > schema::latest() {
+                return Err(PgError::Other(format!(
+                    "the database's schema is version {version}, newer than this herald knows ({}); upgrade herald",
+                    schema::latest()
+                )));
+            }
+            Ok(version)
+        })
+    })
 }

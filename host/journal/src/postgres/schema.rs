@@ -11,10 +11,11 @@ const MIGRATION_LOCK: i64 = 0x4845_5241_4c44; // "HERALD"
 
 /// The migrations, in order: (version, what it does, SQL). Never edit one
 /// that has shipped: add the next.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events, runs, cursors, deliveries, plugin state",
-    r#"
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events, runs, cursors, deliveries, plugin state",
+        r#"
 CREATE TABLE events (
     id          BIGSERIAL PRIMARY KEY,
     tenant      TEXT NOT NULL,
@@ -90,7 +91,30 @@ CREATE TABLE plugin_state (
 );
 CREATE TABLE health (k TEXT PRIMARY KEY, v BIGINT NOT NULL);
 "#,
-)];
+    ),
+    (
+        2,
+        "leases of plugin instances, replicas",
+        r#"
+-- One row per plugin instance: the replica delivering for it until
+-- expires_ms (the database's clock), and the token that fences its writes
+-- (it grows with every new holder).
+CREATE TABLE leases (
+    plugin     TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    token      BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    claimed_ms BIGINT NOT NULL
+);
+-- The replicas alive (seen_ms within their TTL): each holds its share.
+CREATE TABLE replicas (
+    holder  TEXT PRIMARY KEY,
+    seen_ms BIGINT NOT NULL,
+    ttl_ms  BIGINT NOT NULL
+);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn latest() -> i32 {

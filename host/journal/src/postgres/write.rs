@@ -73,7 +73,27 @@ pub(super) async fn run_writer(
         let result = commit_group(&pool, &group).await;
         commit_seconds.observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, conn)) => {
+                // Other replicas' workers: one NOTIFY for the group, after
+                // its commit. Lost, it costs them an idle poll.
+                let notices: Vec<CommitNotice> = group
+                    .iter()
+                    .zip(&outcomes)
+                    .filter_map(|(w, o)| match (w, o) {
+                        (Write::Events { tenant, .. }, Outcome::Events(c)) if c.accepted > 0 => {
+                            Some(CommitNotice::Events {
+                                tenant: Arc::from(tenant.as_str()),
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !notices.is_empty() {
+                    if let Err(e) = super::notify::send(&conn, &notices).await {
+                        tracing::debug!("journal: NOTIFY failed ({e}); replicas poll");
+                    }
+                }
+                drop(conn);
                 commits_ok.inc();
                 if group.iter().any(|w| matches!(w, Write::Events { .. })) {
                     *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -123,7 +143,10 @@ enum Outcome {
     Marks(MarksWritten),
 }
 
-async fn commit_group(pool: &Pool, group: &[Write]) -> Result<Vec<Outcome>, PgError> {
+async fn commit_group(
+    pool: &Pool,
+    group: &[Write],
+) -> Result<(Vec<Outcome>, deadpool_postgres::Object), PgError> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
     let tenants: Vec<&str> = group
@@ -152,7 +175,7 @@ async fn commit_group(pool: &Pool, group: &[Write]) -> Result<Vec<Outcome>, PgEr
         });
     }
     tx.commit().await?;
-    Ok(out)
+    Ok((out, c))
 }
 
 /// What the stored events of one batch add to their run's row.
@@ -332,6 +355,33 @@ pub(super) async fn apply_mark_batch(
     batch: &MarkBatch,
     now: i64,
 ) -> Result<MarksWritten, PgError> {
+    if let Some(fence) = batch.fence {
+        // The lease row stays as it is until this transaction ends (a
+        // takeover waits for it), so the check holds for every write below.
+        let holds = tx
+            .query_opt(
+                "SELECT 1 FROM leases WHERE plugin = $1 AND token = $2 FOR SHARE",
+                &[&plugin, &fence],
+            )
+            .await?
+            .is_some();
+        if !holds {
+            herald_telemetry::host()
+                .lease_events
+                .with_label_values(&["fenced"])
+                .inc();
+            tracing::warn!(
+                plugin,
+                token = fence,
+                "delivery outcomes refused: this replica no longer holds the instance's lease"
+            );
+            return Ok(MarksWritten {
+                changed: 0,
+                advanced: false,
+                fenced: true,
+            });
+        }
+    }
     let mut changed = 0usize;
     let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
     changed += queue_from_log(tx, plugin, &logged, now).await?;
@@ -359,7 +409,11 @@ pub(super) async fn apply_mark_batch(
             "a delivery cursor was not where its worker thought (an earlier batch of outcomes was lost); the worker reads it again"
         );
     }
-    Ok(MarksWritten { changed, advanced })
+    Ok(MarksWritten {
+        changed,
+        advanced,
+        fenced: false,
+    })
 }
 
 /// The exceptions among outcomes of events read from the log (retries, dead
