@@ -262,6 +262,14 @@ class PgServer:
             raise AssertionError(f"psql: {r.stderr}")
         return r.stdout.strip()
 
+    def dump(self, db: str) -> bytes:
+        """Everything database `db` holds, as pg_dump writes it (data included)."""
+        r = subprocess.run([str(self.bin / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "herald",
+                            "--inserts", db], capture_output=True, timeout=120)
+        if r.returncode != 0:
+            raise AssertionError(f"pg_dump: {r.stderr.decode(errors='replace')}")
+        return r.stdout
+
     def database(self, name: str) -> str:
         """The URL of database `name`, created if it does not exist."""
         if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
@@ -334,6 +342,18 @@ def make_host(tmp_path, backend):
     yield make
     for h in hosts:
         h.kill(signal.SIGTERM)
+
+
+def journal_bytes(host) -> bytes:
+    """Every byte the host's journal keeps: the SQLite files, or a dump of its
+    PostgreSQL database."""
+    if getattr(host, "backend", "sqlite") == "postgres":
+        return pg_server().dump(PgServer.db_name(host.workdir))
+    out = b""
+    for p in sorted((host.workdir / "journal").rglob("*")):
+        if p.is_file():
+            out += p.read_bytes()
+    return out
 
 
 def journal_scalar(host, sql: str):

@@ -365,6 +365,11 @@ async fn acquire_lease(
 ) -> Option<Held> {
     let ttl = replica.lease_ttl;
     let mut waiting_logged = false;
+    // Every replica exports the series, so "no replica holds it" is a query.
+    herald_telemetry::host()
+        .lease_held
+        .with_label_values(&[name])
+        .set(0);
     loop {
         let asked = Instant::now();
         let (n, h, ms) = (
