@@ -11,10 +11,12 @@ import http.server
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -127,17 +129,22 @@ def receiver():
     r.close()
 
 
-class Host:
-    """A `herald serve` process with a generated configuration."""
+SQLITE_STORAGE = '[storage]\ndata_dir = "data"\npath = "journal/herald.db"\n'
 
-    def __init__(self, workdir: Path, tenants: dict[str, str], plugins: dict[str, dict], extra: str = ""):
+
+class Host:
+    """A `herald serve` process with a generated configuration. `storage` is
+    its `[storage]` table (default: a SQLite journal in the work directory)."""
+
+    def __init__(self, workdir: Path, tenants: dict[str, str], plugins: dict[str, dict], extra: str = "",
+                 storage: str | None = None):
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = workdir / "herald.toml"
         self.log_path = workdir / "herald.log"
         self.proc: subprocess.Popen | None = None
-        lines = [f'[server]\nlisten = "127.0.0.1:{self.port}"\n', '[storage]\ndata_dir = "data"\npath = "journal/herald.db"\n', extra]
+        lines = [f'[server]\nlisten = "127.0.0.1:{self.port}"\n', storage or SQLITE_STORAGE, extra]
         for name, token_hash in tenants.items():
             lines.append(f'[tenants.{name}]\ntokens = ["{token_hash}"]\n')
         for name, spec in plugins.items():
@@ -217,20 +224,146 @@ def toml_table(name: str, spec: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+class PgServer:
+    """A real PostgreSQL (Debian's initdb/pg_ctl) in a temporary directory on
+    127.0.0.1 and a free port; as root it runs as `nobody` (PostgreSQL refuses
+    root). One per test session, a database per host."""
+
+    def __init__(self):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if os.environ.get("HERALD_PG_BIN"):
+            bins = [Path(os.environ["HERALD_PG_BIN"]) / "initdb"]
+        if not bins:
+            raise AssertionError("no PostgreSQL server (install the Debian `postgresql` package)")
+        self.bin = bins[-1].parent
+        self.dir = Path(tempfile.mkdtemp(prefix="herald-pg-"))
+        self.port = free_port()
+        self.as_nobody = os.geteuid() == 0
+        if self.as_nobody:
+            shutil.chown(self.dir, "nobody")
+        self._run("initdb", "-D", str(self.dir / "data"), "-U", "herald", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-t", "60",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=300", "start")
+
+    def _run(self, tool: str, *args: str, check: bool = True):
+        cmd = [str(self.bin / tool), *args]
+        if self.as_nobody:
+            cmd = ["runuser", "-u", "nobody", "--", *cmd]
+        r = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{tool} failed: {r.stdout}{r.stderr}")
+        return r
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        r = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "herald",
+                            "-d", db, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"psql: {r.stderr}")
+        return r.stdout.strip()
+
+    def dump(self, db: str) -> bytes:
+        """Everything database `db` holds, as pg_dump writes it (data included)."""
+        r = subprocess.run([str(self.bin / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "herald",
+                            "--inserts", db], capture_output=True, timeout=120)
+        if r.returncode != 0:
+            raise AssertionError(f"pg_dump: {r.stderr.decode(errors='replace')}")
+        return r.stdout
+
+    def database(self, name: str) -> str:
+        """The URL of database `name`, created if it does not exist."""
+        if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+            self.psql(f'CREATE DATABASE "{name}"')
+        return f"postgres://herald@127.0.0.1:{self.port}/{name}"
+
+    @staticmethod
+    def db_name(workdir: Path) -> str:
+        return "h_" + hashlib.sha256(str(workdir).encode()).hexdigest()[:16]
+
+    def storage(self, workdir: Path) -> str:
+        """A `[storage]` table for a host in `workdir` (its own database)."""
+        name = self.db_name(workdir)
+        return f'[storage]\nbackend = "postgres"\nurl = "{self.database(name)}"\ndata_dir = "data"\n'
+
+    def restart(self):
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "restart",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=300")
+
+    def stop(self):
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_PG: PgServer | None = None
+
+
+def pg_server() -> PgServer:
+    """The session's PostgreSQL server, started on first use."""
+    global _PG
+    if _PG is None:
+        _PG = PgServer()
+    return _PG
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _PG is not None:
+        _PG.stop()
+
+
+# The journal backends the end-to-end tests run against (HERALD_TEST_BACKENDS
+# narrows it, e.g. "sqlite" on a machine without PostgreSQL).
+BACKENDS = [b.strip() for b in os.environ.get("HERALD_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """Each test that starts hosts runs once per journal backend; a test
+    marked `sqlite_only` (it reads or breaks the SQLite file itself) runs on
+    SQLite only."""
+    marker = request.node.get_closest_marker("sqlite_only")
+    if request.param == "postgres" and marker is not None:
+        pytest.skip("SQLite only: " + (marker.args[0] if marker.args else "it works on the journal file"))
+    return request.param
+
+
 @pytest.fixture
-def make_host(tmp_path):
+def make_host(tmp_path, backend):
     hosts: list[Host] = []
 
     def make(tenants, plugins, extra: str = "") -> Host:
         d = tmp_path / f"host{len(hosts)}"
         d.mkdir()
-        h = Host(d, tenants, plugins, extra)
+        storage = pg_server().storage(d) if backend == "postgres" else None
+        h = Host(d, tenants, plugins, extra, storage=storage)
+        h.backend = backend
         hosts.append(h)
         return h
 
     yield make
     for h in hosts:
         h.kill(signal.SIGTERM)
+
+
+def journal_bytes(host) -> bytes:
+    """Every byte the host's journal keeps: the SQLite files, or a dump of its
+    PostgreSQL database."""
+    if getattr(host, "backend", "sqlite") == "postgres":
+        return pg_server().dump(PgServer.db_name(host.workdir))
+    out = b""
+    for p in sorted((host.workdir / "journal").rglob("*")):
+        if p.is_file():
+            out += p.read_bytes()
+    return out
+
+
+def journal_scalar(host, sql: str):
+    """One value of a SQL query on the host's journal, whichever the backend."""
+    if getattr(host, "backend", "sqlite") == "postgres":
+        out = pg_server().psql(sql, db=PgServer.db_name(host.workdir))
+        return int(out) if out.lstrip("-").isdigit() else out
+    import sqlite3
+    with sqlite3.connect(host.workdir / "journal" / "herald.db") as c:
+        return c.execute(sql).fetchone()[0]
 
 
 def api(host, method: str, path: str, token: str, body: dict | None = None):
@@ -294,3 +427,8 @@ def run_playbook(playbook: Path, inventory: Path, host: Host | None, token: str 
     env.update(extra_env or {})
     return subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): runs on the SQLite journal only (it reads or breaks the journal file)")

@@ -203,6 +203,7 @@ def test_deb_systemd_unit_verifies(deb, tmp_path):
         assert "herald.service" not in p.stderr, p.stderr
 
 
+@pytest.mark.sqlite_only("PostgreSQL is shared by N hosts by design")
 def test_second_host_on_one_journal_refuses_and_names_the_first(make_host, tmp_path):
     _, token_hash = token_pair()
     first = make_host({"t": token_hash}, {}).start()

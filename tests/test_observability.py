@@ -440,6 +440,7 @@ def test_without_an_endpoint_nothing_is_exported(make_host, receiver):
     assert "OTLP" not in host.logs()
 
 
+@pytest.mark.sqlite_only("fills the disk under the SQLite file")
 def test_ready_turns_503_when_the_journal_is_unwritable_and_back(make_host, receiver, tmp_path):
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a small tmpfs")

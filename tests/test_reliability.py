@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERALD_BIN, Receiver, api, serve_http, toml_table, token_pair, wait_for, webhook_plugin
+from conftest import HERALD_BIN, Receiver, api, journal_scalar, serve_http, toml_table, token_pair, wait_for, webhook_plugin
 
 
 def event(run: str, counter: int, **data) -> dict:
@@ -233,6 +233,7 @@ def test_sigkill_oracle_every_acknowledged_event_is_delivered(make_host, tmp_pat
             s.close()
 
 
+@pytest.mark.sqlite_only("fills the disk under the SQLite file")
 def test_a_full_disk_answers_503_and_recovers(make_host, receiver, tmp_path):
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a small tmpfs")
@@ -300,7 +301,6 @@ def test_sink_rate_limit_paces_deliveries(make_host, receiver):
 
 
 def test_retention_prunes_delivered_events_and_keeps_dead_letters(make_host, receiver):
-    import sqlite3
     token, h = token_pair()
     host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)})
     run = str(uuid.uuid4())
@@ -314,11 +314,8 @@ def test_retention_prunes_delivered_events_and_keeps_dead_letters(make_host, rec
     text = host.config_path.read_text().replace("[storage]\n", "[storage]\nretention_days = 0.00001\n", 1)
     host.config_path.write_text(text)
     host.start()
-    db = host.workdir / "journal" / "herald.db"
-
     def remaining():
-        with sqlite3.connect(db) as c:
-            return c.execute("SELECT count(*) FROM events").fetchone()[0]
+        return journal_scalar(host, "SELECT count(*) FROM events")
 
     wait_for(lambda: remaining() == 1, timeout=30, what="delivered events pruned")
     status, dl = api(host, "GET", "/v1/dead-letters", token)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ROOT, token_pair, wait_for, webhook_plugin, run_playbook
+from conftest import ROOT, journal_bytes, token_pair, wait_for, webhook_plugin, run_playbook
 
 SECRETS = [b"s3cret-no-log-task", b"s3cret-loop-item", b"s3cret-password-arg"]
 
@@ -42,7 +42,7 @@ def test_secrets_never_leave_the_controller(make_host, receiver, tmp_path):
     wait_for(lambda: sum(1 for e in receiver.events() if e["event"] == "playbook_on_stats") == 2, timeout=60,
              what="both runs at the sink")
     delivered = b"".join(r["body"] for r in receiver.requests)
-    journal = all_bytes([host.workdir / "journal"])
+    journal = journal_bytes(host)
     logs = host.logs().encode()
     assert b"censored" in delivered, "no_log results arrive censored, not dropped"
     # The searches see real content (the playbook's task names are stored).

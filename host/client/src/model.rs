@@ -456,12 +456,42 @@ pub struct ReadyChecks {
     pub plugins: ReadyCheck,
 }
 
+/// A plugin instance's lease: which replica delivers for it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LeaseView {
+    pub plugin: String,
+    /// The replica holding it.
+    pub holder: String,
+    /// Grows with every new holder (it fences the previous holder's writes).
+    pub token: i64,
+    /// When it ends unless renewed (epoch ms, the database's clock).
+    pub expires_ms: i64,
+    /// Whether it has ended (its instance waits for a replica to take it).
+    pub expired: bool,
+}
+
+/// This host among the replicas sharing the journal.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaView {
+    /// This host's name (`storage.replica_id`).
+    pub id: String,
+    /// The instances this host delivers for now.
+    pub holds: Vec<String>,
+    /// Every instance's lease, whichever replica holds it (empty on SQLite:
+    /// one host delivers for every instance).
+    pub leases: Vec<LeaseView>,
+}
+
 /// `GET /ready`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     /// `ready` or `unready`.
     pub status: String,
     pub checks: ReadyChecks,
+    /// Which replica holds which instance (not a check: a replica that holds
+    /// nothing is still ready to ingest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaView>,
 }
 
 #[cfg(test)]

@@ -193,18 +193,62 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Where the journal lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// An embedded SQLite file (`path`): one host.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`url`): N replicas share it.
+    Postgres,
+}
+
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
+    /// `"sqlite"` (default) or `"postgres"`.
+    pub backend: StorageBackend,
     /// Directory for the journal and the compile cache; default
     /// `$XDG_DATA_HOME/herald` (`~/.local/share/herald`).
     pub data_dir: Option<PathBuf>,
     /// SQLite journal file; default `<data_dir>/herald.db`.
     pub path: Option<PathBuf>,
+    /// PostgreSQL connection URL (`postgres://user@host:5432/herald`);
+    /// `${env:NAME}` and `${file:PATH}` are resolved, so the password need
+    /// not be in the file. Never logged.
+    pub url: Option<String>,
+    /// Most PostgreSQL connections this host opens (default 16).
+    pub pool_size: Option<usize>,
+    /// Longest a PostgreSQL statement may run, in ms (default 30000).
+    pub statement_timeout_ms: Option<u64>,
+    /// This host's name among the replicas sharing the database (default
+    /// `<hostname>:<listen port>`, the same across restarts).
+    pub replica_id: Option<String>,
+    /// How long a replica's lease on a plugin instance lasts unless renewed,
+    /// in ms (default 15000): a replica that dies is taken over after this.
+    pub lease_ttl_ms: Option<u64>,
     /// Days to keep delivered events and their runs (default 30); 0 keeps
     /// them forever.
     /// Events still pending or dead-lettered are kept.
     pub retention_days: Option<f64>,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("StorageConfig")
+            .field("backend", &self.backend)
+            .field("data_dir", &self.data_dir)
+            .field("path", &self.path)
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("replica_id", &self.replica_id)
+            .field("lease_ttl_ms", &self.lease_ttl_ms)
+            .field("retention_days", &self.retention_days)
+            .finish()
+    }
 }
 
 impl StorageConfig {
@@ -225,6 +269,16 @@ impl StorageConfig {
     /// Retention in days (default 30; 0 keeps everything).
     pub fn retention_days(&self) -> f64 {
         self.retention_days.unwrap_or(30.0).max(0.0)
+    }
+
+    /// PostgreSQL pool size (default 16).
+    pub fn pool_size(&self) -> usize {
+        self.pool_size.unwrap_or(16)
+    }
+
+    /// PostgreSQL statement timeout (default 30 s).
+    pub fn statement_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.statement_timeout_ms.unwrap_or(30_000))
     }
 
     /// The journal file, resolved.
@@ -832,6 +886,53 @@ impl Config {
         if let Some(p) = &config.storage.path {
             config.storage.path = Some(base.join(p));
         }
+        match (config.storage.backend, &mut config.storage.url) {
+            (StorageBackend::Postgres, None) => problems.push(locator.problem(
+                &["storage"],
+                "url",
+                "backend = \"postgres\" needs `url` (postgres://user@host:5432/database)",
+            )),
+            (StorageBackend::Postgres, Some(url)) => {
+                if url.contains("${") {
+                    match substitute(url, &base) {
+                        Ok(v) => *url = v,
+                        Err(m) => problems.push(locator.problem(&["storage"], "url", &m)),
+                    }
+                }
+                let u = url.trim();
+                let scheme = u.starts_with("postgres://") || u.starts_with("postgresql://");
+                if !scheme && !u.contains('=') {
+                    problems.push(locator.problem(
+                        &["storage"],
+                        "url",
+                        "expected postgres://user@host:5432/database (or libpq's key=value form)",
+                    ));
+                }
+            }
+            (StorageBackend::Sqlite, Some(_)) => problems.push(locator.problem(
+                &["storage"],
+                "url",
+                "`url` is for backend = \"postgres\"; the SQLite journal is `path`",
+            )),
+            (StorageBackend::Sqlite, None) => {}
+        }
+        if config.storage.lease_ttl_ms.is_some_and(|t| t < 1000) {
+            problems.push(locator.problem(
+                &["storage"],
+                "lease_ttl_ms",
+                "expected at least 1000 (a lease is renewed every third of it)",
+            ));
+        }
+        if config.storage.pool_size == Some(0) {
+            problems.push(locator.problem(&["storage"], "pool_size", "expected at least 1"));
+        }
+        if config.storage.statement_timeout_ms == Some(0) {
+            problems.push(locator.problem(
+                &["storage"],
+                "statement_timeout_ms",
+                "expected at least 1",
+            ));
+        }
         let ceiling = config.runtime.max_plugin_memory_mib;
         if ceiling == 0 {
             problems.push(locator.problem(
@@ -1066,6 +1167,13 @@ impl Config {
             config.plugins.insert(name, plugin);
         }
         Ok((config, problems))
+    }
+
+    /// Builds a problem located at a key of `[storage]` (e.g. the database
+    /// cannot be reached at `url`).
+    pub fn storage_problem(&self, key: &str, message: &str) -> Problem {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        Locator::new(&self.path, &text).problem(&["storage"], key, message)
     }
 
     /// Builds a problem located at a plugin instance, for errors found while

@@ -23,6 +23,13 @@
 //! probes it; success closes the breaker, failure pauses it again for twice as
 //! long. The state is the `herald_plugin_state` gauge, log lines, and the
 //! `state`/`breaker` of `GET /v1/plugins`.
+//!
+//! When several hosts (replicas) share one journal, a worker delivers only
+//! while its replica holds the instance's lease: claimed when free or
+//! expired, renewed every third of its TTL, and given up (the worker stops
+//! delivering) when it cannot be renewed before the TTL ends on the
+//! replica's own clock. Every batch of outcomes carries the lease's token,
+//! so a replica that lost its lease (paused, partitioned) cannot write.
 
 //!
 //! The crate's modules: [`registry`] (the [`Dispatcher`]: workers by
@@ -40,4 +47,4 @@ pub mod worker;
 
 pub use breaker::{BreakerStatus, InstanceState, LastFault};
 pub use plugin::Plugin;
-pub use registry::{Dispatcher, WorkerSpec};
+pub use registry::{Dispatcher, Replica, WorkerSpec};

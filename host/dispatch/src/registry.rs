@@ -12,6 +12,27 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
+/// This host among the replicas sharing one journal: the name its leases
+/// are held under, and how long a lease lasts unless renewed.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub holder: Arc<str>,
+    pub lease_ttl: Duration,
+}
+
+impl Default for Replica {
+    /// `<hostname>:<pid>`, 15 s.
+    fn default() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "herald".into());
+        Replica {
+            holder: Arc::from(format!("{host}:{}", std::process::id())),
+            lease_ttl: Duration::from_secs(15),
+        }
+    }
+}
+
 /// A plugin instance ready to run, with what the dispatcher needs to know of it.
 pub struct WorkerSpec {
     pub instance: PluginInstance,
@@ -32,6 +53,7 @@ fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>
 /// deliveries; nothing upstream knows it exists.
 pub struct Dispatcher {
     journal: SharedStore,
+    replica: Replica,
     /// Where the workers run (see [`Dispatcher::start_on`]).
     runtime: tokio::runtime::Handle,
     workers: Workers,
@@ -73,10 +95,22 @@ impl Dispatcher {
         journal: SharedStore,
         runtime: tokio::runtime::Handle,
     ) -> Dispatcher {
+        Self::start_replica(specs, journal, runtime, Replica::default())
+    }
+
+    /// Starts one worker per instance on `runtime`, as `replica`: each
+    /// worker delivers only while this replica holds its instance's lease.
+    pub fn start_replica(
+        specs: Vec<WorkerSpec>,
+        journal: SharedStore,
+        runtime: tokio::runtime::Handle,
+        replica: Replica,
+    ) -> Dispatcher {
         let workers = Workers::default();
         let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
         let d = Dispatcher {
             runtime,
+            replica,
             journal,
             workers,
             listener,
@@ -131,6 +165,7 @@ impl Dispatcher {
                 journal: self.journal.clone(),
                 notify: notify.clone(),
                 stop: stopped,
+                replica: self.replica.clone(),
             },
         ));
         let worker = Worker {
@@ -184,6 +219,11 @@ impl Dispatcher {
         self.lock().get(name).map(|w| w.contract)
     }
 
+    /// This host among the replicas.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
     /// Names of the running workers.
     pub fn names(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
@@ -232,7 +272,7 @@ async fn wake_on_commits(mut commits: broadcast::Receiver<CommitNotice>, workers
                     w.notify.notify_one();
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
+            Ok(CommitNotice::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
                 for w in workers.values() {
                     w.notify.notify_one();
                 }

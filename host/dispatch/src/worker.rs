@@ -7,8 +7,8 @@ use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
 use herald_event::routes::{RouteConfig, Routes};
 use herald_journal::blocking;
 use herald_journal::{
-    now_ms, Advance, JournalError, Mark, MarkBatch, MarkOutcome, MarksReceipt, PendingDelivery,
-    SharedStore,
+    now_ms, Advance, JournalError, Lease, Mark, MarkBatch, MarkOutcome, MarksReceipt,
+    PendingDelivery, SharedStore,
 };
 use herald_runtime::{bounded, CallError, Outcome};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -101,6 +101,11 @@ struct WorkerCtx {
     /// The journal's cursor was not where this worker thought (a batch of
     /// outcomes was lost): read it again before going on.
     resync: bool,
+    /// The token of this replica's lease on the instance: it fences every
+    /// batch of outcomes.
+    fence: Option<i64>,
+    /// A batch was refused by its fence: the lease is lost.
+    fenced: bool,
 }
 
 impl WorkerCtx {
@@ -167,10 +172,14 @@ impl WorkerCtx {
             delivered: std::mem::take(&mut self.delivered),
         });
         self.sent_frontier = self.frontier;
-        match self
-            .journal
-            .send_marks(&self.name, MarkBatch { marks, advance })
-        {
+        match self.journal.send_marks(
+            &self.name,
+            MarkBatch {
+                fence: self.fence,
+                marks,
+                advance,
+            },
+        ) {
             Ok(receipt) => self.receipts.push_back((receipt, ids)),
             Err(e) => self.forget(&ids, &e.to_string()),
         }
@@ -240,7 +249,9 @@ impl WorkerCtx {
                 for id in ids {
                     self.unconfirmed.remove(id);
                 }
-                if !written.advanced {
+                if written.fenced {
+                    self.fenced = true;
+                } else if !written.advanced {
                     self.resync = true;
                 }
             }
@@ -313,6 +324,111 @@ pub(crate) struct WorkerArgs {
     pub journal: SharedStore,
     pub notify: Arc<Notify>,
     pub stop: watch::Receiver<bool>,
+    pub replica: crate::registry::Replica,
+}
+
+/// This replica's hold on the instance's lease, on its own clock.
+struct Held {
+    lease: Lease,
+    /// Past this, the lease may have ended: stop delivering.
+    valid_until: Instant,
+    /// When to renew it (a third of the TTL after the last claim or renewal).
+    renew_at: Instant,
+}
+
+impl Held {
+    fn new(lease: Lease, asked: Instant) -> Held {
+        let ttl = Duration::from_millis(lease.ttl_ms.max(0) as u64);
+        Held {
+            lease,
+            // A fifth of the TTL to spare: stop well before it ends.
+            valid_until: asked + ttl - ttl / 5,
+            renew_at: asked + ttl / 3,
+        }
+    }
+
+    fn renewed(&mut self, asked: Instant) {
+        let ttl = Duration::from_millis(self.lease.ttl_ms.max(0) as u64);
+        self.valid_until = asked + ttl - ttl / 5;
+        self.renew_at = asked + ttl / 3;
+    }
+}
+
+/// Claims the instance's lease for this replica, trying again every third
+/// of the TTL while another replica holds it, until it is this replica's or
+/// the worker is stopped.
+async fn acquire_lease(
+    journal: &SharedStore,
+    name: &str,
+    replica: &crate::registry::Replica,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Held> {
+    let ttl = replica.lease_ttl;
+    let mut waiting_logged = false;
+    // Every replica exports the series, so "no replica holds it" is a query.
+    herald_telemetry::host()
+        .lease_held
+        .with_label_values(&[name])
+        .set(0);
+    loop {
+        let asked = Instant::now();
+        let (n, h, ms) = (
+            name.to_string(),
+            replica.holder.to_string(),
+            ttl.as_millis() as i64,
+        );
+        match blocking(journal, move |j| j.claim_lease(&n, &h, ms)).await {
+            Ok(Some(lease)) => {
+                herald_telemetry::host()
+                    .lease_held
+                    .with_label_values(&[name])
+                    .set(1);
+                tracing::info!(plugin = %name, replica = %replica.holder, token = lease.token,
+                    "this replica holds the instance's lease and delivers for it");
+                return Some(Held::new(lease, asked));
+            }
+            Ok(None) => {
+                if !waiting_logged {
+                    tracing::info!(plugin = %name, replica = %replica.holder,
+                        "another replica holds the instance's lease; this one takes over if it expires");
+                    waiting_logged = true;
+                }
+            }
+            Err(e) => {
+                tracing::error!(plugin = %name, "cannot claim the instance's lease: {e}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ttl / 3) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return None;
+        }
+    }
+}
+
+/// Renews the lease when it is due. `false`: the lease is lost (taken over,
+/// or not renewable before it ends on this replica's clock).
+async fn keep_lease(journal: &SharedStore, name: &str, held: &mut Held) -> bool {
+    if Instant::now() < held.renew_at {
+        return Instant::now() < held.valid_until;
+    }
+    let asked = Instant::now();
+    let (n, lease) = (name.to_string(), held.lease.clone());
+    match blocking(journal, move |j| j.renew_lease(&n, &lease)).await {
+        Ok(true) => {
+            held.renewed(asked);
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(plugin = %name, "cannot renew the instance's lease: {e}");
+            // Try again in a second, while the lease is still valid.
+            held.renew_at = Instant::now() + Duration::from_secs(1);
+            Instant::now() < held.valid_until
+        }
+    }
 }
 
 /// Opens the instance's cursor, trying again every second until it opens
@@ -352,6 +468,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         journal,
         notify,
         mut stop,
+        replica,
     } = args;
     let name = instance.name().to_string();
     let tenant = instance.tenant().to_string();
@@ -378,7 +495,14 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
     let mut cursor: i64 = 0;
     let mut blocked_runs: HashSet<String> = HashSet::new();
     let mut earliest: Option<i64> = None;
+    let Some(mut held) = acquire_lease(&journal, &name, &replica, &mut stop).await else {
+        return;
+    };
+    // Opened before the lease was ours: another replica may have moved the
+    // cursor since; read it again.
     let mut w = WorkerCtx {
+        fence: Some(held.lease.token),
+        fenced: false,
         meters: Meters::new(&tenant, &name),
         name: name.clone(),
         tenant: tenant.clone(),
@@ -394,9 +518,28 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         frontier: position,
         sent_frontier: position,
         delivered: 0,
-        resync: false,
+        resync: true,
     };
     loop {
+        if w.fenced || !keep_lease(&w.journal, &name, &mut held).await {
+            let m = herald_telemetry::host();
+            m.lease_held.with_label_values(&[&name]).set(0);
+            m.lease_events.with_label_values(&["lost"]).inc();
+            tracing::warn!(plugin = %name, replica = %replica.holder, token = held.lease.token,
+                "this replica lost the instance's lease and stops delivering for it (another replica takes over)");
+            // Nothing of what it has not written yet can be written now.
+            w.marks.clear();
+            w.receipts.clear();
+            w.unconfirmed.clear();
+            w.ahead = None;
+            w.fenced = false;
+            match acquire_lease(&w.journal, &name, &replica, &mut stop).await {
+                Some(h) => held = h,
+                None => return,
+            }
+            w.fence = Some(held.lease.token);
+            w.resync = true;
+        }
         if w.resync {
             if let Err(e) = w.resync().await {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot read the instance's cursor: {e}");
@@ -408,6 +551,21 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         if *stop.borrow() {
             w.send();
             w.confirm(true).await;
+            // Another replica may take over at once.
+            let (n, lease) = (name.clone(), held.lease.clone());
+            if blocking(&w.journal, move |j| j.release_lease(&n, &lease))
+                .await
+                .is_ok()
+            {
+                herald_telemetry::host()
+                    .lease_events
+                    .with_label_values(&["released"])
+                    .inc();
+            }
+            herald_telemetry::host()
+                .lease_held
+                .with_label_values(&[&name])
+                .set(0);
             tracing::info!(plugin = %name, tenant = %tenant, "plugin instance stopped");
             return;
         }
@@ -415,8 +573,10 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             w.send();
             cursor = 0;
             let wait = Duration::from_millis((until - now_ms()).max(0) as u64);
+            // Wakes to renew the lease meanwhile.
+            let renew = held.renew_at.saturating_duration_since(Instant::now());
             tokio::select! {
-                _ = tokio::time::sleep(wait) => breaker.start_probe(),
+                _ = tokio::time::sleep(wait.min(renew)) => if now_ms() >= until { breaker.start_probe() },
                 _ = stop.changed() => {}
             }
             continue;
@@ -443,7 +603,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         let mut paused = false;
         let mut waiting_on_writer = false;
         for d in batch {
-            if *stop.borrow() {
+            if *stop.borrow() || w.fenced || Instant::now() >= held.valid_until {
                 break;
             }
             cursor = d.event_id;
@@ -547,7 +707,8 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         let wait = earliest
             .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
             .unwrap_or(IDLE_POLL)
-            .min(IDLE_POLL);
+            .min(IDLE_POLL)
+            .min(held.renew_at.saturating_duration_since(Instant::now()));
         if wait.is_zero() {
             continue;
         }

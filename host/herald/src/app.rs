@@ -2,9 +2,9 @@
 //! plugins, start the dispatcher, serve the API, and reload on SIGHUP or when
 //! the file changes.
 
-use crate::config::{Config, ConfigError, Problem};
-use crate::dispatch::{Dispatcher, WorkerSpec};
-use crate::journal::{now_ms, Journal, SharedStore};
+use crate::config::{Config, ConfigError, Problem, StorageBackend, StorageConfig};
+use crate::dispatch::{Dispatcher, Replica, WorkerSpec};
+use crate::journal::{now_ms, Journal, PgJournal, PgOptions, SharedStore};
 use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -102,6 +102,15 @@ pub async fn check(path: &Path) -> Result<Config, ConfigError> {
     let dir = std::env::temp_dir().join(format!("herald-check-{}", std::process::id()));
     let journal: SharedStore =
         Arc::new(Journal::open(&dir.join("check.db")).map_err(|e| fail(e.to_string()))?);
+    if let Some(options) = pg_options(&config.storage).filter(|o| !o.url.is_empty()) {
+        // Reached, not migrated: a check changes nothing.
+        let probe = tokio::task::spawn_blocking(move || herald_journal::postgres::probe(&options))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if let Err(e) = probe {
+            problems.push(config.storage_problem("url", &format!("cannot use the database: {e}")));
+        }
+    }
     let known: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
     // A plugin whose component is missing was reported already.
     let skip = |name: &str| !config.plugins[name].component.is_file();
@@ -227,6 +236,73 @@ pub async fn reload(state: &AppState, runtime: &Runtime) -> Result<(), ConfigErr
     }
 }
 
+/// The PostgreSQL options of `[storage]` (backend = "postgres").
+pub fn pg_options(storage: &StorageConfig) -> Option<PgOptions> {
+    match storage.backend {
+        StorageBackend::Postgres => Some(PgOptions {
+            url: storage.url.clone().unwrap_or_default(),
+            pool_size: storage.pool_size(),
+            statement_timeout: storage.statement_timeout(),
+        }),
+        StorageBackend::Sqlite => None,
+    }
+}
+
+/// Opens the journal `[storage]` names: the SQLite file, with the lock that
+/// keeps one host per file (held until the returned lock is dropped), or
+/// the PostgreSQL database, which N hosts share. Also returns how logs name
+/// it (a path, or the URL without its password).
+pub fn open_journal(
+    storage: &StorageConfig,
+) -> anyhow::Result<(SharedStore, Option<crate::lock::JournalLock>, String)> {
+    match pg_options(storage) {
+        Some(options) => {
+            let j = PgJournal::open(&options).context("cannot open the PostgreSQL journal")?;
+            let label = j.label().to_string();
+            Ok((Arc::new(j), None, label))
+        }
+        None => {
+            let path = storage.journal_path();
+            let lock = crate::lock::JournalLock::acquire(&path)?;
+            let j = Journal::open(&path)?;
+            Ok((Arc::new(j), Some(lock), path.display().to_string()))
+        }
+    }
+}
+
+/// `herald migrate`: brings the journal's schema up to date and says what it
+/// did. PostgreSQL's migrations run under an advisory lock, so this is safe
+/// beside running replicas (each migration is applied once).
+pub fn migrate(config: &Config) -> anyhow::Result<String> {
+    match pg_options(&config.storage) {
+        Some(options) => {
+            let m = herald_journal::postgres::migrate(&options)?;
+            let db = herald_journal::postgres::redact_url(&options.url);
+            Ok(if m.applied.is_empty() {
+                format!("{db}: schema is up to date (version {})", m.from)
+            } else {
+                format!(
+                    "{db}: schema version {} -> {} (applied {})",
+                    m.from,
+                    m.applied.last().copied().unwrap_or(m.from),
+                    m.applied
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        }
+        None => {
+            // SQLite migrates a journal file when it opens it.
+            let path = config.storage.journal_path();
+            let _lock = crate::lock::JournalLock::acquire(&path)?;
+            Journal::open(&path)?;
+            Ok(format!("{}: schema is up to date", path.display()))
+        }
+    }
+}
+
 /// `herald serve`: runs until SIGINT or SIGTERM. `config` is loaded by the
 /// caller, which sets up tracing from its `[telemetry]` section before
 /// anything logs; reloads read its file again.
@@ -234,10 +310,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
-    let journal_path = config.storage.journal_path();
-    // Held until serve returns: one host per journal.
-    let _lock = crate::lock::JournalLock::acquire(&journal_path)?;
-    let journal: SharedStore = Arc::new(Journal::open(&journal_path)?);
+    let (journal, _lock, journal_label) = open_journal(&config.storage)?;
     let metrics = Metrics::new();
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);
@@ -266,13 +339,24 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
         }
         None => None,
     };
-    let dispatcher = Arc::new(Dispatcher::start_on(
+    let replica = Replica {
+        holder: Arc::from(config.storage.replica_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "herald".into());
+            format!("{host}:{}", addr.port())
+        })),
+        lease_ttl: Duration::from_millis(config.storage.lease_ttl_ms.unwrap_or(15_000)),
+    };
+    tracing::info!(replica = %replica.holder, "this host's name among the replicas");
+    let dispatcher = Arc::new(Dispatcher::start_replica(
         specs,
         journal.clone(),
         delivery_runtime()?,
+        replica,
     ));
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, journal = %journal_path.display(), plugins = config.plugins.len(),
+    tracing::info!(%addr, journal = %journal_label, plugins = config.plugins.len(),
         tenants = config.tenants.len(), "herald is listening on {scheme}://{addr}");
     let watch = config.server.watch_config;
     let state = AppState {

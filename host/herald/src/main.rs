@@ -49,6 +49,16 @@ enum Command {
         #[arg(short, long, env = "HERALD_CONFIG")]
         config: PathBuf,
     },
+    /// Bring the journal's schema up to date, and say what changed.
+    ///
+    /// `herald serve` does this too when it starts; run it on its own before
+    /// a rolling upgrade of PostgreSQL replicas. Safe beside running hosts:
+    /// migrations run under an advisory lock, each exactly once.
+    Migrate {
+        /// The configuration file (its `[storage]` section).
+        #[arg(short, long, env = "HERALD_CONFIG")]
+        config: PathBuf,
+    },
     /// Tenant tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -189,6 +199,26 @@ fn main() -> ExitCode {
             }
             println!("{}", herald::config::token_hash(line.trim()));
             ExitCode::SUCCESS
+        }
+        Command::Migrate { config } => {
+            init_logging(LogFormat::Text, None);
+            let loaded = match herald::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match herald::app::migrate(&loaded) {
+                Ok(what) => {
+                    println!("{what}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("herald migrate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Check { config } => {
             init_logging(LogFormat::Text, None);

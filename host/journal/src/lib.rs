@@ -18,17 +18,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
 
+pub mod postgres;
 pub mod sqlite;
 
-/// The SQLite journal, the backend the host runs today.
+/// The PostgreSQL journal, for N replicas on one database.
+pub use postgres::{PgJournal, PgOptions};
+/// The SQLite journal, the embedded default.
 pub use sqlite::Journal;
 
 /// The storage traits, unnamed, to bring their methods into scope:
 /// `use herald_journal::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        DeadLetters as _, DeliveryQueue as _, EventLog as _, Maintenance as _, PluginState as _,
-        RunQueries as _,
+        DeadLetters as _, DeliveryQueue as _, EventLog as _, Leases as _, Maintenance as _,
+        PluginState as _, RunQueries as _,
     };
 }
 
@@ -197,6 +200,11 @@ pub struct Advance {
 pub struct MarkBatch {
     pub marks: Vec<Mark>,
     pub advance: Option<Advance>,
+    /// The token of the worker's lease on its instance ([`Leases`]): the
+    /// batch is written only if the lease still has it, so a replica that
+    /// lost its lease (paused, partitioned) cannot mark anything. `None`:
+    /// unfenced (one host, tests).
+    pub fence: Option<i64>,
 }
 
 /// What the writer made of a [`MarkBatch`].
@@ -208,6 +216,9 @@ pub struct MarksWritten {
     /// means it was not where the worker thought: the worker reads its
     /// cursor again.
     pub advanced: bool,
+    /// The batch's fence no longer holds the lease: nothing was written,
+    /// and the worker must stop delivering.
+    pub fenced: bool,
 }
 
 /// A delivery that was given up on.
@@ -401,6 +412,9 @@ pub enum CommitNotice {
     Events { tenant: Arc<str> },
     /// Deliveries of this plugin instance queued again (requeue, replay).
     Requeued { plugin: Arc<str> },
+    /// Anything may be pending (another replica's commits were missed): wake
+    /// every worker.
+    All,
 }
 
 /// A page of items and the key to continue after it.
@@ -605,15 +619,91 @@ pub trait Maintenance: Send + Sync {
     fn probe_writable(&self) -> Result<(), JournalError>;
 }
 
+/// A plugin instance's lease, held by one replica at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The replica holding it.
+    pub holder: String,
+    /// Grows with every new holder: the fence of the holder's writes.
+    pub token: i64,
+    /// How long it is valid from when it was claimed or renewed.
+    pub ttl_ms: i64,
+}
+
+/// A lease as `/ready` and the metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseInfo {
+    pub plugin: String,
+    pub holder: String,
+    pub token: i64,
+    /// Epoch ms (the database's clock) when it ends unless renewed.
+    pub expires_ms: i64,
+}
+
+/// Who delivers for each plugin instance when several hosts (replicas) share
+/// one journal: a lease per instance with a TTL, claimed when free or
+/// expired, renewed by its holder, and a token that fences the holder's
+/// outcome writes ([`MarkBatch::fence`]). A journal only one host can open
+/// (SQLite) grants every lease to that host.
+pub trait Leases: Send + Sync {
+    /// Claims instance `plugin` for `holder` if its lease is free, expired
+    /// or `holder`'s already; `None`: another live holder has it.
+    fn claim_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, JournalError>;
+
+    /// Renews a held lease for another TTL; `false`: it was lost (another
+    /// holder took it over after it expired).
+    fn renew_lease(&self, plugin: &str, lease: &Lease) -> Result<bool, JournalError>;
+
+    /// Gives a held lease up at once (stop, rebalance).
+    fn release_lease(&self, plugin: &str, lease: &Lease) -> Result<(), JournalError>;
+
+    /// Records that replica `holder` is alive (for `ttl_ms`) and returns how
+    /// many replicas are: each holds about its share of the leases.
+    fn heartbeat(&self, holder: &str, ttl_ms: i64) -> Result<usize, JournalError>;
+
+    /// Every lease (for `/ready`, the metrics and the alert on an instance
+    /// no replica holds).
+    fn leases(&self) -> Result<Vec<LeaseInfo>, JournalError>;
+}
+
 /// Everything the server needs of a journal, as one object-safe trait: a
 /// server holds an `Arc<dyn Store>`. The dispatch workers' hot path
 /// (`pending`, `send_marks`) may hold the concrete backend instead.
 pub trait Store:
-    EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance
+    EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance + Leases
 {
 }
 
-impl<T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance> Store
-    for T
+impl<
+        T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance + Leases,
+    > Store for T
 {
+}
+
+/// The two halves of a read in event order, the first `limit`, numbered.
+pub(crate) fn merge_reads(
+    queued: Vec<PendingDelivery>,
+    logged: Vec<PendingDelivery>,
+    limit: usize,
+) -> Vec<PendingDelivery> {
+    let mut out = Vec::with_capacity(limit.min(queued.len() + logged.len()));
+    let (mut q, mut l) = (queued.into_iter().peekable(), logged.into_iter().peekable());
+    while out.len() < limit {
+        let next = match (q.peek(), l.peek()) {
+            (Some(a), Some(b)) if a.event_id <= b.event_id => q.next(),
+            (Some(_), Some(_)) => l.next(),
+            (Some(_), None) => q.next(),
+            (None, Some(_)) => l.next(),
+            (None, None) => None,
+        };
+        let Some(mut d) = next else { break };
+        d.read.row = out.len() as u32 + 1;
+        out.push(d);
+    }
+    out
 }

@@ -53,9 +53,37 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         json!({"ok": false, "error": format!("not running: {missing:?}")})
     };
     let ok = journal_check["ok"] == true && plugins_check["ok"] == true;
+    let leases = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        herald_journal::blocking(&state.journal, |j| j.leases()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
+    let me = state.dispatcher.replica().holder.to_string();
+    let now = herald_journal::now_ms();
+    let holds: Vec<&str> = if leases.is_empty() {
+        // One host on its own journal delivers for every instance.
+        running.iter().map(String::as_str).collect()
+    } else {
+        leases
+            .iter()
+            .filter(|l| l.holder == me && l.expires_ms >= now)
+            .map(|l| l.plugin.as_str())
+            .collect()
+    };
+    let leases: Vec<serde_json::Value> = leases
+        .iter()
+        .map(|l| {
+            json!({"plugin": l.plugin, "holder": l.holder, "token": l.token,
+                   "expires_ms": l.expires_ms, "expired": l.expires_ms < now})
+        })
+        .collect();
     let body = json!({
         "status": if ok { "ready" } else { "unready" },
         "checks": {"journal": journal_check, "config": {"ok": true}, "plugins": plugins_check},
+        "replica": {"id": me, "holds": holds, "leases": leases},
     });
     let status = if ok {
         StatusCode::OK

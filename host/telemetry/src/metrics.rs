@@ -54,6 +54,10 @@ pub struct HostMetrics {
     pub journal_commits: IntCounterVec,
     /// `herald_journal_pruned_events_total`
     pub journal_pruned_events: IntCounter,
+    /// `herald_lease_events_total{event}`: claim, takeover, lost, released, fenced.
+    pub lease_events: IntCounterVec,
+    /// `herald_lease_held{plugin}`: 1 while this replica delivers for the instance.
+    pub lease_held: IntGaugeVec,
     /// `herald_deliveries_total{tenant,plugin,outcome}`
     pub deliveries: IntCounterVec,
     /// `herald_delivery_seconds{tenant,plugin}`
@@ -205,6 +209,16 @@ static HOST: LazyLock<HostMetrics> = LazyLock::new(|| {
         "herald_journal_commits_total",
         "Journal write transactions by result (ok, error).",
         &["result"],
+    ),
+    lease_events: counter_vec(
+        "herald_lease_events_total",
+        "Plugin instance leases by event: claim, takeover (of an expired holder's), lost, released, fenced (outcomes refused).",
+        &["event"],
+    ),
+    lease_held: gauge_vec(
+        "herald_lease_held",
+        "1 while this replica holds the instance's lease and delivers for it.",
+        &["plugin"],
     ),
     journal_pruned_events: counter(
         "herald_journal_pruned_events_total",

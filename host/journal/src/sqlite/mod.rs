@@ -285,7 +285,11 @@ fn apply_mark_batch(
             "a delivery cursor was not where its worker thought (an earlier batch of outcomes was lost); the worker reads it again"
         );
     }
-    Ok(MarksWritten { changed, advanced })
+    Ok(MarksWritten {
+        changed,
+        advanced,
+        fenced: false,
+    })
 }
 
 /// Queues the outcome of an event read from the log, if it needs a row: a
@@ -1192,29 +1196,6 @@ impl EventLog for Journal {
     }
 }
 
-/// The two halves of a read in event order, the first `limit`, numbered.
-fn merge_reads(
-    queued: Vec<PendingDelivery>,
-    logged: Vec<PendingDelivery>,
-    limit: usize,
-) -> Vec<PendingDelivery> {
-    let mut out = Vec::with_capacity(limit.min(queued.len() + logged.len()));
-    let (mut q, mut l) = (queued.into_iter().peekable(), logged.into_iter().peekable());
-    while out.len() < limit {
-        let next = match (q.peek(), l.peek()) {
-            (Some(a), Some(b)) if a.event_id <= b.event_id => q.next(),
-            (Some(_), Some(_)) => l.next(),
-            (Some(_), None) => q.next(),
-            (None, Some(_)) => l.next(),
-            (None, None) => None,
-        };
-        let Some(mut d) = next else { break };
-        d.read.row = out.len() as u32 + 1;
-        out.push(d);
-    }
-    out
-}
-
 impl DeliveryQueue for Journal {
     fn open_cursor(
         &self,
@@ -1361,7 +1342,7 @@ impl DeliveryQueue for Journal {
             rows.collect::<Result<_, _>>()?
         };
         drop(tx);
-        Ok(merge_reads(queued, logged, limit))
+        Ok(crate::merge_reads(queued, logged, limit))
     }
 
     /// Hands delivery outcomes to the writer thread, which commits them with
@@ -1628,6 +1609,38 @@ impl PluginState for Journal {
     }
 }
 
+/// One host per SQLite file (its lock file): every lease is that host's.
+impl crate::Leases for Journal {
+    fn claim_lease(
+        &self,
+        _plugin: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<crate::Lease>, JournalError> {
+        Ok(Some(crate::Lease {
+            holder: holder.to_string(),
+            token: 1,
+            ttl_ms,
+        }))
+    }
+
+    fn renew_lease(&self, _plugin: &str, _lease: &crate::Lease) -> Result<bool, JournalError> {
+        Ok(true)
+    }
+
+    fn release_lease(&self, _plugin: &str, _lease: &crate::Lease) -> Result<(), JournalError> {
+        Ok(())
+    }
+
+    fn heartbeat(&self, _holder: &str, _ttl_ms: i64) -> Result<usize, JournalError> {
+        Ok(1)
+    }
+
+    fn leases(&self) -> Result<Vec<crate::LeaseInfo>, JournalError> {
+        Ok(Vec::new())
+    }
+}
+
 impl Maintenance for Journal {
     /// Deletes up to `limit` events received before `cutoff_ms` that no
     /// instance still has to deliver (pending) or holds as a dead letter,
@@ -1754,6 +1767,7 @@ mod tests {
     /// Outcomes without a move of the cursor.
     fn marks(marks: Vec<Mark>) -> MarkBatch {
         MarkBatch {
+            fence: None,
             marks,
             advance: None,
         }
@@ -1832,6 +1846,7 @@ mod tests {
         let first = &j.pending("a", "t1", 0, 10).unwrap()[0];
         assert!(!first.queued);
         let moved = MarkBatch {
+            fence: None,
             marks: vec![done(first)],
             advance: Some(Advance {
                 from: 0,
@@ -1842,6 +1857,7 @@ mod tests {
         assert_eq!(
             j.record("a", &moved).unwrap(),
             MarksWritten {
+                fenced: false,
                 changed: 0,
                 advanced: true
             }
@@ -1884,6 +1900,7 @@ mod tests {
             ..done(&read[1])
         };
         let batch = MarkBatch {
+            fence: None,
             marks: vec![retry, hold, done(&read[2])],
             advance: Some(Advance {
                 from: start,
@@ -1894,6 +1911,7 @@ mod tests {
         assert_eq!(
             j.record("p", &batch).unwrap(),
             MarksWritten {
+                fenced: false,
                 changed: 2,
                 advanced: true
             }
@@ -1964,6 +1982,7 @@ mod tests {
         assert!(j.prune(far, 100).unwrap().is_empty());
         let first = j.pending("p", "t", 0, 1).unwrap().remove(0);
         let moved = MarkBatch {
+            fence: None,
             marks: vec![done(&first)],
             advance: Some(Advance {
                 from: 0,

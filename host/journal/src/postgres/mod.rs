@@ -1,0 +1,361 @@
+//! The journal on PostgreSQL: what a team runs when one host is not enough
+//! or must survive the loss of a machine. The same traits, the same delivery
+//! model (a cursor per plugin instance over the event log, a queue of the
+//! exceptions) and the same answers as the SQLite backend.
+//!
+//! - [`schema`]: the versioned migrations, run under an advisory lock so
+//!   replicas starting together do not race;
+//! - `write`: the group-commit writer (ingest batches and delivery outcomes
+//!   in one transaction per group) and its SQL;
+//! - `delivery`: cursors, pending reads, replays, dead letters;
+//! - `query`: the reads behind the query API;
+//! - `admin`: plugin state, retention, size and the readiness probe.
+//!
+//! The traits are synchronous (SQLite blocks): each call runs its future on
+//! the backend's own small tokio runtime, where the pool's connections live,
+//! and blocks the calling thread until it is done. Callers reach the journal
+//! from tokio's blocking pool ([`crate::blocking`]), as with SQLite.
+//!
+//! **Commit order.** A worker reads its tenant's events past its cursor by
+//! id; ids come from a sequence, which hands them out in the order
+//! transactions *start*, not commit. So every transaction that adds events
+//! first takes its tenants' advisory locks (in a fixed order): a tenant's
+//! events are then committed in id order, and a cursor never moves past an
+//! id that a transaction still in flight will commit later.
+
+use crate::{CommitNotice, JournalError};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+
+mod admin;
+mod delivery;
+mod lease;
+mod notify;
+mod query;
+pub mod schema;
+mod write;
+
+/// How to reach the database.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// `postgres://user:password@host:port/db` or libpq's `key=value` form.
+    pub url: String,
+    /// Most connections this replica opens.
+    pub pool_size: usize,
+    /// Longest a statement may run before PostgreSQL cancels it.
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    // postgres://user:secret@host/db → postgres://user:***@host/db
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((auth, tail)) = rest.rsplit_once('@') {
+            let user = auth.split(':').next().unwrap_or("");
+            let masked = if auth.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            return format!("{scheme}://{masked}@{tail}");
+        }
+        return url.to_string();
+    }
+    // key=value form: mask password=...
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***".to_string()
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A failure of the PostgreSQL backend, kept as a [`JournalError`]'s source.
+#[derive(Debug, Error)]
+pub enum PgError {
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<PgError> for JournalError {
+    fn from(e: PgError) -> Self {
+        JournalError::Backend(Box::new(e))
+    }
+}
+
+impl From<serde_json::Error> for PgError {
+    fn from(e: serde_json::Error) -> Self {
+        PgError::Other(format!("JSON: {e}"))
+    }
+}
+
+/// How many commit notices a slow subscriber may fall behind before it is
+/// told it lagged.
+const COMMIT_NOTICES: usize = 1024;
+
+/// Handle to a PostgreSQL journal; cheap to clone.
+#[derive(Clone)]
+pub struct PgJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// Where the pool's connections and the writer live; `None` only while
+    /// dropping.
+    rt: Option<tokio::runtime::Runtime>,
+    writer: tokio::sync::mpsc::UnboundedSender<write::Write>,
+    commits: tokio::sync::broadcast::Sender<CommitNotice>,
+    /// The writer's last failed commit, until a commit of events succeeds:
+    /// `/ready` answers what ingest answers.
+    write_failure: Arc<Mutex<Option<String>>>,
+    /// Numbers the reads of pending deliveries.
+    reads: std::sync::atomic::AtomicU64,
+    /// The URL without its password.
+    label: String,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Ends the listener (it checks) and every pooled connection.
+        self.pool.close();
+        // Dropping a runtime blocks; in an async context that panics.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgJournal {
+    /// Connects to the database, brings its schema up to date (see
+    /// [`schema::migrate`]) and starts the writer.
+    pub fn open(options: &PgOptions) -> Result<PgJournal, JournalError> {
+        let label = redact_url(&options.url);
+        let open_error = |e: String| JournalError::Open {
+            path: label.clone().into(),
+            source: e.into(),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("herald-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| open_error(e.to_string()))?;
+        let pool = pool(options).map_err(|e| open_error(e.to_string()))?;
+        {
+            let _entered = rt.enter();
+            futures_executor::block_on(async {
+                let mut c = pool.get().await?;
+                schema::migrate(&mut c).await
+            })
+            .map_err(|e| open_error(e.to_string()))?;
+        }
+        let (writer, rx) = tokio::sync::mpsc::unbounded_channel();
+        let commits = tokio::sync::broadcast::channel(COMMIT_NOTICES).0;
+        let write_failure = Arc::new(Mutex::new(None));
+        rt.spawn(write::run_writer(
+            pool.clone(),
+            rx,
+            commits.clone(),
+            write_failure.clone(),
+        ));
+        rt.spawn(notify::listen(
+            pg_config(options).map_err(|e| open_error(e.to_string()))?,
+            commits.clone(),
+            pool.clone(),
+        ));
+        Ok(PgJournal {
+            inner: Arc::new(Inner {
+                pool,
+                rt: Some(rt),
+                writer,
+                commits,
+                write_failure,
+                reads: Default::default(),
+                label,
+            }),
+        })
+    }
+
+    /// The database, as messages name it (no password).
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Runs `f` to completion on the backend's runtime, blocking the caller.
+    fn block<F: Future>(&self, f: F) -> F::Output {
+        let rt = self
+            .inner
+            .rt
+            .as_ref()
+            .expect("the runtime lives as long as the journal");
+        // Entered so that connections the pool opens meanwhile spawn there.
+        let _entered = rt.enter();
+        futures_executor::block_on(f)
+    }
+
+    /// A pooled connection.
+    async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// Tells this replica's workers, and (by NOTIFY) every other replica's,
+    /// what a commit made pending.
+    fn notice(&self, notice: CommitNotice) {
+        let notices = [notice.clone()];
+        let sent = self.block(async {
+            let c = self.conn().await?;
+            notify::send(&c, &notices).await
+        });
+        if let Err(e) = sent {
+            tracing::debug!("journal: NOTIFY failed ({e}); replicas poll");
+        }
+        let _ = self.inner.commits.send(notice);
+    }
+}
+
+/// The connection pool: every connection sets the statement timeout and
+/// names itself in `pg_stat_activity`.
+fn pool(options: &PgOptions) -> Result<Pool, PgError> {
+    let manager = Manager::from_config(
+        pg_config(options)?,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(2))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| PgError::Other(e.to_string()))
+}
+
+/// The connection settings of `options`.
+fn pg_config(options: &PgOptions) -> Result<tokio_postgres::Config, PgError> {
+    let mut config: tokio_postgres::Config = options
+        .url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
+    config.application_name("herald");
+    config.options(format!(
+        "-c statement_timeout={}",
+        options.statement_timeout.as_millis().max(1)
+    ));
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(config)
+}
+
+/// The advisory-lock class of a tenant's event log (the other int4 is the
+/// tenant's hash): see the module's "Commit order".
+const TENANT_LOCK_CLASS: i32 = 0x4845; // "HE"
+
+/// Takes the event-log locks of `tenants` inside the current transaction,
+/// in one fixed order (by hash) so two transactions never deadlock.
+async fn lock_tenants(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenants: &[&str],
+) -> Result<(), PgError> {
+    let tenants: Vec<String> = tenants.iter().map(|t| t.to_string()).collect();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, h) FROM
+           (SELECT DISTINCT hashtext(t) AS h FROM unnest($2::text[]) AS t ORDER BY 1) AS x",
+        &[&TENANT_LOCK_CLASS, &tenants],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs `f` with one connection of its own on a runtime of its own (the
+/// administrative commands: `herald migrate`, `herald check`).
+fn with_connection<T>(
+    options: &PgOptions,
+    f: impl for<'c> FnOnce(
+        &'c mut tokio_postgres::Client,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<T, PgError>> + 'c>>,
+) -> Result<T, JournalError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| JournalError::Task(e.to_string()))?;
+    let result = rt.block_on(async {
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
+        config.application_name("herald");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        let (mut client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let out = f(&mut client).await;
+        drop(client);
+        let _ = driver.await;
+        out
+    });
+    result.map_err(|e| JournalError::Open {
+        path: redact_url(&options.url).into(),
+        source: Box::new(e),
+    })
+}
+
+/// Applies the migrations the database has not had yet (`herald migrate`).
+pub fn migrate(options: &PgOptions) -> Result<schema::Migrated, JournalError> {
+    with_connection(options, |c| Box::pin(schema::migrate(c)))
+}
+
+/// Reaches the database and reads its schema version (0: none yet); a
+/// schema newer than this build is an error (`herald check`).
+pub fn probe(options: &PgOptions) -> Result<i32, JournalError> {
+    with_connection(options, |c| {
+        Box::pin(async move {
+            let exists: bool = c
+                .query_one("SELECT to_regclass('herald_migrations') IS NOT NULL", &[])
+                .await?
+                .get(0);
+            let version: i32 = if exists {
+                c.query_one(
+                    "SELECT coalesce(max(version), 0) FROM herald_migrations",
+                    &[],
+                )
+                .await?
+                .get(0)
+            } else {
+                0
+            };
+            if version > schema::latest() {
+                return Err(PgError::Other(format!(
+                    "the database's schema is version {version}, newer than this herald knows ({}); upgrade herald",
+                    schema::latest()
+                )));
+            }
+            Ok(version)
+        })
+    })
+}

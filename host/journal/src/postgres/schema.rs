@@ -1,0 +1,185 @@
+//! The PostgreSQL schema as numbered migrations. Each runs once, in its own
+//! transaction, recorded in `herald_migrations`; all of them run under a
+//! session advisory lock, so replicas that start together (or `herald
+//! migrate` beside a running host) apply each migration exactly once.
+
+use super::PgError;
+
+/// The session advisory lock held while migrating (a bigint key: it does not
+/// overlap the tenant locks, which use the two-int4 form).
+const MIGRATION_LOCK: i64 = 0x4845_5241_4c44; // "HERALD"
+
+/// The migrations, in order: (version, what it does, SQL). Never edit one
+/// that has shipped: add the next.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events, runs, cursors, deliveries, plugin state",
+        r#"
+CREATE TABLE events (
+    id          BIGSERIAL PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    uuid        TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    counter     BIGINT NOT NULL,
+    kind        TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    -- The event's wire JSON exactly as it was journaled (text, not jsonb:
+    -- jsonb would reorder keys and drop duplicates).
+    body        TEXT NOT NULL,
+    request_id  TEXT,
+    trace_id    TEXT,
+    span_id     TEXT,
+    UNIQUE (tenant, uuid)
+);
+CREATE INDEX events_by_run ON events (tenant, run_id, id);
+-- What a worker reads: its tenant's events past its cursor.
+CREATE INDEX events_by_tenant ON events (tenant, id);
+CREATE INDEX events_by_received ON events (received_ms);
+CREATE TABLE runs (
+    tenant      TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    playbook    TEXT,
+    controller  TEXT,
+    first_ms    BIGINT NOT NULL,
+    last_ms     BIGINT NOT NULL,
+    events      BIGINT NOT NULL,
+    finished    BOOLEAN NOT NULL DEFAULT false,
+    received_ms BIGINT,
+    -- The worst outcome the run's stats events report (0 ok, 1 unreachable, 2 failed).
+    outcome     SMALLINT,
+    -- The first value of each label key.
+    labels      JSONB,
+    PRIMARY KEY (tenant, run_id)
+);
+CREATE INDEX runs_by_start ON runs (tenant, first_ms, run_id);
+-- Each plugin instance's cursor over its tenant's event log (see the SQLite
+-- schema for the meaning of each column).
+CREATE TABLE cursors (
+    plugin      TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    since       BIGINT NOT NULL,
+    position    BIGINT NOT NULL,
+    delivered   BIGINT NOT NULL DEFAULT 0,
+    routes      TEXT NOT NULL DEFAULT '[]',
+    updated_ms  BIGINT NOT NULL,
+    retired_ms  BIGINT
+);
+-- The exceptions only: retries, events held behind them, replays, requeued
+-- and dead letters.
+CREATE TABLE deliveries (
+    plugin      TEXT NOT NULL,
+    event_id    BIGINT NOT NULL REFERENCES events (id),
+    run_id      TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    first_at_ms BIGINT NOT NULL,
+    next_at_ms  BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    last_error  TEXT,
+    PRIMARY KEY (plugin, event_id)
+);
+CREATE INDEX deliveries_pending ON deliveries (plugin, event_id) WHERE state = 'pending';
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+CREATE TABLE plugin_state (
+    tenant TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (tenant, plugin, key)
+);
+CREATE TABLE health (k TEXT PRIMARY KEY, v BIGINT NOT NULL);
+"#,
+    ),
+    (
+        2,
+        "leases of plugin instances, replicas",
+        r#"
+-- One row per plugin instance: the replica delivering for it until
+-- expires_ms (the database's clock), and the token that fences its writes
+-- (it grows with every new holder).
+CREATE TABLE leases (
+    plugin     TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    token      BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    claimed_ms BIGINT NOT NULL
+);
+-- The replicas alive (seen_ms within their TTL): each holds its share.
+CREATE TABLE replicas (
+    holder  TEXT PRIMARY KEY,
+    seen_ms BIGINT NOT NULL,
+    ttl_ms  BIGINT NOT NULL
+);
+"#,
+    ),
+];
+
+/// The newest schema version this build knows.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version the database was at before.
+    pub from: i32,
+    /// The versions applied now, in order.
+    pub applied: Vec<i32>,
+}
+
+/// Applies the migrations the database has not had yet, under the migration
+/// lock. A database newer than this build is refused (a rolling upgrade runs
+/// the new build's migrations first; an old replica must not write to it).
+pub async fn migrate(c: &mut tokio_postgres::Client) -> Result<Migrated, PgError> {
+    c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply(c).await;
+    // Released whatever happened: the session may go back to a pool.
+    let unlocked = c
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    let migrated = result?;
+    unlocked?;
+    Ok(migrated)
+}
+
+async fn apply(c: &mut tokio_postgres::Client) -> Result<Migrated, PgError> {
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS herald_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_ms BIGINT NOT NULL
+        )",
+    )
+    .await?;
+    let from: i32 = c
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM herald_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    if from > latest() {
+        return Err(PgError::Other(format!(
+            "the database's schema is version {from}, newer than this herald knows ({}); upgrade herald",
+            latest()
+        )));
+    }
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > from) {
+        let tx = c.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO herald_migrations (version, name, applied_ms) VALUES ($1, $2, $3)",
+            &[version, name, &crate::now_ms()],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "journal: applied PostgreSQL migration");
+        applied.push(*version);
+    }
+    Ok(Migrated { from, applied })
+}

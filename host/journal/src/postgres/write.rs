@@ -1,0 +1,587 @@
+//! The group-commit writer and the SQL of every write of events and
+//! delivery outcomes.
+//!
+//! One writer task per replica takes every ingest batch and outcome batch
+//! that is waiting and commits them in one transaction (one WAL flush), as
+//! the SQLite backend does; batches are written with array parameters
+//! (`unnest`), one statement per table, not one per event.
+
+use super::{lock_tenants, PgError, PgJournal};
+use crate::{
+    now_ms, CommitNotice, CommitReceipt, Committed, EventLog, JournalError, Mark, MarkBatch,
+    MarkOutcome, MarksWritten, RequestContext,
+};
+use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
+use herald_event::WireEvent;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Most events one group transaction takes before it commits.
+const GROUP_MAX_EVENTS: usize = 20_000;
+
+/// What the writer is asked to write.
+pub(super) enum Write {
+    Events {
+        tenant: String,
+        events: Vec<WireEvent>,
+        context: Option<RequestContext>,
+        reply: tokio::sync::oneshot::Sender<Result<Committed, JournalError>>,
+    },
+    Marks {
+        plugin: String,
+        batch: MarkBatch,
+        reply: tokio::sync::oneshot::Sender<Result<MarksWritten, JournalError>>,
+    },
+}
+
+impl Write {
+    fn size(&self) -> usize {
+        match self {
+            Write::Events { events, .. } => events.len(),
+            Write::Marks { batch, .. } => batch.marks.len(),
+        }
+    }
+}
+
+/// The writer: groups what is waiting, commits it, answers each request,
+/// then tells subscribers what became pending. A failed commit answers the
+/// whole group with the error; the next group tries again.
+pub(super) async fn run_writer(
+    pool: Pool,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Write>,
+    commits: tokio::sync::broadcast::Sender<CommitNotice>,
+    write_failure: Arc<Mutex<Option<String>>>,
+) {
+    let m = herald_telemetry::host();
+    let commit_seconds = m.journal_commit_seconds.clone();
+    let commits_ok = m.journal_commits.with_label_values(&["ok"]);
+    let commits_error = m.journal_commits.with_label_values(&["error"]);
+    while let Some(first) = rx.recv().await {
+        let mut size = first.size();
+        let mut group = vec![first];
+        while size < GROUP_MAX_EVENTS {
+            match rx.try_recv() {
+                Ok(w) => {
+                    size += w.size();
+                    group.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = commit_group(&pool, &group).await;
+        commit_seconds.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok((outcomes, conn)) => {
+                // Other replicas' workers: one NOTIFY for the group, after
+                // its commit. Lost, it costs them an idle poll.
+                let notices: Vec<CommitNotice> = group
+                    .iter()
+                    .zip(&outcomes)
+                    .filter_map(|(w, o)| match (w, o) {
+                        (Write::Events { tenant, .. }, Outcome::Events(c)) if c.accepted > 0 => {
+                            Some(CommitNotice::Events {
+                                tenant: Arc::from(tenant.as_str()),
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !notices.is_empty() {
+                    if let Err(e) = super::notify::send(&conn, &notices).await {
+                        tracing::debug!("journal: NOTIFY failed ({e}); replicas poll");
+                    }
+                }
+                drop(conn);
+                commits_ok.inc();
+                if group.iter().any(|w| matches!(w, Write::Events { .. })) {
+                    *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                for (w, outcome) in group.into_iter().zip(outcomes) {
+                    match (w, outcome) {
+                        (Write::Events { tenant, reply, .. }, Outcome::Events(c)) => {
+                            let accepted = c.accepted > 0;
+                            let _ = reply.send(Ok(c));
+                            if accepted {
+                                let _ = commits.send(CommitNotice::Events {
+                                    tenant: Arc::from(tenant),
+                                });
+                            }
+                        }
+                        (Write::Marks { reply, .. }, Outcome::Marks(n)) => {
+                            let _ = reply.send(Ok(n));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                commits_error.inc();
+                let msg = e.to_string();
+                tracing::warn!(error = %msg, "journal: a PostgreSQL commit failed");
+                *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                for w in group {
+                    let err = JournalError::Task(msg.clone());
+                    match w {
+                        Write::Events { reply, .. } => {
+                            let _ = reply.send(Err(err));
+                        }
+                        Write::Marks { reply, .. } => {
+                            let _ = reply.send(Err(err));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one request of a group got.
+enum Outcome {
+    Events(Committed),
+    Marks(MarksWritten),
+}
+
+async fn commit_group(
+    pool: &Pool,
+    group: &[Write],
+) -> Result<(Vec<Outcome>, deadpool_postgres::Object), PgError> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let tenants: Vec<&str> = group
+        .iter()
+        .filter_map(|w| match w {
+            Write::Events { tenant, .. } => Some(tenant.as_str()),
+            Write::Marks { .. } => None,
+        })
+        .collect();
+    if !tenants.is_empty() {
+        lock_tenants(&tx, &tenants).await?;
+    }
+    let now = now_ms();
+    let mut out = Vec::with_capacity(group.len());
+    for w in group {
+        out.push(match w {
+            Write::Events {
+                tenant,
+                events,
+                context,
+                ..
+            } => Outcome::Events(apply_batch(&tx, tenant, events, now, context.as_ref()).await?),
+            Write::Marks { plugin, batch, .. } => {
+                Outcome::Marks(apply_mark_batch(&tx, plugin, batch, now).await?)
+            }
+        });
+    }
+    tx.commit().await?;
+    Ok((out, c))
+}
+
+/// What the stored events of one batch add to their run's row.
+struct RunTotals<'a> {
+    run_id: &'a str,
+    playbook: Option<&'a str>,
+    controller: Option<&'a str>,
+    first_ms: i64,
+    last_ms: i64,
+    events: i64,
+    finished: bool,
+    outcome: Option<herald_event::RunOutcome>,
+    labels: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> RunTotals<'a> {
+    fn new(ev: &'a WireEvent) -> Self {
+        let mut r = RunTotals {
+            run_id: &ev.run_id,
+            playbook: None,
+            controller: None,
+            first_ms: ev.created_ms,
+            last_ms: ev.created_ms,
+            events: 0,
+            finished: false,
+            outcome: None,
+            labels: serde_json::Map::new(),
+        };
+        r.add(ev);
+        r
+    }
+
+    fn add(&mut self, ev: &'a WireEvent) {
+        self.playbook = self.playbook.or(ev.playbook());
+        self.controller = self.controller.or(ev.controller());
+        self.first_ms = self.first_ms.min(ev.created_ms);
+        self.last_ms = self.last_ms.max(ev.created_ms);
+        self.events += 1;
+        if ev.kind == herald_event::EventKind::PlaybookOnStats {
+            self.finished = true;
+            let o = herald_event::RunOutcome::of_stats(ev.body());
+            self.outcome = self.outcome.max(Some(o));
+        }
+        for (k, v) in ev.labels() {
+            if !self.labels.contains_key(k) {
+                self.labels
+                    .insert(k.to_string(), serde_json::Value::from(v.as_str()));
+            }
+        }
+    }
+}
+
+/// Writes one ingest batch inside `tx` (whose tenant lock is held): the new
+/// events in one statement, then one upsert per run.
+pub(super) async fn apply_batch(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    events: &[WireEvent],
+    now: i64,
+    context: Option<&RequestContext>,
+) -> Result<Committed, PgError> {
+    let uuids: Vec<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
+    let runs: Vec<&str> = events.iter().map(|e| e.run_id.as_str()).collect();
+    let counters: Vec<i64> = events.iter().map(|e| e.counter as i64).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let created: Vec<i64> = events.iter().map(|e| e.created_ms).collect();
+    let bodies: Vec<&str> = events.iter().map(|e| e.body()).collect();
+    let (request_id, trace_id, span_id) = match context {
+        Some((r, t, s)) => (Some(r.as_str()), Some(t.as_str()), Some(s.as_str())),
+        None => (None, None, None),
+    };
+    // Ordered by position in the batch, so ids follow the batch's order.
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body,
+                                 request_id, trace_id, span_id)
+             SELECT $1, u.uuid, u.run_id, u.counter, u.kind, u.created_ms, $2, u.body, $3, $4, $5
+             FROM unnest($6::text[], $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[])
+                  WITH ORDINALITY AS u (uuid, run_id, counter, kind, created_ms, body, ord)
+             ORDER BY u.ord
+             ON CONFLICT (tenant, uuid) DO NOTHING
+             RETURNING uuid",
+        )
+        .await?;
+    let rows = tx
+        .query(
+            &stmt,
+            &[
+                &tenant,
+                &now,
+                &request_id,
+                &trace_id,
+                &span_id,
+                &uuids,
+                &runs,
+                &counters,
+                &kinds,
+                &created,
+                &bodies,
+            ],
+        )
+        .await?;
+    let mut fresh: HashSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    let mut inserted = Vec::with_capacity(events.len());
+    let mut totals: Vec<RunTotals<'_>> = Vec::new();
+    for ev in events {
+        // The first of a uuid repeated within the batch is the stored one.
+        let stored = fresh.remove(&ev.uuid);
+        inserted.push(stored);
+        if !stored {
+            continue;
+        }
+        match totals.iter_mut().rev().find(|r| r.run_id == ev.run_id) {
+            Some(r) => r.add(ev),
+            None => totals.push(RunTotals::new(ev)),
+        }
+    }
+    let accepted = inserted.iter().filter(|i| **i).count();
+    if !totals.is_empty() {
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events,
+                                   finished, received_ms, outcome, labels)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
+                 ON CONFLICT (tenant, run_id) DO UPDATE SET
+                    playbook = coalesce(runs.playbook, excluded.playbook),
+                    controller = coalesce(runs.controller, excluded.controller),
+                    first_ms = least(runs.first_ms, excluded.first_ms),
+                    last_ms = greatest(runs.last_ms, excluded.last_ms),
+                    events = runs.events + excluded.events,
+                    finished = runs.finished OR excluded.finished,
+                    received_ms = greatest(runs.received_ms, excluded.received_ms),
+                    outcome = greatest(runs.outcome, excluded.outcome),
+                    labels = CASE WHEN runs.labels IS NULL THEN excluded.labels
+                                  WHEN excluded.labels IS NULL THEN runs.labels
+                                  ELSE excluded.labels || runs.labels END",
+            )
+            .await?;
+        for r in &totals {
+            let labels = (!r.labels.is_empty())
+                .then(|| serde_json::Value::Object(r.labels.clone()).to_string());
+            tx.execute(
+                &upsert,
+                &[
+                    &tenant,
+                    &r.run_id,
+                    &r.playbook,
+                    &r.controller,
+                    &r.first_ms,
+                    &r.last_ms,
+                    &r.events,
+                    &r.finished,
+                    &now,
+                    &r.outcome.map(|o| o as i16),
+                    &labels,
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(Committed {
+        accepted,
+        duplicates: events.len() - accepted,
+        inserted,
+    })
+}
+
+/// Writes a worker's outcomes and its cursor's move inside `tx`.
+///
+/// Every outcome of a queued delivery applies only if the row is still the
+/// pending delivery that was read (same `first_at_ms`), so a replay or a
+/// requeue during the attempt is never swallowed; no generation counter is
+/// needed (the SQLite backend's one-range streak does not exist here).
+pub(super) async fn apply_mark_batch(
+    tx: &Transaction<'_>,
+    plugin: &str,
+    batch: &MarkBatch,
+    now: i64,
+) -> Result<MarksWritten, PgError> {
+    if let Some(fence) = batch.fence {
+        // The lease row stays as it is until this transaction ends (a
+        // takeover waits for it), so the check holds for every write below.
+        let holds = tx
+            .query_opt(
+                "SELECT 1 FROM leases WHERE plugin = $1 AND token = $2 FOR SHARE",
+                &[&plugin, &fence],
+            )
+            .await?
+            .is_some();
+        if !holds {
+            herald_telemetry::host()
+                .lease_events
+                .with_label_values(&["fenced"])
+                .inc();
+            tracing::warn!(
+                plugin,
+                token = fence,
+                "delivery outcomes refused: this replica no longer holds the instance's lease"
+            );
+            return Ok(MarksWritten {
+                changed: 0,
+                advanced: false,
+                fenced: true,
+            });
+        }
+    }
+    let mut changed = 0usize;
+    let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
+    changed += queue_from_log(tx, plugin, &logged, now).await?;
+    changed += update_queued(tx, plugin, &queued, now).await?;
+    let advanced = match batch.advance {
+        None => true,
+        Some(a) => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE cursors SET position = $3, delivered = delivered + $4, updated_ms = $5
+                     WHERE plugin = $1 AND position = $2",
+                )
+                .await?;
+            tx.execute(
+                &stmt,
+                &[&plugin, &a.from, &a.to, &(a.delivered as i64), &now],
+            )
+            .await?
+                == 1
+        }
+    };
+    if !advanced {
+        tracing::warn!(
+            plugin,
+            "a delivery cursor was not where its worker thought (an earlier batch of outcomes was lost); the worker reads it again"
+        );
+    }
+    Ok(MarksWritten {
+        changed,
+        advanced,
+        fenced: false,
+    })
+}
+
+/// The exceptions among outcomes of events read from the log (retries, dead
+/// letters, holds) become queue rows; a row that exists already (a replay
+/// queued meanwhile) wins.
+async fn queue_from_log(
+    tx: &Transaction<'_>,
+    plugin: &str,
+    marks: &[&Mark],
+    now: i64,
+) -> Result<usize, PgError> {
+    let mut ids = Vec::new();
+    let mut states = Vec::new();
+    let mut attempts = Vec::new();
+    let mut first = Vec::new();
+    let mut next = Vec::new();
+    let mut errors: Vec<Option<&str>> = Vec::new();
+    for m in marks {
+        let (state, next_at, error) = match &m.outcome {
+            MarkOutcome::Done => continue,
+            MarkOutcome::Retry { next_at_ms, error } => {
+                ("pending", *next_at_ms, Some(error.as_str()))
+            }
+            MarkOutcome::Dead { error } => ("dead", now, Some(error.as_str())),
+            MarkOutcome::Hold => ("pending", now, None),
+        };
+        ids.push(m.event_id);
+        states.push(state);
+        attempts.push(m.attempts as i32);
+        first.push(m.first_at_ms);
+        next.push(next_at);
+        errors.push(error);
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (plugin, event_id, run_id, state, attempts, first_at_ms, next_at_ms, updated_ms, last_error)
+             SELECT $1, e.id, e.run_id, m.state, m.attempts, m.first_at, m.next_at, $2, m.error
+             FROM unnest($3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::text[])
+                  AS m (event_id, state, attempts, first_at, next_at, error)
+             JOIN events e ON e.id = m.event_id
+             ORDER BY e.id
+             ON CONFLICT (plugin, event_id) DO NOTHING",
+        )
+        .await?;
+    Ok(tx
+        .execute(
+            &stmt,
+            &[
+                &plugin, &now, &ids, &states, &attempts, &first, &next, &errors,
+            ],
+        )
+        .await? as usize)
+}
+
+/// Outcomes of queued deliveries, in one statement. Within one batch the
+/// last outcome of a delivery is the one that stands (an earlier one there
+/// can only be a retry of the same queueing).
+async fn update_queued(
+    tx: &Transaction<'_>,
+    plugin: &str,
+    marks: &[&Mark],
+    now: i64,
+) -> Result<usize, PgError> {
+    let mut last: std::collections::BTreeMap<i64, &Mark> = std::collections::BTreeMap::new();
+    for m in marks {
+        if m.outcome != MarkOutcome::Hold {
+            last.insert(m.event_id, m);
+        }
+    }
+    if last.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::new();
+    let mut first = Vec::new();
+    let mut attempts = Vec::new();
+    let mut states = Vec::new();
+    let mut next: Vec<Option<i64>> = Vec::new();
+    let mut errors: Vec<Option<&str>> = Vec::new();
+    for m in last.values() {
+        let (state, next_at, error) = match &m.outcome {
+            MarkOutcome::Done => ("done", None, None),
+            MarkOutcome::Retry { next_at_ms, error } => {
+                ("pending", Some(*next_at_ms), Some(error.as_str()))
+            }
+            MarkOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
+            MarkOutcome::Hold => continue,
+        };
+        ids.push(m.event_id);
+        first.push(m.first_at_ms);
+        attempts.push(m.attempts as i32);
+        states.push(state);
+        next.push(next_at);
+        errors.push(error);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE deliveries d SET state = m.state, attempts = m.attempts,
+                    next_at_ms = coalesce(m.next_at, d.next_at_ms), updated_ms = $2, last_error = m.error
+             FROM unnest($3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::bigint[], $8::text[])
+                  AS m (event_id, first_at, attempts, state, next_at, error)
+             WHERE d.plugin = $1 AND d.event_id = m.event_id AND d.state = 'pending'
+               AND d.first_at_ms = m.first_at",
+        )
+        .await?;
+    Ok(tx
+        .execute(
+            &stmt,
+            &[
+                &plugin, &now, &ids, &first, &attempts, &states, &next, &errors,
+            ],
+        )
+        .await? as usize)
+}
+
+impl EventLog for PgJournal {
+    /// Goes through the group-commit writer: batches that arrive while a
+    /// commit is under way share the next transaction.
+    fn submit(
+        &self,
+        tenant: String,
+        events: Vec<WireEvent>,
+        context: Option<RequestContext>,
+    ) -> Result<CommitReceipt, JournalError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .writer
+            .send(Write::Events {
+                tenant,
+                events,
+                context,
+                reply,
+            })
+            .map_err(|_| JournalError::Task("the journal writer has stopped".into()))?;
+        Ok(answer)
+    }
+
+    fn commit_batch(&self, tenant: &str, events: &[WireEvent]) -> Result<Committed, JournalError> {
+        let committed = self.block(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await?;
+            lock_tenants(&tx, &[tenant]).await?;
+            let committed = apply_batch(&tx, tenant, events, now_ms(), None).await?;
+            tx.commit().await?;
+            Ok::<_, PgError>(committed)
+        })?;
+        if committed.accepted > 0 {
+            self.notice(CommitNotice::Events {
+                tenant: Arc::from(tenant),
+            });
+        }
+        Ok(committed)
+    }
+
+    fn event_count(&self, tenant: &str) -> Result<u64, JournalError> {
+        Ok(self.block(async {
+            let c = self.conn().await?;
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM events WHERE tenant = $1", &[&tenant])
+                .await?
+                .get(0);
+            Ok::<_, PgError>(n as u64)
+        })?)
+    }
+
+    fn commits(&self) -> tokio::sync::broadcast::Receiver<CommitNotice> {
+        self.inner.commits.subscribe()
+    }
+}

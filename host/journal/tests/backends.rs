@@ -1,0 +1,543 @@
+//! The journal's contract, run against every backend: the same scenarios on
+//! SQLite and on a real PostgreSQL server (started here on 127.0.0.1), so
+//! both give the same answers through the traits the host uses.
+
+mod support;
+
+use herald_event::WireEvent;
+use herald_journal::prelude::*;
+use herald_journal::{
+    now_ms, Advance, DeliveryFilter, DeliveryState, EventFilter, Mark, MarkBatch, MarkOutcome,
+    MarksWritten, PendingDelivery, PgJournal, PgOptions, RunFilter, RunState, Store,
+};
+use serde_json::json;
+use std::time::Duration;
+use support::pg::PgServer;
+
+fn ev(uuid: &str, run: &str) -> WireEvent {
+    herald_event::validate(json!({"uuid": uuid, "event": "runner_on_ok", "counter": 1,
+        "created": "2026-01-01T00:00:00", "run_id": run, "event_data": {"playbook": "p.yml", "host": "web1"}}))
+    .expect("a valid event")
+}
+
+fn event(value: serde_json::Value) -> WireEvent {
+    herald_event::validate(value).expect("a valid event")
+}
+
+fn done(d: &PendingDelivery) -> Mark {
+    Mark {
+        event_id: d.event_id,
+        queued: d.queued,
+        first_at_ms: d.first_at_ms,
+        attempts: 1,
+        outcome: MarkOutcome::Done,
+        read: Some(d.read),
+    }
+}
+
+/// Every scenario, by name, on one backend; `open` gives a fresh journal.
+fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
+    let all: [(&str, fn(&dyn Store)); 7] = [
+        ("dedupe_and_cursors", dedupe_and_cursors),
+        ("exceptions_are_queued", exceptions_are_queued),
+        ("replay_and_dead_letters", replay_and_dead_letters),
+        ("runs_and_queries", runs_and_queries),
+        ("plugin_state", plugin_state),
+        ("retention", retention),
+        ("moved_instance", moved_instance),
+    ];
+    for (name, f) in all {
+        let j = open(name);
+        f(j.as_ref());
+        eprintln!("scenario {name}: ok");
+    }
+}
+
+fn dedupe_and_cursors(j: &dyn Store) {
+    assert_eq!(j.open_cursor("a", "t1", &[]).unwrap(), 0);
+    assert_eq!(j.open_cursor("b", "t1", &[]).unwrap(), 0);
+    let c = j
+        .commit_batch("t1", &[ev("u1", "r"), ev("u2", "r"), ev("u1", "r")])
+        .unwrap();
+    assert_eq!((c.accepted, c.duplicates), (2, 1));
+    assert_eq!(c.inserted, vec![true, true, false]);
+    let c = j.commit_batch("t1", &[ev("u2", "r")]).unwrap();
+    assert_eq!(c.inserted, vec![false], "a uuid sent again is a duplicate");
+    let c = j.commit_batch("t2", &[ev("u1", "r")]).unwrap();
+    assert_eq!(c.accepted, 1, "another tenant may reuse a uuid");
+    assert_eq!(j.event_count("t1").unwrap(), 2);
+    assert_eq!(j.pending("a", "t1", 0, 10).unwrap().len(), 2);
+    assert_eq!(j.pending("b", "t1", 0, 10).unwrap().len(), 2);
+    let first = j.pending("a", "t1", 0, 10).unwrap()[0].clone();
+    assert!(!first.queued);
+    let moved = MarkBatch {
+        fence: None,
+        marks: vec![done(&first)],
+        advance: Some(Advance {
+            from: 0,
+            to: first.event_id,
+            delivered: 1,
+        }),
+    };
+    assert_eq!(
+        j.record("a", &moved).unwrap(),
+        MarksWritten {
+            fenced: false,
+            changed: 0,
+            advanced: true
+        }
+    );
+    assert_eq!(j.delivery_counts("a").unwrap(), (1, 1, 0));
+    assert_eq!(j.delivery_counts("b").unwrap(), (2, 0, 0));
+    assert!(
+        !j.record("a", &moved).unwrap().advanced,
+        "a stale move is refused"
+    );
+    assert_eq!(j.cursor("a").unwrap(), Some(first.event_id));
+    let left = j.pending("a", "t1", 0, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].event_id, first.event_id);
+}
+
+fn exceptions_are_queued(j: &dyn Store) {
+    j.commit_batch("t", &[ev("old", "r0")]).unwrap();
+    let start = j.open_cursor("p", "t", &[]).unwrap();
+    assert!(j.pending("p", "t", 0, 10).unwrap().is_empty());
+    j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r"), ev("u3", "q")])
+        .unwrap();
+    let read = j.pending("p", "t", 0, 10).unwrap();
+    assert_eq!(read.len(), 3);
+    let retry = Mark {
+        outcome: MarkOutcome::Retry {
+            next_at_ms: now_ms() + 60_000,
+            error: "busy".into(),
+        },
+        ..done(&read[0])
+    };
+    let hold = Mark {
+        outcome: MarkOutcome::Hold,
+        attempts: 0,
+        ..done(&read[1])
+    };
+    let batch = MarkBatch {
+        fence: None,
+        marks: vec![retry, hold, done(&read[2])],
+        advance: Some(Advance {
+            from: start,
+            to: read[2].event_id,
+            delivered: 1,
+        }),
+    };
+    assert_eq!(
+        j.record("p", &batch).unwrap(),
+        MarksWritten {
+            fenced: false,
+            changed: 2,
+            advanced: true
+        }
+    );
+    let again = j.pending("p", "t", 0, 10).unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.event_id, d.queued, d.attempts))
+            .collect::<Vec<_>>(),
+        [(read[0].event_id, true, 1), (read[1].event_id, true, 0)]
+    );
+    assert_eq!(j.delivery_counts("p").unwrap(), (2, 1, 0));
+    assert_eq!(j.queue_depths().unwrap().len(), 1);
+    let (list, next) = j
+        .deliveries(
+            "t",
+            &DeliveryFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(next, None);
+    assert_eq!(
+        list.iter()
+            .map(|d| (d.event_uuid.as_str(), d.state, d.attempts))
+            .collect::<Vec<_>>(),
+        [
+            ("u1", DeliveryState::Pending, 1),
+            ("u2", DeliveryState::Pending, 0),
+            ("u3", DeliveryState::Done, 1)
+        ]
+    );
+    // The retried row succeeds on its second attempt: done, out of the queue.
+    let queued = j.pending("p", "t", 0, 10).unwrap();
+    let ok = Mark {
+        attempts: 2,
+        ..done(&queued[0])
+    };
+    assert_eq!(
+        j.record(
+            "p",
+            &MarkBatch {
+                fence: None,
+                marks: vec![ok],
+                advance: None
+            }
+        )
+        .unwrap()
+        .changed,
+        1
+    );
+    assert_eq!(j.delivery_counts("p").unwrap(), (1, 2, 0));
+}
+
+fn replay_and_dead_letters(j: &dyn Store) {
+    let start = j.open_cursor("p", "t", &[]).unwrap();
+    j.commit_batch("t", &[ev("a", "r"), ev("b", "r")]).unwrap();
+    let read = j.pending("p", "t", 0, 10).unwrap();
+    let dead = Mark {
+        outcome: MarkOutcome::Dead {
+            error: "HTTP 400: bad payload".into(),
+        },
+        ..done(&read[0])
+    };
+    j.record(
+        "p",
+        &MarkBatch {
+            fence: None,
+            marks: vec![dead, done(&read[1])],
+            advance: Some(Advance {
+                from: start,
+                to: read[1].event_id,
+                delivered: 1,
+            }),
+        },
+    )
+    .unwrap();
+    let letters = j.dead_letters("t", Some("p"), 10, None).unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].uuid, "a");
+    assert_eq!(letters[0].reason, "HTTP 400: bad payload");
+    assert_eq!(
+        j.dead_counts().unwrap(),
+        vec![("p".to_string(), "t".to_string(), 1)]
+    );
+    assert!(j.dead_letters("other", None, 10, None).unwrap().is_empty());
+    assert_eq!(j.requeue_dead("other", "p", None).unwrap(), 0, "tenancy");
+    assert_eq!(j.requeue_dead("t", "p", None).unwrap(), 1);
+    let again = j.pending("p", "t", 0, 10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].queued && again[0].attempts == 0);
+    // A replay while that attempt runs: the attempt's outcome does not
+    // swallow the replayed delivery.
+    assert_eq!(j.replay_run("t", "r", "p").unwrap(), 2);
+    let written = j
+        .record(
+            "p",
+            &MarkBatch {
+                fence: None,
+                marks: vec![done(&again[0])],
+                advance: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(written.changed, 0, "the replay made it a new delivery");
+    assert_eq!(j.pending("p", "t", 0, 10).unwrap().len(), 2);
+}
+
+fn runs_and_queries(j: &dyn Store) {
+    let start = event(
+        json!({"uuid": "s", "event": "playbook_on_start", "counter": 1,
+        "created": "2026-01-01T00:00:00", "run_id": "r1",
+        "labels": {"env": "prod", "team": "ops"},
+        "event_data": {"playbook": "deploy/site.yml"}}),
+    );
+    let changed = event(json!({"uuid": "c", "event": "runner_on_ok", "counter": 2,
+        "created": "2026-01-01T00:00:01", "run_id": "r1",
+        "event_data": {"playbook": "deploy/site.yml", "host": "web1", "res": {"changed": true}}}));
+    let failed = event(
+        json!({"uuid": "f", "event": "runner_on_failed", "counter": 3,
+        "created": "2026-01-01T00:00:02", "run_id": "r1",
+        "event_data": {"playbook": "deploy/site.yml", "host": "db1", "res": {"msg": "boom"}}}),
+    );
+    let stats = event(
+        json!({"uuid": "st", "event": "playbook_on_stats", "counter": 4,
+        "created": "2026-01-01T00:00:03", "run_id": "r1",
+        "labels": {"env": "staging"},
+        "event_data": {"playbook": "deploy/site.yml", "failures": {"db1": 1}, "ok": {"web1": 1}}}),
+    );
+    j.commit_batch("t", &[start, changed]).unwrap();
+    j.commit_batch("t", &[failed, stats]).unwrap();
+    j.commit_batch(
+        "t",
+        &[event(
+            json!({"uuid": "x", "event": "playbook_on_start", "counter": 1,
+        "created": "2026-01-02T00:00:00", "run_id": "r2", "event_data": {"playbook": "other.yml"}}),
+        )],
+    )
+    .unwrap();
+    let stale = now_ms() - 3_600_000;
+    let run = j.run("t", "r1", stale).unwrap().expect("the run");
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(run.events, 4);
+    assert_eq!(run.playbook.as_deref(), Some("deploy/site.yml"));
+    assert_eq!(
+        run.labels.get("env").map(String::as_str),
+        Some("prod"),
+        "first value wins"
+    );
+    assert!(run.start.is_some() && run.stats.is_some());
+    assert!(j.run("other", "r1", stale).unwrap().is_none(), "tenancy");
+    let list = |f: RunFilter| {
+        j.list_runs(
+            "t",
+            &RunFilter {
+                limit: 10,
+                stale_before_ms: stale,
+                ..f
+            },
+        )
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|r| r.id)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(list(RunFilter::default()), ["r2", "r1"], "newest first");
+    assert_eq!(
+        list(RunFilter {
+            playbook: Some("site.*".into()),
+            ..Default::default()
+        }),
+        ["r1"],
+        "a glob matches the file name"
+    );
+    assert_eq!(
+        list(RunFilter {
+            state: Some(RunState::Failed),
+            ..Default::default()
+        }),
+        ["r1"]
+    );
+    assert_eq!(
+        list(RunFilter {
+            labels: vec![("team".into(), None)],
+            ..Default::default()
+        }),
+        ["r1"]
+    );
+    assert_eq!(
+        list(RunFilter {
+            labels: vec![("env".into(), Some("staging".into()))],
+            ..Default::default()
+        }),
+        Vec::<String>::new()
+    );
+    // Keyset pages.
+    let (page, next) = j
+        .list_runs(
+            "t",
+            &RunFilter {
+                limit: 1,
+                stale_before_ms: stale,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(page[0].id, "r2");
+    let (page, next2) = j
+        .list_runs(
+            "t",
+            &RunFilter {
+                limit: 1,
+                after: next,
+                stale_before_ms: stale,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((page[0].id.as_str(), next2), ("r1", None));
+    let results = j.run_results("t", "r1").unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.uuid.as_str()).collect::<Vec<_>>(),
+        ["c", "f"]
+    );
+    let events = |f: EventFilter| {
+        j.run_events("t", "r1", &EventFilter { limit: 10, ..f })
+            .unwrap()
+            .expect("the run")
+            .0
+            .len()
+    };
+    assert_eq!(events(EventFilter::default()), 4);
+    assert_eq!(
+        events(EventFilter {
+            host: Some("db1".into()),
+            ..Default::default()
+        }),
+        1
+    );
+    assert_eq!(
+        events(EventFilter {
+            status: Some(herald_event::Status::Changed),
+            ..Default::default()
+        }),
+        1
+    );
+    assert_eq!(
+        events(EventFilter {
+            status: Some(herald_event::Status::Failed),
+            ..Default::default()
+        }),
+        1
+    );
+    assert!(j
+        .run_events(
+            "other",
+            "r1",
+            &EventFilter {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .is_none());
+    assert!(j.run_stats("t", "r1").unwrap().expect("the run").is_some());
+    assert_eq!(j.run_stats("t", "r2").unwrap(), Some(None));
+}
+
+fn plugin_state(j: &dyn Store) {
+    assert_eq!(j.state_get("t", "p", "k").unwrap(), None);
+    j.state_set("t", "p", "k", "v1").unwrap();
+    j.state_set("t", "p", "k", "v2").unwrap();
+    assert_eq!(j.state_get("t", "p", "k").unwrap().as_deref(), Some("v2"));
+    assert_eq!(j.state_get("u", "p", "k").unwrap(), None, "per tenant");
+    j.state_delete("t", "p", "k").unwrap();
+    assert_eq!(j.state_get("t", "p", "k").unwrap(), None);
+}
+
+fn retention(j: &dyn Store) {
+    j.open_cursor("p", "t", &[]).unwrap();
+    j.commit_batch("t", &[ev("a", "r"), ev("b", "r")]).unwrap();
+    let future = now_ms() + 60_000;
+    assert!(
+        j.prune(future, 100).unwrap().is_empty(),
+        "an active cursor holds what it has not read"
+    );
+    j.retire_cursor("p").unwrap();
+    let removed = j.prune(future, 100).unwrap();
+    assert_eq!(removed.get("t"), Some(&2));
+    assert!(
+        j.run("t", "r", 0).unwrap().is_none(),
+        "the run went with its events"
+    );
+    j.probe_writable().unwrap();
+    assert!(j.size_bytes() > 0);
+}
+
+fn moved_instance(j: &dyn Store) {
+    j.open_cursor("p", "a", &[]).unwrap();
+    j.commit_batch("a", &[ev("x", "r")]).unwrap();
+    j.open_cursor("p", "b", &[]).unwrap();
+    let read = j.pending("p", "b", 0, 10).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].foreign_tenant.as_deref(), Some("a"));
+    j.commit_batch("b", &[ev("y", "r")]).unwrap();
+    assert_eq!(j.pending("p", "b", 0, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn sqlite_backend() {
+    let root = std::env::temp_dir().join(format!("herald-backends-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    scenarios(&|name| {
+        Box::new(herald_journal::Journal::open(&root.join(name).join("j.db")).expect("sqlite"))
+    });
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn pg_options(url: String) -> PgOptions {
+    PgOptions {
+        url,
+        pool_size: 8,
+        statement_timeout: Duration::from_secs(30),
+    }
+}
+
+#[test]
+fn postgres_backend() {
+    let server = PgServer::start("backends");
+    scenarios(&|name| {
+        let url = server.database(name);
+        Box::new(PgJournal::open(&pg_options(url)).expect("postgres"))
+    });
+
+    // Replicas opening one database together apply each migration once.
+    let url = server.database("migrations");
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let o = pg_options(url.clone());
+            std::thread::spawn(move || PgJournal::open(&o).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread").expect("open");
+    }
+
+    // Ingest on several connections at once, a cursor moving all the while:
+    // the cursor never passes an event committed after it moved (the
+    // tenant's commit order is its id order).
+    let url = server.database("order");
+    let reader = PgJournal::open(&pg_options(url.clone())).expect("open");
+    let start = reader.open_cursor("p", "t", &[]).expect("cursor");
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let j = PgJournal::open(&pg_options(url.clone())).expect("open");
+            std::thread::spawn(move || {
+                for b in 0..25 {
+                    let batch: Vec<WireEvent> = (0..20)
+                        .map(|i| ev(&format!("w{w}-b{b}-{i}"), &format!("run{w}")))
+                        .collect();
+                    j.commit_batch("t", &batch).expect("commit");
+                }
+            })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut position = start;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while seen.len() < 4 * 25 * 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} events read",
+            seen.len()
+        );
+        let read = reader.pending("p", "t", 0, 500).expect("read");
+        let Some(last) = read.last() else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let to = last.event_id;
+        for d in &read {
+            assert!(seen.insert(d.event_id), "event {} read twice", d.event_id);
+        }
+        let moved = reader
+            .record(
+                "p",
+                &MarkBatch {
+                    fence: None,
+                    marks: read.iter().map(done).collect(),
+                    advance: Some(Advance {
+                        from: position,
+                        to,
+                        delivered: read.len() as u64,
+                    }),
+                },
+            )
+            .expect("record");
+        assert!(moved.advanced);
+        position = to;
+    }
+    for w in writers {
+        w.join().expect("writer");
+    }
+    assert!(reader.pending("p", "t", 0, 10).expect("read").is_empty());
+    assert_eq!(reader.event_count("t").expect("count"), 2000);
+}

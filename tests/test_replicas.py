@@ -1,0 +1,258 @@
+"""N Herald replicas on one PostgreSQL (issue 25): leases share the plugin
+instances among replicas, a killed replica's instances are taken over, a
+paused replica's writes are fenced, PostgreSQL restarts lose nothing, and
+`herald check` / `herald migrate` work against the database.
+
+A real PostgreSQL from Debian, started by the tests on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import (HERALD_BIN, PLUGIN_DIR, Host, PgServer, Receiver, pg_server, serve_http, token_pair, wait_for,
+                      webhook_plugin)
+
+TTL_MS = 2000
+
+
+def event(run: str, counter: int) -> dict:
+    return {"uuid": str(uuid.uuid4()), "event": "runner_on_ok", "counter": counter, "run_id": run,
+            "created": "2026-12-05T10:00:00+00:00",
+            "event_data": {"playbook": "replicas.yml", "host": f"h{counter % 3}", "res": {"n": counter}}}
+
+
+def storage(url: str, replica: str) -> str:
+    return (f'[storage]\nbackend = "postgres"\nurl = "{url}"\ndata_dir = "data"\n'
+            f'replica_id = "{replica}"\nlease_ttl_ms = {TTL_MS}\n')
+
+
+def ready(host: Host) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(host.url + "/ready", timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def holds(host: Host) -> list[str]:
+    return ready(host)[1].get("replica", {}).get("holds", [])
+
+
+def metric(host: Host, name: str, labels: str = "") -> float:
+    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", host.metrics(), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def replicas(tmp_path, url: str, names: list[str], tenants: dict, plugins: dict) -> list[Host]:
+    out = []
+    for n in names:
+        d = tmp_path / n
+        d.mkdir()
+        out.append(Host(d, tenants, plugins, storage=storage(url, n)))
+    return out
+
+
+def test_replicas_share_the_work_and_take_over_a_killed_one(tmp_path):
+    pg = pg_server()
+    url = pg.database("replicas_" + uuid.uuid4().hex[:8])
+    receiver = Receiver()
+    token, token_hash = token_pair()
+    a, b = replicas(tmp_path, url, ["a", "b"], {"ops": token_hash},
+                    {"hook": webhook_plugin("ops", receiver)})
+    try:
+        a.start()
+        b.start()
+        # One replica delivers for the instance; both ingest.
+        wait_for(lambda: len(holds(a)) + len(holds(b)) == 1, timeout=30, what="one holder")
+        holder, other = (a, b) if holds(a) == ["hook"] else (b, a)
+        leases = ready(other)[1]["replica"]["leases"]
+        assert [(l["plugin"], l["holder"]) for l in leases] == [("hook", holder.workdir.name)], leases
+        run = str(uuid.uuid4())
+        sent = []
+        for i in range(40):
+            batch = [event(run, i)]
+            sent += [e["uuid"] for e in batch]
+            status, _ = (a if i % 2 else b).post(json.dumps(batch).encode(), token)
+            assert status == 202
+        wait_for(lambda: {e["uuid"] for e in receiver.events()} >= set(sent), timeout=30,
+                 what="every event delivered")
+        got = [e["uuid"] for e in receiver.events()]
+        assert len(got) == len(set(got)), "one replica delivers: nothing twice without a failure"
+        assert [e["counter"] for e in receiver.events()] == list(range(40)), "in order within the run"
+        assert metric(holder, "herald_lease_held", '{plugin="hook"}') == 1
+        assert metric(other, "herald_lease_held", '{plugin="hook"}') == 0
+
+        # The holder dies: the other takes over once the lease expires.
+        holder.kill(signal.SIGKILL)
+        killed_at = time.monotonic()
+        later = [event(run, 40 + i) for i in range(10)]
+        assert other.post(json.dumps(later).encode(), token)[0] == 202
+        wait_for(lambda: {e["uuid"] for e in receiver.events()} >= {e["uuid"] for e in later},
+                 timeout=30, what="deliveries after the takeover")
+        assert time.monotonic() - killed_at >= TTL_MS / 1000 * 0.5, "not before the lease could expire"
+        assert holds(other) == ["hook"]
+        assert metric(other, "herald_lease_events_total", '{event="takeover"}') >= 1
+        # The restarted replica (same name) claims nothing the other holds.
+        holder.start()
+        time.sleep(TTL_MS / 1000)
+        assert holds(holder) == [] and holds(other) == ["hook"]
+    finally:
+        for h in (a, b):
+            h.kill(signal.SIGTERM)
+        receiver.close()
+
+
+class HeldSink:
+    """Answers every POST only once `release` is set; records each body."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.bodies: list[dict] = []
+        self.release = threading.Event()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                sink.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+                sink.release.wait(60)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server, self.url = serve_http(Handler)
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_paused_replica_cannot_write_after_its_lease_is_taken_over(tmp_path):
+    pg = pg_server()
+    url = pg.database("paused_" + uuid.uuid4().hex[:8])
+    sink = HeldSink()
+    token, token_hash = token_pair()
+    plugin = {"tenant": "ops", "component": str(PLUGIN_DIR / "webhook.wasm"),
+              "allow_http": [sink.url], "config": {"url": sink.url + "/hook"},
+              "limits": {"wall_ms": 60000},
+              "retry": {"initial_ms": 100, "max_ms": 500, "max_attempts": 50}}
+    a, b = replicas(tmp_path, url, ["a", "b"], {"ops": token_hash}, {"hook": plugin})
+    try:
+        a.start()
+        wait_for(lambda: holds(a) == ["hook"], timeout=30, what="a holds the instance")
+        b.start()
+        ev = event(str(uuid.uuid4()), 1)
+        assert a.post(json.dumps([ev]).encode(), token)[0] == 202
+        wait_for(lambda: len(sink.bodies) == 1, timeout=30, what="a's delivery in flight")
+        # Paused mid-delivery, past its lease's TTL: b takes over and delivers
+        # the in-flight event again (at most that one twice).
+        a.proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: holds(b) == ["hook"], timeout=30, what="b takes over")
+        wait_for(lambda: len(sink.bodies) == 2, timeout=30, what="b delivers the in-flight event")
+        sink.release.set()
+        a.proc.send_signal(signal.SIGCONT)
+        # a's outcome is refused by the fence: it writes nothing and stops.
+        wait_for(lambda: metric(a, "herald_lease_events_total", '{event="fenced"}') >= 1,
+                 timeout=30, what="a's outcome refused by the fence")
+        wait_for(lambda: metric(a, "herald_lease_held", '{plugin="hook"}') == 0, timeout=30,
+                 what="a stops delivering")
+        assert holds(b) == ["hook"] and holds(a) == []
+        more = [event(ev["run_id"], 2), event(ev["run_id"], 3)]
+        assert a.post(json.dumps(more).encode(), token)[0] == 202
+        wait_for(lambda: len(sink.bodies) == 4, timeout=30, what="b delivers what a ingests")
+        assert [x["uuid"] for x in sink.bodies] == [ev["uuid"], ev["uuid"]] + [m["uuid"] for m in more]
+        assert "no longer holds the instance's lease" in a.logs()
+        assert "lost the instance's lease" in a.logs()
+    finally:
+        if a.proc and a.proc.poll() is None:
+            a.proc.send_signal(signal.SIGCONT)
+        for h in (a, b):
+            h.kill(signal.SIGTERM)
+        sink.close()
+
+
+def test_a_postgresql_restart_answers_503_then_loses_nothing(tmp_path):
+    pg = PgServer()  # its own server: this test stops it
+    receiver = Receiver()
+    token, token_hash = token_pair()
+    try:
+        d = tmp_path / "host"
+        d.mkdir()
+        host = Host(d, {"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)},
+                    storage=storage(pg.database("restart"), "solo")).start()
+        run = str(uuid.uuid4())
+        accepted = []
+        first = [event(run, i) for i in range(5)]
+        assert host.post(json.dumps(first).encode(), token)[0] == 202
+        accepted += first
+        pg._run("pg_ctl", "-D", str(pg.dir / "data"), "-m", "fast", "-w", "stop")
+        status, body = host.post(json.dumps([event(run, 5)]).encode(), token)
+        assert status == 503, (status, body)
+        code, r = ready(host)
+        assert code == 503 and not r["checks"]["journal"]["ok"], r
+        assert "PostgreSQL" in r["checks"]["journal"]["error"], r
+        pg._run("pg_ctl", "-D", str(pg.dir / "data"), "-l", str(pg.dir / "log"), "-w", "start",
+                "-o", f"-h 127.0.0.1 -p {pg.port} -k {pg.dir}")
+        # Back: the callback's spool would send again; so does this test.
+        second = [event(run, i) for i in range(5, 10)]
+
+        def resend():
+            return host.post(json.dumps(second).encode(), token)[0] == 202
+
+        wait_for(resend, timeout=30, interval=0.5, what="ingest after the restart")
+        accepted += second
+        wait_for(lambda: ready(host)[0] == 200, timeout=30, what="/ready after the restart")
+        wait_for(lambda: {e["uuid"] for e in receiver.events()} >= {e["uuid"] for e in accepted},
+                 timeout=60, what="every accepted event delivered")
+        host.kill(signal.SIGTERM)
+    finally:
+        receiver.close()
+        pg.stop()
+
+
+def test_check_reaches_the_database_and_migrate_is_idempotent(tmp_path):
+    pg = pg_server()
+    url = pg.database("migrate_" + uuid.uuid4().hex[:8])
+    config = tmp_path / "herald.toml"
+    # The URL through ${env:...}, as a password would be.
+    config.write_text('[storage]\nbackend = "postgres"\nurl = "${env:HERALD_TEST_PG_URL}"\ndata_dir = "data"\n')
+    env = dict(os.environ, HERALD_TEST_PG_URL=url)
+    first = subprocess.run([str(HERALD_BIN), "migrate", "--config", str(config)], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "schema version 0 -> 2" in first.stdout, first.stdout
+    again = subprocess.run([str(HERALD_BIN), "migrate", "--config", str(config)], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert again.returncode == 0 and "up to date (version 2)" in again.stdout, again.stdout
+    ok = subprocess.run([str(HERALD_BIN), "check", "--config", str(config)], capture_output=True, text=True,
+                        env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    # Nothing listens there: the problem names the file, line and column of `url`.
+    dead = f"postgres://herald:s3cret-pw@127.0.0.1:{pg.port + 1 if pg.port < 65535 else 1}/x"
+    env["HERALD_TEST_PG_URL"] = dead
+    bad = subprocess.run([str(HERALD_BIN), "check", "--config", str(config)], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert bad.returncode == 1
+    assert re.search(rf"{re.escape(str(config))}:3:\d+: storage.url: cannot use the database", bad.stderr), bad.stderr
+    assert "s3cret-pw" not in bad.stderr, "the password never appears"
+    # A URL without a backend is refused, located.
+    config.write_text('[storage]\nurl = "postgres://x@127.0.0.1/y"\n')
+    wrong = subprocess.run([str(HERALD_BIN), "check", "--config", str(config)], capture_output=True, text=True,
+                           timeout=60)
+    assert wrong.returncode == 1 and "storage.url" in wrong.stderr and "backend" in wrong.stderr, wrong.stderr
