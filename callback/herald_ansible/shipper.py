@@ -13,6 +13,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -51,6 +52,18 @@ class Result:
         self.fatal = False     # auth failure: stop shipping in this process
 
 
+def split_urls(url) -> list:
+    """The host URLs of a setting: one URL, or several separated by commas or
+    spaces (N Herald replicas), or a list."""
+    parts = url if isinstance(url, (list, tuple)) else re.split(r"[,\s]+", url or "")
+    return [str(p).strip().rstrip("/") for p in parts if str(p).strip()]
+
+
+# Answers after which the next host URL is tried at once (the host is down,
+# restarting, or cannot reach its journal); any other answer is the host's.
+FAILOVER_STATUSES = (502, 503, 504)
+
+
 class Shipper:
     """Ships spool files in order, oldest run first, in batches bounded by count and bytes.
 
@@ -63,8 +76,8 @@ class Shipper:
 
     def __init__(self, url, token, spool_dir, batch_max_events=500, batch_max_bytes=1048576,
                  timeout=10.0, spool_max_bytes=256 * 1024 * 1024, use_gzip=True, own=None):
-        self.url = (url or "").rstrip("/")
-        self.endpoint = self.url + "/v1/events" if self.url else ""
+        self.urls = split_urls(url)
+        self._current = 0             # the URL that answered last (failover moves it)
         self.token = token or ""
         self.spool_dir = spool_dir
         self.batch_max_events = max(1, int(batch_max_events))
@@ -87,6 +100,15 @@ class Shipper:
         self.total_dropped = 0
         self.last_error = None
         self._opener = urllib.request.build_opener()
+
+    @property
+    def url(self) -> str:
+        """The host URL batches go to now."""
+        return self.urls[self._current] if self.urls else ""
+
+    @property
+    def endpoint(self) -> str:
+        return self.url + "/v1/events" if self.url else ""
 
     # ---------------------------------------------------------------- warnings
     def warn_once(self, kind: str, msg: str) -> None:
@@ -205,6 +227,21 @@ class Shipper:
             headers["X-Herald-Dropped"] = str(dropped)
         if traceparent:
             headers["traceparent"] = traceparent
+        # With several host URLs (replicas), a batch the current one cannot take
+        # goes to the next at once; the one that answers stays current. Sending a
+        # batch again is safe: hosts drop events they already have (tenant + uuid).
+        for tried in range(max(1, len(self.urls))):
+            status, data, retry_after = self._post_once(body, headers)
+            if status is not None and status not in FAILOVER_STATUSES:
+                return status, data, retry_after
+            if tried + 1 < len(self.urls):
+                failed = self.url
+                self._current = (self._current + 1) % len(self.urls)
+                self.warn_once("failover:" + failed, "herald: %s did not take a batch (%s); sending to %s"
+                               % (failed, status if status is not None else data, self.url))
+        return status, data, retry_after
+
+    def _post_once(self, body: bytes, headers: dict):
         req = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
         self.requests += 1
         timeout = self.timeout

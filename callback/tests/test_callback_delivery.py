@@ -464,3 +464,34 @@ def test_spool_append_keeps_the_gil_and_still_reports_write_errors(tmp_path):
     os.close(w.fd)  # the descriptor goes bad under the writer: the event is counted, not raised
     assert w.append(b'{"x":1}\n') is False
     assert w.dropped == 1 and isinstance(w.write_error, OSError)
+
+
+def test_several_host_urls_fail_over_to_the_one_that_answers(runner, receiver, tmp_path):
+    """HERALD_URL as a list (N Herald replicas): a host that is down, or answers
+    503 (e.g. its database restarts), is passed over for the next; every event
+    arrives once (the hosts drop what they already have)."""
+    import socket
+    from herald_cb_helpers import Receiver
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = "http://127.0.0.1:%d" % s.getsockname()[1]  # closed once the block ends
+    pb = runner.write("pb.yml", OK_PB)
+    p = runner.playbook(pb, HERALD_URL="%s, %s" % (dead, receiver.url))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert receiver.events and runner.spooled_events() == [], "everything shipped to the live host"
+    first = uuids(receiver.events)
+    assert len(first) == len(set(first))
+    assert "sending to %s" % receiver.url in flat(p.stderr), p.stderr
+
+    # The first host answers 503: the batch goes to the second one.
+    unready = Receiver()
+    unready.up()
+    try:
+        unready.mode = "503"
+        p = runner.playbook(pb, HERALD_URL="%s,%s" % (unready.url, receiver.url))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert unready.requests, "the first URL was tried first"
+        assert runner.spooled_events() == []
+        assert len(uuids(receiver.events)) == 2 * len(first)
+    finally:
+        unready.down()

@@ -31,7 +31,10 @@ requirements:
   - A Herald host reachable at O(url) (events are spooled until it is).
 options:
   url:
-    description: Base URL of the Herald host; events are POSTed to C({url}/v1/events).
+    description:
+      - Base URL of the Herald host; events are POSTed to C({url}/v1/events).
+      - Several URLs separated by commas (N Herald replicas on one PostgreSQL) are tried in
+        order when one is down or answers 502/503/504; the one that answers is kept.
     type: str
     env:
       - name: HERALD_URL
