@@ -256,3 +256,39 @@ def test_check_reaches_the_database_and_migrate_is_idempotent(tmp_path):
     wrong = subprocess.run([str(HERALD_BIN), "check", "--config", str(config)], capture_output=True, text=True,
                            timeout=60)
     assert wrong.returncode == 1 and "storage.url" in wrong.stderr and "backend" in wrong.stderr, wrong.stderr
+
+
+def test_a_replica_that_joins_gets_its_share_of_the_instances(tmp_path):
+    pg = pg_server()
+    url = pg.database("share_" + uuid.uuid4().hex[:8])
+    receiver = Receiver()
+    token, token_hash = token_pair()
+    plugins = {f"hook{i}": webhook_plugin("ops", receiver, headers={"X-Which": f"hook{i}"}) for i in range(4)}
+    a, b = replicas(tmp_path, url, ["a", "b"], {"ops": token_hash}, plugins)
+    try:
+        a.start()
+        wait_for(lambda: len(holds(a)) == 4, timeout=30, what="a alone holds every instance")
+        b.start()
+        # Within a few TTLs the instances are shared two and two.
+        wait_for(lambda: len(holds(a)) == 2 and len(holds(b)) == 2, timeout=60, interval=0.5,
+                 what="the instances shared between the replicas")
+        assert sorted(holds(a) + holds(b)) == sorted(plugins)
+        run = str(uuid.uuid4())
+        batch = [event(run, i) for i in range(10)]
+        assert b.post(json.dumps(batch).encode(), token)[0] == 202
+
+        def per_instance():
+            out: dict[str, list] = {}
+            for r in receiver.requests:
+                out.setdefault(r["headers"].get("x-which"), []).append(json.loads(r["body"])["uuid"])
+            return out
+
+        wait_for(lambda: all(set(e["uuid"] for e in batch) <= set(per_instance().get(p, [])) for p in plugins),
+                 timeout=30, what="every instance delivers the run")
+        for p, got in per_instance().items():
+            assert len(got) == len(set(got)), f"{p} delivered something twice"
+        assert metric(a, "herald_lease_events_total", '{event="released"}') == 2
+    finally:
+        for h in (a, b):
+            h.kill(signal.SIGTERM)
+        receiver.close()

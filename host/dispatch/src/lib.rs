@@ -47,4 +47,4 @@ pub mod worker;
 
 pub use breaker::{BreakerStatus, InstanceState, LastFault};
 pub use plugin::Plugin;
-pub use registry::{Dispatcher, Replica, WorkerSpec};
+pub use registry::{Dispatcher, Replica, Share, WorkerSpec};

@@ -18,6 +18,41 @@ use tokio::task::JoinHandle;
 pub struct Replica {
     pub holder: Arc<str>,
     pub lease_ttl: Duration,
+    /// What this replica's workers share to divide the instances among the
+    /// live replicas.
+    pub share: Arc<Share>,
+}
+
+/// This replica's part of the instances: it holds about
+/// `ceil(instances / live replicas)` leases, and a worker over that share
+/// gives its lease up at its next renewal (a replica that joined takes it).
+#[derive(Debug, Default)]
+pub struct Share {
+    /// Leases this replica holds.
+    pub held: std::sync::atomic::AtomicUsize,
+    /// Replicas alive (from the heartbeats; at least 1).
+    pub live: std::sync::atomic::AtomicUsize,
+    /// Plugin instances configured (the same on every replica).
+    pub instances: std::sync::atomic::AtomicUsize,
+}
+
+impl Share {
+    /// How many leases this replica should hold at most.
+    pub fn fair(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        let live = self.live.load(Relaxed).max(1);
+        self.instances.load(Relaxed).div_ceil(live).max(1)
+    }
+
+    /// Takes one held lease off this replica's count if it holds more than
+    /// its share; `true`: the caller gives its lease up.
+    pub fn shed_one(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let fair = self.fair();
+        self.held
+            .fetch_update(SeqCst, SeqCst, |h| (h > fair).then(|| h - 1))
+            .is_ok()
+    }
 }
 
 impl Default for Replica {
@@ -29,6 +64,7 @@ impl Default for Replica {
         Replica {
             holder: Arc::from(format!("{host}:{}", std::process::id())),
             lease_ttl: Duration::from_secs(15),
+            share: Arc::default(),
         }
     }
 }
@@ -58,6 +94,7 @@ pub struct Dispatcher {
     runtime: tokio::runtime::Handle,
     workers: Workers,
     listener: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
 }
 
 struct Worker {
@@ -75,6 +112,7 @@ struct Worker {
 impl Drop for Dispatcher {
     fn drop(&mut self) {
         self.listener.abort();
+        self.heartbeat.abort();
         for w in self.lock().values() {
             w.task.abort();
         }
@@ -108,7 +146,9 @@ impl Dispatcher {
     ) -> Dispatcher {
         let workers = Workers::default();
         let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
+        let heartbeat = tokio::spawn(heartbeat(journal.clone(), replica.clone()));
         let d = Dispatcher {
+            heartbeat,
             runtime,
             replica,
             journal,
@@ -178,9 +218,14 @@ impl Dispatcher {
             stop,
             task,
         };
-        if let Some(old) = self.lock().insert(name, worker) {
+        let mut workers = self.lock();
+        if let Some(old) = workers.insert(name, worker) {
             let _ = old.stop.send(true);
         }
+        self.replica
+            .share
+            .instances
+            .store(workers.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops a worker after its current delivery. Its cursor and queued
@@ -189,7 +234,16 @@ impl Dispatcher {
     /// tenant dead-letters them instead, see [`WorkerCtx::disown`]); its
     /// cursor no longer holds events back from retention meanwhile.
     pub fn remove(&self, name: &str) -> bool {
-        match self.lock().remove(name) {
+        let removed = {
+            let mut workers = self.lock();
+            let w = workers.remove(name);
+            self.replica
+                .share
+                .instances
+                .store(workers.len(), std::sync::atomic::Ordering::Relaxed);
+            w
+        };
+        match removed {
             Some(w) => {
                 let _ = w.stop.send(true);
                 w.breaker.retire();
@@ -251,6 +305,29 @@ impl Dispatcher {
                 within.as_secs()
             );
         }
+    }
+}
+
+/// Says every third of the lease TTL that this replica is alive, and learns
+/// how many are: the workers divide the instances by it.
+async fn heartbeat(journal: SharedStore, replica: Replica) {
+    let ms = replica.lease_ttl.as_millis() as i64;
+    loop {
+        let (j, holder) = (journal.clone(), replica.holder.to_string());
+        match herald_journal::blocking(&j, move |j| j.heartbeat(&holder, ms)).await {
+            Ok(live) => {
+                let before = replica
+                    .share
+                    .live
+                    .swap(live, std::sync::atomic::Ordering::Relaxed);
+                if before != live && before != 0 {
+                    tracing::info!(replicas = live, replica = %replica.holder,
+                        "the number of live replicas changed; instances are shared again");
+                }
+            }
+            Err(e) => tracing::warn!("cannot record this replica's heartbeat: {e}"),
+        }
+        tokio::time::sleep(replica.lease_ttl / 3).await;
     }
 }
 

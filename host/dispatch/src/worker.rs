@@ -12,6 +12,7 @@ use herald_journal::{
 };
 use herald_runtime::{bounded, CallError, Outcome};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -379,6 +380,7 @@ async fn acquire_lease(
         );
         match blocking(journal, move |j| j.claim_lease(&n, &h, ms)).await {
             Ok(Some(lease)) => {
+                replica.share.held.fetch_add(1, Ordering::SeqCst);
                 herald_telemetry::host()
                     .lease_held
                     .with_label_values(&[name])
@@ -521,7 +523,37 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         resync: true,
     };
     loop {
+        if Instant::now() >= held.renew_at && replica.share.shed_one() {
+            // More than this replica's share since another joined: finish
+            // what is in hand, give the lease up, and let the newcomer take
+            // it (this worker waits a whole TTL before it claims again).
+            w.send();
+            w.confirm(true).await;
+            let (n, lease) = (name.clone(), held.lease.clone());
+            let _ = blocking(&w.journal, move |j| j.release_lease(&n, &lease)).await;
+            let m = herald_telemetry::host();
+            m.lease_held.with_label_values(&[&name]).set(0);
+            m.lease_events.with_label_values(&["released"]).inc();
+            tracing::info!(plugin = %name, replica = %replica.holder,
+                "this replica holds more than its share of the instances; it gives this one up for another replica");
+            w.ahead = None;
+            tokio::select! {
+                _ = tokio::time::sleep(replica.lease_ttl) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+            match acquire_lease(&w.journal, &name, &replica, &mut stop).await {
+                Some(h) => held = h,
+                None => return,
+            }
+            w.fence = Some(held.lease.token);
+            w.resync = true;
+            continue;
+        }
         if w.fenced || !keep_lease(&w.journal, &name, &mut held).await {
+            replica.share.held.fetch_sub(1, Ordering::SeqCst);
             let m = herald_telemetry::host();
             m.lease_held.with_label_values(&[&name]).set(0);
             m.lease_events.with_label_values(&["lost"]).inc();
@@ -562,6 +594,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
                     .with_label_values(&["released"])
                     .inc();
             }
+            replica.share.held.fetch_sub(1, Ordering::SeqCst);
             herald_telemetry::host()
                 .lease_held
                 .with_label_values(&[&name])

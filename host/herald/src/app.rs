@@ -347,6 +347,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
             format!("{host}:{}", addr.port())
         })),
         lease_ttl: Duration::from_millis(config.storage.lease_ttl_ms.unwrap_or(15_000)),
+        share: Default::default(),
     };
     tracing::info!(replica = %replica.holder, "this host's name among the replicas");
     let dispatcher = Arc::new(Dispatcher::start_replica(
