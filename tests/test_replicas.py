@@ -292,3 +292,86 @@ def test_a_replica_that_joins_gets_its_share_of_the_instances(tmp_path):
         for h in (a, b):
             h.kill(signal.SIGTERM)
         receiver.close()
+
+
+def test_replicated_crash_oracle(tmp_path):
+    """Three replicas on one database, several runs sent concurrently to any
+    replica, replicas SIGKILLed and restarted at random while one sink fails
+    for a while: afterwards every 202'd event reached every instance at least
+    once, and each instance's first deliveries of a run are in order."""
+    import random
+    import threading
+    pg = pg_server()
+    url = pg.database("oracle_" + uuid.uuid4().hex[:8])
+    steady, flaky = Receiver(), Receiver()
+    flaky.default = (503, {}, b"down for now")
+    token, token_hash = token_pair()
+    plugins = {"steady": webhook_plugin("ops", steady), "flaky": webhook_plugin("ops", flaky)}
+    hosts = replicas(tmp_path, url, ["r1", "r2", "r3"], {"ops": token_hash}, plugins)
+    rng = random.Random(25)
+    accepted: dict[str, list[dict]] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    try:
+        for h in hosts:
+            h.start()
+
+        def send(run: str):
+            n = 0
+            while not stop.is_set() and n < 600:
+                batch = [event(run, n + i) for i in range(rng.randint(1, 10))]
+                for h in rng.sample(hosts, len(hosts)):
+                    try:
+                        status, _ = h.post(json.dumps(batch).encode(), token)
+                    except OSError:
+                        continue
+                    if status == 202:
+                        with lock:
+                            accepted.setdefault(run, []).extend(batch)
+                        n += len(batch)
+                        break
+                time.sleep(0.08)
+
+        senders = [threading.Thread(target=send, args=(str(uuid.uuid4()),)) for _ in range(4)]
+        for t in senders:
+            t.start()
+        kills = 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(1.0, 2.5))
+            victim = rng.choice(hosts)
+            victim.kill(signal.SIGKILL)
+            kills += 1
+            time.sleep(rng.uniform(0.2, 1.0))
+            victim.start()
+            if kills == 4:
+                flaky.default = (200, {}, b"ok")  # the failing sink recovers
+        stop.set()
+        for t in senders:
+            t.join(timeout=60)
+        flaky.default = (200, {}, b"ok")
+        want = {e["uuid"] for run in accepted.values() for e in run}
+        assert len(want) > 200 and kills >= 5, (len(want), kills)
+
+        def delivered(r: Receiver):
+            return [e for e in r.events() if "uuid" in e]
+
+        for name, r in (("steady", steady), ("flaky", flaky)):
+            wait_for(lambda: want <= {e["uuid"] for e in delivered(r)}, timeout=120, interval=0.5,
+                     what=f"every accepted event at {name}")
+            got = delivered(r)
+            for run, events in accepted.items():
+                firsts, seen = [], set()
+                for e in got:
+                    if e["run_id"] == run and e["uuid"] not in seen:
+                        seen.add(e["uuid"])
+                        firsts.append(e["counter"])
+                assert firsts == sorted(firsts), f"{name}: run {run} first deliveries out of order"
+            dups = len(got) - len({e["uuid"] for e in got})
+            print(f"{name}: {len(want)} events, {kills} kills, {dups} duplicate deliveries")
+    finally:
+        stop.set()
+        for h in hosts:
+            h.kill(signal.SIGTERM)
+        steady.close()
+        flaky.close()
