@@ -62,6 +62,7 @@ def test_the_harness_counts_deliveries_and_groups_from_the_hosts_metrics(make_ho
 def test_parts_are_chosen_by_number_or_name():
     assert bench_run.part_numbers("3,instances,e2e") == [3, 7, 8]
     assert bench_run.part_numbers("queries,rss,playbook-host,ingest") == [9, 10, 11, 3]
+    assert bench_run.part_numbers("12") == [12]
     with pytest.raises(SystemExit, match="unknown part 'nope'"):
         bench_run.part_numbers("nope")
 
@@ -98,3 +99,18 @@ def test_goals_not_met_are_shown_as_missed_and_unmeasured_ones_as_such():
            "| not measured yet |" in text
     assert ("Query a run p95 ≤ 20 ms (10k runs / 1M events)", True) in targets
     assert ("Query runs list p95 ≤ 20 ms (10k runs / 1M events)", False) in targets
+
+
+def test_the_postgres_part_shows_missed_goals():
+    import postgres  # noqa: E402  (bench/postgres.py, part 12)
+    rep = {"replicas": 1, "instances": 12, "held": [12], "ingest_s": 1.0, "total_s": 2.0, "deliveries_per_s": 1000}
+    res = {"postgres": {"events": 1000, "batch": 500, "concurrency": 4, "rounds": [{}],
+                        "herald_1": stat(12000), "herald_60": stat(11900), "bare": stat(30000),
+                        "ratio_1": stat(0.4), "ratio_60_to_1": stat(0.99), "replicas": {"1": rep}}}
+    targets = []
+    text = "\n".join(postgres.render(res, targets))
+    assert "| ingest, 1 no-op instance (events/s) | 12000 | 12000 | 12000 | >= 20000 | **no** |" in text
+    assert "| ratio, 1 instance : bare | 0.40 | 0.40 | 0.40 | >= 0.5 | **no** |" in text
+    assert "| ratio, 60 instances : 1 instance | 0.99 | 0.99 | 0.99 | does not fall | yes |" in text
+    assert ("PostgreSQL ingest >= 20000 events/s", False) in targets
+    assert bench_run.part_numbers("postgres") == [12]

@@ -76,6 +76,7 @@ fn main() {
         match cmd.as_str() {
             "ingest" => ingest(&args).await,
             "sqlite" => sqlite_bare(&args),
+            "pg-bare" => pg_bare(&args).await,
             "dispatch" => dispatch(&args).await,
             "webhook" => webhook(&args).await,
             "latency" => latency(&args).await,
@@ -346,6 +347,85 @@ fn sqlite_bare(a: &Args) -> Res<Value> {
     Ok(
         json!({"events": n, "seconds": secs, "events_per_s": n as f64 / secs, "batch": batch, "group": group}),
     )
+}
+
+/// The bare PostgreSQL loop Herald's PostgreSQL ingest is compared with: the
+/// same batches into the journal's own tables (created by the journal's
+/// migrations in a fresh database `--url`), the same statements (events in
+/// one `unnest` insert per batch, one run upsert), one transaction per batch,
+/// default durability (`synchronous_commit = on`), `--concurrency` clients.
+async fn pg_bare(a: &Args) -> Res<Value> {
+    let url = a.get("url", "postgres://herald@127.0.0.1:5432/bench");
+    let n = a.num("events", 50_000);
+    let batch = a.num("batch", 500).max(1) as usize;
+    let clients = a.num("concurrency", 4).max(1) as usize;
+    let size = a.num("event-bytes", 0) as usize;
+    let tag = unique_tag();
+    // The journal's schema, as herald migrate makes it.
+    let options = herald::journal::PgOptions {
+        url: url.clone(),
+        pool_size: 2,
+        statement_timeout: Duration::from_secs(60),
+    };
+    let o = options.clone();
+    tokio::task::spawn_blocking(move || herald::journal::postgres::migrate(&o)).await??;
+    let batches = batch_lines(n, batch, size, &tag)?;
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(batches));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (url, queue, tag) = (url.clone(), queue.clone(), tag.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let ins = client
+                .prepare(
+                    "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+                     SELECT 'bench', u.uuid, u.run_id, u.counter, 'runner_on_ok', 1763726400123, $1, u.body
+                     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
+                          AS u (uuid, run_id, counter, body, ord)
+                     ORDER BY u.ord ON CONFLICT (tenant, uuid) DO NOTHING",
+                )
+                .await?;
+            let run = client
+                .prepare(
+                    "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events, finished)
+                     VALUES ('bench', $1, 'site.yml', 'ctl01.example.com', 1763726400123, 1763726400123, $2, false)
+                     ON CONFLICT (tenant, run_id) DO UPDATE SET events = runs.events + excluded.events,
+                        last_ms = greatest(runs.last_ms, excluded.last_ms)",
+                )
+                .await?;
+            let mut i = 0u64;
+            loop {
+                let next = queue.lock().map_err(|_| "poisoned")?.pop();
+                let Some((run_id, lines)) = next else { break };
+                let uuids: Vec<String> = (0..lines.len())
+                    .map(|_| {
+                        i += 1;
+                        format!("{tag}-{:?}-{i:010}", std::thread::current().id())
+                    })
+                    .collect();
+                let runs: Vec<&str> = lines.iter().map(|_| run_id.as_str()).collect();
+                let counters: Vec<i64> = (0..lines.len() as i64).collect();
+                let bodies: Vec<String> = lines
+                    .into_iter()
+                    .map(|l| String::from_utf8(l).unwrap_or_default())
+                    .collect();
+                let tx = client.transaction().await?;
+                tx.execute(&ins, &[&herald::journal::now_ms(), &uuids, &runs, &counters, &bodies])
+                    .await?;
+                tx.execute(&run, &[&run_id, &(runs.len() as i64)]).await?;
+                tx.commit().await?;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({"events": n, "seconds": secs, "events_per_s": n as f64 / secs, "batch": batch,
+              "concurrency": clients}))
 }
 
 // -------------------------------------------------------------- dispatch --

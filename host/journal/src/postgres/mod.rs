@@ -174,8 +174,13 @@ impl PgJournal {
         let (writer, rx) = tokio::sync::mpsc::unbounded_channel();
         let commits = tokio::sync::broadcast::channel(COMMIT_NOTICES).0;
         let write_failure = Arc::new(Mutex::new(None));
+        // The writer's own connection: ingest never waits for a connection
+        // behind the workers' reads (60 instances read after each commit).
+        let mut write_options = options.clone();
+        write_options.pool_size = 1;
+        let write_pool = self::pool(&write_options).map_err(|e| open_error(e.to_string()))?;
         rt.spawn(write::run_writer(
-            pool.clone(),
+            write_pool,
             rx,
             commits.clone(),
             write_failure.clone(),
@@ -246,7 +251,7 @@ fn pool(options: &PgOptions) -> Result<Pool, PgError> {
         },
     );
     Pool::builder(manager)
-        .max_size(options.pool_size.max(2))
+        .max_size(options.pool_size.max(1))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(10)))
         .create_timeout(Some(Duration::from_secs(10)))

@@ -1,0 +1,213 @@
+"""Part 12 of the benchmark suite: the PostgreSQL journal (issue 25).
+
+- Durable ingest into `herald serve` on PostgreSQL with 1 and with 60 no-op
+  plugin instances, and a bare loop of the same inserts (the journal's own
+  tables and statements, one transaction per batch, the same durability),
+  interleaved per round: events/s and the ratio.
+- Dispatch with 1, 2 and 3 replicas on one database: events ingested into
+  one replica, fully delivered to 12 no-op instances shared by the replicas
+  (leases), end to end.
+
+A real PostgreSQL from Debian (initdb/pg_ctl in a temporary directory on
+127.0.0.1; as root it runs as `nobody`). `R` is bench/run.py's module.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+R = None  # set by run.py
+
+SIZES = {
+    "quick": dict(pg_events=20000, pg_rounds=2, pg_replica_events=20000, pg_replica_instances=12),
+    "full": dict(pg_events=100000, pg_rounds=4, pg_replica_events=60000, pg_replica_instances=12),
+}
+
+GOALS = {"ingest_per_s": 20000, "ratio": 0.5}
+
+
+class Pg:
+    """A throwaway PostgreSQL server on loopback."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            raise RuntimeError("no PostgreSQL server (Debian package postgresql)")
+        self.bin = os.path.dirname(bins[-1])
+        self.dir = tempfile.mkdtemp(prefix="herald-bench-pg-")
+        self.port = R.free_port()
+        self.nobody = os.geteuid() == 0
+        if self.nobody:
+            shutil.chown(self.dir, "nobody")
+        self._run("initdb", "-D", self.dir + "/data", "-U", "herald", "--auth=trust", "-E", "UTF8")
+        self._run("pg_ctl", "-D", self.dir + "/data", "-l", self.dir + "/log", "-w", "-t", "60", "-o",
+                  "-h 127.0.0.1 -p %d -k %s -c max_connections=300 -c shared_buffers=256MB" % (self.port, self.dir),
+                  "start")
+        self.n = 0
+
+    def _run(self, tool, *args):
+        cmd = [os.path.join(self.bin, tool), *args]
+        if self.nobody:
+            cmd = ["runuser", "-u", "nobody", "--", *cmd]
+        subprocess.run(cmd, cwd=self.dir, check=True, capture_output=True, timeout=300)
+
+    def database(self) -> str:
+        self.n += 1
+        name = "bench%d" % self.n
+        subprocess.run([os.path.join(self.bin, "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "herald",
+                        "-d", "postgres", "-c", 'CREATE DATABASE "%s"' % name], check=True, capture_output=True)
+        return "postgres://herald@127.0.0.1:%d/%s" % (self.port, name)
+
+    def stop(self):
+        try:
+            self._run("pg_ctl", "-D", self.dir + "/data", "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def storage(url: str, replica: str = "bench") -> str:
+    return '[storage]\nbackend = "postgres"\nurl = %s\nreplica_id = "%s"\nlease_ttl_ms = 5000\n' % (
+        json.dumps(url), replica)
+
+
+def pg_host(name: str, url: str, instances: int, replica: str = "bench") -> "R.Herald":
+    """A Herald on PostgreSQL: run.py's Herald with its [storage] table replaced."""
+    h = R.Herald(name, R.realistic.noop_instances(instances))
+    with open(h.config) as f:
+        text = f.read()
+    start = text.index("[storage]")
+    end = text.index("\n[", start + 1)
+    text = text[:start] + storage(url, replica) + "data_dir = %s\n" % json.dumps(os.path.join(h.dir, "data")) + \
+        text[end + 1:]
+    with open(h.config, "w") as f:
+        f.write(text)
+    return h
+
+
+def part_postgres(sz):
+    pg = Pg()
+    rounds = []
+    try:
+        for r in range(sz["pg_rounds"]):
+            row = {}
+            for k in (1, 60):
+                h = pg_host("pg-ingest-%d" % k, pg.database(), k).start(timeout=300)
+                try:
+                    row["herald_%d" % k] = R.hostbench(
+                        "ingest", "--url", h.url, "--tokens", R.TOKEN, "--events", sz["pg_events"],
+                        "--batch", sz["ingest_batch"], "--concurrency", sz["ingest_concurrency"], timeout=1800)
+                finally:
+                    h.stop()
+            row["bare"] = R.hostbench("pg-bare", "--url", pg.database(), "--events", sz["pg_events"],
+                                      "--batch", sz["ingest_batch"], "--concurrency", sz["ingest_concurrency"],
+                                      timeout=1800)
+            R.log("postgres round %d: herald 1 instance %.0f ev/s, 60 instances %.0f ev/s, bare %.0f ev/s" % (
+                r, row["herald_1"]["events_per_s"], row["herald_60"]["events_per_s"], row["bare"]["events_per_s"]))
+            rounds.append(row)
+        replicas = {}
+        for n in (1, 2, 3):
+            replicas[str(n)] = replica_dispatch(pg, n, sz)
+            R.log("postgres dispatch, %d replica(s): %s" % (n, replicas[str(n)]))
+    finally:
+        pg.stop()
+    return {
+        "events": sz["pg_events"], "batch": sz["ingest_batch"], "concurrency": sz["ingest_concurrency"],
+        "rounds": rounds,
+        "herald_1": R.stats([x["herald_1"]["events_per_s"] for x in rounds]),
+        "herald_60": R.stats([x["herald_60"]["events_per_s"] for x in rounds]),
+        "bare": R.stats([x["bare"]["events_per_s"] for x in rounds]),
+        "ratio_1": R.stats([x["herald_1"]["events_per_s"] / x["bare"]["events_per_s"] for x in rounds]),
+        "ratio_60_to_1": R.stats([x["herald_60"]["events_per_s"] / x["herald_1"]["events_per_s"] for x in rounds]),
+        "replicas": replicas,
+    }
+
+
+def delivered(hosts) -> int:
+    """Deliveries the replicas made, all instances (each counts its own)."""
+    return int(sum(R.realistic.metric_sum(R.realistic.metrics(h.url), "herald_deliveries_total", outcome="ok")
+                   for h in hosts))
+
+
+def replica_dispatch(pg: Pg, n: int, sz) -> dict:
+    """Events ingested into replica 1, then the time until the replicas'
+    deliveries add up to every event for every instance."""
+    url = pg.database()
+    k = sz["pg_replica_instances"]
+    hosts = [pg_host("pg-rep-%d-%d" % (n, i), url, k, replica="r%d" % i) for i in range(n)]
+    try:
+        for h in hosts:
+            h.start(timeout=300)
+        # Leases settle: each replica holds its share.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            held = []
+            for h in hosts:
+                with urllib.request.urlopen(h.url + "/ready", timeout=10) as r:
+                    held.append(len(json.loads(r.read()).get("replica", {}).get("holds", [])))
+            if sum(held) == k and max(held) <= -(-k // n):
+                break
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        R.hostbench("ingest", "--url", hosts[0].url, "--tokens", R.TOKEN, "--events", sz["pg_replica_events"],
+                    "--batch", sz["ingest_batch"], "--concurrency", sz["ingest_concurrency"], timeout=1800)
+        ingested_s = time.monotonic() - t0
+        deliveries = sz["pg_replica_events"] * k
+        deadline = time.monotonic() + 1200
+        while delivered(hosts) < deliveries and time.monotonic() < deadline:
+            time.sleep(0.2)
+        total = time.monotonic() - t0
+        if delivered(hosts) < deliveries:
+            raise RuntimeError("replicas delivered %d of %d" % (delivered(hosts), deliveries))
+        return {"replicas": n, "instances": k, "held": held, "ingest_s": round(ingested_s, 2),
+                "total_s": round(total, 2), "deliveries_per_s": round(deliveries / total)}
+    finally:
+        for h in hosts:
+            h.stop()
+
+
+def render(res: dict, targets: list) -> list:
+    p = res.get("postgres")
+    if not p:
+        return []
+    L = ["## 12. PostgreSQL journal (issue 25)\n",
+         "`herald serve` with `[storage] backend = \"postgres\"` (a throwaway Debian PostgreSQL on loopback, default "
+         "durability: `synchronous_commit = on`, fsync on) and `herald-hostbench ingest` (%d events of the realistic "
+         "mix, batches of %d, %d concurrent clients), against `herald-hostbench pg-bare`: the same batches into the "
+         "journal's own tables with the journal's statements (one `unnest` insert and one run upsert per batch, one "
+         "transaction per batch) and no HTTP, validation, group commit or notification; interleaved per round, "
+         "ratios paired within a round. The same database server serves both.\n" % (
+             p["events"], p["batch"], p["concurrency"]),
+         "| what | median | min | max | goal | met |", "|---|---|---|---|---|---|"]
+
+    def line(name, s, goal="", met=None, digits=0):
+        fmt = "%%.%df" % digits
+        L.append("| %s | %s | %s | %s | %s | %s |" % (
+            name, fmt % s["median"], fmt % s["min"], fmt % s["max"], goal,
+            "" if met is None else ("yes" if met else "**no**")))
+
+    line("ingest, 1 no-op instance (events/s)", p["herald_1"], ">= %d" % GOALS["ingest_per_s"],
+         p["herald_1"]["median"] >= GOALS["ingest_per_s"])
+    line("ingest, 60 no-op instances (events/s)", p["herald_60"])
+    line("bare PostgreSQL loop (events/s)", p["bare"])
+    line("ratio, 1 instance : bare", p["ratio_1"], ">= %.1f" % GOALS["ratio"], p["ratio_1"]["median"] >= GOALS["ratio"],
+         digits=2)
+    line("ratio, 60 instances : 1 instance", p["ratio_60_to_1"], "does not fall", p["ratio_60_to_1"]["median"] >= 0.9,
+         digits=2)
+    L.append("")
+    L.append("Dispatch across replicas: events ingested into replica 1, delivered to no-op instances shared "
+             "among the replicas by leases; from the first ingest request until the queue is empty (one run each; "
+             "all replicas on this one machine, so more replicas share the same cores).\n")
+    L.append("| replicas | instances | held per replica | deliveries/s |")
+    L.append("|---|---|---|---|")
+    for n, x in sorted(p["replicas"].items()):
+        L.append("| %s | %d | %s | %d |" % (n, x["instances"], x["held"], x["deliveries_per_s"]))
+    L.append("")
+    targets.append(("PostgreSQL ingest >= %d events/s" % GOALS["ingest_per_s"],
+                    p["herald_1"]["median"] >= GOALS["ingest_per_s"]))
+    return L
