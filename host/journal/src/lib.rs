@@ -3,7 +3,8 @@
 //!
 //! The crate has two halves:
 //! - this module: the storage traits by role ([`EventLog`], [`DeliveryQueue`],
-//!   [`DeadLetters`], [`RunQueries`], [`PluginState`], [`Maintenance`]), the
+//!   [`DeadLetters`], [`RunQueries`], [`Explore`], [`PluginState`],
+//!   [`Maintenance`]), the
 //!   [`Store`] supertrait a server holds as `Arc<dyn Store>`, and the record
 //!   types and errors they share;
 //! - [`sqlite`]: the SQLite backend, which owns all of the journal's SQL, its
@@ -27,8 +28,8 @@ pub use sqlite::Journal;
 /// `use herald_journal::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        DeadLetters as _, DeliveryQueue as _, EventLog as _, Maintenance as _, PluginState as _,
-        RunQueries as _,
+        DeadLetters as _, DeliveryQueue as _, EventLog as _, Explore as _, Maintenance as _,
+        PluginState as _, RunQueries as _,
     };
 }
 
@@ -564,6 +565,131 @@ pub trait RunQueries: Send + Sync {
     fn active_runs(&self, since_ms: i64) -> Result<Vec<(String, u64)>, JournalError>;
 }
 
+/// One stored event with its identity (the event page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: i64,
+    pub uuid: String,
+    pub run_id: String,
+    pub counter: i64,
+    pub kind: String,
+    pub created_ms: i64,
+    pub body: String,
+}
+
+/// What a run's page shows of one event, without its body: enough for the
+/// timeline, the recap and the failures (the run page of a 30,000-event run
+/// reads these, not 30,000 bodies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlineRow {
+    pub uuid: String,
+    pub counter: i64,
+    pub kind: String,
+    pub created_ms: i64,
+    pub host: Option<String>,
+    pub play: Option<String>,
+    pub task: Option<String>,
+    pub task_action: Option<String>,
+    /// `event_data.res.changed` of a host result.
+    pub changed: bool,
+    /// `event_data.ignore_errors` of a host result.
+    pub ignored: bool,
+    /// The result's message (`msg`, else `stderr`, `reason`), failed and
+    /// unreachable results only, at most 2 KiB.
+    pub message: Option<String>,
+}
+
+/// A host's results in one run (the host page, the host search).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRun {
+    pub host: String,
+    pub run_id: String,
+    pub playbook: Option<String>,
+    pub ok: u64,
+    pub changed: u64,
+    pub failed: u64,
+    pub unreachable: u64,
+    pub skipped: u64,
+    pub last_ms: i64,
+}
+
+/// A task whose name matched a search, in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskHit {
+    pub run_id: String,
+    pub playbook: Option<String>,
+    pub task: String,
+    pub play: Option<String>,
+    /// The task's start event.
+    pub uuid: String,
+    pub created_ms: i64,
+}
+
+/// Deliveries of one run to one plugin instance, by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunDeliveryCounts {
+    pub plugin: String,
+    pub pending: u64,
+    pub done: u64,
+    pub dead: u64,
+}
+
+/// How a run reference (`latest`, a full id or a prefix of one) resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunRef {
+    Found(String),
+    NotFound,
+    /// The prefix names several runs (the first few of them, newest first).
+    Ambiguous(Vec<String>),
+}
+
+/// Searches scan at most this many of a tenant's newest events: a search
+/// answers in bounded time whatever the journal's size.
+pub const SEARCH_SCAN_EVENTS: usize = 200_000;
+
+/// Exploration reads behind the web UI and the CLI: one event, a run's
+/// outline, hosts and tasks across runs, a run's deliveries per instance,
+/// run references.
+pub trait Explore: Send + Sync {
+    /// One event of a tenant by uuid.
+    fn event(&self, tenant: &str, uuid: &str) -> Result<Option<EventRecord>, JournalError>;
+
+    /// Every event of a run in counter order, without bodies; `None` when
+    /// the tenant has no such run.
+    fn run_outline(&self, tenant: &str, run: &str)
+        -> Result<Option<Vec<OutlineRow>>, JournalError>;
+
+    /// Per run, the results of the hosts whose name contains `pattern`
+    /// (case-insensitive; `exact`: the host named `pattern`), newest run
+    /// first, among the tenant's newest [`SEARCH_SCAN_EVENTS`] events.
+    fn host_runs(
+        &self,
+        tenant: &str,
+        pattern: &str,
+        exact: bool,
+        limit: usize,
+    ) -> Result<Vec<HostRun>, JournalError>;
+
+    /// Tasks whose name contains `pattern` (case-insensitive), newest
+    /// first, among the tenant's newest [`SEARCH_SCAN_EVENTS`] events.
+    fn search_tasks(
+        &self,
+        tenant: &str,
+        pattern: &str,
+        limit: usize,
+    ) -> Result<Vec<TaskHit>, JournalError>;
+
+    /// A run's deliveries per plugin instance (routes applied).
+    fn run_delivery_counts(
+        &self,
+        tenant: &str,
+        run: &str,
+    ) -> Result<Vec<RunDeliveryCounts>, JournalError>;
+
+    /// Resolves `latest` (the newest run), a run id, or a unique prefix of one.
+    fn resolve_run(&self, tenant: &str, reference: &str) -> Result<RunRef, JournalError>;
+}
+
 /// The plugin instances' own values, per (tenant, instance).
 pub trait PluginState: Send + Sync {
     /// A plugin instance's stored value.
@@ -609,11 +735,12 @@ pub trait Maintenance: Send + Sync {
 /// server holds an `Arc<dyn Store>`. The dispatch workers' hot path
 /// (`pending`, `send_marks`) may hold the concrete backend instead.
 pub trait Store:
-    EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance
+    EventLog + DeliveryQueue + DeadLetters + RunQueries + Explore + PluginState + Maintenance
 {
 }
 
-impl<T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance> Store
-    for T
+impl<
+        T: EventLog + DeliveryQueue + DeadLetters + RunQueries + Explore + PluginState + Maintenance,
+    > Store for T
 {
 }
