@@ -193,12 +193,46 @@ pub struct Advance {
 }
 
 /// What a worker hands the journal's writer at once: outcomes and, with
-/// them, its cursor's move.
+/// them, its cursor's move and the record of its attempts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MarkBatch {
     pub marks: Vec<Mark>,
     pub advance: Option<Advance>,
+    /// What the attempts sent and what the sinks answered (attempts that
+    /// made requests or did not succeed).
+    pub attempts: Vec<AttemptRecord>,
 }
+
+/// One outbound request of a delivery attempt, as the journal keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Without credentials or query values.
+    pub url: String,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The first bytes of the answer (at most 512), as text.
+    pub body: String,
+    pub error: Option<String>,
+}
+
+/// One delivery attempt: the plugin's outcome and message, and its requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    pub event_id: i64,
+    /// Counts from 1.
+    pub attempt: u32,
+    pub at_ms: i64,
+    pub duration_ms: u64,
+    /// `ok`, `retry` or `dead`.
+    pub outcome: String,
+    /// The plugin's reason, or the fault, bounded.
+    pub message: Option<String>,
+    pub requests: Vec<RequestRecord>,
+}
+
+/// At most this many attempts of one delivery are kept (the newest).
+pub const MAX_ATTEMPTS_KEPT: usize = 20;
 
 /// What the writer made of a [`MarkBatch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -688,6 +722,15 @@ pub trait Explore: Send + Sync {
 
     /// Resolves `latest` (the newest run), a run id, or a unique prefix of one.
     fn resolve_run(&self, tenant: &str, reference: &str) -> Result<RunRef, JournalError>;
+
+    /// The recorded attempts of the delivery of event `uuid` to `plugin`,
+    /// oldest first: `None` when the tenant has no such event.
+    fn delivery_attempts(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        uuid: &str,
+    ) -> Result<Option<(EventRecord, Vec<AttemptRecord>)>, JournalError>;
 }
 
 /// The plugin instances' own values, per (tenant, instance).

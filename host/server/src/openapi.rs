@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         crate::query::run_events,
         crate::query::run_artifacts,
         crate::query::list_deliveries,
+        crate::query::delivery_attempts,
         crate::recovery::list,
         crate::recovery::retry_one,
         crate::recovery::retry_all,

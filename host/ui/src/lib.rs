@@ -99,6 +99,10 @@ pub fn router(ui: Ui) -> Router {
         .route("/search", get(pages::explore::search))
         .route("/plugins", get(pages::deliveries::plugins))
         .route("/deliveries", get(pages::deliveries::list))
+        .route(
+            "/deliveries/{plugin}/{uuid}",
+            get(pages::deliveries::attempts),
+        )
         .route("/dead-letters", get(pages::deliveries::dead_letters))
         .route("/dead-letters/retry", post(pages::deliveries::retry))
         .route("/static/htmx.min.js", get(htmx))

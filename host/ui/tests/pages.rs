@@ -156,6 +156,22 @@ fn seed(j: &SharedStore) {
                 read: None,
             }],
             advance: None,
+            attempts: vec![herald_journal::AttemptRecord {
+                event_id: failed.event_id,
+                attempt: 3,
+                at_ms: 1_000,
+                duration_ms: 12,
+                outcome: "dead".into(),
+                message: Some("sink answered 500".into()),
+                requests: vec![herald_journal::RequestRecord {
+                    method: "POST".into(),
+                    url: "http://127.0.0.1:9/hook".into(),
+                    status: Some(500),
+                    latency_ms: 7,
+                    body: "{\"error\":\"database is down\"}".into(),
+                    error: None,
+                }],
+            }],
         },
     )
     .expect("dead letter");
@@ -382,6 +398,16 @@ async fn dead_letters_are_retried_with_the_session_token_only() {
     assert!(html.contains("sink answered 500"), "{html}");
     let csrf = hidden(&html, "csrf");
     let event_id = hidden(&html, "event_id");
+    // What was sent and what the sink answered.
+    let attempts = body(a.get("/deliveries/hook/a-5").await).await;
+    assert!(
+        attempts.contains("POST http://127.0.0.1:9/hook") && attempts.contains("500"),
+        "{attempts}"
+    );
+    assert!(
+        attempts.contains("database is down") && attempts.contains("sink answered 500"),
+        "{attempts}"
+    );
     let r = a
         .post(
             "/dead-letters/retry",
@@ -406,6 +432,10 @@ async fn dead_letters_are_retried_with_the_session_token_only() {
     // Tenant b cannot act on tenant a's instance, even with its own token.
     let b = Client::sign_in(&app, "tok-b", "").await;
     let bcsrf = hidden(&body(b.get("/runs").await).await, "csrf");
+    assert_eq!(
+        b.get("/deliveries/hook/a-5").await.status(),
+        StatusCode::NOT_FOUND
+    );
     let r = b
         .post(
             "/dead-letters/retry",

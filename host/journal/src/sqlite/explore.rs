@@ -4,8 +4,8 @@
 
 use super::Journal;
 use crate::{
-    EventRecord, Explore, HostRun, JournalError, OutlineRow, RunDeliveryCounts, RunRef, TaskHit,
-    SEARCH_SCAN_EVENTS,
+    AttemptRecord, EventRecord, Explore, HostRun, JournalError, OutlineRow, RunDeliveryCounts,
+    RunRef, TaskHit, SEARCH_SCAN_EVENTS,
 };
 use herald_event::EventKind;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -310,7 +310,45 @@ fn resolve_run(conn: &Connection, tenant: &str, reference: &str) -> rusqlite::Re
     })
 }
 
+fn delivery_attempts(
+    conn: &Connection,
+    tenant: &str,
+    plugin: &str,
+    uuid: &str,
+) -> rusqlite::Result<Option<(EventRecord, Vec<AttemptRecord>)>> {
+    let Some(ev) = event(conn, tenant, uuid)? else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, at_ms, duration_ms, outcome, message, requests FROM delivery_attempts
+         WHERE event_id = ?1 AND plugin = ?2 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map(params![ev.id, plugin], |r| {
+        let requests: String = r.get(5)?;
+        Ok(AttemptRecord {
+            event_id: ev.id,
+            attempt: r.get(0)?,
+            at_ms: r.get(1)?,
+            duration_ms: r.get::<_, i64>(2)?.max(0) as u64,
+            outcome: r.get(3)?,
+            message: r.get(4)?,
+            requests: serde_json::from_str(&requests).unwrap_or_default(),
+        })
+    })?;
+    let attempts = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some((ev, attempts)))
+}
+
 impl Explore for Journal {
+    fn delivery_attempts(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        uuid: &str,
+    ) -> Result<Option<(EventRecord, Vec<AttemptRecord>)>, JournalError> {
+        self.read(|c| delivery_attempts(c, tenant, plugin, uuid))
+    }
+
     fn event(&self, tenant: &str, uuid: &str) -> Result<Option<EventRecord>, JournalError> {
         self.read(|c| event(c, tenant, uuid))
     }

@@ -49,6 +49,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs/{id}/events", get(run_events))
         .route("/v1/runs/{id}/artifacts", get(run_artifacts))
         .route("/v1/deliveries", get(list_deliveries))
+        .route(
+            "/v1/deliveries/{plugin}/{event_uuid}/attempts",
+            get(delivery_attempts),
+        )
 }
 
 fn not_found(run: &str) -> ApiError {
@@ -506,6 +510,72 @@ pub async fn list_deliveries(
     Ok(Json(DeliveryPage {
         items,
         next_cursor: next.map(|k| encode_cursor("deliveries", serde_json::json!(k))),
+    }))
+}
+
+/// What each attempt of one delivery sent and what the sink answered.
+#[utoipa::path(
+    get, path = "/v1/deliveries/{plugin}/{event_uuid}/attempts", tag = "query",
+    params(
+        ("plugin" = String, Path, description = "The plugin instance"),
+        ("event_uuid" = String, Path, description = "The event's uuid"),
+    ),
+    responses(
+        (status = 200, description = "The delivery's recorded attempts, oldest first", body = DeliveryAttempts),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "The tenant has no such event", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delivery_attempts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((plugin, uuid)): Path<(String, String)>,
+    q: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Json<DeliveryAttempts>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    parsed(q)?;
+    let (p, u) = (plugin.clone(), uuid.clone());
+    let found = herald_journal::blocking(&state.journal, move |j| {
+        j.delivery_attempts(&tenant, &p, &u)
+            .map_err(store::db_error)
+    })
+    .await?;
+    let (ev, attempts) = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no event {uuid:?}"),
+        )
+    })?;
+    Ok(Json(DeliveryAttempts {
+        plugin,
+        run_id: ev.run_id,
+        event_uuid: ev.uuid,
+        event: ev.kind,
+        attempts: attempts
+            .into_iter()
+            .map(|a| Attempt {
+                attempt: a.attempt,
+                at: store::rfc3339(a.at_ms),
+                duration_ms: a.duration_ms,
+                outcome: a.outcome,
+                message: a.message,
+                requests: a
+                    .requests
+                    .into_iter()
+                    .map(|r| SentRequest {
+                        method: r.method,
+                        url: r.url,
+                        status: r.status,
+                        latency_ms: r.latency_ms,
+                        body: r.body,
+                        error: r.error,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }))
 }
 

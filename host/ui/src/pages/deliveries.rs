@@ -351,3 +351,83 @@ pub async fn replay(
     ))
     .into_response())
 }
+
+/// An attempt's line, for the template.
+pub struct AttemptRow {
+    pub attempt: u32,
+    pub at: String,
+    pub duration: String,
+    pub outcome: String,
+    pub message: String,
+    pub requests: Vec<RequestRow>,
+}
+
+/// A request of an attempt, for the template.
+pub struct RequestRow {
+    pub method: String,
+    pub url: String,
+    pub status: String,
+    pub ok: bool,
+    pub latency: String,
+    pub body: String,
+    pub error: String,
+}
+
+#[derive(Template)]
+#[template(path = "attempts.html")]
+struct AttemptsPage {
+    chrome: Chrome,
+    plugin: String,
+    uuid: String,
+    run_id: String,
+    kind: String,
+    attempts: Vec<AttemptRow>,
+}
+
+/// `GET /deliveries/{plugin}/{uuid}`: each attempt of a delivery, what the
+/// plugin sent and what the sink answered.
+pub async fn attempts(
+    State(ui): State<Ui>,
+    s: Session,
+    Path((plugin, uuid)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    check_own(&ui, &s, &plugin)?;
+    let tenant = s.tenant.clone();
+    let (p, u) = (plugin.clone(), uuid.clone());
+    let (ev, attempts) = read(&ui, move |j| Ok(j.delivery_attempts(&tenant, &p, &u)?))
+        .await?
+        .ok_or_else(|| UiError::NotFound(format!("no event {uuid:?}")))?;
+    render(&AttemptsPage {
+        chrome: Chrome::new(&s, "deliveries"),
+        plugin,
+        uuid: ev.uuid,
+        run_id: ev.run_id,
+        kind: ev.kind,
+        attempts: attempts
+            .into_iter()
+            .map(|a| AttemptRow {
+                attempt: a.attempt,
+                at: view::time(a.at_ms),
+                duration: view::duration(a.duration_ms as i64),
+                outcome: a.outcome,
+                message: a.message.unwrap_or_default(),
+                requests: a
+                    .requests
+                    .into_iter()
+                    .map(|r| RequestRow {
+                        method: r.method,
+                        url: r.url,
+                        ok: r.status.is_some_and(|s| (200..300).contains(&s)),
+                        status: r
+                            .status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "no answer".into()),
+                        latency: view::duration(r.latency_ms as i64),
+                        body: r.body,
+                        error: r.error.unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
