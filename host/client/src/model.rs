@@ -314,6 +314,42 @@ pub struct DeliveryAttempts {
     pub attempts: Vec<Attempt>,
 }
 
+/// A host's results in one run (`GET /v1/search`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HostMatch {
+    pub host: String,
+    pub run_id: String,
+    pub playbook: Option<String>,
+    pub ok: u64,
+    pub changed: u64,
+    pub failed: u64,
+    pub unreachable: u64,
+    pub skipped: u64,
+    /// The host's last result in the run.
+    #[schema(format = DateTime)]
+    pub last_at: String,
+}
+
+/// A task whose name matched, in one run (`GET /v1/search`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskMatch {
+    pub task: String,
+    pub play: Option<String>,
+    pub run_id: String,
+    pub playbook: Option<String>,
+    /// The task's start event.
+    pub event_uuid: String,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+}
+
+/// Hosts and tasks whose name contains the search, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResult {
+    pub hosts: Vec<HostMatch>,
+    pub tasks: Vec<TaskMatch>,
+}
+
 /// A page of deliveries, in journal order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryPage {

@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         crate::query::run_artifacts,
         crate::query::list_deliveries,
         crate::query::delivery_attempts,
+        crate::query::search,
         crate::recovery::list,
         crate::recovery::retry_one,
         crate::recovery::retry_all,
