@@ -30,6 +30,7 @@ import time
 import urllib.request
 
 import realistic
+import ui
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -61,6 +62,8 @@ SIZES = {
                  mem_tenants=10, mem_load_events=100000, start_rounds=5),
 }
 for _size, _params in realistic.SIZES.items():
+    SIZES[_size].update(_params)
+for _size, _params in ui.SIZES.items():
     SIZES[_size].update(_params)
 
 
@@ -870,6 +873,8 @@ def render(res: dict, size: str) -> str:
         L.append(row("start-up, again, 6 instances, ms", m["start_6_s"], digits=0, scale=1000))
         L.append("")
 
+    L += ui.render(res, targets)
+
     if targets:
         L.append("## Targets\n")
         L.append("| target | |\n|---|---|")
@@ -887,8 +892,9 @@ PARTS = {1: ("playbook", part_playbook), 2: ("hook", part_hook), 3: ("ingest", p
          4: ("dispatch", part_dispatch), 5: ("latency", part_latency), 6: ("memory", part_memory),
          7: ("instances", realistic.part_instances), 8: ("e2e", realistic.part_e2e),
          9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss),
-         11: ("playbook-host", realistic.part_playbook_host)}
+         11: ("playbook-host", realistic.part_playbook_host), 12: ("ui", ui.part_ui)}
 realistic.R = sys.modules[__name__]
+ui.R = sys.modules[__name__]
 
 
 def part_numbers(spec: str) -> list:

@@ -577,15 +577,21 @@ pub async fn run(
     let tenant = s.tenant.clone();
     let run_id = id.clone();
     let stale = herald_journal::now_ms() - INCOMPLETE_AFTER_MS;
-    let (rec, outline, counts) = read(&ui, move |j| {
-        let rec = j
-            .run(&tenant, &run_id, stale)?
-            .ok_or_else(|| UiError::NotFound(format!("no run {run_id:?}")))?;
-        let outline = j.run_outline(&tenant, &run_id)?.unwrap_or_default();
-        let counts = j.run_delivery_counts(&tenant, &run_id)?;
-        Ok((rec, outline, counts))
-    })
-    .await?;
+    // Three independent reads on the backend's pool, side by side: the
+    // outline of a long run and its delivery counts each scan the run.
+    let (t2, r2, t3, r3) = (
+        tenant.clone(),
+        run_id.clone(),
+        tenant.clone(),
+        run_id.clone(),
+    );
+    let (rec, outline, counts) = tokio::join!(
+        read(&ui, move |j| Ok(j.run(&tenant, &run_id, stale)?)),
+        read(&ui, move |j| Ok(j.run_outline(&t2, &r2)?)),
+        read(&ui, move |j| Ok(j.run_delivery_counts(&t3, &r3)?)),
+    );
+    let rec = rec?.ok_or_else(|| UiError::NotFound(format!("no run {id:?}")))?;
+    let (outline, counts) = (outline?.unwrap_or_default(), counts?);
     let stats = rec.stats.as_ref().map(|b| event_data(&parse(&b.body)));
     let context: Map<String, Value> = rec
         .start
