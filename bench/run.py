@@ -31,6 +31,7 @@ import urllib.request
 
 import postgres  # noqa: E402  (part 12: the PostgreSQL journal)
 import realistic
+import ui
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -63,8 +64,9 @@ SIZES = {
 }
 for _size, _params in realistic.SIZES.items():
     SIZES[_size].update(_params)
-for _size, _params in postgres.SIZES.items():
-    SIZES[_size].update(_params)
+for _mod in (postgres, ui):
+    for _size, _params in _mod.SIZES.items():
+        SIZES[_size].update(_params)
 
 
 def log(*a):
@@ -874,6 +876,7 @@ def render(res: dict, size: str) -> str:
         L.append("")
 
     L += postgres.render(res, targets)
+    L += ui.render(res, targets)
     if targets:
         L.append("## Targets\n")
         L.append("| target | |\n|---|---|")
@@ -891,9 +894,11 @@ PARTS = {1: ("playbook", part_playbook), 2: ("hook", part_hook), 3: ("ingest", p
          4: ("dispatch", part_dispatch), 5: ("latency", part_latency), 6: ("memory", part_memory),
          7: ("instances", realistic.part_instances), 8: ("e2e", realistic.part_e2e),
          9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss),
-         11: ("playbook-host", realistic.part_playbook_host), 12: ("postgres", postgres.part_postgres)}
+         11: ("playbook-host", realistic.part_playbook_host), 12: ("postgres", postgres.part_postgres),
+         13: ("ui", ui.part_ui)}
 realistic.R = sys.modules[__name__]
 postgres.R = sys.modules[__name__]
+ui.R = sys.modules[__name__]
 
 
 def part_numbers(spec: str) -> list:

@@ -272,6 +272,84 @@ pub struct Delivery {
     pub next_attempt_at: Option<String>,
 }
 
+/// One outbound request a plugin made in a delivery attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SentRequest {
+    pub method: String,
+    /// Without user info or query values; a path segment that looks like a
+    /// credential is `***`.
+    pub url: String,
+    /// The sink's status; null when no answer came.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The first bytes (at most 512) of the sink's answer; credential fields masked.
+    pub body: String,
+    /// Why no answer came (refused, timeout, not in allow_http).
+    pub error: Option<String>,
+}
+
+/// One delivery attempt: the plugin's outcome and message, and what it sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Attempt {
+    /// Counts from 1 (a replay or a retried dead letter starts again).
+    pub attempt: u32,
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub duration_ms: u64,
+    /// `ok`, `retry` or `dead`.
+    pub outcome: String,
+    /// The plugin's reason or the fault.
+    pub message: Option<String>,
+    pub requests: Vec<SentRequest>,
+}
+
+/// The recorded attempts of one delivery, oldest first. Attempts that
+/// succeeded without an outbound request are not recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryAttempts {
+    pub plugin: String,
+    pub run_id: String,
+    pub event_uuid: String,
+    pub event: String,
+    pub attempts: Vec<Attempt>,
+}
+
+/// A host's results in one run (`GET /v1/search`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HostMatch {
+    pub host: String,
+    pub run_id: String,
+    pub playbook: Option<String>,
+    pub ok: u64,
+    pub changed: u64,
+    pub failed: u64,
+    pub unreachable: u64,
+    pub skipped: u64,
+    /// The host's last result in the run.
+    #[schema(format = DateTime)]
+    pub last_at: String,
+}
+
+/// A task whose name matched, in one run (`GET /v1/search`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskMatch {
+    pub task: String,
+    pub play: Option<String>,
+    pub run_id: String,
+    pub playbook: Option<String>,
+    /// The task's start event.
+    pub event_uuid: String,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+}
+
+/// Hosts and tasks whose name contains the search, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResult {
+    pub hosts: Vec<HostMatch>,
+    pub tasks: Vec<TaskMatch>,
+}
+
 /// A page of deliveries, in journal order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryPage {

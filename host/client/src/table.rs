@@ -3,7 +3,8 @@
 //! them), rendered by comfy-table.
 
 use crate::model::{
-    Artifacts, DeadLetterPage, DeliveryPage, EventPage, HostStats, RunDetail, RunPage,
+    Artifacts, DeadLetterPage, DeliveryAttempts, DeliveryPage, EventPage, HostStats, RunDetail,
+    RunPage, SearchResult,
 };
 use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table};
 use serde_json::Value;
@@ -213,18 +214,45 @@ pub fn events(page: &EventPage) -> String {
         .iter()
         .map(|e| {
             let d = &e["event_data"];
+            let changed = d["res"]["changed"].as_bool() == Some(true);
+            let status = herald_event_status(e["event"].as_str().unwrap_or_default(), changed);
             vec![
                 cell(&e["counter"]),
                 cell(&e["event"]),
                 cell(&d["host"]),
                 cell(&d["task"]),
+                status.into(),
+                if status == "-" {
+                    "-".into()
+                } else {
+                    yes(changed)
+                },
+                duration(d["duration"].as_f64()),
                 cell(&e["created"]),
             ]
         })
         .collect();
-    let mut out = table(&["COUNTER", "EVENT", "HOST", "TASK", "CREATED"], &rows);
+    let mut out = table(
+        &[
+            "COUNTER", "EVENT", "HOST", "TASK", "STATUS", "CHANGED", "DURATION", "CREATED",
+        ],
+        &rows,
+    );
     more(page.next_cursor.as_deref(), &mut out);
     out
+}
+
+/// A host result's status, as the API's `status` filter names it; `-` for
+/// events that are not host results.
+fn herald_event_status(kind: &str, changed: bool) -> &'static str {
+    match kind {
+        "runner_on_ok" if changed => "changed",
+        "runner_on_ok" => "ok",
+        "runner_on_failed" => "failed",
+        "runner_on_unreachable" => "unreachable",
+        "runner_on_skipped" => "skipped",
+        _ => "-",
+    }
 }
 
 /// `herald runs artifacts`: SCOPE KEY VALUE rows, the run's own data first;
@@ -246,11 +274,29 @@ pub fn artifacts(a: &Artifacts) -> String {
     table(&["SCOPE", "KEY", "VALUE"], &rows)
 }
 
-/// `herald deliveries list`.
+/// `herald deliveries list`: newest first, grouped per run (the run with
+/// the newest delivery first, each run's deliveries newest first).
 pub fn deliveries(page: &DeliveryPage) -> String {
-    let rows: Vec<Vec<String>> = page
-        .items
-        .iter()
+    let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for d in &page.items {
+        let n = newest
+            .entry(d.run_id.as_str())
+            .or_insert(d.updated_at.as_str());
+        if d.updated_at.as_str() > *n {
+            *n = d.updated_at.as_str();
+        }
+    }
+    let mut items: Vec<_> = page.items.iter().collect();
+    // RFC 3339 times of one format compare as text.
+    items.sort_by(|a, b| {
+        newest[b.run_id.as_str()]
+            .cmp(newest[a.run_id.as_str()])
+            .then_with(|| a.run_id.cmp(&b.run_id))
+            .then_with(|| b.counter.cmp(&a.counter))
+            .then_with(|| a.plugin.cmp(&b.plugin))
+    });
+    let rows: Vec<Vec<String>> = items
+        .into_iter()
         .map(|d| {
             vec![
                 d.plugin.clone(),
@@ -474,4 +520,130 @@ mod tests {
         );
         assert!(out.ends_with("(more: --cursor 5, or --all)\n"), "{out}");
     }
+}
+
+/// `herald deliveries attempts`: each attempt, then its requests.
+pub fn attempts(a: &DeliveryAttempts) -> String {
+    if a.attempts.is_empty() {
+        return format!(
+            "no attempt recorded for {} to {}: not attempted yet, or delivered at its first attempt without an outbound request\n",
+            a.event, a.plugin
+        );
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for t in &a.attempts {
+        let first = vec![
+            t.attempt.to_string(),
+            t.at.clone(),
+            t.outcome.clone(),
+            format!("{}ms", t.duration_ms),
+        ];
+        if t.requests.is_empty() {
+            let mut r = first.clone();
+            r.extend([
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                text(t.message.as_deref()),
+            ]);
+            rows.push(r);
+        }
+        for (i, q) in t.requests.iter().enumerate() {
+            let mut r = if i == 0 {
+                first.clone()
+            } else {
+                vec!["".into(); 4]
+            };
+            r.push(format!("{} {}", q.method, q.url));
+            r.push(q.status.map_or_else(|| "-".into(), |s| s.to_string()));
+            r.push(format!("{}ms", q.latency_ms));
+            let answer = match &q.error {
+                Some(e) => e.clone(),
+                None => q.body.clone(),
+            };
+            r.push(text(Some(&answer)));
+            rows.push(r);
+        }
+        if let (Some(m), false) = (&t.message, t.requests.is_empty()) {
+            rows.push(vec![
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "message".into(),
+                "".into(),
+                "".into(),
+                text(Some(m)),
+            ]);
+        }
+    }
+    table(
+        &[
+            "ATTEMPT", "AT", "OUTCOME", "TOOK", "REQUEST", "STATUS", "LATENCY", "ANSWER",
+        ],
+        &rows,
+    )
+}
+
+/// `herald search`: matching hosts (per run), then tasks.
+pub fn search(r: &SearchResult) -> String {
+    let mut out = String::new();
+    if r.hosts.is_empty() {
+        out.push_str("no host matches\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .hosts
+            .iter()
+            .map(|h| {
+                vec![
+                    h.host.clone(),
+                    h.run_id.clone(),
+                    text(h.playbook.as_deref()),
+                    h.ok.to_string(),
+                    h.changed.to_string(),
+                    h.failed.to_string(),
+                    h.unreachable.to_string(),
+                    h.skipped.to_string(),
+                    h.last_at.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "HOST",
+                "RUN",
+                "PLAYBOOK",
+                "OK",
+                "CHANGED",
+                "FAILED",
+                "UNREACHABLE",
+                "SKIPPED",
+                "LAST RESULT",
+            ],
+            &rows,
+        ));
+    }
+    out.push('\n');
+    if r.tasks.is_empty() {
+        out.push_str("no task matches\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.task.clone(),
+                    text(t.play.as_deref()),
+                    t.run_id.clone(),
+                    text(t.playbook.as_deref()),
+                    t.started_at.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["TASK", "PLAY", "RUN", "PLAYBOOK", "STARTED"],
+            &rows,
+        ));
+    }
+    out
 }

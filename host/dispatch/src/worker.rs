@@ -7,8 +7,8 @@ use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
 use herald_event::routes::{RouteConfig, Routes};
 use herald_journal::blocking;
 use herald_journal::{
-    now_ms, Advance, JournalError, Lease, Mark, MarkBatch, MarkOutcome, MarksReceipt,
-    PendingDelivery, SharedStore,
+    now_ms, Advance, AttemptRecord, JournalError, Lease, Mark, MarkBatch, MarkOutcome,
+    MarksReceipt, PendingDelivery, RequestRecord, SharedStore,
 };
 use herald_runtime::{bounded, CallError, Outcome};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -107,6 +107,32 @@ struct WorkerCtx {
     fence: Option<i64>,
     /// A batch was refused by its fence: the lease is lost.
     fenced: bool,
+    /// The call just made, until its outcome is taken: (event id, attempt,
+    /// started epoch ms, duration ms, its outbound requests).
+    last_call: Option<LastCall>,
+    /// Records of attempts not yet handed to the journal's writer.
+    attempts: Vec<AttemptRecord>,
+}
+
+/// A call whose outcome is not taken yet.
+struct LastCall {
+    event_id: i64,
+    attempt: u32,
+    at_ms: i64,
+    duration_ms: u64,
+    requests: Vec<herald_runtime::OutboundRequest>,
+}
+
+/// The journal's record of a call's outbound requests.
+fn request_record(r: herald_runtime::OutboundRequest) -> RequestRecord {
+    RequestRecord {
+        method: r.method,
+        url: r.url,
+        status: r.status,
+        latency_ms: r.latency_ms,
+        body: String::from_utf8_lossy(&r.body).into_owned(),
+        error: r.error.map(|e| bounded(&e, 1024)),
+    }
 }
 
 impl WorkerCtx {
@@ -127,6 +153,28 @@ impl WorkerCtx {
         };
         if !d.queued && outcome == MarkOutcome::Done {
             self.delivered += 1;
+        }
+        // What the attempt sent and what came back: kept when it made
+        // requests or did not succeed (a plain success is the delivery's
+        // `done` already).
+        if let Some(call) = self.last_call.take_if(|c| c.event_id == d.event_id) {
+            let (name, message) = match &outcome {
+                MarkOutcome::Done => ("ok", None),
+                MarkOutcome::Retry { error, .. } => ("retry", Some(bounded(error, 2048))),
+                MarkOutcome::Dead { error } => ("dead", Some(bounded(error, 2048))),
+                MarkOutcome::Hold => ("held", None),
+            };
+            if !call.requests.is_empty() || name != "ok" {
+                self.attempts.push(AttemptRecord {
+                    event_id: call.event_id,
+                    attempt: call.attempt,
+                    at_ms: call.at_ms,
+                    duration_ms: call.duration_ms,
+                    outcome: name.to_string(),
+                    message,
+                    requests: call.requests.into_iter().map(request_record).collect(),
+                });
+            }
         }
         self.unconfirmed.insert(d.event_id, state);
         self.marks.push(Mark {
@@ -179,6 +227,7 @@ impl WorkerCtx {
                 fence: self.fence,
                 marks,
                 advance,
+                attempts: std::mem::take(&mut self.attempts),
             },
         ) {
             Ok(receipt) => self.receipts.push_back((receipt, ids)),
@@ -521,6 +570,8 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         sent_frontier: position,
         delivered: 0,
         resync: true,
+        last_call: None,
+        attempts: Vec::new(),
     };
     loop {
         if Instant::now() >= held.renew_at && replica.share.shed_one() {
@@ -833,9 +884,17 @@ async fn attempt_delivery<P: Plugin>(
         return (Step::Done, Verdict::Neutral);
     }
     let started = Instant::now();
+    let at_ms = now_ms();
     let report = call_sending_held(instance.deliver(&d.body, attempt), w).await;
     let (result, faults) = (report.result, report.faults);
     w.meters.seconds.observe(started.elapsed().as_secs_f64());
+    w.last_call = Some(LastCall {
+        event_id: d.event_id,
+        attempt,
+        at_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
+        requests: report.requests,
+    });
     let (name, tenant) = (&w.name, &w.tenant);
     // Each fault is counted and logged once, here.
     for f in &faults {
@@ -1045,6 +1104,7 @@ mod worker_tests {
             std::future::ready(CallReport {
                 result,
                 faults: Vec::new(),
+                requests: Vec::new(),
             })
         }
     }

@@ -74,6 +74,8 @@ enum Command {
     /// Dead letters: list them, or queue them again.
     #[command(subcommand)]
     Dlq(cli::DlqCommand),
+    /// Search hosts and tasks by name across runs (GET /v1/search).
+    Search(cli::SearchArgs),
     /// Re-deliver a recorded run to one plugin instance.
     Replay(cli::ReplayArgs),
     /// Send runs recorded by ansible-runner or AWX (artifacts/<ident>/job_events/) to Herald.
@@ -140,6 +142,7 @@ fn main() -> ExitCode {
         Command::Runs(cmd) => cli::main_runs(cmd),
         Command::Deliveries(cmd) => cli::main_deliveries(cmd),
         Command::Dlq(cmd) => cli::main_dlq(cmd),
+        Command::Search(args) => cli::main_search(args),
         Command::Replay(args) => cli::main_replay(args),
         Command::Import(args) => cli::main_import(args),
         Command::Plugin(cmd) => cli::main_plugin(cmd),

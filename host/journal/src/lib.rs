@@ -3,7 +3,8 @@
 //!
 //! The crate has two halves:
 //! - this module: the storage traits by role ([`EventLog`], [`DeliveryQueue`],
-//!   [`DeadLetters`], [`RunQueries`], [`PluginState`], [`Maintenance`]), the
+//!   [`DeadLetters`], [`RunQueries`], [`Explore`], [`PluginState`],
+//!   [`Maintenance`]), the
 //!   [`Store`] supertrait a server holds as `Arc<dyn Store>`, and the record
 //!   types and errors they share;
 //! - [`sqlite`]: the SQLite backend, which owns all of the journal's SQL, its
@@ -30,8 +31,8 @@ pub use sqlite::Journal;
 /// `use herald_journal::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        DeadLetters as _, DeliveryQueue as _, EventLog as _, Leases as _, Maintenance as _,
-        PluginState as _, RunQueries as _,
+        DeadLetters as _, DeliveryQueue as _, EventLog as _, Explore as _, Leases as _,
+        Maintenance as _, PluginState as _, RunQueries as _,
     };
 }
 
@@ -195,7 +196,7 @@ pub struct Advance {
 }
 
 /// What a worker hands the journal's writer at once: outcomes and, with
-/// them, its cursor's move.
+/// them, its cursor's move and the record of its attempts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MarkBatch {
     pub marks: Vec<Mark>,
@@ -205,7 +206,41 @@ pub struct MarkBatch {
     /// lost its lease (paused, partitioned) cannot mark anything. `None`:
     /// unfenced (one host, tests).
     pub fence: Option<i64>,
+    /// What the attempts sent and what the sinks answered (attempts that
+    /// made requests or did not succeed).
+    pub attempts: Vec<AttemptRecord>,
 }
+
+/// One outbound request of a delivery attempt, as the journal keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Without credentials or query values.
+    pub url: String,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The first bytes of the answer (at most 512), as text.
+    pub body: String,
+    pub error: Option<String>,
+}
+
+/// One delivery attempt: the plugin's outcome and message, and its requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    pub event_id: i64,
+    /// Counts from 1.
+    pub attempt: u32,
+    pub at_ms: i64,
+    pub duration_ms: u64,
+    /// `ok`, `retry` or `dead`.
+    pub outcome: String,
+    /// The plugin's reason, or the fault, bounded.
+    pub message: Option<String>,
+    pub requests: Vec<RequestRecord>,
+}
+
+/// At most this many attempts of one delivery are kept (the newest).
+pub const MAX_ATTEMPTS_KEPT: usize = 20;
 
 /// What the writer made of a [`MarkBatch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,6 +613,140 @@ pub trait RunQueries: Send + Sync {
     fn active_runs(&self, since_ms: i64) -> Result<Vec<(String, u64)>, JournalError>;
 }
 
+/// One stored event with its identity (the event page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: i64,
+    pub uuid: String,
+    pub run_id: String,
+    pub counter: i64,
+    pub kind: String,
+    pub created_ms: i64,
+    pub body: String,
+}
+
+/// What a run's page shows of one event, without its body: enough for the
+/// timeline, the recap and the failures (the run page of a 30,000-event run
+/// reads these, not 30,000 bodies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlineRow {
+    pub uuid: String,
+    pub counter: i64,
+    pub kind: String,
+    pub created_ms: i64,
+    pub host: Option<String>,
+    pub play: Option<String>,
+    pub task: Option<String>,
+    pub task_action: Option<String>,
+    /// `event_data.res.changed` of a host result.
+    pub changed: bool,
+    /// `event_data.ignore_errors` of a host result.
+    pub ignored: bool,
+    /// The result's message (`msg`, else `stderr`, `reason`), failed and
+    /// unreachable results only, at most 2 KiB.
+    pub message: Option<String>,
+}
+
+/// A host's results in one run (the host page, the host search).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRun {
+    pub host: String,
+    pub run_id: String,
+    pub playbook: Option<String>,
+    pub ok: u64,
+    pub changed: u64,
+    pub failed: u64,
+    pub unreachable: u64,
+    pub skipped: u64,
+    pub last_ms: i64,
+}
+
+/// A task whose name matched a search, in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskHit {
+    pub run_id: String,
+    pub playbook: Option<String>,
+    pub task: String,
+    pub play: Option<String>,
+    /// The task's start event.
+    pub uuid: String,
+    pub created_ms: i64,
+}
+
+/// Deliveries of one run to one plugin instance, by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunDeliveryCounts {
+    pub plugin: String,
+    pub pending: u64,
+    pub done: u64,
+    pub dead: u64,
+}
+
+/// How a run reference (`latest`, a full id or a prefix of one) resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunRef {
+    Found(String),
+    NotFound,
+    /// The prefix names several runs (the first few of them, newest first).
+    Ambiguous(Vec<String>),
+}
+
+/// Searches scan at most this many of a tenant's newest events: a search
+/// answers in bounded time whatever the journal's size.
+pub const SEARCH_SCAN_EVENTS: usize = 200_000;
+
+/// Exploration reads behind the web UI and the CLI: one event, a run's
+/// outline, hosts and tasks across runs, a run's deliveries per instance,
+/// run references.
+pub trait Explore: Send + Sync {
+    /// One event of a tenant by uuid.
+    fn event(&self, tenant: &str, uuid: &str) -> Result<Option<EventRecord>, JournalError>;
+
+    /// Every event of a run in counter order, without bodies; `None` when
+    /// the tenant has no such run.
+    fn run_outline(&self, tenant: &str, run: &str)
+        -> Result<Option<Vec<OutlineRow>>, JournalError>;
+
+    /// Per run, the results of the hosts whose name contains `pattern`
+    /// (case-insensitive; `exact`: the host named `pattern`), newest run
+    /// first, among the tenant's newest [`SEARCH_SCAN_EVENTS`] events.
+    fn host_runs(
+        &self,
+        tenant: &str,
+        pattern: &str,
+        exact: bool,
+        limit: usize,
+    ) -> Result<Vec<HostRun>, JournalError>;
+
+    /// Tasks whose name contains `pattern` (case-insensitive), newest
+    /// first, among the tenant's newest [`SEARCH_SCAN_EVENTS`] events.
+    fn search_tasks(
+        &self,
+        tenant: &str,
+        pattern: &str,
+        limit: usize,
+    ) -> Result<Vec<TaskHit>, JournalError>;
+
+    /// A run's deliveries per plugin instance (routes applied).
+    fn run_delivery_counts(
+        &self,
+        tenant: &str,
+        run: &str,
+    ) -> Result<Vec<RunDeliveryCounts>, JournalError>;
+
+    /// Resolves `latest` (the newest run), a run id, or a unique prefix of one.
+    fn resolve_run(&self, tenant: &str, reference: &str) -> Result<RunRef, JournalError>;
+
+    /// The recorded attempts of the delivery of event `uuid` to `plugin`,
+    /// oldest first: `None` when the tenant has no such event.
+    fn delivery_attempts(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        uuid: &str,
+    ) -> Result<Option<(EventRecord, Vec<AttemptRecord>)>, JournalError>;
+}
+
 /// The plugin instances' own values, per (tenant, instance).
 pub trait PluginState: Send + Sync {
     /// A plugin instance's stored value.
@@ -675,12 +844,26 @@ pub trait Leases: Send + Sync {
 /// server holds an `Arc<dyn Store>`. The dispatch workers' hot path
 /// (`pending`, `send_marks`) may hold the concrete backend instead.
 pub trait Store:
-    EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance + Leases
+    EventLog
+    + DeliveryQueue
+    + DeadLetters
+    + RunQueries
+    + Explore
+    + PluginState
+    + Maintenance
+    + Leases
 {
 }
 
 impl<
-        T: EventLog + DeliveryQueue + DeadLetters + RunQueries + PluginState + Maintenance + Leases,
+        T: EventLog
+            + DeliveryQueue
+            + DeadLetters
+            + RunQueries
+            + Explore
+            + PluginState
+            + Maintenance
+            + Leases,
     > Store for T
 {
 }

@@ -7,8 +7,9 @@ mod support;
 use herald_event::WireEvent;
 use herald_journal::prelude::*;
 use herald_journal::{
-    now_ms, Advance, DeliveryFilter, DeliveryState, EventFilter, Mark, MarkBatch, MarkOutcome,
-    MarksWritten, PendingDelivery, PgJournal, PgOptions, RunFilter, RunState, Store,
+    now_ms, Advance, AttemptRecord, DeliveryFilter, DeliveryState, EventFilter, Mark, MarkBatch, MarkOutcome,
+    MarksWritten, PendingDelivery, PgJournal, PgOptions, RequestRecord, RunFilter, RunRef,
+    RunState, Store, MAX_ATTEMPTS_KEPT,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -37,7 +38,7 @@ fn done(d: &PendingDelivery) -> Mark {
 
 /// Every scenario, by name, on one backend; `open` gives a fresh journal.
 fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
-    let all: [(&str, fn(&dyn Store)); 7] = [
+    let all: [(&str, fn(&dyn Store)); 8] = [
         ("dedupe_and_cursors", dedupe_and_cursors),
         ("exceptions_are_queued", exceptions_are_queued),
         ("replay_and_dead_letters", replay_and_dead_letters),
@@ -45,12 +46,165 @@ fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
         ("plugin_state", plugin_state),
         ("retention", retention),
         ("moved_instance", moved_instance),
+        ("explore", explore),
     ];
     for (name, f) in all {
         let j = open(name);
         f(j.as_ref());
         eprintln!("scenario {name}: ok");
     }
+}
+
+/// The web UI's and the CLI's reads: a run's outline, hosts and tasks across
+/// runs, run references, delivery counts and the record of attempts.
+fn explore(j: &dyn Store) {
+    let p = j.open_cursor("hook", "t", &[]).unwrap();
+    let run = "4f2a0c1e-run";
+    j.commit_batch(
+        "t",
+        &[
+            event(json!({"uuid": "e1", "event": "playbook_on_start", "counter": 1,
+                "created": "2026-01-01T00:00:00", "run_id": run,
+                "event_data": {"playbook": "site.yml"}})),
+            event(json!({"uuid": "e2", "event": "playbook_on_task_start", "counter": 2,
+                "created": "2026-01-01T00:00:01", "run_id": run,
+                "event_data": {"playbook": "site.yml", "play": "web", "task": "Restart NGINX"}})),
+            event(json!({"uuid": "e3", "event": "runner_on_ok", "counter": 3,
+                "created": "2026-01-01T00:00:02", "run_id": run,
+                "event_data": {"playbook": "site.yml", "play": "web", "task": "Restart NGINX",
+                    "task_action": "service", "host": "web1", "res": {"changed": true}}})),
+            // A message only `\u0000` can spell, and an empty msg: stderr is shown.
+            event(json!({"uuid": "e4", "event": "runner_on_failed", "counter": 4,
+                "created": "2026-01-01T00:00:03", "run_id": run,
+                "event_data": {"playbook": "site.yml", "play": "web", "task": "Restart NGINX",
+                    "host": "web2", "ignore_errors": true, "res": {"msg": "", "stderr": "no\u{0}pe"}}})),
+        ],
+    )
+    .unwrap();
+    j.commit_batch(
+        "t",
+        &[event(json!({"uuid": "o1", "event": "runner_on_ok", "counter": 1,
+            "created": "2026-01-02T00:00:00", "run_id": "9b-later",
+            "event_data": {"playbook": "other.yml", "host": "web1"}}))],
+    )
+    .unwrap();
+    j.commit_batch("u", &[ev("x1", "4f-other-tenant")]).unwrap();
+
+    let outline = j.run_outline("t", run).unwrap().expect("the run");
+    assert_eq!(outline.len(), 4);
+    assert_eq!(outline[2].host.as_deref(), Some("web1"));
+    assert_eq!(outline[2].task_action.as_deref(), Some("service"));
+    assert!(outline[2].changed && !outline[2].ignored);
+    assert!(outline[3].ignored);
+    // SQLite's json_extract ends the text at NUL; PostgreSQL shows U+FFFD.
+    assert!(outline[3].message.as_deref().unwrap_or("").starts_with("no"));
+    assert_eq!(outline[1].task.as_deref(), Some("Restart NGINX"));
+    assert!(j.run_outline("u", run).unwrap().is_none(), "tenancy");
+
+    let hosts = j.host_runs("t", "WEB", false, 10).unwrap();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    assert_eq!(
+        (hosts[0].run_id.as_str(), hosts[0].playbook.as_deref()),
+        ("9b-later", Some("other.yml")),
+        "newest first"
+    );
+    let web1: Vec<_> = hosts.iter().filter(|h| h.host == "web1").collect();
+    assert_eq!(web1.len(), 2);
+    let web2 = hosts.iter().find(|h| h.host == "web2").expect("web2");
+    assert_eq!((web2.failed, web2.ok), (1, 0));
+    let exact = j.host_runs("t", "web1", true, 10).unwrap();
+    assert_eq!(exact.len(), 2);
+    assert!(exact.iter().all(|h| h.host == "web1"));
+    assert_eq!(exact[1].changed, 1);
+    assert!(j.host_runs("t", "%", false, 10).unwrap().is_empty(), "% is literal");
+
+    let tasks = j.search_tasks("t", "nginx", 10).unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        (tasks[0].uuid.as_str(), tasks[0].play.as_deref()),
+        ("e2", Some("web"))
+    );
+    assert!(j.search_tasks("u", "nginx", 10).unwrap().is_empty());
+
+    assert_eq!(j.resolve_run("t", "latest").unwrap(), RunRef::Found("9b-later".into()));
+    assert_eq!(j.resolve_run("t", "4f").unwrap(), RunRef::Found(run.into()));
+    assert_eq!(j.resolve_run("t", run).unwrap(), RunRef::Found(run.into()));
+    assert_eq!(j.resolve_run("t", "zz").unwrap(), RunRef::NotFound);
+    j.commit_batch("t", &[ev("y1", "4f2b")]).unwrap();
+    match j.resolve_run("t", "4f").unwrap() {
+        RunRef::Ambiguous(ids) => assert_eq!(ids.len(), 2),
+        other => panic!("4f names two runs: {other:?}"),
+    }
+
+    // Deliveries: e1 at the first attempt, e2 failing for a while.
+    let read = j.pending("hook", "t", 0, 2).unwrap();
+    let e2 = read[1].event_id;
+    let request = RequestRecord {
+        method: "POST".into(),
+        url: "https://hooks.example/x".into(),
+        status: Some(503),
+        latency_ms: 12,
+        body: "busy\u{0}".into(),
+        error: None,
+    };
+    let attempts: Vec<AttemptRecord> = (1..=MAX_ATTEMPTS_KEPT as u32 + 3)
+        .map(|n| AttemptRecord {
+            event_id: e2,
+            attempt: n,
+            at_ms: 1_000 + n as i64,
+            duration_ms: 5,
+            outcome: "retry".into(),
+            message: Some(format!("attempt {n}: 503\u{0}")),
+            requests: vec![request.clone()],
+        })
+        .collect();
+    let retry = Mark {
+        outcome: MarkOutcome::Retry {
+            next_at_ms: now_ms() + 60_000,
+            error: "503\u{0}".into(),
+        },
+        attempts: MAX_ATTEMPTS_KEPT as u32 + 3,
+        ..done(&read[1])
+    };
+    let written = j
+        .record(
+            "hook",
+            &MarkBatch {
+                fence: None,
+                marks: vec![done(&read[0]), retry],
+                advance: Some(Advance {
+                    from: p,
+                    to: e2,
+                    delivered: 1,
+                }),
+                attempts,
+            },
+        )
+        .unwrap();
+    assert!(written.advanced && written.changed == 1, "{written:?}");
+    let (ev2, kept) = j
+        .delivery_attempts("t", "hook", "e2")
+        .unwrap()
+        .expect("the event");
+    assert_eq!(ev2.id, e2);
+    assert_eq!(kept.len(), MAX_ATTEMPTS_KEPT, "the newest are kept");
+    assert_eq!(kept[0].attempt, 4);
+    assert_eq!(kept.last().map(|a| a.attempt), Some(MAX_ATTEMPTS_KEPT as u32 + 3));
+    assert!(kept[0].message.as_deref().unwrap_or("").starts_with("attempt 4: 503"));
+    assert_eq!(kept[0].requests[0].status, Some(503));
+    assert!(j.delivery_attempts("u", "hook", "e2").unwrap().is_none(), "tenancy");
+    assert!(j.delivery_attempts("t", "hook", "e1").unwrap().expect("e1").1.is_empty());
+
+    let counts = j.run_delivery_counts("t", run).unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(
+        (counts[0].plugin.as_str(), counts[0].done, counts[0].pending, counts[0].dead),
+        ("hook", 1, 3, 0),
+        "e1 delivered; e2 retrying; e3, e4 not read yet"
+    );
+    let event = j.event("t", "e3").unwrap().expect("e3");
+    assert_eq!((event.counter, event.kind.as_str()), (3, "runner_on_ok"));
+    assert!(j.event("u", "e3").unwrap().is_none());
 }
 
 fn dedupe_and_cursors(j: &dyn Store) {
@@ -72,6 +226,7 @@ fn dedupe_and_cursors(j: &dyn Store) {
     assert!(!first.queued);
     let moved = MarkBatch {
         fence: None,
+        attempts: Vec::new(),
         marks: vec![done(&first)],
         advance: Some(Advance {
             from: 0,
@@ -121,6 +276,7 @@ fn exceptions_are_queued(j: &dyn Store) {
     };
     let batch = MarkBatch {
         fence: None,
+        attempts: Vec::new(),
         marks: vec![retry, hold, done(&read[2])],
         advance: Some(Advance {
             from: start,
@@ -177,6 +333,7 @@ fn exceptions_are_queued(j: &dyn Store) {
             "p",
             &MarkBatch {
                 fence: None,
+                attempts: Vec::new(),
                 marks: vec![ok],
                 advance: None
             }
@@ -202,6 +359,7 @@ fn replay_and_dead_letters(j: &dyn Store) {
         "p",
         &MarkBatch {
             fence: None,
+            attempts: Vec::new(),
             marks: vec![dead, done(&read[1])],
             advance: Some(Advance {
                 from: start,
@@ -233,6 +391,7 @@ fn replay_and_dead_letters(j: &dyn Store) {
             "p",
             &MarkBatch {
                 fence: None,
+                attempts: Vec::new(),
                 marks: vec![done(&again[0])],
                 advance: None,
             },
@@ -523,6 +682,7 @@ fn postgres_backend() {
                 "p",
                 &MarkBatch {
                     fence: None,
+                    attempts: Vec::new(),
                     marks: read.iter().map(done).collect(),
                     advance: Some(Advance {
                         from: position,

@@ -334,6 +334,7 @@ impl PluginInstance {
             return CallReport {
                 result: Err(e),
                 faults,
+                requests: Vec::new(),
             };
         }
         let earlier = std::mem::take(&mut self.pending_faults);
@@ -344,6 +345,7 @@ impl PluginInstance {
                     "the fresh instance broke a rule while configuring".into(),
                 )),
                 faults: earlier,
+                requests: Vec::new(),
             };
         };
         let counters = store.data().counters.clone();
@@ -363,6 +365,11 @@ impl PluginInstance {
             self.live = Some((store, sink));
         }
         faults.splice(0..0, earlier);
-        CallReport { result, faults }
+        let requests = counters.take_requests();
+        CallReport {
+            result,
+            faults,
+            requests,
+        }
     }
 }

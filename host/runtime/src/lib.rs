@@ -30,6 +30,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use capability::http::record::OutboundRequest;
 pub use capability::sockets::socket_allowed;
 pub use contract::{Outcome, Prepared, Retry, CONTRACTS};
 pub use instance::{InstanceSpec, PluginInstance, Services};
@@ -96,6 +97,9 @@ pub struct CallReport {
     pub result: Result<Outcome, CallError>,
     /// The faults of the call, at most one per reason, hard fault last.
     pub faults: Vec<Fault>,
+    /// The outbound HTTP requests the call made, in order (at most
+    /// [`capability::http::record::MAX_RECORDED`]), with what came back.
+    pub requests: Vec<OutboundRequest>,
 }
 
 /// The per-store state: the sandbox (WASI context, resources, limits, the

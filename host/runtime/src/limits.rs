@@ -62,6 +62,8 @@ pub struct CallCounters {
     /// A panic message seen on stderr during this call.
     pub(crate) panic: Mutex<Option<String>>,
     pub(crate) panic_lines_left: AtomicU32,
+    /// The call's outbound requests as they are recorded.
+    pub(crate) requests: Mutex<Vec<crate::capability::http::record::Slot>>,
 }
 
 impl CallCounters {
@@ -79,6 +81,7 @@ impl CallCounters {
             stderr_line: Mutex::new(Vec::new()),
             panic: Mutex::new(None),
             panic_lines_left: AtomicU32::new(0),
+            requests: Mutex::new(Vec::new()),
         }
     }
 
@@ -92,6 +95,24 @@ impl CallCounters {
         lock(&self.stderr_line).clear();
         *lock(&self.panic) = None;
         self.panic_lines_left.store(0, Ordering::Relaxed);
+        lock(&self.requests).clear();
+    }
+
+    /// Keeps the record of an outbound request (the first
+    /// [`MAX_RECORDED`](crate::capability::http::record::MAX_RECORDED) of a call).
+    pub(crate) fn record_request(&self, slot: &crate::capability::http::record::Slot) {
+        let mut r = lock(&self.requests);
+        if r.len() < crate::capability::http::record::MAX_RECORDED {
+            r.push(slot.clone());
+        }
+    }
+
+    /// The call's outbound requests, taken (the next call starts empty).
+    pub(crate) fn take_requests(&self) -> Vec<crate::OutboundRequest> {
+        std::mem::take(&mut *lock(&self.requests))
+            .iter()
+            .map(crate::capability::http::record::finish)
+            .collect()
     }
 
     /// Records a soft fault; one entry per reason per call.

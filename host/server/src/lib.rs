@@ -11,6 +11,7 @@
 //!   models and the OpenAPI document;
 //! - [`recovery`]: dead letters and replay;
 //! - [`admin`]: health, readiness, metrics, plugin list, reload status;
+//! - [`ui`]: the web UI (herald-ui) with what only the server knows;
 //! - [`openapi`] and [`router`] at the top: the document and the router
 //!   assembled from every area.
 //!
@@ -27,6 +28,7 @@ pub mod recovery;
 pub mod router;
 pub mod state;
 pub mod tenancy;
+pub mod ui;
 
 pub use error::ApiError;
 pub use router::router;

@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         crate::query::run_events,
         crate::query::run_artifacts,
         crate::query::list_deliveries,
+        crate::query::delivery_attempts,
+        crate::query::search,
         crate::recovery::list,
         crate::recovery::retry_one,
         crate::recovery::retry_all,

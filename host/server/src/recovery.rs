@@ -256,7 +256,7 @@ pub(crate) async fn replay(
     body: Result<Json<PluginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state.live.load(), &headers)?;
-    let run = crate::params::path_id(run)?;
+    let run = crate::query::resolve_run(&state, &tenant, crate::params::path_id(run)?).await?;
     let plugin = plugin_body(body)?;
     own_plugin(&state, &tenant, &plugin)?;
     let (p, r) = (plugin.clone(), run.clone());

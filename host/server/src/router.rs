@@ -28,7 +28,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state.clone())
+        // The web UI's pages (`/`, `/runs`, ...): HTML, beside the JSON API.
+        .merge(crate::ui::router(state))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

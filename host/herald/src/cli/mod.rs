@@ -79,10 +79,11 @@ pub enum RunsCommand {
         /// Controller host name.
         #[arg(long)]
         controller: Option<String>,
-        /// Runs started at or after this time (RFC 3339 or epoch ms).
+        /// Runs started at or after this time: RFC 3339, epoch ms, or a
+        /// duration before now (`90s`, `30m`, `1h`, `2d`, `1w`).
         #[arg(long)]
         since: Option<String>,
-        /// Runs started before this time (RFC 3339 or epoch ms).
+        /// Runs started before this time (as --since).
         #[arg(long)]
         until: Option<String>,
         /// `key=value` (or `key`): runs with this label; repeat for several.
@@ -105,7 +106,7 @@ pub enum RunsCommand {
     Show {
         #[command(flatten)]
         api: ApiArgs,
-        /// The run id.
+        /// The run: its id, a unique prefix of it, or `latest`.
         #[arg(value_name = "RUN")]
         id: String,
         /// Seconds without events after which an unfinished run is interrupted.
@@ -116,7 +117,7 @@ pub enum RunsCommand {
     Events {
         #[command(flatten)]
         api: ApiArgs,
-        /// The run id.
+        /// The run: its id, a unique prefix of it, or `latest`.
         #[arg(value_name = "RUN")]
         id: String,
         /// Event names, comma-separated.
@@ -135,7 +136,7 @@ pub enum RunsCommand {
     Export {
         #[command(flatten)]
         api: ApiArgs,
-        /// The run id.
+        /// The run: its id, a unique prefix of it, or `latest`.
         #[arg(value_name = "RUN")]
         id: String,
         /// Write to this file (replaced) instead of standard output.
@@ -147,7 +148,7 @@ pub enum RunsCommand {
     Artifacts {
         #[command(flatten)]
         api: ApiArgs,
-        /// The run id.
+        /// The run: its id, a unique prefix of it, or `latest`.
         #[arg(value_name = "RUN")]
         id: String,
     },
@@ -156,7 +157,8 @@ pub enum RunsCommand {
 /// `herald deliveries …`
 #[derive(Debug, Subcommand)]
 pub enum DeliveriesCommand {
-    /// List deliveries to plugin instances, in journal order (GET /v1/deliveries).
+    /// List deliveries to plugin instances (GET /v1/deliveries): the table
+    /// newest first, grouped per run; `--output json` in journal order.
     List {
         #[command(flatten)]
         api: ApiArgs,
@@ -178,6 +180,46 @@ pub enum DeliveriesCommand {
         #[arg(long)]
         all: bool,
     },
+    /// What each attempt of one delivery sent and what the sink answered
+    /// (GET /v1/deliveries/{plugin}/{event_uuid}/attempts).
+    Attempts {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The plugin instance.
+        plugin: String,
+        /// The event's uuid (`herald deliveries list --output json`, `herald dlq list`).
+        event_uuid: String,
+    },
+}
+
+/// `herald search`: hosts and tasks by name across runs.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Part of a host or task name (case-insensitive).
+    pub query: String,
+    /// At most this many hosts and this many tasks.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+/// `herald search …`
+pub fn main_search(args: SearchArgs) -> ExitCode {
+    finish(search(args))
+}
+
+async fn search(args: SearchArgs) -> anyhow::Result<String> {
+    let client = args.api.client()?;
+    let pairs = vec![("q", args.query.clone()), ("limit", args.limit.to_string())];
+    match args.api.output {
+        Output::Json => pretty(&client.get::<Value>("/v1/search", &pairs).await?),
+        Output::Table => Ok(table::search(
+            &client
+                .get::<herald_client::model::SearchResult>("/v1/search", &pairs)
+                .await?,
+        )),
+    }
 }
 
 /// `herald dlq …`
@@ -247,6 +289,18 @@ impl ApiArgs {
             self.ca_cert.as_deref(),
         )?)
     }
+}
+
+/// A path segment, percent-encoded.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Adds `key=v` to a query when `v` is given.
@@ -413,15 +467,37 @@ async fn runs(cmd: RunsCommand) -> anyhow::Result<String> {
 }
 
 async fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<String> {
-    let DeliveriesCommand::List {
-        api,
-        run,
-        plugin,
-        outcome,
-        limit,
-        cursor,
-        all,
-    } = cmd;
+    let (api, run, plugin, outcome, limit, cursor, all) = match cmd {
+        DeliveriesCommand::List {
+            api,
+            run,
+            plugin,
+            outcome,
+            limit,
+            cursor,
+            all,
+        } => (api, run, plugin, outcome, limit, cursor, all),
+        DeliveriesCommand::Attempts {
+            api,
+            plugin,
+            event_uuid,
+        } => {
+            let client = api.client()?;
+            let path = format!(
+                "/v1/deliveries/{}/{}/attempts",
+                encode(&plugin),
+                encode(&event_uuid)
+            );
+            return match api.output {
+                Output::Json => pretty(&client.get::<Value>(&path, &[]).await?),
+                Output::Table => Ok(table::attempts(
+                    &client
+                        .get::<herald_client::model::DeliveryAttempts>(&path, &[])
+                        .await?,
+                )),
+            };
+        }
+    };
     let client = api.client()?;
     let mut pairs = Vec::new();
     push(&mut pairs, "run", run);

@@ -101,6 +101,11 @@ impl Maintenance for PgJournal {
             if !ids.is_empty() {
                 tx.execute("DELETE FROM deliveries WHERE event_id = ANY($1)", &[&ids])
                     .await?;
+                tx.execute(
+                    "DELETE FROM delivery_attempts WHERE event_id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
                 tx.execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
                     .await?;
                 tx.execute(

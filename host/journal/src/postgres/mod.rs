@@ -32,6 +32,7 @@ use thiserror::Error;
 
 mod admin;
 mod delivery;
+mod explore;
 mod lease;
 mod notify;
 mod query;

@@ -114,6 +114,27 @@ CREATE TABLE replicas (
 );
 "#,
     ),
+    (
+        3,
+        "the record of delivery attempts",
+        r#"
+-- What each delivery attempt sent and what the sink answered (attempts that
+-- made requests or did not succeed), pruned with the events; `requests` is
+-- a JSON array of bounded records, at most 20 attempts per delivery.
+CREATE TABLE delivery_attempts (
+    id          BIGSERIAL PRIMARY KEY,
+    plugin      TEXT NOT NULL,
+    event_id    BIGINT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at_ms       BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    outcome     TEXT NOT NULL,
+    message     TEXT,
+    requests    TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX attempts_by_delivery ON delivery_attempts (event_id, plugin, id);
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.

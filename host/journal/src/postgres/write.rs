@@ -386,6 +386,7 @@ pub(super) async fn apply_mark_batch(
     let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
     changed += queue_from_log(tx, plugin, &logged, now).await?;
     changed += update_queued(tx, plugin, &queued, now).await?;
+    record_attempts(tx, plugin, &batch.attempts).await?;
     let advanced = match batch.advance {
         None => true,
         Some(a) => {
@@ -416,6 +417,75 @@ pub(super) async fn apply_mark_batch(
     })
 }
 
+/// PostgreSQL's text cannot hold NUL, which a plugin's message or a sink's
+/// answer may: it becomes U+FFFD rather than failing the whole batch (which
+/// would deliver it again and again).
+pub(super) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Keeps the records of a batch's attempts, and at most
+/// [`crate::MAX_ATTEMPTS_KEPT`] per delivery (a delivery replayed again and
+/// again keeps the newest).
+async fn record_attempts(
+    tx: &Transaction<'_>,
+    plugin: &str,
+    attempts: &[crate::AttemptRecord],
+) -> Result<(), PgError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let mut numbers = Vec::new();
+    let mut at = Vec::new();
+    let mut durations = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut messages: Vec<Option<String>> = Vec::new();
+    let mut requests = Vec::new();
+    let mut crowded = Vec::new();
+    for a in attempts {
+        ids.push(a.event_id);
+        numbers.push(a.attempt as i32);
+        at.push(a.at_ms);
+        durations.push(a.duration_ms.min(i64::MAX as u64) as i64);
+        outcomes.push(pg_text(&a.outcome).into_owned());
+        messages.push(a.message.as_deref().map(|m| pg_text(m).into_owned()));
+        // serde_json escapes NUL in strings, so the JSON text has none.
+        requests.push(serde_json::to_string(&a.requests).unwrap_or_else(|_| "[]".into()));
+        if a.attempt as usize > crate::MAX_ATTEMPTS_KEPT / 2 {
+            crowded.push(a.event_id);
+        }
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO delivery_attempts (plugin, event_id, attempt, at_ms, duration_ms, outcome, message, requests)
+             SELECT $1, * FROM unnest($2::bigint[], $3::int[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[])",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &plugin, &ids, &numbers, &at, &durations, &outcomes, &messages, &requests,
+        ],
+    )
+    .await?;
+    if !crowded.is_empty() {
+        tx.execute(
+            "DELETE FROM delivery_attempts a USING (
+               SELECT id, row_number() OVER (PARTITION BY event_id ORDER BY id DESC) AS n
+               FROM delivery_attempts WHERE plugin = $1 AND event_id = ANY($2)
+             ) o WHERE a.id = o.id AND o.n > $3",
+            &[&plugin, &crowded, &(crate::MAX_ATTEMPTS_KEPT as i64)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The exceptions among outcomes of events read from the log (retries, dead
 /// letters, holds) become queue rows; a row that exists already (a replay
 /// queued meanwhile) wins.
@@ -430,14 +500,12 @@ async fn queue_from_log(
     let mut attempts = Vec::new();
     let mut first = Vec::new();
     let mut next = Vec::new();
-    let mut errors: Vec<Option<&str>> = Vec::new();
+    let mut errors: Vec<Option<std::borrow::Cow<'_, str>>> = Vec::new();
     for m in marks {
         let (state, next_at, error) = match &m.outcome {
             MarkOutcome::Done => continue,
-            MarkOutcome::Retry { next_at_ms, error } => {
-                ("pending", *next_at_ms, Some(error.as_str()))
-            }
-            MarkOutcome::Dead { error } => ("dead", now, Some(error.as_str())),
+            MarkOutcome::Retry { next_at_ms, error } => ("pending", *next_at_ms, Some(pg_text(error))),
+            MarkOutcome::Dead { error } => ("dead", now, Some(pg_text(error))),
             MarkOutcome::Hold => ("pending", now, None),
         };
         ids.push(m.event_id);
@@ -494,14 +562,14 @@ async fn update_queued(
     let mut attempts = Vec::new();
     let mut states = Vec::new();
     let mut next: Vec<Option<i64>> = Vec::new();
-    let mut errors: Vec<Option<&str>> = Vec::new();
+    let mut errors: Vec<Option<std::borrow::Cow<'_, str>>> = Vec::new();
     for m in last.values() {
         let (state, next_at, error) = match &m.outcome {
             MarkOutcome::Done => ("done", None, None),
             MarkOutcome::Retry { next_at_ms, error } => {
-                ("pending", Some(*next_at_ms), Some(error.as_str()))
+                ("pending", Some(*next_at_ms), Some(pg_text(error)))
             }
-            MarkOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
+            MarkOutcome::Dead { error } => ("dead", None, Some(pg_text(error))),
             MarkOutcome::Hold => continue,
         };
         ids.push(m.event_id);

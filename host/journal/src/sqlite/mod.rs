@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod explore;
 mod query;
 
 impl From<rusqlite::Error> for JournalError {
@@ -268,6 +269,9 @@ fn apply_mark_batch(
         let queued: Vec<Mark> = queued.into_iter().cloned().collect();
         changed += apply_marks(tx, plugin, &queued, now, generation)?;
     }
+    for a in &batch.attempts {
+        record_attempt(tx, plugin, a)?;
+    }
     let advanced = match batch.advance {
         None => true,
         Some(a) => {
@@ -290,6 +294,39 @@ fn apply_mark_batch(
         advanced,
         fenced: false,
     })
+}
+
+/// Keeps the record of one attempt, and at most [`crate::MAX_ATTEMPTS_KEPT`]
+/// of its delivery (a delivery replayed again and again keeps the newest).
+fn record_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    a: &crate::AttemptRecord,
+) -> Result<(), JournalError> {
+    let requests = serde_json::to_string(&a.requests).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(
+        "INSERT INTO delivery_attempts (plugin, event_id, attempt, at_ms, duration_ms, outcome, message, requests)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        plugin,
+        a.event_id,
+        a.attempt,
+        a.at_ms,
+        a.duration_ms as i64,
+        a.outcome,
+        a.message,
+        requests
+    ])?;
+    if a.attempt as usize > crate::MAX_ATTEMPTS_KEPT / 2 {
+        tx.prepare_cached(
+            "DELETE FROM delivery_attempts WHERE plugin = ?1 AND event_id = ?2 AND rowid NOT IN
+               (SELECT rowid FROM delivery_attempts WHERE plugin = ?1 AND event_id = ?2
+                ORDER BY rowid DESC LIMIT ?3)",
+        )?
+        .execute(params![plugin, a.event_id, crate::MAX_ATTEMPTS_KEPT as i64])?;
+    }
+    Ok(())
 }
 
 /// Queues the outcome of an event read from the log, if it needs a row: a
@@ -685,6 +722,20 @@ CREATE TABLE IF NOT EXISTS cursors (
 -- replays, requeued and dead letters (and what became of them).
 -- Covers what a worker reads of a pending delivery (`Journal::pending`).
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (plugin, event_id, run_id, attempts, next_at_ms, first_at_ms) WHERE state = 'pending';
+-- What each delivery attempt sent and what the sink answered (attempts that
+-- made requests or did not succeed), pruned with the deliveries; `requests`
+-- is a JSON array of bounded records, at most 20 attempts per delivery.
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    plugin      TEXT NOT NULL,
+    event_id    INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    message     TEXT,
+    requests    TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS attempts_by_delivery ON delivery_attempts (event_id, plugin);
 -- A plugin instance's own values, by the tenant it serves: an instance name
 -- given to another tenant starts with empty state.
 CREATE TABLE IF NOT EXISTS plugin_state (
@@ -1665,9 +1716,12 @@ impl Maintenance for Journal {
         };
         {
             let mut del_d = tx.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?;
+            let mut del_a =
+                tx.prepare_cached("DELETE FROM delivery_attempts WHERE event_id = ?1")?;
             let mut del_e = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
             for (id, tenant) in &victims {
                 del_d.execute(params![id])?;
+                del_a.execute(params![id])?;
                 del_e.execute(params![id])?;
                 *removed.entry(tenant.clone()).or_insert(0u64) += 1;
             }
@@ -1770,6 +1824,7 @@ mod tests {
             fence: None,
             marks,
             advance: None,
+            ..Default::default()
         }
     }
 
@@ -1853,6 +1908,7 @@ mod tests {
                 to: first.event_id,
                 delivered: 1,
             }),
+            ..Default::default()
         };
         assert_eq!(
             j.record("a", &moved).unwrap(),
@@ -1907,6 +1963,7 @@ mod tests {
                 to: read[2].event_id,
                 delivered: 1,
             }),
+            ..Default::default()
         };
         assert_eq!(
             j.record("p", &batch).unwrap(),
@@ -1989,6 +2046,7 @@ mod tests {
                 to: first.event_id,
                 delivered: 1,
             }),
+            ..Default::default()
         };
         assert!(j.record("p", &moved).unwrap().advanced);
         assert_eq!(j.prune(far, 100).unwrap().get("t"), Some(&1));

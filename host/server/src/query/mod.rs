@@ -49,6 +49,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs/{id}/events", get(run_events))
         .route("/v1/runs/{id}/artifacts", get(run_artifacts))
         .route("/v1/deliveries", get(list_deliveries))
+        .route("/v1/search", get(search))
+        .route(
+            "/v1/deliveries/{plugin}/{event_uuid}/attempts",
+            get(delivery_attempts),
+        )
 }
 
 fn not_found(run: &str) -> ApiError {
@@ -169,7 +174,7 @@ fn time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
     parse_time_param(v).map(Some).ok_or_else(|| {
         invalid(
             name,
-            format!("{name} must be an RFC 3339 time (2026-01-31T12:00:00Z) or epoch milliseconds, not {v:?}"),
+            format!("{name} must be an RFC 3339 time (2026-01-31T12:00:00Z), epoch milliseconds or a duration before now (90s, 30m, 1h, 2d, 1w), not {v:?}"),
         )
     })
 }
@@ -196,6 +201,9 @@ fn cursor<K: serde::de::DeserializeOwned>(
 /// RFC 3339 or epoch milliseconds.
 fn parse_time_param(v: &str) -> Option<i64> {
     let v = v.trim();
+    if let Some(ms) = relative_ms(v) {
+        return Some(herald_journal::now_ms() - ms);
+    }
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         return v
             .parse::<i64>()
@@ -206,6 +214,22 @@ fn parse_time_param(v: &str) -> Option<i64> {
         .or_else(|_| chrono::DateTime::parse_from_rfc3339(&v.to_ascii_uppercase()))
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// `90s`, `30m`, `1h`, `2d`, `1w` before now, in milliseconds.
+fn relative_ms(v: &str) -> Option<i64> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).filter(|i| *i > 0)?;
+    let (n, unit) = v.split_at(split);
+    let n: i64 = n.parse().ok().filter(|n| *n <= 10_000_000)?;
+    let unit_ms = match unit {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return None,
+    };
+    Some(n * unit_ms)
 }
 
 /// Cursors are opaque to clients: hex of a small JSON array tagged with the
@@ -237,6 +261,33 @@ async fn read<T: Send + 'static>(
     f: impl FnOnce(&dyn RunQueries) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     herald_journal::blocking(&state.journal, move |j| f(&**j)).await
+}
+
+/// A run reference as the API takes it wherever a run id is taken: the
+/// id, a unique prefix of it, or `latest` (the tenant's newest run). An
+/// unknown reference is given back as it is (the caller answers its 404);
+/// an ambiguous prefix is a 400 naming the runs it matches.
+pub async fn resolve_run(
+    state: &AppState,
+    tenant: &str,
+    reference: String,
+) -> Result<String, ApiError> {
+    let (t, r) = (tenant.to_string(), reference.clone());
+    let found = herald_journal::blocking(&state.journal, move |j| {
+        j.resolve_run(&t, &r).map_err(store::db_error)
+    })
+    .await?;
+    match found {
+        herald_journal::RunRef::Found(id) => Ok(id),
+        herald_journal::RunRef::NotFound => Ok(reference),
+        herald_journal::RunRef::Ambiguous(ids) => Err(invalid(
+            "id",
+            format!(
+                "{reference:?} is the start of several run ids ({}); give more of the id",
+                ids.join(", ")
+            ),
+        )),
+    }
 }
 
 fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -345,7 +396,7 @@ pub async fn get_run(
     q: Result<Query<RunQuery>, QueryRejection>,
 ) -> Result<Json<RunDetail>, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    let id = path_id(id)?;
+    let id = resolve_run(&state, &tenant, path_id(id)?).await?;
     let p = parsed(q)?;
     let stale = stale_before_ms(p.interrupted_after_s.as_deref())?;
     let run = id.clone();
@@ -384,7 +435,7 @@ pub async fn run_events(
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<EventPage>, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    let id = path_id(id)?;
+    let id = resolve_run(&state, &tenant, path_id(id)?).await?;
     let p = parsed(q)?;
     let mut kinds = Vec::new();
     if let Some(list) = nonempty("kind", p.kind.as_deref())? {
@@ -447,7 +498,7 @@ pub async fn run_artifacts(
     q: Result<Query<NoQuery>, QueryRejection>,
 ) -> Result<Json<Artifacts>, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    let id = path_id(id)?;
+    let id = resolve_run(&state, &tenant, path_id(id)?).await?;
     parsed(q)?;
     let run = id.clone();
     read(&state, move |j| {
@@ -492,8 +543,12 @@ pub async fn list_deliveries(
             )
         })?),
     };
+    let run = match nonempty("run", p.run.as_deref())? {
+        Some(r) => Some(resolve_run(&state, &tenant, r.to_string()).await?),
+        None => None,
+    };
     let filter = DeliveryFilter {
-        run: nonempty("run", p.run.as_deref())?.map(str::to_string),
+        run,
         plugin: nonempty("plugin", p.plugin.as_deref())?.map(str::to_string),
         state: outcome.map(store::delivery_state),
         after: cursor::<(i64, String)>("deliveries", p.cursor.as_deref())?,
@@ -506,6 +561,146 @@ pub async fn list_deliveries(
     Ok(Json(DeliveryPage {
         items,
         next_cursor: next.map(|k| encode_cursor("deliveries", serde_json::json!(k))),
+    }))
+}
+
+/// `GET /v1/search`'s query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    #[serde(default, deserialize_with = "once")]
+    q: Option<String>,
+    #[serde(default, deserialize_with = "once")]
+    limit: Option<String>,
+}
+
+/// Hosts and tasks by name across runs.
+#[utoipa::path(
+    get, path = "/v1/search", tag = "query",
+    params(
+        ("q" = String, Query, description = "Part of a host or task name (case-insensitive)", example = "web"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "At most this many hosts and this many tasks (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "Matching hosts (per run) and tasks, newest first, among the tenant's newest 200,000 events", body = SearchResult),
+        (status = 400, description = "A query parameter is invalid; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Json<SearchResult>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let p = parsed(q)?;
+    let pattern = nonempty("q", p.q.as_deref())?
+        .map(str::to_string)
+        .ok_or_else(|| invalid("q", "q is required: part of a host or task name"))?;
+    let limit = limit(p.limit.as_deref())?;
+    let (hosts, tasks) = herald_journal::blocking(&state.journal, move |j| {
+        Ok::<_, ApiError>((
+            j.host_runs(&tenant, &pattern, false, limit)
+                .map_err(store::db_error)?,
+            j.search_tasks(&tenant, &pattern, limit)
+                .map_err(store::db_error)?,
+        ))
+    })
+    .await?;
+    Ok(Json(SearchResult {
+        hosts: hosts
+            .into_iter()
+            .map(|h| HostMatch {
+                host: h.host,
+                run_id: h.run_id,
+                playbook: h.playbook,
+                ok: h.ok,
+                changed: h.changed,
+                failed: h.failed,
+                unreachable: h.unreachable,
+                skipped: h.skipped,
+                last_at: store::rfc3339(h.last_ms),
+            })
+            .collect(),
+        tasks: tasks
+            .into_iter()
+            .map(|t| TaskMatch {
+                task: t.task,
+                play: t.play,
+                run_id: t.run_id,
+                playbook: t.playbook,
+                event_uuid: t.uuid,
+                started_at: store::rfc3339(t.created_ms),
+            })
+            .collect(),
+    }))
+}
+
+/// What each attempt of one delivery sent and what the sink answered.
+#[utoipa::path(
+    get, path = "/v1/deliveries/{plugin}/{event_uuid}/attempts", tag = "query",
+    params(
+        ("plugin" = String, Path, description = "The plugin instance"),
+        ("event_uuid" = String, Path, description = "The event's uuid"),
+    ),
+    responses(
+        (status = 200, description = "The delivery's recorded attempts, oldest first", body = DeliveryAttempts),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "The tenant has no such event", body = ErrorBody),
+        (status = 503, description = "The journal cannot be read", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delivery_attempts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((plugin, uuid)): Path<(String, String)>,
+    q: Result<Query<NoQuery>, QueryRejection>,
+) -> Result<Json<DeliveryAttempts>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    parsed(q)?;
+    let (p, u) = (plugin.clone(), uuid.clone());
+    let found = herald_journal::blocking(&state.journal, move |j| {
+        j.delivery_attempts(&tenant, &p, &u)
+            .map_err(store::db_error)
+    })
+    .await?;
+    let (ev, attempts) = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no event {uuid:?}"),
+        )
+    })?;
+    Ok(Json(DeliveryAttempts {
+        plugin,
+        run_id: ev.run_id,
+        event_uuid: ev.uuid,
+        event: ev.kind,
+        attempts: attempts
+            .into_iter()
+            .map(|a| Attempt {
+                attempt: a.attempt,
+                at: store::rfc3339(a.at_ms),
+                duration_ms: a.duration_ms,
+                outcome: a.outcome,
+                message: a.message,
+                requests: a
+                    .requests
+                    .into_iter()
+                    .map(|r| SentRequest {
+                        method: r.method,
+                        url: r.url,
+                        status: r.status,
+                        latency_ms: r.latency_ms,
+                        body: r.body,
+                        error: r.error,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }))
 }
 
@@ -526,6 +721,10 @@ mod tests {
             Some(1_795_255_200_500)
         );
         assert_eq!(parse_time_param("yesterday"), None);
+        let hour_ago = parse_time_param("1h").unwrap();
+        assert!((herald_journal::now_ms() - 3_600_000 - hour_ago).abs() < 5_000);
+        assert_eq!(parse_time_param("1y"), None);
+        assert_eq!(parse_time_param("h"), None);
         assert_eq!(parse_time_param("-5"), None);
         assert_eq!(parse_time_param("99999999999999999999"), None);
     }

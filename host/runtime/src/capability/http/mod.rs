@@ -12,6 +12,7 @@
 //! same gate and pool as `wasi:http`.
 
 pub(crate) mod pool;
+pub mod record;
 pub mod scripted;
 
 use crate::contract::{v0_2, v0_3};
@@ -123,7 +124,10 @@ impl WasiHttpHooks for HttpGate {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        if self.admit(request.uri()).is_err() {
+        let (slot, started) = record::start(request.method().as_str(), request.uri());
+        self.counters.record_request(&slot);
+        if let Err(why) = self.admit(request.uri()) {
+            record::lock_set(&slot, |r| r.error = Some(why.to_string()));
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // Guests may pass no options: never inherit the 600 s defaults.
@@ -135,9 +139,34 @@ impl WasiHttpHooks for HttpGate {
             .unwrap_or(BETWEEN_BYTES_TIMEOUT);
         let pool = self.pool.clone();
         Box::new(async move {
-            let response = pool
-                .send(request, connect, first_byte, between_bytes)
-                .await?;
+            use http_body_util::BodyExt;
+            let response = pool.send(request, connect, first_byte, between_bytes).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => {
+                    record::lock_set(&slot, |r| {
+                        r.latency_ms = latency_ms;
+                        r.error = Some(e.to_string());
+                    });
+                    return Err(e);
+                }
+            };
+            record::lock_set(&slot, |r| {
+                r.latency_ms = latency_ms;
+                r.status = Some(response.status().as_u16());
+            });
+            // The plugin reads the body after the head: its first bytes
+            // are copied into the record as they pass.
+            let response = response.map(|body| {
+                body.map_frame(move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        record::append_body(&slot, data);
+                    }
+                    frame
+                })
+                .boxed_unsync()
+            });
             // The pool drives its connections in tasks of its own.
             Ok((
                 response,
@@ -220,8 +249,12 @@ impl HttpGate {
                 "URL must be absolute, http:// or https://".into(),
             ));
         }
-        self.admit(&uri)
-            .map_err(|why| OneShotError::Denied(why.into()))?;
+        let (slot, started) = record::start(method.as_str(), &uri);
+        self.counters.record_request(&slot);
+        if let Err(why) = self.admit(&uri) {
+            record::lock_set(&slot, |r| r.error = Some(why.to_string()));
+            return Err(OneShotError::Denied(why.into()));
+        }
         let mut request = http::Request::builder().method(method).uri(uri);
         for (name, value) in &req.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
@@ -251,8 +284,16 @@ impl HttpGate {
         let response = self
             .pool
             .send(request, connect, first_byte, between_bytes)
-            .await
-            .map_err(|e| one_shot_error(&e))?;
+            .await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        record::lock_set(&slot, |r| {
+            r.latency_ms = latency_ms;
+            match &response {
+                Ok(resp) => r.status = Some(resp.status().as_u16()),
+                Err(e) => r.error = Some(e.to_string()),
+            }
+        });
+        let response = response.map_err(|e| one_shot_error(&e))?;
         let (parts, mut incoming) = response.into_parts();
         let status = parts.status.as_u16();
         let mut body = Vec::new();
@@ -275,6 +316,7 @@ impl HttpGate {
                 Err(_) => break,
             }
         }
+        record::append_body(&slot, &body);
         let headers = parts
             .headers
             .iter()
