@@ -494,7 +494,8 @@ def test_openapi_document_validates(world):
     assert set(doc["paths"]) == {
         "/v1/events", "/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/events", "/v1/runs/{id}/artifacts",
         "/v1/deliveries", "/v1/dead-letters", "/v1/dead-letters/retry", "/v1/dead-letters/{id}/retry",
-        "/v1/runs/{id}/replay", "/health", "/ready", "/metrics", "/v1/metrics", "/v1/plugins", "/v1/admin/reload", "/openapi.json"}
+        "/v1/runs/{id}/replay", "/health", "/ready", "/metrics", "/v1/metrics", "/v1/plugins", "/v1/admin/reload", "/openapi.json",
+        "/v1/deliveries/{plugin}/{event_uuid}/attempts", "/v1/search"}
     for path in ["/v1/plugins", "/v1/admin/reload"]:
         assert doc["paths"][path]["get"]["security"] == [{"admin": []}], path
     for op in [doc["paths"]["/v1/runs"]["get"], doc["paths"]["/v1/events"]["post"]]:
@@ -535,7 +536,7 @@ def test_property_based_api_test_finds_no_5xx_and_no_schema_violation(world):
 
         check()
     # every operation of the document was exercised (ingest, query, recovery, admin, meta)
-    assert len(called) == 17, called
+    assert len(called) == 19, called
     no_parameters = {"GET /openapi.json", "GET /health", "GET /ready", "GET /metrics", "GET /v1/metrics", "GET /v1/plugins",
                      "GET /v1/admin/reload"}
     assert all(n >= 30 for label, n in called.items() if label not in no_parameters), called
@@ -573,5 +574,5 @@ def test_schemathesis_over_the_whole_api_finds_no_mismatch(world, tmp_path):
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, out.stdout[-20000:] + out.stderr[-5000:]
     # every operation but the document itself (the schema it is given)
-    assert re.search(r"Selected: 16/16", out.stdout) and "Tested: 16" in out.stdout, out.stdout[-3000:]
+    assert re.search(r"Selected: 18/18", out.stdout) and "Tested: 18" in out.stdout, out.stdout[-3000:]
     assert re.search(r"(\d+) generated, \1 passed", out.stdout), out.stdout[-3000:]

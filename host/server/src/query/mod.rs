@@ -578,7 +578,7 @@ pub struct SearchQuery {
 #[utoipa::path(
     get, path = "/v1/search", tag = "query",
     params(
-        ("q" = String, Query, description = "Part of a host or task name (case-insensitive)", example = "web"),
+        ("q" = String, Query, min_length = 1, description = "Part of a host or task name (case-insensitive)", example = "web"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "At most this many hosts and this many tasks (default 50)"),
     ),
     responses(
