@@ -844,14 +844,7 @@ pub trait Leases: Send + Sync {
 /// server holds an `Arc<dyn Store>`. The dispatch workers' hot path
 /// (`pending`, `send_marks`) may hold the concrete backend instead.
 pub trait Store:
-    EventLog
-    + DeliveryQueue
-    + DeadLetters
-    + RunQueries
-    + Explore
-    + PluginState
-    + Maintenance
-    + Leases
+    EventLog + DeliveryQueue + DeadLetters + RunQueries + Explore + PluginState + Maintenance + Leases
 {
 }
 

@@ -7,9 +7,9 @@ mod support;
 use herald_event::WireEvent;
 use herald_journal::prelude::*;
 use herald_journal::{
-    now_ms, Advance, AttemptRecord, DeliveryFilter, DeliveryState, EventFilter, Mark, MarkBatch, MarkOutcome,
-    MarksWritten, PendingDelivery, PgJournal, PgOptions, RequestRecord, RunFilter, RunRef,
-    RunState, Store, MAX_ATTEMPTS_KEPT,
+    now_ms, Advance, AttemptRecord, DeliveryFilter, DeliveryState, EventFilter, Mark, MarkBatch,
+    MarkOutcome, MarksWritten, PendingDelivery, PgJournal, PgOptions, RequestRecord, RunFilter,
+    RunRef, RunState, Store, MAX_ATTEMPTS_KEPT,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -83,9 +83,11 @@ fn explore(j: &dyn Store) {
     .unwrap();
     j.commit_batch(
         "t",
-        &[event(json!({"uuid": "o1", "event": "runner_on_ok", "counter": 1,
+        &[event(
+            json!({"uuid": "o1", "event": "runner_on_ok", "counter": 1,
             "created": "2026-01-02T00:00:00", "run_id": "9b-later",
-            "event_data": {"playbook": "other.yml", "host": "web1"}}))],
+            "event_data": {"playbook": "other.yml", "host": "web1"}}),
+        )],
     )
     .unwrap();
     j.commit_batch("u", &[ev("x1", "4f-other-tenant")]).unwrap();
@@ -97,7 +99,11 @@ fn explore(j: &dyn Store) {
     assert!(outline[2].changed && !outline[2].ignored);
     assert!(outline[3].ignored);
     // SQLite's json_extract ends the text at NUL; PostgreSQL shows U+FFFD.
-    assert!(outline[3].message.as_deref().unwrap_or("").starts_with("no"));
+    assert!(outline[3]
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("no"));
     assert_eq!(outline[1].task.as_deref(), Some("Restart NGINX"));
     assert!(j.run_outline("u", run).unwrap().is_none(), "tenancy");
 
@@ -116,7 +122,10 @@ fn explore(j: &dyn Store) {
     assert_eq!(exact.len(), 2);
     assert!(exact.iter().all(|h| h.host == "web1"));
     assert_eq!(exact[1].changed, 1);
-    assert!(j.host_runs("t", "%", false, 10).unwrap().is_empty(), "% is literal");
+    assert!(
+        j.host_runs("t", "%", false, 10).unwrap().is_empty(),
+        "% is literal"
+    );
 
     let tasks = j.search_tasks("t", "nginx", 10).unwrap();
     assert_eq!(tasks.len(), 1);
@@ -126,7 +135,10 @@ fn explore(j: &dyn Store) {
     );
     assert!(j.search_tasks("u", "nginx", 10).unwrap().is_empty());
 
-    assert_eq!(j.resolve_run("t", "latest").unwrap(), RunRef::Found("9b-later".into()));
+    assert_eq!(
+        j.resolve_run("t", "latest").unwrap(),
+        RunRef::Found("9b-later".into())
+    );
     assert_eq!(j.resolve_run("t", "4f").unwrap(), RunRef::Found(run.into()));
     assert_eq!(j.resolve_run("t", run).unwrap(), RunRef::Found(run.into()));
     assert_eq!(j.resolve_run("t", "zz").unwrap(), RunRef::NotFound);
@@ -189,16 +201,36 @@ fn explore(j: &dyn Store) {
     assert_eq!(ev2.id, e2);
     assert_eq!(kept.len(), MAX_ATTEMPTS_KEPT, "the newest are kept");
     assert_eq!(kept[0].attempt, 4);
-    assert_eq!(kept.last().map(|a| a.attempt), Some(MAX_ATTEMPTS_KEPT as u32 + 3));
-    assert!(kept[0].message.as_deref().unwrap_or("").starts_with("attempt 4: 503"));
+    assert_eq!(
+        kept.last().map(|a| a.attempt),
+        Some(MAX_ATTEMPTS_KEPT as u32 + 3)
+    );
+    assert!(kept[0]
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("attempt 4: 503"));
     assert_eq!(kept[0].requests[0].status, Some(503));
-    assert!(j.delivery_attempts("u", "hook", "e2").unwrap().is_none(), "tenancy");
-    assert!(j.delivery_attempts("t", "hook", "e1").unwrap().expect("e1").1.is_empty());
+    assert!(
+        j.delivery_attempts("u", "hook", "e2").unwrap().is_none(),
+        "tenancy"
+    );
+    assert!(j
+        .delivery_attempts("t", "hook", "e1")
+        .unwrap()
+        .expect("e1")
+        .1
+        .is_empty());
 
     let counts = j.run_delivery_counts("t", run).unwrap();
     assert_eq!(counts.len(), 1);
     assert_eq!(
-        (counts[0].plugin.as_str(), counts[0].done, counts[0].pending, counts[0].dead),
+        (
+            counts[0].plugin.as_str(),
+            counts[0].done,
+            counts[0].pending,
+            counts[0].dead
+        ),
         ("hook", 1, 3, 0),
         "e1 delivered; e2 retrying; e3, e4 not read yet"
     );

@@ -48,32 +48,30 @@ async fn event(
     tenant: &str,
     uuid: &str,
 ) -> Result<Option<EventRecord>, PgError> {
-    Ok(c
-        .query_opt(
-            "SELECT id, uuid, run_id, counter, kind, created_ms, body FROM events
+    Ok(c.query_opt(
+        "SELECT id, uuid, run_id, counter, kind, created_ms, body FROM events
              WHERE tenant = $1 AND uuid = $2",
-            &[&tenant, &uuid],
-        )
-        .await?
-        .map(|r| EventRecord {
-            id: r.get(0),
-            uuid: r.get(1),
-            run_id: r.get(2),
-            counter: r.get(3),
-            kind: r.get(4),
-            created_ms: r.get(5),
-            body: r.get(6),
-        }))
+        &[&tenant, &uuid],
+    )
+    .await?
+    .map(|r| EventRecord {
+        id: r.get(0),
+        uuid: r.get(1),
+        run_id: r.get(2),
+        counter: r.get(3),
+        kind: r.get(4),
+        created_ms: r.get(5),
+        body: r.get(6),
+    }))
 }
 
 async fn run_exists(c: &impl GenericClient, tenant: &str, run: &str) -> Result<bool, PgError> {
-    Ok(c
-        .query_opt(
-            "SELECT 1 FROM runs WHERE tenant = $1 AND run_id = $2",
-            &[&tenant, &run],
-        )
-        .await?
-        .is_some())
+    Ok(c.query_opt(
+        "SELECT 1 FROM runs WHERE tenant = $1 AND run_id = $2",
+        &[&tenant, &run],
+    )
+    .await?
+    .is_some())
 }
 
 async fn run_outline(

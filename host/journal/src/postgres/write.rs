@@ -504,7 +504,9 @@ async fn queue_from_log(
     for m in marks {
         let (state, next_at, error) = match &m.outcome {
             MarkOutcome::Done => continue,
-            MarkOutcome::Retry { next_at_ms, error } => ("pending", *next_at_ms, Some(pg_text(error))),
+            MarkOutcome::Retry { next_at_ms, error } => {
+                ("pending", *next_at_ms, Some(pg_text(error)))
+            }
             MarkOutcome::Dead { error } => ("dead", now, Some(pg_text(error))),
             MarkOutcome::Hold => ("pending", now, None),
         };
