@@ -197,6 +197,8 @@ def test_each_shipped_sink_sends_exactly_the_user_s_template(make_host, tmp_path
             "templates": {
                 "summary_blocks": '[{"type": "section", "text": {"type": "mrkdwn", "text": '
                                   '{{ ("*" ~ run.playbook ~ "* " ~ run.status) | tojson }}}}]',
+                # The user's run_url reaches the plugin's default summary_text.
+                "run_url": "https://awx.example/#/jobs/{{ run.id }}",
             },
         },
         "pd": {
@@ -237,6 +239,8 @@ def test_each_shipped_sink_sends_exactly_the_user_s_template(make_host, tmp_path
         assert summary["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": "*deploy.yml* failed"}}]
         # slack2 has no text template: its text is the default, naming the failed host and task.
         assert "• web2 failed: task 'Migrate the database': migration 42 failed on web2" in summary["text"]
+        run_id = api(host, "GET", "/v1/runs", token)[1]["items"][0]["id"]
+        assert summary["text"].rstrip().endswith("https://awx.example/#/jobs/" + run_id), summary["text"]
         triggers = [e for e in pd.events if e["event_action"] == "trigger"]
         assert [e["payload"]["summary"] for e in triggers] == \
             ["web2 broke 'Migrate the database': migration 42 failed on web2"]
@@ -296,9 +300,73 @@ def test_template_render_previews_a_recorded_run_without_sending(make_host, rece
     assert "playbook_on_stats · template summary_text (default)" in p.stdout, p.stdout
     assert "• web2 failed: task 'Migrate the database': migration 42 failed on web2" in p.stdout, p.stdout
 
+    # Every event, no --kind: the default summary_text reads `summary`, which only the
+    # end-of-run event has; on the others it is said so, not reported as a failure.
+    p = subprocess.run([str(HERALD_BIN), "template", "render", "--config", str(preview), "--plugin", "chat",
+                        "--events", str(tmp_path / "events.ndjson")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # (summary_text and summary_blocks)
+    assert p.stdout.count("(not rendered: it reads `summary`") == 2 * (len(events) - 1), p.stdout
+    blocks = p.stdout.split("playbook_on_stats · template summary_blocks (default)\n", 1)[1].split("\n--- ", 1)[0]
+    assert "```host" in json.dumps(json.loads(blocks)), blocks
+    assert "• web2 failed: task 'Migrate the database'" in p.stdout, p.stdout
+
     # A template that fails is printed and makes the exit status 1, naming it.
     p = render("--run", run_id, "--template", "broken", "--kind", "playbook_on_stats")
     assert p.returncode == 1
     assert "template `broken`" in p.stdout + p.stderr and "truncate" in p.stdout + p.stderr, p.stdout + p.stderr
     # Nothing was sent by the previews.
     assert len(receiver.requests) == len(sent)
+
+
+def test_slacks_default_blocks_of_a_big_run_stay_within_block_kit_limits(make_host, tmp_path):
+    """Slack's default `summary_blocks` (a template the host renders) for a run of 300 hosts with
+    long names, long failure messages holding mrkdwn's special characters and many set_stats
+    values: the strict fake accepts it (Block Kit's limits), the table stops at `max_hosts`, and
+    the text is escaped."""
+    token, token_hash = token_pair()
+    slack = FakeSlack()
+    plugins = {"slack": {
+        "tenant": TENANT, "component": str(PLUGIN_DIR / "slack.wasm"), "allow_http": [slack.url],
+        "config": {"webhook_url": slack.url + "/services/T1/B1/z", "failure_messages": False,
+                   "max_hosts": 100, "mention": "<!here>"}}}
+    host = make_host({TENANT: token_hash}, plugins)
+    host.start()
+    try:
+        run, names = "big-run", [f"host-{i:03}-{'x' * 60}" for i in range(300)]
+        events = [{"uuid": "s", "event": "playbook_on_start", "counter": 1, "created": "2026-01-01T00:00:00",
+                   "run_id": run, "event_data": {"playbook": "big.yml"}}]
+        for i, n in enumerate(names):
+            events.append({"uuid": f"f{i}", "event": "runner_on_failed", "counter": i + 2,
+                           "created": "2026-01-01T00:00:01", "run_id": run,
+                           "event_data": {"playbook": "big.yml", "host": n, "task": f"step <{i}> & more",
+                                          "res": {"msg": "a < b & c > d " * 300}}})
+        zero = {n: 0 for n in names}
+        events.append({"uuid": "st", "event": "playbook_on_stats", "counter": len(names) + 2,
+                       "created": "2026-01-01T00:10:00", "run_id": run,
+                       "event_data": {"playbook": "big.yml", "ok": {n: 1 for n in names}, "changed": zero,
+                                      "failures": {n: 1 for n in names}, "dark": zero, "skipped": zero,
+                                      "artifact_data": {"_run": {f"key{k}": "v" * 500 for k in range(30)}}}})
+        for i in range(0, len(events), 100):
+            status, body = api(host, "POST", "/v1/events", token, events[i:i + 100])
+            assert status == 202, body
+        wait_for(lambda: slack.messages or slack.errors, timeout=60, what="the summary")
+        assert not slack.errors, slack.errors
+        (m,) = slack.messages
+        blocks = m["blocks"]
+        assert blocks[0]["text"]["text"] == "big.yml failed" and len(blocks) <= 50
+        sections = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+        assert "<!here>" in sections
+        table = next(s for s in sections if s.startswith("```host"))
+        # 100 rows of 40-character names do not fit a section: it is cut, within the limit.
+        assert len(table) <= 3000 and table.endswith("…"), table
+        row = table.splitlines()[1]
+        assert row.startswith("host-000-") and row.split()[1:] == ["1", "0", "1", "0", "0"], row
+        assert len(row.split()[0]) == 40, row
+        failures = next(s for s in sections if s.startswith("*Failures*"))
+        assert "*step &lt;0&gt; &amp; more*: a &lt; b &amp; c &gt; d" in failures
+        assert len(failures) <= 3000 and failures.count("\n• ") <= 10, failures
+        assert any(s.startswith("*Custom stats*") for s in sections)
+    finally:
+        slack.stop()

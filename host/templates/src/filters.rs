@@ -1,6 +1,7 @@
 //! Herald's filters, beside minijinja's built-in ones (`tojson`, `default`,
-//! `join`, `length`, `upper`, ...): `truncate` as in Jinja2, and `duration`
-//! and `datetime` for the context's millisecond times.
+//! `join`, `length`, `upper`, ...): `truncate` as in Jinja2, `duration`
+//! and `datetime` for the context's millisecond times, and `ljust`/`rjust`
+//! for the columns of a text table (Slack's PLAY RECAP).
 
 use minijinja::value::Kwargs;
 use minijinja::{Environment, Error, ErrorKind};
@@ -10,6 +11,31 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("duration", duration);
     env.add_filter("datetime", datetime);
     env.add_filter("basename", basename);
+    env.add_filter("ljust", ljust);
+    env.add_filter("rjust", rjust);
+}
+
+/// Padding to `width` characters with spaces after the value, as Python's
+/// `str.ljust`; a longer value is kept whole. Numbers are written first.
+fn ljust(value: minijinja::Value, width: usize) -> String {
+    let s = text_of(&value);
+    let n = s.chars().count();
+    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// Padding to `width` characters with spaces before the value (`str.rjust`).
+fn rjust(value: minijinja::Value, width: usize) -> String {
+    let s = text_of(&value);
+    let n = s.chars().count();
+    format!("{}{s}", " ".repeat(width.saturating_sub(n)))
+}
+
+fn text_of(value: &minijinja::Value) -> String {
+    match value.as_str() {
+        Some(s) => s.to_string(),
+        None if value.is_none() || value.is_undefined() => String::new(),
+        None => value.to_string(),
+    }
 }
 
 /// The last part of a path, as Ansible's `basename` (`plays/site.yml` → `site.yml`).
@@ -160,6 +186,14 @@ mod tests {
         assert!(render("{{ 1 | duration(unit='h') }}").starts_with("ERR"));
         assert_eq!(render("{{ none | duration }}|{{ none | datetime }}"), "|");
         assert_eq!(render("{{ 'plays/site.yml' | basename }}"), "site.yml");
+    }
+
+    #[test]
+    fn columns_are_padded() {
+        assert_eq!(render("[{{ 'web1' | ljust(6) }}]"), "[web1  ]");
+        assert_eq!(render("[{{ 42 | rjust(4) }}]"), "[  42]");
+        assert_eq!(render("[{{ 'longer' | rjust(3) }}]"), "[longer]");
+        assert_eq!(render("[{{ none | ljust(2) }}]"), "[  ]");
     }
 
     #[test]

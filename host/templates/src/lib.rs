@@ -201,6 +201,15 @@ impl TemplateSet {
         self.sources.get(name).map(String::as_str)
     }
 
+    /// Whether template `name` reads the top-level variable `var` (such as
+    /// `summary`, which only an end-of-run event's context holds).
+    pub fn uses(&self, name: &str, var: &str) -> bool {
+        self.env
+            .get_template(name)
+            .map(|t| t.undeclared_variables(false).contains(var))
+            .unwrap_or(false)
+    }
+
     /// The limits every render of this set runs under.
     pub fn limits(&self) -> RenderLimits {
         self.limits
@@ -213,11 +222,22 @@ impl TemplateSet {
         if !self.contains(name) {
             return Err(RenderError::NotConfigured(name.to_string()));
         }
-        if name != RUN_URL && self.contains(RUN_URL) && ctx.run_url.is_none() {
+        if name != RUN_URL {
+            self.fill_run_url(ctx)?;
+        }
+        self.render_one(name, ctx)
+    }
+
+    /// Sets the context's `run_url` from this set's [`RUN_URL`] template,
+    /// when it has one and the context has none yet. The host calls it
+    /// with the user's set before a plugin's default template renders, so
+    /// a user's `run_url` reaches the defaults too.
+    pub fn fill_run_url(&self, ctx: &mut Context) -> Result<(), RenderError> {
+        if self.contains(RUN_URL) && ctx.run_url.is_none() {
             let url = self.render_one(RUN_URL, ctx)?;
             ctx.run_url = Some(url.trim().to_string());
         }
-        self.render_one(name, ctx)
+        Ok(())
     }
 
     fn render_one(&self, name: &str, ctx: &Context) -> Result<String, RenderError> {
@@ -356,6 +376,50 @@ mod tests {
         .unwrap();
         let e = s.render("text", &mut ctx()).unwrap_err().to_string();
         assert!(e.contains("recursion"), "{e}");
+    }
+
+    #[test]
+    fn a_users_run_url_reaches_another_sets_template() {
+        // The host's order for a plugin's default: the user's set fills
+        // `run_url`, then the default renders with it.
+        let user = set(&[(RUN_URL, "https://awx.example/#/jobs/{{ run.id }}")]).unwrap();
+        let defaults = set(&[(
+            "summary_text",
+            "done{% if run_url %}: {{ run_url }}{% endif %}",
+        )])
+        .unwrap();
+        let mut c = ctx();
+        assert_eq!(
+            defaults.render("summary_text", &mut c.clone()).unwrap(),
+            "done"
+        );
+        user.fill_run_url(&mut c).unwrap();
+        assert_eq!(
+            defaults.render("summary_text", &mut c).unwrap(),
+            "done: https://awx.example/#/jobs/r1"
+        );
+    }
+
+    #[test]
+    fn a_template_says_which_variables_it_reads() {
+        let s = set(&[
+            (
+                "recap",
+                "{% for h in summary.failed_hosts %}{{ h.host }}{% endfor %}",
+            ),
+            (
+                "text",
+                "{% set summary = 1 %}{{ event.host }} {{ summary }}",
+            ),
+        ])
+        .unwrap();
+        assert!(s.uses("recap", "summary"));
+        assert!(
+            !s.uses("text", "summary"),
+            "a variable it sets itself is not read"
+        );
+        assert!(s.uses("text", "event"));
+        assert!(!s.uses("missing", "event"));
     }
 
     #[test]

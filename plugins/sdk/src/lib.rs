@@ -121,6 +121,15 @@ pub trait Plugin: Sized + 'static {
     /// replaces the default exactly; render them with [`EventRef::render`].
     const TEMPLATES: &'static [(&'static str, &'static str)] = &[];
 
+    /// The defaults as given to the host: [`Plugin::TEMPLATES`] unless the plugin builds
+    /// them from its configuration (Slack puts its `mention` and `max_hosts` in its blocks).
+    fn default_templates(&self) -> Vec<(String, String)> {
+        Self::TEMPLATES
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect()
+    }
+
     /// Validate the parsed configuration and build the plugin. Errors should name the key.
     fn new(config: Self::Config) -> Result<Self, String>;
 
@@ -195,7 +204,9 @@ macro_rules! export_plugin {
                     config: ::std::string::String,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     let plugin = $crate::build::<$plugin>(&config)?;
-                    $crate::templates::set_defaults(<$plugin as $crate::Plugin>::TEMPLATES)?;
+                    $crate::templates::set_defaults(
+                        &<$plugin as $crate::Plugin>::default_templates(&plugin),
+                    )?;
                     __HERALD_PLUGIN
                         .with(|cell| *cell.borrow_mut() = ::std::option::Option::Some(plugin));
                     ::std::result::Result::Ok(())

@@ -1,7 +1,8 @@
 //! Message templates (contract 0.3.0): the instance's `[plugins.<name>.templates]` in
 //! herald.toml, in Jinja2 syntax, rendered by the host against the current event, its run and,
 //! at the end of a run, the run's summary (PLAY RECAP, failed hosts with their tasks and
-//! messages, `set_stats`, `run_url`). A plugin gives its defaults as [`crate::Plugin::TEMPLATES`];
+//! messages, `set_stats`, `run_url`). A plugin gives its defaults as [`crate::Plugin::TEMPLATES`]
+//! (or builds them from its config in [`crate::Plugin::default_templates`]);
 //! a user's template of the same name replaces the default exactly.
 //!
 //! ```ignore
@@ -27,15 +28,11 @@ pub fn configured() -> Vec<String> {
 /// Gives the host the plugin's default templates; an error names the template, line and
 /// column that do not compile. Called by `export_plugin!` after `Plugin::new`; nothing is sent
 /// for a plugin without defaults.
-pub fn set_defaults(defaults: &[(&str, &str)]) -> Result<(), String> {
+pub fn set_defaults(defaults: &[(String, String)]) -> Result<(), String> {
     if defaults.is_empty() {
         return Ok(());
     }
-    let list: Vec<(String, String)> = defaults
-        .iter()
-        .map(|(n, s)| (n.to_string(), s.to_string()))
-        .collect();
-    t::set_defaults(&list)
+    t::set_defaults(defaults)
 }
 
 /// Renders template `name` against the lent event; see [`crate::EventRef::render`].

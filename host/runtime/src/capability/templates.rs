@@ -148,7 +148,12 @@ impl HostState {
         let Some(ctx) = self.templates.context.as_mut() else {
             return Ok(Err(templates::RenderError::NotConfigured));
         };
-        let rendered = set.render(&name, ctx);
+        // The user's `run_url` serves the plugin's defaults too.
+        let user_url = match &self.templates.user {
+            Some(user) if name != herald_templates::RUN_URL => user.fill_run_url(ctx),
+            _ => Ok(()),
+        };
+        let rendered = user_url.and_then(|()| set.render(&name, ctx));
         herald_telemetry::host()
             .template_renders
             .with_label_values(&[
