@@ -6,7 +6,8 @@
 //! default `summary_text` (what a run summary costs). The goal (issue 21) is well under the
 //! plugin call it precedes: a Slack or webhook call posting over HTTP, ~117 µs
 //! (BENCHMARKS.md, "webhook: raw plugin calls/s" 8,548), or even a no-op call (~1 µs) for the
-//! failure text. The sources are copies of plugins/slack's defaults.
+//! failure text. The texts are copies of plugins/slack's defaults; the blocks are its
+//! `templates/` files, with the values the plugin sets before them.
 
 use herald_templates::{Context, RenderLimits, RunFacts, TemplateSet};
 use std::hint::black_box;
@@ -23,6 +24,15 @@ const SUMMARY_TEXT: &str = "{{ ':red_circle:' if run.status == 'failed' else ':l
 
 {% endif %}
 {% if run_url %}{{ run_url }}{% endif %}";
+
+/// Slack's default blocks as the plugin gives them (`Slack::default_templates`), for an
+/// instance with `mention = "<!here>"` and the default `max_hosts`.
+fn blocks(body: &str) -> String {
+    format!(
+        "{{%- set cfg_mention = \"<!here>\" %}}{{%- set cfg_max_hosts = 20 %}}{{%- set cfg_run_url = none %}}\n{}{body}",
+        include_str!("../../../plugins/slack/templates/common.j2")
+    )
+}
 
 fn failed(i: usize) -> String {
     format!(
@@ -71,6 +81,18 @@ fn main() {
         [
             ("failure_text".to_string(), FAILURE_TEXT.to_string()),
             ("summary_text".to_string(), SUMMARY_TEXT.to_string()),
+            (
+                "failure_blocks".to_string(),
+                blocks(include_str!(
+                    "../../../plugins/slack/templates/failure_blocks.j2"
+                )),
+            ),
+            (
+                "summary_blocks".to_string(),
+                blocks(include_str!(
+                    "../../../plugins/slack/templates/summary_blocks.j2"
+                )),
+            ),
         ],
         RenderLimits::default(),
     )
@@ -98,8 +120,20 @@ fn main() {
             Context::new("acme", "slack", black_box(&stats), Some(&facts)).expect("context");
         black_box(set.render("summary_text", &mut ctx).expect("render"));
     });
+    let message_failure = time(20_000, || {
+        let mut ctx = Context::new("acme", "slack", black_box(&event), None).expect("context");
+        black_box(set.render("failure_text", &mut ctx).expect("render"));
+        black_box(set.render("failure_blocks", &mut ctx).expect("render"));
+    });
+    let message_summary = time(2_000, || {
+        let mut ctx =
+            Context::new("acme", "slack", black_box(&stats), Some(&facts)).expect("context");
+        black_box(set.render("summary_text", &mut ctx).expect("render"));
+        black_box(set.render("summary_blocks", &mut ctx).expect("render"));
+    });
     let mut ctx = Context::new("acme", "slack", &stats, Some(&facts)).expect("context");
     let text = set.render("summary_text", &mut ctx).expect("render");
+    let summary_blocks = set.render("summary_blocks", &mut ctx).expect("render");
 
     println!("| what (Slack's default templates) | median µs per event | goal |");
     println!("|---|---|---|");
@@ -119,5 +153,14 @@ fn main() {
         "| end of run: context + render `summary_text` ({} bytes) | {:.1} | well under a plugin call posting over HTTP (~117 µs) |",
         text.len(),
         render_summary / 1000.0
+    );
+    println!(
+        "| failure: the whole default message, `failure_text` + `failure_blocks` | {:.1} | |",
+        message_failure / 1000.0
+    );
+    println!(
+        "| end of run: the whole default message, `summary_text` + `summary_blocks` ({} bytes of blocks) | {:.1} | |",
+        summary_blocks.len(),
+        message_summary / 1000.0
     );
 }

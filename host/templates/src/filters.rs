@@ -12,7 +12,17 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("datetime", datetime);
     env.add_filter("basename", basename);
     env.add_filter("ljust", ljust);
+    env.add_filter("mrkdwn", mrkdwn);
     env.add_filter("rjust", rjust);
+}
+
+/// `&`, `<` and `>` escaped as Slack's mrkdwn (and Mattermost's) need, so a
+/// value cannot become a link or a mention; numbers are written first.
+fn mrkdwn(value: minijinja::Value) -> String {
+    text_of(&value)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Padding to `width` characters with spaces after the value, as Python's
@@ -194,6 +204,10 @@ mod tests {
         assert_eq!(render("[{{ 42 | rjust(4) }}]"), "[  42]");
         assert_eq!(render("[{{ 'longer' | rjust(3) }}]"), "[longer]");
         assert_eq!(render("[{{ none | ljust(2) }}]"), "[  ]");
+        assert_eq!(
+            render("{{ '<@U1> & co' | mrkdwn }}"),
+            "&lt;@U1&gt; &amp; co"
+        );
     }
 
     #[test]
