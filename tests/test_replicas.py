@@ -236,10 +236,10 @@ def test_check_reaches_the_database_and_migrate_is_idempotent(tmp_path):
     first = subprocess.run([str(HERALD_BIN), "migrate", "--config", str(config)], capture_output=True,
                            text=True, env=env, timeout=60)
     assert first.returncode == 0, first.stderr
-    assert "schema version 0 -> 2" in first.stdout, first.stdout
+    assert "schema version 0 -> 3 (applied 1, 2, 3)" in first.stdout, first.stdout
     again = subprocess.run([str(HERALD_BIN), "migrate", "--config", str(config)], capture_output=True,
                            text=True, env=env, timeout=60)
-    assert again.returncode == 0 and "up to date (version 2)" in again.stdout, again.stdout
+    assert again.returncode == 0 and "up to date (version 3)" in again.stdout, again.stdout
     ok = subprocess.run([str(HERALD_BIN), "check", "--config", str(config)], capture_output=True, text=True,
                         env=env, timeout=60)
     assert ok.returncode == 0, ok.stderr
