@@ -861,6 +861,71 @@ impl<
 {
 }
 
+/// A run's deliveries per instance ([`Explore::run_delivery_counts`]),
+/// tallied the same way on every backend from two reads: the queue's rows,
+/// and the run's events past each cursor's start that have none.
+#[derive(Default)]
+pub(crate) struct RunTally {
+    counts: BTreeMap<String, RunDeliveryCounts>,
+    routes: BTreeMap<String, herald_event::routes::Routes>,
+}
+
+impl RunTally {
+    fn slot(&mut self, plugin: String) -> &mut RunDeliveryCounts {
+        self.counts
+            .entry(plugin.clone())
+            .or_insert_with(|| RunDeliveryCounts {
+                plugin,
+                ..Default::default()
+            })
+    }
+
+    /// `n` queue rows of `plugin` in `state`: retries, holds, replays, dead
+    /// letters and what became of them.
+    pub(crate) fn queued(&mut self, plugin: String, state: &str, n: i64) {
+        let c = self.slot(plugin);
+        let n = n.max(0) as u64;
+        match state {
+            "done" => c.done += n,
+            "dead" => c.dead += n,
+            _ => c.pending += n,
+        }
+    }
+
+    /// Event `id` of the log without a queue row: delivered at the first
+    /// attempt when the cursor (`position`) is past it, else not read yet;
+    /// counted only when the instance's routes take it (`body` is given
+    /// when the instance has routes), as the deliveries listing does.
+    pub(crate) fn logged(
+        &mut self,
+        plugin: String,
+        position: i64,
+        routes: &str,
+        id: i64,
+        body: Option<&str>,
+    ) {
+        if let Some(body) = body {
+            let compiled = self
+                .routes
+                .entry(plugin.clone())
+                .or_insert_with(|| herald_event::routes::Routes::from_json(routes));
+            if !compiled.matches_stored(body) {
+                return;
+            }
+        }
+        let c = self.slot(plugin);
+        if id <= position {
+            c.done += 1;
+        } else {
+            c.pending += 1;
+        }
+    }
+
+    pub(crate) fn finish(self) -> Vec<RunDeliveryCounts> {
+        self.counts.into_values().collect()
+    }
+}
+
 /// The two halves of a read in event order, the first `limit`, numbered.
 pub(crate) fn merge_reads(
     queued: Vec<PendingDelivery>,

@@ -6,10 +6,9 @@
 use super::{PgError, PgJournal};
 use crate::{
     AttemptRecord, EventRecord, Explore, HostRun, JournalError, OutlineRow, RunDeliveryCounts,
-    RunRef, TaskHit, SEARCH_SCAN_EVENTS,
+    RunRef, RunTally, TaskHit, SEARCH_SCAN_EVENTS,
 };
 use herald_event::EventKind;
-use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 
 /// The host result kinds, as stored.
@@ -249,29 +248,18 @@ async fn run_delivery_counts(
     tenant: &str,
     run: &str,
 ) -> Result<Vec<RunDeliveryCounts>, PgError> {
-    let mut out: BTreeMap<String, RunDeliveryCounts> = BTreeMap::new();
-    // The queue's rows: retries, held, replayed, dead (and what became of them).
-    let rows = c
+    let mut tally = RunTally::default();
+    for r in c
         .query(
             "SELECT d.plugin, d.state, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE e.tenant = $1 AND e.run_id = $2 GROUP BY d.plugin, d.state",
             &[&tenant, &run],
         )
-        .await?;
-    for r in rows {
-        let (plugin, state, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
-        let c = slot(&mut out, plugin);
-        let n = n.max(0) as u64;
-        match state.as_str() {
-            "done" => c.done += n,
-            "dead" => c.dead += n,
-            _ => c.pending += n,
-        }
+        .await?
+    {
+        tally.queued(r.get(0), r.get(1), r.get(2));
     }
-    // Events read from the log past each cursor's start without a queue row:
-    // delivered at the first attempt (up to the cursor) or not read yet,
-    // those the instance's routes take only (as the deliveries listing).
-    let rows = c
+    for r in c
         .query(
             "SELECT c.plugin, c.position, c.routes, e.id, CASE WHEN c.routes = '[]' THEN NULL ELSE e.body END
              FROM events e JOIN cursors c ON c.tenant = e.tenant AND e.id > c.since
@@ -279,37 +267,11 @@ async fn run_delivery_counts(
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)",
             &[&tenant, &run],
         )
-        .await?;
-    let mut routes: BTreeMap<String, herald_event::routes::Routes> = BTreeMap::new();
-    for r in rows {
-        let plugin: String = r.get(0);
-        let position: i64 = r.get(1);
-        let id: i64 = r.get(3);
-        let body: Option<String> = r.get(4);
-        if let Some(body) = body {
-            let compiled = routes
-                .entry(plugin.clone())
-                .or_insert_with(|| herald_event::routes::Routes::from_json(r.get(2)));
-            if !compiled.matches_stored(&body) {
-                continue;
-            }
-        }
-        let c = slot(&mut out, plugin);
-        if id <= position {
-            c.done += 1;
-        } else {
-            c.pending += 1;
-        }
+        .await?
+    {
+        tally.logged(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
     }
-    Ok(out.into_values().collect())
-}
-
-fn slot(out: &mut BTreeMap<String, RunDeliveryCounts>, plugin: String) -> &mut RunDeliveryCounts {
-    out.entry(plugin.clone())
-        .or_insert_with(|| RunDeliveryCounts {
-            plugin,
-            ..Default::default()
-        })
+    Ok(tally.finish())
 }
 
 async fn resolve_run(

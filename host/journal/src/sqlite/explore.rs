@@ -5,11 +5,10 @@
 use super::Journal;
 use crate::{
     AttemptRecord, EventRecord, Explore, HostRun, JournalError, OutlineRow, RunDeliveryCounts,
-    RunRef, TaskHit, SEARCH_SCAN_EVENTS,
+    RunRef, RunTally, TaskHit, SEARCH_SCAN_EVENTS,
 };
 use herald_event::EventKind;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
 
 /// The host result kinds, as stored.
 const RESULTS: &str =
@@ -208,76 +207,35 @@ fn run_delivery_counts(
     tenant: &str,
     run: &str,
 ) -> rusqlite::Result<Vec<RunDeliveryCounts>> {
-    let mut out: BTreeMap<String, RunDeliveryCounts> = BTreeMap::new();
-    // The queue's rows: retries, held, replayed, dead (and what became of them).
+    let mut tally = RunTally::default();
     {
         let mut stmt = conn.prepare_cached(
             "SELECT d.plugin, d.state, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE e.tenant = ?1 AND e.run_id = ?2 GROUP BY d.plugin, d.state",
         )?;
-        let rows = stmt.query_map(params![tenant, run], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (plugin, state, n) = row?;
-            let c = slot(&mut out, plugin);
-            let n = n.max(0) as u64;
-            match state.as_str() {
-                "done" => c.done += n,
-                "dead" => c.dead += n,
-                _ => c.pending += n,
-            }
+        let mut rows = stmt.query(params![tenant, run])?;
+        while let Some(r) = rows.next()? {
+            tally.queued(r.get(0)?, &r.get::<_, String>(1)?, r.get(2)?);
         }
     }
-    // Events read from the log past each cursor's start without a queue row:
-    // delivered at the first attempt (up to the cursor) or not read yet,
-    // those the instance's routes take only (as the deliveries listing).
     let mut stmt = conn.prepare_cached(
         "SELECT c.plugin, c.position, c.routes, e.id, CASE WHEN c.routes = '[]' THEN NULL ELSE e.body END
          FROM events e JOIN cursors c ON c.tenant = e.tenant AND e.id > c.since
          WHERE e.tenant = ?1 AND e.run_id = ?2 AND c.retired_ms IS NULL
            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)",
     )?;
-    let mut routes: BTreeMap<String, herald_event::routes::Routes> = BTreeMap::new();
-    let rows = stmt.query_map(params![tenant, run], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, Option<String>>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (plugin, position, route_json, id, body) = row?;
-        if let Some(body) = body {
-            let compiled = routes
-                .entry(plugin.clone())
-                .or_insert_with(|| herald_event::routes::Routes::from_json(&route_json));
-            if !compiled.matches_stored(&body) {
-                continue;
-            }
-        }
-        let c = slot(&mut out, plugin);
-        if id <= position {
-            c.done += 1;
-        } else {
-            c.pending += 1;
-        }
+    let mut rows = stmt.query(params![tenant, run])?;
+    while let Some(r) = rows.next()? {
+        let body: Option<String> = r.get(4)?;
+        tally.logged(
+            r.get(0)?,
+            r.get(1)?,
+            &r.get::<_, String>(2)?,
+            r.get(3)?,
+            body.as_deref(),
+        );
     }
-    Ok(out.into_values().collect())
-}
-
-fn slot(out: &mut BTreeMap<String, RunDeliveryCounts>, plugin: String) -> &mut RunDeliveryCounts {
-    out.entry(plugin.clone())
-        .or_insert_with(|| RunDeliveryCounts {
-            plugin,
-            ..Default::default()
-        })
+    Ok(tally.finish())
 }
 
 fn resolve_run(conn: &Connection, tenant: &str, reference: &str) -> rusqlite::Result<RunRef> {
