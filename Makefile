@@ -95,7 +95,7 @@ demo: build ## run examples/playbooks/site.yml through the host to a local webho
 test: build-test venv-old ## run every test: Rust unit and integration tests, callback tests, end-to-end tests
 	cargo test --release --locked --workspace
 	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo test --locked --target $$(rustc -vV | sed -n 's/^host: //p')
-	$(VENV)/bin/pytest -q callback/tests plugins/sdk-python/tests $(foreach p,$(PY_PLUGINS),plugins/$(p)/tests)
+	$(VENV)/bin/pytest -q callback/tests plugins/sdk-python/tests plugins/testing $(foreach p,$(PY_PLUGINS),plugins/$(p)/tests)
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV_OLD)/bin/ansible-playbook $(VENV)/bin/pytest -q callback/tests
 	$(VENV)/bin/pytest -q tests
 
