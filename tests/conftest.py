@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -215,12 +216,18 @@ def toml_value(v) -> str:
     raise TypeError(v)
 
 
+def toml_key(key: str) -> str:
+    """A key as TOML reads it back: bare when it can be, else quoted (a `.` would nest it)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
 def toml_table(name: str, spec: dict) -> str:
+    """`[name]` (a dotted path of keys already written as TOML) with `spec`'s values."""
     scalars = {k: v for k, v in spec.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in spec.items() if isinstance(v, dict)}
-    out = [f"[{name}]"] + [f"{k} = {toml_value(v)}" for k, v in scalars.items()]
+    out = [f"[{name}]"] + [f"{toml_key(k)} = {toml_value(v)}" for k, v in scalars.items()]
     for k, v in tables.items():
-        out.append(toml_table(f"{name}.{k}", v))
+        out.append(toml_table(f"{name}.{toml_key(k)}", v))
     return "\n".join(out) + "\n"
 
 
