@@ -257,3 +257,34 @@ def test_check_locates_email_config_errors_and_a_bad_ca_file(tmp_path):
     assert "s3cret-pw" not in r.stderr
     r, found = check(lines[:-1])
     assert r.returncode == 0, r.stderr
+
+
+def test_a_local_relay_without_tls_gets_the_failure_mail(ca, servers, tmp_path):
+    """`tls = "none"` (a relay on the same machine): plain SMTP, no AUTH offered or sent, and
+    the mail arrives whole."""
+    ca_pem, cert, key = ca
+    relay = servers(cert, key, "none", USER, PASSWORD)
+    token, token_hash = token_pair()
+    (tmp_path / "host").mkdir()
+    spec = {"tenant": TENANT, "component": str(EMAIL), "allow_sockets": [relay.address], "retry": FAST,
+            "config": {"server": relay.address, "tls": "none", "from": "Herald <herald@herald.test>",
+                       "to": ["ops@herald.test"], "summary": "never"}}
+    host = Host(tmp_path / "host", {TENANT: token_hash}, {"relay": spec}).start()
+    try:
+        run = "relay-run"
+        events = [
+            {"uuid": "r1", "event": "playbook_on_start", "counter": 1, "created": "2026-01-01T00:00:00",
+             "run_id": run, "event_data": {"playbook": "site.yml"}},
+            {"uuid": "r2", "event": "runner_on_failed", "counter": 2, "created": "2026-01-01T00:00:01",
+             "run_id": run, "event_data": {"playbook": "site.yml", "host": "web7", "task": "Restart nginx",
+                                           "res": {"msg": "unit nginx.service not found"}}},
+        ]
+        status, body = api(host, "POST", "/v1/events", token, events)
+        assert status == 202, body
+        (m,) = poll(lambda: relay.received or None, 20, "the failure mail over plain SMTP")
+        assert not m.tls and m.user is None and m.rcpt_tos == ["ops@herald.test"]
+        msg = m.message()
+        assert "web7" in msg["Subject"], msg["Subject"]
+        assert "unit nginx.service not found" in parts(msg)["text/plain"]
+    finally:
+        host.kill()

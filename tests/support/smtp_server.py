@@ -113,7 +113,8 @@ class _Handler:
 
 class SmtpServer:
     """aiosmtpd on 127.0.0.1:<free port>. `mode` is "starttls" (STARTTLS required before MAIL,
-    AUTH only over TLS) or "implicit" (TLS from the first byte)."""
+    AUTH only over TLS), "implicit" (TLS from the first byte) or "none" (a local relay: plain
+    text, no TLS offered, no AUTH)."""
 
     def __init__(self, cert: Path, key: Path, mode: str, user: str, password: str, script: Script | None = None):
         self.port = free_port()
@@ -146,6 +147,9 @@ class SmtpServer:
         elif mode == "implicit":
             # The listener speaks only TLS; aiosmtpd's auth_require_tls counts STARTTLS alone.
             self.controller = Controller(_Handler(self), ssl_context=ctx, auth_require_tls=False, **common)
+        elif mode == "none":
+            common["auth_required"] = False
+            self.controller = Controller(_Handler(self), auth_require_tls=True, **common)
         else:
             raise ValueError(mode)
         self.controller.start()
