@@ -218,7 +218,11 @@ impl PgJournal {
             .expect("the runtime lives as long as the journal");
         // Entered so that connections the pool opens meanwhile spawn there.
         let _entered = rt.enter();
-        futures_executor::block_on(f)
+        // Unconstrained: called from a tokio worker (a plugin's `state` call
+        // on the delivery runtime) whose task has used up its cooperative
+        // budget, tokio's pool semaphore would defer its wake-up to the
+        // worker's next yield, which this blocked thread never reaches.
+        futures_executor::block_on(tokio::task::unconstrained(f))
     }
 
     /// A pooled connection.
