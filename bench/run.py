@@ -30,6 +30,7 @@ import time
 import urllib.request
 
 import postgres  # noqa: E402  (part 12: the PostgreSQL journal)
+import python_plugins  # part 14: Python plugins
 import realistic
 import ui
 
@@ -64,7 +65,7 @@ SIZES = {
 }
 for _size, _params in realistic.SIZES.items():
     SIZES[_size].update(_params)
-for _mod in (postgres, ui):
+for _mod in (postgres, ui, python_plugins):
     for _size, _params in _mod.SIZES.items():
         SIZES[_size].update(_params)
 
@@ -143,7 +144,8 @@ class Herald:
         self.proc = None
         self.startup_s = None
 
-    def start(self, timeout=120.0):
+    def start(self, timeout=120.0, path="/health"):
+        """Spawns the host; `startup_s` = spawn -> `path` answers 200 (`/ready`: every instance runs)."""
         logf = open(os.path.join(self.dir, "herald.log"), "ab")
         t0 = time.perf_counter()
         self.proc = subprocess.Popen([HERALD, "serve", "--config", self.config], stdout=logf, stderr=logf)
@@ -152,14 +154,14 @@ class Herald:
             if self.proc.poll() is not None:
                 raise RuntimeError("herald exited with %s; see %s/herald.log" % (self.proc.returncode, self.dir))
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                with urllib.request.urlopen(self.url + path, timeout=1) as r:
                     if r.status == 200:
                         self.startup_s = time.perf_counter() - t0
                         return self
             except OSError:
                 pass
             time.sleep(0.005)
-        raise RuntimeError("herald did not answer /health within %.0f s" % timeout)
+        raise RuntimeError("herald did not answer %s within %.0f s" % (path, timeout))
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -877,6 +879,7 @@ def render(res: dict, size: str) -> str:
 
     L += postgres.render(res, targets)
     L += ui.render(res, targets)
+    L += python_plugins.render(res, targets)
     if targets:
         L.append("## Targets\n")
         L.append("| target | |\n|---|---|")
@@ -895,10 +898,11 @@ PARTS = {1: ("playbook", part_playbook), 2: ("hook", part_hook), 3: ("ingest", p
          7: ("instances", realistic.part_instances), 8: ("e2e", realistic.part_e2e),
          9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss),
          11: ("playbook-host", realistic.part_playbook_host), 12: ("postgres", postgres.part_postgres),
-         13: ("ui", ui.part_ui)}
+         13: ("ui", ui.part_ui), 14: ("python", python_plugins.part_python)}
 realistic.R = sys.modules[__name__]
 postgres.R = sys.modules[__name__]
 ui.R = sys.modules[__name__]
+python_plugins.R = sys.modules[__name__]
 
 
 def part_numbers(spec: str) -> list:

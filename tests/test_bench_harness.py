@@ -114,3 +114,47 @@ def test_the_postgres_part_shows_missed_goals():
     assert "| ratio, 60 instances : 1 instance | 0.99 | 0.99 | 0.99 | does not fall | yes |" in text
     assert ("PostgreSQL ingest >= 20000 events/s", False) in targets
     assert bench_run.part_numbers("postgres") == [12]
+
+
+def python_round(deliver_per_s: float, rss_1: int, idle_n: int, after_n: int) -> dict:
+    """One side of one round of part 14 as part_python records it (RSS in KiB)."""
+    mem = lambda kib: {"VmRSS": kib, "RssAnon": kib // 2, "RssFile": kib - kib // 2}  # noqa: E731
+    return {"raw_per_s": 2 * deliver_per_s, "deliver_per_s": deliver_per_s, "dispatcher_per_s": deliver_per_s / 2,
+            "start": {"first_s": 8.0, "compile_ms": 7000, "cache_bytes": 35 << 20, "first_rss_kib": 90000,
+                      "warm_s": [0.10, 0.12]},
+            "mem_1": {"start_s": 0.1, "idle": mem(rss_1), "after": mem(rss_1)},
+            "mem_n": {"start_s": 0.5, "idle": mem(idle_n), "after": mem(after_n)}}
+
+
+def test_the_python_part_shows_missed_goals():
+    import python_plugins  # noqa: E402  (bench/python_plugins.py, part 14)
+
+    def result(py_per_s, py_idle_mib, py_after_mib):
+        base = 40960  # KiB with one instance; 6 instances add 5 of them
+        rounds = [{"rust": python_round(1e6, base, base + 5 * 1024, base + 5 * 1024),
+                   "python": python_round(py_per_s, base, base + 5 * 1024 * py_idle_mib,
+                                          base + 5 * 1024 * py_after_mib)}]
+        out = {"build": {"build_s": 12.0, "componentize_py": "0.25.1"}, "rounds_n": 1, "events": 1000,
+               "instances": 6, "rss_events": 100, "loadavg_start": "0.5 0.4 0.3", "loadavg_end": "0.6 0.4 0.3",
+               "component_bytes": {"rust": 60000, "python": 19500000}, "rounds": rounds}
+        return {"python": python_plugins.summarise(out)}
+
+    # 40 µs a call and 14 MiB an instance once it has handled events: both goals missed.
+    targets = []
+    text = "\n".join(python_plugins.render(result(25000, 10, 14), targets))
+    assert "| Python no-op: deliver, µs per call | 40.00 | 40.00 | 40.00 | 40.00x (40.00–40.00) | ≤ 25 µs " \
+           "| **MISSED** |" in text
+    assert "| RSS per Python instance, idle, MiB | 10.00 | 10.00 | 10.00 |  | ≤ 12 MiB | met |" in text
+    assert "| RSS per Python instance, after events, MiB | 14.00 | 14.00 | 14.00 |  | ≤ 12 MiB | **MISSED** |" in text
+    assert "what Python adds per call (Python − Rust, paired), µs | 39.00 |" in text
+    assert "Missed: A Python no-op call costs 40.0 µs against the Rust no-op's 1.0 µs" in text
+    assert ("Python no-op call ≤ 25 µs", False) in targets
+    assert ("RSS per Python instance ≤ 12 MiB (idle and after events)", False) in targets
+
+    # 20 µs and 8 MiB: both met, and no "Missed:" paragraph.
+    targets = []
+    text = "\n".join(python_plugins.render(result(50000, 8, 8), targets))
+    assert targets == [("Python no-op call ≤ 25 µs", True),
+                       ("RSS per Python instance ≤ 12 MiB (idle and after events)", True)]
+    assert "Missed:" not in text
+    assert bench_run.part_numbers("python,14") == [14, 14]
