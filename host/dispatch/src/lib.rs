@@ -34,7 +34,8 @@
 //!
 //! The crate's modules: [`registry`] (the [`Dispatcher`]: workers by
 //! instance, woken by the journal's commit notices), [`worker`] (the
-//! delivery loop, retries and dead letters), [`breaker`] (the circuit
+//! delivery loop, retries and dead letters), [`replica`] (this host among
+//! the replicas: its lease holder name, TTL and share), [`breaker`] (the circuit
 //! breaker), [`plugin`] (what a worker needs of a plugin instance) and
 //! [`pacing`] (token buckets: a sink's `rate_limit`, and the quota the
 //! server's tenant limit is built from).
@@ -43,8 +44,10 @@ pub mod breaker;
 pub mod pacing;
 pub mod plugin;
 pub mod registry;
+pub mod replica;
 pub mod worker;
 
 pub use breaker::{BreakerStatus, InstanceState, LastFault};
 pub use plugin::Plugin;
-pub use registry::{Dispatcher, Replica, Share, WorkerSpec};
+pub use registry::{Dispatcher, WorkerSpec};
+pub use replica::{Replica, Share};

@@ -374,7 +374,7 @@ pub(crate) struct WorkerArgs {
     pub journal: SharedStore,
     pub notify: Arc<Notify>,
     pub stop: watch::Receiver<bool>,
-    pub replica: crate::registry::Replica,
+    pub replica: crate::replica::Replica,
 }
 
 /// This replica's hold on the instance's lease, on its own clock.
@@ -410,7 +410,7 @@ impl Held {
 async fn acquire_lease(
     journal: &SharedStore,
     name: &str,
-    replica: &crate::registry::Replica,
+    replica: &crate::replica::Replica,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Held> {
     let ttl = replica.lease_ttl;
