@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,8 @@ def test_ui_end_to_end(make_host, receiver, tmp_path, browser):
     browser.find_element(By.ID, "sign-out").click()
     p.go("/runs")
     assert "/login" in browser.current_url
+    # The pages are observed like the API: HTTP metrics by route template.
+    with urllib.request.urlopen(host.url + "/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    assert 'route="/runs/{id}"' in metrics and 'route="/search"' in metrics, \
+        [line for line in metrics.splitlines() if line.startswith("herald_http_requests_total")]

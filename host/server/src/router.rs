@@ -29,8 +29,12 @@ pub fn router(state: AppState) -> Router {
         // The ingest handler enforces the configured limit itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone())
-        // The web UI's pages (`/`, `/runs`, ...): HTML, beside the JSON API.
-        .merge(crate::ui::router(state))
+        // The web UI's pages (`/`, `/runs`, ...): HTML, beside the JSON API,
+        // observed like it (request ids, logs, HTTP metrics by route).
+        .merge(
+            crate::ui::router(state)
+                .route_layer(axum::middleware::from_fn(crate::observe::observe)),
+        )
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
