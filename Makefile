@@ -116,18 +116,18 @@ SUBST       := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|
                    -e 's|@PLUGINDIR@|$(PLUGINDIR)|g' -e 's|@STATEDIR@|$(STATEDIR)|g'
 
 .PHONY: dist
-dist: host plugins collection ## build everything `make install` installs (run it as yourself, not root)
+dist: host plugins python-plugins collection ## build everything `make install` installs (run it as yourself, not root)
 
 .PHONY: install
 install: ## install herald, its plugins, config, unit, man pages, completions (PREFIX, DESTDIR; after `make dist`)
-	@for f in $(HERALD_BIN) $(foreach p,$(PLUGINS),$(PLUGIN_OUT)/$(p).wasm); do \
+	@for f in $(HERALD_BIN) $(foreach p,$(PLUGINS) $(PY_PLUGINS),$(PLUGIN_OUT)/$(p).wasm); do \
 	  [ -f $$f ] || { echo "make install: $$f is missing: run 'make dist' first (as yourself, not root)"; exit 1; }; done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(SYSCONFDIR)/herald \
 	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)/herald \
 	  $(DESTDIR)$(DATADIR)/doc/herald $(DESTDIR)$(DATADIR)/bash-completion/completions \
 	  $(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
 	install -m 0755 -s $(HERALD_BIN) $(DESTDIR)$(BINDIR)/herald
-	for p in $(PLUGINS); do install -m 0644 $(PLUGIN_OUT)/$$p.wasm $(DESTDIR)$(PLUGINDIR)/$$p.wasm; done
+	for p in $(PLUGINS) $(PY_PLUGINS); do install -m 0644 $(PLUGIN_OUT)/$$p.wasm $(DESTDIR)$(PLUGINDIR)/$$p.wasm; done
 	$(SUBST) $(PACKAGING)/herald.toml.in > $(DESTDIR)$(DATADIR)/doc/herald/herald.toml.example
 	@# An edited config is never overwritten; the example beside the docs is.
 	if [ -e $(DESTDIR)$(SYSCONFDIR)/herald/herald.toml ]; then \

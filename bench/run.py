@@ -32,6 +32,7 @@ import urllib.request
 import postgres  # noqa: E402  (part 12: the PostgreSQL journal)
 import python_plugins  # part 14: Python plugins
 import realistic
+import templates  # part 15: message templates
 import ui
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -65,7 +66,7 @@ SIZES = {
 }
 for _size, _params in realistic.SIZES.items():
     SIZES[_size].update(_params)
-for _mod in (postgres, ui, python_plugins):
+for _mod in (postgres, ui, python_plugins, templates):
     for _size, _params in _mod.SIZES.items():
         SIZES[_size].update(_params)
 
@@ -880,6 +881,7 @@ def render(res: dict, size: str) -> str:
     L += postgres.render(res, targets)
     L += ui.render(res, targets)
     L += python_plugins.render(res, targets)
+    L += templates.render(res, targets)
     if targets:
         L.append("## Targets\n")
         L.append("| target | |\n|---|---|")
@@ -898,11 +900,13 @@ PARTS = {1: ("playbook", part_playbook), 2: ("hook", part_hook), 3: ("ingest", p
          7: ("instances", realistic.part_instances), 8: ("e2e", realistic.part_e2e),
          9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss),
          11: ("playbook-host", realistic.part_playbook_host), 12: ("postgres", postgres.part_postgres),
-         13: ("ui", ui.part_ui), 14: ("python", python_plugins.part_python)}
+         13: ("ui", ui.part_ui), 14: ("python", python_plugins.part_python),
+         15: ("templates", templates.part_templates)}
 realistic.R = sys.modules[__name__]
 postgres.R = sys.modules[__name__]
 ui.R = sys.modules[__name__]
 python_plugins.R = sys.modules[__name__]
+templates.R = sys.modules[__name__]
 
 
 def part_numbers(spec: str) -> list:
@@ -954,14 +958,17 @@ def main() -> int:
             res[name]["_meta"] = {k: res["_meta"].get(k) for k in ("date", "commit", "host_dirty", "loadavg")}
     if not a.render_only:
         global HERALD, HOSTBENCH
-        for exe in (HERALD, HOSTBENCH, NOOP):
+        # Part 15 runs a cargo bench of its own; the others need the built host and no-op.
+        needed = (HERALD, HOSTBENCH, NOOP) if set(part_numbers(a.parts)) - {15} else ()
+        for exe in needed:
             if not os.path.exists(exe):
                 ap.error("%s is missing: run `make bench` (it builds everything first)" % exe)
         # Run private copies, so a rebuild during the run cannot swap a binary under it.
         bindir = os.path.join(WORK, "bin")
         os.makedirs(bindir, exist_ok=True)
         for exe in (HERALD, HOSTBENCH):
-            shutil.copy2(exe, os.path.join(bindir, os.path.basename(exe)))
+            if os.path.exists(exe):
+                shutil.copy2(exe, os.path.join(bindir, os.path.basename(exe)))
         HERALD, HOSTBENCH = (os.path.join(bindir, os.path.basename(e)) for e in (HERALD, HOSTBENCH))
         with open("/proc/meminfo") as f:
             mem = int(f.readline().split()[1]) // 1024

@@ -23,7 +23,7 @@ import pytest
 from conftest import HERALD_BIN, PLUGIN_DIR, ROOT, Host, free_port, token_pair
 
 PLUGINS = ["webhook", "prometheus", "pagerduty", "slack", "grafana", "syslog", "teams", "splunk_hec", "datadog",
-           "otel", "email"]
+           "otel", "email", "chat"]  # chat: the Python plugin (componentize-py)
 
 
 def herald(*args, env=None, timeout=60, binary=HERALD_BIN) -> subprocess.CompletedProcess:

@@ -315,28 +315,28 @@ impl RunOutcome {
 pub fn host_stats(
     event_data: &Map<String, Value>,
 ) -> std::collections::BTreeMap<String, HostCounts> {
-    let count = |map: &str, host: &str| {
-        event_data
-            .get(map)
-            .and_then(|m| m.get(host))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    let mut hosts = std::collections::BTreeMap::new();
+    // One pass over each map (not a lookup per host and map).
+    let mut hosts: std::collections::BTreeMap<String, HostCounts> = Default::default();
     for map in STATS_MAPS {
         let Some(m) = event_data.get(*map).and_then(Value::as_object) else {
             continue;
         };
-        for h in m.keys() {
-            hosts.entry(h.clone()).or_insert_with(|| HostCounts {
-                ok: count("ok", h),
-                changed: count("changed", h),
-                unreachable: count("dark", h),
-                failures: count("failures", h),
-                skipped: count("skipped", h),
-                rescued: count("rescued", h),
-                ignored: count("ignored", h),
-            });
+        for (h, v) in m {
+            let counts = match hosts.get_mut(h.as_str()) {
+                Some(c) => c,
+                None => hosts.entry(h.clone()).or_default(),
+            };
+            let n = v.as_u64().unwrap_or(0);
+            match *map {
+                "ok" => counts.ok = n,
+                "changed" => counts.changed = n,
+                "dark" => counts.unreachable = n,
+                "failures" => counts.failures = n,
+                "skipped" => counts.skipped = n,
+                "rescued" => counts.rescued = n,
+                "ignored" => counts.ignored = n,
+                _ => {}
+            }
         }
     }
     hosts

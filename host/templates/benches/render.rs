@@ -61,8 +61,15 @@ fn stats() -> String {
     )
 }
 
-/// Median nanoseconds per call of `f` over 7 rounds of `n` calls.
+/// Median nanoseconds per call of `f` over 7 rounds of `n` calls, `n` divided by
+/// `RENDER_BENCH_DIVIDE` when set (for a quick run, or under callgrind).
 fn time(n: u32, mut f: impl FnMut()) -> f64 {
+    let divide: u32 = std::env::var("RENDER_BENCH_DIVIDE")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .filter(|d| *d > 0)
+        .unwrap_or(1);
+    let n = (n / divide).max(1);
     let mut rounds: Vec<f64> = (0..7)
         .map(|_| {
             let t = Instant::now();

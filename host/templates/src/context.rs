@@ -100,6 +100,11 @@ impl RunFacts {
 
 /// The whole context of one render; serialised into the template's
 /// variables `event`, `run`, `summary`, `run_url`, `plugin` and `tenant`.
+///
+/// A call renders several templates on one context (a Slack message: its
+/// text, its blocks, `run_url`), so the template value of every field but
+/// `run_url` is built at the first render and kept: change those fields
+/// before rendering, not between renders.
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
     pub event: EventContext,
@@ -111,6 +116,9 @@ pub struct Context {
     /// The plugin instance's name.
     pub plugin: String,
     pub tenant: String,
+    /// The template value of the fields above but `run_url`, built once.
+    #[serde(skip)]
+    value: std::sync::OnceLock<minijinja::Value>,
 }
 
 /// The current event.
@@ -358,7 +366,23 @@ impl Context {
             run_url: None,
             plugin: plugin.to_string(),
             tenant: tenant.to_string(),
+            value: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What a template sees: the fields, converted to template values once
+    /// per context, and the current `run_url`.
+    pub(crate) fn value(&self) -> minijinja::Value {
+        let base = self.value.get_or_init(|| {
+            minijinja::context! {
+                event => minijinja::Value::from_serialize(&self.event),
+                run => minijinja::Value::from_serialize(&self.run),
+                summary => minijinja::Value::from_serialize(&self.summary),
+                plugin => self.plugin.as_str(),
+                tenant => self.tenant.as_str(),
+            }
+        });
+        minijinja::context! { run_url => self.run_url.as_deref(), ..base.clone() }
     }
 }
 

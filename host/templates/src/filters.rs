@@ -19,32 +19,50 @@ pub(crate) fn register(env: &mut Environment<'static>) {
 /// `&`, `<` and `>` escaped as Slack's mrkdwn (and Mattermost's) need, so a
 /// value cannot become a link or a mention; numbers are written first.
 fn mrkdwn(value: minijinja::Value) -> String {
-    text_of(&value)
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    let text = text_of(&value);
+    if !text.contains(['&', '<', '>']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Padding to `width` characters with spaces after the value, as Python's
 /// `str.ljust`; a longer value is kept whole. Numbers are written first.
 fn ljust(value: minijinja::Value, width: usize) -> String {
-    let s = text_of(&value);
-    let n = s.chars().count();
-    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+    let mut s = text_of(&value);
+    let pad = width.saturating_sub(s.chars().count());
+    s.extend(std::iter::repeat_n(' ', pad));
+    s
 }
 
 /// Padding to `width` characters with spaces before the value (`str.rjust`).
 fn rjust(value: minijinja::Value, width: usize) -> String {
     let s = text_of(&value);
-    let n = s.chars().count();
-    format!("{}{s}", " ".repeat(width.saturating_sub(n)))
+    let pad = width.saturating_sub(s.chars().count());
+    let mut out = String::with_capacity(pad + s.len());
+    out.extend(std::iter::repeat_n(' ', pad));
+    out.push_str(&s);
+    out
 }
 
 fn text_of(value: &minijinja::Value) -> String {
     match value.as_str() {
         Some(s) => s.to_string(),
         None if value.is_none() || value.is_undefined() => String::new(),
-        None => value.to_string(),
+        // Integers (a recap's counters) without the formatting machinery.
+        None => match i64::try_from(value.clone()) {
+            Ok(n) if value.is_integer() => n.to_string(),
+            _ => value.to_string(),
+        },
     }
 }
 

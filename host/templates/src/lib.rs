@@ -251,7 +251,7 @@ impl TemplateSet {
             max: self.limits.max_output,
             over: false,
         };
-        match template.render_captured_to(ctx, &mut out) {
+        match template.render_captured_to(ctx.value(), &mut out) {
             Ok(_) => String::from_utf8(out.buf).map_err(|e| failed(e.to_string())),
             Err(_) if out.over => Err(failed(format!(
                 "output over {} bytes (the render was stopped)",
