@@ -67,7 +67,7 @@ plugins: ## build every plugin component for wasm32-wasip2 into build/plugins/
 	for p in $(PLUGINS); do cp $(PLUGIN_TARGET_DIR)/wasm32-wasip2/release/herald_$$p.wasm $(PLUGIN_OUT)/$$p.wasm; done
 
 # A Python plugin is rebuilt only when its source or the SDK changed (a build takes ~10-20 s).
-SDK_PY := $(wildcard plugins/sdk-python/herald_sdk/*.py plugins/sdk-python/herald_sdk/wit/*.wit) $(wildcard wit/v0.2.0/*.wit)
+SDK_PY := $(wildcard plugins/sdk-python/herald_sdk/*.py plugins/sdk-python/herald_sdk/wit/*.wit plugins/sdk-python/herald_sdk/wit/deps/*.wit) $(wildcard wit/v0.3.0/*.wit)
 $(PLUGIN_OUT)/%.wasm: plugins/%/src/*.py $(SDK_PY) | $(VENV)/.stamp
 	$(VENV)/bin/python -m herald_sdk.build plugins/$*/src/app.py -o $@
 

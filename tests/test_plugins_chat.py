@@ -44,6 +44,7 @@ def lifecycle(tmp_path_factory):
     assert CHAT.is_file(), f"{CHAT} is missing: `make python-plugins` builds it"
     tmp = tmp_path_factory.mktemp("chat")
     fakes = {"mattermost": FakeMattermost(), "rocketchat": FakeRocketChat(), "discord": FakeDiscord()}
+    templated = FakeMattermost()
     capture = FakeWebhook()
     token, token_hash = token_pair()
     plugins = {
@@ -52,6 +53,9 @@ def lifecycle(tmp_path_factory):
                             run_url="https://herald.example.com/runs/{run_id}"),
         "rc": chat_instance(fakes["rocketchat"], "rocketchat", channel="#ops", username="Herald"),
         "dc": chat_instance(fakes["discord"], "discord", username="Herald", mention="@here"),
+        # The user's templates, rendered by the host (contract 0.3.0 through the Python SDK).
+        "tpl": {**chat_instance(templated, "mattermost", mention="@channel"),
+                "templates": {"failure_text": TEMPLATED_FAILURE, "summary_text": TEMPLATED_SUMMARY}},
         "capture": {"tenant": TENANT, "component": str(PLUGIN_DIR / "webhook.wasm"), "allow_http": [capture.url],
                     "config": {"url": capture.url + "/events"}},
     }
@@ -61,7 +65,7 @@ def lifecycle(tmp_path_factory):
     fakes["rocketchat"].respond_next(503, "upstream unavailable", count=2)
     (tmp / "host").mkdir()
     host = Host(tmp / "host", {TENANT: token_hash}, plugins).start(timeout=120)
-    names = ["mm", "rc", "dc", "capture"]
+    names = ["mm", "rc", "dc", "tpl", "capture"]
     try:
         r = deploy_run(run_playbook, host, token, tmp / "run1", fail_hosts=("web2",), cache_unreachable=True,
                        record=tmp / "run1.record")
@@ -75,11 +79,31 @@ def lifecycle(tmp_path_factory):
         wait_settled(host, TENANT, names, total, timeout=120)
         runs = sorted(by_run(capture.events()).values(), key=lambda evs: created_ms(evs[0]))
         assert len(runs) == 2
-        yield Lifecycle(host, fakes, runs, after_first)
+        lc = Lifecycle(host, fakes, runs, after_first)
+        lc.templated = templated
+        yield lc
     finally:
         host.kill(signal.SIGTERM)
-        for f in [*fakes.values(), capture]:
+        for f in [*fakes.values(), templated, capture]:
             f.stop()
+
+
+TEMPLATED_FAILURE = "{{ event.host }}: {{ event.task }} {{ event.status }} ({{ event.message | truncate(40) }})"
+TEMPLATED_SUMMARY = ("{{ run.playbook }} {{ run.status }}: "
+                     "{% for h in summary.failed_hosts %}{{ h.host }}{{ ', ' if not loop.last }}{% endfor %}")
+
+
+def test_the_users_templates_are_sent_exactly_as_the_host_renders_them(lifecycle):
+    bodies = accepted(lifecycle.templated)
+    assert not lifecycle.templated.errors, lifecycle.templated.errors
+    texts = [b["text"] for b in bodies]
+    # Run 1: two failures and the failed run's summary; run 2 (successful) is quiet.
+    assert len(texts) == 3, texts
+    assert "web2: Migrate the database failed (migration 42 failed on web2)" in texts
+    assert any(t.startswith("cache1: Render the configuration unreachable (") for t in texts), texts
+    assert texts[-1] == "deploy.yml failed: cache1, web2", texts
+    # No mention: the user's text exactly; the card is still the plugin's.
+    assert "`cache1` unreachable at **Render the configuration**" in bodies[-1]["attachments"][0]["text"]
 
 
 def accepted(fake) -> list[dict]:

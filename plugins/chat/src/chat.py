@@ -4,13 +4,16 @@ FakeHost; `app.py` only exports it.
 One message per failed or unreachable host as it happens, and one summary per run when its
 stats event arrives (failed runs always, successful ones with `notify_on_success`), to an
 incoming webhook of Mattermost, Rocket.Chat or Discord (`flavor`), in that service's format.
+The message text is the instance's `failure_text` / `summary_text` template when the user
+configured one (herald.toml `[plugins.<name>.templates]`, rendered by the host), exactly as
+rendered; else the text built here.
 """
 from __future__ import annotations
 
 import json
 
 from herald_sdk import (Plugin, config, failure_reason, host_failure, http, log, metrics, ok, permanent,
-                        playbook_name, result_message, summary, truncate)
+                        playbook_name, result_message, summary, templates, truncate)
 from herald_sdk.time import rfc3339_ms
 
 FLAVORS = ("mattermost", "rocketchat", "discord")
@@ -62,19 +65,20 @@ class Chat(Plugin):
         if state == summary.FINISHED:
             if run.status() == "successful" and not self.notify_on_success:
                 return self.tracker.finish(run.run_id, ok())
-            outcome = self._send("summary", self.summary_message(run), event.id)
+            outcome = self._send("summary", self.summary_message(run, event), event.id)
             return self.tracker.finish(run.run_id, outcome)
         return ok()
 
     def failure_message(self, e, what: str) -> dict:
-        task = e.task.name if e.task else "?"
-        text = f"❌ {playbook_name(e.run.playbook)}: task '{task}' {what} on {e.host or '?'}"
-        msg = result_message(e.res, 500)
-        if msg:
-            text += f": {msg}"
-        return self._body(self._with_mention(text), None)
+        def built() -> str:
+            task = e.task.name if e.task else "?"
+            text = f"❌ {playbook_name(e.run.playbook)}: task '{task}' {what} on {e.host or '?'}"
+            msg = result_message(e.res, 500)
+            return self._with_mention(text + (f": {msg}" if msg else ""))
+        return self._body(templates.text(e, "failure_text", built), None)
 
-    def summary_message(self, run: summary.RunSummary) -> dict:
+    def summary_message(self, run: summary.RunSummary, end=None) -> dict:
+        """`end`: the stats event, which the `summary_text` template renders against."""
         status = run.status()
         # The PLAY RECAP's totals (ok counts changed tasks too, as ansible-playbook prints it);
         # the results seen when the stats carry no hosts.
@@ -108,6 +112,8 @@ class Chat(Plugin):
                 "ended_ms": run.ended_ms}
         if status == "failed":
             text = self._with_mention(text)
+        if end is not None:
+            text = templates.text(end, "summary_text", lambda: text)
         return self._body(text, card)
 
     def _with_mention(self, text: str) -> str:

@@ -129,3 +129,27 @@ def test_against_a_recorded_run():
         assert texts[1] == "❌ deploy.yml: task 'Migrate the database' failed on web2: migration 42 failed on web2"
         assert texts[2].startswith("🔴 deploy.yml failed in ")
         assert texts[2].endswith(": 4 host(s), ok=5 changed=1 failed=1 unreachable=1 skipped=3; failed hosts: cache1, web2")
+
+
+def test_the_users_templates_give_exactly_the_text():
+    from herald_sdk import templates
+
+    def broken(e):
+        raise templates.TemplateError("template `summary_text`: line 1: undefined filter")
+
+    user = {"failure_text": lambda e: f"{e.host} broke {e.task.name}", "summary_text": "run over"}
+    with FakeHost(allow_http=["https://chat.example.com"], templates=user) as host:
+        host.respond(HOOK, 200, "ok")
+        plugin = Chat({"webhook_url": HOOK, "mention": "@here"})
+        assert deliver(plugin, failed_run()) == [ok()] * 4
+        failure, summary = (r.json() for r in host.requests)
+        # Exactly the user's: no mention added, the card (attachments) kept.
+        assert failure["text"] == "web2 broke Migrate" and summary["text"] == "run over"
+        assert summary["attachments"][0]["text"] == "`web2` failed **Migrate**: migration 42 failed"
+    # A failing render raises the template's message (`export` answers it as permanent) and
+    # sends nothing.
+    with FakeHost(allow_http=["https://chat.example.com"], templates={"failure_text": broken}) as host:
+        plugin = Chat({"webhook_url": HOOK})
+        with pytest.raises(templates.TemplateError, match="undefined filter"):
+            plugin.handle(failed_run()[2], 1)
+        assert host.requests == []

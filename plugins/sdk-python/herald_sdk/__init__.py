@@ -22,12 +22,13 @@ outcome; `export` turns it into the `Handler` the component exports:
 """
 from __future__ import annotations
 
+import abc as _abc
 import json as _json
 import traceback as _traceback
 
 # Imported here, not inside functions: componentize-py keeps only the modules imported while
 # it builds the component, so a module first imported at run time is missing there.
-from . import _host, config, http, summary, time
+from . import _host, config, http, summary, templates, time
 from .config import ConfigError
 from .event import (AD_HOC_RUN, Event, EventRef, HostStats, Play, Run, Stats, Task, Timing, host_failure,
                     is_host_result, playbook_name, result_message, truncate)
@@ -38,21 +39,28 @@ __all__ = [
     "AD_HOC_RUN", "ConfigError", "Event", "EventRef", "HostStats", "Ok", "Outcome", "Permanent", "Play",
     "Plugin", "Retryable", "Run", "Stats", "Task", "Timing", "config", "export", "failure_reason",
     "host_failure", "http", "is_host_result", "log", "metrics", "now_ms", "ok", "permanent",
-    "playbook_name", "result_message", "retryable", "state", "summary", "time", "truncate",
+    "playbook_name", "result_message", "retryable", "state", "summary", "templates", "time", "truncate",
 ]
 
 
-class Plugin:
+class Plugin(_abc.ABC):
     """Base class of a plugin: one object per instance, made from the instance's `config`
-    table. Raise `ConfigError` (or `config.error(key, why)`) from `__init__` to refuse it."""
+    table. Raise `ConfigError` (or `config.error(key, why)`) from `__init__` to refuse it.
+    A subclass must define `handle`: `export` refuses one that does not, so the build fails
+    with the class's name rather than the first event."""
 
     def __init__(self, cfg: dict):
         if cfg:
             raise config.error(next(iter(cfg)), "unknown key (this plugin takes no config)")
 
+    @_abc.abstractmethod
     def handle(self, event, attempt: int) -> Outcome:
         """Deliver one event; `attempt` is 1 for the first try."""
-        raise NotImplementedError
+
+    def default_templates(self) -> dict[str, str]:
+        """The plugin's default message templates (name → Jinja2 source), given to the host
+        after `__init__`; a user's template of the same name replaces one. None by default."""
+        return {}
 
 
 def parse_config(text: str) -> dict:
@@ -90,13 +98,19 @@ def export(plugin_cls):
     any other exception from `__init__` refuses it naming the exception. An exception from
     `handle` is logged with its traceback and traps the call, as a panic does in Rust: the
     host re-creates the instance and retries the event by its retry policy."""
+    handle = getattr(plugin_cls, "handle", None)
+    if not callable(handle) or getattr(handle, "__isabstractmethod__", False):
+        raise TypeError(f"{getattr(plugin_cls, '__name__', plugin_cls)!s} does not define "
+                        "handle(self, event, attempt): a plugin must answer each event with an outcome")
     current: dict = {}
 
     class Handler:
         def configure(self, config_json: str) -> None:
             Err = _Err
             try:
-                current["plugin"] = plugin_cls(parse_config(config_json))
+                plugin = plugin_cls(parse_config(config_json))
+                templates.set_defaults(plugin.default_templates())
+                current["plugin"] = plugin
             except ConfigError as e:
                 raise Err(str(e)) from None
             except Exception as e:  # a bug in the plugin, reported rather than trapped
@@ -109,6 +123,8 @@ def export(plugin_cls):
                 raise RuntimeError("handle called before configure")
             try:
                 return _to_wit(plugin.handle(EventRef(event), attempt))
+            except templates.TemplateError as e:  # the host answers it as permanent too
+                return _to_wit(permanent(str(e)))
             except Exception:
                 _host.log("error", "handle raised:\n" + _traceback.format_exc())
                 raise

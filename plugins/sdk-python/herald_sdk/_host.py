@@ -13,6 +13,7 @@ try:  # inside a component
     from wit_world.imports import log as _log  # type: ignore[import-not-found]
     from wit_world.imports import metrics as _metrics  # type: ignore[import-not-found]
     from wit_world.imports import state as _state  # type: ignore[import-not-found]
+    from wit_world.imports import templates as _templates  # type: ignore[import-not-found]
     from wit_world.imports import wall_clock as _clock  # type: ignore[import-not-found]
     from componentize_py_types import Err as _Err  # type: ignore[import-not-found]
 
@@ -127,3 +128,37 @@ class HostHttpError(Exception):
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+
+
+def templates_configured() -> list[str]:
+    if IN_COMPONENT:
+        return list(_templates.configured())
+    return list(_fake.templates) if _fake is not None else []
+
+
+def templates_set_defaults(defaults: list[tuple[str, str]]) -> str | None:
+    """None when the host compiled the defaults, else its message."""
+    if IN_COMPONENT:
+        try:
+            _templates.set_defaults(defaults)
+            return None
+        except _Err as e:
+            return str(e.value)
+    if _fake is not None:
+        _fake.default_templates = dict(defaults)
+    return None
+
+
+def templates_render(name: str, event) -> str | None:
+    """The rendered text, None when no template has that name; raises TemplateError."""
+    from .templates import TemplateError
+
+    if not IN_COMPONENT:
+        return _fake.render(name, event) if _fake is not None else None
+    try:
+        return _templates.render(name, event._r)
+    except _Err as e:
+        err = e.value
+        if type(err).__name__.endswith("NotConfigured"):
+            return None
+        raise TemplateError(str(err.value)) from None

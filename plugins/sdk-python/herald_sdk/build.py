@@ -4,7 +4,7 @@
 
 The module (`app.py`, whose `Handler = export(MyPlugin)`) and the modules beside it are
 compiled together with this SDK and the Python standard library against the SDK's world
-(Herald's `sink` world, contract 0.2.0, plus `herald:grants`). Nothing is downloaded: the
+(Herald's `sink` world, contract 0.3.0, plus `herald:grants`). Nothing is downloaded: the
 tool and the interpreter it embeds come with the `componentize-py` wheel.
 """
 from __future__ import annotations

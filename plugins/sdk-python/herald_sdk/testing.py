@@ -69,7 +69,13 @@ class FakeHost:
     itself as the SDK's host and removes itself after)."""
 
     def __init__(self, allow_http=(), allow_sockets=(), now_ms: int | None = None,
-                 max_http_requests: int | None = None):
+                 max_http_requests: int | None = None, templates=None):
+        """`templates`: the user's templates as the host would render them, name → the text
+        or a function of the event returning it (or raising `templates.TemplateError`); no
+        Jinja2 runs here, so a test states what the host's render gives."""
+        self.templates = dict(templates or {})
+        #: The defaults the plugin gave (`Plugin.default_templates()`), as given.
+        self.default_templates: dict[str, str] = {}
         self.allow_http = list(allow_http)
         self.allow_sockets = list(allow_sockets)
         self.now_ms = now_ms
@@ -143,6 +149,13 @@ class FakeHost:
         if address in self.allow_sockets:
             return None
         return f"{address} is not in allow_sockets"
+
+    def render(self, name: str, event) -> str | None:
+        """A user's template as scripted; a plugin's default renders to None (a fallback)."""
+        t = self.templates.get(name)
+        if t is None:
+            return None
+        return t(event) if callable(t) else str(t)
 
     def http_send(self, method, url, headers, body, timeout_ms):
         if self.allows_http(url) is not None:

@@ -154,3 +154,19 @@ def test_recorded_events_get_the_fields_the_host_derives(tmp_path):
     lines = tmp_path / "run.jsonl"
     lines.write_text("\n".join(json.dumps(w) for w in [start, ok_changed, stats]) + "\n")
     assert [e.id for e in load_events(lines)] == ["u1", "u2", "u3"]
+
+
+def test_export_refuses_a_plugin_without_handle():
+    from herald_sdk import Plugin, export
+
+    class NoHandle(Plugin):
+        pass
+
+    with pytest.raises(TypeError, match="NoHandle does not define handle"):
+        export(NoHandle)
+
+    class Fine(Plugin):
+        def handle(self, event, attempt):
+            return ok()
+
+    assert export(Fine).__name__ == "Handler"
