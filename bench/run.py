@@ -975,7 +975,9 @@ def main() -> int:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         res["_meta"] = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                         "cpu": cpu, "cores": os.cpu_count(), "mem_mib": mem, "kernel": platform.release(),
-                        "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]), "note": a.note,
+                        "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]),
+                        # A partial run keeps the machine note of the results it adds to.
+                        "note": a.note or (res.get("_meta") or {}).get("note", ""),
                         "sizes": sz, "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                                               capture_output=True, text=True).stdout.strip(),
                         "host_dirty": bool(subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "host", "plugins",
