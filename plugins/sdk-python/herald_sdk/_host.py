@@ -84,25 +84,26 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _refusal(call, *args) -> str | None:
+    """None when a host call returning `result<_, string>` succeeded, else the host's message."""
+    try:
+        call(*args)
+        return None
+    except _Err as e:
+        return str(e.value)
+
+
 def allows_http(url: str) -> str | None:
     """None when the instance's `allow_http` admits `url`, else the host's reason."""
     if IN_COMPONENT:
-        try:
-            _check.allows_http(url)
-            return None
-        except _Err as e:
-            return str(e.value)
+        return _refusal(_check.allows_http, url)
     return _fake.allows_http(url) if _fake is not None else None
 
 
 def allows_socket(address: str) -> str | None:
     """None when the instance's `allow_sockets` admits `address`, else the host's reason."""
     if IN_COMPONENT:
-        try:
-            _check.allows_socket(address)
-            return None
-        except _Err as e:
-            return str(e.value)
+        return _refusal(_check.allows_socket, address)
     return _fake.allows_socket(address) if _fake is not None else None
 
 
@@ -139,11 +140,7 @@ def templates_configured() -> list[str]:
 def templates_set_defaults(defaults: list[tuple[str, str]]) -> str | None:
     """None when the host compiled the defaults, else its message."""
     if IN_COMPONENT:
-        try:
-            _templates.set_defaults(defaults)
-            return None
-        except _Err as e:
-            return str(e.value)
+        return _refusal(_templates.set_defaults, defaults)
     if _fake is not None:
         _fake.default_templates = dict(defaults)
     return None

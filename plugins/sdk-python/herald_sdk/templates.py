@@ -5,10 +5,11 @@ the end of a run, the run's summary (PLAY RECAP, failed hosts with their tasks a
 template of the same name replaces the default exactly.
 
     def handle(self, event, attempt):
-        try:
-            text = templates.text(event, "failure_text", lambda: f"{event.host} failed")
-        except templates.TemplateError as e:
-            return permanent(str(e))
+        text = templates.text(event, "failure_text", lambda: f"{event.host} failed")
+        ...
+
+A failed render raises `TemplateError`, which `export` answers as a permanent failure carrying
+the template's message (the host does the same whatever `handle` returns).
 
 The context a template sees is documented in docs/configuration.md ("Templates").
 """
