@@ -1,9 +1,11 @@
 """Issue 20: `herald plugin test COMPONENT --config FILE --events FILE` runs a built component
 against a recorded run offline: the host's runtime, limits and allow-lists, with outbound HTTP
-answered by a scripted fake. It prints each call's outcome and each request; exit 0 when every
-call answered ok, 1 on a fault or another outcome, 2 on bad input."""
+answered by a scripted fake and sockets by scripted local peers (`--sockets`). It prints each
+call's outcome, each request and each socket conversation; exit 0 when every call answered ok,
+1 on a fault or another outcome, 2 on bad input."""
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 
@@ -22,12 +24,32 @@ def write_config(tmp_path, component: str, config: dict, allow=("https://chat.ex
     return path
 
 
-def plugin_test(component, config, events=RECORDED, http=None, tmp_path=None, *extra):
+def write_socket_config(tmp_path, config: dict, allow=("10.9.8.7:587",), name="p"):
+    """An instance whose destinations are sockets (addresses no test machine has: the runner
+    must answer them itself)."""
+    lines = [f"[plugins.{name}]", 'tenant = "ops"', 'component = "x.wasm"',
+             "allow_sockets = " + json.dumps(list(allow)), f"[plugins.{name}.config]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in config.items()]
+    path = tmp_path / "sockets.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+MAIL = {"server": "10.9.8.7:587", "server_name": "mail.example.com", "username": "herald",
+        "password": "pw-s3cr3t", "from": "Herald <herald@example.com>", "to": ["ops@example.com"],
+        "timeout_ms": 2000}
+
+
+def plugin_test(component, config, events=RECORDED, http=None, tmp_path=None, *extra, sockets=None):
     argv = [str(HERALD_BIN), "plugin", "test", str(component), "--config", str(config), "--events", str(events)]
     if http is not None:
         script = tmp_path / "http.json"
         script.write_text(json.dumps(http))
         argv += ["--http", str(script)]
+    if sockets is not None:
+        script = tmp_path / "sockets.json"
+        script.write_text(json.dumps(sockets))
+        argv += ["--sockets", str(script)]
     return subprocess.run(argv + list(extra), capture_output=True, text=True, timeout=300)
 
 
@@ -96,3 +118,102 @@ def test_bad_input_names_the_file(tmp_path):
     config = write_config(tmp_path, "x.wasm", {"webhook_url": HOOK})
     r = plugin_test(PLUGIN_DIR / "chat.wasm", config, bad)
     assert r.returncode == 2 and f"{bad}:2: not a JSON event" in r.stderr, r.stderr
+
+
+def transcript(out: str, event: int) -> list:
+    """The lines printed under call #event (its requests and socket transcript)."""
+    lines = out.splitlines()
+    start = next(i for i, x in enumerate(lines) if x.startswith(f"#{event} "))
+    rest = lines[start + 1:]
+    end = next((i for i, x in enumerate(rest) if not x.startswith(" ")), len(rest))
+    return [x.strip() for x in rest[:end]]
+
+
+def test_the_email_sink_talks_smtp_to_a_scripted_peer(tmp_path):
+    config = write_socket_config(tmp_path, MAIL)
+    r = plugin_test(PLUGIN_DIR / "email.wasm", config, tmp_path=tmp_path,
+                    sockets=[{"address": "10.9.8.7:587", "protocol": "smtp"}])
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    # Three mails (cache1 unreachable, web2 failed, the run summary), each a whole conversation.
+    assert out.count("> DATA") == 3 and out.count("< 250 2.0.0 OK: queued") == 3, out
+    first = transcript(out, 8)
+    assert first[:3] == ["tcp 10.9.8.7:587 (connection 1)", "* connected", "< 220 herald-plugin-test ESMTP"], first
+    order = ["> EHLO example.com", "> STARTTLS", "< 220 2.0.0 Ready to start TLS",
+             "* TLS for mail.example.com: simulated (what follows would be encrypted)",
+             "> AUTH PLAIN ***", "> MAIL FROM:<herald@example.com>", "> RCPT TO:<ops@example.com>",
+             "> Subject: [Herald] deploy.yml: Render the configuration unreachable on cache1", "> .", "> QUIT"]
+    at = [first.index(x) for x in order]
+    assert at == sorted(at), first
+    assert transcript(out, 9) == [], out  # nothing sent for an ok host
+    assert "> Subject: [Herald] deploy.yml: Migrate the database failed on web2" in transcript(out, 18)
+    # The password never shows: neither in clear nor as AUTH PLAIN's base64 token.
+    token = base64.b64encode(b"\0herald\0pw-s3cr3t").decode()
+    assert "pw-s3cr3t" not in out and token not in out
+    # AUTH LOGIN: both answers masked.
+    config = write_socket_config(tmp_path, dict(MAIL, auth="login"))
+    r = plugin_test(PLUGIN_DIR / "email.wasm", config, tmp_path=tmp_path,
+                    sockets=[{"address": "10.9.8.7:587", "protocol": "smtp"}])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = transcript(r.stdout, 8)
+    i = lines.index("> AUTH LOGIN")
+    assert lines[i + 1:i + 6] == ["< 334 VXNlcm5hbWU6", "> ***", "< 334 UGFzc3dvcmQ6", "> ***",
+                                  "< 235 2.7.0 Authentication successful"], lines
+    assert base64.b64encode(b"pw-s3cr3t").decode() not in r.stdout
+
+
+def test_a_socket_peer_that_refuses_fails_the_run(tmp_path):
+    config = write_socket_config(tmp_path, MAIL)
+    # A server that does not know the recipient: permanent, exit 1, with the server's words.
+    r = plugin_test(PLUGIN_DIR / "email.wasm", config, tmp_path=tmp_path, sockets=[
+        {"address": "10.9.8.7:587", "protocol": "smtp",
+         "replies": [{"match": "RCPT", "send": "550 5.1.1 <ops@example.com>: no such user"}]}])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "#18 runner_on_failed web2: permanent: every recipient was refused: ops@example.com: " \
+           "550 5.1.1 <ops@example.com>: no such user" in r.stdout, r.stdout
+    assert r.stdout.rstrip().endswith("NOT every call answered ok")
+    # Nothing listening: retryable, as the host would retry it.
+    r = plugin_test(PLUGIN_DIR / "email.wasm", config, tmp_path=tmp_path,
+                    sockets=[{"address": "10.9.8.7:587", "fail": "refused"}])
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("#8 "))
+    assert line.startswith("#8 runner_on_unreachable cache1: retryable: cannot reach 10.9.8.7:587") \
+        and "connection-refused" in line, line
+    # A rule for an address the instance may not reach is bad input, named.
+    r = plugin_test(PLUGIN_DIR / "email.wasm", config, tmp_path=tmp_path,
+                    sockets=[{"address": "10.9.8.7:25", "protocol": "smtp"}])
+    assert r.returncode == 2 and "sockets.json: rule 1: 10.9.8.7:25 is not in the instance's allow_sockets " \
+        "(10.9.8.7:587)" in r.stderr, r.stderr
+
+
+def test_syslog_over_tcp_and_udp_is_transcribed(tmp_path):
+    config = write_socket_config(tmp_path, {"address": "10.9.8.7:6514", "transport": "tcp"}, allow=("10.9.8.7:6514",))
+    r = plugin_test(PLUGIN_DIR / "syslog.wasm", config, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    first = transcript(r.stdout, 1)
+    assert first[:2] == ["tcp 10.9.8.7:6514 (connection 1)", "* connected"], first
+    # One RFC 6587 octet-counted frame per event, over one kept connection.
+    frame = first[2][2:]
+    length, msg = frame.split(" ", 1)
+    assert int(length) == len(msg.encode()) and msg.startswith("<134>1 ") and "playbook deploy.yml started" in msg, frame
+    failed = transcript(r.stdout, 18)
+    assert failed[0] == "tcp 10.9.8.7:6514 (connection 1)" and " <131>1 " in failed[1], failed
+    assert r.stdout.count("* connected") == 1
+    config = write_socket_config(tmp_path, {"address": "10.9.8.7:6514", "transport": "udp"}, allow=("10.9.8.7:6514",))
+    r = plugin_test(PLUGIN_DIR / "syslog.wasm", config, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("    udp 10.9.8.7:6514") == 27, r.stdout
+    assert transcript(r.stdout, 1)[1].startswith("> <134>1 ")
+
+
+def test_socket_grants_are_the_hosts(tmp_path):
+    # Allowed: redirected to the runner's peer. Not allowed: refused by the host's gate, not faked.
+    config = write_socket_config(tmp_path, {"mode": "tcp", "address": "10.9.8.7:9"}, allow=("10.9.8.7:9",))
+    r = plugin_test(HOSTILE_DIR / "hostile.wasm", config, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "> hostile" in transcript(r.stdout, 1)
+    config = write_socket_config(tmp_path, {"mode": "tcp", "address": "10.9.8.7:10"}, allow=("10.9.8.7:9",))
+    r = plugin_test(HOSTILE_DIR / "hostile.wasm", config, tmp_path=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "fault denied_socket: socket use TcpConnect of 10.9.8.7:10 refused" in r.stdout, r.stdout
+    assert "> hostile" not in r.stdout

@@ -83,6 +83,7 @@ pub struct PluginInstance {
     http: capability::http::pool::OutboundPool,
     services: Services,
     memory: Arc<MemoryBudget>,
+    sockets: Option<Arc<dyn capability::sockets::scripted::SocketResponder>>,
     live: Option<(Store<HostState>, Sink)>,
     /// Faults of a `configure` that still succeeded, reported with the next call.
     pending_faults: Vec<Fault>,
@@ -103,6 +104,7 @@ impl PluginInstance {
             http: runtime.http.clone(),
             services,
             memory: runtime.memory.clone(),
+            sockets: runtime.sockets.clone(),
             live: None,
             pending_faults: Vec::new(),
         }
@@ -151,6 +153,7 @@ impl PluginInstance {
             &mut wasi,
             self.spec.allow_sockets.clone(),
             counters.clone(),
+            self.sockets.clone(),
         );
         let state = HostState {
             wasi: wasi.build(),
@@ -174,7 +177,10 @@ impl PluginInstance {
                 self.spec.limits.render_limits(),
                 self.services.runs.clone(),
             ),
-            tls: self.spec.tls.ctx(),
+            tls: match &self.sockets {
+                Some(stand_ins) => capability::sockets::scripted::clear_tls(stand_ins.clone()),
+                None => self.spec.tls.ctx(),
+            },
             textfile: self.spec.textfile.clone(),
             counters,
             ident,

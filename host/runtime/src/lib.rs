@@ -157,6 +157,8 @@ pub struct Runtime {
     http: capability::http::pool::OutboundPool,
     /// The linear memory of all instances together (`runtime.max_plugin_memory_mib`).
     memory: Arc<MemoryBudget>,
+    /// The offline runner's socket stand-ins (`None` in `herald serve`).
+    sockets: Option<Arc<dyn capability::sockets::scripted::SocketResponder>>,
 }
 
 /// Herald's engine settings, part of the compile cache key.
@@ -208,6 +210,7 @@ impl Runtime {
             memory: Arc::new(MemoryBudget::new(
                 herald_config::RuntimeConfig::default().max_plugin_memory_mib,
             )),
+            sockets: None,
         })
     }
 
@@ -220,6 +223,22 @@ impl Runtime {
     ) -> Runtime {
         self.http = capability::http::pool::OutboundPool::scripted(responder);
         self
+    }
+
+    /// This runtime with its instances' connections and datagrams to the
+    /// addresses of their `allow_sockets` sent to `responder`'s loopback
+    /// stand-ins instead, and TLS over them simulated: the offline test
+    /// runner's fake. Other addresses are refused as in `herald serve`.
+    pub fn with_scripted_sockets(
+        mut self,
+        responder: Arc<dyn capability::sockets::scripted::SocketResponder>,
+    ) -> Result<Runtime, LoadError> {
+        let mut linker = (*self.linker).clone();
+        capability::sockets::scripted::shadow(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        self.linker = Arc::new(linker);
+        self.sockets = Some(responder);
+        Ok(self)
     }
 
     /// Sets the host-wide ceiling on the linear memory of all plugin

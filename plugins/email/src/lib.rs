@@ -548,6 +548,75 @@ mod tests {
         }
     }
 
+    /// An SMTP server's answers, as a FakeHost peer scripts them (lines matched by prefix).
+    const SMTP: &[(&str, &str)] = &[
+        (
+            "EHLO",
+            "250-mail.example.com\n250-STARTTLS\n250 AUTH PLAIN LOGIN",
+        ),
+        ("STARTTLS", "220 2.0.0 go ahead"),
+        ("AUTH PLAIN", "235 2.7.0 ok"),
+        ("MAIL FROM", "250 2.1.0 ok"),
+        ("RCPT TO:<dev@", "550 5.1.1 no such user"),
+        ("RCPT TO", "250 2.1.5 ok"),
+        ("DATA", "354 go ahead"),
+        (".", "250 2.0.0 queued"),
+        ("QUIT", "221 bye"),
+    ];
+
+    #[test]
+    fn handle_talks_smtp_to_the_fake_hosts_peer() {
+        let host = herald_sdk::testing::FakeHost::new(&[]);
+        host.allow_sockets(&["127.0.0.1:587"]).peer(
+            "127.0.0.1:587",
+            Some("220 mail.example.com ESMTP"),
+            SMTP,
+        );
+        let mut email = cfg(serde_json::json!({"username": "u", "password": "hunter2"})).unwrap();
+        let e: EventRef<'static> = failed_event().into();
+        // One of the two recipients is refused: the mail still goes to the other.
+        let o = email.handle(&e, 1);
+        assert!(matches!(o, Outcome::Ok), "{o:?}");
+        let sent = String::from_utf8(host.received("127.0.0.1:587")).unwrap();
+        assert!(
+            sent.starts_with("EHLO example.com\r\nSTARTTLS\r\nEHLO example.com\r\nAUTH PLAIN "),
+            "{sent}"
+        );
+        assert!(
+            sent.contains("RCPT TO:<ops@example.com>\r\nRCPT TO:<dev@example.com>\r\nDATA\r\n"),
+            "{sent}"
+        );
+        assert!(
+            sent.contains("Subject: [Herald] site.yml: Migrate failed on web1\r\n"),
+            "{sent}"
+        );
+        assert!(sent.ends_with("\r\n.\r\nQUIT\r\n"), "{sent}");
+        assert_eq!(
+            host.tls_started("127.0.0.1:587"),
+            vec!["mail.example.com".to_string()]
+        );
+        // No STARTTLS offered: permanent, nothing sent after EHLO.
+        host.peer(
+            "127.0.0.1:587",
+            Some("220 hi"),
+            &[("EHLO", "250 AUTH PLAIN")],
+        );
+        let o = email.handle(&e, 1);
+        assert!(
+            matches!(&o, Outcome::Permanent(m) if m.contains("does not offer STARTTLS")),
+            "{o:?}"
+        );
+        // Refused: retryable; outside allow_sockets: the host's refusal.
+        host.refuse("127.0.0.1:587");
+        assert!(matches!(email.handle(&e, 1), Outcome::Retryable(_)));
+        host.allow_sockets(&[]);
+        let o = email.handle(&e, 1);
+        assert!(
+            matches!(&o, Outcome::Permanent(m) if m.contains("not allowed by the instance's allow_sockets")),
+            "{o:?}"
+        );
+    }
+
     #[test]
     fn the_message_id_comes_from_the_event_id() {
         let email = cfg(serde_json::json!({})).unwrap();

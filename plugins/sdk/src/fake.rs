@@ -39,9 +39,27 @@ pub(crate) struct Route {
     pub hits: usize,
 }
 
+/// A scripted socket peer: its greeting, its replies by line prefix, what it received.
+#[derive(Default)]
+pub(crate) struct Peer {
+    pub addr: Option<std::net::SocketAddr>,
+    pub greeting: Option<String>,
+    pub replies: Vec<(String, String)>,
+    pub refuse: bool,
+    /// Everything written to it over TCP, every connection in order.
+    pub received: Vec<u8>,
+    pub datagrams: Vec<Vec<u8>>,
+    /// Per connection: the partial line written so far, the lines answered and not yet read.
+    pub conns: Vec<(Vec<u8>, std::collections::VecDeque<String>)>,
+    /// `server_name` of every TLS start.
+    pub tls: Vec<String>,
+}
+
 #[derive(Default)]
 pub(crate) struct Inner {
     pub allow_http: Vec<String>,
+    pub allow_sockets: Vec<std::net::SocketAddr>,
+    pub peers: Vec<Peer>,
     pub routes: Vec<Route>,
     pub requests: Vec<SentRequest>,
     pub logs: Vec<(String, String)>,
@@ -155,5 +173,96 @@ pub(crate) fn send(
         let answer = route.answers[route.hits.min(route.answers.len() - 1)].clone();
         route.hits += 1;
         answer
+    })
+}
+
+/// The scripted peer of `addr`; panics (a test failure) when the plugin reaches an address the
+/// test scripted nothing for, and answers `Denied` for one outside `allow_sockets`.
+fn peer<T>(
+    addr: std::net::SocketAddr,
+    f: impl FnOnce(&mut Peer) -> Result<T, crate::net::NetError>,
+) -> Result<T, crate::net::NetError> {
+    with(|h| {
+        if !h.allow_sockets.contains(&addr) {
+            return Err(crate::net::NetError::Denied(addr));
+        }
+        let p = h
+            .peers
+            .iter_mut()
+            .find(|p| p.addr == Some(addr))
+            .unwrap_or_else(|| {
+                panic!("the plugin reached {addr}, which no peer is scripted for (FakeHost::peer)")
+            });
+        f(p)
+    })
+}
+
+pub(crate) fn datagram(
+    addr: std::net::SocketAddr,
+    data: &[u8],
+) -> Result<(), crate::net::NetError> {
+    peer(addr, |p| {
+        p.datagrams.push(data.to_vec());
+        Ok(())
+    })
+}
+
+pub(crate) fn connect(addr: std::net::SocketAddr) -> Result<usize, crate::net::NetError> {
+    peer(addr, |p| {
+        if p.refuse {
+            return Err(crate::net::NetError::Transient(
+                addr,
+                "connection refused (FakeHost)".into(),
+            ));
+        }
+        let answers = p.greeting.iter().cloned().collect();
+        p.conns.push((Vec::new(), answers));
+        Ok(p.conns.len() - 1)
+    })
+}
+
+pub(crate) fn write(
+    addr: std::net::SocketAddr,
+    conn: usize,
+    data: &[u8],
+) -> Result<(), crate::net::NetError> {
+    peer(addr, |p| {
+        p.received.extend_from_slice(data);
+        let replies = p.replies.clone();
+        let (partial, answers) = &mut p.conns[conn];
+        partial.extend_from_slice(data);
+        while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']).to_ascii_lowercase();
+            if let Some((_, reply)) = replies
+                .iter()
+                .find(|(prefix, _)| line.starts_with(&prefix.to_ascii_lowercase()))
+            {
+                answers.extend(
+                    reply
+                        .split('\n')
+                        .map(|l| l.trim_end_matches('\r').to_string()),
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn read_line(addr: std::net::SocketAddr, conn: usize) -> Option<String> {
+    peer(addr, |p| Ok(p.conns[conn].1.pop_front()))
+        .ok()
+        .flatten()
+}
+
+pub(crate) fn start_tls(
+    addr: std::net::SocketAddr,
+    _conn: usize,
+    server_name: &str,
+) -> Result<(), crate::net::NetError> {
+    peer(addr, |p| {
+        p.tls.push(server_name.to_string());
+        Ok(())
     })
 }

@@ -616,6 +616,78 @@ pub mod testing {
                 drop(inner);
                 self
             }
+            /// Grants `addresses` (`ip:port`) as the instance's `allow_sockets`: the plugin's
+            /// [`crate::net`] senders reach only these, and only a [`FakeHost::peer`].
+            pub fn allow_sockets(&self, addresses: &[&str]) -> &Self {
+                self.0.borrow_mut().allow_sockets = addresses
+                    .iter()
+                    .map(|a| a.parse().expect("allow_sockets: an ip:port address"))
+                    .collect();
+                self
+            }
+            /// A peer listening on `addr` (TCP and UDP) that sends `greeting` (if any) when a
+            /// connection opens and answers each line written to it that starts with a prefix
+            /// of `replies` (case-insensitive) with that reply (lines split on `\n`).
+            pub fn peer(
+                &self,
+                addr: &str,
+                greeting: Option<&str>,
+                replies: &[(&str, &str)],
+            ) -> &Self {
+                let addr: std::net::SocketAddr = addr.parse().expect("peer: an ip:port address");
+                let mut inner = self.0.borrow_mut();
+                inner.peers.retain(|p| p.addr != Some(addr));
+                inner.peers.push(crate::fake::Peer {
+                    addr: Some(addr),
+                    greeting: greeting.map(str::to_string),
+                    replies: replies
+                        .iter()
+                        .map(|(p, r)| (p.to_string(), r.to_string()))
+                        .collect(),
+                    ..Default::default()
+                });
+                drop(inner);
+                self
+            }
+            /// Connections to `addr` are refused (a transient error, as in the host).
+            pub fn refuse(&self, addr: &str) -> &Self {
+                let addr: std::net::SocketAddr = addr.parse().expect("refuse: an ip:port address");
+                let mut inner = self.0.borrow_mut();
+                inner.peers.retain(|p| p.addr != Some(addr));
+                inner.peers.push(crate::fake::Peer {
+                    addr: Some(addr),
+                    refuse: true,
+                    ..Default::default()
+                });
+                drop(inner);
+                self
+            }
+            /// Every byte written to `addr`'s peer over TCP, all connections in order.
+            pub fn received(&self, addr: &str) -> Vec<u8> {
+                self.peer_field(addr, |p| p.received.clone())
+            }
+            /// The datagrams sent to `addr`'s peer.
+            pub fn datagrams(&self, addr: &str) -> Vec<Vec<u8>> {
+                self.peer_field(addr, |p| p.datagrams.clone())
+            }
+            /// The `server_name` of every TLS start on connections to `addr`.
+            pub fn tls_started(&self, addr: &str) -> Vec<String> {
+                self.peer_field(addr, |p| p.tls.clone())
+            }
+            fn peer_field<T: Default>(
+                &self,
+                addr: &str,
+                f: impl FnOnce(&crate::fake::Peer) -> T,
+            ) -> T {
+                let addr: Option<std::net::SocketAddr> = addr.parse().ok();
+                self.0
+                    .borrow()
+                    .peers
+                    .iter()
+                    .find(|p| p.addr == addr)
+                    .map(f)
+                    .unwrap_or_default()
+            }
             /// Fixes the wall clock (epoch ms), for `Retry-After` dates.
             pub fn set_now_ms(&self, ms: i64) {
                 self.0.borrow_mut().now_ms = Some(ms);

@@ -120,3 +120,52 @@ fn an_unscripted_request_fails_the_test() {
 fn without_a_fake_host_the_calls_fail_clearly() {
     state::get("x");
 }
+
+#[test]
+fn sockets_reach_only_granted_scripted_peers() {
+    use herald_sdk::net::{NetError, Stream, TcpSender, UdpSender};
+    let host = FakeHost::new(&[]);
+    host.allow_sockets(&["127.0.0.1:514", "127.0.0.1:6514", "127.0.0.1:25"])
+        .peer("127.0.0.1:514", None, &[])
+        .peer("127.0.0.1:6514", None, &[])
+        .peer(
+            "127.0.0.1:25",
+            Some("220 hi"),
+            &[("HELO", "250 hello\n250 again")],
+        )
+        .refuse("127.0.0.1:6514");
+    let udp: std::net::SocketAddr = "127.0.0.1:514".parse().unwrap();
+    UdpSender::new(udp).send(b"<14>1 one").unwrap();
+    UdpSender::new(udp).send(b"<14>1 two").unwrap();
+    assert_eq!(
+        host.datagrams("127.0.0.1:514"),
+        vec![b"<14>1 one".to_vec(), b"<14>1 two".to_vec()]
+    );
+    let refused = TcpSender::new("127.0.0.1:6514".parse().unwrap(), 100).send(b"x");
+    assert!(matches!(&refused, Err(e) if e.retryable()), "{refused:?}");
+    let denied = TcpSender::new("127.0.0.1:515".parse().unwrap(), 100).send(b"x");
+    assert!(matches!(denied, Err(NetError::Denied(_))));
+    let mut s = Stream::connect("127.0.0.1:25".parse().unwrap(), 100).unwrap();
+    assert_eq!(s.read_line().unwrap(), "220 hi");
+    s.write_all(b"HELO me\r\nNOOP\r\n").unwrap();
+    assert_eq!(s.read_line().unwrap(), "250 hello");
+    assert_eq!(s.read_line().unwrap(), "250 again");
+    // Nothing more scripted: a read fails as a timeout would.
+    assert!(s
+        .read_line()
+        .unwrap_err()
+        .to_string()
+        .contains("no answer within 100 ms"));
+    assert_eq!(
+        host.received("127.0.0.1:25"),
+        b"HELO me\r\nNOOP\r\n".to_vec()
+    );
+}
+
+#[test]
+#[should_panic(expected = "the plugin reached 127.0.0.1:514, which no peer is scripted for")]
+fn an_unscripted_peer_fails_the_test() {
+    let host = FakeHost::new(&[]);
+    host.allow_sockets(&["127.0.0.1:514"]);
+    let _ = herald_sdk::net::UdpSender::new("127.0.0.1:514".parse().unwrap()).send(b"x");
+}

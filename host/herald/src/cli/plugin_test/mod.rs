@@ -1,8 +1,11 @@
 //! `herald plugin test COMPONENT --config FILE --events FILE`: runs a built component against a
 //! recorded run offline, in the host's own runtime (same contract, limits and allow-lists),
-//! with outbound HTTP answered by a scripted fake instead of the network. Prints each call's
-//! outcome and every request the plugin would have sent; exits 1 when a call trapped or
+//! with outbound HTTP answered by a scripted fake and sockets by scripted peers ([`sockets`])
+//! instead of the network. Prints each call's outcome, every request the plugin would have
+//! sent and a transcript of its socket conversations; exits 1 when a call trapped or
 //! answered anything but ok.
+
+mod sockets;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -41,6 +44,12 @@ pub struct TestArgs {
     /// URL prefix (and method) matches and is not used up answers. Without a match: 200, empty.
     #[arg(long)]
     pub http: Option<PathBuf>,
+    /// The socket peers' script, JSON: `[{"address": "IP:PORT", "protocol": "smtp"|"lines",
+    /// "greeting": "...", "replies": [{"match": PREFIX, "send": "...", "times": N}], "fail":
+    /// "refused"|"timeout"}]`. Every address of the instance's allow_sockets gets a local
+    /// peer (TCP and UDP); one without a rule records what arrives and answers nothing.
+    #[arg(long)]
+    pub sockets: Option<PathBuf>,
     /// Characters of each request body to print (0: none).
     #[arg(long, default_value_t = 2000)]
     pub body_chars: usize,
@@ -278,21 +287,40 @@ async fn run(args: TestArgs) -> anyhow::Result<(bool, String)> {
         )
         .with_context(|| format!("{}: not a list of rules", p.display()))?,
     };
+    let socket_rules: Vec<sockets::Rule> = match &args.sockets {
+        None => Vec::new(),
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+        )
+        .with_context(|| format!("{}: not a list of socket rules", p.display()))?,
+    };
     let fake = Arc::new(Fake {
         rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()),
         sent: Mutex::new(Vec::new()),
     });
+    let spec =
+        InstanceSpec::from_config(&name, &cfg).map_err(|e| anyhow::anyhow!("allow_http: {e}"))?;
+    let peers = Arc::new(
+        sockets::Peers::start(&spec.allow_sockets, socket_rules)
+            .await
+            .with_context(|| {
+                args.sockets
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            })?,
+    );
     let work = std::env::temp_dir().join(format!("herald-plugin-test-{}", std::process::id()));
     // Compiled components are kept between runs (a Python component takes seconds to compile).
     let cache = std::env::temp_dir().join("herald-plugin-test-cache");
-    let runtime = Runtime::new(Some(cache))?.with_outbound(fake.clone());
+    let runtime = Runtime::new(Some(cache))?
+        .with_outbound(fake.clone())
+        .with_scripted_sockets(peers.clone())?;
     let component = {
         let rt = runtime.clone();
         let path = args.component.clone();
         tokio::task::spawn_blocking(move || rt.load(&path)).await??
     };
-    let spec =
-        InstanceSpec::from_config(&name, &cfg).map_err(|e| anyhow::anyhow!("allow_http: {e}"))?;
     let journal: SharedStore = Arc::new(Journal::open(&work.join("state.db"))?);
     let services =
         herald::plugin_services::services(&journal, &herald::telemetry::Metrics::default());
@@ -312,6 +340,7 @@ async fn run(args: TestArgs) -> anyhow::Result<(bool, String)> {
             .map(|h| format!(" {h}"))
             .unwrap_or_default();
         let report = instance.deliver(body, 1).await;
+        peers.settle().await;
         let line = match &report.result {
             Ok(o) => {
                 let (ok, text) = outcome_text(o);
@@ -353,6 +382,7 @@ async fn run(args: TestArgs) -> anyhow::Result<(bool, String)> {
                 let _ = writeln!(out, "      {shown}{more}");
             }
         }
+        print_transcript(&mut out, peers.drain(), args.body_chars);
     }
     let _ = writeln!(
         out,
@@ -366,6 +396,21 @@ async fn run(args: TestArgs) -> anyhow::Result<(bool, String)> {
     );
     let _ = std::fs::remove_dir_all(&work);
     Ok((all_ok, out))
+}
+
+/// The socket peers' transcript of one call, grouped by peer: `>` what the plugin sent, `<`
+/// what the peer answered, `*` what happened; each line cut at `body_chars`.
+fn print_transcript(out: &mut String, lines: Vec<(String, String)>, body_chars: usize) {
+    let mut last: Option<String> = None;
+    for (peer, line) in lines {
+        if last.as_deref() != Some(peer.as_str()) {
+            let _ = writeln!(out, "    {peer}");
+            last = Some(peer);
+        }
+        let shown: String = line.chars().take(body_chars.max(60)).collect();
+        let more = if shown.len() < line.len() { " …" } else { "" };
+        let _ = writeln!(out, "      {shown}{more}");
+    }
 }
 
 /// `herald plugin test …`

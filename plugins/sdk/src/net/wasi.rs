@@ -1,15 +1,8 @@
-//! UDP and TCP senders over the raw `wasi:sockets` bindings (Rust `std::net` is not usable on
-//! wasm32-wasip2 for this). Destinations are `ip:port` addresses: the host grants only the
-//! addresses in the instance's `allow_sockets` and does no name lookup.
-//!
-//! A sender keeps its socket between calls (one plugin instance lives across many events) and
-//! reconnects after an error. Errors say whether they may pass ([`NetError::retryable`]).
-//!
-//! [`Stream`] is a TCP conversation (a line-based protocol such as SMTP) that the host can turn
-//! into TLS in place ([`Stream::start_tls`], `wasi:tls`): STARTTLS, or TLS from the first byte.
-//! The host verifies the server's certificate against the public web roots and the instance's
-//! `tls_ca_file`; the plugin holds no root store and no crypto.
+//! The senders over the raw `wasi:sockets` bindings (inside a component). Compiled natively
+//! too, for its unit tests; the native build uses [`super::fake`].
+#![cfg_attr(not(target_family = "wasm"), allow(dead_code))]
 
+use super::{NetError, MAX_LINE};
 use crate::bindings::wasi::clocks::monotonic_clock;
 use crate::bindings::wasi::io::poll;
 use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
@@ -24,45 +17,6 @@ use crate::bindings::wasi::sockets::udp::{
 };
 use crate::bindings::wasi::sockets::udp_create_socket::create_udp_socket;
 use std::net::SocketAddr;
-
-/// Why a send failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetError {
-    /// The host refused the address: not in the instance's `allow_sockets`.
-    Denied(SocketAddr),
-    /// Connection refused, reset, timeout...: may pass.
-    Transient(SocketAddr, String),
-    /// The TLS handshake failed (the certificate is not trusted or names another server, no
-    /// common protocol): fixed in the configuration, not by retrying.
-    Tls(SocketAddr, String),
-}
-
-impl NetError {
-    pub fn retryable(&self) -> bool {
-        matches!(self, NetError::Transient(..))
-    }
-    /// The outcome for this error.
-    pub fn outcome(&self) -> crate::Outcome {
-        if self.retryable() {
-            crate::retryable(self.to_string(), None)
-        } else {
-            crate::permanent(self.to_string())
-        }
-    }
-}
-
-impl std::fmt::Display for NetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NetError::Denied(a) => write!(
-                f,
-                "destination {a} not allowed by the instance's allow_sockets (refused by the host)"
-            ),
-            NetError::Transient(a, d) => write!(f, "cannot reach {a}: {d}"),
-            NetError::Tls(a, d) => write!(f, "TLS with {a} failed: {d}"),
-        }
-    }
-}
 
 fn wasi_addr(a: SocketAddr) -> IpSocketAddress {
     match a {
@@ -283,10 +237,6 @@ impl TcpSender {
         }
     }
 }
-
-/// Longest line [`Stream::read_line`] accepts (SMTP allows 512 octets for a reply line; a
-/// server's greeting or EHLO lines are far shorter).
-pub const MAX_LINE: usize = 8192;
 
 /// A blocking TCP conversation with one granted address, optionally turned into TLS by the host.
 /// Every read waits at most the stream's timeout.

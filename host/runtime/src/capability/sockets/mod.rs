@@ -1,6 +1,10 @@
 //! The `wasi:sockets` capability: UDP and TCP only to the addresses an
 //! instance's `allow_sockets` lists. `wasi:sockets` itself is linked with
 //! the WASI base; this module is its gate, set on each store's WASI context.
+//! [`scripted`] redirects allowed addresses to local stand-ins for the
+//! offline test runner.
+
+pub mod scripted;
 
 use crate::CallCounters;
 use std::net::SocketAddr;
@@ -12,18 +16,24 @@ use wasmtime_wasi::WasiCtxBuilder;
 /// `herald:grants/check`; the WASI check holds its own copy).
 pub struct SocketsState {
     pub(crate) allow: Arc<Vec<SocketAddr>>,
+    /// The offline runner's stand-ins, when the runtime has them.
+    pub(crate) scripted: Option<Arc<dyn scripted::SocketResponder>>,
 }
 
 impl SocketsState {
     /// Grants `allow` on `wasi`: connects and sends to a listed address,
     /// binds only of an ephemeral local end, never a listen or accept.
-    /// Every refusal is a `denied_socket` fault of the call.
+    /// Every refusal is a `denied_socket` fault of the call. With
+    /// `scripted`, its stand-ins are admitted too (allowed addresses are
+    /// redirected to them before this check).
     pub(crate) fn grant(
         wasi: &mut WasiCtxBuilder,
         allow: Arc<Vec<SocketAddr>>,
         counters: Arc<CallCounters>,
+        scripted: Option<Arc<dyn scripted::SocketResponder>>,
     ) -> SocketsState {
         let allowed = allow.clone();
+        let stand_ins = scripted.clone();
         wasi.allow_tcp(true)
             .allow_udp(true)
             .allow_ip_name_lookup(false)
@@ -33,7 +43,10 @@ impl SocketsState {
                     SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.port() == 0,
                     SocketAddrUse::TcpConnect
                     | SocketAddrUse::UdpSend
-                    | SocketAddrUse::UdpReceive => socket_allowed(&allowed, &addr),
+                    | SocketAddrUse::UdpReceive => {
+                        socket_allowed(&allowed, &addr)
+                            || stand_ins.as_ref().is_some_and(|s| s.is_stand_in(&addr))
+                    }
                     // Listening and accepting: a plugin never serves.
                     _ => false,
                 };
@@ -44,7 +57,7 @@ impl SocketsState {
                 }
                 Box::pin(async move { ok })
             });
-        SocketsState { allow }
+        SocketsState { allow, scripted }
     }
 }
 
