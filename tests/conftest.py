@@ -234,9 +234,10 @@ def toml_table(name: str, spec: dict) -> str:
 class PgServer:
     """A real PostgreSQL (Debian's initdb/pg_ctl) in a temporary directory on
     127.0.0.1 and a free port; as root it runs as `nobody` (PostgreSQL refuses
-    root). One per test session, a database per host."""
+    root). One per test session, a database per host. With `tls=(cert, key)`
+    (PEM files) it serves TLS only: `hostssl` connections, plain ones refused."""
 
-    def __init__(self):
+    def __init__(self, tls: tuple[Path, Path] | None = None):
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if os.environ.get("HERALD_PG_BIN"):
             bins = [Path(os.environ["HERALD_PG_BIN"]) / "initdb"]
@@ -249,8 +250,20 @@ class PgServer:
         if self.as_nobody:
             shutil.chown(self.dir, "nobody")
         self._run("initdb", "-D", str(self.dir / "data"), "-U", "herald", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.options = f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=300"
+        if tls is not None:
+            data = self.dir / "data"
+            for src, name in ((tls[0], "server.crt"), (tls[1], "server.key")):
+                shutil.copy(src, data / name)
+                os.chmod(data / name, 0o600)
+                if self.as_nobody:
+                    shutil.chown(data / name, "nobody")
+            (data / "pg_hba.conf").write_text("local all all trust\n"
+                                              "hostssl all all 127.0.0.1/32 trust\n"
+                                              "hostnossl all all 127.0.0.1/32 reject\n")
+            self.options += " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-t", "60",
-                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=300", "start")
+                  "-o", self.options, "start")
 
     def _run(self, tool: str, *args: str, check: bool = True):
         cmd = [str(self.bin / tool), *args]
@@ -262,7 +275,8 @@ class PgServer:
         return r
 
     def psql(self, sql: str, db: str = "postgres") -> str:
-        r = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "herald",
+        # Over the socket directory: `local` connections work with or without TLS.
+        r = subprocess.run([str(self.bin / "psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "herald",
                             "-d", db, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
                            capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
@@ -271,7 +285,7 @@ class PgServer:
 
     def dump(self, db: str) -> bytes:
         """Everything database `db` holds, as pg_dump writes it (data included)."""
-        r = subprocess.run([str(self.bin / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "herald",
+        r = subprocess.run([str(self.bin / "pg_dump"), "-h", str(self.dir), "-p", str(self.port), "-U", "herald",
                             "--inserts", db], capture_output=True, timeout=120)
         if r.returncode != 0:
             raise AssertionError(f"pg_dump: {r.stderr.decode(errors='replace')}")
@@ -293,8 +307,7 @@ class PgServer:
         return f'[storage]\nbackend = "postgres"\nurl = "{self.database(name)}"\ndata_dir = "data"\n'
 
     def restart(self):
-        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "restart",
-                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=300")
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "restart", "-o", self.options)
 
     def stop(self):
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop", check=False)

@@ -366,6 +366,7 @@ async fn pg_bare(a: &Args) -> Res<Value> {
         url: url.clone(),
         pool_size: 2,
         statement_timeout: Duration::from_secs(60),
+        tls_ca_certs: Vec::new(),
     };
     let o = options.clone();
     tokio::task::spawn_blocking(move || herald::journal::postgres::migrate(&o)).await??;

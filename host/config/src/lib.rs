@@ -232,6 +232,14 @@ pub struct StorageConfig {
     /// them forever.
     /// Events still pending or dead-lettered are kept.
     pub retention_days: Option<f64>,
+    /// A PEM file of CA certificates trusted for PostgreSQL's TLS
+    /// certificate besides the public web roots (the URL's `sslmode` says
+    /// whether it is checked). Relative to the config file.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The certificates of `tls_ca_file` (DER), read when the configuration
+    /// loaded.
+    #[serde(skip)]
+    pub tls_ca_certs: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for StorageConfig {
@@ -247,6 +255,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("replica_id", &self.replica_id)
             .field("lease_ttl_ms", &self.lease_ttl_ms)
             .field("retention_days", &self.retention_days)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -390,6 +399,18 @@ fn check_textfile(file: &Path, taken: &HashMap<PathBuf, String>) -> Result<(), S
         ));
     }
     Ok(())
+}
+
+/// The `sslmode` of a PostgreSQL URL or libpq `key=value` string, if set.
+fn sslmode_of(url: &str) -> Option<String> {
+    let pairs: Vec<&str> = match url.split_once('?') {
+        Some((_, query)) if url.contains("://") => query.split('&').collect(),
+        _ => url.split_whitespace().collect(),
+    };
+    pairs.iter().find_map(|kv| match kv.split_once('=') {
+        Some(("sslmode", v)) => Some(v.trim_matches('\'').to_string()),
+        _ => None,
+    })
 }
 
 /// The certificates (DER) of a PEM file; an error names the file and says
@@ -886,6 +907,14 @@ impl Config {
         if let Some(p) = &config.storage.path {
             config.storage.path = Some(base.join(p));
         }
+        if let Some(file) = &config.storage.tls_ca_file {
+            let file = base.join(file);
+            match read_ca_certs(&file) {
+                Ok(certs) => config.storage.tls_ca_certs = certs,
+                Err(msg) => problems.push(locator.problem(&["storage"], "tls_ca_file", &msg)),
+            }
+            config.storage.tls_ca_file = Some(file);
+        }
         match (config.storage.backend, &mut config.storage.url) {
             (StorageBackend::Postgres, None) => problems.push(locator.problem(
                 &["storage"],
@@ -900,6 +929,17 @@ impl Config {
                     }
                 }
                 let u = url.trim();
+                if let Some(mode) = sslmode_of(u) {
+                    const MODES: [&str; 6] =
+                        ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+                    if !MODES.contains(&mode.as_str()) {
+                        problems.push(locator.problem(
+                            &["storage"],
+                            "url",
+                            &format!("sslmode `{mode}`: expected one of {}", MODES.join(", ")),
+                        ));
+                    }
+                }
                 let scheme = u.starts_with("postgres://") || u.starts_with("postgresql://");
                 if !scheme && !u.contains('=') {
                     problems.push(locator.problem(

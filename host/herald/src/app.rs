@@ -243,6 +243,7 @@ pub fn pg_options(storage: &StorageConfig) -> Option<PgOptions> {
             url: storage.url.clone().unwrap_or_default(),
             pool_size: storage.pool_size(),
             statement_timeout: storage.statement_timeout(),
+            tls_ca_certs: storage.tls_ca_certs.clone(),
         }),
         StorageBackend::Sqlite => None,
     }

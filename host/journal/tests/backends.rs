@@ -681,6 +681,7 @@ fn pg_options(url: String) -> PgOptions {
         url,
         pool_size: 8,
         statement_timeout: Duration::from_secs(30),
+        tls_ca_certs: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ mod lease;
 mod notify;
 mod query;
 pub mod schema;
+pub mod tls;
 mod write;
 
 /// How to reach the database.
@@ -48,6 +49,9 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// Longest a statement may run before PostgreSQL cancels it.
     pub statement_timeout: Duration,
+    /// CA certificates (DER) trusted for the server's TLS certificate besides
+    /// the public web roots (`[storage] tls_ca_file`); see [`tls`].
+    pub tls_ca_certs: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -56,6 +60,7 @@ impl std::fmt::Debug for PgOptions {
             .field("url", &redact_url(&self.url))
             .field("pool_size", &self.pool_size)
             .field("statement_timeout", &self.statement_timeout)
+            .field("tls_ca_certs", &self.tls_ca_certs.len())
             .finish()
     }
 }
@@ -91,12 +96,32 @@ pub fn redact_url(url: &str) -> String {
 /// A failure of the PostgreSQL backend, kept as a [`JournalError`]'s source.
 #[derive(Debug, Error)]
 pub enum PgError {
-    #[error("PostgreSQL: {0}")]
-    Db(#[from] tokio_postgres::Error),
+    /// With its causes in the message (tokio-postgres's own says only
+    /// "db error" or "error performing TLS handshake").
+    #[error("PostgreSQL: {}", with_causes(.0))]
+    Db(tokio_postgres::Error),
     #[error("PostgreSQL connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        PgError::Db(e)
+    }
+}
+
+/// `e` and each of its sources, joined by `: `.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl From<PgError> for JournalError {
@@ -186,8 +211,11 @@ impl PgJournal {
             commits.clone(),
             write_failure.clone(),
         ));
+        let (listen_config, listen_tls) =
+            pg_config(options).map_err(|e| open_error(e.to_string()))?;
         rt.spawn(notify::listen(
-            pg_config(options).map_err(|e| open_error(e.to_string()))?,
+            listen_config,
+            listen_tls,
             commits.clone(),
             pool.clone(),
         ));
@@ -248,9 +276,10 @@ impl PgJournal {
 /// The connection pool: every connection sets the statement timeout and
 /// names itself in `pg_stat_activity`.
 fn pool(options: &PgOptions) -> Result<Pool, PgError> {
+    let (config, tls) = pg_config(options)?;
     let manager = Manager::from_config(
-        pg_config(options)?,
-        tokio_postgres::NoTls,
+        config,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -264,21 +293,31 @@ fn pool(options: &PgOptions) -> Result<Pool, PgError> {
         .map_err(|e| PgError::Other(e.to_string()))
 }
 
-/// The connection settings of `options`.
-fn pg_config(options: &PgOptions) -> Result<tokio_postgres::Config, PgError> {
-    let mut config: tokio_postgres::Config = options
-        .url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
-    config.application_name("herald");
+/// The connection settings of `options` (the statement timeout, the
+/// application name) and its TLS connector (`sslmode`, [`tls`]).
+fn pg_config(options: &PgOptions) -> Result<(tokio_postgres::Config, tls::MakeRustls), PgError> {
+    let (mut config, tls) = base_config(options)?;
     config.options(format!(
         "-c statement_timeout={}",
         options.statement_timeout.as_millis().max(1)
     ));
+    Ok((config, tls))
+}
+
+/// The URL's settings with `sslmode` applied, the application name and a
+/// connect timeout (5 s unless the URL sets one).
+fn base_config(options: &PgOptions) -> Result<(tokio_postgres::Config, tls::MakeRustls), PgError> {
+    let (url, mode) = tls::split_sslmode(&options.url).map_err(PgError::Other)?;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
+    let (ssl_mode, connector) = tls::connector(mode, &options.tls_ca_certs)?;
+    config.ssl_mode(ssl_mode);
+    config.application_name("herald");
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
-    Ok(config)
+    Ok((config, connector))
 }
 
 /// The advisory-lock class of a tenant's event log (the other int4 is the
@@ -314,15 +353,8 @@ fn with_connection<T>(
         .build()
         .map_err(|e| JournalError::Task(e.to_string()))?;
     let result = rt.block_on(async {
-        let mut config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| PgError::Other(format!("invalid url: {e}")))?;
-        config.application_name("herald");
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        let (mut client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let (config, tls) = base_config(options)?;
+        let (mut client, connection) = config.connect(tls).await?;
         let driver = tokio::spawn(connection);
         let out = f(&mut client).await;
         drop(client);

@@ -80,11 +80,12 @@ fn decode(payload: &str) -> Vec<CommitNotice> {
 /// after a failure, and re-sends what it hears on `commits`.
 pub(super) async fn listen(
     config: tokio_postgres::Config,
+    tls: super::tls::MakeRustls,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
     pool: deadpool_postgres::Pool,
 ) {
     loop {
-        if let Err(e) = listen_once(&config, &commits, &pool).await {
+        if let Err(e) = listen_once(&config, &tls, &commits, &pool).await {
             tracing::debug!("journal: the PostgreSQL listener stopped ({e}); reconnecting");
         }
         if commits.receiver_count() == 0 && pool.is_closed() {
@@ -96,10 +97,11 @@ pub(super) async fn listen(
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &super::tls::MakeRustls,
     commits: &tokio::sync::broadcast::Sender<CommitNotice>,
     pool: &deadpool_postgres::Pool,
 ) -> Result<(), PgError> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {
