@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc as _abc
 import json as _json
 import traceback as _traceback
+import weakref as _weakref
 
 # Imported here, not inside functions: componentize-py keeps only the modules imported while
 # it builds the component, so a module first imported at run time is missing there.
@@ -90,6 +91,23 @@ def _to_wit(outcome):
     raise TypeError(f"handle returned {outcome!r}, not herald_sdk.ok(), retryable(...) or permanent(...)")
 
 
+def _retire_finalize_versions(rounds: int = 1100) -> None:
+    """Makes CPython stop caching lookups on `weakref.finalize`, at build time.
+
+    componentize-py lends each call's `event` through a `weakref.finalize`, whose constructor
+    assigns a class attribute (`finalize._dirty = True`): a type change, so every call gives the
+    class a new version tag, and its lookups land in new slots of the interpreter's type cache.
+    Each slot they take drops the name the build left there, often its last reference, so over
+    the first ~1000 calls an instance frees strings all over the snapshot's heap, writing (and
+    mapping) pages of the shared memory image: about 1 MiB per instance. CPython 3.14 gives a
+    class at most 1000 version tags (`MAX_VERSIONS_PER_CLASS`); spending them here, while the
+    component is built, leaves `finalize` uncached from the first call on (its lookups walk its
+    dict, as they already missed the cache on every call). Behaviour is unchanged."""
+    f = _weakref.finalize
+    for _ in range(rounds):
+        f._dirty = f._dirty  # a type change, then a lookup that assigns the next version tag
+
+
 def export(plugin_cls):
     """The class a component exports as `Handler` for `plugin_cls`: it builds the plugin from
     the config in `configure`, and turns each call's event and outcome into the host's types.
@@ -130,4 +148,6 @@ def export(plugin_cls):
                 raise
 
     Handler.__name__ = Handler.__qualname__ = "Handler"
+    if _host.IN_COMPONENT:  # at build time: componentize-py imports the app and snapshots it
+        _retire_finalize_versions()
     return Handler

@@ -170,3 +170,24 @@ def test_export_refuses_a_plugin_without_handle():
             return ok()
 
     assert export(Fine).__name__ == "Handler"
+
+
+def test_retiring_finalize_versions_keeps_weakref_finalize_working():
+    # What export does at build time inside a component (see _retire_finalize_versions).
+    import weakref
+
+    from herald_sdk import _retire_finalize_versions
+
+    dirty = weakref.finalize._dirty
+    _retire_finalize_versions(50)
+    assert weakref.finalize._dirty == dirty
+    called = []
+
+    class Obj:
+        pass
+
+    o = Obj()
+    f = weakref.finalize(o, called.append, 1)
+    assert f.alive
+    del o
+    assert called == [1] and not f.alive
