@@ -930,8 +930,14 @@ impl Config {
                 }
                 let u = url.trim();
                 if let Some(mode) = sslmode_of(u) {
-                    const MODES: [&str; 6] =
-                        ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+                    const MODES: [&str; 6] = [
+                        "disable",
+                        "allow",
+                        "prefer",
+                        "require",
+                        "verify-ca",
+                        "verify-full",
+                    ];
                     if !MODES.contains(&mode.as_str()) {
                         problems.push(locator.problem(
                             &["storage"],

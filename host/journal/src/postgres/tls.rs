@@ -111,9 +111,12 @@ pub(crate) fn connector(mode: Mode, ca: &[Vec<u8>]) -> Result<(SslMode, MakeRust
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
     };
     for (n, der) in ca.iter().enumerate() {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| PgError::Other(format!("tls_ca_file: certificate {} is not a usable CA: {e}", n + 1)))?;
+        roots.add(CertificateDer::from(der.clone())).map_err(|e| {
+            PgError::Other(format!(
+                "tls_ca_file: certificate {} is not a usable CA: {e}",
+                n + 1
+            ))
+        })?;
     }
     let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
@@ -325,14 +328,21 @@ mod tests {
 
     #[test]
     fn sslmode_is_taken_off_the_url() {
-        let (u, m) = split_sslmode("postgres://h:5432/db?sslmode=verify-full&connect_timeout=3").unwrap();
-        assert_eq!((u.as_str(), m), ("postgres://h:5432/db?connect_timeout=3", Mode::VerifyFull));
+        let (u, m) =
+            split_sslmode("postgres://h:5432/db?sslmode=verify-full&connect_timeout=3").unwrap();
+        assert_eq!(
+            (u.as_str(), m),
+            ("postgres://h:5432/db?connect_timeout=3", Mode::VerifyFull)
+        );
         let (u, m) = split_sslmode("postgres://h/db?sslmode=require").unwrap();
         assert_eq!((u.as_str(), m), ("postgres://h/db", Mode::Require));
         let (u, m) = split_sslmode("host=h dbname=db sslmode=verify-ca").unwrap();
         assert_eq!((u.as_str(), m), ("host=h dbname=db", Mode::VerifyCa));
         assert_eq!(split_sslmode("postgres://h/db").unwrap().1, Mode::Prefer);
-        assert_eq!(split_sslmode("postgres://h/db?sslmode=allow").unwrap().1, Mode::Disable);
+        assert_eq!(
+            split_sslmode("postgres://h/db?sslmode=allow").unwrap().1,
+            Mode::Disable
+        );
         let e = split_sslmode("postgres://h/db?sslmode=verify").unwrap_err();
         assert!(e.contains("sslmode `verify`: expected disable"), "{e}");
     }

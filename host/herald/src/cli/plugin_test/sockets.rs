@@ -433,13 +433,22 @@ mod tests {
     #[test]
     fn frames_are_octet_counted_or_lines() {
         let mut buf = b"11 <14>1 hello20 <14>1 partial".to_vec();
-        assert_eq!(next_frame(&mut buf, false).as_deref(), Some("11 <14>1 hello"));
+        assert_eq!(
+            next_frame(&mut buf, false).as_deref(),
+            Some("11 <14>1 hello")
+        );
         // A count whose message has not all arrived waits for more, unless the peer closed.
         assert_eq!(next_frame(&mut buf, false), None);
-        assert_eq!(next_frame(&mut buf, true).as_deref(), Some("20 <14>1 partial"));
+        assert_eq!(
+            next_frame(&mut buf, true).as_deref(),
+            Some("20 <14>1 partial")
+        );
         let mut lines = b"EHLO x\r\nMAIL FROM:<a@b>\r\npartial".to_vec();
         assert_eq!(next_frame(&mut lines, false).as_deref(), Some("EHLO x"));
-        assert_eq!(next_frame(&mut lines, false).as_deref(), Some("MAIL FROM:<a@b>"));
+        assert_eq!(
+            next_frame(&mut lines, false).as_deref(),
+            Some("MAIL FROM:<a@b>")
+        );
         assert_eq!(next_frame(&mut lines, false), None);
         assert_eq!(next_frame(&mut lines, true).as_deref(), Some("partial"));
         assert!(lines.is_empty());
@@ -452,7 +461,10 @@ mod tests {
             send: "550 no".into(),
             times: Some(1),
         }];
-        assert_eq!(scripted(&mut replies, "RCPT TO:<a@b>").as_deref(), Some("550 no"));
+        assert_eq!(
+            scripted(&mut replies, "RCPT TO:<a@b>").as_deref(),
+            Some("550 no")
+        );
         assert_eq!(scripted(&mut replies, "RCPT TO:<a@b>"), None);
         assert_eq!(scripted(&mut replies, "MAIL FROM:<a@b>"), None);
     }
