@@ -15,9 +15,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// Most bytes of events the tail keeps for one tenant.
-const TENANT_BYTES: usize = 8 << 20;
+const TENANT_BYTES: usize = 4 << 20;
 /// Most bytes it keeps for all tenants together.
-const TOTAL_BYTES: usize = 32 << 20;
+const TOTAL_BYTES: usize = 16 << 20;
 
 /// One committed event, as a read from the log returns it.
 #[derive(Debug, Clone)]
