@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex};
 
 mod explore;
 mod query;
-mod tail;
 
 impl From<rusqlite::Error> for JournalError {
     fn from(e: rusqlite::Error) -> Self {
@@ -64,9 +63,6 @@ pub struct Journal {
     /// Tells subscribers (the dispatcher) what each commit made pending, so
     /// the stages upstream never need to know who delivers.
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
-    /// The newest committed events of each tenant, which the workers' reads
-    /// take from memory while they keep up ([`tail`]).
-    tail: Arc<tail::Tail>,
 }
 
 /// A commit the writer could not make (disk full, unwritable file).
@@ -143,7 +139,6 @@ fn run_writer(
     requeues: Arc<AtomicU64>,
     write_failure: Arc<Mutex<Option<WriteFailure>>>,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
-    tail: Arc<tail::Tail>,
 ) {
     let mut since_checkpoint = 0usize;
     // The writer's series, resolved once for the thread's life.
@@ -172,31 +167,21 @@ fn run_writer(
             let now = now_ms();
             let mut out = Vec::with_capacity(group.len());
             let mut written = Vec::new();
-            let mut tails = Vec::new();
             for w in &group {
                 match w {
-                    Write::Events(r) => {
-                        let mut added = Vec::new();
-                        out.push(apply_batch(
-                            &tx,
-                            &r.tenant,
-                            &r.events,
-                            now,
-                            r.context.as_ref(),
-                            &mut added,
-                        )?);
-                        tails.push((r.tenant.as_str(), added));
-                    }
+                    Write::Events(r) => out.push(apply_batch(
+                        &tx,
+                        &r.tenant,
+                        &r.events,
+                        now,
+                        r.context.as_ref(),
+                    )?),
                     Write::Marks(m) => {
                         written.push(apply_mark_batch(&tx, &m.plugin, &m.batch, now, generation)?);
                     }
                 }
             }
             tx.commit()?;
-            // Still under the ingest lock: the tail sees commits in order.
-            for (tenant, added) in tails {
-                tail.committed(tenant, added);
-            }
             Ok((out, written))
         })();
         drop(conn);
@@ -583,7 +568,6 @@ fn apply_batch(
     events: &[WireEvent],
     now: i64,
     context: Option<&(String, String, String)>,
-    added: &mut Vec<tail::TailEvent>,
 ) -> Result<Committed, JournalError> {
     let mut accepted = 0;
     let mut duplicates = 0;
@@ -636,15 +620,6 @@ fn apply_batch(
             continue;
         }
         accepted += 1;
-        added.push(tail::TailEvent {
-            id: tx.last_insert_rowid(),
-            run_id: ev.run_id.to_string(),
-            received_ms: now,
-            body: ev.body().to_string(),
-            request_id: context.map(|c| c.0.clone()),
-            trace_id: context.map(|c| c.1.clone()),
-            span_id: context.map(|c| c.2.clone()),
-        });
         // A batch is nearly always one run: look from the last one.
         match runs.iter_mut().rev().find(|r| r.run_id == ev.run_id) {
             Some(r) => r.add(ev),
@@ -1143,8 +1118,6 @@ impl Journal {
         let writer_failure = write_failure.clone();
         let commits = tokio::sync::broadcast::channel(COMMIT_NOTICES).0;
         let writer_commits = commits.clone();
-        let tail = Arc::new(tail::Tail::default());
-        let writer_tail = tail.clone();
         let spawn_error = |source| JournalError::Dir {
             path: path.to_owned(),
             source,
@@ -1163,7 +1136,6 @@ impl Journal {
                     writer_requeues,
                     writer_failure,
                     writer_commits,
-                    writer_tail,
                 )
             })
             .map_err(spawn_error)?;
@@ -1178,7 +1150,6 @@ impl Journal {
             requeues,
             write_failure,
             commits,
-            tail,
         })
     }
 
@@ -1250,10 +1221,8 @@ impl EventLog for Journal {
     fn commit_batch(&self, tenant: &str, events: &[WireEvent]) -> Result<Committed, JournalError> {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
-        let mut added = Vec::new();
-        let committed = apply_batch(&tx, tenant, events, now_ms(), None, &mut added)?;
+        let committed = apply_batch(&tx, tenant, events, now_ms(), None)?;
         tx.commit()?;
-        self.tail.committed(tenant, added);
         drop(conn);
         if committed.accepted > 0 {
             self.notice(CommitNotice::Events {
@@ -1371,29 +1340,6 @@ impl DeliveryQueue for Journal {
         let generation = self.requeues.load(Ordering::SeqCst);
         let seq = self.reads.fetch_add(1, Ordering::Relaxed);
         let mut conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        // The common case, an instance keeping up with ingest: no queue rows
-        // to merge, so its read is the log past its cursor, which the tail
-        // holds in memory.
-        let (position, exceptions): (Option<i64>, bool) = conn
-            .prepare_cached(
-                "SELECT (SELECT c.position FROM cursors c WHERE c.plugin = ?1 AND c.tenant = ?3),
-                        EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_pending
-                                WHERE d.plugin = ?1 AND d.state = 'pending' AND d.event_id > ?2)
-                        OR EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = ?1 AND d.event_id >
-                                max(?2, coalesce((SELECT c.position FROM cursors c WHERE c.plugin = ?1), 0)))",
-            )?
-            .query_row(params![plugin, after, tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if let (Some(position), false) = (position, exceptions) {
-            let read = ReadPos {
-                seq,
-                generation,
-                row: 0,
-            };
-            if let Some(logged) = self.tail.after(tenant, after.max(position), limit, read) {
-                drop(conn);
-                return Ok(crate::merge_reads(Vec::new(), logged, limit));
-            }
-        }
         // One snapshot for both halves: an event moved from the log to the
         // queue in between would otherwise be missed or read twice.
         let tx = conn.transaction()?;
@@ -2131,8 +2077,7 @@ mod tests {
     fn retention_never_lets_an_id_be_reused() {
         let j = temp_journal("reuse");
         j.open_cursor("p", "t", &[]).unwrap();
-        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r")])
-            .unwrap();
+        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r")]).unwrap();
         let read = j.pending("p", "t", 0, 10).unwrap();
         let last = read[1].event_id;
         let all = MarkBatch {
