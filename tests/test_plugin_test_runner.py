@@ -217,3 +217,47 @@ def test_socket_grants_are_the_hosts(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "fault denied_socket: socket use TcpConnect of 10.9.8.7:10 refused" in r.stdout, r.stdout
     assert "> hostile" not in r.stdout
+
+
+def test_a_run_recorded_against_a_real_service_replays_offline(tmp_path):
+    # A real (local) service answers the webhook: 503 to the first failure's post, 200 to the rest.
+    import http.server
+    import threading
+
+    seen = []
+
+    class Service(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(json.loads(body))
+            failing = len(seen) == 8
+            self.send_response(503 if failing else 200)
+            payload = b'{"error":"busy"}' if failing else b'{"ok":true}'
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hooks/x"
+    config = write_config(tmp_path, "x.wasm", {"url": url}, allow=(url.rsplit("/", 2)[0],))
+    recording = tmp_path / "recorded.json"
+    try:
+        r = plugin_test(PLUGIN_DIR / "webhook.wasm", config, RECORDED, None, tmp_path, "--record-http", str(recording))
+    finally:
+        server.shutdown()
+    assert len(seen) == 27, r.stdout + r.stderr
+    assert r.returncode == 1 and f"#8 runner_on_unreachable cache1: retryable" in r.stdout, r.stdout
+    assert f"    POST {url} -> 503" in r.stdout
+    assert r.stdout.rstrip().endswith(f"recorded 27 requests to {recording} (replay: --http {recording})")
+    rules = json.loads(recording.read_text())
+    assert len(rules) == 27 and rules[7] == {"url": url, "method": "POST", "times": 1, "status": 503,
+                                             "body": '{"error":"busy"}'}, rules[7]
+    # The service is gone: the recording answers, the same outcomes come out.
+    again = plugin_test(PLUGIN_DIR / "webhook.wasm", config, RECORDED, None, tmp_path, "--http", str(recording))
+    outcomes = lambda out: [x for x in out.splitlines() if x.startswith("#")]  # noqa: E731
+    assert outcomes(again.stdout) == outcomes(r.stdout), again.stdout
+    assert again.stdout.count(f"POST {url} -> 200") == 26 and f"POST {url} -> 503" in again.stdout

@@ -2077,7 +2077,8 @@ mod tests {
     fn retention_never_lets_an_id_be_reused() {
         let j = temp_journal("reuse");
         j.open_cursor("p", "t", &[]).unwrap();
-        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r")]).unwrap();
+        j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r")])
+            .unwrap();
         let read = j.pending("p", "t", 0, 10).unwrap();
         let last = read[1].event_id;
         let all = MarkBatch {

@@ -42,8 +42,14 @@ pub struct TestArgs {
     /// The fake's script, JSON: `[{"url": PREFIX, "method": M, "status": N, "headers": {..},
     /// "body": "..." or JSON, "times": N, "fail": "timeout"|"refused"}]`; the first rule whose
     /// URL prefix (and method) matches and is not used up answers. Without a match: 200, empty.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "record_http")]
     pub http: Option<PathBuf>,
+    /// Sends the plugin's HTTP requests to the real services (the instance's allow_http still
+    /// applies) and writes what came back to FILE as an `--http` script (one rule per
+    /// request, in order: status, the first bytes of the body the plugin read, or the
+    /// failure), to replay the run offline later.
+    #[arg(long, value_name = "FILE")]
+    pub record_http: Option<PathBuf>,
     /// The socket peers' script, JSON: `[{"address": "IP:PORT", "protocol": "smtp"|"lines",
     /// "greeting": "...", "replies": [{"match": PREFIX, "send": "...", "times": N}], "fail":
     /// "refused"|"timeout"}]`. Every address of the instance's allow_sockets gets a local
@@ -313,9 +319,12 @@ async fn run(args: TestArgs) -> anyhow::Result<(bool, String)> {
     let work = std::env::temp_dir().join(format!("herald-plugin-test-{}", std::process::id()));
     // Compiled components are kept between runs (a Python component takes seconds to compile).
     let cache = std::env::temp_dir().join("herald-plugin-test-cache");
-    let runtime = Runtime::new(Some(cache))?
-        .with_outbound(fake.clone())
-        .with_scripted_sockets(peers.clone())?;
+    let mut runtime = Runtime::new(Some(cache))?;
+    if args.record_http.is_none() {
+        runtime = runtime.with_outbound(fake.clone());
+    }
+    let runtime = runtime.with_scripted_sockets(peers.clone())?;
+    let mut recorded: Vec<Value> = Vec::new();
     let component = {
         let rt = runtime.clone();
         let path = args.component.clone();
@@ -341,6 +350,22 @@ async fn run(args: TestArgs) -> anyhow::Result<(bool, String)> {
             .unwrap_or_default();
         let report = instance.deliver(body, 1).await;
         peers.settle().await;
+        if args.record_http.is_some() {
+            for r in &report.requests {
+                let _ = writeln!(
+                    out,
+                    "    {} {} -> {}",
+                    r.method,
+                    r.url,
+                    match (r.status, &r.error) {
+                        (Some(s), _) => s.to_string(),
+                        (None, Some(e)) => e.clone(),
+                        (None, None) => "no answer".into(),
+                    }
+                );
+                recorded.push(recorded_rule(r));
+            }
+        }
         let line = match &report.result {
             Ok(o) => {
                 let (ok, text) = outcome_text(o);
@@ -395,7 +420,46 @@ async fn run(args: TestArgs) -> anyhow::Result<(bool, String)> {
         }
     );
     let _ = std::fs::remove_dir_all(&work);
+    if let Some(file) = &args.record_http {
+        let text = serde_json::to_string_pretty(&recorded)?;
+        std::fs::write(file, text + "\n").with_context(|| file.display().to_string())?;
+        let _ = writeln!(
+            out,
+            "recorded {} requests to {} (replay: --http {})",
+            recorded.len(),
+            file.display(),
+            file.display()
+        );
+    }
     Ok((all_ok, out))
+}
+
+/// The `--http` rule that replays one recorded request: its method and URL, used once,
+/// answering what came back. The host records URLs with credential-like path segments and
+/// query values masked (`***`): the rule's prefix stops before the first of them, so no
+/// secret reaches the file and the prefix still matches the request.
+fn recorded_rule(r: &herald::runtime::OutboundRequest) -> Value {
+    let cut = [r.url.find("***"), r.url.find('?')]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(r.url.len());
+    let mut rule = serde_json::json!({"url": &r.url[..cut], "method": r.method, "times": 1});
+    match r.status {
+        Some(status) => {
+            rule["status"] = status.into();
+            if !r.body.is_empty() {
+                rule["body"] = String::from_utf8_lossy(&r.body).into_owned().into();
+            }
+        }
+        None => {
+            let timeout = r.error.as_deref().is_some_and(|e| {
+                e.to_ascii_lowercase().contains("timeout") || e.contains("timed out")
+            });
+            rule["fail"] = if timeout { "timeout" } else { "refused" }.into();
+        }
+    }
+    rule
 }
 
 /// The socket peers' transcript of one call, grouped by peer: `>` what the plugin sent, `<`
