@@ -84,22 +84,72 @@ pub fn split_sslmode(url: &str) -> Result<(String, Mode), String> {
             }
         }
     } else {
-        url.split_whitespace()
-            .filter(|kv| match kv.split_once('=') {
-                Some(("sslmode", v)) => {
-                    mode = Some(v.trim_matches('\'').to_string());
-                    false
-                }
-                _ => true,
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        match keyword_value(url, "sslmode") {
+            None => url.to_string(),
+            Some((range, value)) => {
+                mode = Some(value);
+                let mut rest = url.to_string();
+                rest.replace_range(range, "");
+                rest.trim().to_string()
+            }
+        }
     };
     let mode = match mode {
         Some(m) => Mode::parse(&m)?,
         None => Mode::Prefer,
     };
     Ok((rest, mode))
+}
+
+/// Where `key = value` is in a libpq `key=value` string (the byte range, its
+/// value unquoted): values may be single-quoted with `\'` and `\\` escapes,
+/// so a password with spaces is not split.
+fn keyword_value(conn: &str, key: &str) -> Option<(std::ops::Range<usize>, String)> {
+    let b = conn.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let name = &conn[start..i];
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= b.len() || b[i] != b'=' {
+            return None;
+        }
+        i += 1;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut value = String::new();
+        if i < b.len() && b[i] == b'\'' {
+            i += 1;
+            while i < b.len() && b[i] != b'\'' {
+                if b[i] == b'\\' && i + 1 < b.len() {
+                    i += 1;
+                }
+                let ch = conn[i..].chars().next()?;
+                value.push(ch);
+                i += ch.len_utf8();
+            }
+            i += 1;
+        } else {
+            let v0 = i;
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            value.push_str(&conn[v0..i]);
+        }
+        if name == key {
+            return Some((start..i.min(b.len()), value));
+        }
+    }
+    None
 }
 
 /// The connector for `mode`, trusting `ca` (DER certificates of the
@@ -338,6 +388,15 @@ mod tests {
         assert_eq!((u.as_str(), m), ("postgres://h/db", Mode::Require));
         let (u, m) = split_sslmode("host=h dbname=db sslmode=verify-ca").unwrap();
         assert_eq!((u.as_str(), m), ("host=h dbname=db", Mode::VerifyCa));
+        // Quoted values stay whole, spaces and all.
+        let (u, m) =
+            split_sslmode(r"host=h password='a b\'c' sslmode = 'require' dbname=db").unwrap();
+        assert_eq!(
+            (u.as_str(), m),
+            (r"host=h password='a b\'c'  dbname=db", Mode::Require)
+        );
+        let (u, m) = split_sslmode("host=h password='x y'").unwrap();
+        assert_eq!((u.as_str(), m), ("host=h password='x y'", Mode::Prefer));
         assert_eq!(split_sslmode("postgres://h/db").unwrap().1, Mode::Prefer);
         assert_eq!(
             split_sslmode("postgres://h/db?sslmode=allow").unwrap().1,
