@@ -7,6 +7,11 @@
 - Dispatch with 1, 2 and 3 replicas on one database: events ingested into
   one replica, fully delivered to 12 no-op instances shared by the replicas
   (leases), end to end.
+- Retention under ingest: two hosts, each on its own database, one keeping
+  everything and one removing delivered events older than 2 s every second;
+  cycles of ingest alternate between them, and after each cycle the events
+  table's size on disk and its live rows are read: does retention (DELETE in
+  short SKIP LOCKED transactions, not partitions) slow ingest or bloat?
 
 A real PostgreSQL from Debian (initdb/pg_ctl in a temporary directory on
 127.0.0.1; as root it runs as `nobody`). `R` is bench/run.py's module.
@@ -25,8 +30,10 @@ import urllib.request
 R = None  # set by run.py
 
 SIZES = {
-    "quick": dict(pg_events=20000, pg_rounds=2, pg_replica_events=20000, pg_replica_instances=12),
-    "full": dict(pg_events=100000, pg_rounds=4, pg_replica_events=60000, pg_replica_instances=12),
+    "quick": dict(pg_events=20000, pg_rounds=2, pg_replica_events=20000, pg_replica_instances=12,
+                  pg_retention_events=20000, pg_retention_cycles=4, pg_retention_gap_s=5),
+    "full": dict(pg_events=100000, pg_rounds=4, pg_replica_events=60000, pg_replica_instances=12,
+                 pg_retention_events=60000, pg_retention_cycles=8, pg_retention_gap_s=15),
 }
 
 GOALS = {"ingest_per_s": 20000, "ratio": 0.5}
@@ -63,6 +70,12 @@ class Pg:
         subprocess.run([os.path.join(self.bin, "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "herald",
                         "-d", "postgres", "-c", 'CREATE DATABASE "%s"' % name], check=True, capture_output=True)
         return "postgres://herald@127.0.0.1:%d/%s" % (self.port, name)
+
+    def scalar(self, url: str, sql: str) -> str:
+        db = url.rsplit("/", 1)[1]
+        return subprocess.run([os.path.join(self.bin, "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                               "herald", "-d", db, "-At", "-c", sql], check=True, capture_output=True,
+                              text=True).stdout.strip()
 
     def stop(self):
         try:
@@ -110,6 +123,8 @@ def part_postgres(sz):
             R.log("postgres round %d: herald 1 instance %.0f ev/s, 60 instances %.0f ev/s, bare %.0f ev/s" % (
                 r, row["herald_1"]["events_per_s"], row["herald_60"]["events_per_s"], row["bare"]["events_per_s"]))
             rounds.append(row)
+        retention = retention_under_ingest(pg, sz)
+        R.log("postgres retention: %s" % retention)
         replicas = {}
         for n in (1, 2, 3):
             replicas[str(n)] = replica_dispatch(pg, n, sz)
@@ -125,7 +140,45 @@ def part_postgres(sz):
         "ratio_1": R.stats([x["herald_1"]["events_per_s"] / x["bare"]["events_per_s"] for x in rounds]),
         "ratio_60_to_1": R.stats([x["herald_60"]["events_per_s"] / x["herald_1"]["events_per_s"] for x in rounds]),
         "replicas": replicas,
+        "retention": retention,
     }
+
+
+def retention_under_ingest(pg: Pg, sz) -> dict:
+    """Ingest cycles alternating between a host that keeps everything and one whose retention
+    removes delivered events older than 2 s every second; after each cycle (and a pause for
+    retention to catch up), the events table's size on disk and its live rows."""
+    hosts = {}
+    for side, days in (("keep", 0.0), ("retain", 2.0 / 86400)):
+        url = pg.database()
+        h = pg_host("pg-retention-%s" % side, url, 1)
+        with open(h.config) as f:
+            text = f.read()
+        text = text.replace("[storage]\n", "[storage]\nretention_days = %r\nretention_interval_ms = 1000\n" % days, 1)
+        with open(h.config, "w") as f:
+            f.write(text)
+        hosts[side] = (h.start(timeout=300), url)
+    out = {side: {"rates": [], "size_mib": [], "live": []} for side in hosts}
+    try:
+        for c in range(sz["pg_retention_cycles"]):
+            order = ("keep", "retain") if c % 2 == 0 else ("retain", "keep")
+            for side in order:
+                h, _ = hosts[side]
+                x = R.hostbench("ingest", "--url", h.url, "--tokens", R.TOKEN, "--events", sz["pg_retention_events"],
+                                "--batch", sz["ingest_batch"], "--concurrency", sz["ingest_concurrency"], timeout=1800)
+                out[side]["rates"].append(x["events_per_s"])
+            time.sleep(sz["pg_retention_gap_s"])
+            for side in hosts:
+                _, url = hosts[side]
+                out[side]["size_mib"].append(round(int(pg.scalar(url, "SELECT pg_total_relation_size('events')"))
+                                                   / 1048576, 1))
+                out[side]["live"].append(int(pg.scalar(url, "SELECT count(*) FROM events")))
+    finally:
+        for h, _ in hosts.values():
+            h.stop()
+    rates = [r / k for r, k in zip(out["retain"]["rates"], out["keep"]["rates"])]
+    return {"events": sz["pg_retention_events"], "cycles": sz["pg_retention_cycles"], "gap_s": sz["pg_retention_gap_s"],
+            "keep": out["keep"], "retain": out["retain"], "ratio": R.stats(rates)}
 
 
 def delivered(hosts) -> int:
@@ -208,6 +261,23 @@ def render(res: dict, targets: list) -> list:
     for n, x in sorted(p["replicas"].items()):
         L.append("| %s | %d | %s | %d |" % (n, x["instances"], x["held"], x["deliveries_per_s"]))
     L.append("")
+    t = p.get("retention")
+    if t:
+        L.append("Retention under ingest: %d cycles of %d events (batches of %d), alternating between a host that "
+                 "keeps everything and one that removes delivered events older than 2 s every second "
+                 "(`retention_interval_ms = 1000`), %d s apart; after each cycle the events table's size on disk "
+                 "(`pg_total_relation_size`) and its live rows. PostgreSQL's autovacuum at its defaults.\n" % (
+                     t["cycles"], t["events"], p["batch"], t["gap_s"]))
+        L.append("| host | ingest events/s per cycle | events table MiB after each cycle | live rows after each cycle |")
+        L.append("|---|---|---|---|")
+        for side, label in (("keep", "keeps everything"), ("retain", "retention on")):
+            x = t[side]
+            L.append("| %s | %s | %s | %s |" % (label, ", ".join("%.0f" % r for r in x["rates"]),
+                                              ", ".join("%.1f" % m for m in x["size_mib"]),
+                                              ", ".join("{:,}".format(n) for n in x["live"])))
+        L.append("")
+        L.append("Ingest with retention on : keeping everything, paired per cycle: median %.2f (%.2f–%.2f).\n" % (
+            t["ratio"]["median"], t["ratio"]["min"], t["ratio"]["max"]))
     targets.append(("PostgreSQL ingest >= %d events/s" % GOALS["ingest_per_s"],
                     p["herald_1"]["median"] >= GOALS["ingest_per_s"]))
     return L

@@ -232,6 +232,9 @@ pub struct StorageConfig {
     /// them forever.
     /// Events still pending or dead-lettered are kept.
     pub retention_days: Option<f64>,
+    /// How often retention looks for events to remove, in ms (default
+    /// 60000, at least 1000).
+    pub retention_interval_ms: Option<u64>,
     /// A PEM file of CA certificates trusted for PostgreSQL's TLS
     /// certificate besides the public web roots (the URL's `sslmode` says
     /// whether it is checked). Relative to the config file.
@@ -255,6 +258,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("replica_id", &self.replica_id)
             .field("lease_ttl_ms", &self.lease_ttl_ms)
             .field("retention_days", &self.retention_days)
+            .field("retention_interval_ms", &self.retention_interval_ms)
             .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
@@ -278,6 +282,11 @@ impl StorageConfig {
     /// Retention in days (default 30; 0 keeps everything).
     pub fn retention_days(&self) -> f64 {
         self.retention_days.unwrap_or(30.0).max(0.0)
+    }
+
+    /// The time between two retention passes (default 60 s).
+    pub fn retention_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.retention_interval_ms.unwrap_or(60_000).max(1000))
     }
 
     /// PostgreSQL pool size (default 16).
@@ -967,6 +976,17 @@ impl Config {
                 &["storage"],
                 "lease_ttl_ms",
                 "expected at least 1000 (a lease is renewed every third of it)",
+            ));
+        }
+        if config
+            .storage
+            .retention_interval_ms
+            .is_some_and(|t| t < 1000)
+        {
+            problems.push(locator.problem(
+                &["storage"],
+                "retention_interval_ms",
+                "expected at least 1000",
             ));
         }
         if config.storage.pool_size == Some(0) {
@@ -1903,6 +1923,35 @@ mod tests {
             .into_iter()
             .map(|p| (p.line, p.column, p.key, p.message))
             .collect()
+    }
+
+    #[test]
+    fn storage_bounds_are_located() {
+        let got = problems_of(
+            "[storage]\nretention_interval_ms = 10\nlease_ttl_ms = 999\npool_size = 0\n",
+            "storage-bounds",
+        );
+        let at: Vec<_> = got
+            .iter()
+            .map(|(l, _, k, m)| (*l, k.as_str(), m.as_str()))
+            .collect();
+        for want in [
+            (2, "storage.retention_interval_ms", "expected at least 1000"),
+            (4, "storage.pool_size", "expected at least 1"),
+        ] {
+            assert!(at.contains(&want), "{want:?} in {at:?}");
+        }
+        assert!(
+            at.iter()
+                .any(|(l, k, _)| *l == 3 && *k == "storage.lease_ttl_ms"),
+            "{at:?}"
+        );
+        let c: StorageConfig = toml::from_str("retention_interval_ms = 5000").unwrap();
+        assert_eq!(c.retention_interval(), std::time::Duration::from_secs(5));
+        assert_eq!(
+            StorageConfig::default().retention_interval(),
+            std::time::Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -585,7 +585,8 @@ async fn retention(state: AppState) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        let interval = state.live.load().storage.retention_interval();
+        tokio::time::sleep(interval).await;
     }
 }
 
