@@ -315,7 +315,8 @@ def test_retention_prunes_delivered_events_and_keeps_dead_letters(make_host, rec
     host.config_path.write_text(text)
     host.start()
     def remaining():
-        return journal_scalar(host, "SELECT count(*) FROM events")
+        # The newest event may stay on SQLite as an emptied placeholder of no tenant (ids).
+        return journal_scalar(host, "SELECT count(*) FROM events WHERE tenant <> ''")
 
     wait_for(lambda: remaining() == 1, timeout=30, what="delivered events pruned")
     status, dl = api(host, "GET", "/v1/dead-letters", token)
