@@ -42,7 +42,6 @@ pub(crate) struct Route {
 /// A scripted socket peer: its greeting, its replies by line prefix, what it received.
 #[derive(Default)]
 pub(crate) struct Peer {
-    pub addr: Option<std::net::SocketAddr>,
     pub greeting: Option<String>,
     pub replies: Vec<(String, String)>,
     pub refuse: bool,
@@ -59,7 +58,7 @@ pub(crate) struct Peer {
 pub(crate) struct Inner {
     pub allow_http: Vec<String>,
     pub allow_sockets: Vec<std::net::SocketAddr>,
-    pub peers: Vec<Peer>,
+    pub peers: std::collections::HashMap<std::net::SocketAddr, Peer>,
     pub routes: Vec<Route>,
     pub requests: Vec<SentRequest>,
     pub logs: Vec<(String, String)>,
@@ -186,13 +185,9 @@ fn peer<T>(
         if !h.allow_sockets.contains(&addr) {
             return Err(crate::net::NetError::Denied(addr));
         }
-        let p = h
-            .peers
-            .iter_mut()
-            .find(|p| p.addr == Some(addr))
-            .unwrap_or_else(|| {
-                panic!("the plugin reached {addr}, which no peer is scripted for (FakeHost::peer)")
-            });
+        let p = h.peers.get_mut(&addr).unwrap_or_else(|| {
+            panic!("the plugin reached {addr}, which no peer is scripted for (FakeHost::peer)")
+        });
         f(p)
     })
 }
@@ -258,7 +253,6 @@ pub(crate) fn read_line(addr: std::net::SocketAddr, conn: usize) -> Option<Strin
 
 pub(crate) fn start_tls(
     addr: std::net::SocketAddr,
-    _conn: usize,
     server_name: &str,
 ) -> Result<(), crate::net::NetError> {
     peer(addr, |p| {

@@ -636,16 +636,17 @@ pub mod testing {
             ) -> &Self {
                 let addr: std::net::SocketAddr = addr.parse().expect("peer: an ip:port address");
                 let mut inner = self.0.borrow_mut();
-                inner.peers.retain(|p| p.addr != Some(addr));
-                inner.peers.push(crate::fake::Peer {
-                    addr: Some(addr),
-                    greeting: greeting.map(str::to_string),
-                    replies: replies
-                        .iter()
-                        .map(|(p, r)| (p.to_string(), r.to_string()))
-                        .collect(),
-                    ..Default::default()
-                });
+                inner.peers.insert(
+                    addr,
+                    crate::fake::Peer {
+                        greeting: greeting.map(str::to_string),
+                        replies: replies
+                            .iter()
+                            .map(|(p, r)| (p.to_string(), r.to_string()))
+                            .collect(),
+                        ..Default::default()
+                    },
+                );
                 drop(inner);
                 self
             }
@@ -653,12 +654,13 @@ pub mod testing {
             pub fn refuse(&self, addr: &str) -> &Self {
                 let addr: std::net::SocketAddr = addr.parse().expect("refuse: an ip:port address");
                 let mut inner = self.0.borrow_mut();
-                inner.peers.retain(|p| p.addr != Some(addr));
-                inner.peers.push(crate::fake::Peer {
-                    addr: Some(addr),
-                    refuse: true,
-                    ..Default::default()
-                });
+                inner.peers.insert(
+                    addr,
+                    crate::fake::Peer {
+                        refuse: true,
+                        ..Default::default()
+                    },
+                );
                 drop(inner);
                 self
             }
@@ -679,14 +681,10 @@ pub mod testing {
                 addr: &str,
                 f: impl FnOnce(&crate::fake::Peer) -> T,
             ) -> T {
-                let addr: Option<std::net::SocketAddr> = addr.parse().ok();
-                self.0
-                    .borrow()
-                    .peers
-                    .iter()
-                    .find(|p| p.addr == addr)
-                    .map(f)
-                    .unwrap_or_default()
+                let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
+                    return T::default();
+                };
+                self.0.borrow().peers.get(&addr).map(f).unwrap_or_default()
             }
             /// Fixes the wall clock (epoch ms), for `Retry-After` dates.
             pub fn set_now_ms(&self, ms: i64) {

@@ -104,7 +104,7 @@ impl Stream {
 
     /// Simulates the TLS handshake (the peer records it; no crypto in a native test).
     pub fn start_tls(&mut self, server_name: &str) -> Result<(), NetError> {
-        fake::start_tls(self.addr, self.conn, server_name)?;
+        fake::start_tls(self.addr, server_name)?;
         self.tls = true;
         Ok(())
     }

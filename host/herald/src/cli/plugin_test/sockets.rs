@@ -14,7 +14,7 @@
 use anyhow::{bail, Context as _};
 use herald::runtime::capability::sockets::scripted::{SocketResponder, Transport};
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,7 +86,6 @@ fn push(t: &Transcript, peer: &str, line: String) {
 pub struct Peers {
     tcp: HashMap<SocketAddr, SocketAddr>,
     udp: HashMap<SocketAddr, SocketAddr>,
-    stand_ins: HashSet<SocketAddr>,
     transcript: Transcript,
 }
 
@@ -116,7 +115,6 @@ impl Peers {
         let mut peers = Peers {
             tcp: HashMap::new(),
             udp: HashMap::new(),
-            stand_ins: HashSet::new(),
             transcript: transcript.clone(),
         };
         for addr in allow {
@@ -142,7 +140,6 @@ impl Peers {
             tokio::spawn(serve_udp(socket, *addr, transcript.clone()));
             peers.tcp.insert(*addr, tcp);
             peers.udp.insert(*addr, udp);
-            peers.stand_ins.extend([tcp, udp]);
         }
         Ok(peers)
     }
@@ -186,7 +183,10 @@ impl SocketResponder for Peers {
     }
 
     fn is_stand_in(&self, addr: &SocketAddr) -> bool {
-        self.stand_ins.contains(addr)
+        self.tcp
+            .values()
+            .chain(self.udp.values())
+            .any(|a| a == addr)
     }
 
     fn tls_started(&self, server_name: &str) {
@@ -250,14 +250,13 @@ async fn send(
     t: &Transcript,
     peer: &str,
 ) -> std::io::Result<()> {
+    let mut bytes = String::new();
     for line in text.trim_end_matches(['\r', '\n']).split('\n') {
-        push(t, peer, format!("< {}", line.trim_end_matches('\r')));
+        let line = line.trim_end_matches('\r');
+        push(t, peer, format!("< {line}"));
+        bytes.push_str(line);
+        bytes.push_str("\r\n");
     }
-    let mut bytes = text
-        .trim_end_matches(['\r', '\n'])
-        .replace('\n', "\r\n")
-        .replace("\r\r", "\r");
-    bytes.push_str("\r\n");
     stream.write_all(bytes.as_bytes()).await
 }
 
