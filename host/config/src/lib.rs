@@ -372,6 +372,13 @@ pub struct PluginConfig {
     /// Herald does not cause the 429s it would then have to retry.
     #[serde(default)]
     pub rate_limit: Option<SinkRateLimit>,
+    /// Delivery streams of the instance (1 to 64): runs are split among them
+    /// by a hash of the run id, so a run's events stay in order while other
+    /// runs are delivered beside it, on this replica or others (each shard
+    /// has its own lease). The rate limit and circuit breaker are the
+    /// instance's, shared by its shards.
+    #[serde(default = "one_shard")]
+    pub shards: u32,
     /// Message templates by name (Jinja2 syntax): inline text, or
     /// `{ file = "path" }` relative to the config file. The plugin renders
     /// them (contract 0.3.0); the `run_url` template is the context's link.
@@ -381,6 +388,10 @@ pub struct PluginConfig {
     /// the instance has none).
     #[serde(skip)]
     pub compiled_templates: Option<Arc<herald_templates::TemplateSet>>,
+}
+
+fn one_shard() -> u32 {
+    1
 }
 
 /// Whether `file` can be an instance's textfile: a `.prom` file name (the
@@ -1087,6 +1098,16 @@ impl Config {
         let mut textfiles: HashMap<PathBuf, String> = HashMap::new();
         for (name, mut plugin) in raw.plugins {
             let table = ["plugins", name.as_str()];
+            if name.contains(herald_event::shard::SEPARATOR) {
+                problems.push(locator.problem(
+                    &table,
+                    "",
+                    &format!(
+                        "an instance name may not contain {:?}: it names the instance's shards",
+                        herald_event::shard::SEPARATOR
+                    ),
+                ));
+            }
             if !raw.tenant_names.contains(&plugin.tenant) {
                 problems.push(locator.problem(
                     &table,
@@ -1193,6 +1214,21 @@ impl Config {
                         "expected per_second > 0 and burst >= 1",
                     ));
                 }
+            }
+            let max_shards = herald_event::shard::MAX_SHARDS;
+            if plugin.shards == 0 || plugin.shards > max_shards {
+                problems.push(locator.problem(
+                    &table,
+                    "shards",
+                    &format!("expected 1 to {max_shards}"),
+                ));
+            }
+            if plugin.shards > 1 && plugin.textfile.is_some() {
+                problems.push(locator.problem(
+                    &table,
+                    "shards",
+                    "an instance with a textfile has one shard: its shards would each write the whole file",
+                ));
             }
             if plugin.retry.max_attempts == 0 {
                 problems.push(locator.problem(
@@ -1923,6 +1959,38 @@ mod tests {
             .into_iter()
             .map(|p| (p.line, p.column, p.key, p.message))
             .collect()
+    }
+
+    #[test]
+    fn shards_are_bounded_and_names_keep_clear_of_their_separator() {
+        let d = tmpdir("shards");
+        write(&d, "c.wasm", "");
+        let text = "[tenants.ops]\ntokens = [\"x\"]\n[plugins.a]\ntenant = \"ops\"\ncomponent = \"c.wasm\"\nshards = 0\n[plugins.b]\ntenant = \"ops\"\ncomponent = \"c.wasm\"\nshards = 65\n[plugins.\"c#1\"]\ntenant = \"ops\"\ncomponent = \"c.wasm\"\n[plugins.d]\ntenant = \"ops\"\ncomponent = \"c.wasm\"\nshards = 4\n";
+        let p = write(&d, "herald.toml", text);
+        let (config, problems) = Config::load_all(&p).unwrap();
+        let at: Vec<(usize, String, String)> = problems
+            .into_iter()
+            .map(|p| (p.line, p.key, p.message))
+            .collect();
+        assert!(
+            at.contains(&(6, "plugins.a.shards".into(), "expected 1 to 64".into())),
+            "{at:?}"
+        );
+        assert!(
+            at.contains(&(10, "plugins.b.shards".into(), "expected 1 to 64".into())),
+            "{at:?}"
+        );
+        assert!(
+            at.iter().any(|(l, k, m)| *l == 11
+                && k.starts_with("plugins.")
+                && m.contains("may not contain '#'")),
+            "{at:?}"
+        );
+        assert!(
+            !at.iter().any(|(_, k, _)| k.starts_with("plugins.d")),
+            "{at:?}"
+        );
+        assert_eq!(config.plugins["d"].shards, 4);
     }
 
     #[test]

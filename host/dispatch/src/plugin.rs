@@ -11,6 +11,10 @@ pub trait Plugin: Send + 'static {
     fn name(&self) -> &str;
     /// The tenant the instance serves.
     fn tenant(&self) -> &str;
+    /// Another instance of the same plugin, for another of its shards.
+    fn sibling(&self) -> Self
+    where
+        Self: Sized;
     /// Hands the plugin one stored event (its journal JSON); `attempt` counts from 1.
     fn deliver<'a>(
         &'a mut self,
@@ -26,6 +30,10 @@ impl Plugin for PluginInstance {
 
     fn tenant(&self) -> &str {
         &self.spec().tenant
+    }
+
+    fn sibling(&self) -> Self {
+        PluginInstance::sibling(self)
     }
 
     fn deliver<'a>(

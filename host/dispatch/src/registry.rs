@@ -41,6 +41,7 @@ pub struct Dispatcher {
     heartbeat: JoinHandle<()>,
 }
 
+/// A running instance: one task per shard, stopped together.
 struct Worker {
     tenant: String,
     /// The contract version of the instance's component.
@@ -48,9 +49,18 @@ struct Worker {
     breaker: Arc<Breaker>,
     config: PluginConfig,
     component_sha256: String,
-    notify: Arc<Notify>,
+    /// Per shard: what wakes its task.
+    notify: Vec<Arc<Notify>>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn wake(&self) {
+        for n in &self.notify {
+            n.notify_one();
+        }
+    }
 }
 
 impl Drop for Dispatcher {
@@ -58,7 +68,9 @@ impl Drop for Dispatcher {
         self.listener.abort();
         self.heartbeat.abort();
         for w in self.lock().values() {
-            w.task.abort();
+            for t in &w.tasks {
+                t.abort();
+            }
         }
     }
 }
@@ -109,8 +121,8 @@ impl Dispatcher {
         lock(&self.workers)
     }
 
-    /// Starts a worker; a running worker of the same name is stopped first
-    /// (it finishes the delivery it is in).
+    /// Starts a worker (a task per shard of the instance); a running worker
+    /// of the same name is stopped first (it finishes the delivery it is in).
     pub fn add(&self, spec: WorkerSpec) {
         let contract = spec.instance.contract();
         self.add_plugin(spec.instance, contract, spec.config, spec.component_sha256);
@@ -125,33 +137,59 @@ impl Dispatcher {
     ) {
         let name = instance.name().to_string();
         let tenant = instance.tenant().to_string();
-        let notify = Arc::new(Notify::new());
+        let shards = config.shards.max(1);
         let (stop, stopped) = watch::channel(false);
         let breaker = Arc::new(Breaker::new(config.failure_policy.clone(), &tenant, &name));
+        // One bucket for all the shards: the rate limit is the sink's.
+        let pacer = config
+            .rate_limit
+            .as_ref()
+            .and_then(|r| crate::pacing::quota(r.per_second, r.burst))
+            .map(|q| Arc::new(crate::pacing::Pacer::direct(q)));
         // Opened here, before the instance counts as running: what is
         // committed from now on is its to deliver. (If the journal refuses,
-        // the worker keeps trying.)
-        let position = match self.journal.open_cursor(&name, &tenant, &config.routes) {
+        // the workers keep trying.)
+        let positions = match self
+            .journal
+            .open_streams(&name, &tenant, &config.routes, shards)
+        {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot open the instance's cursor over the journal yet: {e}");
                 None
             }
         };
-        let task = self.runtime.spawn(run_worker(
-            instance,
-            WorkerArgs {
-                rate_limit: config.rate_limit.clone(),
-                policy: config.retry,
-                routes: config.routes.clone(),
-                position,
-                breaker: breaker.clone(),
-                journal: self.journal.clone(),
-                notify: notify.clone(),
-                stop: stopped,
-                replica: self.replica.clone(),
-            },
-        ));
+        let mut instances = Vec::with_capacity(shards as usize);
+        for _ in 1..shards {
+            instances.push(instance.sibling());
+        }
+        instances.insert(0, instance);
+        let mut notify = Vec::with_capacity(instances.len());
+        let mut tasks = Vec::with_capacity(instances.len());
+        for (shard, instance) in (0u32..).zip(instances) {
+            let wake = Arc::new(Notify::new());
+            tasks.push(
+                self.runtime.spawn(run_worker(
+                    instance,
+                    WorkerArgs {
+                        pacer: pacer.clone(),
+                        shard,
+                        shards,
+                        policy: config.retry,
+                        routes: config.routes.clone(),
+                        position: positions
+                            .as_ref()
+                            .and_then(|p| p.get(shard as usize).copied()),
+                        breaker: breaker.clone(),
+                        journal: self.journal.clone(),
+                        notify: wake.clone(),
+                        stop: stopped.clone(),
+                        replica: self.replica.clone(),
+                    },
+                )),
+            );
+            notify.push(wake);
+        }
         let worker = Worker {
             tenant,
             contract,
@@ -160,7 +198,7 @@ impl Dispatcher {
             component_sha256,
             notify,
             stop,
-            task,
+            tasks,
         };
         let mut workers = self.lock();
         if let Some(old) = workers.insert(name, worker) {
@@ -169,7 +207,7 @@ impl Dispatcher {
         self.replica
             .share
             .instances
-            .store(workers.len(), std::sync::atomic::Ordering::Relaxed);
+            .store(streams(&workers), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops a worker after its current delivery. Its cursor and queued
@@ -184,7 +222,7 @@ impl Dispatcher {
             self.replica
                 .share
                 .instances
-                .store(workers.len(), std::sync::atomic::Ordering::Relaxed);
+                .store(streams(&workers), std::sync::atomic::Ordering::Relaxed);
             w
         };
         match removed {
@@ -236,7 +274,7 @@ impl Dispatcher {
         for w in workers {
             let _ = w.stop.send(true);
             w.breaker.retire();
-            tasks.push(w.task);
+            tasks.extend(w.tasks);
         }
         let deadline = tokio::time::Instant::now() + within;
         let mut late = false;
@@ -250,6 +288,11 @@ impl Dispatcher {
             );
         }
     }
+}
+
+/// Delivery streams of the running instances: what the replicas share.
+fn streams(workers: &BTreeMap<String, Worker>) -> usize {
+    workers.values().map(|w| w.tasks.len()).sum()
 }
 
 /// Says every third of the lease TTL that this replica is alive, and learns
@@ -285,17 +328,18 @@ async fn wake_on_commits(mut commits: broadcast::Receiver<CommitNotice>, workers
         match notice {
             Ok(CommitNotice::Events { tenant }) => {
                 for w in workers.values().filter(|w| *w.tenant == *tenant) {
-                    w.notify.notify_one();
+                    w.wake();
                 }
             }
             Ok(CommitNotice::Requeued { plugin }) => {
-                if let Some(w) = workers.get(&*plugin) {
-                    w.notify.notify_one();
+                // Requeued rows are the instance's: any shard may own them.
+                if let Some(w) = workers.get(herald_event::shard::instance_of(&plugin)) {
+                    w.wake();
                 }
             }
             Ok(CommitNotice::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
                 for w in workers.values() {
-                    w.notify.notify_one();
+                    w.wake();
                 }
             }
             Err(broadcast::error::RecvError::Closed) => return,

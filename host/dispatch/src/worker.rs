@@ -3,7 +3,7 @@
 
 use crate::breaker::{Breaker, Verdict};
 use crate::plugin::Plugin;
-use herald_config::{FailureCount, RetryPolicy, SinkRateLimit};
+use herald_config::{FailureCount, RetryPolicy};
 use herald_event::routes::{RouteConfig, Routes};
 use herald_journal::blocking;
 use herald_journal::{
@@ -71,7 +71,17 @@ enum Unconfirmed {
 
 /// What a worker carries from one delivery to the next.
 struct WorkerCtx {
+    /// The instance's name (logs, metrics).
     name: String,
+    /// The delivery stream this worker reads: the instance's name, or
+    /// `name#k` for shard k (the journal's cursor and the lease).
+    stream: String,
+    /// This worker's shard and the instance's shard count.
+    shard: u32,
+    shards: u32,
+    /// The journal's cursor says another shard count (another replica
+    /// opened the instance with a different `shards`): deliver nothing.
+    mismatched: bool,
     tenant: String,
     policy: RetryPolicy,
     breaker: Arc<Breaker>,
@@ -222,7 +232,7 @@ impl WorkerCtx {
         });
         self.sent_frontier = self.frontier;
         match self.journal.send_marks(
-            &self.name,
+            &self.stream,
             MarkBatch {
                 fence: self.fence,
                 marks,
@@ -258,9 +268,10 @@ impl WorkerCtx {
     async fn resync(&mut self) -> Result<(), JournalError> {
         self.send();
         self.confirm(true).await;
-        let plugin = self.name.clone();
-        let position = blocking(&self.journal, move |j| j.cursor(&plugin)).await?;
-        let position = position.unwrap_or(self.sent_frontier);
+        let stream = self.stream.clone();
+        let at = blocking(&self.journal, move |j| j.cursor_at(&stream)).await?;
+        self.mismatched = at.is_none_or(|at| at.shards != self.shards);
+        let position = at.map_or(self.sent_frontier, |at| at.position);
         self.frontier = position;
         self.sent_frontier = position;
         self.delivered = 0;
@@ -340,7 +351,7 @@ impl WorkerCtx {
                 .await
                 .map_err(|e| JournalError::Task(e.to_string()))??,
             _ => {
-                let (plugin, tenant) = (self.name.clone(), self.tenant.clone());
+                let (plugin, tenant) = (self.stream.clone(), self.tenant.clone());
                 blocking(&self.journal, move |j| {
                     j.pending(&plugin, &tenant, after, limit)
                 })
@@ -354,8 +365,11 @@ impl WorkerCtx {
     /// Starts reading the batch after event `after` on the blocking pool,
     /// for the next [`WorkerCtx::read`] from there.
     fn read_ahead(&mut self, after: i64) {
-        let (plugin, tenant, journal) =
-            (self.name.clone(), self.tenant.clone(), self.journal.clone());
+        let (plugin, tenant, journal) = (
+            self.stream.clone(),
+            self.tenant.clone(),
+            self.journal.clone(),
+        );
         let task =
             tokio::task::spawn_blocking(move || journal.pending(&plugin, &tenant, after, BATCH));
         self.ahead = Some((after, task));
@@ -364,11 +378,15 @@ impl WorkerCtx {
 
 /// What a worker is started with besides its plugin.
 pub(crate) struct WorkerArgs {
-    pub rate_limit: Option<SinkRateLimit>,
+    /// The instance's sink pacing, shared by its shards.
+    pub pacer: Option<Arc<crate::pacing::Pacer>>,
+    /// This worker's shard of the instance, and how many it has.
+    pub shard: u32,
+    pub shards: u32,
     pub policy: RetryPolicy,
     pub routes: Vec<RouteConfig>,
-    /// Where the instance's cursor stands, if the dispatcher opened it
-    /// (otherwise the worker opens it).
+    /// Where the stream's cursor stands, if the dispatcher opened it
+    /// (otherwise the worker opens the instance's streams).
     pub position: Option<i64>,
     pub breaker: Arc<Breaker>,
     pub journal: SharedStore,
@@ -482,19 +500,20 @@ async fn keep_lease(journal: &SharedStore, name: &str, held: &mut Held) -> bool 
     }
 }
 
-/// Opens the instance's cursor, trying again every second until it opens
-/// or the worker is stopped.
+/// Opens the instance's streams and returns where shard `shard`'s stands,
+/// trying again every second until they open or the worker is stopped.
 async fn open_cursor(
     journal: &SharedStore,
     name: &str,
     tenant: &str,
     routes: &[RouteConfig],
+    (shard, shards): (u32, u32),
     stop: &mut watch::Receiver<bool>,
 ) -> Option<i64> {
     loop {
         let (n, t, r) = (name.to_string(), tenant.to_string(), routes.to_vec());
-        match blocking(journal, move |j| j.open_cursor(&n, &t, &r)).await {
-            Ok(position) => return Some(position),
+        match blocking(journal, move |j| j.open_streams(&n, &t, &r, shards)).await {
+            Ok(positions) => return Some(positions.get(shard as usize).copied().unwrap_or(0)),
             Err(e) => {
                 tracing::error!(plugin = %name, tenant = %tenant, "cannot open the instance's cursor over the journal: {e}");
             }
@@ -511,7 +530,9 @@ async fn open_cursor(
 
 pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
     let WorkerArgs {
-        rate_limit,
+        pacer,
+        shard,
+        shards,
         policy,
         routes,
         position,
@@ -525,7 +546,16 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
     let tenant = instance.tenant().to_string();
     let position = match position {
         Some(p) => p,
-        None => match open_cursor(&journal, &name, &tenant, &routes, &mut stop).await {
+        None => match open_cursor(
+            &journal,
+            &name,
+            &tenant,
+            &routes,
+            (shard, shards),
+            &mut stop,
+        )
+        .await
+        {
             Some(p) => p,
             None => return,
         },
@@ -536,9 +566,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         tracing::error!(plugin = %name, tenant = %tenant, ?errors, "invalid routes; delivering every event");
         Routes::default()
     });
-    let pacer = rate_limit
-        .and_then(|r| crate::pacing::quota(r.per_second, r.burst))
-        .map(crate::pacing::Pacer::direct);
+    let stream = herald_event::shard::stream_name(&name, shard);
     // Reads go on from `cursor` (the last event read) while a backlog
     // streams, and start again from the oldest pending delivery (0) once
     // the worker has caught up; `blocked_runs` and `earliest` hold across
@@ -546,7 +574,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
     let mut cursor: i64 = 0;
     let mut blocked_runs: HashSet<String> = HashSet::new();
     let mut earliest: Option<i64> = None;
-    let Some(mut held) = acquire_lease(&journal, &name, &replica, &mut stop).await else {
+    let Some(mut held) = acquire_lease(&journal, &stream, &replica, &mut stop).await else {
         return;
     };
     // Opened before the lease was ours: another replica may have moved the
@@ -556,6 +584,10 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         fenced: false,
         meters: Meters::new(&tenant, &name),
         name: name.clone(),
+        stream: stream.clone(),
+        shard,
+        shards,
+        mismatched: false,
         tenant: tenant.clone(),
         policy,
         breaker: breaker.clone(),
@@ -580,10 +612,10 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             // it (this worker waits a whole TTL before it claims again).
             w.send();
             w.confirm(true).await;
-            let (n, lease) = (name.clone(), held.lease.clone());
+            let (n, lease) = (stream.clone(), held.lease.clone());
             let _ = blocking(&w.journal, move |j| j.release_lease(&n, &lease)).await;
             let m = herald_telemetry::host();
-            m.lease_held.with_label_values(&[&name]).set(0);
+            m.lease_held.with_label_values(&[&stream]).set(0);
             m.lease_events.with_label_values(&["released"]).inc();
             tracing::info!(plugin = %name, replica = %replica.holder,
                 "this replica holds more than its share of the instances; it gives this one up for another replica");
@@ -595,7 +627,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             if *stop.borrow() {
                 return;
             }
-            match acquire_lease(&w.journal, &name, &replica, &mut stop).await {
+            match acquire_lease(&w.journal, &stream, &replica, &mut stop).await {
                 Some(h) => held = h,
                 None => return,
             }
@@ -603,10 +635,10 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             w.resync = true;
             continue;
         }
-        if w.fenced || !keep_lease(&w.journal, &name, &mut held).await {
+        if w.fenced || !keep_lease(&w.journal, &stream, &mut held).await {
             replica.share.held.fetch_sub(1, Ordering::SeqCst);
             let m = herald_telemetry::host();
-            m.lease_held.with_label_values(&[&name]).set(0);
+            m.lease_held.with_label_values(&[&stream]).set(0);
             m.lease_events.with_label_values(&["lost"]).inc();
             tracing::warn!(plugin = %name, replica = %replica.holder, token = held.lease.token,
                 "this replica lost the instance's lease and stops delivering for it (another replica takes over)");
@@ -616,7 +648,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             w.unconfirmed.clear();
             w.ahead = None;
             w.fenced = false;
-            match acquire_lease(&w.journal, &name, &replica, &mut stop).await {
+            match acquire_lease(&w.journal, &stream, &replica, &mut stop).await {
                 Some(h) => held = h,
                 None => return,
             }
@@ -631,11 +663,41 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             }
             cursor = 0;
         }
+        if w.mismatched {
+            // Another replica opened the instance with another shard count:
+            // its streams are not this worker's to deliver. Give the lease
+            // up and wait for a reload that agrees (or for the other
+            // replica to go back to this count).
+            tracing::warn!(plugin = %name, stream = %stream, shards,
+                "the journal has this instance with another shard count (another replica's configuration); this replica delivers nothing for this shard until its configuration agrees");
+            let (n, lease) = (stream.clone(), held.lease.clone());
+            let _ = blocking(&w.journal, move |j| j.release_lease(&n, &lease)).await;
+            replica.share.held.fetch_sub(1, Ordering::SeqCst);
+            herald_telemetry::host()
+                .lease_held
+                .with_label_values(&[&stream])
+                .set(0);
+            w.ahead = None;
+            tokio::select! {
+                _ = tokio::time::sleep(replica.lease_ttl) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+            match acquire_lease(&w.journal, &stream, &replica, &mut stop).await {
+                Some(h) => held = h,
+                None => return,
+            }
+            w.fence = Some(held.lease.token);
+            w.resync = true;
+            continue;
+        }
         if *stop.borrow() {
             w.send();
             w.confirm(true).await;
             // Another replica may take over at once.
-            let (n, lease) = (name.clone(), held.lease.clone());
+            let (n, lease) = (stream.clone(), held.lease.clone());
             if blocking(&w.journal, move |j| j.release_lease(&n, &lease))
                 .await
                 .is_ok()
@@ -648,7 +710,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             replica.share.held.fetch_sub(1, Ordering::SeqCst);
             herald_telemetry::host()
                 .lease_held
-                .with_label_values(&[&name])
+                .with_label_values(&[&stream])
                 .set(0);
             tracing::info!(plugin = %name, tenant = %tenant, "plugin instance stopped");
             return;
@@ -691,6 +753,12 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
                 break;
             }
             cursor = d.event_id;
+            if w.shards > 1 && herald_event::shard::shard_of(&d.run_id, w.shards) != w.shard {
+                // Another shard's run (the shards share the log and the
+                // instance's queue).
+                w.taken(&d);
+                continue;
+            }
             match w.unconfirmed.get(&d.event_id) {
                 Some(Unconfirmed::Settled) => {
                     waiting_on_writer = true;
@@ -1070,12 +1138,13 @@ mod worker_tests {
     /// What a scripted plugin answers: by the event's uuid and the attempt.
     type Answer = Box<dyn Fn(&str, u32) -> Result<Outcome, CallError> + Send>;
 
-    /// A plugin that records every call (uuid, attempt) and answers by script.
+    /// A plugin that records every call (uuid, attempt) and answers by
+    /// script; its siblings (shards) share the record and the script.
     struct Script {
         name: String,
         tenant: String,
         calls: Arc<Mutex<Vec<(String, u32)>>>,
-        answer: Answer,
+        answer: Arc<Mutex<Answer>>,
     }
 
     impl Plugin for Script {
@@ -1087,6 +1156,15 @@ mod worker_tests {
             &self.tenant
         }
 
+        fn sibling(&self) -> Self {
+            Script {
+                name: self.name.clone(),
+                tenant: self.tenant.clone(),
+                calls: self.calls.clone(),
+                answer: self.answer.clone(),
+            }
+        }
+
         fn deliver<'a>(
             &'a mut self,
             body: &'a str,
@@ -1096,7 +1174,7 @@ mod worker_tests {
                 .ok()
                 .and_then(|v| v["uuid"].as_str().map(str::to_string))
                 .unwrap_or_default();
-            let result = (self.answer)(&uuid, attempt);
+            let result = (self.answer.lock().unwrap_or_else(|p| p.into_inner()))(&uuid, attempt);
             self.calls
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -1141,7 +1219,7 @@ mod worker_tests {
             name: "p".into(),
             tenant: "t".into(),
             calls: calls.clone(),
-            answer,
+            answer: Arc::new(Mutex::new(answer)),
         };
         d.add_plugin(script, "test", config(extra), String::new());
         (d, calls)
@@ -1402,5 +1480,107 @@ mod worker_tests {
             "{}",
             dead[0].reason
         );
+    }
+
+    /// Every run's events, in the order they were committed.
+    fn by_run(events: &[herald_event::WireEvent]) -> Vec<(String, Vec<String>)> {
+        let mut runs: Vec<(String, Vec<String>)> = Vec::new();
+        for e in events {
+            let run = e.run_id.clone();
+            let uuid = e.uuid.clone();
+            match runs.iter_mut().find(|(r, _)| *r == run) {
+                Some((_, v)) => v.push(uuid),
+                None => runs.push((run, vec![uuid])),
+            }
+        }
+        runs
+    }
+
+    /// Asserts every event was delivered and each run's first deliveries
+    /// came in commit order; returns how many calls were duplicates.
+    fn every_event_in_run_order(runs: &[(String, Vec<String>)], made: &[(String, u32)]) -> usize {
+        let mut first: Vec<&str> = Vec::new();
+        for (u, _) in made {
+            if !first.contains(&u.as_str()) {
+                first.push(u);
+            }
+        }
+        for (run, uuids) in runs {
+            let seen: Vec<&str> = first
+                .iter()
+                .copied()
+                .filter(|u| uuids.iter().any(|x| x == u))
+                .collect();
+            let want: Vec<&str> = uuids.iter().map(String::as_str).collect();
+            assert_eq!(
+                seen, want,
+                "run {run}: every event, first deliveries in order"
+            );
+        }
+        made.len() - first.len()
+    }
+
+    fn many_runs(from: u64, count: u64) -> Vec<herald_event::WireEvent> {
+        (from..from + count)
+            .map(|i| event(&format!("e{i:04}"), &format!("run-{}", i % 9), i))
+            .collect()
+    }
+
+    /// Three shards of one instance: each run goes to one shard (so its
+    /// order holds), every event is delivered once, and the counts add the
+    /// shards up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shards_split_runs_and_keep_each_runs_order() {
+        let j = journal("shards");
+        let (d, calls_made) = start(&j, "shards = 3\n", Box::new(|_, _| Ok(Outcome::Ok)));
+        let events = many_runs(1, 90);
+        commit(&j, &events);
+        assert_eq!(settled(&j, 90).await, (0, 90, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        let made = calls(&calls_made);
+        assert_eq!(
+            every_event_in_run_order(&by_run(&events), &made),
+            0,
+            "{made:?}"
+        );
+        for k in 0..3 {
+            let stream = herald_event::shard::stream_name("p", k);
+            let at = j
+                .cursor_at(&stream)
+                .expect("a read")
+                .expect("a stream per shard");
+            assert_eq!(at.shards, 3, "{stream}");
+        }
+    }
+
+    /// Changing the shard count (3 → 2 → 4) between runs of the host,
+    /// with events committed while it is down, loses nothing: the new
+    /// streams start where the slowest old one was.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_shard_count_loses_nothing() {
+        let j = journal("reshard");
+        let mut all = Vec::new();
+        let mut made = Vec::new();
+        let mut from = 1;
+        for shards in [3, 2, 4, 1] {
+            let (d, calls_made) = start(
+                &j,
+                &format!("shards = {shards}\n"),
+                Box::new(|_, _| Ok(Outcome::Ok)),
+            );
+            let events = many_runs(from, 45);
+            from += 45;
+            commit(&j, &events);
+            all.extend(events);
+            let total = all.len() as u64;
+            assert_eq!(settled(&j, total).await.0, 0, "{shards} shards drain");
+            d.shutdown(Duration::from_secs(5)).await;
+            made.extend(calls(&calls_made));
+            // Streams beyond the new count are gone.
+            let gone = herald_event::shard::stream_name("p", shards);
+            assert!(j.cursor_at(&gone).expect("a read").is_none(), "{gone}");
+        }
+        let duplicates = every_event_in_run_order(&by_run(&all), &made);
+        assert!(duplicates <= all.len(), "{duplicates} duplicates");
     }
 }

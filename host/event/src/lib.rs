@@ -5,7 +5,8 @@
 //! host-result [`Status`], validation of what producers send (the reference
 //! [`validate`], which names the wrong field, and the fast path
 //! [`parse_event`] / [`parse_array`] over the event text), the validated
-//! [`WireEvent`], and [`routes`]: which events a plugin instance receives.
+//! [`WireEvent`], [`routes`]: which events a plugin instance receives, and
+//! [`shard`]: which of an instance's delivery streams a run belongs to.
 //!
 //! It depends on no other host crate; every other host crate may depend on it.
 
@@ -15,6 +16,7 @@ use thiserror::Error;
 
 mod fast;
 pub mod routes;
+pub mod shard;
 pub use fast::{parse_array, parse_event};
 
 /// Every event name Herald accepts, in ansible-runner's spelling.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub mod postgres;
+mod shards;
 pub mod sqlite;
 
 /// The PostgreSQL journal, for N replicas on one database.
@@ -179,6 +180,14 @@ pub enum MarkOutcome {
     /// Not attempted: an event read from the log whose run waits behind an
     /// earlier delivery; queued so the cursor can move past it.
     Hold,
+}
+
+/// A delivery stream's cursor ([`DeliveryQueue::cursor_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorAt {
+    pub position: i64,
+    /// The shard count of the instance when the stream was opened.
+    pub shards: u32,
 }
 
 /// Moves an instance's cursor over the event log: every event of its tenant
@@ -498,19 +507,47 @@ pub trait DeliveryQueue: Send + Sync {
         plugin: &str,
         tenant: &str,
         routes: &[herald_event::routes::RouteConfig],
-    ) -> Result<i64, JournalError>;
+    ) -> Result<i64, JournalError> {
+        let positions = self.open_streams(plugin, tenant, routes, 1)?;
+        Ok(positions.first().copied().unwrap_or(0))
+    }
+
+    /// Opens the cursors of `instance`'s `shards` delivery streams (named by
+    /// `herald_event::shard::stream_name`) and returns where each stands,
+    /// shard 0 first. As [`DeliveryQueue::open_cursor`], and when the shard
+    /// count changed: every stream starts at the slowest old stream's
+    /// position (runs move between shards, so none may be skipped; what the
+    /// faster ones had delivered past it is delivered again), streams past
+    /// the new count are removed, and their leases change hands so that a
+    /// replica still running the old count stops.
+    fn open_streams(
+        &self,
+        instance: &str,
+        tenant: &str,
+        routes: &[herald_event::routes::RouteConfig],
+        shards: u32,
+    ) -> Result<Vec<i64>, JournalError>;
 
     /// Where the cursor of `plugin` stands (`None`: never opened).
-    fn cursor(&self, plugin: &str) -> Result<Option<i64>, JournalError>;
+    fn cursor(&self, plugin: &str) -> Result<Option<i64>, JournalError> {
+        Ok(self.cursor_at(plugin)?.map(|c| c.position))
+    }
 
-    /// Marks an instance's cursor retired (removed by a reload): retention
-    /// no longer keeps events for it. Opening it again un-retires it.
+    /// Where the cursor of delivery stream `stream` stands, and the shard
+    /// count it was opened with (`None`: never opened, or removed by a
+    /// change of the shard count).
+    fn cursor_at(&self, stream: &str) -> Result<Option<CursorAt>, JournalError>;
+
+    /// Marks an instance's cursors (all its shards') retired (removed by a
+    /// reload): retention no longer keeps events for them. Opening them
+    /// again un-retires them.
     fn retire_cursor(&self, plugin: &str) -> Result<(), JournalError>;
 
-    /// The oldest pending deliveries of `plugin` after event `after` (0 for
-    /// all), in journal order: its queue's pending rows merged with the
-    /// events of `tenant` past its cursor. Routes are not applied: the
-    /// worker matches them.
+    /// The oldest pending deliveries of delivery stream `plugin` after event
+    /// `after` (0 for all), in journal order: its instance's queued rows
+    /// merged with the events of `tenant` past the stream's cursor. Neither
+    /// routes nor shards are applied: the worker matches them (the shards of
+    /// an instance share its queue).
     fn pending(
         &self,
         plugin: &str,
@@ -519,8 +556,10 @@ pub trait DeliveryQueue: Send + Sync {
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, JournalError>;
 
-    /// Hands delivery outcomes (and the cursor's move) to the writer; the
-    /// receipt resolves once they are durable.
+    /// Hands delivery outcomes (and the cursor's move) of delivery stream
+    /// `plugin` to the writer; the receipt resolves once they are durable.
+    /// Queue rows are the stream's instance's; the move and the fence are
+    /// the stream's.
     fn send_marks(&self, plugin: &str, batch: MarkBatch) -> Result<MarksReceipt, JournalError>;
 
     /// Writes delivery outcomes now (tests and tools).

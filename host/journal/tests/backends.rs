@@ -38,7 +38,7 @@ fn done(d: &PendingDelivery) -> Mark {
 
 /// Every scenario, by name, on one backend; `open` gives a fresh journal.
 fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
-    let all: [(&str, fn(&dyn Store)); 9] = [
+    let all: [(&str, fn(&dyn Store)); 10] = [
         ("dedupe_and_cursors", dedupe_and_cursors),
         ("exceptions_are_queued", exceptions_are_queued),
         ("replay_and_dead_letters", replay_and_dead_letters),
@@ -46,6 +46,7 @@ fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
         ("plugin_state", plugin_state),
         ("retention", retention),
         ("moved_instance", moved_instance),
+        ("shards", shards),
         ("explore", explore),
         ("calls_from_a_busy_tokio_task", calls_from_a_busy_tokio_task),
     ];
@@ -316,6 +317,79 @@ fn dedupe_and_cursors(j: &dyn Store) {
     let left = j.pending("a", "t1", 0, 10).unwrap();
     assert_eq!(left.len(), 1);
     assert_ne!(left[0].event_id, first.event_id);
+}
+
+/// Moves `stream`'s cursor to `to` (all delivered at the first attempt).
+fn advance(j: &dyn Store, stream: &str, from: i64, to: i64) {
+    let moved = MarkBatch {
+        fence: None,
+        attempts: Vec::new(),
+        marks: Vec::new(),
+        advance: Some(Advance {
+            from,
+            to,
+            delivered: 0,
+        }),
+    };
+    assert!(j.record(stream, &moved).unwrap().advanced, "{stream}");
+}
+
+/// The database's shard of a run is the one the workers compute
+/// ([`herald_event::shard::shard_of`]): an instance's counts take each
+/// stream's share by it, so with every stream but shard `k` at the end,
+/// what is pending is exactly shard `k`'s events. A new count rewinds every
+/// stream to the slowest old one.
+fn shards(j: &dyn Store) {
+    use herald_event::shard::{shard_of, stream_name};
+    let events: Vec<WireEvent> = (0..90)
+        .map(|i| ev(&format!("u{i}"), &format!("run-{}", i % 45)))
+        .collect();
+    for k in 0..3u32 {
+        let name = format!("s{k}");
+        assert_eq!(j.open_streams(&name, "t", &[], 3).unwrap(), vec![0, 0, 0]);
+    }
+    j.commit_batch("t", &events).unwrap();
+    let last = j
+        .pending("s0", "t", 0, 100)
+        .unwrap()
+        .last()
+        .unwrap()
+        .event_id;
+    for k in 0..3u32 {
+        let name = format!("s{k}");
+        assert_eq!(
+            j.delivery_counts(&name).unwrap(),
+            (90, 0, 0),
+            "each event counted once"
+        );
+        for other in (0..3).filter(|o| *o != k) {
+            advance(j, &stream_name(&name, other), 0, last);
+        }
+        let mine = events
+            .iter()
+            .filter(|e| shard_of(&e.run_id, 3) == k)
+            .count() as u64;
+        assert!(mine > 0 && mine < 90, "{mine}");
+        assert_eq!(
+            j.delivery_counts(&name).unwrap().0,
+            mine,
+            "shard {k}: the database hashes runs as the workers do"
+        );
+        let depth = j.queue_depths().unwrap();
+        assert!(
+            depth.iter().any(|(n, d, _)| *n == name && *d == mine),
+            "{depth:?}"
+        );
+    }
+    // s0 at 2 shards: its streams restart at the slowest (shard 0, at 0),
+    // and stream #2 is gone.
+    assert_eq!(j.open_streams("s0", "t", &[], 2).unwrap(), vec![0, 0]);
+    assert!(j.cursor_at(&stream_name("s0", 2)).unwrap().is_none());
+    assert_eq!(j.cursor_at("s0").unwrap().map(|c| c.shards), Some(2));
+    assert_eq!(j.delivery_counts("s0").unwrap(), (90, 0, 0));
+    // The same count again keeps each stream where it is.
+    advance(j, &stream_name("s0", 1), 0, last);
+    assert_eq!(j.open_streams("s0", "t", &[], 2).unwrap(), vec![0, last]);
 }
 
 fn exceptions_are_queued(j: &dyn Store) {

@@ -110,6 +110,22 @@ impl PluginInstance {
         }
     }
 
+    /// Another instance of the same component and spec (a shard of the
+    /// same `[plugins.NAME]`): a store of its own, made at its first call.
+    pub fn sibling(&self) -> Self {
+        Self {
+            component: self.component.clone(),
+            spec: self.spec.clone(),
+            engine: self.engine.clone(),
+            http: self.http.clone(),
+            services: self.services.clone(),
+            memory: self.memory.clone(),
+            sockets: self.sockets.clone(),
+            live: None,
+            pending_faults: Vec::new(),
+        }
+    }
+
     /// The instance's spec.
     pub fn spec(&self) -> &InstanceSpec {
         &self.spec

@@ -20,13 +20,13 @@ const QUEUED_SQL: &str = "
     WHERE d.plugin = $1 AND d.state = 'pending' AND d.event_id > $2
     ORDER BY d.event_id LIMIT $4";
 
-/// The log half: the tenant's events past the instance's cursor (and past
-/// `after`) without a queue row. No cursor: nothing.
+/// The log half: the tenant's events past the stream's cursor (and past
+/// `after`) without a queue row of its instance ($5). No cursor: nothing.
 const LOGGED_SQL: &str = "
     SELECT e.id, e.run_id, e.received_ms, e.body, e.request_id, e.trace_id, e.span_id
     FROM cursors c JOIN events e ON e.tenant = c.tenant AND e.id > greatest($2, c.position)
     WHERE c.plugin = $1 AND c.tenant = $3
-      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = $1 AND d.event_id = e.id)
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = $5 AND d.event_id = e.id)
     ORDER BY e.id LIMIT $4";
 
 /// Queues, for `plugin`, what it had not read of `tenant`'s events when its
@@ -69,68 +69,125 @@ async fn queue_unread(
 }
 
 impl DeliveryQueue for PgJournal {
-    fn open_cursor(
+    fn open_streams(
         &self,
-        plugin: &str,
+        instance: &str,
         tenant: &str,
         routes: &[herald_event::routes::RouteConfig],
-    ) -> Result<i64, JournalError> {
+        shards: u32,
+    ) -> Result<Vec<i64>, JournalError> {
+        use crate::shards::{Start, StreamRow};
         let routes_json = serde_json::to_string(routes).map_err(PgError::from)?;
-        Ok(self.block(async {
+        let (positions, reshards) = self.block(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await?;
             // Waits for the tenant's ingest in flight: a new cursor then
             // starts past every id the tenant will ever commit before it.
             lock_tenants(&tx, &[tenant]).await?;
             let now = now_ms();
-            let current = tx
-                .query_opt(
-                    "SELECT tenant, position, routes FROM cursors WHERE plugin = $1 FOR UPDATE",
-                    &[&plugin],
+            let rows: Vec<StreamRow> = tx
+                .query(
+                    "SELECT plugin, tenant, since, position, delivered, routes, shards FROM cursors
+                     WHERE instance = $1 OR plugin = $1 ORDER BY plugin FOR UPDATE",
+                    &[&instance],
                 )
                 .await?
-                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1), r.get::<_, String>(2)));
-            let position = match current {
-                Some((t, position, _)) if t == tenant => {
-                    tx.execute(
-                        "UPDATE cursors SET routes = $2, retired_ms = NULL, updated_ms = $3 WHERE plugin = $1",
-                        &[&plugin, &routes_json, &now],
-                    )
+                .into_iter()
+                .map(|r| StreamRow {
+                    stream: r.get(0),
+                    tenant: r.get(1),
+                    since: r.get(2),
+                    position: r.get(3),
+                    delivered: r.get(4),
+                    routes: r.get(5),
+                    shards: r.get::<_, i32>(6).max(1) as u32,
+                })
+                .filter(|r| crate::shards::belongs(&r.stream, instance))
+                .collect();
+            let plan = crate::shards::plan(instance, tenant, shards, rows);
+            for r in &plan.moved {
+                // Queued under the instance's name: the shards share its queue.
+                queue_unread(&tx, instance, &r.tenant, r.position, &r.routes, now).await?;
+            }
+            for stream in &plan.dropped {
+                tx.execute("DELETE FROM cursors WHERE plugin = $1", &[stream])
                     .await?;
-                    position
-                }
-                other => {
-                    if let Some((earlier, position, routes)) = &other {
-                        queue_unread(&tx, plugin, earlier, *position, routes, now).await?;
-                    }
-                    let end: i64 = tx
-                        .query_one("SELECT coalesce(max(id), 0) FROM events", &[])
+            }
+            if plan.reshards() {
+                // A new holder for every stream of the instance: a replica
+                // still delivering with the old shard count is fenced, reads
+                // its cursor again and stops (see the dispatcher's worker).
+                tx.execute(
+                    "UPDATE leases SET token = token + 1, expires_ms = 0 WHERE plugin = ANY($1)",
+                    &[&plan.streams.iter().chain(&plan.dropped).collect::<Vec<_>>()],
+                )
+                .await?;
+            }
+            let end: i64 = tx
+                .query_one("SELECT coalesce(max(id), 0) FROM events", &[])
+                .await?
+                .get(0);
+            let count = plan.streams.len() as i32;
+            let upsert = tx
+                .prepare(
+                    "INSERT INTO cursors (plugin, tenant, since, position, delivered, routes, updated_ms, instance, shard, shards)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (plugin) DO UPDATE SET tenant = excluded.tenant, since = excluded.since,
+                        position = excluded.position, delivered = excluded.delivered, routes = excluded.routes,
+                        updated_ms = excluded.updated_ms, retired_ms = NULL, instance = excluded.instance,
+                        shard = excluded.shard, shards = excluded.shards",
+                )
+                .await?;
+            let mut positions = Vec::with_capacity(plan.streams.len());
+            for (k, stream) in plan.streams.iter().enumerate() {
+                let shard = k as i32;
+                let position = match plan.start {
+                    Start::Kept => {
+                        tx.query_one(
+                            "UPDATE cursors SET routes = $2, retired_ms = NULL, updated_ms = $3
+                             WHERE plugin = $1 RETURNING position",
+                            &[stream, &routes_json, &now],
+                        )
                         .await?
-                        .get(0);
-                    tx.execute(
-                        "INSERT INTO cursors (plugin, tenant, since, position, delivered, routes, updated_ms)
-                         VALUES ($1, $2, $3, $3, 0, $4, $5)
-                         ON CONFLICT (plugin) DO UPDATE SET tenant = excluded.tenant, since = excluded.since,
-                            position = excluded.position, delivered = 0, routes = excluded.routes,
-                            updated_ms = excluded.updated_ms, retired_ms = NULL",
-                        &[&plugin, &tenant, &end, &routes_json, &now],
-                    )
-                    .await?;
-                    end
-                }
-            };
+                        .get(0)
+                    }
+                    Start::Rewound { since, position, delivered } => {
+                        let delivered = if k == 0 { delivered } else { 0 };
+                        tx.execute(&upsert, &[stream, &tenant, &since, &position, &delivered,
+                            &routes_json, &now, &instance, &shard, &count]).await?;
+                        position
+                    }
+                    Start::End => {
+                        tx.execute(&upsert, &[stream, &tenant, &end, &end, &0i64,
+                            &routes_json, &now, &instance, &shard, &count]).await?;
+                        end
+                    }
+                };
+                positions.push(position);
+            }
             tx.commit().await?;
-            Ok::<_, PgError>(position)
-        })?)
+            Ok::<_, PgError>((positions, plan.reshards()))
+        })?;
+        if reshards {
+            tracing::info!(plugin = %instance, tenant = %tenant, shards,
+                "the instance's shard count changed: its streams start again from the slowest one's position (what the others had delivered past it is delivered again)");
+        }
+        Ok(positions)
     }
 
-    fn cursor(&self, plugin: &str) -> Result<Option<i64>, JournalError> {
+    fn cursor_at(&self, stream: &str) -> Result<Option<crate::CursorAt>, JournalError> {
         Ok(self.block(async {
             let c = self.conn().await?;
             let row = c
-                .query_opt("SELECT position FROM cursors WHERE plugin = $1", &[&plugin])
+                .query_opt(
+                    "SELECT position, shards FROM cursors WHERE plugin = $1",
+                    &[&stream],
+                )
                 .await?;
-            Ok::<_, PgError>(row.map(|r| r.get(0)))
+            Ok::<_, PgError>(row.map(|r| crate::CursorAt {
+                position: r.get(0),
+                shards: r.get::<_, i32>(1).max(1) as u32,
+            }))
         })?)
     }
 
@@ -138,7 +195,7 @@ impl DeliveryQueue for PgJournal {
         Ok(self.block(async {
             let c = self.conn().await?;
             c.execute(
-                "UPDATE cursors SET retired_ms = $2 WHERE plugin = $1",
+                "UPDATE cursors SET retired_ms = $2 WHERE instance = $1 OR plugin = $1",
                 &[&plugin, &now_ms()],
             )
             .await?;
@@ -170,9 +227,11 @@ impl DeliveryQueue for PgJournal {
                 .read_only(true)
                 .start()
                 .await?;
+            // The shards of an instance share its queue.
+            let instance = herald_event::shard::instance_of(plugin);
             let q = tx.prepare_cached(QUEUED_SQL).await?;
             let queued: Vec<PendingDelivery> = tx
-                .query(&q, &[&plugin, &after, &tenant, &limit_sql])
+                .query(&q, &[&instance, &after, &tenant, &limit_sql])
                 .await?
                 .into_iter()
                 .map(|r| PendingDelivery {
@@ -192,7 +251,7 @@ impl DeliveryQueue for PgJournal {
                 .collect();
             let l = tx.prepare_cached(LOGGED_SQL).await?;
             let logged: Vec<PendingDelivery> = tx
-                .query(&l, &[&plugin, &after, &tenant, &limit_sql])
+                .query(&l, &[&plugin, &after, &tenant, &limit_sql, &instance])
                 .await?
                 .into_iter()
                 .map(|r| {
@@ -262,10 +321,11 @@ impl DeliveryQueue for PgJournal {
             }
             if let Some(r) = c
                 .query_opt(
-                    "SELECT c.delivered,
-                            (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
-                               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id))
-                     FROM cursors c WHERE c.plugin = $1",
+                    "SELECT sum(c.delivered)::bigint,
+                            sum((SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
+                               AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
+                               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)))::bigint
+                     FROM cursors c WHERE c.instance = $1 HAVING count(*) > 0",
                     &[&plugin],
                 )
                 .await?
@@ -299,9 +359,10 @@ impl DeliveryQueue for PgJournal {
             }
             for r in c
                 .query(
-                    "SELECT c.plugin,
+                    "SELECT c.instance,
                             (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
-                               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)),
+                               AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
+                               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)),
                             (SELECT e.received_ms FROM events e WHERE e.tenant = c.tenant AND e.id > c.position ORDER BY e.id LIMIT 1)
                      FROM cursors c WHERE c.retired_ms IS NULL",
                     &[],

@@ -415,18 +415,19 @@ async fn derived_deliveries(
     }
     let mut args = Args::default();
     let mut sql = format!(
-        "SELECT c.plugin, e.id, e.run_id, e.received_ms, e.uuid, e.kind, e.counter, c.position, c.routes,
+        "SELECT c.instance, e.id, e.run_id, e.received_ms, e.uuid, e.kind, e.counter, c.position, c.routes,
                 CASE WHEN c.routes = '[]' THEN NULL ELSE e.body END
          FROM events e JOIN cursors c ON c.tenant = e.tenant AND e.id > c.since
          WHERE e.tenant = {}
-           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)",
+           AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)",
         args.push(tenant.to_string())
     );
     if let Some(r) = &f.run {
         sql.push_str(&format!(" AND e.run_id = {}", args.push(r.clone())));
     }
     if let Some(p) = &f.plugin {
-        sql.push_str(&format!(" AND c.plugin = {}", args.push(p.clone())));
+        sql.push_str(&format!(" AND c.instance = {}", args.push(p.clone())));
     }
     match f.state {
         Some(DeliveryState::Done) => sql.push_str(" AND e.id <= c.position"),
@@ -435,7 +436,7 @@ async fn derived_deliveries(
     }
     let fixed = args.0.len();
     sql.push_str(&format!(
-        " AND (e.id > ${a} OR (e.id = ${a} AND c.plugin > ${b})) ORDER BY e.id, c.plugin LIMIT ${l}",
+        " AND (e.id > ${a} OR (e.id = ${a} AND c.instance > ${b})) ORDER BY e.id, c.instance LIMIT ${l}",
         a = fixed + 1,
         b = fixed + 2,
         l = fixed + 3

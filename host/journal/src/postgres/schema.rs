@@ -135,6 +135,27 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX attempts_by_delivery ON delivery_attempts (event_id, plugin, id);
 "#,
     ),
+    (
+        4,
+        "shards of plugin instances",
+        r#"
+-- An instance with N shards has N cursors, one per delivery stream (`plugin`
+-- is the stream: `slack`, `slack#1`, ...; its lease has the same name);
+-- `instance` names the instance, and the stream takes the events of the runs
+-- whose herald_shard(run_id, shards) is its `shard`. The instance's queue
+-- rows (`deliveries.plugin`) are the instance's, shared by its shards.
+ALTER TABLE cursors ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+ALTER TABLE cursors ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE cursors ADD COLUMN shards INTEGER NOT NULL DEFAULT 1;
+UPDATE cursors SET instance = plugin;
+CREATE INDEX cursors_by_instance ON cursors (instance);
+-- The same as herald_event::shard::shard_of: the first four bytes of the
+-- run id's MD5, big-endian, modulo the shard count.
+CREATE FUNCTION herald_shard(run_id TEXT, shards INTEGER) RETURNS INTEGER
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT (('x' || substr(md5(run_id), 1, 8))::bit(32)::bigint % greatest(shards, 1))::integer $$;
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.

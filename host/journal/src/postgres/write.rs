@@ -384,9 +384,12 @@ pub(super) async fn apply_mark_batch(
     }
     let mut changed = 0usize;
     let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
-    changed += queue_from_log(tx, plugin, &logged, now).await?;
-    changed += update_queued(tx, plugin, &queued, now).await?;
-    record_attempts(tx, plugin, &batch.attempts).await?;
+    // `plugin` is a delivery stream: its rows are its instance's (the
+    // shards share them), its cursor and lease are its own.
+    let instance = herald_event::shard::instance_of(plugin);
+    changed += queue_from_log(tx, instance, &logged, now).await?;
+    changed += update_queued(tx, instance, &queued, now).await?;
+    record_attempts(tx, instance, &batch.attempts).await?;
     let advanced = match batch.advance {
         None => true,
         Some(a) => {

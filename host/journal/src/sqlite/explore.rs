@@ -219,10 +219,11 @@ fn run_delivery_counts(
         }
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT c.plugin, c.position, c.routes, e.id, CASE WHEN c.routes = '[]' THEN NULL ELSE e.body END
+        "SELECT c.instance, c.position, c.routes, e.id, CASE WHEN c.routes = '[]' THEN NULL ELSE e.body END
          FROM events e JOIN cursors c ON c.tenant = e.tenant AND e.id > c.since
          WHERE e.tenant = ?1 AND e.run_id = ?2 AND c.retired_ms IS NULL
-           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)",
+           AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)",
     )?;
     let mut rows = stmt.query(params![tenant, run])?;
     while let Some(r) = rows.next()? {

@@ -258,19 +258,22 @@ fn apply_mark_batch(
     generation: u64,
 ) -> Result<MarksWritten, JournalError> {
     let mut changed = 0;
+    // `plugin` is a delivery stream: its rows are its instance's (the
+    // shards share them), its cursor is its own.
+    let instance = herald_event::shard::instance_of(plugin);
     // Outcomes of events read from the log: only the exceptions leave a row.
     let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
     for m in logged {
-        changed += queue_from_log(tx, plugin, m, now)?;
+        changed += queue_from_log(tx, instance, m, now)?;
     }
     if queued.len() == batch.marks.len() {
-        changed += apply_marks(tx, plugin, &batch.marks, now, generation)?;
+        changed += apply_marks(tx, instance, &batch.marks, now, generation)?;
     } else {
         let queued: Vec<Mark> = queued.into_iter().cloned().collect();
-        changed += apply_marks(tx, plugin, &queued, now, generation)?;
+        changed += apply_marks(tx, instance, &queued, now, generation)?;
     }
     for a in &batch.attempts {
-        record_attempt(tx, plugin, a)?;
+        record_attempt(tx, instance, a)?;
     }
     let advanced = match batch.advance {
         None => true,
@@ -708,6 +711,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 -- delivered at their first attempt (they leave no row); `routes` (JSON) are
 -- the instance's routes, for the deliveries listing; a retired cursor (its
 -- instance removed by a reload) no longer holds events back from retention.
+-- An instance with N shards has N cursors, one per delivery stream
+-- (`plugin` is the stream: `slack`, `slack#1`, ...); `instance` names the
+-- instance, and the stream takes the events of the runs whose
+-- `herald_shard(run_id, shards)` is its `shard`.
 CREATE TABLE IF NOT EXISTS cursors (
     plugin      TEXT PRIMARY KEY,
     tenant      TEXT NOT NULL,
@@ -716,7 +723,10 @@ CREATE TABLE IF NOT EXISTS cursors (
     delivered   INTEGER NOT NULL DEFAULT 0,
     routes      TEXT NOT NULL DEFAULT '[]',
     updated_ms  INTEGER NOT NULL,
-    retired_ms  INTEGER
+    retired_ms  INTEGER,
+    instance    TEXT NOT NULL DEFAULT '',
+    shard       INTEGER NOT NULL DEFAULT 0,
+    shards      INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 -- `deliveries` holds the exceptions only: retries, events held behind them,
 -- replays, requeued and dead letters (and what became of them).
@@ -759,6 +769,7 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
         }
     }
     migrate_delivery_check(conn)?;
+    migrate_cursor_shards(conn)?;
     migrate_state_tenant(conn)?;
     migrate_pending_index(conn)?;
     migrate_run_summary(conn)
@@ -835,6 +846,53 @@ fn migrate_run_summary(conn: &Connection) -> Result<(), JournalError> {
         "journal: each run's status and labels are now kept with the run (filled in once)"
     );
     Ok(())
+}
+
+/// Cursors before shards were one per instance: each is shard 0 of 1 of
+/// its instance (`fill_cursor_instances` names the instance).
+fn migrate_cursor_shards(conn: &Connection) -> Result<(), JournalError> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('cursors')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (col, def) in [
+        ("instance", "TEXT NOT NULL DEFAULT ''"),
+        ("shard", "INTEGER NOT NULL DEFAULT 0"),
+        ("shards", "INTEGER NOT NULL DEFAULT 1"),
+    ] {
+        if !columns.iter().any(|c| c == col) {
+            conn.execute_batch(&format!("ALTER TABLE cursors ADD COLUMN {col} {def}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Cursors made before shards (or seeded from an older journal) name no
+/// instance: each is its instance's only stream.
+fn fill_cursor_instances(conn: &Connection) -> Result<(), JournalError> {
+    conn.execute(
+        "UPDATE cursors SET instance = plugin WHERE instance = ''",
+        [],
+    )?;
+    Ok(())
+}
+
+/// `herald_shard(run_id, shards)`: the shard of a run among `shards`
+/// (`herald_event::shard::shard_of`), for the statements that count or list
+/// the deliveries of sharded instances.
+fn add_shard_function(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "herald_shard",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let run: String = ctx.get(0)?;
+            let shards: i64 = ctx.get(1)?;
+            let shards = u32::try_from(shards).unwrap_or(1);
+            Ok(i64::from(herald_event::shard::shard_of(&run, shards)))
+        },
+    )
 }
 
 /// Journals before cursors had a `deliveries` row per event and instance:
@@ -954,17 +1012,44 @@ fn migrate_delivery_check(conn: &Connection) -> Result<(), JournalError> {
 }
 
 /// The log half of [`Journal::pending`]: the tenant's events past the
-/// instance's cursor (and past `after`) that have no queue row (a queued
-/// event is read from the queue). No cursor: nothing.
+/// stream's cursor (?1; and past `after`) that have no queue row of its
+/// instance (?4; a queued event is read from the queue). No cursor: nothing.
 fn log_sql(limit: usize) -> String {
     format!(
         "SELECT e.id, e.run_id, e.received_ms, e.body, e.request_id, e.trace_id, e.span_id
          FROM events e
          WHERE e.tenant = ?3
            AND e.id > max(?2, (SELECT c.position FROM cursors c WHERE c.plugin = ?1 AND c.tenant = ?3))
-           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = ?1 AND d.event_id = e.id)
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = ?4 AND d.event_id = e.id)
          ORDER BY e.id LIMIT {limit}"
     )
+}
+
+/// Writes a stream's cursor (all of it but `retired_ms`, which it clears).
+#[allow(clippy::too_many_arguments)]
+fn upsert_cursor(
+    tx: &rusqlite::Transaction<'_>,
+    stream: &str,
+    instance: &str,
+    tenant: &str,
+    shard: i64,
+    shards: i64,
+    since: i64,
+    position: i64,
+    delivered: i64,
+    routes: &str,
+    now: i64,
+) -> Result<(), JournalError> {
+    tx.execute(
+        "INSERT INTO cursors (plugin, tenant, since, position, delivered, routes, updated_ms, instance, shard, shards)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (plugin) DO UPDATE SET tenant = excluded.tenant, since = excluded.since,
+            position = excluded.position, delivered = excluded.delivered, routes = excluded.routes,
+            updated_ms = excluded.updated_ms, retired_ms = NULL, instance = excluded.instance,
+            shard = excluded.shard, shards = excluded.shards",
+        params![stream, tenant, since, position, delivered, routes, now, instance, shard, shards],
+    )?;
+    Ok(())
 }
 
 /// Queues, for `plugin`, what it had not read of `tenant`'s events when its
@@ -1045,6 +1130,7 @@ fn open_connection(path: &Path, synchronous: &str) -> Result<Connection, Journal
     // Room for every statement the journal and the query API prepare on one
     // connection (the default of 16 evicts under a mixed load).
     conn.set_prepared_statement_cache_capacity(64);
+    add_shard_function(&conn)?;
     Ok(conn)
 }
 
@@ -1061,6 +1147,7 @@ fn reader_pool(path: &Path) -> Result<r2d2::Pool<SqliteConnectionManager>, Journ
             // A reader never writes, whatever a query asks.
             c.pragma_update(None, "query_only", true)?;
             c.set_prepared_statement_cache_capacity(64);
+            add_shard_function(c)?;
             Ok(())
         });
     r2d2::Pool::builder()
@@ -1105,6 +1192,7 @@ impl Journal {
         if before_cursors {
             seed_cursors(&ingest)?;
         }
+        fill_cursor_instances(&ingest)?;
         ingest.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
         let delivery = open_connection(path, "NORMAL")?;
         let checkpoints = open_connection(path, "NORMAL")?;
@@ -1248,12 +1336,14 @@ impl EventLog for Journal {
 }
 
 impl DeliveryQueue for Journal {
-    fn open_cursor(
+    fn open_streams(
         &self,
-        plugin: &str,
+        instance: &str,
         tenant: &str,
         routes: &[herald_event::routes::RouteConfig],
-    ) -> Result<i64, JournalError> {
+        shards: u32,
+    ) -> Result<Vec<i64>, JournalError> {
+        use crate::shards::{Start, StreamRow};
         let routes_json =
             serde_json::to_string(routes).map_err(|e| JournalError::Backend(Box::new(e)))?;
         // On the writer's lock, as the requeues: the bump below is then seen
@@ -1261,61 +1351,120 @@ impl DeliveryQueue for Journal {
         let mut conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
-        let current: Option<(String, i64, String)> = tx
-            .query_row(
-                "SELECT tenant, position, routes FROM cursors WHERE plugin = ?1",
-                params![plugin],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let (position, queued) = match current {
-            Some((t, position, _)) if t == tenant => {
-                tx.execute(
-                    "UPDATE cursors SET routes = ?2, retired_ms = NULL, updated_ms = ?3 WHERE plugin = ?1",
-                    params![plugin, routes_json, now],
-                )?;
-                (position, 0)
-            }
-            other => {
-                let queued = match &other {
-                    Some((earlier, position, routes)) => {
-                        queue_unread(&tx, plugin, earlier, *position, routes, now)?
-                    }
-                    None => 0,
-                };
-                let end: i64 =
-                    tx.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?;
-                tx.execute(
-                    "INSERT INTO cursors (plugin, tenant, since, position, delivered, routes, updated_ms)
-                     VALUES (?1, ?2, ?3, ?3, 0, ?4, ?5)
-                     ON CONFLICT (plugin) DO UPDATE SET tenant = excluded.tenant, since = excluded.since,
-                        position = excluded.position,
-                        delivered = 0, routes = excluded.routes, updated_ms = excluded.updated_ms, retired_ms = NULL",
-                    params![plugin, tenant, end, routes_json, now],
-                )?;
-                (end, queued)
-            }
+        let rows: Vec<StreamRow> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT plugin, tenant, since, position, delivered, routes, shards FROM cursors
+                 WHERE instance = ?1 OR plugin = ?1 ORDER BY plugin",
+            )?;
+            let rows = stmt.query_map(params![instance], |r| {
+                Ok(StreamRow {
+                    stream: r.get(0)?,
+                    tenant: r.get(1)?,
+                    since: r.get(2)?,
+                    position: r.get(3)?,
+                    delivered: r.get(4)?,
+                    routes: r.get(5)?,
+                    shards: r.get::<_, i64>(6)?.clamp(1, i64::from(u32::MAX)) as u32,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|r| crate::shards::belongs(&r.stream, instance))
+                .collect()
         };
+        let plan = crate::shards::plan(instance, tenant, shards, rows);
+        let mut queued = 0;
+        for r in &plan.moved {
+            // Queued under the instance's name: the shards share its queue.
+            queued += queue_unread(&tx, instance, &r.tenant, r.position, &r.routes, now)?;
+        }
+        for stream in &plan.dropped {
+            tx.execute("DELETE FROM cursors WHERE plugin = ?1", params![stream])?;
+        }
+        let shards = plan.streams.len() as i64;
+        let mut positions = Vec::with_capacity(plan.streams.len());
+        let end: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?;
+        for (k, stream) in plan.streams.iter().enumerate() {
+            let position = match plan.start {
+                Start::Kept => {
+                    tx.execute(
+                        "UPDATE cursors SET routes = ?2, retired_ms = NULL, updated_ms = ?3 WHERE plugin = ?1",
+                        params![stream, routes_json, now],
+                    )?;
+                    tx.query_row(
+                        "SELECT position FROM cursors WHERE plugin = ?1",
+                        params![stream],
+                        |r| r.get(0),
+                    )?
+                }
+                Start::Rewound {
+                    since,
+                    position,
+                    delivered,
+                } => {
+                    upsert_cursor(
+                        &tx,
+                        stream,
+                        instance,
+                        tenant,
+                        k as i64,
+                        shards,
+                        since,
+                        position,
+                        if k == 0 { delivered } else { 0 },
+                        &routes_json,
+                        now,
+                    )?;
+                    position
+                }
+                Start::End => {
+                    upsert_cursor(
+                        &tx,
+                        stream,
+                        instance,
+                        tenant,
+                        k as i64,
+                        shards,
+                        end,
+                        end,
+                        0,
+                        &routes_json,
+                        now,
+                    )?;
+                    end
+                }
+            };
+            positions.push(position);
+        }
         tx.commit()?;
         if queued > 0 {
             self.requeues.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(position)
+        if plan.reshards() {
+            tracing::info!(plugin = %instance, tenant = %tenant, shards,
+                "the instance's shard count changed: its streams start again from the slowest one's position (what the others had delivered past it is delivered again)");
+        }
+        Ok(positions)
     }
 
-    fn cursor(&self, plugin: &str) -> Result<Option<i64>, JournalError> {
+    fn cursor_at(&self, stream: &str) -> Result<Option<crate::CursorAt>, JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        let position = conn
-            .prepare_cached("SELECT position FROM cursors WHERE plugin = ?1")?
-            .query_row(params![plugin], |r| r.get(0))
+        let at = conn
+            .prepare_cached("SELECT position, shards FROM cursors WHERE plugin = ?1")?
+            .query_row(params![stream], |r| {
+                Ok(crate::CursorAt {
+                    position: r.get(0)?,
+                    shards: r.get::<_, i64>(1)?.clamp(1, i64::from(u32::MAX)) as u32,
+                })
+            })
             .optional()?;
-        Ok(position)
+        Ok(at)
     }
 
     fn retire_cursor(&self, plugin: &str) -> Result<(), JournalError> {
         let conn = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         conn.execute(
-            "UPDATE cursors SET retired_ms = ?2 WHERE plugin = ?1",
+            "UPDATE cursors SET retired_ms = ?2 WHERE instance = ?1 OR plugin = ?1",
             params![plugin, now_ms()],
         )?;
         Ok(())
@@ -1343,9 +1492,11 @@ impl DeliveryQueue for Journal {
         // One snapshot for both halves: an event moved from the log to the
         // queue in between would otherwise be missed or read twice.
         let tx = conn.transaction()?;
+        // The shards of an instance share its queue.
+        let instance = herald_event::shard::instance_of(plugin);
         let queued: Vec<PendingDelivery> = {
             let mut stmt = tx.prepare_cached(&pending_sql(limit))?;
-            let rows = stmt.query_map(params![plugin, after, tenant], |r| {
+            let rows = stmt.query_map(params![instance, after, tenant], |r| {
                 Ok(PendingDelivery {
                     queued: true,
                     read: ReadPos {
@@ -1369,7 +1520,7 @@ impl DeliveryQueue for Journal {
         };
         let logged: Vec<PendingDelivery> = {
             let mut stmt = tx.prepare_cached(&log_sql(limit))?;
-            let rows = stmt.query_map(params![plugin, after, tenant], |r| {
+            let rows = stmt.query_map(params![plugin, after, tenant, instance], |r| {
                 let received_ms: i64 = r.get(2)?;
                 Ok(PendingDelivery {
                     queued: false,
@@ -1440,12 +1591,14 @@ impl DeliveryQueue for Journal {
             }
         }
         // The log's share: delivered at the first attempt, and not read yet.
+        // Summed over the instance's shards, each counting its own runs.
         let cursor: Option<(u64, u64)> = conn
             .prepare_cached(
-                "SELECT c.delivered,
-                        (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
-                           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id))
-                 FROM cursors c WHERE c.plugin = ?1",
+                "SELECT sum(c.delivered),
+                        sum((SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
+                           AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
+                           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)))
+                 FROM cursors c WHERE c.instance = ?1 HAVING count(*) > 0",
             )?
             .query_row(params![plugin], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
@@ -1478,9 +1631,10 @@ impl DeliveryQueue for Journal {
             }
         }
         let mut stmt = conn.prepare_cached(
-            "SELECT c.plugin,
+            "SELECT c.instance,
                     (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
-                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)),
+                       AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)),
                     (SELECT e.received_ms FROM events e WHERE e.tenant = c.tenant AND e.id > c.position ORDER BY e.id LIMIT 1)
              FROM cursors c WHERE c.retired_ms IS NULL",
         )?;

@@ -403,11 +403,12 @@ fn derived_deliveries(
         return Ok((Vec::new(), None));
     }
     let mut sql = String::from(
-        "SELECT c.plugin, e.id, e.run_id, e.received_ms, e.uuid, e.kind, e.counter, c.position, c.routes,
+        "SELECT c.instance, e.id, e.run_id, e.received_ms, e.uuid, e.kind, e.counter, c.position, c.routes,
                 CASE WHEN c.routes = '[]' THEN NULL ELSE e.body END
          FROM events e JOIN cursors c ON c.tenant = e.tenant AND e.id > c.since
          WHERE e.tenant = ?
-           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.plugin AND d.event_id = e.id)",
+           AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)",
     );
     let mut args: Vec<Sql> = vec![Sql::Text(tenant.into())];
     if let Some(r) = &f.run {
@@ -415,7 +416,7 @@ fn derived_deliveries(
         args.push(Sql::Text(r.clone()));
     }
     if let Some(p) = &f.plugin {
-        sql.push_str(" AND c.plugin = ?");
+        sql.push_str(" AND c.instance = ?");
         args.push(Sql::Text(p.clone()));
     }
     match f.state {
@@ -423,7 +424,9 @@ fn derived_deliveries(
         Some(DeliveryState::Pending) => sql.push_str(" AND e.id > c.position"),
         _ => {}
     }
-    sql.push_str(" AND (e.id > ? OR (e.id = ? AND c.plugin > ?)) ORDER BY e.id, c.plugin LIMIT ?");
+    sql.push_str(
+        " AND (e.id > ? OR (e.id = ? AND c.instance > ?)) ORDER BY e.id, c.instance LIMIT ?",
+    );
     let chunk = (f.limit + 1).clamp(64, 4096);
     let mut after = f.after.clone().unwrap_or((0, String::new()));
     let mut routes: BTreeMap<String, herald_event::routes::Routes> = BTreeMap::new();
