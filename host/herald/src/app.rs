@@ -554,18 +554,20 @@ async fn gauges(state: AppState) {
 
 /// Removes delivered events (and their runs) older than
 /// `storage.retention_days`, a few thousand at a time so ingest never waits
-/// long for the write lock.
+/// long for the write lock, then lets the journal reuse the space.
 async fn retention(state: AppState) {
     loop {
         let days = state.live.load().storage.retention_days();
         if days > 0.0 {
             let cutoff = now_ms() - (days * 86_400_000.0) as i64;
+            let mut pruned = 0;
             loop {
                 let removed =
                     crate::journal::blocking(&state.journal, move |j| j.prune(cutoff, 2000)).await;
                 match removed {
                     Ok(by_tenant) => {
                         let total: u64 = by_tenant.values().sum();
+                        pruned += total;
                         for (tenant, n) in &by_tenant {
                             state.limiter.stored(tenant, -(*n as i64));
                         }
@@ -582,6 +584,13 @@ async fn retention(state: AppState) {
                         tracing::warn!("retention pass failed: {e}");
                         break;
                     }
+                }
+            }
+            if pruned > 0 {
+                // Once per pass, so the tables reuse what it freed.
+                let reclaimed = crate::journal::blocking(&state.journal, |j| j.reclaim()).await;
+                if let Err(e) = reclaimed {
+                    tracing::warn!("reclaiming the space retention freed failed: {e}");
                 }
             }
         }

@@ -820,6 +820,13 @@ pub trait Maintenance: Send + Sync {
     /// removed per tenant.
     fn prune(&self, cutoff_ms: i64, limit: usize) -> Result<BTreeMap<String, u64>, JournalError>;
 
+    /// Makes the space of the rows [`Maintenance::prune`] removed reusable
+    /// by new ones, without blocking writers, so that a journal under
+    /// retention stops growing. SQLite reuses freed pages by itself.
+    fn reclaim(&self) -> Result<(), JournalError> {
+        Ok(())
+    }
+
     /// Bytes the journal takes on disk.
     fn size_bytes(&self) -> u64;
 
