@@ -229,6 +229,7 @@ impl WorkerCtx {
             from: self.sent_frontier,
             to: self.frontier,
             delivered: std::mem::take(&mut self.delivered),
+            shards: self.shards,
         });
         self.sent_frontier = self.frontier;
         match self.journal.send_marks(
@@ -1582,5 +1583,51 @@ mod worker_tests {
         }
         let duplicates = every_event_in_run_order(&by_run(&all), &made);
         assert!(duplicates <= all.len(), "{duplicates} duplicates");
+    }
+
+    /// A reload that changes the shard count while the old shards are still
+    /// delivering loses nothing: their late cursor moves are refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_to_another_shard_count_while_delivering_loses_nothing() {
+        let j = journal("reload-shards");
+        let slow = || -> Answer {
+            Box::new(|_, _| {
+                std::thread::sleep(Duration::from_millis(2));
+                Ok(Outcome::Ok)
+            })
+        };
+        let (d, first) = start(&j, "shards = 3\n", slow());
+        let early = many_runs(1, 150);
+        commit(&j, &early);
+        // Part of the way through, the instance comes back with 2 shards.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let second = Arc::new(Mutex::new(Vec::new()));
+        d.add_plugin(
+            Script {
+                name: "p".into(),
+                tenant: "t".into(),
+                calls: second.clone(),
+                answer: Arc::new(Mutex::new(slow())),
+            },
+            "test",
+            config("shards = 2\n"),
+            String::new(),
+        );
+        let late = many_runs(151, 60);
+        commit(&j, &late);
+        let all: Vec<_> = early.into_iter().chain(late).collect();
+        assert_eq!(settled(&j, 210).await.0, 0);
+        d.shutdown(Duration::from_secs(5)).await;
+        let mut made = calls(&first);
+        assert!(
+            made.len() < 150,
+            "the reload came while delivering: {}",
+            made.len()
+        );
+        made.extend(calls(&second));
+        let mut seen: Vec<&str> = made.iter().map(|(u, _)| u.as_str()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 210, "every event delivered at least once");
     }
 }

@@ -202,6 +202,10 @@ pub struct Advance {
     /// Events delivered at the first attempt between `from` and `to` (they
     /// leave no queue row; the instance's done count adds them up).
     pub delivered: u64,
+    /// The shard count the worker delivers for: after the instance's count
+    /// changed (its streams rewound), a worker of the old count cannot move
+    /// a stream that now covers other runs.
+    pub shards: u32,
 }
 
 /// What a worker hands the journal's writer at once: outcomes and, with

@@ -396,12 +396,19 @@ pub(super) async fn apply_mark_batch(
             let stmt = tx
                 .prepare_cached(
                     "UPDATE cursors SET position = $3, delivered = delivered + $4, updated_ms = $5
-                     WHERE plugin = $1 AND position = $2",
+                     WHERE plugin = $1 AND position = $2 AND shards = $6",
                 )
                 .await?;
             tx.execute(
                 &stmt,
-                &[&plugin, &a.from, &a.to, &(a.delivered as i64), &now],
+                &[
+                    &plugin,
+                    &a.from,
+                    &a.to,
+                    &(a.delivered as i64),
+                    &now,
+                    &(a.shards as i32),
+                ],
             )
             .await?
                 == 1

@@ -280,10 +280,16 @@ fn apply_mark_batch(
         Some(a) => {
             tx.prepare_cached(
                 "UPDATE cursors SET position = ?3, delivered = delivered + ?4, updated_ms = ?5
-                 WHERE plugin = ?1 AND position = ?2",
+                 WHERE plugin = ?1 AND position = ?2 AND shards = ?6",
             )?
-            .execute(params![plugin, a.from, a.to, a.delivered as i64, now])?
-                == 1
+            .execute(params![
+                plugin,
+                a.from,
+                a.to,
+                a.delivered as i64,
+                now,
+                a.shards
+            ])? == 1
         }
     };
     if !advanced {
@@ -2077,6 +2083,7 @@ mod tests {
                 from: 0,
                 to: first.event_id,
                 delivered: 1,
+                shards: 1,
             }),
             ..Default::default()
         };
@@ -2132,6 +2139,7 @@ mod tests {
                 from: start,
                 to: read[2].event_id,
                 delivered: 1,
+                shards: 1,
             }),
             ..Default::default()
         };
@@ -2215,6 +2223,7 @@ mod tests {
                 from: 0,
                 to: first.event_id,
                 delivered: 1,
+                shards: 1,
             }),
             ..Default::default()
         };
@@ -2242,6 +2251,7 @@ mod tests {
                 from: 0,
                 to: last,
                 delivered: 2,
+                shards: 1,
             }),
             ..Default::default()
         };
