@@ -89,9 +89,12 @@ def storage(url: str, replica: str = "bench") -> str:
         json.dumps(url), replica)
 
 
-def pg_host(name: str, url: str, instances: int, replica: str = "bench") -> "R.Herald":
+def pg_host(name: str, url: str, instances: int, replica: str = "bench", shards: int = 1) -> "R.Herald":
     """A Herald on PostgreSQL: run.py's Herald with its [storage] table replaced."""
-    h = R.Herald(name, R.realistic.noop_instances(instances))
+    plugins = R.realistic.noop_instances(instances)
+    if shards > 1:
+        plugins = plugins.replace("\ncomponent = ", "\nshards = %d\ncomponent = " % shards)
+    h = R.Herald(name, plugins)
     with open(h.config) as f:
         text = f.read()
     start = text.index("[storage]")
@@ -129,6 +132,12 @@ def part_postgres(sz):
         for n in (1, 2, 3):
             replicas[str(n)] = replica_dispatch(pg, n, sz)
             R.log("postgres dispatch, %d replica(s): %s" % (n, replicas[str(n)]))
+        # One busy instance: one lease, or split by run into a shard per replica.
+        sharded = {}
+        for n, shards in ((1, 1), (1, 3), (3, 3)):
+            key = "%d replica(s), shards = %d" % (n, shards)
+            sharded[key] = replica_dispatch(pg, n, sz, instances=1, shards=shards)
+            R.log("postgres dispatch, one instance, %s: %s" % (key, sharded[key]))
     finally:
         pg.stop()
     return {
@@ -140,8 +149,13 @@ def part_postgres(sz):
         "ratio_1": R.stats([x["herald_1"]["events_per_s"] / x["bare"]["events_per_s"] for x in rounds]),
         "ratio_60_to_1": R.stats([x["herald_60"]["events_per_s"] / x["herald_1"]["events_per_s"] for x in rounds]),
         "replicas": replicas,
+        "sharded": sharded,
         "retention": retention,
     }
+
+
+# The tables retention deletes from.
+PRUNED = "array['events', 'runs', 'deliveries', 'delivery_attempts']"
 
 
 def retention_under_ingest(pg: Pg, sz) -> dict:
@@ -158,7 +172,7 @@ def retention_under_ingest(pg: Pg, sz) -> dict:
         with open(h.config, "w") as f:
             f.write(text)
         hosts[side] = (h.start(timeout=300), url)
-    out = {side: {"rates": [], "size_mib": [], "live": []} for side in hosts}
+    out = {side: {"rates": [], "size_mib": [], "tables_mib": [], "live": [], "vacuums": []} for side in hosts}
     try:
         for c in range(sz["pg_retention_cycles"]):
             order = ("keep", "retain") if c % 2 == 0 else ("retain", "keep")
@@ -170,9 +184,15 @@ def retention_under_ingest(pg: Pg, sz) -> dict:
             time.sleep(sz["pg_retention_gap_s"])
             for side in hosts:
                 _, url = hosts[side]
+                # With its indexes and TOAST; then every table retention deletes from.
                 out[side]["size_mib"].append(round(int(pg.scalar(url, "SELECT pg_total_relation_size('events')"))
                                                    / 1048576, 1))
+                out[side]["tables_mib"].append(round(int(pg.scalar(
+                    url, "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s) t" % PRUNED)) / 1048576, 1))
                 out[side]["live"].append(int(pg.scalar(url, "SELECT count(*) FROM events")))
+                # Who reclaimed the deleted rows' space: VACUUMs (retention's) + autovacuums of events.
+                out[side]["vacuums"].append(pg.scalar(url, "SELECT vacuum_count || '+' || autovacuum_count "
+                                                           "FROM pg_stat_user_tables WHERE relname = 'events'"))
     finally:
         for h, _ in hosts.values():
             h.stop()
@@ -187,12 +207,14 @@ def delivered(hosts) -> int:
                    for h in hosts))
 
 
-def replica_dispatch(pg: Pg, n: int, sz) -> dict:
+def replica_dispatch(pg: Pg, n: int, sz, instances: int = 0, shards: int = 1) -> dict:
     """Events ingested into replica 1, then the time until the replicas'
-    deliveries add up to every event for every instance."""
+    deliveries add up to every event for every instance. `shards`: each
+    instance's shard count (a lease per shard)."""
     url = pg.database()
-    k = sz["pg_replica_instances"]
-    hosts = [pg_host("pg-rep-%d-%d" % (n, i), url, k, replica="r%d" % i) for i in range(n)]
+    k = instances or sz["pg_replica_instances"]
+    hosts = [pg_host("pg-rep-%d-%d-%d" % (n, k, i), url, k, replica="r%d" % i, shards=shards) for i in range(n)]
+    leases = k * shards
     try:
         for h in hosts:
             h.start(timeout=300)
@@ -203,7 +225,7 @@ def replica_dispatch(pg: Pg, n: int, sz) -> dict:
             for h in hosts:
                 with urllib.request.urlopen(h.url + "/ready", timeout=10) as r:
                     held.append(len(json.loads(r.read()).get("replica", {}).get("holds", [])))
-            if sum(held) == k and max(held) <= -(-k // n):
+            if sum(held) == leases and max(held) <= -(-leases // n):
                 break
             time.sleep(0.5)
         t0 = time.monotonic()
@@ -217,7 +239,7 @@ def replica_dispatch(pg: Pg, n: int, sz) -> dict:
         total = time.monotonic() - t0
         if delivered(hosts) < deliveries:
             raise RuntimeError("replicas delivered %d of %d" % (delivered(hosts), deliveries))
-        return {"replicas": n, "instances": k, "held": held, "ingest_s": round(ingested_s, 2),
+        return {"replicas": n, "instances": k, "shards": shards, "held": held, "ingest_s": round(ingested_s, 2),
                 "total_s": round(total, 2), "deliveries_per_s": round(deliveries / total)}
     finally:
         for h in hosts:
@@ -261,20 +283,33 @@ def render(res: dict, targets: list) -> list:
     for n, x in sorted(p["replicas"].items()):
         L.append("| %s | %d | %s | %d |" % (n, x["instances"], x["held"], x["deliveries_per_s"]))
     L.append("")
+    if p.get("sharded"):
+        L.append("One busy instance, the same way: with one shard its deliveries are one lease on one replica; "
+                 "with `shards = 3` its runs are split by a hash of the run id into three leases, shared by the "
+                 "replicas (on one machine, so the replicas still share its two cores).\n")
+        L.append("| replicas | shards | leases held per replica | deliveries/s |")
+        L.append("|---|---|---|---|")
+        for x in p["sharded"].values():
+            L.append("| %d | %d | %s | %d |" % (x["replicas"], x["shards"], x["held"], x["deliveries_per_s"]))
+        L.append("")
     t = p.get("retention")
     if t:
         L.append("Retention under ingest: %d cycles of %d events (batches of %d), alternating between a host that "
                  "keeps everything and one that removes delivered events older than 2 s every second "
                  "(`retention_interval_ms = 1000`), %d s apart; after each cycle the events table's size on disk "
-                 "(`pg_total_relation_size`) and its live rows. PostgreSQL's autovacuum at its defaults.\n" % (
+                 "(`pg_total_relation_size`, with its indexes and TOAST), the four tables retention deletes "
+                 "from together, its live rows, and how many VACUUMs + autovacuums the events table had. "
+                 "A retention pass that removed something `VACUUM`s those tables; autovacuum at its defaults.\n" % (
                      t["cycles"], t["events"], p["batch"], t["gap_s"]))
-        L.append("| host | ingest events/s per cycle | events table MiB after each cycle | live rows after each cycle |")
-        L.append("|---|---|---|---|")
+        L.append("| host | ingest events/s per cycle | events table MiB after each cycle | pruned tables MiB | "
+                 "live rows after each cycle | vacuums + autovacuums |")
+        L.append("|---|---|---|---|---|---|")
         for side, label in (("keep", "keeps everything"), ("retain", "retention on")):
             x = t[side]
-            L.append("| %s | %s | %s | %s |" % (label, ", ".join("%.0f" % r for r in x["rates"]),
-                                              ", ".join("%.1f" % m for m in x["size_mib"]),
-                                              ", ".join("{:,}".format(n) for n in x["live"])))
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                label, ", ".join("%.0f" % r for r in x["rates"]), ", ".join("%.1f" % m for m in x["size_mib"]),
+                ", ".join("%.1f" % m for m in x.get("tables_mib", [])),
+                ", ".join("{:,}".format(n) for n in x["live"]), ", ".join(x.get("vacuums", []))))
         L.append("")
         L.append("Ingest with retention on : keeping everything, paired per cycle: median %.2f (%.2f–%.2f).\n" % (
             t["ratio"]["median"], t["ratio"]["min"], t["ratio"]["max"]))

@@ -38,7 +38,7 @@ fn done(d: &PendingDelivery) -> Mark {
 
 /// Every scenario, by name, on one backend; `open` gives a fresh journal.
 fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
-    let all: [(&str, fn(&dyn Store)); 10] = [
+    let all: [(&str, fn(&dyn Store)); 11] = [
         ("dedupe_and_cursors", dedupe_and_cursors),
         ("exceptions_are_queued", exceptions_are_queued),
         ("replay_and_dead_letters", replay_and_dead_letters),
@@ -47,6 +47,7 @@ fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
         ("retention", retention),
         ("moved_instance", moved_instance),
         ("shards", shards),
+        ("shared_reads", shared_reads),
         ("explore", explore),
         ("calls_from_a_busy_tokio_task", calls_from_a_busy_tokio_task),
     ];
@@ -402,6 +403,78 @@ fn shards(j: &dyn Store) {
     // The same count again keeps each stream where it is.
     assert!(advance_as(j, &stream_name("s0", 1), 0, last, 2));
     assert_eq!(j.open_streams("s0", "t", &[], 2).unwrap(), vec![0, last]);
+}
+
+/// Instances reading the same events (PostgreSQL shares one read among
+/// them): each still sees its own queue rows in place of the log's, and a
+/// read that starts inside another's rows goes no further than they do.
+fn shared_reads(j: &dyn Store) {
+    let ids = |v: &[PendingDelivery]| v.iter().map(|d| (d.event_id, d.queued)).collect::<Vec<_>>();
+    assert_eq!(j.open_cursor("a", "t", &[]).unwrap(), 0);
+    assert_eq!(j.open_cursor("b", "t", &[]).unwrap(), 0);
+    j.commit_batch("t", &[ev("u1", "r"), ev("u2", "r"), ev("u3", "q")])
+        .unwrap();
+    let b = j.pending("b", "t", 0, 10).unwrap();
+    assert_eq!(b.len(), 3);
+    let (u1, u2, u3) = (b[0].event_id, b[1].event_id, b[2].event_id);
+    // `a` holds u2 back (a queue row of its own); b's read is shared.
+    let hold = Mark {
+        outcome: MarkOutcome::Hold,
+        attempts: 0,
+        ..done(&b[1])
+    };
+    let batch = MarkBatch {
+        fence: None,
+        attempts: Vec::new(),
+        marks: vec![hold],
+        advance: None,
+    };
+    assert_eq!(j.record("a", &batch).unwrap().changed, 1);
+    let a = j.pending("a", "t", 0, 10).unwrap();
+    assert_eq!(ids(&a), [(u1, false), (u2, true), (u3, false)]);
+    assert_eq!(
+        ids(&j.pending("b", "t", 0, 10).unwrap()),
+        [(u1, false), (u2, false), (u3, false)]
+    );
+    // A later event: read from where each stands.
+    j.commit_batch("t", &[ev("u4", "r")]).unwrap();
+    let b4 = j.pending("b", "t", u3, 10).unwrap();
+    assert_eq!(b4.len(), 1);
+    let u4 = b4[0].event_id;
+    let a = j.pending("a", "t", 0, 10).unwrap();
+    assert!(
+        ids(&a).starts_with(&[(u1, false), (u2, true), (u3, false)]),
+        "{:?}",
+        ids(&a)
+    );
+    assert_eq!(ids(&j.pending("a", "t", u3, 10).unwrap()), [(u4, false)]);
+    assert_eq!(
+        ids(&j.pending("a", "t", 1, 2).unwrap()).len(),
+        2,
+        "the limit holds"
+    );
+    assert_eq!(j.pending("a", "t", 0, 10).unwrap()[0].body, b[0].body);
+    // A queue row past a shared read's end: the log events before it are
+    // read before it (never skipped).
+    j.commit_batch("t", &[ev("u5", "r")]).unwrap();
+    let b5 = j.pending("b", "t", u4, 10).unwrap();
+    let hold = Mark {
+        outcome: MarkOutcome::Hold,
+        attempts: 0,
+        ..done(&b5[0])
+    };
+    let batch = MarkBatch {
+        fence: None,
+        attempts: Vec::new(),
+        marks: vec![hold],
+        advance: None,
+    };
+    assert_eq!(j.record("a", &batch).unwrap().changed, 1);
+    let a = ids(&j.pending("a", "t", 0, 10).unwrap());
+    let at = |id| a.iter().position(|(i, _)| *i == id);
+    if let Some(u5) = at(b5[0].event_id) {
+        assert!(at(u4).is_some_and(|u4| u4 < u5), "{a:?}");
+    }
 }
 
 fn exceptions_are_queued(j: &dyn Store) {

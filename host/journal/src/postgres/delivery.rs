@@ -1,6 +1,7 @@
 //! Cursors, pending reads, replays and dead letters on PostgreSQL: the same
 //! model as the SQLite backend (see `crate::DeliveryQueue`).
 
+use super::tail::{Flight, Found, LogRow, Segment};
 use super::{lock_tenants, PgError, PgJournal};
 use crate::{
     now_ms, CommitNotice, DeadLetter, DeadLetters, DeliveryQueue, JournalError, MarkBatch,
@@ -20,14 +21,23 @@ const QUEUED_SQL: &str = "
     WHERE d.plugin = $1 AND d.state = 'pending' AND d.event_id > $2
     ORDER BY d.event_id LIMIT $4";
 
-/// The log half: the tenant's events past the stream's cursor (and past
-/// `after`) without a queue row of its instance ($5). No cursor: nothing.
-const LOGGED_SQL: &str = "
-    SELECT e.id, e.run_id, e.received_ms, e.body, e.request_id, e.trace_id, e.span_id
-    FROM cursors c JOIN events e ON e.tenant = c.tenant AND e.id > greatest($2, c.position)
-    WHERE c.plugin = $1 AND c.tenant = $3
-      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = $5 AND d.event_id = e.id)
-    ORDER BY e.id LIMIT $4";
+/// Where a stream's cursor is, for a tenant. No cursor: no log half.
+const CURSOR_SQL: &str = "SELECT position FROM cursors WHERE plugin = $1 AND tenant = $2";
+
+/// The log half: the tenant's events past `$2`, in id order (shared by the
+/// streams reading from the same place, see `super::tail`).
+const LOG_SQL: &str = "
+    SELECT id, run_id, received_ms, body, request_id, trace_id, span_id
+    FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// Events of the log half that have a queue row of the instance (pending in
+/// the queue half, or settled): not read from the log.
+const QUEUED_IDS_SQL: &str =
+    "SELECT event_id FROM deliveries WHERE plugin = $1 AND event_id > $2 AND event_id <= $3";
+
+/// How many events a shared log read fetches: the largest batch a worker
+/// asks for, so that every stream reading from the same place can use it.
+const LOG_READ: usize = 512;
 
 /// Queues, for `plugin`, what it had not read of `tenant`'s events when its
 /// name was given to another tenant (its stored routes decide which): the
@@ -249,30 +259,63 @@ impl DeliveryQueue for PgJournal {
                     foreign_tenant: r.get(9),
                 })
                 .collect();
-            let l = tx.prepare_cached(LOGGED_SQL).await?;
-            let logged: Vec<PendingDelivery> = tx
-                .query(&l, &[&plugin, &after, &tenant, &limit_sql, &instance])
+            let cursor = tx.prepare_cached(CURSOR_SQL).await?;
+            let Some(position) = tx
+                .query_opt(&cursor, &[&plugin, &tenant])
                 .await?
-                .into_iter()
-                .map(|r| {
-                    let received: i64 = r.get(2);
-                    PendingDelivery {
-                        queued: false,
-                        read,
-                        event_id: r.get(0),
-                        run_id: r.get(1),
-                        attempts: 0,
-                        next_at_ms: received,
-                        first_at_ms: received,
-                        body: r.get(3),
-                        request_id: r.get(4),
-                        trace_id: r.get(5),
-                        span_id: r.get(6),
-                        foreign_tenant: None,
-                    }
-                })
+                .map(|r| r.get::<_, i64>(0))
+            else {
+                tx.commit().await?;
+                return Ok::<_, PgError>((queued, Vec::new()));
+            };
+            let from = after.max(position);
+            // The log half: rows another stream read from here, or our own
+            // read in this snapshot (then shared).
+            let (segment, shared) = match self.inner.tail.find(tenant, from).await {
+                Found::Shared(Some(s)) => (s, true),
+                Found::Shared(None) => (self.read_log(&tx, tenant, from, None).await?, false),
+                Found::Lead(flight) => {
+                    (self.read_log(&tx, tenant, from, Some(flight)).await?, false)
+                }
+            };
+            let rows = segment.after(from).unwrap_or(&[]);
+            let rows = &rows[..rows.len().min(limit)];
+            let mut queued = queued;
+            let Some(last) = rows.last().map(|r| r.id) else {
+                tx.commit().await?;
+                return Ok((queued, Vec::new()));
+            };
+            if shared {
+                // Complete only up to its last row: a queue row past it would
+                // let the worker skip log events in between.
+                queued.retain(|d| d.event_id <= last);
+            }
+            let ids = tx.prepare_cached(QUEUED_IDS_SQL).await?;
+            let skip: std::collections::HashSet<i64> = tx
+                .query(&ids, &[&instance, &from, &last])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
                 .collect();
             tx.commit().await?;
+            let logged = rows
+                .iter()
+                .filter(|r| !skip.contains(&r.id))
+                .map(|r| PendingDelivery {
+                    queued: false,
+                    read,
+                    event_id: r.id,
+                    run_id: r.run_id.clone(),
+                    attempts: 0,
+                    next_at_ms: r.received_ms,
+                    first_at_ms: r.received_ms,
+                    body: r.body.clone(),
+                    request_id: r.request_id.clone(),
+                    trace_id: r.trace_id.clone(),
+                    span_id: r.span_id.clone(),
+                    foreign_tenant: None,
+                })
+                .collect();
             Ok::<_, PgError>((queued, logged))
         })?;
         Ok(crate::merge_reads(queued, logged, limit))
@@ -490,5 +533,47 @@ impl DeadLetters for PgJournal {
                     .collect(),
             )
         })?)
+    }
+}
+
+impl PgJournal {
+    /// Reads the tenant's events after `from` in `tx`'s snapshot; as the
+    /// lead of a shared read, hands them to the streams waiting for them.
+    async fn read_log(
+        &self,
+        tx: &Transaction<'_>,
+        tenant: &str,
+        from: i64,
+        flight: Option<Flight>,
+    ) -> Result<Arc<Segment>, PgError> {
+        let read = async {
+            let stmt = tx.prepare_cached(LOG_SQL).await?;
+            let rows = tx
+                .query(&stmt, &[&tenant, &from, &(LOG_READ as i64)])
+                .await?;
+            Ok::<_, PgError>(
+                rows.iter()
+                    .map(|r| LogRow {
+                        id: r.get(0),
+                        run_id: r.get(1),
+                        received_ms: r.get(2),
+                        body: r.get(3),
+                        request_id: r.get(4),
+                        trace_id: r.get(5),
+                        span_id: r.get(6),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let tail = &self.inner.tail;
+        match (read.await, flight) {
+            (Ok(rows), Some(f)) => Ok(tail.fill(tenant, from, &f, rows)),
+            (Ok(rows), None) => Ok(Arc::new(Segment::alone(from, rows))),
+            (Err(e), Some(f)) => {
+                tail.abandon(tenant, from, &f);
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 }

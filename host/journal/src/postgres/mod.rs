@@ -37,6 +37,7 @@ mod lease;
 mod notify;
 mod query;
 pub mod schema;
+mod tail;
 pub mod tls;
 mod write;
 
@@ -140,6 +141,10 @@ impl From<serde_json::Error> for PgError {
 /// told it lagged.
 const COMMIT_NOTICES: usize = 1024;
 
+/// Bytes of recent events a replica keeps for its delivery streams to share
+/// (`tail`): a few full reads of every instance's batch.
+const TAIL_BYTES: usize = 32 << 20;
+
 /// Handle to a PostgreSQL journal; cheap to clone.
 #[derive(Clone)]
 pub struct PgJournal {
@@ -158,6 +163,8 @@ struct Inner {
     write_failure: Arc<Mutex<Option<String>>>,
     /// Numbers the reads of pending deliveries.
     reads: std::sync::atomic::AtomicU64,
+    /// Recent events per tenant, read once for all the streams reading them.
+    tail: tail::Tail,
     /// The URL without its password.
     label: String,
 }
@@ -227,6 +234,7 @@ impl PgJournal {
                 commits,
                 write_failure,
                 reads: Default::default(),
+                tail: tail::Tail::new(TAIL_BYTES),
                 label,
             }),
         })
