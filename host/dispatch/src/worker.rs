@@ -851,9 +851,11 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         if full || retry_due {
             continue;
         }
-        if waiting_on_writer && !progressed {
-            // Everything due was delivered but its outcome is not committed
-            // yet: wait for the writer rather than read the same rows again.
+        if (waiting_on_writer || !w.receipts.is_empty()) && !progressed {
+            // Everything due was delivered (or passed over: another shard's
+            // runs, unrouted events) but the outcomes or the cursor's move
+            // are not committed yet: wait for the writer rather than read
+            // the same rows again or sleep until the next commit.
             w.confirm(false).await;
             continue;
         }

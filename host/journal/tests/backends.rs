@@ -436,8 +436,12 @@ fn shared_reads(j: &dyn Store) {
         ids(&j.pending("b", "t", 0, 10).unwrap()),
         [(u1, false), (u2, false), (u3, false)]
     );
-    // A later event: read from where each stands.
+    // A later event: a read that starts in another's rows goes on past
+    // them (a short read means "caught up": it must not stop early).
     j.commit_batch("t", &[ev("u4", "r")]).unwrap();
+    let a = ids(&j.pending("a", "t", 0, 10).unwrap());
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a[..3], [(u1, false), (u2, true), (u3, false)]);
     let b4 = j.pending("b", "t", u3, 10).unwrap();
     assert_eq!(b4.len(), 1);
     let u4 = b4[0].event_id;

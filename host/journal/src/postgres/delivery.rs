@@ -240,9 +240,17 @@ impl DeliveryQueue for PgJournal {
             // The shards of an instance share its queue.
             let instance = herald_event::shard::instance_of(plugin);
             let q = tx.prepare_cached(QUEUED_SQL).await?;
-            let queued: Vec<PendingDelivery> = tx
-                .query(&q, &[&instance, &after, &tenant, &limit_sql])
-                .await?
+            let cursor = tx.prepare_cached(CURSOR_SQL).await?;
+            // Pipelined: one round trip for the queue half and the cursor.
+            let (queue_args, cursor_args): (
+                [&(dyn tokio_postgres::types::ToSql + Sync); 4],
+                [&(dyn tokio_postgres::types::ToSql + Sync); 2],
+            ) = ([&instance, &after, &tenant, &limit_sql], [&plugin, &tenant]);
+            let (queued, position) = tokio::try_join!(
+                tx.query(&q, &queue_args),
+                tx.query_opt(&cursor, &cursor_args)
+            )?;
+            let queued: Vec<PendingDelivery> = queued
                 .into_iter()
                 .map(|r| PendingDelivery {
                     queued: true,
@@ -259,49 +267,29 @@ impl DeliveryQueue for PgJournal {
                     foreign_tenant: r.get(9),
                 })
                 .collect();
-            let cursor = tx.prepare_cached(CURSOR_SQL).await?;
-            let Some(position) = tx
-                .query_opt(&cursor, &[&plugin, &tenant])
-                .await?
-                .map(|r| r.get::<_, i64>(0))
-            else {
+            let Some(position) = position.map(|r| r.get::<_, i64>(0)) else {
                 tx.commit().await?;
                 return Ok::<_, PgError>((queued, Vec::new()));
             };
             let from = after.max(position);
-            // The log half: rows another stream read from here, or our own
-            // read in this snapshot (then shared).
-            let (segment, shared) = match self.inner.tail.find(tenant, from).await {
-                Found::Shared(Some(s)) => (s, true),
-                Found::Shared(None) => (self.read_log(&tx, tenant, from, None).await?, false),
-                Found::Lead(flight) => {
-                    (self.read_log(&tx, tenant, from, Some(flight)).await?, false)
-                }
-            };
-            let rows = segment.after(from).unwrap_or(&[]);
-            let rows = &rows[..rows.len().min(limit)];
-            let mut queued = queued;
-            let Some(last) = rows.last().map(|r| r.id) else {
-                tx.commit().await?;
-                return Ok((queued, Vec::new()));
-            };
-            if shared {
-                // Complete only up to its last row: a queue row past it would
-                // let the worker skip log events in between.
-                queued.retain(|d| d.event_id <= last);
-            }
-            let ids = tx.prepare_cached(QUEUED_IDS_SQL).await?;
-            let skip: std::collections::HashSet<i64> = tx
-                .query(&ids, &[&instance, &from, &last])
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            tx.commit().await?;
-            let logged = rows
-                .iter()
-                .filter(|r| !skip.contains(&r.id))
-                .map(|r| PendingDelivery {
+            // The log half: rows other streams read from here on, then our
+            // own read in this snapshot (shared in turn) once they run out.
+            let mut rows: Vec<PendingDelivery> = Vec::new();
+            let mut at = from;
+            // Whether our own read found the end of the log: only then may
+            // the queue half go past the last row read.
+            let mut to_the_end = false;
+            while rows.len() < limit {
+                let (segment, shared) = match self.inner.tail.find(tenant, at).await {
+                    Found::Shared(Some(s)) => (s, true),
+                    Found::Shared(None) => (self.read_log(&tx, tenant, at, None).await?, false),
+                    Found::Lead(flight) => {
+                        (self.read_log(&tx, tenant, at, Some(flight)).await?, false)
+                    }
+                };
+                let found = segment.after(at).unwrap_or(&[]);
+                let take = found.len().min(limit - rows.len());
+                rows.extend(found[..take].iter().map(|r| PendingDelivery {
                     queued: false,
                     read,
                     event_id: r.id,
@@ -314,9 +302,37 @@ impl DeliveryQueue for PgJournal {
                     trace_id: r.trace_id.clone(),
                     span_id: r.span_id.clone(),
                     foreign_tenant: None,
-                })
+                }));
+                if !shared && found.len() < LOG_READ {
+                    to_the_end = true;
+                    break;
+                }
+                match found[..take].last() {
+                    Some(r) => at = r.id,
+                    None => break,
+                }
+            }
+            let mut queued = queued;
+            let Some(last) = rows.last().map(|r| r.event_id) else {
+                tx.commit().await?;
+                return Ok((queued, Vec::new()));
+            };
+            if !to_the_end {
+                // Rows read by others are complete only up to the last one:
+                // a queue row past it would let the worker skip log events
+                // in between.
+                queued.retain(|d| d.event_id <= last);
+            }
+            let ids = tx.prepare_cached(QUEUED_IDS_SQL).await?;
+            let skip: std::collections::HashSet<i64> = tx
+                .query(&ids, &[&instance, &from, &last])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
                 .collect();
-            Ok::<_, PgError>((queued, logged))
+            tx.commit().await?;
+            rows.retain(|r| !skip.contains(&r.event_id));
+            Ok::<_, PgError>((queued, rows))
         })?;
         Ok(crate::merge_reads(queued, logged, limit))
     }
