@@ -426,6 +426,36 @@ impl Held {
 /// Claims the instance's lease for this replica, trying again every third
 /// of the TTL while another replica holds it, until it is this replica's or
 /// the worker is stopped.
+/// Gives the stream's lease up (the caller took it off this replica's
+/// count), waits a whole TTL so another replica may take it, and claims it
+/// again; `None`: stopped meanwhile.
+async fn step_aside(
+    w: &mut WorkerCtx,
+    stream: &str,
+    held: &Held,
+    replica: &crate::replica::Replica,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Held> {
+    let (n, lease) = (stream.to_string(), held.lease.clone());
+    let _ = blocking(&w.journal, move |j| j.release_lease(&n, &lease)).await;
+    herald_telemetry::host()
+        .lease_held
+        .with_label_values(&[stream])
+        .set(0);
+    w.ahead = None;
+    tokio::select! {
+        _ = tokio::time::sleep(replica.lease_ttl) => {}
+        _ = stop.changed() => {}
+    }
+    if *stop.borrow() {
+        return None;
+    }
+    let held = acquire_lease(&w.journal, stream, replica, stop).await?;
+    w.fence = Some(held.lease.token);
+    w.resync = true;
+    Some(held)
+}
+
 async fn acquire_lease(
     journal: &SharedStore,
     name: &str,
@@ -613,27 +643,16 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             // it (this worker waits a whole TTL before it claims again).
             w.send();
             w.confirm(true).await;
-            let (n, lease) = (stream.clone(), held.lease.clone());
-            let _ = blocking(&w.journal, move |j| j.release_lease(&n, &lease)).await;
-            let m = herald_telemetry::host();
-            m.lease_held.with_label_values(&[&stream]).set(0);
-            m.lease_events.with_label_values(&["released"]).inc();
+            herald_telemetry::host()
+                .lease_events
+                .with_label_values(&["released"])
+                .inc();
             tracing::info!(plugin = %name, replica = %replica.holder,
                 "this replica holds more than its share of the instances; it gives this one up for another replica");
-            w.ahead = None;
-            tokio::select! {
-                _ = tokio::time::sleep(replica.lease_ttl) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                return;
-            }
-            match acquire_lease(&w.journal, &stream, &replica, &mut stop).await {
+            match step_aside(&mut w, &stream, &held, &replica, &mut stop).await {
                 Some(h) => held = h,
                 None => return,
             }
-            w.fence = Some(held.lease.token);
-            w.resync = true;
             continue;
         }
         if w.fenced || !keep_lease(&w.journal, &stream, &mut held).await {
@@ -671,27 +690,11 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             // replica to go back to this count).
             tracing::warn!(plugin = %name, stream = %stream, shards,
                 "the journal has this instance with another shard count (another replica's configuration); this replica delivers nothing for this shard until its configuration agrees");
-            let (n, lease) = (stream.clone(), held.lease.clone());
-            let _ = blocking(&w.journal, move |j| j.release_lease(&n, &lease)).await;
             replica.share.held.fetch_sub(1, Ordering::SeqCst);
-            herald_telemetry::host()
-                .lease_held
-                .with_label_values(&[&stream])
-                .set(0);
-            w.ahead = None;
-            tokio::select! {
-                _ = tokio::time::sleep(replica.lease_ttl) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                return;
-            }
-            match acquire_lease(&w.journal, &stream, &replica, &mut stop).await {
+            match step_aside(&mut w, &stream, &held, &replica, &mut stop).await {
                 Some(h) => held = h,
                 None => return,
             }
-            w.fence = Some(held.lease.token);
-            w.resync = true;
             continue;
         }
         if *stop.borrow() {

@@ -36,6 +36,40 @@ pub(crate) enum Start {
     End,
 }
 
+/// Where stream `k` of a new or rewound set starts: `since` (its cursor's
+/// first position), `position`, and the done count it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub since: i64,
+    pub position: i64,
+    pub delivered: i64,
+}
+
+impl Start {
+    /// Where stream `k` is (re)written from, with the log's end at `end`;
+    /// `None`: kept where it stands. The old streams' done count goes to
+    /// stream 0 only, so the instance's total stays.
+    pub(crate) fn origin(&self, k: usize, end: i64) -> Option<Origin> {
+        match *self {
+            Start::Kept => None,
+            Start::Rewound {
+                since,
+                position,
+                delivered,
+            } => Some(Origin {
+                since,
+                position,
+                delivered: if k == 0 { delivered } else { 0 },
+            }),
+            Start::End => Some(Origin {
+                since: end,
+                position: end,
+                delivered: 0,
+            }),
+        }
+    }
+}
+
 /// What opening `shards` streams of an instance does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {

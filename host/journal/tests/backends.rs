@@ -405,6 +405,20 @@ fn shards(j: &dyn Store) {
     assert_eq!(j.open_streams("s0", "t", &[], 2).unwrap(), vec![0, last]);
 }
 
+/// Holds `d` back behind its run (a queue row), the cursor unmoved.
+fn held_back(d: &PendingDelivery) -> MarkBatch {
+    MarkBatch {
+        fence: None,
+        attempts: Vec::new(),
+        marks: vec![Mark {
+            outcome: MarkOutcome::Hold,
+            attempts: 0,
+            ..done(d)
+        }],
+        advance: None,
+    }
+}
+
 /// Instances reading the same events (PostgreSQL shares one read among
 /// them): each still sees its own queue rows in place of the log's, and a
 /// read that starts inside another's rows goes no further than they do.
@@ -418,18 +432,7 @@ fn shared_reads(j: &dyn Store) {
     assert_eq!(b.len(), 3);
     let (u1, u2, u3) = (b[0].event_id, b[1].event_id, b[2].event_id);
     // `a` holds u2 back (a queue row of its own); b's read is shared.
-    let hold = Mark {
-        outcome: MarkOutcome::Hold,
-        attempts: 0,
-        ..done(&b[1])
-    };
-    let batch = MarkBatch {
-        fence: None,
-        attempts: Vec::new(),
-        marks: vec![hold],
-        advance: None,
-    };
-    assert_eq!(j.record("a", &batch).unwrap().changed, 1);
+    assert_eq!(j.record("a", &held_back(&b[1])).unwrap().changed, 1);
     let a = j.pending("a", "t", 0, 10).unwrap();
     assert_eq!(ids(&a), [(u1, false), (u2, true), (u3, false)]);
     assert_eq!(
@@ -462,18 +465,7 @@ fn shared_reads(j: &dyn Store) {
     // read before it (never skipped).
     j.commit_batch("t", &[ev("u5", "r")]).unwrap();
     let b5 = j.pending("b", "t", u4, 10).unwrap();
-    let hold = Mark {
-        outcome: MarkOutcome::Hold,
-        attempts: 0,
-        ..done(&b5[0])
-    };
-    let batch = MarkBatch {
-        fence: None,
-        attempts: Vec::new(),
-        marks: vec![hold],
-        advance: None,
-    };
-    assert_eq!(j.record("a", &batch).unwrap().changed, 1);
+    assert_eq!(j.record("a", &held_back(&b5[0])).unwrap().changed, 1);
     let a = ids(&j.pending("a", "t", 0, 10).unwrap());
     let at = |id| a.iter().position(|(i, _)| *i == id);
     if let Some(u5) = at(b5[0].event_id) {

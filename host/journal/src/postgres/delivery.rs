@@ -86,7 +86,7 @@ impl DeliveryQueue for PgJournal {
         routes: &[herald_event::routes::RouteConfig],
         shards: u32,
     ) -> Result<Vec<i64>, JournalError> {
-        use crate::shards::{Start, StreamRow};
+        use crate::shards::StreamRow;
         let routes_json = serde_json::to_string(routes).map_err(PgError::from)?;
         let (positions, reshards) = self.block(async {
             let mut c = self.conn().await?;
@@ -151,8 +151,8 @@ impl DeliveryQueue for PgJournal {
             let mut positions = Vec::with_capacity(plan.streams.len());
             for (k, stream) in plan.streams.iter().enumerate() {
                 let shard = k as i32;
-                let position = match plan.start {
-                    Start::Kept => {
+                let position = match plan.start.origin(k, end) {
+                    None => {
                         tx.query_one(
                             "UPDATE cursors SET routes = $2, retired_ms = NULL, updated_ms = $3
                              WHERE plugin = $1 RETURNING position",
@@ -161,16 +161,10 @@ impl DeliveryQueue for PgJournal {
                         .await?
                         .get(0)
                     }
-                    Start::Rewound { since, position, delivered } => {
-                        let delivered = if k == 0 { delivered } else { 0 };
-                        tx.execute(&upsert, &[stream, &tenant, &since, &position, &delivered,
+                    Some(o) => {
+                        tx.execute(&upsert, &[stream, &tenant, &o.since, &o.position, &o.delivered,
                             &routes_json, &now, &instance, &shard, &count]).await?;
-                        position
-                    }
-                    Start::End => {
-                        tx.execute(&upsert, &[stream, &tenant, &end, &end, &0i64,
-                            &routes_json, &now, &instance, &shard, &count]).await?;
-                        end
+                        o.position
                     }
                 };
                 positions.push(position);

@@ -1040,12 +1040,15 @@ fn upsert_cursor(
     tenant: &str,
     shard: i64,
     shards: i64,
-    since: i64,
-    position: i64,
-    delivered: i64,
+    origin: crate::shards::Origin,
     routes: &str,
     now: i64,
 ) -> Result<(), JournalError> {
+    let crate::shards::Origin {
+        since,
+        position,
+        delivered,
+    } = origin;
     tx.execute(
         "INSERT INTO cursors (plugin, tenant, since, position, delivered, routes, updated_ms, instance, shard, shards)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -1349,7 +1352,7 @@ impl DeliveryQueue for Journal {
         routes: &[herald_event::routes::RouteConfig],
         shards: u32,
     ) -> Result<Vec<i64>, JournalError> {
-        use crate::shards::{Start, StreamRow};
+        use crate::shards::StreamRow;
         let routes_json =
             serde_json::to_string(routes).map_err(|e| JournalError::Backend(Box::new(e)))?;
         // On the writer's lock, as the requeues: the bump below is then seen
@@ -1391,8 +1394,8 @@ impl DeliveryQueue for Journal {
         let mut positions = Vec::with_capacity(plan.streams.len());
         let end: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?;
         for (k, stream) in plan.streams.iter().enumerate() {
-            let position = match plan.start {
-                Start::Kept => {
+            let position = match plan.start.origin(k, end) {
+                None => {
                     tx.execute(
                         "UPDATE cursors SET routes = ?2, retired_ms = NULL, updated_ms = ?3 WHERE plugin = ?1",
                         params![stream, routes_json, now],
@@ -1403,11 +1406,7 @@ impl DeliveryQueue for Journal {
                         |r| r.get(0),
                     )?
                 }
-                Start::Rewound {
-                    since,
-                    position,
-                    delivered,
-                } => {
+                Some(o) => {
                     upsert_cursor(
                         &tx,
                         stream,
@@ -1415,29 +1414,11 @@ impl DeliveryQueue for Journal {
                         tenant,
                         k as i64,
                         shards,
-                        since,
-                        position,
-                        if k == 0 { delivered } else { 0 },
+                        o,
                         &routes_json,
                         now,
                     )?;
-                    position
-                }
-                Start::End => {
-                    upsert_cursor(
-                        &tx,
-                        stream,
-                        instance,
-                        tenant,
-                        k as i64,
-                        shards,
-                        end,
-                        end,
-                        0,
-                        &routes_json,
-                        now,
-                    )?;
-                    end
+                    o.position
                 }
             };
             positions.push(position);
