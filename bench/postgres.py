@@ -6,12 +6,14 @@
   interleaved per round: events/s and the ratio.
 - Dispatch with 1, 2 and 3 replicas on one database: events ingested into
   one replica, fully delivered to 12 no-op instances shared by the replicas
-  (leases), end to end.
+  (leases), end to end; then one instance with 1 or 3 shards (a lease each)
+  on 1 or 3 replicas.
 - Retention under ingest: two hosts, each on its own database, one keeping
   everything and one removing delivered events older than 2 s every second;
   cycles of ingest alternate between them, and after each cycle the events
   table's size on disk and its live rows are read: does retention (DELETE in
-  short SKIP LOCKED transactions, not partitions) slow ingest or bloat?
+  short SKIP LOCKED transactions, then VACUUM; not partitions) slow ingest or
+  bloat?
 
 A real PostgreSQL from Debian (initdb/pg_ctl in a temporary directory on
 127.0.0.1; as root it runs as `nobody`). `R` is bench/run.py's module.
