@@ -158,6 +158,10 @@ pub struct ServerConfig {
     /// Hashes of the tokens (`sha256:<hex>`) that may read `GET /metrics`
     /// when `metrics_auth = "token"` (admin tokens may too): the scraper's.
     pub metrics_tokens: Vec<String>,
+    /// The nice value (0-19) of the threads that deliver to plugins: above
+    /// 0, ingest (what controllers wait on) goes first when the cores are
+    /// saturated, and a backlog is delivered after the burst. Read at start.
+    pub delivery_nice: i32,
 }
 
 /// `server.metrics_auth`: who may read `GET /metrics`.
@@ -189,9 +193,14 @@ impl Default for ServerConfig {
             tls: None,
             metrics_auth: MetricsAuth::Public,
             metrics_tokens: Vec::new(),
+            delivery_nice: DEFAULT_DELIVERY_NICE,
         }
     }
 }
+
+/// `server.delivery_nice` unless set: a background priority, as for batch
+/// work beside a service.
+pub const DEFAULT_DELIVERY_NICE: i32 = 10;
 
 /// Where the journal lives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -1036,6 +1045,13 @@ impl Config {
                     "expected `sha256:<64 hex digits>`, the hash of a token (`herald token new`)",
                 ));
             }
+        }
+        if !(0..=19).contains(&config.server.delivery_nice) {
+            problems.push(locator.problem(
+                &["server"],
+                "delivery_nice",
+                "expected 0 (the same priority as ingest) to 19",
+            ));
         }
         if config.server.metrics_auth == MetricsAuth::Token
             && config.server.metrics_tokens.is_empty()
@@ -1959,6 +1975,42 @@ mod tests {
             .into_iter()
             .map(|p| (p.line, p.column, p.key, p.message))
             .collect()
+    }
+
+    #[test]
+    fn delivery_nice_is_a_nice_value() {
+        let d = tmpdir("nice");
+        let hash = format!("sha256:{}", "ab".repeat(32));
+        let tenants = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n");
+        let p = write(
+            &d,
+            "herald.toml",
+            &format!("[server]\ndelivery_nice = 20\n{tenants}"),
+        );
+        let (_, problems) = Config::load_all(&p).unwrap();
+        let at: Vec<(usize, String, String)> = problems
+            .into_iter()
+            .map(|p| (p.line, p.key, p.message))
+            .collect();
+        assert!(
+            at.contains(&(
+                2,
+                "server.delivery_nice".into(),
+                "expected 0 (the same priority as ingest) to 19".into()
+            )),
+            "{at:?}"
+        );
+        let p = write(
+            &d,
+            "herald.toml",
+            &format!("[server]\ndelivery_nice = 0\n{tenants}"),
+        );
+        let (config, problems) = Config::load_all(&p).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.server.delivery_nice, 0);
+        let p = write(&d, "herald.toml", &tenants);
+        let (config, _) = Config::load_all(&p).unwrap();
+        assert_eq!(config.server.delivery_nice, DEFAULT_DELIVERY_NICE);
     }
 
     #[test]

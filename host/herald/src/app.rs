@@ -354,7 +354,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let dispatcher = Arc::new(Dispatcher::start_replica(
         specs,
         journal.clone(),
-        delivery_runtime()?,
+        delivery_runtime(config.server.delivery_nice)?,
         replica,
     ));
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -621,15 +621,18 @@ async fn shutdown_signal() {
 }
 
 /// The runtime the plugin instances' workers run on: one thread fewer than
-/// the machine has cores (at least one). Ingest answers the controllers (a
-/// playbook waits for nothing, but its callback's spool does) and keeps at
-/// least a core however many instances deliver; a backlog is delivered
-/// after a burst instead of slowing the burst down.
-fn delivery_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+/// the machine has cores (at least one), at nice `nice` (its blocking
+/// threads too: the journal's reads run there). Ingest answers the
+/// controllers (a playbook waits for nothing, but its callback's spool does)
+/// and goes first when the cores are saturated, however many instances
+/// deliver; a backlog is delivered after a burst instead of slowing the
+/// burst down.
+fn delivery_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Handle> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.saturating_sub(1).max(1))
         .thread_name("herald-delivery")
+        .on_thread_start(move || lower_this_thread(nice))
         .enable_all()
         .build()
         .context("cannot start the delivery runtime")?;
@@ -637,4 +640,18 @@ fn delivery_runtime() -> anyhow::Result<tokio::runtime::Handle> {
     // async code, and the workers stop (and write their outcomes) before
     // the process exits.
     Ok(Box::leak(Box::new(runtime)).handle().clone())
+}
+
+/// Sets the calling thread's nice value (Linux keeps one per thread).
+/// Failing only costs the priority, so it is logged, not fatal.
+fn lower_this_thread(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: setpriority reads no memory of ours; `who` 0 is this thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc != 0 {
+        tracing::warn!(nice, error = %std::io::Error::last_os_error(),
+            "cannot lower the delivery thread's priority; it shares the cores equally with ingest");
+    }
 }
