@@ -412,3 +412,30 @@ def test_an_outcome_is_committed_while_the_next_call_still_waits(make_host):
         wait_for(lambda: outcomes().get(second["uuid"]) == "done", timeout=15, what="the second delivery")
     finally:
         sink.close()
+
+
+def _thread_nices(pid: int) -> dict[str, set[int]]:
+    """Each thread name of `pid` and the nice values its threads run at."""
+    out: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            nice = int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+        out.setdefault(name, set()).add(nice)
+    return out
+
+
+def test_delivery_threads_run_below_ingest(make_host, receiver):
+    """server.delivery_nice (10 by default): the workers' threads run 10 below
+    the host's own priority, so ingest goes first on saturated cores."""
+    token, h = token_pair()
+    host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)}).start()
+    # A delivery makes the delivery runtime start its blocking threads too.
+    assert host.post(json.dumps([event(str(uuid.uuid4()), 1)]).encode(), token)[0] == 202
+    wait_for(lambda: receiver.requests, timeout=30, what="a delivery")
+    nices = _thread_nices(host.proc.pid)
+    main = nices[Path(f"/proc/{host.proc.pid}/comm").read_text().strip()]
+    assert nices.get("herald-delivery"), nices
+    assert nices["herald-delivery"] == {min(m + 10, 19) for m in main}, nices

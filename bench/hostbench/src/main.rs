@@ -420,9 +420,12 @@ async fn pg_bare(a: &Args) -> Res<Value> {
                     .collect();
                 let tx = client.transaction().await?;
                 if tenant_lock {
-                    // The journal's lock class ("HE") and key.
-                    tx.execute("SELECT pg_advisory_xact_lock(18501, hashtext('bench'))", &[])
-                        .await?;
+                    // The journal's lock class and key.
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock($1, hashtext('bench'))",
+                        &[&herald::journal::postgres::TENANT_LOCK_CLASS],
+                    )
+                    .await?;
                 }
                 inserted += tx
                     .execute(&ins, &[&herald::journal::now_ms(), &uuids, &runs, &counters, &bodies])

@@ -158,8 +158,8 @@ pub struct ServerConfig {
     /// Hashes of the tokens (`sha256:<hex>`) that may read `GET /metrics`
     /// when `metrics_auth = "token"` (admin tokens may too): the scraper's.
     pub metrics_tokens: Vec<String>,
-    /// The nice value (0-19) of the threads that deliver to plugins: above
-    /// 0, ingest (what controllers wait on) goes first when the cores are
+    /// How far (0-19, added to the host's nice value) the threads that
+    /// deliver to plugins run below ingest: above 0, ingest (what controllers wait on) goes first when the cores are
     /// saturated, and a backlog is delivered after the burst. Read at start.
     pub delivery_nice: i32,
 }

@@ -642,14 +642,21 @@ fn delivery_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Handle> {
     Ok(Box::leak(Box::new(runtime)).handle().clone())
 }
 
-/// Sets the calling thread's nice value (Linux keeps one per thread).
-/// Failing only costs the priority, so it is logged, not fatal.
+/// Lowers the calling thread's priority by `nice` below the process's own
+/// (Linux keeps a nice value per thread; 19 at most). Failing only costs
+/// the priority, so it is logged, not fatal.
 fn lower_this_thread(nice: i32) {
     if nice == 0 {
         return;
     }
-    // SAFETY: setpriority reads no memory of ours; `who` 0 is this thread.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    // SAFETY: getpriority/setpriority read no memory of ours. The base is
+    // the main thread's (its tid is the pid), not this thread's: a thread
+    // starts with its creator's value, and a blocking thread's creator is a
+    // delivery thread already lowered. `who` 0 is this thread.
+    let rc = unsafe {
+        let own = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
+        libc::setpriority(libc::PRIO_PROCESS, 0, (own + nice).min(19))
+    };
     if rc != 0 {
         tracing::warn!(nice, error = %std::io::Error::last_os_error(),
             "cannot lower the delivery thread's priority; it shares the cores equally with ingest");

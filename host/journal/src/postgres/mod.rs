@@ -330,7 +330,7 @@ fn base_config(options: &PgOptions) -> Result<(tokio_postgres::Config, tls::Make
 
 /// The advisory-lock class of a tenant's event log (the other int4 is the
 /// tenant's hash): see the module's "Commit order".
-const TENANT_LOCK_CLASS: i32 = 0x4845; // "HE"
+pub const TENANT_LOCK_CLASS: i32 = 0x4845; // "HE"
 
 /// Takes the event-log locks of `tenants` inside the current transaction,
 /// in one fixed order (by hash) so two transactions never deadlock.
