@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
 
+mod depths;
 pub mod postgres;
 mod shards;
 pub mod sqlite;

@@ -30,6 +30,33 @@ const LOG_SQL: &str = "
     SELECT id, run_id, received_ms, body, request_id, trace_id, span_id
     FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
 
+/// The queue half, the cursor and the ids of the instance's queue rows past
+/// the cursor (at most `$6`: the log half skips them), in one statement and
+/// so one snapshot; one row with NULL queue columns when nothing is queued,
+/// NULL cursor columns when the stream has no cursor.
+const READ_SQL: &str = "
+    SELECT c.position, c.ahead, q.event_id, q.run_id, q.attempts, q.next_at_ms, q.first_at_ms, q.body,
+           q.request_id, q.trace_id, q.span_id, q.foreign_tenant
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (
+        SELECT position, ARRAY(
+            SELECT event_id FROM deliveries WHERE plugin = $1 AND event_id > greatest($2, position)
+            ORDER BY event_id LIMIT $6) AS ahead
+        FROM cursors WHERE plugin = $5 AND tenant = $3) AS c ON true
+    LEFT JOIN LATERAL (
+        SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id,
+               e.trace_id, e.span_id, CASE WHEN e.tenant = $3 THEN NULL ELSE e.tenant END AS foreign_tenant
+        FROM deliveries d JOIN events e ON e.id = d.event_id
+        WHERE d.plugin = $1 AND d.state = 'pending' AND d.event_id > $2
+        ORDER BY d.event_id LIMIT $4) AS q ON true
+    ORDER BY q.event_id";
+
+/// Most queue rows past the cursor that [`READ_SQL`] lists. The log half
+/// reads at most 512 of the tenant's events, so a list this long covers it
+/// unless it also holds rows of another tenant's events (an instance moved by
+/// a reload); a full list sends the read down the snapshot path.
+const AHEAD_MAX: i64 = 1024;
+
 /// Events of the log half that have a queue row of the instance (pending in
 /// the queue half, or settled): not read from the log.
 const QUEUED_IDS_SQL: &str =
@@ -220,113 +247,11 @@ impl DeliveryQueue for PgJournal {
             generation: 0,
             row: 0,
         };
-        let limit_sql = limit as i64;
         let (queued, logged) = self.block(async {
-            let mut c = self.conn().await?;
-            // One snapshot for both halves: an event moved from the log to
-            // the queue in between would otherwise be missed or read twice.
-            let tx = c
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            // The shards of an instance share its queue.
-            let instance = herald_event::shard::instance_of(plugin);
-            let q = tx.prepare_cached(QUEUED_SQL).await?;
-            let cursor = tx.prepare_cached(CURSOR_SQL).await?;
-            // Pipelined: one round trip for the queue half and the cursor.
-            let (queue_args, cursor_args): (
-                [&(dyn tokio_postgres::types::ToSql + Sync); 4],
-                [&(dyn tokio_postgres::types::ToSql + Sync); 2],
-            ) = ([&instance, &after, &tenant, &limit_sql], [&plugin, &tenant]);
-            let (queued, position) = tokio::try_join!(
-                tx.query(&q, &queue_args),
-                tx.query_opt(&cursor, &cursor_args)
-            )?;
-            let queued: Vec<PendingDelivery> = queued
-                .into_iter()
-                .map(|r| PendingDelivery {
-                    queued: true,
-                    read,
-                    event_id: r.get(0),
-                    run_id: r.get(1),
-                    attempts: r.get::<_, i32>(2) as u32,
-                    next_at_ms: r.get(3),
-                    first_at_ms: r.get(4),
-                    body: r.get(5),
-                    request_id: r.get(6),
-                    trace_id: r.get(7),
-                    span_id: r.get(8),
-                    foreign_tenant: r.get(9),
-                })
-                .collect();
-            let Some(position) = position.map(|r| r.get::<_, i64>(0)) else {
-                tx.commit().await?;
-                return Ok::<_, PgError>((queued, Vec::new()));
-            };
-            let from = after.max(position);
-            // The log half: rows other streams read from here on, then our
-            // own read in this snapshot (shared in turn) once they run out.
-            let mut rows: Vec<PendingDelivery> = Vec::new();
-            let mut at = from;
-            // Whether our own read found the end of the log: only then may
-            // the queue half go past the last row read.
-            let mut to_the_end = false;
-            while rows.len() < limit {
-                let (segment, shared) = match self.inner.tail.find(tenant, at).await {
-                    Found::Shared(Some(s)) => (s, true),
-                    Found::Shared(None) => (self.read_log(&tx, tenant, at, None).await?, false),
-                    Found::Lead(flight) => {
-                        (self.read_log(&tx, tenant, at, Some(flight)).await?, false)
-                    }
-                };
-                let found = segment.after(at).unwrap_or(&[]);
-                let take = found.len().min(limit - rows.len());
-                rows.extend(found[..take].iter().map(|r| PendingDelivery {
-                    queued: false,
-                    read,
-                    event_id: r.id,
-                    run_id: r.run_id.clone(),
-                    attempts: 0,
-                    next_at_ms: r.received_ms,
-                    first_at_ms: r.received_ms,
-                    body: r.body.clone(),
-                    request_id: r.request_id.clone(),
-                    trace_id: r.trace_id.clone(),
-                    span_id: r.span_id.clone(),
-                    foreign_tenant: None,
-                }));
-                if !shared && found.len() < LOG_READ {
-                    to_the_end = true;
-                    break;
-                }
-                match found[..take].last() {
-                    Some(r) => at = r.id,
-                    None => break,
-                }
+            match self.pending_at_once(plugin, tenant, after, limit, read).await? {
+                Some(halves) => Ok(halves),
+                None => self.pending_in_snapshot(plugin, tenant, after, limit, read).await,
             }
-            let mut queued = queued;
-            let Some(last) = rows.last().map(|r| r.event_id) else {
-                tx.commit().await?;
-                return Ok((queued, Vec::new()));
-            };
-            if !to_the_end {
-                // Rows read by others are complete only up to the last one:
-                // a queue row past it would let the worker skip log events
-                // in between.
-                queued.retain(|d| d.event_id <= last);
-            }
-            let ids = tx.prepare_cached(QUEUED_IDS_SQL).await?;
-            let skip: std::collections::HashSet<i64> = tx
-                .query(&ids, &[&instance, &from, &last])
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            tx.commit().await?;
-            rows.retain(|r| !skip.contains(&r.event_id));
-            Ok::<_, PgError>((queued, rows))
         })?;
         Ok(crate::merge_reads(queued, logged, limit))
     }
@@ -334,7 +259,7 @@ impl DeliveryQueue for PgJournal {
     fn send_marks(&self, plugin: &str, batch: MarkBatch) -> Result<MarksReceipt, JournalError> {
         let (reply, receipt) = tokio::sync::oneshot::channel();
         self.inner
-            .writer
+            .outcomes
             .send(super::write::Write::Marks {
                 plugin: plugin.to_string(),
                 batch,
@@ -348,7 +273,16 @@ impl DeliveryQueue for PgJournal {
         Ok(self.block(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await?;
-            let written = super::write::apply_mark_batch(&tx, plugin, batch, now_ms()).await?;
+            let written = super::write::apply_mark_batches(&tx, &[(plugin, batch)], now_ms())
+                .await?
+                .pop()
+                // One answer per batch; without one the worker reads its
+                // cursor again.
+                .unwrap_or(MarksWritten {
+                    changed: 0,
+                    advanced: false,
+                    fenced: false,
+                });
             tx.commit().await?;
             Ok::<_, PgError>(written)
         })?)
@@ -411,15 +345,7 @@ impl DeliveryQueue for PgJournal {
                 add(r.get(0), r.get(1), r.get(2));
             }
             for r in c
-                .query(
-                    "SELECT c.instance,
-                            (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
-                               AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
-                               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)),
-                            (SELECT e.received_ms FROM events e WHERE e.tenant = c.tenant AND e.id > c.position ORDER BY e.id LIMIT 1)
-                     FROM cursors c WHERE c.retired_ms IS NULL",
-                    &[],
-                )
+                .query(crate::depths::CURSOR_DEPTHS_SQL, &[])
                 .await?
             {
                 add(r.get(0), r.get(1), r.get(2));
@@ -546,12 +472,205 @@ impl DeadLetters for PgJournal {
     }
 }
 
+/// Both halves of a read: the queue's rows and the log's.
+type Halves = (Vec<PendingDelivery>, Vec<PendingDelivery>);
+
 impl PgJournal {
+    /// A read in one round trip for the queue half (and one more when no
+    /// other stream has read the log from here): what every worker of every
+    /// instance does after each commit, so its statements are what the
+    /// database spends most on with many instances. `None`: too many queue
+    /// rows lie past the cursor for one statement to list; read in a
+    /// snapshot instead.
+    ///
+    /// No transaction is needed: the queue half, the cursor and the queue
+    /// rows the log half must skip come from one statement, and the log
+    /// half's events do not change. An event moved from the log to the
+    /// queue after that statement is read once, from the log.
+    async fn pending_at_once(
+        &self,
+        plugin: &str,
+        tenant: &str,
+        after: i64,
+        limit: usize,
+        read: ReadPos,
+    ) -> Result<Option<Halves>, PgError> {
+        let c = self.conn().await?;
+        // The shards of an instance share its queue.
+        let instance = herald_event::shard::instance_of(plugin);
+        let stmt = c.prepare_cached(READ_SQL).await?;
+        let rows = c
+            .query(
+                &stmt,
+                &[&instance, &after, &tenant, &(limit as i64), &plugin, &AHEAD_MAX],
+            )
+            .await?;
+        let mut position: Option<i64> = None;
+        let mut ahead: Vec<i64> = Vec::new();
+        let mut queued = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if position.is_none() {
+                position = r.get(0);
+                ahead = r.get::<_, Option<Vec<i64>>>(1).unwrap_or_default();
+            }
+            let Some(event_id) = r.get::<_, Option<i64>>(2) else {
+                continue;
+            };
+            queued.push(PendingDelivery {
+                queued: true,
+                read,
+                event_id,
+                run_id: r.get(3),
+                attempts: r.get::<_, i32>(4) as u32,
+                next_at_ms: r.get(5),
+                first_at_ms: r.get(6),
+                body: r.get(7),
+                request_id: r.get(8),
+                trace_id: r.get(9),
+                span_id: r.get(10),
+                foreign_tenant: r.get(11),
+            });
+        }
+        if ahead.len() as i64 >= AHEAD_MAX {
+            return Ok(None);
+        }
+        let Some(position) = position else {
+            return Ok(Some((queued, Vec::new())));
+        };
+        let (rows, to_the_end) = self
+            .log_half(&c, tenant, after.max(position), limit, read)
+            .await?;
+        let skip: std::collections::HashSet<i64> = ahead.into_iter().collect();
+        Ok(Some(finish_halves(queued, rows, to_the_end, &skip)))
+    }
+
+    /// A read in one repeatable-read snapshot, the queue rows past the
+    /// cursor asked for after the log half (there may be any number).
+    async fn pending_in_snapshot(
+        &self,
+        plugin: &str,
+        tenant: &str,
+        after: i64,
+        limit: usize,
+        read: ReadPos,
+    ) -> Result<Halves, PgError> {
+        let limit_sql = limit as i64;
+        let mut c = self.conn().await?;
+        // One snapshot for both halves: an event moved from the log to
+        // the queue in between would otherwise be missed or read twice.
+        let tx = c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let instance = herald_event::shard::instance_of(plugin);
+        let q = tx.prepare_cached(QUEUED_SQL).await?;
+        let cursor = tx.prepare_cached(CURSOR_SQL).await?;
+        // Pipelined: one round trip for the queue half and the cursor.
+        let (queue_args, cursor_args): (
+            [&(dyn tokio_postgres::types::ToSql + Sync); 4],
+            [&(dyn tokio_postgres::types::ToSql + Sync); 2],
+        ) = ([&instance, &after, &tenant, &limit_sql], [&plugin, &tenant]);
+        let (queued, position) = tokio::try_join!(
+            tx.query(&q, &queue_args),
+            tx.query_opt(&cursor, &cursor_args)
+        )?;
+        let queued: Vec<PendingDelivery> = queued
+            .into_iter()
+            .map(|r| PendingDelivery {
+                queued: true,
+                read,
+                event_id: r.get(0),
+                run_id: r.get(1),
+                attempts: r.get::<_, i32>(2) as u32,
+                next_at_ms: r.get(3),
+                first_at_ms: r.get(4),
+                body: r.get(5),
+                request_id: r.get(6),
+                trace_id: r.get(7),
+                span_id: r.get(8),
+                foreign_tenant: r.get(9),
+            })
+            .collect();
+        let Some(position) = position.map(|r| r.get::<_, i64>(0)) else {
+            tx.commit().await?;
+            return Ok((queued, Vec::new()));
+        };
+        let from = after.max(position);
+        let (rows, to_the_end) = self.log_half(&tx, tenant, from, limit, read).await?;
+        let skip: std::collections::HashSet<i64> = match rows.last() {
+            Some(last) => {
+                let ids = tx.prepare_cached(QUEUED_IDS_SQL).await?;
+                tx.query(&ids, &[&instance, &from, &last.event_id])
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            }
+            None => Default::default(),
+        };
+        tx.commit().await?;
+        Ok(finish_halves(queued, rows, to_the_end, &skip))
+    }
+
+    /// The log half of a read: rows other streams read from `from` on,
+    /// then its own read through `client` (shared in turn) once they run
+    /// out; and whether its own read found the end of the log (only then
+    /// may the queue half go past the last row).
+    async fn log_half<C: deadpool_postgres::GenericClient>(
+        &self,
+        client: &C,
+        tenant: &str,
+        from: i64,
+        limit: usize,
+        read: ReadPos,
+    ) -> Result<(Vec<PendingDelivery>, bool), PgError> {
+        let mut rows: Vec<PendingDelivery> = Vec::new();
+        let mut at = from;
+        let mut to_the_end = false;
+        while rows.len() < limit {
+            let (segment, shared) = match self.inner.tail.find(tenant, at).await {
+                Found::Shared(Some(s)) => (s, true),
+                Found::Shared(None) => (self.read_log(client, tenant, at, None).await?, false),
+                Found::Lead(flight) => (
+                    self.read_log(client, tenant, at, Some(flight)).await?,
+                    false,
+                ),
+            };
+            let found = segment.after(at).unwrap_or(&[]);
+            let take = found.len().min(limit - rows.len());
+            rows.extend(found[..take].iter().map(|r| PendingDelivery {
+                queued: false,
+                read,
+                event_id: r.id,
+                run_id: r.run_id.clone(),
+                attempts: 0,
+                next_at_ms: r.received_ms,
+                first_at_ms: r.received_ms,
+                body: r.body.clone(),
+                request_id: r.request_id.clone(),
+                trace_id: r.trace_id.clone(),
+                span_id: r.span_id.clone(),
+                foreign_tenant: None,
+            }));
+            if !shared && found.len() < LOG_READ {
+                to_the_end = true;
+                break;
+            }
+            match found[..take].last() {
+                Some(r) => at = r.id,
+                None => break,
+            }
+        }
+        Ok((rows, to_the_end))
+    }
+
     /// Reads the tenant's events after `from` in `tx`'s snapshot; as the
     /// lead of a shared read, hands them to the streams waiting for them.
-    async fn read_log(
+    async fn read_log<C: deadpool_postgres::GenericClient>(
         &self,
-        tx: &Transaction<'_>,
+        tx: &C,
         tenant: &str,
         from: i64,
         flight: Option<Flight>,
@@ -586,4 +705,24 @@ impl PgJournal {
             (Err(e), None) => Err(e),
         }
     }
+}
+
+/// The halves of a read, made consistent: log rows that have a queue row
+/// (`skip`) go, and unless the log half reached the log's end, queue rows
+/// past its last row wait for the next read (the worker's next read starts
+/// past what this one returned, so it would skip log events in between).
+fn finish_halves(
+    mut queued: Vec<PendingDelivery>,
+    mut logged: Vec<PendingDelivery>,
+    to_the_end: bool,
+    skip: &std::collections::HashSet<i64>,
+) -> Halves {
+    let Some(last) = logged.last().map(|r| r.event_id) else {
+        return (queued, logged);
+    };
+    if !to_the_end {
+        queued.retain(|d| d.event_id <= last);
+    }
+    logged.retain(|r| !skip.contains(&r.event_id));
+    (queued, logged)
 }

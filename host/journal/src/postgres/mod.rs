@@ -157,6 +157,8 @@ struct Inner {
     /// dropping.
     rt: Option<tokio::runtime::Runtime>,
     writer: tokio::sync::mpsc::UnboundedSender<write::Write>,
+    /// The writer of delivery outcomes (see [`write::run_writer`]).
+    outcomes: tokio::sync::mpsc::UnboundedSender<write::Write>,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
     /// The writer's last failed commit, until a commit of events succeeds:
     /// `/ready` answers what ingest answers.
@@ -216,8 +218,14 @@ impl PgJournal {
             write_pool,
             rx,
             commits.clone(),
-            write_failure.clone(),
+            Some(write_failure.clone()),
         ));
+        // Outcomes on a writer (and connection) of their own: 60 workers'
+        // batches commit one after another, and ingest must not queue
+        // behind them.
+        let (outcomes, rx) = tokio::sync::mpsc::unbounded_channel();
+        let outcome_pool = self::pool(&write_options).map_err(|e| open_error(e.to_string()))?;
+        rt.spawn(write::run_writer(outcome_pool, rx, commits.clone(), None));
         let (listen_config, listen_tls) =
             pg_config(options).map_err(|e| open_error(e.to_string()))?;
         rt.spawn(notify::listen(
@@ -231,6 +239,7 @@ impl PgJournal {
                 pool,
                 rt: Some(rt),
                 writer,
+                outcomes,
                 commits,
                 write_failure,
                 reads: Default::default(),

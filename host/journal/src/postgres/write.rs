@@ -14,7 +14,7 @@ use crate::{
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
 use herald_event::WireEvent;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Most events one group transaction takes before it commits.
@@ -47,12 +47,24 @@ impl Write {
 /// The writer: groups what is waiting, commits it, answers each request,
 /// then tells subscribers what became pending. A failed commit answers the
 /// whole group with the error; the next group tries again.
+///
+/// A replica runs two: one for ingest (its failures are `write_failure`,
+/// what `/ready` reports) and one for delivery outcomes. A group without
+/// events commits without waiting for its WAL flush (`synchronous_commit =
+/// off`): outcomes lost to a database crash are deliveries made again, which
+/// at-least-once allows, and the workers' many small commits then cost no
+/// disk flush each.
 pub(super) async fn run_writer(
     pool: Pool,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Write>,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
-    write_failure: Arc<Mutex<Option<String>>>,
+    write_failure: Option<Arc<Mutex<Option<String>>>>,
 ) {
+    let set_failure = |failure: Option<String>| {
+        if let Some(w) = &write_failure {
+            *w.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+        }
+    };
     let m = herald_telemetry::host();
     let commit_seconds = m.journal_commit_seconds.clone();
     let commits_ok = m.journal_commits.with_label_values(&["ok"]);
@@ -96,7 +108,7 @@ pub(super) async fn run_writer(
                 drop(conn);
                 commits_ok.inc();
                 if group.iter().any(|w| matches!(w, Write::Events { .. })) {
-                    *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    set_failure(None);
                 }
                 for (w, outcome) in group.into_iter().zip(outcomes) {
                     match (w, outcome) {
@@ -120,7 +132,7 @@ pub(super) async fn run_writer(
                 commits_error.inc();
                 let msg = e.to_string();
                 tracing::warn!(error = %msg, "journal: a PostgreSQL commit failed");
-                *write_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                set_failure(Some(msg.clone()));
                 for w in group {
                     let err = JournalError::Task(msg.clone());
                     match w {
@@ -156,25 +168,38 @@ async fn commit_group(
             Write::Marks { .. } => None,
         })
         .collect();
-    if !tenants.is_empty() {
+    if tenants.is_empty() {
+        // Outcomes only: see `run_writer`.
+        tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+            .await?;
+    } else {
         lock_tenants(&tx, &tenants).await?;
     }
     let now = now_ms();
-    let mut out = Vec::with_capacity(group.len());
+    let mut events = Vec::with_capacity(group.len());
+    let mut marks = Vec::new();
     for w in group {
-        out.push(match w {
+        match w {
             Write::Events {
                 tenant,
-                events,
+                events: batch,
                 context,
                 ..
-            } => Outcome::Events(apply_batch(&tx, tenant, events, now, context.as_ref()).await?),
-            Write::Marks { plugin, batch, .. } => {
-                Outcome::Marks(apply_mark_batch(&tx, plugin, batch, now).await?)
-            }
-        });
+            } => events.push(apply_batch(&tx, tenant, batch, now, context.as_ref()).await?),
+            Write::Marks { plugin, batch, .. } => marks.push((plugin.as_str(), batch)),
+        }
     }
+    let mut marks = apply_mark_batches(&tx, &marks, now).await?.into_iter();
+    let mut events = events.into_iter();
     tx.commit().await?;
+    // Back in the group's order.
+    let out = group
+        .iter()
+        .filter_map(|w| match w {
+            Write::Events { .. } => events.next().map(Outcome::Events),
+            Write::Marks { .. } => marks.next().map(Outcome::Marks),
+        })
+        .collect();
     Ok((out, c))
 }
 
@@ -343,88 +368,163 @@ pub(super) async fn apply_batch(
     })
 }
 
-/// Writes a worker's outcomes and its cursor's move inside `tx`.
+/// Writes workers' outcomes and their cursors' moves inside `tx`, one
+/// [`MarksWritten`] per batch, in order.
+///
+/// A group holds a batch from each of many streams (60 instances: 60
+/// batches), so the fence checks are one statement and the cursors' moves
+/// one statement per "round" (a stream's second batch in the group goes in
+/// the second round, after its first), not two round trips per batch while
+/// the group holds the tenants' commit-order lock. The exceptions (queue
+/// rows, attempt records) are written per batch: most batches have none.
 ///
 /// Every outcome of a queued delivery applies only if the row is still the
 /// pending delivery that was read (same `first_at_ms`), so a replay or a
 /// requeue during the attempt is never swallowed; no generation counter is
 /// needed (the SQLite backend's one-range streak does not exist here).
-pub(super) async fn apply_mark_batch(
+pub(super) async fn apply_mark_batches(
     tx: &Transaction<'_>,
-    plugin: &str,
-    batch: &MarkBatch,
+    batches: &[(&str, &MarkBatch)],
     now: i64,
-) -> Result<MarksWritten, PgError> {
-    if let Some(fence) = batch.fence {
-        // The lease row stays as it is until this transaction ends (a
-        // takeover waits for it), so the check holds for every write below.
-        let holds = tx
-            .query_opt(
-                "SELECT 1 FROM leases WHERE plugin = $1 AND token = $2 FOR SHARE",
-                &[&plugin, &fence],
-            )
-            .await?
-            .is_some();
-        if !holds {
-            herald_telemetry::host()
-                .lease_events
-                .with_label_values(&["fenced"])
-                .inc();
-            tracing::warn!(
-                plugin,
-                token = fence,
-                "delivery outcomes refused: this replica no longer holds the instance's lease"
-            );
-            return Ok(MarksWritten {
-                changed: 0,
-                advanced: false,
-                fenced: true,
-            });
+) -> Result<Vec<MarksWritten>, PgError> {
+    let mut written: Vec<MarksWritten> = batches
+        .iter()
+        .map(|_| MarksWritten {
+            changed: 0,
+            advanced: true,
+            fenced: false,
+        })
+        .collect();
+    let held = fences_held(tx, batches).await?;
+    for (k, (plugin, batch)) in batches.iter().enumerate() {
+        let Some(fence) = batch.fence else { continue };
+        if held.contains(&(*plugin, fence)) {
+            continue;
         }
-    }
-    let mut changed = 0usize;
-    let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
-    // `plugin` is a delivery stream: its rows are its instance's (the
-    // shards share them), its cursor and lease are its own.
-    let instance = herald_event::shard::instance_of(plugin);
-    changed += queue_from_log(tx, instance, &logged, now).await?;
-    changed += update_queued(tx, instance, &queued, now).await?;
-    record_attempts(tx, instance, &batch.attempts).await?;
-    let advanced = match batch.advance {
-        None => true,
-        Some(a) => {
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE cursors SET position = $3, delivered = delivered + $4, updated_ms = $5
-                     WHERE plugin = $1 AND position = $2 AND shards = $6",
-                )
-                .await?;
-            tx.execute(
-                &stmt,
-                &[
-                    &plugin,
-                    &a.from,
-                    &a.to,
-                    &(a.delivered as i64),
-                    &now,
-                    &(a.shards as i32),
-                ],
-            )
-            .await?
-                == 1
-        }
-    };
-    if !advanced {
+        herald_telemetry::host()
+            .lease_events
+            .with_label_values(&["fenced"])
+            .inc();
         tracing::warn!(
             plugin,
-            "a delivery cursor was not where its worker thought (an earlier batch of outcomes was lost); the worker reads it again"
+            token = fence,
+            "delivery outcomes refused: this replica no longer holds the instance's lease"
         );
+        written[k] = MarksWritten {
+            changed: 0,
+            advanced: false,
+            fenced: true,
+        };
     }
-    Ok(MarksWritten {
-        changed,
-        advanced,
-        fenced: false,
-    })
+    for (k, (plugin, batch)) in batches.iter().enumerate() {
+        if written[k].fenced {
+            continue;
+        }
+        let (queued, logged): (Vec<&Mark>, Vec<&Mark>) =
+            batch.marks.iter().partition(|m| m.queued);
+        // `plugin` is a delivery stream: its rows are its instance's (the
+        // shards share them), its cursor and lease are its own.
+        let instance = herald_event::shard::instance_of(plugin);
+        written[k].changed += queue_from_log(tx, instance, &logged, now).await?;
+        written[k].changed += update_queued(tx, instance, &queued, now).await?;
+        record_attempts(tx, instance, &batch.attempts).await?;
+    }
+    // The moves, in rounds: one statement cannot move a row twice.
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (k, (plugin, batch)) in batches.iter().enumerate() {
+        if written[k].fenced || batch.advance.is_none() {
+            continue;
+        }
+        let round = seen.entry(*plugin).or_insert(0);
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(k);
+        *round += 1;
+    }
+    for round in rounds {
+        let mut streams = Vec::with_capacity(round.len());
+        let (mut from, mut to, mut delivered, mut shards) = (
+            Vec::with_capacity(round.len()),
+            Vec::with_capacity(round.len()),
+            Vec::with_capacity(round.len()),
+            Vec::with_capacity(round.len()),
+        );
+        for &k in &round {
+            let (plugin, batch) = batches[k];
+            let Some(a) = &batch.advance else { continue };
+            streams.push(plugin);
+            from.push(a.from);
+            to.push(a.to);
+            delivered.push(a.delivered.min(i64::MAX as u64) as i64);
+            shards.push(a.shards as i32);
+        }
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE cursors c SET position = m.to_id, delivered = c.delivered + m.delivered, updated_ms = $1
+                 FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::int[])
+                      AS m (plugin, from_id, to_id, delivered, shards)
+                 WHERE c.plugin = m.plugin AND c.position = m.from_id AND c.shards = m.shards
+                 RETURNING c.plugin",
+            )
+            .await?;
+        let moved: HashSet<String> = tx
+            .query(&stmt, &[&now, &streams, &from, &to, &delivered, &shards])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for &k in &round {
+            let plugin = batches[k].0;
+            if !moved.contains(plugin) {
+                tracing::warn!(
+                    plugin,
+                    "a delivery cursor was not where its worker thought (an earlier batch of outcomes was lost); the worker reads it again"
+                );
+                written[k].advanced = false;
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// The (stream, token) pairs of `batches` whose lease still has that token,
+/// locked until `tx` ends (a takeover waits for it), so the check holds for
+/// every write of the group.
+async fn fences_held<'a>(
+    tx: &Transaction<'_>,
+    batches: &[(&'a str, &MarkBatch)],
+) -> Result<HashSet<(&'a str, i64)>, PgError> {
+    let mut asked: Vec<(&str, i64)> = batches
+        .iter()
+        .filter_map(|(plugin, b)| b.fence.map(|f| (*plugin, f)))
+        .collect();
+    if asked.is_empty() {
+        return Ok(HashSet::new());
+    }
+    // In one order, so two writers never lock the same rows crosswise.
+    asked.sort_unstable();
+    asked.dedup();
+    let (plugins, tokens): (Vec<&str>, Vec<i64>) = asked.iter().copied().unzip();
+    let stmt = tx
+        .prepare_cached(
+            "SELECT l.plugin, l.token FROM leases l
+             JOIN unnest($1::text[], $2::bigint[]) AS f (plugin, token)
+               ON l.plugin = f.plugin AND l.token = f.token
+             ORDER BY l.plugin FOR SHARE OF l",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&plugins, &tokens]).await?;
+    let mut held = HashSet::with_capacity(rows.len());
+    for r in rows {
+        let plugin: &str = r.get(0);
+        let token: i64 = r.get(1);
+        if let Ok(i) = asked.binary_search(&(plugin, token)) {
+            held.insert(asked[i]);
+        }
+    }
+    Ok(held)
 }
 
 /// PostgreSQL's text cannot hold NUL, which a plugin's message or a sink's

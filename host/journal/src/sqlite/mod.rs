@@ -1617,14 +1617,7 @@ impl DeliveryQueue for Journal {
                 add(plugin, n, oldest);
             }
         }
-        let mut stmt = conn.prepare_cached(
-            "SELECT c.instance,
-                    (SELECT count(*) FROM events e WHERE e.tenant = c.tenant AND e.id > c.position
-                       AND (c.shards = 1 OR herald_shard(e.run_id, c.shards) = c.shard)
-                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.plugin = c.instance AND d.event_id = e.id)),
-                    (SELECT e.received_ms FROM events e WHERE e.tenant = c.tenant AND e.id > c.position ORDER BY e.id LIMIT 1)
-             FROM cursors c WHERE c.retired_ms IS NULL",
-        )?;
+        let mut stmt = conn.prepare_cached(crate::depths::CURSOR_DEPTHS_SQL)?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         for row in rows {
             let (plugin, n, oldest) = row?;
