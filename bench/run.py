@@ -990,7 +990,7 @@ def main() -> int:
             res[name]["_elapsed_s"] = time.time() - t0
             res[name]["_meta"] = {k: res["_meta"].get(k) for k in ("date", "commit", "host_dirty", "loadavg")}
             with open(path, "w") as f:
-                json.dump(res, f, indent=1)
+                json.dump(res, f, indent=2)
     with open(a.out, "w") as f:
         f.write(render(res, a.size))
     log("wrote %s" % a.out)
