@@ -439,7 +439,11 @@ fn grouped_marks(j: &dyn Store) {
         receipts.push((s.clone(), true, j.send_marks(s, batch(0, mid, 10)).unwrap()));
     }
     for s in &streams {
-        receipts.push((s.clone(), true, j.send_marks(s, batch(mid, last, 20)).unwrap()));
+        receipts.push((
+            s.clone(),
+            true,
+            j.send_marks(s, batch(mid, last, 20)).unwrap(),
+        ));
     }
     receipts.push((
         "g0".to_string(),
@@ -452,7 +456,11 @@ fn grouped_marks(j: &dyn Store) {
         assert!(!written.fenced);
     }
     for s in &streams {
-        assert_eq!(j.cursor_at(s).unwrap().map(|c| c.position), Some(last), "{s}");
+        assert_eq!(
+            j.cursor_at(s).unwrap().map(|c| c.position),
+            Some(last),
+            "{s}"
+        );
         assert_eq!(j.delivery_counts(s).unwrap(), (0, 30, 0), "{s}");
         assert!(j.pending(s, "t", 0, 100).unwrap().is_empty(), "{s}");
     }
@@ -491,8 +499,11 @@ fn queue_depths(j: &dyn Store) {
         assert_eq!(j.open_cursor(p, t, &[]).unwrap(), 0);
     }
     for k in 0..5 {
-        j.commit_batch("t", &[ev(&format!("t{k}a"), "r"), ev(&format!("t{k}b"), "r")])
-            .unwrap();
+        j.commit_batch(
+            "t",
+            &[ev(&format!("t{k}a"), "r"), ev(&format!("t{k}b"), "r")],
+        )
+        .unwrap();
         if k % 2 == 0 {
             j.commit_batch("u", &[ev(&format!("u{k}"), "q")]).unwrap();
         }
@@ -513,7 +524,10 @@ fn queue_depths(j: &dyn Store) {
     for p in ["a", "b", "c", "d"] {
         assert_eq!(Some(j.delivery_counts(p).unwrap().0), depth(p), "{p}");
     }
-    assert!(depths.iter().all(|(_, _, oldest)| *oldest > 0), "{depths:?}");
+    assert!(
+        depths.iter().all(|(_, _, oldest)| *oldest > 0),
+        "{depths:?}"
+    );
 }
 
 /// Holds `d` back behind its run (a queue row), the cursor unmoved.

@@ -248,9 +248,15 @@ impl DeliveryQueue for PgJournal {
             row: 0,
         };
         let (queued, logged) = self.block(async {
-            match self.pending_at_once(plugin, tenant, after, limit, read).await? {
+            match self
+                .pending_at_once(plugin, tenant, after, limit, read)
+                .await?
+            {
                 Some(halves) => Ok(halves),
-                None => self.pending_in_snapshot(plugin, tenant, after, limit, read).await,
+                None => {
+                    self.pending_in_snapshot(plugin, tenant, after, limit, read)
+                        .await
+                }
             }
         })?;
         Ok(crate::merge_reads(queued, logged, limit))
@@ -502,7 +508,14 @@ impl PgJournal {
         let rows = c
             .query(
                 &stmt,
-                &[&instance, &after, &tenant, &(limit as i64), &plugin, &AHEAD_MAX],
+                &[
+                    &instance,
+                    &after,
+                    &tenant,
+                    &(limit as i64),
+                    &plugin,
+                    &AHEAD_MAX,
+                ],
             )
             .await?;
         let mut position: Option<i64> = None;

@@ -374,9 +374,9 @@ pub(super) async fn apply_batch(
 /// A group holds a batch from each of many streams (60 instances: 60
 /// batches), so the fence checks are one statement and the cursors' moves
 /// one statement per "round" (a stream's second batch in the group goes in
-/// the second round, after its first), not two round trips per batch while
-/// the group holds the tenants' commit-order lock. The exceptions (queue
-/// rows, attempt records) are written per batch: most batches have none.
+/// the second round, after its first), not two round trips per batch. The
+/// exceptions (queue rows, attempt records) are written per batch: most
+/// batches have none.
 ///
 /// Every outcome of a queued delivery applies only if the row is still the
 /// pending delivery that was read (same `first_at_ms`), so a replay or a
@@ -420,8 +420,7 @@ pub(super) async fn apply_mark_batches(
         if written[k].fenced {
             continue;
         }
-        let (queued, logged): (Vec<&Mark>, Vec<&Mark>) =
-            batch.marks.iter().partition(|m| m.queued);
+        let (queued, logged): (Vec<&Mark>, Vec<&Mark>) = batch.marks.iter().partition(|m| m.queued);
         // `plugin` is a delivery stream: its rows are its instance's (the
         // shards share them), its cursor and lease are its own.
         let instance = herald_event::shard::instance_of(plugin);
