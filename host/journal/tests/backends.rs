@@ -328,18 +328,24 @@ fn dedupe_and_cursors(j: &dyn Store) {
 /// Moves `stream`'s cursor to `to` (all delivered at the first attempt) as
 /// a worker of an instance of `shards` shards; whether it moved.
 fn advance_as(j: &dyn Store, stream: &str, from: i64, to: i64, shards: u32) -> bool {
-    let moved = MarkBatch {
+    j.record(stream, &moved(from, to, 0, shards))
+        .unwrap()
+        .advanced
+}
+
+/// A batch that only moves a cursor from `from` to `to`.
+fn moved(from: i64, to: i64, delivered: u64, shards: u32) -> MarkBatch {
+    MarkBatch {
         fence: None,
         attempts: Vec::new(),
         marks: Vec::new(),
         advance: Some(Advance {
             from,
             to,
-            delivered: 0,
+            delivered,
             shards,
         }),
-    };
-    j.record(stream, &moved).unwrap().advanced
+    }
 }
 
 fn advance(j: &dyn Store, stream: &str, from: i64, to: i64) {
@@ -422,17 +428,7 @@ fn grouped_marks(j: &dyn Store) {
     let read = j.pending("g0", "t", 0, 100).unwrap();
     assert_eq!(read.len(), 30);
     let (mid, last) = (read[9].event_id, read[29].event_id);
-    let batch = |from, to, delivered| MarkBatch {
-        fence: None,
-        attempts: Vec::new(),
-        marks: Vec::new(),
-        advance: Some(Advance {
-            from,
-            to,
-            delivered,
-            shards: 1,
-        }),
-    };
+    let batch = |from, to, delivered| moved(from, to, delivered, 1);
     // Every stream: 0 -> mid, then mid -> last; g0 also a stale third one.
     let mut receipts = Vec::new();
     for s in &streams {
@@ -466,10 +462,10 @@ fn grouped_marks(j: &dyn Store) {
     }
 }
 
-/// More queue rows ahead of the cursor than PostgreSQL's one-statement read
-/// lists (a replay of a long run the instance has not reached yet; the first
-/// reads take the snapshot path, the later ones the one-statement path):
-/// each event is read once, as the queue's, never again from the log.
+/// More queue rows ahead of the cursor than PostgreSQL's read lists (a
+/// replay of a long run the instance has not reached yet; the first reads
+/// stop at the last row listed): each event is read once, as the queue's,
+/// never again from the log.
 fn many_queued_ahead(j: &dyn Store) {
     assert_eq!(j.open_cursor("p", "t", &[]).unwrap(), 0);
     let events: Vec<WireEvent> = (0..1300).map(|i| ev(&format!("u{i}"), "r")).collect();

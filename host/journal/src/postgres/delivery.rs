@@ -11,18 +11,6 @@ use deadpool_postgres::Transaction;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio_postgres::IsolationLevel;
-
-/// The queue half of a pending read: its pending rows, with their events.
-const QUEUED_SQL: &str = "
-    SELECT d.event_id, d.run_id, d.attempts, d.next_at_ms, d.first_at_ms, e.body, e.request_id,
-           e.trace_id, e.span_id, CASE WHEN e.tenant = $3 THEN NULL ELSE e.tenant END
-    FROM deliveries d JOIN events e ON e.id = d.event_id
-    WHERE d.plugin = $1 AND d.state = 'pending' AND d.event_id > $2
-    ORDER BY d.event_id LIMIT $4";
-
-/// Where a stream's cursor is, for a tenant. No cursor: no log half.
-const CURSOR_SQL: &str = "SELECT position FROM cursors WHERE plugin = $1 AND tenant = $2";
 
 /// The log half: the tenant's events past `$2`, in id order (shared by the
 /// streams reading from the same place, see `super::tail`).
@@ -54,13 +42,8 @@ const READ_SQL: &str = "
 /// Most queue rows past the cursor that [`READ_SQL`] lists. The log half
 /// reads at most 512 of the tenant's events, so a list this long covers it
 /// unless it also holds rows of another tenant's events (an instance moved by
-/// a reload); a full list sends the read down the snapshot path.
+/// a reload); a full list cuts the read at its last id.
 const AHEAD_MAX: i64 = 1024;
-
-/// Events of the log half that have a queue row of the instance (pending in
-/// the queue half, or settled): not read from the log.
-const QUEUED_IDS_SQL: &str =
-    "SELECT event_id FROM deliveries WHERE plugin = $1 AND event_id > $2 AND event_id <= $3";
 
 /// How many events a shared log read fetches: the largest batch a worker
 /// asks for, so that every stream reading from the same place can use it.
@@ -247,18 +230,7 @@ impl DeliveryQueue for PgJournal {
             generation: 0,
             row: 0,
         };
-        let (queued, logged) = self.block(async {
-            match self
-                .pending_at_once(plugin, tenant, after, limit, read)
-                .await?
-            {
-                Some(halves) => Ok(halves),
-                None => {
-                    self.pending_in_snapshot(plugin, tenant, after, limit, read)
-                        .await
-                }
-            }
-        })?;
+        let (queued, logged) = self.block(self.read_halves(plugin, tenant, after, limit, read))?;
         Ok(crate::merge_reads(queued, logged, limit))
     }
 
@@ -485,22 +457,20 @@ impl PgJournal {
     /// A read in one round trip for the queue half (and one more when no
     /// other stream has read the log from here): what every worker of every
     /// instance does after each commit, so its statements are what the
-    /// database spends most on with many instances. `None`: too many queue
-    /// rows lie past the cursor for one statement to list; read in a
-    /// snapshot instead.
+    /// database spends most on with many instances.
     ///
     /// No transaction is needed: the queue half, the cursor and the queue
     /// rows the log half must skip come from one statement, and the log
     /// half's events do not change. An event moved from the log to the
     /// queue after that statement is read once, from the log.
-    async fn pending_at_once(
+    async fn read_halves(
         &self,
         plugin: &str,
         tenant: &str,
         after: i64,
         limit: usize,
         read: ReadPos,
-    ) -> Result<Option<Halves>, PgError> {
+    ) -> Result<Halves, PgError> {
         let c = self.conn().await?;
         // The shards of an instance share its queue.
         let instance = herald_event::shard::instance_of(plugin);
@@ -544,86 +514,20 @@ impl PgJournal {
                 foreign_tenant: r.get(11),
             });
         }
-        if ahead.len() as i64 >= AHEAD_MAX {
-            return Ok(None);
-        }
         let Some(position) = position else {
-            return Ok(Some((queued, Vec::new())));
-        };
-        let (rows, to_the_end) = self
-            .log_half(&c, tenant, after.max(position), limit, read)
-            .await?;
-        let skip: std::collections::HashSet<i64> = ahead.into_iter().collect();
-        Ok(Some(finish_halves(queued, rows, to_the_end, &skip)))
-    }
-
-    /// A read in one repeatable-read snapshot, the queue rows past the
-    /// cursor asked for after the log half (there may be any number).
-    async fn pending_in_snapshot(
-        &self,
-        plugin: &str,
-        tenant: &str,
-        after: i64,
-        limit: usize,
-        read: ReadPos,
-    ) -> Result<Halves, PgError> {
-        let limit_sql = limit as i64;
-        let mut c = self.conn().await?;
-        // One snapshot for both halves: an event moved from the log to
-        // the queue in between would otherwise be missed or read twice.
-        let tx = c
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let instance = herald_event::shard::instance_of(plugin);
-        let q = tx.prepare_cached(QUEUED_SQL).await?;
-        let cursor = tx.prepare_cached(CURSOR_SQL).await?;
-        // Pipelined: one round trip for the queue half and the cursor.
-        let (queue_args, cursor_args): (
-            [&(dyn tokio_postgres::types::ToSql + Sync); 4],
-            [&(dyn tokio_postgres::types::ToSql + Sync); 2],
-        ) = ([&instance, &after, &tenant, &limit_sql], [&plugin, &tenant]);
-        let (queued, position) = tokio::try_join!(
-            tx.query(&q, &queue_args),
-            tx.query_opt(&cursor, &cursor_args)
-        )?;
-        let queued: Vec<PendingDelivery> = queued
-            .into_iter()
-            .map(|r| PendingDelivery {
-                queued: true,
-                read,
-                event_id: r.get(0),
-                run_id: r.get(1),
-                attempts: r.get::<_, i32>(2) as u32,
-                next_at_ms: r.get(3),
-                first_at_ms: r.get(4),
-                body: r.get(5),
-                request_id: r.get(6),
-                trace_id: r.get(7),
-                span_id: r.get(8),
-                foreign_tenant: r.get(9),
-            })
-            .collect();
-        let Some(position) = position.map(|r| r.get::<_, i64>(0)) else {
-            tx.commit().await?;
             return Ok((queued, Vec::new()));
         };
-        let from = after.max(position);
-        let (rows, to_the_end) = self.log_half(&tx, tenant, from, limit, read).await?;
-        let skip: std::collections::HashSet<i64> = match rows.last() {
-            Some(last) => {
-                let ids = tx.prepare_cached(QUEUED_IDS_SQL).await?;
-                tx.query(&ids, &[&instance, &from, &last.event_id])
-                    .await?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect()
-            }
-            None => Default::default(),
-        };
-        tx.commit().await?;
+        let (mut rows, mut to_the_end) = self
+            .log_half(&c, tenant, after.max(position), limit, read)
+            .await?;
+        // A full list is complete only up to its last id: so is the read.
+        if let Some(&listed) = ahead.last().filter(|_| ahead.len() as i64 >= AHEAD_MAX) {
+            queued.retain(|d| d.event_id <= listed);
+            let before = rows.len();
+            rows.retain(|r| r.event_id <= listed);
+            to_the_end &= rows.len() == before;
+        }
+        let skip: std::collections::HashSet<i64> = ahead.into_iter().collect();
         Ok(finish_halves(queued, rows, to_the_end, &skip))
     }
 

@@ -197,7 +197,7 @@ impl PgJournal {
             .enable_all()
             .build()
             .map_err(|e| open_error(e.to_string()))?;
-        let pool = pool(options).map_err(|e| open_error(e.to_string()))?;
+        let pool = pool(options, None).map_err(|e| open_error(e.to_string()))?;
         {
             let _entered = rt.enter();
             futures_executor::block_on(async {
@@ -213,7 +213,7 @@ impl PgJournal {
         // behind the workers' reads (60 instances read after each commit).
         let mut write_options = options.clone();
         write_options.pool_size = 1;
-        let write_pool = self::pool(&write_options).map_err(|e| open_error(e.to_string()))?;
+        let write_pool = self::pool(&write_options, None).map_err(|e| open_error(e.to_string()))?;
         rt.spawn(write::run_writer(
             write_pool,
             rx,
@@ -222,9 +222,11 @@ impl PgJournal {
         ));
         // Outcomes on a writer (and connection) of their own: 60 workers'
         // batches commit one after another, and ingest must not queue
-        // behind them.
+        // behind them. Its commits do not wait for the WAL flush (see
+        // `write::run_writer`).
         let (outcomes, rx) = tokio::sync::mpsc::unbounded_channel();
-        let outcome_pool = self::pool(&write_options).map_err(|e| open_error(e.to_string()))?;
+        let outcome_pool = self::pool(&write_options, Some("-c synchronous_commit=off"))
+            .map_err(|e| open_error(e.to_string()))?;
         rt.spawn(write::run_writer(outcome_pool, rx, commits.clone(), None));
         let (listen_config, listen_tls) =
             pg_config(options).map_err(|e| open_error(e.to_string()))?;
@@ -292,8 +294,14 @@ impl PgJournal {
 
 /// The connection pool: every connection sets the statement timeout and
 /// names itself in `pg_stat_activity`.
-fn pool(options: &PgOptions) -> Result<Pool, PgError> {
-    let (config, tls) = pg_config(options)?;
+/// A pool of `options`' connections; `settings` (`-c name=value`) are
+/// added to the session settings of each.
+fn pool(options: &PgOptions, settings: Option<&str>) -> Result<Pool, PgError> {
+    let (mut config, tls) = pg_config(options)?;
+    if let Some(settings) = settings {
+        let base = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{base} {settings}"));
+    }
     let manager = Manager::from_config(
         config,
         tls,

@@ -49,9 +49,9 @@ impl Write {
 /// whole group with the error; the next group tries again.
 ///
 /// A replica runs two: one for ingest (its failures are `write_failure`,
-/// what `/ready` reports) and one for delivery outcomes. A group without
-/// events commits without waiting for its WAL flush (`synchronous_commit =
-/// off`): outcomes lost to a database crash are deliveries made again, which
+/// what `/ready` reports) and one for delivery outcomes, whose connection
+/// commits without waiting for the WAL flush (`synchronous_commit = off`):
+/// outcomes lost to a database crash are deliveries made again, which
 /// at-least-once allows, and the workers' many small commits then cost no
 /// disk flush each.
 pub(super) async fn run_writer(
@@ -168,11 +168,7 @@ async fn commit_group(
             Write::Marks { .. } => None,
         })
         .collect();
-    if tenants.is_empty() {
-        // Outcomes only: see `run_writer`.
-        tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
-            .await?;
-    } else {
+    if !tenants.is_empty() {
         lock_tenants(&tx, &tenants).await?;
     }
     let now = now_ms();
