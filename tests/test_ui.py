@@ -196,6 +196,9 @@ def test_ui_end_to_end(make_host, receiver, tmp_path, browser):
     assert not browser.find_elements(By.CSS_SELECTOR, "tr.dead-letter")
     # Signing out ends the session.
     browser.find_element(By.ID, "sign-out").click()
+    # The click only starts the form's POST: wait for its redirect, or the next `get`
+    # can cancel it before the server has ended the session (a CI run failed that way).
+    wait_for(lambda: "/login" in browser.current_url, timeout=10, what="the sign-out redirect")
     p.go("/runs")
     assert "/login" in browser.current_url
     # The pages are observed like the API: HTTP metrics by route template.
