@@ -757,6 +757,11 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
                 break;
             }
             cursor = d.event_id;
+            if d.passed_over {
+                // Its queue row is delivered (or was) from the queue.
+                w.taken(&d);
+                continue;
+            }
             if w.shards > 1 && herald_event::shard::shard_of(&d.run_id, w.shards) != w.shard {
                 // Another shard's run (the shards share the log and the
                 // instance's queue).

@@ -136,6 +136,12 @@ pub struct PendingDelivery {
     pub foreign_tenant: Option<String>,
     /// Which read returned the row, and where in it.
     pub read: ReadPos,
+    /// Only a place in the log, not a delivery: the event has a row in the
+    /// instance's queue (pending there, or already settled), so its log copy
+    /// is not delivered. A backend that cannot leave such events out of the
+    /// read's limit returns them (without a body) so that a reader past a
+    /// long stretch of them still moves on; the worker only moves past them.
+    pub passed_over: bool,
 }
 
 /// Where a pending delivery was read: the read (its sequence number and the
@@ -552,7 +558,8 @@ pub trait DeliveryQueue: Send + Sync {
     /// `after` (0 for all), in journal order: its instance's queued rows
     /// merged with the events of `tenant` past the stream's cursor. Neither
     /// routes nor shards are applied: the worker matches them (the shards of
-    /// an instance share its queue).
+    /// an instance share its queue). A backend may also return the log's
+    /// places of queued events, marked [`PendingDelivery::passed_over`].
     fn pending(
         &self,
         plugin: &str,

@@ -512,6 +512,7 @@ impl PgJournal {
                 trace_id: r.get(9),
                 span_id: r.get(10),
                 foreign_tenant: r.get(11),
+                passed_over: false,
             });
         }
         let Some(position) = position else {
@@ -570,6 +571,7 @@ impl PgJournal {
                 trace_id: r.trace_id.clone(),
                 span_id: r.span_id.clone(),
                 foreign_tenant: None,
+                passed_over: false,
             }));
             if !shared && found.len() < LOG_READ {
                 to_the_end = true;
@@ -625,7 +627,7 @@ impl PgJournal {
 }
 
 /// The halves of a read, made consistent: log rows that have a queue row
-/// (`skip`) go, and unless the log half reached the log's end, queue rows
+/// (`skip`) are only passed over, and unless the log half reached the log's end, queue rows
 /// past its last row wait for the next read (the worker's next read starts
 /// past what this one returned, so it would skip log events in between).
 fn finish_halves(
@@ -640,6 +642,12 @@ fn finish_halves(
     if !to_the_end {
         queued.retain(|d| d.event_id <= last);
     }
-    logged.retain(|r| !skip.contains(&r.event_id));
+    // Kept as places, not dropped: a read whose log rows all have queue
+    // rows (a long replayed run not reached yet) must still move the
+    // reader on, or it would read them again and again.
+    for r in logged.iter_mut().filter(|r| skip.contains(&r.event_id)) {
+        r.passed_over = true;
+        r.body = String::new();
+    }
     (queued, logged)
 }

@@ -1501,6 +1501,7 @@ impl DeliveryQueue for Journal {
                     trace_id: r.get(7)?,
                     span_id: r.get(8)?,
                     foreign_tenant: r.get(9)?,
+                    passed_over: false,
                 })
             })?;
             rows.collect::<Result<_, _>>()?
@@ -1526,6 +1527,8 @@ impl DeliveryQueue for Journal {
                     trace_id: r.get(5)?,
                     span_id: r.get(6)?,
                     foreign_tenant: None,
+                    // The read's SQL leaves queued events out.
+                    passed_over: false,
                 })
             })?;
             rows.collect::<Result<_, _>>()?
