@@ -186,3 +186,13 @@ def test_bad_filters_and_paths_get_the_json_error_body(host):
     # An unknown path: a JSON 404 too.
     status, ctype, raw = raw_get(host, "/v1/nothing/%FF", host.token)
     assert status == 404 and json.loads(raw)["error"] == "not_found", raw
+    # A known path with another method: a JSON 405 that names the method, and the Allow header.
+    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
+    conn.request("DELETE", "/v1/events", headers={"Authorization": f"Bearer {host.token}"})
+    r = conn.getresponse()
+    status, ctype, allow, raw = r.status, r.getheader("Content-Type") or "", r.getheader("Allow"), r.read()
+    conn.close()
+    assert status == 405 and ctype.startswith("application/json"), (status, ctype, raw)
+    body = json.loads(raw)
+    assert body["error"] == "method_not_allowed" and "DELETE" in body["message"], body
+    assert allow == "POST", allow

@@ -1,4 +1,4 @@
-//! The router: every area's routes, the middleware, the JSON 404. The
+//! The router: every area's routes, the middleware, the JSON 404 and 405. The
 //! OpenAPI document is assembled here too (`crate::openapi`), above the
 //! handlers it describes.
 
@@ -23,6 +23,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/reload", get(admin::reload_status))
         .merge(crate::recovery::router())
         .merge(crate::query::router())
+        // A known path with another method: a JSON 405 (axum keeps the
+        // `Allow` header), not an empty body.
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn(crate::observe::observe))
         // An unknown path gets the JSON error body too, not an empty 404.
         .fallback(not_found)
@@ -42,5 +45,13 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!("no endpoint {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
     )
 }
