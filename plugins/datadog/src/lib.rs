@@ -158,9 +158,7 @@ impl Plugin for Datadog {
     ];
 
     fn new(c: Config) -> Result<Self, String> {
-        if c.api_key.trim().is_empty() {
-            return Err("config key `api_key`: must not be empty".into());
-        }
+        config::header_secret("api_key", Some(&c.api_key))?;
         let base = match &c.api_url {
             Some(u) => config::url("api_url", u)?,
             None => {

@@ -78,9 +78,7 @@ impl Plugin for Grafana {
             return Err("config key `panel_id`: needs dashboard_uid".into());
         }
         config::not_blank("dashboard_uid", c.dashboard_uid.as_deref())?;
-        if matches!(&c.api_token, Some(t) if t.trim().is_empty() || t.contains(['\r', '\n'])) {
-            return Err("config key `api_token`: must be a non-empty single-line string".into());
-        }
+        config::header_secret("api_token", c.api_token.as_deref())?;
         for (i, t) in c.tags.iter().enumerate() {
             config::not_blank(&format!("tags[{i}]"), Some(t))?;
         }

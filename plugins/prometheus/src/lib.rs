@@ -153,6 +153,7 @@ impl Plugin for Prometheus {
             }
         }
         config::check_timeout_ms(c.timeout_ms)?;
+        config::header_secret("bearer_token", c.bearer_token.as_deref())?;
         if c.textfile && !herald_sdk::textfile::granted() {
             return Err("config key `textfile`: the instance has no textfile granted; set `textfile = \"/path/to/dir/name.prom\"` on the instance, in node_exporter's --collector.textfile.directory".into());
         }
@@ -885,6 +886,14 @@ mod tests {
             (r#"{"job":""}"#, "`job`"),
             (r#"{"custom_stats_gauges":"yes"}"#, "`custom_stats_gauges`"),
             (r#"{"push_url":"x"}"#, "unknown field `push_url`"),
+            (
+                r#"{"pushgateway_url":"http://pg:9091","bearer_token":"t\n"}"#,
+                "`bearer_token`: must be a single line",
+            ),
+            (
+                r#"{"pushgateway_url":"http://pg:9091","bearer_token":""}"#,
+                "`bearer_token`: must not be empty",
+            ),
         ];
         for (json, want) in cases {
             let err = herald_sdk::build::<Prometheus>(json).err().unwrap();

@@ -60,6 +60,24 @@ pub fn not_blank(key: &str, value: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// Ok when `value` (a token or key the sink sends in a request header) is
+/// absent or a non-blank string a header can carry: no line breaks or other
+/// control characters. Else ``config key `<key>`: ...``, so a pasted secret
+/// with a trailing newline fails `herald check` instead of every delivery.
+/// The message never repeats the value.
+pub fn header_secret(key: &str, value: Option<&str>) -> Result<(), String> {
+    let Some(v) = value else { return Ok(()) };
+    if v.trim().is_empty() {
+        return Err(format!("config key `{key}`: must not be empty"));
+    }
+    if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(format!(
+            "config key `{key}`: must be a single line without control characters (a header carries it)"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses the URL under `key`; else ``config key `<key>`: <why>``.
 pub fn url(key: &str, value: &str) -> Result<Url, String> {
     Url::parse(value).map_err(|e| format!("config key `{key}`: {e}"))
@@ -113,6 +131,24 @@ mod tests {
             in_range("max_message_bytes", 63, 64, 65_000).unwrap_err(),
             "config key `max_message_bytes`: must be between 64 and 65000"
         );
+    }
+
+    #[test]
+    fn header_secrets() {
+        assert_eq!(header_secret("token", None), Ok(()));
+        assert_eq!(header_secret("token", Some("abc\tdef")), Ok(()));
+        assert_eq!(
+            header_secret("token", Some(" ")).unwrap_err(),
+            "config key `token`: must not be empty"
+        );
+        for bad in ["s3cret\n", "a\rb", "a\u{7f}"] {
+            let e = header_secret("bearer_token", Some(bad)).unwrap_err();
+            assert!(
+                e.starts_with("config key `bearer_token`: must be a single line"),
+                "{e}"
+            );
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 
     #[test]

@@ -176,9 +176,7 @@ impl Plugin for SplunkHec {
         };
         herald_sdk::grants::require_http("url", &url.as_string())?;
         config::check_timeout_ms(c.timeout_ms)?;
-        if c.token.trim().is_empty() {
-            return Err("config key `token`: must not be empty".into());
-        }
+        config::header_secret("token", Some(&c.token))?;
         if let Some(ch) = &c.channel {
             if !is_guid(ch) {
                 return Err(format!(

@@ -277,13 +277,7 @@ impl Plugin for Webhook {
                 return Err("config key `hmac_secret`: must not be empty".into());
             }
         }
-        if let Some(t) = &c.bearer_token {
-            if t.is_empty() || !valid_header_value(t) {
-                return Err(
-                    "config key `bearer_token`: must be a non-empty single-line string".into(),
-                );
-            }
-        }
+        config::header_secret("bearer_token", c.bearer_token.as_deref())?;
         let mut headers = Vec::new();
         for (name, value) in &c.headers {
             let lower = name.to_ascii_lowercase();
