@@ -122,7 +122,8 @@ impl Dispatcher {
     }
 
     /// Starts a worker (a task per shard of the instance); a running worker
-    /// of the same name is stopped first (it finishes the delivery it is in).
+    /// of the same name is stopped first: the new one starts once it has
+    /// finished the delivery it is in and recorded its outcomes.
     pub fn add(&self, spec: WorkerSpec) {
         let contract = spec.instance.contract();
         self.add_plugin(spec.instance, contract, spec.config, spec.component_sha256);
@@ -166,28 +167,36 @@ impl Dispatcher {
         instances.insert(0, instance);
         let mut notify = Vec::with_capacity(instances.len());
         let mut tasks = Vec::with_capacity(instances.len());
+        // The new tasks start once the worker they replace (a reload) has
+        // stopped: both at once would deliver a run's events out of order,
+        // and again what the old one had not recorded yet.
+        let (handed_over, handover) = watch::channel(false);
         for (shard, instance) in (0u32..).zip(instances) {
             let wake = Arc::new(Notify::new());
-            tasks.push(
-                self.runtime.spawn(run_worker(
-                    instance,
-                    WorkerArgs {
-                        pacer: pacer.clone(),
-                        shard,
-                        shards,
-                        policy: config.retry,
-                        routes: config.routes.clone(),
-                        position: positions
-                            .as_ref()
-                            .and_then(|p| p.get(shard as usize).copied()),
-                        breaker: breaker.clone(),
-                        journal: self.journal.clone(),
-                        notify: wake.clone(),
-                        stop: stopped.clone(),
-                        replica: self.replica.clone(),
-                    },
-                )),
+            let mut handover = handover.clone();
+            let run = run_worker(
+                instance,
+                WorkerArgs {
+                    pacer: pacer.clone(),
+                    shard,
+                    shards,
+                    policy: config.retry,
+                    routes: config.routes.clone(),
+                    position: positions
+                        .as_ref()
+                        .and_then(|p| p.get(shard as usize).copied()),
+                    breaker: breaker.clone(),
+                    journal: self.journal.clone(),
+                    notify: wake.clone(),
+                    stop: stopped.clone(),
+                    replica: self.replica.clone(),
+                },
             );
+            tasks.push(self.runtime.spawn(async move {
+                // An error: the handover task is gone; start anyway.
+                let _ = handover.wait_for(|done| *done).await;
+                run.await
+            }));
             notify.push(wake);
         }
         let worker = Worker {
@@ -201,9 +210,14 @@ impl Dispatcher {
             tasks,
         };
         let mut workers = self.lock();
-        if let Some(old) = workers.insert(name, worker) {
-            let _ = old.stop.send(true);
-        }
+        let previous = match workers.insert(name.clone(), worker) {
+            Some(old) => {
+                let _ = old.stop.send(true);
+                old.tasks
+            }
+            None => Vec::new(),
+        };
+        self.runtime.spawn(hand_over(name, previous, handed_over));
         self.replica
             .share
             .instances
@@ -288,6 +302,27 @@ impl Dispatcher {
             );
         }
     }
+}
+
+/// Longest a reloaded instance's new worker waits for the one it replaces
+/// to finish its current delivery (a plugin call is bounded by its own
+/// timeouts; past this, the new one starts beside it, as it did before).
+const HANDOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits for a replaced worker's tasks to end (at most [`HANDOVER_WAIT`]),
+/// then lets the new worker's tasks start.
+async fn hand_over(name: String, previous: Vec<JoinHandle<()>>, done: watch::Sender<bool>) {
+    let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+    let mut late = false;
+    for task in previous {
+        late |= tokio::time::timeout_at(deadline, task).await.is_err();
+    }
+    if late {
+        tracing::warn!(plugin = %name,
+            "the instance's previous worker is still delivering after {} s; the reloaded one starts beside it",
+            HANDOVER_WAIT.as_secs());
+    }
+    let _ = done.send(true);
 }
 
 /// Delivery streams of the running instances: what the replicas share.

@@ -1595,6 +1595,56 @@ mod worker_tests {
         assert!(duplicates <= all.len(), "{duplicates} duplicates");
     }
 
+    /// A reload that replaces an instance while it delivers: the new worker
+    /// starts once the old one has finished its call, never beside it (both
+    /// at once delivered a run's events out of order, and twice).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reloaded_instance_never_delivers_beside_the_old_one() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let j = journal("reload-handover");
+        let (busy, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let slow = || -> Answer {
+            let (busy, most) = (busy.clone(), most.clone());
+            Box::new(move |_, _| {
+                most.fetch_max(busy.fetch_add(1, SeqCst) + 1, SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                busy.fetch_sub(1, SeqCst);
+                Ok(Outcome::Ok)
+            })
+        };
+        let (d, first) = start(&j, "", slow());
+        let events: Vec<_> = (1..=40)
+            .map(|i| event(&format!("a-{i:02}"), "a", i))
+            .collect();
+        commit(&j, &events);
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let second = Arc::new(Mutex::new(Vec::new()));
+        d.add_plugin(
+            Script {
+                name: "p".into(),
+                tenant: "t".into(),
+                calls: second.clone(),
+                answer: Arc::new(Mutex::new(slow())),
+            },
+            "test",
+            config("[retry]\ninitial_ms = 300\n"),
+            String::new(),
+        );
+        assert_eq!(settled(&j, 40).await.0, 0);
+        d.shutdown(Duration::from_secs(5)).await;
+        let (old, new) = (calls(&first), calls(&second));
+        assert!(
+            old.len() < 40 && !new.is_empty(),
+            "the reload came while delivering: {} then {}",
+            old.len(),
+            new.len()
+        );
+        assert_eq!(most.load(SeqCst), 1, "two workers delivered at once");
+        let made: Vec<(String, u32)> = old.into_iter().chain(new).collect();
+        let duplicates = every_event_in_run_order(&by_run(&events), &made);
+        assert!(duplicates <= 1, "{duplicates} delivered twice: {made:?}");
+    }
+
     /// A reload that changes the shard count while the old shards are still
     /// delivering loses nothing: their late cursor moves are refused.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
