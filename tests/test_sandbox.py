@@ -513,6 +513,10 @@ def test_max_log_bytes_bounds_the_host_log_records_not_just_the_text(make_host, 
     written = sum(len(r) + 1 for r in records)
     print(f" [{len(records)} records, {written} bytes of host log for {max_log} bytes of budget]", end="")
     assert records, host.logs()[-2000:]
+    # Logged in the delivery's span: the run, and the ingest request that brought the event.
+    span = json.loads(records[0]).get("span") or {}
+    assert span.get("name") == "delivery" and span.get("run_id") == run, records[0]
+    assert span.get("request_id") and span.get("delivery_id"), records[0]
     assert written <= 2 * max_log, (len(records), written)
     assert len(records) <= max_log // 512
     fault = fault_lines(host, "log_limit")[0]

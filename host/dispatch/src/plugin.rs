@@ -21,6 +21,9 @@ pub trait Plugin: Send + 'static {
         body: &'a str,
         attempt: u32,
     ) -> impl Future<Output = CallReport> + Send + 'a;
+    /// Names the delivery the next calls are for, so that what the instance
+    /// logs during them carries its ids (see [`herald_telemetry::DeliveryLog`]).
+    fn set_delivery_log(&mut self, _log: Option<herald_telemetry::DeliveryLog>) {}
 }
 
 impl Plugin for PluginInstance {
@@ -42,5 +45,9 @@ impl Plugin for PluginInstance {
         attempt: u32,
     ) -> impl Future<Output = CallReport> + Send + 'a {
         PluginInstance::deliver(self, body, attempt)
+    }
+
+    fn set_delivery_log(&mut self, log: Option<herald_telemetry::DeliveryLog>) {
+        PluginInstance::set_delivery_log(self, log)
     }
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 /// How many pending deliveries a worker reads at a time.
 const BATCH: usize = 256;
@@ -73,6 +72,9 @@ enum Unconfirmed {
 struct WorkerCtx {
     /// The instance's name (logs, metrics).
     name: String,
+    /// The instance's name and tenant as the plugin's log lines carry them
+    /// (shared, not copied, per delivery).
+    log_ids: (Arc<str>, Arc<str>),
     /// The delivery stream this worker reads: the instance's name, or
     /// `name#k` for shard k (the journal's cursor and the lease).
     stream: String,
@@ -614,6 +616,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         fence: Some(held.lease.token),
         fenced: false,
         meters: Meters::new(&tenant, &name),
+        log_ids: (Arc::from(name.as_str()), Arc::from(tenant.as_str())),
         name: name.clone(),
         stream: stream.clone(),
         shard,
@@ -822,13 +825,18 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
                 w.send();
             }
             // Every log line of the delivery carries the ids of the ingest
-            // request that brought the event, and the run's id.
-            let span = tracing::info_span!("delivery",
-                plugin = %name, tenant = %tenant, run_id = %d.run_id,
-                delivery_id = %format_args!("{}:{}", d.event_id, name),
-                request_id = d.request_id.as_deref().unwrap_or(""),
-                trace_id = d.trace_id.as_deref().unwrap_or(""));
-            let (step, verdict) = deliver(&mut instance, &mut w, &d).instrument(span).await;
+            // request that brought the event, and the run's id: the lines
+            // are logged in its span, made only when a line is (not per
+            // delivery: see herald_telemetry::delivery_log).
+            instance.set_delivery_log(Some(herald_telemetry::DeliveryLog {
+                plugin: w.log_ids.0.clone(),
+                tenant: w.log_ids.1.clone(),
+                run_id: d.run_id.clone(),
+                event_id: d.event_id,
+                request_id: d.request_id.clone(),
+                trace_id: d.trace_id.clone(),
+            }));
+            let (step, verdict) = deliver(&mut instance, &mut w, &d).await;
             w.taken(&d);
             match step {
                 Step::Done => progressed = true,
@@ -981,10 +989,12 @@ async fn attempt_delivery<P: Plugin>(
             .plugin_faults
             .with_label_values(&[tenant.as_str(), name.as_str(), f.reason])
             .inc();
-        tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+        delivery_span(w, d).in_scope(|| {
+            tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
             reason = f.reason, times = f.times,
             "plugin fault ({}); the instance is discarded and re-created for the next call: {}",
-            f.reason, f.message);
+            f.reason, f.message)
+        });
         w.breaker.note_fault(f.reason, &f.message);
     }
     let faulted = !faults.is_empty();
@@ -995,7 +1005,10 @@ async fn attempt_delivery<P: Plugin>(
     let (reason, delay, verdict) = match result {
         Ok(Outcome::Ok) => {
             w.meters.ok.inc();
-            tracing::debug!(event_id = d.event_id, attempt, "delivered");
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                delivery_span(w, d)
+                    .in_scope(|| tracing::debug!(event_id = d.event_id, attempt, "delivered"));
+            }
             w.mark(d, attempt, MarkOutcome::Done);
             let verdict = if faulted {
                 Verdict::Failure
@@ -1069,9 +1082,9 @@ async fn attempt_delivery<P: Plugin>(
                 return (Step::Done, verdict);
             }
             if wanted_ms > policy.max_retry_after_ms {
-                tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+                delivery_span(w, d).in_scope(|| tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
                     asked_ms = wanted_ms, max_retry_after_ms = policy.max_retry_after_ms,
-                    "the sink's Retry-After is longer than retry.max_retry_after_ms; waiting that long instead");
+                    "the sink's Retry-After is longer than retry.max_retry_after_ms; waiting that long instead"));
             }
             Some(Duration::from_millis(
                 wanted_ms.min(policy.max_retry_after_ms),
@@ -1083,13 +1096,13 @@ async fn attempt_delivery<P: Plugin>(
     *outcome = ("retry", Some(reason.clone()));
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
     let at_ms = now_ms() + delay.as_millis() as i64;
-    match fault_reason {
+    delivery_span(w, d).in_scope(|| match fault_reason {
         // The fault itself was logged above, with its message.
         Some(f) => tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
             retry_in_ms = delay.as_millis() as u64, "delivery will be retried after a plugin fault ({f})"),
         None => tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
             retry_in_ms = delay.as_millis() as u64, "delivery will be retried: {reason}"),
-    }
+    });
     w.mark(
         d,
         attempt,
@@ -1099,6 +1112,18 @@ async fn attempt_delivery<P: Plugin>(
         },
     );
     (Step::Retry { at_ms }, verdict)
+}
+
+/// The `delivery` span of `d`, for a line logged about it.
+fn delivery_span(w: &WorkerCtx, d: &PendingDelivery) -> tracing::Span {
+    herald_telemetry::delivery_span(
+        &w.name,
+        &w.tenant,
+        &d.run_id,
+        d.event_id,
+        d.request_id.as_deref(),
+        d.trace_id.as_deref(),
+    )
 }
 
 /// A duration for people: `750 ms`, `42 s`, `3 h 5 min`, `11574 days`.
@@ -1114,8 +1139,10 @@ fn human_ms(ms: u64) -> String {
 
 fn dead_letter(w: &mut WorkerCtx, d: &PendingDelivery, attempt: u32, reason: String) {
     w.meters.dead.inc();
-    tracing::warn!(plugin = %w.name, tenant = %w.tenant, event_id = d.event_id, attempt,
-        "delivery dead-lettered: {reason}");
+    delivery_span(w, d).in_scope(|| {
+        tracing::warn!(plugin = %w.name, tenant = %w.tenant, event_id = d.event_id, attempt,
+        "delivery dead-lettered: {reason}")
+    });
     w.mark(d, attempt, MarkOutcome::Dead { error: reason });
 }
 

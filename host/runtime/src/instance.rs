@@ -87,6 +87,8 @@ pub struct PluginInstance {
     live: Option<(Store<HostState>, Sink)>,
     /// Faults of a `configure` that still succeeded, reported with the next call.
     pending_faults: Vec<Fault>,
+    /// The delivery the next calls are for (see [`Self::set_delivery_log`]).
+    delivery: Option<Arc<herald_telemetry::DeliveryLog>>,
 }
 
 impl PluginInstance {
@@ -107,6 +109,7 @@ impl PluginInstance {
             sockets: runtime.sockets.clone(),
             live: None,
             pending_faults: Vec::new(),
+            delivery: None,
         }
     }
 
@@ -123,6 +126,7 @@ impl PluginInstance {
             sockets: self.sockets.clone(),
             live: None,
             pending_faults: Vec::new(),
+            delivery: None,
         }
     }
 
@@ -339,6 +343,13 @@ impl PluginInstance {
         self.call(Input::Journaled(body), attempt).await
     }
 
+    /// Names the delivery the next calls are for: what the instance logs
+    /// during them (its `log` calls, its output, refused state or metric
+    /// writes) is in that delivery's span, with its run and request ids.
+    pub fn set_delivery_log(&mut self, log: Option<herald_telemetry::DeliveryLog>) {
+        self.delivery = log.map(Arc::new);
+    }
+
     /// Converts a journaled event once into the shape this instance's
     /// contract version takes, for [`Self::handle`] (raw-call benchmarks).
     pub fn prepare(&self, body: &str) -> Result<Prepared, crate::contract::EventError> {
@@ -371,6 +382,7 @@ impl PluginInstance {
             };
         };
         let counters = store.data().counters.clone();
+        counters.set_delivery(self.delivery.clone());
         let wall = Duration::from_millis(self.spec.limits.wall_ms);
         Self::arm(&mut store);
         let tenant = self.spec.tenant.clone();

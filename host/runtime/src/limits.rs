@@ -64,6 +64,9 @@ pub struct CallCounters {
     pub(crate) panic_lines_left: AtomicU32,
     /// The call's outbound requests as they are recorded.
     pub(crate) requests: Mutex<Vec<crate::capability::http::record::Slot>>,
+    /// The delivery the call is for: what the instance logs meanwhile is in
+    /// its span.
+    delivery: Mutex<Option<Arc<herald_telemetry::DeliveryLog>>>,
 }
 
 impl CallCounters {
@@ -82,7 +85,20 @@ impl CallCounters {
             panic: Mutex::new(None),
             panic_lines_left: AtomicU32::new(0),
             requests: Mutex::new(Vec::new()),
+            delivery: Mutex::new(None),
         }
+    }
+
+    /// Names the delivery the call is for (`None`: not a delivery).
+    pub(crate) fn set_delivery(&self, delivery: Option<Arc<herald_telemetry::DeliveryLog>>) {
+        *lock(&self.delivery) = delivery;
+    }
+
+    /// Runs `log` (a line or a few) in the span of the delivery the call is
+    /// for, if it is for one.
+    pub(crate) fn in_delivery<R>(&self, log: impl FnOnce() -> R) -> R {
+        let delivery = lock(&self.delivery).clone();
+        herald_telemetry::in_delivery(delivery.as_deref(), log)
     }
 
     pub(crate) fn reset(&self) {

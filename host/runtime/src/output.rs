@@ -72,14 +72,14 @@ pub(super) fn emit_line(counters: &CallCounters, ident: &Ident, stream: Stream, 
     }
     let (plugin, tenant) = (&*ident.plugin, &*ident.tenant);
     let name = stream.name();
-    match stream {
+    counters.in_delivery(|| match stream {
         Stream::Stdout => {
             tracing::info!(target: "herald::plugin", plugin, tenant, stream = name, "{text}")
         }
         Stream::Stderr => {
             tracing::warn!(target: "herald::plugin", plugin, tenant, stream = name, "{text}")
         }
-    }
+    })
 }
 
 impl IsTerminal for PluginOutput {

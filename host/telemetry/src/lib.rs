@@ -8,9 +8,11 @@
 //! to the binary; this crate only holds what the library crates record into.
 
 pub mod context;
+pub mod delivery_log;
 pub mod metrics;
 
 pub use context::RequestContext;
+pub use delivery_log::{delivery_span, in_delivery, DeliveryLog};
 pub use metrics::{
     host, ingest_for, HostMetrics, Metrics, Recorded, SeriesError, SeriesKind, TenantIngest,
 };

@@ -27,7 +27,7 @@ impl HostState {
         }
         let message = crate::bounded(&message, MAX_LOG_LINE);
         let (plugin, tenant) = (&*self.ident.plugin, &*self.ident.tenant);
-        match level {
+        self.counters().in_delivery(|| match level {
             Level::Trace => {
                 tracing::trace!(target: "herald::plugin", plugin, tenant, "{message}")
             }
@@ -43,7 +43,7 @@ impl HostState {
             Level::Error => {
                 tracing::error!(target: "herald::plugin", plugin, tenant, "{message}")
             }
-        }
+        })
     }
 }
 

@@ -35,7 +35,7 @@ impl HostState {
             labels,
             value,
         ) {
-            tracing::warn!(plugin = %self.ident.plugin, tenant = %self.ident.tenant, "plugin metric refused: {e}");
+            self.counters().in_delivery(|| tracing::warn!(plugin = %self.ident.plugin, tenant = %self.ident.tenant, "plugin metric refused: {e}"));
         }
     }
 }

@@ -29,7 +29,7 @@ impl HostState {
         {
             Ok(v) => v,
             Err(e) => {
-                tracing::error!(plugin = %self.ident.plugin, "plugin state read failed: {e}");
+                self.counters().in_delivery(|| tracing::error!(plugin = %self.ident.plugin, "plugin state read failed: {e}"));
                 None
             }
         }
@@ -37,14 +37,16 @@ impl HostState {
 
     fn state_set(&mut self, key: String, value: String) {
         if key.len() > MAX_STATE_KEY || value.len() > MAX_STATE_VALUE {
-            tracing::warn!(plugin = %self.ident.plugin, "plugin state write refused: key over {MAX_STATE_KEY} or value over {MAX_STATE_VALUE} bytes");
+            self.counters().in_delivery(|| tracing::warn!(plugin = %self.ident.plugin, "plugin state write refused: key over {MAX_STATE_KEY} or value over {MAX_STATE_VALUE} bytes"));
             return;
         }
         if let Err(e) = self
             .state
             .state_set(&self.ident.tenant, &self.ident.plugin, &key, &value)
         {
-            tracing::error!(plugin = %self.ident.plugin, "plugin state write failed: {e}");
+            self.counters().in_delivery(
+                || tracing::error!(plugin = %self.ident.plugin, "plugin state write failed: {e}"),
+            );
         }
     }
 
@@ -53,7 +55,9 @@ impl HostState {
             .state
             .state_delete(&self.ident.tenant, &self.ident.plugin, &key)
         {
-            tracing::error!(plugin = %self.ident.plugin, "plugin state delete failed: {e}");
+            self.counters().in_delivery(
+                || tracing::error!(plugin = %self.ident.plugin, "plugin state delete failed: {e}"),
+            );
         }
     }
 }

@@ -171,7 +171,7 @@ impl HostState {
 
     /// Keeps the call's first failure and returns it as the plugin sees it.
     fn failed(&mut self, message: String) -> templates::RenderError {
-        tracing::warn!(plugin = %self.ident.plugin, tenant = %self.ident.tenant, "template render failed: {message}");
+        self.counters().in_delivery(|| tracing::warn!(plugin = %self.ident.plugin, tenant = %self.ident.tenant, "template render failed: {message}"));
         self.templates
             .failure
             .get_or_insert_with(|| format!("message template failed: {message}"));
