@@ -224,6 +224,14 @@ def test_reload_under_load_keeps_ingest_and_loses_nothing(make_host, receiver):
     wait_for(lambda: by("keep") >= set(accepted), timeout=60, what="every accepted event at 'keep'")
     # change existed before and after (reconfigured): every event reaches it, under one config or the other.
     wait_for(lambda: by("change") | by("change2") >= set(accepted), timeout=60, what="every event at 'change'")
+    # ... and in the run's order: the old and the new worker of `change` never delivered at once.
+    firsts: list[str] = []
+    for r in list(receiver.requests):
+        if r["headers"].get("x-instance") in ("change", "change2"):
+            u = json.loads(r["body"])["uuid"]
+            if u not in firsts:
+                firsts.append(u)
+    assert firsts == [u for u in accepted if u in set(firsts)], "first deliveries out of order"
     # new receives the events accepted after the swap. A request is routed when
     # it arrives, so the one batch (3 events) in flight during the swap may
     # have been routed by the old configuration and answered after it.
