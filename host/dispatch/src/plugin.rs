@@ -23,7 +23,7 @@ pub trait Plugin: Send + 'static {
     ) -> impl Future<Output = CallReport> + Send + 'a;
     /// Names the delivery the next calls are for, so that what the instance
     /// logs during them carries its ids (see [`herald_telemetry::DeliveryLog`]).
-    fn set_delivery_log(&mut self, _log: Option<herald_telemetry::DeliveryLog>) {}
+    fn set_delivery_log(&mut self, _log: herald_telemetry::DeliveryLog) {}
 }
 
 impl Plugin for PluginInstance {
@@ -47,7 +47,7 @@ impl Plugin for PluginInstance {
         PluginInstance::deliver(self, body, attempt)
     }
 
-    fn set_delivery_log(&mut self, log: Option<herald_telemetry::DeliveryLog>) {
+    fn set_delivery_log(&mut self, log: herald_telemetry::DeliveryLog) {
         PluginInstance::set_delivery_log(self, log)
     }
 }

@@ -828,14 +828,14 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             // request that brought the event, and the run's id: the lines
             // are logged in its span, made only when a line is (not per
             // delivery: see herald_telemetry::delivery_log).
-            instance.set_delivery_log(Some(herald_telemetry::DeliveryLog {
+            instance.set_delivery_log(herald_telemetry::DeliveryLog {
                 plugin: w.log_ids.0.clone(),
                 tenant: w.log_ids.1.clone(),
                 run_id: d.run_id.clone(),
                 event_id: d.event_id,
                 request_id: d.request_id.clone(),
                 trace_id: d.trace_id.clone(),
-            }));
+            });
             let (step, verdict) = deliver(&mut instance, &mut w, &d).await;
             w.taken(&d);
             match step {

@@ -346,8 +346,8 @@ impl PluginInstance {
     /// Names the delivery the next calls are for: what the instance logs
     /// during them (its `log` calls, its output, refused state or metric
     /// writes) is in that delivery's span, with its run and request ids.
-    pub fn set_delivery_log(&mut self, log: Option<herald_telemetry::DeliveryLog>) {
-        self.delivery = log.map(Arc::new);
+    pub fn set_delivery_log(&mut self, log: herald_telemetry::DeliveryLog) {
+        self.delivery = Some(Arc::new(log));
     }
 
     /// Converts a journaled event once into the shape this instance's

@@ -70,12 +70,18 @@ pub fn header_secret(key: &str, value: Option<&str>) -> Result<(), String> {
     if v.trim().is_empty() {
         return Err(format!("config key `{key}`: must not be empty"));
     }
-    if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if !is_header_value(v) {
         return Err(format!(
             "config key `{key}`: must be a single line without control characters (a header carries it)"
         ));
     }
     Ok(())
+}
+
+/// Whether an HTTP header can carry `v`: tabs and visible characters, no
+/// line breaks or other control characters.
+pub fn is_header_value(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// Parses the URL under `key`; else ``config key `<key>`: <why>``.

@@ -247,10 +247,6 @@ fn valid_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn valid_header_value(v: &str) -> bool {
-    v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-}
-
 impl Plugin for Webhook {
     type Config = Config;
 
@@ -285,7 +281,7 @@ impl Plugin for Webhook {
             if !valid_header_name(name) {
                 return Err(format!("config key `{key}`: not a valid header name"));
             }
-            if !valid_header_value(value) {
+            if !config::is_header_value(value) {
                 return Err(format!(
                     "config key `{key}`: header values must be single-line text"
                 ));

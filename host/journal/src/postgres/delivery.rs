@@ -19,7 +19,7 @@ const LOG_SQL: &str = "
     FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
 
 /// The queue half, the cursor and the ids of the instance's queue rows past
-/// the cursor (at most `$6`: the log half skips them), in one statement and
+/// the cursor (at most `$6`, in id order: the log half passes over them), in one statement and
 /// so one snapshot; one row with NULL queue columns when nothing is queued,
 /// NULL cursor columns when the stream has no cursor.
 const READ_SQL: &str = "
@@ -519,7 +519,7 @@ impl PgJournal {
             return Ok((queued, Vec::new()));
         };
         let (mut rows, mut to_the_end) = self
-            .log_half(&c, tenant, after.max(position), limit, read)
+            .log_half(&c, tenant, after.max(position), limit, read, &ahead)
             .await?;
         // A full list is complete only up to its last id: so is the read.
         if let Some(&listed) = ahead.last().filter(|_| ahead.len() as i64 >= AHEAD_MAX) {
@@ -528,14 +528,18 @@ impl PgJournal {
             rows.retain(|r| r.event_id <= listed);
             to_the_end &= rows.len() == before;
         }
-        let skip: std::collections::HashSet<i64> = ahead.into_iter().collect();
-        Ok(finish_halves(queued, rows, to_the_end, &skip))
+        Ok(finish_halves(queued, rows, to_the_end))
     }
 
     /// The log half of a read: rows other streams read from `from` on,
     /// then its own read through `client` (shared in turn) once they run
     /// out; and whether its own read found the end of the log (only then
     /// may the queue half go past the last row).
+    ///
+    /// Events with a queue row (`queued_ahead`, in id order) are returned
+    /// as places only, without their body: a read whose log rows all have
+    /// queue rows (a long replayed run not reached yet) must still move the
+    /// reader on, or it would read them again and again.
     async fn log_half<C: deadpool_postgres::GenericClient>(
         &self,
         client: &C,
@@ -543,6 +547,7 @@ impl PgJournal {
         from: i64,
         limit: usize,
         read: ReadPos,
+        queued_ahead: &[i64],
     ) -> Result<(Vec<PendingDelivery>, bool), PgError> {
         let mut rows: Vec<PendingDelivery> = Vec::new();
         let mut at = from;
@@ -558,20 +563,27 @@ impl PgJournal {
             };
             let found = segment.after(at).unwrap_or(&[]);
             let take = found.len().min(limit - rows.len());
-            rows.extend(found[..take].iter().map(|r| PendingDelivery {
-                queued: false,
-                read,
-                event_id: r.id,
-                run_id: r.run_id.clone(),
-                attempts: 0,
-                next_at_ms: r.received_ms,
-                first_at_ms: r.received_ms,
-                body: r.body.clone(),
-                request_id: r.request_id.clone(),
-                trace_id: r.trace_id.clone(),
-                span_id: r.span_id.clone(),
-                foreign_tenant: None,
-                passed_over: false,
+            rows.extend(found[..take].iter().map(|r| {
+                let passed_over = queued_ahead.binary_search(&r.id).is_ok();
+                PendingDelivery {
+                    queued: false,
+                    read,
+                    event_id: r.id,
+                    run_id: r.run_id.clone(),
+                    attempts: 0,
+                    next_at_ms: r.received_ms,
+                    first_at_ms: r.received_ms,
+                    body: if passed_over {
+                        String::new()
+                    } else {
+                        r.body.clone()
+                    },
+                    request_id: r.request_id.clone(),
+                    trace_id: r.trace_id.clone(),
+                    span_id: r.span_id.clone(),
+                    foreign_tenant: None,
+                    passed_over,
+                }
             }));
             if !shared && found.len() < LOG_READ {
                 to_the_end = true;
@@ -626,28 +638,17 @@ impl PgJournal {
     }
 }
 
-/// The halves of a read, made consistent: log rows that have a queue row
-/// (`skip`) are only passed over, and unless the log half reached the log's end, queue rows
-/// past its last row wait for the next read (the worker's next read starts
-/// past what this one returned, so it would skip log events in between).
+/// The halves of a read, made consistent: unless the log half reached the
+/// log's end, queue rows past its last row wait for the next read (the
+/// worker's next read starts past what this one returned, so it would skip
+/// log events in between).
 fn finish_halves(
     mut queued: Vec<PendingDelivery>,
-    mut logged: Vec<PendingDelivery>,
+    logged: Vec<PendingDelivery>,
     to_the_end: bool,
-    skip: &std::collections::HashSet<i64>,
 ) -> Halves {
-    let Some(last) = logged.last().map(|r| r.event_id) else {
-        return (queued, logged);
-    };
-    if !to_the_end {
+    if let (false, Some(last)) = (to_the_end, logged.last().map(|r| r.event_id)) {
         queued.retain(|d| d.event_id <= last);
-    }
-    // Kept as places, not dropped: a read whose log rows all have queue
-    // rows (a long replayed run not reached yet) must still move the
-    // reader on, or it would read them again and again.
-    for r in logged.iter_mut().filter(|r| skip.contains(&r.event_id)) {
-        r.passed_over = true;
-        r.body = String::new();
     }
     (queued, logged)
 }
