@@ -242,15 +242,19 @@ def summarise_instances(sz, rounds):
 
 # ------------------------------------------------------ 8. end to end --
 
-def webhook_instance(sink_port: int) -> str:
+WEBHOOK_SHARDS = 4  # the second webhook row: four streams, so four requests in flight (different runs)
+
+
+def webhook_instance(sink_port: int, shards: int = 1) -> str:
     return """
 [plugins.hook]
 tenant = "bench"
 component = %s
+shards = %d
 allow_http = ["http://127.0.0.1:%d"]
 [plugins.hook.config]
 url = "http://127.0.0.1:%d/events"
-""" % (json.dumps(os.path.join(R.PLUGINS, "webhook.wasm")), sink_port, sink_port)
+""" % (json.dumps(os.path.join(R.PLUGINS, "webhook.wasm")), shards, sink_port, sink_port)
 
 
 def part_e2e(sz):
@@ -283,6 +287,22 @@ def part_e2e(sz):
         R.log("e2e webhook: %s events/s delivered, sink alone %.0f requests/s" % (
             "%.0f" % w["events_fully_delivered_per_s"] if w.get("events_fully_delivered_per_s") else "INCOMPLETE",
             w["sink_alone_per_s"]))
+        # The same with `shards = 4`: four requests in flight, against the sink
+        # alone over as many connections.
+        sink_port = R.free_port()
+        host = R.Herald("e2e-webhook-shards", webhook_instance(sink_port, WEBHOOK_SHARDS)).start(timeout=300)
+        try:
+            ws = hb("e2e", "--url", host.url, "--tokens", R.TOKEN, "--events", sz["e2e_webhook_events"],
+                    "--batch", CALLBACK_BATCH, "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
+                    "--instances", 1, "--sink-port", sink_port, "--sink-connections", WEBHOOK_SHARDS,
+                    "--timeout", 1200)
+        finally:
+            host.stop()
+        got["webhook_shards"] = ws
+        R.log("e2e webhook, shards = %d: %s events/s delivered, sink alone over %d connections %.0f requests/s" % (
+            WEBHOOK_SHARDS,
+            "%.0f" % ws["events_fully_delivered_per_s"] if ws.get("events_fully_delivered_per_s") else "INCOMPLETE",
+            WEBHOOK_SHARDS, ws["sink_alone_per_s"]))
         # Latency at a steady rate, callback-sized gzip batches, from the moment a request is sent.
         sink_port = R.free_port()
         host = R.Herald("e2e-latency", webhook_instance(sink_port)).start(timeout=300)
@@ -320,6 +340,19 @@ def summarise_e2e(sz, rounds):
         "vs_sink": st([x["events_fully_delivered_per_s"] / x["sink_alone_per_s"] for x in ws
                        if x.get("events_fully_delivered_per_s")]),
     }
+    if all("webhook_shards" in g for g in rounds):
+        ss = [g["webhook_shards"] for g in rounds]
+        out["webhook_shards"] = {
+            "shards": WEBHOOK_SHARDS,
+            "complete": all(x["complete"] for x in ss),
+            "events_per_s": st([x.get("events_fully_delivered_per_s") for x in ss]),
+            "sink_alone_per_s": st([x["sink_alone_per_s"] for x in ss]),
+            "vs_sink": st([x["events_fully_delivered_per_s"] / x["sink_alone_per_s"] for x in ss
+                           if x.get("events_fully_delivered_per_s")]),
+            # Against the one-connection sink of the same round.
+            "vs_sink_one_connection": st([x["events_fully_delivered_per_s"] / w["sink_alone_per_s"]
+                                          for x, w in zip(ss, ws) if x.get("events_fully_delivered_per_s")]),
+        }
     ls = [g["latency"] for g in rounds]
     out["latency"] = {
         "received": sum(x["received"] for x in ls), "events": sum(x["events"] for x in ls),
@@ -672,10 +705,13 @@ def render(res: dict, targets: list) -> list:
                  "delivery (so it includes ingest, the journal and the dispatcher competing for the same "
                  "cores). The webhook: the shipped `webhook.wasm` posting to a local sink in the load "
                  "generator (delivered = distinct `Idempotency-Key`s received), beside the same sink alone: "
-                 "one keep-alive connection posting the same requests in sequence (a worker is sequential). "
+                 "one keep-alive connection posting the same requests in sequence (a worker is sequential), "
+                 "from a task on the load generator's runtime. The second webhook row gives the instance "
+                 "`shards = %d` (four streams, a run's events in one, so four requests in flight) and "
+                 "compares it with the sink alone over four connections. "
                  "Latency: a steady 1,000 events/s in gzip batches of %d, from the moment a request is sent "
                  "to the sink's receipt (one clock), for %d s. %d round(s).\n" % (
-                     "{:,}".format(e["events"]), CALLBACK_BATCH, CALLBACK_BATCH, e["latency_seconds"],
+                     "{:,}".format(e["events"]), CALLBACK_BATCH, WEBHOOK_SHARDS, CALLBACK_BATCH, e["latency_seconds"],
                      len(e["rounds"])))
         L.append(HEAD)
         for k in [str(x) for x in E2E_NOOP_COUNTS]:
@@ -703,6 +739,15 @@ def render(res: dict, targets: list) -> list:
         L.append(row("webhook instance: events delivered/s (ratio to the sink alone)", w["events_per_s"], digits=0,
                      ratio=w["vs_sink"], target="≥ 0.9x the sink alone", met=met))
         L.append(row("the sink alone (one keep-alive connection): requests/s", w["sink_alone_per_s"], digits=0))
+        x = e.get("webhook_shards")
+        if x:
+            L.append(row("webhook instance, `shards = %d`: events delivered/s (ratio to the sink alone over %d "
+                         "connections)" % (x["shards"], x["shards"]), x["events_per_s"], digits=0,
+                         ratio=x["vs_sink"]))
+            L.append(row("… its ratio to the sink alone over one connection", x["vs_sink_one_connection"],
+                         digits=2))
+            L.append(row("the sink alone (%d keep-alive connections): requests/s" % x["shards"],
+                         x["sink_alone_per_s"], digits=0))
         if d:
             L.append(row("second row, in process (part 4): webhook dispatcher deliveries/s", d["webhook_dispatcher"],
                          digits=0, ratio=d["webhook_ratio"]))

@@ -166,24 +166,41 @@ pub async fn e2e(a: &Args) -> Res<Value> {
         }
     }
     if let Some(s) = sink {
-        // What the sink takes alone: the same requests from one keep-alive connection.
+        // What the sink takes alone: the same requests from `--sink-connections`
+        // keep-alive connections, each posting its share in sequence (1 is
+        // what a webhook instance with `shards = 1` does; compare an
+        // instance with N shards, N requests in flight, against N).
+        let conns = (a.num("sink-connections", 1) as usize).max(1);
         let target = format!("http://127.0.0.1:{sink_port}/events");
         let before = s.count.load(std::sync::atomic::Ordering::Relaxed);
+        let bodies = Arc::new(bodies);
         let t1 = Instant::now();
-        for (uuid, body) in &bodies {
-            let req = http::Request::post(&target)
-                .header("content-type", "application/json")
-                .header("user-agent", "herald-webhook/0.1")
-                .header("x-herald-event-id", uuid.as_str())
-                .header("idempotency-key", format!("alone-{uuid}"))
-                .header("x-herald-event-kind", "runner_on_ok")
-                .header("x-herald-attempt", "1")
-                .body(Full::new(Bytes::from(body.clone())))?;
-            let resp = c.request(req).await?;
-            if !resp.status().is_success() {
-                return Err(format!("sink alone: HTTP {}", resp.status()).into());
-            }
-            let _ = resp.into_body().collect().await?;
+        let mut tasks = Vec::new();
+        for k in 0..conns {
+            let (c, target, bodies) = (client(), target.clone(), bodies.clone());
+            tasks.push(tokio::spawn(async move {
+                for (uuid, body) in bodies.iter().skip(k).step_by(conns) {
+                    let req = http::Request::post(&target)
+                        .header("content-type", "application/json")
+                        .header("user-agent", "herald-webhook/0.1")
+                        .header("x-herald-event-id", uuid.as_str())
+                        .header("idempotency-key", format!("alone-{uuid}"))
+                        .header("x-herald-event-kind", "runner_on_ok")
+                        .header("x-herald-attempt", "1")
+                        .body(Full::new(Bytes::from(body.clone())))?;
+                    let resp = c.request(req).await?;
+                    if !resp.status().is_success() {
+                        return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                            format!("sink alone: HTTP {}", resp.status()).into(),
+                        );
+                    }
+                    let _ = resp.into_body().collect().await?;
+                }
+                Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
         }
         let secs = t1.elapsed().as_secs_f64();
         let got = s.count.load(std::sync::atomic::Ordering::Relaxed) - before;
@@ -191,6 +208,7 @@ pub async fn e2e(a: &Args) -> Res<Value> {
             return Err(format!("sink alone: the sink counted {got} of {n}").into());
         }
         out["sink_alone_per_s"] = json!(n as f64 / secs);
+        out["sink_connections"] = json!(conns);
     }
     Ok(out)
 }

@@ -69,7 +69,7 @@ pub async fn query(a: &Args) -> Res<Value> {
     let runs = a.num("runs", 1000).max(1);
     let requests = a.num("requests", 200);
     let c = client();
-    let endpoints: [(&str, &dyn Fn(&str) -> String, &str); 5] = [
+    let endpoints: [(&str, &(dyn Fn(&str) -> String + Sync), &str); 5] = [
         ("runs list", &|_| "/v1/runs".to_string(), "items"),
         (
             "runs list, status=failed",
