@@ -414,28 +414,56 @@ def test_an_outcome_is_committed_while_the_next_call_still_waits(make_host):
         sink.close()
 
 
-def _thread_nices(pid: int) -> dict[str, set[int]]:
-    """Each thread name of `pid` and the nice values its threads run at."""
-    out: dict[str, set[int]] = {}
+SCHED_OTHER, SCHED_IDLE = 0, 5  # Linux scheduling policies (sched.h)
+
+
+def _thread_scheduling(pid: int) -> dict[str, set[tuple[int, int]]]:
+    """Each thread name of `pid` and the (policy, nice) pairs its threads run at."""
+    out: dict[str, set[tuple[int, int]]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            nice = int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+            # After the command's closing parenthesis: field 3 is [0], so
+            # nice (field 19) is [16] and policy (field 41) is [38].
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            policy, nice = int(fields[38]), int(fields[16])
         except (OSError, IndexError, ValueError):
             continue  # the thread ended meanwhile
-        out.setdefault(name, set()).add(nice)
+        out.setdefault(name, set()).add((policy, nice))
     return out
 
 
-def test_delivery_threads_run_below_ingest(make_host, receiver):
-    """server.delivery_nice (10 by default): the workers' threads run 10 below
-    the host's own priority, so ingest goes first on saturated cores."""
+def _delivering_host(make_host, receiver, server_lines: str = ""):
     token, h = token_pair()
-    host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)}).start()
+    host = make_host({"ops": h}, {"hook": webhook_plugin("ops", receiver)})
+    if server_lines:
+        text = host.config_path.read_text()
+        host.config_path.write_text(text.replace("[server]\n", "[server]\n" + server_lines, 1))
+    host.start()
     # A delivery makes the delivery runtime start its blocking threads too.
     assert host.post(json.dumps([event(str(uuid.uuid4()), 1)]).encode(), token)[0] == 202
     wait_for(lambda: receiver.requests, timeout=30, what="a delivery")
-    nices = _thread_nices(host.proc.pid)
-    main = nices[Path(f"/proc/{host.proc.pid}/comm").read_text().strip()]
-    assert nices.get("herald-delivery"), nices
-    assert nices["herald-delivery"] == {min(m + 10, 19) for m in main}, nices
+    return host
+
+
+def test_delivery_threads_run_below_ingest(make_host, receiver):
+    """server.delivery_priority ("idle" by default): the workers' threads run
+    under SCHED_IDLE, so ingest, and every normal thread, goes first on
+    saturated cores; ingest's own threads keep the normal policy."""
+    host = _delivering_host(make_host, receiver)
+    threads = _thread_scheduling(host.proc.pid)
+    main = threads[Path(f"/proc/{host.proc.pid}/comm").read_text().strip()]
+    assert threads.get("herald-delivery"), threads
+    assert {p for p, _ in threads["herald-delivery"]} == {SCHED_IDLE}, threads
+    assert {p for p, _ in main} == {SCHED_OTHER}, threads
+    assert {p for p, _ in threads.get("herald-journal", set())} <= {SCHED_OTHER}, threads
+
+
+def test_delivery_threads_at_a_nice_value(make_host, receiver):
+    """server.delivery_priority = "nice": the workers' threads keep the normal
+    policy and run server.delivery_nice (10 by default) below the host."""
+    host = _delivering_host(make_host, receiver, 'delivery_priority = "nice"\n')
+    threads = _thread_scheduling(host.proc.pid)
+    main = threads[Path(f"/proc/{host.proc.pid}/comm").read_text().strip()]
+    assert threads.get("herald-delivery"), threads
+    assert threads["herald-delivery"] == {(SCHED_OTHER, min(n + 10, 19)) for _, n in main}, threads

@@ -158,10 +158,27 @@ pub struct ServerConfig {
     /// Hashes of the tokens (`sha256:<hex>`) that may read `GET /metrics`
     /// when `metrics_auth = "token"` (admin tokens may too): the scraper's.
     pub metrics_tokens: Vec<String>,
-    /// How far (0-19, added to the host's nice value) the threads that
-    /// deliver to plugins run below ingest: above 0, ingest (what controllers wait on) goes first when the cores are
-    /// saturated, and a backlog is delivered after the burst. Read at start.
+    /// How the threads that deliver to plugins are scheduled beside ingest
+    /// (what controllers wait on). Read at start.
+    pub delivery_priority: DeliveryPriority,
+    /// With `delivery_priority = "nice"`: how far (0-19, added to the host's
+    /// nice value) the delivery threads run below ingest.
     pub delivery_nice: i32,
+}
+
+/// `server.delivery_priority`: how the delivery threads share the cores
+/// with ingest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryPriority {
+    /// Linux's `SCHED_IDLE`: the delivery threads run on what ingest (and
+    /// every other thread of normal priority) leaves, and give the core up
+    /// the moment one of those wakes. They are not starved outright (the
+    /// kernel still gives them a small share), so leases are renewed.
+    #[default]
+    Idle,
+    /// `delivery_nice` below the host's own nice value.
+    Nice,
 }
 
 /// `server.metrics_auth`: who may read `GET /metrics`.
@@ -193,13 +210,14 @@ impl Default for ServerConfig {
             tls: None,
             metrics_auth: MetricsAuth::Public,
             metrics_tokens: Vec::new(),
+            delivery_priority: DeliveryPriority::Idle,
             delivery_nice: DEFAULT_DELIVERY_NICE,
         }
     }
 }
 
-/// `server.delivery_nice` unless set: a background priority, as for batch
-/// work beside a service.
+/// `server.delivery_nice` unless set (with `delivery_priority = "nice"`): a
+/// background priority, as for batch work beside a service.
 pub const DEFAULT_DELIVERY_NICE: i32 = 10;
 
 /// Where the journal lives.
@@ -2011,6 +2029,37 @@ mod tests {
         let p = write(&d, "herald.toml", &tenants);
         let (config, _) = Config::load_all(&p).unwrap();
         assert_eq!(config.server.delivery_nice, DEFAULT_DELIVERY_NICE);
+        assert_eq!(config.server.delivery_priority, DeliveryPriority::Idle);
+    }
+
+    #[test]
+    fn delivery_priority_is_idle_or_nice() {
+        let d = tmpdir("priority");
+        let hash = format!("sha256:{}", "ab".repeat(32));
+        let tenants = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n");
+        let p = write(
+            &d,
+            "herald.toml",
+            &format!("[server]\ndelivery_priority = \"nice\"\n{tenants}"),
+        );
+        let (config, problems) = Config::load_all(&p).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.server.delivery_priority, DeliveryPriority::Nice);
+        let p = write(
+            &d,
+            "herald.toml",
+            &format!("[server]\ndelivery_priority = \"low\"\n{tenants}"),
+        );
+        let (_, problems) = Config::load_all(&p).unwrap();
+        let at: Vec<(usize, String, String)> = problems
+            .into_iter()
+            .map(|p| (p.line, p.key, p.message))
+            .collect();
+        assert!(
+            at.iter()
+                .any(|(line, key, _)| *line == 2 && key == "server.delivery_priority"),
+            "{at:?}"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! plugins, start the dispatcher, serve the API, and reload on SIGHUP or when
 //! the file changes.
 
-use crate::config::{Config, ConfigError, Problem, StorageBackend, StorageConfig};
+use crate::config::{
+    Config, ConfigError, DeliveryPriority, Problem, StorageBackend, StorageConfig,
+};
 use crate::dispatch::{Dispatcher, Replica, WorkerSpec};
 use crate::journal::{now_ms, Journal, PgJournal, PgOptions, SharedStore};
 use crate::runtime::{sha256_hex, InstanceSpec, PluginInstance, Runtime};
@@ -354,7 +356,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let dispatcher = Arc::new(Dispatcher::start_replica(
         specs,
         journal.clone(),
-        delivery_runtime(config.server.delivery_nice)?,
+        delivery_runtime(config.server.delivery_priority, config.server.delivery_nice)?,
         replica,
     ));
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -621,18 +623,21 @@ async fn shutdown_signal() {
 }
 
 /// The runtime the plugin instances' workers run on: one thread fewer than
-/// the machine has cores (at least one), at nice `nice` (its blocking
-/// threads too: the journal's reads run there). Ingest answers the
+/// the machine has cores (at least one), scheduled by `priority` (its
+/// blocking threads too: the journal's reads run there). Ingest answers the
 /// controllers (a playbook waits for nothing, but its callback's spool does)
 /// and goes first when the cores are saturated, however many instances
 /// deliver; a backlog is delivered after a burst instead of slowing the
 /// burst down.
-fn delivery_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Handle> {
+fn delivery_runtime(
+    priority: DeliveryPriority,
+    nice: i32,
+) -> anyhow::Result<tokio::runtime::Handle> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.saturating_sub(1).max(1))
         .thread_name("herald-delivery")
-        .on_thread_start(move || lower_this_thread(nice))
+        .on_thread_start(move || lower_this_thread(priority, nice))
         .enable_all()
         .build()
         .context("cannot start the delivery runtime")?;
@@ -642,10 +647,24 @@ fn delivery_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Handle> {
     Ok(Box::leak(Box::new(runtime)).handle().clone())
 }
 
-/// Lowers the calling thread's priority by `nice` below the process's own
-/// (Linux keeps a nice value per thread; 19 at most). Failing only costs
-/// the priority, so it is logged, not fatal.
-fn lower_this_thread(nice: i32) {
+/// Lowers the calling thread below ingest: Linux's `SCHED_IDLE` policy, or
+/// `nice` below the process's own nice value (Linux keeps both per thread).
+/// Failing only costs the priority, so it is logged, not fatal.
+fn lower_this_thread(priority: DeliveryPriority, nice: i32) {
+    if priority == DeliveryPriority::Idle {
+        // SAFETY: sched_setscheduler reads only the sched_param we pass;
+        // pid 0 is this thread. Lowering to SCHED_IDLE needs no privilege.
+        // A normal thread that wakes preempts an idle one at once, which is
+        // what keeps ingest's latency (nice only weights the shares: see
+        // bench/analysis.md, "Delivery threads under SCHED_IDLE").
+        let param = libc::sched_param { sched_priority: 0 };
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc == 0 {
+            return;
+        }
+        tracing::warn!(error = %std::io::Error::last_os_error(),
+            "cannot put the delivery thread under SCHED_IDLE; it runs at server.delivery_nice instead");
+    }
     if nice == 0 {
         return;
     }
