@@ -123,10 +123,16 @@ def part_instances(sz):
                 for b in (CALLBACK_BATCH, CALLBACK_MAX_BATCH):
                     settle()
                     before = metrics(host.url)
+                    cpu0 = thread_cpu_s(host.proc.pid)
                     x = hb("ingest", "--url", host.url, "--tokens", R.TOKEN, "--events", n, "--batch", b,
                            "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
                            "--max-seconds", sz["inst_max_seconds"])
+                    cpu1 = thread_cpu_s(host.proc.pid)
                     after = metrics(host.url)
+                    # Ingest's cost per event: its own threads' CPU over the measurement,
+                    # whatever the delivery threads took beside it.
+                    x["ingest_cpu_us"] = (cpu1["ingest"] - cpu0["ingest"]) * 1e6 / max(1, x["events"])
+                    x["delivery_cpu_us"] = (cpu1["delivery"] - cpu0["delivery"]) * 1e6 / max(1, x["events"])
                     if x["failed"]:
                         raise RuntimeError("ingest: %d events were not accepted" % x["failed"])
                     batches = (metric_sum(after, "herald_ingest_batches_total", status="202")
@@ -191,6 +197,24 @@ def part_instances(sz):
     return summarise_instances(sz, rounds)
 
 
+def thread_cpu_s(pid: int) -> dict:
+    """CPU seconds (user + system) of `pid`'s threads, summed by role: "delivery" for the
+    delivery runtime's threads (named herald-delivery, its blocking threads too), "ingest"
+    for every other thread (HTTP, validation, the journal's writer and checkpoints)."""
+    out = {"ingest": 0.0, "delivery": 0.0}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out["delivery" if name.startswith("herald-deliver") else "ingest"] += cpu
+    return out
+
+
 def expected_deliveries(url: str, k: int) -> float:
     """What /metrics must count once each of `k` instances has every event: a host is started
     fresh per configuration, so that is k × everything it ingested."""
@@ -215,6 +239,8 @@ def summarise_instances(sz, rounds):
                             for x, g in zip(xs, rounds)]),
                 "request_ms_p50": st([x["request_ms"]["p50"] for x in xs]),
                 "batches_per_commit": st([x.get("batches_per_commit") for x in xs]),
+                "ingest_cpu_us": st([x.get("ingest_cpu_us") for x in xs]),
+                "delivery_cpu_us": st([x.get("delivery_cpu_us") for x in xs]),
                 "wire_bytes_per_event": xs[0]["wire_bytes_per_event"],
                 "avg_event_bytes": xs[0]["avg_event_bytes"],
             }
@@ -655,7 +681,9 @@ def render(res: dict, targets: list) -> list:
                  "events and one upsert of the batch's run, as many batches per transaction as the host's group "
                  "commit made with 0 instances in that round (measured from its /metrics), run right after that "
                  "measurement; it **excludes** HTTP, "
-                 "gzip, parsing, delivery rows and commit notices. %d round(s), instance counts rotated.\n" % (
+                 "gzip, parsing, delivery rows and commit notices. Ingest's cost per event is the CPU time "
+                 "(from /proc) of the host's threads other than the delivery runtime's, over the measurement, "
+                 "per accepted event (batches of 20), beside the delivery threads' CPU over the same time. %d round(s), instance counts rotated.\n" % (
                      "{:,}".format(i["events"]), i.get("max_seconds") or "∞", CALLBACK_BATCH, CALLBACK_MAX_BATCH,
                      len(i["rounds"])))
         L.append(HEAD)
@@ -673,6 +701,11 @@ def render(res: dict, targets: list) -> list:
                              x["events_per_s"], digits=0, ratio=x["vs_1"], target=tgt, met=met))
                 L.append(row("batches of %s, %s instance(s): ratio to the SQLite loop" % (b, k), x["vs_sqlite"],
                              digits=2))
+                if x.get("ingest_cpu_us") and b == str(CALLBACK_BATCH):
+                    L.append(row("batches of %s, %s instance(s): ingest's threads, CPU µs per event" % (b, k),
+                                 x["ingest_cpu_us"], digits=1))
+                    L.append(row("batches of %s, %s instance(s): the delivery threads meanwhile, CPU µs per "
+                                 "ingested event" % (b, k), x["delivery_cpu_us"], digits=1))
             L.append(row("batches of %s: like-for-like SQLite loop, events/s" % b, i["sqlite"][b], digits=0))
             L.append(row("batches of %s, 0 instances: batches per commit (the loop's grouping)" % b,
                          i["by_instances"]["0"][b]["batches_per_commit"], digits=1))

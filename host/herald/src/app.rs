@@ -622,9 +622,11 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// The runtime the plugin instances' workers run on: one thread fewer than
-/// the machine has cores (at least one), scheduled by `priority` (its
-/// blocking threads too: the journal's reads run there). Ingest answers the
+/// The runtime the plugin instances' workers run on, scheduled by
+/// `priority` (its blocking threads too: the journal's reads run there): a
+/// thread per core under `SCHED_IDLE` (an ingest thread that wakes takes
+/// its core back at once), one thread fewer than the cores at a nice value
+/// (which only weights the shares). Ingest answers the
 /// controllers (a playbook waits for nothing, but its callback's spool does)
 /// and goes first when the cores are saturated, however many instances
 /// deliver; a backlog is delivered after a burst instead of slowing the
@@ -635,7 +637,10 @@ fn delivery_runtime(
 ) -> anyhow::Result<tokio::runtime::Handle> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.saturating_sub(1).max(1))
+        .worker_threads(match priority {
+            DeliveryPriority::Idle => cores,
+            DeliveryPriority::Nice => cores.saturating_sub(1).max(1),
+        })
         .thread_name("herald-delivery")
         .on_thread_start(move || lower_this_thread(priority, nice))
         .enable_all()
