@@ -98,9 +98,16 @@ def test_a_host_ingests_and_delivers_over_tls(tls_pg, tmp_path):
         name = db.rsplit("/", 1)[1]
         assert pg.psql(f"SELECT count(*) FROM events WHERE run_id = '{run}'", db=name) == "5"
         # Every connection Herald holds to the database is encrypted.
+        # Each role's connection names itself (docs/configuration.md).
         herald = ("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-                  "WHERE a.application_name = 'herald' AND a.datname = '%s'" % name)
-        wait_for(lambda: int(pg.psql(herald)) > 0, what="herald's connections")
+                  "WHERE a.application_name LIKE 'herald%%' AND a.datname = '%s'" % name)
+        roles = ("SELECT string_agg(DISTINCT application_name, ',' ORDER BY application_name) "
+                 "FROM pg_stat_activity WHERE application_name LIKE 'herald%%' AND datname = '%s'" % name)
+        # The outcomes writer connects at its first outcome (this host has no plugin).
+        known = {"herald", "herald-ingest", "herald-listen", "herald-outcomes"}
+        wait_for(lambda: {"herald", "herald-ingest", "herald-listen"} <= set(pg.psql(roles).split(",")),
+                 what="the ingest writer's, the listener's and the pool's connections")
+        assert set(pg.psql(roles).split(",")) <= known
         assert pg.psql(herald + " AND NOT s.ssl") == "0"
     finally:
         host.kill()

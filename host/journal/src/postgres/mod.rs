@@ -197,7 +197,7 @@ impl PgJournal {
             .enable_all()
             .build()
             .map_err(|e| open_error(e.to_string()))?;
-        let pool = pool(options, None).map_err(|e| open_error(e.to_string()))?;
+        let pool = pool(options, role::SHARED, None).map_err(|e| open_error(e.to_string()))?;
         {
             let _entered = rt.enter();
             futures_executor::block_on(async {
@@ -213,7 +213,8 @@ impl PgJournal {
         // behind the workers' reads (60 instances read after each commit).
         let mut write_options = options.clone();
         write_options.pool_size = 1;
-        let write_pool = self::pool(&write_options, None).map_err(|e| open_error(e.to_string()))?;
+        let write_pool = self::pool(&write_options, role::INGEST, None)
+            .map_err(|e| open_error(e.to_string()))?;
         rt.spawn(write::run_writer(
             write_pool,
             rx,
@@ -225,11 +226,15 @@ impl PgJournal {
         // behind them. Its commits do not wait for the WAL flush (see
         // `write::run_writer`).
         let (outcomes, rx) = tokio::sync::mpsc::unbounded_channel();
-        let outcome_pool = self::pool(&write_options, Some("-c synchronous_commit=off"))
-            .map_err(|e| open_error(e.to_string()))?;
+        let outcome_pool = self::pool(
+            &write_options,
+            role::OUTCOMES,
+            Some("-c synchronous_commit=off"),
+        )
+        .map_err(|e| open_error(e.to_string()))?;
         rt.spawn(write::run_writer(outcome_pool, rx, commits.clone(), None));
         let (listen_config, listen_tls) =
-            pg_config(options).map_err(|e| open_error(e.to_string()))?;
+            pg_config(options, role::LISTEN).map_err(|e| open_error(e.to_string()))?;
         rt.spawn(notify::listen(
             listen_config,
             listen_tls,
@@ -292,12 +297,25 @@ impl PgJournal {
     }
 }
 
-/// The connection pool: every connection sets the statement timeout and
-/// names itself in `pg_stat_activity`.
-/// A pool of `options`' connections; `settings` (`-c name=value`) are
-/// added to the session settings of each.
-fn pool(options: &PgOptions, settings: Option<&str>) -> Result<Pool, PgError> {
-    let (mut config, tls) = pg_config(options)?;
+/// The application names Herald's connections carry in `pg_stat_activity`
+/// (and so in the server's logs with `%a`), one per role, so that an
+/// operator can tell the ingest commits from the workers' reads.
+pub mod role {
+    /// The shared pool: the workers' reads, leases, the query API, retention.
+    pub const SHARED: &str = "herald";
+    /// The writer that commits ingested batches.
+    pub const INGEST: &str = "herald-ingest";
+    /// The writer that commits delivery outcomes and cursor moves.
+    pub const OUTCOMES: &str = "herald-outcomes";
+    /// The connection that LISTENs for other replicas' commits.
+    pub const LISTEN: &str = "herald-listen";
+}
+
+/// A pool of `options`' connections: each sets the statement timeout and
+/// names itself `role` in `pg_stat_activity`; `settings` (`-c name=value`)
+/// are added to the session settings of each.
+fn pool(options: &PgOptions, role: &str, settings: Option<&str>) -> Result<Pool, PgError> {
+    let (mut config, tls) = pg_config(options, role)?;
     if let Some(settings) = settings {
         let base = config.get_options().unwrap_or_default().to_string();
         config.options(format!("{base} {settings}"));
@@ -318,10 +336,14 @@ fn pool(options: &PgOptions, settings: Option<&str>) -> Result<Pool, PgError> {
         .map_err(|e| PgError::Other(e.to_string()))
 }
 
-/// The connection settings of `options` (the statement timeout, the
-/// application name) and its TLS connector (`sslmode`, [`tls`]).
-fn pg_config(options: &PgOptions) -> Result<(tokio_postgres::Config, tls::MakeRustls), PgError> {
+/// The connection settings of `options` (the statement timeout, `role` as
+/// the application name) and its TLS connector (`sslmode`, [`tls`]).
+fn pg_config(
+    options: &PgOptions,
+    role: &str,
+) -> Result<(tokio_postgres::Config, tls::MakeRustls), PgError> {
     let (mut config, tls) = base_config(options)?;
+    config.application_name(role);
     config.options(format!(
         "-c statement_timeout={}",
         options.statement_timeout.as_millis().max(1)
