@@ -24,9 +24,10 @@ const BATCH: usize = 256;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Longest reason kept from a plugin's answer (a plugin may return megabytes).
 const MAX_REASON: usize = 2048;
-/// Outcomes are handed to the journal's writer at the end of each batch, and
-/// once the oldest held one is this old: before the next delivery, or while
-/// a call still runs.
+/// Outcomes are handed to the journal's writer once the oldest held one is
+/// this old (before the next delivery, or while a call still runs), and
+/// with the cursor's move at the end of a batch, at most this often while a
+/// backlog streams.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// What happened to one delivery attempt.
@@ -93,6 +94,8 @@ struct WorkerCtx {
     marks: Vec<Mark>,
     /// When the oldest of `marks` was taken.
     marks_since: Instant,
+    /// When outcomes or the cursor's move were last handed to the writer.
+    sent_at: Instant,
     /// Outcomes taken but not yet confirmed durable, by event id.
     unconfirmed: HashMap<i64, Unconfirmed>,
     /// The writer's receipts for sent outcomes, oldest first (it commits in order).
@@ -225,6 +228,7 @@ impl WorkerCtx {
         if self.marks.is_empty() && self.frontier == self.sent_frontier {
             return;
         }
+        self.sent_at = Instant::now();
         let marks = std::mem::take(&mut self.marks);
         let ids: Vec<i64> = marks.iter().map(|m| m.event_id).collect();
         let advance = (self.frontier > self.sent_frontier).then(|| Advance {
@@ -628,6 +632,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         journal,
         marks: Vec::new(),
         marks_since: Instant::now(),
+        sent_at: Instant::now(),
         unconfirmed: HashMap::new(),
         receipts: VecDeque::new(),
         ahead: None,
@@ -850,13 +855,20 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
                 break;
             }
         }
-        w.send();
+        let retry_due = earliest.is_some_and(|at| at <= now_ms());
+        let streaming = full && !paused && !retry_due;
+        if !streaming || w.sent_at.elapsed() >= FLUSH_EVERY {
+            // While a backlog streams, one write of the cursor's move per
+            // FLUSH_EVERY rather than one per batch: 60 instances' cursor
+            // writes otherwise compete with ingest for the journal (and a
+            // restart re-delivers at most that much more, at least once).
+            w.send();
+        }
         if paused {
             cursor = 0;
             continue;
         }
-        let retry_due = earliest.is_some_and(|at| at <= now_ms());
-        if full && !retry_due {
+        if streaming {
             // More deliveries wait after this batch: read on from here
             // (runs blocked behind a retry stay blocked meanwhile).
             continue;
@@ -1685,9 +1697,11 @@ mod worker_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reload_to_another_shard_count_while_delivering_loses_nothing() {
         let j = journal("reload-shards");
+        // Slow enough that the reload (after 60 ms) comes while the three
+        // shards are still delivering the first 150 events.
         let slow = || -> Answer {
             Box::new(|_, _| {
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(5));
                 Ok(Outcome::Ok)
             })
         };
