@@ -217,7 +217,12 @@ impl Dispatcher {
             }
             None => Vec::new(),
         };
-        self.runtime.spawn(hand_over(name, previous, handed_over));
+        if previous.is_empty() {
+            // Nothing to wait for: a new instance starts at once.
+            let _ = handed_over.send(true);
+        } else {
+            self.runtime.spawn(hand_over(name, previous, handed_over));
+        }
         self.replica
             .share
             .instances
