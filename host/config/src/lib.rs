@@ -1995,66 +1995,44 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn delivery_nice_is_a_nice_value() {
-        let d = tmpdir("nice");
+    /// `[server]` with `lines`, beside one tenant: the config and each
+    /// problem's (line, key, message).
+    fn with_server(name: &str, lines: &str) -> (Config, Vec<(usize, String, String)>) {
+        let d = tmpdir(name);
         let hash = format!("sha256:{}", "ab".repeat(32));
-        let tenants = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n");
-        let p = write(
-            &d,
-            "herald.toml",
-            &format!("[server]\ndelivery_nice = 20\n{tenants}"),
-        );
-        let (_, problems) = Config::load_all(&p).unwrap();
-        let at: Vec<(usize, String, String)> = problems
+        let text = format!("[server]\n{lines}[tenants.ops]\ntokens = [\"{hash}\"]\n");
+        let p = write(&d, "herald.toml", &text);
+        let (config, problems) = Config::load_all(&p).unwrap();
+        let at = problems
             .into_iter()
             .map(|p| (p.line, p.key, p.message))
             .collect();
-        assert!(
-            at.contains(&(
-                2,
-                "server.delivery_nice".into(),
-                "expected 0 (the same priority as ingest) to 19".into()
-            )),
-            "{at:?}"
-        );
-        let p = write(
-            &d,
-            "herald.toml",
-            &format!("[server]\ndelivery_nice = 0\n{tenants}"),
-        );
-        let (config, problems) = Config::load_all(&p).unwrap();
-        assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(config.server.delivery_nice, 0);
-        let p = write(&d, "herald.toml", &tenants);
-        let (config, _) = Config::load_all(&p).unwrap();
-        assert_eq!(config.server.delivery_nice, DEFAULT_DELIVERY_NICE);
-        assert_eq!(config.server.delivery_priority, DeliveryPriority::Idle);
+        (config, at)
     }
 
     #[test]
-    fn delivery_priority_is_idle_or_nice() {
-        let d = tmpdir("priority");
-        let hash = format!("sha256:{}", "ab".repeat(32));
-        let tenants = format!("[tenants.ops]\ntokens = [\"{hash}\"]\n");
-        let p = write(
-            &d,
-            "herald.toml",
-            &format!("[server]\ndelivery_priority = \"nice\"\n{tenants}"),
+    fn delivery_priority_and_nice() {
+        let (config, at) = with_server("delivery-default", "");
+        assert!(at.is_empty(), "{at:?}");
+        assert_eq!(config.server.delivery_priority, DeliveryPriority::Idle);
+        assert_eq!(config.server.delivery_nice, DEFAULT_DELIVERY_NICE);
+        let (config, at) = with_server(
+            "delivery-nice",
+            "delivery_priority = \"nice\"\ndelivery_nice = 0\n",
         );
-        let (config, problems) = Config::load_all(&p).unwrap();
-        assert!(problems.is_empty(), "{problems:?}");
+        assert!(at.is_empty(), "{at:?}");
         assert_eq!(config.server.delivery_priority, DeliveryPriority::Nice);
-        let p = write(
-            &d,
-            "herald.toml",
-            &format!("[server]\ndelivery_priority = \"low\"\n{tenants}"),
+        assert_eq!(config.server.delivery_nice, 0);
+        let (_, at) = with_server("delivery-bad-nice", "delivery_nice = 20\n");
+        assert_eq!(
+            at,
+            vec![(
+                2,
+                "server.delivery_nice".to_string(),
+                "expected 0 (the same priority as ingest) to 19".to_string()
+            )]
         );
-        let (_, problems) = Config::load_all(&p).unwrap();
-        let at: Vec<(usize, String, String)> = problems
-            .into_iter()
-            .map(|p| (p.line, p.key, p.message))
-            .collect();
+        let (_, at) = with_server("delivery-bad-priority", "delivery_priority = \"low\"\n");
         assert!(
             at.iter()
                 .any(|(line, key, _)| *line == 2 && key == "server.delivery_priority"),
