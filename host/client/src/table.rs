@@ -351,6 +351,132 @@ pub fn dead_letters(page: &DeadLetterPage) -> String {
     out
 }
 
+/// `herald deliveries attempts`: each attempt, then its requests.
+pub fn attempts(a: &DeliveryAttempts) -> String {
+    if a.attempts.is_empty() {
+        return format!(
+            "no attempt recorded for {} to {}: not attempted yet, or delivered at its first attempt without an outbound request\n",
+            a.event, a.plugin
+        );
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for t in &a.attempts {
+        let first = vec![
+            t.attempt.to_string(),
+            t.at.clone(),
+            t.outcome.clone(),
+            format!("{}ms", t.duration_ms),
+        ];
+        if t.requests.is_empty() {
+            let mut r = first.clone();
+            r.extend([
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                text(t.message.as_deref()),
+            ]);
+            rows.push(r);
+        }
+        for (i, q) in t.requests.iter().enumerate() {
+            let mut r = if i == 0 {
+                first.clone()
+            } else {
+                vec!["".into(); 4]
+            };
+            r.push(format!("{} {}", q.method, q.url));
+            r.push(q.status.map_or_else(|| "-".into(), |s| s.to_string()));
+            r.push(format!("{}ms", q.latency_ms));
+            let answer = match &q.error {
+                Some(e) => e.clone(),
+                None => q.body.clone(),
+            };
+            r.push(text(Some(&answer)));
+            rows.push(r);
+        }
+        if let (Some(m), false) = (&t.message, t.requests.is_empty()) {
+            rows.push(vec![
+                "".into(),
+                "".into(),
+                "".into(),
+                "".into(),
+                "message".into(),
+                "".into(),
+                "".into(),
+                text(Some(m)),
+            ]);
+        }
+    }
+    table(
+        &[
+            "ATTEMPT", "AT", "OUTCOME", "TOOK", "REQUEST", "STATUS", "LATENCY", "ANSWER",
+        ],
+        &rows,
+    )
+}
+
+/// `herald search`: matching hosts (per run), then tasks.
+pub fn search(r: &SearchResult) -> String {
+    let mut out = String::new();
+    if r.hosts.is_empty() {
+        out.push_str("no host matches\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .hosts
+            .iter()
+            .map(|h| {
+                vec![
+                    h.host.clone(),
+                    h.run_id.clone(),
+                    text(h.playbook.as_deref()),
+                    h.ok.to_string(),
+                    h.changed.to_string(),
+                    h.failed.to_string(),
+                    h.unreachable.to_string(),
+                    h.skipped.to_string(),
+                    h.last_at.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "HOST",
+                "RUN",
+                "PLAYBOOK",
+                "OK",
+                "CHANGED",
+                "FAILED",
+                "UNREACHABLE",
+                "SKIPPED",
+                "LAST RESULT",
+            ],
+            &rows,
+        ));
+    }
+    out.push('\n');
+    if r.tasks.is_empty() {
+        out.push_str("no task matches\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.task.clone(),
+                    text(t.play.as_deref()),
+                    t.run_id.clone(),
+                    text(t.playbook.as_deref()),
+                    t.started_at.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["TASK", "PLAY", "RUN", "PLAYBOOK", "STARTED"],
+            &rows,
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,130 +646,4 @@ mod tests {
         );
         assert!(out.ends_with("(more: --cursor 5, or --all)\n"), "{out}");
     }
-}
-
-/// `herald deliveries attempts`: each attempt, then its requests.
-pub fn attempts(a: &DeliveryAttempts) -> String {
-    if a.attempts.is_empty() {
-        return format!(
-            "no attempt recorded for {} to {}: not attempted yet, or delivered at its first attempt without an outbound request\n",
-            a.event, a.plugin
-        );
-    }
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for t in &a.attempts {
-        let first = vec![
-            t.attempt.to_string(),
-            t.at.clone(),
-            t.outcome.clone(),
-            format!("{}ms", t.duration_ms),
-        ];
-        if t.requests.is_empty() {
-            let mut r = first.clone();
-            r.extend([
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                text(t.message.as_deref()),
-            ]);
-            rows.push(r);
-        }
-        for (i, q) in t.requests.iter().enumerate() {
-            let mut r = if i == 0 {
-                first.clone()
-            } else {
-                vec!["".into(); 4]
-            };
-            r.push(format!("{} {}", q.method, q.url));
-            r.push(q.status.map_or_else(|| "-".into(), |s| s.to_string()));
-            r.push(format!("{}ms", q.latency_ms));
-            let answer = match &q.error {
-                Some(e) => e.clone(),
-                None => q.body.clone(),
-            };
-            r.push(text(Some(&answer)));
-            rows.push(r);
-        }
-        if let (Some(m), false) = (&t.message, t.requests.is_empty()) {
-            rows.push(vec![
-                "".into(),
-                "".into(),
-                "".into(),
-                "".into(),
-                "message".into(),
-                "".into(),
-                "".into(),
-                text(Some(m)),
-            ]);
-        }
-    }
-    table(
-        &[
-            "ATTEMPT", "AT", "OUTCOME", "TOOK", "REQUEST", "STATUS", "LATENCY", "ANSWER",
-        ],
-        &rows,
-    )
-}
-
-/// `herald search`: matching hosts (per run), then tasks.
-pub fn search(r: &SearchResult) -> String {
-    let mut out = String::new();
-    if r.hosts.is_empty() {
-        out.push_str("no host matches\n");
-    } else {
-        let rows: Vec<Vec<String>> = r
-            .hosts
-            .iter()
-            .map(|h| {
-                vec![
-                    h.host.clone(),
-                    h.run_id.clone(),
-                    text(h.playbook.as_deref()),
-                    h.ok.to_string(),
-                    h.changed.to_string(),
-                    h.failed.to_string(),
-                    h.unreachable.to_string(),
-                    h.skipped.to_string(),
-                    h.last_at.clone(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "HOST",
-                "RUN",
-                "PLAYBOOK",
-                "OK",
-                "CHANGED",
-                "FAILED",
-                "UNREACHABLE",
-                "SKIPPED",
-                "LAST RESULT",
-            ],
-            &rows,
-        ));
-    }
-    out.push('\n');
-    if r.tasks.is_empty() {
-        out.push_str("no task matches\n");
-    } else {
-        let rows: Vec<Vec<String>> = r
-            .tasks
-            .iter()
-            .map(|t| {
-                vec![
-                    t.task.clone(),
-                    text(t.play.as_deref()),
-                    t.run_id.clone(),
-                    text(t.playbook.as_deref()),
-                    t.started_at.clone(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &["TASK", "PLAY", "RUN", "PLAYBOOK", "STARTED"],
-            &rows,
-        ));
-    }
-    out
 }

@@ -1438,17 +1438,13 @@ fn resolve_value(
     errors: &mut Vec<(String, String)>,
 ) {
     match value {
-        toml::Value::String(s) => {
-            if s.contains("${") {
-                match substitute(s, base) {
-                    Ok(v) => *s = v,
-                    Err(m) => {
-                        errors.push((key.to_string(), m));
-                        s.clear();
-                    }
-                }
+        toml::Value::String(s) if s.contains("${") => match substitute(s, base) {
+            Ok(v) => *s = v,
+            Err(m) => {
+                errors.push((key.to_string(), m));
+                s.clear();
             }
-        }
+        },
         toml::Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
                 resolve_value(v, base, &format!("{key}[{i}]"), errors);
@@ -1805,9 +1801,7 @@ mod tests {
     #[test]
     fn reports_every_problem_with_its_line() {
         let d = tmpdir("problems");
-        let text = format!(
-            "[tenants.ops]\ntokens = [\"plain-token\"]\n\n[plugins.hook]\ntenant = \"nobody\"\ncomponent = \"missing.wasm\"\n"
-        );
+        let text = "[tenants.ops]\ntokens = [\"plain-token\"]\n\n[plugins.hook]\ntenant = \"nobody\"\ncomponent = \"missing.wasm\"\n".to_string();
         let p = write(&d, "herald.toml", &text);
         let err = Config::load(&p).unwrap_err();
         let keys: Vec<_> = err

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// `burst` of them; `None` when `per_second` is not a positive number (no
 /// limit). The config's burst is a number; governor counts whole cells, so a
 /// fractional burst is rounded down (and is at least one).
+// `!(x > 0.0)` on purpose: it refuses NaN too, which `x <= 0.0` would let through.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn quota(per_second: f64, burst: f64) -> Option<Quota> {
     if !(per_second > 0.0) {
         return None;

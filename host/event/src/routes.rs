@@ -165,14 +165,13 @@ impl Route {
                 return false;
             }
         }
-        if !self.labels.is_empty() {
-            if !self
+        if !self.labels.is_empty()
+            && !self
                 .labels
                 .iter()
                 .all(|(k, v)| event.label(k) == Some(v.as_str()))
-            {
-                return false;
-            }
+        {
+            return false;
         }
         true
     }

@@ -183,11 +183,9 @@ fn map_error(e: &hyper_util::client::legacy::Error) -> HttpError {
                 ConnectError::ServerName(_) => HttpError::HttpRequestUriInvalid,
             };
         }
-        if let Some(w) = s.downcast_ref::<HttpError>() {
-            // The guest's request body failed (e.g. a wrong content-length).
-            if let HttpError::HttpRequestBodySize(n) = w {
-                return HttpError::HttpRequestBodySize(*n);
-            }
+        // The guest's request body failed (e.g. a wrong content-length).
+        if let Some(HttpError::HttpRequestBodySize(n)) = s.downcast_ref::<HttpError>() {
+            return HttpError::HttpRequestBodySize(*n);
         }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             if h.is_timeout() {
