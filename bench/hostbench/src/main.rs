@@ -79,14 +79,9 @@ fn main() {
     // alone" and "native client" baselines look slower than they are.
     let task_cmd = cmd.clone();
     let out = rt.block_on(async move {
-        let (args, cmd) = (args, task_cmd);
-        let task =
-            tokio::spawn(async move { run_command(&args, &cmd).await.map_err(|e| e.to_string()) });
-        match task.await {
-            Ok(r) => r.map_err(Into::into),
-            Err(e) => Err::<Value, Box<dyn std::error::Error + Send + Sync>>(
-                format!("the command panicked: {e}").into(),
-            ),
+        match tokio::spawn(async move { run_command(&args, &task_cmd).await }).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("the command panicked: {e}").into()),
         }
     });
     match out {

@@ -833,14 +833,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             // request that brought the event, and the run's id: the lines
             // are logged in its span, made only when a line is (not per
             // delivery: see herald_telemetry::delivery_log).
-            instance.set_delivery_log(herald_telemetry::DeliveryLog {
-                plugin: w.log_ids.0.clone(),
-                tenant: w.log_ids.1.clone(),
-                run_id: d.run_id.clone(),
-                event_id: d.event_id,
-                request_id: d.request_id.clone(),
-                trace_id: d.trace_id.clone(),
-            });
+            instance.set_delivery_log(delivery_log(&w, &d));
             let (step, verdict) = deliver(&mut instance, &mut w, &d).await;
             w.taken(&d);
             match step {
@@ -1001,7 +994,7 @@ async fn attempt_delivery<P: Plugin>(
             .plugin_faults
             .with_label_values(&[tenant.as_str(), name.as_str(), f.reason])
             .inc();
-        delivery_span(w, d).in_scope(|| {
+        delivery_log(w, d).span().in_scope(|| {
             tracing::warn!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
             reason = f.reason, times = f.times,
             "plugin fault ({}); the instance is discarded and re-created for the next call: {}",
@@ -1018,7 +1011,8 @@ async fn attempt_delivery<P: Plugin>(
         Ok(Outcome::Ok) => {
             w.meters.ok.inc();
             if tracing::enabled!(tracing::Level::DEBUG) {
-                delivery_span(w, d)
+                delivery_log(w, d)
+                    .span()
                     .in_scope(|| tracing::debug!(event_id = d.event_id, attempt, "delivered"));
             }
             w.mark(d, attempt, MarkOutcome::Done);
@@ -1094,7 +1088,7 @@ async fn attempt_delivery<P: Plugin>(
                 return (Step::Done, verdict);
             }
             if wanted_ms > policy.max_retry_after_ms {
-                delivery_span(w, d).in_scope(|| tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
+                delivery_log(w, d).span().in_scope(|| tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
                     asked_ms = wanted_ms, max_retry_after_ms = policy.max_retry_after_ms,
                     "the sink's Retry-After is longer than retry.max_retry_after_ms; waiting that long instead"));
             }
@@ -1108,7 +1102,7 @@ async fn attempt_delivery<P: Plugin>(
     *outcome = ("retry", Some(reason.clone()));
     let delay = delay.unwrap_or_else(|| policy.backoff(attempt));
     let at_ms = now_ms() + delay.as_millis() as i64;
-    delivery_span(w, d).in_scope(|| match fault_reason {
+    delivery_log(w, d).span().in_scope(|| match fault_reason {
         // The fault itself was logged above, with its message.
         Some(f) => tracing::info!(plugin = %name, tenant = %tenant, event_id = d.event_id, attempt,
             retry_in_ms = delay.as_millis() as u64, "delivery will be retried after a plugin fault ({f})"),
@@ -1126,16 +1120,17 @@ async fn attempt_delivery<P: Plugin>(
     (Step::Retry { at_ms }, verdict)
 }
 
-/// The `delivery` span of `d`, for a line logged about it.
-fn delivery_span(w: &WorkerCtx, d: &PendingDelivery) -> tracing::Span {
-    herald_telemetry::delivery_span(
-        &w.name,
-        &w.tenant,
-        &d.run_id,
-        d.event_id,
-        d.request_id.as_deref(),
-        d.trace_id.as_deref(),
-    )
+/// The ids `d`'s log lines carry: handed to the plugin instance for the
+/// call, and the span of the worker's own lines about it.
+fn delivery_log(w: &WorkerCtx, d: &PendingDelivery) -> herald_telemetry::DeliveryLog {
+    herald_telemetry::DeliveryLog {
+        plugin: w.log_ids.0.clone(),
+        tenant: w.log_ids.1.clone(),
+        run_id: d.run_id.clone(),
+        event_id: d.event_id,
+        request_id: d.request_id.clone(),
+        trace_id: d.trace_id.clone(),
+    }
 }
 
 /// A duration for people: `750 ms`, `42 s`, `3 h 5 min`, `11574 days`.
@@ -1151,7 +1146,7 @@ fn human_ms(ms: u64) -> String {
 
 fn dead_letter(w: &mut WorkerCtx, d: &PendingDelivery, attempt: u32, reason: String) {
     w.meters.dead.inc();
-    delivery_span(w, d).in_scope(|| {
+    delivery_log(w, d).span().in_scope(|| {
         tracing::warn!(plugin = %w.name, tenant = %w.tenant, event_id = d.event_id, attempt,
         "delivery dead-lettered: {reason}")
     });

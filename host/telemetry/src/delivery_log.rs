@@ -14,23 +14,6 @@ use std::sync::Arc;
 /// as `RUST_LOG=herald_dispatch=warn` keeps applying to them.
 pub const TARGET: &str = "herald_dispatch::worker";
 
-/// The `delivery` span of event `event_id` (run `run_id`) to instance
-/// `plugin` of `tenant`, with the ids of the ingest request that brought it.
-pub fn delivery_span(
-    plugin: &str,
-    tenant: &str,
-    run_id: &str,
-    event_id: i64,
-    request_id: Option<&str>,
-    trace_id: Option<&str>,
-) -> tracing::Span {
-    tracing::info_span!(target: TARGET, "delivery",
-        plugin = %plugin, tenant = %tenant, run_id = %run_id,
-        delivery_id = %format_args!("{event_id}:{plugin}"),
-        request_id = request_id.unwrap_or(""),
-        trace_id = trace_id.unwrap_or(""))
-}
-
 /// A delivery under way, as its log lines name it: handed to the plugin
 /// instance for the call, so that what the instance logs meanwhile carries
 /// the same ids as the worker's lines.
@@ -45,16 +28,14 @@ pub struct DeliveryLog {
 }
 
 impl DeliveryLog {
-    /// Its [`delivery_span`], made now.
+    /// Its `delivery` span (at [`TARGET`]), made now: the instance, the
+    /// run and the ingest request that brought the event.
     pub fn span(&self) -> tracing::Span {
-        delivery_span(
-            &self.plugin,
-            &self.tenant,
-            &self.run_id,
-            self.event_id,
-            self.request_id.as_deref(),
-            self.trace_id.as_deref(),
-        )
+        tracing::info_span!(target: TARGET, "delivery",
+            plugin = %self.plugin, tenant = %self.tenant, run_id = %self.run_id,
+            delivery_id = %format_args!("{}:{}", self.event_id, self.plugin),
+            request_id = self.request_id.as_deref().unwrap_or(""),
+            trace_id = self.trace_id.as_deref().unwrap_or(""))
     }
 }
 

@@ -12,7 +12,7 @@ pub mod delivery_log;
 pub mod metrics;
 
 pub use context::RequestContext;
-pub use delivery_log::{delivery_span, in_delivery, DeliveryLog};
+pub use delivery_log::{in_delivery, DeliveryLog};
 pub use metrics::{
     host, ingest_for, HostMetrics, Metrics, Recorded, SeriesError, SeriesKind, TenantIngest,
 };
