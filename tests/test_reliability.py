@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERALD_BIN, Receiver, api, journal_scalar, serve_http, toml_table, token_pair, wait_for, webhook_plugin
+from conftest import HERALD_BIN, PLUGIN_DIR, ROOT, Receiver, api, journal_scalar, serve_http, toml_table, token_pair, wait_for, webhook_plugin
 
 
 def event(run: str, counter: int, **data) -> dict:
@@ -231,6 +232,83 @@ def test_sigkill_oracle_every_acknowledged_event_is_delivered(make_host, tmp_pat
     finally:
         for s in sinks:
             s.close()
+
+
+def test_sigkill_a_stateful_plugin_keeps_what_its_deliveries_wrote(make_host):
+    """The otel sink keeps each run's task spans in its `state` until it exports them (every 20
+    spans, and at the run's end). The host is SIGKILLed at random moments while events arrive;
+    a state write is committed with the outcome of the delivery that made it, so a restarted
+    instance finds its state as the deliveries it will not make again left it: every
+    acknowledged task result is a span of its run's trace (at least once), under one root."""
+    sys.path.insert(0, str(ROOT / "plugins" / "testing"))
+    from fakes_saas import FakeOtlp, _attrs
+    rng = random.Random(int(os.environ.get("HERALD_ORACLE_SEED", "11")))
+    token, h = token_pair()
+    otlp = FakeOtlp()
+    try:
+        plugins = {"otel": {
+            "tenant": "ops", "component": str(PLUGIN_DIR / "otel.wasm"), "allow_http": [otlp.url],
+            "retry": {"initial_ms": 50, "max_ms": 200, "max_attempts": 10000},
+            "config": {"endpoint": otlp.url, "metrics": False, "max_spans_per_request": 20}}}
+        host = make_host({"ops": h}, plugins).start()
+        runs = [str(uuid.uuid4()) for _ in range(3)]
+        acked: dict[str, set] = {r: set() for r in runs}
+        total = 600
+
+        def post(batch):
+            try:
+                status, _ = host.post(json.dumps(batch).encode(), token)
+            except OSError:
+                status = None
+            return status
+
+        def send():
+            n = 1
+            while n <= total:
+                batch = [event(rng.choice(runs), n + k, play="oracle", task=f"task {n + k}",
+                               task_uuid=str(uuid.uuid4()), task_action="ansible.builtin.debug")
+                         for k in range(10)]
+                if post(batch) == 202:
+                    for e in batch:
+                        acked[e["run_id"]].add((e["event_data"]["host"], e["event_data"]["task"]))
+                time.sleep(0.02)
+                n += len(batch)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        kills = 0
+        while sender.is_alive() and kills < 3:
+            time.sleep(rng.uniform(0.3, 0.9))
+            host.kill(signal.SIGKILL)
+            kills += 1
+            time.sleep(rng.uniform(0.0, 0.3))
+            host.start()
+        sender.join(timeout=300)
+        assert kills >= 2, "the sender finished before the host was killed twice"
+        # Each run ends: its stats event (the run's last) makes the plugin export the rest.
+        for k, run in enumerate(runs):
+            stats = {"playbook": "reliable.yml", "ok": {"h0": 1, "h1": 1, "h2": 1}, "changed": {},
+                     "failures": {}, "dark": {}, "skipped": {}, "ignored": {}, "rescued": {}}
+            end = [{**event(run, total + 100 + k), "event": "playbook_on_stats", "event_data": stats}]
+            wait_for(lambda: post(end) == 202, timeout=30, what="the stats event accepted")
+
+        def trace(run):
+            return [sp for r, sp in otlp.spans if sp.trace_id.hex() == run.replace("-", "")]
+
+        for run in runs:
+            wait_for(lambda: any(not sp.parent_span_id for sp in trace(run)), timeout=120,
+                     what=f"run {run}: its root span")
+        for run in runs:
+            spans = trace(run)
+            roots = {sp.span_id for sp in spans if not sp.parent_span_id}
+            assert len(roots) == 1, f"run {run}: {len(roots)} root spans"
+            got = {(_attrs(sp.attributes)["ansible.task.host.name"], sp.name) for sp in spans
+                   if sp.parent_span_id}
+            missing = acked[run] - got
+            assert acked[run] and not missing, f"run {run}: {len(missing)} of {len(acked[run])} task spans lost"
+            print(f"run {run}: {len(acked[run])} acknowledged results, {len(spans) - 1} spans")
+    finally:
+        otlp.stop()
 
 
 @pytest.mark.sqlite_only("fills the disk under the SQLite file")

@@ -1,6 +1,6 @@
 //! What a worker needs of a plugin instance.
 
-use herald_runtime::{CallReport, PluginInstance};
+use herald_runtime::{CallReport, PendingState, PluginInstance};
 use std::future::Future;
 
 /// What a worker needs of a plugin instance: its name, tenant and one call.
@@ -24,6 +24,11 @@ pub trait Plugin: Send + 'static {
     /// Names the delivery the next calls are for, so that what the instance
     /// logs during them carries its ids (see [`herald_telemetry::DeliveryLog`]).
     fn set_delivery_log(&mut self, _log: herald_telemetry::DeliveryLog) {}
+    /// Where the instance's `state` writes wait for its worker to hand them
+    /// to the journal's writer with the outcomes; `None`: it keeps none.
+    fn pending_state(&self) -> Option<PendingState> {
+        None
+    }
 }
 
 impl Plugin for PluginInstance {
@@ -49,5 +54,9 @@ impl Plugin for PluginInstance {
 
     fn set_delivery_log(&mut self, log: herald_telemetry::DeliveryLog) {
         PluginInstance::set_delivery_log(self, log)
+    }
+
+    fn pending_state(&self) -> Option<PendingState> {
+        Some(PluginInstance::pending_state(self).clone())
     }
 }

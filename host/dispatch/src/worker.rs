@@ -8,9 +8,9 @@ use herald_event::routes::{RouteConfig, Routes};
 use herald_journal::blocking;
 use herald_journal::{
     now_ms, Advance, AttemptRecord, JournalError, Lease, Mark, MarkBatch, MarkOutcome,
-    MarksReceipt, PendingDelivery, RequestRecord, SharedStore,
+    MarksReceipt, PendingDelivery, RequestRecord, SharedStore, StateWrites,
 };
-use herald_runtime::{bounded, CallError, Outcome};
+use herald_runtime::{bounded, CallError, Outcome, PendingState};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +29,9 @@ const MAX_REASON: usize = 2048;
 /// with the cursor's move at the end of a batch, at most this often while a
 /// backlog streams.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// `state` writes held past this many bytes are handed to the writer after
+/// the delivery that made them, without waiting for [`FLUSH_EVERY`].
+const STATE_SEND_BYTES: usize = 1 << 20;
 
 /// What happened to one delivery attempt.
 enum Step {
@@ -98,8 +101,12 @@ struct WorkerCtx {
     sent_at: Instant,
     /// Outcomes taken but not yet confirmed durable, by event id.
     unconfirmed: HashMap<i64, Unconfirmed>,
-    /// The writer's receipts for sent outcomes, oldest first (it commits in order).
-    receipts: VecDeque<(MarksReceipt, Vec<i64>)>,
+    /// The writer's receipts for sent outcomes, oldest first (it commits in
+    /// order), with the number of the `state` hand-over that went along (0:
+    /// none).
+    receipts: VecDeque<(MarksReceipt, Vec<i64>, u64)>,
+    /// The instance's `state` writes not yet committed.
+    state: Option<PendingState>,
     /// The next batch, read ahead while a backlog streams: (after, read).
     ahead: Option<(i64, JoinHandle<Result<Vec<PendingDelivery>, JournalError>>)>,
     /// The instance's routes, matched on events read from the log.
@@ -225,9 +232,21 @@ impl WorkerCtx {
     /// wait for the commit). If the journal refuses them, the deliveries stay
     /// pending and are made again: at least once.
     fn send(&mut self) {
-        if self.marks.is_empty() && self.frontier == self.sent_frontier {
+        let state = self.state.as_ref().and_then(PendingState::take);
+        if self.marks.is_empty() && self.frontier == self.sent_frontier && state.is_none() {
             return;
         }
+        let (state_n, state) = match state {
+            Some((n, writes)) => (
+                n,
+                Some(StateWrites {
+                    tenant: self.tenant.clone(),
+                    plugin: self.name.clone(),
+                    writes,
+                }),
+            ),
+            None => (0, None),
+        };
         self.sent_at = Instant::now();
         let marks = std::mem::take(&mut self.marks);
         let ids: Vec<i64> = marks.iter().map(|m| m.event_id).collect();
@@ -245,9 +264,10 @@ impl WorkerCtx {
                 marks,
                 advance,
                 attempts: std::mem::take(&mut self.attempts),
+                state,
             },
         ) {
-            Ok(receipt) => self.receipts.push_back((receipt, ids)),
+            Ok(receipt) => self.receipts.push_back((receipt, ids, state_n)),
             Err(e) => self.forget(&ids, &e.to_string()),
         }
     }
@@ -283,15 +303,23 @@ impl WorkerCtx {
         self.sent_frontier = position;
         self.delivered = 0;
         self.unconfirmed.clear();
+        // The deliveries after the cursor are made again, and write again.
+        self.discard_state();
         self.ahead = None;
         self.resync = false;
         Ok(())
     }
 
+    fn discard_state(&self) {
+        if let Some(s) = &self.state {
+            s.discard();
+        }
+    }
+
     /// Takes the receipts the writer has answered.
     fn reap(&mut self) {
         use tokio::sync::oneshot::error::TryRecvError;
-        while let Some((receipt, _)) = self.receipts.front_mut() {
+        while let Some((receipt, _, _)) = self.receipts.front_mut() {
             let answer = match receipt.try_recv() {
                 Err(TryRecvError::Empty) => return,
                 Ok(answer) => answer,
@@ -299,10 +327,10 @@ impl WorkerCtx {
                     "the journal writer dropped the outcomes".into(),
                 )),
             };
-            let Some((_, ids)) = self.receipts.pop_front() else {
+            let Some((_, ids, state_n)) = self.receipts.pop_front() else {
                 return;
             };
-            self.answered(&ids, answer);
+            self.answered(&ids, state_n, answer);
         }
     }
 
@@ -310,12 +338,16 @@ impl WorkerCtx {
     fn answered(
         &mut self,
         ids: &[i64],
+        state_n: u64,
         answer: Result<herald_journal::MarksWritten, JournalError>,
     ) {
         match answer {
             Ok(written) => {
                 for id in ids {
                     self.unconfirmed.remove(id);
+                }
+                if let (Some(s), false, true) = (&self.state, written.fenced, state_n > 0) {
+                    s.committed(state_n);
                 }
                 if written.fenced {
                     self.fenced = true;
@@ -330,9 +362,9 @@ impl WorkerCtx {
     /// Waits for the oldest receipt (all of them with `all`). Not to be
     /// raced in a `select!`: a dropped receipt would hide its deliveries.
     async fn confirm(&mut self, all: bool) {
-        while let Some((receipt, ids)) = self.receipts.pop_front() {
+        while let Some((receipt, ids, state_n)) = self.receipts.pop_front() {
             match receipt.await {
-                Ok(answer) => self.answered(&ids, answer),
+                Ok(answer) => self.answered(&ids, state_n, answer),
                 Err(_) => self.forget(&ids, "the journal writer dropped the outcomes"),
             }
             if !all {
@@ -643,6 +675,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
         resync: true,
         last_call: None,
         attempts: Vec::new(),
+        state: instance.pending_state(),
     };
     loop {
         if Instant::now() >= held.renew_at && replica.share.shed_one() {
@@ -674,6 +707,7 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             w.marks.clear();
             w.receipts.clear();
             w.unconfirmed.clear();
+            w.discard_state();
             w.ahead = None;
             w.fenced = false;
             match acquire_lease(&w.journal, &stream, &replica, &mut stop).await {
@@ -836,6 +870,12 @@ pub(crate) async fn run_worker<P: Plugin>(mut instance: P, args: WorkerArgs) {
             instance.set_delivery_log(delivery_log(&w, &d));
             let (step, verdict) = deliver(&mut instance, &mut w, &d).await;
             w.taken(&d);
+            if w.state
+                .as_ref()
+                .is_some_and(|s| s.unsent_bytes() > STATE_SEND_BYTES)
+            {
+                w.send();
+            }
             match step {
                 Step::Done => progressed = true,
                 Step::Retry { at_ms } => {
@@ -1190,6 +1230,9 @@ mod worker_tests {
         tenant: String,
         calls: Arc<Mutex<Vec<(String, u32)>>>,
         answer: Arc<Mutex<Answer>>,
+        /// Each call writes `seen:<uuid>` = its attempt to the instance's
+        /// state, as a plugin's `state.set` would.
+        state: PendingState,
     }
 
     impl Plugin for Script {
@@ -1207,7 +1250,12 @@ mod worker_tests {
                 tenant: self.tenant.clone(),
                 calls: self.calls.clone(),
                 answer: self.answer.clone(),
+                state: PendingState::default(),
             }
+        }
+
+        fn pending_state(&self) -> Option<PendingState> {
+            Some(self.state.clone())
         }
 
         fn deliver<'a>(
@@ -1220,6 +1268,8 @@ mod worker_tests {
                 .and_then(|v| v["uuid"].as_str().map(str::to_string))
                 .unwrap_or_default();
             let result = (self.answer.lock().unwrap_or_else(|p| p.into_inner()))(&uuid, attempt);
+            self.state
+                .write(format!("seen:{uuid}"), Some(attempt.to_string()));
             self.calls
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -1265,6 +1315,7 @@ mod worker_tests {
             tenant: "t".into(),
             calls: calls.clone(),
             answer: Arc::new(Mutex::new(answer)),
+            state: PendingState::default(),
         };
         d.add_plugin(script, "test", config(extra), String::new());
         (d, calls)
@@ -1468,6 +1519,37 @@ mod worker_tests {
         );
     }
 
+    /// An instance's state writes are committed with the outcomes of the
+    /// deliveries that made them, a retried delivery's with its retry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn state_writes_commit_with_their_deliveries_outcomes() {
+        let j = journal("state");
+        let (d, _) = start(
+            &j,
+            "[retry]\ninitial_ms = 50\nmax_ms = 50\n",
+            Box::new(|uuid, attempt| {
+                if uuid == "e7" && attempt == 1 {
+                    Err(CallError::Trap("scripted".into()))
+                } else {
+                    Ok(Outcome::Ok)
+                }
+            }),
+        );
+        let batch: Vec<_> = (1..=30).map(|i| event(&format!("e{i}"), "r", i)).collect();
+        commit(&j, &batch);
+        assert_eq!(settled(&j, 30).await, (0, 30, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        for i in 1..=30 {
+            let want = if i == 7 { "2" } else { "1" };
+            assert_eq!(
+                j.state_get("t", "p", &format!("seen:e{i}"))
+                    .expect("a read"),
+                Some(want.to_string()),
+                "e{i}"
+            );
+        }
+    }
+
     /// A restarted instance goes on from its cursor: nothing it delivered
     /// (and recorded) is delivered again, what came meanwhile is.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1639,6 +1721,7 @@ mod worker_tests {
                 tenant: "t".into(),
                 calls: calls.clone(),
                 answer: Arc::new(Mutex::new(answer)),
+                state: PendingState::default(),
             },
             "test",
             config(extra),

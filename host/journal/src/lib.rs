@@ -229,6 +229,27 @@ pub struct MarkBatch {
     /// What the attempts sent and what the sinks answered (attempts that
     /// made requests or did not succeed).
     pub attempts: Vec<AttemptRecord>,
+    /// The instance's `state` writes made by these deliveries (and any
+    /// call still running): committed in the same transaction as their
+    /// outcomes, so a delivery made again after a crash finds the state as
+    /// its earlier attempt left it, never ahead of the cursor.
+    pub state: Option<StateWrites>,
+}
+
+/// A plugin instance's `state` writes, the newest per key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateWrites {
+    pub tenant: String,
+    /// The instance's name (`[plugins.NAME]`), not a shard's stream.
+    pub plugin: String,
+    pub writes: Vec<StateWrite>,
+}
+
+/// One key's new value; `None` removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    pub key: String,
+    pub value: Option<String>,
 }
 
 /// One outbound request of a delivery attempt, as the journal keeps it.

@@ -9,7 +9,7 @@ use herald_journal::prelude::*;
 use herald_journal::{
     now_ms, Advance, AttemptRecord, DeliveryFilter, DeliveryState, EventFilter, Mark, MarkBatch,
     MarkOutcome, MarksWritten, PendingDelivery, PgJournal, PgOptions, RequestRecord, RunFilter,
-    RunRef, RunState, Store, MAX_ATTEMPTS_KEPT,
+    RunRef, RunState, StateWrite, StateWrites, Store, MAX_ATTEMPTS_KEPT,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -220,6 +220,7 @@ fn explore(j: &dyn Store) {
         .record(
             "hook",
             &MarkBatch {
+                state: None,
                 fence: None,
                 marks: vec![done(&read[0]), retry],
                 advance: Some(Advance {
@@ -296,6 +297,7 @@ fn dedupe_and_cursors(j: &dyn Store) {
     let first = j.pending("a", "t1", 0, 10).unwrap()[0].clone();
     assert!(!first.queued);
     let moved = MarkBatch {
+        state: None,
         fence: None,
         attempts: Vec::new(),
         marks: vec![done(&first)],
@@ -337,6 +339,7 @@ fn advance_as(j: &dyn Store, stream: &str, from: i64, to: i64, shards: u32) -> b
 /// A batch that only moves a cursor from `from` to `to`.
 fn moved(from: i64, to: i64, delivered: u64, shards: u32) -> MarkBatch {
     MarkBatch {
+        state: None,
         fence: None,
         attempts: Vec::new(),
         marks: Vec::new(),
@@ -509,6 +512,7 @@ fn settled_ahead(j: &dyn Store) {
         .collect();
     assert_eq!(queued.len(), 700);
     let batch = MarkBatch {
+        state: None,
         fence: None,
         attempts: Vec::new(),
         marks: queued,
@@ -573,6 +577,7 @@ fn queue_depths(j: &dyn Store) {
 /// Holds `d` back behind its run (a queue row), the cursor unmoved.
 fn held_back(d: &PendingDelivery) -> MarkBatch {
     MarkBatch {
+        state: None,
         fence: None,
         attempts: Vec::new(),
         marks: vec![Mark {
@@ -665,6 +670,7 @@ fn exceptions_are_queued(j: &dyn Store) {
         ..done(&read[1])
     };
     let batch = MarkBatch {
+        state: None,
         fence: None,
         attempts: Vec::new(),
         marks: vec![retry, hold, done(&read[2])],
@@ -723,6 +729,7 @@ fn exceptions_are_queued(j: &dyn Store) {
         j.record(
             "p",
             &MarkBatch {
+                state: None,
                 fence: None,
                 attempts: Vec::new(),
                 marks: vec![ok],
@@ -749,6 +756,7 @@ fn replay_and_dead_letters(j: &dyn Store) {
     j.record(
         "p",
         &MarkBatch {
+            state: None,
             fence: None,
             attempts: Vec::new(),
             marks: vec![dead, done(&read[1])],
@@ -782,6 +790,7 @@ fn replay_and_dead_letters(j: &dyn Store) {
         .record(
             "p",
             &MarkBatch {
+                state: None,
                 fence: None,
                 attempts: Vec::new(),
                 marks: vec![done(&again[0])],
@@ -962,6 +971,67 @@ fn plugin_state(j: &dyn Store) {
     assert_eq!(j.state_get("u", "p", "k").unwrap(), None, "per tenant");
     j.state_delete("t", "p", "k").unwrap();
     assert_eq!(j.state_get("t", "p", "k").unwrap(), None);
+
+    // Writes handed to the writer with outcomes commit with them, in the
+    // order the batches were sent; a removal removes.
+    let writes = |w: &[(&str, Option<&str>)]| StateWrites {
+        tenant: "t".into(),
+        plugin: "p".into(),
+        writes: w
+            .iter()
+            .map(|(k, v)| StateWrite {
+                key: k.to_string(),
+                value: v.map(str::to_string),
+            })
+            .collect(),
+    };
+    j.state_set("t", "p", "old", "x").unwrap();
+    let first = MarkBatch {
+        state: Some(writes(&[
+            ("a", Some("1")),
+            ("old", None),
+            ("nul\0key", Some("v\0")),
+        ])),
+        ..MarkBatch::default()
+    };
+    let second = MarkBatch {
+        state: Some(writes(&[("a", Some("2")), ("b", Some("3"))])),
+        ..MarkBatch::default()
+    };
+    let r1 = j.send_marks("p#1", first).unwrap();
+    let r2 = j.send_marks("p#1", second).unwrap();
+    for r in [r1, r2] {
+        assert!(
+            !r.blocking_recv()
+                .expect("answered")
+                .expect("written")
+                .fenced
+        );
+    }
+    let got = |k: &str| j.state_get("t", "p", k).unwrap();
+    assert_eq!(
+        (got("a"), got("b"), got("old")),
+        (Some("2".into()), Some("3".into()), None)
+    );
+    // SQLite keeps a NUL; PostgreSQL's text cannot, and keeps U+FFFD.
+    assert!(
+        got("nul\0key") == Some("v\0".into()) || got("nul\u{FFFD}key") == Some("v\u{FFFD}".into())
+    );
+    assert_eq!(j.state_get("u", "p", "a").unwrap(), None, "per tenant");
+
+    // A batch refused by its fence (a lost lease) writes none of its state.
+    if let Some(lease) = j.claim_lease("p", "replica-a", 60_000).unwrap() {
+        let stale = MarkBatch {
+            fence: Some(lease.token + 1),
+            state: Some(writes(&[("a", Some("stale"))])),
+            ..MarkBatch::default()
+        };
+        let written = j.send_marks("p", stale).unwrap().blocking_recv();
+        // SQLite has one host and no fence; PostgreSQL refuses the batch.
+        let fenced = written.expect("answered").expect("answered").fenced;
+        let want = if fenced { "2" } else { "stale" };
+        assert_eq!(got("a"), Some(want.into()), "fenced: {fenced}");
+    }
 }
 
 fn retention(j: &dyn Store) {
@@ -1074,6 +1144,7 @@ fn postgres_backend() {
             .record(
                 "p",
                 &MarkBatch {
+                    state: None,
                     fence: None,
                     attempts: Vec::new(),
                     marks: read.iter().map(done).collect(),

@@ -3,7 +3,7 @@
 //! each call under its limits, the faults named, and the instance discarded
 //! after any fault (a trapped instance cannot be entered again).
 
-use crate::capability::state::PluginState;
+use crate::capability::state::{PendingState, PluginState};
 use crate::contract::{Input, Prepared, Sink};
 use crate::limits::{lock, CallCounters, CpuDeadline, MemoryBudget, MemoryLimiter};
 use crate::{
@@ -89,6 +89,9 @@ pub struct PluginInstance {
     pending_faults: Vec<Fault>,
     /// The delivery the next calls are for (see [`Self::set_delivery_log`]).
     delivery: Option<Arc<herald_telemetry::DeliveryLog>>,
+    /// The `state` writes its calls made that the journal may not have yet
+    /// (kept across a store replaced after a fault).
+    pending_state: PendingState,
 }
 
 impl PluginInstance {
@@ -110,6 +113,7 @@ impl PluginInstance {
             live: None,
             pending_faults: Vec::new(),
             delivery: None,
+            pending_state: PendingState::default(),
         }
     }
 
@@ -127,6 +131,7 @@ impl PluginInstance {
             live: None,
             pending_faults: Vec::new(),
             delivery: None,
+            pending_state: PendingState::default(),
         }
     }
 
@@ -192,6 +197,7 @@ impl PluginInstance {
             sockets,
             metrics: self.services.series.clone(),
             state: self.services.state.clone(),
+            pending_state: self.pending_state.clone(),
             templates: capability::templates::TemplatesState::new(
                 self.spec.templates.clone(),
                 self.spec.limits.render_limits(),
@@ -341,6 +347,12 @@ impl PluginInstance {
     /// a new one.
     pub async fn deliver(&mut self, body: &str, attempt: u32) -> CallReport {
         self.call(Input::Journaled(body), attempt).await
+    }
+
+    /// The `state` writes of this instance's calls, for its worker to hand
+    /// to the journal's writer with their deliveries' outcomes.
+    pub fn pending_state(&self) -> &PendingState {
+        &self.pending_state
     }
 
     /// Names the delivery the next calls are for: what the instance logs

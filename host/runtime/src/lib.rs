@@ -32,6 +32,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use capability::http::record::OutboundRequest;
 pub use capability::sockets::socket_allowed;
+pub use capability::state::PendingState;
 pub use contract::{Outcome, Prepared, Retry, CONTRACTS};
 pub use instance::{InstanceSpec, PluginInstance, Services};
 pub use limits::{
@@ -115,6 +116,7 @@ pub struct HostState {
     pub(crate) sockets: capability::sockets::SocketsState,
     pub(crate) metrics: herald_telemetry::Metrics,
     pub(crate) state: Arc<dyn PluginState>,
+    pub(crate) pending_state: capability::state::PendingState,
     pub(crate) templates: capability::templates::TemplatesState,
     pub(crate) tls: wasmtime_wasi_tls::WasiTlsCtx,
     /// The instance's granted textfile, if any.

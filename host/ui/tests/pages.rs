@@ -145,6 +145,7 @@ fn seed(j: &SharedStore) {
     j.record(
         "hook",
         &MarkBatch {
+            state: None,
             fence: None,
             marks: vec![Mark {
                 event_id: failed.event_id,

@@ -1,9 +1,12 @@
 //! Plugin state, retention, size and the readiness probe on PostgreSQL.
 
+use super::write::pg_text;
 use super::{PgError, PgJournal};
 use crate::{now_ms, JournalError, Maintenance, PluginState};
 use std::collections::BTreeMap;
 
+/// Keys and values go through [`pg_text`] as the writer's do (PostgreSQL's
+/// text cannot hold NUL), so a key reads back what was written under it.
 impl PluginState for PgJournal {
     fn state_get(
         &self,
@@ -16,7 +19,7 @@ impl PluginState for PgJournal {
             let row = c
                 .query_opt(
                     "SELECT value FROM plugin_state WHERE tenant = $1 AND plugin = $2 AND key = $3",
-                    &[&tenant, &plugin, &key],
+                    &[&tenant, &plugin, &pg_text(key).as_ref()],
                 )
                 .await?;
             Ok::<_, PgError>(row.map(|r| r.get(0)))
@@ -35,7 +38,12 @@ impl PluginState for PgJournal {
             c.execute(
                 "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
-                &[&tenant, &plugin, &key, &value],
+                &[
+                    &tenant,
+                    &plugin,
+                    &pg_text(key).as_ref(),
+                    &pg_text(value).as_ref(),
+                ],
             )
             .await?;
             Ok::<_, PgError>(())
@@ -47,7 +55,7 @@ impl PluginState for PgJournal {
             let c = self.conn().await?;
             c.execute(
                 "DELETE FROM plugin_state WHERE tenant = $1 AND plugin = $2 AND key = $3",
-                &[&tenant, &plugin, &key],
+                &[&tenant, &plugin, &pg_text(key).as_ref()],
             )
             .await?;
             Ok::<_, PgError>(())

@@ -423,6 +423,9 @@ pub(super) async fn apply_mark_batches(
         written[k].changed += queue_from_log(tx, instance, &logged, now).await?;
         written[k].changed += update_queued(tx, instance, &queued, now).await?;
         record_attempts(tx, instance, &batch.attempts).await?;
+        if let Some(state) = &batch.state {
+            write_state(tx, state).await?;
+        }
     }
     // The moves, in rounds: one statement cannot move a row twice.
     let mut rounds: Vec<Vec<usize>> = Vec::new();
@@ -531,6 +534,51 @@ pub(super) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(s)
     }
+}
+
+/// Writes an instance's `state` changes inside `tx`: the new values in one
+/// statement, the removals in another.
+async fn write_state(tx: &Transaction<'_>, state: &crate::StateWrites) -> Result<(), PgError> {
+    // One row per key as PostgreSQL stores it (two keys differing only by a
+    // NUL and U+FFFD are one there; the later write wins).
+    let mut newest: HashMap<std::borrow::Cow<'_, str>, Option<&str>> = HashMap::new();
+    for w in &state.writes {
+        newest.insert(pg_text(&w.key), w.value.as_deref());
+    }
+    let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, value) in newest {
+        match value {
+            Some(v) => {
+                keys.push(key.into_owned());
+                values.push(pg_text(v).into_owned());
+            }
+            None => gone.push(key.into_owned()),
+        }
+    }
+    let (tenant, plugin) = (
+        pg_text(&state.tenant).into_owned(),
+        pg_text(&state.plugin).into_owned(),
+    );
+    if !keys.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO plugin_state (tenant, plugin, key, value)
+                 SELECT $1, $2, k, v FROM unnest($3::text[], $4::text[]) AS m (k, v)
+                 ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
+            )
+            .await?;
+        tx.execute(&stmt, &[&tenant, &plugin, &keys, &values])
+            .await?;
+    }
+    if !gone.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "DELETE FROM plugin_state WHERE tenant = $1 AND plugin = $2 AND key = ANY($3)",
+            )
+            .await?;
+        tx.execute(&stmt, &[&tenant, &plugin, &gone]).await?;
+    }
+    Ok(())
 }
 
 /// Keeps the records of a batch's attempts, and at most

@@ -275,6 +275,9 @@ fn apply_mark_batch(
     for a in &batch.attempts {
         record_attempt(tx, instance, a)?;
     }
+    if let Some(state) = &batch.state {
+        write_state(tx, state)?;
+    }
     let advanced = match batch.advance {
         None => true,
         Some(a) => {
@@ -303,6 +306,29 @@ fn apply_mark_batch(
         advanced,
         fenced: false,
     })
+}
+
+/// Writes an instance's `state` changes inside `tx`.
+fn write_state(
+    tx: &rusqlite::Transaction<'_>,
+    state: &crate::StateWrites,
+) -> Result<(), JournalError> {
+    for w in &state.writes {
+        match &w.value {
+            Some(value) => tx
+                .prepare_cached(
+                    "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![state.tenant, state.plugin, w.key, value])?,
+            None => tx
+                .prepare_cached(
+                    "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+                )?
+                .execute(params![state.tenant, state.plugin, w.key])?,
+        };
+    }
+    Ok(())
 }
 
 /// Keeps the record of one attempt, and at most [`crate::MAX_ATTEMPTS_KEPT`]

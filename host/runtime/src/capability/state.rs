@@ -1,11 +1,20 @@
 //! The `state` capability: a small key/value store per plugin instance,
 //! kept by the host in the journal across restarts. The runtime sees it only
 //! through the journal's plugin-state trait, so any storage backend serves it.
+//!
+//! Writes are not committed one by one: they wait in the instance's
+//! [`PendingState`] until its worker hands them to the journal's writer with
+//! the outcomes of the deliveries that made them (one transaction for both).
+//! A write per event (a run summary) would otherwise be a transaction per
+//! event per instance, each taking the journal's write lock from ingest.
 
-pub use herald_journal::{JournalError as StateError, PluginState};
+pub use herald_journal::{JournalError as StateError, PluginState, StateWrite};
 
 use crate::contract::{v0_1, v0_2, v0_3};
+use crate::limits::lock;
 use crate::HostState;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasSelf, Linker};
 
 /// Longest state key and value.
@@ -19,10 +28,112 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Ok(())
 }
 
+/// An instance's `state` writes that the journal may not have yet: the
+/// newest per key, read before the journal (an instance reads its own
+/// writes), until the commit that holds them is confirmed. Shared by the
+/// instance's stores (a store replaced after a fault keeps them) and its
+/// worker, which takes them for the writer.
+#[derive(Clone, Default)]
+pub struct PendingState(Arc<Mutex<Pending>>);
+
+#[derive(Default)]
+struct Pending {
+    /// Per key: the value (`None`: removed) and the hand-over that took it
+    /// to the writer (0: not handed over yet).
+    writes: HashMap<String, (Option<String>, u64)>,
+    /// Keys and value bytes not handed over yet.
+    unsent: usize,
+    unsent_bytes: usize,
+    /// The last hand-over's number.
+    taken: u64,
+}
+
+impl PendingState {
+    /// The instance's newest write of `key` the journal may not have
+    /// (`Some(None)`: removed); `None`: ask the journal.
+    pub fn read(&self, key: &str) -> Option<Option<String>> {
+        lock(&self.0).writes.get(key).map(|(v, _)| v.clone())
+    }
+
+    /// Holds a write of `key` (`None` removes it) for the next hand-over.
+    pub fn write(&self, key: String, value: Option<String>) {
+        let mut p = lock(&self.0);
+        match p.writes.get(&key) {
+            // Written again before it was handed over: it replaces that write.
+            Some((old, 0)) => {
+                let old = key.len() + old.as_ref().map_or(0, String::len);
+                p.unsent_bytes = p.unsent_bytes.saturating_sub(old);
+            }
+            _ => p.unsent += 1,
+        }
+        p.unsent_bytes += key.len() + value.as_ref().map_or(0, String::len);
+        p.writes.insert(key, (value, 0));
+    }
+
+    /// Bytes of keys and values written since the last [`Self::take`].
+    pub fn unsent_bytes(&self) -> usize {
+        lock(&self.0).unsent_bytes
+    }
+
+    /// Keys whose writes are not known to be committed.
+    pub fn held(&self) -> usize {
+        lock(&self.0).writes.len()
+    }
+
+    /// Whether anything was written since the last [`Self::take`].
+    pub fn has_unsent(&self) -> bool {
+        lock(&self.0).unsent > 0
+    }
+
+    /// The writes made since the last take, and this hand-over's number for
+    /// [`Self::committed`]; `None` if there are none.
+    pub fn take(&self) -> Option<(u64, Vec<StateWrite>)> {
+        let mut p = lock(&self.0);
+        if p.unsent == 0 {
+            return None;
+        }
+        p.taken += 1;
+        let n = p.taken;
+        let mut out = Vec::with_capacity(p.unsent);
+        for (key, (value, taken)) in p.writes.iter_mut() {
+            if *taken == 0 {
+                *taken = n;
+                out.push(StateWrite {
+                    key: key.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+        p.unsent = 0;
+        p.unsent_bytes = 0;
+        Some((n, out))
+    }
+
+    /// The hand-overs up to `n` are committed: the journal answers for
+    /// their keys (unless written again since).
+    pub fn committed(&self, n: u64) {
+        lock(&self.0)
+            .writes
+            .retain(|_, (_, taken)| *taken == 0 || *taken > n);
+    }
+
+    /// Forgets every write not known to be committed: the worker goes back
+    /// to the journal's cursor and makes those deliveries again.
+    pub fn discard(&self) {
+        let mut p = lock(&self.0);
+        p.writes.clear();
+        p.unsent = 0;
+        p.unsent_bytes = 0;
+    }
+}
+
 /// A store failure never reaches the plugin (the contract has no error for
 /// it): it is logged, and a read answers "absent".
 impl HostState {
     fn state_get(&mut self, key: String) -> Option<String> {
+        if let Some(pending) = self.pending_state.read(&key) {
+            return pending;
+        }
         match self
             .state
             .state_get(&self.ident.tenant, &self.ident.plugin, &key)
@@ -40,25 +151,11 @@ impl HostState {
             self.counters().in_delivery(|| tracing::warn!(plugin = %self.ident.plugin, "plugin state write refused: key over {MAX_STATE_KEY} or value over {MAX_STATE_VALUE} bytes"));
             return;
         }
-        if let Err(e) = self
-            .state
-            .state_set(&self.ident.tenant, &self.ident.plugin, &key, &value)
-        {
-            self.counters().in_delivery(
-                || tracing::error!(plugin = %self.ident.plugin, "plugin state write failed: {e}"),
-            );
-        }
+        self.pending_state.write(key, Some(value));
     }
 
     fn state_delete(&mut self, key: String) {
-        if let Err(e) = self
-            .state
-            .state_delete(&self.ident.tenant, &self.ident.plugin, &key)
-        {
-            self.counters().in_delivery(
-                || tracing::error!(plugin = %self.ident.plugin, "plugin state delete failed: {e}"),
-            );
-        }
+        self.pending_state.write(key, None);
     }
 }
 
@@ -99,5 +196,73 @@ impl v0_3::state::Host for HostState {
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         self.state_delete(key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken(p: &PendingState) -> (u64, Vec<(String, Option<String>)>) {
+        let (n, mut writes) = p.take().expect("writes to take");
+        writes.sort_by(|a, b| a.key.cmp(&b.key));
+        (n, writes.into_iter().map(|w| (w.key, w.value)).collect())
+    }
+
+    #[test]
+    fn an_instance_reads_its_writes_until_the_journal_has_them() {
+        let p = PendingState::default();
+        assert_eq!(p.read("k"), None, "nothing held: the journal answers");
+        p.write("k".into(), Some("1".into()));
+        p.write("k".into(), Some("2".into()));
+        p.write("gone".into(), None);
+        assert_eq!(p.read("k"), Some(Some("2".into())));
+        assert_eq!(
+            p.read("gone"),
+            Some(None),
+            "a removal hides the journal's value"
+        );
+        assert_eq!(p.unsent_bytes(), "k".len() + 1 + "gone".len());
+        // Only the newest value per key goes to the writer.
+        assert_eq!(
+            taken(&p),
+            (
+                1,
+                vec![("gone".into(), None), ("k".into(), Some("2".into()))]
+            )
+        );
+        assert!(!p.has_unsent() && p.take().is_none());
+        // Handed over, not yet committed: still read from here.
+        assert_eq!(p.read("k"), Some(Some("2".into())));
+        p.write("k".into(), Some("3".into()));
+        assert_eq!(taken(&p), (2, vec![("k".into(), Some("3".into()))]));
+        p.write("k".into(), Some("4".into()));
+        // The first hand-over commits: "gone" is the journal's now; "k" was
+        // written again since, and stays.
+        p.committed(1);
+        assert_eq!(p.read("gone"), None);
+        assert_eq!(p.read("k"), Some(Some("4".into())));
+        p.committed(2);
+        assert_eq!(p.read("k"), Some(Some("4".into())), "not handed over yet");
+        assert_eq!(taken(&p), (3, vec![("k".into(), Some("4".into()))]));
+        p.committed(3);
+        assert_eq!(p.held(), 0);
+    }
+
+    #[test]
+    fn a_discard_forgets_what_the_journal_does_not_have() {
+        let p = PendingState::default();
+        p.write("a".into(), Some("1".into()));
+        assert!(p.take().is_some());
+        p.write("b".into(), Some("2".into()));
+        p.discard();
+        assert_eq!((p.read("a"), p.read("b"), p.held()), (None, None, 0));
+        assert!(!p.has_unsent() && p.unsent_bytes() == 0);
+        // Numbers go on: a late answer for an old hand-over commits nothing new.
+        p.write("c".into(), Some("3".into()));
+        let (n, _) = p.take().expect("a write");
+        assert_eq!(n, 2);
+        p.committed(1);
+        assert_eq!(p.read("c"), Some(Some("3".into())));
     }
 }
