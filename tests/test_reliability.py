@@ -29,6 +29,21 @@ def event(run: str, counter: int, **data) -> dict:
             "event_data": {"playbook": "reliable.yml", "host": f"h{counter % 3}", "res": {"n": counter}, **data}}
 
 
+def kill_and_restart_while(alive, host, rng, times: int, gap: tuple[float, float], on_kill=None) -> int:
+    """SIGKILLs the host after a random `gap` while `alive()`, at most `times` times, and starts it
+    again after each (`on_kill(kills)` between); returns how many kills there were."""
+    kills = 0
+    while alive() and kills < times:
+        time.sleep(rng.uniform(*gap))
+        host.kill(signal.SIGKILL)
+        kills += 1
+        if on_kill:
+            on_kill(kills)
+        time.sleep(rng.uniform(0.0, 0.3))
+        host.start()
+    return kills
+
+
 def cli(host, token, *args) -> subprocess.CompletedProcess:
     env = dict(os.environ, HERALD_URL=host.url, HERALD_TOKEN=token)
     return subprocess.run([str(HERALD_BIN), *args], capture_output=True, text=True, env=env, timeout=60)
@@ -195,18 +210,14 @@ def test_sigkill_oracle_every_acknowledged_event_is_delivered(make_host, tmp_pat
                 time.sleep(0.05 if status is None else 0.02)
                 n += len(batch)
 
-        sender = threading.Thread(target=send)
-        sender.start()
-        kills = 0
-        while sender.is_alive() and kills < 4:
-            time.sleep(rng.uniform(0.2, 0.8))
-            host.kill(signal.SIGKILL)
-            kills += 1
+        def recover(kills):
             if kills == 2:
                 for s in sinks:
                     s.default = (200, {}, b"ok")  # the sinks recover
-            time.sleep(rng.uniform(0.0, 0.3))
-            host.start()
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        kills = kill_and_restart_while(sender.is_alive, host, rng, 4, (0.2, 0.8), recover)
         assert kills >= 2, "the sender finished before the host was killed twice"
         sender.join(timeout=300)
         stop.set()
@@ -276,13 +287,7 @@ def test_sigkill_a_stateful_plugin_keeps_what_its_deliveries_wrote(make_host):
 
         sender = threading.Thread(target=send)
         sender.start()
-        kills = 0
-        while sender.is_alive() and kills < 3:
-            time.sleep(rng.uniform(0.3, 0.9))
-            host.kill(signal.SIGKILL)
-            kills += 1
-            time.sleep(rng.uniform(0.0, 0.3))
-            host.start()
+        kills = kill_and_restart_while(sender.is_alive, host, rng, 3, (0.3, 0.9))
         sender.join(timeout=300)
         assert kills >= 2, "the sender finished before the host was killed twice"
         # Each run ends: its stats event (the run's last) makes the plugin export the rest.

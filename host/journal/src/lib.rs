@@ -829,7 +829,9 @@ pub trait PluginState: Send + Sync {
         key: &str,
     ) -> Result<Option<String>, JournalError>;
 
-    /// Stores a plugin instance's value.
+    /// Stores a plugin instance's value now, in a transaction of its own
+    /// (tools and tests: a running instance's writes go to the writer with
+    /// its outcomes, [`MarkBatch::state`]).
     fn state_set(
         &self,
         tenant: &str,
@@ -838,7 +840,7 @@ pub trait PluginState: Send + Sync {
         value: &str,
     ) -> Result<(), JournalError>;
 
-    /// Removes a plugin instance's value.
+    /// Removes a plugin instance's value now (see [`PluginState::state_set`]).
     fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError>;
 
     /// Gives the values an earlier journal kept without a tenant to the

@@ -119,7 +119,11 @@ impl PluginInstance {
 
     /// Another instance of the same component and spec (a shard of the
     /// same `[plugins.NAME]`): a store of its own, made at its first call.
+    /// Both then write the same `state`, so neither keeps a copy of it.
     pub fn sibling(&self) -> Self {
+        self.pending_state.share();
+        let pending_state = PendingState::default();
+        pending_state.share();
         Self {
             component: self.component.clone(),
             spec: self.spec.clone(),
@@ -131,7 +135,7 @@ impl PluginInstance {
             live: None,
             pending_faults: Vec::new(),
             delivery: None,
-            pending_state: PendingState::default(),
+            pending_state,
         }
     }
 

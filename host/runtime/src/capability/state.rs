@@ -28,11 +28,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Ok(())
 }
 
+/// Bytes of keys and values an instance keeps of what the journal has
+/// (beyond it, that copy starts again empty).
+const CLEAN_MAX_BYTES: usize = 256 * 1024;
+
 /// An instance's `state` writes that the journal may not have yet: the
 /// newest per key, read before the journal (an instance reads its own
 /// writes), until the commit that holds them is confirmed. Shared by the
 /// instance's stores (a store replaced after a fault keeps them) and its
 /// worker, which takes them for the writer.
+///
+/// An instance that is its state's only writer (one shard) also keeps a
+/// copy of what it read from, or committed to, the journal, so that a
+/// plugin reading the same keys on every event (a run summary, a list of
+/// finished runs) does not ask the journal each time. Its worker drops that
+/// copy whenever it (re)takes the instance's lease: another replica may
+/// have written meanwhile.
 #[derive(Clone, Default)]
 pub struct PendingState(Arc<Mutex<Pending>>);
 
@@ -46,13 +57,60 @@ struct Pending {
     unsent_bytes: usize,
     /// The last hand-over's number.
     taken: u64,
+    /// What the journal has, as far as this instance knows (see above),
+    /// and its bytes.
+    clean: HashMap<String, Option<String>>,
+    clean_bytes: usize,
+    /// Other stores write the same state (shards): keep no copy.
+    shared: bool,
+}
+
+impl Pending {
+    fn keep_clean(&mut self, key: String, value: Option<String>) {
+        if self.shared {
+            return;
+        }
+        let bytes = key.len() + value.as_ref().map_or(0, String::len);
+        if let Some(old) = self.clean.get(&key) {
+            let old = key.len() + old.as_ref().map_or(0, String::len);
+            self.clean_bytes = self.clean_bytes.saturating_sub(old);
+        }
+        if self.clean_bytes + bytes > CLEAN_MAX_BYTES {
+            self.clean.clear();
+            self.clean_bytes = 0;
+            if bytes > CLEAN_MAX_BYTES {
+                return;
+            }
+        }
+        self.clean_bytes += bytes;
+        self.clean.insert(key, value);
+    }
 }
 
 impl PendingState {
-    /// The instance's newest write of `key` the journal may not have
-    /// (`Some(None)`: removed); `None`: ask the journal.
+    /// The instance's newest write of `key` the journal may not have, else
+    /// the journal's value as this instance knows it (`Some(None)`:
+    /// removed); `None`: ask the journal.
     pub fn read(&self, key: &str) -> Option<Option<String>> {
-        lock(&self.0).writes.get(key).map(|(v, _)| v.clone())
+        let p = lock(&self.0);
+        p.writes
+            .get(key)
+            .map(|(v, _)| v.clone())
+            .or_else(|| p.clean.get(key).cloned())
+    }
+
+    /// Keeps what the journal answered for `key` (see [`Self::read`]).
+    pub fn remember(&self, key: &str, value: Option<String>) {
+        lock(&self.0).keep_clean(key.to_string(), value);
+    }
+
+    /// Another store writes the same state (a shard of the same
+    /// instance): keep no copy of the journal's values from now on.
+    pub fn share(&self) {
+        let mut p = lock(&self.0);
+        p.shared = true;
+        p.clean.clear();
+        p.clean_bytes = 0;
     }
 
     /// Holds a write of `key` (`None` removes it) for the next hand-over.
@@ -112,18 +170,31 @@ impl PendingState {
     /// The hand-overs up to `n` are committed: the journal answers for
     /// their keys (unless written again since).
     pub fn committed(&self, n: u64) {
-        lock(&self.0)
+        let mut p = lock(&self.0);
+        let done: Vec<String> = p
             .writes
-            .retain(|_, (_, taken)| *taken == 0 || *taken > n);
+            .iter()
+            .filter(|(_, (_, taken))| *taken != 0 && *taken <= n)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in done {
+            if let Some((value, _)) = p.writes.remove(&key) {
+                p.keep_clean(key, value);
+            }
+        }
     }
 
-    /// Forgets every write not known to be committed: the worker goes back
-    /// to the journal's cursor and makes those deliveries again.
+    /// Forgets every write not known to be committed (the worker goes back
+    /// to the journal's cursor and makes those deliveries again) and the
+    /// copy of the journal's values (it may have taken the instance's lease
+    /// back from another replica).
     pub fn discard(&self) {
         let mut p = lock(&self.0);
         p.writes.clear();
         p.unsent = 0;
         p.unsent_bytes = 0;
+        p.clean.clear();
+        p.clean_bytes = 0;
     }
 }
 
@@ -138,7 +209,10 @@ impl HostState {
             .state
             .state_get(&self.ident.tenant, &self.ident.plugin, &key)
         {
-            Ok(v) => v,
+            Ok(v) => {
+                self.pending_state.remember(&key, v.clone());
+                v
+            }
             Err(e) => {
                 self.counters().in_delivery(|| tracing::error!(plugin = %self.ident.plugin, "plugin state read failed: {e}"));
                 None
@@ -240,7 +314,11 @@ mod tests {
         // The first hand-over commits: "gone" is the journal's now; "k" was
         // written again since, and stays.
         p.committed(1);
-        assert_eq!(p.read("gone"), None);
+        assert_eq!(
+            p.read("gone"),
+            Some(None),
+            "the journal's now, as this instance knows"
+        );
         assert_eq!(p.read("k"), Some(Some("4".into())));
         p.committed(2);
         assert_eq!(p.read("k"), Some(Some("4".into())), "not handed over yet");
@@ -250,13 +328,67 @@ mod tests {
     }
 
     #[test]
+    fn an_only_writer_keeps_what_the_journal_has() {
+        let p = PendingState::default();
+        p.remember("done", Some("[r1]".into()));
+        p.remember("absent", None);
+        assert_eq!(p.read("done"), Some(Some("[r1]".into())));
+        assert_eq!(
+            p.read("absent"),
+            Some(None),
+            "a known absence is not asked again"
+        );
+        // A committed write is what the journal has.
+        p.write("done".into(), Some("[r1,r2]".into()));
+        let (n, _) = p.take().expect("a write");
+        p.committed(n);
+        assert_eq!(
+            (p.held(), p.read("done")),
+            (0, Some(Some("[r1,r2]".into())))
+        );
+        // Retaking the lease (another replica may have written): ask again.
+        p.discard();
+        assert_eq!(p.read("done"), None);
+        // The copy is bounded: past CLEAN_MAX_BYTES it starts again.
+        let big = "x".repeat(CLEAN_MAX_BYTES / 2);
+        p.remember("a", Some(big.clone()));
+        p.remember("b", Some(big.clone()));
+        assert_eq!((p.read("a"), p.read("b")), (None, Some(Some(big.clone()))));
+        p.remember("huge", Some("x".repeat(CLEAN_MAX_BYTES + 1)));
+        assert_eq!(p.read("huge"), None);
+    }
+
+    #[test]
+    fn shards_keep_no_copy_of_the_journal() {
+        let p = PendingState::default();
+        p.remember("k", Some("1".into()));
+        p.share();
+        assert_eq!(p.read("k"), None, "another shard may write it");
+        p.remember("k", Some("1".into()));
+        assert_eq!(p.read("k"), None);
+        p.write("k".into(), Some("2".into()));
+        let (n, _) = p.take().expect("a write");
+        assert_eq!(
+            p.read("k"),
+            Some(Some("2".into())),
+            "its own writes until committed"
+        );
+        p.committed(n);
+        assert_eq!(p.read("k"), None);
+    }
+
+    #[test]
     fn a_discard_forgets_what_the_journal_does_not_have() {
         let p = PendingState::default();
         p.write("a".into(), Some("1".into()));
         assert!(p.take().is_some());
         p.write("b".into(), Some("2".into()));
+        p.remember("c", Some("0".into()));
         p.discard();
-        assert_eq!((p.read("a"), p.read("b"), p.held()), (None, None, 0));
+        assert_eq!(
+            (p.read("a"), p.read("b"), p.read("c"), p.held()),
+            (None, None, None, 0)
+        );
         assert!(!p.has_unsent() && p.unsent_bytes() == 0);
         // Numbers go on: a late answer for an old hand-over commits nothing new.
         p.write("c".into(), Some("3".into()));
@@ -264,5 +396,6 @@ mod tests {
         assert_eq!(n, 2);
         p.committed(1);
         assert_eq!(p.read("c"), Some(Some("3".into())));
+        assert_eq!(p.held(), 1);
     }
 }
