@@ -33,6 +33,9 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// the delivery that made them, without waiting for [`FLUSH_EVERY`].
 const STATE_SEND_BYTES: usize = 1 << 20;
 
+/// A read of the next batch, running on the blocking pool.
+type ReadAhead = JoinHandle<Result<Vec<PendingDelivery>, JournalError>>;
+
 /// What happened to one delivery attempt.
 enum Step {
     Done,
@@ -108,7 +111,7 @@ struct WorkerCtx {
     /// The instance's `state` writes not yet committed.
     state: Option<PendingState>,
     /// The next batch, read ahead while a backlog streams: (after, read).
-    ahead: Option<(i64, JoinHandle<Result<Vec<PendingDelivery>, JournalError>>)>,
+    ahead: Option<(i64, ReadAhead)>,
     /// The instance's routes, matched on events read from the log.
     routes: Routes,
     /// The last event of the log this worker has taken care of: every
@@ -1220,6 +1223,9 @@ mod worker_tests {
     use std::future::Future;
     use std::sync::Mutex;
 
+    /// The calls a scripted plugin recorded: (uuid, attempt).
+    type Calls = Arc<Mutex<Vec<(String, u32)>>>;
+
     /// What a scripted plugin answers: by the event's uuid and the attempt.
     type Answer = Box<dyn Fn(&str, u32) -> Result<Outcome, CallError> + Send>;
 
@@ -1303,11 +1309,7 @@ mod worker_tests {
     }
 
     /// A dispatcher running one scripted instance `p` of tenant `t`.
-    fn start(
-        j: &Journal,
-        extra: &str,
-        answer: Answer,
-    ) -> (Dispatcher, Arc<Mutex<Vec<(String, u32)>>>) {
+    fn start(j: &Journal, extra: &str, answer: Answer) -> (Dispatcher, Calls) {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let d = Dispatcher::start(Vec::new(), Arc::new(j.clone()));
         let script = Script {

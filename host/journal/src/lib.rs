@@ -496,6 +496,9 @@ pub enum CommitNotice {
 /// A page of items and the key to continue after it.
 pub type Page<T, K> = (Vec<T>, Option<K>);
 
+/// A page of a run's event bodies, continued after (counter, id).
+pub type EventPage = Page<String, (i64, i64)>;
+
 /// The log of events: commits batches (with their runs). Ingest writes
 /// nothing per plugin instance: each instance reads the log past its own
 /// cursor ([`DeliveryQueue::pending`]), so ingest costs the same whatever
@@ -672,7 +675,7 @@ pub trait RunQueries: Send + Sync {
         tenant: &str,
         run: &str,
         f: &EventFilter,
-    ) -> Result<Option<Page<String, (i64, i64)>>, JournalError>;
+    ) -> Result<Option<EventPage>, JournalError>;
 
     /// A page of a tenant's deliveries in journal order.
     fn deliveries(

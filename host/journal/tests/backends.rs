@@ -38,7 +38,8 @@ fn done(d: &PendingDelivery) -> Mark {
 
 /// Every scenario, by name, on one backend; `open` gives a fresh journal.
 fn scenarios(open: &dyn Fn(&str) -> Box<dyn Store>) {
-    let all: [(&str, fn(&dyn Store)); 15] = [
+    type Scenario = (&'static str, fn(&dyn Store));
+    let all: [Scenario; 15] = [
         ("settled_ahead", settled_ahead),
         ("queue_depths", queue_depths),
         ("grouped_marks", grouped_marks),

@@ -827,10 +827,9 @@ fn migrate_run_summary(conn: &Connection) -> Result<(), JournalError> {
     )?;
     let mut stmt =
         conn.prepare("SELECT tenant, run_id, kind, body, received_ms FROM events ORDER BY id")?;
-    let mut runs: BTreeMap<
-        (String, String),
-        (i64, Option<i64>, serde_json::Map<String, serde_json::Value>),
-    > = BTreeMap::new();
+    // (tenant, run) -> (first_ms, last_ms, the run's fields)
+    type RunFields = (i64, Option<i64>, serde_json::Map<String, serde_json::Value>);
+    let mut runs: BTreeMap<(String, String), RunFields> = BTreeMap::new();
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -2489,7 +2488,8 @@ mod tests {
         let mut stmt = conn
             .prepare("SELECT run_id, playbook, controller, first_ms, last_ms, events, finished FROM runs ORDER BY run_id")
             .unwrap();
-        let rows: Vec<(String, Option<String>, Option<String>, i64, i64, i64, bool)> = stmt
+        type RunRow = (String, Option<String>, Option<String>, i64, i64, i64, bool);
+        let rows: Vec<RunRow> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(0)?,

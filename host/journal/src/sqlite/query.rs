@@ -397,7 +397,7 @@ fn derived_deliveries(
     conn: &Connection,
     tenant: &str,
     f: &DeliveryFilter,
-) -> rusqlite::Result<(Vec<DeliveryRecord>, Option<(i64, String)>)> {
+) -> rusqlite::Result<Page<DeliveryRecord, (i64, String)>> {
     if f.state == Some(DeliveryState::Dead) {
         // Dead letters always have a row.
         return Ok((Vec::new(), None));

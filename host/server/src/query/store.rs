@@ -5,7 +5,7 @@ use super::model::*;
 use crate::error::ApiError;
 use herald_event::EventKind;
 use herald_journal::{
-    DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, JournalError, RunFilter,
+    DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, JournalError, Page, RunFilter,
     RunQueries, RunRecord, RunState,
 };
 use serde_json::{Map, Value};
@@ -117,7 +117,7 @@ pub fn list_runs(
     j: &dyn RunQueries,
     tenant: &str,
     f: &RunFilter,
-) -> Result<(Vec<RunSummary>, Option<(i64, String)>), JournalError> {
+) -> Result<Page<RunSummary, (i64, String)>, JournalError> {
     let (rows, next) = j.list_runs(tenant, f)?;
     Ok((rows.into_iter().map(|r| enrich(r).summary).collect(), next))
 }
@@ -354,7 +354,7 @@ pub fn deliveries(
     j: &dyn RunQueries,
     tenant: &str,
     f: &DeliveryFilter,
-) -> Result<(Vec<Delivery>, Option<(i64, String)>), JournalError> {
+) -> Result<Page<Delivery, (i64, String)>, JournalError> {
     let (rows, next) = j.deliveries(tenant, f)?;
     Ok((rows.into_iter().map(delivery).collect(), next))
 }
