@@ -188,6 +188,10 @@ fmt: ## format the Rust code
 	cargo fmt --all
 	cd plugins && cargo fmt --all
 
+.PHONY: lint
+lint: ## clippy over the host workspace, warnings as errors (not in `make test`: a newer clippy may add lints)
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
 .PHONY: clean
 clean:
 	rm -rf build $(VENV)
