@@ -99,6 +99,10 @@ def test_goals_not_met_are_shown_as_missed_and_unmeasured_ones_as_such():
            "| not measured yet |" in text
     assert ("Query a run p95 ≤ 20 ms (10k runs / 1M events)", True) in targets
     assert ("Query runs list p95 ≤ 20 ms (10k runs / 1M events)", False) in targets
+    assert "the six shipped plugins" not in text, "part 10 not run: no row"
+    # Part 10's open-loop load: the host took less than the goal's rate offered.
+    shipped = "\n".join(realistic.goals_table({"rss": {"rate": 40000, "load": {"events_per_s": 25148.0}}}))
+    assert "(part 10's load, 99 % counts) | 25,148 events/s | **missed** |" in shipped
 
 
 def test_the_postgres_part_shows_missed_goals():
