@@ -349,8 +349,11 @@ impl WorkerCtx {
                 for id in ids {
                     self.unconfirmed.remove(id);
                 }
-                if let (Some(s), false, true) = (&self.state, written.fenced, state_n > 0) {
-                    s.committed(state_n);
+                // A fenced batch wrote nothing, its state writes neither.
+                if state_n > 0 && !written.fenced {
+                    if let Some(s) = &self.state {
+                        s.committed(state_n);
+                    }
                 }
                 if written.fenced {
                     self.fenced = true;
