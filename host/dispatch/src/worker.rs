@@ -1237,7 +1237,7 @@ mod worker_tests {
     struct Script {
         name: String,
         tenant: String,
-        calls: Arc<Mutex<Vec<(String, u32)>>>,
+        calls: Calls,
         answer: Arc<Mutex<Answer>>,
         /// Each call writes `seen:<uuid>` = its attempt to the instance's
         /// state, as a plugin's `state.set` would.

@@ -231,8 +231,8 @@ pub struct MarkBatch {
     pub attempts: Vec<AttemptRecord>,
     /// The instance's `state` writes made by these deliveries (and any
     /// call still running): committed in the same transaction as their
-    /// outcomes, so a delivery made again after a crash finds the state as
-    /// its earlier attempt left it, never ahead of the cursor.
+    /// outcomes, so after a crash the state is never behind the cursor (a
+    /// delivery made again may find its earlier attempt's writes).
     pub state: Option<StateWrites>,
 }
 

@@ -1,9 +1,34 @@
 //! Plugin state, retention, size and the readiness probe on PostgreSQL.
 
-use super::write::pg_text;
+use super::write::{pg_text, write_state};
 use super::{PgError, PgJournal};
-use crate::{now_ms, JournalError, Maintenance, PluginState};
+use crate::{now_ms, JournalError, Maintenance, PluginState, StateWrite, StateWrites};
 use std::collections::BTreeMap;
+
+impl PgJournal {
+    /// One state value stored (`Some`) or removed (`None`) now, the way the
+    /// outcomes writer stores an instance's writes.
+    fn put_state(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), JournalError> {
+        let state = StateWrites {
+            tenant: tenant.to_string(),
+            plugin: plugin.to_string(),
+            writes: vec![StateWrite {
+                key: key.to_string(),
+                value: value.map(str::to_string),
+            }],
+        };
+        Ok(self.block(async {
+            let c = self.conn().await?;
+            write_state(&c, &state).await
+        })?)
+    }
+}
 
 /// Keys and values go through [`pg_text`] as the writer's do (PostgreSQL's
 /// text cannot hold NUL), so a key reads back what was written under it.
@@ -33,33 +58,11 @@ impl PluginState for PgJournal {
         key: &str,
         value: &str,
     ) -> Result<(), JournalError> {
-        Ok(self.block(async {
-            let c = self.conn().await?;
-            c.execute(
-                "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
-                &[
-                    &tenant,
-                    &plugin,
-                    &pg_text(key).as_ref(),
-                    &pg_text(value).as_ref(),
-                ],
-            )
-            .await?;
-            Ok::<_, PgError>(())
-        })?)
+        self.put_state(tenant, plugin, key, Some(value))
     }
 
     fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError> {
-        Ok(self.block(async {
-            let c = self.conn().await?;
-            c.execute(
-                "DELETE FROM plugin_state WHERE tenant = $1 AND plugin = $2 AND key = $3",
-                &[&tenant, &plugin, &pg_text(key).as_ref()],
-            )
-            .await?;
-            Ok::<_, PgError>(())
-        })?)
+        self.put_state(tenant, plugin, key, None)
     }
 
     /// A PostgreSQL journal never kept state without a tenant (that was an

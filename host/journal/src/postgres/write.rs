@@ -536,9 +536,13 @@ pub(super) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Writes an instance's `state` changes inside `tx`: the new values in one
-/// statement, the removals in another.
-async fn write_state(tx: &Transaction<'_>, state: &crate::StateWrites) -> Result<(), PgError> {
+/// Writes an instance's `state` changes through `tx` (the writer's
+/// transaction, or a connection for a write of its own): the new values in
+/// one statement, the removals in another.
+pub(super) async fn write_state(
+    tx: &impl deadpool_postgres::GenericClient,
+    state: &crate::StateWrites,
+) -> Result<(), PgError> {
     // One row per key as PostgreSQL stores it (two keys differing only by a
     // NUL and U+FFFD are one there; the later write wins).
     let mut newest: HashMap<std::borrow::Cow<'_, str>, Option<&str>> = HashMap::new();

@@ -314,20 +314,32 @@ fn write_state(
     state: &crate::StateWrites,
 ) -> Result<(), JournalError> {
     for w in &state.writes {
-        match &w.value {
-            Some(value) => tx
-                .prepare_cached(
-                    "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![state.tenant, state.plugin, w.key, value])?,
-            None => tx
-                .prepare_cached(
-                    "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
-                )?
-                .execute(params![state.tenant, state.plugin, w.key])?,
-        };
+        put_state(tx, &state.tenant, &state.plugin, &w.key, w.value.as_deref())?;
     }
+    Ok(())
+}
+
+/// Stores (`Some`) or removes (`None`) one plugin state value.
+fn put_state(
+    conn: &Connection,
+    tenant: &str,
+    plugin: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), JournalError> {
+    match value {
+        Some(value) => conn
+            .prepare_cached(
+                "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![tenant, plugin, key, value])?,
+        None => conn
+            .prepare_cached(
+                "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
+            )?
+            .execute(params![tenant, plugin, key])?,
+    };
     Ok(())
 }
 
@@ -1790,22 +1802,13 @@ impl PluginState for Journal {
         value: &str,
     ) -> Result<(), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![tenant, plugin, key, value])?;
-        Ok(())
+        put_state(&conn, tenant, plugin, key, Some(value))
     }
 
     /// Removes a plugin instance's value.
     fn state_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<(), JournalError> {
         let conn = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached(
-            "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
-        )?
-        .execute(params![tenant, plugin, key])?;
-        Ok(())
+        put_state(&conn, tenant, plugin, key, None)
     }
 
     /// Gives the state rows an earlier journal kept without a tenant (see
