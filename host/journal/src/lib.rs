@@ -46,6 +46,19 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Text as the journal stores it: NUL becomes U+FFFD. PostgreSQL's text
+/// cannot hold NUL, which a plugin's message, a sink's answer or a state
+/// value may; both backends store the same, so a value reads back alike
+/// whichever one a host runs on. Event bodies are JSON text, where NUL is
+/// the escape `\u0000`, and are stored as sent.
+pub fn stored_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// Runs `f` with the journal on tokio's blocking pool. Every backend call may
 /// block (SQLite does), so async code reaches the journal through this one
 /// function; a task that panics or is cancelled is a [`JournalError::Task`].

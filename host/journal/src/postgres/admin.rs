@@ -1,8 +1,8 @@
 //! Plugin state, retention, size and the readiness probe on PostgreSQL.
 
-use super::write::{pg_text, write_state};
+use super::write::write_state;
 use super::{PgError, PgJournal};
-use crate::{now_ms, JournalError, Maintenance, PluginState, StateWrite, StateWrites};
+use crate::{now_ms, stored_text, JournalError, Maintenance, PluginState, StateWrite, StateWrites};
 use std::collections::BTreeMap;
 
 impl PgJournal {
@@ -30,8 +30,8 @@ impl PgJournal {
     }
 }
 
-/// Keys and values go through [`pg_text`] as the writer's do (PostgreSQL's
-/// text cannot hold NUL), so a key reads back what was written under it.
+/// Keys and values go through [`stored_text`] as the writer's do (the journal's
+/// text holds no NUL), so a key reads back what was written under it.
 impl PluginState for PgJournal {
     fn state_get(
         &self,
@@ -44,7 +44,7 @@ impl PluginState for PgJournal {
             let row = c
                 .query_opt(
                     "SELECT value FROM plugin_state WHERE tenant = $1 AND plugin = $2 AND key = $3",
-                    &[&tenant, &plugin, &pg_text(key).as_ref()],
+                    &[&tenant, &plugin, &stored_text(key).as_ref()],
                 )
                 .await?;
             Ok::<_, PgError>(row.map(|r| r.get(0)))

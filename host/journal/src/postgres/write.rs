@@ -8,8 +8,8 @@
 
 use super::{lock_tenants, PgError, PgJournal};
 use crate::{
-    now_ms, CommitNotice, CommitReceipt, Committed, EventLog, JournalError, Mark, MarkBatch,
-    MarkOutcome, MarksWritten, RequestContext,
+    now_ms, stored_text, CommitNotice, CommitReceipt, Committed, EventLog, JournalError, Mark,
+    MarkBatch, MarkOutcome, MarksWritten, RequestContext,
 };
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
@@ -525,17 +525,6 @@ async fn fences_held<'a>(
     Ok(held)
 }
 
-/// PostgreSQL's text cannot hold NUL, which a plugin's message or a sink's
-/// answer may: it becomes U+FFFD rather than failing the whole batch (which
-/// would deliver it again and again).
-pub(super) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') {
-        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
 /// Writes an instance's `state` changes through `tx` (the writer's
 /// transaction, or a connection for a write of its own): the new values in
 /// one statement, the removals in another.
@@ -547,21 +536,21 @@ pub(super) async fn write_state(
     // NUL and U+FFFD are one there; the later write wins).
     let mut newest: HashMap<std::borrow::Cow<'_, str>, Option<&str>> = HashMap::new();
     for w in &state.writes {
-        newest.insert(pg_text(&w.key), w.value.as_deref());
+        newest.insert(stored_text(&w.key), w.value.as_deref());
     }
     let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in newest {
         match value {
             Some(v) => {
                 keys.push(key.into_owned());
-                values.push(pg_text(v).into_owned());
+                values.push(stored_text(v).into_owned());
             }
             None => gone.push(key.into_owned()),
         }
     }
     let (tenant, plugin) = (
-        pg_text(&state.tenant).into_owned(),
-        pg_text(&state.plugin).into_owned(),
+        stored_text(&state.tenant).into_owned(),
+        stored_text(&state.plugin).into_owned(),
     );
     if !keys.is_empty() {
         let stmt = tx
@@ -609,8 +598,8 @@ async fn record_attempts(
         numbers.push(a.attempt as i32);
         at.push(a.at_ms);
         durations.push(a.duration_ms.min(i64::MAX as u64) as i64);
-        outcomes.push(pg_text(&a.outcome).into_owned());
-        messages.push(a.message.as_deref().map(|m| pg_text(m).into_owned()));
+        outcomes.push(stored_text(&a.outcome).into_owned());
+        messages.push(a.message.as_deref().map(|m| stored_text(m).into_owned()));
         // serde_json escapes NUL in strings, so the JSON text has none.
         requests.push(serde_json::to_string(&a.requests).unwrap_or_else(|_| "[]".into()));
         if a.attempt as usize > crate::MAX_ATTEMPTS_KEPT / 2 {
@@ -662,9 +651,9 @@ async fn queue_from_log(
         let (state, next_at, error) = match &m.outcome {
             MarkOutcome::Done => continue,
             MarkOutcome::Retry { next_at_ms, error } => {
-                ("pending", *next_at_ms, Some(pg_text(error)))
+                ("pending", *next_at_ms, Some(stored_text(error)))
             }
-            MarkOutcome::Dead { error } => ("dead", now, Some(pg_text(error))),
+            MarkOutcome::Dead { error } => ("dead", now, Some(stored_text(error))),
             MarkOutcome::Hold => ("pending", now, None),
         };
         ids.push(m.event_id);
@@ -726,9 +715,9 @@ async fn update_queued(
         let (state, next_at, error) = match &m.outcome {
             MarkOutcome::Done => ("done", None, None),
             MarkOutcome::Retry { next_at_ms, error } => {
-                ("pending", Some(*next_at_ms), Some(pg_text(error)))
+                ("pending", Some(*next_at_ms), Some(stored_text(error)))
             }
-            MarkOutcome::Dead { error } => ("dead", None, Some(pg_text(error))),
+            MarkOutcome::Dead { error } => ("dead", None, Some(stored_text(error))),
             MarkOutcome::Hold => continue,
         };
         ids.push(m.event_id);

@@ -49,7 +49,9 @@ fn run_outline(
     if !run_exists(conn, tenant, run)? {
         return Ok(None);
     }
-    // One parse per body: `json_tree`-free extraction, the message only for failures.
+    // One parse per body: `json_tree`-free extraction, the message only for
+    // failures. json_extract would end a message at a `\u0000` (a binary's
+    // stderr); it shows U+FFFD, as the journal's other text and PostgreSQL do.
     let mut stmt = conn.prepare_cached(
         "SELECT uuid, counter, kind, created_ms,
                 json_extract(body, '$.event_data.host'),
@@ -59,9 +61,9 @@ fn run_outline(
                 coalesce(json_type(body, '$.event_data.res.changed') = 'true', 0),
                 coalesce(json_type(body, '$.event_data.ignore_errors') = 'true', 0),
                 CASE WHEN kind IN ('runner_on_failed', 'runner_on_unreachable') THEN
-                  substr(coalesce(nullif(json_extract(body, '$.event_data.res.msg'), ''),
-                                  nullif(json_extract(body, '$.event_data.res.stderr'), ''),
-                                  nullif(json_extract(body, '$.event_data.res.reason'), '')), 1, 2048)
+                  substr(coalesce(nullif(json_extract(replace(body, '\\u0000', '\\ufffd'), '$.event_data.res.msg'), ''),
+                                  nullif(json_extract(replace(body, '\\u0000', '\\ufffd'), '$.event_data.res.stderr'), ''),
+                                  nullif(json_extract(replace(body, '\\u0000', '\\ufffd'), '$.event_data.res.reason'), '')), 1, 2048)
                 END
          FROM events WHERE tenant = ?1 AND run_id = ?2 ORDER BY counter, id",
     )?;

@@ -14,9 +14,9 @@
 //! `query`) the reads behind the query API on a pool of read connections.
 
 use crate::{
-    now_ms, CommitNotice, CommitReceipt, Committed, DeadLetter, DeadLetters, DeliveryQueue,
-    EventLog, JournalError, Maintenance, Mark, MarkBatch, MarkOutcome, MarksReceipt, MarksWritten,
-    PendingDelivery, PluginState, ReadPos, RequestContext,
+    now_ms, stored_text, CommitNotice, CommitReceipt, Committed, DeadLetter, DeadLetters,
+    DeliveryQueue, EventLog, JournalError, Maintenance, Mark, MarkBatch, MarkOutcome, MarksReceipt,
+    MarksWritten, PendingDelivery, PluginState, ReadPos, RequestContext,
 };
 use herald_event::WireEvent;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -333,12 +333,17 @@ fn put_state(
                 "INSERT INTO plugin_state (tenant, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
             )?
-            .execute(params![tenant, plugin, key, value])?,
+            .execute(params![
+                tenant,
+                plugin,
+                stored_text(key),
+                stored_text(value)
+            ])?,
         None => conn
             .prepare_cached(
                 "DELETE FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
             )?
-            .execute(params![tenant, plugin, key])?,
+            .execute(params![tenant, plugin, stored_text(key)])?,
     };
     Ok(())
 }
@@ -361,8 +366,8 @@ fn record_attempt(
         a.attempt,
         a.at_ms,
         a.duration_ms as i64,
-        a.outcome,
-        a.message,
+        stored_text(&a.outcome),
+        a.message.as_deref().map(stored_text),
         requests
     ])?;
     if a.attempt as usize > crate::MAX_ATTEMPTS_KEPT / 2 {
@@ -387,8 +392,10 @@ fn queue_from_log(
 ) -> Result<usize, JournalError> {
     let (state, next_at, error) = match &m.outcome {
         MarkOutcome::Done => return Ok(0),
-        MarkOutcome::Retry { next_at_ms, error } => ("pending", *next_at_ms, Some(error.as_str())),
-        MarkOutcome::Dead { error } => ("dead", now, Some(error.as_str())),
+        MarkOutcome::Retry { next_at_ms, error } => {
+            ("pending", *next_at_ms, Some(stored_text(error)))
+        }
+        MarkOutcome::Dead { error } => ("dead", now, Some(stored_text(error))),
         MarkOutcome::Hold => ("pending", now, None),
     };
     Ok(tx
@@ -506,13 +513,13 @@ fn apply_mark(
                 "UPDATE deliveries SET attempts = ?3, next_at_ms = ?6, updated_ms = ?4, last_error = ?7
                  WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
             )?
-            .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms, next_at_ms, error])?,
+            .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms, next_at_ms, stored_text(error)])?,
         MarkOutcome::Dead { error } => tx
             .prepare_cached(
                 "UPDATE deliveries SET state = 'dead', attempts = ?3, updated_ms = ?4, last_error = ?6
                  WHERE plugin = ?1 AND event_id = ?2 AND state = 'pending' AND first_at_ms = ?5",
             )?
-            .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms, error])?,
+            .execute(params![plugin, m.event_id, m.attempts, now, m.first_at_ms, stored_text(error)])?,
         // A queued row stays as it is until it is attempted.
         MarkOutcome::Hold => 0,
     })
@@ -1788,7 +1795,7 @@ impl PluginState for Journal {
             "SELECT value FROM plugin_state WHERE tenant = ?1 AND plugin = ?2 AND key = ?3",
         )?;
         let value = stmt
-            .query_row(params![tenant, plugin, key], |r| r.get(0))
+            .query_row(params![tenant, plugin, stored_text(key)], |r| r.get(0))
             .optional()?;
         Ok(value)
     }

@@ -10,6 +10,8 @@
 
 pub use herald_journal::{JournalError as StateError, PluginState, StateWrite};
 
+use herald_journal::stored_text;
+
 use crate::contract::{v0_1, v0_2, v0_3};
 use crate::limits::lock;
 use crate::HostState;
@@ -92,16 +94,17 @@ impl PendingState {
     /// the journal's value as this instance knows it (`Some(None)`:
     /// removed); `None`: ask the journal.
     pub fn read(&self, key: &str) -> Option<Option<String>> {
+        let key = stored_text(key);
         let p = lock(&self.0);
         p.writes
-            .get(key)
+            .get(key.as_ref())
             .map(|(v, _)| v.clone())
-            .or_else(|| p.clean.get(key).cloned())
+            .or_else(|| p.clean.get(key.as_ref()).cloned())
     }
 
     /// Keeps what the journal answered for `key` (see [`Self::read`]).
     pub fn remember(&self, key: &str, value: Option<String>) {
-        lock(&self.0).keep_clean(key.to_string(), value);
+        lock(&self.0).keep_clean(stored_text(key).into_owned(), value);
     }
 
     /// Another store writes the same state (a shard of the same
@@ -113,8 +116,11 @@ impl PendingState {
         p.clean_bytes = 0;
     }
 
-    /// Holds a write of `key` (`None` removes it) for the next hand-over.
+    /// Holds a write of `key` (`None` removes it) for the next hand-over,
+    /// as the journal will store it (NUL becomes U+FFFD on every backend),
+    /// so the instance reads back now what it will read after a restart.
     pub fn write(&self, key: String, value: Option<String>) {
+        let (key, value) = (stored(key), value.map(stored));
         let mut p = lock(&self.0);
         match p.writes.get(&key) {
             // Written again before it was handed over: it replaces that write.
@@ -195,6 +201,15 @@ impl PendingState {
         p.unsent_bytes = 0;
         p.clean.clear();
         p.clean_bytes = 0;
+    }
+}
+
+/// `s` as the journal stores it ([`stored_text`]), without a copy when it
+/// holds no NUL.
+fn stored(s: String) -> String {
+    match stored_text(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(o) => o,
     }
 }
 
@@ -281,6 +296,22 @@ mod tests {
         let (n, mut writes) = p.take().expect("writes to take");
         writes.sort_by(|a, b| a.key.cmp(&b.key));
         (n, writes.into_iter().map(|w| (w.key, w.value)).collect())
+    }
+
+    #[test]
+    fn a_nul_is_held_as_the_journal_stores_it() {
+        let p = PendingState::default();
+        p.write("nul\0key".into(), Some("v\0".into()));
+        // Read back under either spelling of the key, as U+FFFD: what the
+        // journal of either backend returns after the hand-over.
+        assert_eq!(p.read("nul\0key"), Some(Some("v\u{FFFD}".into())));
+        assert_eq!(p.read("nul\u{FFFD}key"), Some(Some("v\u{FFFD}".into())));
+        assert_eq!(
+            taken(&p).1,
+            vec![("nul\u{FFFD}key".to_string(), Some("v\u{FFFD}".to_string()))]
+        );
+        p.remember("other\0", Some("x".into()));
+        assert_eq!(p.read("other\u{FFFD}"), Some(Some("x".into())));
     }
 
     #[test]
