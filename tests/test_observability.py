@@ -161,6 +161,13 @@ def test_metrics_logs_and_secrets_after_a_run_with_retries_and_a_dead_letter(
     # The callback's traceparent makes the run id the trace id of every batch.
     run_id = run_ids.pop()
     assert {t for _, t, _ in ingests} == {run_id.replace("-", "")}
+    # A run's start and end are INFO lines, once each; its batches are DEBUG.
+    for what in ("run started", "run finished"):
+        marks = [l for l in lines if l.get("message") == what]
+        assert len(marks) == 1, (what, marks)
+        assert marks[0]["level"] == "INFO" and field(marks[0], "run_id") == run_id, marks
+        assert field(marks[0], "tenant") == "ops" and field(marks[0], "playbook"), marks
+    assert {l["level"] for l in commits} == {"DEBUG"}, commits
     for l in lines:
         assert l.get("timestamp") and l.get("level") and l.get("target"), l
 

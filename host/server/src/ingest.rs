@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_event::{parse_array, parse_event, validate, WireEvent};
+use herald_event::{parse_array, parse_event, validate, EventKind, WireEvent};
 use herald_telemetry::RequestContext;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -360,6 +360,25 @@ async fn ingest(
     let context =
         request_context.map(|c| (c.request_id.clone(), c.trace_id.clone(), c.span_id.clone()));
     let first_run = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
+    // A run's start and end are INFO lines (once each: a duplicate is not
+    // stored); the batches between them are DEBUG.
+    let milestones: Vec<(usize, &'static str, String, String)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let what = match e.kind {
+                EventKind::PlaybookOnStart => "run started",
+                EventKind::PlaybookOnStats => "run finished",
+                _ => return None,
+            };
+            Some((
+                i,
+                what,
+                e.run_id.clone(),
+                e.playbook().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
     let event_count = events.len();
     // The exported `journal.commit` span, a child of the ingest span
     // (disabled, so free, when no exporter is installed).
@@ -412,7 +431,15 @@ async fn ingest(
         meters.callback_dropped.inc_by(n);
         tracing::warn!(tenant = %tenant, dropped = n, "a sender reports events its spool dropped");
     }
-    tracing::info!(tenant = %tenant, run_id = %first_run, accepted = committed.accepted,
+    for (i, what, run_id, playbook) in &milestones {
+        if committed.inserted.get(*i).copied().unwrap_or(false) {
+            tracing::info!(tenant = %tenant, run_id = %run_id, playbook = %playbook, "{what}");
+        }
+    }
+    // DEBUG: a line per request would be most of an INFO log (a callback
+    // sends a batch every few hundred ms while a playbook runs); the
+    // request's span and `herald_ingest_batches_total` cover INFO.
+    tracing::debug!(tenant = %tenant, run_id = %first_run, accepted = committed.accepted,
         duplicates = committed.duplicates, "batch committed");
     Ok((tenant, committed.accepted, committed.duplicates))
 }
