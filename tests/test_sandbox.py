@@ -479,8 +479,32 @@ def test_compiled_components_are_cached_and_a_corrupt_entry_is_rebuilt(make_host
     assert host.post(json.dumps([e]).encode(), token)[0] == 202
     wait_for(lambda: e["uuid"] in {x["uuid"] for x in receiver.events()}, timeout=20, what="delivery")
     host.kill(signal.SIGTERM)
+
+    # What an upgrade, a replaced plugin and an interrupted write leave behind is removed at start;
+    # the entry in use is kept however old it was (a load marks it used), and so are others' files.
+    (entry,) = sorted(cache.glob("*.cwasm"))
+    sha, key = entry.stem.split("-")
+    other_engine = cache / f"{sha}-{'0' * 16 if key != '0' * 16 else '1' * 16}.cwasm"
+    other_engine.write_bytes(entry.read_bytes())
+    other_engine.with_suffix(".sha256").write_text("x")
+    unused = cache / f"{'c' * 64}-{key}.cwasm"
+    unused.write_bytes(b"old")
+    interrupted = cache / f"{'d' * 64}-{key}.tmp.7.0badcafe"
+    interrupted.write_bytes(b"partial")
+    mine = cache / "README.txt"
+    mine.write_text("not Herald's")
+    days_40 = time.time() - 40 * 86400
+    for f in (entry, unused, interrupted, mine):
+        os.utime(f, (days_40, days_40))
     host.start()
     assert series(host.metrics(), "herald_compile_cache_total", result="hit") == 1
+    assert entry.exists() and entry.with_suffix(".sha256").exists() and mine.exists()
+    assert entry.stat().st_mtime > days_40 + 86400, "a load marks the entry used"
+    for gone in (other_engine, other_engine.with_suffix(".sha256"), unused, interrupted):
+        assert not gone.exists(), gone
+    pruned = [json.loads(l) for l in host.logs().splitlines()
+              if "compile cache: removed entries this host will not load again" in l]
+    assert len(pruned) == 1 and pruned[0].get("files") == 4, pruned
     print(f"\nstart to /health: cold {timings['cold']:.3f}s, warm {timings['warm']:.3f}s")
 
 

@@ -318,6 +318,17 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let runtime = Runtime::new(Some(config.storage.data_dir().join("cache")))?;
     runtime.set_memory_ceiling(config.runtime.max_plugin_memory_mib);
     let specs = load_plugins(&config, &runtime, &journal, &metrics, |_| false).await?;
+    // After the loads, which mark the entries in use.
+    let pruning = runtime.clone();
+    if let Ok(Some(p)) = tokio::task::spawn_blocking(move || pruning.prune_compile_cache()).await {
+        if p.files > 0 {
+            tracing::info!(
+                files = p.files,
+                mib = p.bytes as f64 / (1 << 20) as f64,
+                "compile cache: removed entries this host will not load again"
+            );
+        }
+    }
     // Bound (and TLS loaded) before the workers start, so a port in use
     // ends the process with that one error, not with the workers cancelled.
     let listener = std::net::TcpListener::bind(config.server.listen)

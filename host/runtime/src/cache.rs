@@ -11,16 +11,38 @@
 //! Entries are written to a temporary file and renamed into place, and are
 //! mapped (`Component::deserialize_file`) rather than copied, so their code
 //! pages are file-backed and shared.
+//!
+//! `herald serve` prunes the cache once its plugins are loaded
+//! ([`CompileCache::prune`]): an upgrade or a replaced plugin would otherwise
+//! leave every entry it made behind, some MiB each, for as long as the data
+//! directory lives.
 
 use sha2::Digest;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// Bump when the entry layout changes.
 const FORMAT: &str = "herald-cwasm-1";
+
+/// An entry of this engine not loaded for this long is removed: its
+/// component was replaced or its instance removed (a plugin loaded again
+/// later is compiled again, once).
+const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A temporary file older than this was left by a write that did not finish.
+const TEMP_LEFT_FOR: Duration = Duration::from_secs(3600);
+
+/// What [`CompileCache::prune`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Files removed.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
 
 /// Where compiled components are kept.
 pub struct CompileCache {
@@ -65,6 +87,8 @@ impl CompileCache {
                         .compile_cache
                         .with_label_values(&["hit"])
                         .inc();
+                    // Its modification time is its last use (see `prune`).
+                    touch(&entry);
                     tracing::debug!(component = %source.display(), entry = %entry.display(), "compiled component loaded from the cache");
                     return Ok(c);
                 }
@@ -143,6 +167,108 @@ impl CompileCache {
     }
 }
 
+impl CompileCache {
+    /// Removes what this cache will not load again: entries of another
+    /// engine key (another Herald or wasmtime build, or other engine
+    /// settings), entries of this one not loaded for 30 days, and temporary
+    /// files an interrupted write left. Files it did not write are left
+    /// alone. A removed entry still mapped by a running instance stays
+    /// readable (the mapping keeps the file).
+    pub fn prune(&self) -> Pruned {
+        self.prune_at(SystemTime::now())
+    }
+
+    fn prune_at(&self, now: SystemTime) -> Pruned {
+        let mut pruned = Pruned::default();
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return pruned;
+        };
+        let older_than = |meta: &std::fs::Metadata, age: Duration| {
+            meta.modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|d| d > age)
+        };
+        for item in dir.flatten() {
+            let path = item.path();
+            let (Some(name), Ok(meta)) =
+                (path.file_name().and_then(|n| n.to_str()), item.metadata())
+            else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let remove = match entry_name(name) {
+                Some(EntryName::Temp) => older_than(&meta, TEMP_LEFT_FOR),
+                Some(EntryName::Entry { key, compiled }) => {
+                    key != self.engine_key
+                        // An entry's age is its `.cwasm`'s; its checksum
+                        // file goes with it.
+                        || (compiled && older_than(&meta, UNUSED_FOR))
+                        || (!compiled && !path.with_extension("cwasm").exists()
+                            && older_than(&meta, TEMP_LEFT_FOR))
+                }
+                None => false,
+            };
+            if remove && std::fs::remove_file(&path).is_ok() {
+                pruned.files += 1;
+                pruned.bytes += meta.len();
+                if name.ends_with(".cwasm") {
+                    let digest = path.with_extension("sha256");
+                    if let Ok(m) = std::fs::metadata(&digest) {
+                        if std::fs::remove_file(&digest).is_ok() {
+                            pruned.files += 1;
+                            pruned.bytes += m.len();
+                        }
+                    }
+                }
+            }
+        }
+        pruned
+    }
+}
+
+/// A file name this cache writes.
+#[derive(Debug, PartialEq)]
+enum EntryName<'a> {
+    /// `<sha256>-<engine key>.cwasm` (`compiled`) or `.sha256`.
+    Entry { key: &'a str, compiled: bool },
+    /// `<sha256>-<engine key>.tmp.<pid>.<random>`: a write under way or
+    /// interrupted.
+    Temp,
+}
+
+fn entry_name(name: &str) -> Option<EntryName<'_>> {
+    let is_sha = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_key = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let (stem, rest) = name.split_once('.')?;
+    let (sha, key) = stem.split_once('-')?;
+    if !is_sha(sha) || !is_key(key) {
+        return None;
+    }
+    match rest {
+        "cwasm" => Some(EntryName::Entry {
+            key,
+            compiled: true,
+        }),
+        "sha256" => Some(EntryName::Entry {
+            key,
+            compiled: false,
+        }),
+        _ if rest.starts_with("tmp.") => Some(EntryName::Temp),
+        _ => None,
+    }
+}
+
+/// Sets `path`'s modification time to now (best effort: a cache on a
+/// read-only directory still loads).
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension(format!(
@@ -160,4 +286,128 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-cache-test-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn file(dir: &Path, name: &str, age: Duration, now: SystemTime) -> PathBuf {
+        let path = dir.join(name);
+        let f = std::fs::File::create(&path).expect("create");
+        f.set_modified(now - age).expect("set mtime");
+        path
+    }
+
+    #[test]
+    fn names_it_writes_and_only_those() {
+        let sha = "ab".repeat(32);
+        let ok = |n: String| entry_name(&Box::leak(n.into_boxed_str())[..]);
+        assert_eq!(
+            ok(format!("{sha}-0123456789abcdef.cwasm")),
+            Some(EntryName::Entry {
+                key: "0123456789abcdef",
+                compiled: true
+            })
+        );
+        assert_eq!(
+            ok(format!("{sha}-0123456789abcdef.tmp.42.0badcafe")),
+            Some(EntryName::Temp)
+        );
+        assert_eq!(ok(format!("{sha}-0123456789abcdef.wasm")), None);
+        assert_eq!(entry_name("notes-0123456789abcdef.cwasm"), None);
+        assert_eq!(entry_name("README.md"), None);
+    }
+
+    #[test]
+    fn prune_removes_what_this_engine_cannot_use_or_did_not_use_for_long() {
+        let dir = scratch_dir();
+        let engine = Engine::default();
+        let cache = CompileCache::new(dir.clone(), &engine, "test");
+        let key = cache.engine_key.clone();
+        let (a, b, c) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
+        let now = SystemTime::now();
+        let fresh = Duration::from_secs(60);
+        let old = UNUSED_FOR + Duration::from_secs(3600);
+        let kept = [
+            file(&dir, &format!("{a}-{key}.cwasm"), fresh, now),
+            file(&dir, &format!("{a}-{key}.sha256"), old, now),
+            file(&dir, &format!("{b}-{key}.tmp.7.00000001"), fresh, now),
+            file(&dir, "notes.txt", old, now),
+        ];
+        let removed = [
+            // Not loaded for over 30 days, with its checksum.
+            file(&dir, &format!("{c}-{key}.cwasm"), old, now),
+            file(&dir, &format!("{c}-{key}.sha256"), old, now),
+            // Another engine's, however new.
+            file(&dir, &format!("{a}-0123456789abcdef.cwasm"), fresh, now),
+            file(&dir, &format!("{a}-0123456789abcdef.sha256"), fresh, now),
+            // An interrupted write, and a checksum whose entry is gone.
+            file(
+                &dir,
+                &format!("{b}-{key}.tmp.7.00000002"),
+                TEMP_LEFT_FOR * 2,
+                now,
+            ),
+            file(&dir, &format!("{b}-{key}.sha256"), TEMP_LEFT_FOR * 2, now),
+        ];
+        std::fs::write(&removed[2], b"12345").expect("write");
+        let pruned = cache.prune_at(now);
+        for p in &kept {
+            assert!(p.exists(), "kept: {}", p.display());
+        }
+        for p in &removed {
+            assert!(!p.exists(), "removed: {}", p.display());
+        }
+        assert_eq!(
+            pruned,
+            Pruned {
+                files: removed.len(),
+                bytes: 5
+            }
+        );
+        // A second pass finds nothing more.
+        assert_eq!(cache.prune_at(now), Pruned::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_hit_marks_the_entry_used() {
+        let dir = scratch_dir();
+        let engine = Engine::default();
+        let cache = CompileCache::new(dir.clone(), &engine, "test");
+        // The smallest component: its preamble (magic, version 0x0d, layer 1).
+        let bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        let source = dir.join("c.wasm");
+        cache
+            .load(&engine, &bytes, &sha, &source)
+            .expect("compiled");
+        let entry = cache.entry(&sha);
+        let long_ago = SystemTime::now() - UNUSED_FOR * 2;
+        std::fs::File::options()
+            .append(true)
+            .open(&entry)
+            .and_then(|f| f.set_modified(long_ago))
+            .expect("age the entry");
+        cache
+            .load(&engine, &bytes, &sha, &source)
+            .expect("from the cache");
+        let used = std::fs::metadata(&entry)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(used > long_ago + UNUSED_FOR, "touched on a hit");
+        assert_eq!(cache.prune(), Pruned::default(), "a used entry stays");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

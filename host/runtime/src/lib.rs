@@ -30,6 +30,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use cache::Pruned as CachePruned;
 pub use capability::http::record::OutboundRequest;
 pub use capability::sockets::socket_allowed;
 pub use capability::state::PendingState;
@@ -253,6 +254,13 @@ impl Runtime {
     /// The host-wide memory budget of plugin instances.
     pub fn memory(&self) -> &MemoryBudget {
         &self.memory
+    }
+
+    /// Removes the compile cache's entries this host will not load again
+    /// (another build's, or unused for 30 days) and leftovers of interrupted
+    /// writes; `None` without a cache. Blocks on the file system.
+    pub fn prune_compile_cache(&self) -> Option<CachePruned> {
+        self.cache.as_ref().map(|c| c.prune())
     }
 
     /// Compiles a component (or loads it from the compile cache) and checks
