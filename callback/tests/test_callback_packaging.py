@@ -121,3 +121,23 @@ def test_collection_ships_the_package_modules_unchanged_and_imports_only_them(ru
     kinds = receiver.kinds()
     assert kinds["playbook_on_start"] == 1 and kinds["runner_on_ok"] == 2 and kinds["playbook_on_stats"] == 1
     assert runner.spool_files() == []
+
+
+def test_every_place_that_names_the_version_names_the_same_one():
+    """Herald ships as one version: the callback's package, its User-Agent, the collection, the host
+    and the Python plugin SDK. A release that bumps one place and not the others fails here."""
+    import tomllib
+
+    repo = CALLBACK_ROOT.parent
+    found = {}
+    for path in ["Cargo.toml", "plugins/Cargo.toml"]:
+        found[path] = tomllib.loads((repo / path).read_text())["workspace"]["package"]["version"]
+    for path in ["callback/pyproject.toml", "plugins/sdk-python/pyproject.toml"]:
+        found[path] = tomllib.loads((repo / path).read_text())["project"]["version"]
+    galaxy = (repo / "callback/collection/galaxy.yml").read_text()
+    found["callback/collection/galaxy.yml"] = re.search(r"^version:\s*(\S+)\s*$", galaxy, re.M).group(1)
+    for path, pattern in [("callback/herald_ansible/__init__.py", r'^__version__ = "([^"]+)"$'),
+                          ("callback/herald_ansible/wire.py", r'^VERSION = "([^"]+)"$')]:
+        found[path] = re.search(pattern, (repo / path).read_text(), re.M).group(1)
+    assert len(set(found.values())) == 1, found
+    assert re.fullmatch(r"\d+\.\d+\.\d+", found["Cargo.toml"]), found
