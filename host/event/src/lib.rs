@@ -291,6 +291,15 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
+    /// The lowercase name: `ok`, `unreachable` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Unreachable => "unreachable",
+            RunOutcome::Failed => "failed",
+        }
+    }
+
     /// The outcome a stats event's body reports: failed if a host has
     /// failures, else unreachable if one was unreachable, else ok.
     pub fn of_stats(body: &str) -> RunOutcome {

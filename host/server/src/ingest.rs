@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_event::{parse_array, parse_event, validate, EventKind, WireEvent};
+use herald_event::{parse_array, parse_event, validate, EventKind, RunOutcome, WireEvent};
 use herald_telemetry::RequestContext;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -310,6 +310,14 @@ fn batch_metric(tenant: &str, status: StatusCode) {
         .inc();
 }
 
+/// A run's start (`outcome` none) or end in a batch, logged once stored.
+struct Milestone {
+    index: usize,
+    run_id: String,
+    playbook: String,
+    outcome: Option<&'static str>,
+}
+
 async fn ingest(
     state: &AppState,
     headers: &HeaderMap,
@@ -362,21 +370,22 @@ async fn ingest(
     let first_run = events.first().map(|e| e.run_id.clone()).unwrap_or_default();
     // A run's start and end are INFO lines (once each: a duplicate is not
     // stored); the batches between them are DEBUG.
-    let milestones: Vec<(usize, &'static str, String, String)> = events
+    let milestones: Vec<Milestone> = events
         .iter()
         .enumerate()
         .filter_map(|(i, e)| {
-            let what = match e.kind {
-                EventKind::PlaybookOnStart => "run started",
-                EventKind::PlaybookOnStats => "run finished",
+            let outcome = match e.kind {
+                EventKind::PlaybookOnStart => None,
+                // One parse per run, of its last event.
+                EventKind::PlaybookOnStats => Some(RunOutcome::of_stats(e.body()).as_str()),
                 _ => return None,
             };
-            Some((
-                i,
-                what,
-                e.run_id.clone(),
-                e.playbook().unwrap_or_default().to_string(),
-            ))
+            Some(Milestone {
+                index: i,
+                run_id: e.run_id.clone(),
+                playbook: e.playbook().unwrap_or_default().to_string(),
+                outcome,
+            })
         })
         .collect();
     let event_count = events.len();
@@ -431,9 +440,19 @@ async fn ingest(
         meters.callback_dropped.inc_by(n);
         tracing::warn!(tenant = %tenant, dropped = n, "a sender reports events its spool dropped");
     }
-    for (i, what, run_id, playbook) in &milestones {
-        if committed.inserted.get(*i).copied().unwrap_or(false) {
-            tracing::info!(tenant = %tenant, run_id = %run_id, playbook = %playbook, "{what}");
+    for m in milestones
+        .iter()
+        .filter(|m| committed.inserted.get(m.index).copied().unwrap_or(false))
+    {
+        let (run_id, playbook) = (&m.run_id, &m.playbook);
+        match m.outcome {
+            None => {
+                tracing::info!(tenant = %tenant, run_id = %run_id, playbook = %playbook, "run started")
+            }
+            Some(outcome) => {
+                tracing::info!(tenant = %tenant, run_id = %run_id, playbook = %playbook,
+                outcome, "run finished")
+            }
         }
     }
     // DEBUG: a line per request would be most of an INFO log (a callback
