@@ -456,8 +456,8 @@ async fn ingest(
         }
     }
     // DEBUG: a line per request would be most of an INFO log (a callback
-    // sends a batch every few hundred ms while a playbook runs); the
-    // request's span and `herald_ingest_batches_total` cover INFO.
+    // sends a batch about every second while a playbook runs);
+    // `herald_ingest_batches_total` counts them.
     tracing::debug!(tenant = %tenant, run_id = %first_run, accepted = committed.accepted,
         duplicates = committed.duplicates, "batch committed");
     Ok((tenant, committed.accepted, committed.duplicates))
