@@ -17,6 +17,7 @@
 
 use crate::{is_host_result, result_message, Event, EventKind, Outcome, Status};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 /// Failures kept per run (more are counted in `failures_dropped`).
 pub const MAX_FAILURES: usize = 50;
@@ -343,18 +344,50 @@ pub enum Observed {
 }
 
 /// Keeps per-run summaries in a [`Store`] under `<prefix>run:<run id>`.
+///
+/// Every event reads its run's summary and the finished-runs list from the store and writes the
+/// summary back. The tracker remembers what it last read or wrote, parsed ([`Memo`]): when the
+/// store answers with the same text, it is not parsed again. The store stays the truth (the host
+/// may rewind it to the last commit, or another shard may have written): a different text is
+/// parsed as before.
 pub struct RunTracker<S: Store = HostState> {
     prefix: String,
     store: S,
+    memo: RefCell<Memo>,
+}
+
+/// Summaries kept parsed, beside the text they were parsed from (or serialized to).
+const MEMO_RUNS: usize = 16;
+
+/// What the tracker last read or wrote, with its text: the finished-runs list, and the
+/// summaries of the most recent runs (at most [`MEMO_RUNS`], the oldest go first).
+#[derive(Default)]
+struct Memo {
+    done: Option<(String, Vec<String>)>,
+    runs: Vec<(String, String, RunSummary)>,
+}
+
+impl Memo {
+    /// The summary stored under `key` as `text`, if it is the one kept; taken out.
+    fn take(&mut self, key: &str, text: &str) -> Option<RunSummary> {
+        let i = self.runs.iter().position(|(k, _, _)| k == key)?;
+        let (_, kept, summary) = self.runs.remove(i);
+        (kept == text).then_some(summary)
+    }
+
+    fn keep(&mut self, key: String, text: String, summary: RunSummary) {
+        self.runs.retain(|(k, _, _)| *k != key);
+        if self.runs.len() >= MEMO_RUNS {
+            self.runs.remove(0);
+        }
+        self.runs.push((key, text, summary));
+    }
 }
 
 impl RunTracker<HostState> {
     /// A tracker over the host's `state` import; `prefix` separates it from the plugin's own keys.
     pub fn host(prefix: &str) -> Self {
-        RunTracker {
-            prefix: prefix.to_string(),
-            store: HostState,
-        }
+        Self::with_store(prefix, HostState)
     }
 }
 
@@ -363,6 +396,7 @@ impl<S: Store> RunTracker<S> {
         RunTracker {
             prefix: prefix.to_string(),
             store,
+            memo: RefCell::default(),
         }
     }
 
@@ -378,18 +412,55 @@ impl<S: Store> RunTracker<S> {
         format!("{}runs-done", self.prefix)
     }
 
+    /// Whether `run_id` is among the finished runs.
+    fn is_done(&self, run_id: &str) -> bool {
+        self.with_done(|done| done.iter().any(|r| r == run_id))
+    }
+
     fn done(&self) -> Vec<String> {
-        self.store
-            .get(&self.done_key())
-            .and_then(|v| serde_json::from_str(&v).ok())
-            .unwrap_or_default()
+        self.with_done(<[String]>::to_vec)
+    }
+
+    /// Calls `f` with the stored finished-runs list, parsed only when its text changed.
+    fn with_done<R>(&self, f: impl FnOnce(&[String]) -> R) -> R {
+        let Some(text) = self.store.get(&self.done_key()) else {
+            return f(&[]);
+        };
+        let mut memo = self.memo.borrow_mut();
+        match &memo.done {
+            Some((kept, done)) if *kept == text => f(done),
+            _ => {
+                let done: Vec<String> = serde_json::from_str(&text).unwrap_or_default();
+                let out = f(&done);
+                memo.done = Some((text, done));
+                out
+            }
+        }
     }
 
     /// The stored summary of a run, if any.
     pub fn get(&self, run_id: &str) -> Option<RunSummary> {
-        self.store
-            .get(&self.key(run_id))
-            .and_then(|v| serde_json::from_str(&v).ok())
+        let key = self.key(run_id);
+        let summary = self.stored(&key)?;
+        let copy = summary.clone();
+        self.keep(key, summary);
+        Some(copy)
+    }
+
+    /// The summary stored under `key` (taken out of the memo when its text is the one kept).
+    fn stored(&self, key: &str) -> Option<RunSummary> {
+        let text = self.store.get(key)?;
+        if let Some(summary) = self.memo.borrow_mut().take(key, &text) {
+            return Some(summary);
+        }
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Keeps `summary` parsed beside the text the store has for it.
+    fn keep(&self, key: String, summary: RunSummary) {
+        if let Some(text) = self.store.get(&key) {
+            self.memo.borrow_mut().keep(key, text, summary);
+        }
     }
 
     /// Applies `event` to its run's summary and stores it.
@@ -402,17 +473,21 @@ impl<S: Store> RunTracker<S> {
     /// that are not idempotent, such as counters, to the first delivery.
     pub fn observe_fresh(&self, event: &Event) -> (Observed, bool) {
         let run_id = &event.run.id;
-        if self.done().iter().any(|r| r == run_id) {
+        if self.is_done(run_id) {
             return (Observed::AlreadyFinished, false);
         }
+        let key = self.key(run_id);
         let mut summary = self
-            .get(run_id)
+            .stored(&key)
             .unwrap_or_else(|| RunSummary::for_event(event));
         let fresh = summary.apply(event);
         if fresh {
-            if let Ok(v) = serde_json::to_string(&summary) {
-                self.store.set(&self.key(run_id), &v);
+            if let Ok(text) = serde_json::to_string(&summary) {
+                self.store.set(&key, &text);
+                self.memo.borrow_mut().keep(key, text, summary.clone());
             }
+        } else {
+            self.keep(key, summary.clone());
         }
         if summary.finished {
             (Observed::Finished(summary), fresh)
@@ -441,10 +516,13 @@ impl<S: Store> RunTracker<S> {
             let extra = done.len() - DONE_RING;
             done.drain(..extra);
         }
-        if let Ok(v) = serde_json::to_string(&done) {
-            self.store.set(&self.done_key(), &v);
+        if let Ok(text) = serde_json::to_string(&done) {
+            self.store.set(&self.done_key(), &text);
+            self.memo.borrow_mut().done = Some((text, done));
         }
-        self.store.delete(&self.key(run_id));
+        let key = self.key(run_id);
+        self.store.delete(&key);
+        self.memo.borrow_mut().runs.retain(|(k, _, _)| *k != key);
     }
 }
 
@@ -452,6 +530,7 @@ impl<S: Store> RunTracker<S> {
 mod tests {
     use super::*;
     use crate::testing::{event, host_event, stats_event};
+    use std::collections::BTreeMap;
 
     fn run_events() -> Vec<Event> {
         let mut evs = vec![
@@ -638,6 +717,62 @@ mod tests {
         assert!(matches!(t.observe(&st), Observed::Finished(_)));
         assert!(matches!(t.finish("r1", Outcome::Ok), Outcome::Ok));
         assert_eq!(t.observe(&st), Observed::AlreadyFinished);
+    }
+
+    /// The memo is only a shortcut: a tracker that keeps it answers and writes exactly what a
+    /// tracker made afresh for every event (parsing everything) does, also when the store is
+    /// rewound under it (the host's discard of uncommitted writes), events are delivered again
+    /// and runs complete.
+    #[test]
+    fn the_memo_never_changes_what_the_tracker_answers_or_writes() {
+        let r1 = run_events();
+        let r2: Vec<Event> = run_events()
+            .into_iter()
+            .map(|mut e| {
+                e.run.id = "r2".into();
+                e
+            })
+            .collect();
+        // The two runs interleaved, then each one's stats event delivered again.
+        let mut evs: Vec<&Event> = r1.iter().zip(&r2).flat_map(|(a, b)| [a, b]).collect();
+        evs.push(&r1[r1.len() - 1]);
+        evs.push(&r2[r2.len() - 1]);
+        let kept = RunTracker::with_store("p:", MemoryStore::default());
+        // An earlier run is finished, so the finished-runs list exists throughout.
+        kept.complete("r0");
+        let mut snapshots: Vec<BTreeMap<String, String>> = Vec::new();
+        for (i, e) in evs.iter().enumerate() {
+            if i % 4 == 3 {
+                // The store goes back to what it held three events ago (at event 15, to before
+                // r1 was completed at event 14).
+                let old = snapshots[i - 3].clone();
+                *kept.store().0.borrow_mut() = old;
+            }
+            let afresh = RunTracker::with_store(
+                "p:",
+                MemoryStore(RefCell::new(kept.store().0.borrow().clone())),
+            );
+            let (a, b) = (kept.observe_fresh(e), afresh.observe_fresh(e));
+            assert_eq!(a, b, "event {i}");
+            if let (Observed::Finished(s), _) = &a {
+                let done = i % 3 != 0;
+                if done {
+                    kept.complete(&s.run_id);
+                    afresh.complete(&s.run_id);
+                }
+            }
+            assert_eq!(
+                *kept.store().0.borrow(),
+                *afresh.store().0.borrow(),
+                "event {i}"
+            );
+            assert_eq!(kept.get(&e.run.id), afresh.get(&e.run.id), "event {i}: get");
+            snapshots.push(kept.store().0.borrow().clone());
+        }
+        assert!(
+            kept.memo.borrow().runs.len() <= MEMO_RUNS,
+            "the memo stays bounded"
+        );
     }
 
     #[test]
