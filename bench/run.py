@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.request
 
+import plugin_cpu  # part 16: the host's CPU per event, plugin by plugin
 import postgres  # noqa: E402  (part 12: the PostgreSQL journal)
 import python_plugins  # part 14: Python plugins
 import realistic
@@ -66,7 +67,7 @@ SIZES = {
 }
 for _size, _params in realistic.SIZES.items():
     SIZES[_size].update(_params)
-for _mod in (postgres, ui, python_plugins, templates):
+for _mod in (postgres, ui, python_plugins, templates, plugin_cpu):
     for _size, _params in _mod.SIZES.items():
         SIZES[_size].update(_params)
 
@@ -882,6 +883,7 @@ def render(res: dict, size: str) -> str:
     L += ui.render(res, targets)
     L += python_plugins.render(res, targets)
     L += templates.render(res, targets)
+    L += plugin_cpu.render(res, targets)
     if targets:
         L.append("## Targets\n")
         L.append("| target | |\n|---|---|")
@@ -901,12 +903,13 @@ PARTS = {1: ("playbook", part_playbook), 2: ("hook", part_hook), 3: ("ingest", p
          9: ("queries", realistic.part_queries), 10: ("rss", realistic.part_rss),
          11: ("playbook-host", realistic.part_playbook_host), 12: ("postgres", postgres.part_postgres),
          13: ("ui", ui.part_ui), 14: ("python", python_plugins.part_python),
-         15: ("templates", templates.part_templates)}
+         15: ("templates", templates.part_templates), 16: ("plugin-cpu", plugin_cpu.part_plugin_cpu)}
 realistic.R = sys.modules[__name__]
 postgres.R = sys.modules[__name__]
 ui.R = sys.modules[__name__]
 python_plugins.R = sys.modules[__name__]
 templates.R = sys.modules[__name__]
+plugin_cpu.R = sys.modules[__name__]
 
 
 def part_numbers(spec: str) -> list:

@@ -19,6 +19,7 @@ from conftest import ROOT, token_pair, wait_for, webhook_plugin
 
 sys.path.insert(0, str(ROOT / "bench"))
 import run as bench_run  # noqa: E402  (bench/run.py; sets realistic.R)
+import plugin_cpu  # noqa: E402
 import realistic  # noqa: E402
 
 
@@ -65,6 +66,21 @@ def test_parts_are_chosen_by_number_or_name():
     assert bench_run.part_numbers("12") == [12]
     with pytest.raises(SystemExit, match="unknown part 'nope'"):
         bench_run.part_numbers("nope")
+
+
+def test_the_plugin_cpu_part_configures_each_shipped_plugin_whole():
+    """Part 16 runs each shipped plugin alone: its block must keep the instance's config table
+    (a block cut at `[plugins.t00-x.config]` gives a host that refuses the plugin's config)."""
+    blocks = plugin_cpu.shipped_blocks(18001, 18002)
+    assert sorted(blocks) == sorted(plugin_cpu.SHIPPED)
+    for name, block in blocks.items():
+        assert block.startswith(f"[plugins.t00-{name}]\n"), block
+        assert f"\n[plugins.t00-{name}.config]\n" in block, block
+        assert block.count("[plugins.t00-") == 2, block
+    whole = bench_run.sixty_instances(1, 18001, 18002)
+    assert "".join(blocks[n] for n in plugin_cpu.SHIPPED).split() == whole.split()
+    configs = plugin_cpu.configurations(18001, 18002)
+    assert [c[2] for c in configs] == [0, 1] + [1] * 6 + [6]
 
 
 def stat(v):
