@@ -473,13 +473,15 @@ impl<S: Store> RunTracker<S> {
     /// that are not idempotent, such as counters, to the first delivery.
     pub fn observe_fresh(&self, event: &Event) -> (Observed, bool) {
         let run_id = &event.run.id;
-        if self.is_done(run_id) {
-            return (Observed::AlreadyFinished, false);
-        }
         let key = self.key(run_id);
-        let mut summary = self
-            .stored(&key)
-            .unwrap_or_else(|| RunSummary::for_event(event));
+        // A run with a stored summary is not finished: `complete` removes the summary in the
+        // same call that adds the run to the list, and the host commits both together. So the
+        // list is read only for a run's first event, or one that comes after its completion.
+        let mut summary = match self.stored(&key) {
+            Some(summary) => summary,
+            None if self.is_done(run_id) => return (Observed::AlreadyFinished, false),
+            None => RunSummary::for_event(event),
+        };
         let fresh = summary.apply(event);
         if fresh {
             if let Ok(text) = serde_json::to_string(&summary) {
@@ -773,6 +775,48 @@ mod tests {
             kept.memo.borrow().runs.len() <= MEMO_RUNS,
             "the memo stays bounded"
         );
+    }
+
+    /// A store that counts reads per key.
+    #[derive(Default)]
+    struct Counting(MemoryStore, RefCell<BTreeMap<String, usize>>);
+
+    impl Store for Counting {
+        fn get(&self, key: &str) -> Option<String> {
+            *self.1.borrow_mut().entry(key.to_string()).or_default() += 1;
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &str) {
+            self.0.set(key, value)
+        }
+        fn delete(&self, key: &str) {
+            self.0.delete(key)
+        }
+    }
+
+    #[test]
+    fn the_finished_runs_list_is_read_only_when_the_run_has_no_summary() {
+        let t = RunTracker::with_store("p:", Counting::default());
+        t.complete("r0");
+        let reads = || {
+            t.store()
+                .1
+                .borrow()
+                .get("p:runs-done")
+                .copied()
+                .unwrap_or(0)
+        };
+        let before = reads();
+        let evs = run_events();
+        for e in &evs {
+            t.observe(e);
+        }
+        assert_eq!(reads() - before, 1, "the run's first event only");
+        t.complete("r1");
+        // After its completion the run has no summary: the list says it is finished.
+        let before = reads();
+        assert_eq!(t.observe(&evs[3]), Observed::AlreadyFinished);
+        assert_eq!(reads() - before, 1);
     }
 
     #[test]
