@@ -441,26 +441,20 @@ impl<S: Store> RunTracker<S> {
     /// The stored summary of a run, if any.
     pub fn get(&self, run_id: &str) -> Option<RunSummary> {
         let key = self.key(run_id);
-        let summary = self.stored(&key)?;
-        let copy = summary.clone();
-        self.keep(key, summary);
-        Some(copy)
+        let (text, summary) = self.stored(&key)?;
+        self.memo.borrow_mut().keep(key, text, summary.clone());
+        Some(summary)
     }
 
-    /// The summary stored under `key` (taken out of the memo when its text is the one kept).
-    fn stored(&self, key: &str) -> Option<RunSummary> {
+    /// The text stored under `key` and its summary (taken out of the memo when the text is the
+    /// one kept, else parsed); the caller keeps it again with the text it leaves in the store.
+    fn stored(&self, key: &str) -> Option<(String, RunSummary)> {
         let text = self.store.get(key)?;
-        if let Some(summary) = self.memo.borrow_mut().take(key, &text) {
-            return Some(summary);
-        }
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Keeps `summary` parsed beside the text the store has for it.
-    fn keep(&self, key: String, summary: RunSummary) {
-        if let Some(text) = self.store.get(&key) {
-            self.memo.borrow_mut().keep(key, text, summary);
-        }
+        let summary = match self.memo.borrow_mut().take(key, &text) {
+            Some(summary) => summary,
+            None => serde_json::from_str(&text).ok()?,
+        };
+        Some((text, summary))
     }
 
     /// Applies `event` to its run's summary and stores it.
@@ -477,19 +471,23 @@ impl<S: Store> RunTracker<S> {
         // A run with a stored summary is not finished: `complete` removes the summary in the
         // same call that adds the run to the list, and the host commits both together. So the
         // list is read only for a run's first event, or one that comes after its completion.
-        let mut summary = match self.stored(&key) {
-            Some(summary) => summary,
+        let (text, mut summary) = match self.stored(&key) {
+            Some((text, summary)) => (Some(text), summary),
             None if self.is_done(run_id) => return (Observed::AlreadyFinished, false),
-            None => RunSummary::for_event(event),
+            None => (None, RunSummary::for_event(event)),
         };
         let fresh = summary.apply(event);
-        if fresh {
-            if let Ok(text) = serde_json::to_string(&summary) {
-                self.store.set(&key, &text);
-                self.memo.borrow_mut().keep(key, text, summary.clone());
+        let text = if fresh {
+            let written = serde_json::to_string(&summary).ok();
+            if let Some(t) = &written {
+                self.store.set(&key, t);
             }
+            written
         } else {
-            self.keep(key, summary.clone());
+            text
+        };
+        if let Some(text) = text {
+            self.memo.borrow_mut().keep(key, text, summary.clone());
         }
         if summary.finished {
             (Observed::Finished(summary), fresh)
