@@ -1165,3 +1165,54 @@ fn postgres_backend() {
     assert!(reader.pending("p", "t", 0, 10).expect("read").is_empty());
     assert_eq!(reader.event_count("t").expect("count"), 2000);
 }
+
+/// A replica that has caught up reads only the log (it knows its streams'
+/// queues are empty); a replay through another replica must still reach it
+/// at once, by that replica's NOTIFY, not after its next full read (a
+/// second later).
+#[test]
+fn postgres_a_replay_through_another_replica_is_read_at_once() {
+    let server = PgServer::start("known");
+    let url = server.database("known");
+    let here = PgJournal::open(&pg_options(url.clone())).expect("open");
+    let there = PgJournal::open(&pg_options(url)).expect("open");
+    let start = here.open_cursor("p", "t", &[]).expect("cursor");
+    here.commit_batch("t", &[ev("a", "r"), ev("b", "r")])
+        .expect("commit");
+    let read = here.pending("p", "t", 0, 10).expect("read");
+    assert_eq!(read.len(), 2);
+    let written = here
+        .record(
+            "p",
+            &MarkBatch {
+                state: None,
+                fence: None,
+                attempts: Vec::new(),
+                marks: read.iter().map(done).collect(),
+                advance: Some(Advance {
+                    from: start,
+                    to: read[1].event_id,
+                    delivered: 2,
+                    shards: 1,
+                }),
+            },
+        )
+        .expect("record");
+    assert!(written.advanced);
+    // Caught up: a read from the cursor finds nothing, from what it knows.
+    assert!(here.pending("p", "t", 0, 10).expect("read").is_empty());
+    let asked = std::time::Instant::now();
+    assert_eq!(there.replay_run("t", "r", "p").expect("replay"), 2);
+    loop {
+        let again = here.pending("p", "t", 0, 10).expect("read");
+        if again.len() == 2 {
+            assert!(again.iter().all(|d| d.queued));
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_millis(700),
+            "the replay was not read within 0.7 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

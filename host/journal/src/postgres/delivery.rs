@@ -182,6 +182,8 @@ impl DeliveryQueue for PgJournal {
             tx.commit().await?;
             Ok::<_, PgError>((positions, plan.reshards()))
         })?;
+        // Cursors placed again, rows queued for moved streams.
+        self.inner.streams.forget_instance(instance);
         if reshards {
             tracing::info!(plugin = %instance, tenant = %tenant, shards,
                 "the instance's shard count changed: its streams start again from the slowest one's position (what the others had delivered past it is delivered again)");
@@ -190,6 +192,9 @@ impl DeliveryQueue for PgJournal {
     }
 
     fn cursor_at(&self, stream: &str) -> Result<Option<crate::CursorAt>, JournalError> {
+        // A worker reads its cursor again when it may have moved: so may
+        // its queue have changed.
+        self.inner.streams.forget_stream(stream);
         Ok(self.block(async {
             let c = self.conn().await?;
             let row = c
@@ -206,6 +211,7 @@ impl DeliveryQueue for PgJournal {
     }
 
     fn retire_cursor(&self, plugin: &str) -> Result<(), JournalError> {
+        self.inner.streams.forget_instance(plugin);
         Ok(self.block(async {
             let c = self.conn().await?;
             c.execute(
@@ -248,7 +254,7 @@ impl DeliveryQueue for PgJournal {
     }
 
     fn record(&self, plugin: &str, batch: &MarkBatch) -> Result<MarksWritten, JournalError> {
-        Ok(self.block(async {
+        let written = self.block(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await?;
             let written = super::write::apply_mark_batches(&tx, &[(plugin, batch)], now_ms())
@@ -263,7 +269,11 @@ impl DeliveryQueue for PgJournal {
                 });
             tx.commit().await?;
             Ok::<_, PgError>(written)
-        })?)
+        });
+        self.inner
+            .streams
+            .committed(plugin, batch, written.as_ref().ok());
+        Ok(written?)
     }
 
     fn delivery_counts(&self, plugin: &str) -> Result<(u64, u64, u64), JournalError> {
@@ -457,7 +467,8 @@ impl PgJournal {
     /// A read in one round trip for the queue half (and one more when no
     /// other stream has read the log from here): what every worker of every
     /// instance does after each commit, so its statements are what the
-    /// database spends most on with many instances.
+    /// database spends most on with many instances. A stream whose queue is
+    /// known to be empty skips the queue half (see `super::streams`).
     ///
     /// No transaction is needed: the queue half, the cursor and the queue
     /// rows the log half must skip come from one statement, and the log
@@ -472,6 +483,16 @@ impl PgJournal {
         read: ReadPos,
     ) -> Result<Halves, PgError> {
         let c = self.conn().await?;
+        let streams = &self.inner.streams;
+        if let Some(position) = streams.position(plugin, after) {
+            // Its queue is empty and this replica knows its cursor: the log
+            // half alone.
+            let (rows, to_the_end) = self
+                .log_half(&c, tenant, after.max(position), limit, read, &[])
+                .await?;
+            return Ok(finish_halves(Vec::new(), rows, to_the_end));
+        }
+        let generation = streams.generation();
         // The shards of an instance share its queue.
         let instance = herald_event::shard::instance_of(plugin);
         let stmt = c.prepare_cached(READ_SQL).await?;
@@ -518,6 +539,15 @@ impl PgJournal {
         let Some(position) = position else {
             return Ok((queued, Vec::new()));
         };
+        if after == 0 {
+            // Only a read from the cursor sees the whole queue.
+            streams.read(
+                plugin,
+                generation,
+                position,
+                queued.is_empty() && ahead.is_empty(),
+            );
+        }
         let (mut rows, mut to_the_end) = self
             .log_half(&c, tenant, after.max(position), limit, read, &ahead)
             .await?;

@@ -27,6 +27,9 @@ impl Leases for PgJournal {
              WHERE l.expires_ms < {NOW_MS} OR l.holder = excluded.holder
              RETURNING token, (xmax <> 0) AS taken_over"
         );
+        // Another replica may have moved the stream's cursor or queued its
+        // rows while it held the lease.
+        self.inner.streams.forget_stream(plugin);
         let claimed = self.block(async {
             let c = self.conn().await?;
             let row = c.query_opt(&sql, &[&plugin, &holder, &ttl_ms]).await?;

@@ -8,6 +8,9 @@
 //! - `write`: the group-commit writer (ingest batches and delivery outcomes
 //!   in one transaction per group) and its SQL;
 //! - `delivery`: cursors, pending reads, replays, dead letters;
+//! - `tail`, `streams`: what a replica keeps so that its workers' reads
+//!   cost the database little (the recent log, shared; which streams'
+//!   queues are empty);
 //! - `query`: the reads behind the query API;
 //! - `admin`: plugin state, retention, size and the readiness probe.
 //!
@@ -37,6 +40,7 @@ mod lease;
 mod notify;
 mod query;
 pub mod schema;
+mod streams;
 mod tail;
 pub mod tls;
 mod write;
@@ -167,6 +171,8 @@ struct Inner {
     reads: std::sync::atomic::AtomicU64,
     /// Recent events per tenant, read once for all the streams reading them.
     tail: tail::Tail,
+    /// The streams whose queue is known to be empty: their reads skip it.
+    streams: Arc<streams::Streams>,
     /// The URL without its password.
     label: String,
 }
@@ -215,11 +221,13 @@ impl PgJournal {
         write_options.pool_size = 1;
         let write_pool = self::pool(&write_options, role::INGEST, None)
             .map_err(|e| open_error(e.to_string()))?;
+        let streams = Arc::new(streams::Streams::default());
         rt.spawn(write::run_writer(
             write_pool,
             rx,
             commits.clone(),
             Some(write_failure.clone()),
+            streams.clone(),
         ));
         // Outcomes on a writer (and connection) of their own: 60 workers'
         // batches commit one after another, and ingest must not queue
@@ -232,7 +240,13 @@ impl PgJournal {
             Some("-c synchronous_commit=off"),
         )
         .map_err(|e| open_error(e.to_string()))?;
-        rt.spawn(write::run_writer(outcome_pool, rx, commits.clone(), None));
+        rt.spawn(write::run_writer(
+            outcome_pool,
+            rx,
+            commits.clone(),
+            None,
+            streams.clone(),
+        ));
         let (listen_config, listen_tls) =
             pg_config(options, role::LISTEN).map_err(|e| open_error(e.to_string()))?;
         rt.spawn(notify::listen(
@@ -240,6 +254,7 @@ impl PgJournal {
             listen_tls,
             commits.clone(),
             pool.clone(),
+            streams.clone(),
         ));
         Ok(PgJournal {
             inner: Arc::new(Inner {
@@ -251,6 +266,7 @@ impl PgJournal {
                 write_failure,
                 reads: Default::default(),
                 tail: tail::Tail::new(TAIL_BYTES),
+                streams,
                 label,
             }),
         })
@@ -285,6 +301,10 @@ impl PgJournal {
     /// Tells this replica's workers, and (by NOTIFY) every other replica's,
     /// what a commit made pending.
     fn notice(&self, notice: CommitNotice) {
+        if let CommitNotice::Requeued { plugin } = &notice {
+            // Before the wake-up: the woken workers read the queue.
+            self.inner.streams.forget_instance(plugin);
+        }
         let notices = [notice.clone()];
         let sent = self.block(async {
             let c = self.conn().await?;

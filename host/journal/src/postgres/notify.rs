@@ -83,9 +83,10 @@ pub(super) async fn listen(
     tls: super::tls::MakeRustls,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
     pool: deadpool_postgres::Pool,
+    streams: Arc<super::streams::Streams>,
 ) {
     loop {
-        if let Err(e) = listen_once(&config, &tls, &commits, &pool).await {
+        if let Err(e) = listen_once(&config, &tls, &commits, &pool, &streams).await {
             tracing::debug!("journal: the PostgreSQL listener stopped ({e}); reconnecting");
         }
         if commits.receiver_count() == 0 && pool.is_closed() {
@@ -100,6 +101,7 @@ async fn listen_once(
     tls: &super::tls::MakeRustls,
     commits: &tokio::sync::broadcast::Sender<CommitNotice>,
     pool: &deadpool_postgres::Pool,
+    streams: &super::streams::Streams,
 ) -> Result<(), PgError> {
     let (client, mut connection) = config.connect(tls.clone()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -117,10 +119,15 @@ async fn listen_once(
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    // Whatever was committed while no one listened: wake everyone once.
+    // Whatever was committed while no one listened: wake everyone once,
+    // and read every queue (a replay's notification may have been lost).
+    streams.forget_all();
     let _ = commits.send(CommitNotice::All);
     while let Some(p) = rx.recv().await {
         for n in decode(&p) {
+            if let CommitNotice::Requeued { plugin } = &n {
+                streams.forget_instance(plugin);
+            }
             let _ = commits.send(n);
         }
         if pool.is_closed() {

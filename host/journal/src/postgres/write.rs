@@ -59,6 +59,7 @@ pub(super) async fn run_writer(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Write>,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
     write_failure: Option<Arc<Mutex<Option<String>>>>,
+    streams: Arc<super::streams::Streams>,
 ) {
     let set_failure = |failure: Option<String>| {
         if let Some(w) = &write_failure {
@@ -121,7 +122,15 @@ pub(super) async fn run_writer(
                                 });
                             }
                         }
-                        (Write::Marks { reply, .. }, Outcome::Marks(n)) => {
+                        (
+                            Write::Marks {
+                                plugin,
+                                batch,
+                                reply,
+                            },
+                            Outcome::Marks(n),
+                        ) => {
+                            streams.committed(&plugin, &batch, Some(&n));
                             let _ = reply.send(Ok(n));
                         }
                         _ => {}
@@ -139,7 +148,12 @@ pub(super) async fn run_writer(
                         Write::Events { reply, .. } => {
                             let _ = reply.send(Err(err));
                         }
-                        Write::Marks { reply, .. } => {
+                        Write::Marks {
+                            plugin,
+                            batch,
+                            reply,
+                        } => {
+                            streams.committed(&plugin, &batch, None);
                             let _ = reply.send(Err(err));
                         }
                     }
