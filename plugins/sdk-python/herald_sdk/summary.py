@@ -10,6 +10,18 @@ arrives, also across host restarts (the Rust SDK's `summary` module, same rules)
 
 Updates are idempotent: an event whose `sequence` is not above the last one applied to its run
 is not counted again (a retried or re-delivered event has the same sequence).
+
+Stored keys (the same as the Rust SDK's, which documents them in full):
+- `<prefix>run:<run id>`: the run's summary (JSON) while it runs, then, once completed, a
+  tombstone `{"done":true,"prev":"<run id>"}` (`prev`: the run this tracker completed before,
+  if any), so a re-delivered event of the run is known as already finished.
+- `<prefix>runs-done`: a JSON array of completed run ids, oldest first, at most DONE_RING: the
+  tombstones to delete as newer runs complete. Versions before the tombstones only deleted the
+  summary and listed the id, so a listed run without a key is finished too.
+
+A run's events all go to one shard, so only that shard writes the run's key: its tombstone
+cannot be lost. Shards completing runs at once can lose an id from the shared list; the cleanup
+still reaches that tombstone through the `prev` link of the next run the same tracker completed.
 """
 from __future__ import annotations
 
@@ -24,10 +36,14 @@ from .outcome import Ok
 MAX_FAILURES = 50
 #: Characters kept of a failure message.
 MAX_MESSAGE_CHARS = 500
-#: Finished run ids remembered, so a re-delivered stats event does not report a run twice.
+#: Completed runs whose tombstones are kept, so a re-delivered stats event does not report a run
+#: twice; an older one's is deleted as a newer run completes.
 DONE_RING = 200
 
 PROGRESS, FINISHED, ALREADY_FINISHED = "progress", "finished", "already-finished"
+
+#: What `RunTracker._stored` returns for a completed run's tombstone.
+_DONE = object()
 
 
 @dataclass
@@ -67,7 +83,12 @@ class RunSummary:
 
     @classmethod
     def from_json(cls, text: str) -> "RunSummary":
-        d = _json.loads(text)
+        return cls.from_dict(_json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSummary":
+        """The summary `d` (parsed JSON) holds; TypeError or AttributeError if it holds none."""
+        d = dict(d)
         d["failures"] = [Failure(**f) for f in d.get("failures", [])]
         return cls(**d)
 
@@ -184,13 +205,22 @@ class MemoryStore:
         self.data.pop(key, None)
 
 
+def _tombstone(d) -> dict | None:
+    """`d` (parsed JSON) if it is a completed run's tombstone, else None."""
+    if isinstance(d, dict) and isinstance(d.get("done"), bool) and isinstance(d.get("prev"), (str, type(None))):
+        return d
+    return None
+
+
 class RunTracker:
     """Keeps per-run summaries in a store (the host's `state` by default) under
-    `<prefix>run:<run id>`."""
+    `<prefix>run:<run id>` (the stored keys are described in the module's documentation)."""
 
     def __init__(self, prefix: str, store=None):
         self.prefix = prefix
         self.store = store if store is not None else HostState()
+        #: The run this tracker completed last, and the `prev` its tombstone got.
+        self._last: tuple[str, str | None] | None = None
 
     def _key(self, run_id: str) -> str:
         return f"{self.prefix}run:{run_id}"
@@ -198,16 +228,34 @@ class RunTracker:
     def _done(self) -> list[str]:
         v = self.store.get(f"{self.prefix}runs-done")
         try:
-            return _json.loads(v) if v else []
+            done = _json.loads(v) if v else []
         except ValueError:
             return []
+        return done if isinstance(done, list) else []
+
+    def _stored(self, run_id: str):
+        """What the run's key holds: a RunSummary, _DONE (a tombstone), or None (nothing, or text
+        that is neither, which a new summary replaces)."""
+        v = self.store.get(self._key(run_id))
+        if not v:
+            return None
+        try:
+            d = _json.loads(v)
+        except ValueError:
+            return None
+        if not isinstance(d, dict):
+            return None
+        if _tombstone(d) is not None:
+            return _DONE
+        try:
+            return RunSummary.from_dict(d)
+        except (TypeError, AttributeError):
+            return None
 
     def get(self, run_id: str) -> RunSummary | None:
-        v = self.store.get(self._key(run_id))
-        try:
-            return RunSummary.from_json(v) if v else None
-        except (ValueError, TypeError):
-            return None
+        """The run's stored summary, if any (none once the run is completed)."""
+        s = self._stored(run_id)
+        return s if isinstance(s, RunSummary) else None
 
     def observe(self, event) -> tuple[str, RunSummary | None]:
         """Applies `event` to its run's summary: (`progress`, summary so far), (`finished`,
@@ -220,9 +268,15 @@ class RunTracker:
         """Like `observe`, also telling whether the event was applied now (False for a retry or
         re-delivery): keep side effects that are not idempotent to the first delivery."""
         run_id = event.run.id
-        if run_id in self._done():
+        summary = self._stored(run_id)
+        if summary is _DONE:
             return ALREADY_FINISHED, None, False
-        summary = self.get(run_id) or RunSummary.for_event(event)
+        if summary is None:
+            # Nothing stored: the run's first event, unless an older version completed it (it
+            # deleted the summary and only listed the id).
+            if run_id in self._done():
+                return ALREADY_FINISHED, None, False
+            summary = RunSummary.for_event(event)
         fresh = summary.apply(event)
         if fresh:
             self.store.set(self._key(run_id), summary.to_json())
@@ -236,10 +290,44 @@ class RunTracker:
         return outcome
 
     def complete(self, run_id: str) -> None:
-        """Forgets a finished run's summary and remembers its id (the last DONE_RING)."""
+        """Replaces a finished run's summary with a tombstone, so its events delivered again are
+        `already-finished`, and lists it; the tombstones of the runs listed before the last
+        DONE_RING are deleted."""
+        if self._last is None:
+            prev = None
+        elif self._last[0] == run_id:
+            prev = self._last[1]  # completed again: keep the link to the run before
+        else:
+            prev = self._last[0]
+        self._last = (run_id, prev)
+        tombstone = {"done": True} if prev is None else {"done": True, "prev": prev}
+        self.store.set(self._key(run_id), _json.dumps(tombstone, separators=(",", ":")))
         done = self._done()
         if run_id not in done:
             done.append(run_id)
-        done = done[-DONE_RING:]
-        self.store.set(f"{self.prefix}runs-done", _json.dumps(done))
-        self.store.delete(self._key(run_id))
+        dropped, done = done[:-DONE_RING], done[-DONE_RING:]
+        for old in dropped:
+            self._forget(old, done)
+        self.store.set(f"{self.prefix}runs-done", _json.dumps(done, separators=(",", ":")))
+
+    def _forget(self, run_id: str, done: list[str]) -> None:
+        """Deletes the tombstone of `run_id`, just dropped from the list `done`, then follows its
+        `prev` links: a run completed before it by the same tracker that is not listed lost its
+        place to another shard's write of the list, and goes now too. Stops at a listed run (its
+        turn comes) or a key that holds no tombstone (a run listed by an older version, or one
+        already deleted); each step deletes what it read, so a cycle ends too."""
+        listed = set(done)
+        nxt = run_id
+        while nxt is not None:
+            key = self._key(nxt)
+            v = self.store.get(key)
+            try:
+                tombstone = _tombstone(_json.loads(v)) if v else None
+            except ValueError:
+                tombstone = None
+            if tombstone is None:
+                return
+            self.store.delete(key)
+            nxt = tombstone.get("prev")
+            if nxt in listed:
+                return

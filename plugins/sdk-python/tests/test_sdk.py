@@ -123,7 +123,142 @@ def test_run_tracker_is_idempotent_and_completes_once():
     assert t.observe(evs[-1])[0] == summary.FINISHED
     t.finish("r1", ok())
     assert t.observe(evs[-1]) == (summary.ALREADY_FINISHED, None)
-    assert "x:run:r1" not in store.data
+    # The summary gave way to a tombstone.
+    assert store.data["x:run:r1"] == '{"done":true}' and t.get("r1") is None
+
+
+class ShardStore:
+    """One shard's view of a store shared with other shards, as the host gives it: it reads its
+    own writes first, and holds them until `commit` hands them to the shared store."""
+
+    def __init__(self, shared: summary.MemoryStore):
+        self.shared, self.held = shared, {}
+
+    def get(self, key):
+        return self.held[key] if key in self.held else self.shared.get(key)
+
+    def set(self, key, value):
+        self.held[key] = value
+
+    def delete(self, key):
+        self.held[key] = None
+
+    def commit(self):
+        for key, value in self.held.items():
+            if value is None:
+                self.shared.delete(key)
+            else:
+                self.shared.set(key, value)
+        self.held = {}
+
+
+def test_shards_completing_runs_together_lose_no_completion():
+    # Both shards complete a run before either commits (both read the list, then both write):
+    # events of either run delivered again do not report it again.
+    shared = summary.MemoryStore()
+    a, b = summary.RunTracker("p:", ShardStore(shared)), summary.RunTracker("p:", ShardStore(shared))
+    r1, r2 = run_events("r1"), run_events("r2")
+    for e in r1:
+        a.observe(e)
+    for e in r2:
+        b.observe(e)
+    a.store.commit(), b.store.commit()
+    a.finish("r1", ok()), b.finish("r2", ok())
+    a.store.commit(), b.store.commit()
+    for evs in (r1, r2):
+        again = summary.RunTracker("p:", ShardStore(shared))
+        for i, e in enumerate(evs):
+            assert again.observe(e) == (summary.ALREADY_FINISHED, None), (e.run.id, i)
+        assert again.get(evs[0].run.id) is None
+
+
+def tombstones(store: summary.MemoryStore) -> list[str]:
+    return sorted(k[len("p:run:"):] for k, v in store.data.items()
+                  if k.startswith("p:run:") and v.startswith('{"done"'))
+
+
+def test_stored_format_is_the_rust_sdks():
+    # The same keys and text as the Rust SDK's test `a_completed_run_keeps_a_tombstone_in_place_of_its_summary`.
+    t = summary.RunTracker("p:", summary.MemoryStore())
+    for run in ("r1", "r2"):
+        for e in run_events(run):
+            t.observe(e)
+        t.complete(run)
+    data = t.store.data
+    assert data["p:run:r1"] == '{"done":true}'
+    assert data["p:run:r2"] == '{"done":true,"prev":"r1"}'
+    assert data["p:runs-done"] == '["r1","r2"]'
+    t.complete("r2")  # completed again: same tombstone, same list
+    assert data["p:run:r2"] == '{"done":true,"prev":"r1"}' and data["p:runs-done"] == '["r1","r2"]'
+
+
+def test_done_ring_is_bounded():
+    t = summary.RunTracker("p:", summary.MemoryStore())
+    for i in range(summary.DONE_RING + 10):
+        t.complete(f"r{i}")
+    listed = json.loads(t.store.data["p:runs-done"])
+    assert len(listed) == summary.DONE_RING and listed[0] == "r10"
+    assert tombstones(t.store) == sorted(listed)
+    assert t.observe(run_events("r10")[3])[0] == summary.ALREADY_FINISHED
+    assert t.observe(run_events("r9")[3])[0] == summary.PROGRESS
+
+
+def test_runs_listed_by_an_older_version_stay_finished():
+    # Before the tombstones, `complete` deleted the summary and only listed the id.
+    store = summary.MemoryStore()
+    store.set("p:runs-done", json.dumps([f"old{i}" for i in range(summary.DONE_RING)]))
+    t = summary.RunTracker("p:", store)
+    for run in ("old0", "old199"):
+        assert all(t.observe(e) == (summary.ALREADY_FINISHED, None) for e in run_events(run))
+    assert "p:run:old0" not in store.data
+    t.complete("new0")
+    listed = json.loads(store.data["p:runs-done"])
+    assert listed[0] == "old1" and listed[-1] == "new0"
+    assert t.observe(run_events("old0")[3])[0] == summary.PROGRESS
+    assert t.observe(run_events("old1")[3])[0] == summary.ALREADY_FINISHED
+
+
+def test_tombstones_stay_bounded_when_shards_lose_list_updates():
+    # Two shards completing runs on and on, committing in an order that loses about half the
+    # list's updates: the last completions stay finished and the tombstones stay bounded.
+    shared = summary.MemoryStore()
+    shards = [summary.RunTracker("p:", ShardStore(shared)) for _ in range(2)]
+    rng, rounds, most = 7, 10 * summary.DONE_RING, 0
+    for i in range(rounds):
+        for s, t in enumerate(shards):
+            t.complete(f"s{s}-{i}")
+        rng = (rng * 6364136223846793005 + 1442695040888963407) % 2**64
+        first = (rng >> 33) % 2
+        shards[first].store.commit()
+        shards[1 - first].store.commit()
+        most = max(most, len(tombstones(shared)))
+    listed = json.loads(shared.data["p:runs-done"])
+    assert len(listed) == summary.DONE_RING and set(listed) <= set(tombstones(shared))
+    assert most <= 3 * summary.DONE_RING, most
+    for s in range(2):
+        for i in range(rounds - summary.DONE_RING // 2, rounds):
+            t = summary.RunTracker("p:", ShardStore(shared))
+            assert t.observe(run_events(f"s{s}-{i}")[3])[0] == summary.ALREADY_FINISHED, (s, i)
+
+
+def test_an_unlisted_tombstone_goes_with_the_next_completion_of_its_tracker():
+    shared = summary.MemoryStore()
+    a, b = summary.RunTracker("p:", ShardStore(shared)), summary.RunTracker("p:", ShardStore(shared))
+    for i in (1, 2):  # a's a1 and a2 are lost from the list (b commits last)
+        a.complete(f"a{i}"), b.complete(f"b{i}")
+        a.store.commit(), b.store.commit()
+    a.complete("a3")
+    a.store.commit()
+    listed = lambda: json.loads(shared.data["p:runs-done"])  # noqa: E731
+    assert listed() == ["b1", "b2", "a3"]
+    assert tombstones(shared) == ["a1", "a2", "a3", "b1", "b2"]
+    i = 3
+    while "a3" in listed():
+        b.complete(f"b{i}")
+        b.store.commit()
+        i += 1
+    assert [r for r in tombstones(shared) if r.startswith("a")] == []
+    assert len(tombstones(shared)) == summary.DONE_RING
 
 
 def test_recorded_events_get_the_fields_the_host_derives(tmp_path):

@@ -54,6 +54,9 @@ pub(crate) struct Peer {
     pub tls: Vec<String>,
 }
 
+/// A metric the plugin recorded: (name, labels, value).
+pub type RecordedMetric = (String, Vec<(String, String)>, f64);
+
 #[derive(Default)]
 pub(crate) struct Inner {
     pub allow_http: Vec<String>,
@@ -62,7 +65,7 @@ pub(crate) struct Inner {
     pub routes: Vec<Route>,
     pub requests: Vec<SentRequest>,
     pub logs: Vec<(String, String)>,
-    pub metrics: Vec<(String, Vec<(String, String)>, f64)>,
+    pub metrics: Vec<RecordedMetric>,
     pub state: BTreeMap<String, String>,
     pub now_ms: Option<i64>,
 }

@@ -699,7 +699,7 @@ pub mod testing {
                 self.0.borrow().logs.clone()
             }
             /// (name, labels, value) of every metric recorded.
-            pub fn metrics(&self) -> Vec<(String, Vec<(String, String)>, f64)> {
+            pub fn metrics(&self) -> Vec<crate::fake::RecordedMetric> {
                 self.0.borrow().metrics.clone()
             }
             /// The instance's state.

@@ -14,6 +14,21 @@
 //! run is not counted again (events of a run arrive in order; a retried or re-delivered event
 //! has the same sequence). The summary sees only the events the instance receives: an instance
 //! whose routes filter events gets a partial summary.
+//!
+//! Stored keys (the Python SDK's `summary` module reads and writes the same):
+//! - `<prefix>run:<run id>`: the run's summary (JSON) while it runs, then, once
+//!   [completed](RunTracker::complete), a tombstone `{"done":true,"prev":"<run id>"}` (`prev`:
+//!   the run this tracker completed before, if any), so a re-delivered event of the run is
+//!   known as already finished.
+//! - `<prefix>runs-done`: a JSON array of completed run ids, oldest first, at most [`DONE_RING`]:
+//!   the tombstones to delete as newer runs complete. Versions before the tombstones only
+//!   deleted the summary and listed the id, so a listed run without a key is finished too.
+//!
+//! The shards of an instance share its `state`, but a run's events all go to one shard, so only
+//! that shard writes the run's key: its tombstone cannot be lost. The list is written whole by
+//! whichever shard completes a run, so two shards completing runs at once can lose one id from
+//! it; that only leaves the tombstone unlisted, and the cleanup still reaches it through the
+//! `prev` link of the next run the same tracker completed.
 
 use crate::{is_host_result, result_message, Event, EventKind, Outcome, Status};
 use serde::{Deserialize, Serialize};
@@ -23,7 +38,8 @@ use std::cell::RefCell;
 pub const MAX_FAILURES: usize = 50;
 /// Characters kept of a failure message.
 pub const MAX_MESSAGE_CHARS: usize = 500;
-/// Finished run ids remembered, so a re-delivered stats event does not report a run twice.
+/// Completed runs whose tombstones are kept, so a re-delivered stats event does not report a run
+/// twice; an older one's is deleted as a newer run completes.
 pub const DONE_RING: usize = 200;
 
 /// Overall status of a run.
@@ -343,23 +359,50 @@ pub enum Observed {
     AlreadyFinished,
 }
 
-/// Keeps per-run summaries in a [`Store`] under `<prefix>run:<run id>`.
+/// Keeps per-run summaries in a [`Store`] under `<prefix>run:<run id>` (the stored keys are
+/// described in the [module](self) documentation).
 ///
-/// Every event reads its run's summary and the finished-runs list from the store and writes the
-/// summary back. The tracker remembers what it last read or wrote, parsed ([`Memo`]): when the
-/// store answers with the same text, it is not parsed again. The store stays the truth (the host
-/// may rewind it to the last commit, or another shard may have written): a different text is
-/// parsed as before.
+/// Every event reads its run's key from the store and writes the summary back; the first event
+/// of a run (its key is absent) also reads the completed-runs list. The tracker remembers what
+/// it last read or wrote, parsed ([`Memo`]): when the store answers with the same text, it is
+/// not parsed again. The store stays the truth (the host may rewind it to the last commit, or
+/// another shard may have written): a different text is parsed as before.
 pub struct RunTracker<S: Store = HostState> {
     prefix: String,
     store: S,
     memo: RefCell<Memo>,
+    /// The run this tracker completed last, and the `prev` its tombstone got.
+    last: RefCell<Option<(String, Option<String>)>>,
+}
+
+/// A completed run's tombstone, stored in place of its summary.
+#[derive(Debug, Serialize, Deserialize)]
+struct Done {
+    /// Always true; a summary has no `done` (and its fields are required), so the two never
+    /// parse as each other.
+    done: bool,
+    /// The run the same tracker completed before: if another shard's write of the list lost
+    /// that run's id, its tombstone is deleted with this one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev: Option<String>,
+}
+
+/// What a run's key holds.
+// Only ever returned and matched at once: boxing the summary would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Stored {
+    /// Nothing (or text that is neither a summary nor a tombstone, which a new summary replaces).
+    Absent,
+    /// The summary, with the text it was read from.
+    Summary(String, RunSummary),
+    /// The run was completed.
+    Done,
 }
 
 /// Summaries kept parsed, beside the text they were parsed from (or serialized to).
 const MEMO_RUNS: usize = 16;
 
-/// What the tracker last read or wrote, with its text: the finished-runs list, and the
+/// What the tracker last read or wrote, with its text: the completed-runs list, and the
 /// summaries of the most recent runs (at most [`MEMO_RUNS`], the oldest go first).
 #[derive(Default)]
 struct Memo {
@@ -392,14 +435,17 @@ impl RunTracker<HostState> {
 }
 
 impl<S: Store> RunTracker<S> {
+    /// A tracker over `store`; `prefix` separates it from the plugin's own keys.
     pub fn with_store(prefix: &str, store: S) -> Self {
         RunTracker {
             prefix: prefix.to_string(),
             store,
             memo: RefCell::default(),
+            last: RefCell::default(),
         }
     }
 
+    /// The store the tracker keeps its records in.
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -412,7 +458,7 @@ impl<S: Store> RunTracker<S> {
         format!("{}runs-done", self.prefix)
     }
 
-    /// Whether `run_id` is among the finished runs.
+    /// Whether `run_id` is in the completed-runs list.
     fn is_done(&self, run_id: &str) -> bool {
         self.with_done(|done| done.iter().any(|r| r == run_id))
     }
@@ -421,7 +467,7 @@ impl<S: Store> RunTracker<S> {
         self.with_done(<[String]>::to_vec)
     }
 
-    /// Calls `f` with the stored finished-runs list, parsed only when its text changed.
+    /// Calls `f` with the stored completed-runs list, parsed only when its text changed.
     fn with_done<R>(&self, f: impl FnOnce(&[String]) -> R) -> R {
         let Some(text) = self.store.get(&self.done_key()) else {
             return f(&[]);
@@ -438,23 +484,31 @@ impl<S: Store> RunTracker<S> {
         }
     }
 
-    /// The stored summary of a run, if any.
+    /// The stored summary of a run, if any (none once the run is completed).
     pub fn get(&self, run_id: &str) -> Option<RunSummary> {
         let key = self.key(run_id);
-        let (text, summary) = self.stored(&key)?;
+        let Stored::Summary(text, summary) = self.stored(&key) else {
+            return None;
+        };
         self.memo.borrow_mut().keep(key, text, summary.clone());
         Some(summary)
     }
 
-    /// The text stored under `key` and its summary (taken out of the memo when the text is the
-    /// one kept, else parsed); the caller keeps it again with the text it leaves in the store.
-    fn stored(&self, key: &str) -> Option<(String, RunSummary)> {
-        let text = self.store.get(key)?;
-        let summary = match self.memo.borrow_mut().take(key, &text) {
-            Some(summary) => summary,
-            None => serde_json::from_str(&text).ok()?,
+    /// What `key` holds: a summary comes with its text (taken out of the memo when the text is
+    /// the one kept, else parsed), and the caller keeps it again with the text it leaves in the
+    /// store.
+    fn stored(&self, key: &str) -> Stored {
+        let Some(text) = self.store.get(key) else {
+            return Stored::Absent;
         };
-        Some((text, summary))
+        if let Some(summary) = self.memo.borrow_mut().take(key, &text) {
+            return Stored::Summary(text, summary);
+        }
+        match serde_json::from_str(&text) {
+            Ok(summary) => Stored::Summary(text, summary),
+            Err(_) if serde_json::from_str::<Done>(&text).is_ok() => Stored::Done,
+            Err(_) => Stored::Absent,
+        }
     }
 
     /// Applies `event` to its run's summary and stores it.
@@ -468,13 +522,14 @@ impl<S: Store> RunTracker<S> {
     pub fn observe_fresh(&self, event: &Event) -> (Observed, bool) {
         let run_id = &event.run.id;
         let key = self.key(run_id);
-        // A run with a stored summary is not finished: `complete` removes the summary in the
-        // same call that adds the run to the list, and the host commits both together. So the
-        // list is read only for a run's first event, or one that comes after its completion.
+        // A run with a summary is not finished: `complete` replaces it with a tombstone (older
+        // versions deleted it as they listed the run, and the host commits both together). So
+        // the list is read only for a run's first event, in case an older version completed it.
         let (text, mut summary) = match self.stored(&key) {
-            Some((text, summary)) => (Some(text), summary),
-            None if self.is_done(run_id) => return (Observed::AlreadyFinished, false),
-            None => (None, RunSummary::for_event(event)),
+            Stored::Summary(text, summary) => (Some(text), summary),
+            Stored::Done => return (Observed::AlreadyFinished, false),
+            Stored::Absent if self.is_done(run_id) => return (Observed::AlreadyFinished, false),
+            Stored::Absent => (None, RunSummary::for_event(event)),
         };
         let fresh = summary.apply(event);
         let text = if fresh {
@@ -506,23 +561,61 @@ impl<S: Store> RunTracker<S> {
         outcome
     }
 
-    /// Forgets a finished run's summary and remembers its id (the last [`DONE_RING`]).
+    /// Replaces a finished run's summary with a tombstone, so its events delivered again are
+    /// [`Observed::AlreadyFinished`], and lists it; the tombstones of the runs listed before
+    /// the last [`DONE_RING`] are deleted.
     pub fn complete(&self, run_id: &str) {
+        let prev = {
+            let mut last = self.last.borrow_mut();
+            let prev = match last.take() {
+                // Completed again: keep the link to the run before.
+                Some((id, prev)) if id == run_id => prev,
+                Some((id, _)) => Some(id),
+                None => None,
+            };
+            *last = Some((run_id.to_string(), prev.clone()));
+            prev
+        };
+        let key = self.key(run_id);
+        if let Ok(text) = serde_json::to_string(&Done { done: true, prev }) {
+            self.store.set(&key, &text);
+        }
+        self.memo.borrow_mut().runs.retain(|(k, _, _)| *k != key);
+
         let mut done = self.done();
         if !done.iter().any(|r| r == run_id) {
             done.push(run_id.to_string());
         }
-        if done.len() > DONE_RING {
-            let extra = done.len() - DONE_RING;
-            done.drain(..extra);
+        let extra = done.len().saturating_sub(DONE_RING);
+        let dropped: Vec<String> = done.drain(..extra).collect();
+        for id in dropped {
+            self.forget(id, &done);
         }
         if let Ok(text) = serde_json::to_string(&done) {
             self.store.set(&self.done_key(), &text);
             self.memo.borrow_mut().done = Some((text, done));
         }
-        let key = self.key(run_id);
-        self.store.delete(&key);
-        self.memo.borrow_mut().runs.retain(|(k, _, _)| *k != key);
+    }
+
+    /// Deletes the tombstone of `run_id`, just dropped from the list `done`, then follows its
+    /// `prev` links: a run completed before it by the same tracker that is not listed lost its
+    /// place to another shard's write of the list, and goes now too. Stops at a listed run (its
+    /// turn comes) or a key that holds no tombstone (a run listed by an older version, or one
+    /// already deleted); each step deletes what it read, so a cycle ends too.
+    fn forget(&self, run_id: String, done: &[String]) {
+        let mut next = Some(run_id);
+        while let Some(id) = next.take() {
+            let key = self.key(&id);
+            let Some(tombstone) = self
+                .store
+                .get(&key)
+                .and_then(|text| serde_json::from_str::<Done>(&text).ok())
+            else {
+                break;
+            };
+            self.store.delete(&key);
+            next = tombstone.prev.filter(|p| !done.contains(p));
+        }
     }
 }
 
@@ -720,9 +813,9 @@ mod tests {
     }
 
     /// The memo is only a shortcut: a tracker that keeps it answers and writes exactly what a
-    /// tracker made afresh for every event (parsing everything) does, also when the store is
-    /// rewound under it (the host's discard of uncommitted writes), events are delivered again
-    /// and runs complete.
+    /// tracker made afresh for every event (parsing everything, told only which run the kept
+    /// one completed last) does, also when the store is rewound under it (the host's discard of
+    /// uncommitted writes), events are delivered again and runs complete.
     #[test]
     fn the_memo_never_changes_what_the_tracker_answers_or_writes() {
         let r1 = run_events();
@@ -738,7 +831,7 @@ mod tests {
         evs.push(&r1[r1.len() - 1]);
         evs.push(&r2[r2.len() - 1]);
         let kept = RunTracker::with_store("p:", MemoryStore::default());
-        // An earlier run is finished, so the finished-runs list exists throughout.
+        // An earlier run is finished, so the completed-runs list exists throughout.
         kept.complete("r0");
         let mut snapshots: Vec<BTreeMap<String, String>> = Vec::new();
         for (i, e) in evs.iter().enumerate() {
@@ -752,6 +845,7 @@ mod tests {
                 "p:",
                 MemoryStore(RefCell::new(kept.store().0.borrow().clone())),
             );
+            *afresh.last.borrow_mut() = kept.last.borrow().clone();
             let (a, b) = (kept.observe_fresh(e), afresh.observe_fresh(e));
             assert_eq!(a, b, "event {i}");
             if let (Observed::Finished(s), _) = &a {
@@ -775,9 +869,25 @@ mod tests {
         );
     }
 
-    /// A store that counts reads per key.
+    /// A store that counts reads per key, and writes (sets and deletes).
     #[derive(Default)]
-    struct Counting(MemoryStore, RefCell<BTreeMap<String, usize>>);
+    struct Counting(
+        MemoryStore,
+        RefCell<BTreeMap<String, usize>>,
+        RefCell<usize>,
+    );
+
+    impl Counting {
+        fn reads(&self, key: &str) -> usize {
+            self.1.borrow().get(key).copied().unwrap_or(0)
+        }
+        fn all_reads(&self) -> usize {
+            self.1.borrow().values().sum()
+        }
+        fn writes(&self) -> usize {
+            *self.2.borrow()
+        }
+    }
 
     impl Store for Counting {
         fn get(&self, key: &str) -> Option<String> {
@@ -785,45 +895,313 @@ mod tests {
             self.0.get(key)
         }
         fn set(&self, key: &str, value: &str) {
+            *self.2.borrow_mut() += 1;
             self.0.set(key, value)
         }
         fn delete(&self, key: &str) {
+            *self.2.borrow_mut() += 1;
             self.0.delete(key)
         }
     }
 
     #[test]
-    fn the_finished_runs_list_is_read_only_when_the_run_has_no_summary() {
+    fn the_completed_runs_list_is_read_only_for_a_runs_first_event() {
         let t = RunTracker::with_store("p:", Counting::default());
         t.complete("r0");
-        let reads = || {
-            t.store()
-                .1
-                .borrow()
-                .get("p:runs-done")
-                .copied()
-                .unwrap_or(0)
-        };
-        let before = reads();
+        let list_reads = || t.store().reads("p:runs-done");
+        let before = list_reads();
         let evs = run_events();
-        for e in &evs {
+        t.observe(&evs[0]);
+        assert_eq!(list_reads() - before, 1, "the run's first event");
+        // An event of a run in progress: its key read, its summary written, nothing else.
+        for e in &evs[1..] {
+            let (reads, writes) = (t.store().all_reads(), t.store().writes());
             t.observe(e);
+            assert_eq!(t.store().all_reads() - reads, 1);
+            assert_eq!(t.store().writes() - writes, 1);
         }
-        assert_eq!(reads() - before, 1, "the run's first event only");
+        assert_eq!(list_reads() - before, 1);
         t.complete("r1");
-        // After its completion the run has no summary: the list says it is finished.
-        let before = reads();
+        // After its completion the run's tombstone says it is finished: one read, no write.
+        let (before, reads, writes) = (list_reads(), t.store().all_reads(), t.store().writes());
         assert_eq!(t.observe(&evs[3]), Observed::AlreadyFinished);
-        assert_eq!(reads() - before, 1);
+        assert_eq!(list_reads(), before);
+        assert_eq!(t.store().all_reads() - reads, 1);
+        assert_eq!(t.store().writes(), writes);
+    }
+
+    /// `run_events` of another run.
+    fn run_events_of(run_id: &str) -> Vec<Event> {
+        run_events()
+            .into_iter()
+            .map(|mut e| {
+                e.run.id = run_id.into();
+                e
+            })
+            .collect()
+    }
+
+    /// One shard's view of a store shared with other shards, as the host gives it: it reads its
+    /// own writes first, and holds them until `commit` hands them to the shared store.
+    struct Shard<'a> {
+        shared: &'a MemoryStore,
+        held: RefCell<BTreeMap<String, Option<String>>>,
+    }
+
+    impl<'a> Shard<'a> {
+        fn of(shared: &'a MemoryStore) -> Self {
+            Shard {
+                shared,
+                held: RefCell::default(),
+            }
+        }
+
+        fn commit(&self) {
+            for (key, value) in std::mem::take(&mut *self.held.borrow_mut()) {
+                match value {
+                    Some(v) => self.shared.set(&key, &v),
+                    None => self.shared.delete(&key),
+                }
+            }
+        }
+    }
+
+    impl Store for Shard<'_> {
+        fn get(&self, key: &str) -> Option<String> {
+            match self.held.borrow().get(key) {
+                Some(held) => held.clone(),
+                None => self.shared.get(key),
+            }
+        }
+        fn set(&self, key: &str, value: &str) {
+            self.held
+                .borrow_mut()
+                .insert(key.to_string(), Some(value.to_string()));
+        }
+        fn delete(&self, key: &str) {
+            self.held.borrow_mut().insert(key.to_string(), None);
+        }
+    }
+
+    /// Two shards of one instance complete a run each before either commits (both read the
+    /// finished runs, then both write): neither completion is lost, so events of either run
+    /// delivered again (after a crash or a lease handover) do not report it again.
+    #[test]
+    fn shards_completing_runs_together_lose_no_completion() {
+        let shared = MemoryStore::default();
+        let (r1, r2) = (run_events_of("r1"), run_events_of("r2"));
+        let a = RunTracker::with_store("p:", Shard::of(&shared));
+        let b = RunTracker::with_store("p:", Shard::of(&shared));
+        for e in &r1 {
+            a.observe(e);
+        }
+        for e in &r2 {
+            b.observe(e);
+        }
+        a.store().commit();
+        b.store().commit();
+        a.finish("r1", Outcome::Ok);
+        b.finish("r2", Outcome::Ok);
+        a.store().commit();
+        b.store().commit();
+        for evs in [&r1, &r2] {
+            let again = RunTracker::with_store("p:", Shard::of(&shared));
+            for (i, e) in evs.iter().enumerate() {
+                let run = &e.run.id;
+                assert_eq!(
+                    again.observe(e),
+                    Observed::AlreadyFinished,
+                    "{run} event {i}"
+                );
+            }
+            assert_eq!(again.get(&evs[0].run.id), None);
+        }
+    }
+
+    /// The tombstones (`<prefix>run:` keys) in `store`.
+    fn tombstones(store: &MemoryStore) -> Vec<String> {
+        store
+            .0
+            .borrow()
+            .iter()
+            .filter(|(k, v)| k.starts_with("p:run:") && v.starts_with(r#"{"done""#))
+            .map(|(k, _)| k["p:run:".len()..].to_string())
+            .collect()
     }
 
     #[test]
     fn done_ring_is_bounded() {
-        let t = RunTracker::with_store("", MemoryStore::default());
+        let t = RunTracker::with_store("p:", MemoryStore::default());
         for i in 0..(DONE_RING + 10) {
             t.complete(&format!("r{i}"));
         }
         assert_eq!(t.done().len(), DONE_RING);
         assert_eq!(t.done()[0], "r10");
+        let mut kept = tombstones(t.store());
+        kept.sort_by_key(|id| id[1..].parse::<usize>().ok());
+        assert_eq!(kept, t.done(), "a tombstone per listed run");
+        assert_eq!(
+            t.observe(&run_events_of("r10")[3]),
+            Observed::AlreadyFinished
+        );
+        // r9's tombstone went with its place in the list: it would start afresh.
+        assert!(matches!(
+            t.observe(&run_events_of("r9")[3]),
+            Observed::Progress(_)
+        ));
+    }
+
+    #[test]
+    fn a_completed_run_keeps_a_tombstone_in_place_of_its_summary() {
+        let t = RunTracker::with_store("p:", MemoryStore::default());
+        for e in &run_events_of("r1") {
+            t.observe(e);
+        }
+        t.complete("r1");
+        for e in &run_events_of("r2") {
+            t.observe(e);
+        }
+        t.complete("r2");
+        let stored = |k: &str| t.store().get(k);
+        assert_eq!(stored("p:run:r1").as_deref(), Some(r#"{"done":true}"#));
+        assert_eq!(
+            stored("p:run:r2").as_deref(),
+            Some(r#"{"done":true,"prev":"r1"}"#)
+        );
+        assert_eq!(stored("p:runs-done").as_deref(), Some(r#"["r1","r2"]"#));
+        assert_eq!(t.get("r1"), None);
+        // Completed again (a plugin calling `complete` twice): same tombstone, same list.
+        t.complete("r2");
+        assert_eq!(
+            stored("p:run:r2").as_deref(),
+            Some(r#"{"done":true,"prev":"r1"}"#)
+        );
+        assert_eq!(stored("p:runs-done").as_deref(), Some(r#"["r1","r2"]"#));
+    }
+
+    /// State written by versions before the tombstones (the summary deleted, the id listed)
+    /// still says which runs are finished; the list goes on as the tombstones' index, and those
+    /// ids go out of it, in turn, as runs complete.
+    #[test]
+    fn runs_listed_by_an_older_version_stay_finished() {
+        let store = MemoryStore::default();
+        let old: Vec<String> = (0..DONE_RING).map(|i| format!("old{i}")).collect();
+        store.set("p:runs-done", &serde_json::to_string(&old).unwrap());
+        store.set(
+            "p:run:r1",
+            &serde_json::to_string(&RunSummary::default()).unwrap(),
+        );
+        let t = RunTracker::with_store("p:", store);
+        for id in ["old0", "old199"] {
+            for e in &run_events_of(id) {
+                assert_eq!(t.observe(e), Observed::AlreadyFinished, "{id}");
+            }
+        }
+        assert_eq!(t.store().get("p:run:old0"), None, "nothing written for it");
+        t.complete("new0");
+        assert_eq!(t.done()[0], "old1");
+        assert_eq!(t.done().last().map(String::as_str), Some("new0"));
+        assert!(matches!(
+            t.observe(&run_events_of("old0")[3]),
+            Observed::Progress(_)
+        ));
+        assert_eq!(
+            t.observe(&run_events_of("old1")[3]),
+            Observed::AlreadyFinished
+        );
+        assert_eq!(
+            t.observe(&run_events_of("new0")[3]),
+            Observed::AlreadyFinished
+        );
+        // A summary an older version left behind is read as before.
+        assert!(t.get("r1").is_some());
+    }
+
+    /// Two shards completing runs on and on, committing in an order that loses about half the
+    /// list's updates: every completed run stays finished while it is among the last
+    /// completions, and the tombstones stay bounded (an unlisted one goes with the next run its
+    /// shard completed).
+    #[test]
+    fn tombstones_stay_bounded_when_shards_lose_list_updates() {
+        let shared = MemoryStore::default();
+        let shards = [
+            RunTracker::with_store("p:", Shard::of(&shared)),
+            RunTracker::with_store("p:", Shard::of(&shared)),
+        ];
+        let mut rng = 7u64;
+        let rounds = 10 * DONE_RING;
+        let mut most = 0;
+        for i in 0..rounds {
+            for (s, t) in shards.iter().enumerate() {
+                t.complete(&format!("s{s}-{i}"));
+            }
+            // Both read before either committed; who commits last wins the list.
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let first = (rng >> 33) as usize % 2;
+            shards[first].store().commit();
+            shards[1 - first].store().commit();
+            most = most.max(tombstones(&shared).len());
+        }
+        let listed: Vec<String> =
+            serde_json::from_str(&shared.get("p:runs-done").unwrap()).unwrap();
+        assert_eq!(listed.len(), DONE_RING);
+        assert!(most <= 3 * DONE_RING, "{most} tombstones at most");
+        let kept = tombstones(&shared);
+        assert!(kept.len() <= 3 * DONE_RING, "{} tombstones", kept.len());
+        for id in &listed {
+            assert!(kept.contains(id), "{id} listed without a tombstone");
+        }
+        // The last runs each shard completed are finished, listed or not.
+        for s in 0..2 {
+            for i in rounds - DONE_RING / 2..rounds {
+                let id = format!("s{s}-{i}");
+                let t = RunTracker::with_store("p:", Shard::of(&shared));
+                assert_eq!(
+                    t.observe(&run_events_of(&id)[3]),
+                    Observed::AlreadyFinished,
+                    "{id}"
+                );
+            }
+        }
+    }
+
+    /// A tombstone whose id another shard's write dropped from the list is deleted when the
+    /// run its tracker completed next leaves the list, and the cleanup stops at a listed run.
+    #[test]
+    fn an_unlisted_tombstone_goes_with_the_next_completion_of_its_tracker() {
+        let shared = MemoryStore::default();
+        let (a, b) = (
+            RunTracker::with_store("p:", Shard::of(&shared)),
+            RunTracker::with_store("p:", Shard::of(&shared)),
+        );
+        // a's "a1" and "a2" are lost (b commits last each time), "a3" is listed.
+        for i in 1..=2 {
+            a.complete(&format!("a{i}"));
+            b.complete(&format!("b{i}"));
+            a.store().commit();
+            b.store().commit();
+        }
+        a.complete("a3");
+        a.store().commit();
+        let listed = || -> Vec<String> {
+            serde_json::from_str(&shared.get("p:runs-done").unwrap()).unwrap()
+        };
+        assert_eq!(listed(), ["b1", "b2", "a3"]);
+        assert_eq!(tombstones(&shared), ["a1", "a2", "a3", "b1", "b2"]);
+        // b completes runs until a3 leaves the list: a2 and a1 go with it.
+        let mut i = 3;
+        while listed().contains(&"a3".to_string()) {
+            b.complete(&format!("b{i}"));
+            b.store().commit();
+            i += 1;
+            if listed().contains(&"a3".to_string()) {
+                assert!(tombstones(&shared).contains(&"a1".to_string()));
+            }
+        }
+        let kept = tombstones(&shared);
+        assert!(!kept.iter().any(|id| id.starts_with('a')), "{kept:?}");
+        assert_eq!(kept.len(), DONE_RING);
     }
 }
