@@ -228,6 +228,7 @@ impl PgJournal {
             commits.clone(),
             Some(write_failure.clone()),
             streams.clone(),
+            Duration::ZERO,
         ));
         // Outcomes on a writer (and connection) of their own: 60 workers'
         // batches commit one after another, and ingest must not queue
@@ -246,6 +247,7 @@ impl PgJournal {
             commits.clone(),
             None,
             streams.clone(),
+            OUTCOME_GATHER,
         ));
         let (listen_config, listen_tls) =
             pg_config(options, role::LISTEN).map_err(|e| open_error(e.to_string()))?;
@@ -316,6 +318,12 @@ impl PgJournal {
         let _ = self.inner.commits.send(notice);
     }
 }
+
+/// How long the outcome writer waits for more workers' batches before it
+/// commits a group. Outcomes are not on any request's path (a worker waits
+/// for them only when it has nothing else to do), and with 60 instances one
+/// transaction per batch was most of the writer's statements.
+const OUTCOME_GATHER: Duration = Duration::from_millis(10);
 
 /// The application names Herald's connections carry in `pg_stat_activity`
 /// (and so in the server's logs with `%a`), one per role, so that an

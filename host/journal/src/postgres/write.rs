@@ -54,12 +54,16 @@ impl Write {
 /// outcomes lost to a database crash are deliveries made again, which
 /// at-least-once allows, and the workers' many small commits then cost no
 /// disk flush each.
+///
+/// `gather`: how long the writer waits after the first request of a group
+/// for others (the outcome writer's; ingest does not wait).
 pub(super) async fn run_writer(
     pool: Pool,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Write>,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
     write_failure: Option<Arc<Mutex<Option<String>>>>,
     streams: Arc<super::streams::Streams>,
+    gather: std::time::Duration,
 ) {
     let set_failure = |failure: Option<String>| {
         if let Some(w) = &write_failure {
@@ -71,6 +75,11 @@ pub(super) async fn run_writer(
     let commits_ok = m.journal_commits.with_label_values(&["ok"]);
     let commits_error = m.journal_commits.with_label_values(&["error"]);
     while let Some(first) = rx.recv().await {
+        if !gather.is_zero() {
+            // Lets the other workers' batches join this group: one
+            // transaction (and one statement per kind of write) for many.
+            tokio::time::sleep(gather).await;
+        }
         let mut size = first.size();
         let mut group = vec![first];
         while size < GROUP_MAX_EVENTS {
