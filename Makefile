@@ -189,8 +189,9 @@ fmt: ## format the Rust code
 	cd plugins && cargo fmt --all
 
 .PHONY: lint
-lint: ## clippy over the host workspace, warnings as errors (not in `make test`: a newer clippy may add lints)
+lint: ## clippy over the host's and the plugins' workspaces, warnings as errors (not in `make test`: a newer clippy may add lints)
 	cargo clippy --release --workspace --all-targets -- -D warnings
+	cd plugins && CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) cargo clippy --locked --workspace --all-targets --target $$(rustc -vV | sed -n 's/^host: //p') -- -D warnings
 
 .PHONY: clean
 clean:
