@@ -24,6 +24,28 @@ import plugin_cpu  # noqa: E402
 import run as R  # noqa: E402
 
 
+def paired_table(out: dict, what: str, unit: str = "", fmt: str | None = None) -> str:
+    """A Markdown table of an A/B's rounds, `out["old"]` and `out["new"]` (a list of
+    {measure: value} per round, in the order run): per measure, each side's median (min–max)
+    formatted with `fmt` (by default two decimals below 10, none above), and new/old paired
+    within each round."""
+    unit = " " + unit if unit else ""
+    lines = ["| %s | old%s (median, min–max) | new%s | new/old, paired (median, min–max) |" % (what, unit, unit),
+             "|---|---:|---:|---|"]
+    for n in out["old"][0]:
+        old = [x[n] for x in out["old"]]
+        new = [x[n] for x in out["new"]]
+        f = fmt or ("%.2f" if max(old + new) < 10 else "%.0f")
+
+        def span(xs):
+            return ("%s (%s–%s)" % (f, f, f)) % (statistics.median(xs), min(xs), max(xs))
+
+        ratios = [b / a for a, b in zip(old, new)]
+        lines.append("| %s | %s | %s | %.2f (%.2f–%.2f) |" % (n, span(old), span(new), statistics.median(ratios),
+                                                               min(ratios), max(ratios)))
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--old", required=True, help="directory of the old plugin components (<name>.wasm)")
@@ -46,17 +68,7 @@ def main() -> int:
     with open(os.path.join(R.RESULTS, "ab-plugins.json"), "w") as f:
         json.dump(out, f, indent=1)
 
-    def span(xs):
-        return "%.1f (%.1f–%.1f)" % (statistics.median(xs), min(xs), max(xs))
-
-    print("| configuration | old µs/event (median, min–max) | new µs/event | new/old, paired (median, min–max) |")
-    print("|---|---:|---:|---|")
-    for n in out["old"][0]:
-        old = [x[n] for x in out["old"]]
-        new = [x[n] for x in out["new"]]
-        ratios = [b / a for a, b in zip(old, new)]
-        print("| %s | %s | %s | %.2f (%.2f–%.2f) |" % (n, span(old), span(new), statistics.median(ratios),
-                                                       min(ratios), max(ratios)))
+    print(paired_table(out, "configuration", "µs/event", "%.1f"))
     return 0
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ab_plugins  # noqa: E402  (its paired table)
 import postgres  # noqa: E402
 import run as R  # noqa: E402
 
@@ -70,18 +70,7 @@ def main() -> int:
     with open(os.path.join(R.RESULTS, "ab-postgres.json"), "w") as f:
         json.dump(out, f, indent=1)
 
-    def span(xs):
-        fmt = "%.2f" if max(xs) < 10 else "%.0f"
-        return ("%s (%s–%s)" % (fmt, fmt, fmt)) % (statistics.median(xs), min(xs), max(xs))
-
-    print("| measure | old (median, min–max) | new | new/old, paired (median, min–max) |")
-    print("|---|---:|---:|---|")
-    for n in out["old"][0]:
-        old = [x[n] for x in out["old"]]
-        new = [x[n] for x in out["new"]]
-        ratios = [b / a for a, b in zip(old, new)]
-        print("| %s | %s | %s | %.2f (%.2f–%.2f) |" % (n, span(old), span(new), statistics.median(ratios),
-                                                       min(ratios), max(ratios)))
+    print(ab_plugins.paired_table(out, "measure"))
     return 0
 
 

@@ -1139,24 +1139,16 @@ fn postgres_backend() {
         for d in &read {
             assert!(seen.insert(d.event_id), "event {} read twice", d.event_id);
         }
-        let moved = reader
+        let written = reader
             .record(
                 "p",
                 &MarkBatch {
-                    state: None,
-                    fence: None,
-                    attempts: Vec::new(),
                     marks: read.iter().map(done).collect(),
-                    advance: Some(Advance {
-                        from: position,
-                        to,
-                        delivered: read.len() as u64,
-                        shards: 1,
-                    }),
+                    ..moved(position, to, read.len() as u64, 1)
                 },
             )
             .expect("record");
-        assert!(moved.advanced);
+        assert!(written.advanced);
         position = to;
     }
     for w in writers {
@@ -1185,16 +1177,8 @@ fn postgres_a_replay_through_another_replica_is_read_at_once() {
         .record(
             "p",
             &MarkBatch {
-                state: None,
-                fence: None,
-                attempts: Vec::new(),
                 marks: read.iter().map(done).collect(),
-                advance: Some(Advance {
-                    from: start,
-                    to: read[1].event_id,
-                    delivered: 2,
-                    shards: 1,
-                }),
+                ..moved(start, read[1].event_id, 2, 1)
             },
         )
         .expect("record");
