@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 
-from conftest import (HERALD_BIN, PLUGIN_DIR, Host, PgServer, Receiver, pg_server, serve_http, token_pair, wait_for,
-                      webhook_plugin)
+from conftest import (HERALD_BIN, PLUGIN_DIR, Host, PgServer, Receiver, api, pg_server, serve_http, token_pair,
+                      wait_for, webhook_plugin)
 
 TTL_MS = 2000
 
@@ -292,6 +292,41 @@ def test_a_replica_that_joins_gets_its_share_of_the_instances(tmp_path):
         for p, got in per_instance().items():
             assert len(got) == len(set(got)), f"{p} delivered something twice"
         assert metric(a, "herald_lease_events_total", '{event="released"}') == 2
+    finally:
+        for h in (a, b):
+            h.kill(signal.SIGTERM)
+        receiver.close()
+
+
+def test_a_replay_through_another_replica_is_delivered_at_once(tmp_path):
+    """A replay asked of the replica that does not hold the instance is
+    delivered by the one that does, within 3 s: the asking replica's NOTIFY
+    wakes the holder (without it the holder's idle poll is 5 s). That the
+    holder then reads the queue it knew empty, rather than only the log, is
+    checked more tightly in host/journal/tests/backends.rs (within 0.7 s,
+    under the holder's 1 s full-read period)."""
+    pg = pg_server()
+    url = pg.database("replay_" + uuid.uuid4().hex[:8])
+    receiver = Receiver()
+    token, token_hash = token_pair()
+    a, b = replicas(tmp_path, url, ["a", "b"], {"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)})
+    try:
+        a.start()
+        wait_for(lambda: holds(a) == ["hook"], timeout=30, what="a holds the instance")
+        b.start()
+        run = str(uuid.uuid4())
+        batch = [event(run, i) for i in range(5)]
+        assert b.post(json.dumps(batch).encode(), token)[0] == 202
+        wait_for(lambda: len(receiver.events()) == 5, timeout=30, what="the run delivered by a")
+        assert holds(b) == [], "one instance: a keeps it"
+        asked = time.monotonic()
+        status, body = api(b, "POST", f"/v1/runs/{run}/replay", token, {"plugin": "hook"})
+        assert (status, body) == (200, {"requeued": 5})
+        wait_for(lambda: len(receiver.events()) == 10, timeout=3, interval=0.02,
+                 what="the replay delivered within 3 s")
+        assert time.monotonic() - asked < 3
+        got = receiver.events()
+        assert [e["uuid"] for e in got] == [e["uuid"] for e in batch] * 2, "each event again, in order"
     finally:
         for h in (a, b):
             h.kill(signal.SIGTERM)
