@@ -13,13 +13,11 @@ writes bench/results/ab-postgres.json. Sizes are part 12's (`--size`).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ab_plugins  # noqa: E402  (its paired table)
+import paired  # noqa: E402
 import postgres  # noqa: E402
 import run as R  # noqa: E402
 
@@ -47,30 +45,21 @@ def one_round(pg: postgres.Pg, sz) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--old-bin", required=True, help="the old `herald` binary")
-    ap.add_argument("--new-bin", required=True, help="the new `herald` binary")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds per side (alternating)")
-    ap.add_argument("--size", choices=sorted(R.SIZES), default="full")
-    a = ap.parse_args()
+    a = paired.parser(__doc__, "--old-bin", "--new-bin", "`herald` binary").parse_args()
     sz = R.SIZES[a.size]
     os.makedirs(R.WORK, exist_ok=True)
     sides = {"old": os.path.abspath(a.old_bin), "new": os.path.abspath(a.new_bin)}
-    out = {"old": [], "new": [], "_meta": dict(sides, size=a.size, rounds=a.rounds)}
     pg = postgres.Pg()
+
+    def measure(herald: str) -> dict:
+        R.HERALD = herald
+        return one_round(pg, sz)
+
     try:
-        for r in range(a.rounds):
-            for side in (("old", "new") if r % 2 == 0 else ("new", "old")):
-                R.HERALD = sides[side]
-                out[side].append(one_round(pg, sz))
-                R.log("round %d, %s: %s" % (r, side, out[side][-1]))
+        out = paired.alternate(a.rounds, sides, measure, "ab-postgres", dict(sides, size=a.size, rounds=a.rounds))
     finally:
         pg.stop()
-    os.makedirs(R.RESULTS, exist_ok=True)
-    with open(os.path.join(R.RESULTS, "ab-postgres.json"), "w") as f:
-        json.dump(out, f, indent=1)
-
-    print(ab_plugins.paired_table(out, "measure"))
+    print(paired.table(out, "measure"))
     return 0
 
 

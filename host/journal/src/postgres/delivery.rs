@@ -487,10 +487,10 @@ impl PgJournal {
         if let Some(position) = streams.position(plugin, after) {
             // Its queue is empty and this replica knows its cursor: the log
             // half alone.
-            let (rows, to_the_end) = self
+            let (rows, _) = self
                 .log_half(&c, tenant, after.max(position), limit, read, &[])
                 .await?;
-            return Ok(finish_halves(Vec::new(), rows, to_the_end));
+            return Ok((Vec::new(), rows));
         }
         let generation = streams.generation();
         // The shards of an instance share its queue.
