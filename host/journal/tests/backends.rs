@@ -1200,3 +1200,58 @@ fn postgres_a_replay_through_another_replica_is_read_at_once() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The same through the replica that has caught up: its own replay is read
+/// by the very next read. The replay's commit forgets the instance's known
+/// streams before it returns (the NOTIFY that this replica also receives
+/// comes later, so without that a caught-up worker woken by the replay
+/// would read only the log and find nothing).
+#[test]
+fn postgres_a_replay_here_is_read_by_the_next_read() {
+    let server = PgServer::start("known-here");
+    let journal = PgJournal::open(&pg_options(server.database("known_here"))).expect("open");
+    let start = journal.open_cursor("p", "t", &[]).expect("cursor");
+    journal
+        .commit_batch("t", &[ev("a", "r"), ev("b", "r")])
+        .expect("commit");
+    let read = journal.pending("p", "t", 0, 10).expect("read");
+    assert_eq!(read.len(), 2);
+    let written = journal
+        .record(
+            "p",
+            &MarkBatch {
+                marks: read.iter().map(done).collect(),
+                ..moved(start, read[1].event_id, 2, 1)
+            },
+        )
+        .expect("record");
+    assert!(written.advanced);
+    // Each round a replay followed at once by a read, which must see the
+    // queued events every time. Without the commit's own forget, the
+    // NOTIFY wins that race in about half the rounds, so 50 rounds catch it.
+    for round in 0..50 {
+        assert!(
+            journal.pending("p", "t", 0, 10).expect("read").is_empty(),
+            "round {round}: caught up"
+        );
+        assert_eq!(journal.replay_run("t", "r", "p").expect("replay"), 2);
+        let again = journal.pending("p", "t", 0, 10).expect("read");
+        assert_eq!(
+            again.len(),
+            2,
+            "round {round}: the replay was not read at once"
+        );
+        assert!(again.iter().all(|d| d.queued));
+        let marked = journal
+            .record(
+                "p",
+                &MarkBatch {
+                    marks: again.iter().map(done).collect(),
+                    advance: None,
+                    ..moved(0, 0, 0, 1)
+                },
+            )
+            .expect("record");
+        assert!(!marked.fenced, "round {round}");
+    }
+}
