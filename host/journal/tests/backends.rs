@@ -1158,6 +1158,29 @@ fn postgres_backend() {
     assert_eq!(reader.event_count("t").expect("count"), 2000);
 }
 
+/// Instance `p` of tenant `t` with run `r`'s two events delivered: the
+/// stream has caught up, and a read from the cursor finds nothing (from
+/// what the replica knows of it).
+fn caught_up(journal: &PgJournal) {
+    let start = journal.open_cursor("p", "t", &[]).expect("cursor");
+    journal
+        .commit_batch("t", &[ev("a", "r"), ev("b", "r")])
+        .expect("commit");
+    let read = journal.pending("p", "t", 0, 10).expect("read");
+    assert_eq!(read.len(), 2);
+    let written = journal
+        .record(
+            "p",
+            &MarkBatch {
+                marks: read.iter().map(done).collect(),
+                ..moved(start, read[1].event_id, 2, 1)
+            },
+        )
+        .expect("record");
+    assert!(written.advanced);
+    assert!(journal.pending("p", "t", 0, 10).expect("read").is_empty());
+}
+
 /// A replica that has caught up reads only the log (it knows its streams'
 /// queues are empty); a replay through another replica must still reach it
 /// at once, by that replica's NOTIFY, not after its next full read (a
@@ -1168,23 +1191,7 @@ fn postgres_a_replay_through_another_replica_is_read_at_once() {
     let url = server.database("known");
     let here = PgJournal::open(&pg_options(url.clone())).expect("open");
     let there = PgJournal::open(&pg_options(url)).expect("open");
-    let start = here.open_cursor("p", "t", &[]).expect("cursor");
-    here.commit_batch("t", &[ev("a", "r"), ev("b", "r")])
-        .expect("commit");
-    let read = here.pending("p", "t", 0, 10).expect("read");
-    assert_eq!(read.len(), 2);
-    let written = here
-        .record(
-            "p",
-            &MarkBatch {
-                marks: read.iter().map(done).collect(),
-                ..moved(start, read[1].event_id, 2, 1)
-            },
-        )
-        .expect("record");
-    assert!(written.advanced);
-    // Caught up: a read from the cursor finds nothing, from what it knows.
-    assert!(here.pending("p", "t", 0, 10).expect("read").is_empty());
+    caught_up(&here);
     let asked = std::time::Instant::now();
     assert_eq!(there.replay_run("t", "r", "p").expect("replay"), 2);
     loop {
@@ -1210,22 +1217,7 @@ fn postgres_a_replay_through_another_replica_is_read_at_once() {
 fn postgres_a_replay_here_is_read_by_the_next_read() {
     let server = PgServer::start("known-here");
     let journal = PgJournal::open(&pg_options(server.database("known_here"))).expect("open");
-    let start = journal.open_cursor("p", "t", &[]).expect("cursor");
-    journal
-        .commit_batch("t", &[ev("a", "r"), ev("b", "r")])
-        .expect("commit");
-    let read = journal.pending("p", "t", 0, 10).expect("read");
-    assert_eq!(read.len(), 2);
-    let written = journal
-        .record(
-            "p",
-            &MarkBatch {
-                marks: read.iter().map(done).collect(),
-                ..moved(start, read[1].event_id, 2, 1)
-            },
-        )
-        .expect("record");
-    assert!(written.advanced);
+    caught_up(&journal);
     // Each round a replay followed at once by a read, which must see the
     // queued events every time. Without the commit's own forget, the
     // NOTIFY wins that race in about half the rounds, so 50 rounds catch it.
