@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -326,3 +329,30 @@ def test_retiring_finalize_versions_keeps_weakref_finalize_working():
     assert f.alive
     del o
     assert called == [1] and not f.alive
+
+
+def test_the_wheel_holds_the_contract_and_builds_without_warnings(tmp_path):
+    """What `pip install herald-sdk` gets: every WIT file of the contract (componentize-py
+    reads them from the installed package), `py.typed`, the SPDX license; and a build that
+    setuptools does not warn about (its warnings announce what a later release refuses)."""
+    root = Path(__file__).resolve().parents[1]
+    # Built from a copy: setuptools writes build/ and egg-info/ beside the sources.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "herald_sdk", src / "herald_sdk", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(src)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "BuildBackendWarning" not in r.stderr, r.stderr
+    (wheel,) = out.glob("herald_sdk-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    wit = sorted(p.relative_to(root).as_posix() for p in (root / "herald_sdk" / "wit").rglob("*.wit"))
+    assert wit and "herald_sdk/wit/world.wit" in wit
+    missing = [w for w in wit if w not in names]
+    assert not missing, missing
+    assert "herald_sdk/py.typed" in names
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    assert "License-Expression: Apache-2.0" in zipfile.ZipFile(wheel).read(metadata).decode()
