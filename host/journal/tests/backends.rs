@@ -1239,8 +1239,7 @@ fn postgres_a_replay_here_is_read_by_the_next_read() {
                 "p",
                 &MarkBatch {
                     marks: again.iter().map(done).collect(),
-                    advance: None,
-                    ..moved(0, 0, 0, 1)
+                    ..MarkBatch::default()
                 },
             )
             .expect("record");
