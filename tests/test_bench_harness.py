@@ -136,6 +136,41 @@ def test_the_postgres_part_shows_missed_goals():
     assert bench_run.part_numbers("postgres") == [12]
 
 
+def test_the_postgres_part_judges_ingest_by_its_own_cpu_beside_a_control():
+    import postgres  # noqa: E402  (bench/postgres.py, part 12)
+    rep = {"replicas": 1, "instances": 12, "held": [12], "ingest_s": 1.0, "total_s": 2.0, "deliveries_per_s": 1000}
+    cpu = {part: stat(1.0) for part in postgres.CPU_PARTS}
+    res = {"postgres": {"events": 1000, "batch": 500, "concurrency": 4, "rounds": [{}],
+                        "herald_1": stat(30000), "herald_60": stat(12000), "bare": stat(50000),
+                        "ratio_1": stat(0.6), "ratio_60": stat(0.24), "ratio_60_to_1": stat(0.4),
+                        "ratio_idle_to_1": stat(0.65),
+                        "cpu": {"herald_1": cpu, "herald_60": dict(cpu, herald_delivery=stat(20.0))},
+                        "ingest_cpu_60_to_1": stat(1.3), "replicas": {"1": rep}}}
+    targets = []
+    text = "\n".join(postgres.render(res, targets))
+    assert "| ratio, 60 instances : 1 instance | 0.40 | 0.40 | 0.40 | >= 0.5 (as on SQLite) | **no** |" in text
+    assert "| control: 1 instance beside an idle-class busy loop on every core : 1 instance alone | 0.65 |" in text
+    assert "| 60 instances: Herald's delivery threads, CPU µs per ingested event | 20.0 |" in text
+    assert "60 instances : 1 | 1.30 | 1.30 | 1.30 | <= 1.1 (does not grow) | **no** |" in text
+    assert ("PostgreSQL ingest with 60 instances >= 0.5x 1 instance", False) in targets
+    assert "| ratio, 60 instances : bare | 0.24 | 0.24 | 0.24 | >= 0.5 | **no** |" in text
+    assert "| ingest, 60 no-op instances (events/s) | 12000 | 12000 | 12000 | >= 20000 | **no** |" in text
+    assert ("PostgreSQL ingest with 60 instances >= 20000 events/s", False) in targets
+    assert ("PostgreSQL ingest with 60 instances >= 0.5x the bare loop", False) in targets
+    assert ("PostgreSQL ingest's own CPU per event, 60 instances <= 1.1x 1 instance", False) in targets
+    # What each measurement's CPU adds up to: Herald's threads by runtime, PostgreSQL's by pool.
+    x = {"cpu_us": {"herald_ingest": 7.0, "herald_delivery": 20.0, "pg_ingest": 18.0, "pg_delivery": 5.0,
+                    "pg_background": 1.0}}
+    assert postgres.ingest_cpu(x) == 25.0
+    assert postgres.PG_ROLES["herald-ingest"] == "pg_ingest"
+    # Every application name the journal gives its pools is attributed, and no other.
+    import re
+    source = (ROOT / "host/journal/src/postgres/mod.rs").read_text()
+    module = source[source.index("pub mod role {"):]
+    names = re.findall(r'pub const [A-Z_]+: &str = "([^"]+)";', module[:module.index("\n}")])
+    assert names and set(names) == set(postgres.PG_ROLES), names
+
+
 def python_round(deliver_per_s: float, rss_1: int, idle_n: int, after_n: int) -> dict:
     """One side of one round of part 14 as part_python records it (RSS in KiB)."""
     mem = lambda kib: {"VmRSS": kib, "RssAnon": kib // 2, "RssFile": kib - kib // 2}  # noqa: E731
