@@ -6,7 +6,7 @@
 
 use crate::gen::event_sized;
 use crate::send::{client, send_all, Batch, HttpClient, Plan, Res};
-use crate::{start_sink, summary, unique_tag, Args};
+use crate::{start_sink_delayed, summary, unique_tag, Args};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
@@ -38,6 +38,8 @@ async fn delivered_ok(c: &HttpClient, url: &str, prefix: &str) -> Res<f64> {
 /// webhook posting to a sink this process serves (delivered = distinct
 /// idempotency keys received), and afterwards the same sink is measured
 /// alone: one keep-alive connection posting the same requests in sequence.
+/// `--sink-delay-us` makes the sink wait that long before each answer (a
+/// receiver doing its own work, or one across a network).
 pub async fn e2e(a: &Args) -> Res<Value> {
     let url = a.get("url", "http://127.0.0.1:8765");
     let tokens: Vec<String> = a
@@ -77,7 +79,8 @@ pub async fn e2e(a: &Args) -> Res<Value> {
     }
     let expected = if sink_port != 0 { n } else { n * instances };
     let sink = if sink_port != 0 {
-        Some(start_sink(sink_port, true).await?.0)
+        let delay = Duration::from_micros(a.num("sink-delay-us", 0));
+        Some(start_sink_delayed(sink_port, true, delay).await?.0)
     } else {
         None
     };

@@ -633,6 +633,9 @@ async fn dispatch(a: &Args) -> Res<Value> {
 pub struct SinkState {
     pub count: AtomicU64,
     record: bool,
+    /// How long each request takes to answer (a receiver's own work or its
+    /// network distance); none by default.
+    delay: Duration,
     pub seen: Mutex<HashMap<String, Instant>>,
 }
 
@@ -641,6 +644,9 @@ async fn sink_handler(
     headers: http::HeaderMap,
     _body: Bytes,
 ) -> &'static str {
+    if !s.delay.is_zero() {
+        tokio::time::sleep(s.delay).await;
+    }
     let now = Instant::now();
     s.count.fetch_add(1, Ordering::Relaxed);
     if s.record {
@@ -654,8 +660,18 @@ async fn sink_handler(
 /// An HTTP sink on 127.0.0.1 counting requests (and, with `record`, the
 /// first receipt of each `Idempotency-Key`).
 pub async fn start_sink(port: u16, record: bool) -> Res<(Arc<SinkState>, u16)> {
+    start_sink_delayed(port, record, Duration::ZERO).await
+}
+
+/// [`start_sink`] whose every answer waits `delay` first.
+pub async fn start_sink_delayed(
+    port: u16,
+    record: bool,
+    delay: Duration,
+) -> Res<(Arc<SinkState>, u16)> {
     let state = Arc::new(SinkState {
         record,
+        delay,
         ..Default::default()
     });
     let app = axum::Router::new()
