@@ -269,7 +269,7 @@ def summarise_instances(sz, rounds):
 # ------------------------------------------------------ 8. end to end --
 
 WEBHOOK_SHARDS = 4  # the second webhook row: four streams, so four requests in flight (different runs)
-# The third webhook row: a receiver that answers after 1 ms (its own work, or a network away), against
+# The third webhook row: a receiver that waits 1 ms before each answer (its own work, or a network away), against
 # the same receiver alone; what a webhook instance's own cost is beside a real receiver's.
 SLOW_SINK_US = 1000
 
@@ -332,7 +332,7 @@ def part_e2e(sz):
             WEBHOOK_SHARDS,
             "%.0f" % ws["events_fully_delivered_per_s"] if ws.get("events_fully_delivered_per_s") else "INCOMPLETE",
             WEBHOOK_SHARDS, ws["sink_alone_per_s"]))
-        # A receiver that takes 1 ms per request, one connection each way.
+        # A receiver that waits 1 ms before each answer (tokio's timer: ~2 ms a request in all).
         sink_port = R.free_port()
         host = R.Herald("e2e-webhook-slow", webhook_instance(sink_port)).start(timeout=300)
         try:
@@ -770,7 +770,8 @@ def render(res: dict, targets: list) -> list:
                  "`shards = %d` (four streams, a run's events in one, so four requests in flight) and "
                  "compares it with the sink alone over four connections. The third (when measured) posts "
                  "%s events to a sink that waits %s ms before each answer (a receiver's own work, or a "
-                 "network away; tokio's timer, so a little over that), against that sink alone; it shows "
+                 "network away; tokio's timer rounds the wait up to its next millisecond tick, so ~2 ms a "
+                 "request in all), against that sink alone; it shows "
                  "what the instance's own cost is beside a real receiver's, and is not the goal's measure "
                  "(the goal is judged on the sink that answers at once). "
                  "Latency: a steady 1,000 events/s in gzip batches of %d, from the moment a request is sent "
