@@ -304,48 +304,14 @@ def part_e2e(sz):
             R.log("e2e %2d no-op instance(s): %s deliveries/s, ingest %.0f events/s, all delivered in %s s" % (
                 k, "%.0f" % x["deliveries_per_s"] if x.get("deliveries_per_s") else "INCOMPLETE",
                 x["ingest_events_per_s"], "%.1f" % x["all_delivered_s"] if x.get("all_delivered_s") else "?"))
-        sink_port = R.free_port()
-        host = R.Herald("e2e-webhook", webhook_instance(sink_port)).start(timeout=300)
-        try:
-            w = hb("e2e", "--url", host.url, "--tokens", R.TOKEN, "--events", sz["e2e_webhook_events"],
-                   "--batch", CALLBACK_BATCH, "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
-                   "--instances", 1, "--sink-port", sink_port, "--timeout", 1200)
-        finally:
-            host.stop()
-        got["webhook"] = w
-        R.log("e2e webhook: %s events/s delivered, sink alone %.0f requests/s" % (
-            "%.0f" % w["events_fully_delivered_per_s"] if w.get("events_fully_delivered_per_s") else "INCOMPLETE",
-            w["sink_alone_per_s"]))
+        got["webhook"] = webhook_e2e("e2e-webhook", sz["e2e_webhook_events"])
         # The same with `shards = 4`: four requests in flight, against the sink
         # alone over as many connections.
-        sink_port = R.free_port()
-        host = R.Herald("e2e-webhook-shards", webhook_instance(sink_port, WEBHOOK_SHARDS)).start(timeout=300)
-        try:
-            ws = hb("e2e", "--url", host.url, "--tokens", R.TOKEN, "--events", sz["e2e_webhook_events"],
-                    "--batch", CALLBACK_BATCH, "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
-                    "--instances", 1, "--sink-port", sink_port, "--sink-connections", WEBHOOK_SHARDS,
-                    "--timeout", 1200)
-        finally:
-            host.stop()
-        got["webhook_shards"] = ws
-        R.log("e2e webhook, shards = %d: %s events/s delivered, sink alone over %d connections %.0f requests/s" % (
-            WEBHOOK_SHARDS,
-            "%.0f" % ws["events_fully_delivered_per_s"] if ws.get("events_fully_delivered_per_s") else "INCOMPLETE",
-            WEBHOOK_SHARDS, ws["sink_alone_per_s"]))
+        got["webhook_shards"] = webhook_e2e("e2e-webhook-shards", sz["e2e_webhook_events"], WEBHOOK_SHARDS,
+                                            "--sink-connections", WEBHOOK_SHARDS)
         # A receiver that waits 1 ms before each answer (tokio's timer: ~2 ms a request in all).
-        sink_port = R.free_port()
-        host = R.Herald("e2e-webhook-slow", webhook_instance(sink_port)).start(timeout=300)
-        try:
-            wl = hb("e2e", "--url", host.url, "--tokens", R.TOKEN, "--events", sz["e2e_slow_sink_events"],
-                    "--batch", CALLBACK_BATCH, "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
-                    "--instances", 1, "--sink-port", sink_port, "--sink-delay-us", SLOW_SINK_US, "--timeout", 1200)
-        finally:
-            host.stop()
-        got["webhook_slow_sink"] = wl
-        R.log("e2e webhook, a sink answering after %d µs: %s events/s delivered, sink alone %.0f requests/s" % (
-            SLOW_SINK_US,
-            "%.0f" % wl["events_fully_delivered_per_s"] if wl.get("events_fully_delivered_per_s") else "INCOMPLETE",
-            wl["sink_alone_per_s"]))
+        got["webhook_slow_sink"] = webhook_e2e("e2e-webhook-slow", sz["e2e_slow_sink_events"], 1,
+                                               "--sink-delay-us", SLOW_SINK_US)
         # Latency at a steady rate, callback-sized gzip batches, from the moment a request is sent.
         sink_port = R.free_port()
         host = R.Herald("e2e-latency", webhook_instance(sink_port)).start(timeout=300)
@@ -359,6 +325,24 @@ def part_e2e(sz):
             CALLBACK_BATCH, la["send_to_sink_ms"]["p50"], la["send_to_sink_ms"]["p99"]))
         rounds.append(got)
     return summarise_e2e(sz, rounds)
+
+
+def webhook_e2e(name: str, events: int, shards: int = 1, *sink_args) -> dict:
+    """One webhook instance (`shards`) posting to the load generator's sink end to end, then
+    that sink alone (`sink_args`: its connections, its delay); the result of `hostbench e2e`."""
+    sink_port = R.free_port()
+    host = R.Herald(name, webhook_instance(sink_port, shards)).start(timeout=300)
+    try:
+        x = hb("e2e", "--url", host.url, "--tokens", R.TOKEN, "--events", events,
+               "--batch", CALLBACK_BATCH, "--concurrency", 4, "--gzip", 1, "--event-bytes", 1024,
+               "--instances", 1, "--sink-port", sink_port, *sink_args, "--timeout", 1200)
+    finally:
+        host.stop()
+    R.log("%s (%s): %s events/s delivered, the sink alone %.0f requests/s" % (
+        name, " ".join(str(a) for a in sink_args) or "one connection",
+        "%.0f" % x["events_fully_delivered_per_s"] if x.get("events_fully_delivered_per_s") else "INCOMPLETE",
+        x["sink_alone_per_s"]))
+    return x
 
 
 def summarise_e2e(sz, rounds):
