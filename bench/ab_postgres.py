@@ -24,13 +24,7 @@ import run as R  # noqa: E402
 
 def ingest(pg: postgres.Pg, instances: int, sz) -> float:
     """Durable ingest into a fresh database with `instances` no-op instances, events/s."""
-    h = postgres.pg_host("ab-pg-ingest-%d" % instances, pg.database(), instances).start(timeout=300)
-    try:
-        return R.hostbench("ingest", "--url", h.url, "--tokens", R.TOKEN, "--events", sz["pg_events"],
-                           "--batch", sz["ingest_batch"], "--concurrency", sz["ingest_concurrency"],
-                           timeout=1800)["events_per_s"]
-    finally:
-        h.stop()
+    return postgres.measured_ingest(pg, instances, sz)["events_per_s"]
 
 
 def one_round(pg: postgres.Pg, sz) -> dict:

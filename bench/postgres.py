@@ -127,17 +127,8 @@ def ingest_cpu(x: dict) -> float:
     return x["cpu_us"]["herald_ingest"] + x["cpu_us"]["pg_ingest"]
 
 
-def _ticks(stat_path: str) -> int:
-    try:
-        with open(stat_path) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0  # ended meanwhile
-    return int(fields[11]) + int(fields[12])
-
-
-def pg_cpu_ticks(pg: Pg, url: str) -> dict:
-    """CPU ticks of every PostgreSQL process, keyed by pid, with its part (`PG_ROLES`, or
+def pg_cpu_s(pg: Pg, url: str) -> dict:
+    """CPU seconds of every PostgreSQL process, keyed by pid, with its part (`PG_ROLES`, or
     pg_background for the server's own processes)."""
     roles = {}
     for line in pg.scalar(url, "SELECT pid || ' ' || application_name FROM pg_stat_activity "
@@ -155,7 +146,7 @@ def pg_cpu_ticks(pg: Pg, url: str) -> dict:
             continue
         if cmd.startswith(b"postgres:"):
             pid = int(entry)
-            out[pid] = (roles.get(pid, "pg_background"), _ticks("/proc/%s/stat" % entry))
+            out[pid] = (roles.get(pid, "pg_background"), R.controller_cpu(pid) or 0.0)
     return out
 
 
@@ -178,10 +169,10 @@ def measured_ingest(pg: Pg, k: int, sz, burn: bool = False) -> dict:
         time.sleep(1)  # the instances' first reads and lease claims
         if burn:
             burners = idle_burners()
-        pg0, h0 = pg_cpu_ticks(pg, url), R.realistic.thread_cpu_s(h.proc.pid)
+        pg0, h0 = pg_cpu_s(pg, url), R.realistic.thread_cpu_s(h.proc.pid)
         x = R.hostbench("ingest", "--url", h.url, "--tokens", R.TOKEN, "--events", sz["pg_events"],
                         "--batch", sz["ingest_batch"], "--concurrency", sz["ingest_concurrency"], timeout=1800)
-        pg1, h1 = pg_cpu_ticks(pg, url), R.realistic.thread_cpu_s(h.proc.pid)
+        pg1, h1 = pg_cpu_s(pg, url), R.realistic.thread_cpu_s(h.proc.pid)
     finally:
         for b in burners:
             b.kill()
@@ -191,9 +182,8 @@ def measured_ingest(pg: Pg, k: int, sz, burn: bool = False) -> dict:
     cpu = {part: 0.0 for part in CPU_PARTS}
     cpu["herald_ingest"] = (h1["ingest"] - h0["ingest"]) * per_event
     cpu["herald_delivery"] = (h1["delivery"] - h0["delivery"]) * per_event
-    tck = os.sysconf("SC_CLK_TCK")
-    for pid, (part, ticks) in pg1.items():
-        cpu[part] += (ticks - pg0.get(pid, (part, 0))[1]) / tck * per_event
+    for pid, (part, seconds) in pg1.items():
+        cpu[part] += (seconds - pg0.get(pid, (part, 0.0))[1]) * per_event
     x["cpu_us"] = {part: round(v, 1) for part, v in cpu.items()}
     return x
 
