@@ -161,6 +161,8 @@ MEASURES += [
     (8, "end to end, 60 no-op instances: deliveries/s", _e2e("60"), True),
     (8, "end to end, webhook: events/s", lambda p: (p["webhook"]["events_per_s"] or {}).get("median"), True),
     (8, "end to end, webhook / its sink alone", lambda p: (p["webhook"]["vs_sink"] or {}).get("median"), True),
+    (8, "end to end, webhook / its sink alone from a task in its own process",
+     lambda p: (p["webhook"].get("vs_sink_in_process") or {}).get("median"), True),
     (8, "latency at 1,000 events/s: sent → sink p99 ms", lambda p: p["latency"]["send_p99"]["median"], False),
     (9, "query p95 ms: runs list", _q("runs list"), False),
     (9, "query p95 ms: runs list, status=failed", _q("runs list, status=failed"), False),

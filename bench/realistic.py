@@ -34,7 +34,7 @@ SIZES = {
                   e2e_webhook_events=2000, e2e_slow_sink_events=500, e2e_latency_seconds=5, q_runs=1000, q_events_per_run=100,
                   q_requests=50, rss_events=20000, rss_max_seconds=15, rss_rate=40000, rss_tenants=10, pbh_groups=3, pbh_rounds=2),
     "full": dict(inst_events=100000, inst_max_seconds=30, inst_rounds=3, inst_size_budget_mib=128, e2e_events=100000, e2e_rounds=3,
-                 e2e_webhook_events=10000, e2e_slow_sink_events=3000, e2e_latency_seconds=20, q_runs=10000, q_events_per_run=100,
+                 e2e_webhook_events=30000, e2e_slow_sink_events=3000, e2e_latency_seconds=20, q_runs=10000, q_events_per_run=100,
                  q_requests=200, rss_events=400000, rss_max_seconds=60, rss_rate=40000, rss_tenants=10, pbh_groups=10, pbh_rounds=6),
 }
 
@@ -367,6 +367,11 @@ def summarise_e2e(sz, rounds):
         "vs_sink": st([x["events_fully_delivered_per_s"] / x["sink_alone_per_s"] for x in ws
                        if x.get("events_fully_delivered_per_s")]),
     }
+    if all("sink_alone_in_process_per_s" in x for x in ws):
+        # The sink alone from a task in its own process (the baseline of runs before 2026-12-08).
+        out["webhook"]["sink_alone_in_process_per_s"] = st([x["sink_alone_in_process_per_s"] for x in ws])
+        out["webhook"]["vs_sink_in_process"] = st([x["events_fully_delivered_per_s"] / x["sink_alone_in_process_per_s"]
+                                                   for x in ws if x.get("events_fully_delivered_per_s")])
     if all("webhook_shards" in g for g in rounds):
         ss = [g["webhook_shards"] for g in rounds]
         out["webhook_shards"] = {
@@ -750,7 +755,11 @@ def render(res: dict, targets: list) -> list:
                  "cores). The webhook: the shipped `webhook.wasm` posting to a local sink in the load "
                  "generator (delivered = distinct `Idempotency-Key`s received), beside the same sink alone: "
                  "one keep-alive connection posting the same requests in sequence (a worker is sequential), "
-                 "from a task on the load generator's runtime. The second webhook row gives the instance "
+                 "from another process (`herald-hostbench post`, timed by itself), as the host reaches the "
+                 "sink; the goal is judged on that. The same from a task in the sink's own process is shown "
+                 "too: there a request and its answer often stay on one thread and wake nothing, a rate no "
+                 "sender in another process sees (bench/analysis.md, \"The webhook's sink alone from another "
+                 "process\"). The second webhook row gives the instance "
                  "`shards = %d` (four streams, a run's events in one, so four requests in flight) and "
                  "compares it with the sink alone over four connections. The third (when measured) posts "
                  "%s events to a sink that waits %s ms before each answer (a receiver's own work, or a "
@@ -789,7 +798,15 @@ def render(res: dict, targets: list) -> list:
         targets.append(("Webhook instance ≥ 0.9x its sink alone (end to end)", met))
         L.append(row("webhook instance: events delivered/s (ratio to the sink alone)", w["events_per_s"], digits=0,
                      ratio=w["vs_sink"], target="≥ 0.9x the sink alone", met=met))
-        L.append(row("the sink alone (one keep-alive connection): requests/s", w["sink_alone_per_s"], digits=0))
+        if "sink_alone_in_process_per_s" in w:
+            L.append(row("the sink alone, from another process (one keep-alive connection): requests/s",
+                         w["sink_alone_per_s"], digits=0))
+            L.append(row("the sink alone, from a task in its own process (the baseline before 2026-12-08; not "
+                         "the goal's measure): requests/s (the webhook's ratio to it)", w["sink_alone_in_process_per_s"],
+                         digits=0, ratio=w["vs_sink_in_process"]))
+        else:
+            L.append(row("the sink alone (one keep-alive connection, from a task in its own process): requests/s",
+                         w["sink_alone_per_s"], digits=0))
         x = e.get("webhook_shards")
         if x:
             L.append(row("webhook instance, `shards = %d`: events delivered/s (ratio to the sink alone over %d "

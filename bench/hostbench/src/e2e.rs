@@ -37,7 +37,8 @@ async fn delivered_ok(c: &HttpClient, url: &str, prefix: &str) -> Res<f64> {
 /// `e2e`: see the module's doc. With `--sink-port` the host's instance is a
 /// webhook posting to a sink this process serves (delivered = distinct
 /// idempotency keys received), and afterwards the same sink is measured
-/// alone: one keep-alive connection posting the same requests in sequence.
+/// alone: one keep-alive connection posting the same requests in sequence,
+/// from another process (`post`, the baseline), then from this one.
 /// `--sink-delay-us` makes the sink wait that long before each answer (a
 /// receiver doing its own work, or one across a network).
 pub async fn e2e(a: &Args) -> Res<Value> {
@@ -172,46 +173,118 @@ pub async fn e2e(a: &Args) -> Res<Value> {
         // What the sink takes alone: the same requests from `--sink-connections`
         // keep-alive connections, each posting its share in sequence (1 is
         // what a webhook instance with `shards = 1` does; compare an
-        // instance with N shards, N requests in flight, against N).
+        // instance with N shards, N requests in flight, against N). First
+        // from another process, as the host reaches the sink (the goal's
+        // baseline), then from a task in the sink's own process, whose
+        // requests and answers often stay on one thread and so wake nothing:
+        // no sender in another process sees that rate.
         let conns = (a.num("sink-connections", 1) as usize).max(1);
         let target = format!("http://127.0.0.1:{sink_port}/events");
+        let counted = |before: u64| {
+            let got = s.count.load(std::sync::atomic::Ordering::Relaxed) - before;
+            if got < n {
+                return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                    format!("sink alone: the sink counted {got} of {n}").into(),
+                );
+            }
+            Ok(())
+        };
         let before = s.count.load(std::sync::atomic::Ordering::Relaxed);
-        let bodies = Arc::new(bodies);
+        let rate = post_from_child(&target, &tag, n, size, batch, conns).await?;
+        counted(before)?;
+        out["sink_alone_per_s"] = json!(rate);
+        let before = s.count.load(std::sync::atomic::Ordering::Relaxed);
         let t1 = Instant::now();
-        let mut tasks = Vec::new();
-        for k in 0..conns {
-            let (c, target, bodies) = (client(), target.clone(), bodies.clone());
-            tasks.push(tokio::spawn(async move {
-                for (uuid, body) in bodies.iter().skip(k).step_by(conns) {
-                    let req = http::Request::post(&target)
-                        .header("content-type", "application/json")
-                        .header("user-agent", "herald-webhook/0.1")
-                        .header("x-herald-event-id", uuid.as_str())
-                        .header("idempotency-key", format!("alone-{uuid}"))
-                        .header("x-herald-event-kind", "runner_on_ok")
-                        .header("x-herald-attempt", "1")
-                        .body(Full::new(Bytes::from(body.clone())))?;
-                    let resp = c.request(req).await?;
-                    if !resp.status().is_success() {
-                        return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
-                            format!("sink alone: HTTP {}", resp.status()).into(),
-                        );
-                    }
-                    let _ = resp.into_body().collect().await?;
-                }
-                Ok(())
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
+        post_in_sequence(&target, Arc::new(bodies), conns).await?;
         let secs = t1.elapsed().as_secs_f64();
-        let got = s.count.load(std::sync::atomic::Ordering::Relaxed) - before;
-        if got < n {
-            return Err(format!("sink alone: the sink counted {got} of {n}").into());
-        }
-        out["sink_alone_per_s"] = json!(n as f64 / secs);
+        counted(before)?;
+        out["sink_alone_in_process_per_s"] = json!(n as f64 / secs);
         out["sink_connections"] = json!(conns);
     }
     Ok(out)
+}
+
+/// Posts `bodies` to `target` over `conns` keep-alive connections, each
+/// posting its share in sequence with the webhook's headers.
+async fn post_in_sequence(target: &str, bodies: Arc<Vec<(String, Vec<u8>)>>, conns: usize) -> Res<()> {
+    let mut tasks = Vec::new();
+    for k in 0..conns {
+        let (c, target, bodies) = (client(), target.to_string(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            for (uuid, body) in bodies.iter().skip(k).step_by(conns) {
+                let req = http::Request::post(&target)
+                    .header("content-type", "application/json")
+                    .header("user-agent", "herald-webhook/0.1")
+                    .header("x-herald-event-id", uuid.as_str())
+                    .header("idempotency-key", format!("alone-{uuid}"))
+                    .header("x-herald-event-kind", "runner_on_ok")
+                    .header("x-herald-attempt", "1")
+                    .body(Full::new(Bytes::from(body.clone())))?;
+                let resp = c.request(req).await?;
+                if !resp.status().is_success() {
+                    return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                        format!("sink alone: HTTP {}", resp.status()).into(),
+                    );
+                }
+                let _ = resp.into_body().collect().await?;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// The events `e2e` sends, as (uuid, JSON line), in order: runs of `batch`.
+fn sink_bodies(tag: &str, n: u64, size: usize, batch: usize) -> Res<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let run = format!("{tag}-run{}", (i as usize / batch) % 16);
+        let v = event_sized(&run, i, tag, size);
+        out.push((v["uuid"].as_str().unwrap_or_default().to_string(), serde_json::to_vec(&v)?));
+    }
+    Ok(out)
+}
+
+/// Runs `herald-hostbench post` as a child process and returns the rate it
+/// measured itself (its start and its bodies' encoding are not counted).
+async fn post_from_child(
+    target: &str,
+    tag: &str,
+    n: u64,
+    size: usize,
+    batch: usize,
+    conns: usize,
+) -> Res<f64> {
+    let exe = std::env::current_exe()?;
+    let out = tokio::process::Command::new(exe)
+        .args(["post", "--url", target, "--tag", tag])
+        .args(["--events", &n.to_string(), "--event-bytes", &size.to_string()])
+        .args(["--batch", &batch.to_string(), "--connections", &conns.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(format!("herald-hostbench post: {}", out.status).into());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    v["requests_per_s"]
+        .as_f64()
+        .ok_or_else(|| "herald-hostbench post printed no requests_per_s".into())
+}
+
+/// `post`: the events of `e2e` (same tag, same bodies), posted to `--url`
+/// over `--connections` keep-alive connections in sequence.
+pub async fn post(a: &Args) -> Res<Value> {
+    let target = a.get("url", "http://127.0.0.1:8765/events");
+    let tag = a.get("tag", "post");
+    let n = a.num("events", 10_000);
+    let size = a.num("event-bytes", 1024) as usize;
+    let conns = (a.num("connections", 1) as usize).max(1);
+    let bodies = Arc::new(sink_bodies(&tag, n, size, a.num("batch", 20).max(1) as usize)?);
+    let t0 = Instant::now();
+    post_in_sequence(&target, bodies, conns).await?;
+    Ok(json!({"events": n, "requests_per_s": n as f64 / t0.elapsed().as_secs_f64()}))
 }

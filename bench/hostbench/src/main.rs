@@ -15,6 +15,7 @@
 //! herald-hostbench webhook  --plugin webhook.wasm --events N --rounds R --dir D
 //! herald-hostbench latency  --url U --tokens T --sink-port P --rate 1000 --seconds S --batch 1
 //! herald-hostbench sink     --port P [--udp-port Q]
+//! herald-hostbench post     --url U --tag T --events N [--event-bytes 1024] [--batch B] [--connections C]
 //! ```
 
 mod e2e;
@@ -102,6 +103,7 @@ async fn run_command(args: &Args, cmd: &str) -> Res<Value> {
         "webhook" => webhook(args).await,
         "latency" => latency(args).await,
         "e2e" => e2e::e2e(args).await,
+        "post" => e2e::post(args).await,
         "load" => queries::load(args).await,
         "query" => queries::query(args).await,
         "sink" => sink_forever(args).await,
