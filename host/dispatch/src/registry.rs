@@ -23,6 +23,21 @@ pub struct WorkerSpec {
 
 type Workers = Arc<Mutex<BTreeMap<String, Worker>>>;
 
+/// The executors a dispatcher's streams run on: each stream stays on the one
+/// it was placed on, the next one in turn, so that its outbound connections'
+/// tasks (made on the same thread) wake it without crossing threads.
+struct Runtimes {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Runtimes {
+    fn next(&self) -> &tokio::runtime::Handle {
+        let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.handles[k % self.handles.len()]
+    }
+}
+
 fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
     workers.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -34,8 +49,8 @@ fn lock(workers: &Workers) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>
 pub struct Dispatcher {
     journal: SharedStore,
     replica: Replica,
-    /// Where the workers run (see [`Dispatcher::start_on`]).
-    runtime: tokio::runtime::Handle,
+    /// Where the workers run (see [`Dispatcher::start_replica`]).
+    runtimes: Runtimes,
     workers: Workers,
     listener: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
@@ -89,23 +104,34 @@ impl Dispatcher {
         journal: SharedStore,
         runtime: tokio::runtime::Handle,
     ) -> Dispatcher {
-        Self::start_replica(specs, journal, runtime, Replica::default())
+        Self::start_replica(specs, journal, vec![runtime], Replica::default())
     }
 
-    /// Starts one worker per instance on `runtime`, as `replica`: each
+    /// Starts one worker per instance on `runtimes`, as `replica`: each
     /// worker delivers only while this replica holds its instance's lease.
+    /// Each shard's stream runs on one of `runtimes`, the next in turn (the
+    /// server gives each delivery thread an executor of its own); with none,
+    /// on the current runtime.
     pub fn start_replica(
         specs: Vec<WorkerSpec>,
         journal: SharedStore,
-        runtime: tokio::runtime::Handle,
+        runtimes: Vec<tokio::runtime::Handle>,
         replica: Replica,
     ) -> Dispatcher {
+        let handles = if runtimes.is_empty() {
+            vec![tokio::runtime::Handle::current()]
+        } else {
+            runtimes
+        };
         let workers = Workers::default();
         let listener = tokio::spawn(wake_on_commits(journal.commits(), workers.clone()));
         let heartbeat = tokio::spawn(heartbeat(journal.clone(), replica.clone()));
         let d = Dispatcher {
             heartbeat,
-            runtime,
+            runtimes: Runtimes {
+                handles,
+                next: Default::default(),
+            },
             replica,
             journal,
             workers,
@@ -192,7 +218,7 @@ impl Dispatcher {
                     replica: self.replica.clone(),
                 },
             );
-            tasks.push(self.runtime.spawn(async move {
+            tasks.push(self.runtimes.next().spawn(async move {
                 // An error: the handover task is gone; start anyway.
                 let _ = handover.wait_for(|done| *done).await;
                 run.await
@@ -221,7 +247,7 @@ impl Dispatcher {
             // Nothing to wait for: a new instance starts at once.
             let _ = handed_over.send(true);
         } else {
-            self.runtime.spawn(hand_over(name, previous, handed_over));
+            self.runtimes.next().spawn(hand_over(name, previous, handed_over));
         }
         self.replica
             .share

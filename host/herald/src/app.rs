@@ -367,7 +367,7 @@ pub async fn serve(mut config: Config, listen: Option<SocketAddr>) -> anyhow::Re
     let dispatcher = Arc::new(Dispatcher::start_replica(
         specs,
         journal.clone(),
-        delivery_runtime(config.server.delivery_priority, config.server.delivery_nice)?,
+        delivery_runtimes(config.server.delivery_priority, config.server.delivery_nice)?,
         replica,
     ));
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -633,34 +633,55 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// The runtime the plugin instances' workers run on, scheduled by
-/// `priority` (its blocking threads too: the journal's reads run there): a
-/// thread per core under `SCHED_IDLE` (an ingest thread that wakes takes
-/// its core back at once), one thread fewer than the cores at a nice value
-/// (which only weights the shares). Ingest answers the
-/// controllers (a playbook waits for nothing, but its callback's spool does)
-/// and goes first when the cores are saturated, however many instances
-/// deliver; a backlog is delivered after a burst instead of slowing the
-/// burst down.
-fn delivery_runtime(
+/// The executors the plugin instances' workers run on: one thread per core,
+/// each with a current-thread runtime of its own, scheduled by `priority`
+/// (their blocking threads too: the journal's reads run there). Under
+/// `SCHED_IDLE` a thread per core (an ingest thread that wakes takes its
+/// core back at once); at a nice value, one thread fewer than the cores
+/// (which only weights the shares). Ingest answers the controllers (a
+/// playbook waits for nothing, but its callback's spool does) and goes
+/// first when the cores are saturated, however many instances deliver; a
+/// backlog is delivered after a burst instead of slowing the burst down.
+///
+/// A thread per executor, not one work-stealing pool: a worker and the
+/// connection tasks of its outbound requests then stay on one thread, and
+/// each response wakes only that thread (with a shared pool, an idle thread
+/// was woken to steal at every response: a webhook instance lost about a
+/// tenth of its rate; bench/analysis.md, "The webhook's sink alone from
+/// another process"). A guest that computes yields to the executor at every
+/// epoch tick, so the other instances on its thread go on meanwhile.
+fn delivery_runtimes(
     priority: DeliveryPriority,
     nice: i32,
-) -> anyhow::Result<tokio::runtime::Handle> {
+) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(match priority {
-            DeliveryPriority::Idle => cores,
-            DeliveryPriority::Nice => cores.saturating_sub(1).max(1),
-        })
-        .thread_name("herald-delivery")
-        .on_thread_start(move || lower_this_thread(priority, nice))
-        .enable_all()
-        .build()
-        .context("cannot start the delivery runtime")?;
-    // It lives as long as the process: a runtime cannot be dropped from
-    // async code, and the workers stop (and write their outcomes) before
-    // the process exits.
-    Ok(Box::leak(Box::new(runtime)).handle().clone())
+    let threads = match priority {
+        DeliveryPriority::Idle => cores,
+        DeliveryPriority::Nice => cores.saturating_sub(1).max(1),
+    };
+    let mut handles = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .thread_name("herald-delivery")
+            .on_thread_start(move || lower_this_thread(priority, nice))
+            .enable_all()
+            .build()
+            .context("cannot start a delivery runtime")?;
+        handles.push(runtime.handle().clone());
+        // The thread drives its executor for as long as the process lives:
+        // a runtime cannot be dropped from async code, and the workers stop
+        // (and write their outcomes) before the process exits.
+        // The same name as its blocking threads: tools (and the tests) see
+        // the delivery threads as one group.
+        std::thread::Builder::new()
+            .name("herald-delivery".into())
+            .spawn(move || {
+                lower_this_thread(priority, nice);
+                runtime.block_on(std::future::pending::<()>())
+            })
+            .context("cannot start a delivery thread")?;
+    }
+    Ok(handles)
 }
 
 /// Lowers the calling thread below ingest: Linux's `SCHED_IDLE` policy, or

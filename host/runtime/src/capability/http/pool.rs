@@ -2,7 +2,12 @@
 //! requests (the allow-list check happens before, in [`super`]).
 //!
 //! One pool per [`crate::Runtime`], keyed by scheme and authority (hyper_util's
-//! legacy client). wasmtime's stock `default_send_request` opens a new TCP
+//! legacy client), with one client per thread: a connection's task runs on
+//! the thread that opened it, and the server's delivery threads each run
+//! their own executor, so a response wakes nothing on another thread (a
+//! shared client cost a webhook instance about a tenth of its rate in
+//! cross-thread wake-ups: bench/analysis.md, "The webhook's sink alone from
+//! another process"). wasmtime's stock `default_send_request` opens a new TCP
 //! (and TLS) connection per request; reusing them costs about a quarter of
 //! the CPU per request. What keeps reuse safe for at-least-once delivery:
 //!
@@ -34,6 +39,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use thiserror::Error;
+use thread_local::ThreadLocal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
@@ -69,7 +75,8 @@ pub enum ConnectError {
 /// The shared outbound client; cheap to clone.
 #[derive(Clone)]
 pub struct OutboundPool {
-    client: Client<Connector, WasiBody>,
+    /// Each thread's client and its connections, made on first use.
+    clients: Arc<ThreadLocal<Client<Connector, WasiBody>>>,
     /// Answers instead of the network (`herald plugin test`), when set.
     responder: Option<Arc<dyn super::scripted::Responder>>,
 }
@@ -83,16 +90,22 @@ impl Default for OutboundPool {
 impl OutboundPool {
     /// An empty pool; connections are made on first use.
     pub fn new() -> OutboundPool {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
-            .retry_canceled_requests(true)
-            .build(Connector::default());
         OutboundPool {
-            client,
+            clients: Arc::new(ThreadLocal::new()),
             responder: None,
         }
+    }
+
+    /// This thread's client.
+    fn client(&self) -> &Client<Connector, WasiBody> {
+        self.clients.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(IDLE_TIMEOUT)
+                .pool_timer(TokioTimer::new())
+                .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+                .retry_canceled_requests(true)
+                .build(Connector::default())
+        })
     }
 
     /// A pool whose requests `responder` answers; nothing reaches the network.
@@ -153,7 +166,7 @@ impl OutboundPool {
         if let Some(r) = &self.responder {
             return Self::answer_scripted(r.as_ref(), request).await;
         }
-        let sent = CONNECT_TIMEOUT.scope(connect, self.client.request(request));
+        let sent = CONNECT_TIMEOUT.scope(connect, self.client().request(request));
         let response = match tokio::time::timeout(connect.saturating_add(first_byte), sent).await {
             // The error default_send_request gives for a first-byte timeout.
             Err(_) => return Err(HttpError::ConnectionReadTimeout),
