@@ -206,7 +206,11 @@ pub async fn e2e(a: &Args) -> Res<Value> {
 
 /// Posts `bodies` to `target` over `conns` keep-alive connections, each
 /// posting its share in sequence with the webhook's headers.
-async fn post_in_sequence(target: &str, bodies: Arc<Vec<(String, Vec<u8>)>>, conns: usize) -> Res<()> {
+async fn post_in_sequence(
+    target: &str,
+    bodies: Arc<Vec<(String, Vec<u8>)>>,
+    conns: usize,
+) -> Res<()> {
     let mut tasks = Vec::new();
     for k in 0..conns {
         let (c, target, bodies) = (client(), target.to_string(), bodies.clone());
@@ -243,7 +247,10 @@ fn sink_bodies(tag: &str, n: u64, size: usize, batch: usize) -> Res<Vec<(String,
     for i in 0..n {
         let run = format!("{tag}-run{}", (i as usize / batch) % 16);
         let v = event_sized(&run, i, tag, size);
-        out.push((v["uuid"].as_str().unwrap_or_default().to_string(), serde_json::to_vec(&v)?));
+        out.push((
+            v["uuid"].as_str().unwrap_or_default().to_string(),
+            serde_json::to_vec(&v)?,
+        ));
     }
     Ok(out)
 }
@@ -261,8 +268,18 @@ async fn post_from_child(
     let exe = std::env::current_exe()?;
     let out = tokio::process::Command::new(exe)
         .args(["post", "--url", target, "--tag", tag])
-        .args(["--events", &n.to_string(), "--event-bytes", &size.to_string()])
-        .args(["--batch", &batch.to_string(), "--connections", &conns.to_string()])
+        .args([
+            "--events",
+            &n.to_string(),
+            "--event-bytes",
+            &size.to_string(),
+        ])
+        .args([
+            "--batch",
+            &batch.to_string(),
+            "--connections",
+            &conns.to_string(),
+        ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .await?;
@@ -283,7 +300,12 @@ pub async fn post(a: &Args) -> Res<Value> {
     let n = a.num("events", 10_000);
     let size = a.num("event-bytes", 1024) as usize;
     let conns = (a.num("connections", 1) as usize).max(1);
-    let bodies = Arc::new(sink_bodies(&tag, n, size, a.num("batch", 20).max(1) as usize)?);
+    let bodies = Arc::new(sink_bodies(
+        &tag,
+        n,
+        size,
+        a.num("batch", 20).max(1) as usize,
+    )?);
     let t0 = Instant::now();
     post_in_sequence(&target, bodies, conns).await?;
     Ok(json!({"events": n, "requests_per_s": n as f64 / t0.elapsed().as_secs_f64()}))

@@ -247,7 +247,9 @@ impl Dispatcher {
             // Nothing to wait for: a new instance starts at once.
             let _ = handed_over.send(true);
         } else {
-            self.runtimes.next().spawn(hand_over(name, previous, handed_over));
+            self.runtimes
+                .next()
+                .spawn(hand_over(name, previous, handed_over));
         }
         self.replica
             .share
