@@ -1348,6 +1348,75 @@ mod worker_tests {
         c.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Each shard's stream runs on one of the dispatcher's executors, the
+    /// next in turn, and stays there: with two single-thread executors, an
+    /// instance's two shards deliver on both threads, and each run's events
+    /// (one shard's) on one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streams_are_placed_on_the_executors_in_turn() {
+        let j = journal("placed");
+        let mut executors = Vec::new();
+        for k in 0..2 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("an executor");
+            executors.push(rt.handle().clone());
+            std::thread::Builder::new()
+                .name(format!("executor-{k}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))
+                .expect("its thread");
+        }
+        let threads: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let seen = threads.clone();
+        let answer: Answer = Box::new(move |uuid, _| {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            let run = uuid.split('-').next().unwrap_or_default().to_string();
+            seen.lock().unwrap_or_else(|p| p.into_inner()).push((run, name));
+            Ok(Outcome::Ok)
+        });
+        let d = Dispatcher::start_replica(
+            Vec::new(),
+            Arc::new(j.clone()),
+            executors,
+            crate::replica::Replica::default(),
+        );
+        let script = Script {
+            name: "p".into(),
+            tenant: "t".into(),
+            calls: Arc::default(),
+            answer: Arc::new(Mutex::new(answer)),
+            state: PendingState::default(),
+        };
+        d.add_plugin(script, "test", config("shards = 2"), String::new());
+        let events: Vec<_> = (0..40)
+            .map(|i| {
+                let run = format!("r{}", i % 8);
+                event(&format!("{run}-{i:02}"), &run, i)
+            })
+            .collect();
+        commit(&j, &events);
+        assert_eq!(settled(&j, 40).await, (0, 40, 0));
+        d.shutdown(Duration::from_secs(5)).await;
+        let threads = threads.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(threads.len(), 40);
+        let names: std::collections::BTreeSet<&str> =
+            threads.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            names,
+            ["executor-0", "executor-1"].into(),
+            "both shards' streams ran, one on each executor: {threads:?}"
+        );
+        for run in (0..8).map(|k| format!("r{k}")) {
+            let on: std::collections::BTreeSet<&str> = threads
+                .iter()
+                .filter(|(r, _)| *r == run)
+                .map(|(_, t)| t.as_str())
+                .collect();
+            assert_eq!(on.len(), 1, "run {run} stayed on one thread: {threads:?}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn delivers_every_event_once_in_run_order() {
         let j = journal("order");
