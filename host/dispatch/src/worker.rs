@@ -1372,7 +1372,9 @@ mod worker_tests {
         let answer: Answer = Box::new(move |uuid, _| {
             let name = std::thread::current().name().unwrap_or("?").to_string();
             let run = uuid.split('-').next().unwrap_or_default().to_string();
-            seen.lock().unwrap_or_else(|p| p.into_inner()).push((run, name));
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((run, name));
             Ok(Outcome::Ok)
         });
         let d = Dispatcher::start_replica(
