@@ -93,25 +93,15 @@ impl Drop for Dispatcher {
 impl Dispatcher {
     /// Starts one worker per instance, on the current runtime.
     pub fn start(specs: Vec<WorkerSpec>, journal: SharedStore) -> Dispatcher {
-        Self::start_on(specs, journal, tokio::runtime::Handle::current())
-    }
-
-    /// Starts one worker per instance on `runtime` (the server gives the
-    /// workers a runtime of their own, so deliveries never take every core
-    /// from ingest).
-    pub fn start_on(
-        specs: Vec<WorkerSpec>,
-        journal: SharedStore,
-        runtime: tokio::runtime::Handle,
-    ) -> Dispatcher {
-        Self::start_replica(specs, journal, vec![runtime], Replica::default())
+        Self::start_replica(specs, journal, Vec::new(), Replica::default())
     }
 
     /// Starts one worker per instance on `runtimes`, as `replica`: each
     /// worker delivers only while this replica holds its instance's lease.
     /// Each shard's stream runs on one of `runtimes`, the next in turn (the
-    /// server gives each delivery thread an executor of its own); with none,
-    /// on the current runtime.
+    /// server gives each delivery thread an executor of its own, so
+    /// deliveries never take every core from ingest); with none, on the
+    /// current runtime.
     pub fn start_replica(
         specs: Vec<WorkerSpec>,
         journal: SharedStore,
