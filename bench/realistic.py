@@ -345,6 +345,22 @@ def webhook_e2e(name: str, events: int, shards: int = 1, *sink_args) -> dict:
     return x
 
 
+def vs_sink(xs, bases, key="sink_alone_per_s"):
+    """A webhook's events delivered/s over the sink alone (`key` of `bases`), paired per round."""
+    return R.stats([x["events_fully_delivered_per_s"] / b[key] for x, b in zip(xs, bases)
+                    if x.get("events_fully_delivered_per_s")])
+
+
+def summarise_webhook(xs):
+    """Rounds of one webhook row (`hostbench e2e` results): its rate, its sink alone, their ratio."""
+    return {
+        "complete": all(x["complete"] for x in xs),
+        "events_per_s": R.stats([x.get("events_fully_delivered_per_s") for x in xs]),
+        "sink_alone_per_s": R.stats([x["sink_alone_per_s"] for x in xs]),
+        "vs_sink": vs_sink(xs, xs),
+    }
+
+
 def summarise_e2e(sz, rounds):
     st = R.stats
     out = {"events": sz["e2e_events"], "webhook_events": sz["e2e_webhook_events"], "rounds": rounds,
@@ -360,41 +376,22 @@ def summarise_e2e(sz, rounds):
             "drain_after_ingest_per_s": st([x.get("drain_after_ingest_per_s") for x in xs]),
         }
     ws = [g["webhook"] for g in rounds]
-    out["webhook"] = {
-        "complete": all(x["complete"] for x in ws),
-        "events_per_s": st([x.get("events_fully_delivered_per_s") for x in ws]),
-        "sink_alone_per_s": st([x["sink_alone_per_s"] for x in ws]),
-        "vs_sink": st([x["events_fully_delivered_per_s"] / x["sink_alone_per_s"] for x in ws
-                       if x.get("events_fully_delivered_per_s")]),
-    }
+    out["webhook"] = summarise_webhook(ws)
     if all("sink_alone_in_process_per_s" in x for x in ws):
         # The sink alone from a task in its own process (the baseline of runs before 2026-12-08).
         out["webhook"]["sink_alone_in_process_per_s"] = st([x["sink_alone_in_process_per_s"] for x in ws])
-        out["webhook"]["vs_sink_in_process"] = st([x["events_fully_delivered_per_s"] / x["sink_alone_in_process_per_s"]
-                                                   for x in ws if x.get("events_fully_delivered_per_s")])
+        out["webhook"]["vs_sink_in_process"] = vs_sink(ws, ws, "sink_alone_in_process_per_s")
     if all("webhook_shards" in g for g in rounds):
         ss = [g["webhook_shards"] for g in rounds]
         out["webhook_shards"] = {
-            "shards": WEBHOOK_SHARDS,
-            "complete": all(x["complete"] for x in ss),
-            "events_per_s": st([x.get("events_fully_delivered_per_s") for x in ss]),
-            "sink_alone_per_s": st([x["sink_alone_per_s"] for x in ss]),
-            "vs_sink": st([x["events_fully_delivered_per_s"] / x["sink_alone_per_s"] for x in ss
-                           if x.get("events_fully_delivered_per_s")]),
+            "shards": WEBHOOK_SHARDS, **summarise_webhook(ss),
             # Against the one-connection sink of the same round.
-            "vs_sink_one_connection": st([x["events_fully_delivered_per_s"] / w["sink_alone_per_s"]
-                                          for x, w in zip(ss, ws) if x.get("events_fully_delivered_per_s")]),
+            "vs_sink_one_connection": vs_sink(ss, ws),
         }
     if all("webhook_slow_sink" in g for g in rounds):
         sl = [g["webhook_slow_sink"] for g in rounds]
-        out["webhook_slow_sink"] = {
-            "delay_us": SLOW_SINK_US, "events": sz["e2e_slow_sink_events"],
-            "complete": all(x["complete"] for x in sl),
-            "events_per_s": st([x.get("events_fully_delivered_per_s") for x in sl]),
-            "sink_alone_per_s": st([x["sink_alone_per_s"] for x in sl]),
-            "vs_sink": st([x["events_fully_delivered_per_s"] / x["sink_alone_per_s"] for x in sl
-                           if x.get("events_fully_delivered_per_s")]),
-        }
+        out["webhook_slow_sink"] = {"delay_us": SLOW_SINK_US, "events": sz["e2e_slow_sink_events"],
+                                    **summarise_webhook(sl)}
     ls = [g["latency"] for g in rounds]
     out["latency"] = {
         "received": sum(x["received"] for x in ls), "events": sum(x["events"] for x in ls),

@@ -58,26 +58,17 @@ pub async fn e2e(a: &Args) -> Res<Value> {
     let sink_port = a.num("sink-port", 0) as u16;
     let timeout = Duration::from_secs(a.num("timeout", 600));
     let tag = unique_tag();
-    let mut batches = Vec::new();
-    let mut bodies = Vec::new();
-    let mut i = 0u64;
-    while i < n {
-        let run = format!("{tag}-run{}", batches.len() % 16);
-        let mut lines = Vec::new();
-        while lines.len() < batch && i < n {
-            let v = event_sized(&run, i, &tag, size);
-            let line = serde_json::to_vec(&v)?;
-            if sink_port != 0 {
-                bodies.push((
-                    v["uuid"].as_str().unwrap_or_default().to_string(),
-                    line.clone(),
-                ));
-            }
-            lines.push(line);
-            i += 1;
-        }
-        batches.push(Batch::new(&lines, gzip)?);
-    }
+    // The events as (uuid, JSON line); a webhook's sink alone is sent the same.
+    let bodies = e2e_events(&tag, n, size, batch)?;
+    let batches = bodies
+        .chunks(batch)
+        .map(|chunk| {
+            let lines: Vec<Vec<u8>> = chunk.iter().map(|(_, line)| line.clone()).collect();
+            Batch::new(&lines, gzip)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Kept only for the sink alone; the batches hold the rest.
+    let bodies = if sink_port != 0 { bodies } else { Vec::new() };
     let expected = if sink_port != 0 { n } else { n * instances };
     let sink = if sink_port != 0 {
         let delay = Duration::from_micros(a.num("sink-delay-us", 0));
@@ -241,8 +232,9 @@ async fn post_in_sequence(
     Ok(())
 }
 
-/// The events `e2e` sends, as (uuid, JSON line), in order: runs of `batch`.
-fn sink_bodies(tag: &str, n: u64, size: usize, batch: usize) -> Res<Vec<(String, Vec<u8>)>> {
+/// The events `e2e` sends, as (uuid, JSON line), in order: a batch of
+/// `batch` events per run in turn, over 16 runs.
+fn e2e_events(tag: &str, n: u64, size: usize, batch: usize) -> Res<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for i in 0..n {
         let run = format!("{tag}-run{}", (i as usize / batch) % 16);
@@ -300,7 +292,7 @@ pub async fn post(a: &Args) -> Res<Value> {
     let n = a.num("events", 10_000);
     let size = a.num("event-bytes", 1024) as usize;
     let conns = (a.num("connections", 1) as usize).max(1);
-    let bodies = Arc::new(sink_bodies(
+    let bodies = Arc::new(e2e_events(
         &tag,
         n,
         size,

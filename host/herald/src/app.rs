@@ -668,11 +668,10 @@ fn delivery_runtimes(
             .build()
             .context("cannot start a delivery runtime")?;
         handles.push(runtime.handle().clone());
-        // The thread drives its executor for as long as the process lives:
-        // a runtime cannot be dropped from async code, and the workers stop
-        // (and write their outcomes) before the process exits.
-        // The same name as its blocking threads: tools (and the tests) see
-        // the delivery threads as one group.
+        // The thread drives its executor for as long as the process lives
+        // (a runtime cannot be dropped from async code, and the workers stop,
+        // writing their outcomes, before the process exits). It has its
+        // blocking threads' name: tools and tests see one group.
         std::thread::Builder::new()
             .name("herald-delivery".into())
             .spawn(move || {
