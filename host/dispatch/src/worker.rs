@@ -1850,21 +1850,47 @@ mod worker_tests {
     /// delivering loses nothing: their late cursor moves are refused.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reload_to_another_shard_count_while_delivering_loses_nothing() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
         let j = journal("reload-shards");
-        // Slow enough that the reload (after 60 ms) comes while the three
-        // shards are still delivering the first 150 events.
-        let slow = || -> Answer {
-            Box::new(|_, _| {
-                std::thread::sleep(Duration::from_millis(5));
-                Ok(Outcome::Ok)
-            })
-        };
-        let (d, first) = start(&j, "shards = 3\n", slow());
+        // The first instance holds its 31st call until the reload is made,
+        // so the reload comes while its three shards are delivering however
+        // late the runtime's timers fire on a loaded machine (a 60 ms sleep
+        // once fired after all 150 were delivered).
+        let (started, reloaded) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (n, gate) = (started.clone(), reloaded.clone());
+        let held: Answer = Box::new(move |_, _| {
+            if n.fetch_add(1, SeqCst) >= 30 {
+                for _ in 0..400 {
+                    if gate.load(SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(Outcome::Ok)
+        });
+        let slow: Answer = Box::new(|_, _| {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(Outcome::Ok)
+        });
+        let (d, first) = start(&j, "shards = 3\n", held);
         let early = many_runs(1, 150);
         commit(&j, &early);
         // Part of the way through, the instance comes back with 2 shards.
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        let second = reload(&d, "shards = 2\n", slow());
+        for _ in 0..1000 {
+            if started.load(SeqCst) > 30 {
+                break;
+            }
+            // A plain sleep: this is the test's own thread, and a runtime
+            // timer needs a worker that is free to drive it.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let second = reload(&d, "shards = 2\n", slow);
+        reloaded.store(true, SeqCst);
         let late = many_runs(151, 60);
         commit(&j, &late);
         let mut all: Vec<String> = early.iter().chain(&late).map(|e| e.uuid.clone()).collect();
