@@ -375,9 +375,10 @@ async fn pg_bare(a: &Args) -> Res<Value> {
     let batch = a.num("batch", 500).max(1) as usize;
     let clients = a.num("concurrency", 4).max(1) as usize;
     let size = a.num("event-bytes", 0) as usize;
-    // `--tenant-lock 1`: take the tenant's advisory lock first in each
-    // transaction, as Herald's writer must (a tenant's events commit in id
-    // order, so a cursor never passes an id that commits later).
+    // `--tenant-lock 1`: take a per-tenant advisory lock first in each
+    // transaction, as Herald's writer did while event ids came from a
+    // sequence (a tenant's events then committed in id order); ids from
+    // transaction ids made it unnecessary. Kept to show what it cost.
     let tenant_lock = a.num("tenant-lock", 0) == 1;
     let tag = unique_tag();
     // The journal's schema, as herald migrate makes it.
@@ -400,8 +401,9 @@ async fn pg_bare(a: &Args) -> Res<Value> {
             tokio::spawn(conn);
             let ins = client
                 .prepare(
-                    "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
-                     SELECT 'bench', u.uuid, u.run_id, u.counter, 'runner_on_ok', 1763726400123, $1, u.body
+                    "INSERT INTO events (id, tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+                     SELECT (pg_current_xact_id()::text::bigint << 20) + u.ord,
+                            'bench', u.uuid, u.run_id, u.counter, 'runner_on_ok', 1763726400123, $1, u.body
                      FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
                           AS u (uuid, run_id, counter, body, ord)
                      ORDER BY u.ord ON CONFLICT (tenant, uuid) DO NOTHING",
@@ -435,11 +437,7 @@ async fn pg_bare(a: &Args) -> Res<Value> {
                     .collect();
                 let tx = client.transaction().await?;
                 if tenant_lock {
-                    // The journal's lock class and key.
-                    tx.execute(
-                        "SELECT pg_advisory_xact_lock($1, hashtext('bench'))",
-                        &[&herald::journal::postgres::TENANT_LOCK_CLASS],
-                    )
+                    tx.execute("SELECT pg_advisory_xact_lock(18501, hashtext('bench'))", &[])
                     .await?;
                 }
                 inserted += tx

@@ -7,9 +7,9 @@ mod support;
 use herald_event::WireEvent;
 use herald_journal::prelude::*;
 use herald_journal::{
-    now_ms, Advance, AttemptRecord, DeliveryFilter, DeliveryState, EventFilter, Mark, MarkBatch,
-    MarkOutcome, MarksWritten, PendingDelivery, PgJournal, PgOptions, RequestRecord, RunFilter,
-    RunRef, RunState, StateWrite, StateWrites, Store, MAX_ATTEMPTS_KEPT,
+    now_ms, Advance, AttemptRecord, CommitNotice, DeliveryFilter, DeliveryState, EventFilter, Mark,
+    MarkBatch, MarkOutcome, MarksWritten, PendingDelivery, PgJournal, PgOptions, RequestRecord,
+    RunFilter, RunRef, RunState, StateWrite, StateWrites, Store, MAX_ATTEMPTS_KEPT,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -1245,4 +1245,117 @@ fn postgres_a_replay_here_is_read_by_the_next_read() {
             .expect("record");
         assert!(!marked.fenced, "round {round}");
     }
+}
+
+/// An ingest transaction in flight on a connection of the test's own,
+/// written as the journal's writer writes (its id from its transaction's),
+/// so that it holds a smaller id than anything the journal commits meanwhile.
+struct InFlight {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl InFlight {
+    fn begin(url: &str, event: &WireEvent) -> InFlight {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (client, conn) = rt
+            .block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .expect("connect");
+        rt.spawn(conn);
+        rt.block_on(async {
+            client.batch_execute("BEGIN").await?;
+            client
+                .execute(
+                    "INSERT INTO events (id, tenant, uuid, run_id, counter, kind, created_ms, received_ms, body)
+                     VALUES ((pg_current_xact_id()::text::bigint << 20) + 1, 't', $1, $2, 1, 'runner_on_ok', 0, 0, $3)",
+                    &[&event.uuid, &event.run_id, &event.body()],
+                )
+                .await
+        })
+        .expect("the first transaction writes");
+        InFlight { rt, client }
+    }
+
+    fn commit(self) {
+        self.rt
+            .block_on(self.client.batch_execute("COMMIT"))
+            .expect("commit");
+    }
+}
+
+/// A transaction that took its id first and commits last: a read in
+/// between returns nothing of either (the later one's event lies above the
+/// log's bound; returned, a cursor moved past it would skip the first), and
+/// wakes the tenant's workers again shortly, since what held it back may end
+/// without a notice; once the first commits, both are read, in id order.
+#[test]
+fn postgres_a_transaction_that_commits_late_is_not_skipped() {
+    let server = PgServer::start("late");
+    let url = server.database("late");
+    let journal = PgJournal::open(&pg_options(url.clone())).expect("open");
+    journal.open_cursor("p", "t", &[]).expect("cursor");
+    let first = InFlight::begin(&url, &ev("first", "r1"));
+    let mut notices = journal.commits();
+    journal
+        .commit_batch("t", &[ev("second", "r2")])
+        .expect("commit");
+    // The commit's own notices (its NOTIFY comes back through the listener).
+    std::thread::sleep(Duration::from_millis(300));
+    while notices.try_recv().is_ok() {}
+    assert!(
+        journal.pending("p", "t", 0, 10).expect("read").is_empty(),
+        "an event above the log's bound was read"
+    );
+    let woken = first
+        .rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(1), notices.recv()).await });
+    assert!(
+        matches!(woken, Ok(Ok(CommitNotice::Events { ref tenant })) if &**tenant == "t"),
+        "the held-back read woke no worker: {woken:?}"
+    );
+    first.commit();
+    let read = journal.pending("p", "t", 0, 10).expect("read");
+    let runs: Vec<&str> = read.iter().map(|d| d.run_id.as_str()).collect();
+    assert_eq!(runs, ["r1", "r2"], "both, in id order");
+    assert!(read[0].event_id < read[1].event_id);
+}
+
+/// A new cursor starts past every event committed before it, including
+/// those of a transaction that commits while it is opened: it waits until
+/// no transaction that could still commit below the log's end is running.
+#[test]
+fn postgres_a_new_cursor_waits_for_transactions_below_the_end() {
+    let server = PgServer::start("new-cursor");
+    let url = server.database("new_cursor");
+    let journal = PgJournal::open(&pg_options(url.clone())).expect("open");
+    let first = InFlight::begin(&url, &ev("first", "r1"));
+    journal
+        .commit_batch("t", &[ev("second", "r2")])
+        .expect("commit");
+    let committer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        first.commit();
+    });
+    let opened = std::time::Instant::now();
+    journal.open_cursor("q", "t", &[]).expect("cursor");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(200),
+        "the cursor did not wait for the transaction in flight"
+    );
+    committer.join().expect("the committer");
+    assert!(
+        journal.pending("q", "t", 0, 10).expect("read").is_empty(),
+        "events committed before the cursor were read past it"
+    );
+    journal
+        .commit_batch("t", &[ev("third", "r3")])
+        .expect("commit");
+    let read = journal.pending("q", "t", 0, 10).expect("read");
+    assert_eq!(
+        read.iter().map(|d| d.run_id.as_str()).collect::<Vec<_>>(),
+        ["r3"]
+    );
 }

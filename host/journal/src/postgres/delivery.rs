@@ -2,7 +2,7 @@
 //! model as the SQLite backend (see `crate::DeliveryQueue`).
 
 use super::tail::{Flight, Found, LogRow, Segment};
-use super::{lock_tenants, PgError, PgJournal};
+use super::{PgError, PgJournal};
 use crate::{
     now_ms, CommitNotice, DeadLetter, DeadLetters, DeliveryQueue, JournalError, MarkBatch,
     MarksReceipt, MarksWritten, PendingDelivery, ReadPos,
@@ -12,11 +12,53 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// The log half: the tenant's events past `$2`, in id order (shared by the
-/// streams reading from the same place, see `super::tail`).
+/// The log half: the tenant's events past `$2` and below the log's bound, in
+/// id order (shared by the streams reading from the same place, see
+/// `super::tail`); every row also carries the bound and whether committed
+/// events lie above it (held back by a transaction still running), one row
+/// with NULL event columns when there are none. One statement, one snapshot.
 const LOG_SQL: &str = "
-    SELECT id, run_id, received_ms, body, request_id, trace_id, span_id
-    FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
+    SELECT b.bound, b.held, e.id, e.run_id, e.received_ms, e.body, e.request_id, e.trace_id, e.span_id
+    FROM (SELECT x.bound, EXISTS (SELECT 1 FROM events WHERE tenant = $1 AND id >= x.bound) AS held
+          FROM (SELECT herald_log_bound() AS bound) AS x) AS b
+    LEFT JOIN LATERAL (
+        SELECT id, run_id, received_ms, body, request_id, trace_id, span_id
+        FROM events WHERE tenant = $1 AND id > $2 AND id < b.bound ORDER BY id LIMIT $3) AS e ON true
+    ORDER BY e.id";
+
+/// Longest a new cursor waits for the transactions that could still commit
+/// below the log's end (see [`log_end`]).
+const END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The log's end for a new cursor: the largest event id, once every
+/// transaction that could still commit an id below it has ended (the bound
+/// has passed it), so the cursor starts past every event committed before
+/// it and before every event committed after. Must run before `tx` takes a
+/// transaction id of its own (its first write or row lock), or it would
+/// wait for itself; gives up waiting after [`END_WAIT`] (a transaction left
+/// open elsewhere in the cluster), then the events still in flight at the
+/// cursor's start are not delivered to it.
+async fn log_end(tx: &Transaction<'_>) -> Result<i64, PgError> {
+    let end: i64 = tx
+        .query_one("SELECT coalesce(max(id), 0) FROM events", &[])
+        .await?
+        .get(0);
+    let deadline = std::time::Instant::now() + END_WAIT;
+    loop {
+        let bound: i64 = tx.query_one("SELECT herald_log_bound()", &[]).await?.get(0);
+        if bound > end {
+            return Ok(end);
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "journal: a transaction open for over {}s holds the event log back; a new cursor starts without waiting for it",
+                END_WAIT.as_secs()
+            );
+            return Ok(end);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
 
 /// The queue half, the cursor and the ids of the instance's queue rows past
 /// the cursor (at most `$6`, in id order: the log half passes over them), in one statement and
@@ -101,9 +143,8 @@ impl DeliveryQueue for PgJournal {
         let (positions, reshards) = self.block(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await?;
-            // Waits for the tenant's ingest in flight: a new cursor then
-            // starts past every id the tenant will ever commit before it.
-            lock_tenants(&tx, &[tenant]).await?;
+            // First: the rows locked below give the transaction an id.
+            let end = log_end(&tx).await?;
             let now = now_ms();
             let rows: Vec<StreamRow> = tx
                 .query(
@@ -143,10 +184,6 @@ impl DeliveryQueue for PgJournal {
                 )
                 .await?;
             }
-            let end: i64 = tx
-                .query_one("SELECT coalesce(max(id), 0) FROM events", &[])
-                .await?
-                .get(0);
             let count = plan.streams.len() as i32;
             let upsert = tx
                 .prepare(
@@ -548,7 +585,7 @@ impl PgJournal {
                 queued.is_empty() && ahead.is_empty(),
             );
         }
-        let (mut rows, mut to_the_end) = self
+        let (mut rows, mut end) = self
             .log_half(&c, tenant, after.max(position), limit, read, &ahead)
             .await?;
         // A full list is complete only up to its last id: so is the read.
@@ -556,15 +593,18 @@ impl PgJournal {
             queued.retain(|d| d.event_id <= listed);
             let before = rows.len();
             rows.retain(|r| r.event_id <= listed);
-            to_the_end &= rows.len() == before;
+            if rows.len() != before {
+                end = None;
+            }
         }
-        Ok(finish_halves(queued, rows, to_the_end))
+        Ok(finish_halves(queued, rows, end))
     }
 
     /// The log half of a read: rows other streams read from `from` on,
     /// then its own read through `client` (shared in turn) once they run
-    /// out; and whether its own read found the end of the log (only then
-    /// may the queue half go past the last row).
+    /// out; and, when its own read found the end of the log, the id through
+    /// which the log is then complete (its bound's predecessor): only then
+    /// may the queue half go past the last row, and not past that id.
     ///
     /// Events with a queue row (`queued_ahead`, in id order) are returned
     /// as places only, without their body: a read whose log rows all have
@@ -578,18 +618,21 @@ impl PgJournal {
         limit: usize,
         read: ReadPos,
         queued_ahead: &[i64],
-    ) -> Result<(Vec<PendingDelivery>, bool), PgError> {
+    ) -> Result<(Vec<PendingDelivery>, Option<i64>), PgError> {
         let mut rows: Vec<PendingDelivery> = Vec::new();
         let mut at = from;
-        let mut to_the_end = false;
+        let mut end = None;
         while rows.len() < limit {
-            let (segment, shared) = match self.inner.tail.find(tenant, at).await {
-                Found::Shared(Some(s)) => (s, true),
-                Found::Shared(None) => (self.read_log(client, tenant, at, None).await?, false),
-                Found::Lead(flight) => (
-                    self.read_log(client, tenant, at, Some(flight)).await?,
-                    false,
-                ),
+            let (segment, bound) = match self.inner.tail.find(tenant, at).await {
+                Found::Shared(Some(s)) => (s, None),
+                Found::Shared(None) => {
+                    let (s, bound) = self.read_log(client, tenant, at, None).await?;
+                    (s, Some(bound))
+                }
+                Found::Lead(flight) => {
+                    let (s, bound) = self.read_log(client, tenant, at, Some(flight)).await?;
+                    (s, Some(bound))
+                }
             };
             let found = segment.after(at).unwrap_or(&[]);
             let take = found.len().min(limit - rows.len());
@@ -615,8 +658,9 @@ impl PgJournal {
                     passed_over,
                 }
             }));
-            if !shared && found.len() < LOG_READ {
-                to_the_end = true;
+            // Its own read reached the bound, and all of it was taken.
+            if let Some(bound) = bound.filter(|_| found.len() < LOG_READ && take == found.len()) {
+                end = Some(bound - 1);
                 break;
             }
             match found[..take].last() {
@@ -624,41 +668,57 @@ impl PgJournal {
                 None => break,
             }
         }
-        Ok((rows, to_the_end))
+        Ok((rows, end))
     }
 
-    /// Reads the tenant's events after `from` in `tx`'s snapshot; as the
-    /// lead of a shared read, hands them to the streams waiting for them.
+    /// Reads the tenant's events after `from` and below the log's bound in
+    /// one snapshot; as the lead of a shared read, hands them to the streams
+    /// waiting for them. Returns them and the bound. Committed events above
+    /// the bound (a transaction with a smaller id was still running) wake
+    /// the tenant's workers again shortly: that transaction's end may send
+    /// no notice of its own.
     async fn read_log<C: deadpool_postgres::GenericClient>(
         &self,
         tx: &C,
         tenant: &str,
         from: i64,
         flight: Option<Flight>,
-    ) -> Result<Arc<Segment>, PgError> {
+    ) -> Result<(Arc<Segment>, i64), PgError> {
         let read = async {
             let stmt = tx.prepare_cached(LOG_SQL).await?;
             let rows = tx
                 .query(&stmt, &[&tenant, &from, &(LOG_READ as i64)])
                 .await?;
-            Ok::<_, PgError>(
-                rows.iter()
-                    .map(|r| LogRow {
-                        id: r.get(0),
-                        run_id: r.get(1),
-                        received_ms: r.get(2),
-                        body: r.get(3),
-                        request_id: r.get(4),
-                        trace_id: r.get(5),
-                        span_id: r.get(6),
+            let (bound, held) = match rows.first() {
+                Some(r) => (r.get::<_, i64>(0), r.get::<_, bool>(1)),
+                None => return Err(PgError::Other("the log read returned no row".into())),
+            };
+            let rows = rows
+                .iter()
+                .filter_map(|r| {
+                    Some(LogRow {
+                        id: r.get::<_, Option<i64>>(2)?,
+                        run_id: r.get(3),
+                        received_ms: r.get(4),
+                        body: r.get(5),
+                        request_id: r.get(6),
+                        trace_id: r.get(7),
+                        span_id: r.get(8),
                     })
-                    .collect::<Vec<_>>(),
-            )
+                })
+                .collect::<Vec<_>>();
+            Ok::<_, PgError>((rows, bound, held))
         };
         let tail = &self.inner.tail;
         match (read.await, flight) {
-            (Ok(rows), Some(f)) => Ok(tail.fill(tenant, from, &f, rows)),
-            (Ok(rows), None) => Ok(Arc::new(Segment::alone(from, rows))),
+            (Ok((rows, bound, held)), f) => {
+                self.held_back(tenant, held);
+                let segment = match f {
+                    Some(f) => tail.fill(tenant, from, &f, rows),
+                    None => Arc::new(Segment::alone(from, rows)),
+                };
+                Ok((segment, bound))
+            }
             (Err(e), Some(f)) => {
                 tail.abandon(tenant, from, &f);
                 Err(e)
@@ -675,9 +735,11 @@ impl PgJournal {
 fn finish_halves(
     mut queued: Vec<PendingDelivery>,
     logged: Vec<PendingDelivery>,
-    to_the_end: bool,
+    end: Option<i64>,
 ) -> Halves {
-    if let (false, Some(last)) = (to_the_end, logged.last().map(|r| r.event_id)) {
+    // At the log's end, not past its bound either: a transaction still
+    // running may yet commit events below the queue rows above it.
+    if let Some(last) = end.or(logged.last().map(|r| r.event_id)) {
         queued.retain(|d| d.event_id <= last);
     }
     (queued, logged)

@@ -20,11 +20,18 @@
 //! from tokio's blocking pool ([`crate::blocking`]), as with SQLite.
 //!
 //! **Commit order.** A worker reads its tenant's events past its cursor by
-//! id; ids come from a sequence, which hands them out in the order
-//! transactions *start*, not commit. So every transaction that adds events
-//! first takes its tenants' advisory locks (in a fixed order): a tenant's
-//! events are then committed in id order, and a cursor never moves past an
-//! id that a transaction still in flight will commit later.
+//! id, so no event may commit below an id a cursor has passed. Ids from a
+//! sequence are handed out when transactions *start*, not when they commit;
+//! instead an event's id is its transaction's id shifted left 20 bits plus
+//! its place in the transaction (`write::IdPlaces`), and every read of the
+//! log stops below `herald_log_bound()`: its snapshot's oldest running
+//! transaction, shifted alike. Below it every transaction has committed or
+//! rolled back, so what a read returns is final, and anything committed
+//! later has a larger id. Ingest transactions need no lock, and a replica
+//! runs [`INGEST_WRITERS`] of them side by side (one commits while another
+//! writes). The cost: a write transaction left open anywhere in the
+//! database cluster holds delivery back until it ends (a read that finds
+//! committed events above its bound tries again shortly, `delivery`).
 
 use crate::{CommitNotice, JournalError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -149,6 +156,11 @@ const COMMIT_NOTICES: usize = 1024;
 /// (`tail`): a few full reads of every instance's batch.
 const TAIL_BYTES: usize = 32 << 20;
 
+/// Ingest writers a replica runs, each with its own connection: while one
+/// transaction waits for its WAL flush, the next group is written by another
+/// (see "Commit order" for why they need no lock).
+pub const INGEST_WRITERS: usize = 2;
+
 /// Handle to a PostgreSQL journal; cheap to clone.
 #[derive(Clone)]
 pub struct PgJournal {
@@ -175,6 +187,18 @@ struct Inner {
     streams: Arc<streams::Streams>,
     /// The URL without its password.
     label: String,
+    /// Tenants whose last read found events held back above the log's
+    /// bound, with their streak (see [`PgJournal::held_back`]).
+    held: Arc<Mutex<std::collections::HashMap<String, Held>>>,
+}
+
+/// A tenant whose reads find events held back.
+#[derive(Default)]
+struct Held {
+    /// Reads in a row that found them.
+    streak: u32,
+    /// A wake-up is on its way.
+    waking: bool,
 }
 
 impl Drop for Inner {
@@ -215,21 +239,24 @@ impl PgJournal {
         let (writer, rx) = tokio::sync::mpsc::unbounded_channel();
         let commits = tokio::sync::broadcast::channel(COMMIT_NOTICES).0;
         let write_failure = Arc::new(Mutex::new(None));
-        // The writer's own connection: ingest never waits for a connection
+        // The writers' own connections: ingest never waits for a connection
         // behind the workers' reads (60 instances read after each commit).
         let mut write_options = options.clone();
         write_options.pool_size = 1;
-        let write_pool = self::pool(&write_options, role::INGEST, None)
-            .map_err(|e| open_error(e.to_string()))?;
         let streams = Arc::new(streams::Streams::default());
-        rt.spawn(write::run_writer(
-            write_pool,
-            rx,
-            commits.clone(),
-            Some(write_failure.clone()),
-            streams.clone(),
-            Duration::ZERO,
-        ));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..INGEST_WRITERS {
+            let write_pool = self::pool(&write_options, role::INGEST, None)
+                .map_err(|e| open_error(e.to_string()))?;
+            rt.spawn(write::run_writer(
+                write_pool,
+                rx.clone(),
+                commits.clone(),
+                Some(write_failure.clone()),
+                streams.clone(),
+                Duration::ZERO,
+            ));
+        }
         // Outcomes on a writer (and connection) of their own: 60 workers'
         // batches commit one after another, and ingest must not queue
         // behind them. Its commits do not wait for the WAL flush (see
@@ -243,7 +270,7 @@ impl PgJournal {
         .map_err(|e| open_error(e.to_string()))?;
         rt.spawn(write::run_writer(
             outcome_pool,
-            rx,
+            Arc::new(tokio::sync::Mutex::new(rx)),
             commits.clone(),
             None,
             streams.clone(),
@@ -268,6 +295,7 @@ impl PgJournal {
                 write_failure,
                 reads: Default::default(),
                 tail: tail::Tail::new(TAIL_BYTES),
+                held: Arc::default(),
                 streams,
                 label,
             }),
@@ -298,6 +326,55 @@ impl PgJournal {
     /// A pooled connection.
     async fn conn(&self) -> Result<deadpool_postgres::Object, PgError> {
         Ok(self.inner.pool.get().await?)
+    }
+
+    /// After a read of `tenant`'s log: if it found committed events held
+    /// back above its bound (`held`), wakes the tenant's workers here again
+    /// after 2 ms, doubling while it lasts up to half a second. What held
+    /// them is a transaction with a smaller id, which may be no ingest (an
+    /// outcome write, a lease, another application's) and so end without a
+    /// notice; the reads that follow see its events once it ends.
+    fn held_back(&self, tenant: &str, held: bool) {
+        let mut tenants = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        if !held {
+            if tenants.get(tenant).is_some_and(|h| !h.waking) {
+                tenants.remove(tenant);
+            }
+            return;
+        }
+        let h = tenants.entry(tenant.to_string()).or_default();
+        if h.waking {
+            return;
+        }
+        h.waking = true;
+        let delay = Duration::from_millis(2 << h.streak.min(8));
+        h.streak += 1;
+        if h.streak == 100 {
+            tracing::warn!(
+                tenant,
+                "journal: a transaction left open holds this tenant's new events back from delivery"
+            );
+        }
+        drop(tenants);
+        let (held, commits, tenant) = (
+            self.inner.held.clone(),
+            self.inner.commits.clone(),
+            Arc::<str>::from(tenant),
+        );
+        let Some(rt) = self.inner.rt.as_ref() else {
+            return;
+        };
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(h) = held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&*tenant)
+            {
+                h.waking = false;
+            }
+            let _ = commits.send(CommitNotice::Events { tenant });
+        });
     }
 
     /// Tells this replica's workers, and (by NOTIFY) every other replica's,
@@ -393,26 +470,6 @@ fn base_config(options: &PgOptions) -> Result<(tokio_postgres::Config, tls::Make
         config.connect_timeout(Duration::from_secs(5));
     }
     Ok((config, connector))
-}
-
-/// The advisory-lock class of a tenant's event log (the other int4 is the
-/// tenant's hash): see the module's "Commit order".
-pub const TENANT_LOCK_CLASS: i32 = 0x4845; // "HE"
-
-/// Takes the event-log locks of `tenants` inside the current transaction,
-/// in one fixed order (by hash) so two transactions never deadlock.
-async fn lock_tenants(
-    tx: &deadpool_postgres::Transaction<'_>,
-    tenants: &[&str],
-) -> Result<(), PgError> {
-    let tenants: Vec<String> = tenants.iter().map(|t| t.to_string()).collect();
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, h) FROM
-           (SELECT DISTINCT hashtext(t) AS h FROM unnest($2::text[]) AS t ORDER BY 1) AS x",
-        &[&TENANT_LOCK_CLASS, &tenants],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Runs `f` with one connection of its own on a runtime of its own (the

@@ -5,8 +5,7 @@
 
 use super::PgError;
 
-/// The session advisory lock held while migrating (a bigint key: it does not
-/// overlap the tenant locks, which use the two-int4 form).
+/// The session advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44; // "HERALD"
 
 /// The migrations, in order: (version, what it does, SQL). Never edit one
@@ -154,6 +153,30 @@ CREATE INDEX cursors_by_instance ON cursors (instance);
 CREATE FUNCTION herald_shard(run_id TEXT, shards INTEGER) RETURNS INTEGER
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$ SELECT (('x' || substr(md5(run_id), 1, 8))::bit(32)::bigint % greatest(shards, 1))::integer $$;
+"#,
+    ),
+    (
+        5,
+        "event ids from transaction ids, no lock for ingest",
+        r#"
+-- An event's id is its transaction's id shifted left 20 bits plus its place
+-- in the transaction, given by the writer (see the journal's "Commit
+-- order"): ingest transactions run side by side without a lock, and readers
+-- read below herald_log_bound(), under which no transaction can still commit.
+-- The ids given so far came from the sequence, at most one per event written,
+-- and so lie below every new one.
+DO $$ BEGIN
+    IF (SELECT coalesce(max(id), 0) FROM events) >= (pg_current_xact_id()::text::bigint << 20) THEN
+        RAISE EXCEPTION 'events.id is past this transaction''s id << 20: cannot switch to transaction ids';
+    END IF;
+END $$;
+ALTER TABLE events ALTER COLUMN id DROP DEFAULT;
+-- The lowest id a transaction still running may commit: the statement's
+-- snapshot's oldest running transaction, shifted. Everything below it is
+-- final (STABLE: evaluated in the calling statement's snapshot).
+CREATE FUNCTION herald_log_bound() RETURNS BIGINT
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 $$;
 "#,
     ),
 ];

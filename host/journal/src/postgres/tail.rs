@@ -9,8 +9,8 @@
 //!
 //! A read of "the tenant's events after `from`, in id order" that returned
 //! rows up to id `E` holds *every* event of the tenant in `(from, E]`, now
-//! and later: a tenant's events commit in id order (the ingest transaction
-//! takes the tenant's advisory lock before it takes ids), events do not
+//! and later: reads stop below the log's bound, under which every
+//! transaction has ended (see "Commit order" in `postgres`), events do not
 //! change, and retention removes only what every cursor has passed. So a
 //! segment can answer any later read starting inside it, up to `E`; the
 //! caller then must not look past `E` in its other half (the queue).

@@ -6,7 +6,7 @@
 //! the SQLite backend does; batches are written with array parameters
 //! (`unnest`), one statement per table, not one per event.
 
-use super::{lock_tenants, PgError, PgJournal};
+use super::{PgError, PgJournal};
 use crate::{
     now_ms, stored_text, CommitNotice, CommitReceipt, Committed, EventLog, JournalError, Mark,
     MarkBatch, MarkOutcome, MarksWritten, RequestContext,
@@ -48,8 +48,9 @@ impl Write {
 /// then tells subscribers what became pending. A failed commit answers the
 /// whole group with the error; the next group tries again.
 ///
-/// A replica runs two: one for ingest (its failures are `write_failure`,
-/// what `/ready` reports) and one for delivery outcomes, whose connection
+/// A replica runs [`super::INGEST_WRITERS`] for ingest, taking turns at one
+/// queue (their failures are `write_failure`, what `/ready` reports), and
+/// one for delivery outcomes, whose connection
 /// commits without waiting for the WAL flush (`synchronous_commit = off`):
 /// outcomes lost to a database crash are deliveries made again, which
 /// at-least-once allows, and the workers' many small commits then cost no
@@ -59,7 +60,7 @@ impl Write {
 /// for others (the outcome writer's; ingest does not wait).
 pub(super) async fn run_writer(
     pool: Pool,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Write>,
+    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Write>>>,
     commits: tokio::sync::broadcast::Sender<CommitNotice>,
     write_failure: Option<Arc<Mutex<Option<String>>>>,
     streams: Arc<super::streams::Streams>,
@@ -74,7 +75,13 @@ pub(super) async fn run_writer(
     let commit_seconds = m.journal_commit_seconds.clone();
     let commits_ok = m.journal_commits.with_label_values(&["ok"]);
     let commits_error = m.journal_commits.with_label_values(&["error"]);
-    while let Some(first) = rx.recv().await {
+    loop {
+        // The writers sharing `rx` take turns to gather a group; each
+        // commits its own while the next gathers.
+        let mut queue = rx.lock().await;
+        let Some(first) = queue.recv().await else {
+            break;
+        };
         if !gather.is_zero() {
             // Lets the other workers' batches join this group: one
             // transaction (and one statement per kind of write) for many.
@@ -83,7 +90,7 @@ pub(super) async fn run_writer(
         let mut size = first.size();
         let mut group = vec![first];
         while size < GROUP_MAX_EVENTS {
-            match rx.try_recv() {
+            match queue.try_recv() {
                 Ok(w) => {
                     size += w.size();
                     group.push(w);
@@ -91,6 +98,7 @@ pub(super) async fn run_writer(
                 Err(_) => break,
             }
         }
+        drop(queue);
         let started = std::time::Instant::now();
         let result = commit_group(&pool, &group).await;
         commit_seconds.observe(started.elapsed().as_secs_f64());
@@ -184,19 +192,11 @@ async fn commit_group(
 ) -> Result<(Vec<Outcome>, deadpool_postgres::Object), PgError> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
-    let tenants: Vec<&str> = group
-        .iter()
-        .filter_map(|w| match w {
-            Write::Events { tenant, .. } => Some(tenant.as_str()),
-            Write::Marks { .. } => None,
-        })
-        .collect();
-    if !tenants.is_empty() {
-        lock_tenants(&tx, &tenants).await?;
-    }
     let now = now_ms();
     let mut events = Vec::with_capacity(group.len());
+    let mut runs = Vec::new();
     let mut marks = Vec::new();
+    let mut ids = IdPlaces::default();
     for w in group {
         match w {
             Write::Events {
@@ -204,10 +204,16 @@ async fn commit_group(
                 events: batch,
                 context,
                 ..
-            } => events.push(apply_batch(&tx, tenant, batch, now, context.as_ref()).await?),
+            } => {
+                let (committed, totals) =
+                    insert_events(&tx, tenant, batch, now, context.as_ref(), &mut ids).await?;
+                events.push(committed);
+                runs.extend(totals.into_iter().map(|t| (tenant.as_str(), t)));
+            }
             Write::Marks { plugin, batch, .. } => marks.push((plugin.as_str(), batch)),
         }
     }
+    upsert_runs(&tx, runs, now).await?;
     let mut marks = apply_mark_batches(&tx, &marks, now).await?.into_iter();
     let mut events = events.into_iter();
     tx.commit().await?;
@@ -220,6 +226,35 @@ async fn commit_group(
         })
         .collect();
     Ok((out, c))
+}
+
+/// The places a transaction has given to its events: an event's id is the
+/// transaction's id shifted left by [`PLACE_BITS`] plus its place, so ids
+/// follow the order of the transactions' ids and, within one, the order of
+/// its batches (see the module's "Commit order" in `postgres`).
+#[derive(Default)]
+struct IdPlaces {
+    used: i64,
+}
+
+/// Bits of an event id that number its place in its transaction (the `<< 20`
+/// of the insert and of `herald_log_bound()` in the schema).
+const PLACE_BITS: u32 = 20;
+
+impl IdPlaces {
+    /// The offset of a batch of `n` events (their places are offset + 1 ..=
+    /// offset + n), or an error past what the id's low bits can hold.
+    fn take(&mut self, n: usize) -> Result<i64, PgError> {
+        let offset = self.used;
+        self.used += n as i64;
+        if self.used >= 1 << PLACE_BITS {
+            return Err(PgError::Other(format!(
+                "one transaction may write at most {} events",
+                (1u32 << PLACE_BITS) - 1
+            )));
+        }
+        Ok(offset)
+    }
 }
 
 /// What the stored events of one batch add to their run's row.
@@ -272,15 +307,17 @@ impl<'a> RunTotals<'a> {
     }
 }
 
-/// Writes one ingest batch inside `tx` (whose tenant lock is held): the new
-/// events in one statement, then one upsert per run.
-pub(super) async fn apply_batch(
+/// Inserts one ingest batch's new events inside `tx`, in one statement, with
+/// ids from `ids`; returns what was stored and what it adds to each run's row
+/// (for [`upsert_runs`], once per group).
+async fn insert_events<'a>(
     tx: &Transaction<'_>,
     tenant: &str,
-    events: &[WireEvent],
+    events: &'a [WireEvent],
     now: i64,
     context: Option<&RequestContext>,
-) -> Result<Committed, PgError> {
+    ids: &mut IdPlaces,
+) -> Result<(Committed, Vec<RunTotals<'a>>), PgError> {
     let uuids: Vec<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
     let runs: Vec<&str> = events.iter().map(|e| e.run_id.as_str()).collect();
     let counters: Vec<i64> = events.iter().map(|e| e.counter as i64).collect();
@@ -291,12 +328,13 @@ pub(super) async fn apply_batch(
         Some((r, t, s)) => (Some(r.as_str()), Some(t.as_str()), Some(s.as_str())),
         None => (None, None, None),
     };
-    // Ordered by position in the batch, so ids follow the batch's order.
+    let offset = ids.take(events.len())?;
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO events (tenant, uuid, run_id, counter, kind, created_ms, received_ms, body,
+            "INSERT INTO events (id, tenant, uuid, run_id, counter, kind, created_ms, received_ms, body,
                                  request_id, trace_id, span_id)
-             SELECT $1, u.uuid, u.run_id, u.counter, u.kind, u.created_ms, $2, u.body, $3, $4, $5
+             SELECT (pg_current_xact_id()::text::bigint << 20) + $12 + u.ord,
+                    $1, u.uuid, u.run_id, u.counter, u.kind, u.created_ms, $2, u.body, $3, $4, $5
              FROM unnest($6::text[], $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[])
                   WITH ORDINALITY AS u (uuid, run_id, counter, kind, created_ms, body, ord)
              ORDER BY u.ord
@@ -319,6 +357,7 @@ pub(super) async fn apply_batch(
                 &kinds,
                 &created,
                 &bodies,
+                &offset,
             ],
         )
         .await?;
@@ -338,53 +377,67 @@ pub(super) async fn apply_batch(
         }
     }
     let accepted = inserted.iter().filter(|i| **i).count();
-    if !totals.is_empty() {
-        let upsert = tx
-            .prepare_cached(
-                "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events,
-                                   finished, received_ms, outcome, labels)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
-                 ON CONFLICT (tenant, run_id) DO UPDATE SET
-                    playbook = coalesce(runs.playbook, excluded.playbook),
-                    controller = coalesce(runs.controller, excluded.controller),
-                    first_ms = least(runs.first_ms, excluded.first_ms),
-                    last_ms = greatest(runs.last_ms, excluded.last_ms),
-                    events = runs.events + excluded.events,
-                    finished = runs.finished OR excluded.finished,
-                    received_ms = greatest(runs.received_ms, excluded.received_ms),
-                    outcome = greatest(runs.outcome, excluded.outcome),
-                    labels = CASE WHEN runs.labels IS NULL THEN excluded.labels
-                                  WHEN excluded.labels IS NULL THEN runs.labels
-                                  ELSE excluded.labels || runs.labels END",
-            )
-            .await?;
-        for r in &totals {
-            let labels = (!r.labels.is_empty())
-                .then(|| serde_json::Value::Object(r.labels.clone()).to_string());
-            tx.execute(
-                &upsert,
-                &[
-                    &tenant,
-                    &r.run_id,
-                    &r.playbook,
-                    &r.controller,
-                    &r.first_ms,
-                    &r.last_ms,
-                    &r.events,
-                    &r.finished,
-                    &now,
-                    &r.outcome.map(|o| o as i16),
-                    &labels,
-                ],
-            )
-            .await?;
-        }
-    }
-    Ok(Committed {
+    let committed = Committed {
         accepted,
         duplicates: events.len() - accepted,
         inserted,
-    })
+    };
+    Ok((committed, totals))
+}
+
+/// Adds a group's run totals to the runs' rows, in one order (tenant, run):
+/// two ingest transactions that touch the same runs then lock their rows in
+/// the same order and never deadlock.
+async fn upsert_runs(
+    tx: &Transaction<'_>,
+    mut runs: Vec<(&str, RunTotals<'_>)>,
+    now: i64,
+) -> Result<(), PgError> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    runs.sort_by(|a, b| (a.0, a.1.run_id).cmp(&(b.0, b.1.run_id)));
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO runs (tenant, run_id, playbook, controller, first_ms, last_ms, events,
+                               finished, received_ms, outcome, labels)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
+             ON CONFLICT (tenant, run_id) DO UPDATE SET
+                playbook = coalesce(runs.playbook, excluded.playbook),
+                controller = coalesce(runs.controller, excluded.controller),
+                first_ms = least(runs.first_ms, excluded.first_ms),
+                last_ms = greatest(runs.last_ms, excluded.last_ms),
+                events = runs.events + excluded.events,
+                finished = runs.finished OR excluded.finished,
+                received_ms = greatest(runs.received_ms, excluded.received_ms),
+                outcome = greatest(runs.outcome, excluded.outcome),
+                labels = CASE WHEN runs.labels IS NULL THEN excluded.labels
+                              WHEN excluded.labels IS NULL THEN runs.labels
+                              ELSE excluded.labels || runs.labels END",
+        )
+        .await?;
+    for (tenant, r) in &runs {
+        let labels =
+            (!r.labels.is_empty()).then(|| serde_json::Value::Object(r.labels.clone()).to_string());
+        tx.execute(
+            &upsert,
+            &[
+                tenant,
+                &r.run_id,
+                &r.playbook,
+                &r.controller,
+                &r.first_ms,
+                &r.last_ms,
+                &r.events,
+                &r.finished,
+                &now,
+                &r.outcome.map(|o| o as i16),
+                &labels,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Writes workers' outcomes and their cursors' moves inside `tx`, one
@@ -796,8 +849,10 @@ impl EventLog for PgJournal {
         let committed = self.block(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await?;
-            lock_tenants(&tx, &[tenant]).await?;
-            let committed = apply_batch(&tx, tenant, events, now_ms(), None).await?;
+            let now = now_ms();
+            let (committed, runs) =
+                insert_events(&tx, tenant, events, now, None, &mut IdPlaces::default()).await?;
+            upsert_runs(&tx, runs.into_iter().map(|r| (tenant, r)).collect(), now).await?;
             tx.commit().await?;
             Ok::<_, PgError>(committed)
         })?;
