@@ -8,6 +8,8 @@ use herald_config::PluginConfig;
 use herald_journal::{CommitNotice, SharedStore};
 use herald_runtime::PluginInstance;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
@@ -24,17 +26,57 @@ pub struct WorkerSpec {
 type Workers = Arc<Mutex<BTreeMap<String, Worker>>>;
 
 /// The executors a dispatcher's streams run on: each stream stays on the one
-/// it was placed on, the next one in turn, so that its outbound connections'
-/// tasks (made on the same thread) wake it without crossing threads.
+/// it was placed on, so that its outbound connections' tasks (made on the
+/// same thread) wake it without crossing threads. A new stream goes to the
+/// executor running the fewest (the first of them on a tie), so streams
+/// that ended (a removed or reloaded instance) leave room where they were.
 struct Runtimes {
     handles: Vec<tokio::runtime::Handle>,
-    next: std::sync::atomic::AtomicUsize,
+    /// Streams running on each executor.
+    running: Vec<Arc<AtomicUsize>>,
+}
+
+/// Counts a stream on its executor while it runs (it lives in the task).
+struct Placed(Arc<AtomicUsize>);
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Runtimes {
-    fn next(&self) -> &tokio::runtime::Handle {
-        let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        &self.handles[k % self.handles.len()]
+    fn new(handles: Vec<tokio::runtime::Handle>) -> Runtimes {
+        let running = handles.iter().map(|_| Arc::default()).collect();
+        Runtimes { handles, running }
+    }
+
+    fn least_loaded(&self) -> usize {
+        (0..self.handles.len())
+            .min_by_key(|&k| self.running[k].load(Ordering::SeqCst))
+            .unwrap_or(0)
+    }
+
+    /// Spawns a stream on the least loaded executor, counted there until it ends.
+    fn place<F>(&self, stream: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let k = self.least_loaded();
+        self.running[k].fetch_add(1, Ordering::SeqCst);
+        let placed = Placed(self.running[k].clone());
+        self.handles[k].spawn(async move {
+            let _placed = placed;
+            stream.await
+        })
+    }
+
+    /// Spawns a short task that is no stream (not counted).
+    fn spawn_aside<F>(&self, task: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handles[self.least_loaded()].spawn(task)
     }
 }
 
@@ -98,7 +140,7 @@ impl Dispatcher {
 
     /// Starts one worker per instance on `runtimes`, as `replica`: each
     /// worker delivers only while this replica holds its instance's lease.
-    /// Each shard's stream runs on one of `runtimes`, the next in turn (the
+    /// Each shard's stream runs on one of `runtimes`, the least loaded (the
     /// server gives each delivery thread an executor of its own, so
     /// deliveries never take every core from ingest); with none, on the
     /// current runtime.
@@ -118,10 +160,7 @@ impl Dispatcher {
         let heartbeat = tokio::spawn(heartbeat(journal.clone(), replica.clone()));
         let d = Dispatcher {
             heartbeat,
-            runtimes: Runtimes {
-                handles,
-                next: Default::default(),
-            },
+            runtimes: Runtimes::new(handles),
             replica,
             journal,
             workers,
@@ -208,7 +247,7 @@ impl Dispatcher {
                     replica: self.replica.clone(),
                 },
             );
-            tasks.push(self.runtimes.next().spawn(async move {
+            tasks.push(self.runtimes.place(async move {
                 // An error: the handover task is gone; start anyway.
                 let _ = handover.wait_for(|done| *done).await;
                 run.await
@@ -238,8 +277,7 @@ impl Dispatcher {
             let _ = handed_over.send(true);
         } else {
             self.runtimes
-                .next()
-                .spawn(hand_over(name, previous, handed_over));
+                .spawn_aside(hand_over(name, previous, handed_over));
         }
         self.replica
             .share
@@ -402,5 +440,75 @@ async fn wake_on_commits(mut commits: broadcast::Receiver<CommitNotice>, workers
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two executors, each on a thread of its own.
+    fn executors() -> Vec<tokio::runtime::Handle> {
+        (0..2)
+            .map(|k| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("an executor");
+                let handle = rt.handle().clone();
+                std::thread::Builder::new()
+                    .name(format!("executor-{k}"))
+                    .spawn(move || rt.block_on(std::future::pending::<()>()))
+                    .expect("its thread");
+                handle
+            })
+            .collect()
+    }
+
+    /// A stream that reports its thread, then runs until told to end.
+    fn stream(
+        on: tokio::sync::oneshot::Sender<String>,
+        end: tokio::sync::oneshot::Receiver<()>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            let _ = on.send(name);
+            let _ = end.await;
+        }
+    }
+
+    /// A new stream goes where the fewest run: after the second executor's
+    /// stream ended, the next one goes there, not back to the first (where
+    /// placing in turn put it).
+    #[tokio::test]
+    async fn streams_go_to_the_executor_running_the_fewest() {
+        let runtimes = Runtimes::new(executors());
+        let mut ends = Vec::new();
+        let mut placed = Vec::new();
+        for _ in 0..2 {
+            let (on, thread) = tokio::sync::oneshot::channel();
+            let (end, ended) = tokio::sync::oneshot::channel();
+            placed.push(runtimes.place(stream(on, ended)));
+            ends.push(end);
+            assert!(thread.await.is_ok());
+        }
+        let (first, second) = (ends.remove(0), ends.remove(0));
+        let _ = second.send(());
+        let task = placed.pop().expect("the second stream");
+        assert!(task.await.is_ok(), "the second stream ended");
+        assert_eq!(
+            runtimes
+                .running
+                .iter()
+                .map(|r| r.load(Ordering::SeqCst))
+                .collect::<Vec<_>>(),
+            [1, 0],
+            "an ended stream is no longer counted"
+        );
+        let (on, thread) = tokio::sync::oneshot::channel();
+        let (_end, ended) = tokio::sync::oneshot::channel::<()>();
+        let _third = runtimes.place(stream(on, ended));
+        assert_eq!(thread.await.as_deref(), Ok("executor-1"));
+        let _ = first.send(());
     }
 }

@@ -1349,7 +1349,7 @@ mod worker_tests {
     }
 
     /// Each shard's stream runs on one of the dispatcher's executors, the
-    /// next in turn, and stays there: with two single-thread executors, an
+    /// least loaded, and stays there: with two single-thread executors, an
     /// instance's two shards deliver on both threads, and each run's events
     /// (one shard's) on one of them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
