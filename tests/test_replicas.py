@@ -456,3 +456,56 @@ def test_replicated_crash_oracle(tmp_path, shards):
             h.kill(signal.SIGTERM)
         steady.close()
         flaky.close()
+
+
+def test_a_transaction_left_open_holds_delivery_back_and_ready_says_so(tmp_path):
+    """The cost of ids from transaction ids (docs/configuration.md): a write
+    transaction left open on the same PostgreSQL server, here in another of
+    its databases, holds newer events back from delivery while it lasts;
+    `/ready` stays 200 and says so; once it ends, everything is delivered, in
+    order, and `/ready` no longer says so."""
+    pg = pg_server()
+    url = pg.database("held_" + uuid.uuid4().hex[:8])
+    receiver = Receiver()
+    token, token_hash = token_pair()
+    (host,) = replicas(tmp_path, url, ["a"], {"ops": token_hash}, {"hook": webhook_plugin("ops", receiver)})
+    session = None
+    try:
+        host.start()
+        wait_for(lambda: holds(host) == ["hook"], timeout=30, what="the replica holds the instance")
+        run = str(uuid.uuid4())
+        first = [event(run, i) for i in range(3)]
+        assert host.post(json.dumps(first).encode(), token)[0] == 202
+        wait_for(lambda: len(receiver.events()) == 3, timeout=30, what="the first batch delivered")
+        # A session that takes a transaction id and stays open.
+        session = subprocess.Popen(
+            [str(pg.bin / "psql"), "-h", str(pg.dir), "-p", str(pg.port), "-U", "herald", "-d", "postgres",
+             "-v", "ON_ERROR_STOP=1", "-At"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        session.stdin.write("BEGIN;\nSELECT pg_current_xact_id();\n")
+        session.stdin.flush()
+        # psql prints BEGIN's command tag, then the id.
+        lines = [session.stdout.readline().strip() for _ in range(2)]
+        assert lines[0] == "BEGIN" and lines[1].isdigit(), f"the open transaction has an id: {lines}"
+        second = [event(run, i) for i in range(3, 6)]
+        assert host.post(json.dumps(second).encode(), token)[0] == 202
+
+        def held():
+            status, body = ready(host)
+            return status == 200 and body["checks"]["journal"].get("delivery_held_back", {}).get("tenants") == 1
+
+        wait_for(held, timeout=10, what="/ready reporting events held back")
+        assert len(receiver.events()) == 3, "events above an open transaction were delivered"
+        session.stdin.write("COMMIT;\n")
+        session.stdin.close()
+        assert session.wait(timeout=30) == 0
+        wait_for(lambda: len(receiver.events()) == 6, timeout=10, what="the held events delivered")
+        assert [e["uuid"] for e in receiver.events()] == [e["uuid"] for e in first + second]
+        wait_for(lambda: "delivery_held_back" not in ready(host)[1]["checks"]["journal"], timeout=10,
+                 what="/ready no longer reporting it")
+    finally:
+        if session is not None and session.poll() is None:
+            session.kill()
+            session.wait()
+        host.kill(signal.SIGTERM)
+        receiver.close()

@@ -524,6 +524,22 @@ pub struct ReadyCheck {
     /// Plugin instances running (the `plugins` check).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<u64>,
+    /// The `journal` check on PostgreSQL, while a transaction still running
+    /// on the database has held committed events back from delivery for over
+    /// a second (ingest goes on; this check stays ok).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_held_back: Option<HeldBack>,
+}
+
+/// Committed events held back from delivery (see [`ReadyCheck`]).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeldBack {
+    /// Tenants with events held back.
+    pub tenants: u64,
+    /// Since when the oldest has been (epoch ms).
+    pub since_ms: i64,
+    /// What holds them.
+    pub reason: String,
 }
 
 /// The checks of `GET /ready`.

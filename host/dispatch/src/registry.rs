@@ -466,15 +466,13 @@ mod tests {
     }
 
     /// A stream that reports its thread, then runs until told to end.
-    fn stream(
+    async fn stream(
         on: tokio::sync::oneshot::Sender<String>,
         end: tokio::sync::oneshot::Receiver<()>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            let name = std::thread::current().name().unwrap_or("").to_string();
-            let _ = on.send(name);
-            let _ = end.await;
-        }
+    ) {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        let _ = on.send(name);
+        let _ = end.await;
     }
 
     /// A new stream goes where the fewest run: after the second executor's

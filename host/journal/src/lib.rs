@@ -883,6 +883,14 @@ pub trait Maintenance: Send + Sync {
 
     /// Checks that the journal can take a write right now (readiness).
     fn probe_writable(&self) -> Result<(), JournalError>;
+
+    /// How many tenants have committed events held back from delivery for
+    /// over a second by a transaction still running elsewhere, and since
+    /// when the oldest (epoch ms): PostgreSQL reads only below its oldest
+    /// running transaction (see its "Commit order"). SQLite never does.
+    fn held_back(&self) -> Option<(usize, i64)> {
+        None
+    }
 }
 
 /// A plugin instance's lease, held by one replica at a time.

@@ -1316,11 +1316,16 @@ fn postgres_a_transaction_that_commits_late_is_not_skipped() {
         matches!(woken, Ok(Ok(CommitNotice::Events { ref tenant })) if &**tenant == "t"),
         "the held-back read woke no worker: {woken:?}"
     );
+    // `/ready` reports it once it has lasted a second, not before.
+    assert_eq!(journal.held_back(), None, "reported at once");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(journal.held_back().map(|(tenants, _)| tenants), Some(1));
     first.commit();
     let read = journal.pending("p", "t", 0, 10).expect("read");
     let runs: Vec<&str> = read.iter().map(|d| d.run_id.as_str()).collect();
     assert_eq!(runs, ["r1", "r2"], "both, in id order");
     assert!(read[0].event_id < read[1].event_id);
+    assert_eq!(journal.held_back(), None, "still reported once read");
 }
 
 /// A new cursor starts past every event committed before it, including

@@ -30,7 +30,7 @@ pub async fn health() -> impl IntoResponse {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let journal_check = match tokio::time::timeout(
+    let mut journal_check = match tokio::time::timeout(
         std::time::Duration::from_secs(3),
         herald_journal::blocking(&state.journal, |j| j.probe_writable()),
     )
@@ -40,6 +40,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
         Err(_) => json!({"ok": false, "error": "the journal did not answer within 3 s"}),
     };
+    if let Some((tenants, since_ms)) = state.journal.held_back() {
+        // Not a failed check: ingest goes on, delivery waits for it.
+        journal_check["delivery_held_back"] = json!({"tenants": tenants, "since_ms": since_ms,
+            "reason": "a write transaction still running on the database server (any of its databases) holds newer events back from delivery until it ends"});
+    }
     let config = state.live.load();
     let running = state.dispatcher.names();
     let missing: Vec<&String> = config

@@ -166,6 +166,10 @@ impl Maintenance for PgJournal {
 
     /// Reaches the database and writes a row; after a failed commit of the
     /// writer, ready again only once a write succeeds.
+    fn held_back(&self) -> Option<(usize, i64)> {
+        self.tenants_held_back()
+    }
+
     fn probe_writable(&self) -> Result<(), JournalError> {
         self.block(async {
             let c = self.conn().await?;

@@ -194,13 +194,19 @@ struct Inner {
 }
 
 /// A tenant whose reads find events held back.
-#[derive(Default)]
 struct Held {
     /// Reads in a row that found them.
     streak: u32,
     /// A wake-up is on its way.
     waking: bool,
+    /// When the first of those reads was (epoch ms).
+    since_ms: i64,
 }
+
+/// How long events must stay held back before `/ready` reports it: a
+/// commit is held for a moment whenever one with a smaller id is still
+/// writing.
+const HELD_REPORTED_MS: i64 = 1000;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -343,7 +349,11 @@ impl PgJournal {
             }
             return;
         }
-        let h = tenants.entry(tenant.to_string()).or_default();
+        let h = tenants.entry(tenant.to_string()).or_insert_with(|| Held {
+            streak: 0,
+            waking: false,
+            since_ms: crate::now_ms(),
+        });
         if h.waking {
             return;
         }
@@ -376,6 +386,18 @@ impl PgJournal {
             }
             let _ = commits.send(CommitNotice::Events { tenant });
         });
+    }
+
+    /// See [`crate::Maintenance::held_back`].
+    fn tenants_held_back(&self) -> Option<(usize, i64)> {
+        let cutoff = crate::now_ms() - HELD_REPORTED_MS;
+        let tenants = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        let long: Vec<i64> = tenants
+            .values()
+            .map(|h| h.since_ms)
+            .filter(|&since| since <= cutoff)
+            .collect();
+        long.iter().min().map(|&oldest| (long.len(), oldest))
     }
 
     /// Tells this replica's workers, and (by NOTIFY) every other replica's,
