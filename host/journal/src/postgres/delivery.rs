@@ -712,7 +712,7 @@ impl PgJournal {
         let tail = &self.inner.tail;
         match (read.await, flight) {
             (Ok((rows, bound, held)), f) => {
-                self.held_back(tenant, held);
+                self.note_held_back(tenant, held);
                 let segment = match f {
                     Some(f) => tail.fill(tenant, from, &f, rows),
                     None => Arc::new(Segment::alone(from, rows)),

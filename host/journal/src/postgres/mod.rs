@@ -189,7 +189,7 @@ struct Inner {
     /// The URL without its password.
     label: String,
     /// Tenants whose last read found events held back above the log's
-    /// bound, with their streak (see [`PgJournal::held_back`]).
+    /// bound, with their streak (see `PgJournal::note_held_back`).
     held: Arc<Mutex<std::collections::HashMap<String, Held>>>,
 }
 
@@ -341,7 +341,7 @@ impl PgJournal {
     /// them is a transaction with a smaller id, which may be no ingest (an
     /// outcome write, a lease, another application's) and so end without a
     /// notice; the reads that follow see its events once it ends.
-    fn held_back(&self, tenant: &str, held: bool) {
+    fn note_held_back(&self, tenant: &str, held: bool) {
         let mut tenants = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
         if !held {
             if tenants.get(tenant).is_some_and(|h| !h.waking) {
