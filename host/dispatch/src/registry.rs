@@ -443,27 +443,29 @@ async fn wake_on_commits(mut commits: broadcast::Receiver<CommitNotice>, workers
     }
 }
 
+/// Two single-thread executors on threads named `executor-0` and
+/// `executor-1`, as the server's delivery threads are (for tests).
+#[cfg(test)]
+pub(crate) fn test_executors() -> Vec<tokio::runtime::Handle> {
+    (0..2)
+        .map(|k| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("an executor");
+            let handle = rt.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("executor-{k}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))
+                .expect("its thread");
+            handle
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Two executors, each on a thread of its own.
-    fn executors() -> Vec<tokio::runtime::Handle> {
-        (0..2)
-            .map(|k| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("an executor");
-                let handle = rt.handle().clone();
-                std::thread::Builder::new()
-                    .name(format!("executor-{k}"))
-                    .spawn(move || rt.block_on(std::future::pending::<()>()))
-                    .expect("its thread");
-                handle
-            })
-            .collect()
-    }
 
     /// A stream that reports its thread, then runs until told to end.
     async fn stream(
@@ -480,7 +482,7 @@ mod tests {
     /// placing in turn put it).
     #[tokio::test]
     async fn streams_go_to_the_executor_running_the_fewest() {
-        let runtimes = Runtimes::new(executors());
+        let runtimes = Runtimes::new(test_executors());
         let mut ends = Vec::new();
         let mut placed = Vec::new();
         for _ in 0..2 {

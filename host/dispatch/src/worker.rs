@@ -1353,20 +1353,9 @@ mod worker_tests {
     /// instance's two shards deliver on both threads, and each run's events
     /// (one shard's) on one of them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn streams_are_placed_on_the_executors_in_turn() {
+    async fn streams_are_spread_over_the_executors() {
         let j = journal("placed");
-        let mut executors = Vec::new();
-        for k in 0..2 {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("an executor");
-            executors.push(rt.handle().clone());
-            std::thread::Builder::new()
-                .name(format!("executor-{k}"))
-                .spawn(move || rt.block_on(std::future::pending::<()>()))
-                .expect("its thread");
-        }
+        let executors = crate::registry::test_executors();
         let threads: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let seen = threads.clone();
         let answer: Answer = Box::new(move |uuid, _| {
